@@ -1,0 +1,50 @@
+-- name: UserCreate :one
+-- UserCreate inserts a user; a duplicate username fails with a unique violation.
+INSERT INTO users (username, password_hash, role)
+VALUES (@username, @password_hash, @role)
+RETURNING *;
+
+-- name: UserCreateIfNoneExist :one
+-- UserCreateIfNoneExist creates the bootstrap admin only while the users table is empty.
+-- The advisory lock makes concurrent first starts create exactly one account.
+WITH guard AS (SELECT pg_advisory_xact_lock(7331001))
+INSERT INTO users (username, password_hash, role)
+SELECT @username, @password_hash, 'admin'
+FROM guard
+WHERE NOT EXISTS (SELECT 1 FROM users)
+RETURNING *;
+
+-- name: UserGetByName :one
+SELECT * FROM users WHERE username = @username;
+
+-- name: UserGetByID :one
+SELECT * FROM users WHERE id = @id;
+
+-- name: UserList :many
+SELECT * FROM users ORDER BY username;
+
+-- name: UserCountAdmins :one
+-- UserCountAdmins counts admins, locking them so that two concurrent demotions or deletions
+-- cannot both pass the last-admin check.
+SELECT count(*) FROM (SELECT id FROM users WHERE role = 'admin' FOR UPDATE) AS admins;
+
+-- name: UserDelete :execrows
+DELETE FROM users WHERE username = @username;
+
+-- name: UserSetPassword :one
+-- UserSetPassword replaces the password hash and invalidates every access token issued so far.
+UPDATE users
+SET password_hash = @password_hash, updated_at = now(), tokens_valid_after = date_trunc('second', now())
+WHERE username = @username
+RETURNING *;
+
+-- name: UserSetRole :one
+-- UserSetRole changes the role and invalidates every access token issued so far.
+UPDATE users
+SET role = @role, updated_at = now(),
+    tokens_valid_after = CASE WHEN role = @role THEN tokens_valid_after ELSE date_trunc('second', now()) END
+WHERE username = @username
+RETURNING *;
+
+-- name: UserGetForUpdate :one
+SELECT * FROM users WHERE username = @username FOR UPDATE;
