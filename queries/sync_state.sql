@@ -10,9 +10,10 @@ SELECT current_version, repository_generation FROM sync_state WHERE id = 1 FOR U
 
 -- name: SyncStateReset :one
 -- SyncStateReset starts a new repository generation (called with the write lock held).
+-- current_version keeps counting up rather than restarting: a client that never sends its
+-- generation keeps its cursor, and every change after the reset is still above it.
 UPDATE sync_state
-SET current_version = 0,
-    repository_generation = repository_generation + 1,
+SET repository_generation = repository_generation + 1,
     last_reset_at = now(),
     last_reset_by = @reset_by
 WHERE id = 1

@@ -10,7 +10,7 @@ CREATE TABLE users (
     updated_at         timestamptz NOT NULL DEFAULT now(),
     -- Access tokens issued before this instant (whole seconds) are refused: set when the
     -- password or the role changes, so stolen or stale tokens stop working at once.
-    tokens_valid_after timestamptz NOT NULL DEFAULT '-infinity'
+    tokens_valid_after timestamptz NOT NULL DEFAULT 'epoch'
 );
 
 -- Refresh tokens are opaque; only their SHA-256 is stored. Each use rotates the token

@@ -47,8 +47,7 @@ func (q *Queries) SyncStateLock(ctx context.Context) (SyncStateLockRow, error) {
 
 const syncStateReset = `-- name: SyncStateReset :one
 UPDATE sync_state
-SET current_version = 0,
-    repository_generation = repository_generation + 1,
+SET repository_generation = repository_generation + 1,
     last_reset_at = now(),
     last_reset_by = $1
 WHERE id = 1
@@ -61,6 +60,8 @@ type SyncStateResetRow struct {
 }
 
 // SyncStateReset starts a new repository generation (called with the write lock held).
+// current_version keeps counting up rather than restarting: a client that never sends its
+// generation keeps its cursor, and every change after the reset is still above it.
 func (q *Queries) SyncStateReset(ctx context.Context, resetBy *string) (SyncStateResetRow, error) {
 	row := q.db.QueryRow(ctx, syncStateReset, resetBy)
 	var i SyncStateResetRow

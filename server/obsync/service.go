@@ -1,7 +1,6 @@
 package obsync
 
 import (
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -48,7 +47,3 @@ func checkGeneration(sent *int64, server int64, unsentIsOne bool) error {
 	return nil
 }
 
-// ReceiptsOlderThan is the cut-off for cleaning push receipts with the given retention.
-func ReceiptsOlderThan(now time.Time, retention time.Duration) time.Time {
-	return now.Add(-retention)
-}

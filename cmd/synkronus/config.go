@@ -1,0 +1,138 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opendataensemble/synkronus/server/obsync"
+)
+
+// config is everything the server reads from its environment, read once at start.
+type config struct {
+	DatabaseURL     string
+	Host            string
+	Port            int
+	JWTSecret       []byte
+	AdminUsername   string
+	AdminPassword   string
+	DataDir         string
+	LogLevel        slog.Level
+	LogFormat       string
+	PublicURL       string
+	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration
+	ConflictPolicy  obsync.Policy
+	ReceiptTTL      time.Duration
+	MaxPushBytes    int64
+	MaxJSONBytes    int64
+	DBMaxConns      int32
+	BcryptCost      int
+}
+
+const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/synkronus?sslmode=disable"
+
+// loadConfig reads the configuration from env (a lookup function, os.LookupEnv in main).
+// Every problem is reported, not only the first.
+func loadConfig(env func(string) (string, bool)) (config, error) {
+	var errs []error
+	get := func(names ...string) string {
+		for _, n := range names {
+			if v, ok := env(n); ok && strings.TrimSpace(v) != "" {
+				return strings.TrimSpace(v)
+			}
+		}
+		return ""
+	}
+	duration := func(name string, def time.Duration) time.Duration {
+		v := get(name)
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q is not a positive duration such as 24h", name, v))
+			return def
+		}
+		return d
+	}
+	integer := func(def, lo, hi int64, names ...string) int64 {
+		name := names[0]
+		v := get(names...)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < lo || n > hi {
+			errs = append(errs, fmt.Errorf("%s=%q must be a whole number from %d to %d", name, v, lo, hi))
+			return def
+		}
+		return n
+	}
+
+	c := config{
+		DatabaseURL:     get("DATABASE_URL", "DB_CONNECTION"),
+		Host:            get("HOST"),
+		Port:            int(integer(8080, 0, 65535, "PORT", "SERVER_PORT")),
+		AdminUsername:   get("ADMIN_USERNAME"),
+		AdminPassword:   get("ADMIN_PASSWORD"),
+		DataDir:         get("DATA_DIR"),
+		LogFormat:       get("LOG_FORMAT"),
+		PublicURL:       strings.TrimRight(get("PUBLIC_URL"), "/"),
+		AccessTokenTTL:  duration("ACCESS_TOKEN_TTL", 24*time.Hour),
+		RefreshTokenTTL: duration("REFRESH_TOKEN_TTL", 30*24*time.Hour),
+		ReceiptTTL:      duration("PUSH_RECEIPT_TTL", 24*time.Hour),
+		MaxPushBytes:    integer(32<<20, 1<<10, 1<<30, "MAX_PUSH_BYTES"),
+		MaxJSONBytes:    integer(1<<20, 1<<10, 1<<30, "MAX_JSON_BYTES"),
+		DBMaxConns:      int32(integer(16, 2, 1000, "DB_MAX_CONNS")),
+		BcryptCost:      int(integer(10, 4, 16, "BCRYPT_COST")),
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = defaultDatabaseURL
+	}
+	if c.AdminUsername == "" {
+		c.AdminUsername = "admin"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "data"
+	}
+	switch c.LogFormat {
+	case "", "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q must be json or text", c.LogFormat))
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(orDefault(get("LOG_LEVEL"), "info"))); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL=%q must be debug, info, warn or error", get("LOG_LEVEL")))
+	}
+	policy, err := obsync.ParsePolicy(orDefault(get("SYNC_CONFLICT_POLICY"), string(obsync.PolicyNewest)))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("SYNC_CONFLICT_POLICY: %w", err))
+	}
+	c.ConflictPolicy = policy
+
+	switch file, secret := get("JWT_SECRET_FILE"), get("JWT_SECRET"); {
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("JWT_SECRET_FILE: %w", err))
+		}
+		c.JWTSecret = []byte(strings.TrimSpace(string(b)))
+	case secret != "":
+		c.JWTSecret = []byte(secret)
+	}
+	if c.JWTSecret != nil && len(c.JWTSecret) < 32 {
+		errs = append(errs, errors.New("the JWT secret must be at least 32 bytes; unset it to let the server generate one"))
+	}
+	return c, errors.Join(errs...)
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,187 @@
+// Command synkronus is the ODE sync server: it prepares the database, then serves the API
+// until SIGINT or SIGTERM, and exits non-zero with a clear message when it cannot start.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/joho/godotenv"
+	"golang.org/x/term"
+
+	"github.com/opendataensemble/synkronus/db"
+	"github.com/opendataensemble/synkronus/gen/dbgen"
+	"github.com/opendataensemble/synkronus/server"
+	"github.com/opendataensemble/synkronus/server/buildinfo"
+	"github.com/opendataensemble/synkronus/server/passwords"
+)
+
+func main() {
+	// A .env file supplies defaults; variables already set in the environment win.
+	if err := godotenv.Load(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(os.Stderr, "synkronus: error reading .env: %v\n", err)
+		os.Exit(2)
+	}
+	cfg, err := loadConfig(os.LookupEnv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "synkronus: invalid configuration:\n%v\n", err)
+		os.Exit(2)
+	}
+	log := newLogger(cfg)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("synkronus stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(cfg config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "text" || (cfg.LogFormat == "" && term.IsTerminal(int(os.Stderr.Fd()))) {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}
+
+func run(ctx context.Context, cfg config, log *slog.Logger) error {
+	version, commit, _ := buildinfo.Info()
+	log.Info("starting synkronus", "version", version, "commit", commit)
+
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := db.EnsureDatabase(startCtx, cfg.DatabaseURL); err != nil {
+		return fmt.Errorf("database unavailable (check DATABASE_URL): %w", err)
+	}
+	pool, err := db.Connect(startCtx, cfg.DatabaseURL, cfg.DBMaxConns)
+	if err != nil {
+		return fmt.Errorf("database unavailable (check DATABASE_URL): %w", err)
+	}
+	defer pool.Close()
+	if err := db.Migrate(startCtx, pool, log); err != nil {
+		return err
+	}
+	secret, err := signingKey(startCtx, pool, cfg, log)
+	if err != nil {
+		return err
+	}
+	hasher := passwords.NewHasher(cfg.BcryptCost, 1)
+	if err := bootstrapAdmin(startCtx, pool, hasher, cfg, log); err != nil {
+		return err
+	}
+
+	srv, err := server.New(server.Deps{Pool: pool, Log: log, Hasher: hasher, SigningKey: secret}, server.Options{
+		AccessTokenTTL:  cfg.AccessTokenTTL,
+		RefreshTokenTTL: cfg.RefreshTokenTTL,
+		ConflictPolicy:  cfg.ConflictPolicy,
+		ReceiptTTL:      cfg.ReceiptTTL,
+		MaxJSONBytes:    cfg.MaxJSONBytes,
+		MaxPushBytes:    cfg.MaxPushBytes,
+		PublicURL:       cfg.PublicURL,
+		DataDir:         cfg.DataDir,
+	})
+	if err != nil {
+		return err
+	}
+	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s (is the port in use? set PORT): %w", addr, err)
+	}
+	httpSrv := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 25 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	bg := srv.Start(ctx)
+	log.Info("synkronus listening", "addr", ln.Addr().String())
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("error serving HTTP: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancelShutdown()
+	err = httpSrv.Shutdown(shutdownCtx)
+	bg.Wait()
+	if err != nil {
+		return fmt.Errorf("error shutting down: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// signingKey returns the JWT key: the configured one, or else a strong random key
+// generated once and stored in the database, where every process of this database finds it.
+func signingKey(ctx context.Context, pool *pgxpool.Pool, cfg config, log *slog.Logger) ([]byte, error) {
+	if cfg.JWTSecret != nil {
+		return cfg.JWTSecret, nil
+	}
+	fresh := make([]byte, 64)
+	if _, err := rand.Read(fresh); err != nil {
+		return nil, fmt.Errorf("error generating JWT key: %w", err)
+	}
+	q := dbgen.New(pool)
+	for range 2 { // a concurrent first start may have inserted it under our statement's snapshot
+		key, err := q.ServerSecretEnsure(ctx, dbgen.ServerSecretEnsureParams{Name: "jwt_signing_key", Value: fresh})
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("error loading the stored JWT key: %w", err)
+		}
+		log.Info("no JWT_SECRET set: signing tokens with the key generated for this database (table server_secrets); set JWT_SECRET or JWT_SECRET_FILE to choose one")
+		return key, nil
+	}
+	return nil, errors.New("error loading the stored JWT key: not found after insert")
+}
+
+// bootstrapAdmin creates the first admin when there are no users. With no ADMIN_PASSWORD
+// it generates one and prints it once.
+func bootstrapAdmin(ctx context.Context, pool *pgxpool.Pool, hasher *passwords.Hasher, cfg config, log *slog.Logger) error {
+	password, generated := cfg.AdminPassword, false
+	if password == "" {
+		b := make([]byte, 18)
+		if _, err := rand.Read(b); err != nil {
+			return fmt.Errorf("error generating admin password: %w", err)
+		}
+		password, generated = base64.RawURLEncoding.EncodeToString(b), true
+	}
+	if err := passwords.Validate(password); err != nil {
+		return fmt.Errorf("ADMIN_PASSWORD: %w", err)
+	}
+	hash, err := hasher.Hash(ctx, password)
+	if err != nil {
+		return fmt.Errorf("error hashing admin password: %w", err)
+	}
+	_, err = dbgen.New(pool).UserCreateIfNoneExist(ctx, dbgen.UserCreateIfNoneExistParams{Username: cfg.AdminUsername, PasswordHash: hash})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // users exist already
+	}
+	if err != nil {
+		return fmt.Errorf("error creating the first admin: %w", err)
+	}
+	if generated {
+		fmt.Fprintf(os.Stderr, "\n  Created admin account %q with password: %s\n  (shown once; set ADMIN_PASSWORD to choose it)\n\n", cfg.AdminUsername, password)
+	}
+	log.Info("created the first admin account", "username", cfg.AdminUsername, "password_generated", generated)
+	return nil
+}

@@ -1,0 +1,42 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/opendataensemble/synkronus/gen/dbgen"
+)
+
+const cleanupEvery = 10 * time.Minute
+
+// cleanupLoop removes push receipts past their retention and expired refresh tokens.
+// Every process runs it; the deletes are idempotent and bounded per statement.
+func (s *Server) cleanupLoop(ctx context.Context) {
+	t := time.NewTicker(cleanupEvery)
+	defer t.Stop()
+	for {
+		s.cleanup(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) cleanup(ctx context.Context) {
+	cutoff := time.Now().Add(-s.opts.ReceiptTTL)
+	for ctx.Err() == nil {
+		n, err := s.q.PushReceiptDeleteOlderThan(ctx, dbgen.PushReceiptDeleteOlderThanParams{Cutoff: cutoff, BatchSize: 5000})
+		if err != nil {
+			s.log.WarnContext(ctx, "could not clean push receipts", "error", err)
+			break
+		}
+		if n < 5000 {
+			break
+		}
+	}
+	if _, err := s.q.RefreshTokenDeleteExpired(ctx); err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "could not clean refresh tokens", "error", err)
+	}
+}

@@ -1,0 +1,171 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/opendataensemble/synkronus/gen/api"
+	"github.com/opendataensemble/synkronus/gen/dbgen"
+	"github.com/opendataensemble/synkronus/server/obsync"
+)
+
+// generation picks the client's repository generation: the header wins over the body.
+func generation(header, body *int64) *int64 {
+	if header != nil {
+		return header
+	}
+	return body
+}
+
+func resetRequired(mismatch *obsync.GenerationMismatchError) api.RepositoryResetRequiredApplicationProblemPlusJSONResponse {
+	detail := fmt.Sprintf("the server's repository was reset (generation %d, this client has %d): discard local sync state and sync again from version 0",
+		mismatch.Server, mismatch.Client)
+	return api.RepositoryResetRequiredApplicationProblemPlusJSONResponse{
+		Body:    problemBody(http.StatusConflict, codeResetRequired, detail),
+		Headers: api.RepositoryResetRequiredResponseHeaders{XRepositoryGeneration: mismatch.Server},
+	}
+}
+
+// SyncPull returns the next page of observations changed after the client's cursor.
+func (s *Server) SyncPull(ctx context.Context, req api.SyncPullRequestObject) (api.SyncPullResponseObject, error) {
+	body := req.Body
+	if body.ClientId == "" {
+		return api.SyncPull400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("client_id is required")}, nil
+	}
+	pr := obsync.PullRequest{Generation: generation(req.Params.XRepositoryGeneration, body.RepositoryGeneration)}
+	if body.Since != nil && body.Since.Version != nil {
+		pr.Since = *body.Since.Version
+	}
+	if req.Params.Limit != nil {
+		pr.Limit = *req.Params.Limit
+	}
+	if req.Params.SchemaType != nil && *req.Params.SchemaType != "" {
+		pr.FormTypes = append(pr.FormTypes, *req.Params.SchemaType)
+	}
+	if body.SchemaTypes != nil {
+		pr.FormTypes = append(pr.FormTypes, *body.SchemaTypes...)
+	}
+	page, err := s.sync.Pull(ctx, pr)
+	var mismatch *obsync.GenerationMismatchError
+	if errors.As(err, &mismatch) {
+		return api.SyncPull409ApplicationProblemPlusJSONResponse{RepositoryResetRequiredApplicationProblemPlusJSONResponse: resetRequired(mismatch)}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p, ok := principalFrom(ctx); ok {
+		s.presence.record(presenceEvent{UserID: p.UserID, ClientID: body.ClientId, DataVersion: &pr.Since})
+	}
+	return pullResponse{page: page}, nil
+}
+
+// SyncPush stores a batch of observations.
+func (s *Server) SyncPush(ctx context.Context, req api.SyncPushRequestObject) (api.SyncPushResponseObject, error) {
+	body := req.Body
+	switch {
+	case body.TransmissionId == "":
+		return api.SyncPush400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("transmission_id is required")}, nil
+	case body.ClientId == "":
+		return api.SyncPush400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("client_id is required")}, nil
+	case body.Records == nil:
+		return api.SyncPush400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("records array is required")}, nil
+	case len(body.TransmissionId) > 255 || len(body.ClientId) > 255:
+		return api.SyncPush400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("transmission_id and client_id must be at most 255 bytes")}, nil
+	case len(body.Records) > obsync.MaxPushRecords:
+		return api.SyncPush413ApplicationProblemPlusJSONResponse{PayloadTooLargeApplicationProblemPlusJSONResponse: api.PayloadTooLargeApplicationProblemPlusJSONResponse(
+			problemBody(http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("%d records in one push; the limit is %d: split the batch", len(body.Records), obsync.MaxPushRecords)))}, nil
+	}
+	p, _ := principalFrom(ctx)
+	res, err := s.sync.Push(ctx, obsync.PushRequest{
+		ClientID:       body.ClientId,
+		TransmissionID: body.TransmissionId,
+		Generation:     generation(req.Params.XRepositoryGeneration, body.RepositoryGeneration),
+		Records:        body.Records,
+		Username:       p.Username,
+	})
+	var mismatch *obsync.GenerationMismatchError
+	switch {
+	case errors.As(err, &mismatch):
+		return api.SyncPush409ApplicationProblemPlusJSONResponse{RepositoryResetRequiredApplicationProblemPlusJSONResponse: resetRequired(mismatch)}, nil
+	case errors.Is(err, obsync.ErrTransmissionReused):
+		st, err := s.q.SyncStateGet(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("error reading sync state: %w", err)
+		}
+		return api.SyncPush409ApplicationProblemPlusJSONResponse{RepositoryResetRequiredApplicationProblemPlusJSONResponse: api.RepositoryResetRequiredApplicationProblemPlusJSONResponse{
+			Body: problemBody(http.StatusConflict, codeConflict, "this client already used transmission_id "+strconv.Quote(body.TransmissionId)+
+				" for a push with different records: send new records with a new transmission_id"),
+			Headers: api.RepositoryResetRequiredResponseHeaders{XRepositoryGeneration: st.RepositoryGeneration},
+		}}, nil
+	case err != nil:
+		return nil, err
+	}
+	s.presence.record(presenceEvent{UserID: p.UserID, ClientID: body.ClientId, DataVersion: &res.CurrentVersion})
+	return api.SyncPush200JSONResponse{Body: pushResponse(res), Headers: api.SyncPush200ResponseHeaders{XRepositoryGeneration: res.RepositoryGeneration}}, nil
+}
+
+func pushResponse(res obsync.PushResult) api.SyncPushResponse {
+	out := api.SyncPushResponse{CurrentVersion: res.CurrentVersion, RepositoryGeneration: res.RepositoryGeneration, SuccessCount: res.SuccessCount}
+	if len(res.FailedRecords) > 0 {
+		failed := make([]api.FailedRecord, len(res.FailedRecords))
+		for i, f := range res.FailedRecords {
+			failed[i] = api.FailedRecord{Index: f.Index, Code: f.Code, Error: f.Error}
+			if f.ObservationID != "" {
+				failed[i].ObservationId = &f.ObservationID
+			}
+		}
+		out.FailedRecords = &failed
+	}
+	if len(res.Warnings) > 0 {
+		warnings := make([]api.SyncWarning, len(res.Warnings))
+		for i, w := range res.Warnings {
+			warnings[i] = api.SyncWarning{Id: w.ID, Code: w.Code, Message: w.Message}
+		}
+		out.Warnings = &warnings
+	}
+	return out
+}
+
+// ListObservationRevisions lists every revision of an observation: the history, oldest
+// first, then the current state.
+func (s *Server) ListObservationRevisions(ctx context.Context, req api.ListObservationRevisionsRequestObject) (api.ListObservationRevisionsResponseObject, error) {
+	revs, current, err := s.sync.Revisions(ctx, req.ObservationId)
+	if err != nil {
+		return nil, err
+	}
+	if current == nil && len(revs) == 0 {
+		return api.ListObservationRevisions404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound("no observation with id " + strconv.Quote(req.ObservationId))}, nil
+	}
+	out := api.ListObservationRevisions200JSONResponse{ObservationId: req.ObservationId, Revisions: make([]api.ObservationRevision, 0, len(revs)+1)}
+	for _, r := range revs {
+		out.Revisions = append(out.Revisions, revisionItem(r))
+	}
+	if current != nil {
+		out.Revisions = append(out.Revisions, currentRevisionItem(*current))
+	}
+	return out, nil
+}
+
+func revisionItem(r dbgen.ObservationRevision) api.ObservationRevision {
+	return api.ObservationRevision{
+		ObservationId: r.ObservationID, Version: r.Version, Status: api.ObservationRevisionStatus(r.Status), Conflict: r.Conflict,
+		FormType: &r.FormType, FormVersion: &r.FormVersion, Data: r.Data, Geolocation: geolocationOf(r.Geolocation),
+		Author: r.Author, DeviceId: r.DeviceID, Tags: tagsOf(r.Tags), CreatedAt: &r.CreatedAtText, UpdatedAt: &r.UpdatedAtText,
+		Deleted: r.Deleted, ReceivedAt: r.ReceivedAt.UTC().Format(time.RFC3339Nano), PushedBy: &r.PushedBy,
+		ClientId: &r.ClientID, TransmissionId: &r.TransmissionID,
+	}
+}
+
+func currentRevisionItem(o dbgen.Observation) api.ObservationRevision {
+	return api.ObservationRevision{
+		ObservationId: o.ObservationID, Version: &o.Version, Status: api.ObservationRevisionStatusCurrent, Conflict: o.Conflict,
+		FormType: &o.FormType, FormVersion: &o.FormVersion, Data: o.Data, Geolocation: geolocationOf(o.Geolocation),
+		Author: o.Author, DeviceId: o.DeviceID, Tags: tagsOf(o.Tags), CreatedAt: &o.CreatedAtText, UpdatedAt: &o.UpdatedAtText,
+		Deleted: o.Deleted, ReceivedAt: o.SyncedAt.UTC().Format(time.RFC3339Nano), PushedBy: &o.PushedBy,
+		ClientId: &o.ClientID, TransmissionId: &o.TransmissionID,
+	}
+}
