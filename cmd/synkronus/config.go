@@ -32,6 +32,7 @@ type config struct {
 	MaxJSONBytes    int64
 	DBMaxConns      int32
 	BcryptCost      int
+	PprofAddr       string
 }
 
 const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/synkronus?sslmode=disable"
@@ -82,6 +83,7 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		AdminPassword:   get("ADMIN_PASSWORD"),
 		DataDir:         get("DATA_DIR"),
 		LogFormat:       get("LOG_FORMAT"),
+		PprofAddr:       get("PPROF_ADDR"),
 		PublicURL:       strings.TrimRight(get("PUBLIC_URL"), "/"),
 		AccessTokenTTL:  duration("ACCESS_TOKEN_TTL", 24*time.Hour),
 		RefreshTokenTTL: duration("REFRESH_TOKEN_TTL", 30*24*time.Hour),

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -107,6 +108,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if cfg.PprofAddr != "" {
+		go servePprof(cfg.PprofAddr, log)
+	}
 	bg := srv.Start(ctx)
 	log.Info("synkronus listening", "addr", ln.Addr().String())
 	serveErr := make(chan error, 1)
@@ -172,7 +176,16 @@ func bootstrapAdmin(ctx context.Context, pool *pgxpool.Pool, hasher *passwords.H
 	if err != nil {
 		return fmt.Errorf("error hashing admin password: %w", err)
 	}
-	_, err = dbgen.New(pool).UserCreateIfNoneExist(ctx, dbgen.UserCreateIfNoneExistParams{Username: cfg.AdminUsername, PasswordHash: hash})
+	err = db.InTx(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		// UserCreateIfNoneExist takes this lock itself, but only after its statement's
+		// snapshot: a process starting at the same moment would still see no users and
+		// insert too. Locking in an earlier statement gives the insert a fresh snapshot.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(7331001)"); err != nil {
+			return err
+		}
+		_, err := dbgen.New(tx).UserCreateIfNoneExist(ctx, dbgen.UserCreateIfNoneExistParams{Username: cfg.AdminUsername, PasswordHash: hash})
+		return err
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil // users exist already
 	}
@@ -184,4 +197,17 @@ func bootstrapAdmin(ctx context.Context, pool *pgxpool.Pool, hasher *passwords.H
 	}
 	log.Info("created the first admin account", "username", cfg.AdminUsername, "password_generated", generated)
 	return nil
+}
+
+// servePprof serves the Go profiler on its own address, for diagnosing performance.
+func servePprof(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	log.Warn("serving the Go profiler", "addr", addr)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := srv.ListenAndServe(); err != nil {
+		log.Error("profiler stopped", "error", err)
+	}
 }

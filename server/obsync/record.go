@@ -287,8 +287,8 @@ func truncate(s string, n int) string {
 }
 
 // contentHash identifies the record's content, so that re-pushing the same content is
-// recognised and mints no new version. JSON values are compacted first: whitespace alone
-// does not make a change.
+// recognised and mints no new version. JSON values are hashed as sent: clients re-send
+// the text they stored, and compacting every record first would cost a third pass over it.
 func (r *Record) contentHash() [32]byte {
 	h := sha256.New()
 	field := func(b []byte) {
@@ -296,16 +296,6 @@ func (r *Record) contentHash() [32]byte {
 		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
 		h.Write(n[:])
 		h.Write(b)
-	}
-	compact := func(raw json.RawMessage) []byte {
-		if raw == nil {
-			return []byte("null")
-		}
-		var buf bytes.Buffer
-		if json.Compact(&buf, raw) != nil {
-			return raw
-		}
-		return buf.Bytes()
 	}
 	optional := func(s *string) []byte {
 		if s == nil {
@@ -315,8 +305,12 @@ func (r *Record) contentHash() [32]byte {
 	}
 	field([]byte(r.FormType))
 	field([]byte(r.FormVersion))
-	field(compact(r.Data))
-	field(compact(r.Geolocation))
+	field(r.Data)
+	if r.Geolocation == nil {
+		field([]byte{0xff})
+	} else {
+		field(r.Geolocation)
+	}
 	field(optional(r.Author))
 	field(optional(r.DeviceID))
 	if r.HasTags {

@@ -1,0 +1,236 @@
+// Command synkbench measures a synkronus server under load, as a separate process.
+//
+// It builds the server (or takes -server-bin), starts it on a fresh database, creates a
+// read-write user per client, pushes new observations from several concurrent clients,
+// has several other clients pull everything back page by page, samples the server's
+// resident memory throughout, and prints a summary (or, with -json, one JSON object).
+// The server is stopped and the database dropped at the end, also after an error or an
+// interrupt. Progress goes to stderr. Linux only: memory is read from /proc.
+//
+//	go run ./cmd/synkbench [-clients 4] [-push-records 20000] [-pull-rounds 3] [-json]
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the command-line flags.
+type options struct {
+	serverBin      string
+	dbHostURL      string
+	keepDB         bool
+	clients        int
+	batch          int
+	pushRecords    int
+	recordBytes    int
+	pullClients    int
+	pullRounds     int
+	pullLimit      int
+	dbMaxConns     int
+	maxPushBytes   int64
+	serverEnv      envList
+	startTimeout   time.Duration
+	requestTimeout time.Duration
+	rssInterval    time.Duration
+	seed           uint64
+	jsonOut        bool
+}
+
+// envList collects repeated -server-env KEY=VALUE flags.
+type envList []string
+
+func (e *envList) String() string { return strings.Join(*e, ",") }
+
+func (e *envList) Set(v string) error {
+	if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+		return fmt.Errorf("%q is not KEY=VALUE", v)
+	}
+	*e = append(*e, v)
+	return nil
+}
+
+func parseFlags() options {
+	var o options
+	flag.StringVar(&o.serverBin, "server-bin", "", "server binary to run; empty builds ./cmd/synkronus from the module root")
+	flag.StringVar(&o.dbHostURL, "db-host-url", "postgres://postgres@127.0.0.1:5432", "PostgreSQL server URL without a database name")
+	flag.BoolVar(&o.keepDB, "keep-db", false, "keep the benchmark database instead of dropping it")
+	flag.IntVar(&o.clients, "clients", 4, "concurrent pushing clients")
+	flag.IntVar(&o.batch, "batch", 50, "observations per push request")
+	flag.IntVar(&o.pushRecords, "push-records", 20000, "observations pushed in total")
+	flag.IntVar(&o.recordBytes, "record-bytes", 1500, "approximate size of each observation's data, in bytes of JSON")
+	flag.IntVar(&o.pullClients, "pull-clients", 4, "concurrent pulling clients, each pulling everything")
+	flag.IntVar(&o.pullRounds, "pull-rounds", 3, "times the pull phase is repeated")
+	flag.IntVar(&o.pullLimit, "pull-limit", 500, "records per pull page (the limit query parameter, 1-500)")
+	flag.IntVar(&o.dbMaxConns, "db-max-conns", 0, "server DB_MAX_CONNS; 0 keeps the server's default")
+	flag.Int64Var(&o.maxPushBytes, "max-push-bytes", 0, "server MAX_PUSH_BYTES; 0 keeps the server's default")
+	flag.Var(&o.serverEnv, "server-env", "extra server environment variable KEY=VALUE, such as GOMEMLIMIT=48MiB (repeatable)")
+	flag.DurationVar(&o.startTimeout, "start-timeout", time.Minute, "how long the server may take to become healthy")
+	flag.DurationVar(&o.requestTimeout, "request-timeout", 2*time.Minute, "timeout of one HTTP request")
+	flag.DurationVar(&o.rssInterval, "rss-interval", 50*time.Millisecond, "how often the server's RSS is sampled")
+	flag.Uint64Var(&o.seed, "seed", 1, "seed of the generated observation content")
+	flag.BoolVar(&o.jsonOut, "json", false, "print the results as one JSON object instead of a table")
+	flag.Parse()
+	return o
+}
+
+func (o options) validate() error {
+	var errs []error
+	positive := func(name string, v int) {
+		if v < 1 {
+			errs = append(errs, fmt.Errorf("-%s must be at least 1", name))
+		}
+	}
+	positive("clients", o.clients)
+	positive("batch", o.batch)
+	positive("push-records", o.pushRecords)
+	positive("pull-clients", o.pullClients)
+	positive("pull-rounds", o.pullRounds)
+	if o.pullLimit < 1 || o.pullLimit > 500 {
+		errs = append(errs, errors.New("-pull-limit must be from 1 to 500"))
+	}
+	if o.recordBytes < 0 {
+		errs = append(errs, errors.New("-record-bytes must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func main() {
+	o := parseFlags()
+	if err := o.validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "synkbench: %v\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, o)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "synkbench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "synkbench: "+format+"\n", args...)
+}
+
+// run sets up the server, runs both phases and prints the report. Every resource it
+// acquires is released by a deferred call, so an error or interrupt cleans up too.
+func run(ctx context.Context, o options) (err error) {
+	work, err := os.MkdirTemp("", "synkbench-")
+	if err != nil {
+		return fmt.Errorf("error creating a work directory: %w", err)
+	}
+	defer os.RemoveAll(work)
+
+	rep := report{Push: pushResult{Clients: o.clients, BatchSize: o.batch}, Pull: pullResult{Clients: o.pullClients, Limit: o.pullLimit}}
+	rep.Machine, err = describeMachine(ctx, o.dbHostURL)
+	if err != nil {
+		return err
+	}
+	bin := o.serverBin
+	if bin == "" {
+		logf("building the server")
+		if bin, err = buildServer(ctx, work); err != nil {
+			return err
+		}
+	}
+
+	logf("generating %d observations", o.pushRecords)
+	plan, err := planPush(o)
+	if err != nil {
+		return err
+	}
+	rep.Push.AvgRecordBytes, rep.Push.AvgDataBytes, rep.Push.AvgRequestBytes = plan.avgRecordBytes, plan.avgDataBytes, plan.avgRequestBytes
+
+	db, err := newDatabase(o.dbHostURL)
+	if err != nil {
+		return err
+	}
+	rep.Database = db.name
+	if err := db.create(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		if o.keepDB {
+			logf("kept database %s", db.name)
+			return
+		}
+		dropCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		err = errors.Join(err, db.drop(dropCtx))
+	}()
+
+	adminPassword, jwtSecret := rand.Text(), rand.Text()+rand.Text()
+	env := []string{"JWT_SECRET=" + jwtSecret, "ADMIN_USERNAME=admin", "ADMIN_PASSWORD=" + adminPassword}
+	if o.dbMaxConns > 0 {
+		env = append(env, fmt.Sprintf("DB_MAX_CONNS=%d", o.dbMaxConns))
+	}
+	if o.maxPushBytes > 0 {
+		env = append(env, fmt.Sprintf("MAX_PUSH_BYTES=%d", o.maxPushBytes))
+	}
+	logf("starting %s on database %s", bin, db.name)
+	srv, err := startServer(ctx, bin, work, db.serverURL, append(env, o.serverEnv...), o.startTimeout)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, srv.stop(20*time.Second)) }()
+
+	c := newClient(srv.baseURL, o.clients+o.pullClients, o.requestTimeout)
+	tokens, err := setupUsers(ctx, c, adminPassword, max(o.clients, o.pullClients))
+	if err != nil {
+		return err
+	}
+	if err := measure(ctx, o, srv.pid(), c, tokens, plan, &rep); err != nil {
+		return err
+	}
+	if o.jsonOut {
+		return printJSON(os.Stdout, rep)
+	}
+	return printText(os.Stdout, rep)
+}
+
+// measure runs the push phase and the pull rounds against the server process pid,
+// sampling its memory, and fills in rep.
+func measure(ctx context.Context, o options, pid int, c *client, tokens []string, plan pushPlan, rep *report) error {
+	kib, err := readProcKiB(pid, "VmRSS")
+	if err != nil {
+		return fmt.Errorf("error reading the server's memory: %w", err)
+	}
+	rep.Memory.StartRSSMiB = mib(kib)
+
+	logf("push: %d clients, %d records in batches of %d", o.clients, o.pushRecords, o.batch)
+	stopRSS := sampleRSS(pid, o.rssInterval)
+	rep.Push.phaseStats, err = runPush(ctx, c, tokens, plan)
+	rep.Push.PeakRSSMiB = stopRSS()
+	if err != nil {
+		return fmt.Errorf("push phase: %w", err)
+	}
+
+	for round := 1; round <= o.pullRounds; round++ {
+		logf("pull round %d/%d: %d clients, limit %d", round, o.pullRounds, o.pullClients, o.pullLimit)
+		stopRSS := sampleRSS(pid, o.rssInterval)
+		r, err := runPull(ctx, c, tokens, o.pullClients, o.pullLimit, o.pushRecords)
+		r.Round, r.PeakRSSMiB = round, stopRSS()
+		if err != nil {
+			return fmt.Errorf("pull round %d: %w", round, err)
+		}
+		rep.Pull.Rounds = append(rep.Pull.Rounds, r)
+		rep.Pull.PeakRSSMiB = max(rep.Pull.PeakRSSMiB, r.PeakRSSMiB)
+	}
+	rep.Pull.Best = bestRound(rep.Pull.Rounds)
+
+	if kib, err = readProcKiB(pid, "VmHWM"); err != nil {
+		return fmt.Errorf("error reading the server's memory: %w", err)
+	}
+	rep.Memory.PushPeakRSSMiB, rep.Memory.PullPeakRSSMiB, rep.Memory.HWMMiB = rep.Push.PeakRSSMiB, rep.Pull.PeakRSSMiB, mib(kib)
+	return nil
+}

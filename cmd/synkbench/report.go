@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+// report is every figure of one run; printed as a table or, with -json, as JSON.
+type report struct {
+	Machine  machineInfo  `json:"machine"`
+	Database string       `json:"database"`
+	Push     pushResult   `json:"push"`
+	Pull     pullResult   `json:"pull"`
+	Memory   memoryResult `json:"server_memory"`
+}
+
+type machineInfo struct {
+	NProc           int    `json:"nproc"`
+	GoVersion       string `json:"go_version"`
+	PostgresVersion string `json:"postgres_version"`
+}
+
+// pushResult is the push phase; its requests are batches.
+type pushResult struct {
+	Clients         int `json:"clients"`
+	BatchSize       int `json:"batch_size"`
+	AvgDataBytes    int `json:"avg_data_bytes"`
+	AvgRecordBytes  int `json:"avg_record_bytes"`
+	AvgRequestBytes int `json:"avg_request_bytes"`
+	phaseStats
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+}
+
+// pullRound is one repetition of the pull phase; its requests are pages, and its
+// records are those received by all clients together.
+type pullRound struct {
+	Round int `json:"round"`
+	phaseStats
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+}
+
+type pullResult struct {
+	Clients    int         `json:"clients"`
+	Limit      int         `json:"limit"`
+	Rounds     []pullRound `json:"rounds"`
+	Best       pullRound   `json:"best"`
+	PeakRSSMiB float64     `json:"peak_rss_mib"`
+}
+
+// memoryResult is the server's resident memory: after login, the peaks sampled during
+// each phase, and the kernel's high-water mark over the whole process life.
+type memoryResult struct {
+	StartRSSMiB    float64 `json:"start_rss_mib"`
+	PushPeakRSSMiB float64 `json:"push_peak_rss_mib"`
+	PullPeakRSSMiB float64 `json:"pull_peak_rss_mib"`
+	HWMMiB         float64 `json:"peak_rss_mib_vmhwm"`
+}
+
+// bestRound returns the round with the highest throughput.
+func bestRound(rounds []pullRound) pullRound {
+	var best pullRound
+	for _, r := range rounds {
+		if r.RecordsPerSec > best.RecordsPerSec {
+			best = r
+		}
+	}
+	return best
+}
+
+func printJSON(w io.Writer, r report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+func printText(w io.Writer, r report) error {
+	p := r.Push
+	fmt.Fprintf(w, "synkbench: nproc %d, %s, PostgreSQL %s, database %s\n\n",
+		r.Machine.NProc, r.Machine.GoVersion, r.Machine.PostgresVersion, r.Database)
+	fmt.Fprintf(w, "PUSH  %d clients, batches of %d, data %d B/record, %d B/record on the wire, %d B/request\n",
+		p.Clients, p.BatchSize, p.AvgDataBytes, p.AvgRecordBytes, p.AvgRequestBytes)
+	fmt.Fprintf(w, "PULL  %d clients, limit %d, each pulls everything from version 0\n\n", r.Pull.Clients, r.Pull.Limit)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase\trecords\trequests\twall s\trecords/s\trequests/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\tpeak RSS MiB\t")
+	row := func(name string, s phaseStats, rss float64) {
+		l := s.LatencyMS
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.3f\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n",
+			name, s.Records, s.Requests, s.WallSeconds, s.RecordsPerSec, s.RequestsPerSec, l.P50, l.P95, l.P99, l.Max, rss)
+	}
+	row("push (batches)", p.phaseStats, p.PeakRSSMiB)
+	for _, pr := range r.Pull.Rounds {
+		row(fmt.Sprintf("pull %d (pages)", pr.Round), pr.phaseStats, pr.PeakRSSMiB)
+	}
+	row(fmt.Sprintf("pull best (%d)", r.Pull.Best.Round), r.Pull.Best.phaseStats, r.Pull.Best.PeakRSSMiB)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	m := r.Memory
+	_, err := fmt.Fprintf(w, "\nserver RSS MiB: after login %.1f, push peak %.1f, pull peak %.1f, overall peak (VmHWM) %.1f\n",
+		m.StartRSSMiB, m.PushPeakRSSMiB, m.PullPeakRSSMiB, m.HWMMiB)
+	return err
+}
