@@ -43,8 +43,8 @@ WITH incoming AS (
            x.e ->> 'form_version' AS form_version,
            x.e ->> 'author' AS author,
            x.e ->> 'device_id' AS device_id,
-           CASE WHEN json_typeof(x.e -> 'tags') = 'array'
-                THEN ARRAY(SELECT json_array_elements_text(x.e -> 'tags')) END AS tags,
+           CASE WHEN jsonb_typeof(x.e -> 'tags') = 'array'
+                THEN ARRAY(SELECT jsonb_array_elements_text(x.e -> 'tags')) END AS tags,
            (x.e ->> 'created_at')::timestamptz AS created_at,
            x.e ->> 'created_at_text' AS created_at_text,
            (x.e ->> 'updated_at')::timestamptz AS updated_at,
@@ -53,7 +53,7 @@ WITH incoming AS (
            decode(x.e ->> 'content_hash', 'hex') AS content_hash,
            d.data,
            g.geolocation
-    FROM json_array_elements(@rows::json) WITH ORDINALITY AS x (e, idx)
+    FROM jsonb_array_elements(@rows::jsonb) WITH ORDINALITY AS x (e, idx)
     -- data and geolocation travel as json[] rather than inside @rows: the json functions
     -- refuse \u0000 escapes when they unpack values, which the json type itself accepts.
     JOIN unnest(@data::json[]) WITH ORDINALITY AS d (data, idx) ON d.idx = x.idx
