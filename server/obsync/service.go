@@ -1,7 +1,6 @@
 package obsync
 
 import (
-
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/opendataensemble/synkronus/gen/dbgen"
@@ -46,4 +45,3 @@ func checkGeneration(sent *int64, server int64, unsentIsOne bool) error {
 	}
 	return nil
 }
-

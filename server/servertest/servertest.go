@@ -261,4 +261,3 @@ func (e *Env) CreateUser(username, role string) string {
 	}
 	return e.Login(username, "pw-"+username)
 }
-
