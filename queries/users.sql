@@ -4,13 +4,17 @@ INSERT INTO users (username, password_hash, role)
 VALUES (@username, @password_hash, @role)
 RETURNING *;
 
+-- name: UserBootstrapLock :exec
+-- UserBootstrapLock serialises the first-admin check of concurrently starting processes
+-- (until the end of the transaction). It must be its own statement: a statement's
+-- snapshot is taken before it waits, so a check in the same statement could miss the
+-- admin another process just created.
+SELECT pg_advisory_xact_lock(7331001);
+
 -- name: UserCreateIfNoneExist :one
 -- UserCreateIfNoneExist creates the bootstrap admin only while the users table is empty.
--- The advisory lock makes concurrent first starts create exactly one account.
-WITH guard AS (SELECT pg_advisory_xact_lock(7331001))
 INSERT INTO users (username, password_hash, role)
 SELECT @username, @password_hash, 'admin'
-FROM guard
 WHERE NOT EXISTS (SELECT 1 FROM users)
 RETURNING *;
 

@@ -124,14 +124,27 @@ func (s *Server) httpErrorProblem(he *echo.HTTPError, c echo.Context) *problemEr
 	case http.StatusNotFound:
 		return newProblem(he.Code, codeNotFound, "no operation at "+c.Request().Method+" "+c.Request().URL.Path)
 	case http.StatusMethodNotAllowed:
-		return newProblem(he.Code, codeMethodNotAllowed, "method "+c.Request().Method+" is not allowed here")
+		// The validator refuses the method before Echo's own handler could set Allow,
+		// which RFC 9110 requires; the router left the allowed methods on the context.
+		p := newProblem(he.Code, codeMethodNotAllowed, "method "+c.Request().Method+" is not allowed here")
+		if allow, ok := c.Get(echo.ContextKeyHeaderAllow).(string); ok && allow != "" {
+			p.headers = map[string]string{"Allow": allow}
+		}
+		return p
+	case http.StatusUnsupportedMediaType:
+		// Echo's binder answers 415 where the validator does not look at the body (push);
+		// the contract, like the validator elsewhere, declares 400 for a wrong content type.
+		return newProblem(http.StatusBadRequest, codeValidation, "the request body must be application/json")
 	case http.StatusRequestEntityTooLarge:
 		return newProblem(he.Code, codeTooLarge, msg)
 	case http.StatusInternalServerError:
 		s.log.ErrorContext(c.Request().Context(), "internal error", "error", he.Internal, "message", msg, "request_id", requestID(c))
 		return newProblem(he.Code, codeInternal, "an internal error occurred; it has been logged with request id "+requestID(c))
 	}
-	return newProblem(he.Code, "", msg)
+	if he.Code >= 500 {
+		return newProblem(he.Code, codeInternal, msg)
+	}
+	return newProblem(he.Code, codeBadRequest, msg)
 }
 
 // Shared problem bodies, to embed in the operations' typed responses.

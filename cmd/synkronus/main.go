@@ -177,13 +177,11 @@ func bootstrapAdmin(ctx context.Context, pool *pgxpool.Pool, hasher *passwords.H
 		return fmt.Errorf("error hashing admin password: %w", err)
 	}
 	err = db.InTx(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		// UserCreateIfNoneExist takes this lock itself, but only after its statement's
-		// snapshot: a process starting at the same moment would still see no users and
-		// insert too. Locking in an earlier statement gives the insert a fresh snapshot.
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(7331001)"); err != nil {
+		q := dbgen.New(tx)
+		if err := q.UserBootstrapLock(ctx); err != nil {
 			return err
 		}
-		_, err := dbgen.New(tx).UserCreateIfNoneExist(ctx, dbgen.UserCreateIfNoneExistParams{Username: cfg.AdminUsername, PasswordHash: hash})
+		_, err := q.UserCreateIfNoneExist(ctx, dbgen.UserCreateIfNoneExistParams{Username: cfg.AdminUsername, PasswordHash: hash})
 		return err
 	})
 	if errors.Is(err, pgx.ErrNoRows) {

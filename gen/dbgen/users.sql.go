@@ -11,6 +11,19 @@ import (
 	"github.com/google/uuid"
 )
 
+const userBootstrapLock = `-- name: UserBootstrapLock :exec
+SELECT pg_advisory_xact_lock(7331001)
+`
+
+// UserBootstrapLock serialises the first-admin check of concurrently starting processes
+// (until the end of the transaction). It must be its own statement: a statement's
+// snapshot is taken before it waits, so a check in the same statement could miss the
+// admin another process just created.
+func (q *Queries) UserBootstrapLock(ctx context.Context) error {
+	_, err := q.db.Exec(ctx, userBootstrapLock)
+	return err
+}
+
 const userCountAdmins = `-- name: UserCountAdmins :one
 SELECT count(*) FROM (SELECT id FROM users WHERE role = 'admin' FOR UPDATE) AS admins
 `
@@ -53,10 +66,8 @@ func (q *Queries) UserCreate(ctx context.Context, arg UserCreateParams) (User, e
 }
 
 const userCreateIfNoneExist = `-- name: UserCreateIfNoneExist :one
-WITH guard AS (SELECT pg_advisory_xact_lock(7331001))
 INSERT INTO users (username, password_hash, role)
 SELECT $1, $2, 'admin'
-FROM guard
 WHERE NOT EXISTS (SELECT 1 FROM users)
 RETURNING id, username, password_hash, role, created_at, updated_at, tokens_valid_after
 `
@@ -67,7 +78,6 @@ type UserCreateIfNoneExistParams struct {
 }
 
 // UserCreateIfNoneExist creates the bootstrap admin only while the users table is empty.
-// The advisory lock makes concurrent first starts create exactly one account.
 func (q *Queries) UserCreateIfNoneExist(ctx context.Context, arg UserCreateIfNoneExistParams) (User, error) {
 	row := q.db.QueryRow(ctx, userCreateIfNoneExist, arg.Username, arg.PasswordHash)
 	var i User

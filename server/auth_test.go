@@ -1,0 +1,419 @@
+package server_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/opendataensemble/synkronus/gen/api"
+	"github.com/opendataensemble/synkronus/server"
+	"github.com/opendataensemble/synkronus/server/authlimit"
+	"github.com/opendataensemble/synkronus/server/passwords"
+	"github.com/opendataensemble/synkronus/server/servertest"
+	"github.com/opendataensemble/synkronus/server/tokens"
+)
+
+func login(t *testing.T, env *servertest.Env, username, password string) *servertest.Response {
+	t.Helper()
+	return env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/auth/login", Body: map[string]string{"username": username, "password": password}})
+}
+
+// loginPair logs in and returns the whole token pair.
+func loginPair(t *testing.T, env *servertest.Env, username, password string) api.AuthResponse {
+	t.Helper()
+	res := login(t, env, username, password)
+	require.Equal(t, http.StatusOK, res.Status, "login as %s: %s", username, res.Body)
+	var pair api.AuthResponse
+	res.JSON(t, &pair)
+	return pair
+}
+
+func refresh(t *testing.T, env *servertest.Env, refreshToken string) *servertest.Response {
+	t.Helper()
+	return env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/auth/refresh", Body: map[string]string{"refreshToken": refreshToken}})
+}
+
+// callVersion calls an operation every role may use, to see whether a token is accepted.
+func callVersion(t *testing.T, env *servertest.Env, token string) *servertest.Response {
+	t.Helper()
+	return env.Do(servertest.Request{Method: http.MethodGet, Path: "/api/version", Token: token})
+}
+
+func requireTokenRefused(t *testing.T, res *servertest.Response) {
+	t.Helper()
+	requireProblem(t, res, http.StatusUnauthorized, "unauthorized")
+	require.True(t, strings.HasPrefix(res.Header.Get("WWW-Authenticate"), "Bearer"), "WWW-Authenticate: %q", res.Header.Get("WWW-Authenticate"))
+}
+
+func jwtClaims(t *testing.T, token string) map[string]any {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	require.Len(t, parts, 3, "a compact JWT")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	require.NoError(t, err)
+	var claims map[string]any
+	require.NoError(t, json.Unmarshal(payload, &claims))
+	return claims
+}
+
+func userID(t *testing.T, env *servertest.Env, username string) uuid.UUID {
+	t.Helper()
+	res := env.Do(servertest.Request{Method: http.MethodGet, Path: "/api/users", Token: env.AdminToken()})
+	require.Equal(t, http.StatusOK, res.Status)
+	var users []api.UserListItem
+	res.JSON(t, &users)
+	for _, u := range users {
+		if u.Username == username {
+			return u.Id
+		}
+	}
+	t.Fatalf("no user %s", username)
+	return uuid.Nil
+}
+
+func TestLoginIssuesAccessToken(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	before := time.Now()
+	pair := loginPair(t, env, "admin", servertest.AdminPassword)
+	after := time.Now()
+
+	require.NotEmpty(t, pair.RefreshToken)
+	require.NotEqual(t, pair.Token, pair.RefreshToken)
+	claims := jwtClaims(t, pair.Token)
+	require.Equal(t, userID(t, env, "admin").String(), claims["sub"])
+	require.Equal(t, "admin", claims["username"])
+	require.Equal(t, "admin", claims["role"])
+	require.Equal(t, "synkronus", claims["iss"])
+	require.Equal(t, "access", claims["token_use"])
+	iat, exp := claims["iat"].(float64), claims["exp"].(float64)
+	require.InDelta(t, float64(before.Unix()), iat, 1)
+	require.Equal(t, int64(exp), pair.ExpiresAt, "expiresAt is the token's exp in Unix seconds")
+	require.GreaterOrEqual(t, pair.ExpiresAt, before.Add(24*time.Hour).Unix()-1)
+	require.LessOrEqual(t, pair.ExpiresAt, after.Add(24*time.Hour).Unix()+1)
+
+	require.Equal(t, http.StatusOK, callVersion(t, env, pair.Token).Status)
+}
+
+func TestLoginRequiresUsernameAndPassword(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	for _, body := range []map[string]string{
+		{"username": "", "password": servertest.AdminPassword},
+		{"username": "admin", "password": ""},
+	} {
+		requireProblem(t, login(t, env, body["username"], body["password"]), http.StatusBadRequest, "validation_failed")
+	}
+}
+
+func TestLoginRefusesBadCredentialsAlike(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	wrongPassword := login(t, env, "admin", "not-the-password")
+	requireProblem(t, wrongPassword, http.StatusUnauthorized, "unauthorized")
+	unknownUser := login(t, env, "nobody", "not-the-password")
+	requireProblem(t, unknownUser, http.StatusUnauthorized, "unauthorized")
+	require.JSONEq(t, string(wrongPassword.Body), string(unknownUser.Body), "the answer must not reveal which usernames exist")
+}
+
+func TestLoginRefusesMalformedJSON(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	for _, body := range []string{`{"username": "admin", "password": `, `[]`, `"admin"`} {
+		res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/auth/login", Body: body})
+		requireProblem(t, res, http.StatusBadRequest, "validation_failed")
+	}
+}
+
+// lengthless hides a body's length, so that it is sent chunked.
+type lengthless struct{ io.Reader }
+
+func TestLoginRefusesBodyOverLimit(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t, func(o *server.Options) { o.MaxJSONBytes = 1024 })
+	big := map[string]string{"username": "admin", "password": strings.Repeat("p", 2000)}
+	res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/auth/login", Body: big})
+	requireProblem(t, res, http.StatusRequestEntityTooLarge, "request_too_large")
+
+	// Without a Content-Length the limit applies while reading.
+	b, err := json.Marshal(big)
+	require.NoError(t, err)
+	req, err := http.NewRequest(http.MethodPost, env.HTTP.URL+"/api/auth/login", lengthless{strings.NewReader(string(b))})
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Ode-Version", servertest.Version)
+	raw, err := env.HTTP.Client().Do(req)
+	require.NoError(t, err)
+	defer raw.Body.Close()
+	body, err := io.ReadAll(raw.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusRequestEntityTooLarge, raw.StatusCode, "body: %s", body)
+	requireProblemBody(t, raw.Header, body, http.StatusRequestEntityTooLarge, "request_too_large")
+
+	// A body within the limit still works.
+	require.Equal(t, http.StatusOK, login(t, env, "admin", servertest.AdminPassword).Status)
+}
+
+func TestLoginThrottlesRepeatedFailures(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t, func(o *server.Options) {
+		o.LoginLimits = &authlimit.Config{PerAddrAccount: authlimit.Window{Failures: 3, Period: time.Hour}}
+	})
+	env.CreateUser("other", "read-only")
+	for range 3 {
+		requireProblem(t, login(t, env, "admin", "guess"), http.StatusUnauthorized, "unauthorized")
+	}
+	// Even the right password is refused now, without being checked.
+	res := login(t, env, "admin", servertest.AdminPassword)
+	requireProblem(t, res, http.StatusTooManyRequests, "rate_limited")
+	retry, err := strconv.Atoi(res.Header.Get("Retry-After"))
+	require.NoError(t, err, "Retry-After: %q", res.Header.Get("Retry-After"))
+	require.Positive(t, retry)
+	require.LessOrEqual(t, retry, 3600)
+
+	// The limit is per account: another account from the same address is not held back.
+	require.Equal(t, http.StatusOK, login(t, env, "other", "pw-other").Status)
+}
+
+func TestLoginSuccessClearsFailures(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t, func(o *server.Options) {
+		o.LoginLimits = &authlimit.Config{PerAddrAccount: authlimit.Window{Failures: 2, Period: time.Hour}}
+	})
+	requireProblem(t, login(t, env, "admin", "guess"), http.StatusUnauthorized, "unauthorized")
+	require.Equal(t, http.StatusOK, login(t, env, "admin", servertest.AdminPassword).Status)
+	requireProblem(t, login(t, env, "admin", "guess"), http.StatusUnauthorized, "unauthorized")
+	require.Equal(t, http.StatusOK, login(t, env, "admin", servertest.AdminPassword).Status, "a success resets the count")
+}
+
+func TestRefreshRotatesTokens(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	first := loginPair(t, env, "admin", servertest.AdminPassword)
+
+	res := refresh(t, env, first.RefreshToken)
+	require.Equal(t, http.StatusOK, res.Status, "body: %s", res.Body)
+	var second api.AuthResponse
+	res.JSON(t, &second)
+	require.NotEqual(t, first.RefreshToken, second.RefreshToken)
+	require.NotEmpty(t, second.Token)
+	require.Equal(t, "admin", jwtClaims(t, second.Token)["username"])
+	require.Equal(t, http.StatusOK, callVersion(t, env, second.Token).Status)
+
+	res = refresh(t, env, second.RefreshToken)
+	require.Equal(t, http.StatusOK, res.Status, "the new refresh token works: %s", res.Body)
+	var third api.AuthResponse
+	res.JSON(t, &third)
+
+	requireProblem(t, refresh(t, env, second.RefreshToken), http.StatusUnauthorized, "unauthorized")
+}
+
+func TestRefreshReplayRevokesTheFamily(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	stolen := loginPair(t, env, "admin", servertest.AdminPassword)
+	otherSession := loginPair(t, env, "admin", servertest.AdminPassword)
+
+	res := refresh(t, env, stolen.RefreshToken)
+	require.Equal(t, http.StatusOK, res.Status)
+	var rotated api.AuthResponse
+	res.JSON(t, &rotated)
+
+	requireProblem(t, refresh(t, env, stolen.RefreshToken), http.StatusUnauthorized, "unauthorized")
+	requireProblem(t, refresh(t, env, rotated.RefreshToken), http.StatusUnauthorized, "unauthorized")
+	// Only that family: the user's other session keeps working.
+	require.Equal(t, http.StatusOK, refresh(t, env, otherSession.RefreshToken).Status)
+}
+
+func TestRefreshRefusesBadInput(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	requireProblem(t, refresh(t, env, ""), http.StatusBadRequest, "validation_failed")
+	requireProblem(t, refresh(t, env, "not-a-refresh-token"), http.StatusUnauthorized, "unauthorized")
+	res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/auth/refresh", Body: `{"refreshToken":`})
+	requireProblem(t, res, http.StatusBadRequest, "validation_failed")
+	// An access token is not a refresh token.
+	requireProblem(t, refresh(t, env, env.AdminToken()), http.StatusUnauthorized, "unauthorized")
+}
+
+func TestRefreshStopsWhenAccountChanges(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	admin := env.AdminToken()
+	changes := map[string]func(t *testing.T, username, token string){
+		"deleted": func(t *testing.T, username, _ string) {
+			res := env.Do(servertest.Request{Method: http.MethodDelete, Path: "/api/users/" + username, Token: admin})
+			require.Equal(t, http.StatusOK, res.Status, "body: %s", res.Body)
+		},
+		"password changed": func(t *testing.T, username, token string) {
+			res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/users/change-password", Token: token,
+				Body: map[string]string{"currentPassword": "pw-" + username, "newPassword": "a-new-password"}})
+			require.Equal(t, http.StatusOK, res.Status, "body: %s", res.Body)
+		},
+		"password reset": func(t *testing.T, username, _ string) {
+			res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/users/reset-password", Token: admin,
+				Body: map[string]string{"username": username, "newPassword": "a-new-password"}})
+			require.Equal(t, http.StatusOK, res.Status, "body: %s", res.Body)
+		},
+		"role changed": func(t *testing.T, username, _ string) {
+			res := env.Do(servertest.Request{Method: http.MethodPatch, Path: "/api/users/" + username, Token: admin,
+				Body: map[string]string{"role": "read-only"}})
+			require.Equal(t, http.StatusOK, res.Status, "body: %s", res.Body)
+		},
+	}
+	i := 0
+	for name, change := range changes {
+		i++
+		username := "user" + strconv.Itoa(i)
+		t.Run(name, func(t *testing.T) {
+			env.CreateUser(username, "read-write")
+			pair := loginPair(t, env, username, "pw-"+username)
+			change(t, username, pair.Token)
+			requireProblem(t, refresh(t, env, pair.RefreshToken), http.StatusUnauthorized, "unauthorized")
+		})
+	}
+}
+
+func TestAccessTokenStopsWhenAccountChanges(t *testing.T) {
+	t.Parallel()
+	// A long cache proves that the process changing an account forgets it at once.
+	env := servertest.New(t, func(o *server.Options) { o.AccountCacheTTL = time.Hour })
+	admin := env.AdminToken()
+
+	deleted := env.CreateUser("deleted", "read-write")
+	require.Equal(t, http.StatusOK, callVersion(t, env, deleted).Status)
+	res := env.Do(servertest.Request{Method: http.MethodDelete, Path: "/api/users/deleted", Token: admin})
+	require.Equal(t, http.StatusOK, res.Status)
+	requireTokenRefused(t, callVersion(t, env, deleted))
+
+	demoted := env.CreateUser("demoted", "read-write")
+	require.Equal(t, http.StatusOK, callVersion(t, env, demoted).Status)
+	res = env.Do(servertest.Request{Method: http.MethodPatch, Path: "/api/users/demoted", Token: admin, Body: map[string]string{"role": "read-only"}})
+	require.Equal(t, http.StatusOK, res.Status)
+	requireTokenRefused(t, callVersion(t, env, demoted))
+	// A new login carries the new role.
+	require.Equal(t, "read-only", jwtClaims(t, env.Login("demoted", "pw-demoted"))["role"])
+
+	promoted := env.CreateUser("promoted", "read-only")
+	require.Equal(t, http.StatusOK, callVersion(t, env, promoted).Status)
+	res = env.Do(servertest.Request{Method: http.MethodPatch, Path: "/api/users/promoted", Token: admin, Body: map[string]string{"role": "admin"}})
+	require.Equal(t, http.StatusOK, res.Status)
+	requireTokenRefused(t, callVersion(t, env, promoted))
+}
+
+func TestAccessTokenStopsOnOtherProcessAfterCacheTTL(t *testing.T) {
+	t.Parallel()
+	changing := servertest.New(t)
+	other := servertest.NewOnPool(t, changing.Pool, func(o *server.Options) { o.AccountCacheTTL = time.Nanosecond })
+	token := changing.CreateUser("roaming", "read-write")
+	require.Equal(t, http.StatusOK, callVersion(t, other, token).Status, "a token issued by one process is accepted by another")
+
+	res := changing.Do(servertest.Request{Method: http.MethodDelete, Path: "/api/users/roaming", Token: changing.AdminToken()})
+	require.Equal(t, http.StatusOK, res.Status)
+	requireTokenRefused(t, callVersion(t, other, token))
+}
+
+func TestForeignTokenIsRefused(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	id := userID(t, env, "admin").String()
+	otherKey := make([]byte, 32)
+	_, _ = rand.Read(otherKey)
+	issuer, err := tokens.NewIssuer(otherKey, time.Hour)
+	require.NoError(t, err)
+	forged, _, err := issuer.IssueAccess(id, "admin", "admin", time.Now())
+	require.NoError(t, err)
+	requireTokenRefused(t, callVersion(t, env, forged))
+}
+
+func TestMissingOrMalformedTokenIsRefused(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	requireTokenRefused(t, callVersion(t, env, ""))
+	requireTokenRefused(t, callVersion(t, env, "not.a.jwt"))
+	for _, header := range []string{"Bearer ", "Basic YWRtaW46YWRtaW4=", env.AdminToken()} {
+		res := env.Do(servertest.Request{Method: http.MethodGet, Path: "/api/version", Header: map[string]string{"Authorization": header}})
+		requireTokenRefused(t, res)
+	}
+}
+
+// keyedServer runs a second server on env's database with a signing key the test knows,
+// so that the test can mint tokens for it.
+func keyedServer(t *testing.T, env *servertest.Env, key []byte) string {
+	t.Helper()
+	srv, err := server.New(server.Deps{Pool: env.Pool, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Hasher: passwords.NewHasher(4, 1), SigningKey: key}, server.Options{})
+	require.NoError(t, err)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	return hs.URL
+}
+
+func TestExpiredTokenIsRefused(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	url := keyedServer(t, env, key)
+	issuer, err := tokens.NewIssuer(key, time.Hour)
+	require.NoError(t, err)
+	id := userID(t, env, "admin").String()
+
+	get := func(token string) (*http.Response, []byte) {
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url+"/api/version", nil)
+		require.NoError(t, err)
+		req.Header.Set("X-Ode-Version", servertest.Version)
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		return res, b
+	}
+	fresh, _, err := issuer.IssueAccess(id, "admin", "admin", time.Now())
+	require.NoError(t, err)
+	res, body := get(fresh)
+	require.Equal(t, http.StatusOK, res.StatusCode, "a current token from the same key works: %s", body)
+
+	expired, _, err := issuer.IssueAccess(id, "admin", "admin", time.Now().Add(-2*time.Hour))
+	require.NoError(t, err)
+	res, body = get(expired)
+	require.Equal(t, http.StatusUnauthorized, res.StatusCode, "body: %s", body)
+	require.True(t, strings.HasPrefix(res.Header.Get("WWW-Authenticate"), "Bearer"))
+	requireProblemBody(t, res.Header, body, http.StatusUnauthorized, "unauthorized")
+}
+
+func TestRolesAreEnforced(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	reader := env.CreateUser("reader", "read-only")
+	writer := env.CreateUser("writer", "read-write")
+	push := func(token, transmission string) *servertest.Response {
+		return env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/sync/push", Token: token,
+			Body: map[string]any{"transmission_id": transmission, "client_id": "device-1", "records": []any{}}})
+	}
+
+	requireProblem(t, env.Do(servertest.Request{Method: http.MethodGet, Path: "/api/users", Token: reader}), http.StatusForbidden, "forbidden")
+	requireProblem(t, env.Do(servertest.Request{Method: http.MethodGet, Path: "/api/users", Token: writer}), http.StatusForbidden, "forbidden")
+	requireProblem(t, env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/users/create", Token: writer,
+		Body: map[string]string{"username": "x", "password": "y", "role": "admin"}}), http.StatusForbidden, "forbidden")
+	requireProblem(t, push(reader, "t-reader"), http.StatusForbidden, "forbidden")
+
+	res := push(writer, "t-writer")
+	require.Equal(t, http.StatusOK, res.Status, "body: %s", res.Body)
+	// The contract lists only read-write on push; admin may still call every operation.
+	res = push(env.AdminToken(), "t-admin")
+	require.Equal(t, http.StatusOK, res.Status, "body: %s", res.Body)
+}
