@@ -35,7 +35,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 }
 
 func migrateSQL(ctx context.Context, sqlDB *sql.DB, log *slog.Logger) error {
-	locker, err := lock.NewPostgresSessionLocker()
+	// Retry every second (goose's default is 5 s) for up to 5 minutes: a process starting
+	// beside another waits for the other's migrations rather than failing.
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
 	if err != nil {
 		return fmt.Errorf("error creating migration lock: %w", err)
 	}

@@ -71,7 +71,7 @@ func (s *Server) Login(ctx context.Context, req api.LoginRequestObject) (api.Log
 
 func tooManyLogins(wait time.Duration) api.Login429ApplicationProblemPlusJSONResponse {
 	secs := int(wait.Round(time.Second) / time.Second)
-	body := problemBody(http.StatusTooManyRequests, codeRateLimited, fmt.Sprintf("too many failed logins; try again in %d seconds", secs))
+	body := problemBody(http.StatusTooManyRequests, codeRateLimited, fmt.Sprintf("too many failed attempts; try again in %d seconds", secs))
 	return api.Login429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: api.TooManyRequestsApplicationProblemPlusJSONResponse{
 		Body: body, Headers: api.TooManyRequestsResponseHeaders{RetryAfter: secs},
 	}}
@@ -83,6 +83,10 @@ func (s *Server) RefreshToken(ctx context.Context, req api.RefreshTokenRequestOb
 	plain := req.Body.RefreshToken
 	if plain == "" || len(plain) > maxRefreshTokenBytes {
 		return api.RefreshToken400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("refreshToken is required")}, nil
+	}
+	addr := clientAddr(ctx)
+	if wait, limited := s.refreshLimiter.Check(addr, "", time.Now()); limited {
+		return api.RefreshToken429ApplicationProblemPlusJSONResponse(tooManyLogins(wait)), nil
 	}
 	invalid := api.RefreshToken401ApplicationProblemPlusJSONResponse{UnauthorizedApplicationProblemPlusJSONResponse: unauthorized("the refresh token is invalid, expired or already used: log in again")}
 	hash := tokens.HashRefreshToken(plain)
@@ -111,9 +115,11 @@ func (s *Server) RefreshToken(ctx context.Context, req api.RefreshTokenRequestOb
 	})
 	switch {
 	case replayed:
-		s.log.WarnContext(ctx, "a spent refresh token was presented again; its token family is revoked", "client", clientAddr(ctx))
+		s.log.WarnContext(ctx, "a spent refresh token was presented again; its token family is revoked", "client", addr)
+		s.refreshLimiter.Failure(addr, "", time.Now())
 		return invalid, nil
 	case errors.Is(err, db.ErrNotFound):
+		s.refreshLimiter.Failure(addr, "", time.Now())
 		return invalid, nil
 	case err != nil:
 		return nil, err

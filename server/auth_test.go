@@ -198,6 +198,21 @@ func TestLoginSuccessClearsFailures(t *testing.T) {
 	require.Equal(t, http.StatusOK, login(t, env, "admin", servertest.AdminPassword).Status, "a success resets the count")
 }
 
+func TestRefreshThrottlesRepeatedFailures(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t, func(o *server.Options) {
+		o.LoginLimits = &authlimit.Config{PerAddr: authlimit.Window{Failures: 2, Period: time.Hour}}
+	})
+	pair := loginPair(t, env, "admin", servertest.AdminPassword)
+	for range 2 {
+		requireProblem(t, refresh(t, env, "rt_not-a-token"), http.StatusUnauthorized, "unauthorized")
+	}
+	// Even a valid token is refused now, with a time to wait.
+	res := refresh(t, env, pair.RefreshToken)
+	requireProblem(t, res, http.StatusTooManyRequests, "rate_limited")
+	require.NotEmpty(t, res.Header.Get("Retry-After"))
+}
+
 func TestRefreshRotatesTokens(t *testing.T) {
 	t.Parallel()
 	env := servertest.New(t)

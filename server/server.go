@@ -87,11 +87,14 @@ type Server struct {
 	issuer   *tokens.Issuer
 	accounts *accountCache
 	limiter  *authlimit.Limiter
-	sync     *obsync.Service
-	presence *presenceRecorder
-	spec     *openapi3.T
-	version  string
-	echo     *echo.Echo
+	// refreshLimiter throttles failed refreshes per client address: refresh tokens are
+	// unguessable, but a client hammering with bad ones is refused cheaply.
+	refreshLimiter *authlimit.Limiter
+	sync           *obsync.Service
+	presence       *presenceRecorder
+	spec           *openapi3.T
+	version        string
+	echo           *echo.Echo
 }
 
 var _ api.StrictServerInterface = (*Server)(nil)
@@ -111,18 +114,19 @@ func New(deps Deps, opts Options) (*Server, error) {
 	version, _, _ := buildinfo.Info()
 	q := dbgen.New(deps.Pool)
 	s := &Server{
-		pool:     deps.Pool,
-		q:        q,
-		log:      deps.Log,
-		opts:     opts,
-		hasher:   deps.Hasher,
-		issuer:   issuer,
-		accounts: newAccountCache(q, opts.AccountCacheTTL),
-		limiter:  authlimit.New(*opts.LoginLimits),
-		sync:     obsync.NewService(deps.Pool, opts.ConflictPolicy),
-		presence: newPresenceRecorder(q, deps.Log),
-		spec:     spec,
-		version:  version,
+		pool:           deps.Pool,
+		q:              q,
+		log:            deps.Log,
+		opts:           opts,
+		hasher:         deps.Hasher,
+		issuer:         issuer,
+		accounts:       newAccountCache(q, opts.AccountCacheTTL),
+		limiter:        authlimit.New(*opts.LoginLimits),
+		refreshLimiter: authlimit.New(authlimit.Config{PerAddr: opts.LoginLimits.PerAddr}),
+		sync:           obsync.NewService(deps.Pool, opts.ConflictPolicy),
+		presence:       newPresenceRecorder(q, deps.Log),
+		spec:           spec,
+		version:        version,
 	}
 	s.echo = s.routes()
 	return s, nil
