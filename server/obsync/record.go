@@ -81,7 +81,9 @@ type wireRecord struct {
 }
 
 // PeekID returns the observation_id of a raw record when it has a readable one, for
-// reporting a record that failed validation.
+// reporting a record that failed validation. NUL characters are replaced with U+FFFD: the
+// answer is kept as the push receipt in a jsonb column, which cannot hold them, and one bad
+// id must not fail the whole push.
 func PeekID(raw json.RawMessage) string {
 	var w struct {
 		ID any `json:"observation_id"`
@@ -90,7 +92,7 @@ func PeekID(raw json.RawMessage) string {
 		return ""
 	}
 	id, _ := w.ID.(string)
-	return id
+	return strings.ReplaceAll(id, "\x00", "\uFFFD")
 }
 
 // ParseRecord validates one pushed record and returns it, or the reason it is refused.
