@@ -606,3 +606,22 @@ func TestSyncPushOverRecordLimit(t *testing.T) {
 	requireSyncProblem(t, res, http.StatusRequestEntityTooLarge, "request_too_large")
 	require.Empty(t, dev.pullPage(0, 0, "").Records, "nothing was stored")
 }
+
+func TestSyncPullAcceptsNullOptionalFields(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	d := newSyncDevice(t, env, env.CreateUser("collector", "read-write"), "dev-1")
+	d.push(syncObservation("obs_1", "2025-01-01T10:00:00.000Z", `{"a":1}`))
+
+	// Clients built from structs without omitempty send null for what they do not set.
+	for _, body := range []string{
+		`{"client_id":"dev-1","since":null,"schema_types":null,"repository_generation":null}`,
+		`{"client_id":"dev-1","since":{"version":null,"id":null}}`,
+	} {
+		res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/sync/pull", Token: d.token, Body: body})
+		require.Equal(t, http.StatusOK, res.Status, "%s: %s", body, res.Body)
+		var page pulledPage
+		res.JSON(t, &page)
+		require.Len(t, page.Records, 1, body)
+	}
+}
