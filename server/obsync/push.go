@@ -29,8 +29,10 @@ type PushRequest struct {
 	ClientID       string
 	TransmissionID string
 	Generation     *int64 // nil when the client sent none
-	Records        []json.RawMessage
-	Username       string
+	// Records are the pushed records, each valid JSON (decoding the request body checks
+	// that once for the whole body; the records are not scanned for validity again).
+	Records  []json.RawMessage
+	Username string
 }
 
 // PushResult is the answer to a push. It is stored as the push receipt and returned again,
@@ -110,7 +112,7 @@ func parseAll(raws []json.RawMessage) ([]indexedRecord, []FailedRecord) {
 	records := make([]indexedRecord, 0, len(raws))
 	var failed []FailedRecord
 	for i, raw := range raws {
-		rec, rerr := ParseRecord(raw)
+		rec, rerr := parseValidJSON(raw)
 		if rerr != nil {
 			failed = append(failed, FailedRecord{Index: i, ObservationID: PeekID(raw), Code: rerr.Code, Error: rerr.Message})
 			continue

@@ -63,8 +63,8 @@ func fail(code, format string, args ...any) *RecordError {
 	return &RecordError{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// wireRecord mirrors the contract's Observation with every field left raw, so that a wrong
-// type in one field is reported for that field instead of failing the whole decode.
+// wireRecord holds the contract's Observation members as raw JSON text, so that a wrong
+// type in one member is reported for that member instead of failing the whole record.
 type wireRecord struct {
 	ObservationID json.RawMessage `json:"observation_id"`
 	FormType      json.RawMessage `json:"form_type"`
@@ -97,6 +97,15 @@ func PeekID(raw json.RawMessage) string {
 
 // ParseRecord validates one pushed record and returns it, or the reason it is refused.
 func ParseRecord(raw json.RawMessage) (Record, *RecordError) {
+	if !json.Valid(raw) {
+		return Record{}, fail(CodeInvalidRecord, "record is not valid JSON")
+	}
+	return parseValidJSON(raw)
+}
+
+// parseValidJSON is ParseRecord for text already known to be valid JSON, such as an
+// element of a push body the HTTP layer decoded: it is not scanned a second time.
+func parseValidJSON(raw json.RawMessage) (Record, *RecordError) {
 	var r Record
 	if len(raw) > MaxRecordBytes {
 		return r, fail(CodeTooLarge, "record is %d bytes; the limit is %d", len(raw), MaxRecordBytes)
@@ -108,10 +117,7 @@ func ParseRecord(raw json.RawMessage) (Record, *RecordError) {
 	if !utf8.Valid(raw) {
 		return r, fail(CodeInvalidRecord, "record is not valid UTF-8")
 	}
-	var w wireRecord
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return r, fail(CodeInvalidRecord, "record is not valid JSON: %v", err)
-	}
+	w := splitRecord(raw)
 	var e *RecordError
 	if r.ObservationID, e = requiredText("observation_id", w.ObservationID, MaxIDBytes, false); e != nil {
 		return r, e
