@@ -87,7 +87,7 @@ func (s *Service) Push(ctx context.Context, req PushRequest) (PushResult, error)
 	records, failed := parseAll(req.Records)
 	ids := make([]string, len(records))
 	for i, r := range records {
-		ids[i] = r.rec.ObservationID
+		ids[i] = r.ObservationID
 	}
 	var res PushResult
 	var err error
@@ -103,13 +103,10 @@ func (s *Service) Push(ctx context.Context, req PushRequest) (PushResult, error)
 	return res, err
 }
 
-type indexedRecord struct {
-	index int
-	rec   Record
-}
-
-func parseAll(raws []json.RawMessage) ([]indexedRecord, []FailedRecord) {
-	records := make([]indexedRecord, 0, len(raws))
+// parseAll validates every record: the valid ones are returned in push order, the others
+// reported by their index.
+func parseAll(raws []json.RawMessage) ([]Record, []FailedRecord) {
+	records := make([]Record, 0, len(raws))
 	var failed []FailedRecord
 	for i, raw := range raws {
 		rec, rerr := parseValidJSON(raw)
@@ -117,7 +114,7 @@ func parseAll(raws []json.RawMessage) ([]indexedRecord, []FailedRecord) {
 			failed = append(failed, FailedRecord{Index: i, ObservationID: PeekID(raw), Code: rerr.Code, Error: rerr.Message})
 			continue
 		}
-		records = append(records, indexedRecord{index: i, rec: rec})
+		records = append(records, rec)
 	}
 	return records, failed
 }
@@ -144,7 +141,7 @@ func (s *Service) replay(ctx context.Context, req PushRequest, requestHash []byt
 // pushTx is the push transaction. Everything that can be done before taking the write
 // lock is done before; under the lock it reads the stored heads of the pushed ids, decides
 // each record, and writes everything in one statement before committing.
-func (s *Service) pushTx(ctx context.Context, req PushRequest, records []indexedRecord, failed []FailedRecord, ids []string, requestHash []byte) (PushResult, error) {
+func (s *Service) pushTx(ctx context.Context, req PushRequest, records []Record, failed []FailedRecord, ids []string, requestHash []byte) (PushResult, error) {
 	var res PushResult
 	err := db.InTx(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		q := s.q.WithTx(tx)
@@ -202,22 +199,15 @@ type writePlan struct {
 	warnings     []Warning
 }
 
-type pending struct {
-	head
-	rec      *Record
-	conflict bool
-	written  bool // decided as a write in this push
-}
-
 // plan decides every record in push order. A record is compared with the state before
 // it: the stored row, or the winner among earlier records of the same push. Only the last
 // winner of each id is written as its state; earlier winners go to the history.
-func (s *Service) plan(records []indexedRecord, heads []dbgen.ObservationHeadsByIDsRow, version int64) *writePlan {
-	cur := make(map[string]*pending, len(records))
+func (s *Service) plan(records []Record, heads []dbgen.ObservationHeadsByIDsRow, version int64) *writePlan {
+	cur := make(map[string]*head, len(records))
 	for _, h := range heads {
-		p := &pending{head: head{Version: h.Version, UpdatedAt: h.UpdatedAt}}
-		copy(p.Hash[:], h.ContentHash)
-		cur[h.ObservationID] = p
+		c := &head{Version: h.Version, UpdatedAt: h.UpdatedAt}
+		copy(c.Hash[:], h.ContentHash)
+		cur[h.ObservationID] = c
 	}
 	type entry struct {
 		rec      *Record
@@ -229,11 +219,8 @@ func (s *Service) plan(records []indexedRecord, heads []dbgen.ObservationHeadsBy
 	final := make(map[string]int) // id -> index in entries of its pending write
 	p := &writePlan{}
 	for i := range records {
-		rec := &records[i].rec
-		var h *head
-		if c := cur[rec.ObservationID]; c != nil {
-			h = &c.head
-		}
+		rec := &records[i]
+		h := cur[rec.ObservationID]
 		d, conflict := s.policy.decide(rec, h)
 		if conflict {
 			p.warnings = append(p.warnings, conflictWarning(rec, h, d))
@@ -245,7 +232,7 @@ func (s *Service) plan(records []indexedRecord, heads []dbgen.ObservationHeadsBy
 			}
 			final[rec.ObservationID] = len(entries)
 			entries = append(entries, entry{rec: rec, outcome: "write", conflict: conflict})
-			cur[rec.ObservationID] = &pending{head: head{UpdatedAt: rec.UpdatedAt, Hash: rec.Hash}, rec: rec, written: true}
+			cur[rec.ObservationID] = &head{UpdatedAt: rec.UpdatedAt, Hash: rec.Hash}
 		case decideReject:
 			entries = append(entries, entry{rec: rec, outcome: "history", status: "rejected", conflict: true})
 		}
