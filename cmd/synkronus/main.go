@@ -30,7 +30,21 @@ import (
 	"github.com/opendataensemble/synkronus/server/passwords"
 )
 
+const usage = `synkronus: the ODE sync server. It takes no arguments; it is configured by
+environment variables (or a .env file): DATABASE_URL, PORT, HOST, JWT_SECRET, JWT_SECRET_FILE,
+ADMIN_USERNAME, ADMIN_PASSWORD, DATA_DIR, LOG_LEVEL, LOG_FORMAT, PUBLIC_URL, ACCESS_TOKEN_TTL,
+REFRESH_TOKEN_TTL, SYNC_CONFLICT_POLICY, PUSH_RECEIPT_TTL, MAX_PUSH_BYTES, MAX_JSON_BYTES,
+DB_MAX_CONNS, BCRYPT_COST, PPROF_ADDR. See the README for their meaning and defaults.
+`
+
 func main() {
+	if len(os.Args) > 1 {
+		fmt.Fprint(os.Stderr, usage)
+		if a := os.Args[1]; a == "-h" || a == "-help" || a == "--help" {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
 	// A .env file supplies defaults; variables already set in the environment win.
 	if err := godotenv.Load(); err != nil && !errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintf(os.Stderr, "synkronus: error reading .env: %v\n", err)
