@@ -7,12 +7,10 @@ import (
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 )
 
-const cleanupEvery = 10 * time.Minute
-
 // cleanupLoop removes push receipts past their retention and expired refresh tokens.
 // Every process runs it; the deletes are idempotent and bounded per statement.
 func (s *Server) cleanupLoop(ctx context.Context) {
-	t := time.NewTicker(cleanupEvery)
+	t := time.NewTicker(s.opts.CleanupInterval)
 	defer t.Stop()
 	for {
 		s.cleanup(ctx)

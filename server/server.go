@@ -50,6 +50,8 @@ type Options struct {
 	// AccountCacheTTL bounds how long another process may honour a token after its
 	// account changed.
 	AccountCacheTTL time.Duration
+	// CleanupInterval is how often expired push receipts and refresh tokens are removed.
+	CleanupInterval time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -62,6 +64,7 @@ func (o *Options) setDefaults() {
 	def(&o.RefreshTokenTTL, 30*24*time.Hour)
 	def(&o.ReceiptTTL, 24*time.Hour)
 	def(&o.AccountCacheTTL, 5*time.Second)
+	def(&o.CleanupInterval, 10*time.Minute)
 	if o.MaxJSONBytes <= 0 {
 		o.MaxJSONBytes = 1 << 20
 	}

@@ -443,6 +443,29 @@ func TestSyncPushRetriesAreHarmless(t *testing.T) {
 	}
 }
 
+func TestSyncPushReceiptsExpire(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t, func(o *server.Options) {
+		o.ReceiptTTL = time.Millisecond
+		o.CleanupInterval = 20 * time.Millisecond
+	})
+	dev := newSyncDevice(t, env, env.CreateUser("ana", "read-write"), "formulus-1")
+	dev.pushWith("k3j9x0a1b2c3d4e5", syncObservation("obs_1", "2025-12-01T10:00:00.000Z", `{"a":1}`))
+
+	// Once the receipt is past its retention the id is free again: a push that reuses it
+	// with other records is stored instead of refused as a reuse.
+	reuse := fmt.Sprintf(`{"transmission_id":"k3j9x0a1b2c3d4e5","client_id":"formulus-1","records":[%s]}`,
+		syncObservation("obs_2", "2025-12-01T10:00:00.000Z", `{"b":1}`))
+	status := 0
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if status = dev.pushRaw(reuse, nil).Status; status != http.StatusConflict {
+			break
+		}
+	}
+	require.Equal(t, http.StatusOK, status)
+	require.Len(t, dev.pullPage(0, 0, "").Records, 2)
+}
+
 func TestSyncReadOnlyUserCannotPush(t *testing.T) {
 	t.Parallel()
 	env := servertest.New(t)
