@@ -9,10 +9,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
@@ -85,22 +88,86 @@ func (s *Service) Push(ctx context.Context, req PushRequest) (PushResult, error)
 	}
 
 	records, failed := parseAll(req.Records)
-	ids := make([]string, len(records))
-	for i, r := range records {
-		ids[i] = r.ObservationID
-	}
-	var res PushResult
-	var err error
-	for attempt := 0; ; attempt++ {
-		res, err = s.pushTx(ctx, req, records, failed, ids, requestHash)
-		if !db.IsRetryable(err) || attempt == 2 {
-			break
+	res, err := s.pushWithRetries(ctx, req, records, failed, requestHash)
+	if refusesRecord(err) {
+		// PostgreSQL refused something validation let through. Find the records it refuses
+		// and store the others: one bad record must never cost the rest of the batch.
+		var refused []FailedRecord
+		records, refused, err = s.isolateRefused(ctx, req, records)
+		if err == nil {
+			failed = append(failed, refused...)
+			slices.SortFunc(failed, func(a, b FailedRecord) int { return a.Index - b.Index })
+			res, err = s.pushWithRetries(ctx, req, records, failed, requestHash)
 		}
 	}
 	if errors.Is(err, errReceiptRace) {
 		res, _, err = s.replay(ctx, req, requestHash)
 	}
 	return res, err
+}
+
+// pushWithRetries runs the push transaction, again after a deadlock or serialization
+// failure (nothing was written then).
+func (s *Service) pushWithRetries(ctx context.Context, req PushRequest, records []Record, failed []FailedRecord, requestHash []byte) (PushResult, error) {
+	ids := make([]string, len(records))
+	for i, r := range records {
+		ids[i] = r.ObservationID
+	}
+	for attempt := 0; ; attempt++ {
+		res, err := s.pushTx(ctx, req, records, failed, ids, requestHash)
+		if !db.IsRetryable(err) || attempt == 2 {
+			return res, err
+		}
+	}
+}
+
+// refusesRecord reports a database error caused by the data of some record: a data
+// exception, an integrity constraint (other than a unique key, which the write handles)
+// or a program limit.
+func refusesRecord(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code == "23505" {
+		return false
+	}
+	class := pgErr.Code[:2]
+	return class == "22" || class == "23" || class == "54"
+}
+
+// errProbed ends the probing transaction, which must never commit.
+var errProbed = errors.New("probe finished")
+
+// isolateRefused writes each record on its own inside savepoints of a transaction that is
+// rolled back, and splits the records into those PostgreSQL accepts and those it refuses.
+func (s *Service) isolateRefused(ctx context.Context, req PushRequest, records []Record) (kept []Record, refused []FailedRecord, err error) {
+	err = db.InTx(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		for _, rec := range records {
+			sp, err := tx.Begin(ctx)
+			if err != nil {
+				return fmt.Errorf("error creating savepoint: %w", err)
+			}
+			// Negative versions never collide with real ones; all of it is rolled back.
+			p := s.plan([]Record{rec}, nil, math.MinInt64/2)
+			_, werr := s.q.WithTx(sp).ObservationWriteBatch(ctx, writeParams(p, req, []byte{0}, []byte("{}")))
+			if err := sp.Rollback(ctx); err != nil {
+				return fmt.Errorf("error rolling back savepoint: %w", err)
+			}
+			var pgErr *pgconn.PgError
+			switch {
+			case werr == nil:
+				kept = append(kept, rec)
+			case refusesRecord(werr) && errors.As(werr, &pgErr):
+				refused = append(refused, FailedRecord{Index: rec.Index, ObservationID: rec.ObservationID, Code: CodeRefused,
+					Error: "the database refused this record: " + pgErr.Message})
+			default:
+				return fmt.Errorf("error probing record %d: %w", rec.Index, werr)
+			}
+		}
+		return errProbed
+	})
+	if errors.Is(err, errProbed) {
+		err = nil
+	}
+	return kept, refused, err
 }
 
 // parseAll validates every record: the valid ones are returned in push order, the others
@@ -114,6 +181,7 @@ func parseAll(raws []json.RawMessage) ([]Record, []FailedRecord) {
 			failed = append(failed, FailedRecord{Index: i, ObservationID: PeekID(raw), Code: rerr.Code, Error: rerr.Message})
 			continue
 		}
+		rec.Index = i
 		records = append(records, rec)
 	}
 	return records, failed
@@ -168,17 +236,7 @@ func (s *Service) pushTx(ctx context.Context, req PushRequest, records []Record,
 		if err != nil {
 			return fmt.Errorf("error encoding push result: %w", err)
 		}
-		stored, err := q.ObservationWriteBatch(ctx, dbgen.ObservationWriteBatchParams{
-			Rows:           p.rows.Bytes(),
-			Data:           p.data,
-			Geolocations:   p.geolocations,
-			PushedBy:       req.Username,
-			ClientID:       req.ClientID,
-			TransmissionID: req.TransmissionID,
-			CurrentVersion: p.version,
-			RequestHash:    requestHash,
-			Response:       response,
-		})
+		stored, err := q.ObservationWriteBatch(ctx, writeParams(p, req, requestHash, response))
 		if err != nil {
 			return fmt.Errorf("error writing observations: %w", err)
 		}
@@ -188,6 +246,20 @@ func (s *Service) pushTx(ctx context.Context, req PushRequest, records []Record,
 		return nil
 	})
 	return res, err
+}
+
+func writeParams(p *writePlan, req PushRequest, requestHash, response []byte) dbgen.ObservationWriteBatchParams {
+	return dbgen.ObservationWriteBatchParams{
+		Rows:           p.rows.Bytes(),
+		Data:           p.data,
+		Geolocations:   p.geolocations,
+		PushedBy:       req.Username,
+		ClientID:       req.ClientID,
+		TransmissionID: req.TransmissionID,
+		CurrentVersion: p.version,
+		RequestHash:    requestHash,
+		Response:       response,
+	}
 }
 
 // writePlan is what one push writes.

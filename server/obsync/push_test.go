@@ -54,3 +54,38 @@ func TestPushThenPull(t *testing.T) {
 		record("b", "2024-01-01T10:00:00.000Z", `{"q":[3]}`))
 	require.Equal(t, res, again)
 }
+
+// TestPushStoresTheOthersWhenTheDatabaseRefusesARecord covers a record that passes
+// validation but that PostgreSQL refuses (here a CHECK constraint added for the test):
+// it is reported, and the rest of the batch is stored in the same push.
+func TestPushStoresTheOthersWhenTheDatabaseRefusesARecord(t *testing.T) {
+	t.Parallel()
+	pool := db.NewTestDB(t)
+	_, err := pool.Exec(context.Background(), `ALTER TABLE observations ADD CONSTRAINT no_poison CHECK (form_type <> 'poison')`)
+	require.NoError(t, err)
+	s := obsync.NewService(pool, obsync.PolicyNewest)
+	poison := json.RawMessage(`{"observation_id":"p","form_type":"poison","form_version":"1","data":{},
+		"created_at":"2025-01-01T00:00:00Z","updated_at":"2025-01-01T00:00:00Z","deleted":false}`)
+
+	res := push(t, s, "t1", record("a", "2025-01-01T10:00:00.000Z", `{"n":1}`), json.RawMessage(`{}`), poison,
+		record("b", "2025-01-01T10:00:00.000Z", `{"n":2}`))
+	require.Equal(t, 2, res.SuccessCount)
+	require.Equal(t, int64(2), res.CurrentVersion)
+	require.Len(t, res.FailedRecords, 2)
+	require.Equal(t, 1, res.FailedRecords[0].Index)
+	require.Equal(t, obsync.CodeMissingField, res.FailedRecords[0].Code)
+	require.Equal(t, obsync.FailedRecord{Index: 2, ObservationID: "p", Code: obsync.CodeRefused,
+		Error: res.FailedRecords[1].Error}, res.FailedRecords[1])
+	require.Contains(t, res.FailedRecords[1].Error, "no_poison")
+
+	page, err := s.Pull(context.Background(), obsync.PullRequest{})
+	require.NoError(t, err)
+	require.Len(t, page.Records, 2)
+	require.Equal(t, "a", page.Records[0].ObservationID)
+	require.Equal(t, "b", page.Records[1].ObservationID)
+
+	// The answer was stored like any other: a replay returns it.
+	again := push(t, s, "t1", record("a", "2025-01-01T10:00:00.000Z", `{"n":1}`), json.RawMessage(`{}`), poison,
+		record("b", "2025-01-01T10:00:00.000Z", `{"n":2}`))
+	require.Equal(t, res, again)
+}

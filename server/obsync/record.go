@@ -28,11 +28,14 @@ const (
 	CodeMissingField  = "MISSING_FIELD"
 	CodeInvalidField  = "INVALID_FIELD"
 	CodeTooLarge      = "TOO_LARGE"
+	// CodeRefused is a record PostgreSQL refused although it passed validation.
+	CodeRefused = "REFUSED_BY_DATABASE"
 )
 
 // Record is one validated observation as the client sent it. Data and Geolocation hold the
 // client's JSON text unchanged; CreatedAtText and UpdatedAtText its timestamp text.
 type Record struct {
+	Index         int // position in its push
 	ObservationID string
 	FormType      string
 	FormVersion   string
