@@ -8,7 +8,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/server/obsync"
 )
 
@@ -145,16 +144,13 @@ func appendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// geolocationOf decodes stored geolocation JSON for responses built from typed models.
-func geolocationOf(raw []byte) *api.Geolocation {
+// rawJSON passes stored JSON text through to a typed response; nil stays absent.
+func rawJSON(raw []byte) *json.RawMessage {
 	if raw == nil {
 		return nil
 	}
-	var g api.Geolocation
-	if json.Unmarshal(raw, &g) != nil {
-		return nil
-	}
-	return &g
+	m := json.RawMessage(raw)
+	return &m
 }
 
 func tagsOf(tags []string) *[]string {

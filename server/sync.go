@@ -174,7 +174,7 @@ func (s *Server) ListObservationRevisions(ctx context.Context, req api.ListObser
 func revisionItem(r dbgen.ObservationRevision) api.ObservationRevision {
 	return api.ObservationRevision{
 		ObservationId: r.ObservationID, Version: r.Version, Status: api.ObservationRevisionStatus(r.Status), Conflict: r.Conflict,
-		FormType: &r.FormType, FormVersion: &r.FormVersion, Data: r.Data, Geolocation: geolocationOf(r.Geolocation),
+		FormType: &r.FormType, FormVersion: &r.FormVersion, Data: r.Data, Geolocation: rawJSON(r.Geolocation),
 		Author: r.Author, DeviceId: r.DeviceID, Tags: tagsOf(r.Tags), CreatedAt: &r.CreatedAtText, UpdatedAt: &r.UpdatedAtText,
 		Deleted: r.Deleted, ReceivedAt: r.ReceivedAt.UTC().Format(time.RFC3339Nano), PushedBy: &r.PushedBy,
 		ClientId: &r.ClientID, TransmissionId: &r.TransmissionID,
@@ -184,7 +184,7 @@ func revisionItem(r dbgen.ObservationRevision) api.ObservationRevision {
 func currentRevisionItem(o dbgen.Observation) api.ObservationRevision {
 	return api.ObservationRevision{
 		ObservationId: o.ObservationID, Version: &o.Version, Status: api.ObservationRevisionStatusCurrent, Conflict: o.Conflict,
-		FormType: &o.FormType, FormVersion: &o.FormVersion, Data: o.Data, Geolocation: geolocationOf(o.Geolocation),
+		FormType: &o.FormType, FormVersion: &o.FormVersion, Data: o.Data, Geolocation: rawJSON(o.Geolocation),
 		Author: o.Author, DeviceId: o.DeviceID, Tags: tagsOf(o.Tags), CreatedAt: &o.CreatedAtText, UpdatedAt: &o.UpdatedAtText,
 		Deleted: o.Deleted, ReceivedAt: o.SyncedAt.UTC().Format(time.RFC3339Nano), PushedBy: &o.PushedBy,
 		ClientId: &o.ClientID, TransmissionId: &o.TransmissionID,

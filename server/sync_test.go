@@ -501,7 +501,8 @@ func TestSyncTwoClientsConverge(t *testing.T) {
 		syncObservation("obs_1712345678901_2", "2025-12-02T10:00:00.000Z", `{"only":"alice"}`),
 	)
 	stale := bob.push(
-		syncObservation("obs_1712345678901_1", "2025-12-01T12:00:00.000Z", `{"count":2,"by":"bob"}`),
+		syncObservation("obs_1712345678901_1", "2025-12-01T12:00:00.000Z", `{"count":2,"by":"bob"}`,
+			`"geolocation":{"latitude":-1.5,"longitude":36.8,"provider":"gps"}`),
 		syncObservation("obs_1712345678999_3", "2025-12-01T12:00:00.000Z", `{"only":"bob"}`),
 	)
 	require.NotNil(t, stale.Warnings)
@@ -534,6 +535,8 @@ func TestSyncTwoClientsConverge(t *testing.T) {
 	require.Equal(t, "bob", *lost.PushedBy)
 	require.Equal(t, "formulus-bob", *lost.ClientId)
 	require.Equal(t, "2025-12-01T12:00:00.000Z", *lost.UpdatedAt)
+	require.NotNil(t, lost.Geolocation)
+	require.Equal(t, `{"latitude":-1.5,"longitude":36.8,"provider":"gps"}`, string(*lost.Geolocation), "history keeps the text as sent")
 	require.Equal(t, api.ObservationRevisionStatusCurrent, current.Status)
 	require.False(t, current.Conflict)
 	require.Equal(t, bob.data["obs_1712345678901_1"].Version, *current.Version)
