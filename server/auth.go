@@ -39,7 +39,7 @@ func (s *Server) Login(ctx context.Context, req api.LoginRequestObject) (api.Log
 	}
 	addr := clientAddr(ctx)
 	if wait, limited := s.limiter.Check(addr, body.Username, time.Now()); limited {
-		return tooManyLogins(wait), nil
+		return tooManyAttempts(wait), nil
 	}
 	hashCtx, cancel := context.WithTimeout(ctx, hashWait)
 	defer cancel()
@@ -69,7 +69,7 @@ func (s *Server) Login(ctx context.Context, req api.LoginRequestObject) (api.Log
 	return api.Login200JSONResponse(pair), nil
 }
 
-func tooManyLogins(wait time.Duration) api.Login429ApplicationProblemPlusJSONResponse {
+func tooManyAttempts(wait time.Duration) api.Login429ApplicationProblemPlusJSONResponse {
 	secs := int(wait.Round(time.Second) / time.Second)
 	body := problemBody(http.StatusTooManyRequests, codeRateLimited, fmt.Sprintf("too many failed attempts; try again in %d seconds", secs))
 	return api.Login429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: api.TooManyRequestsApplicationProblemPlusJSONResponse{
@@ -86,7 +86,7 @@ func (s *Server) RefreshToken(ctx context.Context, req api.RefreshTokenRequestOb
 	}
 	addr := clientAddr(ctx)
 	if wait, limited := s.refreshLimiter.Check(addr, "", time.Now()); limited {
-		return api.RefreshToken429ApplicationProblemPlusJSONResponse(tooManyLogins(wait)), nil
+		return api.RefreshToken429ApplicationProblemPlusJSONResponse(tooManyAttempts(wait)), nil
 	}
 	invalid := api.RefreshToken401ApplicationProblemPlusJSONResponse{UnauthorizedApplicationProblemPlusJSONResponse: unauthorized("the refresh token is invalid, expired or already used: log in again")}
 	hash := tokens.HashRefreshToken(plain)

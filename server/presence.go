@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -65,21 +66,14 @@ func (p *presenceRecorder) record(e presenceEvent) {
 		return // shed load rather than grow without bound
 	}
 	if ok {
-		e.DataVersion = cmpOr(e.DataVersion, old.DataVersion)
-		e.BundleVer = cmpOr(e.BundleVer, old.BundleVer)
-		e.OdeVersion = cmpOr(e.OdeVersion, old.OdeVersion)
+		e.DataVersion = cmp.Or(e.DataVersion, old.DataVersion)
+		e.BundleVer = cmp.Or(e.BundleVer, old.BundleVer)
+		e.OdeVersion = cmp.Or(e.OdeVersion, old.OdeVersion)
 		if old.SeenAt.After(e.SeenAt) {
 			e.SeenAt = old.SeenAt
 		}
 	}
 	p.pending[k] = e
-}
-
-func cmpOr[T any](a, b *T) *T {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // middleware records every authenticated API request under its x-ode-client-id.
