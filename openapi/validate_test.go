@@ -81,6 +81,7 @@ var upstreamOperations = map[string]operation{
 // addedOperations are ours alone: paths real clients call that upstream's
 // contract does not declare, and the revision history.
 var addedOperations = map[string]operation{
+	"getServiceInfo":           {http.MethodGet, "/", publicNoRoles},
 	"createUserCompat":         {http.MethodPost, "/api/users", adminRoles},
 	"deleteUserCompat":         {http.MethodDelete, "/api/users/delete/{username}", adminRoles},
 	"updateUser":               {http.MethodPatch, "/api/users/{username}", adminRoles},
@@ -216,6 +217,7 @@ func TestOperationConventions(t *testing.T) {
 			return p.Ref == refXOdeVersion
 		})
 		if strings.HasPrefix(f.path, "/api/") {
+			need("503", "the database or file storage may be unavailable")
 			if !hasVersionHeader {
 				t.Errorf("%s: missing the XOdeVersion parameter", id)
 			}
@@ -235,7 +237,7 @@ func TestOperationConventions(t *testing.T) {
 			need("400", "has a request body")
 			need("413", "has a request body")
 		}
-		if id == "login" || id == "refreshToken" {
+		if id == "login" || id == "refreshToken" || id == "changePassword" {
 			need("429", "rate limited")
 		}
 

@@ -220,6 +220,7 @@ func TestRefreshRotatesTokens(t *testing.T) {
 
 	res := refresh(t, env, first.RefreshToken)
 	require.Equal(t, http.StatusOK, res.Status, "body: %s", res.Body)
+	require.Equal(t, "no-store", res.Header.Get("Cache-Control"), "tokens must not be cached")
 	var second api.AuthResponse
 	res.JSON(t, &second)
 	require.NotEqual(t, first.RefreshToken, second.RefreshToken)
@@ -231,7 +232,9 @@ func TestRefreshRotatesTokens(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.Status, "the new refresh token works: %s", res.Body)
 	var third api.AuthResponse
 	res.JSON(t, &third)
+	require.Equal(t, http.StatusOK, refresh(t, env, third.RefreshToken).Status)
 
+	// The client moved on twice: second is a replay now, grace period or not.
 	requireProblem(t, refresh(t, env, second.RefreshToken), http.StatusUnauthorized, "unauthorized")
 }
 
@@ -241,15 +244,67 @@ func TestRefreshReplayRevokesTheFamily(t *testing.T) {
 	stolen := loginPair(t, env, "admin", servertest.AdminPassword)
 	otherSession := loginPair(t, env, "admin", servertest.AdminPassword)
 
+	var rotated, next api.AuthResponse
 	res := refresh(t, env, stolen.RefreshToken)
 	require.Equal(t, http.StatusOK, res.Status)
+	res.JSON(t, &rotated)
+	res = refresh(t, env, rotated.RefreshToken)
+	require.Equal(t, http.StatusOK, res.Status)
+	res.JSON(t, &next)
+
+	// The owner used the successor, so the old token presented again was copied.
+	requireProblem(t, refresh(t, env, stolen.RefreshToken), http.StatusUnauthorized, "unauthorized")
+	requireProblem(t, refresh(t, env, next.RefreshToken), http.StatusUnauthorized, "unauthorized")
+	// Only that family: the user's other session keeps working.
+	require.Equal(t, http.StatusOK, refresh(t, env, otherSession.RefreshToken).Status)
+}
+
+func TestRefreshReplayAfterGraceRevokesTheFamily(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t, func(o *server.Options) { o.RefreshGrace = time.Nanosecond })
+	stolen := loginPair(t, env, "admin", servertest.AdminPassword)
 	var rotated api.AuthResponse
+	res := refresh(t, env, stolen.RefreshToken)
+	require.Equal(t, http.StatusOK, res.Status)
 	res.JSON(t, &rotated)
 
 	requireProblem(t, refresh(t, env, stolen.RefreshToken), http.StatusUnauthorized, "unauthorized")
 	requireProblem(t, refresh(t, env, rotated.RefreshToken), http.StatusUnauthorized, "unauthorized")
-	// Only that family: the user's other session keeps working.
-	require.Equal(t, http.StatusOK, refresh(t, env, otherSession.RefreshToken).Status)
+}
+
+func TestRefreshRetryWithinGraceGetsANewPair(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	first := loginPair(t, env, "admin", servertest.AdminPassword)
+	var lost, retried api.AuthResponse
+	res := refresh(t, env, first.RefreshToken)
+	require.Equal(t, http.StatusOK, res.Status)
+	res.JSON(t, &lost) // the answer never reached the client
+
+	res = refresh(t, env, first.RefreshToken)
+	require.Equal(t, http.StatusOK, res.Status, "a retry within the grace period is not a replay: %s", res.Body)
+	res.JSON(t, &retried)
+	require.NotEqual(t, lost.RefreshToken, retried.RefreshToken)
+	require.Equal(t, http.StatusOK, callVersion(t, env, retried.Token).Status)
+	// The pair the client never saw is replaced, not added: one live refresh token.
+	requireProblem(t, refresh(t, env, lost.RefreshToken), http.StatusUnauthorized, "unauthorized")
+	res = refresh(t, env, retried.RefreshToken)
+	require.Equal(t, http.StatusOK, res.Status, "the family lives on: %s", res.Body)
+}
+
+func TestRefreshDoesNotSwallowAFailedRevocation(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t, func(o *server.Options) { o.RefreshGrace = time.Nanosecond })
+	stolen := loginPair(t, env, "admin", servertest.AdminPassword)
+	require.Equal(t, http.StatusOK, refresh(t, env, stolen.RefreshToken).Status)
+	// Make the family's revocation fail.
+	_, err := env.Pool.Exec(t.Context(), `
+		CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$;
+		CREATE TRIGGER refuse_delete BEFORE DELETE ON refresh_tokens FOR EACH ROW EXECUTE FUNCTION refuse_delete();`)
+	require.NoError(t, err)
+
+	// Answering 401 would tell the client all is well while the copied family lives on.
+	requireProblem(t, refresh(t, env, stolen.RefreshToken), http.StatusInternalServerError, "internal_error")
 }
 
 func TestRefreshRefusesBadInput(t *testing.T) {
@@ -348,7 +403,7 @@ func TestForeignTokenIsRefused(t *testing.T) {
 	_, _ = rand.Read(otherKey)
 	issuer, err := tokens.NewIssuer(otherKey, time.Hour)
 	require.NoError(t, err)
-	forged, _, err := issuer.IssueAccess(id, "admin", "admin", time.Now())
+	forged, _, err := issuer.IssueAccess(id, "admin", "admin", 0, time.Now())
 	require.NoError(t, err)
 	requireTokenRefused(t, callVersion(t, env, forged))
 }
@@ -397,12 +452,12 @@ func TestExpiredTokenIsRefused(t *testing.T) {
 		require.NoError(t, err)
 		return res, b
 	}
-	fresh, _, err := issuer.IssueAccess(id, "admin", "admin", time.Now())
+	fresh, _, err := issuer.IssueAccess(id, "admin", "admin", 0, time.Now())
 	require.NoError(t, err)
 	res, body := get(fresh)
 	require.Equal(t, http.StatusOK, res.StatusCode, "a current token from the same key works: %s", body)
 
-	expired, _, err := issuer.IssueAccess(id, "admin", "admin", time.Now().Add(-2*time.Hour))
+	expired, _, err := issuer.IssueAccess(id, "admin", "admin", 0, time.Now().Add(-2*time.Hour))
 	require.NoError(t, err)
 	res, body = get(expired)
 	require.Equal(t, http.StatusUnauthorized, res.StatusCode, "body: %s", body)

@@ -163,10 +163,10 @@ func signingKey(ctx context.Context, pool *pgxpool.Pool, cfg config, log *slog.L
 	if _, err := rand.Read(fresh); err != nil {
 		return nil, fmt.Errorf("error generating JWT key: %w", err)
 	}
-	q := dbgen.New(pool)
+	q := dbgen.New(db.Conn(pool))
 	for range 2 { // a concurrent first start may have inserted it under our statement's snapshot
 		key, err := q.ServerSecretEnsure(ctx, dbgen.ServerSecretEnsureParams{Name: "jwt_signing_key", Value: fresh})
-		if errors.Is(err, pgx.ErrNoRows) {
+		if errors.Is(err, db.ErrNotFound) {
 			continue
 		}
 		if err != nil {
@@ -204,7 +204,7 @@ func bootstrapAdmin(ctx context.Context, pool *pgxpool.Pool, hasher *passwords.H
 		_, err := q.UserCreateIfNoneExist(ctx, dbgen.UserCreateIfNoneExistParams{Username: cfg.AdminUsername, PasswordHash: hash})
 		return err
 	})
-	if errors.Is(err, pgx.ErrNoRows) {
+	if errors.Is(err, db.ErrNotFound) {
 		return nil // users exist already
 	}
 	if err != nil {

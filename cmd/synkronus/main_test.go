@@ -28,7 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/opendataensemble/synkronus/db"
+	"github.com/opendataensemble/synkronus/db/dbtest"
 	"github.com/opendataensemble/synkronus/server/passwords"
 )
 
@@ -64,13 +64,13 @@ func freshDatabaseURL(t *testing.T) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "synkronus_test_" + hex.EncodeToString(b[:])
-	u, err := url.Parse(db.TestServerURL())
+	u, err := url.Parse(dbtest.ServerURL())
 	require.NoError(t, err)
 	u.Path = "/" + name
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		conn, err := pgx.Connect(ctx, db.TestServerURL())
+		conn, err := pgx.Connect(ctx, dbtest.ServerURL())
 		if err != nil {
 			t.Errorf("error connecting to drop %s: %v", name, err)
 			return
@@ -353,7 +353,7 @@ func TestBootstrapAdminCreatesExactlyOneAdminUnderConcurrency(t *testing.T) {
 	t.Parallel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for range 10 {
-		url := db.NewTestDBURL(t)
+		url := dbtest.NewDBURL(t)
 		const starts = 8
 		errs := make([]error, starts)
 		var wg sync.WaitGroup

@@ -634,6 +634,44 @@ type ServerInfo struct {
 	Version *string `json:"version,omitempty"`
 }
 
+// ServiceInfo defines model for ServiceInfo.
+type ServiceInfo struct {
+	// ApiVersion The version of this contract the server speaks.
+	ApiVersion string       `json:"api_version"`
+	Links      ServiceLinks `json:"links"`
+
+	// Name The service's name, `synkronus`.
+	//
+	// Example: synkronus
+	Name string `json:"name"`
+
+	// Version The server's version.
+	Version string `json:"version"`
+}
+
+// ServiceLinks defines model for ServiceLinks.
+type ServiceLinks struct {
+	// Api The root of the API operations.
+	//
+	// Example: /api
+	Api string `json:"api"`
+
+	// Docs A readable list of the operations.
+	//
+	// Example: /docs
+	Docs string `json:"docs"`
+
+	// Health The health check (`getHealth`).
+	//
+	// Example: /health
+	Health string `json:"health"`
+
+	// Openapi This contract, as YAML.
+	//
+	// Example: /openapi/synkronus.yaml
+	Openapi string `json:"openapi"`
+}
+
 // SyncCursor Position in the change stream up to which the client has everything.
 type SyncCursor struct {
 	// Id Accepted for compatibility; the version alone positions the cursor.
@@ -1234,6 +1272,9 @@ type UpdateUserJSONRequestBody = UpdateUserRequest
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// GetServiceInfo Describe the service and link to its parts
+	// (GET /)
+	GetServiceInfo(ctx echo.Context) error
 	// AdminRepositoryReset Erase all observations and attachments and start a new repository generation
 	// (POST /api/admin/repository/reset)
 	AdminRepositoryReset(ctx echo.Context, params AdminRepositoryResetParams) error
@@ -1335,6 +1376,15 @@ type ServerInterface interface {
 // ServerInterfaceWrapper converts echo contexts to parameters.
 type ServerInterfaceWrapper struct {
 	Handler ServerInterface
+}
+
+// GetServiceInfo converts echo context to params.
+func (w *ServerInterfaceWrapper) GetServiceInfo(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetServiceInfo(ctx)
+	return err
 }
 
 // AdminRepositoryReset converts echo context to params.
@@ -2618,6 +2668,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 		Handler: si,
 	}
 
+	router.GET(options.BaseURL+"/", wrapper.GetServiceInfo, options.OperationMiddlewares["getServiceInfo"]...)
 	router.GET(options.BaseURL+"/health", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
 	router.GET(options.BaseURL+"/api/version", wrapper.GetVersion, options.OperationMiddlewares["getVersion"]...)
 	router.GET(options.BaseURL+"/api/versions", wrapper.GetAPIVersions, options.OperationMiddlewares["getAPIVersions"]...)
@@ -2700,7 +2751,14 @@ type RepositoryResetRequiredApplicationProblemPlusJSONResponse struct {
 	Headers RepositoryResetRequiredResponseHeaders
 }
 
-type ServiceUnavailableApplicationProblemPlusJSONResponse ProblemDetail
+type ServiceUnavailableResponseHeaders struct {
+	RetryAfter int
+}
+type ServiceUnavailableApplicationProblemPlusJSONResponse struct {
+	Body ProblemDetail
+
+	Headers ServiceUnavailableResponseHeaders
+}
 
 type TooManyRequestsResponseHeaders struct {
 	RetryAfter int
@@ -2720,6 +2778,43 @@ type UpgradeRequiredJSONResponse struct {
 	Body VersionMismatch
 
 	Headers UpgradeRequiredResponseHeaders
+}
+
+type GetServiceInfoRequestObject struct {
+}
+
+type GetServiceInfoResponseObject interface {
+	VisitGetServiceInfoResponse(w http.ResponseWriter) error
+}
+
+type GetServiceInfo200JSONResponse ServiceInfo
+
+func (response GetServiceInfo200JSONResponse) VisitGetServiceInfoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetServiceInfo500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetServiceInfo500ApplicationProblemPlusJSONResponse) VisitGetServiceInfoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
 }
 
 type AdminRepositoryResetRequestObject struct {
@@ -2848,6 +2943,23 @@ func (response AdminRepositoryReset500ApplicationProblemPlusJSONResponse) VisitA
 	return err
 }
 
+type AdminRepositoryReset503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response AdminRepositoryReset503ApplicationProblemPlusJSONResponse) VisitAdminRepositoryResetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAppBundleChangesRequestObject struct {
 	Params GetAppBundleChangesParams
 }
@@ -2961,6 +3073,23 @@ func (response GetAppBundleChanges500ApplicationProblemPlusJSONResponse) VisitGe
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAppBundleChanges503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAppBundleChanges503ApplicationProblemPlusJSONResponse) VisitGetAppBundleChangesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3106,6 +3235,23 @@ func (response DownloadAppBundleZip500ApplicationProblemPlusJSONResponse) VisitD
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DownloadAppBundleZip503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DownloadAppBundleZip503ApplicationProblemPlusJSONResponse) VisitDownloadAppBundleZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3288,6 +3434,23 @@ func (response DownloadAppBundleFile500ApplicationProblemPlusJSONResponse) Visit
 	return err
 }
 
+type DownloadAppBundleFile503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DownloadAppBundleFile503ApplicationProblemPlusJSONResponse) VisitDownloadAppBundleFileResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAppBundleManifestRequestObject struct {
 	Params GetAppBundleManifestParams
 }
@@ -3395,6 +3558,23 @@ func (response GetAppBundleManifest500ApplicationProblemPlusJSONResponse) VisitG
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAppBundleManifest503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAppBundleManifest503ApplicationProblemPlusJSONResponse) VisitGetAppBundleManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3517,6 +3697,23 @@ func (response PushAppBundle500ApplicationProblemPlusJSONResponse) VisitPushAppB
 	return err
 }
 
+type PushAppBundle503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PushAppBundle503ApplicationProblemPlusJSONResponse) VisitPushAppBundleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type SwitchAppBundleVersionRequestObject struct {
 	Version string `json:"version"`
 	Params  SwitchAppBundleVersionParams
@@ -3635,6 +3832,23 @@ func (response SwitchAppBundleVersion500ApplicationProblemPlusJSONResponse) Visi
 	return err
 }
 
+type SwitchAppBundleVersion503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response SwitchAppBundleVersion503ApplicationProblemPlusJSONResponse) VisitSwitchAppBundleVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAppBundleVersionsRequestObject struct {
 	Params GetAppBundleVersionsParams
 }
@@ -3716,6 +3930,23 @@ func (response GetAppBundleVersions500ApplicationProblemPlusJSONResponse) VisitG
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAppBundleVersions503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAppBundleVersions503ApplicationProblemPlusJSONResponse) VisitGetAppBundleVersionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3826,10 +4057,11 @@ type GetAttachmentsExportZip503ApplicationProblemPlusJSONResponse struct {
 func (response GetAttachmentsExportZip503ApplicationProblemPlusJSONResponse) VisitGetAttachmentsExportZipResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -3976,6 +4208,23 @@ func (response GetAttachmentManifest500ApplicationProblemPlusJSONResponse) Visit
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAttachmentManifest503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAttachmentManifest503ApplicationProblemPlusJSONResponse) VisitGetAttachmentManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4142,6 +4391,23 @@ func (response DownloadAttachment500ApplicationProblemPlusJSONResponse) VisitDow
 	return err
 }
 
+type DownloadAttachment503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DownloadAttachment503ApplicationProblemPlusJSONResponse) VisitDownloadAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAttachmentExistsRequestObject struct {
 	AttachmentId AttachmentId `json:"attachment_id"`
 	Params       CheckAttachmentExistsParams
@@ -4211,6 +4477,20 @@ type CheckAttachmentExists500Response struct {
 
 func (response CheckAttachmentExists500Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
 	w.WriteHeader(500)
+	return nil
+}
+
+type CheckAttachmentExists503ResponseHeaders struct {
+	RetryAfter int
+}
+
+type CheckAttachmentExists503Response struct {
+	Headers CheckAttachmentExists503ResponseHeaders
+}
+
+func (response CheckAttachmentExists503Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	return nil
 }
 
@@ -4352,6 +4632,23 @@ func (response UploadAttachment500ApplicationProblemPlusJSONResponse) VisitUploa
 	return err
 }
 
+type UploadAttachment503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UploadAttachment503ApplicationProblemPlusJSONResponse) VisitUploadAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type LoginRequestObject struct {
 	Params LoginParams
 	Body   *LoginJSONRequestBody
@@ -4361,15 +4658,23 @@ type LoginResponseObject interface {
 	VisitLoginResponse(w http.ResponseWriter) error
 }
 
-type Login200JSONResponse AuthResponse
+type Login200ResponseHeaders struct {
+	CacheControl string
+}
+
+type Login200JSONResponse struct {
+	Body    AuthResponse
+	Headers Login200ResponseHeaders
+}
 
 func (response Login200JSONResponse) VisitLoginResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", fmt.Sprint(response.Headers.CacheControl))
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -4471,6 +4776,23 @@ func (response Login500ApplicationProblemPlusJSONResponse) VisitLoginResponse(w 
 	return err
 }
 
+type Login503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response Login503ApplicationProblemPlusJSONResponse) VisitLoginResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RefreshTokenRequestObject struct {
 	Params RefreshTokenParams
 	Body   *RefreshTokenJSONRequestBody
@@ -4480,15 +4802,23 @@ type RefreshTokenResponseObject interface {
 	VisitRefreshTokenResponse(w http.ResponseWriter) error
 }
 
-type RefreshToken200JSONResponse AuthResponse
+type RefreshToken200ResponseHeaders struct {
+	CacheControl string
+}
+
+type RefreshToken200JSONResponse struct {
+	Body    AuthResponse
+	Headers RefreshToken200ResponseHeaders
+}
 
 func (response RefreshToken200JSONResponse) VisitRefreshTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", fmt.Sprint(response.Headers.CacheControl))
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -4586,6 +4916,23 @@ func (response RefreshToken500ApplicationProblemPlusJSONResponse) VisitRefreshTo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefreshToken503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response RefreshToken503ApplicationProblemPlusJSONResponse) VisitRefreshTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4689,6 +5036,23 @@ func (response GetParquetExportZip500ApplicationProblemPlusJSONResponse) VisitGe
 	return err
 }
 
+type GetParquetExportZip503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetParquetExportZip503ApplicationProblemPlusJSONResponse) VisitGetParquetExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetRawJsonExportZipRequestObject struct {
 	Params GetRawJsonExportZipParams
 }
@@ -4784,6 +5148,23 @@ func (response GetRawJsonExportZip500ApplicationProblemPlusJSONResponse) VisitGe
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRawJsonExportZip503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetRawJsonExportZip503ApplicationProblemPlusJSONResponse) VisitGetRawJsonExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4906,6 +5287,23 @@ func (response ListObservationRevisions500ApplicationProblemPlusJSONResponse) Vi
 	return err
 }
 
+type ListObservationRevisions503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservationRevisions503ApplicationProblemPlusJSONResponse) VisitListObservationRevisionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetObservationStatsRequestObject struct {
 	Params GetObservationStatsParams
 }
@@ -4987,6 +5385,23 @@ func (response GetObservationStats500ApplicationProblemPlusJSONResponse) VisitGe
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetObservationStats503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetObservationStats503ApplicationProblemPlusJSONResponse) VisitGetObservationStatsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5134,6 +5549,23 @@ func (response SyncPull500ApplicationProblemPlusJSONResponse) VisitSyncPullRespo
 	return err
 }
 
+type SyncPull503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response SyncPull503ApplicationProblemPlusJSONResponse) VisitSyncPullResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type SyncPushRequestObject struct {
 	Params SyncPushParams
 	Body   *SyncPushJSONRequestBody
@@ -5277,6 +5709,23 @@ func (response SyncPush500ApplicationProblemPlusJSONResponse) VisitSyncPushRespo
 	return err
 }
 
+type SyncPush503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response SyncPush503ApplicationProblemPlusJSONResponse) VisitSyncPushResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListUsersRequestObject struct {
 	Params ListUsersParams
 }
@@ -5358,6 +5807,23 @@ func (response ListUsers500ApplicationProblemPlusJSONResponse) VisitListUsersRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUsers503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListUsers503ApplicationProblemPlusJSONResponse) VisitListUsersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5496,6 +5962,23 @@ func (response CreateUserCompat500ApplicationProblemPlusJSONResponse) VisitCreat
 	return err
 }
 
+type CreateUserCompat503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateUserCompat503ApplicationProblemPlusJSONResponse) VisitCreateUserCompatResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangePasswordRequestObject struct {
 	Params ChangePasswordParams
 	Body   *ChangePasswordJSONRequestBody
@@ -5598,6 +6081,23 @@ func (response ChangePassword426JSONResponse) VisitChangePasswordResponse(w http
 	return err
 }
 
+type ChangePassword429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ChangePassword429ApplicationProblemPlusJSONResponse) VisitChangePasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangePassword500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -5610,6 +6110,23 @@ func (response ChangePassword500ApplicationProblemPlusJSONResponse) VisitChangeP
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangePassword503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ChangePassword503ApplicationProblemPlusJSONResponse) VisitChangePasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5748,6 +6265,23 @@ func (response CreateUser500ApplicationProblemPlusJSONResponse) VisitCreateUserR
 	return err
 }
 
+type CreateUser503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateUser503ApplicationProblemPlusJSONResponse) VisitCreateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteUserCompatRequestObject struct {
 	Username Username `json:"username"`
 	Params   DeleteUserCompatParams
@@ -5878,6 +6412,23 @@ func (response DeleteUserCompat500ApplicationProblemPlusJSONResponse) VisitDelet
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteUserCompat503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteUserCompat503ApplicationProblemPlusJSONResponse) VisitDeleteUserCompatResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6016,6 +6567,23 @@ func (response ResetUserPassword500ApplicationProblemPlusJSONResponse) VisitRese
 	return err
 }
 
+type ResetUserPassword503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ResetUserPassword503ApplicationProblemPlusJSONResponse) VisitResetUserPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteUserRequestObject struct {
 	Username Username `json:"username"`
 	Params   DeleteUserParams
@@ -6146,6 +6714,23 @@ func (response DeleteUser500ApplicationProblemPlusJSONResponse) VisitDeleteUserR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteUser503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteUser503ApplicationProblemPlusJSONResponse) VisitDeleteUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6301,6 +6886,23 @@ func (response UpdateUser500ApplicationProblemPlusJSONResponse) VisitUpdateUserR
 	return err
 }
 
+type UpdateUser503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateUser503ApplicationProblemPlusJSONResponse) VisitUpdateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetVersionRequestObject struct {
 	Params GetVersionParams
 }
@@ -6382,6 +6984,23 @@ func (response GetVersion500ApplicationProblemPlusJSONResponse) VisitGetVersionR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetVersion503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetVersion503ApplicationProblemPlusJSONResponse) VisitGetVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6471,6 +7090,23 @@ func (response GetAPIVersions500ApplicationProblemPlusJSONResponse) VisitGetAPIV
 	return err
 }
 
+type GetAPIVersions503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIVersions503ApplicationProblemPlusJSONResponse) VisitGetAPIVersionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetHealthRequestObject struct {
 }
 
@@ -6508,15 +7144,23 @@ func (response GetHealth500ApplicationProblemPlusJSONResponse) VisitGetHealthRes
 	return err
 }
 
-type GetHealth503JSONResponse HealthError
+type GetHealth503ResponseHeaders struct {
+	RetryAfter int
+}
+
+type GetHealth503JSONResponse struct {
+	Body    HealthError
+	Headers GetHealth503ResponseHeaders
+}
 
 func (response GetHealth503JSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -6524,6 +7168,9 @@ func (response GetHealth503JSONResponse) VisitGetHealthResponse(w http.ResponseW
 
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// GetServiceInfo Describe the service and link to its parts
+	// (GET /)
+	GetServiceInfo(ctx context.Context, request GetServiceInfoRequestObject) (GetServiceInfoResponseObject, error)
 	// AdminRepositoryReset Erase all observations and attachments and start a new repository generation
 	// (POST /api/admin/repository/reset)
 	AdminRepositoryReset(ctx context.Context, request AdminRepositoryResetRequestObject) (AdminRepositoryResetResponseObject, error)
@@ -6632,6 +7279,29 @@ func NewStrictHandler(ssi StrictServerInterface, middlewares []StrictMiddlewareF
 type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
+}
+
+// GetServiceInfo operation middleware
+func (sh *strictHandler) GetServiceInfo(ctx echo.Context) error {
+	var request GetServiceInfoRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetServiceInfo(ctx.Request().Context(), request.(GetServiceInfoRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetServiceInfo")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetServiceInfoResponseObject); ok {
+		return validResponse.VisitGetServiceInfoResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
 }
 
 // AdminRepositoryReset operation middleware
@@ -7711,206 +8381,218 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rd9u2tuBfwdLcWbXPpWU3aTtT+8NdaR6n6UmaTOy0c26VMSFyS0JNASwAWtbpyn+fhQ2ABElQD+fd",
-	"409tLJIANvb7+ecoE8tScOBajU7/HC2A5iDxfx8KroHrR0yVQjHNBDd/zUFlkpX2n6Pzaj4HpSEnM1YA",
-	"4XQJZCYkUfSa8TnRCyC5WPFC0Hw8SkYqW8CSms/odQmj05HSkvH56O3bZPR/XwGuI+T678BB0viKFwsg",
-	"CuQ1yK8UkfUrZF6/Qw6U2QZVJG1+v2x+TwnjuLOpyNeHZlsS/qiYhHx0qmUF4TZnQi6pHp2OGNfffTNK",
-	"/L4Z1zAHOXprdl5SSZegHdgeaE2zxRK4fpr3t/80B67ZjIEkYoa7oPXzCalURYtiTWgATlVlCzzM/dk9",
-	"Oh6Ps+/Hv5fz1OybmS+WVC9Gycg8OzodNV+7ZPnGo8ENXZYFvjPNvr5333y1OWBwMU9nPwsOz6nOFv3z",
-	"POaa6TXRdE5mUiwJ5QSoLMz5JKhScAVnhJKleZusGRS5IvdPvql3b/Gt2T+bHXHB4Qhf2IIxLySbM06L",
-	"/q5eSpiBRPBWvJQiA6UgJ1WJiEhSA4s0IenXKaE8J+kaVEoOKF+TjCo4JJmouDZANw+eTbj5UPOZTJRr",
-	"whSpzD9WC+CECyLcZsiKKnIFpR5PuD/kHxXIdXNG/+gofh1mzehFvFYg7Se65/3ZIIrDp0qBJDTDIwwg",
-	"SeU/tAk/IhT6IoeHBdsZszNaFIYLZPgOYVxpyjM4s4DTgkjIhMxJCfLIPVNKUMAzGMSPmyORg3v6CDF8",
-	"245/AakGOYn90FeKXNunxuQBJwKfoAVJr9Pj9JfU7GrGbhLE49+FJLxaTkEm5pDN08V6winJhUaUonyt",
-	"F+bwB+nXiGnjE/ufe+P7R1PQ1Pzr+uvxyfjkiBblgo7vpYdj8oIXa4QdLjThdiWDbIZNU2kQjukFPuK5",
-	"YIBocWi5s+3IDXBPI8PVtAZpvvr/frv+5c1//XZy9P2b/zyYTMbjvx3+139EMXQPHh5n3Tq8k5xqSqZQ",
-	"CD5XRIsx+dXAWyEuabKslCbwR0ULS58eHGfmR02vQJl7yyA3+ETEtaGKQYlgRAGZGfa0EZrN20fN26ON",
-	"AmPJOFtWy9Hp13Hh4blkR3Y8FHxWsEybv2ZWEJv/pWVZsAyXPS6lmBaw/M/flYVxs4n/kDAbnY7+x3Ej",
-	"24/tr+r4pX3rEWjKCruFDkdnemFgxQPJ5JGOKcJyg420kEDzNVFaSMgTIiyzbeAz4dFbtbeXs9kMpLIS",
-	"I7w7cpBmIod0wsOLMjxBX3rcTZM+CYQo5IS7vbxDe52BVjN0ibdQNM7saVAC4BHdnSGAwi0tmUJ5Nh7t",
-	"qVu8TUY/0PwV/FGB+gSoYOkUFzdnWtLC7Blyc90zygpFrmnBcgeMFKQUUqWkYEorhIiYzYDnhg3OrOhH",
-	"WF1xseLj0dtk9OmwPDyavzcVIBbiNVGaaiAHRqN1DBKZvlXMmEI2wz3yF1RpQvMl42QlqiInUyCFUPoQ",
-	"j/pEyCnLc+Cf5qxGFltMFoWRLmvChTaC2FK1KB2u4l6fcsP5afHYXOin2a+lPMQyo7hxuCkh05AX6zOS",
-	"45uKUGkAPJ8bBmROI0FXkkOOZ/hZ6Cei4vmn2T7Nc2mVRQlKVDIzdhAo3CbcMKVxjy+p1IwWD5vtDexU",
-	"ZBr0kdIS6LK905qJTBmnqGR2pfIm1IecTNcaiKR8XiuQxvQYt5mm2+HRK/PcgDzHT+C15agB4aeqoiAF",
-	"8LlejPdSNt8idNZGXb8Q4hmVdtlPxyNQQYCbDCBXbdGj2L+AFGzJ7J0iiH4W+pxqpmaMToshgMWuoGCg",
-	"iKi0Yjm8w2UEcA9vNUE70iynyN+OJ9XJyf3MPoX/D+lmG91AqFHwXhmp/Kq+0U9zOZt1yC3ahuEacmk1",
-	"9ylk1HBDo/YYFs6UllQLtGJBd5SbMblw7oOvFLEaC2Fqo9JSk4S9SJJRKc1dD2gxZ+aHCXfHQFU3Zyqj",
-	"EmWvhKMpVUCYrpXkmZBA1JpnRtjSOWXcGBMkNX96WalFaj+InhGvcjpFinKBGp89SEJooQQeVmqjx6Ra",
-	"Uq6WTBkb4pLlKZFgLV98ecItfM0+DUT2UbhiCODePI6bEogI5yCvWQavOb2mrPAU9nHR7wGZ0uwK3KXW",
-	"4pNwZBBGNYBlKSSVrFiTqtkp8ogLIZ5TvnZ6nfoExCMEWVK+Nio+LEutzsiKMo2uO9RvrNkpZkRBJrg5",
-	"ESfpK9ByffRgpkGmHZ4U/BRxErpvaGFXcdiq5bpB1l2kQ1sxfs1ppRdCsn99KvYzBSpBEi2MEmj0Y0Mj",
-	"fJ4QxlEvJqg2luZMZwjatBBzxlOrQ2YS0GNCrSYz4Ssp+Nw9mC0Mc39JlVoJmfs3BJ8x1L+tm0ST0j1g",
-	"VsfXDfUZ2JRzSXPYgTvvBxbnS3nu7JkhwKQtv0PqeV4IotqWQNvR6NOqdq+49xzHsopgrT2pEuiVZcCe",
-	"yS9Q29ZQFMgR0QGmBanKnGqI8CO15ldS8ErVnpHNxp/3De2pwbz1P1vT/uVTB72nfCbMX0pp2IZm1vTP",
-	"oZSQUW1vy31tKkQBFK9UQgFUwSOqoaX3mTP2tb5kFByt76dpjvHbKPQONUsk4Ybe1N8X098h0+b7zXnU",
-	"KydP+ofKKikd0kVMEsG1pJkO79vr/czYWkuDe2S6JjnMaFWgN3PonLgc07BU23C4cxFv629SKel6CDxq",
-	"lNSniYKjLH+oeF7AE1ZEALGgKuI8P//xwdG9b7+r/aWWRBOygBsC3IjjPHrmJVvCBf7xz8iPIr9gyz6S",
-	"HGm2jGIK+ob7LnSqF4TxWhGd4umcypAep0RBSVFFUtE9GrV4Ny9HG97OU42vJxZuwYGb4228hOeUs5lz",
-	"mbQvwqjBe+BK61Z7qJKMnD4D+QO9O8DjyPCIzY2hgY5KdCewOq6mzogVCNaBAtaXiSEi9/fxFhYwHC4I",
-	"iW/pwEbs49Podzv3ZQGaBGwkhIk77MbLMurpMAtZBle501XVd29oAZSic9jOBP2DSbPexj3/EnCd9n6j",
-	"/Kh3NbuxnOgWaqesP2jgHuxwX5SPlywSrDnXRhklrBezcVZpE7aJYlbUi74lwjLgQmVzjq622ovaKAvK",
-	"Lb+XT92wDp7B5UbRnjpWflmrKO74pYRrJipVk8IZOUGNzNCcjehs3tHJVgbX3Ep3q7te9xZpO3z0h5VU",
-	"QjZaPtxof+HGkG3tJo2esw/t2vS5xIjjVjKtz/PCv/gQ3ws/peK3VlCNHLI2tkpjSCMDzFthdMZrtiZk",
-	"DhKjiTvx+/7uYlx/EP13gJcWmhaXPini0ovJblrF0mBkan5NG5Hg32pAoPCw6NHZ6b66uNjBmKGjte5m",
-	"M5o2gOvhZzs3IcYWnQZ0qZ1y04bKc8gZJeY3chABBRG8sPkcve/W4K5kJFvg1wUYc1SQGehsUXvLtixS",
-	"w7qSLLamKAf54q8LqltuKmvB5MJqV8aIyUS5NqsAN1zlt/oEqJgXoEMFqK90dbCJ/QtqNNn1VMMYPMhe",
-	"nFAkVJPVgmWLTmgBMyNsyN/qtftiawPRpINLO6LkQ8+hOupQ7e0IITIjQLMFuWI89zFFLxTM5rvWG95J",
-	"xFfRIF/UkxHbeKU36EPWoaAeRM7x2Py0rvOKsgyUst4J5BLelYNsHh95zdkNgVLYyOQOVy9hJkEtLsw3",
-	"IzwaHSHovwgfTInwC4Z7cq6RuOqq4ys8CN/XwmgIOfq0HzhXEF7eKfnBemashxufDhzcmzVBu3LnqEkA",
-	"9hiu/VCxIo/b9VPz06VmsbSdX73OY4M3SCDm+bjSlYnlkkWu/dzGl4zmUmvy3Q+i8zv61bkY1hf+LogW",
-	"osgWlHGbtONVBzxVHJg94DxECf1MzCMai01q8Tu4pANSof3UNPqUQd9LZw7FXShLkRtdN780j+5uBD4R",
-	"cvkcX80GNQIOq1t89RGbzeL6xVJc32qfQ1+s2CbQDN+a90AGNkaX59BMF2siOFqUXrGuPZc2v04UefMX",
-	"jGZMoVbvo0qsf3zAqPDR7K4jtMXH/B9jaM9hFS4Re2fJ+DMMjoV2RiDfmzNFaHLNBV8voyBJbFhqahO9",
-	"UrXmVykxxE15flQwDoHltcNZOvwrPFiMVT2UQDW8ViAH7cby3QAjhfWAbcLVV8L6U6ogpXHjZzunDDIY",
-	"g43hyrFDP6KaTqmCAder+/XS72TAXA+z5Eqh9FyC+qPYy/PiVSQbXsPYr9Xs3Rac/3NHzvoEsyNeoUoV",
-	"Y645DFr+EqgSnJhnkibFuEnnubSZF2lUZoDPC4motT4S0eTSWJUv+iHGc7iJ+B5dvnnjlMA8UaeFBRar",
-	"/UGFuwxN06mBpj0Oy4ei8OYLXynC8sT6IJgmC6Mcc9iuLNj9JxbUHi4xBHzCoMgtS435JKHIN+LdLrjg",
-	"uX//80Iu9/hIS9T1bbg8N4IJs7l2l0zB6SPCKRMSnHgaCH4MHCGQlO91Q/axzVuqJWq+q0T9O4hCZIMm",
-	"obFBKScB0vYMJl4VLtxto0+dq8myStJs3f/4j0Y1FlzTglQ8A6kp43pt6GkJWnZcB7mozBJRn5aNC5vD",
-	"0EIzXcUYzI/A5gtN6FRcG3ZGSQHXUGxbrHu0wQUvh4/5i4FFdvtDbt1DQYcO/QjmEjBCKZuUG/ijolrI",
-	"gYXpjV34+5NgF0ffx4BdCD7fsjBQpc26f5cAfMU6Fl1/1a//d2tZ/GdvXWO1KE2X5QbTxdcGkRm7QYTF",
-	"nMj26oPBkGR0czQXRztwph+BFnpRJyR2bOLN8siIMue47XtMNNWV/YjztHSZeMCNh8HRihdnhciudoRA",
-	"V6K4/XhZEi76ZhAsL/7Rh0n/YOLq451qgwo0FFrfES7Ndps1YpB5JuaM31rF7R0nVFT3V01jG3xuQ06h",
-	"p6fjrbfpHtRrQhRrQAowaiPNtANbJ1q2b8ArtrMXjQjq7+oFxwq/JVHV1CWF9bdhM3NiFClqgWYTp5ql",
-	"GjWUEg/D8bBkaK4GVfdBdHvBSVmpRRJmF4Qxzzo+hVVdhoHlINk15DZf8ABtNB8TmXCmbZ53WRUF5Idn",
-	"RCyZ1jYl3uwUPSSUcFiFZxuT167kKQcNWZBybtNTeq63gUMHym2Gdlx+SSNGOdp4eEC2BNI66JlPbTd2",
-	"uU+YNkDvBdv25doJ2lED+ahCLr9ShHK1AqkSe8k/nb/4mVisQ/Tma6IWtAzVboeT7QV/V4KPX9GVIyBc",
-	"Gd2vMRVfVuCuxD3TUrAOKNFiOVVacAgjB4Gel8M1y2DQfrA/d3G5pbkRSyFb8RgdWPHIRxiwR+LzNiMu",
-	"BFyDrwyLCjn88nBCUDKat1XTTapzqMXuYGPZesGjOicgCDknpOLsjwoIzaRQitCicOAcyChZ86xG+Cia",
-	"bgbxENpqOo8EHJ9IAFLQKRSqFT7se5LiizauN0xDixPqM8NKrBnxkWl1q4ciYJdUKTbnln9hSAfLYlz1",
-	"k+DIC5M6kC8sw71VgKeNTCFJdJDYMZsWG2yBuuEJWyScMXkv1iXUsaGuE8X9eYfoyMx9apgHYvDyjEwL",
-	"yq+aP9hKlrkUVWnvNz3govn5cIeoRb104na85dSvXLAgLt9t2RPy5BZXo2G+uuFvgIKS6U0awFa+tyFN",
-	"Jcjy1EaZN4iFmgNTdbxjIFbSFJZFJAI6emhTsGfFvsYKI3vKYAFCJSoEcfnQlsMfQXpaN1gcALeQl1sk",
-	"3n5S650lDy2KF7PR6W97yKA3W0/bl1H9HEhErMvpOn4DmFK8WojdEdATR5Tt18Zzl5J6330HfGoMwPbi",
-	"Ph6RnvYqHcckVVUJUkEOeXqKZOGetjFcI4gWVJEpAJ9wCWVBM8jHJJXwOxJPeooljyFtmXdsyuIUMqPH",
-	"uC9azdcbpz63Nhk1O8AorP1u3HJ1gvv2srlT2hK/fHPndR0YsiFbvLMLGrSF/4eV1yHLWkCRk9UCM0Qt",
-	"ZM8InVqB3TJUgqgx1fF7uo19sk2w1+Z8zajbJFPL9x2luJdnz1jM2t+BAXg47O5DjknTbZmdPTg0y245",
-	"4LmmekOi/XT9JFA+9t1/WweKeuiXZbVnlrP5e8E47LGPC/+Kz5MbStgR/ChizlnRaN67jfIZLJiE8AxO",
-	"0gLElgu7CI7fzQjJrkC/5jaXo07woutRMloBxL109qVbYaffyQ/4iWi+gTFAHvN4nrDUxtIEcvDPf/7z",
-	"n0fPnx89enTobVF0hditnRFYlnqNRqio8B0al4xmMfzu3svNmNx3vc4lB7Bv7SSAQQPrHW/YwXXgnref",
-	"1B3OPh6eOyGvLx4eDui3u5slaMRGdrAQEqtKy4KuraUbRIJ/opzcT3cFqAeiXWqTDdIurOsneHGCjm8X",
-	"IPchX/QLGUC9evKQfP/Nt/8rIXCjgedhP5wlLKdGP8b6+iaB3UhF231sj/C4+REl5IyyopKgwo9lmmhR",
-	"w2pLr5JITD0hKRf6ciYqnqcE0+WohkusIYc8dYpRnWow+PVopusAYB/flAXltImqM0VEZkV8BvtE+S+M",
-	"dpaQJc0WjMORsRoMsFW1XNIm+9DBbfjDEc30JcgjDOQGbUXqC9g5h9thGIZ4bbwowvF8L6qNpfmkpIha",
-	"VLs+FN203yNsM2YAGK3SanzxXQjeaLIEyrVTwhbVknJE02jqx7Aubzb748XFS2IfQLSN50JopmONCCwT",
-	"6NwdpryKGXGls/EEzaifo+4BpmIfOiMpnYpKn6L/I7VWuPAdr9wRlth2Su0D6q4g91JbY8izVjUdaWzg",
-	"SgHOxOMeiJwBQgSI2mcwdVpHx+fnLNdGqEGRB5zX5bT8dv/N2Mi0eAbOIG79ulg3X3Vu6FmlYNdkzVc2",
-	"7XUwcLY5A/gBcb+7FF0MobiqZ8PoWt0B8cHtEqa14pvolnstKeLlUDaeFklzrajMbR26MV2zDH3UtLC9",
-	"H9RZnbEILtkxffX4/PHF5avHL1+cP7148eqfaZiq3/0xos91yzDcznY63WCh3GDob696rVYjDaoNWcqm",
-	"MxLamAr0bRTsodKSTaFIPHMkCbV99HdP5qwGWys+sJ0UyWohFLQK7mv3x2iPbMVt6ZmvRAEDmQw2LIq9",
-	"m3KBPheaHxn2meIPimTU+uLR5eKrDs7cgyvJNLgnJ9w8in0+0LnRsqHMy7ZRZlBTpQzvzpeGjO1aS8rp",
-	"3DrGVDLhtCxdhbCqO50E/VJarp5632j/+q2NkhEuELV+ztFPFs/eDDwj7SaG3+3G8c7XPLOFcRsSEZ0e",
-	"6kI1thETqUpsaeFKXWpP9YKqTrng5rytmN/pQZZBqV3CPea/azZlBdPrs1bVLi0Eb3JwrNTN8DA7hRy3",
-	"FEniaS+zSovZLCUHRh3GFqe98snDXv2kwcPbeo6iV/SyKor3WulqdvjllLluTwhwSYsYUIqpL8XaxRDb",
-	"5G6hoYL41DvGO7G8aJuSHhDdcH3sm42oMFgFG2Lt7Wpgxx6vz2yDURUrGOYZkHRB1eVSSOz/RGa0ULBj",
-	"JdXWWt0L3NzKmCGe2G0BkLYx1iB8UONUaViy1flovuNG/Ak2RcpmlcQOUeb7Nli5oky3U+parUpQg43A",
-	"3tXqdn12VGWuTWSrbPfM+aOX2C1oQTlJ0UZOd7YFw0ymfep49+0EuiOs1Zpnl/a5yyGxtVWZ2L1m199D",
-	"0qGJ4NLjexomvA2Wwe14sFq0efC22pIh1HoRopQWNqx1hsqSUdyXpV6/F6xpx2d+exMJN37WzRG2Rrxc",
-	"wk5m1F1OWF57ixyTPDNSxHbuarqlYjtUVIoVncHWe+wa7J09Ja0eCf7KNyPlrXsi7MFn6UxjIT5Tu2e4",
-	"JCPrKbgcxFxbvqOstbUCCd5ib3IL/fVLQObLXW3KbqUOYY3Qe+5loCqsx206PwzVVbvDY/2vUWvjPqoV",
-	"lZzx+QYY+fdd70EiYUnlVZg56uOJ7wd4Br9+tbvaGtvbnS+3wTaE137dHeu6/uF8bQ6IgUPp4Yufnzx7",
-	"+vAi7kkainqHeT+ZUXZsZ93Nvqgt1VJ5Uyq1yeg/XysNy7i1R2W2YBoyXclORR5d5iGaBrGSMuY6fSbm",
-	"WCvy8OVrRer2jDbFrR72MFBXptorF4xXN7sam+ZoGxvBYWn1NsRsCs5d5tCUqq1Kd6sK0pAvsrWtNNDY",
-	"3qjCmANsp5v6BqNgeI1pERuLUHevIu26mYaKQF+jU+O8dqUP1kvUF+sIddfihOiiCuQzpvRTB7UOKdvk",
-	"sX3C6qzt4qoqFo0D+UEa20Bo9vfSPXtuwwB71/DaHJd9DrF7NQWeLpxXItCp3wAuXH/oAvwBrW4TYSqd",
-	"tl4Rf0zt3wqKB5iPCto4OHaPGeCR2eDYlJYayPI6rF0PFbArWEvIZdzGw2pmE4bEBw9hfhzevk2vJlrs",
-	"qNeYl7aNV+k2Au0vOuR6Mb+eA/DdsSrqRniaj1rf2oYhngTiKXuUu6oQ6/PzIeF66o4xve0UgEyza4jE",
-	"nPGNrW1ocgxgZ7peQQHwuCxyT+ycFxIhh4hS2IZ+N2cdu3DhEZleu8kqRRHOH/qqjpfvUQYXvZgNmv3+",
-	"vPO2nQl29u73uFMM37pNdAdjeN3hRGE4L6nd7LFausHI0HBSgKqYtdJxfNtCrHB+m6ivdKgkw3bSvXzP",
-	"5X5NP8b+En2Yoi6TVZLp9bm5RqdIYROgB5Xtbmr/9cTjyU+/XoySTd2F6nqL6TqMYLY7G9X98tEDhis0",
-	"R1toXdoOycwper0eIfZk2C58Ydu3L6TgTNkrWVRTQ1QvSuCGdT/mCpbTAsYE49S+VsaGcHxl0IQ3dXn4",
-	"1TXJRFFApsnBJMw/VJPRocchJn3DoCDiYzEM40m2F73rQLqkORigYIjDjkUoFIzJg7BtfidARMpqWjC1",
-	"8AgAOaFlOeE+ZHSwgqn5S2K90DnMGGeuv53tR4k9M3gOEqSy+4YbzBCyjXPxhJDbLLAJn/CHgl8Dt+4g",
-	"O25sIUU1x1QxK4Vc9+FT8/TfyGNzmqBXWWXWIukxLVnqmrrrwc7W/bldpKbZjaO7cDReryW2wTPGfdTH",
-	"qBy0qMB8lPkqAP+xb+59Z8eNkbTDVuxMq8Q3W6eVXhh4uNwDWXE1Nuc+N3QDrV5wml4BoeSnXy/a/boO",
-	"Brpsjcfj9JCIqaaMQ2622Q37d4gGm3erTJSgfJdbwbHWpAY/lbamzjBU6xox313SNbb+IUzj5jFVwzqk",
-	"06Ge7ynJRVbZVtIHaSv9LD0ckx9Asdymq5gVlKY8pzKvk8ksBVEp126+UZqQ1HEnbG6EXUMMgMPwH862",
-	"o5lOzDep+aq5RjtgwQZDXT5OwAQevHwalDT7EKZtJMhpyUano/vjk/F9O5ptgSzOoOcxhk2PG2fDMUbo",
-	"UWCKWMump1ICLoO85BHm0bqIZbsel2lFFkyhVxIpDh8JG21Snk8445l0vbr10FCOhChhPVyea9nkgnqA",
-	"QpEHT0/4HDT55uR7smmihnXOMWljOIZ5jonvy0uuAEo7xtHIsaqccEkxhoFxBAmY1mD9JAKLQ10Zp9uU",
-	"IlyEqRBW/V6IIkcnE8aQJtz2uGgCw445ej8huFwJ8hpD5kinYZxcgh0UWU8T8YkmE57+OfFZIZPRKZn0",
-	"kkomo7cOk2qiMdaFjaF3ckZG7RGlA8U1zSPH4djEt2+sZAalfxD5+r2NEhjI2nnb1gS0rKA7JO/eycmH",
-	"24XTNrcPnMHCW0ldZtUHnXfyjT1w7O0aMMfBnDh85evtr7QmaOBL97e/1MwxM298vcMb3TlO5r173+2w",
-	"vc4Qi7fJ6NtdINGeXhYqh4j7oVr4m885MViuvO03emzu1do03cyYQEHCfyMfcQX/Uc438nVKv40euLXe",
-	"Jo5xl+WRZQbHQXO+OcSMrnqkHvYEJNiGKSGu/RHuxHc3JFPQKwBO9Er46q6260IlyLSLKvczmt10Pvyq",
-	"EV6YgG0/jbK8/jauHuM7c9B1c/SH7jA9tjNQuSS8hmS7VNoxn959H8RfSpZdKTv0yA6EINgyLTAqYtN2",
-	"g8qy4UmxO+ytHkA6uLN2O32qyUwUhVg12QPp0B61IYw9t2iLCGUFSb1Fn8Kom5iWQwC/LbgGTtiMMGyM",
-	"w0XoqohtDPN5YNXamQP+6BTzHZJI76tbCJgPxN+b3qMDHN0PrzIqSU04C0Di8eQyHn3eTPjkm+1v1OMQ",
-	"PyvuO5AK2GHHDz0FrkSgQJFgMkvNYT0LinNZnxN59C9WDrJajHdYYsZg07VTC43At3mRQR9cSz3N9Ogf",
-	"6lF+yuceNHP+XNAyxcF9te3YY6V+l/Vh/puV70GF25nCHHDeecakuyYHxIEhho+Y8tmL2zQk90r4Bq58",
-	"7+S7XZSQ1qjNz5k6v97hOLEpk18gZT+pG+6vFqKoySkgcsaxtfB/P33pEWl/cj/+0xjMbwcpPjU/p94L",
-	"N2MFfKVs7U9v/hGhtcui0xPedfWlitAJV4zPCyCvXz0jCuY4QftAFVQtQJESZGYw3w14whD9/7z3JD0c",
-	"k5fGrrfcpgB6HS484RQzQ2w5vDUZU9B0nsYmSrozLKhaoIuJ6gzzrFI2O+KCw5F1EU342ip+90++uRXv",
-	"iiiCPe6Fo5O2qIL2ySMJBUUEwPEL5gaSHrgYN/opBw/YWnNxg6O84mL/tfu8tk36FWp5zVyIepBoXMcy",
-	"KhjQvOnDj0fyaScfT8l6OvtZcHhuB/V9UJ3svY8ndvjrluuIDoP1fSL+P5UweOpHqhnU7w403jzZ9pZi",
-	"5L7l7/EzWMpzRAlcM70mms7DwK6fpL+g6uOc86+kyP4bicpH9dQW7nDL85daWO4uGcOhalGR+AqjX94r",
-	"3FrOsjMnDut5NTgFm/I2YqKYmnAnpzx46iTWdrFoM3GL1gW4tuiqJ7V6Eo9qGyMhc9Aozeq2ADQYSjzs",
-	"sahnxr2Tmr0bj33oExP2ZeEf0k6OTM+Lc+Z6RGAMHfZhYAE39BnG4XidzTxskOnW2/tgjLe777pPzh7b",
-	"/1j89Atjcc+Y813hTMkOht2GzZWVHbQZj4PZGjtFaGhd1Gp9VWhWUqldJXVqP5kmvuQbrCeyoGtkMzyf",
-	"cHSOJs4tLCQ+YbOSOawaH4HLOA8jxLUjjmrIz0ilDNdUK6azRXfkZOp8D1THmJo5cQOUDxf3qcFzbA59",
-	"5HvXNWjfzWnF/URJtjGsWhfRShwa1B77qSAfNXwUn2G62R+yoqru69nFjdFdtOfjR3teu2JnvIm+f3F3",
-	"dmMJ9vhP9+LbkPW0yTRO2tusZN8FmHYsziTwSkzXJA01Gx8QT8mBV4kwj2UyIn+bjFKypPIK5OGAFR3W",
-	"MuxhSH8u3v9ui/UBwmwx4lUdEblz+n9EInxuk448Y4ylW4eulN2JMpzHHDV1frZOHOwtdhZx6hPUTOVV",
-	"4wTT0g6UqKlovNG4+KWJU3w0H/4txVi91QilnLd4jg+K3SmymxTZQXTeGrRq0gyObaLjxpjVRRCswv7c",
-	"EujSaJI4whS4lmvkbuaPLj3JKK/NKoTlcSRu9vEYt/GFxqI+eBDqL0gJ5q0d9ncO8ppl8JrXRXS3JKIk",
-	"Lhlqx5f1RXmSalCXqk0hogaBB8gr9IXFDcUnQlpCChatx44jMXVGpycue9ybiO2x5acTnvooiVPLGveZ",
-	"owPb+B1zZ22j03RMkAFHOlFQl72KaZDdIe4TPgnSAYO8pNMmY7WV9ciBHHBgLlfS2KEDCW114In7mbAi",
-	"X3trOVr6mh4SmotSqwkPk6DH5IGNnVkXns0SxbQM1YRa6hKCfgr0yfcbWzCOydMZmQojuSX4gaFJWE2v",
-	"6RXgKNEMcuyGOOAt7I3i/+DuwnhO4AfKyOyf7xMlZcY2slmDDwgzTGTHdJFivXuC5r59P8gBtj6wbfti",
-	"GO/dSYY2DtuOwe3t0z73aM33OwRf+lm+XiR9+d6EPZXBnvTwo9ipHeUT8TdsFV5/tubgv90lqckJ0INS",
-	"KMWmxRo7xamMFpAf4hCsMfnV8NVUSDZnnBYpUaCRmIiWlV6sJ9xzaiAVd6XyUHeNw+YkEgeDuEj4qjPv",
-	"4ApKW8aKOQcT/v6SDmpo7M2am1d3C83sycpfOGB+8tB6gzBfKTJda1CfYWbWXYT6S45QUx5g2SA7s0gX",
-	"awFux9wU7ApI2qfslEwrXw/vGASGeHtMIVtAdtW89/iGKa2+OL6wUdlhPpQQeis3v5H7eBPGsUIvTiRi",
-	"YQv8bPkfU02pIuP4trFP4KZkzQbub5nXLwUmxaxxB5UC14i8rPuoNUTWHfkQPber08Sv+NO8G9kMqYC+",
-	"43PF4abEJDyjWL6f/GaDqEZIotHVop7mpBvoqKz0hhSkuQA1GNU0T6Rj8iCsapFA2HJZYc3iqdkOy43B",
-	"Zmfp+qi5A3/MGhuTpznmbilm8wTS4/RoJqFO2VNEzCa8AGz0nZCczZlWCUnHaULSS6yqJOnRLWxXss1W",
-	"nXBrgJL3Z39O+LY6xV6hfmA/sLCtW0yzsTrV56vX3MZE3TN4bHB0G18LdZldosat2Xks2jDo49q8reZE",
-	"263cJoj82cepdrASGxx96MdB/XUMxCjLt768Nqu3osxztqYD43aDsNKLY6y2H/Zh+oQ+s2RQ1J9gsl3Y",
-	"st9zq/Cpr5QV82scUjpGrowdTsz2YVk6qSGpBuKmmJASZJ1plefSfAv7SZgj2pbqZ4T6pyfcZ/xhAt83",
-	"975vbD/Qcn30YKZBbrIA7fE/x0Ln1iDyj+1Jq/TWtJRMAiZi0sLeYqgXfiSu8pEJ/Zt7O/CkCyGeU752",
-	"Z1PvwiCauuIb10C+mXBuicJPFcDULkNxrfig4SYdanc0O0zv9dRKpkghxBW6Z2yBaN3ywI+StwMOMsqN",
-	"ClUIPm/Gc9iaZ9/8Jbf6u/WXw2wGWT2hicPK7XxMXoV8wJpxthdIjHBb4z0+z0YFrYkonxkFP7BZS5ZZ",
-	"2znRATe/I+MPTMadcTf17H/775IyOUzIRu+1sX2D0n9UMJyO/4IDeWmfcbVRIJuG/Qk2JvG1/HxoOKLv",
-	"PsTkhC9BU3Q6Z6Kolq63geDg/o3f16I8KuAaCnIF69b0eddlKRYkc7u8Sxb4N0sWeJ8R/8dNZ692/w3V",
-	"IgI7OmAg7o8N0/A7cYqTdHXkOfEgyf10/uLnun0U0sQAcSV2KzNRGBW+RZxj8phmiwmvP2ObCHUO95Ui",
-	"NUkaUmRaNaTmm5HZcWBxuntFVz8pwe/o7o7uPgTdtShhf8ILP3f8Z3sK8tvj1uzljeVofapx/ckSYkjP",
-	"p3GetupycLR5Us8YBDXhTNfTu5JgXpXbhqvA3muOeccaZUpH5kNvbYnztDchIzjtQI52ZKb0F5iqPTTL",
-	"e4BVtJGgvrm7pO3Pg5NgzoPN1wsGzNehFD/p3SrMrYFUASc5X/Ms4CGGdlWLkwyyC2ywrIY14Y727P1S",
-	"ry8ekpyiqpu6Fr6XVKcTfmB+XQFcJcT3DSTPBc/pOmlyG1BSq5IahknWQCURdnTRoS358lPEyYKqCad+",
-	"3rMBgYUULm3XMQzWqACYGJG4luCCo8qTFVUO+YAa0J0Y//nmnA/Oth9SDuZzCXOKPv47Ub6NAJEC2kg/",
-	"XTc4b809Q4q+VbanOUSagOjWPDsuq6LY7lnuqQ22eDuoopgjTbkWnJ1Ja+TAthDH1NClpSr7CDZmcT3X",
-	"DpMN48Jcfz6yNILbTQozdD3hJZ3XnU47rACjnY6mMJNWLKdKI6kduNTb/BTbgKSHY8wzxUk0qY2Fruja",
-	"utSlNLygTqmy86ZIapH9Yl2Ci2qGQ/rSCZdgZHGmfbPQqtC+5/acXVuPghvKRw5ss9OKYydwA586qVUB",
-	"14cYLn1J54zPTx38WtPpbCsTnKXm08+CSW5nRiEC6nfiyu8xvtm9KZcNZucg0Tl8pbqjIl2jvMh0vGTC",
-	"u2MlhybsnTq26HwtdtimLfV3t76gikwB+ITnULBrkF6b6y7BwsGY5jPYHbY1AhDbx94lS7+fZGnlhjRu",
-	"U3c3D6VkKrCiB1rnNAS2X/NEdD4qTXhvRJVrOIUsY2BRZC3xbj3fniSjJb2xA9i+PTnZPI7tA4Tj92ww",
-	"8XEzzLtzXD+yL703OzSiarxwd29QwrHJf+f+vnc53nv2sWuxMR8182neVgBtMHGstrUprveYZgvHq3C0",
-	"wAKyK9s/39gLYsXH5KlLzquH7knbuFrarnUTnrZHEqaYC17Pua5VnAS9Hzm4AQMSqBK8nhlBXAYgB2V7",
-	"07mMMKOky7wApc5I2pp0l9p+7K0sdPO6E7sae/ngl+gMTvtdgDpjIlNMgvH5aE0WuhPrE46lGWk9SjK1",
-	"uQV4SS7p0glHGxa15VdOM+LCDu8mr6BSRtOkEx7ZgM1R8D1ktZXq8Zy4B/Wt5XYOQzHhTtXzsAgm7uXC",
-	"boJYO7TTJsIArP6eg86UqqbsC1XmIve6drBIOEoGcozQotpA+YSLSh+J2VFuFrSFABehza5EcQ3KzhX0",
-	"XjE0KwzmlaJg2TpxiKZsvRwim5/q6MCFGNXMJLQKm9HH7NUUAsFdew1ceLnl75lwP5XgIB3ytKWHd9rc",
-	"e9Xm1OJza471KXSXT5YH0Jt0O9RkhhpJZKi75ohnRAGQHtNHQ6khTsM2S5BHjquISmdieaf83Ck/G/IX",
-	"MfWklpptz8qwloMjoQZ9t4+bjgV23A+O3vHjLNPTXjGZnSNIV/WksiTIPZxwxpWmPIOkmb60YDgMKCy6",
-	"Szr9GRIvINy/D520hXzCHWOmOhzfbdNLhmJBOADm4/LPd/Xd7jxNsJ5u2h+Q3M9WKgqfb/Zv6sYdDpfQ",
-	"orAZex5AAQVZ/MFaj6hVcO6rkK26aB5Pz2yZ5RQyWikgSiyhnidpvhL48PQiUj1Vfwnb73+eQ4Qe1pvc",
-	"Syx//f7S9sMRlUORC5dgaYSyCyv9FZL2/1qp+vEoije+QrokB7TAD2OTKEM8hxFKbQk7N97nyOf5bk7b",
-	"tcVyxI3/Um4eOeruTaawMdSdx/yl+1tKDoTt66PWXPD1csJTUeT1z4fG2lhJweeRz/VNi69jwswexH/y",
-	"8+QJrS1+InV9x85zNfyRN1gt6q4J5OcVSbXhJx1WsYoVr69uO+0jExkm+deuEsD6virO/qjgjFBO4AbH",
-	"QM+xbVfcq7RBat/J6zt5fSevq1YDgjiB2ij/8Z++JOetpVHzxw2atn0gpmmjvBZSo3/Z+sofPntqB9du",
-	"ULibD95S4faMZPQFtmANac5lXfzlcvn2JtLPm9hsOs17UI7RaR3VjbuVYgrQk/JZq5/oBvwCtU+fD/2X",
-	"I7u/pqg7B00oFxirMmSEE8t21Eh3k3QGQ9C3KmFJGccgqNlJWDDKhRF7dSnpwTcn3x9ukmx3Mu1Opn1x",
-	"Mi3uh8WZPD2ieQRLoX0l5kbqYYblziq10Zyrypx+Esp5/3LxdX2UTyQU9zH9mgn+1ilzR7d/UYMxbMfg",
-	"2pNtEJ++Q+dwmZpNfgmik3U80ZeI4Mhyhs3PlEvFEEqTsqAas12NyTitWJHXBaHRxuyDI0M+FyF5vlYa",
-	"lm6pp3wmYjT3Ax4UBybh44RxWzva9IK7K/PY1BsdoTm1PgdZcZQzDvMQiQJk9rfeQ+cwFt9vev3y6Rcw",
-	"v6LZ5CYOf16VLgvSrCppVof3Ve2p8UWjOK71DgF3KvQzcHvw8mkEqujucvioSqBXahAhF0ALvdgwpQVy",
-	"RXx2HnUNNnz+XV0RYvtDEd9D9N7JSS9fJKN8wqXNT9Sq4ckGA749uW+fZ968Gaiz+9Hu9gPitF3hxT+G",
-	"VBVlxy4YPdKCbj1+50EP73HjHtc27l1WXGE3V0pyKIHnwLO1gT3H22aKVM1UiXGnC4sVtnXbTN2GSVUG",
-	"mOZu6w1ux/2xVxHCroGDqscOum+Nm7IP95V+Mcl5wHARjaLEEHwpTOrplB9MtbcWsJcPhxX+I2jGFn4I",
-	"ibb/lddhGkmrw1T4stVu+m+79jZm3XYBIegVACc5GMCoTl/L4MOY79X/7iNQWlZ2tpKxiTRwyjMIOvaH",
-	"J0Nu0//ID9hRwvX/kIB515lPYg63G34r6JrX/6K7jNaYHkVyprRk08pICy38mcOP1lN7IpusiitiG43U",
-	"+JSJosC2sUO7DBon9L/4oK5+xUTNnKrFVND2fdrazbdv3v7/AAAA//8=",
+	"7L1rd9s2uij8V7D07nfVni3LbtKZc2p/2MvNZSYzSZNjO9M9u8oxIfKRhDEFsABoWdOV/34WHlwIUqAu",
+	"zrVTf2ljkcT1uV9/HeRiUQkOXKvB6a+DOdACJP7zCc3n8ERwLUX5o7jUQoL5uQCVS1ZpJvjgdJBxcaTM",
+	"o+yU6DkQCaoSXAHJqZQMFMklFMA1o6Uiek414YLkZmSyoCtyA1CNBsOBhF9qJqEYnGpZw3Cg8jksqJkO",
+	"7uiiKmFwOvAzDYYDvarML0pLxmeD9++HA7NO4PopU5VQzC6uu9bLejYDpaEgU1YC4XQBZCokUfSW8Rku",
+	"vxBLXgpamDU1a1if7gK0XJ1PNcjENJALXiiiBVlSpskEpkIC0XJlZqEzyvjmLS8YZ4t6MTj9NuyUcQ0z",
+	"kDj3f18A7lHI1Z+Bg6Tp3V7NgSiQtyC/UUSGT8gsfEMOlDkCqkjWPL9unmeEcTyViShWh5vXPBVyQbVd",
+	"6Z++GyQW/n44qKikC9AOvs61pvl8AVy/KNaX/wKhZspAEjHFVdDw/pDUqqZluSI0ukpV53PczOPpIzoa",
+	"jfLvR/+sZplZNzMjVlTPB8OBeXdwOmhGu2bFjhBIJ/m3jx6bUZMw+GL6o+Dwiup8vr6fZ1wzvSKazshU",
+	"igWhnACVpdmfx5kzQsnCfE1WDMpCkccn34XVW8Rs1s+mR1xwOMIPtkDra8lmjNNyfVVvJExB4vHWvJIi",
+	"B6WgIHWFSEAycxbZkGTfZoTygmQrUBk5oHxFcqrgkOSi5tocunnxbMzNQM0wuahWhClSmz+Wc+AG+YVb",
+	"DFlSRW6g0qMx95v8pQa5avboXx2kr8PMmbyItwqkHaK73x8NoDh4qhVIQnPcQg+Q1H6gTfCxPv9/vy7g",
+	"Scl2huyclqWhDTl+QxhXmvIczuzBaUEk5EIWpAJ55N6pJCjgOfTCx92RKMC9fYQQvm3FfwepeimJHegb",
+	"RW7tWyNyzonAN2hJstvsOPt7ZlY1ZXdDhON/Ckl4vZiAHJpNNm+XqzGnpBAaQYrylZ6bzR9k3yKkjU7s",
+	"/x6NHh9NQFPz1+23o5PRyREtqzkdPcoOR+Q1L1d4djjRmNuZDLAZfkalATim5/iKp4IRoKVPy+1tR2qA",
+	"axoYqqY1SDPq//359u/v/uvnk6Pv3/3nwXg8Gv3h8L/+Iwmhe9DwNOnW8Z0UVFMygVLwmWE7I/KTOW+F",
+	"sKTJolaawC81LS1++uM4Mw81vQFl7i03bDoHIm4NVvRyBMMKyNSQp42n2Xx91Hw92MgwNnK99+ZKLJXs",
+	"8I4ngk9Llmvza26FAPNPWlUly3Ha40qKSQmL//ynsmfcLOI/JEwHp4P/77gRgo7tU3X8xn71FDRlpV1C",
+	"h6IzPTdnxSPO5IGOKcIKA420lECLFUHJpRgSIZ2Y5M9nzJO3am+vYNMpSGU5Rnx35CDLRQHZmMcXZWiC",
+	"vvawmw3XUSAGIcfc7eUd2uuMxL++S7yHoHFmd4McALfo7gwPKF7SginkZ6PBnrLF++HgB1pcwC81qC8A",
+	"ChZPcXKzpwUtzZqhMNc9paxU5JaWrHCHkYGUQqqMlExphSciplPghSGDU8v68axuuFjy0cCKt18IyuOt",
+	"+XtTEWAhXBOlqQZyYKRpRyCR6FvBjCkkM9wDf0mVJrRYME6Woi4LMgFSCqUPcavPhZywogD+ZfZqeLGF",
+	"ZFFaHYULbRixxWpROVjFtb7ghvLT8pm50C+zXot5CGVGcONwV0GuoShXZ6TALxWh0hzwbGYIkNmNBF1L",
+	"DgXu4Uehn4uaF19m+bQopBUWJShRy9zoYKBwmXDHlMY1vqHSaJBPmuX1rFTkGvSR0hLoor3SQEQmjFMU",
+	"MrtceRPoQ0EmKw1EUj4LAqRRPUZtoulWeHRh3uvh5zgEXluBEhAOVZclKYHP9Hy0l7D5Hk9nZcT1KyFe",
+	"Ummn/XI0AgUEuMsBCtVmPYr9C0jJFszeKR7Rj0JfUs3UlNFJ2XdgqSsoGSgiaq1YAR9wGdG5x7c6RD3S",
+	"TKfIH47H9cnJ49y+hf+GbLN9wFoIPCO8MFz5Itzol7mczTLkFmnDUA25sJL7BHJqqKERewwJZ0pLqgVq",
+	"saA7ws2IXDnzwTeKWImFMLVRaAkoYS8y2JF6pJgz82DM3TZQ1C2YyqlE3ivhaEIVEKaDkIy2GLXieWOM",
+	"Ia85ycxPb2o1z+yAaBnxIqcTpCgXKPHZjQwJLZXAzUpt5JhMS8rVgimjQ1yzIiMSrOaLH4+5PV+zTnMi",
+	"+whcKQBwXx6nVQkEhEuQtyyHt5zeUlZ6DPu84HdOJjS/AXepgX0SjgTiAI1uVFNzTcOAfyhW0BkcouwA",
+	"i0pIKpkBv7rZyxnRcmWvkNCpdmYMpwiKKVHODsc4ydBed4QGu2zt4KOH2w47svvhXq+EeEX5ygme6gtg",
+	"txBkQfnK6CCwqLQ6s0bHqdj5OD7aYbzltNZzIdm/vhSdmwCVBg6EkTaNIG6Qkc+GhHEUwAnKp5UhNGd4",
+	"RFkpZoxnFvJiUzWVMOZLKfjMvZjPDRd5Q5VaCln4LwSfMhT0rT1Gk8q9YGbHzw20mbOpZpIWsAMb2O9Y",
+	"nNHmlVOc+g4maxk4Mk9c4yMKSgsqqUZwV8GO475zpNFKnEFMUxXQG0vpPTeZo1ivoSyR9KKlTQtSVwXV",
+	"kCB8asVvpOC1CiaYzVqmN0LtKSq994+tDeHNC3d6L/hUmF8qaeiTZtbGUEAlIafa3pYbbSJECRSvVEIJ",
+	"VMFTqqElYJo9rouXw0G0tXWDULONnwexGaqZYhgv6F0YX0z+Cbk24zf7UReOca1vKq+ldECX0H0E15Lm",
+	"Or5vr2Awo9QtDOyRyYoUMKV1iWbTvn3idEzDQm2D4c5FvA9jUinpqu941GAYdpM8jqr6oeZFCc9ZmTiI",
+	"OVUJK/3lX86PHv3xT8Ewa1F0SOZwR4Abvl8k97xgC7jCH39NPBTFFVusA8mRZoskpKARet1WT/WcMB4k",
+	"3gnuzskm2XFGFFQUZTGVXKORv3czp7TP25nE8fOhPbdow832Nl7CK8rZ1Nlm2hdh+P0esNK61TVQGQ6c",
+	"4ATFud79wNPA8JTNjEaDFlG0W7DgPFRnxDIEa6kBazRF0cX9PtpCAvr9EjHyLdyxEfv6JDlu577sgQ4j",
+	"MhKfidvsxssycnA/CVlEV7nTVYW7N7gAStEZbCeC/sVhM9/GNf89ojrt9Sbp0drV7EZykksI1l+/0cgO",
+	"2aG+yB+vWcIrdKmNTEvYmnPIqb+NfygJWUlz/RZXTo+tls042vSCubYRFpSbfi/jvSEdPIfrjaw9c6T8",
+	"OogobvuVhFsmahVQ4YycoERmcM66jjav6GQrgWtupbvUXa97C7ft3/qTWiohG2kd7rS/cKMxt1aTJfe5",
+	"ftpBx7pG1+ZWNA37ee0/fILfxUOp9K2VVCOFDFpdZTR2JIBFy1/PeCBrQhYg0W25E71fX12K6veC/w7n",
+	"pYWm5bWP/Lj2bLIbO7IwEJmZp1nDEvxXzREo3Cyajna6ry4sdiCmb2utu9kMps3BrcFnOwgiRRadBHSt",
+	"nXDTPpVXUDBKzDNykDgKInhpA0fWxg3HXctEWMJPc5BgNIYp6HzemAU2TxLOupYsNaeoeuniT3OqW/Yw",
+	"q8EUwkpXRonJRbUyswA3VOXnsAMUzEvQsQC0LnR1oIn9CwKY7LqrfgjuJS+OKRKqyXLO8nnHh4EhGDa2",
+	"wMq1+0Jrc6LDDiztCJJPPIXqiEPBahGfyJQAzefkhvHCOy89UzCL72pveCcNTEfnFa4u8fR9auG13iAP",
+	"WYOCOk/s45l5tAoBTHkOSlnrBFIJb5JBMo+vvOXsjkAlrAt0h6uXMJWg5ldmzASNRkMI2i/iFzMi/ITx",
+	"mpxpJC266vQM5/H3WhgJoUDj+bkzBeHlnZIfrGXGmtLx7ciSvlkStDN3tjqMjj0Faz/UrCzSev3EPLrW",
+	"LBUf9JOXeayXCBHEvJ8WunKxWLDEtV9aR5aRXIIk3x0QrezJUWeiX174syBaiDKfU8ZtdJAXHXBX6cNc",
+	"O5wnyKFfillCYrHRM34F17SHK7TfmiTfMuB77dShtAllIQoj6xbX5tXdlcDnQi5e4ad5r0TAYXmPUZ+y",
+	"6TQtXyzE7b3W2TdizTYdTf+teQtkpGN0aQ7NdbkigqNG6QXrYLm0gXyiLJpf0G0ygSDeJ4VY/3qPUuHd",
+	"5l1DaIuO+R9TYM9hGU+R+mbB+Ev0wsV6RsTfmz0lcHLFBV8tkkcytP6viY0oy9SK32TEIDflxVHJOESa",
+	"1w576dCveGMpUvVEAtXwVoHs1RurDzsYKawFbBOsXghrT6mj2MmNw3Z2GYVKRgvDmVObfup8Pj2mV/f0",
+	"2q+kR12Pw/EqofRMgvql3Mvy4kUk68dDJzOJnVLO/rkjZX2OYRgXKFKliGsBvZq/BKoEJ+adYRPL3MQN",
+	"XdsQjyzJM8AHoCTEWu+JaIJ2rMiXHIjxAu4StkcXVN8YJTAg1UlhkcZqH6h4lbFqOjGnabfDij53vxnh",
+	"G0VYMbQ2CKbJ3AjHHLYLC3b9Q3vU/lxSAPicQVlYkpqySUJZbIS7XWDBU//14YVc7DFIi9Wt63BFYRgT",
+	"ho3tzpmi3SeYUy4kOPbU4/zo2ULEKT/qguxrm5cUOGqxK0f9M4hS5L0qodFBKScR0K4pTLwunV/dep86",
+	"V5PntaT5an3wvxjRWHBNS1LzHKSmjOuVwacFaNkxHRSiNlMkbVrWv2s2Q0vNdJ0iMH8BNptrQifi1pAz",
+	"Skq4hXLbZN2t9U543b/Nv5uzyO+/ya1rKGnfpp/CTAJ6KGUT2wO/1FQL2TMxvbMTf38SreLo+9Rhl4LP",
+	"tkwMVGkz758lAF+yjka3Puu3/7s1Lf65Nq/RWpSmi2qD6uIToMiU3SHAYvBle/ZeZ8hwcHc0E0c7UKa/",
+	"AC31PEQ+dnTizfzIsDJnuF23mGiqazuIs7R0iXhEjfuPo+UvzkuR3+x4Al2O4tbjeUk86bveY3n9t/Uz",
+	"Wd+YuPl8u9ogAvW51nc8l2a5zRypk3kpZozfW8Rd204sqO4vmqYW+Mq6nGJLT8dab8M9qJeEKCablGDE",
+	"Rpprd2wdb9m+Dq/Uyl43LGh9Va85pjEuiKonLvpsfRk2MieFkSIwNBuh1UzViKGU+DMc9XOG5mpQdO8F",
+	"t9ecVLWaD+PogtjnGfxTmD5mCFgBkt1CYQMTMWQs8z6RMWfaBpRXdVlCcXhGxIJpbWPvzUrRQkIJh2W8",
+	"txF563KrCtCQR7HtNjxlzfTWs+lIuM1RjyuuaUIpRx0PN8gWQFobPfMx9EYv95HZ5tDXnG37Uu0h6lE9",
+	"ga9CLr5RhHK1BKmG9pL/evn6R2KhDsGbr4ia0yoWux1Mtif8pxJ8dEGXDoFwZjS/pkR8WYO7EvdOS8A6",
+	"oESLxURpwSH2HERyXgG3LIde/cE+7sJyS3IjFkO2wjEasNKej9hhj8jndUacCLgGn4KWZHI4cn9A0HAw",
+	"a4umm0TnWIrdQceyiYlHISYgcjkPSc3ZLzUQmkuhFKFl6Y6zJ6JkxfMA8Ekw3XzEfWCr6SzhcHwuAUhJ",
+	"J1Cqlvtw3ZKUnrQxvWEYWhpRXxpSYtWIz4yrWy0UEbmkSrEZt/QLXTqYf+PSrARHWjgMjnxhCe69HDxt",
+	"YIpRogPEjti0yGDrqBuasIXDGZX3alVB8A11jSju5x28I1M3VD8NROflGZmUlN80P9iUmZkUdWXvNzvg",
+	"onl8uIPXIkw9dCvesusL5yxI83ebX4U0uUXVaBwYb+gbIKNkepMEsJXubQhTiaI8sZqDASyUHJgK/o4e",
+	"X0mTwZbgCGjooU1moGX7GlOZ7C6jCQiVKBCk+UObD38G7mnNYOkDuAe/3MLx9uNaH8x5aFm+ng5Of96D",
+	"B73butt1HrUeA4mAdT1ZpW8AQ4qXc7E7AHrkSJL9oDx3MWlt3A+Ap0YB7NRQcf4IV0IlTqkckUzVFUgF",
+	"BRTZKaKFe9v6cA0jmlNFJgB8zCVUJc2hGJFMwj8RebJTzK2Mcct8Y0MWJ5AbOcaNaCVfr5z62NrhoFkB",
+	"emHtuGnN1THu+/PmTg5N+vLNnYeEMyRDNktoFzBoM/9Py69jkjWHsiDLOUaI2pM9I3RiGXZLUYm8xlSn",
+	"7+k++sk2xh7U+UCo2ygT+PuOXNzzs5cspe3vQAD8OexuQ05x022RnWvn0Ey7ZYOXmuoNgfaT1fNI+Nh3",
+	"/W0ZKGmhX1T1nlHO5veScdhjHVf+Ex8n1xewI/hRQp2zrNF8dx/hM5pwGJ9ntJPWQWy5sKto+92IkPwG",
+	"9FtuYzlCgBddDYaDJUDaSmc/uhd0+pX8gEMk4w2MAvKMp+OEpTaaJpCDf/zjH/84evXq6OnTQ6+LoinE",
+	"Lu2MwKLSK1RCRY3f0DRnNJPhuHtPN2Vy3/k6lxydfWsl0Rk0Z73jDbtz7bnn7Tt1m7Ovx/sekrdXTw57",
+	"5Nvd1RJUYhMrmAuJ6atVSVdW0408wX+lnDzOdj1Qf4h2qk06SDuxbj3AixM0fDsHuXf5ol3IHNTF8yfk",
+	"++/++L+GBO408CIuvLOAxcTIx5jI3wSwG65oS6zt4R43D5FDTikrawkqHizXRItwVluKoiR86kOScaGv",
+	"p6LmRUYwXI5quMZkdShcxmgTatA7ejLStedgn91VJeW08aozRURuWXwO+3j5r4x0NiQLms8ZhyOjNZjD",
+	"VvViQZvoQ3du/QMnJNM3II/QkRvVLwkXsHMMt4MwdPFaf1GC4vmiVxtrAJCKImhR7QpedMN+j7CemTnA",
+	"ZJZWY4vvnuCdJgugXDshbF4vKEcwTYZ+9MvyZrF/ubp6Q+wLCLbpWAjNdKrigSUCnbvDkFcxJS51Nh2g",
+	"mbRzhGJjKjXQGcnoRNT6FO0fmdXChS+t5bawwPpWap+j7jJyz7U1ujyDqOlQYwNVimAm7fdA4IwAIgLU",
+	"dQITwjo6Nj+nuTZMDcoiorwupuXnx+9GhqelI3B6Yeun+aoZ1Zmhp7WCXYM1L2zYa6/jbHME8Dlxz12I",
+	"LrpQXNazIXStMoT44nYO05rxXXLJa7Uv0ulQ1p+WCHOtqSxsar9RXfMcbdS0tEUm1FmIWAQX7JhdPLt8",
+	"dnV98ezN68sXV68v/pHFofrdhwl5rpuG4Va20+56E+V6XX975Wu1KnZQbdBSNiWYUMdUoO8jYPellmxy",
+	"ReKeE0Go7a1/eDBn3VvD8dyWbCTLuVDQSrgP5o/BHtGK28IzL0QJPZEM1i2KRaIKgTYXWhwZ8pnhA0Vy",
+	"am3xaHLxWQdn7sWlZBrcm2NuXsWCImjcaOlQ5mNbkTPKqVKGdhcLg8Z2rgXldGYNY2o45rSqXIawCiVV",
+	"osIsLVNPWDfqv35pg+EAJ0hqP5doJ0tHb0aWkXa1xD/tRvFc2ZL04LRimzMJQ56Zk6lCUntk3sOSBWmf",
+	"Vsn4zVaJxq3wJb773tc97IurYDl8o7CiwtAGF2OpA0uhwvmE3z9D6IaD/MZ1Ex+qP4J3/Tfz0p/R2tX0",
+	"SG9CaM9cz9+8iJJ62mdwbEbYR6ArRK7SPI8WqDWUTIWZe2fFUfaZdo4xPum92mckn0N+Qw6yGWgbEZQd",
+	"dmZ1g+wzr6iA9xxyBOjozP/H+auXnQnd18cB0kYruijvL9WFDbjz86tDcEqDz4rnNuN1Q4SxUzCdD9aW",
+	"ciN1heW0XQ5bcEHNqerkAW8OyEwZlM/zHCrtMmkwsUWzCSuZXp210vFpKXgTXGfF6Rw3s1MswZbsZ9zt",
+	"dV5rMZ1m5MDouVgkeS0v+nAtMdowmPuahJNX9KYuy4+awm5W+NvJX98e6eOikdFTnNJLypULDmjzcXsa",
+	"KnI8f2AgA+YNbuVVDdL1J76/2wgKventMdTeL7l95OH6zJYoVqlKADwHks2pul4IiRXkyJSWCnZMkdya",
+	"hH+Fi1uCagrf2Mw+bYMnIsEhwFRlZC2rzNFix4X4HWxygU9riTXmzPg2CmFJmW7HyrZqEKFqmjh7l4Tf",
+	"NcZTlbtCs618/DPnaFpgp4I55SRD41e2s5EnDlHcJ0F/31rCO561WvH82r533SePbuVwuyfj+3sYdnAi",
+	"uvT0mvoRb4PKfz8arOZtGrwtaawPtF7HIKWF9VefoRZkNPJFpVcfBWrajtef3yXiCL7qqidbXdkuEi83",
+	"eiwnrAgqiyOSZ4aL2K4hTb1lLKiM2q6iU9h6j11LXGdNw1bxE3/lm4Hy3sVO9qCzvp4jU7uHrg0H1gR4",
+	"3Qu5Ni/P9aFZggRvimuChv31S0Diy13S2W45THHy30cuUqJqTLRvSrr0FUxwm8fEfiPWpo3PSyo547MN",
+	"Z+S/d9VLiYQFlTdxSLgPFPg4h2fg6ye7qq1O+93pcvvY+uDaz7tjwubfnBHdHWJkKX7y+sfnL188uUqb",
+	"iPvCWeKAvtwIO7Y292Yj85Y0yKLJgdxkzbtcKQ2LHkuLzOdMQ65r2Um1pYsiBtPICVqlfCIvxQyTwJ68",
+	"eatIKN9qY1dDu5iehFHVnrlkvL7b0YqEW9tY4RFrJmwDzKaShAsJnFC1VehupTcb9EWytotZyRnVUIQx",
+	"G9iON+EGk8fwFuOdNmaX754e3rUf92V3v0Vr5WXwkfUmQjXmL4uou2YdJSdVIF8ypV+4U+ugso0K3Sde",
+	"hrVt13XNkg5e34pn2xGa9b1x715a/97eyfk2eG2fTeyeJoW7izseCfTWNQcXz993AX6DVrZJ2Qjb9foS",
+	"9phguI6ygph399sAFywL1UMj897GSy0xkBUhXiW0JbEzWE3IhdKn/eVmEQbFezdhHvYv3+ZNEC12lGvM",
+	"R9saNHUr/K5P2md6MU8vAfjuUJU0I7woBq2xtkGIR4F0LC7lLt3L2vx8rEfo22VUb9tHJNfsFhLBJPjF",
+	"1vpSBUam5DrMoAB4mhe5N3YO+EqgQ0IobJ9+NxkFy+vhFpleud5MZRl3MPsmBMLskd+avJgNkv3+tPO+",
+	"JUd2dtutUacUvHWrY/c657vtzWI//TD4z1Kell6Xb3+0j6qZ1dKx+eRcLLH7pAhX2pdrZa321x/ZGdQU",
+	"Wl2fYv1MUZbJa8n06tJcoxOksLrXeW2dIvav5x5O/vrT1WC4qWxYSKSarOLQhHbJstBxAy1gOEOztbnW",
+	"lS19zpygt1b8x+4M+wnMbQOIuRScKXsl83pikOp1BdyQ7mdcwWJSwohgAIpPgrO+WZ/yN+ZNwi2OuiK5",
+	"KEvINTkYx4HFajw49DDEpK8EFrlyLYSho9h2s3ClhRe0AHMo6OKwjVVKBSNyHjfe6Hh+SVVPSqbmHgCg",
+	"ILSqxtz7gg+WMDG/DK0VuoAp48wVrrSFZrEYDi9AglR23XCHoX+2IjbuEAob3jnmY/5E8Fvg1hxkGxbO",
+	"pahnGAPa8sCemrf/QJ6Z3URFCGszF8mOacUy1xZC95asX+/8RwLObmz+h80112rdGzhj3Ht9jMhByxrM",
+	"oMyn9/jBvnv0J9uwkGQdsmK74g19cxFa67k5DxdUJGuuRmbflwZvoFXkUdMbIJT89aerdiG+g57yeaPR",
+	"KDskYqIp41CYZXbjeTpIg1X5VS4qUL58teCYRBaOn0qbLGsIqjWNmHEXdIU1vQjTuHiMwbIG6ayvmUNG",
+	"CpHXtkb8QdaKK80OR+QHUKywcWhmBqUpL6gsQpSoxSAq5cp1SMuGJHPUCauWYTkgc8Cx+w+7Y9JcD82Y",
+	"1IxqrtG2aLFRDi7QLiIC529eRO5vH5sQO1gHj0cno8e2ueMcSdyx+c8MUsIEgiwH1w7QXSF3Xg8PnB58",
+	"f8TGCroJDUCgYjpQ7DE3P6AP3jOF2Kc8dHVn7UG7PH0dF+/33Or8zYshUWLMtY1V0UKUGJGCfRncj28v",
+	"XpJKMHNl+HfgAd4Sd4ARC24JGcKEsn0kJwYY3FtvL14eWmCzCzeP6ESJstbQCNju5Rsulgq3jLQqN18P",
+	"x9zQNgzwVMQLzXOh9IicE0OzplJwTYAXCJuCAynoyuEomUixVBaIzDYU5nKOeabhTh/P9aI09EPCWSRI",
+	"Uk2WlDsS5c/Tf9oGcgvcZkAsb8kFyazXOFClcasir1E+DKzEgSydBpaPTk4+Wg+QeJoNXeJY3sANduD6",
+	"o11Dauiw1uN2izvk/15wHzx1RenXwNkAgQFevGMqNer1mBv2syuQMnhnhjI0/xiDjI4bC94xxrOhFCpS",
+	"BQ5fSAmIK8ign2LWiQsDaFevMLPPmUJTP7IxfCUuS015MeaM59J1ttB9vbIMIlmY8aKADcULfY3KInp7",
+	"zGegyXcn35NNja6sxZtJ6xg1EsmI+Cr22Bjddlc2wmFdjbmkSF/QOScBgwCt8VFgKQVX9MAtShkgjQIH",
+	"rU47F2WBllt0zI65rQjVRFs4iaNppmQjC8lbRC1kfnFUmQTbvzk0+fJhmWOe/Tr2MZTjwSkZr4Vgjgfv",
+	"sxTWIDB0IiwH7c7hPamozSvHcTfj9++suAtK/yCK1UdDup4Y1/dt8VrLGt5/QtTvi0Xd3gcOy1RI6uKQ",
+	"P2kbsu92oTNR+1b85Nvtn7T6TeFHj7d/1LQXNV98u8MX3faK5rtHf9pheZ2WT/ekuOarHVaZ6PUWK2uI",
+	"NrGa9rMP7jQI0pD0ZwYkrI2hG4IaKSz4N5IgV1knSTQjon/u5go0v6qOLB05jqrgJsWrl6FJLhbfJVjv",
+	"cEhcnUFciS8jTCagl2CEjaXwadRtU6IaIr0vawyBCGH5blTDsjDTyQ6NsnUYG2fvYfShC8kTt5k1itWT",
+	"Iiy8xmLLQdvG3d6dFolMFctvrMjkOi8RrE0aKfmp/vlRCnd/7/cd1hZaiveurN23hmoyFWVppLyQ2963",
+	"Rm1was8l2mx9WcMwLNHnCujGx+wAwC8LboETNiUMK9BxEZsOUwvD+DpYtlbmDn9wivFHw0SRyXvwpk/E",
+	"Gpoi3z3MwLejNNJMQJw5IPJ4dBkNvm76ffLd9i9Cg+N/F8LdE67foeRPPPIuRSS2kah7WiDOnnqlCbTP",
+	"Wzj6F6t6qTS6Li0dQL/xLXgVS7nchahWvUW8QL3ID6Gvr/JhRE3TXxd/kGEX36BwrVFhv8qwmf9h1UcQ",
+	"HHdGTnc4H9xw2l2TO8SejsZPmfKByNvkMvdJ/AXO/OjkT7uIPq2+218zYn+7w3ZSLad/X0Theeins5yL",
+	"MmBiRB8YR9vK/7x442Fwf0px/GtF9fx9L7HIzOPM2+KnrIRvlE3tXWtvSGgwXHZavrii/VQROuaK8VkJ",
+	"aM1SMENLzoEqqZqDIhXI3CCN69+IgTr//6Pn2eGIvEFrExKqEuhtPPGYU4wPs9VurI6bgaazLNWZ2u1h",
+	"TtUcDc1U5xhtmbHpERccjqyheMxXVtx8fPLdvcheQvxcI3zYGXGLAGrfPJJQUgQA7K5kbmC4dlyMG6mY",
+	"gz/YIC+5vpBeXLJ/7d6OdZNUh7Jl0/YpNCRPS3ZG8ANaNG12cEs++OzziXYvpj8KDq9sH95PKgmKXIM+",
+	"srkxH4XrOPh103W4joH6dST+P7UwcOo7phrQj1vob++Qf08O9NiyhvQeLOY5pASumV4RTWdxeActDXlc",
+	"mQV/nn3+O4nPD1x2Fy77NPRz4w4sPWkKfHZ3phq3W01y0wt0n3sLeGs6SwkdJw2d7BT7lzXTxzCNHG7M",
+	"HYvzZxSi4NtlJJpenDSU5rDp2GsMb41ZUm2drGQGGhlhKBhE0Yi8zcQSusl+kHC/G3l+4iOb9qX+n1Kx",
+	"T/TVTRP10Dw4BQ770L6IkPoUhbjx3mby10uvw/I+Gc3urjtU0Ntj+Z+LFP9+qONL5ux02Ki6A5z3oZBV",
+	"bbt3p92F1lOrCI11mqBM1KVmFZXalWfJ7JDZ0NeRAWt1LekKKRQvxhwNwUNnAhcS37AZERyWjVHDZbvE",
+	"0SnB6Eg1FGekVobgqiXT+bzbxzpzxhKqU/TQ7Lg5lE/nHgvHc2w2feQL4jYY042nx/Uksb1R51oX0Qpa",
+	"7JVZ18PQPquXLd0YfbMBZ0lVKBbehY3Bg1PsN+UUe+uKr+AlrttSd6dUFtePf3Ufvo+pVhvD01Rhm1rv",
+	"uxLQjoo8jMwokxXJYnnKhxxk5MALYhh+Nx6QP4wHGVlQeQPysEftj1Ow9tD8vxYnSbflSw9Ot2j4MjiO",
+	"Hnwjvw38fWXDLD05TiWYxGaj3fE5OFP6YwPRYIVlUs8Svg+CorS8aQx+WtreWAEBRxu1ob837pzP5uq4",
+	"J/MMS00g2WWLXHm344Pk/Ykk715M2OoWbGJAjm1U+Eav4FXkDsQuJRLowoi+2MgduJYrpKnmRxd2xjAS",
+	"1c9CWJGG/2Ydz3AZv1Fv3yd38z0g0Qcj0TDNVIKRz9rdPEo1oEvVJk9aA8A96BXb/dKa7XMhLSJFk7oO",
+	"qA6ZbI2dUEln6FJtvE6L2WUBt07HPPPOJCcMNqZChwe2/Q0mGthy79mIIO1OlO2hLtQfw1s7K8HEkYtU",
+	"0NhpE97fimblQA58jD0Om/UEKgb/nI/Ax8hUp94n6wRkh4QWotIurt1njIzIuXUxWnOljf7FmBnVeKRC",
+	"vtV6vsjJ9xsLUY/IiymZCMP0Jfi26cO49IimN4AN1XMosCZ0j2U03P5nM42mYz0/UaTt+v6+ULBtaiGb",
+	"9YYIMeOsHwzIKVe7B97uWySJHGCdGFu8OAXx3v5lcOOwbQTdXkT2a3dqfb+Dj2o9etuzpN+1+WNPOXKN",
+	"8SiCdJ5Q2wsxYSDZyvd+bf64ZsX7XSLOHO89qIRSbFKusNSuymkJxSF2ER2RnwxJzoRkM8ZpmREFGvGQ",
+	"aFnr+WrMPZEHUnNXkgRC2V3m0qGKEGuwltMElS0XgFEdY/7xwjrCaexN1ZtPd/Ng7ckFXrvD/OLBCw3A",
+	"fKPIZKVBfYVhcw8xAL/TGADKIwDtpYQWXlPtV2yLwZLdAMnWiUJGJrUvWeJoCzrR1+gJJo823z27Y0qr",
+	"3xxJ2ShiMe9xiS2zm78ovFsO3X2x2Snh2LE52Da9l6kmm5xx/NpoRXBXsWYBj3tq0NCytLKbwIilFa6g",
+	"VuCawFSh1GWDn912W8l9u1R6HMXv5sMwrk/w9N02ag53FUZIGnG2wbluQe4JzW9CrmTVZCVCYUsywKIS",
+	"kkpWrkjdYGKHjF+Alqujc6PZbiPf+Kp908qrHx5OjwW9l3OwWd48eQEb0Luq9YawtZkA1euTNm9kI3Ie",
+	"519JIGyxqDHb/dQshxUu0dsooi5cwkFFSjUdkRcFxvspVyE9O86OphJCmKciYjrmJWDvlyEp2IxpNSTZ",
+	"KBuS7Brz8Ul2dA9FnmxT3MfcauPk4ynjY74tGXetxEukTLG4IGhKVrNS4tcrqd1HX9/T9W9gdBu5jaWz",
+	"XXz+rXbKLFlq7vMaAFpl7bar/E0IwFfvKtxBZW5g9InvEPqgLfdxC2sTbXMJy5w9UWzK/m7Xjms9P8YS",
+	"L/22YB8EaqaMKskMMUAzbgDlCV381jfKCi4rbHk/QoKOZbXM8mFROYYjqQbieuKRCmSIzisKacbCIkZm",
+	"i7ZBzxmh/u0x91GiGPT53aPvG0W4Yeqb1GG7/a+xEMBLs7IvZZGs9dZ4pFwCBu/S0t6ik3TbCjLN53Bk",
+	"9FUpyq2qsXnZvfujQEj/zHn+n5nmfPdoB/J4JcQryldub+oL0aomj//ONVCxPao4moMNfvp2WRheaJC/",
+	"5fKt25VZDOFx5KOf9IR27EyRUogbNJvZhOxQncR2BnaEAYsQcUFKwWdN3zlbY8AXPyuscmRdIDCdQh5a",
+	"j3JYupWPyEVMkqyObGthpWhIq2/d11lTpNXq7ysjJuc2/M3yDXNZLcbyQFF+PxSl01ISO6YGrCQVZbKf",
+	"phhFwkaOGOz6pYb+xJbXHMgb+45LUATZ9M4ZYjkjX8aD9zUg94UAmRzzBWiKfolclPXClTURHNzfOL4W",
+	"1VEJt1CSG2h652KpRFvwMOWCdat8CEV5CEX5EqEoz5r6nO2qPaqFP7YBUE9ACpY9xXHSyCrp8sjzk15s",
+	"/evl6x+bWnoVBmEk8XJolzIVpdGJWng9Is9oPh/zMIytWtbZ3DeKBGz2BRQDlvqSorZbbxplL+jyr0rw",
+	"B5R9QNmvDGVbSLQ/zsbDHf8a/XXNivfHEm7Z5pBlb0lYRzhXS3FIDNb6qObTVl6d0lTDMHQPBzXmTIe+",
+	"vMOoE61bhiu+IJSOOsrga9anNYHcqC5u/KRlgCkdtZG6CBvckivxYq1FVrTbnmyH9mn+VpMeEqf1kvWn",
+	"kbaBINzcQ/rDb54IYRyPDV/11xrHtEjIgd26uk201cwyIkKXK55H5MegvWoRoV5Kg80ZVL/o3hH3vXnx",
+	"7dUTLP0rpiRz5f+vqc7G/MA8XQLcDIkvj0peCV7Q1bCJ10H5QFXU0FqyAiqJsG0PXf1izRZQMg5kTtWY",
+	"UzKp8xsjPwnpTgqntvMY2mwEDwz2Gbp2IoKjoJWXdQFFj/ARYeClOa+vN3uju9KtEY+zmYQZRS/PgwDx",
+	"CXEXkaeNL5NVgy5WtTVY7Dt0eHRFeIvwdcXz46ouy+2+hTVhxZZ8iFKZZoiOrkhxp8ErObCdSzDIemER",
+	"0r6ClaBcacnD4YYupa4MKVkYccE1KDUkYcwrOgu1oDtUBF3lDh0xJl0sJkojlh64IPbiFOsOZYcjjNjG",
+	"BniZdaQv6co6VaQ0ZCREGNo2lySzeHK1qsC5xOPewNmYSzASgOs+L0HVpfZV3Wfs1lpPXC9gcmDLQdcc",
+	"G5CY8wnh4Qq4PkRf+xs6Y3x26s6v1RTX1k7CFq4+GjNqIHtmxDCgfiWuaAc6x7s35YIjbftFOoNvVLdD",
+	"tasHmmjKOxzzbjfrvsa+p46iOruS7fFtC4T4ovlUkQkAH/MCSnYL0suQ3SlY3I/bDIP1s1udh7HA9kPa",
+	"wcdJO1CuN/Q2IXtzL2ymIrW/p1ZXg2D71YhFG63ShK91xnQV7pBk9EyKpCVdHuyPJ8PBgt7Zvq9/PDnZ",
+	"3AX2E8Ry7FmW5vPmanTbx39mF8Zay/KElPLa3b0BCUcmf88V0B+yJT5fzc0WBfR+Tp8wYXnXBsXKCmqb",
+	"PLHPaD53ZA6bIc0hv7Edf4yWIpZ8RF64WNXQJljargDSVtgc86zdRDnDrArm4+CCdDREc00BriWSBKoE",
+	"D12uiAuI5aBsHU0XiWhUA1mUoNQZyVq9eTPb7KKVz2E+dxxbY/EwHIlO4XS97FinsXWGwVc+DrLJ53AS",
+	"wZhjflQWml9nNjAFL8nFIPvWMujItjmQTqjiQs8Zn43IBdTKCKl0zBMLsAEuvsq2tgJBOhbzPNxaYTtH",
+	"lWPupER/FlGP4ELYRRCr/XaKy5gDC+O505lQ1eReorRdFl5MjyaJm99BgT51lDgoH3NR6yMxPSrMhDal",
+	"5iq2FChR3oKynZC9GQ81EmwBI0qWr4YO0JRNWkVg832o3XEhRDVdlK2sZ0Q5ezWlwOMOtgoXENAyUI25",
+	"b/lykPWZBrPDB0HwowqCav61VeP7EmLPF4vcWOvN31eaihpOZLA7UMQzogDIGtFHHatBTkM2K5BHjqqI",
+	"Wudi8SA3PchNnyZuFuOMAsNt23P6BSTsf9lrbH7WVByxvQ2xz6Dv3Z2drmV02qbJdBnasg6jmNcxZ1xp",
+	"ynMYNq0m59hG7yDOfB126qsMPW9xfx86Rg3FmDuaTnXTjdbRKtXn98LGXJ+X9H6osXnn1smhlfta0+RE",
+	"aFpZ+uDCB7vzRymZha4hWpY2stOfbYR8FvQwsympi1z6AgRWSDWvZ2c2TXoCOa0VECUWEBoymlEio6Oe",
+	"J1IYw0jY2+Tr7Av3JCxyL2Hg24+XpBK38u7z0rhAXCMKOBfav0OKykNiyiaUfuK1xRilyQEtcU1Ylc7g",
+	"3WECyVss1nVsO/Kh5Jsjw22yK3HNIK0e55SNJhid8eAdeON+y8iBsNXA1IoLvlqMeSbKIjw+xL6wUvBZ",
+	"Yrh1Xehb7/4wP5mvxty/nkhuiSPJyUFIV2klqxymmLI9Gr/Ir5NAtZb4hTSWHetuhhtFQmWlwYfqub/V",
+	"UPKP5vq2/kIdp9KLJQ/Qsp2AISXsp1tvXcaMpQw1Z7/UcEYoJ3DHFIaVYD5N0pa3QWp5kFce5JUHeeXD",
+	"5JWtuG0jOo5/9Vlv7y16mx83KCn2hZSSgvKKkBodAta58eTlCyQ8m3SVZsB76iqeBg1+g+WyY3R1ETb/",
+	"dtGie+P3vy2e2qirj6BXoIMiqVZ08zgVoOnrq5az0eT7GxSzfbD+vx3GPjDYrrEdNKFcoEvTYCA24dxR",
+	"hN6NvxrgQju6hAVlHH3lZiVxJjgXhtmGHPGD706+P9zETx846QMn/T1x0rTNHdvMreHbU1gI7VOiNyIe",
+	"M4R+WquNqmtdFfSLIN3H58Zvw1a+ECveR821xdvRvoGmjgeUf+DdaRsY9YxbilbHvC7T9oWY+5M+bWRW",
+	"5P8OHmufNTWhCgjDQpXKxQkJpUlVUo1R3EY9ntSsLEJmdrJ1R28rq6+FNV+ulIaFm+oFn4oUuv6AG8Ue",
+	"gPg6YdwmcTd1Ox880J+o8QZexMSaZmTNkbs5oEX4i/DAA8waJsSBIusdFd68+A30VWoWuYmvXNaVi+41",
+	"s0qah9gTFQxaPnsbW6Y/wO6nzrg1R37+5kXiQtCg6EBZVUBvVC8sz4GWer6h8RgUiviAVepK8/iQ1JBf",
+	"ZevtEV9l+tHJyVocVE75mEsbsqtVwwkM8Pzx5LF9n3lVrifh9S92tZ8QHewMr//WJ1spe7NG8LVH5+sV",
+	"fwAsfcSFu6E3r13WXGG9b0oKqIAXwPOVOftQSPkTFU8O8GvlhFAGWbcPtq4icHVX/g5HcD+uJWmxW+Cg",
+	"QhNgN9aoycRyo6znd11GBB9hMYlR0UhxxFsnI2iivY6EVc04LPGPqEJmPBBi/voob+NAqVatvfhjK5it",
+	"f+2qa5l52zm9oJcAnBRgDkZ16hRHA2Mw5Pq4T0FpWdueg0YT1MApz6Mi3K2dIclaH+QHrErjaghJwHyG",
+	"3CcHxMuNx4pKma6P6C6j1YNOkYIpLdmkNtxKC7/neNDQki6xyLq8IbZYUYCnXJQlVifvW2VUQWV9xPOQ",
+	"y44B0AVV84mg7fu06dTv373/fwEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

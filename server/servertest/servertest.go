@@ -20,7 +20,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/opendataensemble/synkronus/db"
+	"github.com/opendataensemble/synkronus/db/dbtest"
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 	"github.com/opendataensemble/synkronus/server"
@@ -52,7 +52,7 @@ type Env struct {
 // opts may adjust the server options.
 func New(t testing.TB, opts ...func(*server.Options)) *Env {
 	t.Helper()
-	pool := db.NewTestDB(t)
+	pool := dbtest.NewDB(t)
 	return NewOnPool(t, pool, opts...)
 }
 
@@ -220,16 +220,18 @@ func (e *Env) validate(req *http.Request, res *Response) {
 	vreq := req.Clone(context.Background())
 	vreq.Body = http.NoBody
 	p := vreq.URL.Path
-	if p != "/health" && !strings.HasPrefix(p, "/api/") && p != "/openapi/synkronus.yaml" && p != "/docs" {
+	if p != "/" && p != "/health" && !strings.HasPrefix(p, "/api/") && p != "/openapi/synkronus.yaml" && p != "/docs" {
 		vreq.URL.Path = "/api" + p
 		if vreq.URL.RawPath != "" {
 			vreq.URL.RawPath = "/api" + vreq.URL.RawPath
 		}
 	}
-	vreq.URL.Path = strings.TrimSuffix(vreq.URL.Path, "/")
+	if vreq.URL.Path != "/" {
+		vreq.URL.Path = strings.TrimSuffix(vreq.URL.Path, "/")
+	}
 	route, params, err := e.router.FindRoute(vreq)
 	if err != nil {
-		if res.Status == http.StatusNotFound || res.Status == http.StatusMethodNotAllowed || !strings.HasPrefix(vreq.URL.Path, "/api/") && vreq.URL.Path != "/health" {
+		if res.Status == http.StatusNotFound || res.Status == http.StatusMethodNotAllowed || !strings.HasPrefix(vreq.URL.Path, "/api/") && vreq.URL.Path != "/health" && vreq.URL.Path != "/" {
 			return // not an operation of the contract
 		}
 		e.T.Fatalf("no operation in the contract for %s %s: %v", req.Method, req.URL.Path, err)
