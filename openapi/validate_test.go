@@ -235,6 +235,7 @@ func TestOperationConventions(t *testing.T) {
 		need("500", "every operation")
 		if op.RequestBody != nil {
 			need("400", "has a request body")
+			need("408", "has a request body")
 			need("413", "has a request body")
 		}
 		if id == "login" || id == "refreshToken" || id == "changePassword" {

@@ -166,16 +166,12 @@ func (b *utf8Body) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Bounds of the deadline for reading a request body.
-const (
-	bodyReadBase = 30 * time.Second
-	// drainGrace is how long a body still arriving when the server starts shutting down
-	// may take at most.
-	drainGrace = 5 * time.Second
-)
+// drainGrace is how long a body still arriving when the server starts shutting down may
+// take at most.
+const drainGrace = 5 * time.Second
 
-// bodyDeadline gives reading the request body a deadline: 30 seconds plus its length
-// (or, when it is unknown, the route's limit) at the minimum upload rate. A client that
+// bodyDeadline gives reading the request body a deadline: BodyReadTimeout plus its length
+// (or, when it is unknown, the route's limit) at MinUploadRate. A client that
 // stalls mid-body cannot hold a connection, and a file descriptor, for ever. Once the
 // server drains, a body still arriving gets drainGrace more at most, so that shutting
 // down waits for no slow upload.
@@ -190,7 +186,7 @@ func (s *Server) bodyDeadline(next echo.HandlerFunc) echo.HandlerFunc {
 		if size < 0 {
 			size = s.bodyLimitFor(c)
 		}
-		deadline := time.Now().Add(bodyReadBase + time.Duration(size/s.opts.MinUploadRate)*time.Second)
+		deadline := time.Now().Add(s.opts.BodyReadTimeout + time.Duration(size/s.opts.MinUploadRate)*time.Second)
 		rc := http.NewResponseController(c.Response())
 		if err := rc.SetReadDeadline(deadline); err != nil {
 			return next(c) // a writer without deadlines: not a network connection

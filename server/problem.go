@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"mime/multipart"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -29,6 +30,7 @@ const (
 	codeNotFound         = "not_found"
 	codeConflict         = "conflict"
 	codeTooLarge         = "request_too_large"
+	codeTimeout          = "request_timeout"
 	codeRateLimited      = "rate_limited"
 	codeInternal         = "internal_error"
 	codeUnavailable      = "service_unavailable"
@@ -104,6 +106,11 @@ func (s *Server) toProblem(err error, c echo.Context) *problemError {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return newProblem(http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("the request body exceeds the limit of %d bytes", tooLarge.Limit))
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// bodyDeadline's deadline passed: the client is too slow, or gone.
+		return &problemError{status: http.StatusRequestTimeout, code: codeTimeout,
+			detail: "the request body did not arrive in time", headers: map[string]string{"Connection": "close"}}
 	}
 	if errors.Is(err, errInvalidUTF8) {
 		return newProblem(http.StatusBadRequest, codeBadRequest, errInvalidUTF8.Error())

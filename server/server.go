@@ -65,9 +65,11 @@ type Options struct {
 	// a request arriving from one of them has its client address taken from
 	// X-Forwarded-For. Without any, the connection's address is the client's.
 	TrustedProxies []*net.IPNet
-	// MinUploadRate (bytes per second) sizes the deadline for reading a request body:
-	// 30 seconds plus the body's length (or, when unknown, the route's limit) at this rate.
-	MinUploadRate int64
+	// BodyReadTimeout and MinUploadRate (bytes per second) make the deadline for reading
+	// a request body: BodyReadTimeout plus the body's length (or, when unknown, the
+	// route's limit) at MinUploadRate.
+	BodyReadTimeout time.Duration
+	MinUploadRate   int64
 }
 
 func (o *Options) setDefaults() {
@@ -82,6 +84,7 @@ func (o *Options) setDefaults() {
 	def(&o.AccountCacheTTL, 5*time.Second)
 	def(&o.CleanupInterval, 10*time.Minute)
 	def(&o.RefreshGrace, time.Minute)
+	def(&o.BodyReadTimeout, 30*time.Second)
 	if o.MinUploadRate <= 0 {
 		o.MinUploadRate = 16 << 10
 	}

@@ -899,6 +899,9 @@ type PayloadTooLarge = ProblemDetail
 // RepositoryResetRequired An error report in the shape of RFC 9457, extended with the members existing clients read.
 type RepositoryResetRequired = ProblemDetail
 
+// RequestTimeout An error report in the shape of RFC 9457, extended with the members existing clients read.
+type RequestTimeout = ProblemDetail
+
 // ServiceUnavailable An error report in the shape of RFC 9457, extended with the members existing clients read.
 type ServiceUnavailable = ProblemDetail
 
@@ -2751,6 +2754,8 @@ type RepositoryResetRequiredApplicationProblemPlusJSONResponse struct {
 	Headers RepositoryResetRequiredResponseHeaders
 }
 
+type RequestTimeoutApplicationProblemPlusJSONResponse ProblemDetail
+
 type ServiceUnavailableResponseHeaders struct {
 	RetryAfter int
 }
@@ -2892,6 +2897,22 @@ func (response AdminRepositoryReset403ApplicationProblemPlusJSONResponse) VisitA
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRepositoryReset408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response AdminRepositoryReset408ApplicationProblemPlusJSONResponse) VisitAdminRepositoryResetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3650,6 +3671,22 @@ func (response PushAppBundle403ApplicationProblemPlusJSONResponse) VisitPushAppB
 	return err
 }
 
+type PushAppBundle408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response PushAppBundle408ApplicationProblemPlusJSONResponse) VisitPushAppBundleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type PushAppBundle413ApplicationProblemPlusJSONResponse struct {
 	PayloadTooLargeApplicationProblemPlusJSONResponse
 }
@@ -4148,6 +4185,22 @@ func (response GetAttachmentManifest403ApplicationProblemPlusJSONResponse) Visit
 	return err
 }
 
+type GetAttachmentManifest408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetAttachmentManifest408ApplicationProblemPlusJSONResponse) VisitGetAttachmentManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAttachmentManifest409ApplicationProblemPlusJSONResponse struct {
 	RepositoryResetRequiredApplicationProblemPlusJSONResponse
 }
@@ -4566,6 +4619,22 @@ func (response UploadAttachment403ApplicationProblemPlusJSONResponse) VisitUploa
 	return err
 }
 
+type UploadAttachment408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response UploadAttachment408ApplicationProblemPlusJSONResponse) VisitUploadAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadAttachment409ApplicationProblemPlusJSONResponse struct {
 	AttachmentConflictApplicationProblemPlusJSONResponse
 }
@@ -4712,6 +4781,22 @@ func (response Login401ApplicationProblemPlusJSONResponse) VisitLoginResponse(w 
 	return err
 }
 
+type Login408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response Login408ApplicationProblemPlusJSONResponse) VisitLoginResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type Login413ApplicationProblemPlusJSONResponse struct {
 	PayloadTooLargeApplicationProblemPlusJSONResponse
 }
@@ -4852,6 +4937,22 @@ func (response RefreshToken401ApplicationProblemPlusJSONResponse) VisitRefreshTo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefreshToken408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response RefreshToken408ApplicationProblemPlusJSONResponse) VisitRefreshTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5485,6 +5586,22 @@ func (response SyncPull403ApplicationProblemPlusJSONResponse) VisitSyncPullRespo
 	return err
 }
 
+type SyncPull408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response SyncPull408ApplicationProblemPlusJSONResponse) VisitSyncPullResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type SyncPull409ApplicationProblemPlusJSONResponse struct {
 	RepositoryResetRequiredApplicationProblemPlusJSONResponse
 }
@@ -5641,6 +5758,22 @@ func (response SyncPush403ApplicationProblemPlusJSONResponse) VisitSyncPushRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncPush408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response SyncPush408ApplicationProblemPlusJSONResponse) VisitSyncPushResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5899,6 +6032,22 @@ func (response CreateUserCompat403ApplicationProblemPlusJSONResponse) VisitCreat
 	return err
 }
 
+type CreateUserCompat408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response CreateUserCompat408ApplicationProblemPlusJSONResponse) VisitCreateUserCompatResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateUserCompat409ApplicationProblemPlusJSONResponse struct {
 	ConflictApplicationProblemPlusJSONResponse
 }
@@ -6046,6 +6195,22 @@ func (response ChangePassword403ApplicationProblemPlusJSONResponse) VisitChangeP
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangePassword408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response ChangePassword408ApplicationProblemPlusJSONResponse) VisitChangePasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6198,6 +6363,22 @@ func (response CreateUser403ApplicationProblemPlusJSONResponse) VisitCreateUserR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateUser408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response CreateUser408ApplicationProblemPlusJSONResponse) VisitCreateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6520,6 +6701,22 @@ func (response ResetUserPassword404ApplicationProblemPlusJSONResponse) VisitRese
 	return err
 }
 
+type ResetUserPassword408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response ResetUserPassword408ApplicationProblemPlusJSONResponse) VisitResetUserPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ResetUserPassword413ApplicationProblemPlusJSONResponse struct {
 	PayloadTooLargeApplicationProblemPlusJSONResponse
 }
@@ -6819,6 +7016,22 @@ func (response UpdateUser404ApplicationProblemPlusJSONResponse) VisitUpdateUserR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateUser408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateUser408ApplicationProblemPlusJSONResponse) VisitUpdateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -8381,218 +8594,220 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L1rd9s2uij8V7D07nfVni3LbtKZc2p/2MvNZSYzSZNjO9M9u8oxIfKRhDEFsABoWdOV/34WHlwIUqAu",
-	"zrVTf2ljkcT1uV9/HeRiUQkOXKvB6a+DOdACJP7zCc3n8ERwLUX5o7jUQoL5uQCVS1ZpJvjgdJBxcaTM",
-	"o+yU6DkQCaoSXAHJqZQMFMklFMA1o6Uiek414YLkZmSyoCtyA1CNBsOBhF9qJqEYnGpZw3Cg8jksqJkO",
-	"7uiiKmFwOvAzDYYDvarML0pLxmeD9++HA7NO4PopU5VQzC6uu9bLejYDpaEgU1YC4XQBZCokUfSW8Rku",
-	"vxBLXgpamDU1a1if7gK0XJ1PNcjENJALXiiiBVlSpskEpkIC0XJlZqEzyvjmLS8YZ4t6MTj9NuyUcQ0z",
-	"kDj3f18A7lHI1Z+Bg6Tp3V7NgSiQtyC/UUSGT8gsfEMOlDkCqkjWPL9unmeEcTyViShWh5vXPBVyQbVd",
-	"6Z++GyQW/n44qKikC9AOvs61pvl8AVy/KNaX/wKhZspAEjHFVdDw/pDUqqZluSI0ukpV53PczOPpIzoa",
-	"jfLvR/+sZplZNzMjVlTPB8OBeXdwOmhGu2bFjhBIJ/m3jx6bUZMw+GL6o+Dwiup8vr6fZ1wzvSKazshU",
-	"igWhnACVpdmfx5kzQsnCfE1WDMpCkccn34XVW8Rs1s+mR1xwOMIPtkDra8lmjNNyfVVvJExB4vHWvJIi",
-	"B6WgIHWFSEAycxbZkGTfZoTygmQrUBk5oHxFcqrgkOSi5tocunnxbMzNQM0wuahWhClSmz+Wc+AG+YVb",
-	"DFlSRW6g0qMx95v8pQa5avboXx2kr8PMmbyItwqkHaK73x8NoDh4qhVIQnPcQg+Q1H6gTfCxPv9/vy7g",
-	"Scl2huyclqWhDTl+QxhXmvIczuzBaUEk5EIWpAJ55N6pJCjgOfTCx92RKMC9fYQQvm3FfwepeimJHegb",
-	"RW7tWyNyzonAN2hJstvsOPt7ZlY1ZXdDhON/Ckl4vZiAHJpNNm+XqzGnpBAaQYrylZ6bzR9k3yKkjU7s",
-	"/x6NHh9NQFPz1+23o5PRyREtqzkdPcoOR+Q1L1d4djjRmNuZDLAZfkalATim5/iKp4IRoKVPy+1tR2qA",
-	"axoYqqY1SDPq//359u/v/uvnk6Pv3/3nwXg8Gv3h8L/+Iwmhe9DwNOnW8Z0UVFMygVLwmWE7I/KTOW+F",
-	"sKTJolaawC81LS1++uM4Mw81vQFl7i03bDoHIm4NVvRyBMMKyNSQp42n2Xx91Hw92MgwNnK99+ZKLJXs",
-	"8I4ngk9Llmvza26FAPNPWlUly3Ha40qKSQmL//ynsmfcLOI/JEwHp4P/77gRgo7tU3X8xn71FDRlpV1C",
-	"h6IzPTdnxSPO5IGOKcIKA420lECLFUHJpRgSIZ2Y5M9nzJO3am+vYNMpSGU5Rnx35CDLRQHZmMcXZWiC",
-	"vvawmw3XUSAGIcfc7eUd2uuMxL++S7yHoHFmd4McALfo7gwPKF7SginkZ6PBnrLF++HgB1pcwC81qC8A",
-	"ChZPcXKzpwUtzZqhMNc9paxU5JaWrHCHkYGUQqqMlExphSciplPghSGDU8v68axuuFjy0cCKt18IyuOt",
-	"+XtTEWAhXBOlqQZyYKRpRyCR6FvBjCkkM9wDf0mVJrRYME6Woi4LMgFSCqUPcavPhZywogD+ZfZqeLGF",
-	"ZFFaHYULbRixxWpROVjFtb7ghvLT8pm50C+zXot5CGVGcONwV0GuoShXZ6TALxWh0hzwbGYIkNmNBF1L",
-	"DgXu4Uehn4uaF19m+bQopBUWJShRy9zoYKBwmXDHlMY1vqHSaJBPmuX1rFTkGvSR0hLoor3SQEQmjFMU",
-	"MrtceRPoQ0EmKw1EUj4LAqRRPUZtoulWeHRh3uvh5zgEXluBEhAOVZclKYHP9Hy0l7D5Hk9nZcT1KyFe",
-	"Ummn/XI0AgUEuMsBCtVmPYr9C0jJFszeKR7Rj0JfUs3UlNFJ2XdgqSsoGSgiaq1YAR9wGdG5x7c6RD3S",
-	"TKfIH47H9cnJ49y+hf+GbLN9wFoIPCO8MFz5Itzol7mczTLkFmnDUA25sJL7BHJqqKERewwJZ0pLqgVq",
-	"saA7ws2IXDnzwTeKWImFMLVRaAkoYS8y2JF6pJgz82DM3TZQ1C2YyqlE3ivhaEIVEKaDkIy2GLXieWOM",
-	"Ia85ycxPb2o1z+yAaBnxIqcTpCgXKPHZjQwJLZXAzUpt5JhMS8rVgimjQ1yzIiMSrOaLH4+5PV+zTnMi",
-	"+whcKQBwXx6nVQkEhEuQtyyHt5zeUlZ6DPu84HdOJjS/AXepgX0SjgTiAI1uVFNzTcOAfyhW0BkcouwA",
-	"i0pIKpkBv7rZyxnRcmWvkNCpdmYMpwiKKVHODsc4ydBed4QGu2zt4KOH2w47svvhXq+EeEX5ygme6gtg",
-	"txBkQfnK6CCwqLQ6s0bHqdj5OD7aYbzltNZzIdm/vhSdmwCVBg6EkTaNIG6Qkc+GhHEUwAnKp5UhNGd4",
-	"RFkpZoxnFvJiUzWVMOZLKfjMvZjPDRd5Q5VaCln4LwSfMhT0rT1Gk8q9YGbHzw20mbOpZpIWsAMb2O9Y",
-	"nNHmlVOc+g4maxk4Mk9c4yMKSgsqqUZwV8GO475zpNFKnEFMUxXQG0vpPTeZo1ivoSyR9KKlTQtSVwXV",
-	"kCB8asVvpOC1CiaYzVqmN0LtKSq994+tDeHNC3d6L/hUmF8qaeiTZtbGUEAlIafa3pYbbSJECRSvVEIJ",
-	"VMFTqqElYJo9rouXw0G0tXWDULONnwexGaqZYhgv6F0YX0z+Cbk24zf7UReOca1vKq+ldECX0H0E15Lm",
-	"Or5vr2Awo9QtDOyRyYoUMKV1iWbTvn3idEzDQm2D4c5FvA9jUinpqu941GAYdpM8jqr6oeZFCc9ZmTiI",
-	"OVUJK/3lX86PHv3xT8Ewa1F0SOZwR4Abvl8k97xgC7jCH39NPBTFFVusA8mRZoskpKARet1WT/WcMB4k",
-	"3gnuzskm2XFGFFQUZTGVXKORv3czp7TP25nE8fOhPbdow832Nl7CK8rZ1Nlm2hdh+P0esNK61TVQGQ6c",
-	"4ATFud79wNPA8JTNjEaDFlG0W7DgPFRnxDIEa6kBazRF0cX9PtpCAvr9EjHyLdyxEfv6JDlu577sgQ4j",
-	"MhKfidvsxssycnA/CVlEV7nTVYW7N7gAStEZbCeC/sVhM9/GNf89ojrt9Sbp0drV7EZykksI1l+/0cgO",
-	"2aG+yB+vWcIrdKmNTEvYmnPIqb+NfygJWUlz/RZXTo+tls042vSCubYRFpSbfi/jvSEdPIfrjaw9c6T8",
-	"OogobvuVhFsmahVQ4YycoERmcM66jjav6GQrgWtupbvUXa97C7ft3/qTWiohG2kd7rS/cKMxt1aTJfe5",
-	"ftpBx7pG1+ZWNA37ee0/fILfxUOp9K2VVCOFDFpdZTR2JIBFy1/PeCBrQhYg0W25E71fX12K6veC/w7n",
-	"pYWm5bWP/Lj2bLIbO7IwEJmZp1nDEvxXzREo3Cyajna6ry4sdiCmb2utu9kMps3BrcFnOwgiRRadBHSt",
-	"nXDTPpVXUDBKzDNykDgKInhpA0fWxg3HXctEWMJPc5BgNIYp6HzemAU2TxLOupYsNaeoeuniT3OqW/Yw",
-	"q8EUwkpXRonJRbUyswA3VOXnsAMUzEvQsQC0LnR1oIn9CwKY7LqrfgjuJS+OKRKqyXLO8nnHh4EhGDa2",
-	"wMq1+0Jrc6LDDiztCJJPPIXqiEPBahGfyJQAzefkhvHCOy89UzCL72pveCcNTEfnFa4u8fR9auG13iAP",
-	"WYOCOk/s45l5tAoBTHkOSlnrBFIJb5JBMo+vvOXsjkAlrAt0h6uXMJWg5ldmzASNRkMI2i/iFzMi/ITx",
-	"mpxpJC266vQM5/H3WhgJoUDj+bkzBeHlnZIfrGXGmtLx7ciSvlkStDN3tjqMjj0Faz/UrCzSev3EPLrW",
-	"LBUf9JOXeayXCBHEvJ8WunKxWLDEtV9aR5aRXIIk3x0QrezJUWeiX174syBaiDKfU8ZtdJAXHXBX6cNc",
-	"O5wnyKFfillCYrHRM34F17SHK7TfmiTfMuB77dShtAllIQoj6xbX5tXdlcDnQi5e4ad5r0TAYXmPUZ+y",
-	"6TQtXyzE7b3W2TdizTYdTf+teQtkpGN0aQ7NdbkigqNG6QXrYLm0gXyiLJpf0G0ygSDeJ4VY/3qPUuHd",
-	"5l1DaIuO+R9TYM9hGU+R+mbB+Ev0wsV6RsTfmz0lcHLFBV8tkkcytP6viY0oy9SK32TEIDflxVHJOESa",
-	"1w576dCveGMpUvVEAtXwVoHs1RurDzsYKawFbBOsXghrT6mj2MmNw3Z2GYVKRgvDmVObfup8Pj2mV/f0",
-	"2q+kR12Pw/EqofRMgvql3Mvy4kUk68dDJzOJnVLO/rkjZX2OYRgXKFKliGsBvZq/BKoEJ+adYRPL3MQN",
-	"XdsQjyzJM8AHoCTEWu+JaIJ2rMiXHIjxAu4StkcXVN8YJTAg1UlhkcZqH6h4lbFqOjGnabfDij53vxnh",
-	"G0VYMbQ2CKbJ3AjHHLYLC3b9Q3vU/lxSAPicQVlYkpqySUJZbIS7XWDBU//14YVc7DFIi9Wt63BFYRgT",
-	"ho3tzpmi3SeYUy4kOPbU4/zo2ULEKT/qguxrm5cUOGqxK0f9M4hS5L0qodFBKScR0K4pTLwunV/dep86",
-	"V5PntaT5an3wvxjRWHBNS1LzHKSmjOuVwacFaNkxHRSiNlMkbVrWv2s2Q0vNdJ0iMH8BNptrQifi1pAz",
-	"Skq4hXLbZN2t9U543b/Nv5uzyO+/ya1rKGnfpp/CTAJ6KGUT2wO/1FQL2TMxvbMTf38SreLo+9Rhl4LP",
-	"tkwMVGkz758lAF+yjka3Puu3/7s1Lf65Nq/RWpSmi2qD6uIToMiU3SHAYvBle/ZeZ8hwcHc0E0c7UKa/",
-	"AC31PEQ+dnTizfzIsDJnuF23mGiqazuIs7R0iXhEjfuPo+UvzkuR3+x4Al2O4tbjeUk86bveY3n9t/Uz",
-	"Wd+YuPl8u9ogAvW51nc8l2a5zRypk3kpZozfW8Rd204sqO4vmqYW+Mq6nGJLT8dab8M9qJeEKCablGDE",
-	"Rpprd2wdb9m+Dq/Uyl43LGh9Va85pjEuiKonLvpsfRk2MieFkSIwNBuh1UzViKGU+DMc9XOG5mpQdO8F",
-	"t9ecVLWaD+PogtjnGfxTmD5mCFgBkt1CYQMTMWQs8z6RMWfaBpRXdVlCcXhGxIJpbWPvzUrRQkIJh2W8",
-	"txF563KrCtCQR7HtNjxlzfTWs+lIuM1RjyuuaUIpRx0PN8gWQFobPfMx9EYv95HZ5tDXnG37Uu0h6lE9",
-	"ga9CLr5RhHK1BKmG9pL/evn6R2KhDsGbr4ia0yoWux1Mtif8pxJ8dEGXDoFwZjS/pkR8WYO7EvdOS8A6",
-	"oESLxURpwSH2HERyXgG3LIde/cE+7sJyS3IjFkO2wjEasNKej9hhj8jndUacCLgGn4KWZHI4cn9A0HAw",
-	"a4umm0TnWIrdQceyiYlHISYgcjkPSc3ZLzUQmkuhFKFl6Y6zJ6JkxfMA8Ekw3XzEfWCr6SzhcHwuAUhJ",
-	"J1Cqlvtw3ZKUnrQxvWEYWhpRXxpSYtWIz4yrWy0UEbmkSrEZt/QLXTqYf+PSrARHWjgMjnxhCe69HDxt",
-	"YIpRogPEjti0yGDrqBuasIXDGZX3alVB8A11jSju5x28I1M3VD8NROflGZmUlN80P9iUmZkUdWXvNzvg",
-	"onl8uIPXIkw9dCvesusL5yxI83ebX4U0uUXVaBwYb+gbIKNkepMEsJXubQhTiaI8sZqDASyUHJgK/o4e",
-	"X0mTwZbgCGjooU1moGX7GlOZ7C6jCQiVKBCk+UObD38G7mnNYOkDuAe/3MLx9uNaH8x5aFm+ng5Of96D",
-	"B73butt1HrUeA4mAdT1ZpW8AQ4qXc7E7AHrkSJL9oDx3MWlt3A+Ap0YB7NRQcf4IV0IlTqkckUzVFUgF",
-	"BRTZKaKFe9v6cA0jmlNFJgB8zCVUJc2hGJFMwj8RebJTzK2Mcct8Y0MWJ5AbOcaNaCVfr5z62NrhoFkB",
-	"emHtuGnN1THu+/PmTg5N+vLNnYeEMyRDNktoFzBoM/9Py69jkjWHsiDLOUaI2pM9I3RiGXZLUYm8xlSn",
-	"7+k++sk2xh7U+UCo2ygT+PuOXNzzs5cspe3vQAD8OexuQ05x022RnWvn0Ey7ZYOXmuoNgfaT1fNI+Nh3",
-	"/W0ZKGmhX1T1nlHO5veScdhjHVf+Ex8n1xewI/hRQp2zrNF8dx/hM5pwGJ9ntJPWQWy5sKto+92IkPwG",
-	"9FtuYzlCgBddDYaDJUDaSmc/uhd0+pX8gEMk4w2MAvKMp+OEpTaaJpCDf/zjH/84evXq6OnTQ6+LoinE",
-	"Lu2MwKLSK1RCRY3f0DRnNJPhuHtPN2Vy3/k6lxydfWsl0Rk0Z73jDbtz7bnn7Tt1m7Ovx/sekrdXTw57",
-	"5Nvd1RJUYhMrmAuJ6atVSVdW0408wX+lnDzOdj1Qf4h2qk06SDuxbj3AixM0fDsHuXf5ol3IHNTF8yfk",
-	"++/++L+GBO408CIuvLOAxcTIx5jI3wSwG65oS6zt4R43D5FDTikrawkqHizXRItwVluKoiR86kOScaGv",
-	"p6LmRUYwXI5quMZkdShcxmgTatA7ejLStedgn91VJeW08aozRURuWXwO+3j5r4x0NiQLms8ZhyOjNZjD",
-	"VvViQZvoQ3du/QMnJNM3II/QkRvVLwkXsHMMt4MwdPFaf1GC4vmiVxtrAJCKImhR7QpedMN+j7CemTnA",
-	"ZJZWY4vvnuCdJgugXDshbF4vKEcwTYZ+9MvyZrF/ubp6Q+wLCLbpWAjNdKrigSUCnbvDkFcxJS51Nh2g",
-	"mbRzhGJjKjXQGcnoRNT6FO0fmdXChS+t5bawwPpWap+j7jJyz7U1ujyDqOlQYwNVimAm7fdA4IwAIgLU",
-	"dQITwjo6Nj+nuTZMDcoiorwupuXnx+9GhqelI3B6Yeun+aoZ1Zmhp7WCXYM1L2zYa6/jbHME8Dlxz12I",
-	"LrpQXNazIXStMoT44nYO05rxXXLJa7Uv0ulQ1p+WCHOtqSxsar9RXfMcbdS0tEUm1FmIWAQX7JhdPLt8",
-	"dnV98ezN68sXV68v/pHFofrdhwl5rpuG4Va20+56E+V6XX975Wu1KnZQbdBSNiWYUMdUoO8jYPellmxy",
-	"ReKeE0Go7a1/eDBn3VvD8dyWbCTLuVDQSrgP5o/BHtGK28IzL0QJPZEM1i2KRaIKgTYXWhwZ8pnhA0Vy",
-	"am3xaHLxWQdn7sWlZBrcm2NuXsWCImjcaOlQ5mNbkTPKqVKGdhcLg8Z2rgXldGYNY2o45rSqXIawCiVV",
-	"osIsLVNPWDfqv35pg+EAJ0hqP5doJ0tHb0aWkXa1xD/tRvFc2ZL04LRimzMJQ56Zk6lCUntk3sOSBWmf",
-	"Vsn4zVaJxq3wJb773tc97IurYDl8o7CiwtAGF2OpA0uhwvmE3z9D6IaD/MZ1Ex+qP4J3/Tfz0p/R2tX0",
-	"SG9CaM9cz9+8iJJ62mdwbEbYR6ArRK7SPI8WqDWUTIWZe2fFUfaZdo4xPum92mckn0N+Qw6yGWgbEZQd",
-	"dmZ1g+wzr6iA9xxyBOjozP/H+auXnQnd18cB0kYruijvL9WFDbjz86tDcEqDz4rnNuN1Q4SxUzCdD9aW",
-	"ciN1heW0XQ5bcEHNqerkAW8OyEwZlM/zHCrtMmkwsUWzCSuZXp210vFpKXgTXGfF6Rw3s1MswZbsZ9zt",
-	"dV5rMZ1m5MDouVgkeS0v+nAtMdowmPuahJNX9KYuy4+awm5W+NvJX98e6eOikdFTnNJLypULDmjzcXsa",
-	"KnI8f2AgA+YNbuVVDdL1J76/2wgKventMdTeL7l95OH6zJYoVqlKADwHks2pul4IiRXkyJSWCnZMkdya",
-	"hH+Fi1uCagrf2Mw+bYMnIsEhwFRlZC2rzNFix4X4HWxygU9riTXmzPg2CmFJmW7HyrZqEKFqmjh7l4Tf",
-	"NcZTlbtCs618/DPnaFpgp4I55SRD41e2s5EnDlHcJ0F/31rCO561WvH82r533SePbuVwuyfj+3sYdnAi",
-	"uvT0mvoRb4PKfz8arOZtGrwtaawPtF7HIKWF9VefoRZkNPJFpVcfBWrajtef3yXiCL7qqidbXdkuEi83",
-	"eiwnrAgqiyOSZ4aL2K4hTb1lLKiM2q6iU9h6j11LXGdNw1bxE3/lm4Hy3sVO9qCzvp4jU7uHrg0H1gR4",
-	"3Qu5Ni/P9aFZggRvimuChv31S0Diy13S2W45THHy30cuUqJqTLRvSrr0FUxwm8fEfiPWpo3PSyo547MN",
-	"Z+S/d9VLiYQFlTdxSLgPFPg4h2fg6ye7qq1O+93pcvvY+uDaz7tjwubfnBHdHWJkKX7y+sfnL188uUqb",
-	"iPvCWeKAvtwIO7Y292Yj85Y0yKLJgdxkzbtcKQ2LHkuLzOdMQ65r2Um1pYsiBtPICVqlfCIvxQyTwJ68",
-	"eatIKN9qY1dDu5iehFHVnrlkvL7b0YqEW9tY4RFrJmwDzKaShAsJnFC1VehupTcb9EWytotZyRnVUIQx",
-	"G9iON+EGk8fwFuOdNmaX754e3rUf92V3v0Vr5WXwkfUmQjXmL4uou2YdJSdVIF8ypV+4U+ugso0K3Sde",
-	"hrVt13XNkg5e34pn2xGa9b1x715a/97eyfk2eG2fTeyeJoW7izseCfTWNQcXz993AX6DVrZJ2Qjb9foS",
-	"9phguI6ygph399sAFywL1UMj897GSy0xkBUhXiW0JbEzWE3IhdKn/eVmEQbFezdhHvYv3+ZNEC12lGvM",
-	"R9saNHUr/K5P2md6MU8vAfjuUJU0I7woBq2xtkGIR4F0LC7lLt3L2vx8rEfo22VUb9tHJNfsFhLBJPjF",
-	"1vpSBUam5DrMoAB4mhe5N3YO+EqgQ0IobJ9+NxkFy+vhFpleud5MZRl3MPsmBMLskd+avJgNkv3+tPO+",
-	"JUd2dtutUacUvHWrY/c657vtzWI//TD4z1Kell6Xb3+0j6qZ1dKx+eRcLLH7pAhX2pdrZa321x/ZGdQU",
-	"Wl2fYv1MUZbJa8n06tJcoxOksLrXeW2dIvav5x5O/vrT1WC4qWxYSKSarOLQhHbJstBxAy1gOEOztbnW",
-	"lS19zpygt1b8x+4M+wnMbQOIuRScKXsl83pikOp1BdyQ7mdcwWJSwohgAIpPgrO+WZ/yN+ZNwi2OuiK5",
-	"KEvINTkYx4HFajw49DDEpK8EFrlyLYSho9h2s3ClhRe0AHMo6OKwjVVKBSNyHjfe6Hh+SVVPSqbmHgCg",
-	"ILSqxtz7gg+WMDG/DK0VuoAp48wVrrSFZrEYDi9AglR23XCHoX+2IjbuEAob3jnmY/5E8Fvg1hxkGxbO",
-	"pahnGAPa8sCemrf/QJ6Z3URFCGszF8mOacUy1xZC95asX+/8RwLObmz+h80112rdGzhj3Ht9jMhByxrM",
-	"oMyn9/jBvnv0J9uwkGQdsmK74g19cxFa67k5DxdUJGuuRmbflwZvoFXkUdMbIJT89aerdiG+g57yeaPR",
-	"KDskYqIp41CYZXbjeTpIg1X5VS4qUL58teCYRBaOn0qbLGsIqjWNmHEXdIU1vQjTuHiMwbIG6ayvmUNG",
-	"CpHXtkb8QdaKK80OR+QHUKywcWhmBqUpL6gsQpSoxSAq5cp1SMuGJHPUCauWYTkgc8Cx+w+7Y9JcD82Y",
-	"1IxqrtG2aLFRDi7QLiIC529eRO5vH5sQO1gHj0cno8e2ueMcSdyx+c8MUsIEgiwH1w7QXSF3Xg8PnB58",
-	"f8TGCroJDUCgYjpQ7DE3P6AP3jOF2Kc8dHVn7UG7PH0dF+/33Or8zYshUWLMtY1V0UKUGJGCfRncj28v",
-	"XpJKMHNl+HfgAd4Sd4ARC24JGcKEsn0kJwYY3FtvL14eWmCzCzeP6ESJstbQCNju5Rsulgq3jLQqN18P",
-	"x9zQNgzwVMQLzXOh9IicE0OzplJwTYAXCJuCAynoyuEomUixVBaIzDYU5nKOeabhTh/P9aI09EPCWSRI",
-	"Uk2WlDsS5c/Tf9oGcgvcZkAsb8kFyazXOFClcasir1E+DKzEgSydBpaPTk4+Wg+QeJoNXeJY3sANduD6",
-	"o11Dauiw1uN2izvk/15wHzx1RenXwNkAgQFevGMqNer1mBv2syuQMnhnhjI0/xiDjI4bC94xxrOhFCpS",
-	"BQ5fSAmIK8ign2LWiQsDaFevMLPPmUJTP7IxfCUuS015MeaM59J1ttB9vbIMIlmY8aKADcULfY3KInp7",
-	"zGegyXcn35NNja6sxZtJ6xg1EsmI+Cr22Bjddlc2wmFdjbmkSF/QOScBgwCt8VFgKQVX9MAtShkgjQIH",
-	"rU47F2WBllt0zI65rQjVRFs4iaNppmQjC8lbRC1kfnFUmQTbvzk0+fJhmWOe/Tr2MZTjwSkZr4Vgjgfv",
-	"sxTWIDB0IiwH7c7hPamozSvHcTfj9++suAtK/yCK1UdDup4Y1/dt8VrLGt5/QtTvi0Xd3gcOy1RI6uKQ",
-	"P2kbsu92oTNR+1b85Nvtn7T6TeFHj7d/1LQXNV98u8MX3faK5rtHf9pheZ2WT/ekuOarHVaZ6PUWK2uI",
-	"NrGa9rMP7jQI0pD0ZwYkrI2hG4IaKSz4N5IgV1knSTQjon/u5go0v6qOLB05jqrgJsWrl6FJLhbfJVjv",
-	"cEhcnUFciS8jTCagl2CEjaXwadRtU6IaIr0vawyBCGH5blTDsjDTyQ6NsnUYG2fvYfShC8kTt5k1itWT",
-	"Iiy8xmLLQdvG3d6dFolMFctvrMjkOi8RrE0aKfmp/vlRCnd/7/cd1hZaiveurN23hmoyFWVppLyQ2963",
-	"Rm1was8l2mx9WcMwLNHnCujGx+wAwC8LboETNiUMK9BxEZsOUwvD+DpYtlbmDn9wivFHw0SRyXvwpk/E",
-	"Gpoi3z3MwLejNNJMQJw5IPJ4dBkNvm76ffLd9i9Cg+N/F8LdE67foeRPPPIuRSS2kah7WiDOnnqlCbTP",
-	"Wzj6F6t6qTS6Li0dQL/xLXgVS7nchahWvUW8QL3ID6Gvr/JhRE3TXxd/kGEX36BwrVFhv8qwmf9h1UcQ",
-	"HHdGTnc4H9xw2l2TO8SejsZPmfKByNvkMvdJ/AXO/OjkT7uIPq2+218zYn+7w3ZSLad/X0Theeins5yL",
-	"MmBiRB8YR9vK/7x442Fwf0px/GtF9fx9L7HIzOPM2+KnrIRvlE3tXWtvSGgwXHZavrii/VQROuaK8VkJ",
-	"aM1SMENLzoEqqZqDIhXI3CCN69+IgTr//6Pn2eGIvEFrExKqEuhtPPGYU4wPs9VurI6bgaazLNWZ2u1h",
-	"TtUcDc1U5xhtmbHpERccjqyheMxXVtx8fPLdvcheQvxcI3zYGXGLAGrfPJJQUgQA7K5kbmC4dlyMG6mY",
-	"gz/YIC+5vpBeXLJ/7d6OdZNUh7Jl0/YpNCRPS3ZG8ANaNG12cEs++OzziXYvpj8KDq9sH95PKgmKXIM+",
-	"srkxH4XrOPh103W4joH6dST+P7UwcOo7phrQj1vob++Qf08O9NiyhvQeLOY5pASumV4RTWdxeActDXlc",
-	"mQV/nn3+O4nPD1x2Fy77NPRz4w4sPWkKfHZ3phq3W01y0wt0n3sLeGs6SwkdJw2d7BT7lzXTxzCNHG7M",
-	"HYvzZxSi4NtlJJpenDSU5rDp2GsMb41ZUm2drGQGGhlhKBhE0Yi8zcQSusl+kHC/G3l+4iOb9qX+n1Kx",
-	"T/TVTRP10Dw4BQ770L6IkPoUhbjx3mby10uvw/I+Gc3urjtU0Ntj+Z+LFP9+qONL5ux02Ki6A5z3oZBV",
-	"bbt3p92F1lOrCI11mqBM1KVmFZXalWfJ7JDZ0NeRAWt1LekKKRQvxhwNwUNnAhcS37AZERyWjVHDZbvE",
-	"0SnB6Eg1FGekVobgqiXT+bzbxzpzxhKqU/TQ7Lg5lE/nHgvHc2w2feQL4jYY042nx/Uksb1R51oX0Qpa",
-	"7JVZ18PQPquXLd0YfbMBZ0lVKBbehY3Bg1PsN+UUe+uKr+AlrttSd6dUFtePf3Ufvo+pVhvD01Rhm1rv",
-	"uxLQjoo8jMwokxXJYnnKhxxk5MALYhh+Nx6QP4wHGVlQeQPysEftj1Ow9tD8vxYnSbflSw9Ot2j4MjiO",
-	"Hnwjvw38fWXDLD05TiWYxGaj3fE5OFP6YwPRYIVlUs8Svg+CorS8aQx+WtreWAEBRxu1ob837pzP5uq4",
-	"J/MMS00g2WWLXHm344Pk/Ykk715M2OoWbGJAjm1U+Eav4FXkDsQuJRLowoi+2MgduJYrpKnmRxd2xjAS",
-	"1c9CWJGG/2Ydz3AZv1Fv3yd38z0g0Qcj0TDNVIKRz9rdPEo1oEvVJk9aA8A96BXb/dKa7XMhLSJFk7oO",
-	"qA6ZbI2dUEln6FJtvE6L2WUBt07HPPPOJCcMNqZChwe2/Q0mGthy79mIIO1OlO2hLtQfw1s7K8HEkYtU",
-	"0NhpE97fimblQA58jD0Om/UEKgb/nI/Ax8hUp94n6wRkh4QWotIurt1njIzIuXUxWnOljf7FmBnVeKRC",
-	"vtV6vsjJ9xsLUY/IiymZCMP0Jfi26cO49IimN4AN1XMosCZ0j2U03P5nM42mYz0/UaTt+v6+ULBtaiGb",
-	"9YYIMeOsHwzIKVe7B97uWySJHGCdGFu8OAXx3v5lcOOwbQTdXkT2a3dqfb+Dj2o9etuzpN+1+WNPOXKN",
-	"8SiCdJ5Q2wsxYSDZyvd+bf64ZsX7XSLOHO89qIRSbFKusNSuymkJxSF2ER2RnwxJzoRkM8ZpmREFGvGQ",
-	"aFnr+WrMPZEHUnNXkgRC2V3m0qGKEGuwltMElS0XgFEdY/7xwjrCaexN1ZtPd/Ng7ckFXrvD/OLBCw3A",
-	"fKPIZKVBfYVhcw8xAL/TGADKIwDtpYQWXlPtV2yLwZLdAMnWiUJGJrUvWeJoCzrR1+gJJo823z27Y0qr",
-	"3xxJ2ShiMe9xiS2zm78ovFsO3X2x2Snh2LE52Da9l6kmm5xx/NpoRXBXsWYBj3tq0NCytLKbwIilFa6g",
-	"VuCawFSh1GWDn912W8l9u1R6HMXv5sMwrk/w9N02ag53FUZIGnG2wbluQe4JzW9CrmTVZCVCYUsywKIS",
-	"kkpWrkjdYGKHjF+Alqujc6PZbiPf+Kp908qrHx5OjwW9l3OwWd48eQEb0Luq9YawtZkA1euTNm9kI3Ie",
-	"519JIGyxqDHb/dQshxUu0dsooi5cwkFFSjUdkRcFxvspVyE9O86OphJCmKciYjrmJWDvlyEp2IxpNSTZ",
-	"KBuS7Brz8Ul2dA9FnmxT3MfcauPk4ynjY74tGXetxEukTLG4IGhKVrNS4tcrqd1HX9/T9W9gdBu5jaWz",
-	"XXz+rXbKLFlq7vMaAFpl7bar/E0IwFfvKtxBZW5g9InvEPqgLfdxC2sTbXMJy5w9UWzK/m7Xjms9P8YS",
-	"L/22YB8EaqaMKskMMUAzbgDlCV381jfKCi4rbHk/QoKOZbXM8mFROYYjqQbieuKRCmSIzisKacbCIkZm",
-	"i7ZBzxmh/u0x91GiGPT53aPvG0W4Yeqb1GG7/a+xEMBLs7IvZZGs9dZ4pFwCBu/S0t6ik3TbCjLN53Bk",
-	"9FUpyq2qsXnZvfujQEj/zHn+n5nmfPdoB/J4JcQryldub+oL0aomj//ONVCxPao4moMNfvp2WRheaJC/",
-	"5fKt25VZDOFx5KOf9IR27EyRUogbNJvZhOxQncR2BnaEAYsQcUFKwWdN3zlbY8AXPyuscmRdIDCdQh5a",
-	"j3JYupWPyEVMkqyObGthpWhIq2/d11lTpNXq7ysjJuc2/M3yDXNZLcbyQFF+PxSl01ISO6YGrCQVZbKf",
-	"phhFwkaOGOz6pYb+xJbXHMgb+45LUATZ9M4ZYjkjX8aD9zUg94UAmRzzBWiKfolclPXClTURHNzfOL4W",
-	"1VEJt1CSG2h652KpRFvwMOWCdat8CEV5CEX5EqEoz5r6nO2qPaqFP7YBUE9ACpY9xXHSyCrp8sjzk15s",
-	"/evl6x+bWnoVBmEk8XJolzIVpdGJWng9Is9oPh/zMIytWtbZ3DeKBGz2BRQDlvqSorZbbxplL+jyr0rw",
-	"B5R9QNmvDGVbSLQ/zsbDHf8a/XXNivfHEm7Z5pBlb0lYRzhXS3FIDNb6qObTVl6d0lTDMHQPBzXmTIe+",
-	"vMOoE61bhiu+IJSOOsrga9anNYHcqC5u/KRlgCkdtZG6CBvckivxYq1FVrTbnmyH9mn+VpMeEqf1kvWn",
-	"kbaBINzcQ/rDb54IYRyPDV/11xrHtEjIgd26uk201cwyIkKXK55H5MegvWoRoV5Kg80ZVL/o3hH3vXnx",
-	"7dUTLP0rpiRz5f+vqc7G/MA8XQLcDIkvj0peCV7Q1bCJ10H5QFXU0FqyAiqJsG0PXf1izRZQMg5kTtWY",
-	"UzKp8xsjPwnpTgqntvMY2mwEDwz2Gbp2IoKjoJWXdQFFj/ARYeClOa+vN3uju9KtEY+zmYQZRS/PgwDx",
-	"CXEXkaeNL5NVgy5WtTVY7Dt0eHRFeIvwdcXz46ouy+2+hTVhxZZ8iFKZZoiOrkhxp8ErObCdSzDIemER",
-	"0r6ClaBcacnD4YYupa4MKVkYccE1KDUkYcwrOgu1oDtUBF3lDh0xJl0sJkojlh64IPbiFOsOZYcjjNjG",
-	"BniZdaQv6co6VaQ0ZCREGNo2lySzeHK1qsC5xOPewNmYSzASgOs+L0HVpfZV3Wfs1lpPXC9gcmDLQdcc",
-	"G5CY8wnh4Qq4PkRf+xs6Y3x26s6v1RTX1k7CFq4+GjNqIHtmxDCgfiWuaAc6x7s35YIjbftFOoNvVLdD",
-	"tasHmmjKOxzzbjfrvsa+p46iOruS7fFtC4T4ovlUkQkAH/MCSnYL0suQ3SlY3I/bDIP1s1udh7HA9kPa",
-	"wcdJO1CuN/Q2IXtzL2ymIrW/p1ZXg2D71YhFG63ShK91xnQV7pBk9EyKpCVdHuyPJ8PBgt7Zvq9/PDnZ",
-	"3AX2E8Ry7FmW5vPmanTbx39mF8Zay/KElPLa3b0BCUcmf88V0B+yJT5fzc0WBfR+Tp8wYXnXBsXKCmqb",
-	"PLHPaD53ZA6bIc0hv7Edf4yWIpZ8RF64WNXQJljargDSVtgc86zdRDnDrArm4+CCdDREc00BriWSBKoE",
-	"D12uiAuI5aBsHU0XiWhUA1mUoNQZyVq9eTPb7KKVz2E+dxxbY/EwHIlO4XS97FinsXWGwVc+DrLJ53AS",
-	"wZhjflQWml9nNjAFL8nFIPvWMujItjmQTqjiQs8Zn43IBdTKCKl0zBMLsAEuvsq2tgJBOhbzPNxaYTtH",
-	"lWPupER/FlGP4ELYRRCr/XaKy5gDC+O505lQ1eReorRdFl5MjyaJm99BgT51lDgoH3NR6yMxPSrMhDal",
-	"5iq2FChR3oKynZC9GQ81EmwBI0qWr4YO0JRNWkVg832o3XEhRDVdlK2sZ0Q5ezWlwOMOtgoXENAyUI25",
-	"b/lykPWZBrPDB0HwowqCav61VeP7EmLPF4vcWOvN31eaihpOZLA7UMQzogDIGtFHHatBTkM2K5BHjqqI",
-	"Wudi8SA3PchNnyZuFuOMAsNt23P6BSTsf9lrbH7WVByxvQ2xz6Dv3Z2drmV02qbJdBnasg6jmNcxZ1xp",
-	"ynMYNq0m59hG7yDOfB126qsMPW9xfx86Rg3FmDuaTnXTjdbRKtXn98LGXJ+X9H6osXnn1smhlfta0+RE",
-	"aFpZ+uDCB7vzRymZha4hWpY2stOfbYR8FvQwsympi1z6AgRWSDWvZ2c2TXoCOa0VECUWEBoymlEio6Oe",
-	"J1IYw0jY2+Tr7Av3JCxyL2Hg24+XpBK38u7z0rhAXCMKOBfav0OKykNiyiaUfuK1xRilyQEtcU1Ylc7g",
-	"3WECyVss1nVsO/Kh5Jsjw22yK3HNIK0e55SNJhid8eAdeON+y8iBsNXA1IoLvlqMeSbKIjw+xL6wUvBZ",
-	"Yrh1Xehb7/4wP5mvxty/nkhuiSPJyUFIV2klqxymmLI9Gr/Ir5NAtZb4hTSWHetuhhtFQmWlwYfqub/V",
-	"UPKP5vq2/kIdp9KLJQ/Qsp2AISXsp1tvXcaMpQw1Z7/UcEYoJ3DHFIaVYD5N0pa3QWp5kFce5JUHeeXD",
-	"5JWtuG0jOo5/9Vlv7y16mx83KCn2hZSSgvKKkBodAta58eTlCyQ8m3SVZsB76iqeBg1+g+WyY3R1ETb/",
-	"dtGie+P3vy2e2qirj6BXoIMiqVZ08zgVoOnrq5az0eT7GxSzfbD+vx3GPjDYrrEdNKFcoEvTYCA24dxR",
-	"hN6NvxrgQju6hAVlHH3lZiVxJjgXhtmGHPGD706+P9zETx846QMn/T1x0rTNHdvMreHbU1gI7VOiNyIe",
-	"M4R+WquNqmtdFfSLIN3H58Zvw1a+ECveR821xdvRvoGmjgeUf+DdaRsY9YxbilbHvC7T9oWY+5M+bWRW",
-	"5P8OHmufNTWhCgjDQpXKxQkJpUlVUo1R3EY9ntSsLEJmdrJ1R28rq6+FNV+ulIaFm+oFn4oUuv6AG8Ue",
-	"gPg6YdwmcTd1Ox880J+o8QZexMSaZmTNkbs5oEX4i/DAA8waJsSBIusdFd68+A30VWoWuYmvXNaVi+41",
-	"s0qah9gTFQxaPnsbW6Y/wO6nzrg1R37+5kXiQtCg6EBZVUBvVC8sz4GWer6h8RgUiviAVepK8/iQ1JBf",
-	"ZevtEV9l+tHJyVocVE75mEsbsqtVwwkM8Pzx5LF9n3lVrifh9S92tZ8QHewMr//WJ1spe7NG8LVH5+sV",
-	"fwAsfcSFu6E3r13WXGG9b0oKqIAXwPOVOftQSPkTFU8O8GvlhFAGWbcPtq4icHVX/g5HcD+uJWmxW+Cg",
-	"QhNgN9aoycRyo6znd11GBB9hMYlR0UhxxFsnI2iivY6EVc04LPGPqEJmPBBi/voob+NAqVatvfhjK5it",
-	"f+2qa5l52zm9oJcAnBRgDkZ16hRHA2Mw5Pq4T0FpWdueg0YT1MApz6Mi3K2dIclaH+QHrErjaghJwHyG",
-	"3CcHxMuNx4pKma6P6C6j1YNOkYIpLdmkNtxKC7/neNDQki6xyLq8IbZYUYCnXJQlVifvW2VUQWV9xPOQ",
-	"y44B0AVV84mg7fu06dTv373/fwEAAP//",
+	"7H17dxs3ku9XweHdeyzNUpRjZ+ZupD/2KH7MeNaOfSV5srOhrxrsLpKImkAHQIvi5Pi734PCo9FNNB/y",
+	"M4n+mYnF7sarUM9fVf06yMWiEhy4VoOTXwdzoAVI/M8nNJ/DE8G1FOUP4kILCebPBahcskozwQcng4yL",
+	"I2V+yk6IngORoCrBFZCcSslAkVxCAVwzWiqi51QTLkhuvkwWdEWuAarRYDiQ8EvNJBSDEy1rGA5UPocF",
+	"NcPBLV1UJQxOBn6kwXCgV5X5i9KS8dng/fvhwMwTuH7KVCUUs5PrzvWins1AaSjIlJVAOF0AmQpJFL1h",
+	"fIbTL8SSl4IWZk7NHNaHOwctV2dTDTIxDOSCF4poQZaUaTKBqZBAtFyZUeiMMr55yQvG2aJeDE6+CStl",
+	"XMMMJI793+eAaxRy9VfgIGl6tZdzIArkDcgHisjwCpmFd8iBMltAFcma36+a3zPCOO7KRBSrw81zngq5",
+	"oNrO9C/fDhITfz8cVFTSBWhHX2da03y+AK5fFOvTf4FUM2UgiZjiLGh4fkhqVdOyXBEaHaWq8zku5vH0",
+	"ER2NRvl3o5+rWWbmzcwXK6rng+HAPDs4GTRfu2LFjhRIJ/k3jx6bryZp8MX0B8HhFdX5fH09z7hmekU0",
+	"nZGpFAtCOQEqS7M+f2dOCSUL8zZZMSgLRR4//DbM3l7MZv5sesQFhyN8YQu1vpZsxjgt12f1RsIUJG5v",
+	"zSspclAKClJXeAlIZvYiG5Lsm4xQXpBsBSojB5SvSE4VHJJc1FybTTcPno65+VDzmVxUK8IUqc0/lnPg",
+	"5vILNxmypIpcQ6VHY+4X+UsNctWs0T86SB+HGTN5EG8VSPuJ7np/MITi6KlWIAnNcQk9RFL7D22ij/Xx",
+	"//t1AU9KtjNl57QsDW/I8R3CuNKU53BqN04LIiEXsiAVyCP3TCVBAc+hlz5uj0QB7ukjpPBtM/4HSNXL",
+	"SeyHHihyY58akTNOBD5BS5LdZMfZPzIzqym7HSId/ywk4fViAnJoFtk8Xa7GnJJCaCQpyld6bhZ/kH2D",
+	"lDZ6aP/v0ejx0QQ0Nf+6+Wb0cPTwiJbVnI4eZYcj8pqXK9w7HGjM7UiG2Iw8o9IQHNNzfMRzwYjQ0rvl",
+	"1rYjN8A5DQxX0xqk+er/++nmH+/+86eHR9+9+/eD8Xg0+tPhf/5bkkL34OFp1q3jMymopmQCpeAzI3ZG",
+	"5Eez3wppSZNFrTSBX2pa2vvpt+PU/KjpNShzbrkR0zkQcWNuRa9EMKKATA172ribzdtHzduDjQJjo9R7",
+	"b47EcsmO7Hgi+LRkuTZ/za0SYP6TVlXJchz2uJJiUsLi339Wdo+bSfybhOngZPC/jhsl6Nj+qo7f2Lee",
+	"gqastFPocHSm52aveCSZPNExRVhhqJGWEmixIqi5FEMipFOT/P6MefJU7ekVbDoFqazEiM+OHGS5KCAb",
+	"8/igDE/QV552s+H6FYhJyAl3e3iH9jgj9a/vEO+gaJza1aAEwCW6M8MNiqe0YArl2Wiwp27xfjj4nhbn",
+	"8EsN6guQgr2nOLhZ04KWZs5QmOOeUlYqckNLVrjNyEBKIVVGSqa0wh0R0ynwwrDBqRX9uFfXXCz5aGDV",
+	"2y9E5fHS/LmpiLCQronSVAM5MNq0Y5DI9K1ixhSyGe6Jv6RKE1osGCdLUZcFmQAphdKHuNTnQk5YUQD/",
+	"Mms1sthSsiitjcKFNoLY3mpROVrFub7ghvPT8pk50C8zX3vzkMqM4sbhtoJcQ1GuTkmBbypCpdng2cww",
+	"ILMaCbqWHApcww9CPxc1L77M9GlRSKssSlCilrmxwUDhNOGWKY1zfEOlsSCfNNPrmanINegjpSXQRXum",
+	"gYlMGKeoZHal8ibSh4JMVhqIpHwWFEhjeozaTNPN8OjcPNcjz/ETeGwFakD4qbosSQl8puejvZTN97g7",
+	"K6OuXwrxkko77JfjEaggwG0OUKi26FHsX0BKtmD2THGLfhD6gmqmpoxOyr4NSx1ByUARUWvFCviAw4j2",
+	"PT7VIdqRZjhF/nQ8rh8+fJzbp/C/IdvsH7AeAi8Iz41UPg8n+mUOZ7MOuUXbMFxDLqzmPoGcGm5o1B7D",
+	"wpnSkmqBVizojnIzIpfOffBAEauxEKY2Ki3hStiDDH6kHi3m1Pww5m4ZqOoWTOVUouyVcDShCgjTQUlG",
+	"X4xa8bxxxpDXnGTmT29qNc/sB9Ez4lVOp0hRLlDjswsZEloqgYuV2ugxmZaUqwVTxoa4YkVGJFjLF18e",
+	"c7u/Zp5mR/ZRuFIE4N48TpsSjgbx5lyyBYhafwV8oWAFcnZzpjeAGihbwEl0uISWpVgqdOzcGuOXLYBU",
+	"Za3ssThScjeWamNpWrvB+SyIpBos2eWCc8itqqtIXgoFaLS8Hw4uQN6wHN5yekNZ6VnP592cMzKh+TU4",
+	"ag96BeHIOQ/QG0k1NfQ7DIwJ9S06g0NUqmBRCUklM/eybtZySrRcWdomdKqdf8dZyGJKlHNQMk4ydGQe",
+	"oSczW6PI6MdtVBg5RHGtl0K8onzlKFB9AdoTgiwoXxnjDBaVVqfWGzsVO2/HR9uMt5zWei4k+9eXEgAT",
+	"oNLQgTBquLFQDJfisyFhHC0Tgop7ZTjwKW5RVooZ45mlvNiHTyWM+VIKPnMP5nMjXt9QpZZCFv4NwacM",
+	"LSDrqNKkcg+Y0fF1dxXfVjNJC9hBPu63Lc6b9cpZlH0bk7U8P5mXOvEWBWsOrXdj0ajg4HLvOZlhOVjQ",
+	"X1UF9NrxIidm52jvaChLlEnogtSC1FVh2Na6RFArfi0Fr1XwTW02v713bk8d8r3/2TpX3rxwu/eCT4X5",
+	"SyUNf9LMOl8KqCTkVNvTcl+bCFECxSOVUAJV8JRqaGneZo3revdwEC1t3VPWLOOnQeyfa4YYxhN6F74v",
+	"Jj9Drs33m/WocyfR1xeV11I6oksYhYJrSXMdn7cXWMxYuwtDe2SyIgVMaV2iP7lvnTgc07BQ22i4cxDv",
+	"wzeplHTVtz1qMAyrSW5HVX1f86KE56xMbMScqkT44uJvZ0eP/vyX4LG2V3RI5nBLgBuFqEiuecEWcIl/",
+	"/DXxoyiMbrJGJEdG6qe+ht759SAG1XPCeDAFJrg6p7RlxxlRUFFUUlVyjsYw2c3P1N5vFyvA14d236IF",
+	"N8vbeAivKGdT57RqH4SR93vQSutU10hlOHAaJRRnevcNTxPDUzYzKh26itGhw0JUVZ0SKxCsCwusNxlV",
+	"F/f30RYW0B+wiS/fwm0bsY9Pkt/tnJfd0GHERuI9cYvdeFjGQOhnIYvoKHc6qnD25i6AUnQG25mgf3DY",
+	"jLdxzv+IuE57vkl+tHY0u7Gc5BSCW9wvNHLQdrgvyscrlgiXXWij0xK2FjVzlkUTOEtSVjKOsSXG1ePE",
+	"ZjOOzs7gx26UBeWG3yuqYVgHz+Fqo2jPHCu/CiqKW34l4YaJWoWrcEoeokZm7pyNqW2e0cOtDK45le5U",
+	"dz3uLdK2f+lPaqmEbLR1uNX+wB8okrVmkyXXub7bwca6wpjv1msa1vPav/gE34s/pdKnVlKNHDJYdRVI",
+	"xwCLFpCB8cDWhCxAYjx3J36/PrsU1+8l/x32SwtNyysPibnyYrILqlkYiszMr1kjEvxbzRYoXCz61HY6",
+	"ry4tdiimb2mts9lMps3GrdFnGx2SYotOA7rSTrlp78orKBgl5jdykNgKInhpETVr3w3bXcsEXuPHOUgw",
+	"FsMUdD5v3AKbBwl7XUuWGlNUvXzxxznVLUehtWAKYbUrY8TkolqZUYAbrvJTWAEq5iXoWAFaV7o61MT+",
+	"BYFMdl1VPwX3shcnFAnVZDln+bwT3EFsigVdWL12X2ptdnTYoaUdSfKJ51AddSh4LeIdmRKg+ZxcM174",
+	"qK4XCmbyXesNz6Sh6Wi/wtElfn2fmnitN+hD1qGgzhLreGZ+WgVkV56DUtY7gVzCu2SQzeMjbzm7JVAJ",
+	"Gxve4eglTCWo+aX5ZoJHoyME/RfxgxkRfsB4Ts41klZddXqEs/h9LYyGUGBU4cy5gvDwTsj31jNjYwz4",
+	"dBRi2KwJ2pE7Sx1G256ite9rVhZpu35ifrrSLAWc+tHrPDZ8hhfEPJ9WunKxWLDEsV/YCJ/RXIIm3/0g",
+	"hh+SX52Jfn3hr4JoIcp8Thm3sCmvOuCq0pu5tjlPUEK/FLOExmJhRX4GV7RHKrSfmiSfMuR75cyhtAtl",
+	"IQqj6xZX5tHdjcDnQi5e4at5r0bAYXmHrz5l02lav1iImzvNs++LNdu0Nf2n5j2QkY3R5Tk01+WKCI4W",
+	"pVesg+fSIhxFWTR/wXjSBIJ6n1Ri/eM9RoXHE3QdoS0+5v+YInsOy3iI1DsLxl9iSCS2MyL53qwpcSdX",
+	"XPDVIrklQxsYnFioXaZW/Doj5nJTXhyVjENkee2wlg7/iheWYlVPJFANbxXIXrux+rCNkcJ6wDbR6rmw",
+	"/pQ6ApVu/GxnlRGGNJoYjpxa9FMX8+lxvbpfr/xMesz1GKdYCaVnEtQv5V6eF68i2QAnRt9JHJRy/s8d",
+	"OetzxKeco0qVYq4F9Fr+EqgSnJhnhg3IuwFUXVnsS5aUGeCROQm11kciGjSTVfmSH2K8gNuE79FlGzRO",
+	"CUTqOi0ssljtDyqeZWyaTsxu2uWwog8HYb7wQBFWDK0PgmkyN8oxh+3Kgp3/0G6135cUAT5nUBaWpaZ8",
+	"klAWG+luF1rw3H/980Iu9vhIS9St23BFYQQT4ul2l0zR6hPCKRcSnHjqCX70LCGSlB91QvaxzVMKErXY",
+	"VaL+FUQp8l6T0NiglJOIaNcMJl6XLq5uo0+do8nzWtJ8tf7xvxnVWHBNS1LzHKSmjOuVuU8L0LLjOihE",
+	"bYZI+rRsfNcshpaa6TrFYP4GbDbXhE7EjWFnlJRwA+W2wbpL6x3wqn+Z/zB7kd99kVvnUNK+RT+FmQSM",
+	"UMoG9AS/1FQL2TMwvbUDf/cwmsXRd6nNLgWfbRkYqNJm3L9KAL5kHYtufdRv/qM1LP5zbVxjtShNF9UG",
+	"08VnhpEpu0WCRVRqe/TeYMhwcHs0E0c7cKa/AS31PEBCOzbxZnlkRJlz3K57TDTVtf2I87R0mXjEjfu3",
+	"oxUvzkuRX++4A12J4ubjZUk86LvebXn9X+t7sr4wcf35VrVBBeoLre+4L810mzFSO/NSzBi/s4q7tpxY",
+	"Ud1fNU1N8JUNOcWeno633sI9qNeEKGbhlGDURpprt22daNm+Aa/UzF43Imh9Vq855ncuiKonDpa3Pg2L",
+	"zEndSBEEmkVoNUM1aiglfg9H/ZKhORpU3XvJ7TUnVa3mwxhdEMc8Q3wK8+oMAytAshsoLGITIWOZj4mM",
+	"OdMWaV/VZQnF4SkRC6a1TUowM0UPCSUclvHaRuStSzorQEMegf4tPGXN9daz6Ei5zdGOK65owihHGw8X",
+	"yBZAWgs99ckFxi73kHWz6WvBtn259hDtqB5EsJCLB4pQrpYg1dAe8t8vXv9ALNUhefMVUXNaxWq3o8n2",
+	"gD8rwUfndOkuEI6M7teUii9rcEfinmkpWAeUaLGYKC04xJGDSM8r4Ibl0Gs/2J+7tNzS3Ii9IVvpGB1Y",
+	"6chHHLDHy+dtRhwIuAafm5cUcvjlfkDQcDBrq6abVOdYi93BxrIZm0cBExCFnIek5uyXGgjNpVCK0LJ0",
+	"29mDKFnxPBB8kkw3b3Ef2Wo6SwQcn0sAUtIJlKoVPlz3JKUHbVxvCENLX9SXhpVYM+Iz39WtHooYPawU",
+	"m3HLvzCkg4lJLv9McOSFwxDIF5bh3inA0yam+Ep0iNgxmxYbbG11wxO2SDhj8l6uKgixoa4Txf15h+jI",
+	"1H2qnwdi8PKUTErKr5s/2FyimRR1Zc83O+Ci+flwh6hFGHroZrxl1ecuWJCW7zbxDHlyi6vROGPA8DdA",
+	"Qcn0Jg1gK9/bAFOJUJ5Y5sIQFmoOTIV4R0+spEntS0gEdPTQJmXSin2NOV52ldEADlhfpOVDWw5/Bulp",
+	"3WDpDbiDvNwi8faTWh8seWhZvp4OTn7aQwa927radRm1joFEwrqarNIngJDi5VzsToD+ciTZfjCeuzdp",
+	"7bsfQE+NAdgpLuPiEa62TJxrOiKZqiuQCgooshO8Fu5pG8M1gmhOFZkA8DGXUJU0h2JEMgk/4+XJTjDp",
+	"NL5b5h0LWZxAbvQY90Wr+Xrj1GNrh4NmBhiFtd9NW65OcN9dNneSi9KHb848ZNwgG7LpU7uQQVv4f1p5",
+	"HbOsOZQFWc4RIWp39pTQiRXYLUMlihpTnT6nu9gn2wR7MOcDo25fmSDfd5TiXp69ZClrfwcG4Pdhdx9y",
+	"SppuQ3au7UMz7JYFXmiqNwDtJ6vnkfKx7/zbOlDSQ7+o6j1RzubvJeOwxzwu/SseJ9cH2BH8KGHOWdFo",
+	"3ruL8hkNOIz3M1pJayO2HNhltPwuIiS/Bv2WWyxHAHjR1WA4WAKkvXT2pTtRp5/J9/iJJN7AGCDPeBon",
+	"LLWxNIEc/POf//zn0atXR0+fHnpbFF0hdmqnBBaVXqERKmp8h6YloxkMv7v3cFMm9x2vc8jR3rdmEu1B",
+	"s9c7nrDb155z3r5Stzj7eLzuIXl7+eSwR7/d3SxBIzYxg7mQmNdblXRlLd0oEvx3ysnjbNcN9Ztoh9pk",
+	"g7QT69YBXpyg49sFyH3IF/1CZqPOnz8h33375/8zJHCrgRdxRaIFLCZGP8YKBw2A3UhFW3tuj/C4+REl",
+	"5JSyspag4o/lmmgR9mpLtZhETH1IMi701VTUvMgIwuWohivM4ofCZYw2UIPeryeRrj0b++y2KimnTVSd",
+	"KSJyK+Jz2CfKf2m0syFZ0HzOOBwZq8FstqoXC9qgD92+9X84oZm+AXmEgdyosEs4gJ0x3I7CMMRr40UJ",
+	"juergW0sjkAqiqRFtasE0oX9HmGhN7OBySytxhff3cFbTRZAuXZK2LxeUI5kmoR+9OvyZrJ/u7x8Q+wD",
+	"SLZpLIRmOlUKwjKBztkh5FVMiUudTQM0k36OUIVNpT50SjI6EbU+Qf9HZq1w4WuOuSUssPCX2meru4Lc",
+	"S22NIc+garqrsYErRTSTjnsgcUYEERHqOoMJsI6Oz89Zro1Qg7KIOK/DtPz0+N3IyLQ0AqeXtn6cr5qv",
+	"Ojf0tFawK1jz3MJeewNnmxHAZ8T97iC6GEJxWc+G0bXqM+KD2yVMa8R3ySmvFQVJp0PZeFoC5lpTWdjU",
+	"fmO65jn6qGlpq2+o04BYBAd2zM6fXTy7vDp/9ub1xYvL1+f/zGKofvfHhD7XTcNwM9tpdb2Jcr2hv73y",
+	"tVqlTKg211I2tanQxlSg76Jg96WWbApF4poTINT20j8czFn3Frc8s7UsyXIuFLQS7oP7Y7AHWnEbPPNc",
+	"lNCDZLBhUayeVQj0udDiyLDPDH9QJKfWF48uF591cOoeXEqmwT055uZRrLSCzo2WDWVedmU/miQLZXh3",
+	"sTDX2I61oJzOrGNMDcecVpXLEFah1kxUsabl6gnzRvvXT20wHOAASevnAv1kafRm5Blpl5H8y24cz5Ut",
+	"SX+cVmxzJmHIM3M6VUhqj9x7WLIgHdMqGb/eqtG4Gb7EZ9/7gpB9uAqWwwOFFRWGFlyMpQ4shwr7E/7+",
+	"GaAbjvKb0E28qX4L3vWfzEu/R2tH06O9CaG9cD178yJK6mnvwbH5wj4KXSFylZZ5tECroWQqjNw7Kn5l",
+	"n2HniPFJr9X+RvI55NfkIJuBtoig7LAzqvvIPuOKCnjPJkeEjsH8f569etkZ0L19HChttKKL8u5aXViA",
+	"2z8/OySnNPmseG4zXjcgjJ2B6WKwtsYdqSusM+5y2EIIak5VJw94MyAz5VA+y3OotMukwcQWzSasZHp1",
+	"2krHp6XgDbjOqtM5LmYnLMGW7Gdc7VVeazGdZuTA2LlYPXotL/pwLTHaCJi7uoSTR/SmLsuPmsJuZvjb",
+	"yV/fjvRxaGSMFKfsknLlwAFtOW53Q0WB5w8EMmDe4FZZ1Vy6/sT3dxtJoTe9PabauyW3jzxdn9razSpV",
+	"CYDnQLI5VVcLIbG0HpnSUsGOKZJbk/AvcXJLUE3hG5vZpy14IlIcAk1VRteyxhwtdpyIX8GmEPi0llh8",
+	"z3zfohCWlOk2VrZVgwhN08TeuyT8rjOeqtxV4G3l45+6QNMCWzjMKScZOr+ynZ08MURxnwT9fYss77jX",
+	"asXzK/vcVZ8+ulXC7Z6M789h2LkT0aGn59R/8TaY/HfjwWre5sHbksb6SOt1TFJa2Hj1KVpBxiJfVHr1",
+	"UaimHXj96V0CR/BVVz3ZGsp2SLzc2LGcsCKYLI5JnhopYtupNIWosdI0WruKTmHrOXY9cZ05DVvFT/yR",
+	"bybKOxc72YPP+nqOTO0OXRsOrAvwqpdybV6ea9CzBAneFdeAhv3xS0Dmy13S2W45THHy30cuUqJqTLRv",
+	"Srr0FUxwi8fEfqPWpp3PSyo547MNe+Tfd2VdiYQFldcxJNwDBT7O5hn6+tHOamvQfne+3N62Prr24+6Y",
+	"sPlfzonuNjHyFD95/cPzly+eXKZdxH1wlhjQlxtlxxYt3+xk3pIGWTQ5kJu8eRcrpWHR42mR+ZxpyHUt",
+	"O6m2dFHEZBoFQatUTOSlmGES2JM3bxUJ5VstdjX00elJGFXtkUvG69sdvUi4tI0VHrFmwjbCbCpJOEjg",
+	"hKqtSncrvdlcX2Rru7iVnFMNVRizgO33JpxgchveIt5pY3b57unhXf9xX3b3W/RWXoQYWW8iVOP+shd1",
+	"16yj5KAK5Eum9Au3a52rbFGh++BlWNt3XdcsGeD1PYq2baGZ3xv37IWN7+2dnG/Ba/ssYvc0KVxd3ApK",
+	"YLSu2bh4/L4D8Au0uk3KR9iu15fwxwTHdZQVxHy43wJcsCxUD4/MeztStdRAVgS8SujXYkewlpCD0qfj",
+	"5WYS5or3LsL82D99mzdBtNhRrzEvbetc1a3wuz5on+vF/HoBwHenqqQb4UUxaH1rG4X4K5DG4lLu0r2s",
+	"z89jPUJDM2N62wYruWY3kACT4Btb60sViEzJdRhBAfC0LHJP7Az4SlyHhFLY3v1uMgqW18MlMr1yTavK",
+	"Mm7t9iAAYfbIb00ezAbNfn/eedeSIzuH7da4U4reutWxe4Pz3b5vcZx+GOJnqUhLb8i3H+2jamatdOzK",
+	"ORdLbMspwpH25VpZr/3VRw4GNYVW14dY31PUZfJaMr26MMfoFCms7nVW26CI/ddzTyd///FyMNxUNiwk",
+	"Uk1WMTShXbIstCJBDxiO0CxtrnVlS58zp+itFf+xK8N+AnPbGWMuBWfKHsm8nphL9boCblj3M65gMSlh",
+	"RBCA4pPgbGzWp/yNeZNwi19dkVyUJeSaHIxjYLEaDw49DTHpK4FFoVxLYRgotm0+XGnhBS3AbAqGOGzH",
+	"mVLBiJzFHUk6kV9S1ZOSqbknACgIraox97HggyVMzF+G1gtdwJRx5gpX2kKzWAyHFyBBKjtvuEXon62I",
+	"jSuEwsI7x3zMnwh+A9y6g2wnx7kU9QwxoK0I7Il5+k/kmVlNVISwNmOR7JhWLHNtIXRvyfr1logk3NmN",
+	"XRGx6+harXtDZ4z7qI9ROWhZg/ko8+k9/mPfPvqL7eRIsg5bse0Ch77rCq313OyHAxXJmquRWfeFuTfQ",
+	"KvKo6TUQSv7+42W7EN9BT/m80WiUHRIx0ZRxKMw0u3iezqXBqvwqFxUoX75acEwiC9tPpU2WNQzVukbM",
+	"dxd0hTW9CNM4ecRgWYd01tfMISOFyGtbI/4ga+FKs8MR+R4UK8B1OCFEacoLKouAErU3iEq5cq3jsiHJ",
+	"HHfCqmVYDshscBz+w7ahNNdD801qvmqO0fausSgHB7SLmMDZmxdR+NtjE+IA6+Dx6OHose16OUcWd2z+",
+	"ZwYpZQJJloPrk+iOkLuohydOT74/YGMF3UADkKiYDhx7zM0fMAbvhUIcUx66urN2o12evo6L93tpdfbm",
+	"xZAoMebaYlW0ECUiUrAvg/vj2/OXpBLMHBn+O8gA74k7QMSCm0KGNKFsg82JIQb31Nvzl4eW2OzEzU90",
+	"okRZa2gUbPfwNRdLhUtGXpWbt4djbngbAjwV8UrzXCg9ImfE8KypFFwT4AXSpuBACrpyd5RMpFgqS0Rm",
+	"GQpzOcc803Crj+d6URr+IeE0UiSpJkvKHYvy++lfbRO5JW7zQSxvyQXJbNQ4cKVxqyKvMT4MrcRAlk5n",
+	"z0cPH360HiDxMBva57G8oRtsTfZnO4fUp8Ncj9u9/1D+e8V98NQVpV8jZ0MEhnjxjKnUaNdjbthPrkDK",
+	"4J35lOH5xwgyOm48eMeIZ0MtVKQKHL6QEvCuoIB+ilknDgbQrl5hRp8zha5+FGP4SFyWmvJizBnPpets",
+	"ofuaiJmLZGnGqwIWihf6GpVF9PSYz0CTbx9+RzZ1ALMebyZtYNRoJCPiq9hjx3jbdtooh3U15pIif8Hg",
+	"nAQEAVrno8BSCq7ogZuUMkQaAQetTTsXZYGeWwzMjrmtCNWgLZzG0TRTsshC8havFgq/GFUmwTa2Dt3P",
+	"PCxzzLNfxx5DOR6ckPEaBHM8eJ+lbg0SQwdhOWi3VO9JRW0eOY7bPL9/Z9VdUPp7Uaw+2qXrwbi+b6vX",
+	"Wtbw/hNe/T4s6vYGeVimQlKHQ/6k/dm+3YXPRH1t8ZVvtr/S6jeFLz3e/lLTdxXf+I/tb3Tay5nXvtlh",
+	"oG67SvPeo7/ssKpOp6g7Mmrz1g6zTLSIi208vG2xdfeTx4Sae9VIgmeGkqxrootcjewc/DdyLleQJ8lr",
+	"I1lx5sYKoqKqjiz7OY6K5ya1speh6TDW7CVYJnFIXHlCnImvPkwmoJdgdJSl8NnXbQ+kGqKYKGtETgQ0",
+	"v/uqkXSYIGU/jSp5+DaO3qMfhOYlT9xi1hhdT2ax8IaOrSJtG6H7KFykaVUsv7aalmvYRLCkaeQbwMbm",
+	"v9SArWJdX/Mo87u/l/4Ocwst2ntn1m53QzWZCtsXMaTE981Rmzu15xRtkr+sYRim6FMMdBOadgTgpwU3",
+	"wAmbEoaF67CrY/A4piaGsDxYtmbmNn9wgrClYaI25R1E2ieSKE1t8B4Z4tt7GiUoXJw54OXx12U0+MrZ",
+	"/rfb3wgNo38vjLsH5d/h5E/85V2KSNsjUdO1wJw990ozaJ/ucPQvVvVyaYx4Wj6A4eYb8JaZcikPUYl7",
+	"e/EC9yLfhz7JyqOPmibKDraQYVfkYKetcWE/y7CY/2HVR9A3d76cbnM+uIG3Oya3iT0dop8y5fHL29Q5",
+	"90r8Bo786OFfdlF9Wn3Mv+aL/c0Oy0m18P5jMYXnoQ3Pci7KcBMj/sA4umT+58UbT4P7c4rjXyuq5+97",
+	"mUVmfs68C3/KSnigbEbwWldEQoO/s9MpxtX6p4rQMVeMz0pAJ5iCGTqADlRJ1RwUqUDm5tK4to+I7/nf",
+	"j55nhyPyBp1UyKhKoDfxwGNOEVZmi+RY0zgDTWdZqtO3W8Ocqjn6p6nOEaSZsekRFxyOrH95zFdW3Xz8",
+	"8Ns7sb2E+rnG+LCh4hYF1D55JKGkSADYlMmcwHBtuxg3WjEHv7FBX3LtJL26ZP+1exfXTVod6pZNt6jQ",
+	"4D2t2RnFD2jRdOfBJXnM2udT7V5MfxAcXtn2vZ9UExS5Bn1kU2o+itRx9OuG60gdQ/Xrl/j/1sLQqW+0",
+	"aki/ybsuYTTY3ML3zhLosRUN6TXYm+cuJXDN9IpoOotRIbQ07HFlJvx51vl7Up/vpewuUvZpaAPHHVl6",
+	"1hTk7O5CNe7SmpSm5xh1947z1nCWEzpJGhrgKfYv692PaRol3Jg7Eef3KIDn29UnmhaeNFT0sFncawJv",
+	"TVhSbWOzZAYaBWGoM0TR97zNxRKa0H6Qcr8be37iAVH7cv9Padgn2vGmmXroOZwih314X8RIfWZD3K9v",
+	"M/vr5ddhep+MZ3fnHQrv7TH9z8WK/zjc8SVzfjrsb90hzrtwyKq2Tb/TUUYb4FWExjZNMCbqUrOKSu2q",
+	"umT2k9nQl58B63Ut6Qo5FC/GHB3BQ+cCFxKfsIkUHJaNU8MlycSgluB0pBqKU1Irw3DVkul83m1/nTln",
+	"CdUpfmhW3GzKp4uqhe05Nos+8nV0mxvTheHjfJK3vTHnWgfRwjr26qzr6LXPGpxL91Pf7MBZUhVqjHdp",
+	"Y3AfS/sjxNLeulIvePbrLtjdGZxlEce/uhffx8yuzRjSzGSbN8D3QKAdy3oYeV8mK5LFapgHOGTkwOtv",
+	"CPYbD8ifxoOMLKi8BnnY4y2IE772cBh8LbGVboOZHlbQYv3LEG+6D6n8Nu7vKwvq9Fw8lc4Se5t2v88h",
+	"BtOPREQ/FxZlPU2ETAhq4PK68RNqaTtxhQs42mhE/aOJAn22CMkdZW6YauKSXbTYlY9W3ivsn0hh770J",
+	"W6OJDXTk2GLQNwYTL6MoIvZEkUAXRmPGtvHAtVwhTzV/dCA3hrhXPwphRZr+m3k8w2n8RoOEnzw6eH+J",
+	"PvgSDdNCJfgGrbvOX6mGdKnaFIBrCLjnesXuwrRB/FxIe5GiQV2/VXeZbEWfULdn6BJ7vCmMuWzhbp2M",
+	"eeZjUE4ZbDyM7h7YZjuY1mCLy2cjgrw7USSIusQCBNN2ZoJpKucprNlJk0zQws5yIAce0Y+fzXpgkSGs",
+	"5/H+iIN1XoFkVYLskNBCVNqh6H1+yoic2cik9XJarDFCbVQTyArZXevZKQ+/21j2ekReTMlEGKEvwTdp",
+	"H8aFTjS9BmzfnkOBFah7HKrh9D+bRzWNLP1EuN719X0haG9qIpvthuhixjlGiOMpV7vDfPctyUQOsCqN",
+	"LZWconjvNjN347DtO91esvb3iSB++N0ur61BzL0k+0N7TfZUP9fklSIoHgi1DRsTfpWt4vLX5h9XrHi/",
+	"C77NieyDSijFJuUK6wGrnJZQHGKr0xH50XDyTEg2Y5yWGVGg8foSLWs9X425lw1Aau7qpkCoDcxczlYR",
+	"kA1riVdQ2ZoGiCEZ848HIgm7sbcwaF7dLV62p/B47Tbzi0MlGoJ5oMhkpUF9hSC9e8TBHxRxQHlEoL2c",
+	"0NJrqkeM7YNYsmsg2TpTyMik9nVVHG/BkP0aP8EM1+a9Z7dMafWbYykbNTPm4zuxQ3fzG4UPAmJwMfZW",
+	"JcJINlHc5iAz1aS8M45vG2MKbivWTOBxT6EcWpZW5ROIj1rhDGoFrlNNFepxNvez2xMsuW6X749f8av5",
+	"sBvXp6/6liA1h9sK8ZhGC27uXLdq+ITm1yGhs2pSJ6GwdSNgUQlJJStXpG5uYoeNn4OWq6MzYxBvY9/4",
+	"qH3SqrkfDt7HquPLOdhUdJ48gA3Xu6r1BpDcTIDqjYCbJ7IROYuzvSQQtljUmJJ/YqbDCpeNbuxXB85w",
+	"VJGyaEfkRYHoQuXKuGfH2dFUQgCVKiKmY14CNqgZkoLNmFZDko2yIcmusGgAyY7uYP+Tbfb+mFsjnnw8",
+	"G37Mt2UMr9WhiWwwFlctTelqVkv8ejW1u5j5ewINDI1uY7exdrYLwqDV85kl6+F9Xr9Bq/bedk9BAzj4",
+	"neILdrG0G9J+4ruf3hvZfULGemDbwsXKdM9Lm5LG243qWs+PsXxNv+fZI1XNkFGVnCGiSOPmVp4/xk89",
+	"UFbfWWE7/xHKASwZZqYPi8rJKUk1ENfvj1QgA4SwKKT5FhZoMku0zYdOCfVPj7mHsiIy9dtH3zX2c6ML",
+	"bLKi7fK/xiIHL83MvpT/s9ZbQVO5BEQY09KeolOQ23Y1zedwZMxcKcqtFrV52D37g0BK/9w1DH4TKKpv",
+	"H+3AVS+FeEX5ys1WfSEW19QouHU9ZWzbLo4+a3OtfQcxhE4antGKS9ftYjWGXzmu08+xQod6pkgpxDU6",
+	"6WyyeSjYYpslO36CdZm4IKXgs6YVn62f4OvBFdYUs3EamE4hD91YOSzdzEfkPOZk1iK35cFSrKfVyu/r",
+	"LLPS6n74lfGgM4vRs+LGHFZLHt0zontGtIURdZpzYu/ZcJlJRZnsZ0XG2rGoGHMpf6mhP9fnNQfyxj7j",
+	"cjZBNl2IhlgYylc24X2t3H1JRSbHfAGaYvAkF2W9cJVeBAf3b/y+FtVRCTdQkmtouhBj0UlbOjIVXnaz",
+	"vIfZ3MNsvgTM5llT6bRdyEi17o9tpdQDtsECsvid9GWVdHnkxVDvbf37xesfmqqEFQJMkvdyaKcyFaWx",
+	"wFr3ekSe0Xw+5uEztv5bZ3EPFAm32ZeiDLfUF2e1fY/TV/acLv+uBL+/svdX9iu7sq1LtP+djT93/Gv0",
+	"rytWvD+WcMM2w7G932L9wrmqlENibq1HbJ+0Ug2VphqGoQ87qDFnOnQ4HkY9fd00XD0KoXTUmwcfs4G3",
+	"CeTG4nHfT/ohmNJRQ67zsMAteSAv1pqNRavtyeRo7+ZvNaEjsVsvWX9mbZsIwsndp3b85pkQgo0sNNcf",
+	"awy8kZADu3GlrGirLWjEhC5WPI/Yj7n2qsWEejkNtrlQ/ap7R933zsy3l0+wiLKYksw1UriiOhvzA/Pr",
+	"EuB6SHyhWfJK8IKuhg2oCPUDVVHDa8kKqCTCNpB0laA1W0DJOJA5VWNOyaTOr43+JKTbKRzajmN4s1E8",
+	"EJE0dI1ZBEdFKy/rAooe5SO6gRdmv77ezJTuTLeiOWczCTOKoah7BeIT3l28PO37Mlk118WatuYW+14n",
+	"/roivUX3dcXz46ouy+2RjDVlxVbBiNK0ZngdXbnnTqtccmB7wCCAfGEvpH0Ei2O5apuHww39Xl1lVrIw",
+	"6oJr9WpYwphXdBaqane4CMbz3XVEvL1YTJTGW3rgAPrFCZZiyg5HiEbHVoKZjfYv6cqGcKQ0bCTAIG3D",
+	"UJLZe3K5qsDF7eMuy9mYSzAagOvjL0HVpfb18WfsxnpPXFdlcmALa9ccW7mY/QnQdwVcHyIg4A2dMT47",
+	"cfvXai9sy0lhM1wPGY1a8Z4aNQyon4mrY4IR/O5JOQSnbWRJZ/BAdXt9uxKpifbGwzHv9gXva5F84jiq",
+	"8yvZbum2ZopvP0AVmQDwMS+gZDcgvQ7ZHYLFnc3NZ7ASeauHM5Yqv0+p+DgpFcp12d6mZG/uKs5UZPb3",
+	"lC9rLth+ZXPRR6s04Ws9Rl3RP2QZPYMia0lXTPvzw+FgQW9tB90/P3y4uZ/uJwCc7Fmp5/PmoXQb8X/m",
+	"yMda8/eElvLanb0hCccm72vJ32eCfMXVS1uM00dVfTKIFXkb7DGr322K+z6j+dxxR+xGNYf82rZcMsaN",
+	"WPIReeFwuKFPs7RtGaStVTrmWbuLdYYZI8xj/IJSNUQvTwGuJ5UEqgQPbcaIA/tyULYiqUNZGotCFiUo",
+	"dUqyVnPkzHYbaeWqmNedoNdYhg2/RKdwsl7ArdNZPENgmcd4NrkqTpEYc0wZy0L38cyiZ/CQHL7a9/bB",
+	"sLlNC3W6GBd6zvhsRM6hVka3pWOemIBF4fh65drqEWmc6Vk4tcK27irH3CmXfi+iJs2FsJMg1mjulOkx",
+	"Gxa+53ZnQlWTjopKell47T4aJO4+CAVG8FFRoXzMRa2PxPSoMAPadKHL2MGgRHkDyrai9t4/NGSwB48o",
+	"Wb4aOkJTNo8Xic03AnfbhRTVtLG2KqLRAO3RlAK3O7g4HPyg5dcac99z5yDr8yhmh/f640fVH9X8a6tr",
+	"+CW0pS+GE2mG31LkixpJZG534IinRAGQNaaPpllzOQ3brEAeOa4iap2Lxb26da9ufVWYYARDBTnd9h71",
+	"61XYt7TXtf2sqd1ie1Jif0jfcz07WUtytc2u6TK00x1GeN4xZ1xpynMYNi1C59j+8CBOBh52KtUMvUhy",
+	"/z508h2KMXeigOqmi7BjcaovyoYN1T4vx/5Q1/bOLa9DC/61ZtcJ/FxZegTkvZf7oxQfw0AULUsLP/V7",
+	"G10+S3qY7JU0YS58KQer25rHs1ObOT6BnNYKiBILCI00zVciF6eeJ7I6w5ewuczX2c/vSZjkXjrENx8v",
+	"byduwd4XE3JoYaNBuIDdHzhr5z5XZxMneOJt05gTkANa4pywLKC5rocJ3tCSzK7T3pGHyW9Gvdu0YeJ6",
+	"f1qr0Zk2DdCe8RDCeOP+lpEDYcuxqRUXfLUY80yURfj5ENsAS8Fnic+tW17f+BiN+ZN5a8z944l8nxgl",
+	"Tw5CBk8rf+cwJcvt1vhJfp18rTXFL2Qf7Vj4NJwo8jerRN5XPf6DweQ/WljfxkJ1XMtALHkgsu18Dxlo",
+	"P7t765KILEOpOfulhlNCOYFbphAygylGSYfjBh3pXju6147utaMvoh1tZQkW5HL8q88ffG+5gvnjBkvK",
+	"PpCypFA7ElJjsMMGbp68fIH8apNB1XzwjgaVZ12D32B19PiWO9DR7w5Au/f9/t3eUwtE+whWDAZfkkZM",
+	"NyNWAfrnvmqtHv3Sv0Gl3ucv/P5u7H3zk49y3y9AE8oFRnnNxcUOrzsq7LuJZUOTGCOQsKCMI3zAzCRO",
+	"xefCyOiQpH/w7cPvDjeJ4XsBfC+A/0gCOB1PwB6Ga/ftKSyE9snlGy8eM/JhWquNhnJdFfSLXLqPL8Tf",
+	"hqV8IQm+j1FtS/yjNwUdK/cS/N4U/0imeFyVxxUc3SDrfbnu/qxbi3GLIAEhiO/T1iZUAWFYzlQ5xJVQ",
+	"mlQl1QijN8b4pGZlEVLjk31hevukfS0S/WKlNCzcUC/4VKRu+fe4UOxLiY8Txm0WfVPd9T4o/4m6uuBB",
+	"TKwjSNYchaIjWqS/6B54glm7CTF2Zr1dx5sXv4GmXc0kN4mji7pyOGkzqqR5gOOo4D7z6fPYxv+edj91",
+	"yrPZ8rM3LxIHgu5LR8qqAnqteml5DrTU8w1d7aBQxEN/qauN5MG9IcHNllckvhb5o4cP16BhOeVjLi34",
+	"WatGEhji+fPDx/Z55i3Anozjv9nZfsLrYEd4/V99KpmyJ2v0Zbt1vqr1B9DSR5y4+/TmucuaK6wKT0kB",
+	"FfACeL4yex/KbX+iEtuBfq2eEIpl6/bG1lVEru7I3+EX3B/XsuTYDXBQoTG1+9aoSYVzX1lPsLuIGD7S",
+	"YvJGRV+KQYCdlKyJ9qYVVqPjsMR/RAVR4w/hzV//ytsYO9aqkRi/bBWz9bddeTMzbjupGvQSgJMCzMao",
+	"TjXr6MOID13/7lNQWta2oaUxIDVwyvOoVHtrZciy1j/yPZYFckWcJGBmSO7TLOLpxt+KKteuf9EdRqvB",
+	"oSIFU1qySW2klRZ+zfFHQ7/DxCTr8prYalGBnnJRlljDvm+WUQmb9S+ehWICCCUvqJpPBG2fp81nf//u",
+	"/f8PAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
