@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -486,4 +488,73 @@ func TestRolesAreEnforced(t *testing.T) {
 	// The contract lists only read-write on push; admin may still call every operation.
 	res = push(env.AdminToken(), "t-admin")
 	require.Equal(t, http.StatusOK, res.Status, "body: %s", res.Body)
+}
+
+// loginFrom logs in as admin from the given client address (the test server trusts its
+// own loopback address as a proxy).
+func loginFrom(t *testing.T, env *servertest.Env, addr, password string) *servertest.Response {
+	t.Helper()
+	return env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/auth/login", Header: map[string]string{"X-Forwarded-For": addr},
+		Body: map[string]string{"username": "admin", "password": password}})
+}
+
+func TestLoginThrottlingDoesNotLockOutTheOwner(t *testing.T) {
+	t.Parallel()
+	_, loopback, _ := net.ParseCIDR("127.0.0.0/8")
+	env := servertest.New(t, func(o *server.Options) { o.TrustedProxies = []*net.IPNet{loopback} })
+	// 50 wrong passwords from 5 addresses.
+	for i := range 5 {
+		for range 10 {
+			requireProblem(t, loginFrom(t, env, fmt.Sprintf("198.51.100.%d", i), "guess"), http.StatusUnauthorized, "unauthorized")
+		}
+	}
+	// The guessers are held back, even with the right password.
+	requireProblem(t, loginFrom(t, env, "198.51.100.0", servertest.AdminPassword), http.StatusTooManyRequests, "rate_limited")
+	requireProblem(t, loginFrom(t, env, "198.51.100.4", servertest.AdminPassword), http.StatusTooManyRequests, "rate_limited")
+	// The owner, from an address with no failures, gets in.
+	require.Equal(t, http.StatusOK, loginFrom(t, env, "203.0.113.7", servertest.AdminPassword).Status)
+}
+
+// sameSecond runs f until it starts and ends within one wall-clock second, so that what f
+// issues and changes carries the same whole-second timestamps.
+func sameSecond(t *testing.T, f func()) {
+	t.Helper()
+	for range 20 {
+		start := time.Now()
+		f()
+		if start.Unix() == time.Now().Unix() {
+			return
+		}
+	}
+	t.Fatal("could not run within one second")
+}
+
+func TestTokensIssuedInTheSecondOfAChangeStop(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	admin := env.AdminToken()
+	env.CreateUser("victim", "read-write")
+	var stale string
+	password := "pw-victim"
+
+	sameSecond(t, func() {
+		stale = env.Login("victim", password)
+		res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/users/reset-password", Token: admin,
+			Body: map[string]string{"username": "victim", "newPassword": "reset-" + password}})
+		require.Equal(t, http.StatusOK, res.Status, "body: %s", res.Body)
+		password = "reset-" + password
+	})
+	requireTokenRefused(t, callVersion(t, env, stale))
+	require.Equal(t, http.StatusOK, callVersion(t, env, env.Login("victim", password)).Status, "a login after the reset works")
+
+	// A role changed away and back within the second: the stale token's role claim
+	// matches again, its generation does not.
+	sameSecond(t, func() {
+		stale = env.Login("victim", password)
+		for _, role := range []string{"read-only", "read-write"} {
+			res := env.Do(servertest.Request{Method: http.MethodPatch, Path: "/api/users/victim", Token: admin, Body: map[string]string{"role": role}})
+			require.Equal(t, http.StatusOK, res.Status, "body: %s", res.Body)
+		}
+	})
+	requireTokenRefused(t, callVersion(t, env, stale))
 }

@@ -116,6 +116,9 @@ func (s *Server) toProblem(err error, c echo.Context) *problemError {
 		return newProblem(http.StatusBadRequest, codeBadRequest, errInvalidUTF8.Error())
 	}
 	if errors.Is(err, db.ErrUnavailable) {
+		if he, ok := err.(*echo.HTTPError); ok && he.Internal != nil {
+			err = he.Internal // from authentication
+		}
 		s.log.WarnContext(c.Request().Context(), "database unavailable", "error", err, "request_id", requestID(c))
 		return unavailable("the database is unavailable; try again in a few seconds")
 	}

@@ -242,18 +242,19 @@ func (s *Server) requestValidator() echo.MiddlewareFunc {
 	full := echomiddleware.OapiRequestValidatorWithOptions(s.spec, opts(false))
 	bodyless := echomiddleware.OapiRequestValidatorWithOptions(s.spec, opts(true))
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		withBody := full(next)
 		return func(c echo.Context) error {
-			if !bodylessOperations[c.Path()] {
-				return withBody(c)
-			}
-			// Validate a body-less clone, then hand the handler the real body together
-			// with the context the authentication step produced.
 			orig := c.Request()
-			clone := orig.Clone(orig.Context())
-			clone.Body, clone.ContentLength = http.NoBody, 0
-			c.SetRequest(clone)
-			return bodyless(func(c echo.Context) error {
+			validate := full
+			if bodylessOperations[c.Path()] {
+				// Validate a body-less clone; the handler reads the real body.
+				clone := orig.Clone(orig.Context())
+				clone.Body, clone.ContentLength = http.NoBody, 0
+				c.SetRequest(clone)
+				validate = bodyless
+			}
+			return validate(func(c echo.Context) error {
+				// Authentication put the caller on a copy of the request, while the
+				// validated body was left on the original: hand the handler both.
 				c.SetRequest(orig.WithContext(c.Request().Context()))
 				return next(c)
 			})(c)
