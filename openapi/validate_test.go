@@ -233,6 +233,11 @@ func TestOperationConventions(t *testing.T) {
 			need("403", "secured")
 		}
 		need("500", "every operation")
+		for _, p := range op.Parameters {
+			if p.Ref != refXOdeVersion && p.Value.Schema != nil && p.Value.Schema.Value.Type.Is("string") {
+				need("400", "takes text, which may hold what cannot be stored")
+			}
+		}
 		if op.RequestBody != nil {
 			need("400", "has a request body")
 			need("408", "has a request body")

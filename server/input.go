@@ -27,17 +27,24 @@ func refuseUnstorableText(f api.StrictHandlerFunc, _ string) api.StrictHandlerFu
 	}
 }
 
+// unstorable says why PostgreSQL text cannot hold s, or "" when it can.
+func unstorable(s string) string {
+	switch {
+	case strings.IndexByte(s, 0) >= 0:
+		return "must not contain NUL characters"
+	case !utf8.ValidString(s):
+		return "must be valid UTF-8"
+	}
+	return ""
+}
+
 // unstorableText returns the first field under v (named from path) whose text
 // PostgreSQL cannot store, and why.
 func unstorableText(v reflect.Value, path string) (field, why string) {
 	switch v.Kind() {
 	case reflect.String:
-		s := v.String()
-		switch {
-		case strings.IndexByte(s, 0) >= 0:
-			return path, "must not contain NUL characters"
-		case !utf8.ValidString(s):
-			return path, "must be valid UTF-8"
+		if why := unstorable(v.String()); why != "" {
+			return path, why
 		}
 	case reflect.Pointer, reflect.Interface:
 		if !v.IsNil() {

@@ -302,7 +302,7 @@ func odeVersionCheck(serverVersion string) echo.MiddlewareFunc {
 				msg = "The server's version is not configured, so client versions cannot be checked."
 			case strings.TrimSpace(sent) == "":
 				msg = "The x-ode-version header is missing: send the app's semantic version, such as 1.0.0."
-			case !ok:
+			case !ok || !utf8.ValidString(sent) || strings.IndexByte(sent, 0) >= 0:
 				msg = "x-ode-version must be a valid semantic version (e.g. 1.0.0)."
 			case major != serverMajor:
 				msg = fmt.Sprintf("This app (version %s) cannot sync with this server (version %s): please update the app.", sent, serverVersion)

@@ -113,7 +113,7 @@ func (s *Server) toProblem(err error, c echo.Context) *problemError {
 			detail: "the request body did not arrive in time", headers: map[string]string{"Connection": "close"}}
 	}
 	if errors.Is(err, errInvalidUTF8) {
-		return newProblem(http.StatusBadRequest, codeBadRequest, errInvalidUTF8.Error())
+		return newProblem(http.StatusBadRequest, codeValidation, errInvalidUTF8.Error())
 	}
 	if errors.Is(err, db.ErrUnavailable) {
 		if he, ok := err.(*echo.HTTPError); ok && he.Internal != nil {

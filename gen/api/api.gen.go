@@ -3520,6 +3520,22 @@ func (response GetAppBundleManifest304Response) VisitGetAppBundleManifestRespons
 	return nil
 }
 
+type GetAppBundleManifest400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetAppBundleManifest400ApplicationProblemPlusJSONResponse) VisitGetAppBundleManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAppBundleManifest401ApplicationProblemPlusJSONResponse struct {
 	UnauthorizedApplicationProblemPlusJSONResponse
 }
@@ -5877,6 +5893,22 @@ func (response ListUsers200JSONResponse) VisitListUsersResponse(w http.ResponseW
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUsers400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListUsers400ApplicationProblemPlusJSONResponse) VisitListUsersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -8741,73 +8773,73 @@ var swaggerSpec = []string{
 	"aki/ybsuYTTY3ML3zhLosRUN6TXYm+cuJXDN9IpoOotRIbQ07HFlJvx51vl7Up/vpewuUvZpaAPHHVl6",
 	"1hTk7O5CNe7SmpSm5xh1947z1nCWEzpJGhrgKfYv692PaRol3Jg7Eef3KIDn29UnmhaeNFT0sFncawJv",
 	"TVhSbWOzZAYaBWGoM0TR97zNxRKa0H6Qcr8be37iAVH7cv9Padgn2vGmmXroOZwih314X8RIfWZD3K9v",
-	"M/vr5ddhep+MZ3fnHQrv7TH9z8WK/zjc8SVzfjrsb90hzrtwyKq2Tb/TUUYb4FWExjZNMCbqUrOKSu2q",
-	"umT2k9nQl58B63Ut6Qo5FC/GHB3BQ+cCFxKfsIkUHJaNU8MlycSgluB0pBqKU1Irw3DVkul83m1/nTln",
-	"CdUpfmhW3GzKp4uqhe05Nos+8nV0mxvTheHjfJK3vTHnWgfRwjr26qzr6LXPGpxL91Pf7MBZUhVqjHdp",
-	"Y3AfS/sjxNLeulIvePbrLtjdGZxlEce/uhffx8yuzRjSzGSbN8D3QKAdy3oYeV8mK5LFapgHOGTkwOtv",
-	"CPYbD8ifxoOMLKi8BnnY4y2IE772cBh8LbGVboOZHlbQYv3LEG+6D6n8Nu7vKwvq9Fw8lc4Se5t2v88h",
-	"BtOPREQ/FxZlPU2ETAhq4PK68RNqaTtxhQs42mhE/aOJAn22CMkdZW6YauKSXbTYlY9W3ivsn0hh770J",
-	"W6OJDXTk2GLQNwYTL6MoIvZEkUAXRmPGtvHAtVwhTzV/dCA3hrhXPwphRZr+m3k8w2n8RoOEnzw6eH+J",
-	"PvgSDdNCJfgGrbvOX6mGdKnaFIBrCLjnesXuwrRB/FxIe5GiQV2/VXeZbEWfULdn6BJ7vCmMuWzhbp2M",
-	"eeZjUE4ZbDyM7h7YZjuY1mCLy2cjgrw7USSIusQCBNN2ZoJpKucprNlJk0zQws5yIAce0Y+fzXpgkSGs",
-	"5/H+iIN1XoFkVYLskNBCVNqh6H1+yoic2cik9XJarDFCbVQTyArZXevZKQ+/21j2ekReTMlEGKEvwTdp",
-	"H8aFTjS9BmzfnkOBFah7HKrh9D+bRzWNLP1EuN719X0haG9qIpvthuhixjlGiOMpV7vDfPctyUQOsCqN",
-	"LZWconjvNjN347DtO91esvb3iSB++N0ur61BzL0k+0N7TfZUP9fklSIoHgi1DRsTfpWt4vLX5h9XrHi/",
-	"C77NieyDSijFJuUK6wGrnJZQHGKr0xH50XDyTEg2Y5yWGVGg8foSLWs9X425lw1Aau7qpkCoDcxczlYR",
-	"kA1riVdQ2ZoGiCEZ848HIgm7sbcwaF7dLV62p/B47Tbzi0MlGoJ5oMhkpUF9hSC9e8TBHxRxQHlEoL2c",
-	"0NJrqkeM7YNYsmsg2TpTyMik9nVVHG/BkP0aP8EM1+a9Z7dMafWbYykbNTPm4zuxQ3fzG4UPAmJwMfZW",
-	"JcJINlHc5iAz1aS8M45vG2MKbivWTOBxT6EcWpZW5ROIj1rhDGoFrlNNFepxNvez2xMsuW6X749f8av5",
-	"sBvXp6/6liA1h9sK8ZhGC27uXLdq+ITm1yGhs2pSJ6GwdSNgUQlJJStXpG5uYoeNn4OWq6MzYxBvY9/4",
-	"qH3SqrkfDt7HquPLOdhUdJ48gA3Xu6r1BpDcTIDqjYCbJ7IROYuzvSQQtljUmJJ/YqbDCpeNbuxXB85w",
-	"VJGyaEfkRYHoQuXKuGfH2dFUQgCVKiKmY14CNqgZkoLNmFZDko2yIcmusGgAyY7uYP+Tbfb+mFsjnnw8",
-	"G37Mt2UMr9WhiWwwFlctTelqVkv8ejW1u5j5ewINDI1uY7exdrYLwqDV85kl6+F9Xr9Bq/bedk9BAzj4",
-	"neILdrG0G9J+4ruf3hvZfULGemDbwsXKdM9Lm5LG243qWs+PsXxNv+fZI1XNkFGVnCGiSOPmVp4/xk89",
-	"UFbfWWE7/xHKASwZZqYPi8rJKUk1ENfvj1QgA4SwKKT5FhZoMku0zYdOCfVPj7mHsiIy9dtH3zX2c6ML",
-	"bLKi7fK/xiIHL83MvpT/s9ZbQVO5BEQY09KeolOQ23Y1zedwZMxcKcqtFrV52D37g0BK/9w1DH4TKKpv",
-	"H+3AVS+FeEX5ys1WfSEW19QouHU9ZWzbLo4+a3OtfQcxhE4antGKS9ftYjWGXzmu08+xQod6pkgpxDU6",
-	"6WyyeSjYYpslO36CdZm4IKXgs6YVn62f4OvBFdYUs3EamE4hD91YOSzdzEfkPOZk1iK35cFSrKfVyu/r",
-	"LLPS6n74lfGgM4vRs+LGHFZLHt0zontGtIURdZpzYu/ZcJlJRZnsZ0XG2rGoGHMpf6mhP9fnNQfyxj7j",
-	"cjZBNl2IhlgYylc24X2t3H1JRSbHfAGaYvAkF2W9cJVeBAf3b/y+FtVRCTdQkmtouhBj0UlbOjIVXnaz",
-	"vIfZ3MNsvgTM5llT6bRdyEi17o9tpdQDtsECsvid9GWVdHnkxVDvbf37xesfmqqEFQJMkvdyaKcyFaWx",
-	"wFr3ekSe0Xw+5uEztv5bZ3EPFAm32ZeiDLfUF2e1fY/TV/acLv+uBL+/svdX9iu7sq1LtP+djT93/Gv0",
-	"rytWvD+WcMM2w7G932L9wrmqlENibq1HbJ+0Ug2VphqGoQ87qDFnOnQ4HkY9fd00XD0KoXTUmwcfs4G3",
-	"CeTG4nHfT/ohmNJRQ67zsMAteSAv1pqNRavtyeRo7+ZvNaEjsVsvWX9mbZsIwsndp3b85pkQgo0sNNcf",
-	"awy8kZADu3GlrGirLWjEhC5WPI/Yj7n2qsWEejkNtrlQ/ap7R933zsy3l0+wiLKYksw1UriiOhvzA/Pr",
-	"EuB6SHyhWfJK8IKuhg2oCPUDVVHDa8kKqCTCNpB0laA1W0DJOJA5VWNOyaTOr43+JKTbKRzajmN4s1E8",
-	"EJE0dI1ZBEdFKy/rAooe5SO6gRdmv77ezJTuTLeiOWczCTOKoah7BeIT3l28PO37Mlk118WatuYW+14n",
-	"/roivUX3dcXz46ouy+2RjDVlxVbBiNK0ZngdXbnnTqtccmB7wCCAfGEvpH0Ei2O5apuHww39Xl1lVrIw",
-	"6oJr9WpYwphXdBaqane4CMbz3XVEvL1YTJTGW3rgAPrFCZZiyg5HiEbHVoKZjfYv6cqGcKQ0bCTAIG3D",
-	"UJLZe3K5qsDF7eMuy9mYSzAagOvjL0HVpfb18WfsxnpPXFdlcmALa9ccW7mY/QnQdwVcHyIg4A2dMT47",
-	"cfvXai9sy0lhM1wPGY1a8Z4aNQyon4mrY4IR/O5JOQSnbWRJZ/BAdXt9uxKpifbGwzHv9gXva5F84jiq",
-	"8yvZbum2ZopvP0AVmQDwMS+gZDcgvQ7ZHYLFnc3NZ7ASeauHM5Yqv0+p+DgpFcp12d6mZG/uKs5UZPb3",
-	"lC9rLth+ZXPRR6s04Ws9Rl3RP2QZPYMia0lXTPvzw+FgQW9tB90/P3y4uZ/uJwCc7Fmp5/PmoXQb8X/m",
-	"yMda8/eElvLanb0hCccm72vJ32eCfMXVS1uM00dVfTKIFXkb7DGr322K+z6j+dxxR+xGNYf82rZcMsaN",
-	"WPIReeFwuKFPs7RtGaStVTrmWbuLdYYZI8xj/IJSNUQvTwGuJ5UEqgQPbcaIA/tyULYiqUNZGotCFiUo",
-	"dUqyVnPkzHYbaeWqmNedoNdYhg2/RKdwsl7ArdNZPENgmcd4NrkqTpEYc0wZy0L38cyiZ/CQHL7a9/bB",
-	"sLlNC3W6GBd6zvhsRM6hVka3pWOemIBF4fh65drqEWmc6Vk4tcK27irH3CmXfi+iJs2FsJMg1mjulOkx",
-	"Gxa+53ZnQlWTjopKell47T4aJO4+CAVG8FFRoXzMRa2PxPSoMAPadKHL2MGgRHkDyrai9t4/NGSwB48o",
-	"Wb4aOkJTNo8Xic03AnfbhRTVtLG2KqLRAO3RlAK3O7g4HPyg5dcac99z5yDr8yhmh/f640fVH9X8a6tr",
-	"+CW0pS+GE2mG31LkixpJZG534IinRAGQNaaPpllzOQ3brEAeOa4iap2Lxb26da9ufVWYYARDBTnd9h71",
-	"61XYt7TXtf2sqd1ie1Jif0jfcz07WUtytc2u6TK00x1GeN4xZ1xpynMYNi1C59j+8CBOBh52KtUMvUhy",
-	"/z508h2KMXeigOqmi7BjcaovyoYN1T4vx/5Q1/bOLa9DC/61ZtcJ/FxZegTkvZf7oxQfw0AULUsLP/V7",
-	"G10+S3qY7JU0YS58KQer25rHs1ObOT6BnNYKiBILCI00zVciF6eeJ7I6w5ewuczX2c/vSZjkXjrENx8v",
-	"byduwd4XE3JoYaNBuIDdHzhr5z5XZxMneOJt05gTkANa4pywLKC5rocJ3tCSzK7T3pGHyW9Gvdu0YeJ6",
-	"f1qr0Zk2DdCe8RDCeOP+lpEDYcuxqRUXfLUY80yURfj5ENsAS8Fnic+tW17f+BiN+ZN5a8z944l8nxgl",
-	"Tw5CBk8rf+cwJcvt1vhJfp18rTXFL2Qf7Vj4NJwo8jerRN5XPf6DweQ/WljfxkJ1XMtALHkgsu18Dxlo",
-	"P7t765KILEOpOfulhlNCOYFbphAygylGSYfjBh3pXju6147utaMvoh1tZQkW5HL8q88ffG+5gvnjBkvK",
-	"PpCypFA7ElJjsMMGbp68fIH8apNB1XzwjgaVZ12D32B19PiWO9DR7w5Au/f9/t3eUwtE+whWDAZfkkZM",
-	"NyNWAfrnvmqtHv3Sv0Gl3ucv/P5u7H3zk49y3y9AE8oFRnnNxcUOrzsq7LuJZUOTGCOQsKCMI3zAzCRO",
-	"xefCyOiQpH/w7cPvDjeJ4XsBfC+A/0gCOB1PwB6Ga/ftKSyE9snlGy8eM/JhWquNhnJdFfSLXLqPL8Tf",
-	"hqV8IQm+j1FtS/yjNwUdK/cS/N4U/0imeFyVxxUc3SDrfbnu/qxbi3GLIAEhiO/T1iZUAWFYzlQ5xJVQ",
-	"mlQl1QijN8b4pGZlEVLjk31hevukfS0S/WKlNCzcUC/4VKRu+fe4UOxLiY8Txm0WfVPd9T4o/4m6uuBB",
-	"TKwjSNYchaIjWqS/6B54glm7CTF2Zr1dx5sXv4GmXc0kN4mji7pyOGkzqqR5gOOo4D7z6fPYxv+edj91",
-	"yrPZ8rM3LxIHgu5LR8qqAnqteml5DrTU8w1d7aBQxEN/qauN5MG9IcHNllckvhb5o4cP16BhOeVjLi34",
-	"WatGEhji+fPDx/Z55i3Anozjv9nZfsLrYEd4/V99KpmyJ2v0Zbt1vqr1B9DSR5y4+/TmucuaK6wKT0kB",
-	"FfACeL4yex/KbX+iEtuBfq2eEIpl6/bG1lVEru7I3+EX3B/XsuTYDXBQoTG1+9aoSYVzX1lPsLuIGD7S",
-	"YvJGRV+KQYCdlKyJ9qYVVqPjsMR/RAVR4w/hzV//ytsYO9aqkRi/bBWz9bddeTMzbjupGvQSgJMCzMao",
-	"TjXr6MOID13/7lNQWta2oaUxIDVwyvOoVHtrZciy1j/yPZYFckWcJGBmSO7TLOLpxt+KKteuf9EdRqvB",
-	"oSIFU1qySW2klRZ+zfFHQ7/DxCTr8prYalGBnnJRlljDvm+WUQmb9S+ehWICCCUvqJpPBG2fp81nf//u",
-	"/f8PAAD//w==",
+	"M/vr5ddhep+MZ3fnHQrv7TH9r5h7/3EY6kvmXHvYErtDz3dhqlVt+4SnA5M2JqwIjc2gYH/UpWYVldoV",
+	"gsnsJ7Ohr1gD1lFb0hUyNV6MOfqOh85rLiQ+YXMvOCwbP4jLq4lxMMFPSTUUp6RWhkerJdP5vNsxO3P+",
+	"FapTLNSsuNmUTxeIC9tzbBZ95EvvNpesi9zH+SQZRGMBtg6iBY/sVXPXAW+fNZ6XbsG+2eezpCqUJe/S",
+	"xuA+/PZHCL+9ddVh8OzXvba7MzjLIo5/dS++j5ldmzGkmck2B4Jvm0A7xvgwcthMViSLNTePicjIgVf5",
+	"EB84HpA/jQcZWVB5DfKwx8EQ54jt4WP4WsIx3Z40PaygxfqXIUR1H4X5bdzfVxYH6rl4KgMmdlDtfp9D",
+	"2KYfvIiuMazjepqIshBU2uV141rU0jbvChdwtNHu+kcTOPpsQZU7ytww1cQlu2ixKx/gvFfYP5HC3nsT",
+	"tgYgG7TJsYWtb4w/XkaBR2yjIoEujMaMneaBa7lCnmr+6HBxDKGyfhTCijT9N/N4htP4jcYVP3lA8f4S",
+	"ffAlGqaFSnAnWg+fv1IN6VK1KWbXEHDP9Yo9jGmD+LmQ9iJFg7oWre4y2SJAodTP0OUCeVMY09/C3ToZ",
+	"88yHrZwy2Dgl3T2w/XkwE8LWo89GBHl3oq4QdbkIiL/tzAQzW85T8LSTJv+gBbflQA58EgB+NutBUoZI",
+	"oE8RQOis8wokCxlkh4QWotIOeO9TWkbkzAYzrWPUwpMRnaOa2FdICFtPaHn43cZK2SPyYkomwgh9Cb6v",
+	"+zCujaLpNWDH9xwKLFrd44MNp//ZnLBpMOonggKvr+8LoYFTE9lsN0QXM05LQuhPudodGbxvFSdygIVs",
+	"bHXlFMV7t5m5G4dtd+v2Kre/T9Dxw+92eW0Nle4l2R/aa7Kn+rkmrxRB8UCo7fGY8KtsFZe/Nv+4YsX7",
+	"XSBxTmQfVEIpNilXWEJY5bSE4hC7o47Ij4aTZ0KyGeO0zIgCjdeXaFnr+WrMvWwAUnNXagVCOWHm0ryK",
+	"AIZYy9WCypZBQNjJmH883EnYjb2FQfPqbiG2PYXHa7eZXxxd0RDMA0UmKw3qK8T13YMU/qAgBcojAu3l",
+	"hJZeU21lbOvEkl0DydaZQkYmtS/F4ngLRvnX+AkmxTbvPbtlSqvfHEvZqJkxH9+JHbqb3yh8EBCDi7G3",
+	"KhFGsrnlNm2ZqSZLnnF82xhTcFuxZgKPe2rr0LK0Kp9ASNUKZ1ArcM1tqlDCs7mf3TZiyXW7EgH4Fb+a",
+	"D7txffqq7yJSc7itEMJptODmznULjU9ofh1yQKsm2xIKW2oCFpWQVLJyRermJnbY+DlouTo6MwbxNvaN",
+	"j9onrZr74Xh/LFS+nIPNXufJA9hwvatab8DVzQSo3gi4eSIbkbM4QUwCYYtFjVn8J2Y6rHAJ7MZ+dXgO",
+	"RxUpi3ZEXhQISFSu8nt2nB1NJQQcqiJiOuYlYE+bISnYjGk1JNkoG5LsCusMkOzoDvY/2Wbvj7k14snH",
+	"s+HHfFuS8VrpmsgGY3Gh05SuZrXEr1dTu4uZvyfQwNDoNnYba2e7IAxabaJZsoTe5/UbtMr1bfcUNICD",
+	"3ym+YBdLuyHtJ75h6r2R3SdkrAe2LVysTPe8tKmCvN2orvX8GCve9HuePbjVDBkV1hki8DTuh+X5Y/zU",
+	"A2X1nRXRbAEjlANYZcxMHxaVk1OSaiCuRSCpQAbUYVFI8y2s6WSWaPsVnRLqnx5zj35FMOu3j75r7OdG",
+	"F9hkRdvlf411EV6amX0p/2ett4KmcgkISqalPUWnILftaprP4ciYuVKUWy1q87B79geBlP65yx78JlBU",
+	"3z7agateCvGK8pWbrfpCLK4pa3Dr2tDYTl8cfdbmWvumYwidNDyjFZeu2/VtDL9yXKefY4Wm9kyRUohr",
+	"dNLZ/PRQ48X2V3b8BEs5cUFKwWdN9z5bcsGXkCusKWbjNDCdQh4auHJYupmPyHnMyaxFbiuKpVhPq/vf",
+	"11mZpdUw8SvjQWcWo2fFjTmsljy6Z0T3jGgLI+r088R2teEyk4oy2c+KjLVjUTHmUv5SQ3960GsO5I19",
+	"xqV5gmwaFw2xlpQvhsL7ur/7KoxMjvkCNMXgSS7KeuGKwwgO7t/4fS2qoxJuoCTX0DQuxjqVttpkKrzs",
+	"ZnkPs7mH2XwJmM2zpjhqu/aRat0f232pB2yDNWfxO+nLKunyyIuh3tv694vXPzSFDCsEmCTv5dBOZSpK",
+	"Y4G17vWIPKP5fMzDZ2zJuM7iHigSbrOvXhluqa/nalslp6/sOV3+XQl+f2Xvr+xXdmVbl2j/Oxt/7vjX",
+	"6F9XrHh/LOGGbYZje7/F+oVzhSyHxNxaj9g+aWUnKk01DEPrdlBjznRoijyM2gC7abgSFkLpqJ0PPmYD",
+	"bxPIjcXjvp/0QzClox5e52GBW/JAXqz1J4tW25PJ0d7N32pCR2K3XrL+ZNw2EYSTu0/t+M0zIQQbWWiu",
+	"P9YYeCMhB3bjql/RVifRiAldrHgesR9z7VWLCfVyGuyMofpV9466752Zby+fYN1lMSWZ671wRXU25gfm",
+	"1yXA9ZD42rTkleAFXQ0bUBHqB6qihteSFVBJhO056YpHa7aAknEgc6rGnJJJnV8b/UlIt1M4tB3H8Gaj",
+	"eCAiaeh6uQiOilZe1gUUPcpHdAMvzH59vZkp3ZluRXPOZhJmFENR9wrEJ7y7eHna92Wyaq6LNW3NLfbt",
+	"Ufx1RXqL7uuK58dVXZbbIxlryootnBGlac3wOroK0Z3uuuTAto1BAPnCXkj7CNbTcgU6D4cbWsS6Yq5k",
+	"YdQF1x3WsIQxr+gsFOLucBGM57vriHh7sZgojbf0wAH0ixOs3pQdjhCNjt0HMxvtX9KVDeFIadhIgEHa",
+	"HqMks/fkclWBi9vHjZmzMZdgNADX+l+CqkvtS+rP2I31nrhGzOTA1uKuOXZ/MfsToO8KuD5EQMAbOmN8",
+	"duL2r9WR2Fagwv65HjIade89NWoYUD8TV/oEI/jdk3IITtv7ks7ggeq2B3dVVRMdkYdj3m0l3tdV+cRx",
+	"VOdXsg3WbZkV37GAKjIB4GNeQMluQHodsjsEi5uhm89g8fJW22esbn6fUvFxUiqUa8y9Tcne3Iicqcjs",
+	"76l41lyw/Srtoo9WacLX2pK6OoHIMnoGRdaSLrL254fDwYLe2qa7f374cHML3k8AONmzuM/nzUPp9u7/",
+	"zJGPtX7xCS3ltTt7QxKOTd6Xn7/PBPmKC562GKePqvpkECvyNthjVr/bFPd9RvO5447YwGoO+bXt0mSM",
+	"G7HkI/LC4XBDa2dpOzlIW950zLN24+sMM0aYx/gFpWqIXp4CXBsrCVQJHjqTEQf25aBsEVOHsjQWhSxK",
+	"UOqUZK1+ypltUNLKVTGvO0GvsXIbfolO4WS95lunGXmGwDKP8WxyVZwiMeaYMpaFhuWZRc/gITl8tW8H",
+	"hGFzmxbqdDEu9Jzx2YicQ62MbkvHPDEBi8LxJc611SPSONOzcGqF7fZVjrlTLv1eRH2dC2EnQazR3CnT",
+	"YzYsfM/tzoSqJh0VlfSy8Np9NEjcsBAKjOCjokL5mItaH4npUWEGtOlCl7GDQYnyBpTtXu29f2jIYNse",
+	"UbJ8NXSEpmweLxKb7x3utgspqul8bVVEowHaoykFbndwcTj4QcuvNea+Tc9B1udRzA7v9cePqj+q+ddW",
+	"CvFLaEtfDCfSDL+lyBc1ksjc7sART4kCIGtMH02z5nIatlmBPHJcRdQ6F4t7dete3fqqMMEIhgpyuu09",
+	"6tersNVpr2v7WVO7xbaxxJaSvk17drKW5Gr7Y9Nl6MA7jPC8Y8640pTnMGy6is6xY+JBnAw87FSqGXqR",
+	"5P596OQ7FGPuRAHVTeNhx+JUX5QNe7B9Xo79oa7tnbtkh679a/2xE/i5svQIyK8+Cva7rVeGsStalhax",
+	"6o8juq+WWjE/LGn1XPjqD1YdNo9npzbZfAI5rRUQJRYQ2nWar0ReUT1PJIKGL2ELm6+za+CTMMm91I5v",
+	"Pl6qT9zovS+M5ADGRulwMb4/cKLPfXrPJk7wxJuzMScgB7TEOWElQXNdDxO8oSXMXT+/I4+s3wyUt5nG",
+	"xHUYtYams4YabD7jIerxxv0tIwfCVnBTKy74ajHmmSiL8PMhNhuWgs8Sn1s31r7xYR3zJ/PWmPvHEylC",
+	"MbCeHISkn1bKz2FK/Nut8ZP8Ovlaa4pfyKTasVZqOFHkb1bvvC+U/AdD1n80JIANn+q4/IFY8kBk2/ke",
+	"MtB+dvfW5R1ZhlJz9ksNp4RyArdMIcoGs5KSPsoNOtK9dnSvHd1rR19EO9rKEiwu5vhXn3L43nIF88cN",
+	"lpR9IGVJoXYkpMb4iI31PHn5AvnVJoOq+eAdDSrPuga/wYLq8S13OKXfHeZ27/v9u72nFrv2EawYjNck",
+	"jZhuEq0CdOl91Vo9urJ/g0q9T3n4/d3Y+34pH+W+X4AmlAsMDJuLi31kd1TYdxPLhiYxrCBhQRlHxIGZ",
+	"SZy9z4WR0SGv/+Dbh98dbhLD9wL4XgD/kQRwOp6AnRLX7ttTWAjt89E3Xjxm5MO0VhsN5boq6Be5dB9f",
+	"iL8NS/lCEnwfo9p2BUBvCjpW7iX4vSn+kUzxuJCPq1G6Qdb7Ct/9iboWFhehCELc32e6TagCwrACqnIg",
+	"LaE0qUqqEXlvjPFJzcoiZNMnW8n0tlb7WiT6xUppWLihXvCpSN3y73Gh2MoSHyeM28T7piDsfVD+EzWC",
+	"wYOYWEeQrDkKRUe0SH/RPfAEs3YTYrjNeoePNy9+A32+mkluEkcXdeWg1WZUSfOA4FHBfeYz7gWHe9r9",
+	"9FnSZsvP3rxIHAi6Lx0pqwroteql5TnQUs83NMKDQhGPFqaunJLHA4ecOFuRkfjy5Y8ePlxDk+WUj7m0",
+	"eGmtGklgiOfPDx/b55m3AHuSlP9mZ/sJr4Md4fV/9alkyp6s0Zft1vlC2B9ASx9x4u7Tm+cua66wkDwl",
+	"BVTAC+D5yux9qND9iapyB/q1ekKor63bG1tXEbm6I3+HX3B/XEusYzfAQYVe1u5boyZ7zn1lPSfvImL4",
+	"SIvJGxV9KcYNdrK4JtqbVljAjsMS/xHVUI0/hDd//StvY+xYq6xi/LJVzNbfdhXRzLjtPGzQSwBOCjAb",
+	"ozoFsKMPI6R0/btPQWlZ2x6YxoDUwCnPo+rurZUhy1r/yPdYScjVfZKAySS5z8yIpxt/Kyp2u/5Fdxit",
+	"noiKFExpySa1kVZa+DXHHw0tEhOTrMtrYgtMBXrKRVli2fu+WUZVb9a/eBbqDyD6vKBqPhG0fZ42Bf79",
+	"u/f/PwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
