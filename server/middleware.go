@@ -145,7 +145,10 @@ type utf8Body struct {
 
 func (b *utf8Body) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	chunk := append(b.partial, p[:n]...)
+	chunk := p[:n]
+	if len(b.partial) > 0 {
+		chunk = append(b.partial, chunk...)
+	}
 	// Keep back an incomplete character at the end; it is checked with the next read.
 	cut := len(chunk)
 	for i := len(chunk) - 1; i >= 0 && i >= len(chunk)-(utf8.UTFMax-1); i-- {
