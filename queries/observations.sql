@@ -145,7 +145,7 @@ WHERE NOT deleted;
 SELECT DISTINCT form_type
 FROM observations
 WHERE (sqlc.narg(after)::text IS NULL OR form_type > sqlc.narg(after)::text)
-  AND (cardinality(@form_types::text[]) = 0 OR form_type = ANY (@form_types::text[]))
+  AND (coalesce(cardinality(@form_types::text[]), 0) = 0 OR form_type = ANY (@form_types::text[]))
   AND version > @since_version
   AND (@include_deleted::boolean OR NOT deleted)
 ORDER BY form_type

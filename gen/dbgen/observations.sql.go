@@ -25,7 +25,7 @@ const observationExportFormTypes = `-- name: ObservationExportFormTypes :many
 SELECT DISTINCT form_type
 FROM observations
 WHERE ($1::text IS NULL OR form_type > $1::text)
-  AND (cardinality($2::text[]) = 0 OR form_type = ANY ($2::text[]))
+  AND (coalesce(cardinality($2::text[]), 0) = 0 OR form_type = ANY ($2::text[]))
   AND version > $3
   AND ($4::boolean OR NOT deleted)
 ORDER BY form_type
