@@ -3,6 +3,8 @@ package server_test
 import (
 	"archive/zip"
 	"bytes"
+	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +16,7 @@ import (
 	"github.com/parquet-go/parquet-go/format"
 	"github.com/stretchr/testify/require"
 
+	"github.com/opendataensemble/synkronus/server/export"
 	"github.com/opendataensemble/synkronus/server/servertest"
 )
 
@@ -292,4 +295,220 @@ func mapKeys[V any](m map[string]V) []string {
 		keys = append(keys, k)
 	}
 	return keys
+}
+
+func TestExportRawJSONKeepsDataAsStored(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	seedExportData(t, env)
+	zr, _ := exportZip(t, env, env.AdminToken(), "/api/dataexport/raw-json", "observations_raw_json.zip")
+	files := zipFiles(t, zr)
+	require.ElementsMatch(t, []string{"household/h-a.json", "household/h-b.json", "visit/v-1.json"}, mapKeys(files))
+
+	doc := files["household/h-a.json"]
+	require.True(t, bytes.HasPrefix(doc, []byte("{\n  \"observation_id\": \"h-a\",\n")), "pretty-printed: %s", doc)
+	var got struct {
+		ObservationID string          `json:"observation_id"`
+		FormType      string          `json:"form_type"`
+		Version       int64           `json:"version"`
+		CreatedAt     string          `json:"created_at"`
+		Deleted       bool            `json:"deleted"`
+		Tags          []string        `json:"tags"`
+		Author        string          `json:"author"`
+		Geolocation   json.RawMessage `json:"geolocation"`
+		Data          json.RawMessage `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal(doc, &got))
+	require.Equal(t, "household", got.FormType)
+	require.Equal(t, int64(1), got.Version)
+	require.Equal(t, "2025-12-01T10:11:12.345+02:00", got.CreatedAt, "timestamps as the client sent them")
+	require.Equal(t, []string{"urgent", "visit 2"}, got.Tags)
+	require.Equal(t, "ana", got.Author)
+	var compact bytes.Buffer
+	require.NoError(t, json.Compact(&compact, []byte(householdA)))
+	var gotCompact bytes.Buffer
+	require.NoError(t, json.Compact(&gotCompact, got.Data))
+	require.Equal(t, compact.String(), gotCompact.String(), "data is exactly as pushed: key order, numbers and escapes")
+	require.Contains(t, string(doc), `"big": 9007199254740993`)
+	require.Contains(t, string(doc), `"household": {`+"\n", "nested objects stay objects")
+}
+
+func TestExportCSVHasTheParquetColumns(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	seedExportData(t, env)
+	token := env.AdminToken()
+	zr, _ := exportZip(t, env, token, "/api/dataexport/csv", "observations_csv.zip")
+	files := zipFiles(t, zr)
+	require.ElementsMatch(t, []string{"household.csv", "visit.csv"}, mapKeys(files))
+	pzr, _ := exportZip(t, env, token, "/api/dataexport/parquet", "observations_export.zip")
+	pq := readParquet(t, zipFiles(t, pzr)["household.parquet"])
+
+	body := files["household.csv"]
+	require.True(t, bytes.HasPrefix(body, []byte("\ufeff")), "starts with a byte order mark for spreadsheets")
+	records, err := csv.NewReader(bytes.NewReader(body[3:])).ReadAll()
+	require.NoError(t, err)
+	require.Equal(t, pq.columns, records[0], "the CSV header is the Parquet table's columns")
+	require.Len(t, records, 3)
+	row := map[string]string{}
+	for i, name := range records[0] {
+		row[name] = records[1][i]
+	}
+	require.Equal(t, "h-a", row["observation_id"])
+	require.Equal(t, "2025-12-01T08:11:12.345Z", row["created_at"])
+	require.Equal(t, "false", row["deleted"])
+	require.Equal(t, `["urgent","visit 2"]`, row["tags"])
+	require.Equal(t, "-1.2921", row["geolocation.latitude"])
+	require.Equal(t, "", row["geolocation.altitude"])
+	require.Equal(t, "4", row["data.household.size"])
+	require.Equal(t, "1500.5", row["data.income"])
+	require.Equal(t, "9007199254740993", row["data.big"])
+	require.Equal(t, "12345678901234567890", row["data.huge"], "numbers as they were pushed")
+	require.Equal(t, "true", row["data.consent"])
+	require.Equal(t, `["maize","beans"]`, row["data.crops"])
+	require.Equal(t, "café ☕ \"quoted\"", row["data.note"])
+	require.Equal(t, "", row["data.nothing"])
+	require.Equal(t, `[{"name":"A"},{"name":"B"}]`, row["data.members"])
+}
+
+func TestExportFilters(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	dev := seedExportData(t, env)
+	token := env.AdminToken()
+
+	zr, _ := exportZip(t, env, token, "/api/dataexport/parquet?form_type=visit", "observations_export.zip")
+	require.ElementsMatch(t, []string{"visit.parquet"}, mapKeys(zipFiles(t, zr)))
+	zr, _ = exportZip(t, env, token, "/api/dataexport/raw-json?form_type=visit&form_type=household&form_type=none", "observations_raw_json.zip")
+	require.Len(t, zr.File, 3)
+
+	zr, _ = exportZip(t, env, token, "/api/dataexport/parquet?include_deleted=true", "observations_export.zip")
+	hh := readParquet(t, zipFiles(t, zr)["household.parquet"])
+	rows := hh.byID(t)
+	require.Len(t, rows, 3)
+	require.Equal(t, true, rows["h-gone"]["deleted"])
+	require.Equal(t, int64(5), rows["h-gone"]["version"])
+	require.Equal(t, "JSON?", hh.types["data.household.size"], "the deleted observation's text size makes the column mixed")
+	require.Equal(t, `"unknown"`, rows["h-gone"]["data.household.size"])
+	require.Equal(t, `4`, rows["h-a"]["data.household.size"])
+
+	// Incremental: only what changed after the version of the previous export.
+	_, res := exportZip(t, env, token, "/api/dataexport/parquet", "observations_export.zip")
+	since := res.Header.Get("X-Export-Version")
+	dev.push(exportObservation("v-2", "visit", `{"temperature": 38}`), exportObservation("h-a", "household", `{"household": {"size": 5}}`))
+	zr, res = exportZip(t, env, token, "/api/dataexport/parquet?since_version="+since, "observations_export.zip")
+	require.Equal(t, "7", res.Header.Get("X-Export-Version"))
+	files := zipFiles(t, zr)
+	require.Len(t, files, 2)
+	visit := readParquet(t, files["visit.parquet"])
+	require.Len(t, visit.rows, 1)
+	require.Equal(t, "v-2", visit.rows[0]["observation_id"])
+	require.Equal(t, int64(38), visit.rows[0]["data.temperature"], "the schema is inferred from the exported rows only")
+	household := readParquet(t, files["household.parquet"])
+	require.Len(t, household.rows, 1)
+	require.Equal(t, int64(5), household.rows[0]["data.household.size"])
+	require.Equal(t, int64(7), household.rows[0]["version"])
+
+	zr, _ = exportZip(t, env, token, "/api/dataexport/csv?since_version=7", "observations_csv.zip")
+	require.Empty(t, zr.File)
+}
+
+func TestExportOfAnEmptyRepository(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	token := env.CreateUser("viewer", "read-only")
+	for path, name := range map[string]string{
+		"/api/dataexport/parquet": "observations_export.zip", "/api/dataexport/raw-json": "observations_raw_json.zip",
+		"/api/dataexport/csv": "observations_csv.zip",
+	} {
+		zr, res := exportZip(t, env, token, path, name)
+		require.Empty(t, zr.File, path)
+		require.Equal(t, "0", res.Header.Get("X-Export-Version"))
+	}
+}
+
+func TestExportNamesFilesSafely(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	dev := newSyncDevice(t, env, env.CreateUser("collector", "read-write"), "formulus-1")
+	formTypes := []string{"../../etc/passwd", "a/b", `C:\x`, "CON", "Visit", "visit", "", ".hidden", "ends with dot.", "100%"}
+	var records []string
+	for i, ft := range formTypes {
+		records = append(records, exportObservation(fmt.Sprintf("../obs/%d", i), ft, fmt.Sprintf(`{"n": %d}`, i)))
+	}
+	dev.push(records...)
+	token := env.AdminToken()
+
+	zr, _ := exportZip(t, env, token, "/api/dataexport/parquet", "observations_export.zip")
+	files := zipFiles(t, zr)
+	require.Len(t, files, len(formTypes), "one file per form type, none overwriting another")
+	seen := map[string]bool{}
+	got := map[string]bool{}
+	for name, body := range files {
+		require.True(t, strings.HasSuffix(name, ".parquet"), name)
+		require.NotContains(t, name, "/")
+		require.NotContains(t, name, `\`)
+		require.NotContains(t, name, ":")
+		require.False(t, strings.HasPrefix(name, "."), name)
+		lower := strings.ToLower(name)
+		require.False(t, seen[lower], "%s collides on a case-insensitive file system", name)
+		seen[lower] = true
+		rows := readParquet(t, body).rows
+		require.Len(t, rows, 1)
+		got[rows[0]["form_type"].(string)] = true
+	}
+	require.Len(t, got, len(formTypes))
+	require.Contains(t, mapKeys(files), "%2E.%2F..%2Fetc%2Fpasswd.parquet")
+	require.Contains(t, mapKeys(files), "%43ON.parquet")
+	require.True(t, seen["visit~2.parquet"], "the second of Visit and visit gets a suffix")
+
+	zr, _ = exportZip(t, env, token, "/api/dataexport/raw-json", "observations_raw_json.zip")
+	for _, f := range zr.File {
+		dir, file, ok := strings.Cut(f.Name, "/")
+		require.True(t, ok, f.Name)
+		require.NotContains(t, file, "/", f.Name)
+		require.NotEqual(t, "..", dir)
+		require.False(t, strings.HasPrefix(file, "."), f.Name)
+	}
+	require.Len(t, zr.File, len(formTypes))
+}
+
+func TestExportAccess(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	for _, path := range []string{"/api/dataexport/parquet", "/api/dataexport/raw-json", "/api/dataexport/csv"} {
+		res := env.Do(servertest.Request{Method: http.MethodGet, Path: path})
+		requireSyncProblem(t, res, http.StatusUnauthorized, "")
+	}
+	token := env.CreateUser("writer", "read-write")
+	// Older clients (the synk CLI) call the root path without x-ode-version.
+	res := env.Do(servertest.Request{Method: http.MethodGet, Path: "/dataexport/parquet", Token: token, NoVersion: true})
+	require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
+	require.Equal(t, "application/zip", res.Header.Get("Content-Type"))
+
+	res = env.Do(servertest.Request{Method: http.MethodGet, Path: "/api/dataexport/csv?since_version=-1", Token: token})
+	requireSyncProblem(t, res, http.StatusBadRequest, "")
+	res = env.Do(servertest.Request{Method: http.MethodGet, Path: "/api/dataexport/raw-json?form_type=a%00b", Token: token})
+	requireSyncProblem(t, res, http.StatusBadRequest, "")
+}
+
+func TestExportMovesFieldsPastTheColumnLimitToOneColumn(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	dev := newSyncDevice(t, env, env.CreateUser("collector", "read-write"), "formulus-1")
+	var data strings.Builder
+	data.WriteString(`{`)
+	for i := range export.MaxDataColumns + 2 {
+		fmt.Fprintf(&data, `"f%d": %d,`, i, i)
+	}
+	data.WriteString(`"last": {"x.y": "z"}}`)
+	dev.push(exportObservation("wide", "wide", data.String()))
+	zr, _ := exportZip(t, env, env.AdminToken(), "/api/dataexport/parquet", "observations_export.zip")
+	wide := readParquet(t, zipFiles(t, zr)["wide.parquet"])
+	require.Len(t, wide.columns, len(exportMetaTypes)+export.MaxDataColumns+1)
+	require.Equal(t, export.ExtraColumn, wide.columns[len(wide.columns)-1])
+	require.Equal(t, "JSON?", wide.types[export.ExtraColumn])
+	row := wide.rows[0]
+	require.Equal(t, int64(1999), row["data.f1999"])
+	require.JSONEq(t, `{"f2000": 2000, "f2001": 2001, "last.x\\.y": "z"}`, row[export.ExtraColumn].(string))
 }
