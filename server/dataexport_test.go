@@ -3,6 +3,8 @@ package server_test
 import (
 	"archive/zip"
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -511,4 +513,45 @@ func TestExportMovesFieldsPastTheColumnLimitToOneColumn(t *testing.T) {
 	row := wide.rows[0]
 	require.Equal(t, int64(1999), row["data.f1999"])
 	require.JSONEq(t, `{"f2000": 2000, "f2001": 2001, "last.x\\.y": "z"}`, row[export.ExtraColumn].(string))
+}
+
+// An export that fails after its first bytes went out must not look like a complete
+// download: the connection is cut, and the client's read fails.
+func TestExportFailureAfterTheStartBreaksTheDownload(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	dev := newSyncDevice(t, env, env.CreateUser("collector", "read-write"), "formulus-1")
+	random := make([]byte, 30<<10)
+	for batch := range 8 {
+		var records []string
+		for i := range 40 {
+			_, _ = rand.Read(random)
+			records = append(records, exportObservation(fmt.Sprintf("o-%d-%d", batch, i), fmt.Sprintf("form-%d", batch%2),
+				fmt.Sprintf(`{"noise": %q}`, hex.EncodeToString(random))))
+		}
+		dev.push(records...)
+	}
+
+	req, err := http.NewRequest(http.MethodGet, env.HTTP.URL+"/api/dataexport/parquet", nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Ode-Version", servertest.Version)
+	req.Header.Set("Authorization", "Bearer "+env.AdminToken())
+	res, err := env.HTTP.Client().Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	_, err = io.ReadFull(res.Body, make([]byte, 1024))
+	require.NoError(t, err)
+
+	// The export is now blocked on this client; take its database connection away.
+	var terminated bool
+	require.Eventually(t, func() bool {
+		err := env.Pool.QueryRow(t.Context(), `SELECT coalesce(bool_or(pg_terminate_backend(pid)), false) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'SELECT observation_id, version%'`).Scan(&terminated)
+		return err == nil && terminated
+	}, 10*time.Second, 20*time.Millisecond)
+
+	body, err := io.ReadAll(res.Body)
+	require.Error(t, err, "the download must break, not end as if complete (%d more bytes read)", len(body))
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
 }
