@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -554,4 +557,47 @@ func TestExportFailureAfterTheStartBreaksTheDownload(t *testing.T) {
 	body, err := io.ReadAll(res.Body)
 	require.Error(t, err, "the download must break, not end as if complete (%d more bytes read)", len(body))
 	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+}
+
+// A second, independent Parquet reader where the machine has one: the DuckDB CLI, or
+// Python with duckdb or pyarrow. Neither is a dependency of the project.
+func TestExportParquetOpensInDuckDBOrPyArrow(t *testing.T) {
+	t.Parallel()
+	const query = `SELECT observation_id, "data.household.size", "data.big", "data.income", "data.consent", "data.crops", "data.a\.b"
+		FROM read_parquet('%s') ORDER BY observation_id`
+	const python = `import sys
+try:
+    import duckdb
+    print(duckdb.sql(sys.argv[2] % sys.argv[1]).fetchall())
+except ImportError:
+    import pyarrow.parquet as pq
+    t = pq.read_table(sys.argv[1]).sort_by("observation_id")
+    cols = ["observation_id", "data.household.size", "data.big", "data.income", "data.consent", "data.crops", "data.a\\.b"]
+    print(list(zip(*[t.column(c).to_pylist() for c in cols])))
+`
+	var run func(file string) (string, error)
+	if duck, err := exec.LookPath("duckdb"); err == nil {
+		run = func(file string) (string, error) {
+			out, err := exec.Command(duck, "-csv", "-noheader", "-c", fmt.Sprintf(query, file)).CombinedOutput()
+			return string(out), err
+		}
+	} else if py, err := exec.LookPath("python3"); err == nil && exec.Command(py, "-c", "import duckdb").Run() == nil ||
+		err == nil && exec.Command(py, "-c", "import pyarrow").Run() == nil {
+		run = func(file string) (string, error) {
+			out, err := exec.Command(py, "-c", python, file, query).CombinedOutput()
+			return string(out), err
+		}
+	} else {
+		t.Skip("no second Parquet reader here: neither the duckdb CLI nor Python with duckdb or pyarrow is installed")
+	}
+	env := servertest.New(t)
+	seedExportData(t, env)
+	zr, _ := exportZip(t, env, env.AdminToken(), "/api/dataexport/parquet", "observations_export.zip")
+	file := filepath.Join(t.TempDir(), "household.parquet")
+	require.NoError(t, os.WriteFile(file, zipFiles(t, zr)["household.parquet"], 0o600))
+	out, err := run(file)
+	require.NoError(t, err, out)
+	for _, want := range []string{"h-a", "9007199254740993", "1500.5", `["maize","beans"]`, "dotted key", "h-b", "1200"} {
+		require.Contains(t, out, want)
+	}
 }

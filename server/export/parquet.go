@@ -18,8 +18,9 @@ import (
 // complete (a column's pages must be contiguous in the file). Both are bounded so that
 // the export's memory depends neither on the number of rows nor on their size.
 const (
-	// rowGroupBytes is the estimated size at which a row group is written out.
-	rowGroupBytes = 16 << 20
+	// rowGroupBytes is the estimated size at which a row group is written out: large
+	// enough for analysis tools to read efficiently, small enough to keep memory low.
+	rowGroupBytes = 8 << 20
 	// pageBufferBudget is shared by the page buffers of all columns of a table.
 	pageBufferBudget = 8 << 20
 	minPageBuffer    = 4 << 10
