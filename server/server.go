@@ -22,6 +22,7 @@ import (
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 	"github.com/opendataensemble/synkronus/server/authlimit"
+	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
 	"github.com/opendataensemble/synkronus/server/export"
 	"github.com/opendataensemble/synkronus/server/obsync"
@@ -35,6 +36,8 @@ type Deps struct {
 	Log        *slog.Logger
 	Hasher     *passwords.Hasher
 	SigningKey []byte
+	// Blobs keeps attachments and app bundle files.
+	Blobs *blobstore.Store
 }
 
 // Options are the server's settings; zero values take the defaults.
@@ -89,6 +92,7 @@ func (o *Options) setDefaults() {
 // Server implements api.StrictServerInterface.
 type Server struct {
 	pool     *pgxpool.Pool
+	blobs    *blobstore.Store
 	q        *dbgen.Queries
 	log      *slog.Logger
 	opts     Options
@@ -125,6 +129,7 @@ func New(deps Deps, opts Options) (*Server, error) {
 	q := dbgen.New(deps.Pool)
 	s := &Server{
 		pool:           deps.Pool,
+		blobs:          deps.Blobs,
 		q:              q,
 		log:            deps.Log,
 		opts:           opts,
