@@ -180,7 +180,6 @@ type formSchema struct {
 	columns []dataColumn
 	index   map[string]int
 	extra   bool
-	rows    int64
 }
 
 func newFormSchema() *formSchema {
@@ -189,7 +188,6 @@ func newFormSchema() *formSchema {
 
 // observe records one observation's data.
 func (s *formSchema) observe(f *flattener, data []byte) {
-	s.rows++
 	f.walk(data, func(name []byte, kind valueKind, _ []byte) {
 		if i, ok := s.index[string(name)]; ok {
 			s.columns[i].seen |= 1 << kind
