@@ -18,7 +18,7 @@ func TestZipWriterManyEntriesReadBack(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
 	modified := time.Date(2026, 1, 5, 7, 30, 10, 0, time.UTC)
-	z, err := newZipWriter(&buf, modified, flate.BestSpeed)
+	z, err := newZipWriter(&buf, modified, flate.NoCompression)
 	require.NoError(t, err)
 	const n = 70_000
 	for i := range n {
