@@ -819,6 +819,15 @@ type VersionMismatch struct {
 // AttachmentId Example: abc123.jpg
 type AttachmentId = string
 
+// ExportFormType defines model for ExportFormType.
+type ExportFormType = []string
+
+// ExportIncludeDeleted defines model for ExportIncludeDeleted.
+type ExportIncludeDeleted = bool
+
+// ExportSinceVersion defines model for ExportSinceVersion.
+type ExportSinceVersion = int64
+
 // IfNoneMatch defines model for IfNoneMatch.
 type IfNoneMatch = string
 
@@ -1042,8 +1051,38 @@ type RefreshTokenParams struct {
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
 }
 
+// GetCsvExportZipParams defines parameters for GetCsvExportZip.
+type GetCsvExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
 // GetParquetExportZipParams defines parameters for GetParquetExportZip.
 type GetParquetExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
@@ -1052,6 +1091,17 @@ type GetParquetExportZipParams struct {
 
 // GetRawJsonExportZipParams defines parameters for GetRawJsonExportZip.
 type GetRawJsonExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
@@ -1279,6 +1329,9 @@ type ServerInterface interface {
 	// RefreshToken Exchange a refresh token for a new token pair
 	// (POST /api/auth/refresh)
 	RefreshToken(ctx echo.Context, params RefreshTokenParams) error
+	// GetCsvExportZip Export the observations as CSV files in a ZIP archive
+	// (GET /api/dataexport/csv)
+	GetCsvExportZip(ctx echo.Context, params GetCsvExportZipParams) error
 	// GetParquetExportZip Export the observations as Parquet files in a ZIP archive
 	// (GET /api/dataexport/parquet)
 	GetParquetExportZip(ctx echo.Context, params GetParquetExportZipParams) error
@@ -1950,12 +2003,83 @@ func (w *ServerInterfaceWrapper) RefreshToken(ctx echo.Context) error {
 	return err
 }
 
+// GetCsvExportZip converts echo context to params.
+func (w *ServerInterfaceWrapper) GetCsvExportZip(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetCsvExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetCsvExportZip(ctx, params)
+	return err
+}
+
 // GetParquetExportZip converts echo context to params.
 func (w *ServerInterfaceWrapper) GetParquetExportZip(ctx echo.Context) error {
 	var err error
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params GetParquetExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
 
 	headers := ctx.Request().Header
 	// ------------- Required header parameter "x-ode-version" -------------
@@ -1987,6 +2111,26 @@ func (w *ServerInterfaceWrapper) GetRawJsonExportZip(ctx echo.Context) error {
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params GetRawJsonExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
 
 	headers := ctx.Request().Header
 	// ------------- Required header parameter "x-ode-version" -------------
@@ -2649,6 +2793,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.PUT(options.BaseURL+"/api/attachments/:attachment_id", wrapper.UploadAttachment, options.OperationMiddlewares["uploadAttachment"]...)
 	router.GET(options.BaseURL+"/api/dataexport/parquet", wrapper.GetParquetExportZip, options.OperationMiddlewares["getParquetExportZip"]...)
 	router.GET(options.BaseURL+"/api/dataexport/raw-json", wrapper.GetRawJsonExportZip, options.OperationMiddlewares["getRawJsonExportZip"]...)
+	router.GET(options.BaseURL+"/api/dataexport/csv", wrapper.GetCsvExportZip, options.OperationMiddlewares["getCsvExportZip"]...)
 	router.GET(options.BaseURL+"/api/stats/observations", wrapper.GetObservationStats, options.OperationMiddlewares["getObservationStats"]...)
 
 }
@@ -4590,6 +4735,123 @@ func (response RefreshToken500ApplicationProblemPlusJSONResponse) VisitRefreshTo
 	return err
 }
 
+type GetCsvExportZipRequestObject struct {
+	Params GetCsvExportZipParams
+}
+
+type GetCsvExportZipResponseObject interface {
+	VisitGetCsvExportZipResponse(w http.ResponseWriter) error
+}
+
+type GetCsvExportZip200ResponseHeaders struct {
+	ContentDisposition *string
+	XExportVersion     int64
+}
+
+type GetCsvExportZip200ApplicationzipResponse struct {
+	Body          io.Reader
+	Headers       GetCsvExportZip200ResponseHeaders
+	ContentLength int64
+}
+
+func (response GetCsvExportZip200ApplicationzipResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "application/zip")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentDisposition != nil {
+		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
+	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetCsvExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip400ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip401ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip403ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response GetCsvExportZip426JSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip500ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetParquetExportZipRequestObject struct {
 	Params GetParquetExportZipParams
 }
@@ -4600,6 +4862,7 @@ type GetParquetExportZipResponseObject interface {
 
 type GetParquetExportZip200ResponseHeaders struct {
 	ContentDisposition *string
+	XExportVersion     int64
 }
 
 type GetParquetExportZip200ApplicationzipResponse struct {
@@ -4617,12 +4880,29 @@ func (response GetParquetExportZip200ApplicationzipResponse) VisitGetParquetExpo
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
 	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
 	w.WriteHeader(200)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetParquetExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetParquetExportZip400ApplicationProblemPlusJSONResponse) VisitGetParquetExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -4699,6 +4979,7 @@ type GetRawJsonExportZipResponseObject interface {
 
 type GetRawJsonExportZip200ResponseHeaders struct {
 	ContentDisposition *string
+	XExportVersion     int64
 }
 
 type GetRawJsonExportZip200ApplicationzipResponse struct {
@@ -4716,12 +4997,29 @@ func (response GetRawJsonExportZip200ApplicationzipResponse) VisitGetRawJsonExpo
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
 	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
 	w.WriteHeader(200)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetRawJsonExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetRawJsonExportZip400ApplicationProblemPlusJSONResponse) VisitGetRawJsonExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -6569,6 +6867,9 @@ type StrictServerInterface interface {
 	// RefreshToken Exchange a refresh token for a new token pair
 	// (POST /api/auth/refresh)
 	RefreshToken(ctx context.Context, request RefreshTokenRequestObject) (RefreshTokenResponseObject, error)
+	// GetCsvExportZip Export the observations as CSV files in a ZIP archive
+	// (GET /api/dataexport/csv)
+	GetCsvExportZip(ctx context.Context, request GetCsvExportZipRequestObject) (GetCsvExportZipResponseObject, error)
 	// GetParquetExportZip Export the observations as Parquet files in a ZIP archive
 	// (GET /api/dataexport/parquet)
 	GetParquetExportZip(ctx context.Context, request GetParquetExportZipRequestObject) (GetParquetExportZipResponseObject, error)
@@ -7112,6 +7413,31 @@ func (sh *strictHandler) RefreshToken(ctx echo.Context, params RefreshTokenParam
 		return err
 	} else if validResponse, ok := response.(RefreshTokenResponseObject); ok {
 		return validResponse.VisitRefreshTokenResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetCsvExportZip operation middleware
+func (sh *strictHandler) GetCsvExportZip(ctx echo.Context, params GetCsvExportZipParams) error {
+	var request GetCsvExportZipRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetCsvExportZip(ctx.Request().Context(), request.(GetCsvExportZipRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetCsvExportZip")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetCsvExportZipResponseObject); ok {
+		return validResponse.VisitGetCsvExportZipResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -7711,206 +8037,226 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rd9u2tuBfwdLcWbXPpWU3aTtT+8NdaR6n6UmaTOy0c26VMSFyS0JNASwAWtbpyn+fhQ2ABElQD+fd",
-	"409tLJIANvb7+ecoE8tScOBajU7/HC2A5iDxfx8KroHrR0yVQjHNBDd/zUFlkpX2n6Pzaj4HpSEnM1YA",
-	"4XQJZCYkUfSa8TnRCyC5WPFC0Hw8SkYqW8CSms/odQmj05HSkvH56O3bZPR/XwGuI+T678BB0viKFwsg",
-	"CuQ1yK8UkfUrZF6/Qw6U2QZVJG1+v2x+TwnjuLOpyNeHZlsS/qiYhHx0qmUF4TZnQi6pHp2OGNfffTNK",
-	"/L4Z1zAHOXprdl5SSZegHdgeaE2zxRK4fpr3t/80B67ZjIEkYoa7oPXzCalURYtiTWgATlVlCzzM/dk9",
-	"Oh6Ps+/Hv5fz1OybmS+WVC9Gycg8OzodNV+7ZPnGo8ENXZYFvjPNvr5333y1OWBwMU9nPwsOz6nOFv3z",
-	"POaa6TXRdE5mUiwJ5QSoLMz5JKhScAVnhJKleZusGRS5IvdPvql3b/Gt2T+bHXHB4Qhf2IIxLySbM06L",
-	"/q5eSpiBRPBWvJQiA6UgJ1WJiEhSA4s0IenXKaE8J+kaVEoOKF+TjCo4JJmouDZANw+eTbj5UPOZTJRr",
-	"whSpzD9WC+CECyLcZsiKKnIFpR5PuD/kHxXIdXNG/+gofh1mzehFvFYg7Se65/3ZIIrDp0qBJDTDIwwg",
-	"SeU/tAk/IhT6IoeHBdsZszNaFIYLZPgOYVxpyjM4s4DTgkjIhMxJCfLIPVNKUMAzGMSPmyORg3v6CDF8",
-	"245/AakGOYn90FeKXNunxuQBJwKfoAVJr9Pj9JfU7GrGbhLE49+FJLxaTkEm5pDN08V6winJhUaUonyt",
-	"F+bwB+nXiGnjE/ufe+P7R1PQ1Pzr+uvxyfjkiBblgo7vpYdj8oIXa4QdLjThdiWDbIZNU2kQjukFPuK5",
-	"YIBocWi5s+3IDXBPI8PVtAZpvvr/frv+5c1//XZy9P2b/zyYTMbjvx3+139EMXQPHh5n3Tq8k5xqSqZQ",
-	"CD5XRIsx+dXAWyEuabKslCbwR0ULS58eHGfmR02vQJl7yyA3+ETEtaGKQYlgRAGZGfa0EZrN20fN26ON",
-	"AmPJOFtWy9Hp13Hh4blkR3Y8FHxWsEybv2ZWEJv/pWVZsAyXPS6lmBaw/M/flYVxs4n/kDAbnY7+x3Ej",
-	"24/tr+r4pX3rEWjKCruFDkdnemFgxQPJ5JGOKcJyg420kEDzNVFaSMgTIiyzbeAz4dFbtbeXs9kMpLIS",
-	"I7w7cpBmIod0wsOLMjxBX3rcTZM+CYQo5IS7vbxDe52BVjN0ibdQNM7saVAC4BHdnSGAwi0tmUJ5Nh7t",
-	"qVu8TUY/0PwV/FGB+gSoYOkUFzdnWtLC7Blyc90zygpFrmnBcgeMFKQUUqWkYEorhIiYzYDnhg3OrOhH",
-	"WF1xseLj0dtk9OmwPDyavzcVIBbiNVGaaiAHRqN1DBKZvlXMmEI2wz3yF1RpQvMl42QlqiInUyCFUPoQ",
-	"j/pEyCnLc+Cf5qxGFltMFoWRLmvChTaC2FK1KB2u4l6fcsP5afHYXOin2a+lPMQyo7hxuCkh05AX6zOS",
-	"45uKUGkAPJ8bBmROI0FXkkOOZ/hZ6Cei4vmn2T7Nc2mVRQlKVDIzdhAo3CbcMKVxjy+p1IwWD5vtDexU",
-	"ZBr0kdIS6LK905qJTBmnqGR2pfIm1IecTNcaiKR8XiuQxvQYt5mm2+HRK/PcgDzHT+C15agB4aeqoiAF",
-	"8LlejPdSNt8idNZGXb8Q4hmVdtlPxyNQQYCbDCBXbdGj2L+AFGzJ7J0iiH4W+pxqpmaMToshgMWuoGCg",
-	"iKi0Yjm8w2UEcA9vNUE70iynyN+OJ9XJyf3MPoX/D+lmG91AqFHwXhmp/Kq+0U9zOZt1yC3ahuEacmk1",
-	"9ylk1HBDo/YYFs6UllQLtGJBd5SbMblw7oOvFLEaC2Fqo9JSk4S9SJJRKc1dD2gxZ+aHCXfHQFU3Zyqj",
-	"EmWvhKMpVUCYrpXkmZBA1JpnRtjSOWXcGBMkNX96WalFaj+InhGvcjpFinKBGp89SEJooQQeVmqjx6Ra",
-	"Uq6WTBkb4pLlKZFgLV98ecItfM0+DUT2UbhiCODePI6bEogI5yCvWQavOb2mrPAU9nHR7wGZ0uwK3KXW",
-	"4pNwZBBGNYBlKSSVrFiTqtkp8ogLIZ5TvnZ6nfoExCMEWVK+Nio+LEutzsiKMo2uO9RvrNkpZkRBJrg5",
-	"ESfpK9ByffRgpkGmHZ4U/BRxErpvaGFXcdiq5bpB1l2kQ1sxfs1ppRdCsn99KvYzBSpBEi2MEmj0Y0Mj",
-	"fJ4QxlEvJqg2luZMZwjatBBzxlOrQ2YS0GNCrSYz4Ssp+Nw9mC0Mc39JlVoJmfs3BJ8x1L+tm0ST0j1g",
-	"VsfXDfUZ2JRzSXPYgTvvBxbnS3nu7JkhwKQtv0PqeV4IotqWQNvR6NOqdq+49xzHsopgrT2pEuiVZcCe",
-	"yS9Q29ZQFMgR0QGmBanKnGqI8CO15ldS8ErVnpHNxp/3De2pwbz1P1vT/uVTB72nfCbMX0pp2IZm1vTP",
-	"oZSQUW1vy31tKkQBFK9UQgFUwSOqoaX3mTP2tb5kFByt76dpjvHbKPQONUsk4Ybe1N8X098h0+b7zXnU",
-	"KydP+ofKKikd0kVMEsG1pJkO79vr/czYWkuDe2S6JjnMaFWgN3PonLgc07BU23C4cxFv629SKel6CDxq",
-	"lNSniYKjLH+oeF7AE1ZEALGgKuI8P//xwdG9b7+r/aWWRBOygBsC3IjjPHrmJVvCBf7xz8iPIr9gyz6S",
-	"HGm2jGIK+ob7LnSqF4TxWhGd4umcypAep0RBSVFFUtE9GrV4Ny9HG97OU42vJxZuwYGb4228hOeUs5lz",
-	"mbQvwqjBe+BK61Z7qJKMnD4D+QO9O8DjyPCIzY2hgY5KdCewOq6mzogVCNaBAtaXiSEi9/fxFhYwHC4I",
-	"iW/pwEbs49Podzv3ZQGaBGwkhIk77MbLMurpMAtZBle501XVd29oAZSic9jOBP2DSbPexj3/EnCd9n6j",
-	"/Kh3NbuxnOgWaqesP2jgHuxwX5SPlywSrDnXRhklrBezcVZpE7aJYlbUi74lwjLgQmVzjq622ovaKAvK",
-	"Lb+XT92wDp7B5UbRnjpWflmrKO74pYRrJipVk8IZOUGNzNCcjehs3tHJVgbX3Ep3q7te9xZpO3z0h5VU",
-	"QjZaPtxof+HGkG3tJo2esw/t2vS5xIjjVjKtz/PCv/gQ3ws/peK3VlCNHLI2tkpjSCMDzFthdMZrtiZk",
-	"DhKjiTvx+/7uYlx/EP13gJcWmhaXPini0ovJblrF0mBkan5NG5Hg32pAoPCw6NHZ6b66uNjBmKGjte5m",
-	"M5o2gOvhZzs3IcYWnQZ0qZ1y04bKc8gZJeY3chABBRG8sPkcve/W4K5kJFvg1wUYc1SQGehsUXvLtixS",
-	"w7qSLLamKAf54q8LqltuKmvB5MJqV8aIyUS5NqsAN1zlt/oEqJgXoEMFqK90dbCJ/QtqNNn1VMMYPMhe",
-	"nFAkVJPVgmWLTmgBMyNsyN/qtftiawPRpINLO6LkQ8+hOupQ7e0IITIjQLMFuWI89zFFLxTM5rvWG95J",
-	"xFfRIF/UkxHbeKU36EPWoaAeRM7x2Py0rvOKsgyUst4J5BLelYNsHh95zdkNgVLYyOQOVy9hJkEtLsw3",
-	"IzwaHSHovwgfTInwC4Z7cq6RuOqq4ys8CN/XwmgIOfq0HzhXEF7eKfnBemashxufDhzcmzVBu3LnqEkA",
-	"9hiu/VCxIo/b9VPz06VmsbSdX73OY4M3SCDm+bjSlYnlkkWu/dzGl4zmUmvy3Q+i8zv61bkY1hf+LogW",
-	"osgWlHGbtONVBzxVHJg94DxECf1MzCMai01q8Tu4pANSof3UNPqUQd9LZw7FXShLkRtdN780j+5uBD4R",
-	"cvkcX80GNQIOq1t89RGbzeL6xVJc32qfQ1+s2CbQDN+a90AGNkaX59BMF2siOFqUXrGuPZc2v04UefMX",
-	"jGZMoVbvo0qsf3zAqPDR7K4jtMXH/B9jaM9hFS4Re2fJ+DMMjoV2RiDfmzNFaHLNBV8voyBJbFhqahO9",
-	"UrXmVykxxE15flQwDoHltcNZOvwrPFiMVT2UQDW8ViAH7cby3QAjhfWAbcLVV8L6U6ogpXHjZzunDDIY",
-	"g43hyrFDP6KaTqmCAder+/XS72TAXA+z5Eqh9FyC+qPYy/PiVSQbXsPYr9Xs3Rac/3NHzvoEsyNeoUoV",
-	"Y645DFr+EqgSnJhnkibFuEnnubSZF2lUZoDPC4motT4S0eTSWJUv+iHGc7iJ+B5dvnnjlMA8UaeFBRar",
-	"/UGFuwxN06mBpj0Oy4ei8OYLXynC8sT6IJgmC6Mcc9iuLNj9JxbUHi4xBHzCoMgtS435JKHIN+LdLrjg",
-	"uX//80Iu9/hIS9T1bbg8N4IJs7l2l0zB6SPCKRMSnHgaCH4MHCGQlO91Q/axzVuqJWq+q0T9O4hCZIMm",
-	"obFBKScB0vYMJl4VLtxto0+dq8myStJs3f/4j0Y1FlzTglQ8A6kp43pt6GkJWnZcB7mozBJRn5aNC5vD",
-	"0EIzXcUYzI/A5gtN6FRcG3ZGSQHXUGxbrHu0wQUvh4/5i4FFdvtDbt1DQYcO/QjmEjBCKZuUG/ijolrI",
-	"gYXpjV34+5NgF0ffx4BdCD7fsjBQpc26f5cAfMU6Fl1/1a//d2tZ/GdvXWO1KE2X5QbTxdcGkRm7QYTF",
-	"nMj26oPBkGR0czQXRztwph+BFnpRJyR2bOLN8siIMue47XtMNNWV/YjztHSZeMCNh8HRihdnhciudoRA",
-	"V6K4/XhZEi76ZhAsL/7Rh0n/YOLq451qgwo0FFrfES7Ndps1YpB5JuaM31rF7R0nVFT3V01jG3xuQ06h",
-	"p6fjrbfpHtRrQhRrQAowaiPNtANbJ1q2b8ArtrMXjQjq7+oFxwq/JVHV1CWF9bdhM3NiFClqgWYTp5ql",
-	"GjWUEg/D8bBkaK4GVfdBdHvBSVmpRRJmF4Qxzzo+hVVdhoHlINk15DZf8ABtNB8TmXCmbZ53WRUF5Idn",
-	"RCyZ1jYl3uwUPSSUcFiFZxuT167kKQcNWZBybtNTeq63gUMHym2Gdlx+SSNGOdp4eEC2BNI66JlPbTd2",
-	"uU+YNkDvBdv25doJ2lED+ahCLr9ShHK1AqkSe8k/nb/4mVisQ/Tma6IWtAzVboeT7QV/V4KPX9GVIyBc",
-	"Gd2vMRVfVuCuxD3TUrAOKNFiOVVacAgjB4Gel8M1y2DQfrA/d3G5pbkRSyFb8RgdWPHIRxiwR+LzNiMu",
-	"BFyDrwyLCjn88nBCUDKat1XTTapzqMXuYGPZesGjOicgCDknpOLsjwoIzaRQitCicOAcyChZ86xG+Cia",
-	"bgbxENpqOo8EHJ9IAFLQKRSqFT7se5LiizauN0xDixPqM8NKrBnxkWl1q4ciYJdUKTbnln9hSAfLYlz1",
-	"k+DIC5M6kC8sw71VgKeNTCFJdJDYMZsWG2yBuuEJWyScMXkv1iXUsaGuE8X9eYfoyMx9apgHYvDyjEwL",
-	"yq+aP9hKlrkUVWnvNz3govn5cIeoRb104na85dSvXLAgLt9t2RPy5BZXo2G+uuFvgIKS6U0awFa+tyFN",
-	"Jcjy1EaZN4iFmgNTdbxjIFbSFJZFJAI6emhTsGfFvsYKI3vKYAFCJSoEcfnQlsMfQXpaN1gcALeQl1sk",
-	"3n5S650lDy2KF7PR6W97yKA3W0/bl1H9HEhErMvpOn4DmFK8WojdEdATR5Tt18Zzl5J6330HfGoMwPbi",
-	"Ph6RnvYqHcckVVUJUkEOeXqKZOGetjFcI4gWVJEpAJ9wCWVBM8jHJJXwOxJPeooljyFtmXdsyuIUMqPH",
-	"uC9azdcbpz63Nhk1O8AorP1u3HJ1gvv2srlT2hK/fHPndR0YsiFbvLMLGrSF/4eV1yHLWkCRk9UCM0Qt",
-	"ZM8InVqB3TJUgqgx1fF7uo19sk2w1+Z8zajbJFPL9x2luJdnz1jM2t+BAXg47O5DjknTbZmdPTg0y245",
-	"4LmmekOi/XT9JFA+9t1/WweKeuiXZbVnlrP5e8E47LGPC/+Kz5MbStgR/ChizlnRaN67jfIZLJiE8AxO",
-	"0gLElgu7CI7fzQjJrkC/5jaXo07woutRMloBxL109qVbYaffyQ/4iWi+gTFAHvN4nrDUxtIEcvDPf/7z",
-	"n0fPnx89enTobVF0hditnRFYlnqNRqio8B0al4xmMfzu3svNmNx3vc4lB7Bv7SSAQQPrHW/YwXXgnref",
-	"1B3OPh6eOyGvLx4eDui3u5slaMRGdrAQEqtKy4KuraUbRIJ/opzcT3cFqAeiXWqTDdIurOsneHGCjm8X",
-	"IPchX/QLGUC9evKQfP/Nt/8rIXCjgedhP5wlLKdGP8b6+iaB3UhF231sj/C4+REl5IyyopKgwo9lmmhR",
-	"w2pLr5JITD0hKRf6ciYqnqcE0+WohkusIYc8dYpRnWow+PVopusAYB/flAXltImqM0VEZkV8BvtE+S+M",
-	"dpaQJc0WjMORsRoMsFW1XNIm+9DBbfjDEc30JcgjDOQGbUXqC9g5h9thGIZ4bbwowvF8L6qNpfmkpIha",
-	"VLs+FN203yNsM2YAGK3SanzxXQjeaLIEyrVTwhbVknJE02jqx7Aubzb748XFS2IfQLSN50JopmONCCwT",
-	"6NwdpryKGXGls/EEzaifo+4BpmIfOiMpnYpKn6L/I7VWuPAdr9wRlth2Su0D6q4g91JbY8izVjUdaWzg",
-	"SgHOxOMeiJwBQgSI2mcwdVpHx+fnLNdGqEGRB5zX5bT8dv/N2Mi0eAbOIG79ulg3X3Vu6FmlYNdkzVc2",
-	"7XUwcLY5A/gBcb+7FF0MobiqZ8PoWt0B8cHtEqa14pvolnstKeLlUDaeFklzrajMbR26MV2zDH3UtLC9",
-	"H9RZnbEILtkxffX4/PHF5avHL1+cP7148eqfaZiq3/0xos91yzDcznY63WCh3GDob696rVYjDaoNWcqm",
-	"MxLamAr0bRTsodKSTaFIPHMkCbV99HdP5qwGWys+sJ0UyWohFLQK7mv3x2iPbMVt6ZmvRAEDmQw2LIq9",
-	"m3KBPheaHxn2meIPimTU+uLR5eKrDs7cgyvJNLgnJ9w8in0+0LnRsqHMy7ZRZlBTpQzvzpeGjO1aS8rp",
-	"3DrGVDLhtCxdhbCqO50E/VJarp5632j/+q2NkhEuELV+ztFPFs/eDDwj7SaG3+3G8c7XPLOFcRsSEZ0e",
-	"6kI1thETqUpsaeFKXWpP9YKqTrng5rytmN/pQZZBqV3CPea/azZlBdPrs1bVLi0Eb3JwrNTN8DA7hRy3",
-	"FEniaS+zSovZLCUHRh3GFqe98snDXv2kwcPbeo6iV/SyKor3WulqdvjllLluTwhwSYsYUIqpL8XaxRDb",
-	"5G6hoYL41DvGO7G8aJuSHhDdcH3sm42oMFgFG2Lt7Wpgxx6vz2yDURUrGOYZkHRB1eVSSOz/RGa0ULBj",
-	"JdXWWt0L3NzKmCGe2G0BkLYx1iB8UONUaViy1flovuNG/Ak2RcpmlcQOUeb7Nli5oky3U+parUpQg43A",
-	"3tXqdn12VGWuTWSrbPfM+aOX2C1oQTlJ0UZOd7YFw0ymfep49+0EuiOs1Zpnl/a5yyGxtVWZ2L1m199D",
-	"0qGJ4NLjexomvA2Wwe14sFq0efC22pIh1HoRopQWNqx1hsqSUdyXpV6/F6xpx2d+exMJN37WzRG2Rrxc",
-	"wk5m1F1OWF57ixyTPDNSxHbuarqlYjtUVIoVncHWe+wa7J09Ja0eCf7KNyPlrXsi7MFn6UxjIT5Tu2e4",
-	"JCPrKbgcxFxbvqOstbUCCd5ib3IL/fVLQObLXW3KbqUOYY3Qe+5loCqsx206PwzVVbvDY/2vUWvjPqoV",
-	"lZzx+QYY+fdd70EiYUnlVZg56uOJ7wd4Br9+tbvaGtvbnS+3wTaE137dHeu6/uF8bQ6IgUPp4Yufnzx7",
-	"+vAi7kkainqHeT+ZUXZsZ93Nvqgt1VJ5Uyq1yeg/XysNy7i1R2W2YBoyXclORR5d5iGaBrGSMuY6fSbm",
-	"WCvy8OVrRer2jDbFrR72MFBXptorF4xXN7sam+ZoGxvBYWn1NsRsCs5d5tCUqq1Kd6sK0pAvsrWtNNDY",
-	"3qjCmANsp5v6BqNgeI1pERuLUHevIu26mYaKQF+jU+O8dqUP1kvUF+sIddfihOiiCuQzpvRTB7UOKdvk",
-	"sX3C6qzt4qoqFo0D+UEa20Bo9vfSPXtuwwB71/DaHJd9DrF7NQWeLpxXItCp3wAuXH/oAvwBrW4TYSqd",
-	"tl4Rf0zt3wqKB5iPCto4OHaPGeCR2eDYlJYayPI6rF0PFbArWEvIZdzGw2pmE4bEBw9hfhzevk2vJlrs",
-	"qNeYl7aNV+k2Au0vOuR6Mb+eA/DdsSrqRniaj1rf2oYhngTiKXuUu6oQ6/PzIeF66o4xve0UgEyza4jE",
-	"nPGNrW1ocgxgZ7peQQHwuCxyT+ycFxIhh4hS2IZ+N2cdu3DhEZleu8kqRRHOH/qqjpfvUQYXvZgNmv3+",
-	"vPO2nQl29u73uFMM37pNdAdjeN3hRGE4L6nd7LFausHI0HBSgKqYtdJxfNtCrHB+m6ivdKgkw3bSvXzP",
-	"5X5NP8b+En2Yoi6TVZLp9bm5RqdIYROgB5Xtbmr/9cTjyU+/XoySTd2F6nqL6TqMYLY7G9X98tEDhis0",
-	"R1toXdoOycwper0eIfZk2C58Ydu3L6TgTNkrWVRTQ1QvSuCGdT/mCpbTAsYE49S+VsaGcHxl0IQ3dXn4",
-	"1TXJRFFApsnBJMw/VJPRocchJn3DoCDiYzEM40m2F73rQLqkORigYIjDjkUoFIzJg7BtfidARMpqWjC1",
-	"8AgAOaFlOeE+ZHSwgqn5S2K90DnMGGeuv53tR4k9M3gOEqSy+4YbzBCyjXPxhJDbLLAJn/CHgl8Dt+4g",
-	"O25sIUU1x1QxK4Vc9+FT8/TfyGNzmqBXWWXWIukxLVnqmrrrwc7W/bldpKbZjaO7cDReryW2wTPGfdTH",
-	"qBy0qMB8lPkqAP+xb+59Z8eNkbTDVuxMq8Q3W6eVXhh4uNwDWXE1Nuc+N3QDrV5wml4BoeSnXy/a/boO",
-	"Brpsjcfj9JCIqaaMQ2622Q37d4gGm3erTJSgfJdbwbHWpAY/lbamzjBU6xox313SNbb+IUzj5jFVwzqk",
-	"06Ge7ynJRVbZVtIHaSv9LD0ckx9Asdymq5gVlKY8pzKvk8ksBVEp126+UZqQ1HEnbG6EXUMMgMPwH862",
-	"o5lOzDep+aq5RjtgwQZDXT5OwAQevHwalDT7EKZtJMhpyUano/vjk/F9O5ptgSzOoOcxhk2PG2fDMUbo",
-	"UWCKWMump1ICLoO85BHm0bqIZbsel2lFFkyhVxIpDh8JG21Snk8445l0vbr10FCOhChhPVyea9nkgnqA",
-	"QpEHT0/4HDT55uR7smmihnXOMWljOIZ5jonvy0uuAEo7xtHIsaqccEkxhoFxBAmY1mD9JAKLQ10Zp9uU",
-	"IlyEqRBW/V6IIkcnE8aQJtz2uGgCw445ej8huFwJ8hpD5kinYZxcgh0UWU8T8YkmE57+OfFZIZPRKZn0",
-	"kkomo7cOk2qiMdaFjaF3ckZG7RGlA8U1zSPH4djEt2+sZAalfxD5+r2NEhjI2nnb1gS0rKA7JO/eycmH",
-	"24XTNrcPnMHCW0ldZtUHnXfyjT1w7O0aMMfBnDh85evtr7QmaOBL97e/1MwxM298vcMb3TlO5r173+2w",
-	"vc4Qi7fJ6NtdINGeXhYqh4j7oVr4m885MViuvO03emzu1do03cyYQEHCfyMfcQX/Uc438nVKv40euLXe",
-	"Jo5xl+WRZQbHQXO+OcSMrnqkHvYEJNiGKSGu/RHuxHc3JFPQKwBO9Er46q6260IlyLSLKvczmt10Pvyq",
-	"EV6YgG0/jbK8/jauHuM7c9B1c/SH7jA9tjNQuSS8hmS7VNoxn959H8RfSpZdKTv0yA6EINgyLTAqYtN2",
-	"g8qy4UmxO+ytHkA6uLN2O32qyUwUhVg12QPp0B61IYw9t2iLCGUFSb1Fn8Kom5iWQwC/LbgGTtiMMGyM",
-	"w0XoqohtDPN5YNXamQP+6BTzHZJI76tbCJgPxN+b3qMDHN0PrzIqSU04C0Di8eQyHn3eTPjkm+1v1OMQ",
-	"PyvuO5AK2GHHDz0FrkSgQJFgMkvNYT0LinNZnxN59C9WDrJajHdYYsZg07VTC43At3mRQR9cSz3N9Ogf",
-	"6lF+yuceNHP+XNAyxcF9te3YY6V+l/Vh/puV70GF25nCHHDeecakuyYHxIEhho+Y8tmL2zQk90r4Bq58",
-	"7+S7XZSQ1qjNz5k6v97hOLEpk18gZT+pG+6vFqKoySkgcsaxtfB/P33pEWl/cj/+0xjMbwcpPjU/p94L",
-	"N2MFfKVs7U9v/hGhtcui0xPedfWlitAJV4zPCyCvXz0jCuY4QftAFVQtQJESZGYw3w14whD9/7z3JD0c",
-	"k5fGrrfcpgB6HS484RQzQ2w5vDUZU9B0nsYmSrozLKhaoIuJ6gzzrFI2O+KCw5F1EU342ip+90++uRXv",
-	"iiiCPe6Fo5O2qIL2ySMJBUUEwPEL5gaSHrgYN/opBw/YWnNxg6O84mL/tfu8tk36FWp5zVyIepBoXMcy",
-	"KhjQvOnDj0fyaScfT8l6OvtZcHhuB/V9UJ3svY8ndvjrluuIDoP1fSL+P5UweOpHqhnU7w403jzZ9pZi",
-	"5L7l7/EzWMpzRAlcM70mms7DwK6fpL+g6uOc86+kyP4bicpH9dQW7nDL85daWO4uGcOhalGR+AqjX94r",
-	"3FrOsjMnDut5NTgFm/I2YqKYmnAnpzx46iTWdrFoM3GL1gW4tuiqJ7V6Eo9qGyMhc9Aozeq2ADQYSjzs",
-	"sahnxr2Tmr0bj33oExP2ZeEf0k6OTM+Lc+Z6RGAMHfZhYAE39BnG4XidzTxskOnW2/tgjLe777pPzh7b",
-	"/1j89Atjcc+Y813hTMkOht2GzZWVHbQZj4PZGjtFaGhd1Gp9VWhWUqldJXVqP5kmvuQbrCeyoGtkMzyf",
-	"cHSOJs4tLCQ+YbOSOawaH4HLOA8jxLUjjmrIz0ilDNdUK6azRXfkZOp8D1THmJo5cQOUDxf3qcFzbA59",
-	"5HvXNWjfzWnF/URJtjGsWhfRShwa1B77qSAfNXwUn2G62R+yoqru69nFjdFdtOfjR3teu2JnvIm+f3F3",
-	"dmMJ9vhP9+LbkPW0yTRO2tusZN8FmHYsziTwSkzXJA01Gx8QT8mBV4kwj2UyIn+bjFKypPIK5OGAFR3W",
-	"MuxhSH8u3v9ui/UBwmwx4lUdEblz+n9EInxuk448Y4ylW4eulN2JMpzHHDV1frZOHOwtdhZx6hPUTOVV",
-	"4wTT0g6UqKlovNG4+KWJU3w0H/4txVi91QilnLd4jg+K3SmymxTZQXTeGrRq0gyObaLjxpjVRRCswv7c",
-	"EujSaJI4whS4lmvkbuaPLj3JKK/NKoTlcSRu9vEYt/GFxqI+eBDqL0gJ5q0d9ncO8ppl8JrXRXS3JKIk",
-	"Lhlqx5f1RXmSalCXqk0hogaBB8gr9IXFDcUnQlpCChatx44jMXVGpycue9ybiO2x5acTnvooiVPLGveZ",
-	"owPb+B1zZ22j03RMkAFHOlFQl72KaZDdIe4TPgnSAYO8pNMmY7WV9ciBHHBgLlfS2KEDCW114In7mbAi",
-	"X3trOVr6mh4SmotSqwkPk6DH5IGNnVkXns0SxbQM1YRa6hKCfgr0yfcbWzCOydMZmQojuSX4gaFJWE2v",
-	"6RXgKNEMcuyGOOAt7I3i/+DuwnhO4AfKyOyf7xMlZcY2slmDDwgzTGTHdJFivXuC5r59P8gBtj6wbfti",
-	"GO/dSYY2DtuOwe3t0z73aM33OwRf+lm+XiR9+d6EPZXBnvTwo9ipHeUT8TdsFV5/tubgv90lqckJ0INS",
-	"KMWmxRo7xamMFpAf4hCsMfnV8NVUSDZnnBYpUaCRmIiWlV6sJ9xzaiAVd6XyUHeNw+YkEgeDuEj4qjPv",
-	"4ApKW8aKOQcT/v6SDmpo7M2am1d3C83sycpfOGB+8tB6gzBfKTJda1CfYWbWXYT6S45QUx5g2SA7s0gX",
-	"awFux9wU7ApI2qfslEwrXw/vGASGeHtMIVtAdtW89/iGKa2+OL6wUdlhPpQQeis3v5H7eBPGsUIvTiRi",
-	"YQv8bPkfU02pIuP4trFP4KZkzQbub5nXLwUmxaxxB5UC14i8rPuoNUTWHfkQPber08Sv+NO8G9kMqYC+",
-	"43PF4abEJDyjWL6f/GaDqEZIotHVop7mpBvoqKz0hhSkuQA1GNU0T6Rj8iCsapFA2HJZYc3iqdkOy43B",
-	"Zmfp+qi5A3/MGhuTpznmbilm8wTS4/RoJqFO2VNEzCa8AGz0nZCczZlWCUnHaULSS6yqJOnRLWxXss1W",
-	"nXBrgJL3Z39O+LY6xV6hfmA/sLCtW0yzsTrV56vX3MZE3TN4bHB0G18LdZldosat2Xks2jDo49q8reZE",
-	"263cJoj82cepdrASGxx96MdB/XUMxCjLt768Nqu3osxztqYD43aDsNKLY6y2H/Zh+oQ+s2RQ1J9gsl3Y",
-	"st9zq/Cpr5QV82scUjpGrowdTsz2YVk6qSGpBuKmmJASZJ1plefSfAv7SZgj2pbqZ4T6pyfcZ/xhAt83",
-	"975vbD/Qcn30YKZBbrIA7fE/x0Ln1iDyj+1Jq/TWtJRMAiZi0sLeYqgXfiSu8pEJ/Zt7O/CkCyGeU752",
-	"Z1PvwiCauuIb10C+mXBuicJPFcDULkNxrfig4SYdanc0O0zv9dRKpkghxBW6Z2yBaN3ywI+StwMOMsqN",
-	"ClUIPm/Gc9iaZ9/8Jbf6u/WXw2wGWT2hicPK7XxMXoV8wJpxthdIjHBb4z0+z0YFrYkonxkFP7BZS5ZZ",
-	"2znRATe/I+MPTMadcTf17H/775IyOUzIRu+1sX2D0n9UMJyO/4IDeWmfcbVRIJuG/Qk2JvG1/HxoOKLv",
-	"PsTkhC9BU3Q6Z6Kolq63geDg/o3f16I8KuAaCnIF69b0eddlKRYkc7u8Sxb4N0sWeJ8R/8dNZ692/w3V",
-	"IgI7OmAg7o8N0/A7cYqTdHXkOfEgyf10/uLnun0U0sQAcSV2KzNRGBW+RZxj8phmiwmvP2ObCHUO95Ui",
-	"NUkaUmRaNaTmm5HZcWBxuntFVz8pwe/o7o7uPgTdtShhf8ILP3f8Z3sK8tvj1uzljeVofapx/ckSYkjP",
-	"p3GetupycLR5Us8YBDXhTNfTu5JgXpXbhqvA3muOeccaZUpH5kNvbYnztDchIzjtQI52ZKb0F5iqPTTL",
-	"e4BVtJGgvrm7pO3Pg5NgzoPN1wsGzNehFD/p3SrMrYFUASc5X/Ms4CGGdlWLkwyyC2ywrIY14Y727P1S",
-	"ry8ekpyiqpu6Fr6XVKcTfmB+XQFcJcT3DSTPBc/pOmlyG1BSq5IahknWQCURdnTRoS358lPEyYKqCad+",
-	"3rMBgYUULm3XMQzWqACYGJG4luCCo8qTFVUO+YAa0J0Y//nmnA/Oth9SDuZzCXOKPv47Ub6NAJEC2kg/",
-	"XTc4b809Q4q+VbanOUSagOjWPDsuq6LY7lnuqQ22eDuoopgjTbkWnJ1Ja+TAthDH1NClpSr7CDZmcT3X",
-	"DpMN48Jcfz6yNILbTQozdD3hJZ3XnU47rACjnY6mMJNWLKdKI6kduNTb/BTbgKSHY8wzxUk0qY2Fruja",
-	"utSlNLygTqmy86ZIapH9Yl2Ci2qGQ/rSCZdgZHGmfbPQqtC+5/acXVuPghvKRw5ss9OKYydwA586qVUB",
-	"14cYLn1J54zPTx38WtPpbCsTnKXm08+CSW5nRiEC6nfiyu8xvtm9KZcNZucg0Tl8pbqjIl2jvMh0vGTC",
-	"u2MlhybsnTq26HwtdtimLfV3t76gikwB+ITnULBrkF6b6y7BwsGY5jPYHbY1AhDbx94lS7+fZGnlhjRu",
-	"U3c3D6VkKrCiB1rnNAS2X/NEdD4qTXhvRJVrOIUsY2BRZC3xbj3fniSjJb2xA9i+PTnZPI7tA4Tj92ww",
-	"8XEzzLtzXD+yL703OzSiarxwd29QwrHJf+f+vnc53nv2sWuxMR8182neVgBtMHGstrUprveYZgvHq3C0",
-	"wAKyK9s/39gLYsXH5KlLzquH7knbuFrarnUTnrZHEqaYC17Pua5VnAS9Hzm4AQMSqBK8nhlBXAYgB2V7",
-	"07mMMKOky7wApc5I2pp0l9p+7K0sdPO6E7sae/ngl+gMTvtdgDpjIlNMgvH5aE0WuhPrE46lGWk9SjK1",
-	"uQV4SS7p0glHGxa15VdOM+LCDu8mr6BSRtOkEx7ZgM1R8D1ktZXq8Zy4B/Wt5XYOQzHhTtXzsAgm7uXC",
-	"boJYO7TTJsIArP6eg86UqqbsC1XmIve6drBIOEoGcozQotpA+YSLSh+J2VFuFrSFABehza5EcQ3KzhX0",
-	"XjE0KwzmlaJg2TpxiKZsvRwim5/q6MCFGNXMJLQKm9HH7NUUAsFdew1ceLnl75lwP5XgIB3ytKWHd9rc",
-	"e9Xm1OJza471KXSXT5YH0Jt0O9RkhhpJZKi75ohnRAGQHtNHQ6khTsM2S5BHjquISmdieaf83Ck/G/IX",
-	"MfWklpptz8qwloMjoQZ9t4+bjgV23A+O3vHjLNPTXjGZnSNIV/WksiTIPZxwxpWmPIOkmb60YDgMKCy6",
-	"Szr9GRIvINy/D520hXzCHWOmOhzfbdNLhmJBOADm4/LPd/Xd7jxNsJ5u2h+Q3M9WKgqfb/Zv6sYdDpfQ",
-	"orAZex5AAQVZ/MFaj6hVcO6rkK26aB5Pz2yZ5RQyWikgSiyhnidpvhL48PQiUj1Vfwnb73+eQ4Qe1pvc",
-	"Syx//f7S9sMRlUORC5dgaYSyCyv9FZL2/1qp+vEoije+QrokB7TAD2OTKEM8hxFKbQk7N97nyOf5bk7b",
-	"tcVyxI3/Um4eOeruTaawMdSdx/yl+1tKDoTt66PWXPD1csJTUeT1z4fG2lhJweeRz/VNi69jwswexH/y",
-	"8+QJrS1+InV9x85zNfyRN1gt6q4J5OcVSbXhJx1WsYoVr69uO+0jExkm+deuEsD6virO/qjgjFBO4AbH",
-	"QM+xbVfcq7RBat/J6zt5fSevq1YDgjiB2ij/8Z++JOetpVHzxw2atn0gpmmjvBZSo3/Z+sofPntqB9du",
-	"ULibD95S4faMZPQFtmANac5lXfzlcvn2JtLPm9hsOs17UI7RaR3VjbuVYgrQk/JZq5/oBvwCtU+fD/2X",
-	"I7u/pqg7B00oFxirMmSEE8t21Eh3k3QGQ9C3KmFJGccgqNlJWDDKhRF7dSnpwTcn3x9ukmx3Mu1Opn1x",
-	"Mi3uh8WZPD2ieQRLoX0l5kbqYYblziq10Zyrypx+Esp5/3LxdX2UTyQU9zH9mgn+1ilzR7d/UYMxbMfg",
-	"2pNtEJ++Q+dwmZpNfgmik3U80ZeI4Mhyhs3PlEvFEEqTsqAas12NyTitWJHXBaHRxuyDI0M+FyF5vlYa",
-	"lm6pp3wmYjT3Ax4UBybh44RxWzva9IK7K/PY1BsdoTm1PgdZcZQzDvMQiQJk9rfeQ+cwFt9vev3y6Rcw",
-	"v6LZ5CYOf16VLgvSrCppVof3Ve2p8UWjOK71DgF3KvQzcHvw8mkEqujucvioSqBXahAhF0ALvdgwpQVy",
-	"RXx2HnUNNnz+XV0RYvtDEd9D9N7JSS9fJKN8wqXNT9Sq4ckGA749uW+fZ968Gaiz+9Hu9gPitF3hxT+G",
-	"VBVlxy4YPdKCbj1+50EP73HjHtc27l1WXGE3V0pyKIHnwLO1gT3H22aKVM1UiXGnC4sVtnXbTN2GSVUG",
-	"mOZu6w1ux/2xVxHCroGDqscOum+Nm7IP95V+Mcl5wHARjaLEEHwpTOrplB9MtbcWsJcPhxX+I2jGFn4I",
-	"ibb/lddhGkmrw1T4stVu+m+79jZm3XYBIegVACc5GMCoTl/L4MOY79X/7iNQWlZ2tpKxiTRwyjMIOvaH",
-	"J0Nu0//ID9hRwvX/kIB515lPYg63G34r6JrX/6K7jNaYHkVyprRk08pICy38mcOP1lN7IpusiitiG43U",
-	"+JSJosC2sUO7DBon9L/4oK5+xUTNnKrFVND2fdrazbdv3v7/AAAA//8=",
+	"7L17c9w2lij+VVD9219FmqVa8iO5G6lubcmyPaNZO/aV5GRn07kimjzdjYgNMACoVk/K3/0WDgASZIP9",
+	"kJ/J6C9bTRLP837+PsjEvBQcuFaD498HM6A5SPzvmeAauH7OVCkU00xw82sOKpOstH8OLqvpFJSGnExY",
+	"AYTTOZCJkETRW8anRM+A5GLBC0Hz4SAZqGwGc2qG0csSBscDpSXj08H798ngv1/clULqH0Gq6FRXMyAS",
+	"cClCLr9RJM0qKYHr61v7SUoYxxkVp6WaCY1/AI5KFlQRCTQnEynmx+bJiKeK8Qyaz8UEv+BwpwnjmYQ5",
+	"cE0LN8RwxAfJQMJvFZOQD461rCDc0UTIOdWD4wHj+rung8RvkXENU5B2jxf1Bv4KHCTVvVtVIG9BfqOC",
+	"PZNp/Q3ZU+aoqSJp8/y6eV6fxVjky/3hBy78fTIoqaRz0A40TrWm2cwcz3m+uvzzHLhmEwbSHymt309I",
+	"pSpaFEtCA5BRVTbDzTyZPKbD4TD7fvhrOU3NupkZsaR6NkgG5t3B8aAZ7Zrla7cGd3ReFvjNOHv0+IkZ",
+	"tdlgAHwW9l4KOb/CZ90t2edE8GJpNqQQyufEDKTInoQSqAW3+pwsGsAtSFrgBcBdWYgc/CJxX79VIJfN",
+	"xsyY17i4cBNMwxxPfU7vXgGf6tng+PG3365sIzEvnNuXHx0d1c+plHRpHiu9LPw0g3rT5zwrqhyeQwEa",
+	"Yrdpn5PcvkDE2IAmQpkie3oGTJLUPUxJJopqzglTxGxzv77Bzk6ZHfTafdfabw4TWhV6cDyhhYJ6G2Mh",
+	"CqA8uK5Lg7699CK8staasxnlU8gJnZhr0jOmiCMBCV4a5RHsPx7xkiqFd5z+94Ed/ODHDukoJdwyUSlP",
+	"MsiZmI8ZB7JgejbiaWfb/9ucUUq0IAVQyc0o+ASXqYWwJCd2fi3KNViLzXPG2byaD46PoiTpfPKD4PCa",
+	"6mwWOUOumV4STadIN83RAJWFwWwJqhRcwQmhZG6+JksGRa7Ik6On9a1bbhJc++SACw4H+MEGfvBGsinj",
+	"tFhd1VsJE7w5IBUvpchAKchJVSKbISmeakLSRymhPCfpElRK9ihfkowq2CeZqLg25Ma8eDLi9ub8MJko",
+	"lwZ+K/PHYgaccEGEWwzykRsodf/V+FcHcUJk5oySoHcKpB2iu98fDIl0EFYpkIRmuIUe8lj5gdZRxgj/",
+	"fZPDWcG2pukZLQrD4zP8hjCuNOUZnNiD04JIyITMSQnywL1TSlDAM+iFj7sDkYN7+4Dlg80rXisu2IG+",
+	"qfF7SE45EfgGLUh6mx6mP6ZmVRN2lyAc/yok4dV8DDIxm2zeLpYjTkkuNIIU5Us9M5vfSx8hpA2P7D+P",
+	"h08OxqCp+ev20fBoeHRAi3JGh4/T/SF549iHnWjE7UwG2IwQRqUBOKZnVohx/D8AtPhpNURgGz6IaxoY",
+	"fq41SDPq//359sdf/vPno4Pvf/n3vdFoOPzL/n/+WxRCd5Be4kKLDu8kp5qSMRSCTw2xG5KfzHkrhCVN",
+	"5pXSBH6raGHx0x/HiXmo6Q0oc28Z5AaeiLg1WNErCxkhiEwMeVp7ms3XB83XWxLXR3GxyVPJjtR0Jvik",
+	"YJk2v2ZWzDb/pWVZsAynPSylGBcw//dflT3jZhH/JmEyOB78f4eN5H5on6rDt/ar56ApK+wSOhSd6Rkg",
+	"j2ukKA90TBGWG2ikhRGVl0RpISFPiLDEtjmfEY/eqr29nE0mIJXlGOHdkb00EzmkIx5elKEJ+trDbpqs",
+	"okAIQk6stZe3b68z0Fn6LvEeIvaJ3Q1yANyiuzM8oHBJc6aQnw0HO0rV75PBM5pfwG8VqC8AChZPcXKz",
+	"pzktzJqNhCfJhLJCkVtasNwdRgpSCqlSUjClrRwkJhPguSGDE8v68axuuFjwoZEvvxyUh1vz96YCwEK4",
+	"JkpTDWTPyHyOQCZWATT81kiw9MZwAAv8BVWa0HzOOFmIqsjJGEghlN7Hrb4UcszyHPiX2avhxRaSRWG4",
+	"y5JwoQ0jtlgtSgeruNZzbig/LV6YC/0y67WYh1BmBDcOdyVkGvJieUJy/FIRKs0BT6eGAJndSNCV5JDj",
+	"Hn4Q+qWoeP5llk/zXFphUYISlcyA5AIULhPumNK4xrdUakaLs2Z5PSsVmQZ9oLQEOm+vtCYiY8YpCpld",
+	"rrwO9CEn46UGIo2+48U2o3QP20TTrfDgwrzXw89xCLy2HCUgHKoqClKgRjrcSdh8j6ezNOL6lRCvqLTT",
+	"fjkagQIC3GUAuWqzHsX+CaRgc2bvFI/oB6EvqWZqwui46Duw2BUUDBQRlVYshw+4jODcw1tN0IJiplPk",
+	"L4ej6ujoSWbfwv9Dut4CZ06oEfAuDFe+qG/0y1zOehlyg7RhqIacW8l9DBk11NCIPYaEM6Ul1QK1WNAd",
+	"4WZIrpzhDI2MRmIhTK0VWmqUsBdJMiqlueseKebE2h/dNlDUzZnKqETeK+FgTBUQpmsheSIkELXkmWG2",
+	"dEoZN8oESc1Pbys1S+2AaBP0IqcTpCgXKPHZjSSEFkrgZqU2ckyqJeVqzpTRIa5ZnhIJVvPFj0fcnq9Z",
+	"pzmRXQSuGAC4Lw/jqgQCwiXIW5bBO05vKSs8hn1e8DslY5rdgLvUmn0SjgTCiAYwL4WkkhVLUjUrRRpx",
+	"JcRrypdOrlNfAHmEIHPKl0bEh3mp1QlZUKbRuIXyjVU7xYQoyAQ3O+IkvQAtlwenEw0y7dCk4FHEBeDG",
+	"0MLO4qBVy2UDrNtwh7Zg/I7TSs+EZP/8UuRnDFSCJFoYIdDIxwZH+DQhjKNcTFBsLM2eTvBo00JMGU+t",
+	"DJlJQIsJtZLMiC+k4FP3orVAvqVKLYTM/ReCTxjK39ZMoknpXjCz4+cG+8zZlFNJc9iCOu92LM6W8trp",
+	"M30Hk7bsDqmneeER1boE6o5Gnla1ecV95yiWFQRr6UmVQG8sAfZEfobStoaiQIqIBjAtSFXmVEOEHqkl",
+	"v5GCV6q2jKxX/rxtaEcJ5r1/bFX7t+fu9M75RJhfSmnIhmZW9c+hlJBRZ2DvWrTNzAVQBc+phpbcZ/Y4",
+	"iFj6g62t2mmabfw8CK1DzRRJuKBf6vHF+FfItBm/2Y+6cPxkdVPO/9ZjexNcS5rp8L693M+MrjU3sEfG",
+	"S+Ls/cM1+1QtP8g6GO5cxPuuFyR+PGqQ1LuJHkdZPqt4XsBLVkQOYkZVxHh++bfTg8ffflfbSy2KJmQG",
+	"dwS4Ycd5dM9zNgfvhVp9KPIrNl8FkgPN5lFIQdvwqgmd6hlhvBZEx7g7JzKkhylRUFIUkVR0jUYs3tbp",
+	"GZ63s1Tj54k9t2DDzfbWXsJrytnEmUzaF2HE4B1gpXWr71cdZk6egfxUb3/gcWB4zqZG0UBDJZoTWO01",
+	"VyfOJWUNKGBtmegcdb8PN5CAfndBiHxzd2zEvj6Ojtu5L3ugSUBGwjNxm117WUY87Sch8+Aqt7qq+u4N",
+	"LoBSdAqbiaB/MWnmW7vmHwOq015vlB6tXM12JCe6hNoo6zcamAc71Bf54zWLOGsutRFGCVvx2TittHHb",
+	"RCErakXf4GHpMaGyKUdTW21FbYQF5abfyaaedDyf0UWtBoZ03bMeDE7IEUpkBuesR2f9io42ErjmVrpL",
+	"3fa6N3Db/q2fVVIJ2Uj5cKf9hRtFth3sEt3n6mnXqs81ehw3omm9nzf+wzP8LhxKxW+toBopZK1slUaR",
+	"9r76IICE8ZqsCZmDRG/iVvR+dXUxqt8L/luclxaaFtc+5Onas8lu0NTcQGRqnqYNS/BfNUegcLNo0dnq",
+	"vrqw2IGYvq217mY9mDYHtwKf7aicGFl0EpCNcFk5ldeQM4oRNWQvchQYyLEfpVf1cVcyEi3w0wyMOirI",
+	"BHQ2q61lGyapz7qSLDanKHvp4k8zFwvU1mByYaUro8RkolxiTBA3VOXnegcomBegQwFoVejqQBP7J9Rg",
+	"su2u+iG4l7w4pkioJosZy2Yd14KLsMsMSub3gdbmRJMOLG0JkmeeQnXEodraEZ7IhADNZuSG8dz7FD1T",
+	"MIvvam94JxFbRQN8UUtGbOGVXiMPWYOCOtXReCYml3VEXZaBUtY6gVTCm3KQzOMr7zi7I1AK65nc4uol",
+	"TCSo2ZUZM0Kj0RCC9ovwxZQIP2G4JmcaiYuuOj7Dafi9FkZCyNGmfepMQXh5x+SZtcxYCze+HRi410uC",
+	"dubOVpPg2GOw9qxiRR7X68fm0bVmsbCdn7zMY503iCDm/bjQlYn5nEWu/dL6l4zkUkvy3QHR+B0ddSr6",
+	"5YW/CqKFKLIZZdwG7XjRAXcVP8yVwzlDDv1KTCMSiw1q8Su4pj1cof3WOPoWhkY6dShuQpmL3Mi6+bV5",
+	"dXsl8KWQ89f4adYrEXBY3GPU52wyicsXc3F7r3X2jVixdUfTf2veAhnoGF2aQzNdLIngqFF6wbq2XNr4",
+	"OlHkzS/ozRhDLd5HhVj/eo9S4b3ZXUNoi475H2Ngz2ERThH7Zs64D6Z9FOPvzZ4iOLnkgi/n0SNJrFtq",
+	"bAO9UrXkNykxyE15flAwDoHmtcVeOvQr3FiMVJ1JoBreKZC9emP5YQcjhbWArYPVC2HtKVUQ0rh22M4u",
+	"gwjGYGE4c2zTz6mmY6qgx/Tqnl77lfSo62GUXCmUnkpQvxU7WV68iGTda+j7tZK9W4Kzf25JWV9idMQF",
+	"ilQx4ppDr+YvgSrBiXknaYLrm3Ceaxt5kUZ5Bvi4kIhY6z0RTSyNFfmiAzGew13E9uiySRqjBMaJOiks",
+	"0FjtAxWuMlRNm5juqBHkqh76G0VYnlgbBNNkZoRjDpuFBbv+xB61P5cYAL5kUOSWpMZsklDka+FuG1jw",
+	"1H91eCHnOwzSYnWrOlyeG8aE0Vzbc6Zg9xHmlAkJjj31OD96thBwyo+6IPva+iXVHDXflqP+FUQhsl6V",
+	"0OiglIeJCCsKE68K5+623qfO1WRZJWm2XB38b0Y0FpirUPEMpKaM66XBpzlo2TEd5KIyU0RtWtYvbDZD",
+	"C810FSMwfwM2nWlCx+LWkDNKCriFYtNk3a31Tnjdv80fzVlk99/kxjUUtG/Tz2EqAT2Usgm5gd8qqoXs",
+	"mZje2Ym/PwpWcfB97LALwacbJgaqtJn3rxKAL1hHo1ud9dF/tKbFP1fmNVqL0nRerlFdfOYfmbA7BFiM",
+	"iWzP3usMSQZ3B1NxsAVl+hvQQs/qgMSOTryeHxlW5gy3qxYTTXVlB3GWli4RD6hx/3G0/MVZIbKbLU+g",
+	"y1HcejwvCSf9pfdY3vzX6pmsbkzcfL5drRGB+lzrW55Ls9xmjtjJvBJTxu8t4q5sJxRUdxdNYwt8bV1O",
+	"oaWnY6234R7US0IUc0Bsih3NtDu2jrdsV4dXbGVvGha0uqo33GU2qmrsgsJWl2Ejc2IYKWqGZgOnmqka",
+	"MZQSf4bDfs7QXA2K7r3g9oaTslKzJIwuCH2etX8Ks7oMActBsluwecCYvkhS7xMZcaZtnHdZFQXk+ydE",
+	"zJnWNiTerNTmBxIOi3BvQ/LOpTzloCELQs5teMqK6a1n04Fwm6Eel1/TiFKOOh5ukM2BtDZ64kPbjV7u",
+	"A6bNoa8423al2gnqUT3xqELOv1GEcrUAqRJ7yX+/fPMDsVCH4M2XRM1oGYrdDibbE/6qBB9e0IVDIJy5",
+	"LzX1SlbgriSSnUr2KNFiPlZacAg9B4Gcl8Mty6BXf7CPu7DcktyIxZCNcNzk9q512Nu0Yqcz4kTANfjM",
+	"sCiTw5H7A4KSwbQtmq4TnUMpdgsdy+YLHtQxAYHLOSEVZ79VQGgmhVKEFoU7zp6IkiXPaoCPgun6I+4D",
+	"W02nEYfjSwlACjqGQrXch6uWpPikjekNw9DiiPrKkBKrRnxmXN1ooQjIJVWKTbmlX+jSwbQYl/0kONLC",
+	"pHbkC0tw7+XgaQNT0kp3bwGxIzYtMtg66oYmbOBwPqO/9g11jSju5y28I5Pe4gBXs6AcwAkZF5TfhPUB",
+	"qAQylaIq7f2me1w0j/e38FrUUyduxRt2feGcBXH+btOekCa3qBoN49UNfQNklEyvkwA20r01YSpBlKc2",
+	"wrwBLJQcmKr9HT2+kiaxLMIR0NBDm4Q9y/Y1ZhjZXQYTECpRIIjzhzYf/gzc05rB4gdwD365gePtxrU+",
+	"mPPQongzGRz/vAMP+mXjbld51GoMJALW9XgZvwEMKV7MxPYA6JEjSvZr5bmLSSvjfgA8NQpge3Lvj0iP",
+	"VzIdhyRVVQlSQQ55eoxo4d62PlzDiGZUkTEAH3EJZUEzyIcklfArIk96jCmPIW6Zb2zI4hgyI8e4Ea3k",
+	"65VTH1ubDJoVoBfWjhvXXB3jvj9v7qS2xC/f3HmdB4ZkyCbvbAMGbeb/afl1SLJmUORkMcMIUXuyJ4SO",
+	"LcNuKSqB15jq+D3dRz/ZxNhrdb4m1G2Uqfn7llzc87NXLKbtb0EA/Dlsb0OOcdNNkZ0r59BMu2GDl5rq",
+	"NYH242VYmWjX9bdloKiFfl5WO0Y5m98LxmGHdVz5T3ycXF/AjuAH0WJDhjWa7+4jfAYTJuF5BjtpHcSG",
+	"C7sKtt+NCMluQL/jNpajDvCiy0EyWADErXT2o3tBp1/JMxwiGm9gFJAXPB4nLLXRNIHs/eMf//jHwevX",
+	"B8+f73tdFE0hdmknBOalXqISKir8hsY5o5kMx915ugmTu87XueTg7FsrCc6gOestb9ida889b96p25x9",
+	"Pdx3Qt5dne33yLfbqyWoxEZWMBMSs0rLgi6tpht4gv9OOXmSbnug/hDtVOt0kHZi3WqAFydo+HYO8rpe",
+	"34yWeFAXL8/I90+//V8JgTsNPA/r4cxhPjbyMebXNwHstqpfJNBknXvcPEQOOaGsqCSocLBMEy3qs9pQ",
+	"qyTiU09IyoW+noiK5ynBcDmq4RpzyCFPnWBUhxr0jh6NdO052Bd3ZUE5bbzqTBGRWRafwS5e/isjnSVk",
+	"TrMZ43BgtAZz2Kqaz2kTfejOrX/giGT6FuQBOnKDsiL1BWwdw+0gDF281l8UoXi+FtXa1HxSUgQtql0d",
+	"im7Y7wGWGTMHGM3Samzx3RO802QOlGsnhM2qOeUIptHQj35Z3iz2b1dXb4l9AcE2HguhmY4VIrBEoHN3",
+	"GPIqJsSlzsYDNKN2jroGmIoNdEJSOhaVPkb7R2q1cF8w0W9hjmWn1C5H3WXknmtrdHnWoqZDjTVUKYCZ",
+	"uN8DgTMAiABQVwlMHdbRsfk5zbVhalDkAeV1MS0/P/llaHhaPAKnF7Z+mi2bUZ0ZelIp2DZY88KGvfY6",
+	"ztZHAJ8S99yF6KILxWU9E1s4sakOiC9u5jCtGX+JLnmlJEU8Hcr60yJhrhWVuc1DN6prlqGNmha29oM6",
+	"qSMWwQU7phcvLl9cXV+8ePvm8vzqzcU/0jBUv/swIs910zDcyrbaXW+iXK/rb6d8rVYhDaoNWsqmMhLq",
+	"mAr0fQTsvtSSda5I3HMkCLW99Q8P5qx6Syue2kqKZDETCloJ97X5Y7BDtOKm8MwLUUBPJIN1i2Ltplyg",
+	"zYXmB4Z8pvhAkYxaWzyaXHzWwYl7cSGZBvfmiJtXsc4HGjdaOpT52BbKDHKqlKHd+dygsZ1rTjmdWsOY",
+	"SkaclqXLEFZ1pZOgXkrL1FOvG/Vfv7RBMsAJotrPJdrJ4tGbgWWkXcTwu+0o3uWSZzYxbk0gopNDnavG",
+	"FmIiVYklLVyqS22pnlHVSRdcH7cVszudZhmU2gXcY/y7ZmNWML08aWXt0kLwJgbHct0MN7OVy3FDkiTu",
+	"9jqrtJhMUrJnxGEscbqSPrm/kj9p4PC+lqPoFb2tiuKjZrqaFf5x0lw3BwS4oEV0KMXEl2LpfIhtdLen",
+	"0SpX/WH+Tkwv2iSkB0jXnx/7y1pQ6M2CDaH2fjmwQw/XJ7bAaKySPNrD0xlV13Mhsf4TwWrUW2ZSbczV",
+	"vcLFLYwa4pHdJgBp62MN3Ac1TJWGJPs69lsuxO9gnadsUkmsEGXGt87KBWW6HVLXKlWCEmzk7F2ubtdm",
+	"R1XmykS20nZPnD16jtWCZpSTFHXkdGtdMIxk2iWPd9dKoFuetVry7Nq+d93HtjYKE9vn7Pp7SDo4EVx6",
+	"fE39iLdGM7gfDVazNg3elFvSB1pvQpDSwrq1TlBYMoL7vNTLjwI1bf/Mz79E3I1fdXGEjR4vF7CTGXGX",
+	"E5bX1iJHJE8MF7GVu5pqqVgOFYViRSew8R67CntnTUmrRoK/8vVAee+aCDvQ2aAdwNYRLsnAWgqueyHX",
+	"pu8oq20tQILX2JvYQn/9EpD4cpebsl2qQ5gj9JFrGagK83Gbyg99edVu85j/a8TauI1qQSVnfLrmjPz3",
+	"rvYgkTCn8iaMHPX+xI9zeAa+frKr2ujb254ut4+tD679vFvmdf2Xs7W5QwwMSmdvfnj56vzsKm5J6vN6",
+	"h3E/mRF2bGXd9baoDdlSeZMqtU7pv1wqDfO4tkdlNmMaMl3JTkYenechmAa+kjJmOn0lppgrcvb2nSJ1",
+	"eUYb4lY3e+jJK1PtmQvGq7ttlU2ztbWF4DC1ehNgNgnnLnJoTNVGobuVBWnQF8naRhxodG8UYcwGNuNN",
+	"fYPRY3iHYRFrk1C3zyLtmpn6kkDfoVHjsjal9+ZL1BfrEHXb5ITopArkK6b0uTu1Dirb4LFd3OqsbeKq",
+	"Khb1A/lGGpuO0KzvrXv30roBds7htTEuu2xi+2wK3F3Yr0SgUb85uHD+vgvwG7SyTYSodMp6RewxtX0r",
+	"SB5g3ito/eBYPaaHRma9bVNaYiDLa7d23VTAzmA1IRdxG3ermUUYFO/dhHnYv3wbXk202FKuMR9taq/S",
+	"LQS6Ommf6cU8vQTg20NV1Ixwng9aY22CEI8C8ZA9yl1WiLX5eZdw3XXHqN62C0Cm2S1EfM74xcYyNDk6",
+	"sDNdz6AAeJwXuTe2jguJoENEKGyffjdmHatw4RaZXrrOKkUR9h/6pvaX75AGF72YNZL97rTzvpUJtrbu",
+	"r1CnGLx1i+j2+vC6zYlCd15Sm9ljuXS9nqH+oABVMaulY1e6mVhgd0ZRX2lfSoatpHv9kdP9mnqMq1Os",
+	"ninKMlklmV5emmt0ghQWATqtbHVT+9dLDyd//+lqkKyrLlTnW4yXoQezXdmorpePFjCcodnaTOvSVkhm",
+	"TtBbqRFid4blwme2fPtMCs6UvZJZNTZI9aYEbkj3C65gPi5gSNBP7XNlrAvHZwaNeJOXh6MuSSaKAjJN",
+	"9kZh/KEaDfY9DDHpCwYFHh8LYehPsrXoXQXSOc3BHAq6OGxbhELBkJyGZfM7DiJSVuOCqZkHAMgJLcsR",
+	"9y6jvQWMzS+JtULnMGGcufp2th4l1szgOUiQyq7bte20hXNxh5DbKLARH/EzwW+BW3OQbTc2k6KaYqiY",
+	"5UKu+vCxefsv5IXZTVCrrDJzkfSQlix1Rd11b2Xr1b5dpMbZta27sDXeSklsA2eMe6+PETloUYEZlPks",
+	"AD/Y08ff2XZjJO2QFdvTKvHF1mmlZ+Y8XOyBrLgamn1fGryBVi04TW+AUPL3n67a9br2eqpsDYfDdJ+I",
+	"saaMQ26W2XX7d5AGi3erTJSgfJVbwTHXpD5+Km1OnSGo1jRixp3TJZb+IUzj4jFUwxqk076a7ynJRVbZ",
+	"UtJ7aSv8LN0fkmegWG7DVcwMSlOeU5nXwWQWg6iUS9ffKE1I6qgTFjfCqiHmgEP3H/a2o5lOzJjUjGqu",
+	"0TZYsM5QF48TEIHTt+dBSrN3YdpCgpyWbHA8eDI8Gj6xrdlmSOIMeB6i2/SwMTYcooceGaaIlWw6lxJw",
+	"GqQltqun81i283GZVmTGFFolEePwlbDQJuX5iNetMFXH7RuYMhOihLVweaplgwvqBgpFHrw94lPQ5OnR",
+	"92RdRw1rnGPS+nAM8RwSX5eX3ACUto2j4WNVOeKSog8D/QgSMKzB2kkEJoe6NE63KEW4CEMhrPg9E0WO",
+	"Rib0IY24rXHROIYdcfR2QnCxEuQduswRT0M/uQTbKLLuJuIDTUY8/X3ko0JGg2MyWgkqGQ3eO0iqkcZo",
+	"F9aH3okZGbSb8/Yk1zSvHIZtE9//YjkzKP1M5MuP1kqgJ2rnfVsS0LKCbpO8x0dHn24VTtrc3HAGE28l",
+	"dZFVn7TfyVO74djX9cEcBn3i8JNHmz9pddDAj55s/qjpY2a+eLTFF90+Tua7x99tsbxOE4v3yeDbbU6i",
+	"3b0sFA4R9kOx8Gcfc2KgXHndb/DC3KvVabqRMYGAhH8jHXEJ/1HKN/B5Sj8PTt1c7xNHuMvywBKDw6A4",
+	"3xRiSlfdUg9rAhIsw5QQV/4IV+KrG5Ix6AUAJ3ohfHZX23ShEiTaRZX7DuyuOx+OapgXBmDboZGX12Pj",
+	"7DG6MwVdF0c/c5tZITs9mUvCS0i2SqVt8+nN94H/pWTZjbJNj2xDCIIl0wKlItZtN8gs6+8Uu8Xa6gak",
+	"vStrl9OnmkxEUYhFEz2Q9q1RG8TYcYk2iVBWkNRL9CGMuvFpOQDwy4Jb4IRNCMPCOFyEporYwjCeBxY7",
+	"dt++B4P5RPS9qT3aQ9F98yojktSIMwNEHo8uw8HXTYSPnm7+om6H+FVR355QwA45PvMYuBCBAEWCziw1",
+	"hfUkKE5lfUzkwT9Z2Utq0d9hkRmdTbdOLDQM38ZFBnVwLfY03aOf1a38lI89aPr8Oadlio37at1xhZT6",
+	"Vdab+R9WfgQRbmsMc4fzwT0m3TW5Q+xpYvicKR+9uElCcp+EX+DMj4++20YIabXa/Jqx89EW24l1mfwD",
+	"YvbLuuD+YiaKGp0CJGccSwv/z/lbD0i7o/vh70Zhft+L8al5nHor3IQV8I2yuT8r/Y8IrU0WnZrwrqov",
+	"VYSOuGJ8WgB5d/GKKJhiB+09VVA1A0VKkJmBfNfgCV30///jl+n+kLw1er2lNgXQ23DiEacYGWLT4a3K",
+	"mIKm0zTWUdLtYUbVDE1MVGcYZ5WyyQEXHA6siWjEl1bwe3L09F60KyIIrlAvbJ20QRS0bx5IKCgCALZf",
+	"MDeQrBwX40Y+5eAPtpZcXOMoL7jYv7bv17ZOvkIpr+kLUTcSjctYRgQDmjd1+HFLPuzk8wlZ55MfBIfX",
+	"tlHfJ5XJPnp7Yge/broO6zBQv4rE/6cSBk59SzUD+t2Gxus7296TjTyx9D2+B4t5DimBa6aXRNNp6Nj1",
+	"nfRnVH2eff6ZBNl/IVb5vO7awh1sefpSM8vtOWPYVC3KEi/Q++Wtwq3pLDlz7LDuV4NdsClvAyayqRF3",
+	"fMofTx3E2k4WbTpu0ToB1yZdrXCtFY5HtfWRkClo5GZ1WQAaNCXut1jUPeM+SMzejsae+cCEXUn4p9ST",
+	"I93z4pS5bhEYA4ddCFhADX2EcdheZz0N6yW69fI+GeHtrruuk7PD8j8XPf2DkbhXzNmusKdkB8LuQ+bK",
+	"yjbajPvBbI6dIjTULmqxvio0K6nULpM6tUOmiU/5BmuJLOgSyQzPRxyNo4kzCwuJb9ioZA6LxkbgIs5D",
+	"D3FtiKMa8hNSKUM11YLpbNZtOZk62wPVMaJmdtwcyqfz+9THc2g2feBr1zVg341pxfVEUbZRrFoX0Qoc",
+	"6pUeV0NBPqv7KN7DdL09ZEFVXdezCxuDB2/P5/f2vHPJzngTq/bF7cmNRdjD392H70PS00bTOGpv0pJ9",
+	"FWDa0TiTwCoxXpI0lGy8Qzwle14kwjiW0YD8ZTRIyZzKG5D7PVp0mMuwgyL9tVj/uyXWexCzRYgXtUfk",
+	"wej/GZHwtQ068oQxFm4dmlK2R8qwH3NU1fnBGnGwtthJxKhPUDKVN40RTEvbUKLGouFa5eLHxk/x2Wz4",
+	"92Rj9VIjmHLZojneKfYgyK4TZHvBeaPTqgkzOLSBjmt9VleBswrrc0ugcyNJYgtT4FoukbqZH114khFe",
+	"m1kIy+NA3KzjBS7jD+qL+uROqD8hJpivtljfJchblsE7XifR3ROJkjhnqA1f1hblUaoBXarWuYgaAO5B",
+	"r9AWFlcUXwppESmYtG47jsjUaZ2euOhxryK225Yfj3jqvSROLGvMZw4PbOF3jJ21hU7TIUECHKlEQV30",
+	"KoZBdpu4j/goCAcM4pKOm4jVVtQjB7LHgblYSaOH9gS01Y4n7nvCinzpteVo6mu6T2guSq1GPAyCHpJT",
+	"6zuzJjwbJYphGapxtdQpBKsh0Effry3BOCTnEzIWhnNL8A1DkzCbXtMbwFaiGeRYDbHHWrjSiv+Tmwvj",
+	"MYGfKCJzdX9fKCgztpD1EnyAmGEgO4aLFMvtAzR3rftB9rD0gS3bF4N4b04yuLHfNgxuLp/2tXtrvt/C",
+	"+bIa5etZ0h/fmrCjMLjCPXwrdmpb+UTsDRuZ1++tPvjvtwlqcgx0rxRKsXGxxEpxKqMF5PvYBGtIfjJ0",
+	"NRWSTRmnRUoUaEQmomWlZ8sR95QaSMVdqjzUVeOwOInExiDOE77o9Du4gdKmsWLMwYh/vKCD+jR2Js3N",
+	"p9u5ZnYk5W/cYX5x13oDMN8oMl5qUF9hZNaDh/qP7KGmPICyXnJmgS5WAty2uSnYDZB0FbNTMq58Prwj",
+	"EOjiXSEK2Qyym+a7F3dMafWHowtrhR3mXQmhtXL9F7n3N6EfK7TiRDwWNsHPpv8x1aQqMo5fG/0E7krW",
+	"LODJhn79UmBQzBJXUClwhcjLuo5ag2Tdlg/Rfbs8TRzF7+bD0KZPBPQVnysOdyUG4RnB8uPENxtANUwS",
+	"la4W9jQ7XYNHZaXXhCBNBaher6Z5Ix2S0zCrRQJh83mFOYvHZjksNwqb7aXrvebu+GPa2JCc5xi7pZiN",
+	"E0gP04OJhDpkTxExGfECsNB3QnI2ZVolJB2mCUmvMauSpAf30F3JJl11xK0CSj6e/jnim/IUVxL1A/2B",
+	"hWXdYpKNlam+XrnmPirqjs5jA6Ob6Fooy2zjNW71zmPRgkGfV+dtFSfarOU2TuSv3k+1hZbYwOiZbwf1",
+	"51EQoyTf2vLapN6yMk/ZmgqMmxXCSs8OMdu+34bpA/rMlEFSf4LBdmHJfk+twre+UZbNL7FJ6RCpMlY4",
+	"McuHeem4hqQaiOtiQkqQdaRVnkszFtaTMFu0JdVPCPVvj7iP+MMAvqePv290P9ByeXA60SDXaYB2+19j",
+	"onOrEfnntqRVemNYSiYBAzFpYW8xlAs/E1X5zIj+9PEWNOlKiNeUL93e1IcQiCav+M4VkG86nFuk8F0F",
+	"MLTLYFzLP2ioSQfbHc7243vdtZIpUghxg+YZmyBalzzwreRtg4OMciNCFYJPm/YcNufZF3/Jrfxu7eUw",
+	"mUBWd2jisHArH5KLkA5YNc7WAokhbqu9x9dZqKDVEeUrw+BTG7VkibXtEx1Q8wc0/sRo3Gl3U/f+t3+X",
+	"lMl+RDZyr/XtH2bqdq1v/y2Vv1WgXc2jbxRB5UwRqsjZ5Y9kz+Xv/2ZDlCnqexcvz8jTR/9xlJCCcYOv",
+	"tsI64wafzU9kApAn5N3Vy4P/qC0pSw22+DrGvNRVW1RpZBk1A9C+U7ILrc6EGXb/mAgOI56OqqOjJ1nd",
+	"SwD/hGGmblNk/fUDP6FzwUmxaPQkbD4qimpuiImtiueqzkumNfg+1EtbLdm25E2IS41StiWbwcv0MMXs",
+	"qTRBuUVpOi/ro3ny5Mn3ZO/d1dl+QlJzQ1ZR+/vlmx/85GYe/FvDnU5GHKssWBOI1RXxDVuvMYOi6CuM",
+	"cKZuP1LwxGZ9zE5UN6/c+otLxrPd5znHKhLw3DVp/TMGdySD/z6wmz0ISl2ureRiX68P8yt3433tVuae",
+	"sJAXTfm3dpEWSxJtCoEhdj2BIVhRD8eIk+TSktxesnwajpvUIVdIfNFS5ohVYimd4A0Vt9mtITUc8b0e",
+	"yumWkZ6QbEYlzQzykYorOsFUBRzKyJGWQHaSZfeH5LQoRtweRibmLnfVLMbZ54x+pjgt1UzUOT2txk0j",
+	"fmap4TFJ2+2L04Skdff3+o8mBiYN/tt0yU+TEU+bttjmoa08a/4gew2htt1PEx8Ag9NZYE/xR9ekHsez",
+	"9HuPYhS02YYlGMp8HnSYHxZUM13luNrW74JP3YMRbz2hWVZJmi27X9AiPpL//br5sDNivcMUo025uw1z",
+	"xhYo0DLrUzqxHCLVNHHBe+MlYVqNeEn17JikWO9wJioFM1HkQ8X+CTZBJP19NKh/Hw2Oye+jgXlq/vv0",
+	"/ft0SE5JLrAb+JhmN5icPuIu352SG8CAQVAZLRtHbP0m2bMz09FoOK4z581HKR2O032bBEP5iFvu6Ibz",
+	"/DsdjdDq7PbKFDn/4eq7p9ZPbMO8rC0Wja3ERUS4MoATNBY/f/Pu2asX8S8IR5khIc/evHn14vSHhFxe",
+	"XZz/8NfE7LZm6GSvsCXgRxwFEvNg34pwUtKllaaxBawVrmwuouP7M3rb1I7Rrm0SeW2FA+cftyjJq6IY",
+	"kmewFDwnj5OjoyM/oCttUGN84pBvThl2VHWviQkGn414WJF/KohLgw8EFgsO13CnJbXWc6xwU8fP8VwR",
+	"OpZVqYsl2bOFMzmHTPs6lYVQkO8TNRNVYWUxV2RzQllhQ91GnLmegEbm8uIhJaX14oZRqK55D1NGX/TC",
+	"sWETBp3R/R8XlxyZfBCZHkSmB5HpM4lMoWjyQWKTpIsDb+H4WHJTKUHr5UEpDSNwKpov6mpYZps0Uk3i",
+	"stSh/TV8l+VOzLKVYvc2yFi2CMuqkPWCZrNmRbZKaOeUv1FkDppioBe17REtN6cj7s3kPMd44Zrn+yLE",
+	"2AY4qbvP2pNaUOVU32PH71RCOGDnc6uqGqZrVfmm0uhpUQT1cDdKhD0U+oIu/q4Ef6DQDxT6gUJ/Jgrd",
+	"onq7k+hwuMPf24rc+0MJt2x9lpz3H66SNVchOiGiyOtEuuNWZQSlqXbiLf5XoRTp+ycnQcdgtwxXA0so",
+	"HbT0wtesUDmGDI2EdvyoP5ApHfTxu6g3uCHH9nylR2Gw254s2fZp/lGTZSOn9Yr1FwJpA0F9cw9ps18H",
+	"JcGoc6sY+7sJI7AlZMBuXSFL2moJHFCSyyXPAhpicFe1KEkvucAWN5hOdOD9jC2C1rJ+JXVkwLurM5LT",
+	"JQaNBSajEd8zTxcANwnxldvJa8Fzukya6HKUmVSJPgCyBCqNvj8XEvZt0Q3N5oCOjxk1ohwZV9mNkXmF",
+	"dCeFU9t5DIE1whiGpifOyC84CscoHuQ9slGARpfmvL7erN/uSjcm2UynEqYUo6weWPkmBEQMaAP9eBn4",
+	"vwzIY+sk36zI4xwCTYB0S54dGnVhc2zPitjgTFZNHvsUcco1Qej0uiZ7tokTJufNLVbZV9DA56pe7ydr",
+	"Gja7Culkbhi369VsFbSSTuteEx1SgPGmDqfQsyfmY6UR1fa87fcYCzGm+0PM9MNeoKmNRl1YS5212SWk",
+	"TmqxHX9JaoHdqA0urjRsk56OuATDi503U4KqCu27Hk3ZrTVbubboaDJjklQcezGZ86nTChVwvY8mt7d0",
+	"yvj02J1fqz+4LSaJ3ax9AlDQS/vECERA/UpcATSMMO3elMvHsZ1o6RS+Ud1m/a5UeaQ/eTLi3cb+fT3O",
+	"jx1ZdN7uqrST0qZT7owqMgbgI55DwW5BemmuO4WzENvGGWYY7M/RasKODTwe0lU/Trqqcm3yN4m72LfI",
+	"Jiu3sdLXZKvBv694aYNgu5Wvx/APpZ3tImwS7OziSDJ6JkXSEq+X+u1RMpjTO9sC+9ujo/UNsT9BQPSO",
+	"Jf4+b47vpYOLLxTN1EzfL2q8cXdvQMKRyX/lDisPWbY7VhJvkTEft+gTbS0DWqPiWGlrXWQlGnstrUKn",
+	"2QyyG9vBzOgLYsGH5NylR9Vtz6V1qktbN3zE03ZT+BSzcZnPCKlFnAStHzm4Fm8SqBK87tpHXA4W94Zp",
+	"l5NjhHSZF6DUCUlbvcZT2xGrlQdsPndsV2M1VRyJTuB4tQ5rp1F/ikZonxHU5AE7tj7iGMmV1s38Uxvd",
+	"jZfk0t4cc7SBqbYAhpOMuNAzxqdDcgEVRlxRjOrqLsA6phtPLHL1eFbSaX1rue2EV4y4E/X8WQSugVzY",
+	"RRCrh3YK9ZkDq8dzpzOmqim8gSJzkXtZO5gkbOYJOcbIothA+YiLSh+IyUFuJrSp2Fehzq5EcQvKdnb3",
+	"VjHlQgJIKQqWLRMHaMpWLEFg83313XEhRDVd4a3AZuQxezWFwOOurQYuwLdl7xlx3xduL+2ztKX7D9Lc",
+	"R5Xm1OxrK0/8JWSXLxaJ3Uy/ocwnNZwI3XOeIp4QBUBWiD4qSg1yGrJZgjxwVEVUOhPzB+HnQfhZk0GG",
+	"wf8112xbVvqlHGzK22u7fdHUjLMNV7H5aemahqfHK+U8bCd3uqh7RSdB9hcGlWnKM0ia/rczhu1Yw7In",
+	"SadCXuIZhPt733FbyEfcEWaqmxbZjuCoPl8QtuD8vPTzQ223W/dzf8WUPtcwX+3kHskXKQqf8fMvasbt",
+	"d5fQorA5U/6AAgyy8IPZ9lGt4NLXgbLionk9PbGFbsaQ0UoBUWIOdUd/M0pgw9OzSP2KeiRsgPZ1tnE9",
+	"qxe5E1t+9PESp3HqDZ4Ll+JmmLJzK/0Z0qb/XMnScS+KV75CvCR7tMCBsUyvQZ79CKa2mJ1rsHrgMy3X",
+	"J07aciXENWC2apGT3ZtcTaOoO4v5W/dbSvaErayqllzw5XzEU1Hk9eN9o20spODTyHCrqsWjGDOzG/FD",
+	"fp00obXELySub1n7uz5/pA1Winoow/91eVKt+0mHdYTEgtdXtxn3kYj0o/w7l4ttbV8VZ79VcEIoJ3DH",
+	"MJ4Soz/jVqU1XPuBXz/w6wd+XbVKwMUR1Hr5D3/3RRHeWxw1P66RtO0LMUkb+bWQGu3L1lZ+9uocqcc6",
+	"gbsZ8J4Ctyckgz9gE4wQ51zUxZ8ulm9nJP26kc2G03wE4RiN1lHZuFurQwFaUr5q8RPNgH9A6dPHQ//p",
+	"0O7PyeouQRPKBfqqDBphz+gtJdLtOJ2BELStNjmhuJKwZA8Xhu3VxXz2nh59v7+Osz3wtAee9ofjaXE7",
+	"LHZFXUGa5zAXqLPpTdjDDMmdVGqtOmcrFXwBzPn4fPFdvZUvxBR3Uf1sXxXU+VH9f8DbP6nCGBbEcwWi",
+	"17DP2yZbsSdNzQa/BN7J2p/oU0TGVAFhWH5auVAMoTQpC6ox2tWojOOKFXmdsRttjdXbtPFrYZKXS6Vh",
+	"7qY65xMRw7lnuFFsWYuvE8ZtwmpTjfshzWNddyo8zbG1OciKI59xkIdAFACzv/UVcA598atth96e/wE6",
+	"CDaLXEfhL6vSRUGaWSXNave+qi01PmlUcHgAwC0T/cy5nb49j5wqmrscPKoS6I3qBcgZ0ELP1vTJhFwR",
+	"H51HXYlDH39XZ4TYCr3Ed3F4fHS0Ei+SUT7i0sYnatXQZAMB3x49se8zr9705Nn9za72E8K0neHNf/WJ",
+	"Kso2vjNypD265fCDW+19xIV7WFu7dllxhf00KMmhBJ4Dz5bm7DneNlOkavr6DTt1MC2zrRsX6PaZVGUA",
+	"ae62fsHluB9XMkLYLXBQdeN3N9awSftwo6wmk1wGBBfBKIoMwUhhUE8n/WCsvbaA1VQ5LPCPoBx2OBAi",
+	"7eoo78IwklaN3/BjK92sfu0KjJp52wmEoBcAnNjiZ6rTWSAYGOO9Vsd9DkrLyna3NTqRBk55BkHPtHBn",
+	"SG1WB3mGZSxcpRgJGHed+SDmcLnhWEHd8tUR3WW0GqUqkjOlJRtXhlto4fccDlr3TY0ssipuXPGqGp4y",
+	"URTYuKNvlUHhhNURT+vsVwzUzKmajQVt36fN3Xz/y/v/FwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
