@@ -26,6 +26,7 @@ import (
 	"github.com/opendataensemble/synkronus/server/authlimit"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
+	"github.com/opendataensemble/synkronus/server/export"
 	"github.com/opendataensemble/synkronus/server/obsync"
 	"github.com/opendataensemble/synkronus/server/passwords"
 	"github.com/opendataensemble/synkronus/server/tokens"
@@ -70,6 +71,8 @@ type Options struct {
 	// route's limit) at MinUploadRate.
 	BodyReadTimeout time.Duration
 	MinUploadRate   int64
+	// MaxExports is how many data exports run at once; more wait for a turn.
+	MaxExports int
 }
 
 func (o *Options) setDefaults() {
@@ -93,6 +96,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxPushBytes <= 0 {
 		o.MaxPushBytes = 32 << 20
+	}
+	if o.MaxExports <= 0 {
+		o.MaxExports = 2
 	}
 	if o.ConflictPolicy == "" {
 		o.ConflictPolicy = obsync.PolicyNewest
@@ -118,6 +124,7 @@ type Server struct {
 	// unguessable, but a client hammering with bad ones is refused cheaply.
 	refreshLimiter *authlimit.Limiter
 	sync           *obsync.Service
+	export         *export.Service
 	presence       *presenceRecorder
 	spec           *openapi3.T
 	// operations maps an Echo route (method and path) to the contract's operation id.
@@ -159,6 +166,7 @@ func New(deps Deps, opts Options) (*Server, error) {
 		limiter:        authlimit.New(*opts.LoginLimits),
 		refreshLimiter: authlimit.New(authlimit.Config{PerAddr: opts.LoginLimits.PerAddr}),
 		sync:           obsync.NewService(deps.Pool, opts.ConflictPolicy),
+		export:         export.NewService(deps.Pool, opts.MaxExports),
 		presence:       newPresenceRecorder(q, deps.Log),
 		spec:           spec,
 		operations:     operationIDs(spec),

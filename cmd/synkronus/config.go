@@ -35,6 +35,7 @@ type config struct {
 	MaxJSONBytes    int64
 	DBMaxConns      int32
 	BcryptCost      int
+	MaxExports      int
 	PprofAddr       string
 	TrustedProxies  []*net.IPNet
 	BodyReadTimeout time.Duration
@@ -103,6 +104,7 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		BodyReadTimeout: duration("BODY_READ_TIMEOUT", 30*time.Second),
 		MinUploadRate:   integer(16<<10, 1<<10, 1<<30, "MIN_UPLOAD_RATE"),
 		ShutdownTimeout: duration("SHUTDOWN_TIMEOUT", 20*time.Second),
+		MaxExports:      int(integer(2, 1, 64, "EXPORT_MAX_CONCURRENT")),
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = defaultDatabaseURL

@@ -857,6 +857,15 @@ type VersionMismatch struct {
 // AttachmentId Example: abc123.jpg
 type AttachmentId = string
 
+// ExportFormType defines model for ExportFormType.
+type ExportFormType = []string
+
+// ExportIncludeDeleted defines model for ExportIncludeDeleted.
+type ExportIncludeDeleted = bool
+
+// ExportSinceVersion defines model for ExportSinceVersion.
+type ExportSinceVersion = int64
+
 // IfNoneMatch defines model for IfNoneMatch.
 type IfNoneMatch = string
 
@@ -1083,8 +1092,38 @@ type RefreshTokenParams struct {
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
 }
 
+// GetCsvExportZipParams defines parameters for GetCsvExportZip.
+type GetCsvExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
 // GetParquetExportZipParams defines parameters for GetParquetExportZip.
 type GetParquetExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
@@ -1093,6 +1132,17 @@ type GetParquetExportZipParams struct {
 
 // GetRawJsonExportZipParams defines parameters for GetRawJsonExportZip.
 type GetRawJsonExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
@@ -1323,6 +1373,9 @@ type ServerInterface interface {
 	// RefreshToken Exchange a refresh token for a new token pair
 	// (POST /api/auth/refresh)
 	RefreshToken(ctx echo.Context, params RefreshTokenParams) error
+	// GetCsvExportZip Export the observations as CSV files in a ZIP archive
+	// (GET /api/dataexport/csv)
+	GetCsvExportZip(ctx echo.Context, params GetCsvExportZipParams) error
 	// GetParquetExportZip Export the observations as Parquet files in a ZIP archive
 	// (GET /api/dataexport/parquet)
 	GetParquetExportZip(ctx echo.Context, params GetParquetExportZipParams) error
@@ -2003,12 +2056,83 @@ func (w *ServerInterfaceWrapper) RefreshToken(ctx echo.Context) error {
 	return err
 }
 
+// GetCsvExportZip converts echo context to params.
+func (w *ServerInterfaceWrapper) GetCsvExportZip(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetCsvExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetCsvExportZip(ctx, params)
+	return err
+}
+
 // GetParquetExportZip converts echo context to params.
 func (w *ServerInterfaceWrapper) GetParquetExportZip(ctx echo.Context) error {
 	var err error
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params GetParquetExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
 
 	headers := ctx.Request().Header
 	// ------------- Required header parameter "x-ode-version" -------------
@@ -2040,6 +2164,26 @@ func (w *ServerInterfaceWrapper) GetRawJsonExportZip(ctx echo.Context) error {
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params GetRawJsonExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
 
 	headers := ctx.Request().Header
 	// ------------- Required header parameter "x-ode-version" -------------
@@ -2703,6 +2847,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.PUT(options.BaseURL+"/api/attachments/:attachment_id", wrapper.UploadAttachment, options.OperationMiddlewares["uploadAttachment"]...)
 	router.GET(options.BaseURL+"/api/dataexport/parquet", wrapper.GetParquetExportZip, options.OperationMiddlewares["getParquetExportZip"]...)
 	router.GET(options.BaseURL+"/api/dataexport/raw-json", wrapper.GetRawJsonExportZip, options.OperationMiddlewares["getRawJsonExportZip"]...)
+	router.GET(options.BaseURL+"/api/dataexport/csv", wrapper.GetCsvExportZip, options.OperationMiddlewares["getCsvExportZip"]...)
 	router.GET(options.BaseURL+"/api/stats/observations", wrapper.GetObservationStats, options.OperationMiddlewares["getObservationStats"]...)
 
 }
@@ -5054,6 +5199,140 @@ func (response RefreshToken503ApplicationProblemPlusJSONResponse) VisitRefreshTo
 	return err
 }
 
+type GetCsvExportZipRequestObject struct {
+	Params GetCsvExportZipParams
+}
+
+type GetCsvExportZipResponseObject interface {
+	VisitGetCsvExportZipResponse(w http.ResponseWriter) error
+}
+
+type GetCsvExportZip200ResponseHeaders struct {
+	ContentDisposition *string
+	XExportVersion     int64
+}
+
+type GetCsvExportZip200ApplicationzipResponse struct {
+	Body          io.Reader
+	Headers       GetCsvExportZip200ResponseHeaders
+	ContentLength int64
+}
+
+func (response GetCsvExportZip200ApplicationzipResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "application/zip")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentDisposition != nil {
+		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
+	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetCsvExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip400ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip401ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip403ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response GetCsvExportZip426JSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip500ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip503ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetParquetExportZipRequestObject struct {
 	Params GetParquetExportZipParams
 }
@@ -5064,6 +5343,7 @@ type GetParquetExportZipResponseObject interface {
 
 type GetParquetExportZip200ResponseHeaders struct {
 	ContentDisposition *string
+	XExportVersion     int64
 }
 
 type GetParquetExportZip200ApplicationzipResponse struct {
@@ -5081,12 +5361,29 @@ func (response GetParquetExportZip200ApplicationzipResponse) VisitGetParquetExpo
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
 	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
 	w.WriteHeader(200)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetParquetExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetParquetExportZip400ApplicationProblemPlusJSONResponse) VisitGetParquetExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -5180,6 +5477,7 @@ type GetRawJsonExportZipResponseObject interface {
 
 type GetRawJsonExportZip200ResponseHeaders struct {
 	ContentDisposition *string
+	XExportVersion     int64
 }
 
 type GetRawJsonExportZip200ApplicationzipResponse struct {
@@ -5197,12 +5495,29 @@ func (response GetRawJsonExportZip200ApplicationzipResponse) VisitGetRawJsonExpo
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
 	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
 	w.WriteHeader(200)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetRawJsonExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetRawJsonExportZip400ApplicationProblemPlusJSONResponse) VisitGetRawJsonExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -5265,23 +5580,6 @@ func (response GetRawJsonExportZip500ApplicationProblemPlusJSONResponse) VisitGe
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
-	_, err := buf.WriteTo(w)
-	return err
-}
-
-type GetRawJsonExportZip503ApplicationProblemPlusJSONResponse struct {
-	ServiceUnavailableApplicationProblemPlusJSONResponse
-}
-
-func (response GetRawJsonExportZip503ApplicationProblemPlusJSONResponse) VisitGetRawJsonExportZipResponse(w http.ResponseWriter) error {
-
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
-	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -7461,6 +7759,9 @@ type StrictServerInterface interface {
 	// RefreshToken Exchange a refresh token for a new token pair
 	// (POST /api/auth/refresh)
 	RefreshToken(ctx context.Context, request RefreshTokenRequestObject) (RefreshTokenResponseObject, error)
+	// GetCsvExportZip Export the observations as CSV files in a ZIP archive
+	// (GET /api/dataexport/csv)
+	GetCsvExportZip(ctx context.Context, request GetCsvExportZipRequestObject) (GetCsvExportZipResponseObject, error)
 	// GetParquetExportZip Export the observations as Parquet files in a ZIP archive
 	// (GET /api/dataexport/parquet)
 	GetParquetExportZip(ctx context.Context, request GetParquetExportZipRequestObject) (GetParquetExportZipResponseObject, error)
@@ -8027,6 +8328,31 @@ func (sh *strictHandler) RefreshToken(ctx echo.Context, params RefreshTokenParam
 		return err
 	} else if validResponse, ok := response.(RefreshTokenResponseObject); ok {
 		return validResponse.VisitRefreshTokenResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetCsvExportZip operation middleware
+func (sh *strictHandler) GetCsvExportZip(ctx echo.Context, params GetCsvExportZipParams) error {
+	var request GetCsvExportZipRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetCsvExportZip(ctx.Request().Context(), request.(GetCsvExportZipRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetCsvExportZip")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetCsvExportZipResponseObject); ok {
+		return validResponse.VisitGetCsvExportZipResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -8626,223 +8952,244 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1pdxs3luhfweGbdyz1UJRjp/tNpA9zFC/d7rFjP0nuTE/opwKrLklERaACoESxc/zf38HFUqgiiou8",
-	"JtGXxGJVYbm4uPvy6yAXi0pw4FoNTn4dzIEWIPGfT2g+hyeCaynKH8SFFhLMzwWoXLJKM8EHJ4OMiyNl",
-	"HmUnRM+BSFCV4ApITqVkoEguoQCuGS0V0XOqCRckNyOTBV2Ra4BqNBgOJPxSMwnF4ETLGoYDlc9hQc10",
-	"cEsXVQmDk4GfaTAc6FVlflFaMj4bvH8/HJh1AtdPmaqEYnZx3bVe1LMZKA0FmbISCKcLIFMhiaI3jM9w",
-	"+YVY8lLQwqypWcP6dOeg5epsqkEmpoFc8EIRLciSMk0mMBUSiJYrMwudUcY3b3nBOFvUi8HJN2GnjGuY",
-	"gcS5//sccI9Crv4KHCRN7/ZyDkSBvAH5QBEZPiGz8A05UAYEVJGseX7VPM8I4wiViShWh5vXPBVyQbVd",
-	"6V++HSQW/n44qKikC9AOv860pvl8AVy/KNaX/wKxZspAEjHFVdDw/pDUqqZluSI0OkpV53PczOPpIzoa",
-	"jfLvRj9Xs8ysm5kRK6rng+HAvDs4GTSjXbFiRwykk/ybR4/NqEkcfDH9QXB4RXU+X9/PM66ZXhFNZ2Qq",
-	"xYJQToDK0uzP35lTQsnCfE1WDMpCkccPvw2rtxezWT+bHnHB4Qg/2IKtryWbMU7L9VW9kTAFieCteSVF",
-	"DkpBQeoKLwHJDCyyIcm+yQjlBclWoDJyQPmK5FTBIclFzbUBunnxdMzNQM0wuahWhClSmz+Wc+Dm8gu3",
-	"GLKkilxDpUdj7jf5Sw1y1ezRvzpIH4eZM3kQbxVIO0R3vz8YRHH4VCuQhOa4hR4kqf1Am/Bjff7/fl3A",
-	"k5LtjNk5LUtDG3L8hjCuNOU5nFrAaUEk5EIWpAJ55N6pJCjgOfTix+2RKMC9fYQYvm3F/wCpeimJHeiB",
-	"Ijf2rRE540TgG7Qk2U12nP0jM6uastsh4vHPQhJeLyYgh2aTzdvlaswpKYRGlKJ8pedm8wfZN4hpo4f2",
-	"f49Gj48moKn56+ab0cPRwyNaVnM6epQdjshrXq4QdjjRmNuZDLIZfkalQTim5/iKp4IRoqWh5fa2IzXA",
-	"NQ0MVdMapBn1//108493//nTw6Pv3v37wXg8Gv3p8D//LYmhe9DwNOnW8ZkUVFMygVLwmWE7I/KjgbdC",
-	"XNJkUStN4JealvZ+enCcmoeaXoMy55YbNp0DETfmVvRyBMMKyNSQp43QbL4+ar4ebGQYG7nee3Mklkp2",
-	"eMcTwacly7X5NbdCgPknraqS5TjtcSXFpITFv/+sLIybRfybhOngZPC/jhsh6Ng+Vcdv7FdPQVNW2iV0",
-	"KDrTcwMrHnEmj3RMEVYYbKSlBFqsCEouxZAI6cQkD58xT56qPb2CTacgleUY8dmRgywXBWRjHh+UoQn6",
-	"yuNuNly/AjEKOeZuD+/QHmck/vUd4h0EjVO7G+QAuEV3ZgigeEkLppCfjQZ7yhbvh4PvaXEOv9SgvgAq",
-	"2HuKk5s9LWhp1gyFOe4pZaUiN7RkhQNGBlIKqTJSMqUVQkRMp8ALQwanlvUjrK65WPLRwIq3XwjL4635",
-	"c1MRYiFeE6WpBnJgpGlHIJHoW8GMKSQz3CN/SZUmtFgwTpaiLgsyAVIKpQ9xq8+FnLCiAP5l9mp4scVk",
-	"UVodhQttGLG91aJyuIprfcEN5aflM3OgX2a99uYhlhnBjcNtBbmGolydkgK/VIRKA+DZzBAgsxsJupYc",
-	"CtzDD0I/FzUvvszyaVFIKyxKUKKWudHBQOEy4ZYpjWt8Q6XRIJ80y+tZqcg16COlJdBFe6WBiEwYpyhk",
-	"drnyJtSHgkxWGoikfBYESKN6jNpE063w6Ny818PPcQg8tgIlIByqLktSAp/p+WgvYfM9QmdlxPVLIV5S",
-	"aaf9cjQCBQS4zQEK1WY9iv0LSMkWzJ4pgugHoS+oZmrK6KTsA1jqCEoGiohaK1bABxxGBPf4VIeoR5rp",
-	"FPnT8bh++PBxbt/Cf0O22T5gLQSeEZ4brnweTvTLHM5mGXKLtGGohlxYyX0COTXU0Ig9hoQzpSXVArVY",
-	"0B3hZkQunfnggSJWYiFMbRRawpWwBxnsSD1SzKl5MOZuGyjqFkzlVCLvlXA0oQoI00FIRluMWvG8McaQ",
-	"15xk5qc3tZpndkC0jHiR0wlSlAuU+OxGhoSWSuBmpTZyTKYl5WrBlNEhrliREQlW88WPx9zC16zTQGQf",
-	"gSuFAO7L47Qq4XAQb84lW4Co9VdAFwpWIGU3Z3oDKIGyBZxEh0toWYqlQsPOrVF+2QJIVdbKHotDJXdj",
-	"qTaaptUbnM2CSKrBol0uOIfcirqK5KVQgErL++HgAuQNy+EtpzeUlZ70fF7gnJEJza/BYXuQKwhHynmA",
-	"1kiqqcHfYSBMKG/RGRyiUAWLSkgqmbmXdbOXU6LlyuI2oVPt7DtOQxZTopyBknGSoSHzCC2Z2RpGRg+3",
-	"YWFkEMW9XgrxivKVw0D1BXBPCLKgfGWUM1hUWp1aa+xU7AyOjwaMt5zWei4k+9eXYgAToNLggTBiuNFQ",
-	"DJXisyFhHDUTgoJ7ZSjwKYIoK8WM8cxiXmzDpxLGfCkFn7kX87lhr2+oUkshC/+F4FOGGpA1VGlSuRfM",
-	"7Pi5u4pvq5mkBezAH/cDi7NmvXIaZR9gspblJ/NcJwZR0OZQezcajQoGLved4xmWggX5VVVArx0tcmx2",
-	"jvqOhrJEnoQmSC1IXRWGbK1zBLXi11LwWgXb1Gb121vn9pQh3/vH1rjy5oWD3gs+FeaXShr6pJk1vhRQ",
-	"SciptqflRpsIUQLFI5VQAlXwlGpoSd5mj+ty93AQbW3dUtZs46dBbJ9rphjGC3oXxheTnyHXZvxmP+rc",
-	"cfT1TeW1lA7pEkqh4FrSXMfn7RkWM9ruwuAemaxIAVNal2hP7tsnTsc0LNQ2HO4cxPswJpWSrvrAowbD",
-	"sJskOKrq+5oXJTxnZQIQc6oS7ouLv50dPfrzX4LF2l7RIZnDLQFuBKIiuecFW8Al/vhr4qEojGyyhiRH",
-	"huunRkPr/LoTg+o5YTyoAhPcnRPasuOMKKgoCqkquUajmOxmZ2rD2/kK8POhhVu04WZ7Gw/hFeVs6oxW",
-	"7YMw/H4PXGmd6hqqDAdOooTiTO8O8DQyPGUzI9KhqRgNOix4VdUpsQzBmrDAWpNRdHG/j7aQgH6HTXz5",
-	"Fg5sxL4+SY7bOS8L0GFERmKYuM1uPCyjIPSTkEV0lDsdVTh7cxdAKTqD7UTQvzhs5tu45n9EVKe93iQ9",
-	"Wjua3UhOcgnBLO43GhloO9QX+eMVS7jLLrSRaQlb85o5zaJxnCUxK+nH2OLj6jFisxlHY2ewYzfCgnLT",
-	"7+XVMKSD53C1kbVnjpRfBRHFbb+ScMNErcJVOCUPUSIzd8761Dav6OFWAtecSnepux73Fm7bv/UntVRC",
-	"NtI63Gp/4A8UyVqryZL7XId20LGu0Oe79ZqG/bz2Hz7B7+KhVPrUSqqRQgatrgLpCGDRCmRgPJA1IQuQ",
-	"6M/did6vry5F9XvRfwd4aaFpeeVDYq48m+wG1SwMRmbmadawBP9VAwKFm0Wb2k7n1cXFDsb0ba11NpvR",
-	"tAHcGn62o0NSZNFJQFfaCTdtqLyCglFinpGDBCiI4KWNqFkbN4C7lol4jR/nIMFoDFPQ+bwxC2yeJMC6",
-	"liw1p6h66eKPc6pbhkKrwRTCSldGiclFtTKzADdU5aewAxTMS9CxALQudHWwif0LAprsuqt+DO4lL44p",
-	"EqrJcs7yece5g7EpNujCyrX7YmsD0WEHl3ZEySeeQnXEoWC1iCEyJUDzOblmvPBeXc8UzOK72hueSYPT",
-	"EbzC0SWevk8tvNYb5CFrUFBniX08M49WIbIrz0Epa51AKuFNMkjm8ZW3nN0SqIT1De9w9BKmEtT80oyZ",
-	"oNFoCEH7RfxiRoSfMF6TM42kRVednuEs/l4LIyEU6FU4c6YgPLwT8r21zFgfA74duRg2S4J25s5WhxHY",
-	"U7j2fc3KIq3XT8yjK81SgVM/epnHus/wgpj300JXLhYLljj2C+vhM5JLkOS7A6L7ITnqTPTLC38VRAtR",
-	"5nPKuA2b8qID7ioNzDXgPEEO/VLMEhKLDSvyK7iiPVyh/dYk+ZZB3yunDqVNKAtRGFm3uDKv7q4EPhdy",
-	"8Qo/zXslAg7LO4z6lE2nafliIW7utM6+EWu2CTT9p+YtkJGO0aU5NNfligiOGqUXrIPl0kY4irJofkF/",
-	"0gSCeJ8UYv3rPUqFjyfoGkJbdMz/mEJ7Dst4itQ3C8Zfoksk1jMi/t7sKXEnV1zw1SIJkqF1DE5sqF2m",
-	"Vvw6I+ZyU14clYxDpHntsJcO/Yo3liJVTyRQDW8VyF69sfowwEhhLWCbcPVcWHtKHQWVbhy2s8sohjRa",
-	"GM6c2vRT5/PpMb26p1d+JT3qehynWAmlZxLUL+VelhcvIlkHJ3rfSeyUcvbPHSnrc4xPOUeRKkVcC+jV",
-	"/CVQJTgx7wybIO8moOrKxr5kSZ4BPjInIdZ6T0QTzWRFvuRAjBdwm7A9umyDxiiBkbpOCos0VvtAxauM",
-	"VdOJgabdDiv64iDMCA8UYcXQ2iCYJnMjHHPYLizY9Q8tqD1cUgj4nEFZWJKasklCWWzEu11wwVP/9eGF",
-	"XOwxSIvVretwRWEYE8bT7c6Zot0nmFMuJDj21OP86NlCxCk/6oLsa5uXFDhqsStH/SuIUuS9KqHRQSkn",
-	"EdKuKUy8Lp1f3XqfOkeT57Wk+Wp98L8Z0VhwTUtS8xykpozrlblPC9CyYzooRG2mSNq0rH/XbIaWmuk6",
-	"RWD+Bmw214ROxI0hZ5SUcAPltsm6W+ud8Kp/m/8wsMjvvsmtayhp36afwkwCeihlE/QEv9RUC9kzMb21",
-	"E3/3MFrF0XcpYJeCz7ZMDFRpM+9fJQBfso5Gtz7rN//Rmhb/XJvXaC1K00W1QXXxmWFkym4RYTEqtT17",
-	"rzNkOLg9momjHSjT34CWeh5CQjs68WZ+ZFiZM9yuW0w01bUdxFlaukQ8osb94Gj5i/NS5Nc7QqDLUdx6",
-	"PC+JJ33XC5bX/7UOk/WNievPt6sNIlCfa31HuDTLbeZIQealmDF+ZxF3bTuxoLq/aJpa4CvrcootPR1r",
-	"vQ33oF4SopiFU4IRG2muHdg63rJ9HV6plb1uWND6ql5zzO9cEFVPXFje+jJsZE7qRorA0GyEVjNVI4ZS",
-	"4mE46ucMzdGg6N6Lbq85qWo1H8bRBbHPM/inMK/OELACJLuBwkZsYshY5n0iY860jbSv6rKE4vCUiAXT",
-	"2iYlmJWihYQSDst4byPy1iWdFaAhj4L+bXjKmumtZ9ORcJujHldc0YRSjjoebpAtgLQ2euqTC4xe7kPW",
-	"DdDXnG37Uu0h6lE9EcFCLh4oQrlaglRDe8h/v3j9A7FYh+jNV0TNaRWL3Q4n2xP+rAQfndOlu0A4M5pf",
-	"UyK+rMEdiXunJWAdUKLFYqK04BB7DiI5r4AblkOv/mAfd3G5JbkRe0O24jEasNKej9hhj5fP64w4EXAN",
-	"PjcvyeRw5P6AoOFg1hZNN4nOsRS7g45lMzaPQkxA5HIekpqzX2ogNJdCKULL0oGzJ6JkxfOA8Ek03Qzi",
-	"PrTVdJZwOD6XAKSkEyhVy324bklKT9qY3jAMLX1RXxpSYtWIz3xXt1oo4uhhpdiMW/qFLh1MTHL5Z4Ij",
-	"LRwGR76wBPdODp42MsVXooPEjti0yGAL1A1N2MLhjMp7uaog+Ia6RhT38w7ekakbqp8GovPylExKyq+b",
-	"H2wu0UyKurLnmx1w0Tw+3MFrEaYeuhVv2fW5cxak+btNPEOa3KJqNM4YMPQNkFEyvUkC2Er3NoSpRFGe",
-	"WObCIBZKDkwFf0ePr6RJ7UtwBDT00CZl0rJ9jTledpfRBC6wvkjzhzYf/gzc05rB0gC4A7/cwvH241of",
-	"zHloWb6eDk5+2oMHvdu623UetR4DiYh1NVmlTwBDipdzsTsC+suRJPtBee7epLVxPwCfGgWwU1zG+SNc",
-	"bZk413REMlVXIBUUUGQneC3c29aHaxjRnCoyAeBjLqEqaQ7FiGQSfsbLk51g0ml8t8w3NmRxArmRY9yI",
-	"VvL1yqmPrR0OmhWgF9aOm9ZcHeO+O2/uJBelD9+ceci4QTJk06d2QYM28/+0/DomWXMoC7KcY4Sohewp",
-	"oRPLsFuKSuQ1pjp9TnfRT7Yx9qDOB0LdvjKBv+/IxT0/e8lS2v4OBMDDYXcbcoqbbovsXINDM+2WDV5o",
-	"qjcE2k9WzyPhY9/1t2WgpIV+UdV7Rjmb30vGYY91XPpPfJxcX8CO4EcJdc6yRvPdXYTPaMJhDM9oJy1A",
-	"bDmwy2j73YiQ/Br0W25jOUKAF10NhoMlQNpKZz+6E3b6lXyPQyTjDYwC8oyn44SlNpomkIN//vOf/zx6",
-	"9ero6dNDr4uiKcQu7ZTAotIrVEJFjd/QNGc0k+G4e083ZXLf+TqHHMG+tZIIBg2sdzxhB9eec96+U7c5",
-	"+3q87yF5e/nksEe+3V0tQSU2sYK5kJjXW5V0ZTXdyBP8d8rJ42xXgHog2qk26SDtxLr1AC9O0PDtHOTe",
-	"5Yt2IQOo8+dPyHff/vn/DAncauBFXJFoAYuJkY+xwkETwG64oq09t4d73DxEDjmlrKwlqHiwXBMtAqy2",
-	"VItJ+NSHJONCX01FzYuMYLgc1XCFWfxQuIzRJtSgd/RkpGsPYJ/dViXltPGqM0VEbll8Dvt4+S+NdDYk",
-	"C5rPGYcjozUYYKt6saBN9KGDW//ACcn0DcgjdORGhV3CAewcw+0wDF281l+UoHi+GtjG4gikoohaVLtK",
-	"IN2w3yMs9GYAmMzSamzxXQjearIAyrUTwub1gnJE02ToR78sbxb7t8vLN8S+gGibjoXQTKdKQVgi0Dk7",
-	"DHkVU+JSZ9MBmkk7R6jCplIDnZKMTkStT9D+kVktXPiaY24LCyz8pfYBdZeRe66t0eUZRE13NTZQpQhn",
-	"0n4PRM4IISJEXScwIayjY/NzmmvD1KAsIsrrYlp+evxuZHhaOgKnF7d+nK+aUZ0Zelor2DVY89yGvfY6",
-	"zjZHAJ8R99yF6KILxWU9G0LXqs+IL27nMK0Z3yWXvFYUJJ0OZf1piTDXmsrCpvYb1TXP0UZNS1t9Q52G",
-	"iEVwwY7Z+bOLZ5dX58/evL54cfn6/J9ZHKrffZiQ57ppGG5lO+2uN1Gu1/W3V75Wq5QJ1eZayqY2FeqY",
-	"CvRdBOy+1JJNrkjccyIItb31Dw/mrHuLW57ZWpZkORcKWgn3wfwx2CNacVt45rkooSeSwbpFsXpWIdDm",
-	"QosjQz4zfKBITq0tHk0uPuvg1L24lEyDe3PMzatYaQWNGy0dynzsyn40SRbK0O5iYa6xnWtBOZ1Zw5ga",
-	"jjmtKpchrEKtmahiTcvUE9aN+q9f2mA4wAmS2s8F2snS0ZuRZaRdRvIvu1E8V7YkPTit2OZMwpBn5mSq",
-	"kNQemfewZEHap1Uyfr1VonErfInvvvcFIfviKlgODxRWVBja4GIsdWApVIBP+P0zhG44zG9cNzFQPQje",
-	"9Z/MSw+jtaPpkd6E0J65nr15ESX1tGFwbEbYR6ArRK7SPI8WqDWUTIWZe2fFUfaZdo4xPum92mckn0N+",
-	"TQ6yGWgbEZQddmZ1g+wzr6iA9wA5QnR05v/z7NXLzoTu6+OAaaMVXZR3l+rCBhz8/OoQndLos+K5zXjd",
-	"EGHsFEzng7U17khdYZ1xl8MWXFBzqjp5wJsDMlMG5bM8h0q7TBpMbNFswkqmV6etdHxaCt4E11lxOsfN",
-	"7BRLsCX7GXd7lddaTKcZOTB6LlaPXsuLPlxLjDYM5q4m4eQRvanL8qOmsJsV/nby17dH+rhoZPQUp/SS",
-	"cuWCA9p83EJDRY7nDwxkwLzBrbyquXT9ie/vNqJCb3p7jLV3S24febw+tbWbVaoSAM+BZHOqrhZCYmk9",
-	"MqWlgh1TJLcm4V/i4pagmsI3NrNP2+CJSHAIOFUZWcsqc7TYcSF+B5tc4NNaYvE9M76NQlhSptuxsq0a",
-	"RKiaJmDvkvC7xniqcleBt5WPf+ocTQts4TCnnGRo/Mp2NvLEIYr7JOjvW2R5R1irFc+v7HtXffLoVg63",
-	"ezK+P4dh505Eh55eU//F26Dy340Gq3mbBm9LGutDrdcxSmlh/dWnqAUZjXxR6dVHwZq24/Wnd4k4gq+6",
-	"6slWV7aLxMuNHssJK4LK4ojkqeEitp1KU4gaK02jtqvoFLaeY9cS11nTsFX8xB/5ZqS8c7GTPeisr+fI",
-	"1O6ha8OBNQFe9WKuzctzDXqWIMGb4pqgYX/8EpD4cpd0tlsOU5z895GLlKgaE+2bki59BRPc5jGx34i1",
-	"aePzkkrO+GwDjPz3rqwrkbCg8joOCfeBAh8HeAa/frSr2uq0350ut8HWh9d+3h0TNv/LGdEdECNL8ZPX",
-	"Pzx/+eLJZdpE3BfOEgf05UbYsUXLNxuZt6RBFk0O5CZr3sVKaVj0WFpkPmcacl3LTqotXRQxmkZO0Crl",
-	"E3kpZpgE9uTNW0VC+VYbuxr66PQkjKr2zCXj9e2OViTc2sYKj1gzYRtiNpUkXEjghKqtQncrvdlcXyRr",
-	"u5iVnFENRRizge33JpxgEgxvMd5pY3b57unhXftxX3b3W7RWXgQfWW8iVGP+shd116yj5KQK5Eum9AsH",
-	"tc5VtlGh+8TLsLbtuq5Z0sHrexRtA6FZ3xv37oX17+2dnG+D1/bZxO5pUri7uBWUQG9dA7h4/r4D8Bu0",
-	"sk3KRtiu15ewxwTDdZQVxLy73wa4YFmoHhqZ93akaomBrAjxKqFfi53BakIulD7tLzeLMFe8dxPmYf/y",
-	"bd4E0WJHucZ8tK1zVbfC7/qkfaYX8/QCgO+OVUkzwoti0BprG4b4K5COxaXcpXtZm5+P9QgNzYzqbRus",
-	"5JrdQCKYBL/YWl+qwMiUXIcZFABP8yL3xs4BX4nrkBAK29DvJqNgeT3cItMr17SqLOPWbg9CIMwe+a3J",
-	"g9kg2e9PO+9acmRnt90adUrhW7c6dq9zvtv3LfbTD4P/LOVp6XX59kf7qJpZLR27cs7FEttyinCkfblW",
-	"1mp/9ZGdQU2h1fUp1mGKskxeS6ZXF+YYnSCF1b3OausUsX8993jy9x8vB8NNZcNCItVkFYcmtEuWhVYk",
-	"aAHDGZqtzbWubOlz5gS9teI/dmfYT2BuO2PMpeBM2SOZ1xNzqV5XwA3pfsYVLCYljAgGoPgkOOub9Sl/",
-	"Y94k3OKoK5KLsoRck4NxHFisxoNDj0NM+kpgkSvXYhg6im2bD1daeEELMEBBF4ftOFMqGJGzuCNJx/NL",
-	"qnpSMjX3CAAFoVU15t4XfLCEifllaK3QBUwZZ65wpS00i8VweAESpLLrhlsM/bMVsXGHUNjwzjEf8yeC",
-	"3wC35iDbyXEuRT3DGNCWB/bEvP0n8szsJipCWJu5SHZMK5a5thC6t2T9ektEEu7sxq6I2HV0rda9wTPG",
-	"vdfHiBy0rMEMynx6jx/s20d/sZ0cSdYhK7Zd4NB3XaG1nht4uKAiWXM1Mvu+MPcGWkUeNb0GQsnff7xs",
-	"F+I76CmfNxqNskMiJpoyDoVZZjeep3NpsCq/ykUFypevFhyTyAL4qbTJsoagWtOIGXdBV1jTizCNi8cY",
-	"LGuQzvqaOWSkEHlta8QfZK240uxwRL4HxQpwHU4IUZrygsoiRInaG0SlXLnWcdmQZI46YdUyLAdkABy7",
-	"/7BtKM310IxJzajmGG3vGhvl4ALtIiJw9uZF5P72sQmxg3XwePRw9Nh2vZwjiTs2/5lBSphAlOXg+iS6",
-	"I+TO6+GR06PvD9hYQTehAYhUTAeKPebmB/TBe6YQ+5SHru6sBbTL09dx8X7Prc7evBgSJcZc21gVLUSJ",
-	"ESnYl8H9+Pb8JakEM0eGfwce4C1xBxix4JaQIU4o22BzYpDBvfX2/OWhRTa7cPOITpQoaw2NgO1evuZi",
-	"qXDLSKty8/VwzA1twwBPRbzQPBdKj8gZMTRrKgXXBHiBuCk4kIKu3B0lEymWyiKR2YbCXM4xzzTc6uO5",
-	"XpSGfkg4jQRJqsmSckeiPDz9p20kt8htBsTyllyQzHqNA1UatyryGuXD4EocyNLp7Pno4cOP1gMknmZD",
-	"+zyWN3iDrcn+bNeQGjqs9bjd+w/5vxfcB09dUfo1dDZIYJAXz5hKjXo95ob95AqkDN6ZoQzNP8Ygo+PG",
-	"gneM8WwohYpUgcMXUgLeFWTQTzHrxIUBtKtXmNnnTKGpH9kYvhKXpaa8GHPGc+k6W+i+JmLmIlmc8aKA",
-	"DcULfY3KInp7zGegybcPvyObOoBZizeT1jFqJJIR8VXssWO8bTtthMO6GnNJkb6gc04CBgFa46PAUgqu",
-	"6IFblDJIGgUOWp12LsoCLbfomB1zWxGqibZwEkfTTMlGFpK3eLWQ+cVRZRJsY+vQ/cyHZY559uvYx1CO",
-	"BydkvBaCOR68z1K3BpGhE2E5aLdU70lFbV45jts8v39nxV1Q+ntRrD7apeuJcX3fFq+1rOH9J7z6fbGo",
-	"2xvkYZkKSV0c8iftz/btLnQm6muLn3yz/ZNWvyn86PH2j5q+q/jFf2z/otNeznz2zQ4TddtVmu8e/WWH",
-	"XXU6Rd2RUJuvdlhlokVcrOPhbYu1u598TKi5Vw0neGYwyZomupGrkZ6DfyPlcgV5krQ24hVnbq7AKqrq",
-	"yJKf46h4blIqexmaDmPNXoJlEofElSfElfjqw2QCeglGRlkKn33dtkCqIbKJssbIiRDN70Y1nA4TpOzQ",
-	"KJKHsXH2HvkgNC954jazRuh6MouFV3RsFWnbCN174SJJq2L5tZW0XMMmgiVNI9sANjb/pQZsFev6mkeZ",
-	"3/299HdYW2jR3ruydrsbqslU2L6IISW+b43a3Kk9l2iT/GUNw7BEn2KgG9e0QwC/LLgBTtiUMCxch10d",
-	"g8UxtTAMy4Nla2UO+IMTDFsaJmpT3oGlfSKO0tQG7+Ehvr2nEYLCxZkDXh5/XUaDr5zsf7v9i9Aw+vdC",
-	"uHui/DuU/Im/vEsRSXskaroWiLOnXmkC7dMdjv7Fql4qjR5PSwfQ3XwDXjNTLuUhKnFvL16gXuT70CdZ",
-	"+eijpomyC1vIsCty0NPWqLBfZdjM/7DqI8ibO19OB5wPbuDtjskBsadD9FOmfPzyNnHOfRJ/gTM/eviX",
-	"XUSfVh/zr/lif7PDdlItvP9YROF5aMOznIsy3MSIPjCOJpn/efHG4+D+lOL414rq+fteYpGZx5k34U9Z",
-	"CQ+UzQhe64pIaLB3djrFuFr/VBE65orxWQloBFMwQwPQgSqpmoMiFcjcXBrX9hHje/73o+fZ4Yi8QSMV",
-	"EqoS6E088ZhTDCuzRXKsapyBprMs1enb7WFO1Rzt01TnGKSZsekRFxyOrH15zFdW3Hz88Ns7kb2E+LlG",
-	"+LCh4hYB1L55JKGkiADYlMmcwHANXIwbqZiDB2yQl1w7SS8u2b927+K6SapD2bLpFhUavKclOyP4AS2a",
-	"7jy4JR+z9vlEuxfTHwSHV7Z97yeVBEWuQR/ZlJqPwnUc/rrpOlzHYP36Jf6/tTB46hutGtRv8q5LGA02",
-	"t/C9Mwd6bFlDeg/25rlLCVwzvSKazuKoEFoa8rgyC/48+/w9ic/3XHYXLvs0tIHjDi09aQp8dnemGndp",
-	"TXLTc/S6e8N5azpLCR0nDQ3wFPuXte7HOI0cbswdi/MwCsHz7eoTTQtPGip62CzuNYa3xiyptr5ZMgON",
-	"jDDUGaJoe95mYglNaD9IuN+NPD/xAVH7Uv9Pqdgn2vGmiXroOZxCh31oX0RIfWZD3K9vM/nrpddheZ+M",
-	"ZnfXHQrv7bH8r5h6/3EI6kvmTHvYEruDz3chqlVt+4SnHZPWJ6wIjdWgoH/UpWYVldoVgsnskNnQV6wB",
-	"a6gt6QqJGi/GHG3HQ2c1FxLfsLkXHJaNHcTl1cRxMMFOSTUUp6RWhkarJdP5vNsxO3P2FapTJNTsuAHK",
-	"p3PEBfAcm00f+dK7zSXrRu7jepIEotEAWwfRCo/sFXPXA94+qz8v3YJ9s81nSVUoS97FjcG9++2P4H57",
-	"66rD4NmvW213J3CWRBz/6j58HxO7NmFIE5NtBgTfNoF2lPFhZLCZrEgWS24+JiIjB17kw/jA8YD8aTzI",
-	"yILKa5CHPQaGOEdsDxvD1+KO6fak6SEFLdK/DC6qey/Mb+P+vrJxoJ6KpzJgYgPV7vc5uG36gxfRNIZ1",
-	"XE8TXhaCQru8bkyLWtrmXeECjjbqXf9oHEefzalyR54blpq4ZBctcuUdnPcC+ycS2HtvwlYHZBNtcmzD",
-	"1jf6Hy8jxyO2UZFAF0Zixk7zwLVcIU01P7q4OIahsn4Wwoo0/jfreIbL+I36FT+5Q/H+En3wJRqmmUow",
-	"J1oLn79SDepStcln1yBwz/WKLYxphfi5kPYiRZO6Fq3uMtkiQKHUz9DlAnlVGNPfwt06GfPMu62cMNgY",
-	"Jd09sP15MBPC1qPPRgRpd6KuEHW5CBh/21kJZracp8LTTpr8g1a4LQdy4JMAcNisJ5IyeAJ9igCGzjqr",
-	"QLKQQXZIaCEq7QLvfUrLiJxZZ6Y1jNrwZIzOUY3vKySErSe0PPxuY6XsEXkxJRNhmL4E39d9GNdG0fQa",
-	"sON7DgUWre6xwYbT/2xG2HQw6icKBV7f3xeKBk4tZLPeEF3MOC0JQ3/K1e6RwftWcSIHWMjGVldOYbw3",
-	"m5m7cdg2t26vcvv7DDp++N0un61FpXtO9oe2muwpfq7xK0WQPRBqezwm7Cpb2eWvzR9XrHi/S0icY9kH",
-	"lVCKTcoVlhBWOS2hOMTuqCPyo6HkmZBsxjgtM6JA4/UlWtZ6vhpzzxuA1NyVWoFQTpi5NK8iBEOs5WpB",
-	"ZcsgYNjJmH+8uJMAjb2ZQfPpbi62PZnHawfMLx5d0SDMA0UmKw3qK4zruw9S+IMGKVAeIWgvJbT4mmor",
-	"Y1snluwaSLZOFDIyqX0pFkdb0Mu/Rk8wKbb57tktU1r95kjKRsmMef9ObNDd/EXhnYDoXIytVQk3ks0t",
-	"t2nLTDVZ8ozj10aZgtuKNQt43FNbh5alFfkEhlStcAW1AtfcpgolPJv72W0jlty3KxGAo/jdfNiN65NX",
-	"fReRmsNthSGcRgpu7ly30PiE5tchB7Rqsi2hsKUmYFEJSSUrV6RubmKHjJ+DlqujM6MQbyPf+Kp904q5",
-	"Hx7vj4XKl3Ow2es8eQAbrndV6w1xdTMBqtcDbt7IRuQsThCTQNhiUWMW/4lZDitcArvRX108h8OKlEY7",
-	"Ii8KDEhUrvJ7dpwdTSWEOFRFxHTMS8CeNkNSsBnTakiyUTYk2RXWGSDZ0R30f7JN3x9zq8STj6fDj/m2",
-	"JOO10jWRDsbiQqcpWc1KiV+vpHYXNX/PQAODo9vIbSyd7RJh0GoTzZIl9D6v3aBVrm+7paAJOPidxhfs",
-	"omk3qP3EN0y9V7L7mIy1wLaZi+XpnpY2VZC3K9W1nh9jxZt+y7MPbjVTRoV1hhh4GvfD8vQxfuuBsvLO",
-	"imi2gBHyAawyZpYPi8rxKUk1ENcikFQgQ9RhUUgzFtZ0Mlu0/YpOCfVvj7mPfsVg1m8ffdfoz40s0JQ8",
-	"OuN+EA81A5hrojRdoVzFiRaGveDEPlx2Tm8AJTAn0xiKr4do8nf78LG/sCQKcsEL1dS5YFqNuVhyWwLb",
-	"DFOK/NoMUycDxeyBfI2VGl6alX0pi2ytt4Zx5RIwTJqWFq+cyN7W9Gk+hyOjeEtRbtXxzcvu3R8E3r3P",
-	"XYjhNxHX9e2jHej8pRCvKF+51aovRHSbQgu3rjGO7T3G0YpuCI1vg4bBnIaKtTzldbvijqGgjg7209DQ",
-	"Zp8pUgpxjWZDmzEfqs7Yjs+eOOWUG0G4FHzW9BO0RSB8UbvCKofWcwTTKeShpSyHpVu5DWltE2rnf7Ji",
-	"v6qA69Mxdz8yPsPIWLM0IuFGXIeCQPZjszHbm7aRqQ3kkGgNCdzmUGmkwYyPOSULxmvbB5hpLGrnOrdj",
-	"nrvVk60YBLd+WwbuTJGa1wqKE1cS3BbwH465zXJwxaqwdqlQemjJv43aqyiTBhLYwS50cxbKWV/PY2ZT",
-	"smsYc1f1LUWMWx0av87qOa2mll8ZVT6zcZRWJDDo20LFe9J8T5q3kOZOz1VsKRzIG171fuJsNFIbuWQu",
-	"5S819KdwveZA3th3XCouyKa51BDrffmCNbyvQ7+vlMnkmC9AU3Rw5aKsF66AjxEY7d84vhbVUQk3UJJr",
-	"aJpLYy1RWxE0FQLgVnkfCnUfCvUlQqGeNQVs2/WpVOv+2A5ZPQFRWBcYx0lfVkmXR54N9d7Wv1+8/qEp",
-	"NllhEFDyXg7tUqaiNPpe616PyDOaz8c8DGPL+nU290CRcJt9hdFwS33NXdvOOn1lz+ny70rw+yt7f2W/",
-	"sivbukT739l4uONfo7+uWPH+WMIN2xwy721L6xfOFRsdEnNrfVT9SSuDVGmqYRja64Mac6ZD4+ph1KrZ",
-	"LcOVGTGKQNNyCV+zztEJ5EaTceMnLTNM6ajP2nnY4JZcnRdrPeSi3fZk27Sh+VtNuklA6yXrT5huI0E4",
-	"ufv0m988EcKAMGtI8McaB0dJyIHdOOWftrq9RkToYsXziPyYa69aRKiX0mD3EtUvunfEfW9wfnv5BGtj",
-	"iynJXH+MK6qzMT8wT5cA10Pi6weTV4IXdDVsAr9QPlAVNbSWrIBKImxfUFfgW7MFlIwDmVM15pRM6vza",
-	"yE9COkjh1HYeQ5uN4IFRY0PXb0dwFLTysi6g6BE+oht4YeD19WYPdVe6NeJ2NpMwo+guvBcgPuHdxcvT",
-	"vi+TVXNdrGprbrFvYeOvK+JbdF9XPD+u6rLc7m1aE1as2S9KpZvhdXRVvDsdkMmBbe2DQf4LeyHtK1jz",
-	"zBVRPRxuaOPrCu6ShREXXAdfQxLGvKKzUCy9Q0Uw5sJdR8yJEIuJ0nhLD1wSRXGCFbaywxFmDGCHyMxG",
-	"ZCzpyrrZpDRkJISq2j6wJLP35HJVgYutiJtnZ2MuwUgAufb1xutS+7YHM3ZjrSeuWTY5sPXSa44degx8",
-	"QnqCAq4PMWjjDZ0xPjtx8Gt1jbZVwrDHsQ/rjTosnxoxDKhfiStPg1EW3ZNyUba2PymdwQPVbeHuKt8m",
-	"ulYPx7zb7r2v8/WJo6jOrmSb4NtSOL6rBFVkAsDHvICS3YD0MmR3ChY3rDfDYIH5VmturEB/n/bycdJe",
-	"lGuevk3I3twsnqlI7e+pStdcsP2qIaONVmnC11rHulqOSDJ6JkXSki6E9+eHw8GC3trGyH9++HBzm+RP",
-	"EBS0ZwGmz5sr1DTV/yKej7We/gkp5bU7e4MSjkzetwi4z9b5iovStgind8j6hB3L8jboY1a+2+QJf0bz",
-	"uaOO2GRsDjYSxio3YslH5IWLlQ7tt6XttiFtCdoxz9rNyTPM6mE+DjMIVUO08hTgWo1JoErw0D2OuIBs",
-	"DsoWmnWRsEajkEUJSp2SrNXzOrNNZFr5ROZzx+g1VtfDkegUTtbr8nUaxmfovPZxuE0+kRMkxhzd6llo",
-	"Kp9ZFzcekouB915w663H1F0ni3Gh54zPRuQcamVkWzrmiQXYSClfhl5bOSIdC3wWTq2wHdnKMXfCpYdF",
-	"1Hu7EHYRxCrNnVJKBmBhPAedCVVNyjAK6WXhpftokripJBTowkdBhfIxF7U+EtOjwkxoU7ouYwODEuUN",
-	"KBtO4K1/qMhgayVRsnw1dIimbK41Ipvv7+7AhRjVdCe3IqKRAJUPMzDgDiYOF5DRsmuNuW+ldJD1WRSz",
-	"w3v58aPKj2r+tZWr/BLS0heLE2mm31KIjRpOZG53oIinRAGQNaKPqllzOQ3ZrEAeOaoiap2Lxb24dS9u",
-	"fVVx2xgMFfh023rUL1dhO9pe0/azpr6ObTWKbT99K/3sZC0R2fYwp8vQJXkYxVyPOeNKU57DsOn8Oseu",
-	"lgdxwvawU01o6FmS+/vQ8XcoxtyxAqqb5tCOxKk+Lxv2yfu8FPtDTds7dzJ/yZR+oWGx3sM8ET9Xlj4m",
-	"9Kv3gv1ua8qh74qWpY3h9ccR3VeLrZjDl9R6LnyFDisOm9ezU1sQYAI5rRUQJRYQWqqaUSKrqJ4nknXD",
-	"SNhm6Ovs7PgkLHIvseObj5eOFTfj73MjuZBrI3Q4H98fOBnrPgVrEyV44tXZmBKQA1rimrDao7muhwna",
-	"0GLmrufikc812Jw6YLPBiesCaxVNpw012QqMB6/HG/dbRg6ErbKnVlzw1WLMM1EW4fEhNoSWgs8Sw60r",
-	"a994t475yXw15v71RBqXLUfg2qkfhMSsVlrWYYr9W9D4RX6ddK21xC+kUu1YzzacKNI3K3feF7P+g0XW",
-	"f7RIAOs+1XGJCrHkAcm20z0koP3k7q3LxLIEpebslxpOCeUEbpnCKBvM00raKDfISPfS0b10dC8dfRHp",
-	"aCtJsHExx7/6JMz3liqYHzdoUvaFlCaF0pGQGv0j1tfz5OULpFebFKpmwDsqVJ50DX6DRe/jW+7ilH53",
-	"Mbd73+/f7T21sWsfQYtBf01Siekm0SpAk95XLdWjKfs3KNT7lIff342972nzUe77BWhCuUDHsLm42Ot3",
-	"R4F9N7ZscBLdChIWlHGMODAriesZcGF4dKh0cPDtw+8ON7HhewZ8z4D/SAw47U/AbpZr9+0pLIT2+egb",
-	"Lx4z/GFaq42Kcl0V9Itcuo/PxN+GrXwhDr6PUm07N6A1BQ0r9xz8XhX/SKp4XNrI1ZHdwOt9Ffb+RF0b",
-	"FhdFEQS/v890m1AFhGGVWuWCtITSpCqpxsh7o4xPalYWIZs+2e6nt/3d18LRL1ZKw8JN9YJPReqWf48b",
-	"xXaj+Dph3CbeN0V7753yn6hZDx7ExBqCZM2RKTqkRfyL7oFHmLWbEIfbrHdhefPiN9CLrVnkJnZ0UVcu",
-	"tNrMKmkeInhUMJ/5jHvB4R53P32WtAH52ZsXiQNB86VDZVUBvVa9uDwHWur5hmaFUCjio4WpK6fk44FD",
-	"TlyommlLzD96+HAtmiynfMyljZfWquEEBnn+/PCxfZ95DbAnSflvdrWf8DrYGV7/V59IpuzJGnnZgs4X",
-	"K/8AXPqIC3dDb167rLnCYv+UFFABL4DnKwP7UEX9E1VOD/hr5YRQA123AVtXEbq6I3+HI7gf1xLr2A1w",
-	"UKHfuBtr1GTPuVHWc/IuIoKPuJi8UdFIcdxgJ4tror1qhQXsOCzxj6jObTwQ3vz1Ud7GsWOtQpPxx1Yw",
-	"W//aVUQz87bzsEEvAcsyGsCoTpHyaGAMKV0f9ykoLWvbp9QokBo45XlUgb+1MyRZ64N8j5WEXN0nCZhM",
-	"kvvMjHi58VhRQeL1Ed1htPpWKlIwpSWb1IZbaeH3HA8a2lgmFlmX18QWmAr4lIuyxNYEfauMqt6sj3gW",
-	"6g9g9HlB1XwiaPs8bQr8+3fv/38AAAD//w==",
+	"7L17d9s2tij+VbD0O78Vew4tO0mnd2qvu85ynWTGc/K6sdPOnKrXhMgtCWMKYAHQsqYr3/0ubDwISqAk",
+	"593W/7SxSOKxsbHfj18HhZjXggPXanD862AGtASJ/zyjxQzOBNdSVC/FhRYSzM8lqEKyWjPBB8eDnIsD",
+	"ZR7lx0TPgEhQteAKSEGlZKBIIaEErhmtFNEzqgkXpDAjkzldkmuAejjIBhJ+aZiEcnCsZQPZQBUzmFMz",
+	"HdzSeV3B4HjgZxpkA72szS9KS8ang3fvsoFZJ3D9hKlaKGYXt7rWi2Y6BaWhJBNWAeF0DmQiJFH0hvEp",
+	"Lr8UC14JWpo1tWtYn+4NaLk8nWiQiWmgELxURAuyoEyTMUyEBKLl0sxCp5TxzVueM87mzXxw/DDslHEN",
+	"U5A49z+e3tZC6h9AquQ2L/EYEAxCLh8okheNlMD11Y39JCeM424Vp7WaCY1/AI5KFlQRCbQkEynmeKYj",
+	"nivGC2g/FxP8gsOtJowXEubANa3cEMMR37i9iZBzqu2mvv1mkN7jm7CBvwIHSXXvVhXIG5APVLRnMg3f",
+	"kD1ljpkqkrfPr9rnARZjUS73hx+48HfZoKaSzkG7O3SqNS1mBjzn5fryz/FmTBhID1Ia3s9IoxpaVUtC",
+	"I3RVTTHDzTyePKLD4bD4bvivepqbdTMzYk31bJANzLuD40E72hUrd7xldFw8fPTYjJq8Zxb3ngk5v8Rn",
+	"q1uyz4ng1dJsSOENmxMzkCJ7EmqgFt0CnOwVhBuQtMIDgNu6EiX4ReK+fmlALtuNmTGvcHHxJpiGOUJ9",
+	"Tm+fA5/q2eD40Z//vLaNzLxwbl9+eHQUnlMp6dI8VnpZ+WkGYdPnvKiaEp5ABRpSp2mfk9K+QMTYoCZi",
+	"mSJ7egZMktw9zEkhqmbOCVPEbHM/nODKTpkd9Mp919lvCRPaVHpwPKGVgrCNsRAVUB4d14W5vr30Ij6y",
+	"zpqLGeVTKAk1dI7oGVPEkYAMD43yxO0/HvGaKoVnnP/jwA5+8MMK6agl3DDRKE8yyJmYjxkHsmB6NuL5",
+	"yrb/t4FRbihqBVRyMwo+wWVqISzJScGvQ7kGG29zILtHSZJ0PnkpOLygupglYMg100ui6RTppgENUFmZ",
+	"m+054gmhZG6+JksGVanI46Nvwqlbthsd++SACw4H+MEWXvRKsinjtFpf1WsJEzw5IA2vpShAKShJUyOL",
+	"IzlCNSP5w5xQXpJ8CSone5QvSUEV7JNCNFwbcmNePBlxe3J+mELUS4O/jfljMQNuWLtwi0E+cg217j8a",
+	"/+ogTYjMnEkS9FaBtEOs7velIZEOwxoFktACt9BDHhs/0CbKuD7/P16VcFaxnWl6QavKcP4CvyGMK015",
+	"AScWcFoQCYWQJalBHrh3agkKeAG9+HF7IEpwbx+wcrB9xRvFBTvQg3C/h+SUE4Fv0IrkN/lh/kNuVjVh",
+	"txni8b+EJLyZj0FmZpPt29VyxCkphUaUonypZ2bze/lDxLThkf3fo+HjgzFoav66eTg8Gh4d0Kqe0eGj",
+	"fH9IXjn2YScacTuTQTYjrVJpEI7pmRViHP+PEC0NrZYI7MIHcU0Dw8+1BmlG/b8/3fzw83/9dHTw3c//",
+	"uTcaDYd/2v+v/0hi6B2kl7TQouMzKammZAyV4FND7IbkRwNvhbikybxRmsAvDa3s/fTgODEPNb0GZc6t",
+	"MEJ4AUTcmFvRKwsZIYhMDHnaCM3264P26x2J68O02OSp5IrUdCb4pGKFNr8WVsQ3/6R1XbECpz2spRhX",
+	"MP/PfykL43YR/yFhMjge/H+HrYpzaJ+qw9f2qyegKavsElYoOtMzQB7XSlEe6ZgirDTYSCsjKi8J6iVl",
+	"RoR0SpCHz4gnT9WeXskmE5DKcoz47MheXogS8hGPD8rQBH3lcTfP1q9AjEJOrLWHt2+PM1Lu+g7xPUTs",
+	"E7sb5AC4RXdmCKB4SXOmkJ8NB3eUqt9lg+9p+QZ+aUB9AVSw9xQnN3ua08qs2Uh4kkwoqxS5oRUrHTBy",
+	"kFJIlZOKKW3lIDGZAC8NGZxY1o+wuuZiwYcDq7x+ISyPt+bPTUWIhXhNlKYayJ6R+RyBzKwCaPitkWDp",
+	"teEAFvkrqjSh5ZxxshBNVZIxkEoovY9bfSbkmJUl8C+zV8OLLSaLyloguNCGEdtbLWqHq7jWc24oP62e",
+	"mgP9Muu1Nw+xzAhuHG5rKDSU1fKElPilIlQaAE+nhgCZ3UjQjeRQ4h5eCv1MNLz8MsunZSmtsChBiUYW",
+	"QEoBCpcJt0xpXONrKjWj1Vm7vJ6VikKDPlBaAp13VxqIyJhxikLmKlfehPpQkvFSA5FG3/Fim1G6h12i",
+	"6VZ48Ma818PPcQg8thIlIByqqSpSoUY6vJOw+Q6hszTi+qUQz6m00345GoECAtwWAKXqsh7F/g2kYnNm",
+	"zxRB9FLoC6qZmjA6rvoAljqCioEiotGKlfABhxHBPT7VDC0oZjpF/nQ4ao6OHhf2Lfw35Jutf9b+5xnh",
+	"G8OV34QT/TKHs1mG3CJtGKoh51ZyH0NBDTU0Yo8h4UxpSbVALRb0inAzJJfOcIZGRiOxEKY2Ci3hStiD",
+	"DFbiHinmxNof3TZQ1C2ZKqhE3ivhYEwVEKaDkIyWVrXkRWtqJa84yc1Prxs1y+2AaBP0IqcTpCgXKPHZ",
+	"jWSEVkrgZqU2ckyuJeVqzpTRIa5YmRMJVvPFj0fcwtes00DkLgJXCgHcl4dpVcLhIN6cSzYH0eivgC6U",
+	"rETKbs70BlACZXM4jg6X0KoSC4UmzVuj/LI5kLpqlD0Wh0ruxlJtNE2rNzibBZFUg0W7QnAOhRV1FSkq",
+	"oQCVlnfZ4ALkDSvgLac3lFWe9Hxe4JySMS2uwWF7kCsIR8q5h74GqqnB3ywQJpS36BT2UaiCeS0klczc",
+	"y6bdywnRcmlxO1jmwOnihsop535gnOTopjhAP0W+hpHRw21YGLk7cK+XQrygfOkwUH0B3BOCzClfGuUM",
+	"5rVWJ9bXMhE7g+OjAeMtp42eCcn+/aUYwBioNHggjBhuNBRDpfg0I4yjZkJQcK8NBT5BEOWVmDKeW8yL",
+	"PXRUwogvpOBT96K1Ab+mSi2ELP0Xgk8YakDWUKVJ7V4ws+Pn7iq+raeSlrADf7wbWJw164XTKPsAk3cs",
+	"P7nnOjGIgjaH2rvRaFQwcLnvHM+wFCzIr6oGeu1okWOzM9R3NFQV8iQ0QWpBmro0ZGudI6glv5aCNyrY",
+	"pjar3946d0cZ8p1/bI0rr88d9M75RJhfamnok2bW+FJCLaGgzsWx6lMwM1dAFTyhGjqSt9njIOFriba2",
+	"bilrt/HTILbPtVNk8YJ+DuOL8b+g0Gb8dj/qjePo65tyHtAe66fgWtJCx+ftGRYz2u7c4B4ZL4nzuAw3",
+	"7FN1PFGbcHjlIN6t+qHS4FGDLOwmCY66/r7hZQXPWJUAxIyqhPvi4m+nB4/+/G2wWNsrmpEZ3BLgRiAq",
+	"k3ueszl4P+D6Q1Ea2WQNSQ4M10+Nhtb5dScG1TPCeFAFxrg7J7TlhzlRUFMUUlVyjUYx2dXtHMPb+Qrw",
+	"88zCLdpwu72Nh/CCcjZxRqvuQRh+fwdc6Zzqu3WXpZMooTzVuwM8jQxP2NSIdGgqRoMOCzET6sQ5Ba0J",
+	"C6w1GUUX9/twCwnod9jEl2/uwEbs6+PkuCvnZQGaRWQkhonb7MbDMgpCPwmZR0e501GFszd3AZSiU9hO",
+	"BP2LWTvfxjX/EFGd7nqT9GjtaHYjOcklBLO432hkoF2hvsgfr1jCXXahjUxL2JrXzGkWreMsiVlJP8YW",
+	"H1ePEZtNORo7gx27FRaUm/5OXo1sxfecXNR6aM6qg9yjwQk5QonM3DnrU9u8oqOtBK49ldWl7nrcW7ht",
+	"/9bPGqmEbKV1uNX+wB8oshJulNznOrSDjnWFPt+t1zTs55X/8Ay/i4dS6VOrqEYKGbS6GmQbLRGF8DAe",
+	"yJqQJUj05+5E79dXl6L6vei/A7y00LS68gFvV55NrobMzQ1G5uZp3rIE/1ULAoWbRZvaTue1iosrGNO3",
+	"tc7ZbEbTFnBr+NmNi0qRRScB2RijNai8gJJRjGkiewlQYCjNfpJeBXA3MhGv8eMMJBiNYQK6mLVmgc2T",
+	"BFg3kqXmFHUvXfxx5qKxuhpMKax0ZZSYQtRLjMrihqr8FHaAgnkFOhaA1oWuFWxi/4aAJrvuqh+De8mL",
+	"Y4qEarKYsWK24txxMY6FuZLl+2BrC9FsBZd2RMkzT6FWxKFgtYghMiFAixm5Zrz0Xl3PFMziV7U3PJMW",
+	"pyN4haNLPH2XWnijN8hD1qCgTnUyoozJZYhpLApQylonkEp4kwySeXzlLWe3BGphfcM7HL2EiQQ1uzRj",
+	"Jmg0GkLQfhG/mBPhJ4zX5EwjadFVp2c4jb/XwkgIJXoVTp0pCA/vmHxvLTPWx4BvRy6GzZKgnXllq1kE",
+	"9hSufd+wqkzr9WPz6EqzVODUj17mse4zvCDm/bTQVYj5nCWO/cJ6+IzkEiT51QHR/ZAcdSr65YW/CqKF",
+	"qIoZZdyGTXnRAXeVBuYacM6QQz8X04TEYsOK/AquaA9X6L41Tr6FwalOHUqbUOaiNLJueWVe3V0JfCbk",
+	"/AV+WvRKBBwW7zHqEzaZpOWLubh5r3X2jdiwTaDpPzVvgYx0jFWaQwtdLYngqFF6wTpYLm2Eo6jK9hf0",
+	"J40hiPdJIda/3qNU+HiCVUNoh475H1Noz2ERT5H6Zs64D2d+mOLv7Z4Sd3LJBV/OkyDJrGNwbEPtcrXk",
+	"1zkxl5vy8qBiHCLNa4e9rNCveGMpUnUmgWp4q0D26o31hwFGCmsB24Srb4S1pzRRUOnGYVd2GcWQRgvD",
+	"mVObfuJ8Pj2mV/f0yq+kR12P4xRrofRUgvqlupPlxYtI1sGJ3ncSO6Wc/XNHyvoM41PeoEiVIq4l9Gr+",
+	"EqgSnJh3sja9oQ2ourKxL3mSZ4CPzEmItd4T0UYzWZEvORDjJdwmbI8ul6g1SmCkrpPCIo3VPlDxKmPV",
+	"tI2qTxpBLsPQDxRhZWZtEEyTmRGOOWwXFuz6MwtqD5cUAj5jUJWWpKZsklCVG/FuF1zw1H99eCHndxik",
+	"w+rWdbiyNIwJ4+l250zR7hPMqRASHHvqcX70bCHilB91Qfa1zUsKHLXclaP+FUQlil6V0OiglMepIGsK",
+	"E28q51e33qeVoymKRtJiuT7434xoLDBbpOEFSE0Z10tzn+ag5YrpoBSNmSJp07L+XbMZWmmmmxSB+Ruw",
+	"6UwTOhY3hpxRUsENVNsmW91a74RX/dv8wcCieP9Nbl1DRfs2/QSmEtBDKdugJ/iloVrInonprZ34u6No",
+	"FQffpYBdCT7dMjFQpc28f5UAfMFWNLr1WR/+pTMt/rk2r9FalKbzeoPq4vM+yYTdIsJiVGp39l5nSDa4",
+	"PZiKgx0o09+AVnoWQkJXdOLN/MiwMme4XbeYaKobO4iztKwS8Yga94Oj4y8uKlFc7wiBVY7i1uN5STzp",
+	"z71gefXf6zBZ35i4/ny72iAC9bnWd4RLu9x2jhRknosp4+8t4q5tJxZU7y6aphb4wrqcYkvPirXehntQ",
+	"LwlRzMKxSY600A5sK96yuzq8Uit71bKg9VW94i63VDVjF5a3vgwbmZO6kSIwNBuh1U7ViqGUeBgO+zlD",
+	"ezQouvei2ytO6kbNsji6IPZ5Bv8U5tUZAlaCZDdgM7FtyFjufSIjzrSNtK+bqoJy/4SIOdPaJiWYldoM",
+	"TcJhEe9tSN66pLMSNBRR0L8NT1kzvfVsOhJuC9TjyiuaUMpRx8MNsjmQzkZPfHKB0ct9yLoB+pqz7a5U",
+	"O0M9qiciWMj5A0UoVwuQKrOH/PeLVy+JxTpEb74kakbrWOx2ONmd8F9K8OEbunAXCGfuSw6+lA24I0nk",
+	"B5M9SrSYj5UWHGLPQSTnlXDDCujVH+zjVVzuSG7E3pCteNxmV2902NvEbqcz4kTANfjcvCSTw5H7A4Ky",
+	"wbQrmm4SnWMpdgcdy2ZsHoSYgMjlnJGGs18aILSQQilCq8qBsyeiZMmLgPBJNN0M4j601XSacDg+kwCk",
+	"omOoVMd9uG5JSk/amt4wDC19UZ8bUmLViM98V7daKOLoYaXYlFv6hS4dTExy+WeCIy3MgiNfWIL7Xg6e",
+	"LjJlnYIDHSR2xKZDBjugbmnCFg7nayoE39CqEcX9vIN3ZNJbnuFyFhVkOCHjivLruEIDlUCmUjS1Pd98",
+	"j4v28f4OXoswdeZWvGXXb5yzIM3fbeIZ0uQOVaNxxoChb4CMkulNEsBWurchTCWK8sQiNgaxUHJgKvg7",
+	"enwlbWpfgiOgoYe2KZOW7WvM8bK7jCZwgfVlmj90+fBn4J7WDJYGwHvwyy0c725c64M5D62qV5PB8U93",
+	"4EE/b93tOo9aj4FExLoaL9MngCHFi5nYHQH95UiS/aA8r96ktXE/AJ9aBXCldJTzR7jKUXGu6ZDkqqlB",
+	"KiihzI/xWri3rQ/XMKIZVWQMwEdcQl3RAsohySX8Cy9PfoxJp/HdMt/YkMUxFEaOcSNaydcrpz62Nhu0",
+	"K0AvrB03rbk6xv3+vHkluSh9+ObMQ8YNkiGbPrULGnSZ/6fl1zHJmkFVksUMI0QtZE8IHVuG3VFUIq8x",
+	"1elzeh/9ZBtjD+p8INTdKxP4+45c3POz5yyl7e9AADwcdrchp7jptsjONTi0027Z4IWmekOg/XgZ14a6",
+	"6/q7MlDSQj+vmztGOZvfK8bhDuu49J/4OLm+gB3BD5LlngxrNN+9j/AZTZjF8Ix20gHElgO7jLa/GhFS",
+	"XIN+y20sRwjwostBNlgApK109qP3wk6/ku9xiGS8gVFAnvJ0nLDURtMEsvfPf/7znwcvXhw8ebLvdVE0",
+	"hdilnRCY13qJSqho8Bua5oxmMhz3ztNNmLzrfCuHHMG+s5IIBi2sdzxhB9eec96+U7c5+3q874y8vTzb",
+	"75Fvd1dLUIlNrGAmJOb11hVdWk038gT/nXLyON8VoB6IdqpNOkg3sW49wIsTNHw7B3momDijNQLqzbMz",
+	"8t03f/5fGYFbDbyMKxLNYT428jFWOGgD2G1dxUSgySb3uHmIHHJCWdVIUPFghSZaBFhtqRaT8KlnJOdC",
+	"X01Ew8ucYLgc1XCFWfxQuozRNtSgd/RkpGsPYJ/e1hXltPWqM0VEYVl8AXfx8l8a6Swjc1rMGIcDozUY",
+	"YKtmPqdt9KGDW//ACcn0NcgDdORGhV3CAewcw+0wDF281l+UoHi+GtjG4gikpohaVLtKIKthvwdY6M0A",
+	"MJml1driVyF4q8kcKNdOCJs1c8oRTZOhH/2yvFns3y4vXxP7AqJtOhZCM50qBWGJwMrZYcirmBCXOpsO",
+	"0EzaOUIVNpUa6ITkdCwafYz2j9xq4b5kpd/CHAt/qbuAepWRe66t0eUZRE13NTZQpQhn0n4PRM4IISJE",
+	"XScwIaxjxebnNNeWqUFVRpTXxbT89PjnoeFp6QicXtz6cbZsR3Vm6EmjYNdgzTc27LXXcbY5AviUuOcu",
+	"RBddKC7rmdjSlW19RnxxO4fpzPhzcslrRUHS6VDWn5YIc22oLG1qv1FdiwJt1LSy1TfUSYhYBBfsmL95",
+	"evH08urN09evLs4vX735Zx6H6q8+TMhzq2kYbmU77a43Ua7X9XenfK1OKROqzbWUbW0q1DEV6PcRsPtS",
+	"Sza5InHPiSDU7tY/PJiz6S1ueWprWZLFTCjoJNwH88fgDtGK28Iz34gKeiIZrFsUq2eVAm0utDww5DPH",
+	"B4oU1Nri0eTisw5O3IsLyTS4N0fcvIqVVtC40dGhzMeu7EebZKEM7S7n5hrbueaU06k1jKlsxGlduwxh",
+	"FWrNRBVrOqaesG7Uf/3SBtkAJ0hqPxdoJ0tHb0aWkW4ZyW93o3iubEl6cFqzzZmEIc/MyVQhqT0y72HJ",
+	"grRPq2L8eqtE41b4HN995wtC9sVVsAIeKKyokNngYix1YClUgE/4/TOEbjjMb103MVA9CH7uP5nnHkZr",
+	"R9MjvQmhPXM9fX0eJfV0YXBoRriLQFeKQqV5Hi1Ra6iYCjP3zoqj3GXaGcb4pPdqn5FiBsU12cunoG1E",
+	"UL6/Mqsb5C7zihp4D5AjREdn/j9PXzxfmdB9fRgwbbik8+r9pbqwAQc/vzpEpzT6LHlhM143RBg7BdP5",
+	"YG2NO9LU2EXA5bAFF9SMqpU84M0BmSmD8mlRQK1dJg0mtmg2ZhXTy5NOOj6tBG+D66w4XeBmdool2JL9",
+	"jLu9KhotJpOc7Bk9F6tHr+VF768lRhsG874m4eQRvW6q6qOmsJsV/nby17dH+rhoZPQUp/SSaumCA7p8",
+	"3EKj0wngwwIZMG9wK69qL11/4vvPG1GhN709xtr3S24ferw+sbWbU0060NGVz6i6mguJpfUIFvrfMUVy",
+	"axL+JS5uAaotfGMz+7QNnogEh4BTtZG1fIuQHRfid7DJBT5pJBbfM+PbKIQFZbobK9upQYSqaQL2Lgl/",
+	"1RhPVeEq8Hby8U+co2mODVpmlJMcjV/5zkaeOETxLgn6dy2yvCOs1ZIXV/a9qz55dCuH2z0Z359DtnIn",
+	"okNPr6n/4m1Q+d+PBqtZlwZvSxrrQ61XMUppYf3VJ6gFGY18XuvlR8GaruP1p58TcQRfddWTra5sF4lX",
+	"GD2WE1YGlcURyRPDRWyzpLYQNVaaRm1X0QlsPcdVS9zKmrJO8RN/5JuR8r2LndyBzkadVnYOXcsG1gR4",
+	"1Yu5Ni/Ptd9agARvimuDhv3xS0Diy13S2W45THHy30cuUqIaTLRvS7r0FUxwm8fEfiPWpo3PCyo549MN",
+	"MPLfu7KuRMKcyus4JNwHCnwc4Bn8+tGuaqvTfne63AVbH177eXdM2PxvZ0R3QIwsxWevXj57fn52mTYR",
+	"94WzxAF9hRF2bNHyzUbmLWmQZZsDucmad7FUGuY9lhZZzJiGQjdyJdWWzssYTSMnaJ3yiTwXU0wCO3v9",
+	"VpFQvtXGroY+Oj0Jo6o7c8V4c7ujFQm3trHCI9ZM2IaYbSUJFxI4pmqr0N1JbzbXF8naLmYlZ1RDEcZs",
+	"YPu9CSeYBMNbjHfamF2+e3r4qv24L7v7LVorL4KPrDcRqjV/2Yu6a9ZRclIF8jlT+txBbeUq26jQu8TL",
+	"sK7tumlY0sHrexRtA6FZ32v37oX17905Od8Gr91lE7unSeHu4lZQAr11LeDi+fsOwG/QyjYpG2G3Xl/C",
+	"HhMM11FWEPPufhvggmWhemhk0duRqiMGsjLEq4R+LXYGqwm5UPq0v9wswlzx3k2Yh/3Lt3kTRIsd5Rrz",
+	"0bbOVasVftcn7TO9mKcXAHx3rEqaEc7LQWesbRjir0A6Fpdyl+5lbX4+1iM0NDOqt22wUmh2A4lgEvxi",
+	"a32pEiNTCh1mUAA8zYvcGzsHfCWuQ0Io7EJ/NRkFy+vhFpleuqZVVRW3dnsQAmHukN+aPJgNkv3daef7",
+	"lhzZ2W23Rp1S+LZaHbvXOb/a9y3202fBf5bytPS6fPujfVTDrJaODT9nYoFNd0U40r5cK2u1v/rIzqC2",
+	"0Or6FOswRVmmaCTTywtzjE6Qwupep411iti/nnk8+fuPl4NsU9mwkEg1XsahCd2SZaEVCVrAcIZ2azOt",
+	"a1v6nDlBb634j90Z9hOY2c4YMyk4U/ZIZs3YXKpXNXBDup9yBfNxBUOCASg+Cc76Zn3K34i3Cbc46pIU",
+	"oqqg0GRvFAcWq9Fg3+MQk74SWOTKtRiGjmLb5sOVFp7TEgxQ0MVhO85UCobkNO5IsuL5JXUzrpiaeQSA",
+	"ktC6HnHvC95bwNj8klkrdAkTxpkrXGkLzWIxHF6CBKnsul1HZFsRG3cIpQ3vHPERPxP8Brg1B9lOjjMp",
+	"minGgHY8sMfm7T+Rp2Y3URHCxsxF8kNas9y1hdC9JevXWyKScGc3dkXErqNrte4NnjHuvT5G5KBVA2ZQ",
+	"5tN7/GDfPPrWdnIk+QpZse0CM991hTZ6ZuDhgopkw9XQ7PvC3BvoFHnU9BoIJX//8bJbiG+vp3zecDjM",
+	"94kYa8o4lGaZq/E8K5cGq/KrQtSgfPlqwTGJLICfSpssawiqNY2Yced0iTW9CNO4eIzBsgbpvK+ZQ05K",
+	"UTS2Rvxe3okrzfeH5HtQrATX4YQQpSkvqSxDlKi9QVTKpWsdl2ckd9QJq5ZhOSAD4Nj9h21DaaEzMyY1",
+	"o5pjtL1rbJSDC7SLiMDp6/PI/e1jE2IH6+Dx8Gj42Ha9nCGJOzT/mUJKmECU5eD6JLoj5M7r4ZHTo+9L",
+	"bKyg29AARCqmA8UecfMD+uA9U4h9ypmrO2sB7fL0dVy833Or09fnGVFixLWNVdFCVBiRgn0Z3I9v3zwn",
+	"tWDmyPDvwAO8JW4PIxbcEnLECWUbbI4NMri33r55vm+RzS7cPKJjJapGQytgu5evuVgo3DLSqsJ8nY24",
+	"oW0Y4KmIF5pnQukhOSWGZk2k4JoALxE3BQdS0qW7o2QsxUJZJDLbUJjLOeK5hlt9ONPzytAPCSeRIEk1",
+	"WVDuSJSHp/+0i+QWuc2AWN6SC5Jbr3GgSqNORV6jfBhciQNZVjp7Pjo6+mg9QOJpNrTPY0WLN9ia7M92",
+	"Damhw1oPu73/kP97wX3wxBWlX0NngwQGefGMqdSo12Nu2E+uQMrgZzOUofmHGGR02FrwDjGeDaVQkSpw",
+	"eC4l4F1BBm27kLswgG71CjP7jCk09SMbw1fistSUlyMeWnerlSCpyD9gLpLFGS8K2FC80NeoKqO3R3wK",
+	"mnxz9B3Z1AHMWryZtI5RI5EMia9iT64Batt22giHTT3ikiJ9QeecBAwCtMZHgaUUXNEDtyhlkDQKHLQ6",
+	"7UxUJVpu0TE74rYiVBtt4SSOtpmSjSwkb/FqIfOLo8ok2MbWofuZD8sc8fzXkY+hHA2OyWgtBHM0eJen",
+	"bg0iw0qEJZJh1yRf9aaitq8cxm2e3/1sxV1Q+ntRLj/apeuJcX3XFa+1bODdJ7z6fbGo2xvkYZkKSV0c",
+	"8iftz/bNLnQm6muLnzzc/kmn3xR+9Hj7R23fVfziL9u/WGkvZz57uMNEq+0qzXePvt1hVyudot6TUJuv",
+	"dlhlokVcrOPhbYu1u598TKi5Vy0neGowyZomViNXIz0H/0bK5QryJGltxCtO3VyBVdT1gSU/h1Hx3KRU",
+	"9jw0HcaavQTLJGbElSfElfjqw2QMegFGRlkIn33dtUCqDNlE1WDkRIjmd6MaTocJUnZoFMnD2Dh7j3wQ",
+	"mpecuc2sEbqezGLhFR1bRdo2QvdeuEjSqllxbSUt17CJYEnTyDaAjc1/aQBbxbq+5lHmd38v/R3WFlq0",
+	"966s2+6GajIRti9iSInvW6M2d+qOS7RJ/rKBLCzRpxjo1jXtEMAvC26AEzYhDAvXYVfHYHFMLQzD8mDR",
+	"WZkD/uAYw5ayRG3K92Bpn4ijtLXBe3iIb+9phKBwcWaAl8dfl+HgKyf732z/IjSM/r0Q7p4o/xVKfuYv",
+	"70JE0h6Jmq4F4uypV5pA+3SHg3+zupdKo8fT0gF0N9+A18yUS3mIStzbixeoF/k+9ElWPvqobaLswhZy",
+	"7Ioc9LQ1KuxXGTbzP6z+CPLmzpfTAeeDG3i7Y3JA7OkQ/YQpH7+8TZxzn8Rf4MyPjr7dRfTp9DH/mi/2",
+	"wx22k2rh/cciCs9CG57FTFThJkb0gXE0yfzP+WuPg3enFIe/1lTP3vUSi9w8zr0Jf8IqeKBsRvBaV0RC",
+	"g71zpVOMq/VPFaEjrhifVoBGMAVTNADtqYqqGShSgyzMpXFtHzG+5/9/9CzfH5LXaKRCQlUBvYknHnGK",
+	"YWW2SI5VjXPQdJqnOn27PcyomqF9muoCgzRzNjnggsOBtS+P+NKKm4+PvnkvspcQP9cIHzZU3CKA2jcP",
+	"JFQUEQCbMpkTyNbAxbiRijl4wAZ5ybWT9OKS/Wv3Lq6bpDqULdtuUaHBe1qyM4If0LLtzoNb8jFrn0+0",
+	"O5+8FBxe2Pa9n1QSFIUGfWBTaj4K13H466Zb4ToG69cv8f9phMFT32jVoH6bd13BcLC5he97c6DHljWk",
+	"92BvnruUwDXTS6LpNI4KoZUhj0uz4M+zz9+T+HzPZXfhsk9CGzju0NKTpsBnd2eqcZfWJDd9g153bzjv",
+	"TGcpoeOkoQGeYv+21v0Yp5HDjbhjcR5GIXi+W32ibeFJQ0UPm8W9xvDWmCXV1jdLpqCREYY6QxRtz9tM",
+	"LKEJ7QcJ97uR5zMfEHVX6v8pFftEO940UQ89h1PocBfaFxFSn9kQ9+vbTP566XVY3iej2avrDoX37rD8",
+	"r5h6/3EI6nPmTHvYEnsFn9+HqNaN7ROedkxan7AiNFaDgv7RVJrVVGpXCCa3Q+aZr1gD1lBb0SUSNV6O",
+	"ONqOM2c1FxLfsLkXHBatHcTl1cRxMMFOSTWUJ6RRhkarBdPFbLVjdu7sK1SnSKjZcQuUT+eIC+A5NJs+",
+	"8KV320u2GrmP60kSiFYD7BxEJzyyV8xdD3j7rP68dAv2zTafBVWhLPkqbgzu3W9/BPfbW1cdBs9+3Wq7",
+	"O4GzJOLwV/fhu5jYdQlDmphsMyD4tgl0RRnPIoPNeEnyWHLzMRE52fMiH8YHjgbkT6NBTuZUXoPc7zEw",
+	"xDlid7AxfC3umNWeND2koEP6F8FFde+F+W3c3xc2DtRT8VQGTGyg2v0+B7dNf/AimsawjutJwstCUGiX",
+	"161pUUvbvCtcwOFGveuH1nH02Zwq78lzw1ITl+yiQ668g/NeYP9EAnvvTdjqgGyjTQ5t2PpG/+Nl5HjE",
+	"NioS6NxIzNhpHriWS6Sp5kcXF8cwVNbPQliZxv92HU9xGb9Rv+IndyjeX6IPvkRZmqkEc6K18Pkr1aIu",
+	"VZt8di0C91yv2MKYVoifCWkvUjSpa9HqLpMtAhRK/WQuF8irwpj+Fu7W8Yjn3m3lhMHWKOnuge3Pg5kQ",
+	"th59PiRIuxN1hajLRcD425WVYGbLm1R42nGbf9AJt+VA9nwSAA6b90RSBk+gTxHA0FlnFUgWMsj3CS1F",
+	"rV3gvU9pGZJT68y0hlEbnozROar1fYWEsPWElqPvNlbKHpLzCRkLw/Ql+L7uWVwbRdNrwI7vBZRYtLrH",
+	"BhtO/7MZYdPBqJ8oFHh9f18oGji1kM16Q3Qx47QkDP2plrtHBt+1ihPZw0I2trpyCuO92czcjf2uuXV7",
+	"ldvfZ9Dx0Xe7fLYWle452R/aanJH8XONXymC7IFQ2+MxYVfZyi5/bf+4YuW7XULiHMveq4VSbFwtsYSw",
+	"KmgF5T52Rx2SHw0lz4VkU8ZplRMFGq8v0bLRs+WIe94ApOGu1AqEcsLMpXmVIRhiLVcLalsGAcNORvzj",
+	"xZ0EaNyZGbSf7uZiuyPzeOWA+cWjK1qEeaDIeKlBfYVxffdBCn/QIAXKIwTtpYQWX1NtZWzrxIpdA8nX",
+	"iUJOxo0vxeJoC3r51+gJJsW23z29ZUqr3xxJ2SiZMe/fiQ26m78ovRMQnYuxtSrhRrK55TZtmak2S55x",
+	"/NooU3Bbs3YBj3tq69CqsiKfwJCqJa6gUeCa29ShhGd7P1fbiCX37UoE4Ch+Nx924/rkVd9FpOFwW2MI",
+	"p5GC2zu3Wmh8TIvrkANat9mWUNpSEzCvhaSSVUvStDdxhYy/AS2XB6dGId5GvvFV+6YVcz883h8LlS9m",
+	"YLPXefIANlzvutEb4uqmAlSvB9y8kQ/JaZwgJoGw+bzBLP5jsxxWugR2o7+6eA6HFSmNdkjOSwxIVK7y",
+	"e36YH0wkhDhURcRkxCvAnjYZKdmUaZWRfJhnJL/COgMkP3gP/Z9s0/dH3Crx5OPp8CO+Lcl4rXRNpIOx",
+	"uNBpSlazUuLXK6m9j5p/x0ADg6PbyG0sne0SYdBpE82SJfQ+r92gU65vu6WgDTj4ncYX7KJpt6h95hum",
+	"3ivZfUzGWmC7zMXydE9L2yrI25XqRs8OseJNv+XZB7eaKaPCOhkGnsb9sDx9jN96oKy8sySazWGIfACr",
+	"jJnlw7x2fEpSDcS1CCQ1yBB1WJbSjIU1ncwWbb+iE0L92yPuo18xmPWbR9+1+nMrC7Qlj065H8RDzQDm",
+	"mihNlyhXcaKFYS84sQ+XndEbQAnMyTSG4usMTf5uHz72FxZEQSF4qdo6F0yrERcLbktgm2EqUVybYZpk",
+	"oJg9kK+xUsNzs7IvZZFt9NYwrkIChknTyuKVE9m7mj4tZnBgFG8pqq06vnnZvftS4N373IUYfhNxXd88",
+	"2oHOXwrxgvKlW636QkS3LbRw6xrj2N5jHK3ohtD4NmgYzGmoWMdT3nQr7hgK6uhgPw0NbfaZIpUQ12g2",
+	"tBnzoeqM7fjsiVNBuRGEK8GnbT9BWwTCF7UrrXJoPUcwmUARWspyWLiV25DWLqF2/icr9qsauD4Zcfcj",
+	"41OMjDVLIxJuxHUoCGQ/NhuzvWlbmdpADolWRuC2gFojDWZ8xCmZM97YPsBMY1E717kd89ytnmzFILj1",
+	"2zJwZ4o0vFFQHruS4LaAfzbiNsvBFavC2qVC6cySfxu1V1MmDSSwg13o5iyUs76+iZlNxa5hxF3VtxQx",
+	"7nRo/Dqr53SaWn5lVPnUxlFakcCgbwcV70nzPWneQppXeq5iS+FA3vCq9xNno5HayKXDQt1sjFx6TeUv",
+	"DWhXn/OBImg2UYQqcnbxA9lzRWp+sWktFC0xb56dkW8e/uUoIxXjhkzabkCMGxptfiITgDIjby+fHfwl",
+	"mF6XhhrKEptdyusgJKrayPxqBoAlZjS4NouYBMz4dP/YUK8Rz0fN0dHjIvS9wj9hWKibHEXk8MBP6AIM",
+	"pFi0FgxDsAtRNXPDIGwFZ9chSTKtjSzvakhiZ4+6UTOzD5eJq2xfcENZ8sMck3XzDOV7pem8DqB5/Pjx",
+	"d2Tv7eXZfkZyc0LWhPL3i1cv/eRmHvxbw63ObLlGZzO1Vhx8w9YWL6Cq+qr/nKmbjxQatt1SYid6JuT8",
+	"clnD7l9cMF7cfZ5zLJUEtjRf+bsMXcsG/ziwmz2IyrJvLJBmXw/AvM8S+8ri5Z62VY67RcwsNbU5ZIZO",
+	"9kTMYeFoHCNNzWtLrXsp+mk8bhZiUZFuo/nb0bnMEkmjx3sGYOswxIR0xPd6iK5bRn5CihmVtDD3ljRc",
+	"0QnmquFQHIvUYthXt6zD/pCcVtWIW2AUYu6qLJjFOKM7cE0Up7WatU1fO42HR/zMEtJjkkeAvmJlnpHc",
+	"LBc7K4Y/2uDAPPqnK/x+RXWejXjuOlPgn9hkt7B/kL2WxhumhnTd6S3mTXtPcvzRYBeuwjAKJP17NHSQ",
+	"tbRGmc+nICrXMn5YUc10U+JqO78LPnUPRrzzhBZFI2mxXP2CVumR/O9X7YcrI4Yd5hjBz91pGBhbpEB3",
+	"iy8+gFW/qaaZi2oeL62tp6Z6dkxyLOs9E42CmajKoWL/BpshmP86GoTfR4Nj8utoYJ6af37z7l0+JKek",
+	"NEcu0SuGZVRG3FVmoeQaMJIaVEHrNl4kvEn27Mx0NBqOQ40X81FOh+N832ZBUj7ilrG64Tzrz0cjdCW5",
+	"vTJFzl9efvuNDWexmqB1sKAHhbhQMVfteoIeoCev3n7//Gn6C8JR3MjI969ePX96+jIjF5dvzl/+NTO7",
+	"DbIA2atsp6MRR1nGPNi30p+UdGlViYmQvnigVQqdyIDWOl9bTbvuoOSFlStcGI+9krypqiH5HpaCl+RR",
+	"dnR05Ad0RXjCjc/c5ZtTxo104l4TE4zKHfG48dRUEFewJZJ1LDpcwa2W1LrEsAJcCCzmpSJ0LJtaV0uy",
+	"56pQcyi0L8deCQXlPlEz0VRWjHO15CeUVTYGeMSZ62lvxDUvWVKsG8xoFYfnux6VTGnaytWGV5jrjHpy",
+	"WtJyZPJe2rqXtu6lra9f2oqlmg+SuCRdHHjL0McSuWoJWi8PasnQGInEMlSPrw05i6kq1SQthh3aX+N3",
+	"WekkNFtufm+LeGYrja3LZ09pMWtXZEt+r0D5gSJz0BRDWaltIG4FATri3onlmhIEccG36TD/zjMCt7Qw",
+	"RN9CakGVU7iPHatUGeGgNPIuM5bh19aA0JYNP62qqGPEVmGyh7i/oYu/K8Hvifs9cb8n7p+JQneo3t1J",
+	"dDzc4a9dHfDdoYQbtjlp2Xv318maa/eQEVGVIa/5uFPDR2mqnWSM/1QogEpAx0vU7CsswxV6FEpHTW/x",
+	"NSuPjqFA06QdP+kbZ0pHna7fhA1uqZZwvtbFO9ptT72DLjR/q2UPEtB6zvpLVnWRIJzcfQGE37yYiCk5",
+	"Vh33xxqnp0gogN049yvlMSJEROhiyYuI/JhrrzpEqJfSYP9IzO488M7uDi3s2NyyEPLz9vIMuxOJScdQ",
+	"NeJ75ukC4DojvoMLeSF4SZdZm3qD4paq0WlBlkAlEZLMhQTXYkmzOaCnZkaNFEjGTXFtxGUhHaRwajuP",
+	"oc1GjsO8ncx5JQRHuRoli7JHrIpu4IWB19dbv2F1pVtzHqdTCVOKAZv3Kt4nvLt4ebr3ZbyMfH3mtmBL",
+	"U99E1F9XxLfovi55cWiUlO3xfmvCirOxtcVMpngdXR8lm/Q9DBnhe7a5KqZZz+2FtK+gRdK1sdjPUODB",
+	"iBL0+bnBnXqDLU/I3IgLOQZs5FYtrOk0tKtaoSIY9e6uI3oxxXysNN7SPW+sPsYax/n+EHO2sUd/bmPi",
+	"F9a0aI2MGQnJgnjXhyS398QoKy663f6ARnaVj7gEIwE4z60E1VTaN56bshtrZ7MnptDGxyRpOPZINfAJ",
+	"CeIKuN5HG+FrOmV8euzgN6PqyhAva9TFOs3mz5BYiR5cygwpPDFiGFC/ElcgFOPcV0/K5TliSoiB7ANF",
+	"cjviVdFoMZnkrvdId35bpXnEV94l8EtDK7VeI+DYUVTn2W9qOynVbV8/qsgYgI94CRW7AellyNUpnEnb",
+	"9t4yw2CLL9/boO0Bdl944OMUHjDAfG2IxhYhG/uJ2rIT3Vvpa5YG9O+rC95esLv1o8EoGaWdxcTM5y62",
+	"N+QjyeiZFElLuhT5n4+ywZzesnkzN3+Yvxi3fz1MZMtnX7oE7uet1nDh8OILxZ610/dLKa/c2RuUcGTy",
+	"vknbfb2Er7gtSIdw+pBYXzLBsrwN+piV7zbFIqNR21JH9CvOwOYiWOVGLPiQnLtsVU9DbR+OWkjbBGTE",
+	"c5sHcRWkpz1vgzT0NghVGVp5SnDNniVQJXjo301cSiz3BniXi2g0CllWoNQJyVWDoaNXGBWd2zaenYoO",
+	"5nPH6DXWN8eR6ASO1yuja0m5cm3Gr1iZo7HdZ0K2FR2cIDHiGCeXW0EB38cgYzwkl4Xs45BtvDQWT3Ky",
+	"GBd6xvh0SN5Ag/FsFGPmVhdgffetsxrliHQ25mk4tdL2xK5G3AmXHhaRC6QUdhHEKs0rxWwNwMJ4Djpj",
+	"qtqiTSikV6WX7qNJ4rb+UGIQNQoqlI+4aPSBmByUZkJbVOMyNjAoUd2AsgHd3vqnXNQEqUXFimXmEE3Z",
+	"aleIbAsqOeNT5cCFGJWfvXr57Pn52WVuRUQjASof6G3AHUwcLiS+Y9cacd/Mdi/vsyjm+/fy40eVH9Xs",
+	"a2sY8CWkpS8Wqd9Ov6UUNjWcCN2QniKeEAVA1og+qmbt5TRkswZ54KiKaHQh5vfi1r249VVlzmI6SuDT",
+	"XetRv1zVKIe+SdP207bC6ZwusdPKkuSWWhaQH6+Vgqqo0kTRhS0mpUBmUdYrRvppygtwsRJIbZmRe/bi",
+	"klnZSj3XzLMk9/e+4+9QjrhjBVS7d9C1Y3M9+rxs2Kn881LsDzVtMw1ztTVDX4F8zpQ+1zAftE0K0OSX",
+	"zGCqKp+V99V7wX63Vb3Rd0WrymZR+uOI7qvFVqyiktR6LnyNRCsOm9fzE1uSbQwFbRQQJea+3Y2RRlVs",
+	"FdWzRLmkMBI2ev06e+ufhUXeSex4+PEKYuDUW9xILunVCB3Ox/cHLodxXwRjEyU48+psTAnIHq1wTVhv",
+	"31zX/QRt6DBz1/X+wGd7b07etvW4UGllcm4VTacNtfnijAevx2v3W072hK1zrpZc8OV8xHNRleHxvtHf",
+	"FlLwaWK4dWXtoXfrmJ/MVyPuX08U0rAF4WxqM9kLpTE6hTH2U+zfgsYv8uuka50lfiGVaseOIuFEkb5Z",
+	"ufO+ndAfLLf5o0UCWPepjosEigUPSLad7iEB7Sd3b10tDEtQGs5+aeCEUE7glmEUMsZMp22UG2Ske+no",
+	"Xjq6l46+iHS0lSTYuJjDX30ZnHeWKpgfN2hS9oWUJoXSkZAa/SPW13P2/Bzp1SaFqh3wPRUqT7oGv8G2",
+	"Y/Etd3FKv7uY2zvf79/tPbWxax9Bi0F/TVKJWS1jpABNel+1VI+m7N+gUO9THn5/N/a+q+hHue8XoAnl",
+	"Ah3D5uI+ULsL7LuxZYOT6FZoc9RxJXFFOS4Mjw615va+OfpufxMbvmfA9wz4j8SA0/4EqovZ+n17AnOB",
+	"2rDedvGY4Q+TRm1UlG3RlS9w6T4+E38btvKFOPhdlGrbOw+tKWhYuefg96r4R1LF4+KyrpPHBl5/0+Zr",
+	"9yTq2rC4KIog+P19ptuYKiAM+4QoF6QllCZ1RTVG3htlfNywqgw1C5INV3sbkH8tHP1iqTTM3VTnfCJS",
+	"t/x73KjZssLXCeM2Zb9tm3LvlP9E7VLxIMbWECQbjkzRIS3iX3QPPMKs3YQ43Ga9D+br899AN+x2kZvY",
+	"0UVTu9BqM6ukRYjgUcF85jPuBYd73P30WdIG5KevzxMHguZLh8qqBnqtenF5BrTSsw3t4qFUxEcLU1fQ",
+	"1scDh5y40LfANvl6dHS0Fk1WUD7i0sZLa9VyAoM8fz56bN9nXgPsSVL+m13tJ7wOdoZX/90nkil7skZe",
+	"tqDz7aI+AJc+4sJ9WZCNa5cNV9hujZISauAl8GJpYB/6WH2i3lUBf62cELpQ6S5gmzpCV3fkP+MI7se1",
+	"xDp2AxyU8lUz3FjDNnvOjbKek3cREXzExeSNikaK4wZXsrjG2qtWWEKcwwL/iDqNxAPhzV8f5W0cO9Yp",
+	"9R9/bAWz9a9dTWozbzcPG/QCsDC+AYxaaRMVDYwhpevjPgGlZVOgzdcokBo45UXUA62zMyRZ64N8jzWI",
+	"XJkvCZhMUvjMjHi58VhRS5j1Ed1hQEloXbtIU0VKprRk48ZwKy38nuNB6/p7fDe1yKa6dkULAz4Voqqw",
+	"OVzfKqOqN+sjnob6Axh9XlI1GwvaPU+bAv/u53f/LwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
