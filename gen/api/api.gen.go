@@ -5584,6 +5584,23 @@ func (response GetRawJsonExportZip500ApplicationProblemPlusJSONResponse) VisitGe
 	return err
 }
 
+type GetRawJsonExportZip503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetRawJsonExportZip503ApplicationProblemPlusJSONResponse) VisitGetRawJsonExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListObservationRevisionsRequestObject struct {
 	ObservationId string `json:"observation_id"`
 	Params        ListObservationRevisionsParams
@@ -9150,46 +9167,46 @@ var swaggerSpec = []string{
 	"56pQcyi0L8deCQXlPlEz0VRWjHO15CeUVTYGeMSZ62lvxDUvWVKsG8xoFYfnux6VTGnaytWGV5jrjHpy",
 	"WtJyZPJe2rqXtu6lra9f2oqlmg+SuCRdHHjL0McSuWoJWi8PasnQGInEMlSPrw05i6kq1SQthh3aX+N3",
 	"WekkNFtufm+LeGYrja3LZ09pMWtXZEt+r0D5gSJz0BRDWaltIG4FATri3onlmhIEccG36TD/zjMCt7Qw",
-	"RN9CakGVU7iPHatUGeGgNPIuM5bh19aA0JYNP62qqGPEVmGyh7i/oYu/K8Hvifs9cb8n7p+JQneo3t1J",
-	"dDzc4a9dHfDdoYQbtjlp2Xv318maa/eQEVGVIa/5uFPDR2mqnWSM/1QogEpAx0vU7CsswxV6FEpHTW/x",
-	"NSuPjqFA06QdP+kbZ0pHna7fhA1uqZZwvtbFO9ptT72DLjR/q2UPEtB6zvpLVnWRIJzcfQGE37yYiCk5",
-	"Vh33xxqnp0gogN049yvlMSJEROhiyYuI/JhrrzpEqJfSYP9IzO488M7uDi3s2NyyEPLz9vIMuxOJScdQ",
-	"NeJ75ukC4DojvoMLeSF4SZdZm3qD4paq0WlBlkAlEZLMhQTXYkmzOaCnZkaNFEjGTXFtxGUhHaRwajuP",
-	"oc1GjsO8ncx5JQRHuRoli7JHrIpu4IWB19dbv2F1pVtzHqdTCVOKAZv3Kt4nvLt4ebr3ZbyMfH3mtmBL",
-	"U99E1F9XxLfovi55cWiUlO3xfmvCirOxtcVMpngdXR8lm/Q9DBnhe7a5KqZZz+2FtK+gRdK1sdjPUODB",
-	"iBL0+bnBnXqDLU/I3IgLOQZs5FYtrOk0tKtaoSIY9e6uI3oxxXysNN7SPW+sPsYax/n+EHO2sUd/bmPi",
-	"F9a0aI2MGQnJgnjXhyS398QoKy663f6ARnaVj7gEIwE4z60E1VTaN56bshtrZ7MnptDGxyRpOPZINfAJ",
-	"CeIKuN5HG+FrOmV8euzgN6PqyhAva9TFOs3mz5BYiR5cygwpPDFiGFC/ElcgFOPcV0/K5TliSoiB7ANF",
-	"cjviVdFoMZnkrvdId35bpXnEV94l8EtDK7VeI+DYUVTn2W9qOynVbV8/qsgYgI94CRW7AellyNUpnEnb",
-	"9t4yw2CLL9/boO0Bdl944OMUHjDAfG2IxhYhG/uJ2rIT3Vvpa5YG9O+rC95esLv1o8EoGaWdxcTM5y62",
-	"N+QjyeiZFElLuhT5n4+ywZzesnkzN3+Yvxi3fz1MZMtnX7oE7uet1nDh8OILxZ610/dLKa/c2RuUcGTy",
-	"vknbfb2Er7gtSIdw+pBYXzLBsrwN+piV7zbFIqNR21JH9CvOwOYiWOVGLPiQnLtsVU9DbR+OWkjbBGTE",
-	"c5sHcRWkpz1vgzT0NghVGVp5SnDNniVQJXjo301cSiz3BniXi2g0CllWoNQJyVWDoaNXGBWd2zaenYoO",
-	"5nPH6DXWN8eR6ASO1yuja0m5cm3Gr1iZo7HdZ0K2FR2cIDHiGCeXW0EB38cgYzwkl4Xs45BtvDQWT3Ky",
-	"GBd6xvh0SN5Ag/FsFGPmVhdgffetsxrliHQ25mk4tdL2xK5G3AmXHhaRC6QUdhHEKs0rxWwNwMJ4Djpj",
-	"qtqiTSikV6WX7qNJ4rb+UGIQNQoqlI+4aPSBmByUZkJbVOMyNjAoUd2AsgHd3vqnXNQEqUXFimXmEE3Z",
-	"aleIbAsqOeNT5cCFGJWfvXr57Pn52WVuRUQjASof6G3AHUwcLiS+Y9cacd/Mdi/vsyjm+/fy40eVH9Xs",
-	"a2sY8CWkpS8Wqd9Ov6UUNjWcCN2QniKeEAVA1og+qmbt5TRkswZ54KiKaHQh5vfi1r249VVlzmI6SuDT",
-	"XetRv1zVKIe+SdP207bC6ZwusdPKkuSWWhaQH6+Vgqqo0kTRhS0mpUBmUdYrRvppygtwsRJIbZmRe/bi",
-	"klnZSj3XzLMk9/e+4+9QjrhjBVS7d9C1Y3M9+rxs2Kn881LsDzVtMw1ztTVDX4F8zpQ+1zAftE0K0OSX",
-	"zGCqKp+V99V7wX63Vb3Rd0WrymZR+uOI7qvFVqyiktR6LnyNRCsOm9fzE1uSbQwFbRQQJea+3Y2RRlVs",
-	"FdWzRLmkMBI2ev06e+ufhUXeSex4+PEKYuDUW9xILunVCB3Ox/cHLodxXwRjEyU48+psTAnIHq1wTVhv",
-	"31zX/QRt6DBz1/X+wGd7b07etvW4UGllcm4VTacNtfnijAevx2v3W072hK1zrpZc8OV8xHNRleHxvtHf",
-	"FlLwaWK4dWXtoXfrmJ/MVyPuX08U0rAF4WxqM9kLpTE6hTH2U+zfgsYv8uuka50lfiGVaseOIuFEkb5Z",
-	"ufO+ndAfLLf5o0UCWPepjosEigUPSLad7iEB7Sd3b10tDEtQGs5+aeCEUE7glmEUMsZMp22UG2Ske+no",
-	"Xjq6l46+iHS0lSTYuJjDX30ZnHeWKpgfN2hS9oWUJoXSkZAa/SPW13P2/Bzp1SaFqh3wPRUqT7oGv8G2",
-	"Y/Etd3FKv7uY2zvf79/tPbWxax9Bi0F/TVKJWS1jpABNel+1VI+m7N+gUO9THn5/N/a+q+hHue8XoAnl",
-	"Ah3D5uI+ULsL7LuxZYOT6FZoc9RxJXFFOS4Mjw615va+OfpufxMbvmfA9wz4j8SA0/4EqovZ+n17AnOB",
-	"2rDedvGY4Q+TRm1UlG3RlS9w6T4+E38btvKFOPhdlGrbOw+tKWhYuefg96r4R1LF4+KyrpPHBl5/0+Zr",
-	"9yTq2rC4KIog+P19ptuYKiAM+4QoF6QllCZ1RTVG3htlfNywqgw1C5INV3sbkH8tHP1iqTTM3VTnfCJS",
-	"t/x73KjZssLXCeM2Zb9tm3LvlP9E7VLxIMbWECQbjkzRIS3iX3QPPMKs3YQ43Ga9D+br899AN+x2kZvY",
-	"0UVTu9BqM6ukRYjgUcF85jPuBYd73P30WdIG5KevzxMHguZLh8qqBnqtenF5BrTSsw3t4qFUxEcLU1fQ",
-	"1scDh5y40LfANvl6dHS0Fk1WUD7i0sZLa9VyAoM8fz56bN9nXgPsSVL+m13tJ7wOdoZX/90nkil7skZe",
-	"tqDz7aI+AJc+4sJ9WZCNa5cNV9hujZISauAl8GJpYB/6WH2i3lUBf62cELpQ6S5gmzpCV3fkP+MI7se1",
-	"xDp2AxyU8lUz3FjDNnvOjbKek3cREXzExeSNikaK4wZXsrjG2qtWWEKcwwL/iDqNxAPhzV8f5W0cO9Yp",
-	"9R9/bAWz9a9dTWozbzcPG/QCsDC+AYxaaRMVDYwhpevjPgGlZVOgzdcokBo45UXUA62zMyRZ64N8jzWI",
-	"XJkvCZhMUvjMjHi58VhRS5j1Ed1hQEloXbtIU0VKprRk48ZwKy38nuNB6/p7fDe1yKa6dkULAz4Voqqw",
-	"OVzfKqOqN+sjnob6Axh9XlI1GwvaPU+bAv/u53f/LwAA//8=",
+	"RN9CakGVU7iPHatUGeGgNPIuM5bh19aA0JYNP62qqGPEVmGyh7i/oYu/K8Hvifs9cb8n7l8/ce8QzLtT",
+	"93i4w1+76uO7Qwk3bHO+sw8MWKeIrlNERkRVhpTo4075H6WpdkI1/lOh7CoBfTZRn7CwDFcjUigd9cvF",
+	"16woO4YCrZp2/KRbnSkdNcl+Eza4pdDC+VoD8Gi3PaUSutD8rVZMSEDrOeuvdtVFgnBy97UTfvNECLN5",
+	"rCbvjzXObJFQALtxnlvKY0SIiNDFkhcR+THXXnWIUC+lwdaTmBh64P3kHVrYMddlIVro7eUZNjYSk46N",
+	"a8T3zNMFwHVGfPMX8kLwki6zNmsHJTVVo7+DLIFKIiSZCwmuO5Nmc0Anz4waAZKMm+LaSNpCOkjh1HYe",
+	"Q5uNCIgpP5lzaAiOIjkKJWWPRBbdwAsDr6+39MPqSremS06nEqYUYz3vBYhPeHfx8nTvy3gZuQnNbcFu",
+	"qL7/qL+uiG/RfV3y4tDoN9tDBdeEFWeea+ugTPE6uhZMNl98GJLJ92xfVszQntsLaV9BY6brgLGfocCD",
+	"wSjoLnSDO80Iu6WQuREXcoz1yK1GWdNp6HS1QkUwYN5dR3SAivlYabyle97OfYzlkfP9IaZ7Y3v/3IbT",
+	"L6xV0tonMxLyDPGuD0lu74nRc1xgvP0B7fMqH3EJRgJwTl8Jqqm071k3ZTfWRGdPTKF5kEnScGyvauAT",
+	"cssVcL2P5sXXdMr49NjBb0bVlSFe1h6MJZ7NnyEnE52/lBlSeGLEMKB+Ja62KIbIr56US5HEbBID2QeK",
+	"5HbEq6LRYjLJXduS7vy2wPOIr7xL4JeGVmq9vMCxo6guKKCp7aRUty0BqSJjAD7iJVTsBqSXIVencNZw",
+	"27bLDIPdwXxbhLZ92H3Ngo9Ts8AA87UhGluEbGxFaitWdG+lL3ca0L+vpHh7we7WygYDbJR2xhYzn7vY",
+	"3geAJKNnUiQt6Srmfz7KBnN6y+bN3Pxh/mLc/vUwkWiffenquZ+30MOFw4svFLbWTt8vpbxyZ29QwpHJ",
+	"+/5u96UWvuKOIh3C6aNpfbUFy/I26GNWvtsUxoz2cEsd0SU5A5vGYJUbseBDcu4SXT0NtS08aiFt/5AR",
+	"z20KxVWQnva8+dLQ2yBUZWjlKcH1iZZAleCh9Tdx2bTc2+5dGqPRKGRZgVInJFcNRp1eYUB1bjuAdopB",
+	"mM8do9dYGh1HohM4Xi+qriXlynUov2JljnZ6n0TZFoNwgsSIY4hdbgUFfB/jk/GQXAKzD2G2odZYd8nJ",
+	"YlzoGePTIXkDDYbCUQy3W12Adfu3fm6UI9KJnKfh1ErbTrsacSdcelhE3pNS2EUQqzSv1ME1AAvjOeiM",
+	"qWrrPaGQXpVeuo8m8dIahnuXGH+NggrlIy4afSAmB6WZ0NbjuIwNDEpUN6BsLLi3/ikXcEFqUbFimTlE",
+	"U7ZQFiLbgkrO+FQ5cCFG5WevXj57fn52mVsR0UiAyseIG3AHE4eLpu/YtUbc98Hdy/ssivn+vfz4UeVH",
+	"Nfvaeg18CWnpiwX5t9NvqaJNDSdCD6aniCdEAZA1oo+qWXs5DdmsQR44qiIaXYj5vbh1L259VUm3mMkS",
+	"+HTXetQvVzXKoW/StP20LY46p0ts0rIkuaWWBeTHa1WkKqo0UXRh61ApkFmUMItBgpryAlyYBVJbZuSe",
+	"vbjaVrZSCjbzLMn9ve/4O5Qj7lgB1e4ddO3YNJE+Lxs2Of+8FPtDTdtMw1xtTe5XIJ8zpc81zAdtfwM0",
+	"+SWTn6rKJ/R99V6w321BcPRd0aqyCZj+OKL7arEVC7AktZ4LX17RisPm9fzEVnMbQ0EbBUSJue+UY6RR",
+	"FVtF9SxRaSmMhD1iv862/GdhkXcSOx5+vFoaOPUWN5LLlzVCh/Px/YEradzXz9hECc68OhtTArJHK1wT",
+	"luo313U/QRs6zNw1zD/wieKb875tKS9UWpmcW0XTaUNtqjnjwevx2v2Wkz1hS6SrJRd8OR/xXFRleLxv",
+	"9LeFFHyaGG5dWXvo3TrmJ/PViPvXEzU4bC05mxVN9kJVjU5Njf0U+7eg8Yv8OulaZ4lfSKXasRlJOFGk",
+	"b1buvO9E9AdLi/5okQDWfarj+oJiwQOSbad7SED7yd1bV0bDEpSGs18aOCGUE7hlGMCM4dZpG+UGGele",
+	"OrqXju6loy8iHW0lCTYu5vBXX0HnnaUK5scNmpR9IaVJoXQkpEb/iPX1nD0/R3q1SaFqB3xPhcqTrsFv",
+	"sGNZfMtdnNLvLub2zvf7d3tPbezaR9Bi0F+TVGJWKyApQJPeVy3Voyn7NyjU+5SH39+NvW9I+lHu+wVo",
+	"QrlAx7C5uA/U7gL7bmzZ4CS6Fdr0dlxJXIyOC8OjQ5m6vW+OvtvfxIbvGfA9A/4jMeC0P4HqYrZ+357A",
+	"XKA2rLddPGb4w6RRGxVlW6/lC1y6j8/E34atfCEOfhel2rbdQ2sKGlbuOfi9Kv6RVPG4Lq1rArKB19+0",
+	"qd49ibo2LC6KIgh+f5/pNqYKCMMWI8oFaQmlSV1RjZH3RhkfN6wqQ7mDZK/W3t7lXwtHv1gqDXM31Tmf",
+	"iNQt/x43aras8HXCuM32bzuu3DvlP1GnVTyIsTUEyYYjU3RIi/gX3QOPMGs3IQ63WW+h+fr8N9BIu13k",
+	"JnZ00dQutNrMKmkRInhUMJ/5jHvB4R53P32WtAH56evzxIGg+dKhsqqBXqteXJ4BrfRsQ6d5KBXx0cLU",
+	"1cL18cAhJy60PLD9wR4dHa1FkxWUj7i08dJatZzAIM+fjx7b95nXAHuSlP9mV/sJr4Od4dV/94lkyp6s",
+	"kZct6HynqQ/ApY+4cDf05rXLhivs1EZJCTXwEnixNLAPLbA+UdurgL9WTggNrHQXsE0doas78p9xBPfj",
+	"WmIduwEOSvmqGW6sYZs950ZZz8m7iAg+4mLyRkUjxXGDK1lcY+1VK6w+zmGBf0RNSuKB8Oavj/I2jh3r",
+	"dAmIP7aC2frXrpy1mbebhw16AVhT3wBGrXSYigbGkNL1cZ+A0rIp0OZrFEgNnPIiap/W2RmSrPVBvsfy",
+	"Ra5CmARMJil8Zka83HisqJvM+ojuMKAktK5dpKkiJVNasnFjuJUWfs/xoHX9Pb6bWmRTXbt6hwGfClFV",
+	"2Feub5VR1Zv1EU9D/QGMPi+pmo0F7Z6nTYF/9/O7/xcAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
