@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -21,8 +22,8 @@ import (
 // in the shared reference clients.md) and checks the answers field by field against what
 // that client reads. A client that breaks here breaks in the field.
 //
-// Operations not built yet (attachments, app bundle, data export) answer 501; when they
-// land, their rows go into compatCases like the others: the 2025 app's PUT
+// Operations not built yet (attachments, app bundle) answer 501; when they land, their
+// rows go into compatCases like the others: the 2025 app's PUT
 // /attachments/{id} (multipart "file", any 2xx) and POST /attachments/manifest, the 2026
 // app's HEAD then PUT with x-repository-generation and GET /api/app-bundle/download-zip,
 // the CLI's app-bundle manifest (files[].size must be a number), and the desktop
@@ -324,6 +325,11 @@ var compatCases = []compatCase{
 		res = synk2025.send(f.env, http.MethodPost, "/users", f.writer, map[string]string{"username": "x", "password": "pw", "role": "admin"}, nil)
 		require.Equal(t, http.StatusForbidden, res.Status, "the CLI says: only admin")
 	}},
+	{synk2025, "data export: GET /dataexport/parquet, 200 and the bytes saved", func(t *testing.T, f *compatFixture) {
+		res := synk2025.send(f.env, http.MethodGet, "/dataexport/parquet", f.writer, nil, nil)
+		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
+		require.True(t, bytes.HasPrefix(res.Body, []byte("PK")), "a ZIP archive")
+	}},
 	{synk2025, "change-password with oldPassword", func(t *testing.T, f *compatFixture) {
 		res := synk2025.send(f.env, http.MethodPost, "/users/change-password", f.writer, map[string]string{"oldPassword": "pw-fieldworker", "newPassword": "pw-new"}, nil)
 		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
@@ -415,6 +421,14 @@ var compatCases = []compatCase{
 		res := formulus2025.send(f.env, http.MethodPost, "/sync/pull", f.admin, map[string]any{"client_id": fmt.Sprintf("portal-%d", time.Now().UnixMilli()), "since": map[string]any{"version": 0}, "limit": 1000}, nil)
 		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
 		require.Len(t, recordsMember(t, members(t, res.Body)), 2)
+	}},
+	{portal2026, "data export page: archives as blobs, file name from Content-Disposition", func(t *testing.T, f *compatFixture) {
+		for _, path := range []string{"/dataexport/parquet", "/dataexport/raw-json"} {
+			res := portal2026.send(f.env, http.MethodGet, path, f.admin, nil, nil)
+			require.Equal(t, http.StatusOK, res.Status, "%s: %s", path, res.Body)
+			require.True(t, bytes.HasPrefix(res.Body, []byte("PK")), "%s: a ZIP archive", path)
+			require.Contains(t, res.Header.Get("Content-Disposition"), "filename=", path)
+		}
 	}},
 	{portal2026, "home: observation stats", func(t *testing.T, f *compatFixture) {
 		res := portal2026.send(f.env, http.MethodGet, "/stats/observations", f.admin, nil, nil)
