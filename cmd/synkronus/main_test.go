@@ -479,7 +479,7 @@ func TestProcessShutdownDrainsAndExitsCleanly(t *testing.T) {
 	finishing, finish := partialLogin(t, base, "pw")
 	// Give the server a moment to accept both connections and read their headers: a
 	// connection it has not accepted yet is refused once it stops listening.
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
 
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	finish()
