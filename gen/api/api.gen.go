@@ -634,6 +634,44 @@ type ServerInfo struct {
 	Version *string `json:"version,omitempty"`
 }
 
+// ServiceInfo defines model for ServiceInfo.
+type ServiceInfo struct {
+	// ApiVersion The version of this contract the server speaks.
+	ApiVersion string       `json:"api_version"`
+	Links      ServiceLinks `json:"links"`
+
+	// Name The service's name, `synkronus`.
+	//
+	// Example: synkronus
+	Name string `json:"name"`
+
+	// Version The server's version.
+	Version string `json:"version"`
+}
+
+// ServiceLinks defines model for ServiceLinks.
+type ServiceLinks struct {
+	// Api The root of the API operations.
+	//
+	// Example: /api
+	Api string `json:"api"`
+
+	// Docs A readable list of the operations.
+	//
+	// Example: /docs
+	Docs string `json:"docs"`
+
+	// Health The health check (`getHealth`).
+	//
+	// Example: /health
+	Health string `json:"health"`
+
+	// Openapi This contract, as YAML.
+	//
+	// Example: /openapi/synkronus.yaml
+	Openapi string `json:"openapi"`
+}
+
 // SyncCursor Position in the change stream up to which the client has everything.
 type SyncCursor struct {
 	// Id Accepted for compatibility; the version alone positions the cursor.
@@ -869,6 +907,9 @@ type PayloadTooLarge = ProblemDetail
 
 // RepositoryResetRequired An error report in the shape of RFC 9457, extended with the members existing clients read.
 type RepositoryResetRequired = ProblemDetail
+
+// RequestTimeout An error report in the shape of RFC 9457, extended with the members existing clients read.
+type RequestTimeout = ProblemDetail
 
 // ServiceUnavailable An error report in the shape of RFC 9457, extended with the members existing clients read.
 type ServiceUnavailable = ProblemDetail
@@ -1284,6 +1325,9 @@ type UpdateUserJSONRequestBody = UpdateUserRequest
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// GetServiceInfo Describe the service and link to its parts
+	// (GET /)
+	GetServiceInfo(ctx echo.Context) error
 	// AdminRepositoryReset Erase all observations and attachments and start a new repository generation
 	// (POST /api/admin/repository/reset)
 	AdminRepositoryReset(ctx echo.Context, params AdminRepositoryResetParams) error
@@ -1388,6 +1432,15 @@ type ServerInterface interface {
 // ServerInterfaceWrapper converts echo contexts to parameters.
 type ServerInterfaceWrapper struct {
 	Handler ServerInterface
+}
+
+// GetServiceInfo converts echo context to params.
+func (w *ServerInterfaceWrapper) GetServiceInfo(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetServiceInfo(ctx)
+	return err
 }
 
 // AdminRepositoryReset converts echo context to params.
@@ -2762,6 +2815,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 		Handler: si,
 	}
 
+	router.GET(options.BaseURL+"/", wrapper.GetServiceInfo, options.OperationMiddlewares["getServiceInfo"]...)
 	router.GET(options.BaseURL+"/health", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
 	router.GET(options.BaseURL+"/api/version", wrapper.GetVersion, options.OperationMiddlewares["getVersion"]...)
 	router.GET(options.BaseURL+"/api/versions", wrapper.GetAPIVersions, options.OperationMiddlewares["getAPIVersions"]...)
@@ -2845,7 +2899,16 @@ type RepositoryResetRequiredApplicationProblemPlusJSONResponse struct {
 	Headers RepositoryResetRequiredResponseHeaders
 }
 
-type ServiceUnavailableApplicationProblemPlusJSONResponse ProblemDetail
+type RequestTimeoutApplicationProblemPlusJSONResponse ProblemDetail
+
+type ServiceUnavailableResponseHeaders struct {
+	RetryAfter int
+}
+type ServiceUnavailableApplicationProblemPlusJSONResponse struct {
+	Body ProblemDetail
+
+	Headers ServiceUnavailableResponseHeaders
+}
 
 type TooManyRequestsResponseHeaders struct {
 	RetryAfter int
@@ -2865,6 +2928,43 @@ type UpgradeRequiredJSONResponse struct {
 	Body VersionMismatch
 
 	Headers UpgradeRequiredResponseHeaders
+}
+
+type GetServiceInfoRequestObject struct {
+}
+
+type GetServiceInfoResponseObject interface {
+	VisitGetServiceInfoResponse(w http.ResponseWriter) error
+}
+
+type GetServiceInfo200JSONResponse ServiceInfo
+
+func (response GetServiceInfo200JSONResponse) VisitGetServiceInfoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetServiceInfo500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetServiceInfo500ApplicationProblemPlusJSONResponse) VisitGetServiceInfoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
 }
 
 type AdminRepositoryResetRequestObject struct {
@@ -2946,6 +3046,22 @@ func (response AdminRepositoryReset403ApplicationProblemPlusJSONResponse) VisitA
 	return err
 }
 
+type AdminRepositoryReset408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response AdminRepositoryReset408ApplicationProblemPlusJSONResponse) VisitAdminRepositoryResetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type AdminRepositoryReset413ApplicationProblemPlusJSONResponse struct {
 	PayloadTooLargeApplicationProblemPlusJSONResponse
 }
@@ -2989,6 +3105,23 @@ func (response AdminRepositoryReset500ApplicationProblemPlusJSONResponse) VisitA
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRepositoryReset503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response AdminRepositoryReset503ApplicationProblemPlusJSONResponse) VisitAdminRepositoryResetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3106,6 +3239,23 @@ func (response GetAppBundleChanges500ApplicationProblemPlusJSONResponse) VisitGe
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAppBundleChanges503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAppBundleChanges503ApplicationProblemPlusJSONResponse) VisitGetAppBundleChangesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3251,6 +3401,23 @@ func (response DownloadAppBundleZip500ApplicationProblemPlusJSONResponse) VisitD
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DownloadAppBundleZip503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DownloadAppBundleZip503ApplicationProblemPlusJSONResponse) VisitDownloadAppBundleZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3433,6 +3600,23 @@ func (response DownloadAppBundleFile500ApplicationProblemPlusJSONResponse) Visit
 	return err
 }
 
+type DownloadAppBundleFile503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DownloadAppBundleFile503ApplicationProblemPlusJSONResponse) VisitDownloadAppBundleFileResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAppBundleManifestRequestObject struct {
 	Params GetAppBundleManifestParams
 }
@@ -3479,6 +3663,22 @@ func (response GetAppBundleManifest304Response) VisitGetAppBundleManifestRespons
 	}
 	w.WriteHeader(304)
 	return nil
+}
+
+type GetAppBundleManifest400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetAppBundleManifest400ApplicationProblemPlusJSONResponse) VisitGetAppBundleManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
 }
 
 type GetAppBundleManifest401ApplicationProblemPlusJSONResponse struct {
@@ -3540,6 +3740,23 @@ func (response GetAppBundleManifest500ApplicationProblemPlusJSONResponse) VisitG
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAppBundleManifest503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAppBundleManifest503ApplicationProblemPlusJSONResponse) VisitGetAppBundleManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3615,6 +3832,22 @@ func (response PushAppBundle403ApplicationProblemPlusJSONResponse) VisitPushAppB
 	return err
 }
 
+type PushAppBundle408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response PushAppBundle408ApplicationProblemPlusJSONResponse) VisitPushAppBundleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type PushAppBundle413ApplicationProblemPlusJSONResponse struct {
 	PayloadTooLargeApplicationProblemPlusJSONResponse
 }
@@ -3658,6 +3891,23 @@ func (response PushAppBundle500ApplicationProblemPlusJSONResponse) VisitPushAppB
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PushAppBundle503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PushAppBundle503ApplicationProblemPlusJSONResponse) VisitPushAppBundleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3780,6 +4030,23 @@ func (response SwitchAppBundleVersion500ApplicationProblemPlusJSONResponse) Visi
 	return err
 }
 
+type SwitchAppBundleVersion503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response SwitchAppBundleVersion503ApplicationProblemPlusJSONResponse) VisitSwitchAppBundleVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAppBundleVersionsRequestObject struct {
 	Params GetAppBundleVersionsParams
 }
@@ -3861,6 +4128,23 @@ func (response GetAppBundleVersions500ApplicationProblemPlusJSONResponse) VisitG
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAppBundleVersions503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAppBundleVersions503ApplicationProblemPlusJSONResponse) VisitGetAppBundleVersionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3971,10 +4255,11 @@ type GetAttachmentsExportZip503ApplicationProblemPlusJSONResponse struct {
 func (response GetAttachmentsExportZip503ApplicationProblemPlusJSONResponse) VisitGetAttachmentsExportZipResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -4061,6 +4346,22 @@ func (response GetAttachmentManifest403ApplicationProblemPlusJSONResponse) Visit
 	return err
 }
 
+type GetAttachmentManifest408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetAttachmentManifest408ApplicationProblemPlusJSONResponse) VisitGetAttachmentManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAttachmentManifest409ApplicationProblemPlusJSONResponse struct {
 	RepositoryResetRequiredApplicationProblemPlusJSONResponse
 }
@@ -4121,6 +4422,23 @@ func (response GetAttachmentManifest500ApplicationProblemPlusJSONResponse) Visit
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAttachmentManifest503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAttachmentManifest503ApplicationProblemPlusJSONResponse) VisitGetAttachmentManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4287,6 +4605,23 @@ func (response DownloadAttachment500ApplicationProblemPlusJSONResponse) VisitDow
 	return err
 }
 
+type DownloadAttachment503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DownloadAttachment503ApplicationProblemPlusJSONResponse) VisitDownloadAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAttachmentExistsRequestObject struct {
 	AttachmentId AttachmentId `json:"attachment_id"`
 	Params       CheckAttachmentExistsParams
@@ -4356,6 +4691,20 @@ type CheckAttachmentExists500Response struct {
 
 func (response CheckAttachmentExists500Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
 	w.WriteHeader(500)
+	return nil
+}
+
+type CheckAttachmentExists503ResponseHeaders struct {
+	RetryAfter int
+}
+
+type CheckAttachmentExists503Response struct {
+	Headers CheckAttachmentExists503ResponseHeaders
+}
+
+func (response CheckAttachmentExists503Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	return nil
 }
 
@@ -4431,6 +4780,22 @@ func (response UploadAttachment403ApplicationProblemPlusJSONResponse) VisitUploa
 	return err
 }
 
+type UploadAttachment408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response UploadAttachment408ApplicationProblemPlusJSONResponse) VisitUploadAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadAttachment409ApplicationProblemPlusJSONResponse struct {
 	AttachmentConflictApplicationProblemPlusJSONResponse
 }
@@ -4497,6 +4862,23 @@ func (response UploadAttachment500ApplicationProblemPlusJSONResponse) VisitUploa
 	return err
 }
 
+type UploadAttachment503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UploadAttachment503ApplicationProblemPlusJSONResponse) VisitUploadAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type LoginRequestObject struct {
 	Params LoginParams
 	Body   *LoginJSONRequestBody
@@ -4506,15 +4888,23 @@ type LoginResponseObject interface {
 	VisitLoginResponse(w http.ResponseWriter) error
 }
 
-type Login200JSONResponse AuthResponse
+type Login200ResponseHeaders struct {
+	CacheControl string
+}
+
+type Login200JSONResponse struct {
+	Body    AuthResponse
+	Headers Login200ResponseHeaders
+}
 
 func (response Login200JSONResponse) VisitLoginResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", fmt.Sprint(response.Headers.CacheControl))
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -4548,6 +4938,22 @@ func (response Login401ApplicationProblemPlusJSONResponse) VisitLoginResponse(w 
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Login408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response Login408ApplicationProblemPlusJSONResponse) VisitLoginResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4616,6 +5022,23 @@ func (response Login500ApplicationProblemPlusJSONResponse) VisitLoginResponse(w 
 	return err
 }
 
+type Login503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response Login503ApplicationProblemPlusJSONResponse) VisitLoginResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RefreshTokenRequestObject struct {
 	Params RefreshTokenParams
 	Body   *RefreshTokenJSONRequestBody
@@ -4625,15 +5048,23 @@ type RefreshTokenResponseObject interface {
 	VisitRefreshTokenResponse(w http.ResponseWriter) error
 }
 
-type RefreshToken200JSONResponse AuthResponse
+type RefreshToken200ResponseHeaders struct {
+	CacheControl string
+}
+
+type RefreshToken200JSONResponse struct {
+	Body    AuthResponse
+	Headers RefreshToken200ResponseHeaders
+}
 
 func (response RefreshToken200JSONResponse) VisitRefreshTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", fmt.Sprint(response.Headers.CacheControl))
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -4667,6 +5098,22 @@ func (response RefreshToken401ApplicationProblemPlusJSONResponse) VisitRefreshTo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefreshToken408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response RefreshToken408ApplicationProblemPlusJSONResponse) VisitRefreshTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4731,6 +5178,23 @@ func (response RefreshToken500ApplicationProblemPlusJSONResponse) VisitRefreshTo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefreshToken503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response RefreshToken503ApplicationProblemPlusJSONResponse) VisitRefreshTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4852,6 +5316,23 @@ func (response GetCsvExportZip500ApplicationProblemPlusJSONResponse) VisitGetCsv
 	return err
 }
 
+type GetCsvExportZip503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip503ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetParquetExportZipRequestObject struct {
 	Params GetParquetExportZipParams
 }
@@ -4969,6 +5450,23 @@ func (response GetParquetExportZip500ApplicationProblemPlusJSONResponse) VisitGe
 	return err
 }
 
+type GetParquetExportZip503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetParquetExportZip503ApplicationProblemPlusJSONResponse) VisitGetParquetExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetRawJsonExportZipRequestObject struct {
 	Params GetRawJsonExportZipParams
 }
@@ -5082,6 +5580,23 @@ func (response GetRawJsonExportZip500ApplicationProblemPlusJSONResponse) VisitGe
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRawJsonExportZip503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetRawJsonExportZip503ApplicationProblemPlusJSONResponse) VisitGetRawJsonExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5204,6 +5719,23 @@ func (response ListObservationRevisions500ApplicationProblemPlusJSONResponse) Vi
 	return err
 }
 
+type ListObservationRevisions503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservationRevisions503ApplicationProblemPlusJSONResponse) VisitListObservationRevisionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetObservationStatsRequestObject struct {
 	Params GetObservationStatsParams
 }
@@ -5289,6 +5821,23 @@ func (response GetObservationStats500ApplicationProblemPlusJSONResponse) VisitGe
 	return err
 }
 
+type GetObservationStats503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetObservationStats503ApplicationProblemPlusJSONResponse) VisitGetObservationStatsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type SyncPullRequestObject struct {
 	Params SyncPullParams
 	Body   *SyncPullJSONRequestBody
@@ -5368,6 +5917,22 @@ func (response SyncPull403ApplicationProblemPlusJSONResponse) VisitSyncPullRespo
 	return err
 }
 
+type SyncPull408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response SyncPull408ApplicationProblemPlusJSONResponse) VisitSyncPullResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type SyncPull409ApplicationProblemPlusJSONResponse struct {
 	RepositoryResetRequiredApplicationProblemPlusJSONResponse
 }
@@ -5428,6 +5993,23 @@ func (response SyncPull500ApplicationProblemPlusJSONResponse) VisitSyncPullRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncPull503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response SyncPull503ApplicationProblemPlusJSONResponse) VisitSyncPullResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5511,6 +6093,22 @@ func (response SyncPush403ApplicationProblemPlusJSONResponse) VisitSyncPushRespo
 	return err
 }
 
+type SyncPush408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response SyncPush408ApplicationProblemPlusJSONResponse) VisitSyncPushResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type SyncPush409ApplicationProblemPlusJSONResponse struct {
 	RepositoryResetRequiredApplicationProblemPlusJSONResponse
 }
@@ -5575,6 +6173,23 @@ func (response SyncPush500ApplicationProblemPlusJSONResponse) VisitSyncPushRespo
 	return err
 }
 
+type SyncPush503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response SyncPush503ApplicationProblemPlusJSONResponse) VisitSyncPushResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListUsersRequestObject struct {
 	Params ListUsersParams
 }
@@ -5593,6 +6208,22 @@ func (response ListUsers200JSONResponse) VisitListUsersResponse(w http.ResponseW
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUsers400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListUsers400ApplicationProblemPlusJSONResponse) VisitListUsersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5656,6 +6287,23 @@ func (response ListUsers500ApplicationProblemPlusJSONResponse) VisitListUsersRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUsers503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListUsers503ApplicationProblemPlusJSONResponse) VisitListUsersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5731,6 +6379,22 @@ func (response CreateUserCompat403ApplicationProblemPlusJSONResponse) VisitCreat
 	return err
 }
 
+type CreateUserCompat408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response CreateUserCompat408ApplicationProblemPlusJSONResponse) VisitCreateUserCompatResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateUserCompat409ApplicationProblemPlusJSONResponse struct {
 	ConflictApplicationProblemPlusJSONResponse
 }
@@ -5790,6 +6454,23 @@ func (response CreateUserCompat500ApplicationProblemPlusJSONResponse) VisitCreat
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateUserCompat503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateUserCompat503ApplicationProblemPlusJSONResponse) VisitCreateUserCompatResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5865,6 +6546,22 @@ func (response ChangePassword403ApplicationProblemPlusJSONResponse) VisitChangeP
 	return err
 }
 
+type ChangePassword408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response ChangePassword408ApplicationProblemPlusJSONResponse) VisitChangePasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangePassword413ApplicationProblemPlusJSONResponse struct {
 	PayloadTooLargeApplicationProblemPlusJSONResponse
 }
@@ -5896,6 +6593,23 @@ func (response ChangePassword426JSONResponse) VisitChangePasswordResponse(w http
 	return err
 }
 
+type ChangePassword429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ChangePassword429ApplicationProblemPlusJSONResponse) VisitChangePasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangePassword500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -5908,6 +6622,23 @@ func (response ChangePassword500ApplicationProblemPlusJSONResponse) VisitChangeP
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangePassword503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ChangePassword503ApplicationProblemPlusJSONResponse) VisitChangePasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5983,6 +6714,22 @@ func (response CreateUser403ApplicationProblemPlusJSONResponse) VisitCreateUserR
 	return err
 }
 
+type CreateUser408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response CreateUser408ApplicationProblemPlusJSONResponse) VisitCreateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateUser409ApplicationProblemPlusJSONResponse struct {
 	ConflictApplicationProblemPlusJSONResponse
 }
@@ -6042,6 +6789,23 @@ func (response CreateUser500ApplicationProblemPlusJSONResponse) VisitCreateUserR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateUser503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateUser503ApplicationProblemPlusJSONResponse) VisitCreateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6180,6 +6944,23 @@ func (response DeleteUserCompat500ApplicationProblemPlusJSONResponse) VisitDelet
 	return err
 }
 
+type DeleteUserCompat503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteUserCompat503ApplicationProblemPlusJSONResponse) VisitDeleteUserCompatResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ResetUserPasswordRequestObject struct {
 	Params ResetUserPasswordParams
 	Body   *ResetUserPasswordJSONRequestBody
@@ -6267,6 +7048,22 @@ func (response ResetUserPassword404ApplicationProblemPlusJSONResponse) VisitRese
 	return err
 }
 
+type ResetUserPassword408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response ResetUserPassword408ApplicationProblemPlusJSONResponse) VisitResetUserPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ResetUserPassword413ApplicationProblemPlusJSONResponse struct {
 	PayloadTooLargeApplicationProblemPlusJSONResponse
 }
@@ -6310,6 +7107,23 @@ func (response ResetUserPassword500ApplicationProblemPlusJSONResponse) VisitRese
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ResetUserPassword503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ResetUserPassword503ApplicationProblemPlusJSONResponse) VisitResetUserPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6448,6 +7262,23 @@ func (response DeleteUser500ApplicationProblemPlusJSONResponse) VisitDeleteUserR
 	return err
 }
 
+type DeleteUser503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteUser503ApplicationProblemPlusJSONResponse) VisitDeleteUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateUserRequestObject struct {
 	Username Username `json:"username"`
 	Params   UpdateUserParams
@@ -6536,6 +7367,22 @@ func (response UpdateUser404ApplicationProblemPlusJSONResponse) VisitUpdateUserR
 	return err
 }
 
+type UpdateUser408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateUser408ApplicationProblemPlusJSONResponse) VisitUpdateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateUser409ApplicationProblemPlusJSONResponse struct {
 	ConflictApplicationProblemPlusJSONResponse
 }
@@ -6595,6 +7442,23 @@ func (response UpdateUser500ApplicationProblemPlusJSONResponse) VisitUpdateUserR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateUser503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateUser503ApplicationProblemPlusJSONResponse) VisitUpdateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6684,6 +7548,23 @@ func (response GetVersion500ApplicationProblemPlusJSONResponse) VisitGetVersionR
 	return err
 }
 
+type GetVersion503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetVersion503ApplicationProblemPlusJSONResponse) VisitGetVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIVersionsRequestObject struct {
 	Params GetAPIVersionsParams
 }
@@ -6769,6 +7650,23 @@ func (response GetAPIVersions500ApplicationProblemPlusJSONResponse) VisitGetAPIV
 	return err
 }
 
+type GetAPIVersions503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIVersions503ApplicationProblemPlusJSONResponse) VisitGetAPIVersionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetHealthRequestObject struct {
 }
 
@@ -6806,15 +7704,23 @@ func (response GetHealth500ApplicationProblemPlusJSONResponse) VisitGetHealthRes
 	return err
 }
 
-type GetHealth503JSONResponse HealthError
+type GetHealth503ResponseHeaders struct {
+	RetryAfter int
+}
+
+type GetHealth503JSONResponse struct {
+	Body    HealthError
+	Headers GetHealth503ResponseHeaders
+}
 
 func (response GetHealth503JSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -6822,6 +7728,9 @@ func (response GetHealth503JSONResponse) VisitGetHealthResponse(w http.ResponseW
 
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// GetServiceInfo Describe the service and link to its parts
+	// (GET /)
+	GetServiceInfo(ctx context.Context, request GetServiceInfoRequestObject) (GetServiceInfoResponseObject, error)
 	// AdminRepositoryReset Erase all observations and attachments and start a new repository generation
 	// (POST /api/admin/repository/reset)
 	AdminRepositoryReset(ctx context.Context, request AdminRepositoryResetRequestObject) (AdminRepositoryResetResponseObject, error)
@@ -6933,6 +7842,29 @@ func NewStrictHandler(ssi StrictServerInterface, middlewares []StrictMiddlewareF
 type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
+}
+
+// GetServiceInfo operation middleware
+func (sh *strictHandler) GetServiceInfo(ctx echo.Context) error {
+	var request GetServiceInfoRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetServiceInfo(ctx.Request().Context(), request.(GetServiceInfoRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetServiceInfo")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetServiceInfoResponseObject); ok {
+		return validResponse.VisitGetServiceInfoResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
 }
 
 // AdminRepositoryReset operation middleware
@@ -8037,226 +8969,244 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L17c9w2lij+VVD9219FmqVa8iO5G6lubcmyPaNZO/aV5GRn07kimjzdjYgNMACoVk/K3/0WDgASZIP9",
-	"kJ/J6C9bTRLP837+PsjEvBQcuFaD498HM6A5SPzvmeAauH7OVCkU00xw82sOKpOstH8OLqvpFJSGnExY",
-	"AYTTOZCJkETRW8anRM+A5GLBC0Hz4SAZqGwGc2qG0csSBscDpSXj08H798ngv1/clULqH0Gq6FRXMyAS",
-	"cClCLr9RJM0qKYHr61v7SUoYxxkVp6WaCY1/AI5KFlQRCTQnEynmx+bJiKeK8Qyaz8UEv+BwpwnjmYQ5",
-	"cE0LN8RwxAfJQMJvFZOQD461rCDc0UTIOdWD4wHj+rung8RvkXENU5B2jxf1Bv4KHCTVvVtVIG9BfqOC",
-	"PZNp/Q3ZU+aoqSJp8/y6eV6fxVjky/3hBy78fTIoqaRz0A40TrWm2cwcz3m+uvzzHLhmEwbSHymt309I",
-	"pSpaFEtCA5BRVTbDzTyZPKbD4TD7fvhrOU3NupkZsaR6NkgG5t3B8aAZ7Zrla7cGd3ReFvjNOHv0+IkZ",
-	"tdlgAHwW9l4KOb/CZ90t2edE8GJpNqQQyufEDKTInoQSqAW3+pwsGsAtSFrgBcBdWYgc/CJxX79VIJfN",
-	"xsyY17i4cBNMwxxPfU7vXgGf6tng+PG3365sIzEvnNuXHx0d1c+plHRpHiu9LPw0g3rT5zwrqhyeQwEa",
-	"Yrdpn5PcvkDE2IAmQpkie3oGTJLUPUxJJopqzglTxGxzv77Bzk6ZHfTafdfabw4TWhV6cDyhhYJ6G2Mh",
-	"CqA8uK5Lg7699CK8staasxnlU8gJnZhr0jOmiCMBCV4a5RHsPx7xkiqFd5z+94Ed/ODHDukoJdwyUSlP",
-	"MsiZmI8ZB7JgejbiaWfb/9ucUUq0IAVQyc0o+ASXqYWwJCd2fi3KNViLzXPG2byaD46PoiTpfPKD4PCa",
-	"6mwWOUOumV4STadIN83RAJWFwWwJqhRcwQmhZG6+JksGRa7Ik6On9a1bbhJc++SACw4H+MEGfvBGsinj",
-	"tFhd1VsJE7w5IBUvpchAKchJVSKbISmeakLSRymhPCfpElRK9ihfkowq2CeZqLg25Ma8eDLi9ub8MJko",
-	"lwZ+K/PHYgaccEGEWwzykRsodf/V+FcHcUJk5oySoHcKpB2iu98fDIl0EFYpkIRmuIUe8lj5gdZRxgj/",
-	"fZPDWcG2pukZLQrD4zP8hjCuNOUZnNiD04JIyITMSQnywL1TSlDAM+iFj7sDkYN7+4Dlg80rXisu2IG+",
-	"qfF7SE45EfgGLUh6mx6mP6ZmVRN2lyAc/yok4dV8DDIxm2zeLpYjTkkuNIIU5Us9M5vfSx8hpA2P7D+P",
-	"h08OxqCp+ev20fBoeHRAi3JGh4/T/SF549iHnWjE7UwG2IwQRqUBOKZnVohx/D8AtPhpNURgGz6IaxoY",
-	"fq41SDPq//359sdf/vPno4Pvf/n3vdFoOPzL/n/+WxRCd5Be4kKLDu8kp5qSMRSCTw2xG5KfzHkrhCVN",
-	"5pXSBH6raGHx0x/HiXmo6Q0oc28Z5AaeiLg1WNErCxkhiEwMeVp7ms3XB83XWxLXR3GxyVPJjtR0Jvik",
-	"YJk2v2ZWzDb/pWVZsAynPSylGBcw//dflT3jZhH/JmEyOB78f4eN5H5on6rDt/ar56ApK+wSOhSd6Rkg",
-	"j2ukKA90TBGWG2ikhRGVl0RpISFPiLDEtjmfEY/eqr29nE0mIJXlGOHdkb00EzmkIx5elKEJ+trDbpqs",
-	"okAIQk6stZe3b68z0Fn6LvEeIvaJ3Q1yANyiuzM8oHBJc6aQnw0HO0rV75PBM5pfwG8VqC8AChZPcXKz",
-	"pzktzJqNhCfJhLJCkVtasNwdRgpSCqlSUjClrRwkJhPguSGDE8v68axuuFjwoZEvvxyUh1vz96YCwEK4",
-	"JkpTDWTPyHyOQCZWATT81kiw9MZwAAv8BVWa0HzOOFmIqsjJGEghlN7Hrb4UcszyHPiX2avhxRaSRWG4",
-	"y5JwoQ0jtlgtSgeruNZzbig/LV6YC/0y67WYh1BmBDcOdyVkGvJieUJy/FIRKs0BT6eGAJndSNCV5JDj",
-	"Hn4Q+qWoeP5llk/zXFphUYISlcyA5AIULhPumNK4xrdUakaLs2Z5PSsVmQZ9oLQEOm+vtCYiY8YpCpld",
-	"rrwO9CEn46UGIo2+48U2o3QP20TTrfDgwrzXw89xCLy2HCUgHKoqClKgRjrcSdh8j6ezNOL6lRCvqLTT",
-	"fjkagQIC3GUAuWqzHsX+CaRgc2bvFI/oB6EvqWZqwui46Duw2BUUDBQRlVYshw+4jODcw1tN0IJiplPk",
-	"L4ej6ujoSWbfwv9Dut4CZ06oEfAuDFe+qG/0y1zOehlyg7RhqIacW8l9DBk11NCIPYaEM6Ul1QK1WNAd",
-	"4WZIrpzhDI2MRmIhTK0VWmqUsBdJMiqlueseKebE2h/dNlDUzZnKqETeK+FgTBUQpmsheSIkELXkmWG2",
-	"dEoZN8oESc1Pbys1S+2AaBP0IqcTpCgXKPHZjSSEFkrgZqU2ckyqJeVqzpTRIa5ZnhIJVvPFj0fcnq9Z",
-	"pzmRXQSuGAC4Lw/jqgQCwiXIW5bBO05vKSs8hn1e8DslY5rdgLvUmn0SjgTCiAYwL4WkkhVLUjUrRRpx",
-	"JcRrypdOrlNfAHmEIHPKl0bEh3mp1QlZUKbRuIXyjVU7xYQoyAQ3O+IkvQAtlwenEw0y7dCk4FHEBeDG",
-	"0MLO4qBVy2UDrNtwh7Zg/I7TSs+EZP/8UuRnDFSCJFoYIdDIxwZH+DQhjKNcTFBsLM2eTvBo00JMGU+t",
-	"DJlJQIsJtZLMiC+k4FP3orVAvqVKLYTM/ReCTxjK39ZMoknpXjCz4+cG+8zZlFNJc9iCOu92LM6W8trp",
-	"M30Hk7bsDqmneeER1boE6o5Gnla1ecV95yiWFQRr6UmVQG8sAfZEfobStoaiQIqIBjAtSFXmVEOEHqkl",
-	"v5GCV6q2jKxX/rxtaEcJ5r1/bFX7t+fu9M75RJhfSmnIhmZW9c+hlJBRZ2DvWrTNzAVQBc+phpbcZ/Y4",
-	"iFj6g62t2mmabfw8CK1DzRRJuKBf6vHF+FfItBm/2Y+6cPxkdVPO/9ZjexNcS5rp8L693M+MrjU3sEfG",
-	"S+Ls/cM1+1QtP8g6GO5cxPuuFyR+PGqQ1LuJHkdZPqt4XsBLVkQOYkZVxHh++bfTg8ffflfbSy2KJmQG",
-	"dwS4Ycd5dM9zNgfvhVp9KPIrNl8FkgPN5lFIQdvwqgmd6hlhvBZEx7g7JzKkhylRUFIUkVR0jUYs3tbp",
-	"GZ63s1Tj54k9t2DDzfbWXsJrytnEmUzaF2HE4B1gpXWr71cdZk6egfxUb3/gcWB4zqZG0UBDJZoTWO01",
-	"VyfOJWUNKGBtmegcdb8PN5CAfndBiHxzd2zEvj6Ojtu5L3ugSUBGwjNxm117WUY87Sch8+Aqt7qq+u4N",
-	"LoBSdAqbiaB/MWnmW7vmHwOq015vlB6tXM12JCe6hNoo6zcamAc71Bf54zWLOGsutRFGCVvx2TittHHb",
-	"RCErakXf4GHpMaGyKUdTW21FbYQF5abfyaaedDyf0UWtBoZ03bMeDE7IEUpkBuesR2f9io42ErjmVrpL",
-	"3fa6N3Db/q2fVVIJ2Uj5cKf9hRtFth3sEt3n6mnXqs81ehw3omm9nzf+wzP8LhxKxW+toBopZK1slUaR",
-	"9r76IICE8ZqsCZmDRG/iVvR+dXUxqt8L/luclxaaFtc+5Onas8lu0NTcQGRqnqYNS/BfNUegcLNo0dnq",
-	"vrqw2IGYvq217mY9mDYHtwKf7aicGFl0EpCNcFk5ldeQM4oRNWQvchQYyLEfpVf1cVcyEi3w0wyMOirI",
-	"BHQ2q61lGyapz7qSLDanKHvp4k8zFwvU1mByYaUro8RkolxiTBA3VOXnegcomBegQwFoVejqQBP7J9Rg",
-	"su2u+iG4l7w4pkioJosZy2Yd14KLsMsMSub3gdbmRJMOLG0JkmeeQnXEodraEZ7IhADNZuSG8dz7FD1T",
-	"MIvvam94JxFbRQN8UUtGbOGVXiMPWYOCOtXReCYml3VEXZaBUtY6gVTCm3KQzOMr7zi7I1AK65nc4uol",
-	"TCSo2ZUZM0Kj0RCC9ovwxZQIP2G4JmcaiYuuOj7Dafi9FkZCyNGmfepMQXh5x+SZtcxYCze+HRi410uC",
-	"dubOVpPg2GOw9qxiRR7X68fm0bVmsbCdn7zMY503iCDm/bjQlYn5nEWu/dL6l4zkUkvy3QHR+B0ddSr6",
-	"5YW/CqKFKLIZZdwG7XjRAXcVP8yVwzlDDv1KTCMSiw1q8Su4pj1cof3WOPoWhkY6dShuQpmL3Mi6+bV5",
-	"dXsl8KWQ89f4adYrEXBY3GPU52wyicsXc3F7r3X2jVixdUfTf2veAhnoGF2aQzNdLIngqFF6wbq2XNr4",
-	"OlHkzS/ozRhDLd5HhVj/eo9S4b3ZXUNoi475H2Ngz2ERThH7Zs64D6Z9FOPvzZ4iOLnkgi/n0SNJrFtq",
-	"bAO9UrXkNykxyE15flAwDoHmtcVeOvQr3FiMVJ1JoBreKZC9emP5YQcjhbWArYPVC2HtKVUQ0rh22M4u",
-	"gwjGYGE4c2zTz6mmY6qgx/Tqnl77lfSo62GUXCmUnkpQvxU7WV68iGTda+j7tZK9W4Kzf25JWV9idMQF",
-	"ilQx4ppDr+YvgSrBiXknaYLrm3Ceaxt5kUZ5Bvi4kIhY6z0RTSyNFfmiAzGew13E9uiySRqjBMaJOiks",
-	"0FjtAxWuMlRNm5juqBHkqh76G0VYnlgbBNNkZoRjDpuFBbv+xB61P5cYAL5kUOSWpMZsklDka+FuG1jw",
-	"1H91eCHnOwzSYnWrOlyeG8aE0Vzbc6Zg9xHmlAkJjj31OD96thBwyo+6IPva+iXVHDXflqP+FUQhsl6V",
-	"0OiglIeJCCsKE68K5+623qfO1WRZJWm2XB38b0Y0FpirUPEMpKaM66XBpzlo2TEd5KIyU0RtWtYvbDZD",
-	"C810FSMwfwM2nWlCx+LWkDNKCriFYtNk3a31Tnjdv80fzVlk99/kxjUUtG/Tz2EqAT2Usgm5gd8qqoXs",
-	"mZje2Ym/PwpWcfB97LALwacbJgaqtJn3rxKAL1hHo1ud9dF/tKbFP1fmNVqL0nRerlFdfOYfmbA7BFiM",
-	"iWzP3usMSQZ3B1NxsAVl+hvQQs/qgMSOTryeHxlW5gy3qxYTTXVlB3GWli4RD6hx/3G0/MVZIbKbLU+g",
-	"y1HcejwvCSf9pfdY3vzX6pmsbkzcfL5drRGB+lzrW55Ls9xmjtjJvBJTxu8t4q5sJxRUdxdNYwt8bV1O",
-	"oaWnY6234R7US0IUc0Bsih3NtDu2jrdsV4dXbGVvGha0uqo33GU2qmrsgsJWl2Ejc2IYKWqGZgOnmqka",
-	"MZQSf4bDfs7QXA2K7r3g9oaTslKzJIwuCH2etX8Ks7oMActBsluwecCYvkhS7xMZcaZtnHdZFQXk+ydE",
-	"zJnWNiTerNTmBxIOi3BvQ/LOpTzloCELQs5teMqK6a1n04Fwm6Eel1/TiFKOOh5ukM2BtDZ64kPbjV7u",
-	"A6bNoa8423al2gnqUT3xqELOv1GEcrUAqRJ7yX+/fPMDsVCH4M2XRM1oGYrdDibbE/6qBB9e0IVDIJy5",
-	"LzX1SlbgriSSnUr2KNFiPlZacAg9B4Gcl8Mty6BXf7CPu7DcktyIxZCNcNzk9q512Nu0Yqcz4kTANfjM",
-	"sCiTw5H7A4KSwbQtmq4TnUMpdgsdy+YLHtQxAYHLOSEVZ79VQGgmhVKEFoU7zp6IkiXPaoCPgun6I+4D",
-	"W02nEYfjSwlACjqGQrXch6uWpPikjekNw9DiiPrKkBKrRnxmXN1ooQjIJVWKTbmlX+jSwbQYl/0kONLC",
-	"pHbkC0tw7+XgaQNT0kp3bwGxIzYtMtg66oYmbOBwPqO/9g11jSju5y28I5Pe4gBXs6AcwAkZF5TfhPUB",
-	"qAQylaIq7f2me1w0j/e38FrUUyduxRt2feGcBXH+btOekCa3qBoN49UNfQNklEyvkwA20r01YSpBlKc2",
-	"wrwBLJQcmKr9HT2+kiaxLMIR0NBDm4Q9y/Y1ZhjZXQYTECpRIIjzhzYf/gzc05rB4gdwD365gePtxrU+",
-	"mPPQongzGRz/vAMP+mXjbld51GoMJALW9XgZvwEMKV7MxPYA6JEjSvZr5bmLSSvjfgA8NQpge3Lvj0iP",
-	"VzIdhyRVVQlSQQ55eoxo4d62PlzDiGZUkTEAH3EJZUEzyIcklfArIk96jCmPIW6Zb2zI4hgyI8e4Ea3k",
-	"65VTH1ubDJoVoBfWjhvXXB3jvj9v7qS2xC/f3HmdB4ZkyCbvbAMGbeb/afl1SLJmUORkMcMIUXuyJ4SO",
-	"LcNuKSqB15jq+D3dRz/ZxNhrdb4m1G2Uqfn7llzc87NXLKbtb0EA/Dlsb0OOcdNNkZ0r59BMu2GDl5rq",
-	"NYH242VYmWjX9bdloKiFfl5WO0Y5m98LxmGHdVz5T3ycXF/AjuAH0WJDhjWa7+4jfAYTJuF5BjtpHcSG",
-	"C7sKtt+NCMluQL/jNpajDvCiy0EyWADErXT2o3tBp1/JMxwiGm9gFJAXPB4nLLXRNIHs/eMf//jHwevX",
-	"B8+f73tdFE0hdmknBOalXqISKir8hsY5o5kMx915ugmTu87XueTg7FsrCc6gOestb9ida889b96p25x9",
-	"Pdx3Qt5dne33yLfbqyWoxEZWMBMSs0rLgi6tpht4gv9OOXmSbnug/hDtVOt0kHZi3WqAFydo+HYO8rpe",
-	"34yWeFAXL8/I90+//V8JgTsNPA/r4cxhPjbyMebXNwHstqpfJNBknXvcPEQOOaGsqCSocLBMEy3qs9pQ",
-	"qyTiU09IyoW+noiK5ynBcDmq4RpzyCFPnWBUhxr0jh6NdO052Bd3ZUE5bbzqTBGRWRafwS5e/isjnSVk",
-	"TrMZ43BgtAZz2Kqaz2kTfejOrX/giGT6FuQBOnKDsiL1BWwdw+0gDF281l8UoXi+FtXa1HxSUgQtql0d",
-	"im7Y7wGWGTMHGM3Samzx3RO802QOlGsnhM2qOeUIptHQj35Z3iz2b1dXb4l9AcE2HguhmY4VIrBEoHN3",
-	"GPIqJsSlzsYDNKN2jroGmIoNdEJSOhaVPkb7R2q1cF8w0W9hjmWn1C5H3WXknmtrdHnWoqZDjTVUKYCZ",
-	"uN8DgTMAiABQVwlMHdbRsfk5zbVhalDkAeV1MS0/P/llaHhaPAKnF7Z+mi2bUZ0ZelIp2DZY88KGvfY6",
-	"ztZHAJ8S99yF6KILxWU9E1s4sakOiC9u5jCtGX+JLnmlJEU8Hcr60yJhrhWVuc1DN6prlqGNmha29oM6",
-	"qSMWwQU7phcvLl9cXV+8ePvm8vzqzcU/0jBUv/swIs910zDcyrbaXW+iXK/rb6d8rVYhDaoNWsqmMhLq",
-	"mAr0fQTsvtSSda5I3HMkCLW99Q8P5qx6Syue2kqKZDETCloJ97X5Y7BDtOKm8MwLUUBPJIN1i2Ltplyg",
-	"zYXmB4Z8pvhAkYxaWzyaXHzWwYl7cSGZBvfmiJtXsc4HGjdaOpT52BbKDHKqlKHd+dygsZ1rTjmdWsOY",
-	"SkaclqXLEFZ1pZOgXkrL1FOvG/Vfv7RBMsAJotrPJdrJ4tGbgWWkXcTwu+0o3uWSZzYxbk0gopNDnavG",
-	"FmIiVYklLVyqS22pnlHVSRdcH7cVszudZhmU2gXcY/y7ZmNWML08aWXt0kLwJgbHct0MN7OVy3FDkiTu",
-	"9jqrtJhMUrJnxGEscbqSPrm/kj9p4PC+lqPoFb2tiuKjZrqaFf5x0lw3BwS4oEV0KMXEl2LpfIhtdLen",
-	"0SpX/WH+Tkwv2iSkB0jXnx/7y1pQ6M2CDaH2fjmwQw/XJ7bAaKySPNrD0xlV13Mhsf4TwWrUW2ZSbczV",
-	"vcLFLYwa4pHdJgBp62MN3Ac1TJWGJPs69lsuxO9gnadsUkmsEGXGt87KBWW6HVLXKlWCEmzk7F2ubtdm",
-	"R1XmykS20nZPnD16jtWCZpSTFHXkdGtdMIxk2iWPd9dKoFuetVry7Nq+d93HtjYKE9vn7Pp7SDo4EVx6",
-	"fE39iLdGM7gfDVazNg3elFvSB1pvQpDSwrq1TlBYMoL7vNTLjwI1bf/Mz79E3I1fdXGEjR4vF7CTGXGX",
-	"E5bX1iJHJE8MF7GVu5pqqVgOFYViRSew8R67CntnTUmrRoK/8vVAee+aCDvQ2aAdwNYRLsnAWgqueyHX",
-	"pu8oq20tQILX2JvYQn/9EpD4cpebsl2qQ5gj9JFrGagK83Gbyg99edVu85j/a8TauI1qQSVnfLrmjPz3",
-	"rvYgkTCn8iaMHPX+xI9zeAa+frKr2ujb254ut4+tD679vFvmdf2Xs7W5QwwMSmdvfnj56vzsKm5J6vN6",
-	"h3E/mRF2bGXd9baoDdlSeZMqtU7pv1wqDfO4tkdlNmMaMl3JTkYenechmAa+kjJmOn0lppgrcvb2nSJ1",
-	"eUYb4lY3e+jJK1PtmQvGq7ttlU2ztbWF4DC1ehNgNgnnLnJoTNVGobuVBWnQF8naRhxodG8UYcwGNuNN",
-	"fYPRY3iHYRFrk1C3zyLtmpn6kkDfoVHjsjal9+ZL1BfrEHXb5ITopArkK6b0uTu1Dirb4LFd3OqsbeKq",
-	"Khb1A/lGGpuO0KzvrXv30roBds7htTEuu2xi+2wK3F3Yr0SgUb85uHD+vgvwG7SyTYSodMp6RewxtX0r",
-	"SB5g3ito/eBYPaaHRma9bVNaYiDLa7d23VTAzmA1IRdxG3ermUUYFO/dhHnYv3wbXk202FKuMR9taq/S",
-	"LQS6Ommf6cU8vQTg20NV1Ixwng9aY22CEI8C8ZA9yl1WiLX5eZdw3XXHqN62C0Cm2S1EfM74xcYyNDk6",
-	"sDNdz6AAeJwXuTe2jguJoENEKGyffjdmHatw4RaZXrrOKkUR9h/6pvaX75AGF72YNZL97rTzvpUJtrbu",
-	"r1CnGLx1i+j2+vC6zYlCd15Sm9ljuXS9nqH+oABVMaulY1e6mVhgd0ZRX2lfSoatpHv9kdP9mnqMq1Os",
-	"ninKMlklmV5emmt0ghQWATqtbHVT+9dLDyd//+lqkKyrLlTnW4yXoQezXdmorpePFjCcodnaTOvSVkhm",
-	"TtBbqRFid4blwme2fPtMCs6UvZJZNTZI9aYEbkj3C65gPi5gSNBP7XNlrAvHZwaNeJOXh6MuSSaKAjJN",
-	"9kZh/KEaDfY9DDHpCwYFHh8LYehPsrXoXQXSOc3BHAq6OGxbhELBkJyGZfM7DiJSVuOCqZkHAMgJLcsR",
-	"9y6jvQWMzS+JtULnMGGcufp2th4l1szgOUiQyq7bte20hXNxh5DbKLARH/EzwW+BW3OQbTc2k6KaYqiY",
-	"5UKu+vCxefsv5IXZTVCrrDJzkfSQlix1Rd11b2Xr1b5dpMbZta27sDXeSklsA2eMe6+PETloUYEZlPks",
-	"AD/Y08ff2XZjJO2QFdvTKvHF1mmlZ+Y8XOyBrLgamn1fGryBVi04TW+AUPL3n67a9br2eqpsDYfDdJ+I",
-	"saaMQ26W2XX7d5AGi3erTJSgfJVbwTHXpD5+Km1OnSGo1jRixp3TJZb+IUzj4jFUwxqk076a7ynJRVbZ",
-	"UtJ7aSv8LN0fkmegWG7DVcwMSlOeU5nXwWQWg6iUS9ffKE1I6qgTFjfCqiHmgEP3H/a2o5lOzJjUjGqu",
-	"0TZYsM5QF48TEIHTt+dBSrN3YdpCgpyWbHA8eDI8Gj6xrdlmSOIMeB6i2/SwMTYcooceGaaIlWw6lxJw",
-	"GqQltqun81i283GZVmTGFFolEePwlbDQJuX5iNetMFXH7RuYMhOihLVweaplgwvqBgpFHrw94lPQ5OnR",
-	"92RdRw1rnGPS+nAM8RwSX5eX3ACUto2j4WNVOeKSog8D/QgSMKzB2kkEJoe6NE63KEW4CEMhrPg9E0WO",
-	"Rib0IY24rXHROIYdcfR2QnCxEuQduswRT0M/uQTbKLLuJuIDTUY8/X3ko0JGg2MyWgkqGQ3eO0iqkcZo",
-	"F9aH3okZGbSb8/Yk1zSvHIZtE9//YjkzKP1M5MuP1kqgJ2rnfVsS0LKCbpO8x0dHn24VTtrc3HAGE28l",
-	"dZFVn7TfyVO74djX9cEcBn3i8JNHmz9pddDAj55s/qjpY2a+eLTFF90+Tua7x99tsbxOE4v3yeDbbU6i",
-	"3b0sFA4R9kOx8Gcfc2KgXHndb/DC3KvVabqRMYGAhH8jHXEJ/1HKN/B5Sj8PTt1c7xNHuMvywBKDw6A4",
-	"3xRiSlfdUg9rAhIsw5QQV/4IV+KrG5Ix6AUAJ3ohfHZX23ShEiTaRZX7DuyuOx+OapgXBmDboZGX12Pj",
-	"7DG6MwVdF0c/c5tZITs9mUvCS0i2SqVt8+nN94H/pWTZjbJNj2xDCIIl0wKlItZtN8gs6+8Uu8Xa6gak",
-	"vStrl9OnmkxEUYhFEz2Q9q1RG8TYcYk2iVBWkNRL9CGMuvFpOQDwy4Jb4IRNCMPCOFyEporYwjCeBxY7",
-	"dt++B4P5RPS9qT3aQ9F98yojktSIMwNEHo8uw8HXTYSPnm7+om6H+FVR355QwA45PvMYuBCBAEWCziw1",
-	"hfUkKE5lfUzkwT9Z2Utq0d9hkRmdTbdOLDQM38ZFBnVwLfY03aOf1a38lI89aPr8Oadlio37at1xhZT6",
-	"Vdab+R9WfgQRbmsMc4fzwT0m3TW5Q+xpYvicKR+9uElCcp+EX+DMj4++20YIabXa/Jqx89EW24l1mfwD",
-	"YvbLuuD+YiaKGp0CJGccSwv/z/lbD0i7o/vh70Zhft+L8al5nHor3IQV8I2yuT8r/Y8IrU0WnZrwrqov",
-	"VYSOuGJ8WgB5d/GKKJhiB+09VVA1A0VKkJmBfNfgCV30///jl+n+kLw1er2lNgXQ23DiEacYGWLT4a3K",
-	"mIKm0zTWUdLtYUbVDE1MVGcYZ5WyyQEXHA6siWjEl1bwe3L09F60KyIIrlAvbJ20QRS0bx5IKCgCALZf",
-	"MDeQrBwX40Y+5eAPtpZcXOMoL7jYv7bv17ZOvkIpr+kLUTcSjctYRgQDmjd1+HFLPuzk8wlZ55MfBIfX",
-	"tlHfJ5XJPnp7Yge/broO6zBQv4rE/6cSBk59SzUD+t2Gxus7296TjTyx9D2+B4t5DimBa6aXRNNp6Nj1",
-	"nfRnVH2eff6ZBNl/IVb5vO7awh1sefpSM8vtOWPYVC3KEi/Q++Wtwq3pLDlz7LDuV4NdsClvAyayqRF3",
-	"fMofTx3E2k4WbTpu0ToB1yZdrXCtFY5HtfWRkClo5GZ1WQAaNCXut1jUPeM+SMzejsae+cCEXUn4p9ST",
-	"I93z4pS5bhEYA4ddCFhADX2EcdheZz0N6yW69fI+GeHtrruuk7PD8j8XPf2DkbhXzNmusKdkB8LuQ+bK",
-	"yjbajPvBbI6dIjTULmqxvio0K6nULpM6tUOmiU/5BmuJLOgSyQzPRxyNo4kzCwuJb9ioZA6LxkbgIs5D",
-	"D3FtiKMa8hNSKUM11YLpbNZtOZk62wPVMaJmdtwcyqfz+9THc2g2feBr1zVg341pxfVEUbZRrFoX0Qoc",
-	"6pUeV0NBPqv7KN7DdL09ZEFVXdezCxuDB2/P5/f2vHPJzngTq/bF7cmNRdjD392H70PS00bTOGpv0pJ9",
-	"FWDa0TiTwCoxXpI0lGy8Qzwle14kwjiW0YD8ZTRIyZzKG5D7PVp0mMuwgyL9tVj/uyXWexCzRYgXtUfk",
-	"wej/GZHwtQ068oQxFm4dmlK2R8qwH3NU1fnBGnGwtthJxKhPUDKVN40RTEvbUKLGouFa5eLHxk/x2Wz4",
-	"92Rj9VIjmHLZojneKfYgyK4TZHvBeaPTqgkzOLSBjmt9VleBswrrc0ugcyNJYgtT4FoukbqZH114khFe",
-	"m1kIy+NA3KzjBS7jD+qL+uROqD8hJpivtljfJchblsE7XifR3ROJkjhnqA1f1hblUaoBXarWuYgaAO5B",
-	"r9AWFlcUXwppESmYtG47jsjUaZ2euOhxryK225Yfj3jqvSROLGvMZw4PbOF3jJ21hU7TIUECHKlEQV30",
-	"KoZBdpu4j/goCAcM4pKOm4jVVtQjB7LHgblYSaOH9gS01Y4n7nvCinzpteVo6mu6T2guSq1GPAyCHpJT",
-	"6zuzJjwbJYphGapxtdQpBKsh0Effry3BOCTnEzIWhnNL8A1DkzCbXtMbwFaiGeRYDbHHWrjSiv+Tmwvj",
-	"MYGfKCJzdX9fKCgztpD1EnyAmGEgO4aLFMvtAzR3rftB9rD0gS3bF4N4b04yuLHfNgxuLp/2tXtrvt/C",
-	"+bIa5etZ0h/fmrCjMLjCPXwrdmpb+UTsDRuZ1++tPvjvtwlqcgx0rxRKsXGxxEpxKqMF5PvYBGtIfjJ0",
-	"NRWSTRmnRUoUaEQmomWlZ8sR95QaSMVdqjzUVeOwOInExiDOE77o9Du4gdKmsWLMwYh/vKCD+jR2Js3N",
-	"p9u5ZnYk5W/cYX5x13oDMN8oMl5qUF9hZNaDh/qP7KGmPICyXnJmgS5WAty2uSnYDZB0FbNTMq58Prwj",
-	"EOjiXSEK2Qyym+a7F3dMafWHowtrhR3mXQmhtXL9F7n3N6EfK7TiRDwWNsHPpv8x1aQqMo5fG/0E7krW",
-	"LODJhn79UmBQzBJXUClwhcjLuo5ag2Tdlg/Rfbs8TRzF7+bD0KZPBPQVnysOdyUG4RnB8uPENxtANUwS",
-	"la4W9jQ7XYNHZaXXhCBNBaher6Z5Ix2S0zCrRQJh83mFOYvHZjksNwqb7aXrvebu+GPa2JCc5xi7pZiN",
-	"E0gP04OJhDpkTxExGfECsNB3QnI2ZVolJB2mCUmvMauSpAf30F3JJl11xK0CSj6e/jnim/IUVxL1A/2B",
-	"hWXdYpKNlam+XrnmPirqjs5jA6Ob6Fooy2zjNW71zmPRgkGfV+dtFSfarOU2TuSv3k+1hZbYwOiZbwf1",
-	"51EQoyTf2vLapN6yMk/ZmgqMmxXCSs8OMdu+34bpA/rMlEFSf4LBdmHJfk+twre+UZbNL7FJ6RCpMlY4",
-	"McuHeem4hqQaiOtiQkqQdaRVnkszFtaTMFu0JdVPCPVvj7iP+MMAvqePv290P9ByeXA60SDXaYB2+19j",
-	"onOrEfnntqRVemNYSiYBAzFpYW8xlAs/E1X5zIj+9PEWNOlKiNeUL93e1IcQiCav+M4VkG86nFuk8F0F",
-	"MLTLYFzLP2ioSQfbHc7243vdtZIpUghxg+YZmyBalzzwreRtg4OMciNCFYJPm/YcNufZF3/Jrfxu7eUw",
-	"mUBWd2jisHArH5KLkA5YNc7WAokhbqu9x9dZqKDVEeUrw+BTG7VkibXtEx1Q8wc0/sRo3Gl3U/f+t3+X",
-	"lMl+RDZyr/XtH2bqdq1v/y2Vv1WgXc2jbxRB5UwRqsjZ5Y9kz+Xv/2ZDlCnqexcvz8jTR/9xlJCCcYOv",
-	"tsI64wafzU9kApAn5N3Vy4P/qC0pSw22+DrGvNRVW1RpZBk1A9C+U7ILrc6EGXb/mAgOI56OqqOjJ1nd",
-	"SwD/hGGmblNk/fUDP6FzwUmxaPQkbD4qimpuiImtiueqzkumNfg+1EtbLdm25E2IS41StiWbwcv0MMXs",
-	"qTRBuUVpOi/ro3ny5Mn3ZO/d1dl+QlJzQ1ZR+/vlmx/85GYe/FvDnU5GHKssWBOI1RXxDVuvMYOi6CuM",
-	"cKZuP1LwxGZ9zE5UN6/c+otLxrPd5znHKhLw3DVp/TMGdySD/z6wmz0ISl2ureRiX68P8yt3433tVuae",
-	"sJAXTfm3dpEWSxJtCoEhdj2BIVhRD8eIk+TSktxesnwajpvUIVdIfNFS5ohVYimd4A0Vt9mtITUc8b0e",
-	"yumWkZ6QbEYlzQzykYorOsFUBRzKyJGWQHaSZfeH5LQoRtweRibmLnfVLMbZ54x+pjgt1UzUOT2txk0j",
-	"fmap4TFJ2+2L04Skdff3+o8mBiYN/tt0yU+TEU+bttjmoa08a/4gew2htt1PEx8Ag9NZYE/xR9ekHsez",
-	"9HuPYhS02YYlGMp8HnSYHxZUM13luNrW74JP3YMRbz2hWVZJmi27X9AiPpL//br5sDNivcMUo025uw1z",
-	"xhYo0DLrUzqxHCLVNHHBe+MlYVqNeEn17JikWO9wJioFM1HkQ8X+CTZBJP19NKh/Hw2Oye+jgXlq/vv0",
-	"/ft0SE5JLrAb+JhmN5icPuIu352SG8CAQVAZLRtHbP0m2bMz09FoOK4z581HKR2O032bBEP5iFvu6Ibz",
-	"/DsdjdDq7PbKFDn/4eq7p9ZPbMO8rC0Wja3ERUS4MoATNBY/f/Pu2asX8S8IR5khIc/evHn14vSHhFxe",
-	"XZz/8NfE7LZm6GSvsCXgRxwFEvNg34pwUtKllaaxBawVrmwuouP7M3rb1I7Rrm0SeW2FA+cftyjJq6IY",
-	"kmewFDwnj5OjoyM/oCttUGN84pBvThl2VHWviQkGn414WJF/KohLgw8EFgsO13CnJbXWc6xwU8fP8VwR",
-	"OpZVqYsl2bOFMzmHTPs6lYVQkO8TNRNVYWUxV2RzQllhQ91GnLmegEbm8uIhJaX14oZRqK55D1NGX/TC",
-	"sWETBp3R/R8XlxyZfBCZHkSmB5HpM4lMoWjyQWKTpIsDb+H4WHJTKUHr5UEpDSNwKpov6mpYZps0Uk3i",
-	"stSh/TV8l+VOzLKVYvc2yFi2CMuqkPWCZrNmRbZKaOeUv1FkDppioBe17REtN6cj7s3kPMd44Zrn+yLE",
-	"2AY4qbvP2pNaUOVU32PH71RCOGDnc6uqGqZrVfmm0uhpUQT1cDdKhD0U+oIu/q4Ef6DQDxT6gUJ/Jgrd",
-	"onq7k+hwuMPf24rc+0MJt2x9lpz3H66SNVchOiGiyOtEuuNWZQSlqXbiLf5XoRTp+ycnQcdgtwxXA0so",
-	"HbT0wtesUDmGDI2EdvyoP5ApHfTxu6g3uCHH9nylR2Gw254s2fZp/lGTZSOn9Yr1FwJpA0F9cw9ps18H",
-	"JcGoc6sY+7sJI7AlZMBuXSFL2moJHFCSyyXPAhpicFe1KEkvucAWN5hOdOD9jC2C1rJ+JXVkwLurM5LT",
-	"JQaNBSajEd8zTxcANwnxldvJa8Fzukya6HKUmVSJPgCyBCqNvj8XEvZt0Q3N5oCOjxk1ohwZV9mNkXmF",
-	"dCeFU9t5DIE1whiGpifOyC84CscoHuQ9slGARpfmvL7erN/uSjcm2UynEqYUo6weWPkmBEQMaAP9eBn4",
-	"vwzIY+sk36zI4xwCTYB0S54dGnVhc2zPitjgTFZNHvsUcco1Qej0uiZ7tokTJufNLVbZV9DA56pe7ydr",
-	"Gja7Culkbhi369VsFbSSTuteEx1SgPGmDqfQsyfmY6UR1fa87fcYCzGm+0PM9MNeoKmNRl1YS5212SWk",
-	"TmqxHX9JaoHdqA0urjRsk56OuATDi503U4KqCu27Hk3ZrTVbubboaDJjklQcezGZ86nTChVwvY8mt7d0",
-	"yvj02J1fqz+4LSaJ3ax9AlDQS/vECERA/UpcATSMMO3elMvHsZ1o6RS+Ud1m/a5UeaQ/eTLi3cb+fT3O",
-	"jx1ZdN7uqrST0qZT7owqMgbgI55DwW5BemmuO4WzENvGGWYY7M/RasKODTwe0lU/Trqqcm3yN4m72LfI",
-	"Jiu3sdLXZKvBv694aYNgu5Wvx/APpZ3tImwS7OziSDJ6JkXSEq+X+u1RMpjTO9sC+9ujo/UNsT9BQPSO",
-	"Jf4+b47vpYOLLxTN1EzfL2q8cXdvQMKRyX/lDisPWbY7VhJvkTEft+gTbS0DWqPiWGlrXWQlGnstrUKn",
-	"2QyyG9vBzOgLYsGH5NylR9Vtz6V1qktbN3zE03ZT+BSzcZnPCKlFnAStHzm4Fm8SqBK87tpHXA4W94Zp",
-	"l5NjhHSZF6DUCUlbvcZT2xGrlQdsPndsV2M1VRyJTuB4tQ5rp1F/ikZonxHU5AE7tj7iGMmV1s38Uxvd",
-	"jZfk0t4cc7SBqbYAhpOMuNAzxqdDcgEVRlxRjOrqLsA6phtPLHL1eFbSaX1rue2EV4y4E/X8WQSugVzY",
-	"RRCrh3YK9ZkDq8dzpzOmqim8gSJzkXtZO5gkbOYJOcbIothA+YiLSh+IyUFuJrSp2Fehzq5EcQvKdnb3",
-	"VjHlQgJIKQqWLRMHaMpWLEFg83313XEhRDVd4a3AZuQxezWFwOOurQYuwLdl7xlx3xduL+2ztKX7D9Lc",
-	"R5Xm1OxrK0/8JWSXLxaJ3Uy/ocwnNZwI3XOeIp4QBUBWiD4qSg1yGrJZgjxwVEVUOhPzB+HnQfhZk0GG",
-	"wf8112xbVvqlHGzK22u7fdHUjLMNV7H5aemahqfHK+U8bCd3uqh7RSdB9hcGlWnKM0ia/rczhu1Yw7In",
-	"SadCXuIZhPt733FbyEfcEWaqmxbZjuCoPl8QtuD8vPTzQ223W/dzf8WUPtcwX+3kHskXKQqf8fMvasbt",
-	"d5fQorA5U/6AAgyy8IPZ9lGt4NLXgbLionk9PbGFbsaQ0UoBUWIOdUd/M0pgw9OzSP2KeiRsgPZ1tnE9",
-	"qxe5E1t+9PESp3HqDZ4Ll+JmmLJzK/0Z0qb/XMnScS+KV75CvCR7tMCBsUyvQZ79CKa2mJ1rsHrgMy3X",
-	"J07aciXENWC2apGT3ZtcTaOoO4v5W/dbSvaErayqllzw5XzEU1Hk9eN9o20spODTyHCrqsWjGDOzG/FD",
-	"fp00obXELySub1n7uz5/pA1Winoow/91eVKt+0mHdYTEgtdXtxn3kYj0o/w7l4ttbV8VZ79VcEIoJ3DH",
-	"MJ4Soz/jVqU1XPuBXz/w6wd+XbVKwMUR1Hr5D3/3RRHeWxw1P66RtO0LMUkb+bWQGu3L1lZ+9uocqcc6",
-	"gbsZ8J4Ctyckgz9gE4wQ51zUxZ8ulm9nJP26kc2G03wE4RiN1lHZuFurQwFaUr5q8RPNgH9A6dPHQ//p",
-	"0O7PyeouQRPKBfqqDBphz+gtJdLtOJ2BELStNjmhuJKwZA8Xhu3VxXz2nh59v7+Osz3wtAee9ofjaXE7",
-	"LHZFXUGa5zAXqLPpTdjDDMmdVGqtOmcrFXwBzPn4fPFdvZUvxBR3Uf1sXxXU+VH9f8DbP6nCGBbEcwWi",
-	"17DP2yZbsSdNzQa/BN7J2p/oU0TGVAFhWH5auVAMoTQpC6ox2tWojOOKFXmdsRttjdXbtPFrYZKXS6Vh",
-	"7qY65xMRw7lnuFFsWYuvE8ZtwmpTjfshzWNddyo8zbG1OciKI59xkIdAFACzv/UVcA598atth96e/wE6",
-	"CDaLXEfhL6vSRUGaWSXNave+qi01PmlUcHgAwC0T/cy5nb49j5wqmrscPKoS6I3qBcgZ0ELP1vTJhFwR",
-	"H51HXYlDH39XZ4TYCr3Ed3F4fHS0Ei+SUT7i0sYnatXQZAMB3x49se8zr9705Nn9za72E8K0neHNf/WJ",
-	"Kso2vjNypD265fCDW+19xIV7WFu7dllxhf00KMmhBJ4Dz5bm7DneNlOkavr6DTt1MC2zrRsX6PaZVGUA",
-	"ae62fsHluB9XMkLYLXBQdeN3N9awSftwo6wmk1wGBBfBKIoMwUhhUE8n/WCsvbaA1VQ5LPCPoBx2OBAi",
-	"7eoo78IwklaN3/BjK92sfu0KjJp52wmEoBcAnNjiZ6rTWSAYGOO9Vsd9DkrLyna3NTqRBk55BkHPtHBn",
-	"SG1WB3mGZSxcpRgJGHed+SDmcLnhWEHd8tUR3WW0GqUqkjOlJRtXhlto4fccDlr3TY0ssipuXPGqGp4y",
-	"URTYuKNvlUHhhNURT+vsVwzUzKmajQVt36fN3Xz/y/v/FwAA//8=",
+	"7L17d9s2tij+VbD0O78Vew4tO0mnd2qvu85ynWTGc/K6sdPOnKrXhMgtCWMKYAHQsqYr3/0ubDwISqAk",
+	"593W/7SxSOKxsbHfj18HhZjXggPXanD862AGtASJ/zyjxQzOBNdSVC/FhRYSzM8lqEKyWjPBB8eDnIsD",
+	"ZR7lx0TPgEhQteAKSEGlZKBIIaEErhmtFNEzqgkXpDAjkzldkmuAejjIBhJ+aZiEcnCsZQPZQBUzmFMz",
+	"HdzSeV3B4HjgZxpkA72szS9KS8ang3fvsoFZJ3D9hKlaKGYXt7rWi2Y6BaWhJBNWAeF0DmQiJFH0hvEp",
+	"Lr8UC14JWpo1tWtYn+4NaLk8nWiQiWmgELxURAuyoEyTMUyEBKLl0sxCp5TxzVueM87mzXxw/DDslHEN",
+	"U5A49z+e3tZC6h9AquQ2L/EYEAxCLh8okheNlMD11Y39JCeM424Vp7WaCY1/AI5KFlQRCbQkEynmeKYj",
+	"nivGC2g/FxP8gsOtJowXEubANa3cEMMR37i9iZBzqu2mvv1mkN7jm7CBvwIHSXXvVhXIG5APVLRnMg3f",
+	"kD1ljpkqkrfPr9rnARZjUS73hx+48HfZoKaSzkG7O3SqNS1mBjzn5fryz/FmTBhID1Ia3s9IoxpaVUtC",
+	"I3RVTTHDzTyePKLD4bD4bvivepqbdTMzYk31bJANzLuD40E72hUrd7xldFw8fPTYjJq8Zxb3ngk5v8Rn",
+	"q1uyz4ng1dJsSOENmxMzkCJ7EmqgFt0CnOwVhBuQtMIDgNu6EiX4ReK+fmlALtuNmTGvcHHxJpiGOUJ9",
+	"Tm+fA5/q2eD40Z//vLaNzLxwbl9+eHQUnlMp6dI8VnpZ+WkGYdPnvKiaEp5ABRpSp2mfk9K+QMTYoCZi",
+	"mSJ7egZMktw9zEkhqmbOCVPEbHM/nODKTpkd9Mp919lvCRPaVHpwPKGVgrCNsRAVUB4d14W5vr30Ij6y",
+	"zpqLGeVTKAk1dI7oGVPEkYAMD43yxO0/HvGaKoVnnP/jwA5+8MMK6agl3DDRKE8yyJmYjxkHsmB6NuL5",
+	"yrb/t4FRbihqBVRyMwo+wWVqISzJScGvQ7kGG29zILtHSZJ0PnkpOLygupglYMg100ui6RTppgENUFmZ",
+	"m+054gmhZG6+JksGVanI46Nvwqlbthsd++SACw4H+MEWXvRKsinjtFpf1WsJEzw5IA2vpShAKShJUyOL",
+	"IzlCNSP5w5xQXpJ8CSone5QvSUEV7JNCNFwbcmNePBlxe3J+mELUS4O/jfljMQNuWLtwi0E+cg217j8a",
+	"/+ogTYjMnEkS9FaBtEOs7velIZEOwxoFktACt9BDHhs/0CbKuD7/P16VcFaxnWl6QavKcP4CvyGMK015",
+	"AScWcFoQCYWQJalBHrh3agkKeAG9+HF7IEpwbx+wcrB9xRvFBTvQg3C/h+SUE4Fv0IrkN/lh/kNuVjVh",
+	"txni8b+EJLyZj0FmZpPt29VyxCkphUaUonypZ2bze/lDxLThkf3fo+HjgzFoav66eTg8Gh4d0Kqe0eGj",
+	"fH9IXjn2YScacTuTQTYjrVJpEI7pmRViHP+PEC0NrZYI7MIHcU0Dw8+1BmlG/b8/3fzw83/9dHTw3c//",
+	"uTcaDYd/2v+v/0hi6B2kl7TQouMzKammZAyV4FND7IbkRwNvhbikybxRmsAvDa3s/fTgODEPNb0GZc6t",
+	"MEJ4AUTcmFvRKwsZIYhMDHnaCM3264P26x2J68O02OSp5IrUdCb4pGKFNr8WVsQ3/6R1XbECpz2spRhX",
+	"MP/PfykL43YR/yFhMjge/H+HrYpzaJ+qw9f2qyegKavsElYoOtMzQB7XSlEe6ZgirDTYSCsjKi8J6iVl",
+	"RoR0SpCHz4gnT9WeXskmE5DKcoz47MheXogS8hGPD8rQBH3lcTfP1q9AjEJOrLWHt2+PM1Lu+g7xPUTs",
+	"E7sb5AC4RXdmCKB4SXOmkJ8NB3eUqt9lg+9p+QZ+aUB9AVSw9xQnN3ua08qs2Uh4kkwoqxS5oRUrHTBy",
+	"kFJIlZOKKW3lIDGZAC8NGZxY1o+wuuZiwYcDq7x+ISyPt+bPTUWIhXhNlKYayJ6R+RyBzKwCaPitkWDp",
+	"teEAFvkrqjSh5ZxxshBNVZIxkEoovY9bfSbkmJUl8C+zV8OLLSaLyloguNCGEdtbLWqHq7jWc24oP62e",
+	"mgP9Muu1Nw+xzAhuHG5rKDSU1fKElPilIlQaAE+nhgCZ3UjQjeRQ4h5eCv1MNLz8MsunZSmtsChBiUYW",
+	"QEoBCpcJt0xpXONrKjWj1Vm7vJ6VikKDPlBaAp13VxqIyJhxikLmKlfehPpQkvFSA5FG3/Fim1G6h12i",
+	"6VZ48Ma818PPcQg8thIlIByqqSpSoUY6vJOw+Q6hszTi+qUQz6m00345GoECAtwWAKXqsh7F/g2kYnNm",
+	"zxRB9FLoC6qZmjA6rvoAljqCioEiotGKlfABhxHBPT7VDC0oZjpF/nQ4ao6OHhf2Lfw35Jutf9b+5xnh",
+	"G8OV34QT/TKHs1mG3CJtGKoh51ZyH0NBDTU0Yo8h4UxpSbVALRb0inAzJJfOcIZGRiOxEKY2Ci3hStiD",
+	"DFbiHinmxNof3TZQ1C2ZKqhE3ivhYEwVEKaDkIyWVrXkRWtqJa84yc1Prxs1y+2AaBP0IqcTpCgXKPHZ",
+	"jWSEVkrgZqU2ckyuJeVqzpTRIa5YmRMJVvPFj0fcwtes00DkLgJXCgHcl4dpVcLhIN6cSzYH0eivgC6U",
+	"rETKbs70BlACZXM4jg6X0KoSC4UmzVuj/LI5kLpqlD0Wh0ruxlJtNE2rNzibBZFUg0W7QnAOhRV1FSkq",
+	"oQCVlnfZ4ALkDSvgLac3lFWe9Hxe4JySMS2uwWF7kCsIR8q5h74GqqnB3ywQJpS36BT2UaiCeS0klczc",
+	"y6bdywnRcmlxO1jmwOnihsop535gnOTopjhAP0W+hpHRw21YGLk7cK+XQrygfOkwUH0B3BOCzClfGuUM",
+	"5rVWJ9bXMhE7g+OjAeMtp42eCcn+/aUYwBioNHggjBhuNBRDpfg0I4yjZkJQcK8NBT5BEOWVmDKeW8yL",
+	"PXRUwogvpOBT96K1Ab+mSi2ELP0Xgk8YakDWUKVJ7V4ws+Pn7iq+raeSlrADf7wbWJw164XTKPsAk3cs",
+	"P7nnOjGIgjaH2rvRaFQwcLnvHM+wFCzIr6oGeu1okWOzM9R3NFQV8iQ0QWpBmro0ZGudI6glv5aCNyrY",
+	"pjar3946d0cZ8p1/bI0rr88d9M75RJhfamnok2bW+FJCLaGgzsWx6lMwM1dAFTyhGjqSt9njIOFriba2",
+	"bilrt/HTILbPtVNk8YJ+DuOL8b+g0Gb8dj/qjePo65tyHtAe66fgWtJCx+ftGRYz2u7c4B4ZL4nzuAw3",
+	"7FN1PFGbcHjlIN6t+qHS4FGDLOwmCY66/r7hZQXPWJUAxIyqhPvi4m+nB4/+/G2wWNsrmpEZ3BLgRiAq",
+	"k3ueszl4P+D6Q1Ea2WQNSQ4M10+Nhtb5dScG1TPCeFAFxrg7J7TlhzlRUFMUUlVyjUYx2dXtHMPb+Qrw",
+	"88zCLdpwu72Nh/CCcjZxRqvuQRh+fwdc6Zzqu3WXpZMooTzVuwM8jQxP2NSIdGgqRoMOCzET6sQ5Ba0J",
+	"C6w1GUUX9/twCwnod9jEl2/uwEbs6+PkuCvnZQGaRWQkhonb7MbDMgpCPwmZR0e501GFszd3AZSiU9hO",
+	"BP2LWTvfxjX/EFGd7nqT9GjtaHYjOcklBLO432hkoF2hvsgfr1jCXXahjUxL2JrXzGkWreMsiVlJP8YW",
+	"H1ePEZtNORo7gx27FRaUm/5OXo1sxfecXNR6aM6qg9yjwQk5QonM3DnrU9u8oqOtBK49ldWl7nrcW7ht",
+	"/9bPGqmEbKV1uNX+wB8oshJulNznOrSDjnWFPt+t1zTs55X/8Ay/i4dS6VOrqEYKGbS6GmQbLRGF8DAe",
+	"yJqQJUj05+5E79dXl6L6vei/A7y00LS68gFvV55NrobMzQ1G5uZp3rIE/1ULAoWbRZvaTue1iosrGNO3",
+	"tc7ZbEbTFnBr+NmNi0qRRScB2RijNai8gJJRjGkiewlQYCjNfpJeBXA3MhGv8eMMJBiNYQK6mLVmgc2T",
+	"BFg3kqXmFHUvXfxx5qKxuhpMKax0ZZSYQtRLjMrihqr8FHaAgnkFOhaA1oWuFWxi/4aAJrvuqh+De8mL",
+	"Y4qEarKYsWK24txxMY6FuZLl+2BrC9FsBZd2RMkzT6FWxKFgtYghMiFAixm5Zrz0Xl3PFMziV7U3PJMW",
+	"pyN4haNLPH2XWnijN8hD1qCgTnUyoozJZYhpLApQylonkEp4kwySeXzlLWe3BGphfcM7HL2EiQQ1uzRj",
+	"Jmg0GkLQfhG/mBPhJ4zX5EwjadFVp2c4jb/XwkgIJXoVTp0pCA/vmHxvLTPWx4BvRy6GzZKgnXllq1kE",
+	"9hSufd+wqkzr9WPz6EqzVODUj17mse4zvCDm/bTQVYj5nCWO/cJ6+IzkEiT51QHR/ZAcdSr65YW/CqKF",
+	"qIoZZdyGTXnRAXeVBuYacM6QQz8X04TEYsOK/AquaA9X6L41Tr6FwalOHUqbUOaiNLJueWVe3V0JfCbk",
+	"/AV+WvRKBBwW7zHqEzaZpOWLubh5r3X2jdiwTaDpPzVvgYx0jFWaQwtdLYngqFF6wTpYLm2Eo6jK9hf0",
+	"J40hiPdJIda/3qNU+HiCVUNoh475H1Noz2ERT5H6Zs64D2d+mOLv7Z4Sd3LJBV/OkyDJrGNwbEPtcrXk",
+	"1zkxl5vy8qBiHCLNa4e9rNCveGMpUnUmgWp4q0D26o31hwFGCmsB24Srb4S1pzRRUOnGYVd2GcWQRgvD",
+	"mVObfuJ8Pj2mV/f0yq+kR12P4xRrofRUgvqlupPlxYtI1sGJ3ncSO6Wc/XNHyvoM41PeoEiVIq4l9Gr+",
+	"EqgSnJh3sja9oQ2ourKxL3mSZ4CPzEmItd4T0UYzWZEvORDjJdwmbI8ul6g1SmCkrpPCIo3VPlDxKmPV",
+	"tI2qTxpBLsPQDxRhZWZtEEyTmRGOOWwXFuz6MwtqD5cUAj5jUJWWpKZsklCVG/FuF1zw1H99eCHndxik",
+	"w+rWdbiyNIwJ4+l250zR7hPMqRASHHvqcX70bCHilB91Qfa1zUsKHLXclaP+FUQlil6V0OiglMepIGsK",
+	"E28q51e33qeVoymKRtJiuT7434xoLDBbpOEFSE0Z10tzn+ag5YrpoBSNmSJp07L+XbMZWmmmmxSB+Ruw",
+	"6UwTOhY3hpxRUsENVNsmW91a74RX/dv8wcCieP9Nbl1DRfs2/QSmEtBDKdugJ/iloVrInonprZ34u6No",
+	"FQffpYBdCT7dMjFQpc28f5UAfMFWNLr1WR/+pTMt/rk2r9FalKbzeoPq4vM+yYTdIsJiVGp39l5nSDa4",
+	"PZiKgx0o09+AVnoWQkJXdOLN/MiwMme4XbeYaKobO4iztKwS8Yga94Oj4y8uKlFc7wiBVY7i1uN5STzp",
+	"z71gefXf6zBZ35i4/ny72iAC9bnWd4RLu9x2jhRknosp4+8t4q5tJxZU7y6aphb4wrqcYkvPirXehntQ",
+	"LwlRzMKxSY600A5sK96yuzq8Uit71bKg9VW94i63VDVjF5a3vgwbmZO6kSIwNBuh1U7ViqGUeBgO+zlD",
+	"ezQouvei2ytO6kbNsji6IPZ5Bv8U5tUZAlaCZDdgM7FtyFjufSIjzrSNtK+bqoJy/4SIOdPaJiWYldoM",
+	"TcJhEe9tSN66pLMSNBRR0L8NT1kzvfVsOhJuC9TjyiuaUMpRx8MNsjmQzkZPfHKB0ct9yLoB+pqz7a5U",
+	"O0M9qiciWMj5A0UoVwuQKrOH/PeLVy+JxTpEb74kakbrWOx2ONmd8F9K8OEbunAXCGfuSw6+lA24I0nk",
+	"B5M9SrSYj5UWHGLPQSTnlXDDCujVH+zjVVzuSG7E3pCteNxmV2902NvEbqcz4kTANfjcvCSTw5H7A4Ky",
+	"wbQrmm4SnWMpdgcdy2ZsHoSYgMjlnJGGs18aILSQQilCq8qBsyeiZMmLgPBJNN0M4j601XSacDg+kwCk",
+	"omOoVMd9uG5JSk/amt4wDC19UZ8bUmLViM98V7daKOLoYaXYlFv6hS4dTExy+WeCIy3MgiNfWIL7Xg6e",
+	"LjJlnYIDHSR2xKZDBjugbmnCFg7nayoE39CqEcX9vIN3ZNJbnuFyFhVkOCHjivLruEIDlUCmUjS1Pd98",
+	"j4v28f4OXoswdeZWvGXXb5yzIM3fbeIZ0uQOVaNxxoChb4CMkulNEsBWurchTCWK8sQiNgaxUHJgKvg7",
+	"enwlbWpfgiOgoYe2KZOW7WvM8bK7jCZwgfVlmj90+fBn4J7WDJYGwHvwyy0c725c64M5D62qV5PB8U93",
+	"4EE/b93tOo9aj4FExLoaL9MngCHFi5nYHQH95UiS/aA8r96ktXE/AJ9aBXCldJTzR7jKUXGu6ZDkqqlB",
+	"KiihzI/xWri3rQ/XMKIZVWQMwEdcQl3RAsohySX8Cy9PfoxJp/HdMt/YkMUxFEaOcSNaydcrpz62Nhu0",
+	"K0AvrB03rbk6xv3+vHkluSh9+ObMQ8YNkiGbPrULGnSZ/6fl1zHJmkFVksUMI0QtZE8IHVuG3VFUIq8x",
+	"1elzeh/9ZBtjD+p8INTdKxP4+45c3POz5yyl7e9AADwcdrchp7jptsjONTi0027Z4IWmekOg/XgZ14a6",
+	"6/q7MlDSQj+vmztGOZvfK8bhDuu49J/4OLm+gB3BD5LlngxrNN+9j/AZTZjF8Ix20gHElgO7jLa/GhFS",
+	"XIN+y20sRwjwostBNlgApK109qP3wk6/ku9xiGS8gVFAnvJ0nLDURtMEsvfPf/7znwcvXhw8ebLvdVE0",
+	"hdilnRCY13qJSqho8Bua5oxmMhz3ztNNmLzrfCuHHMG+s5IIBi2sdzxhB9eec96+U7c5+3q874y8vTzb",
+	"75Fvd1dLUIlNrGAmJOb11hVdWk038gT/nXLyON8VoB6IdqpNOkg3sW49wIsTNHw7B3momDijNQLqzbMz",
+	"8t03f/5fGYFbDbyMKxLNYT428jFWOGgD2G1dxUSgySb3uHmIHHJCWdVIUPFghSZaBFhtqRaT8KlnJOdC",
+	"X01Ew8ucYLgc1XCFWfxQuozRNtSgd/RkpGsPYJ/e1hXltPWqM0VEYVl8AXfx8l8a6Swjc1rMGIcDozUY",
+	"YKtmPqdt9KGDW//ACcn0NcgDdORGhV3CAewcw+0wDF281l+UoHi+GtjG4gikpohaVLtKIKthvwdY6M0A",
+	"MJml1driVyF4q8kcKNdOCJs1c8oRTZOhH/2yvFns3y4vXxP7AqJtOhZCM50qBWGJwMrZYcirmBCXOpsO",
+	"0EzaOUIVNpUa6ITkdCwafYz2j9xq4b5kpd/CHAt/qbuAepWRe66t0eUZRE13NTZQpQhn0n4PRM4IISJE",
+	"XScwIaxjxebnNNeWqUFVRpTXxbT89PjnoeFp6QicXtz6cbZsR3Vm6EmjYNdgzTc27LXXcbY5AviUuOcu",
+	"RBddKC7rmdjSlW19RnxxO4fpzPhzcslrRUHS6VDWn5YIc22oLG1qv1FdiwJt1LSy1TfUSYhYBBfsmL95",
+	"evH08urN09evLs4vX735Zx6H6q8+TMhzq2kYbmU77a43Ua7X9XenfK1OKROqzbWUbW0q1DEV6PcRsPtS",
+	"Sza5InHPiSDU7tY/PJiz6S1ueWprWZLFTCjoJNwH88fgDtGK28Iz34gKeiIZrFsUq2eVAm0utDww5DPH",
+	"B4oU1Nri0eTisw5O3IsLyTS4N0fcvIqVVtC40dGhzMeu7EebZKEM7S7n5hrbueaU06k1jKlsxGlduwxh",
+	"FWrNRBVrOqaesG7Uf/3SBtkAJ0hqPxdoJ0tHb0aWkW4ZyW93o3iubEl6cFqzzZmEIc/MyVQhqT0y72HJ",
+	"grRPq2L8eqtE41b4HN995wtC9sVVsAIeKKyokNngYix1YClUgE/4/TOEbjjMb103MVA9CH7uP5nnHkZr",
+	"R9MjvQmhPXM9fX0eJfV0YXBoRriLQFeKQqV5Hi1Ra6iYCjP3zoqj3GXaGcb4pPdqn5FiBsU12cunoG1E",
+	"UL6/Mqsb5C7zihp4D5AjREdn/j9PXzxfmdB9fRgwbbik8+r9pbqwAQc/vzpEpzT6LHlhM143RBg7BdP5",
+	"YG2NO9LU2EXA5bAFF9SMqpU84M0BmSmD8mlRQK1dJg0mtmg2ZhXTy5NOOj6tBG+D66w4XeBmdool2JL9",
+	"jLu9KhotJpOc7Bk9F6tHr+VF768lRhsG874m4eQRvW6q6qOmsJsV/nby17dH+rhoZPQUp/SSaumCA7p8",
+	"3EKj0wngwwIZMG9wK69qL11/4vvPG1GhN709xtr3S24ferw+sbWbU0060NGVz6i6mguJpfUIFvrfMUVy",
+	"axL+JS5uAaotfGMz+7QNnogEh4BTtZG1fIuQHRfid7DJBT5pJBbfM+PbKIQFZbobK9upQYSqaQL2Lgl/",
+	"1RhPVeEq8Hby8U+co2mODVpmlJMcjV/5zkaeOETxLgn6dy2yvCOs1ZIXV/a9qz55dCuH2z0Z359DtnIn",
+	"okNPr6n/4m1Q+d+PBqtZlwZvSxrrQ61XMUppYf3VJ6gFGY18XuvlR8GaruP1p58TcQRfddWTra5sF4lX",
+	"GD2WE1YGlcURyRPDRWyzpLYQNVaaRm1X0QlsPcdVS9zKmrJO8RN/5JuR8r2LndyBzkadVnYOXcsG1gR4",
+	"1Yu5Ni/Ptd9agARvimuDhv3xS0Diy13S2W45THHy30cuUqIaTLRvS7r0FUxwm8fEfiPWpo3PCyo549MN",
+	"MPLfu7KuRMKcyus4JNwHCnwc4Bn8+tGuaqvTfne63AVbH177eXdM2PxvZ0R3QIwsxWevXj57fn52mTYR",
+	"94WzxAF9hRF2bNHyzUbmLWmQZZsDucmad7FUGuY9lhZZzJiGQjdyJdWWzssYTSMnaJ3yiTwXU0wCO3v9",
+	"VpFQvtXGroY+Oj0Jo6o7c8V4c7ujFQm3trHCI9ZM2IaYbSUJFxI4pmqr0N1JbzbXF8naLmYlZ1RDEcZs",
+	"YPu9CSeYBMNbjHfamF2+e3r4qv24L7v7LVorL4KPrDcRqjV/2Yu6a9ZRclIF8jlT+txBbeUq26jQu8TL",
+	"sK7tumlY0sHrexRtA6FZ32v37oX17905Od8Gr91lE7unSeHu4lZQAr11LeDi+fsOwG/QyjYpG2G3Xl/C",
+	"HhMM11FWEPPufhvggmWhemhk0duRqiMGsjLEq4R+LXYGqwm5UPq0v9wswlzx3k2Yh/3Lt3kTRIsd5Rrz",
+	"0bbOVasVftcn7TO9mKcXAHx3rEqaEc7LQWesbRjir0A6Fpdyl+5lbX4+1iM0NDOqt22wUmh2A4lgEvxi",
+	"a32pEiNTCh1mUAA8zYvcGzsHfCWuQ0Io7EJ/NRkFy+vhFpleuqZVVRW3dnsQAmHukN+aPJgNkv3daef7",
+	"lhzZ2W23Rp1S+LZaHbvXOb/a9y3202fBf5bytPS6fPujfVTDrJaODT9nYoFNd0U40r5cK2u1v/rIzqC2",
+	"0Or6FOswRVmmaCTTywtzjE6Qwupep411iti/nnk8+fuPl4NsU9mwkEg1XsahCd2SZaEVCVrAcIZ2azOt",
+	"a1v6nDlBb634j90Z9hOY2c4YMyk4U/ZIZs3YXKpXNXBDup9yBfNxBUOCASg+Cc76Zn3K34i3Cbc46pIU",
+	"oqqg0GRvFAcWq9Fg3+MQk74SWOTKtRiGjmLb5sOVFp7TEgxQ0MVhO85UCobkNO5IsuL5JXUzrpiaeQSA",
+	"ktC6HnHvC95bwNj8klkrdAkTxpkrXGkLzWIxHF6CBKnsul1HZFsRG3cIpQ3vHPERPxP8Brg1B9lOjjMp",
+	"minGgHY8sMfm7T+Rp2Y3URHCxsxF8kNas9y1hdC9JevXWyKScGc3dkXErqNrte4NnjHuvT5G5KBVA2ZQ",
+	"5tN7/GDfPPrWdnIk+QpZse0CM991hTZ6ZuDhgopkw9XQ7PvC3BvoFHnU9BoIJX//8bJbiG+vp3zecDjM",
+	"94kYa8o4lGaZq/E8K5cGq/KrQtSgfPlqwTGJLICfSpssawiqNY2Yced0iTW9CNO4eIzBsgbpvK+ZQ05K",
+	"UTS2Rvxe3okrzfeH5HtQrATX4YQQpSkvqSxDlKi9QVTKpWsdl2ckd9QJq5ZhOSAD4Nj9h21DaaEzMyY1",
+	"o5pjtL1rbJSDC7SLiMDp6/PI/e1jE2IH6+Dx8Gj42Ha9nCGJOzT/mUJKmECU5eD6JLoj5M7r4ZHTo+9L",
+	"bKyg29AARCqmA8UecfMD+uA9U4h9ypmrO2sB7fL0dVy833Or09fnGVFixLWNVdFCVBiRgn0Z3I9v3zwn",
+	"tWDmyPDvwAO8JW4PIxbcEnLECWUbbI4NMri33r55vm+RzS7cPKJjJapGQytgu5evuVgo3DLSqsJ8nY24",
+	"oW0Y4KmIF5pnQukhOSWGZk2k4JoALxE3BQdS0qW7o2QsxUJZJDLbUJjLOeK5hlt9ONPzytAPCSeRIEk1",
+	"WVDuSJSHp/+0i+QWuc2AWN6SC5Jbr3GgSqNORV6jfBhciQNZVjp7Pjo6+mg9QOJpNrTPY0WLN9ia7M92",
+	"Damhw1oPu73/kP97wX3wxBWlX0NngwQGefGMqdSo12Nu2E+uQMrgZzOUofmHGGR02FrwDjGeDaVQkSpw",
+	"eC4l4F1BBm27kLswgG71CjP7jCk09SMbw1fistSUlyMeWnerlSCpyD9gLpLFGS8K2FC80NeoKqO3R3wK",
+	"mnxz9B3Z1AHMWryZtI5RI5EMia9iT64Batt22giHTT3ikiJ9QeecBAwCtMZHgaUUXNEDtyhlkDQKHLQ6",
+	"7UxUJVpu0TE74rYiVBtt4SSOtpmSjSwkb/FqIfOLo8ok2MbWofuZD8sc8fzXkY+hHA2OyWgtBHM0eJen",
+	"bg0iw0qEJZJh1yRf9aaitq8cxm2e3/1sxV1Q+ntRLj/apeuJcX3XFa+1bODdJ7z6fbGo2xvkYZkKSV0c",
+	"8iftz/bNLnQm6muLnzzc/kmn3xR+9Hj7R23fVfziL9u/WGkvZz57uMNEq+0qzXePvt1hVyudot6TUJuv",
+	"dlhlokVcrOPhbYu1u598TKi5Vy0neGowyZomViNXIz0H/0bK5QryJGltxCtO3VyBVdT1gSU/h1Hx3KRU",
+	"9jw0HcaavQTLJGbElSfElfjqw2QMegFGRlkIn33dtUCqDNlE1WDkRIjmd6MaTocJUnZoFMnD2Dh7j3wQ",
+	"mpecuc2sEbqezGLhFR1bRdo2QvdeuEjSqllxbSUt17CJYEnTyDaAjc1/aQBbxbq+5lHmd38v/R3WFlq0",
+	"966s2+6GajIRti9iSInvW6M2d+qOS7RJ/rKBLCzRpxjo1jXtEMAvC26AEzYhDAvXYVfHYHFMLQzD8mDR",
+	"WZkD/uAYw5ayRG3K92Bpn4ijtLXBe3iIb+9phKBwcWaAl8dfl+HgKyf732z/IjSM/r0Q7p4o/xVKfuYv",
+	"70JE0h6Jmq4F4uypV5pA+3SHg3+zupdKo8fT0gF0N9+A18yUS3mIStzbixeoF/k+9ElWPvqobaLswhZy",
+	"7Ioc9LQ1KuxXGTbzP6z+CPLmzpfTAeeDG3i7Y3JA7OkQ/YQpH7+8TZxzn8Rf4MyPjr7dRfTp9DH/mi/2",
+	"wx22k2rh/cciCs9CG57FTFThJkb0gXE0yfzP+WuPg3enFIe/1lTP3vUSi9w8zr0Jf8IqeKBsRvBaV0RC",
+	"g71zpVOMq/VPFaEjrhifVoBGMAVTNADtqYqqGShSgyzMpXFtHzG+5/9/9CzfH5LXaKRCQlUBvYknHnGK",
+	"YWW2SI5VjXPQdJqnOn27PcyomqF9muoCgzRzNjnggsOBtS+P+NKKm4+PvnkvspcQP9cIHzZU3CKA2jcP",
+	"JFQUEQCbMpkTyNbAxbiRijl4wAZ5ybWT9OKS/Wv3Lq6bpDqULdtuUaHBe1qyM4If0LLtzoNb8jFrn0+0",
+	"O5+8FBxe2Pa9n1QSFIUGfWBTaj4K13H466Zb4ToG69cv8f9phMFT32jVoH6bd13BcLC5he97c6DHljWk",
+	"92BvnruUwDXTS6LpNI4KoZUhj0uz4M+zz9+T+HzPZXfhsk9CGzju0NKTpsBnd2eqcZfWJDd9g153bzjv",
+	"TGcpoeOkoQGeYv+21v0Yp5HDjbhjcR5GIXi+W32ibeFJQ0UPm8W9xvDWmCXV1jdLpqCREYY6QxRtz9tM",
+	"LKEJ7QcJ97uR5zMfEHVX6v8pFftEO940UQ89h1PocBfaFxFSn9kQ9+vbTP566XVY3iej2avrDoX37rD8",
+	"r5h6/3EI6nPmTHvYEnsFn9+HqNaN7ROedkxan7AiNFaDgv7RVJrVVGpXCCa3Q+aZr1gD1lBb0SUSNV6O",
+	"ONqOM2c1FxLfsLkXHBatHcTl1cRxMMFOSTWUJ6RRhkarBdPFbLVjdu7sK1SnSKjZcQuUT+eIC+A5NJs+",
+	"8KV320u2GrmP60kSiFYD7BxEJzyyV8xdD3j7rP68dAv2zTafBVWhLPkqbgzu3W9/BPfbW1cdBs9+3Wq7",
+	"O4GzJOLwV/fhu5jYdQlDmphsMyD4tgl0RRnPIoPNeEnyWHLzMRE52fMiH8YHjgbkT6NBTuZUXoPc7zEw",
+	"xDlid7AxfC3umNWeND2koEP6F8FFde+F+W3c3xc2DtRT8VQGTGyg2v0+B7dNf/AimsawjutJwstCUGiX",
+	"161pUUvbvCtcwOFGveuH1nH02Zwq78lzw1ITl+yiQ668g/NeYP9EAnvvTdjqgGyjTQ5t2PpG/+Nl5HjE",
+	"NioS6NxIzNhpHriWS6Sp5kcXF8cwVNbPQliZxv92HU9xGb9Rv+IndyjeX6IPvkRZmqkEc6K18Pkr1aIu",
+	"VZt8di0C91yv2MKYVoifCWkvUjSpa9HqLpMtAhRK/WQuF8irwpj+Fu7W8Yjn3m3lhMHWKOnuge3Pg5kQ",
+	"th59PiRIuxN1hajLRcD425WVYGbLm1R42nGbf9AJt+VA9nwSAA6b90RSBk+gTxHA0FlnFUgWMsj3CS1F",
+	"rV3gvU9pGZJT68y0hlEbnozROar1fYWEsPWElqPvNlbKHpLzCRkLw/Ql+L7uWVwbRdNrwI7vBZRYtLrH",
+	"BhtO/7MZYdPBqJ8oFHh9f18oGji1kM16Q3Qx47QkDP2plrtHBt+1ihPZw0I2trpyCuO92czcjf2uuXV7",
+	"ldvfZ9Dx0Xe7fLYWle452R/aanJH8XONXymC7IFQ2+MxYVfZyi5/bf+4YuW7XULiHMveq4VSbFwtsYSw",
+	"KmgF5T52Rx2SHw0lz4VkU8ZplRMFGq8v0bLRs+WIe94ApOGu1AqEcsLMpXmVIRhiLVcLalsGAcNORvzj",
+	"xZ0EaNyZGbSf7uZiuyPzeOWA+cWjK1qEeaDIeKlBfYVxffdBCn/QIAXKIwTtpYQWX1NtZWzrxIpdA8nX",
+	"iUJOxo0vxeJoC3r51+gJJsW23z29ZUqr3xxJ2SiZMe/fiQ26m78ovRMQnYuxtSrhRrK55TZtmak2S55x",
+	"/NooU3Bbs3YBj3tq69CqsiKfwJCqJa6gUeCa29ShhGd7P1fbiCX37UoE4Ch+Nx924/rkVd9FpOFwW2MI",
+	"p5GC2zu3Wmh8TIvrkANat9mWUNpSEzCvhaSSVUvStDdxhYy/AS2XB6dGId5GvvFV+6YVcz883h8LlS9m",
+	"YLPXefIANlzvutEb4uqmAlSvB9y8kQ/JaZwgJoGw+bzBLP5jsxxWugR2o7+6eA6HFSmNdkjOSwxIVK7y",
+	"e36YH0wkhDhURcRkxCvAnjYZKdmUaZWRfJhnJL/COgMkP3gP/Z9s0/dH3Crx5OPp8CO+Lcl4rXRNpIOx",
+	"uNBpSlazUuLXK6m9j5p/x0ADg6PbyG0sne0SYdBpE82SJfQ+r92gU65vu6WgDTj4ncYX7KJpt6h95hum",
+	"3ivZfUzGWmC7zMXydE9L2yrI25XqRs8OseJNv+XZB7eaKaPCOhkGnsb9sDx9jN96oKy8sySazWGIfACr",
+	"jJnlw7x2fEpSDcS1CCQ1yBB1WJbSjIU1ncwWbb+iE0L92yPuo18xmPWbR9+1+nMrC7Qlj065H8RDzQDm",
+	"mihNlyhXcaKFYS84sQ+XndEbQAnMyTSG4usMTf5uHz72FxZEQSF4qdo6F0yrERcLbktgm2EqUVybYZpk",
+	"oJg9kK+xUsNzs7IvZZFt9NYwrkIChknTyuKVE9m7mj4tZnBgFG8pqq06vnnZvftS4N373IUYfhNxXd88",
+	"2oHOXwrxgvKlW636QkS3LbRw6xrj2N5jHK3ohtD4NmgYzGmoWMdT3nQr7hgK6uhgPw0NbfaZIpUQ12g2",
+	"tBnzoeqM7fjsiVNBuRGEK8GnbT9BWwTCF7UrrXJoPUcwmUARWspyWLiV25DWLqF2/icr9qsauD4Zcfcj",
+	"41OMjDVLIxJuxHUoCGQ/NhuzvWlbmdpADolWRuC2gFojDWZ8xCmZM97YPsBMY1E717kd89ytnmzFILj1",
+	"2zJwZ4o0vFFQHruS4LaAfzbiNsvBFavC2qVC6cySfxu1V1MmDSSwg13o5iyUs76+iZlNxa5hxF3VtxQx",
+	"7nRo/Dqr53SaWn5lVPnUxlFakcCgbwcV70nzPWneQppXeq5iS+FA3vCq9xNno5HayKXDQt1sjFx6TeUv",
+	"DWhXn/OBImg2UYQqcnbxA9lzRWp+sWktFC0xb56dkW8e/uUoIxXjhkzabkCMGxptfiITgDIjby+fHfwl",
+	"mF6XhhrKEptdyusgJKrayPxqBoAlZjS4NouYBMz4dP/YUK8Rz0fN0dHjIvS9wj9hWKibHEXk8MBP6AIM",
+	"pFi0FgxDsAtRNXPDIGwFZ9chSTKtjSzvakhiZ4+6UTOzD5eJq2xfcENZ8sMck3XzDOV7pem8DqB5/Pjx",
+	"d2Tv7eXZfkZyc0LWhPL3i1cv/eRmHvxbw63ObLlGZzO1Vhx8w9YWL6Cq+qr/nKmbjxQatt1SYid6JuT8",
+	"clnD7l9cMF7cfZ5zLJUEtjRf+bsMXcsG/ziwmz2IyrJvLJBmXw/AvM8S+8ri5Z62VY67RcwsNbU5ZIZO",
+	"9kTMYeFoHCNNzWtLrXsp+mk8bhZiUZFuo/nb0bnMEkmjx3sGYOswxIR0xPd6iK5bRn5CihmVtDD3ljRc",
+	"0QnmquFQHIvUYthXt6zD/pCcVtWIW2AUYu6qLJjFOKM7cE0Up7WatU1fO42HR/zMEtJjkkeAvmJlnpHc",
+	"LBc7K4Y/2uDAPPqnK/x+RXWejXjuOlPgn9hkt7B/kL2WxhumhnTd6S3mTXtPcvzRYBeuwjAKJP17NHSQ",
+	"tbRGmc+nICrXMn5YUc10U+JqO78LPnUPRrzzhBZFI2mxXP2CVumR/O9X7YcrI4Yd5hjBz91pGBhbpEB3",
+	"iy8+gFW/qaaZi2oeL62tp6Z6dkxyLOs9E42CmajKoWL/BpshmP86GoTfR4Nj8utoYJ6af37z7l0+JKek",
+	"NEcu0SuGZVRG3FVmoeQaMJIaVEHrNl4kvEn27Mx0NBqOQ40X81FOh+N832ZBUj7ilrG64Tzrz0cjdCW5",
+	"vTJFzl9efvuNDWexmqB1sKAHhbhQMVfteoIeoCev3n7//Gn6C8JR3MjI969ePX96+jIjF5dvzl/+NTO7",
+	"DbIA2atsp6MRR1nGPNi30p+UdGlViYmQvnigVQqdyIDWOl9bTbvuoOSFlStcGI+9krypqiH5HpaCl+RR",
+	"dnR05Ad0RXjCjc/c5ZtTxo104l4TE4zKHfG48dRUEFewJZJ1LDpcwa2W1LrEsAJcCCzmpSJ0LJtaV0uy",
+	"56pQcyi0L8deCQXlPlEz0VRWjHO15CeUVTYGeMSZ62lvxDUvWVKsG8xoFYfnux6VTGnaytWGV5jrjHpy",
+	"WtJyZPJe2rqXtu6lra9f2oqlmg+SuCRdHHjL0McSuWoJWi8PasnQGInEMlSPrw05i6kq1SQthh3aX+N3",
+	"WekkNFtufm+LeGYrja3LZ09pMWtXZEt+r0D5gSJz0BRDWaltIG4FATri3onlmhIEccG36TD/zjMCt7Qw",
+	"RN9CakGVU7iPHatUGeGgNPIuM5bh19aA0JYNP62qqGPEVmGyh7i/oYu/K8Hvifs9cb8n7l8/ce8QzLtT",
+	"93i4w1+76uO7Qwk3bHO+sw8MWKeIrlNERkRVhpTo4075H6WpdkI1/lOh7CoBfTZRn7CwDFcjUigd9cvF",
+	"16woO4YCrZp2/KRbnSkdNcl+Eza4pdDC+VoD8Gi3PaUSutD8rVZMSEDrOeuvdtVFgnBy97UTfvNECLN5",
+	"rCbvjzXObJFQALtxnlvKY0SIiNDFkhcR+THXXnWIUC+lwdaTmBh64P3kHVrYMddlIVro7eUZNjYSk46N",
+	"a8T3zNMFwHVGfPMX8kLwki6zNmsHJTVVo7+DLIFKIiSZCwmuO5Nmc0Anz4waAZKMm+LaSNpCOkjh1HYe",
+	"Q5uNCIgpP5lzaAiOIjkKJWWPRBbdwAsDr6+39MPqSremS06nEqYUYz3vBYhPeHfx8nTvy3gZuQnNbcFu",
+	"qL7/qL+uiG/RfV3y4tDoN9tDBdeEFWeea+ugTPE6uhZMNl98GJLJ92xfVszQntsLaV9BY6brgLGfocCD",
+	"wSjoLnSDO80Iu6WQuREXcoz1yK1GWdNp6HS1QkUwYN5dR3SAivlYabyle97OfYzlkfP9IaZ7Y3v/3IbT",
+	"L6xV0tonMxLyDPGuD0lu74nRc1xgvP0B7fMqH3EJRgJwTl8Jqqm071k3ZTfWRGdPTKF5kEnScGyvauAT",
+	"cssVcL2P5sXXdMr49NjBb0bVlSFe1h6MJZ7NnyEnE52/lBlSeGLEMKB+Ja62KIbIr56US5HEbBID2QeK",
+	"5HbEq6LRYjLJXduS7vy2wPOIr7xL4JeGVmq9vMCxo6guKKCp7aRUty0BqSJjAD7iJVTsBqSXIVencNZw",
+	"27bLDIPdwXxbhLZ92H3Ngo9Ts8AA87UhGluEbGxFaitWdG+lL3ca0L+vpHh7we7WygYDbJR2xhYzn7vY",
+	"3geAJKNnUiQt6Srmfz7KBnN6y+bN3Pxh/mLc/vUwkWiffenquZ+30MOFw4svFLbWTt8vpbxyZ29QwpHJ",
+	"+/5u96UWvuKOIh3C6aNpfbUFy/I26GNWvtsUxoz2cEsd0SU5A5vGYJUbseBDcu4SXT0NtS08aiFt/5AR",
+	"z20KxVWQnva8+dLQ2yBUZWjlKcH1iZZAleCh9Tdx2bTc2+5dGqPRKGRZgVInJFcNRp1eYUB1bjuAdopB",
+	"mM8do9dYGh1HohM4Xi+qriXlynUov2JljnZ6n0TZFoNwgsSIY4hdbgUFfB/jk/GQXAKzD2G2odZYd8nJ",
+	"YlzoGePTIXkDDYbCUQy3W12Adfu3fm6UI9KJnKfh1ErbTrsacSdcelhE3pNS2EUQqzSv1ME1AAvjOeiM",
+	"qWrrPaGQXpVeuo8m8dIahnuXGH+NggrlIy4afSAmB6WZ0NbjuIwNDEpUN6BsLLi3/ikXcEFqUbFimTlE",
+	"U7ZQFiLbgkrO+FQ5cCFG5WevXj57fn52mVsR0UiAyseIG3AHE4eLpu/YtUbc98Hdy/ssivn+vfz4UeVH",
+	"Nfvaeg18CWnpiwX5t9NvqaJNDSdCD6aniCdEAZA1oo+qWXs5DdmsQR44qiIaXYj5vbh1L259VUm3mMkS",
+	"+HTXetQvVzXKoW/StP20LY46p0ts0rIkuaWWBeTHa1WkKqo0UXRh61ApkFmUMItBgpryAlyYBVJbZuSe",
+	"vbjaVrZSCjbzLMn9ve/4O5Qj7lgB1e4ddO3YNJE+Lxs2Of+8FPtDTdtMw1xtTe5XIJ8zpc81zAdtfwM0",
+	"+SWTn6rKJ/R99V6w321BcPRd0aqyCZj+OKL7arEVC7AktZ4LX17RisPm9fzEVnMbQ0EbBUSJue+UY6RR",
+	"FVtF9SxRaSmMhD1iv862/GdhkXcSOx5+vFoaOPUWN5LLlzVCh/Px/YEradzXz9hECc68OhtTArJHK1wT",
+	"luo313U/QRs6zNw1zD/wieKb875tKS9UWpmcW0XTaUNtqjnjwevx2v2Wkz1hS6SrJRd8OR/xXFRleLxv",
+	"9LeFFHyaGG5dWXvo3TrmJ/PViPvXEzU4bC05mxVN9kJVjU5Njf0U+7eg8Yv8OulaZ4lfSKXasRlJOFGk",
+	"b1buvO9E9AdLi/5okQDWfarj+oJiwQOSbad7SED7yd1bV0bDEpSGs18aOCGUE7hlGMCM4dZpG+UGGele",
+	"OrqXju6loy8iHW0lCTYu5vBXX0HnnaUK5scNmpR9IaVJoXQkpEb/iPX1nD0/R3q1SaFqB3xPhcqTrsFv",
+	"sGNZfMtdnNLvLub2zvf7d3tPbezaR9Bi0F+TVGJWKyApQJPeVy3Voyn7NyjU+5SH39+NvW9I+lHu+wVo",
+	"QrlAx7C5uA/U7gL7bmzZ4CS6Fdr0dlxJXIyOC8OjQ5m6vW+OvtvfxIbvGfA9A/4jMeC0P4HqYrZ+357A",
+	"XKA2rLddPGb4w6RRGxVlW6/lC1y6j8/E34atfCEOfhel2rbdQ2sKGlbuOfi9Kv6RVPG4Lq1rArKB19+0",
+	"qd49ibo2LC6KIgh+f5/pNqYKCMMWI8oFaQmlSV1RjZH3RhkfN6wqQ7mDZK/W3t7lXwtHv1gqDXM31Tmf",
+	"iNQt/x43aras8HXCuM32bzuu3DvlP1GnVTyIsTUEyYYjU3RIi/gX3QOPMGs3IQ63WW+h+fr8N9BIu13k",
+	"JnZ00dQutNrMKmkRInhUMJ/5jHvB4R53P32WtAH56evzxIGg+dKhsqqBXqteXJ4BrfRsQ6d5KBXx0cLU",
+	"1cL18cAhJy60PLD9wR4dHa1FkxWUj7i08dJatZzAIM+fjx7b95nXAHuSlP9mV/sJr4Od4dV/94lkyp6s",
+	"kZct6HynqQ/ApY+4cDf05rXLhivs1EZJCTXwEnixNLAPLbA+UdurgL9WTggNrHQXsE0doas78p9xBPfj",
+	"WmIduwEOSvmqGW6sYZs950ZZz8m7iAg+4mLyRkUjxXGDK1lcY+1VK6w+zmGBf0RNSuKB8Oavj/I2jh3r",
+	"dAmIP7aC2frXrpy1mbebhw16AVhT3wBGrXSYigbGkNL1cZ+A0rIp0OZrFEgNnPIiap/W2RmSrPVBvsfy",
+	"Ra5CmARMJil8Zka83HisqJvM+ojuMKAktK5dpKkiJVNasnFjuJUWfs/xoHX9Pb6bWmRTXbt6hwGfClFV",
+	"2Feub5VR1Zv1EU9D/QGMPi+pmo0F7Z6nTYF/9/O7/xcAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

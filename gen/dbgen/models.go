@@ -64,12 +64,13 @@ type PushReceipt struct {
 }
 
 type RefreshToken struct {
-	TokenHash []byte
-	UserID    uuid.UUID
-	FamilyID  uuid.UUID
-	CreatedAt time.Time
-	ExpiresAt time.Time
-	UsedAt    *time.Time
+	TokenHash      []byte
+	UserID         uuid.UUID
+	FamilyID       uuid.UUID
+	CreatedAt      time.Time
+	ExpiresAt      time.Time
+	UsedAt         *time.Time
+	UserGeneration int64
 }
 
 type ServerSecret struct {
@@ -87,13 +88,13 @@ type SyncState struct {
 }
 
 type User struct {
-	ID               uuid.UUID
-	Username         string
-	PasswordHash     string
-	Role             string
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
-	TokensValidAfter time.Time
+	ID              uuid.UUID
+	Username        string
+	PasswordHash    string
+	Role            string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	TokenGeneration int64
 }
 
 type UserClientPresence struct {
