@@ -69,11 +69,12 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// bodyLimit bounds every request body: the push route has its own, larger limit.
+// bodyLimit bounds every request body: the routes that carry records have the push's
+// own, larger limit.
 func (s *Server) bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		limit := s.opts.MaxJSONBytes
-		if c.Path() == "/api/sync/push" {
+		if c.Path() == "/api/sync/push" || c.Path() == "/api/admin/quarantine/:quarantine_id/retry" {
 			limit = s.opts.MaxPushBytes
 		}
 		req := c.Request()

@@ -1,103 +1,143 @@
 package server
 
 import (
+	"bufio"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/opendataensemble/synkronus/server/obsync"
 )
 
-// pullResponse writes a pull page straight from the database rows. data and geolocation
-// are stored as the client's JSON text and are copied verbatim, so a page costs no
-// decoding and no re-encoding of the form data.
+// pullResponse writes a pull page straight from the database rows. data, geolocation and
+// the members the contract does not name are stored as the client's JSON text and are
+// copied verbatim, so a page costs no decoding and no re-encoding of the form data; and the
+// page is streamed, record by record, instead of being built in one buffer first.
 type pullResponse struct {
 	page obsync.PullPage
 }
 
-var pullBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
-
 func (r pullResponse) VisitSyncPullResponse(w http.ResponseWriter) error {
-	bp := pullBuffers.Get().(*[]byte)
-	b := r.appendJSON((*bp)[:0])
+	var size pageWriter // a first pass only counts, so that the answer has a Content-Length
+	r.write(&size)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Repository-Generation", strconv.FormatInt(r.page.RepositoryGeneration, 10))
-	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("Content-Length", strconv.FormatInt(size.n, 10))
 	w.WriteHeader(http.StatusOK)
-	_, err := w.Write(b)
-	if cap(b) <= 8<<20 { // keep pooled buffers from pinning huge pages
-		*bp = b
-		pullBuffers.Put(bp)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	out := pageWriter{w: bw}
+	r.write(&out)
+	if out.err != nil {
+		return out.err
 	}
-	return err
+	return bw.Flush()
 }
 
-func (r pullResponse) appendJSON(b []byte) []byte {
-	p := r.page
-	b = append(b, `{"current_version":`...)
-	b = strconv.AppendInt(b, p.CurrentVersion, 10)
-	b = append(b, `,"repository_generation":`...)
-	b = strconv.AppendInt(b, p.RepositoryGeneration, 10)
-	b = append(b, `,"change_cutoff":`...)
-	b = strconv.AppendInt(b, p.ChangeCutoff, 10)
-	b = append(b, `,"has_more":`...)
-	b = strconv.AppendBool(b, p.HasMore)
-	b = append(b, `,"sync_format_version":"1.0","records":[`...)
-	for i := range p.Records {
-		if i > 0 {
-			b = append(b, ',')
+// pageWriter writes a page to w, or only counts its bytes when w is nil. Small members are
+// gathered in buf; large stored JSON goes to w directly. The first write error is kept and
+// ends the writing.
+type pageWriter struct {
+	w   io.Writer
+	buf []byte
+	n   int64
+	err error
+}
+
+// flush writes what buf holds.
+func (p *pageWriter) flush() {
+	p.write(p.buf)
+	p.buf = p.buf[:0]
+}
+
+func (p *pageWriter) write(b []byte) {
+	p.n += int64(len(b))
+	if p.w != nil && p.err == nil {
+		_, p.err = p.w.Write(b)
+	}
+}
+
+// raw writes stored JSON text as it is.
+func (p *pageWriter) raw(b []byte) {
+	p.flush()
+	p.write(b)
+}
+
+func (r pullResponse) write(p *pageWriter) {
+	page := r.page
+	p.buf = append(p.buf, `{"current_version":`...)
+	p.buf = strconv.AppendInt(p.buf, page.CurrentVersion, 10)
+	p.buf = append(p.buf, `,"repository_generation":`...)
+	p.buf = strconv.AppendInt(p.buf, page.RepositoryGeneration, 10)
+	p.buf = append(p.buf, `,"change_cutoff":`...)
+	p.buf = strconv.AppendInt(p.buf, page.ChangeCutoff, 10)
+	p.buf = append(p.buf, `,"has_more":`...)
+	p.buf = strconv.AppendBool(p.buf, page.HasMore)
+	p.buf = append(p.buf, `,"sync_format_version":"1.0","records":[`...)
+	for i := range page.Records {
+		if p.err != nil {
+			return
 		}
-		b = appendRecord(b, &p.Records[i])
+		if i > 0 {
+			p.buf = append(p.buf, ',')
+		}
+		writeRecord(p, &page.Records[i])
 	}
-	return append(b, "]}\n"...)
+	p.buf = append(p.buf, "]}\n"...)
+	p.flush()
 }
 
-func appendRecord(b []byte, r *obsync.PulledRecord) []byte {
-	b = append(b, `{"observation_id":`...)
-	b = appendString(b, r.ObservationID)
-	b = append(b, `,"form_type":`...)
-	b = appendString(b, r.FormType)
-	b = append(b, `,"form_version":`...)
-	b = appendString(b, r.FormVersion)
-	b = append(b, `,"data":`...)
-	b = append(b, r.Data...)
-	b = append(b, `,"created_at":`...)
-	b = appendString(b, r.CreatedAtText)
-	b = append(b, `,"updated_at":`...)
-	b = appendString(b, r.UpdatedAtText)
-	b = append(b, `,"synced_at":`...)
-	b = appendString(b, r.SyncedAt.UTC().Format(time.RFC3339Nano))
-	b = append(b, `,"deleted":`...)
-	b = strconv.AppendBool(b, r.Deleted)
-	b = append(b, `,"version":`...)
-	b = strconv.AppendInt(b, r.Version, 10)
+func writeRecord(p *pageWriter, r *obsync.PulledRecord) {
+	p.buf = append(p.buf, `{"observation_id":`...)
+	p.buf = appendString(p.buf, r.ObservationID)
+	p.buf = append(p.buf, `,"form_type":`...)
+	p.buf = appendString(p.buf, r.FormType)
+	p.buf = append(p.buf, `,"form_version":`...)
+	p.buf = appendString(p.buf, r.FormVersion)
+	p.buf = append(p.buf, `,"data":`...)
+	p.raw(r.Data)
+	p.buf = append(p.buf, `,"created_at":`...)
+	p.buf = appendString(p.buf, r.CreatedAtText)
+	p.buf = append(p.buf, `,"updated_at":`...)
+	p.buf = appendString(p.buf, r.UpdatedAtText)
+	p.buf = append(p.buf, `,"synced_at":`...)
+	p.buf = appendString(p.buf, r.SyncedAt.UTC().Format(time.RFC3339Nano))
+	p.buf = append(p.buf, `,"deleted":`...)
+	p.buf = strconv.AppendBool(p.buf, r.Deleted)
+	p.buf = append(p.buf, `,"version":`...)
+	p.buf = strconv.AppendInt(p.buf, r.Version, 10)
 	if r.Geolocation != nil {
-		b = append(b, `,"geolocation":`...)
-		b = append(b, r.Geolocation...)
+		p.buf = append(p.buf, `,"geolocation":`...)
+		p.raw(r.Geolocation)
 	}
 	if r.Author != nil {
-		b = append(b, `,"author":`...)
-		b = appendString(b, *r.Author)
+		p.buf = append(p.buf, `,"author":`...)
+		p.buf = appendString(p.buf, *r.Author)
 	}
 	if r.DeviceID != nil {
-		b = append(b, `,"device_id":`...)
-		b = appendString(b, *r.DeviceID)
+		p.buf = append(p.buf, `,"device_id":`...)
+		p.buf = appendString(p.buf, *r.DeviceID)
 	}
 	if r.Tags != nil {
-		b = append(b, `,"tags":[`...)
+		p.buf = append(p.buf, `,"tags":[`...)
 		for i, t := range r.Tags {
 			if i > 0 {
-				b = append(b, ',')
+				p.buf = append(p.buf, ',')
 			}
-			b = appendString(b, t)
+			p.buf = appendString(p.buf, t)
 		}
-		b = append(b, ']')
+		p.buf = append(p.buf, ']')
 	}
-	return append(b, '}')
+	if len(r.Extra) > 2 {
+		// The members the contract does not name follow the named ones, as sent: the
+		// stored object without its braces.
+		p.buf = append(p.buf, ',')
+		p.raw(r.Extra[1 : len(r.Extra)-1])
+	}
+	p.buf = append(p.buf, '}')
 }
 
 const hexDigits = "0123456789abcdef"

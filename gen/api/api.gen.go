@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -22,6 +23,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/oapi-codegen/runtime"
 	openapi_types "github.com/oapi-codegen/runtime/types"
+	"github.com/opendataensemble/synkronus/server/streambody"
 )
 
 // Defines values for AttachmentOperationOperation.
@@ -322,11 +324,15 @@ type DatabaseInfo struct {
 
 // FailedRecord defines model for FailedRecord.
 type FailedRecord struct {
-	// Code Stable reason code, such as `validation_failed`.
+	// Code Stable reason code: `INVALID_RECORD`, `MISSING_FIELD`, `INVALID_FIELD`,
+	// `TOO_LARGE` or `REFUSED_BY_DATABASE`.
 	Code string `json:"code"`
 
 	// Error What is wrong with the record.
 	Error string `json:"error"`
+
+	// Id Same as `observation_id` (the `synk` CLI prints this member).
+	Id *string `json:"id,omitempty"`
 
 	// Index Position of the record in the request's `records`.
 	Index int `json:"index"`
@@ -356,25 +362,30 @@ type FormModification struct {
 	UiChanged     *bool          `json:"ui_changed,omitempty"`
 }
 
-// Geolocation Where an observation was recorded.
+// Geolocation Where an observation was recorded, as the device reported it. The server stores and
+// returns the object byte for byte, members this contract does not name (`heading`,
+// `speed`, `mocked`, ...) included. Values outside the usual ranges (a latitude beyond
+// ±90, a negative accuracy, which iOS reports for an unknown vertical accuracy) are
+// kept as sent, with a warning in the push answer.
 type Geolocation struct {
-	// Accuracy Horizontal uncertainty in metres.
+	// Accuracy Horizontal uncertainty in metres; negative when the device does not know it.
 	Accuracy *float64 `json:"accuracy,omitempty"`
 
 	// Altitude Height above sea level in metres.
 	Altitude *float64 `json:"altitude,omitempty"`
 
-	// AltitudeAccuracy Vertical uncertainty in metres.
+	// AltitudeAccuracy Vertical uncertainty in metres; negative when the device does not know it.
 	AltitudeAccuracy *float64 `json:"altitude_accuracy,omitempty"`
 
-	// Latitude Degrees north of the equator.
+	// Latitude Degrees north of the equator, usually -90 to 90.
 	Latitude *float64 `json:"latitude,omitempty"`
 
-	// Longitude Degrees east of Greenwich.
+	// Longitude Degrees east of Greenwich, usually -180 to 180.
 	Longitude *float64 `json:"longitude,omitempty"`
 
-	// Timestamp When the position fix was taken.
-	Timestamp *string `json:"timestamp,omitempty"`
+	// Timestamp When the position fix was taken: an RFC 3339 date-time, or a number of
+	// milliseconds since 1970-01-01T00:00:00Z, as some platforms send it.
+	Timestamp *json.RawMessage `json:"timestamp,omitempty"`
 }
 
 // HealthError defines model for HealthError.
@@ -415,7 +426,8 @@ type MessageResponse struct {
 	Message string `json:"message"`
 }
 
-// Observation One form submission.
+// Observation One form submission. Members this contract does not name are kept as sent and
+// returned on pull after the named ones.
 type Observation struct {
 	// Author Who recorded the observation, such as a username.
 	Author *string `json:"author,omitempty"`
@@ -440,7 +452,11 @@ type Observation struct {
 	FormType    string `json:"form_type"`
 	FormVersion string `json:"form_version"`
 
-	// Geolocation Where an observation was recorded.
+	// Geolocation Where an observation was recorded, as the device reported it. The server stores and
+	// returns the object byte for byte, members this contract does not name (`heading`,
+	// `speed`, `mocked`, ...) included. Values outside the usual ranges (a latitude beyond
+	// ±90, a negative accuracy, which iOS reports for an unknown vertical accuracy) are
+	// kept as sent, with a warning in the push answer.
 	Geolocation *Geolocation `json:"geolocation,omitempty"`
 
 	// ObservationId Client-generated identifier, unique across all devices.
@@ -477,9 +493,12 @@ type ObservationRevision struct {
 	CreatedAt *string `json:"created_at,omitempty"`
 
 	// Data The form's answers in this revision.
-	Data          json.RawMessage  `json:"data"`
-	Deleted       bool             `json:"deleted"`
-	DeviceId      *string          `json:"device_id,omitempty"`
+	Data     json.RawMessage `json:"data"`
+	Deleted  bool            `json:"deleted"`
+	DeviceId *string         `json:"device_id,omitempty"`
+
+	// Extra The members of the record this contract does not name, as sent; absent when there were none.
+	Extra         *json.RawMessage `json:"extra,omitempty"`
 	FormType      *string          `json:"form_type,omitempty"`
 	FormVersion   *string          `json:"form_version,omitempty"`
 	Geolocation   *json.RawMessage `json:"geolocation,omitempty"`
@@ -592,6 +611,60 @@ type ProblemFieldError struct {
 	Message *string `json:"message,omitempty"`
 }
 
+// QuarantineList defines model for QuarantineList.
+type QuarantineList struct {
+	// HasMore True when further records match; ask again with `after` set to `next_after`.
+	HasMore bool `json:"has_more"`
+
+	// NextAfter The id of the last record of this page; present when `has_more` is true.
+	NextAfter *int64              `json:"next_after,omitempty"`
+	Records   []QuarantinedRecord `json:"records"`
+}
+
+// QuarantineRetryRequest defines model for QuarantineRetryRequest.
+type QuarantineRetryRequest struct {
+	// Record A corrected copy of the record to store instead of the quarantined one.
+	Record *json.RawMessage `json:"record,omitempty"`
+}
+
+// QuarantineRetryResponse defines model for QuarantineRetryResponse.
+type QuarantineRetryResponse struct {
+	// CurrentVersion The newest version committed on the server after the retry.
+	CurrentVersion       int64  `json:"current_version"`
+	ObservationId        string `json:"observation_id"`
+	RepositoryGeneration int64  `json:"repository_generation"`
+
+	// Warnings Remarks on the stored record, such as a conflict; omitted when there are none.
+	Warnings *[]SyncWarning `json:"warnings,omitempty"`
+}
+
+// QuarantinedRecord A pushed record that could not be stored, and why.
+type QuarantinedRecord struct {
+	// Bytes Size of the record as sent; `getQuarantinedRecord` returns it.
+	Bytes int `json:"bytes"`
+
+	// ClientId The client that pushed it.
+	ClientId string `json:"client_id"`
+
+	// Code The reason code reported in the push's `failed_records`.
+	Code string `json:"code"`
+	Id   int64  `json:"id"`
+
+	// Index Its position in that push's `records`.
+	Index int `json:"index"`
+
+	// ObservationId Its observation id, when it had a readable one.
+	ObservationId *string `json:"observation_id,omitempty"`
+
+	// PushedBy The user who pushed it.
+	PushedBy   string `json:"pushed_by"`
+	Reason     string `json:"reason"`
+	ReceivedAt string `json:"received_at"`
+
+	// TransmissionId The push that carried it.
+	TransmissionId string `json:"transmission_id"`
+}
+
 // RefreshRequest defines model for RefreshRequest.
 type RefreshRequest struct {
 	// RefreshToken A refresh token from `login` or an earlier refresh.
@@ -669,7 +742,8 @@ type SyncPullResponse struct {
 	// HasMore True when further pages are waiting.
 	HasMore bool `json:"has_more"`
 
-	// Records Changed observations in ascending version order; never more than `limit`.
+	// Records Changed observations in ascending version order; never more than `limit` (or 500)
+	// records, nor much more than 4 MiB of them.
 	Records []Observation `json:"records"`
 
 	// RepositoryGeneration The server's repository generation.
@@ -680,26 +754,15 @@ type SyncPullResponse struct {
 }
 
 // SyncPushRequest defines model for SyncPushRequest.
-type SyncPushRequest struct {
-	// ClientId Stable identifier of the pushing client.
-	ClientId string `json:"client_id"`
-
-	// Records Observations to store; may be empty.
-	Records []json.RawMessage `json:"records"`
-
-	// RepositoryGeneration The client's repository generation; ignored when the header is sent.
-	RepositoryGeneration *int64 `json:"repository_generation,omitempty"`
-
-	// TransmissionId Client-chosen id of this request; retrying with the same id is safe.
-	TransmissionId string `json:"transmission_id"`
-}
+type SyncPushRequest = streambody.JSON
 
 // SyncPushResponse defines model for SyncPushResponse.
 type SyncPushResponse struct {
 	// CurrentVersion The newest version committed on the server after this push.
 	CurrentVersion int64 `json:"current_version"`
 
-	// FailedRecords Records that were refused; omitted when there are none.
+	// FailedRecords Records that could not be stored; each is kept in quarantine for an
+	// administrator. Omitted when there are none.
 	FailedRecords        *[]FailedRecord `json:"failed_records,omitempty"`
 	RepositoryGeneration int64           `json:"repository_generation"`
 
@@ -712,7 +775,10 @@ type SyncPushResponse struct {
 
 // SyncWarning defines model for SyncWarning.
 type SyncWarning struct {
-	// Code Kind of warning, such as `CONFLICT`.
+	// Code Kind of warning: `CONFLICT` (the record was based on an out-of-date copy),
+	// `MISSING_FORM_TYPE` (stored with an empty `form_type`) or `UNUSUAL_VALUE` (stored
+	// as sent although a value is outside its usual range, or stored with a default
+	// for a missing member; the message names it).
 	Code string `json:"code"`
 
 	// Id The observation concerned.
@@ -825,6 +891,9 @@ type IfNoneMatch = string
 // Original Example: true
 type Original = string
 
+// QuarantineId defines model for QuarantineId.
+type QuarantineId = int64
+
 // Username defines model for Username.
 type Username = string
 
@@ -872,6 +941,56 @@ type Unauthorized = ProblemDetail
 
 // UpgradeRequired Why the client's version was refused, and the server's version.
 type UpgradeRequired = VersionMismatch
+
+// ListQuarantinedRecordsParams defines parameters for ListQuarantinedRecords.
+type ListQuarantinedRecordsParams struct {
+	// After Only list records with an id greater than this.
+	After *int64 `form:"after,omitempty" json:"after,omitempty"`
+
+	// Limit Largest number of records in one page; values above 200 are treated as 200.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// ClientId Only records pushed by this client.
+	ClientId *string `form:"client_id,omitempty" json:"client_id,omitempty"`
+
+	// TransmissionId Only records of this push.
+	TransmissionId *string `form:"transmission_id,omitempty" json:"transmission_id,omitempty"`
+
+	// ObservationId Only records with this observation id.
+	ObservationId *string `form:"observation_id,omitempty" json:"observation_id,omitempty"`
+
+	// Code Only records refused for this reason code.
+	Code *string `form:"code,omitempty" json:"code,omitempty"`
+
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
+// DiscardQuarantinedRecordParams defines parameters for DiscardQuarantinedRecord.
+type DiscardQuarantinedRecordParams struct {
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
+// GetQuarantinedRecordParams defines parameters for GetQuarantinedRecord.
+type GetQuarantinedRecordParams struct {
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
+// RetryQuarantinedRecordParams defines parameters for RetryQuarantinedRecord.
+type RetryQuarantinedRecordParams struct {
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
 
 // AdminRepositoryResetParams defines parameters for AdminRepositoryReset.
 type AdminRepositoryResetParams struct {
@@ -1079,7 +1198,8 @@ type SyncPullParams struct {
 	// SchemaType Only return observations of this form type.
 	SchemaType *string `form:"schemaType,omitempty" json:"schemaType,omitempty"`
 
-	// Limit Largest number of records in one page.
+	// Limit Largest number of records in one page. Values above 500 are treated as 500 (the
+	// page then reports `has_more` when further changes wait); values below 1 are refused.
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
@@ -1193,6 +1313,9 @@ type GetAPIVersionsParams struct {
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
 }
 
+// RetryQuarantinedRecordJSONRequestBody defines body for RetryQuarantinedRecord for application/json ContentType.
+type RetryQuarantinedRecordJSONRequestBody = QuarantineRetryRequest
+
 // AdminRepositoryResetJSONRequestBody defines body for AdminRepositoryReset for application/json ContentType.
 type AdminRepositoryResetJSONRequestBody = RepositoryResetRequest
 
@@ -1234,6 +1357,18 @@ type UpdateUserJSONRequestBody = UpdateUserRequest
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// ListQuarantinedRecords List pushed records that could not be stored
+	// (GET /api/admin/quarantine)
+	ListQuarantinedRecords(ctx echo.Context, params ListQuarantinedRecordsParams) error
+	// DiscardQuarantinedRecord Discard a quarantined record for good
+	// (DELETE /api/admin/quarantine/{quarantine_id})
+	DiscardQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params DiscardQuarantinedRecordParams) error
+	// GetQuarantinedRecord Download a quarantined record exactly as it was pushed
+	// (GET /api/admin/quarantine/{quarantine_id})
+	GetQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params GetQuarantinedRecordParams) error
+	// RetryQuarantinedRecord Store a quarantined record, optionally from a corrected copy
+	// (POST /api/admin/quarantine/{quarantine_id}/retry)
+	RetryQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params RetryQuarantinedRecordParams) error
 	// AdminRepositoryReset Erase all observations and attachments and start a new repository generation
 	// (POST /api/admin/repository/reset)
 	AdminRepositoryReset(ctx echo.Context, params AdminRepositoryResetParams) error
@@ -1335,6 +1470,192 @@ type ServerInterface interface {
 // ServerInterfaceWrapper converts echo contexts to parameters.
 type ServerInterfaceWrapper struct {
 	Handler ServerInterface
+}
+
+// ListQuarantinedRecords converts echo context to params.
+func (w *ServerInterfaceWrapper) ListQuarantinedRecords(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListQuarantinedRecordsParams
+	// ------------- Optional query parameter "after" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "after", ctx.QueryParams(), &params.After, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter after: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "client_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "client_id", ctx.QueryParams(), &params.ClientId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter client_id: %s", err))
+	}
+
+	// ------------- Optional query parameter "transmission_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "transmission_id", ctx.QueryParams(), &params.TransmissionId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter transmission_id: %s", err))
+	}
+
+	// ------------- Optional query parameter "observation_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "observation_id", ctx.QueryParams(), &params.ObservationId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter observation_id: %s", err))
+	}
+
+	// ------------- Optional query parameter "code" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "code", ctx.QueryParams(), &params.Code, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter code: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListQuarantinedRecords(ctx, params)
+	return err
+}
+
+// DiscardQuarantinedRecord converts echo context to params.
+func (w *ServerInterfaceWrapper) DiscardQuarantinedRecord(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "quarantine_id" -------------
+	var quarantineId QuarantineId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "quarantine_id", ctx.Param("quarantine_id"), &quarantineId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter quarantine_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params DiscardQuarantinedRecordParams
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DiscardQuarantinedRecord(ctx, quarantineId, params)
+	return err
+}
+
+// GetQuarantinedRecord converts echo context to params.
+func (w *ServerInterfaceWrapper) GetQuarantinedRecord(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "quarantine_id" -------------
+	var quarantineId QuarantineId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "quarantine_id", ctx.Param("quarantine_id"), &quarantineId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter quarantine_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetQuarantinedRecordParams
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetQuarantinedRecord(ctx, quarantineId, params)
+	return err
+}
+
+// RetryQuarantinedRecord converts echo context to params.
+func (w *ServerInterfaceWrapper) RetryQuarantinedRecord(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "quarantine_id" -------------
+	var quarantineId QuarantineId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "quarantine_id", ctx.Param("quarantine_id"), &quarantineId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter quarantine_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params RetryQuarantinedRecordParams
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RetryQuarantinedRecord(ctx, quarantineId, params)
+	return err
 }
 
 // AdminRepositoryReset converts echo context to params.
@@ -2642,6 +2963,10 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/api/sync/push", wrapper.SyncPush, options.OperationMiddlewares["syncPush"]...)
 	router.GET(options.BaseURL+"/api/observations/:observation_id/revisions", wrapper.ListObservationRevisions, options.OperationMiddlewares["listObservationRevisions"]...)
 	router.POST(options.BaseURL+"/api/admin/repository/reset", wrapper.AdminRepositoryReset, options.OperationMiddlewares["adminRepositoryReset"]...)
+	router.GET(options.BaseURL+"/api/admin/quarantine", wrapper.ListQuarantinedRecords, options.OperationMiddlewares["listQuarantinedRecords"]...)
+	router.DELETE(options.BaseURL+"/api/admin/quarantine/:quarantine_id", wrapper.DiscardQuarantinedRecord, options.OperationMiddlewares["discardQuarantinedRecord"]...)
+	router.GET(options.BaseURL+"/api/admin/quarantine/:quarantine_id", wrapper.GetQuarantinedRecord, options.OperationMiddlewares["getQuarantinedRecord"]...)
+	router.POST(options.BaseURL+"/api/admin/quarantine/:quarantine_id/retry", wrapper.RetryQuarantinedRecord, options.OperationMiddlewares["retryQuarantinedRecord"]...)
 	router.POST(options.BaseURL+"/api/attachments/manifest", wrapper.GetAttachmentManifest, options.OperationMiddlewares["getAttachmentManifest"]...)
 	router.GET(options.BaseURL+"/api/attachments/export-zip", wrapper.GetAttachmentsExportZip, options.OperationMiddlewares["getAttachmentsExportZip"]...)
 	router.GET(options.BaseURL+"/api/attachments/:attachment_id", wrapper.DownloadAttachment, options.OperationMiddlewares["downloadAttachment"]...)
@@ -2720,6 +3045,492 @@ type UpgradeRequiredJSONResponse struct {
 	Body VersionMismatch
 
 	Headers UpgradeRequiredResponseHeaders
+}
+
+type ListQuarantinedRecordsRequestObject struct {
+	Params ListQuarantinedRecordsParams
+}
+
+type ListQuarantinedRecordsResponseObject interface {
+	VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error
+}
+
+type ListQuarantinedRecords200JSONResponse QuarantineList
+
+func (response ListQuarantinedRecords200JSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecords400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListQuarantinedRecords400ApplicationProblemPlusJSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecords401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListQuarantinedRecords401ApplicationProblemPlusJSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecords403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListQuarantinedRecords403ApplicationProblemPlusJSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecords426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response ListQuarantinedRecords426JSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecords500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListQuarantinedRecords500ApplicationProblemPlusJSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecordRequestObject struct {
+	QuarantineId QuarantineId `json:"quarantine_id"`
+	Params       DiscardQuarantinedRecordParams
+}
+
+type DiscardQuarantinedRecordResponseObject interface {
+	VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error
+}
+
+type DiscardQuarantinedRecord200JSONResponse MessageResponse
+
+func (response DiscardQuarantinedRecord200JSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DiscardQuarantinedRecord400ApplicationProblemPlusJSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DiscardQuarantinedRecord401ApplicationProblemPlusJSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DiscardQuarantinedRecord403ApplicationProblemPlusJSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DiscardQuarantinedRecord404ApplicationProblemPlusJSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response DiscardQuarantinedRecord426JSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DiscardQuarantinedRecord500ApplicationProblemPlusJSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecordRequestObject struct {
+	QuarantineId QuarantineId `json:"quarantine_id"`
+	Params       GetQuarantinedRecordParams
+}
+
+type GetQuarantinedRecordResponseObject interface {
+	VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error
+}
+
+type GetQuarantinedRecord200JSONResponse json.RawMessage
+
+func (response GetQuarantinedRecord200JSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetQuarantinedRecord400ApplicationProblemPlusJSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetQuarantinedRecord401ApplicationProblemPlusJSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetQuarantinedRecord403ApplicationProblemPlusJSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetQuarantinedRecord404ApplicationProblemPlusJSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response GetQuarantinedRecord426JSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetQuarantinedRecord500ApplicationProblemPlusJSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecordRequestObject struct {
+	QuarantineId QuarantineId `json:"quarantine_id"`
+	Params       RetryQuarantinedRecordParams
+	Body         *RetryQuarantinedRecordJSONRequestBody
+}
+
+type RetryQuarantinedRecordResponseObject interface {
+	VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error
+}
+
+type RetryQuarantinedRecord200JSONResponse QuarantineRetryResponse
+
+func (response RetryQuarantinedRecord200JSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord400ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord401ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord403ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord404ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord413ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord422ApplicationProblemPlusJSONResponse ProblemDetail
+
+func (response RetryQuarantinedRecord422ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response RetryQuarantinedRecord426JSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord500ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
 }
 
 type AdminRepositoryResetRequestObject struct {
@@ -6524,6 +7335,18 @@ func (response GetHealth503JSONResponse) VisitGetHealthResponse(w http.ResponseW
 
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// ListQuarantinedRecords List pushed records that could not be stored
+	// (GET /api/admin/quarantine)
+	ListQuarantinedRecords(ctx context.Context, request ListQuarantinedRecordsRequestObject) (ListQuarantinedRecordsResponseObject, error)
+	// DiscardQuarantinedRecord Discard a quarantined record for good
+	// (DELETE /api/admin/quarantine/{quarantine_id})
+	DiscardQuarantinedRecord(ctx context.Context, request DiscardQuarantinedRecordRequestObject) (DiscardQuarantinedRecordResponseObject, error)
+	// GetQuarantinedRecord Download a quarantined record exactly as it was pushed
+	// (GET /api/admin/quarantine/{quarantine_id})
+	GetQuarantinedRecord(ctx context.Context, request GetQuarantinedRecordRequestObject) (GetQuarantinedRecordResponseObject, error)
+	// RetryQuarantinedRecord Store a quarantined record, optionally from a corrected copy
+	// (POST /api/admin/quarantine/{quarantine_id}/retry)
+	RetryQuarantinedRecord(ctx context.Context, request RetryQuarantinedRecordRequestObject) (RetryQuarantinedRecordResponseObject, error)
 	// AdminRepositoryReset Erase all observations and attachments and start a new repository generation
 	// (POST /api/admin/repository/reset)
 	AdminRepositoryReset(ctx context.Context, request AdminRepositoryResetRequestObject) (AdminRepositoryResetResponseObject, error)
@@ -6632,6 +7455,135 @@ func NewStrictHandler(ssi StrictServerInterface, middlewares []StrictMiddlewareF
 type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
+}
+
+// ListQuarantinedRecords operation middleware
+func (sh *strictHandler) ListQuarantinedRecords(ctx echo.Context, params ListQuarantinedRecordsParams) error {
+	var request ListQuarantinedRecordsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListQuarantinedRecords(ctx.Request().Context(), request.(ListQuarantinedRecordsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListQuarantinedRecords")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListQuarantinedRecordsResponseObject); ok {
+		return validResponse.VisitListQuarantinedRecordsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DiscardQuarantinedRecord operation middleware
+func (sh *strictHandler) DiscardQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params DiscardQuarantinedRecordParams) error {
+	var request DiscardQuarantinedRecordRequestObject
+
+	request.QuarantineId = quarantineId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DiscardQuarantinedRecord(ctx.Request().Context(), request.(DiscardQuarantinedRecordRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DiscardQuarantinedRecord")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DiscardQuarantinedRecordResponseObject); ok {
+		return validResponse.VisitDiscardQuarantinedRecordResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetQuarantinedRecord operation middleware
+func (sh *strictHandler) GetQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params GetQuarantinedRecordParams) error {
+	var request GetQuarantinedRecordRequestObject
+
+	request.QuarantineId = quarantineId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetQuarantinedRecord(ctx.Request().Context(), request.(GetQuarantinedRecordRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetQuarantinedRecord")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetQuarantinedRecordResponseObject); ok {
+		return validResponse.VisitGetQuarantinedRecordResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RetryQuarantinedRecord operation middleware
+func (sh *strictHandler) RetryQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params RetryQuarantinedRecordParams) error {
+	var request RetryQuarantinedRecordRequestObject
+
+	request.QuarantineId = quarantineId
+	request.Params = params
+
+	var body RetryQuarantinedRecordJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+	} else {
+		request.Body = &body
+	}
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RetryQuarantinedRecord(ctx.Request().Context(), request.(RetryQuarantinedRecordRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RetryQuarantinedRecord")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RetryQuarantinedRecordResponseObject); ok {
+		return validResponse.VisitRetryQuarantinedRecordResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
 }
 
 // AdminRepositoryReset operation middleware
@@ -7711,206 +8663,244 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rd9u2tuBfwdLcWbXPpWU3aTtT+8NdaR6n6UmaTOy0c26VMSFyS0JNASwAWtbpyn+fhQ2ABElQD+fd",
-	"409tLJIANvb7+ecoE8tScOBajU7/HC2A5iDxfx8KroHrR0yVQjHNBDd/zUFlkpX2n6Pzaj4HpSEnM1YA",
-	"4XQJZCYkUfSa8TnRCyC5WPFC0Hw8SkYqW8CSms/odQmj05HSkvH56O3bZPR/XwGuI+T678BB0viKFwsg",
-	"CuQ1yK8UkfUrZF6/Qw6U2QZVJG1+v2x+TwnjuLOpyNeHZlsS/qiYhHx0qmUF4TZnQi6pHp2OGNfffTNK",
-	"/L4Z1zAHOXprdl5SSZegHdgeaE2zxRK4fpr3t/80B67ZjIEkYoa7oPXzCalURYtiTWgATlVlCzzM/dk9",
-	"Oh6Ps+/Hv5fz1OybmS+WVC9Gycg8OzodNV+7ZPnGo8ENXZYFvjPNvr5333y1OWBwMU9nPwsOz6nOFv3z",
-	"POaa6TXRdE5mUiwJ5QSoLMz5JKhScAVnhJKleZusGRS5IvdPvql3b/Gt2T+bHXHB4Qhf2IIxLySbM06L",
-	"/q5eSpiBRPBWvJQiA6UgJ1WJiEhSA4s0IenXKaE8J+kaVEoOKF+TjCo4JJmouDZANw+eTbj5UPOZTJRr",
-	"whSpzD9WC+CECyLcZsiKKnIFpR5PuD/kHxXIdXNG/+gofh1mzehFvFYg7Se65/3ZIIrDp0qBJDTDIwwg",
-	"SeU/tAk/IhT6IoeHBdsZszNaFIYLZPgOYVxpyjM4s4DTgkjIhMxJCfLIPVNKUMAzGMSPmyORg3v6CDF8",
-	"245/AakGOYn90FeKXNunxuQBJwKfoAVJr9Pj9JfU7GrGbhLE49+FJLxaTkEm5pDN08V6winJhUaUonyt",
-	"F+bwB+nXiGnjE/ufe+P7R1PQ1Pzr+uvxyfjkiBblgo7vpYdj8oIXa4QdLjThdiWDbIZNU2kQjukFPuK5",
-	"YIBocWi5s+3IDXBPI8PVtAZpvvr/frv+5c1//XZy9P2b/zyYTMbjvx3+139EMXQPHh5n3Tq8k5xqSqZQ",
-	"CD5XRIsx+dXAWyEuabKslCbwR0ULS58eHGfmR02vQJl7yyA3+ETEtaGKQYlgRAGZGfa0EZrN20fN26ON",
-	"AmPJOFtWy9Hp13Hh4blkR3Y8FHxWsEybv2ZWEJv/pWVZsAyXPS6lmBaw/M/flYVxs4n/kDAbnY7+x3Ej",
-	"24/tr+r4pX3rEWjKCruFDkdnemFgxQPJ5JGOKcJyg420kEDzNVFaSMgTIiyzbeAz4dFbtbeXs9kMpLIS",
-	"I7w7cpBmIod0wsOLMjxBX3rcTZM+CYQo5IS7vbxDe52BVjN0ibdQNM7saVAC4BHdnSGAwi0tmUJ5Nh7t",
-	"qVu8TUY/0PwV/FGB+gSoYOkUFzdnWtLC7Blyc90zygpFrmnBcgeMFKQUUqWkYEorhIiYzYDnhg3OrOhH",
-	"WF1xseLj0dtk9OmwPDyavzcVIBbiNVGaaiAHRqN1DBKZvlXMmEI2wz3yF1RpQvMl42QlqiInUyCFUPoQ",
-	"j/pEyCnLc+Cf5qxGFltMFoWRLmvChTaC2FK1KB2u4l6fcsP5afHYXOin2a+lPMQyo7hxuCkh05AX6zOS",
-	"45uKUGkAPJ8bBmROI0FXkkOOZ/hZ6Cei4vmn2T7Nc2mVRQlKVDIzdhAo3CbcMKVxjy+p1IwWD5vtDexU",
-	"ZBr0kdIS6LK905qJTBmnqGR2pfIm1IecTNcaiKR8XiuQxvQYt5mm2+HRK/PcgDzHT+C15agB4aeqoiAF",
-	"8LlejPdSNt8idNZGXb8Q4hmVdtlPxyNQQYCbDCBXbdGj2L+AFGzJ7J0iiH4W+pxqpmaMToshgMWuoGCg",
-	"iKi0Yjm8w2UEcA9vNUE70iynyN+OJ9XJyf3MPoX/D+lmG91AqFHwXhmp/Kq+0U9zOZt1yC3ahuEacmk1",
-	"9ylk1HBDo/YYFs6UllQLtGJBd5SbMblw7oOvFLEaC2Fqo9JSk4S9SJJRKc1dD2gxZ+aHCXfHQFU3Zyqj",
-	"EmWvhKMpVUCYrpXkmZBA1JpnRtjSOWXcGBMkNX96WalFaj+InhGvcjpFinKBGp89SEJooQQeVmqjx6Ra",
-	"Uq6WTBkb4pLlKZFgLV98ecItfM0+DUT2UbhiCODePI6bEogI5yCvWQavOb2mrPAU9nHR7wGZ0uwK3KXW",
-	"4pNwZBBGNYBlKSSVrFiTqtkp8ogLIZ5TvnZ6nfoExCMEWVK+Nio+LEutzsiKMo2uO9RvrNkpZkRBJrg5",
-	"ESfpK9ByffRgpkGmHZ4U/BRxErpvaGFXcdiq5bpB1l2kQ1sxfs1ppRdCsn99KvYzBSpBEi2MEmj0Y0Mj",
-	"fJ4QxlEvJqg2luZMZwjatBBzxlOrQ2YS0GNCrSYz4Ssp+Nw9mC0Mc39JlVoJmfs3BJ8x1L+tm0ST0j1g",
-	"VsfXDfUZ2JRzSXPYgTvvBxbnS3nu7JkhwKQtv0PqeV4IotqWQNvR6NOqdq+49xzHsopgrT2pEuiVZcCe",
-	"yS9Q29ZQFMgR0QGmBanKnGqI8CO15ldS8ErVnpHNxp/3De2pwbz1P1vT/uVTB72nfCbMX0pp2IZm1vTP",
-	"oZSQUW1vy31tKkQBFK9UQgFUwSOqoaX3mTP2tb5kFByt76dpjvHbKPQONUsk4Ybe1N8X098h0+b7zXnU",
-	"KydP+ofKKikd0kVMEsG1pJkO79vr/czYWkuDe2S6JjnMaFWgN3PonLgc07BU23C4cxFv629SKel6CDxq",
-	"lNSniYKjLH+oeF7AE1ZEALGgKuI8P//xwdG9b7+r/aWWRBOygBsC3IjjPHrmJVvCBf7xz8iPIr9gyz6S",
-	"HGm2jGIK+ob7LnSqF4TxWhGd4umcypAep0RBSVFFUtE9GrV4Ny9HG97OU42vJxZuwYGb4228hOeUs5lz",
-	"mbQvwqjBe+BK61Z7qJKMnD4D+QO9O8DjyPCIzY2hgY5KdCewOq6mzogVCNaBAtaXiSEi9/fxFhYwHC4I",
-	"iW/pwEbs49Podzv3ZQGaBGwkhIk77MbLMurpMAtZBle501XVd29oAZSic9jOBP2DSbPexj3/EnCd9n6j",
-	"/Kh3NbuxnOgWaqesP2jgHuxwX5SPlywSrDnXRhklrBezcVZpE7aJYlbUi74lwjLgQmVzjq622ovaKAvK",
-	"Lb+XT92wDp7B5UbRnjpWflmrKO74pYRrJipVk8IZOUGNzNCcjehs3tHJVgbX3Ep3q7te9xZpO3z0h5VU",
-	"QjZaPtxof+HGkG3tJo2esw/t2vS5xIjjVjKtz/PCv/gQ3ws/peK3VlCNHLI2tkpjSCMDzFthdMZrtiZk",
-	"DhKjiTvx+/7uYlx/EP13gJcWmhaXPini0ovJblrF0mBkan5NG5Hg32pAoPCw6NHZ6b66uNjBmKGjte5m",
-	"M5o2gOvhZzs3IcYWnQZ0qZ1y04bKc8gZJeY3chABBRG8sPkcve/W4K5kJFvg1wUYc1SQGehsUXvLtixS",
-	"w7qSLLamKAf54q8LqltuKmvB5MJqV8aIyUS5NqsAN1zlt/oEqJgXoEMFqK90dbCJ/QtqNNn1VMMYPMhe",
-	"nFAkVJPVgmWLTmgBMyNsyN/qtftiawPRpINLO6LkQ8+hOupQ7e0IITIjQLMFuWI89zFFLxTM5rvWG95J",
-	"xFfRIF/UkxHbeKU36EPWoaAeRM7x2Py0rvOKsgyUst4J5BLelYNsHh95zdkNgVLYyOQOVy9hJkEtLsw3",
-	"IzwaHSHovwgfTInwC4Z7cq6RuOqq4ys8CN/XwmgIOfq0HzhXEF7eKfnBemashxufDhzcmzVBu3LnqEkA",
-	"9hiu/VCxIo/b9VPz06VmsbSdX73OY4M3SCDm+bjSlYnlkkWu/dzGl4zmUmvy3Q+i8zv61bkY1hf+LogW",
-	"osgWlHGbtONVBzxVHJg94DxECf1MzCMai01q8Tu4pANSof3UNPqUQd9LZw7FXShLkRtdN780j+5uBD4R",
-	"cvkcX80GNQIOq1t89RGbzeL6xVJc32qfQ1+s2CbQDN+a90AGNkaX59BMF2siOFqUXrGuPZc2v04UefMX",
-	"jGZMoVbvo0qsf3zAqPDR7K4jtMXH/B9jaM9hFS4Re2fJ+DMMjoV2RiDfmzNFaHLNBV8voyBJbFhqahO9",
-	"UrXmVykxxE15flQwDoHltcNZOvwrPFiMVT2UQDW8ViAH7cby3QAjhfWAbcLVV8L6U6ogpXHjZzunDDIY",
-	"g43hyrFDP6KaTqmCAder+/XS72TAXA+z5Eqh9FyC+qPYy/PiVSQbXsPYr9Xs3Rac/3NHzvoEsyNeoUoV",
-	"Y645DFr+EqgSnJhnkibFuEnnubSZF2lUZoDPC4motT4S0eTSWJUv+iHGc7iJ+B5dvnnjlMA8UaeFBRar",
-	"/UGFuwxN06mBpj0Oy4ei8OYLXynC8sT6IJgmC6Mcc9iuLNj9JxbUHi4xBHzCoMgtS435JKHIN+LdLrjg",
-	"uX//80Iu9/hIS9T1bbg8N4IJs7l2l0zB6SPCKRMSnHgaCH4MHCGQlO91Q/axzVuqJWq+q0T9O4hCZIMm",
-	"obFBKScB0vYMJl4VLtxto0+dq8myStJs3f/4j0Y1FlzTglQ8A6kp43pt6GkJWnZcB7mozBJRn5aNC5vD",
-	"0EIzXcUYzI/A5gtN6FRcG3ZGSQHXUGxbrHu0wQUvh4/5i4FFdvtDbt1DQYcO/QjmEjBCKZuUG/ijolrI",
-	"gYXpjV34+5NgF0ffx4BdCD7fsjBQpc26f5cAfMU6Fl1/1a//d2tZ/GdvXWO1KE2X5QbTxdcGkRm7QYTF",
-	"nMj26oPBkGR0czQXRztwph+BFnpRJyR2bOLN8siIMue47XtMNNWV/YjztHSZeMCNh8HRihdnhciudoRA",
-	"V6K4/XhZEi76ZhAsL/7Rh0n/YOLq451qgwo0FFrfES7Ndps1YpB5JuaM31rF7R0nVFT3V01jG3xuQ06h",
-	"p6fjrbfpHtRrQhRrQAowaiPNtANbJ1q2b8ArtrMXjQjq7+oFxwq/JVHV1CWF9bdhM3NiFClqgWYTp5ql",
-	"GjWUEg/D8bBkaK4GVfdBdHvBSVmpRRJmF4Qxzzo+hVVdhoHlINk15DZf8ABtNB8TmXCmbZ53WRUF5Idn",
-	"RCyZ1jYl3uwUPSSUcFiFZxuT167kKQcNWZBybtNTeq63gUMHym2Gdlx+SSNGOdp4eEC2BNI66JlPbTd2",
-	"uU+YNkDvBdv25doJ2lED+ahCLr9ShHK1AqkSe8k/nb/4mVisQ/Tma6IWtAzVboeT7QV/V4KPX9GVIyBc",
-	"Gd2vMRVfVuCuxD3TUrAOKNFiOVVacAgjB4Gel8M1y2DQfrA/d3G5pbkRSyFb8RgdWPHIRxiwR+LzNiMu",
-	"BFyDrwyLCjn88nBCUDKat1XTTapzqMXuYGPZesGjOicgCDknpOLsjwoIzaRQitCicOAcyChZ86xG+Cia",
-	"bgbxENpqOo8EHJ9IAFLQKRSqFT7se5LiizauN0xDixPqM8NKrBnxkWl1q4ciYJdUKTbnln9hSAfLYlz1",
-	"k+DIC5M6kC8sw71VgKeNTCFJdJDYMZsWG2yBuuEJWyScMXkv1iXUsaGuE8X9eYfoyMx9apgHYvDyjEwL",
-	"yq+aP9hKlrkUVWnvNz3govn5cIeoRb104na85dSvXLAgLt9t2RPy5BZXo2G+uuFvgIKS6U0awFa+tyFN",
-	"Jcjy1EaZN4iFmgNTdbxjIFbSFJZFJAI6emhTsGfFvsYKI3vKYAFCJSoEcfnQlsMfQXpaN1gcALeQl1sk",
-	"3n5S650lDy2KF7PR6W97yKA3W0/bl1H9HEhErMvpOn4DmFK8WojdEdATR5Tt18Zzl5J6330HfGoMwPbi",
-	"Ph6RnvYqHcckVVUJUkEOeXqKZOGetjFcI4gWVJEpAJ9wCWVBM8jHJJXwOxJPeooljyFtmXdsyuIUMqPH",
-	"uC9azdcbpz63Nhk1O8AorP1u3HJ1gvv2srlT2hK/fHPndR0YsiFbvLMLGrSF/4eV1yHLWkCRk9UCM0Qt",
-	"ZM8InVqB3TJUgqgx1fF7uo19sk2w1+Z8zajbJFPL9x2luJdnz1jM2t+BAXg47O5DjknTbZmdPTg0y245",
-	"4LmmekOi/XT9JFA+9t1/WweKeuiXZbVnlrP5e8E47LGPC/+Kz5MbStgR/ChizlnRaN67jfIZLJiE8AxO",
-	"0gLElgu7CI7fzQjJrkC/5jaXo07woutRMloBxL109qVbYaffyQ/4iWi+gTFAHvN4nrDUxtIEcvDPf/7z",
-	"n0fPnx89enTobVF0hditnRFYlnqNRqio8B0al4xmMfzu3svNmNx3vc4lB7Bv7SSAQQPrHW/YwXXgnref",
-	"1B3OPh6eOyGvLx4eDui3u5slaMRGdrAQEqtKy4KuraUbRIJ/opzcT3cFqAeiXWqTDdIurOsneHGCjm8X",
-	"IPchX/QLGUC9evKQfP/Nt/8rIXCjgedhP5wlLKdGP8b6+iaB3UhF231sj/C4+REl5IyyopKgwo9lmmhR",
-	"w2pLr5JITD0hKRf6ciYqnqcE0+WohkusIYc8dYpRnWow+PVopusAYB/flAXltImqM0VEZkV8BvtE+S+M",
-	"dpaQJc0WjMORsRoMsFW1XNIm+9DBbfjDEc30JcgjDOQGbUXqC9g5h9thGIZ4bbwowvF8L6qNpfmkpIha",
-	"VLs+FN203yNsM2YAGK3SanzxXQjeaLIEyrVTwhbVknJE02jqx7Aubzb748XFS2IfQLSN50JopmONCCwT",
-	"6NwdpryKGXGls/EEzaifo+4BpmIfOiMpnYpKn6L/I7VWuPAdr9wRlth2Su0D6q4g91JbY8izVjUdaWzg",
-	"SgHOxOMeiJwBQgSI2mcwdVpHx+fnLNdGqEGRB5zX5bT8dv/N2Mi0eAbOIG79ulg3X3Vu6FmlYNdkzVc2",
-	"7XUwcLY5A/gBcb+7FF0MobiqZ8PoWt0B8cHtEqa14pvolnstKeLlUDaeFklzrajMbR26MV2zDH3UtLC9",
-	"H9RZnbEILtkxffX4/PHF5avHL1+cP7148eqfaZiq3/0xos91yzDcznY63WCh3GDob696rVYjDaoNWcqm",
-	"MxLamAr0bRTsodKSTaFIPHMkCbV99HdP5qwGWys+sJ0UyWohFLQK7mv3x2iPbMVt6ZmvRAEDmQw2LIq9",
-	"m3KBPheaHxn2meIPimTU+uLR5eKrDs7cgyvJNLgnJ9w8in0+0LnRsqHMy7ZRZlBTpQzvzpeGjO1aS8rp",
-	"3DrGVDLhtCxdhbCqO50E/VJarp5632j/+q2NkhEuELV+ztFPFs/eDDwj7SaG3+3G8c7XPLOFcRsSEZ0e",
-	"6kI1thETqUpsaeFKXWpP9YKqTrng5rytmN/pQZZBqV3CPea/azZlBdPrs1bVLi0Eb3JwrNTN8DA7hRy3",
-	"FEniaS+zSovZLCUHRh3GFqe98snDXv2kwcPbeo6iV/SyKor3WulqdvjllLluTwhwSYsYUIqpL8XaxRDb",
-	"5G6hoYL41DvGO7G8aJuSHhDdcH3sm42oMFgFG2Lt7Wpgxx6vz2yDURUrGOYZkHRB1eVSSOz/RGa0ULBj",
-	"JdXWWt0L3NzKmCGe2G0BkLYx1iB8UONUaViy1flovuNG/Ak2RcpmlcQOUeb7Nli5oky3U+parUpQg43A",
-	"3tXqdn12VGWuTWSrbPfM+aOX2C1oQTlJ0UZOd7YFw0ymfep49+0EuiOs1Zpnl/a5yyGxtVWZ2L1m199D",
-	"0qGJ4NLjexomvA2Wwe14sFq0efC22pIh1HoRopQWNqx1hsqSUdyXpV6/F6xpx2d+exMJN37WzRG2Rrxc",
-	"wk5m1F1OWF57ixyTPDNSxHbuarqlYjtUVIoVncHWe+wa7J09Ja0eCf7KNyPlrXsi7MFn6UxjIT5Tu2e4",
-	"JCPrKbgcxFxbvqOstbUCCd5ib3IL/fVLQObLXW3KbqUOYY3Qe+5loCqsx206PwzVVbvDY/2vUWvjPqoV",
-	"lZzx+QYY+fdd70EiYUnlVZg56uOJ7wd4Br9+tbvaGtvbnS+3wTaE137dHeu6/uF8bQ6IgUPp4Yufnzx7",
-	"+vAi7kkainqHeT+ZUXZsZ93Nvqgt1VJ5Uyq1yeg/XysNy7i1R2W2YBoyXclORR5d5iGaBrGSMuY6fSbm",
-	"WCvy8OVrRer2jDbFrR72MFBXptorF4xXN7sam+ZoGxvBYWn1NsRsCs5d5tCUqq1Kd6sK0pAvsrWtNNDY",
-	"3qjCmANsp5v6BqNgeI1pERuLUHevIu26mYaKQF+jU+O8dqUP1kvUF+sIddfihOiiCuQzpvRTB7UOKdvk",
-	"sX3C6qzt4qoqFo0D+UEa20Bo9vfSPXtuwwB71/DaHJd9DrF7NQWeLpxXItCp3wAuXH/oAvwBrW4TYSqd",
-	"tl4Rf0zt3wqKB5iPCto4OHaPGeCR2eDYlJYayPI6rF0PFbArWEvIZdzGw2pmE4bEBw9hfhzevk2vJlrs",
-	"qNeYl7aNV+k2Au0vOuR6Mb+eA/DdsSrqRniaj1rf2oYhngTiKXuUu6oQ6/PzIeF66o4xve0UgEyza4jE",
-	"nPGNrW1ocgxgZ7peQQHwuCxyT+ycFxIhh4hS2IZ+N2cdu3DhEZleu8kqRRHOH/qqjpfvUQYXvZgNmv3+",
-	"vPO2nQl29u73uFMM37pNdAdjeN3hRGE4L6nd7LFausHI0HBSgKqYtdJxfNtCrHB+m6ivdKgkw3bSvXzP",
-	"5X5NP8b+En2Yoi6TVZLp9bm5RqdIYROgB5Xtbmr/9cTjyU+/XoySTd2F6nqL6TqMYLY7G9X98tEDhis0",
-	"R1toXdoOycwper0eIfZk2C58Ydu3L6TgTNkrWVRTQ1QvSuCGdT/mCpbTAsYE49S+VsaGcHxl0IQ3dXn4",
-	"1TXJRFFApsnBJMw/VJPRocchJn3DoCDiYzEM40m2F73rQLqkORigYIjDjkUoFIzJg7BtfidARMpqWjC1",
-	"8AgAOaFlOeE+ZHSwgqn5S2K90DnMGGeuv53tR4k9M3gOEqSy+4YbzBCyjXPxhJDbLLAJn/CHgl8Dt+4g",
-	"O25sIUU1x1QxK4Vc9+FT8/TfyGNzmqBXWWXWIukxLVnqmrrrwc7W/bldpKbZjaO7cDReryW2wTPGfdTH",
-	"qBy0qMB8lPkqAP+xb+59Z8eNkbTDVuxMq8Q3W6eVXhh4uNwDWXE1Nuc+N3QDrV5wml4BoeSnXy/a/boO",
-	"Brpsjcfj9JCIqaaMQ2622Q37d4gGm3erTJSgfJdbwbHWpAY/lbamzjBU6xox313SNbb+IUzj5jFVwzqk",
-	"06Ge7ynJRVbZVtIHaSv9LD0ckx9Asdymq5gVlKY8pzKvk8ksBVEp126+UZqQ1HEnbG6EXUMMgMPwH862",
-	"o5lOzDep+aq5RjtgwQZDXT5OwAQevHwalDT7EKZtJMhpyUano/vjk/F9O5ptgSzOoOcxhk2PG2fDMUbo",
-	"UWCKWMump1ICLoO85BHm0bqIZbsel2lFFkyhVxIpDh8JG21Snk8445l0vbr10FCOhChhPVyea9nkgnqA",
-	"QpEHT0/4HDT55uR7smmihnXOMWljOIZ5jonvy0uuAEo7xtHIsaqccEkxhoFxBAmY1mD9JAKLQ10Zp9uU",
-	"IlyEqRBW/V6IIkcnE8aQJtz2uGgCw445ej8huFwJ8hpD5kinYZxcgh0UWU8T8YkmE57+OfFZIZPRKZn0",
-	"kkomo7cOk2qiMdaFjaF3ckZG7RGlA8U1zSPH4djEt2+sZAalfxD5+r2NEhjI2nnb1gS0rKA7JO/eycmH",
-	"24XTNrcPnMHCW0ldZtUHnXfyjT1w7O0aMMfBnDh85evtr7QmaOBL97e/1MwxM298vcMb3TlO5r173+2w",
-	"vc4Qi7fJ6NtdINGeXhYqh4j7oVr4m885MViuvO03emzu1do03cyYQEHCfyMfcQX/Uc438nVKv40euLXe",
-	"Jo5xl+WRZQbHQXO+OcSMrnqkHvYEJNiGKSGu/RHuxHc3JFPQKwBO9Er46q6260IlyLSLKvczmt10Pvyq",
-	"EV6YgG0/jbK8/jauHuM7c9B1c/SH7jA9tjNQuSS8hmS7VNoxn959H8RfSpZdKTv0yA6EINgyLTAqYtN2",
-	"g8qy4UmxO+ytHkA6uLN2O32qyUwUhVg12QPp0B61IYw9t2iLCGUFSb1Fn8Kom5iWQwC/LbgGTtiMMGyM",
-	"w0XoqohtDPN5YNXamQP+6BTzHZJI76tbCJgPxN+b3qMDHN0PrzIqSU04C0Di8eQyHn3eTPjkm+1v1OMQ",
-	"PyvuO5AK2GHHDz0FrkSgQJFgMkvNYT0LinNZnxN59C9WDrJajHdYYsZg07VTC43At3mRQR9cSz3N9Ogf",
-	"6lF+yuceNHP+XNAyxcF9te3YY6V+l/Vh/puV70GF25nCHHDeecakuyYHxIEhho+Y8tmL2zQk90r4Bq58",
-	"7+S7XZSQ1qjNz5k6v97hOLEpk18gZT+pG+6vFqKoySkgcsaxtfB/P33pEWl/cj/+0xjMbwcpPjU/p94L",
-	"N2MFfKVs7U9v/hGhtcui0xPedfWlitAJV4zPCyCvXz0jCuY4QftAFVQtQJESZGYw3w14whD9/7z3JD0c",
-	"k5fGrrfcpgB6HS484RQzQ2w5vDUZU9B0nsYmSrozLKhaoIuJ6gzzrFI2O+KCw5F1EU342ip+90++uRXv",
-	"iiiCPe6Fo5O2qIL2ySMJBUUEwPEL5gaSHrgYN/opBw/YWnNxg6O84mL/tfu8tk36FWp5zVyIepBoXMcy",
-	"KhjQvOnDj0fyaScfT8l6OvtZcHhuB/V9UJ3svY8ndvjrluuIDoP1fSL+P5UweOpHqhnU7w403jzZ9pZi",
-	"5L7l7/EzWMpzRAlcM70mms7DwK6fpL+g6uOc86+kyP4bicpH9dQW7nDL85daWO4uGcOhalGR+AqjX94r",
-	"3FrOsjMnDut5NTgFm/I2YqKYmnAnpzx46iTWdrFoM3GL1gW4tuiqJ7V6Eo9qGyMhc9Aozeq2ADQYSjzs",
-	"sahnxr2Tmr0bj33oExP2ZeEf0k6OTM+Lc+Z6RGAMHfZhYAE39BnG4XidzTxskOnW2/tgjLe777pPzh7b",
-	"/1j89Atjcc+Y813hTMkOht2GzZWVHbQZj4PZGjtFaGhd1Gp9VWhWUqldJXVqP5kmvuQbrCeyoGtkMzyf",
-	"cHSOJs4tLCQ+YbOSOawaH4HLOA8jxLUjjmrIz0ilDNdUK6azRXfkZOp8D1THmJo5cQOUDxf3qcFzbA59",
-	"5HvXNWjfzWnF/URJtjGsWhfRShwa1B77qSAfNXwUn2G62R+yoqru69nFjdFdtOfjR3teu2JnvIm+f3F3",
-	"dmMJ9vhP9+LbkPW0yTRO2tusZN8FmHYsziTwSkzXJA01Gx8QT8mBV4kwj2UyIn+bjFKypPIK5OGAFR3W",
-	"MuxhSH8u3v9ui/UBwmwx4lUdEblz+n9EInxuk448Y4ylW4eulN2JMpzHHDV1frZOHOwtdhZx6hPUTOVV",
-	"4wTT0g6UqKlovNG4+KWJU3w0H/4txVi91QilnLd4jg+K3SmymxTZQXTeGrRq0gyObaLjxpjVRRCswv7c",
-	"EujSaJI4whS4lmvkbuaPLj3JKK/NKoTlcSRu9vEYt/GFxqI+eBDqL0gJ5q0d9ncO8ppl8JrXRXS3JKIk",
-	"Lhlqx5f1RXmSalCXqk0hogaBB8gr9IXFDcUnQlpCChatx44jMXVGpycue9ybiO2x5acTnvooiVPLGveZ",
-	"owPb+B1zZ22j03RMkAFHOlFQl72KaZDdIe4TPgnSAYO8pNMmY7WV9ciBHHBgLlfS2KEDCW114In7mbAi",
-	"X3trOVr6mh4SmotSqwkPk6DH5IGNnVkXns0SxbQM1YRa6hKCfgr0yfcbWzCOydMZmQojuSX4gaFJWE2v",
-	"6RXgKNEMcuyGOOAt7I3i/+DuwnhO4AfKyOyf7xMlZcY2slmDDwgzTGTHdJFivXuC5r59P8gBtj6wbfti",
-	"GO/dSYY2DtuOwe3t0z73aM33OwRf+lm+XiR9+d6EPZXBnvTwo9ipHeUT8TdsFV5/tubgv90lqckJ0INS",
-	"KMWmxRo7xamMFpAf4hCsMfnV8NVUSDZnnBYpUaCRmIiWlV6sJ9xzaiAVd6XyUHeNw+YkEgeDuEj4qjPv",
-	"4ApKW8aKOQcT/v6SDmpo7M2am1d3C83sycpfOGB+8tB6gzBfKTJda1CfYWbWXYT6S45QUx5g2SA7s0gX",
-	"awFux9wU7ApI2qfslEwrXw/vGASGeHtMIVtAdtW89/iGKa2+OL6wUdlhPpQQeis3v5H7eBPGsUIvTiRi",
-	"YQv8bPkfU02pIuP4trFP4KZkzQbub5nXLwUmxaxxB5UC14i8rPuoNUTWHfkQPber08Sv+NO8G9kMqYC+",
-	"43PF4abEJDyjWL6f/GaDqEZIotHVop7mpBvoqKz0hhSkuQA1GNU0T6Rj8iCsapFA2HJZYc3iqdkOy43B",
-	"Zmfp+qi5A3/MGhuTpznmbilm8wTS4/RoJqFO2VNEzCa8AGz0nZCczZlWCUnHaULSS6yqJOnRLWxXss1W",
-	"nXBrgJL3Z39O+LY6xV6hfmA/sLCtW0yzsTrV56vX3MZE3TN4bHB0G18LdZldosat2Xks2jDo49q8reZE",
-	"263cJoj82cepdrASGxx96MdB/XUMxCjLt768Nqu3osxztqYD43aDsNKLY6y2H/Zh+oQ+s2RQ1J9gsl3Y",
-	"st9zq/Cpr5QV82scUjpGrowdTsz2YVk6qSGpBuKmmJASZJ1plefSfAv7SZgj2pbqZ4T6pyfcZ/xhAt83",
-	"975vbD/Qcn30YKZBbrIA7fE/x0Ln1iDyj+1Jq/TWtJRMAiZi0sLeYqgXfiSu8pEJ/Zt7O/CkCyGeU752",
-	"Z1PvwiCauuIb10C+mXBuicJPFcDULkNxrfig4SYdanc0O0zv9dRKpkghxBW6Z2yBaN3ywI+StwMOMsqN",
-	"ClUIPm/Gc9iaZ9/8Jbf6u/WXw2wGWT2hicPK7XxMXoV8wJpxthdIjHBb4z0+z0YFrYkonxkFP7BZS5ZZ",
-	"2znRATe/I+MPTMadcTf17H/775IyOUzIRu+1sX2D0n9UMJyO/4IDeWmfcbVRIJuG/Qk2JvG1/HxoOKLv",
-	"PsTkhC9BU3Q6Z6Kolq63geDg/o3f16I8KuAaCnIF69b0eddlKRYkc7u8Sxb4N0sWeJ8R/8dNZ692/w3V",
-	"IgI7OmAg7o8N0/A7cYqTdHXkOfEgyf10/uLnun0U0sQAcSV2KzNRGBW+RZxj8phmiwmvP2ObCHUO95Ui",
-	"NUkaUmRaNaTmm5HZcWBxuntFVz8pwe/o7o7uPgTdtShhf8ILP3f8Z3sK8tvj1uzljeVofapx/ckSYkjP",
-	"p3GetupycLR5Us8YBDXhTNfTu5JgXpXbhqvA3muOeccaZUpH5kNvbYnztDchIzjtQI52ZKb0F5iqPTTL",
-	"e4BVtJGgvrm7pO3Pg5NgzoPN1wsGzNehFD/p3SrMrYFUASc5X/Ms4CGGdlWLkwyyC2ywrIY14Y727P1S",
-	"ry8ekpyiqpu6Fr6XVKcTfmB+XQFcJcT3DSTPBc/pOmlyG1BSq5IahknWQCURdnTRoS358lPEyYKqCad+",
-	"3rMBgYUULm3XMQzWqACYGJG4luCCo8qTFVUO+YAa0J0Y//nmnA/Oth9SDuZzCXOKPv47Ub6NAJEC2kg/",
-	"XTc4b809Q4q+VbanOUSagOjWPDsuq6LY7lnuqQ22eDuoopgjTbkWnJ1Ja+TAthDH1NClpSr7CDZmcT3X",
-	"DpMN48Jcfz6yNILbTQozdD3hJZ3XnU47rACjnY6mMJNWLKdKI6kduNTb/BTbgKSHY8wzxUk0qY2Fruja",
-	"utSlNLygTqmy86ZIapH9Yl2Ci2qGQ/rSCZdgZHGmfbPQqtC+5/acXVuPghvKRw5ss9OKYydwA586qVUB",
-	"14cYLn1J54zPTx38WtPpbCsTnKXm08+CSW5nRiEC6nfiyu8xvtm9KZcNZucg0Tl8pbqjIl2jvMh0vGTC",
-	"u2MlhybsnTq26HwtdtimLfV3t76gikwB+ITnULBrkF6b6y7BwsGY5jPYHbY1AhDbx94lS7+fZGnlhjRu",
-	"U3c3D6VkKrCiB1rnNAS2X/NEdD4qTXhvRJVrOIUsY2BRZC3xbj3fniSjJb2xA9i+PTnZPI7tA4Tj92ww",
-	"8XEzzLtzXD+yL703OzSiarxwd29QwrHJf+f+vnc53nv2sWuxMR8182neVgBtMHGstrUprveYZgvHq3C0",
-	"wAKyK9s/39gLYsXH5KlLzquH7knbuFrarnUTnrZHEqaYC17Pua5VnAS9Hzm4AQMSqBK8nhlBXAYgB2V7",
-	"07mMMKOky7wApc5I2pp0l9p+7K0sdPO6E7sae/ngl+gMTvtdgDpjIlNMgvH5aE0WuhPrE46lGWk9SjK1",
-	"uQV4SS7p0glHGxa15VdOM+LCDu8mr6BSRtOkEx7ZgM1R8D1ktZXq8Zy4B/Wt5XYOQzHhTtXzsAgm7uXC",
-	"boJYO7TTJsIArP6eg86UqqbsC1XmIve6drBIOEoGcozQotpA+YSLSh+J2VFuFrSFABehza5EcQ3KzhX0",
-	"XjE0KwzmlaJg2TpxiKZsvRwim5/q6MCFGNXMJLQKm9HH7NUUAsFdew1ceLnl75lwP5XgIB3ytKWHd9rc",
-	"e9Xm1OJza471KXSXT5YH0Jt0O9RkhhpJZKi75ohnRAGQHtNHQ6khTsM2S5BHjquISmdieaf83Ck/G/IX",
-	"MfWklpptz8qwloMjoQZ9t4+bjgV23A+O3vHjLNPTXjGZnSNIV/WksiTIPZxwxpWmPIOkmb60YDgMKCy6",
-	"Szr9GRIvINy/D520hXzCHWOmOhzfbdNLhmJBOADm4/LPd/Xd7jxNsJ5u2h+Q3M9WKgqfb/Zv6sYdDpfQ",
-	"orAZex5AAQVZ/MFaj6hVcO6rkK26aB5Pz2yZ5RQyWikgSiyhnidpvhL48PQiUj1Vfwnb73+eQ4Qe1pvc",
-	"Syx//f7S9sMRlUORC5dgaYSyCyv9FZL2/1qp+vEoije+QrokB7TAD2OTKEM8hxFKbQk7N97nyOf5bk7b",
-	"tcVyxI3/Um4eOeruTaawMdSdx/yl+1tKDoTt66PWXPD1csJTUeT1z4fG2lhJweeRz/VNi69jwswexH/y",
-	"8+QJrS1+InV9x85zNfyRN1gt6q4J5OcVSbXhJx1WsYoVr69uO+0jExkm+deuEsD6virO/qjgjFBO4AbH",
-	"QM+xbVfcq7RBat/J6zt5fSevq1YDgjiB2ij/8Z++JOetpVHzxw2atn0gpmmjvBZSo3/Z+sofPntqB9du",
-	"ULibD95S4faMZPQFtmANac5lXfzlcvn2JtLPm9hsOs17UI7RaR3VjbuVYgrQk/JZq5/oBvwCtU+fD/2X",
-	"I7u/pqg7B00oFxirMmSEE8t21Eh3k3QGQ9C3KmFJGccgqNlJWDDKhRF7dSnpwTcn3x9ukmx3Mu1Opn1x",
-	"Mi3uh8WZPD2ieQRLoX0l5kbqYYblziq10Zyrypx+Esp5/3LxdX2UTyQU9zH9mgn+1ilzR7d/UYMxbMfg",
-	"2pNtEJ++Q+dwmZpNfgmik3U80ZeI4Mhyhs3PlEvFEEqTsqAas12NyTitWJHXBaHRxuyDI0M+FyF5vlYa",
-	"lm6pp3wmYjT3Ax4UBybh44RxWzva9IK7K/PY1BsdoTm1PgdZcZQzDvMQiQJk9rfeQ+cwFt9vev3y6Rcw",
-	"v6LZ5CYOf16VLgvSrCppVof3Ve2p8UWjOK71DgF3KvQzcHvw8mkEqujucvioSqBXahAhF0ALvdgwpQVy",
-	"RXx2HnUNNnz+XV0RYvtDEd9D9N7JSS9fJKN8wqXNT9Sq4ckGA749uW+fZ968Gaiz+9Hu9gPitF3hxT+G",
-	"VBVlxy4YPdKCbj1+50EP73HjHtc27l1WXGE3V0pyKIHnwLO1gT3H22aKVM1UiXGnC4sVtnXbTN2GSVUG",
-	"mOZu6w1ux/2xVxHCroGDqscOum+Nm7IP95V+Mcl5wHARjaLEEHwpTOrplB9MtbcWsJcPhxX+I2jGFn4I",
-	"ibb/lddhGkmrw1T4stVu+m+79jZm3XYBIegVACc5GMCoTl/L4MOY79X/7iNQWlZ2tpKxiTRwyjMIOvaH",
-	"J0Nu0//ID9hRwvX/kIB515lPYg63G34r6JrX/6K7jNaYHkVyprRk08pICy38mcOP1lN7IpusiitiG43U",
-	"+JSJosC2sUO7DBon9L/4oK5+xUTNnKrFVND2fdrazbdv3v7/AAAA//8=",
+	"7H39chs5kuerIHh70dIsRcl29+xa+mNDlu0ZzdqWV5K7t7fpU4FVSRKjIlANoCRzOvxQ9wr3ZBdIfBSq",
+	"iCIp+bN7HLGx0xarCl+Zifz4ZeZvg1wsKsGBazU4/G0wB1qAxP88EVwD10+ZqoRimglu/lqAyiWr7D8H",
+	"F/VsBkpDQaasBMLpAshUSKLoDeMzoudACnHLS0GL0WA4UPkcFtR8Ri8rGBwOlJaMzwbv3w8H/30OOI6Q",
+	"y78AB0nTI17OgSiQNyC/U0SGV8gsvEN2lJkGVSRrfr9qfs8I4ziziSiWu2ZaEn6tmYRicKhlDfE0p0Iu",
+	"qB4cDhjXf/5+MPTzZlzDDOTgvZl5RSVdgHbbdqw1zecL4Pq0WJ3+aQFcsykDScQUZ0HD80NSq5qW5ZLQ",
+	"aDtVnc9xMY+mD+loNMofj/5ezTIzb2a+WFE9HwwH5tnB4aD52hUr1i4N3tFFVeI7k/zBw0fmq80Co4M5",
+	"nb4SHF5Snc9X1/OMa6aXRNMZmUqxIJQToLI065OgKsEVHBFKFuZtsmRQFoo8Ovg+zN7SWzN/Nt3jgsMe",
+	"vrCBYs4kmzFOy9VZvZYwBYnbW/NKihyUgoLUFRIiycxeZEOSPcgI5QXJlqAyskP5kuRUwS7JRc212XTz",
+	"4NGYmw81n8lFtSRMkdr843YOnHBBhJsMuaWKXEOlR2PuF/lrDXLZrNE/OkgfhxkzeRD/VVNJuWYcNlMW",
+	"Jb+GpwsiIRey6CGZ5sFNJLPCDQvG2aJeDA4fJDhjOHijQNpBupN9ZSjbMUCtQBKa4573TLH2H1o3u4RI",
+	"OSvgpGRbs2JOy9KIrRzfIYwrTXkOR/aktXD7SCqQe+6ZSoICnkMvQb/bEwW4p/dwfzfN+EeQqlf02Q99",
+	"p8iNfWpEjjkR+AQtSXaT7Wc/ZmZWU/ZuiIz3dyEJrxcTkEOzyObpcjnmlBRCIw9QvtRzs/id7AGyxujA",
+	"/s/D0aO9CWhq/nXzYHQwOtijZTWno4fZ7oic8XKJe4cDjbkdyXCHuVeoNBzC9Bwf8WI74oz0brm1bSm+",
+	"cE4DI4a1Bmm++n9+ufnx7X/8crD3+O2/7ozHo9Gfdv/jX5IsdYdLJ33X6PhMCqopmUAp+EwRLUbkJ7Pf",
+	"CmlJk0WtNIFfa1pageK348j8qOk1KHNuORSGnoi4MVzRe4WZu4tMjTxdu5vN23vN24P78/R7cyRWrHcu",
+	"uxPBpyXLtflrbjUH85+0qkqW47D7lRSTEhb/+ndl97iZxL9ImA4OB/9rv1FG9u2vav+1fespaMpKO4XO",
+	"FcT03OwVj65ST3RMEVYYaqSlBFosidJCQjEkwt4Ozf6MefJU7ekVbDoFqewVF58d2clyUUA25vFBGZmg",
+	"rzztZsNVFohJyGkj9vB27XFGaljfId5DMzqyq8ErC5fozgw3KJ7Sgim8gEeDOypD74eDJ7Q4h19rUF+A",
+	"FCyf4uBmTQtamjlDYY57SlmpyA0tWeE2IwMphVQZKZnSCndETKfACyMGp1ZXwb265uKWjwbvh4MvR+Xx",
+	"0vy5qYiwkK6J0lQD2TEquBOQKPStJskUihnuib+kShNaLBgnt6IuCzIBUgqld3Gpz4WcsKIA/mXWau5i",
+	"S8miNLfLknChzUVsuVpUjlZxrqfcSH5aPjMH+mXmazkPqcxomhzeVZBrKMrlESnwTUWoNBs8mxkBZFYj",
+	"QdeSQ4FreCX0c1Hz4stMnxaFtNqtBCVqmRvDDRROE94xpXGOr6nUjJYnzfR6ZipyDXpPaQl00Z5pECIT",
+	"xilqxd1beR3pQ0EmSw1EUj4LCqSxlUZtoelmuHdunuu5z/ETeGwFakD4qbosSQl8puejOymb73F3lsa+",
+	"uBTiBZV22C8nI1BBgHc5QKHaV49i/wBSsgWzZ4pb9EroC6qZmjI6Kfs2LHUEJQNFRK0VK+ADDiPa9/hU",
+	"h2j4muEU+dP+uD44eJTbp/C/IVvvVDA71Ch45+ZWPg8n+mUOZ70OuUHbMFJDLqzmPoGcGmlo1B4jwpnS",
+	"kmqBZjfojnIzIpfO3/GdIlZjIUytVVoCS9iDJDmV0px1jxZzZH4Yc7cMVHULpnIq8e6VsDehCgjTQUme",
+	"CglELXluLls6o4wbY4Jk5k+vazXP7AfRleNVTqdIUS5Q47MLGRJaKoGLldroMZmWlKsFU8aGuGJFRiRY",
+	"Ux1fHnO7v2aeZkfuonClCMC9uZ82JZAQLkDesBzecHpDWek57POS3zGZ0Pwa3KGG65NwFBBGNYBFJSSV",
+	"rFySupkpyohLIV5SvnR6nfoCzCMEWVC+NCo+LCqtjsgtZRp9jajfWLNTTImCXHCzIk6yc9ByuXc81SCz",
+	"jkyKfkp4Nd03tLCjOGrVctkQ6za3Q1sxfsNpredCsn98KfEzASpBEi2MEmj0Y8MjfDYkjKNeTFBtrMya",
+	"jnBrs1LMGM+sDplLQI8JtZrMmN9KwWfuwXxuhPtrqtStkIV/Q/ApQ/3bukk0qdwDZnR83XCf2ZtqJmkB",
+	"W0jnu22L86W8dPZM38ZkLb9D5mVevEXBlkDb0ejTKrhX3HtOYllFMGhPqgJ6bQWwF/Jz1LY1lCVKRHSA",
+	"aUHqqqAaEvJILfm1FLxWwTOy3vjzvqE7ajDv/c/WtH996nbvlE+F+UsljdjQzJr+BVQScqrtabmvTYQo",
+	"geKRSiiBKnhKNbT0PrPGVa1vOIiWtuqnaZbxyyD2DjVDDOMJvQ3fF5O/Q67N95v1qHN3n6wuKq+ldESX",
+	"MEkE15LmOj5vr/czY2stDO2RyZIUMKV1id7MvnXicEzDQm2i4c5BvA/fpFLSZd/2qMEwrCa5HVX1pOZF",
+	"Cc9ZmdiIOVUJb//FX4/3Hv7w5+AvtSw6JHN4R4Cb67hIrnnBFnCJf/wt8aMoLtlilUj2NFskKQV9w6s+",
+	"f6rnhPGgiE5wdU5lyPYzoqCiqCKp5ByNWrydl6O9385Tja8P7b5FC26Wt/YQXlLOps5l0j4IowbfgVZa",
+	"p7pCKsOB02egONbbb3iaGJ6ymTE00FGJ7gQWAoHqiNgLwTpQwPoyMabl/j7aIAL6wwUx8y3cthH7+CT5",
+	"3c552Q0dRmIk3hO32LWHZdTTfhGyiI5yq6MKZ294AZSiM9gsBP2Dw2a8tXP+MZI67fkm5dHK0WwncpJT",
+	"CE5Zv9DIPdiRvng/XrFEsOZCG2WUsJWYjbNKm7BNkrKSXvQNEZYeFyqbcXS1BS9qoywoN/ydfOpGdPAc",
+	"rtZe7ZkT5VdBRXHLryTcMFGrwApH5AA1MsNzNqKzfkYHGwVccyrdqW573Btu2/6ln9RSCdlo+fBO+wM3",
+	"hmxrNllynau7HUyfK4w4bmTTsJ4z/+IJvhd/SqVPraQaJWQwtipjSKMALFpxf8aDWBOyAInRxK3k/ers",
+	"UlK/l/y32C8tNC2vPIrjyl+TXRzIwlBkZn7NmivBv9VsgcLFokdnq/Pq0mKHYvqW1jqb9WTabNwKfbbB",
+	"FCmx6DSgK+2Um/auvISCUWJ+IzuJrSCClxaAsvLdsN21TMAbfpqDMUcFmYLO58FbtmGQsNe1ZKkxRdUr",
+	"F3+aU91yU1kLphBWuzJGTC6qpRkFuJEqv4QVoGJego4VoFWlq0NN7B8QyGTbVfVTcK94cZcioZrczlk+",
+	"74QWEMphQ/5Wr70rtTY7OuzQ0pYkeeIlVEcdCt6OeEemBGg+J9eMFz6m6C8FM/mu9YZnkvBVNMSX9GSk",
+	"Jl7rNfqQdSio48Q6npmflgEIleeglPVOoJTwrhwU8/jIG87eEaiEjUxucfQSphLU/NJ8MyGj0RGC/ov4",
+	"wYwIP2A8J+caSauuOj3Ccfy+FkZDKNCnfexcQXh4h+SJ9cxYDzc+HTm412uCduTOUofRtqdo7UnNyiJt",
+	"10/MT1eapWA7P3mdxwZvkEHM82mlKxeLBUsc+4WNLxnNJWjy3Q+i8zv51Zno1xf+IogWosznlHEL2vGq",
+	"A64qvZkrm3OCN/QLMUtoLBbU4mdwRXtuhfZTk+RThnyvnDmUdqEsRGF03eLKPLq9EfhcyMVLfDXv1Qg4",
+	"3N7jq0/ZdJrWLxbi5l7z7PtizdZtTf+peQ9kZGN0ZQ7NdbkkgqNF6RXr4Lm0gEBRFs1fMJoxgaDeJ5VY",
+	"/3iPUeGj2V1HaEuO+T+myJ7DbTxE6p0F4y8wOBbbGdH93qwpwZNLLvhykdySoQ1LTSzQK1NLfp0Rw9yU",
+	"F3sl4xBZXluspSO/4oWlRNWJBKrhjQLZazdWH7YxUlgP2DpaPRfWn1JHkMa1n+2sMkIwRhPDkVOLfko1",
+	"nVAFPa5X9+uVn0mPuR6j5Cqh9EyC+rW8k+fFq0g2vIaxX6vZuyk4/+eWkvU5oiPOUaVKCdcCei1/CVQJ",
+	"TswzhyQ7ffXj8YvTp1fnz07Ozp9mQ5K9PL24OH31l6vnp89e4B/8I+4PY55dnp1dvTg+/8uzjJgr//zZ",
+	"8zcXz55ePfn56unx5fGT44tnmXW+r2wPeFxJQi32kYwGi9OgbVc+lHRteLS6mJjNtLYpKzKyE7HbyYtT",
+	"UknGEafEFFmAUQHTxgPjBbxLOEgdir/xnCCY1amKkVltf1Cx7hHbz61Z9kEFzBe+U4QVQ+soYZrMjQbP",
+	"YbNGY+c/tPTgNz/FJc8ZlIWV+ynHKZTFWubYhmD9FbX6eSEXd/hI6z5eNTSLwtyeCDnb/vqMVp+4QXMh",
+	"wd2hPRGaniVE1/lHnZB9bP2UwrVfbHvt/wVEKfJeu9UYypSTiGhbVh0CTFCewQ3LoRFzTNuQnQvvILxO",
+	"Gd1gzC1qy+EFcR4WEGNUTfMfQ8ecjlND1ChEBBGMt5PNgRaMz1A0qQoQKJotRH6N/zUajXYJ43lZG+OT",
+	"/EjLuoO0wWQRC8NRZIeSkmqm6wLIBJbCTPT//d/HB0NCCYcZ1ewGrZla0nw5dOYuO7sIuAkze8pJzRHs",
+	"SG4Mcea0DO/s2pjvNVSYGKHQb2URFeSWSs74zIuSqlZzQrm6BWnlKa9Lh3qwQcgO8bsRVo/vr8ZCElzT",
+	"ktQ8B6kp43pphlmAlqCOmqUFb6w7yLDZZjnmNGPdpBC1mU2gJoseMNRES7uHibkAm801oRNxY6iCkhJu",
+	"oGzmkh6gu/LeAa/6d+FHfxSfZg82TtHTVSICBDMJOIZscFvwa021kE0y097jA2P6Pj7Y8gxKwWcbBgSq",
+	"tBnvLxKA37J8Ho324N9xuAf/vu14xtRVmi4qJEa+PJsODn/ZMjT2W/dzb4d9JrNPoiNT9g5lEGJxDw3T",
+	"nT8/IY8ePXpMwlAIMqANrGXMF6wsWdsj8uDxvx3sHTzYO3hweXBwiP/3PyjQlFgAqUqq0R6zTgfmEpLe",
+	"7c3Enpv035Xgo3N6+9IFk5IC9q9ASz0PyNqOc2e9YjSlrHQRiFXXn6a6th9xLsPuRR/d2PERrQE+5KXI",
+	"r9vH3n94Ha3DzcfrG/Ggb3u35ew/V/dkdWHi+vOtao0u34cR2XJfmuk2Y6R25oWYMX5vW21lObHFdXcb",
+	"KzVBR+6xy7ITdrK4Jeq1ZYrJTCUYxYDm2m1bJ+x718htamZnjZqyOqszjjrGgqh64tCNI/JyC1WDSiDx",
+	"vR2rMWB0clLVZUnoVLuwjXkLdXWXqtW5r9F1mWJ6EfQqpxyF1QxDGisl/phG/ZdPc/po5vZS9BlHZWMY",
+	"I3FifECI5WLKphG6BUh2A4XF1loDy8cPx5xpmxNhtgOK3SMiFkxrmz5iZmqVJMLhNl7biLxx6YEFaKMN",
+	"hvQMu3srbuqeRUc2Vo4+j+KKJhxY6A/BBbIFkNZCj3waCOVFSC7wp76lAGnfEFFEimrag90WcvGdcgqf",
+	"GtpD/tvF2SuvHRsO4kui5rSKrT9H9huuJB8+SlmasgZ3JO6Zlp6/Q4kWi4nSgkNsKEfmhlWUes1Yp0d1",
+	"aLllQBArCzbSMTp701HCGNyC/O39KzgQcA0+izJ5j+KX+8Fzw8GsbSGts+BiY2oLU9/m1u4F/EwEzxiS",
+	"mrNfa2NzSKEUoWXptrMHfbXkeSD4JJmu3+I+stV0lgjOP5cApKQTKFUr1L7qdU0P2ripEbKZZtQXRpRY",
+	"a/Yz8+pGb14kLqlSbMat/MJLBFPIXKaguxqGAfQirMC9VzC0TUwxS3SI2AmblhhsbXUjEzZcos+FXFwu",
+	"Kwhx1K7D0f15i0ji1H2qXwZioP+ITErKr5s/2KyvmRR1Zc832+Gi+Xl3iwhfGHroZrxh1ecusJZWIWyK",
+	"IMrkllSjcW6HkW+AFyVLhDwaDWCj3FsD6YoQ0drYC4awUHNgKsQGe+KKTRJm4kZAM5g2ya322teYjWdX",
+	"GQ1AqESFIH0/tO/hz3B7WhdKegPucV9uuPE2nh6807Jn3t7H1XYmr1FDh164HRE6aeUhSyC35v/xtnd4",
+	"2/W2rtYPvh5pWToHwNYX5duNU1y9SFdBzUj9V5NlersxR+B2LrbnEs/BybspeCW67L7y3Q8g+sYQbg/u",
+	"A4zZ4Urq8ohkqq5AKiigyA6Rd93TFpRhbss5VWQCwI0NU5U0h2JEMgl/Rw7PDjGHORYA5h2LQZ5AbpQt",
+	"90Wrnnsj3YPlh4NmBgirsN9NW/BOu7i/AtHJVUsfPjpUfWInykqbjbcNGbQ1lE+rVMRydQ5lQW7nCPm2",
+	"Oxv4vm1NRTAQqtPndB8japP2Edwa4TZps0xQQrZUNfyl+4KlvB5bCAC/D9vHW1JX/iao9so+NMNuWOCF",
+	"pnpN5sxk+TzSkO46/7ailoxmLar6jmkL5u8l43CHeVz6VzzwtQ+BJ/hewua097d57z4acjTgMN7PaCWt",
+	"jdhwYJfR8rsQr/wa9BtuwVkBsUmXg+HgFiDtrbQv3Ys6/Uye4CeSACJjJT3jaeC/1OgYJzs///zzz3sv",
+	"X+49fbrr9Q7019ipHRFYVHqJlrKo8R2avhnNYPjdOw83ZfKu43UOOdr71kyiPWj2essTdvvac86bV+oW",
+	"Zx+P1z0kby5PdnuU8O1tJ7S0EzOYC4lp4lVJl9Ycb/yE2d8oJ4+ybTfUb6Idap2h1M6UXUVscoIBABcY",
+	"9TFNdF6ZjTp/fkIef//Dvw0JvNPAi7jAldeJsWBGk5FibkVb//AOeBfzI96QU8rKWoKKP5ZrokXYqw3F",
+	"h7Km5s2VLU9i/siFvpqKmhcWDCOphissCgGFQ8E02KHeryeh6z0b++xdVVJOGwQKU0Tk9orPYXQH2M2l",
+	"0c6GZEHzOeOwZ0wbs9mqXixoAyd2+9b/4YRm+hrkHoIeojpB4QC2TspwFIZwCBs3S0g8X1xuba0NUlEk",
+	"LapdYZkujn8PCx2aDUymXTYxie4OvtNkAZRrp4TN6wXlSKZJLFe/Lm8m+9fLy9fEPoBkm8YNaaZTlUWs",
+	"EOicHWLYxZS4XPg04jrpjAlF/VTqQ0ckoxNR60N00mTWAhW+hJ1bwgLryKm7bHX3Ive3tsaIc1A1HWus",
+	"kUoRzaTjP0icEUFEhLoqYAIEquOYdJZrc6lBWUSS1+G/fnn0dmTutGx0J9r6ab5svup85dNawbbo66bK",
+	"ZVqVnlN1tRAS1nl/prXECiFuJbb86BGh6tpWb3BJwRjxygjWSxEk4/BOX9FQLWLVedI8kGYEVrTUEucT",
+	"8cKuojM4CgBgnGfmF5NhBQ5Zw9Z5DbiwrZWxZlM9+nKToeBHGDYb/nbtaWFFjd6wrwyYz25ZklxIaX1z",
+	"GKTr+JOEdQ9gLU6gYX/j4qb38Rq932Yp905bvMRcxVsjwH000uZCaOtCj93vIegqzaDb5jBuY07eP+XP",
+	"4bkS4v4cFlReq7AI67qxhxXHeL1R3YRQI2cfjXx9W1HvxZLnP9k53d3A3TZlcD11R6DlLgE7j1zwgFJN",
+	"ckyP48KmDbiSk5SbXViuimlMc+vJgmuzQ/CgZjPQK5PLiIcmMp2+g+/ujWd9qT1Fr+YScNoRmrIBBn6n",
+	"SGavrqsEzriLlN6CWHvQzqdaNZArxptFfTjC2Xw6jpx0Qc4UFSnU4tN45zt7e1lfVjtVPV7tjvf3A/x+",
+	"23soW57J5JS7QO9ixekWJ5t3Rx4GZHizfQEl7vZi6Lgpxc3nNkNuzR21LlnwmLjfXTYfIkhcgSRiwbNN",
+	"5XN8cPMGtEZMT3mlel26coJFLCUy4mpq5IZRepQmNM8xRE9LWyZOHYXkJnB5Udn5s4tnl1fnz16fXZxe",
+	"np3/nMVZvd0fE56ibsa2m9lWq+utqdELrrpTaYdWzT2qjcIvmyKq6L1WoO/juuvLQl8H9sI1J/LV2kv/",
+	"8LyvurcK+7Etum4kjYJWba4QWBncIbFpUybXuSihBytqUWFY5rUQGM2hxZ4xzDL8QZGcepQaL0JZgSP3",
+	"4K1kGtyTY24exZKAKJRa3lnzsm0CEJVfUMYqLBaGje1YC8rpzAphNRxzWlWumJAKRRGj0oqtIFKYt5VI",
+	"bmqD4QAHSPpVL1ARTCd6RRpmu975n7ezpYziZGtorEkHcpezQ6rYmq2krrD6ncuKD6rBnKpOZZH12P7U",
+	"fXGc51Bpl5uLqbKaTVjJ9PKoVeCHloI3sGlrz+e4mK0QVxvqqeBqr/Jai+k0IztCkim2b1iptLK7UmrF",
+	"0OF9Y1LJI3pdl+VHLYpjZvj7qYizGQ/pUocQT5NyjJRLp/q22d3uhorgOR8I90Lc/TbWimO6/lI6b9eS",
+	"Qq/lGVPt/crljDxdH9leBCpVW4jn0PFNTGmptnVOfEz7ONBUZUSy9SbRYsuJ3MVVZL5vsVq3lOl20kKr",
+	"qmFwvHT23pX16UYDqcpdRflWhZ8jF+leYGHROeUkQ++7FUU/HBzsjrkbC6v+koWxrZunvycv2RNH4AvX",
+	"AuKOUbk7FQq6a6uBLU9ILXl+ZZ+76rvsNqog2xcFapxabU6KSCU9p352XWNP3E9yq3lbcm9KXu8jyLOY",
+	"EL0f7QhVLKPuLyq9HH1+qvn81dU22q8OxZwbJZgHHy4qwXiwR9Y1x+IUbyxLbTuLKDqFjefUDRCsWLax",
+	"3euP9O16p6bV1LCE9d8uzl7Fv+6xRSVs0NcWyxzMmJ7Xk1EuFvuiAl5QTYErWExK2A/lZfctT+83X8aZ",
+	"N4T+OT2iTG0PNR4O2i6llOPSRgL63HNHtngSs727jOBuXMwuN3bMW4XWR+RsjWtze4ncqonwkWu3qRrr",
+	"DzWV7vrqSPlACXW6+ejOfuH2+z4zWKK/+OvwDG9/TbS3rU/2+3G3rGPxny4U6TbxkGQnZ6+evzg9uXSV",
+	"HpyPF0sgUWX5gnIiar0npnsI1MhFtdwdjnlT7eLs/OXV5c+vn2VkxznjXYl8B07JAjrWGDKSZG9evbl4",
+	"c/zi6sfjF2+at8Y85IaVei7qmTm8G1rW2DXGZ53bYtUh6xyTVFuj+sLHY27Dyq56tgNGHDmQBLpEXAlt",
+	"pnd7am70uRpjz2tuNFXbQWV9iHILP6TzI67z2FwslYZF2lSnMp8zDbmuZafyCl0UMXtGTvQqFVF/IWaY",
+	"7X3y+o0ioQy/Tc8IXQh7HNeqPXLJeP1uW0+BWdragt9YQmsTQzaFxRzq3ZDyppda1W6M2MKbYCPvN44T",
+	"1CTNAjbLi3CCyW14g2jZtcWGtq8W1PUR9hX7eYMeqYuAsOhNJw4H6wTUtrm7yUEVyBdM6VO3ax0RZhMf",
+	"7oK27ARs6pol4UG+YeKmLTTze+2evbDokDvXarLQ57ssYvtkY1xd3JdSINaj2bh4/L4D8Au0KmhCqHTK",
+	"NyecacE5GSW+Mg8WszgErBLaIyPz3vaYLW2dFQHtGJrH2RGsGeuyxdLBLjMJw+K9izA/9k/fpgYSLbZU",
+	"Bc1Lm9podhs+rA7a5zczv14A8O2pKukDOi0GrW9tohDPAulMDspdRrN12HqkYOiuanQK2+0t1+wGElBE",
+	"fGNjudECcY25DiMoAL4u1Lw9QiXBDglluL373XxLrLaMS2R66TpolmXcZ/a7AKO8Q5WI5MGsMYbuLjvv",
+	"W4Fu69DMinRK0Vu3WUovtKvbhDZGeQ1DjCRVaqI3rNePFVU1s84S7Cs+F7fYWFyEI+1LJ7Ym7dVHrobR",
+	"1N1fHWJ1T1GXyWvJ9PLCHKNTpLDY63Ftu1jYfz33dPK3ny4Hw3VVZEOu8GQZh5/bFWxDXzR0X+IIzdLm",
+	"Wle2Ew5zit5KLUi7MgSlzW2brrkUnCl7JPN6YpjqrAJuRPcz50gYEYQv+jxvDwqw7vcxb8pW4FeXJBdl",
+	"CbkmO+MYcqHGg11PQ0z6wrBRuM5SGAYDbc8x12liQQswm4LxKdv+rlQwIsex1d6J7pGqnpRMzT0BQEFo",
+	"VY25j/ft3MLE/GVoQwgFTBlnro657TuAtRF5ARKksvOGdwgctw1ScIVQ2OSAMR/zE8FvgFuvnG0rPZfG",
+	"3hK1bmdPHpqn/0SemdVENalrMxbJ9mnFMte8S/d2MFrtz0wCz65t0XzUGG/DdhtVxn3IzqgcxkI0H2U+",
+	"g9V/7PuHf7ZtpUnWESu2d/HQN9WitZ6b/XCQVFlzNTLrvjB8A62a35peA6Hkbz9dtusy7/RUUx6NRsbo",
+	"nWjKuDFxyQpmo8M0tuJbLipQvpuJs8HD9lNp60EYgWq9Sea7C7rEEq+2ytKfCCJ4bTQh6+vtlZFC5LVt",
+	"GbSTtbISst0ReQLG5FaWxAlRmvKCyiKqLWc4iEq5dH1ssXqclU5YxBYxSWaD49gt9jCnuR6ab1LzVXOM",
+	"tpGes8MtTDsSAsevT6OKPz7+bAvGc1qxweHg0ehg9Mi24J6jiDPkuY/usv3Gj2Z+mIHeFkNHectDh+6j",
+	"dsq699aZdQ47RfjGPBC1Xf/QNZo3kiVyvzokiOvR3cT3qRJYhTzATifA+GzMDbveckJv6ZLsiNIwI60q",
+	"1ejBhXN2BczejDK+OyJnZWHUE8wgOnLhLKbnY96BIbdDzXQG36k2NHncam9gVPeBIdYVOKDCA5F0ARo7",
+	"if2SjJuaV4P7z/uOWEFmqCpIG20ygil0uP+1Buzb6pqMWzz0di3Fk81GVvU4iY2F+Ip3knEs22yB1De2",
+	"IqItyPfw4MCyplVwDK08PDjomzJG2lpTdn6rweEPBxs6oA97os92ho6OsUhusCj6ptFqrNLbl239gAFc",
+	"7lzlqXFWow33Ha1BSrXxj30jr2bd3nNgp1y60DbGZgLMtHd7rUNv7ZAphbvhmf3/juzI9287ve8fHhx8",
+	"tD6FnaSHRJvCM0f45sRj9LvbIWzT+b2dUWqgMPP9qD87vvJg8yutzpX40qPNLzX9w80bD/+8xTCdJpDv",
+	"h4MftllRu/t3rHSj0IvV7V88EMucpvI29cBsevsO6o8UDXza/y+DY/et98P0hbf/W/PfV6x432680Rbh",
+	"rlvuKuJ8RYhvoNnmC6fF4Gui8W7Zvd4eySEM4vbENUj/iqn74PvNb4T+7l8/Ozx1nZtpQtKgCJ4JkeKD",
+	"oVfv2qSdylX4fZF1N0V4aevboQpyFErPonaKFe9Cgp41zmRtjAVbcimCUow2ZimtYZDvlGuP5Oo2xQ3E",
+	"9RwWZMeoSmCbksbokjj/YfcbY31exvKdrJKc5SH4VBlTxAhAeyV9wI2zj9AV9FGKVDeU12YAtZJSF5su",
+	"GOW1zoxWot6M3QCP8kWzoTWO6pm1umyrele7Bhlgx/eJHDYlMl35O180hpk7drk7JIKP+QTmtJyGZrOW",
+	"wNfabyPyk8vDwUJ2aDYyTUqgN6DM9OJluqFpbnYAnUa+4KPRabWy+MmqLsujkN6jNCvLxjQdczcI9opC",
+	"B4gZ+fuHD+NuENaU9KZlYp+dHTvmtXNmFSkjD4/yaxCkKAWeiGL5CdTfVhap7Un9GZTudsLnZsWkVboR",
+	"eyVY11L7fP9wwvXBFkO8pksj4S6FQDveCuWHX6bfvTuxDtMGxJd1e9mGTzY1PyOKLm2S5td/mVxgYnTq",
+	"JhkSgduAWgkSJu1I741XSgON2sekqP4r5FRKQMGOEYCnaN54edqqAG1EqhPwQ/d76s7hxZjbX+MOqRSb",
+	"GubS9Vhv5+BECNIhUcJeCT4KYX206JjDQr5lEeeBzUCT7w8ekzUVVBw+kUl7Iaglz0dj7hsqk2uAiiBS",
+	"jPEZqasxlxQR5eg5k4BJZuhHVwIRUq6msL21CkW4iCdk/YhzURaIlkNE/5hbL1eTpuOiHXH2uAKNlail",
+	"vVNbWUuuALh1cGNoxKX9jXn229jn6I0Hh2S8kuI3HrxP+hyRTjoZfHe+jD7H5dKTQ/m+HdrTsoZPedn0",
+	"5Tr2iq5A3FgFWlJXQcMGdnB67/aap/ba2NDUTNyb+//dTOUvzUs4j6/4srr33fNVy/Bn5lwtSKGbpxhF",
+	"PPHfKEdc9fmk6Fsn06tqzwqD/airYjIW84IpJ19t8xBsTTUMao6ZiW9LSSagbwE40bfCq0RtLJIajrnt",
+	"YYRBe18Vxn2VaEGw0FakQYVv4+gpuTMDHbran7jFbAh0hAqVwoc8bXtRay14HHKEQa9Yfq3wwnKBAUTk",
+	"xiiBpMO5qSC6vZs7MTctNs0sTpO0vgZRluK2yeXKemMBhjHuOEVbLFbWMAxT9AnlusH1OwLw0wJjHbKp",
+	"s8WM5tVgj1ITw5AX3KajMph9Nkz0A/t6vJtN09geiV6wqasfpRrGmQMyj2eXb+6YTyV9exKzO+L4xHPg",
+	"rYgUqHA8sYT1IigtZX2G+t4/WNUrahHAbJkZ0eM3Ti00F77NUo8aGFvuCSKIPFlq8M3fXE6XU54aNH52",
+	"bn4PYJAVUepnGRbzP6z6CCrc1hzmNicRObaonwQaK8la7pjcJna0pBM79t5Tpnwu+SYNyb0Sv4EjPzz4",
+	"8zZKiNSMlu4bX7c9v8VykIReCX1BNVNThtnRv0POfg7aVTK4nYsysFPE5A5c8D+nrz0h3Z3d93+rqJ6/",
+	"7+X4zPyceVjdlJXwnbI1HhkPfR09NQcMUqeZv2vHTBWhY64Yn5VA3py/IApm6OvfUSVFr24FMjeUDzwX",
+	"hWs+8b8fPs92R+Q11XMX4kTnaDTwmBsJ6MueW5MxA01nXo64Ej+tNcypmiNmjOoc81czNt3jgsOexXyN",
+	"+dIqfo8Ovr+X7EoogivS6zkrYZMqaJ/ck1Danolm/ngCw5XtYtzopxz8xgbNBVMqG8XF/qttSd5Xv0It",
+	"L2xs41RM61idoniOpn3+3OdTsk6nrwSHlwga/rQ6mcg16D2bn/pRrg5Hv264ztVhqH6Vif+rFoZOL/56",
+	"vPfwhz8j6TeVNEsYrVWuP+AaeWTle3oNlvMcUwLXTC+JprNW5KQ04nFpJvx51vmHcn3/81yVIUgpuKMt",
+	"L1/CZbn9zegvrd4r8dyVLLQu39ZwVpy56xCvBWORK/YPG7qLCROvqTF395TfnlA8oF0U2M/pCEGattCy",
+	"LYG1cmut3HhUu7TYGWi8zUL5d4qO1U0ei5d+Pz5Izd5Oxp74TKO7ivBPaSev7kSPZPanlCSHuwiwSBp6",
+	"tKT/9mYZ1it0w/Q+meDtzjv0Q7nD9P/p4H3biTjE+/mLTHUo7D5irqrVvD9EZiueKUJj6yKo9XWpWUWl",
+	"dhWzM/vJbOhLe4P1RJZ0iWKGF5hdv3B5MK4zPbMGAXqHg4/AVd2IUz6CI45qKI5IrYzUVLdM5/PjTrJp",
+	"5nwPVKeEmllxsymfLu4TtmffLHrPN1JryL6bpI7zSbJsY1i1DqKVCdirPa7mdn3W8FHY6lYhlvX+kBip",
+	"0KWNwbdoz+eP9rxxpSfxJFb9i9uLG8uw+7+5F9/HoqfNpmnW3mQl+5a0tGNxDiOvxGSJVai7n1YZ2fEq",
+	"ESamjQfkT+NBRhZUXoPc7bGi46IsdzCkf2fY5pYgvg0RkW9O/8/IhC9tFqEXjKn6CbErZXumDFGCPlPn",
+	"lXXiuAywVac+Qc1UXjdOMC0pw0KenotGa42LH5s4xWfz4d/zGgtTTXDKRUvm+KDYN0V2nSLbS84bg1YN",
+	"zGDfZi6vjVldRsEqxNhKoItQPg24lkuUbuaPDp5klNdmFJcttkrEzTye4TR+p7GoTx6E+gNygnlri/ld",
+	"gLxhObzhoSrWPZlouAGdb31RnqUa0qVqXYioIeAe9op9YWlD8bmQlpGiQR0i3DGTLeIbSvUOo5YfxkTE",
+	"CiiBtw7HPPNREqeWNe4zxwe2Czkmw9vUtGxELLJ0tS4wdenoiIPszASLG5yncEmHTQp6C/XIgexwYA4r",
+	"aezQHkBbCDxxFwtHBKOzlpM1/LJdQgtRaYf591UNRuTYxs6sC8/CRBGWoZpQS6gJslrT4ODx2lZ7I3I6",
+	"JRNhbm4JvtHTMK5iquk1KPNLDgV2vevxFobT/2zuwjQm8BMhMlfX94VAmamJrNfgI8aMK1MgXKRcbg/Q",
+	"vGs9ZbKDJWdtuk2K4r07yfDG7mh9Pv5KUvvXHq15vEXwZRXl66+k37834Y7K4MrtoQgKa0KxDk3K37Dx",
+	"8vqt+YdPZd4EanIX6E4llGKTcol9O1ROSyh2MQthRH7CPnxCshnjtAw1MIzlU+v5csy9pAZSc1f7EkIP",
+	"DywKLW8wVm8j4bedvvZYHkRwsJiDMf94oIOwG3cWzc2r90jA2vz4mdvMLx5abwjG56p+hcisbxHq33OE",
+	"mvKIynrFmSW6VB630e4UKdk1kGyVszMyqX2BSycgMMS7IhTyOeTXzXvP3jGl1e9OLqxVdkI+beytXP9G",
+	"4eNNGMeKvTiJiIWt2GXreTHV1B5jHN829gm8q1gzgUc9FUtpWVotSiAoZokzqBW4sjVV6E/RMFm3tX9y",
+	"3a7wGn7Fr+bD2KZPBfSdfWsO7yoE4RnF8uPgmw2hmksSja4W9zQrXcNHVa3XQJBmAlRvVNM8kY3IcZzV",
+	"IoGwxaLGImSHtu6UMdgoTsZHzX0ad8IaG5HTArFbilmcQLaf7U0lBMieImI65iVgQ+chKdiMaTUk2Sgb",
+	"kuzKpX7u3cN2JZts1TG3Bij5ePbnmG9KVFypvBnZDyxup5HSbKxO9fXqNfcxUe8YPDY0ukmuxbrMNlHj",
+	"uHgofv/tF44kt6qNb7ZymyDyVx+n2sJKbGj0xFWg+AMZiEmR77LEW6LeXmVesjWdbzYbhLWe72P5zH4f",
+	"pgf0mSGjKp1DBNvFDVS9tIqf+k7Za35JNFvACKWyq+inNSwqd2tIqoFgFT8oSAUyIK2KQppvYYFYs0Tb",
+	"4PKIUP/0mHvEHwL4vn/4uLH9QMvl3rEtxtgvJ+3yv8ZE5xdmZl/Kk1brjbCUXAICMWlpTzHWCz+TVPnM",
+	"jP79wy1k0qUQLyn3RU/UhwiIJq/4nWvnaRurcvQdGqbwPV4R2mU4rhUfNNKkw+2OZ/v5PfSrZoqUQlyj",
+	"e8aXDnIlD0pAFnbtZnPKjQpVCj5rmiXbnGdfzbmw+rv1l8N0Crn2GgyHWzfzETmP5YA142xx33T9nKjZ",
+	"8tdZqKDVn/or4+Bji1qywtpWvomk+Tc2/sRs3Gk+ju2VAiuQijLZz8jY7Q2D6oakf62hH45/xoG8ts+4",
+	"3CiQTfvUIRYm8bn8XPA9z9ut8gW+9hWTY74ATdHpnIuyXrjaBoKD+zd+X4tqr4QbKMk1LEOOCRZct2XT",
+	"U0EyN8tvYIF/MrDAx4z4P2tK9bfrb6gWE9hGrj1xf+yAgN9Jc5ykt3teEveyHJaT9PXgkSd6mGtopzK1",
+	"lcdbzDkiz2g+H/PwGVtEqLO47xQJLIlFlbRqWM13FzD/nfXw3Tm9/ZsS/BvffeO7T8F3LU64O+PFn9v/",
+	"rV1//P2+LzSpNqajrXJNKF0mokL+h628HKWphqGLfVINasyZJhKqkuZxZ5wwDZeBLZSOOmPiYzbqMIHc",
+	"aO7u+32V/6OSsudhgRsQ3qcrnYdFuzBtAqO9Us39dwnVTuxWX831yxUiCCf3DbT9dUgSxDxYvF6oIhvF",
+	"/yXkwG5cGZV295BIklwseR7JEMO7qiVJesUFdkxT/ZpwR3v2fqk3lyekoKjqZq4n1xXV2ZjvmF9vAa6H",
+	"xNcNJC8FL+hy2GAb8KZWFTUCkyyBSiJsI/ldm/Kl2QJKxoHMqRpzSiZ1fm00GSF9mVsztB3HCFijAriG",
+	"rrbHn+Co8uRlXaRL0c4gFjoXZr++Xsx5d6YbIV6zmYQZRR//t6t8EwMiB7SJfrJsaN6ae4YVfe87z3NI",
+	"NBHTLXm+X9VludmzvKI22OTtKIui1bzGAlVHAcW6Y3sCIjR0YbnKPoKFWVzNtV2raKscONq7/uNCFq6J",
+	"ENVkYS7uDP1PmeHrMa/oDEbk2HbqoKXCuniVIoLnQJhXyelE1Jp8T16yJ3F7mx2mCS1v6VL55/SYl0AV",
+	"QpjsTD2ei0ogt5QZAbHb1Dz1cFqsJeP6PZlPEUrm9cw2EBlzxskCFkIufbnWjtDCuKzjfsT8isVEaRQK",
+	"Ow4kXBxiwZJsF130rvc3lo1xzemo61B1CxJcGfNDZ1cMSTYDUYrcBUxxM/nSd7aykF3fBY0UAiyKAH2Y",
+	"uVgAmdD8ut3taYS4XFvT3saOcRcpJ9g5ckgCBA0F3IhkVjhcLitfANj+ATtlq2zMJRjdJde+uGpdhuZM",
+	"tvB5oHCF3buZJDXHVojmlAIIWAHHBtdj/prOsOu3pbc5VVdGYttaQFj6xfwzdbxHRoEE6mfiyhXYzlEd",
+	"yg4dpFjTOcp+8SqvtZhOM1dYsD2+Lfwy5p1nCfxa01Kt4sAP3TXifFN1ZQelTW9/Q3oTAD7mBZTsBqTX",
+	"frtDuEpItsyt+QxW0/U1z+J6u9/A5R8DXG4287URstu0BrPM3JYNvoJC43XoKTXUMNjdik1u1f1rRH6M",
+	"u3/9sNr9y/xpBw8eRbGeY+dMYyyqmPqRG6e1RDrxzGcYbzc0GJtAKW7JAyfesA2V3dlP0Fnsy9YA+bxJ",
+	"ABeOFL9QuKMZvl8bjHtuOeL4Zy7B/A2Gf8dSgy3J6QObHolv77w1VqhViNeFXp/RfB71EEEYqu1Zakw6",
+	"ceu6jnARPYR+paiJpbm27K8OepdTHjXdbPCPUXcae/XU/Jqbr/iOpF5lPPKNRz16nylSc2ySRHYo4ca2",
+	"wjoreV5Lmi+HhJKSaqbrAohRjI3Mt+ZoaEI75pm5cVA9y4ZkNBrtxj1XfH0mSrJbKjnjM5W5ZFSjSzDd",
+	"rNL1A9iiu+gOF6RWtkFq2/WVmX0lmevvby13D1vEAiucnD8/IY8ePXpMQt9vXA34Sw0rUUrBZ94zYO8W",
+	"WtrekTDmRleeUAW7hCl3ddlakJnFh14FhXfH+57xV//nIboUC/CBdduHxrYoxrQIxqP+C932qd5hQuPm",
+	"ybZ9rNlVIcfcdWcjO1m6/Wjm3BECL1cZWQluy42VLYsSlDoyumyNoeUrxAhktqNCK4/EGCBOEdT2tM2n",
+	"6BQOV+t4dVpeZghj84jSJo/EKZpjjslVWWjImVl0EPKwg017UkNgg02gdOoCF3rO+GxEzqE2tGo2OzEB",
+	"izLyVaC11TPTqNZAq7ZwWU7LMXfGh9+LiE6DhWQ9SZ1CL2bDwvfc7hiyarI6jdFbFk2rV+iWmcQGBAVi",
+	"LGwzET7motZ7YrpnqNul8lzGXjclyhtQthNu0+tpskTBVImSGbb3+hhmvDI+5hHz4mYg+WYnZ6+evzg9",
+	"ucyGjnahskdTCtzu4PdzAJGWx3bMnd/ekWnKV57tfrMvPqp9oeZfW3m7L6HafjEkTzP8hjJR1Cgq2GfO",
+	"S8QjogBWbxg03RvmNGKzArnnpIqodS4W33Tjb7rxGgQygsfCrdn2OPYrwbVyxJSMvjxrao7YDvzYDd/K",
+	"rhyyw5V00JIqTRS9tQmlCuQwQg+POeNKU57DsOneN2fYnz9Omx12KqwM/QXh/r3rblsoxtwJZqNW4zMY",
+	"QrQAsb5oLrZw+rzy80OjL0zDQm3MO1AgXzClTzUsBk05PXTQJvGGZekRo/+kgZj+gCctS4u59RsUcZCl",
+	"H8zWShqNF76OgFUXzePZkbUIJpDTWgFRYuGLlxptTcVeZT1P5D+GL2EDja+zDdhJmOSdruUHHy/xBofe",
+	"EHt0EGlzKbvA8B8h7eaPlWyTjoN64yvmS7JDS/wwOjwM8+wmOLV12bkGXXseqb8eeG/TXYlr4GfNIqe7",
+	"N1h/xkMM57X7W0Z2hK3MpZZc8OVizDNRFuHnXWNtWP/E6udWTYsHqcvMLsR/8uuUCa0pfiF1fcvakWH/",
+	"UTa4NsHfyrh+VVgIGxDVcR66uOXh6DbzPgqRfpZ/43J5rO+r5uzXGo4I5QTeMYVgIYySJ71Ka27tb/f1",
+	"t/v6231dt0qIpBnUol/2f/NJde8tj5o/rtG07QMpTRvvayE1+pctOPjkxSlKj3UKd/PBeyrcXpAMfodF",
+	"lGOec2ikPxwa985M+nUzm4WZfQTlGJ3WSd24m+upAD0pX7X6iW7A36H26TMa/nBs98e86i5AE8ptGNaw",
+	"EfYc3FIj3e6mMxSCvlUJC8o4BkHNTOKUbxdu9zD5ne8PHu+uu9m+3Wnf7rTf3Z2W9sNiV60VpnkKC6F9",
+	"LvVa7kEACCIP15hzFo3yBTjn49+Lb8JSvtCleBfTz9blRpsfzf9vfPsHNRjjgiquwOCa69PX2O1PNLXg",
+	"lyg6GeKJPslrQhVmjdQKlINiCKVJVVKN+GtjMk5qVhYhpTvZWqG36c/XckleLJWGhRvqlE9Fiuee4EKx",
+	"5Rk+Thi32d9NNcdviVrruhvgbk6sz0HWHO8ZR3lIRBEx+1NfIec4Fr9atv716e+gA00zyXUS/qKuHOIy",
+	"ZCL5LQieGp/2jQ2XvxHgVqm6Zt+OX58mdhXdXY4eVQX0WvUS5Bxoqedr+ixBoUIuHHUlcjz+LuQo2Qpv",
+	"xFcBfnhwsIIXySlH4GxuW88GmWwo4IeDR/Z55s2bnkzZv9rZfkKatiOc/WefqqJs4xSjR9qtW44+uFXL",
+	"R5y4p7W1c5c1V1iPmZICKuAF8Hxp9p7jaSPGPPSFGXXqKNnLNhS+1e09qauI0txpvcXpuD+u5CixG+Cg",
+	"QuNQ961RkwfkvrKa3nQRCVwkoyQzRF+KQT2d7JSJ9tYCVuPicIv/iMopxh9Cpl39ypsYRtKqERe/bLWb",
+	"1bddgSozbjsFGPQtACcFmI1Rncq00YcR77X63aegtKxtdzRjE2nglOcQ9dyIV4bSZvUjT7AmjKvgIwFx",
+	"17kHMcfTjb8V1b1c/aI7jFajLUUKprRkk9rcFlr4NccfDX23EpOsy2tiSwUFespFWWLh575ZRqVPVr94",
+	"HPLXEahZUDWfCNo+T5t9/f7t+/8fAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

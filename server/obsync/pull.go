@@ -11,10 +11,14 @@ import (
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 )
 
-// Pull page sizes.
+// Pull page sizes. A limit above MaxPullLimit is capped, not refused.
 const (
 	DefaultPullLimit = 50
 	MaxPullLimit     = 500
+	// MaxPullBytes bounds a page by the size of its records as they were pushed, so that
+	// neither the server nor a phone holds a huge page: 500 records of 1 MiB would be half
+	// a GiB. A page holds at least one record, so it may exceed the bound by one record.
+	MaxPullBytes = 4 << 20
 )
 
 // PullRequest asks for the changes after a version.
@@ -33,6 +37,7 @@ type PulledRecord struct {
 	FormVersion   string
 	Data          []byte
 	Geolocation   []byte
+	Extra         []byte // the members the contract does not name, as a JSON object
 	Author        *string
 	DeviceID      *string
 	Tags          []string
@@ -44,8 +49,8 @@ type PulledRecord struct {
 
 // PullPage is one page of changes. Records, CurrentVersion and the generation come from
 // one snapshot. When HasMore is false, ChangeCutoff is CurrentVersion: the client has every
-// change up to it. When HasMore is true, ChangeCutoff is the version of the last record,
-// which is greater than the request's Since.
+// change up to it. When HasMore is true (the limit or MaxPullBytes cut the page short),
+// ChangeCutoff is the version of the last record, which is greater than the request's Since.
 type PullPage struct {
 	Records              []PulledRecord
 	CurrentVersion       int64
@@ -72,37 +77,46 @@ func (s *Service) Pull(ctx context.Context, req PullRequest) (PullPage, error) {
 			return err
 		}
 		page = PullPage{CurrentVersion: st.CurrentVersion, RepositoryGeneration: st.RepositoryGeneration}
-		page.Records, err = s.listSince(ctx, q, req, limit+1)
+		var candidates int
+		page.Records, candidates, err = s.listSince(ctx, q, req, limit+1)
 		if err != nil {
 			return fmt.Errorf("error reading observations: %w", err)
 		}
+		if len(page.Records) > limit {
+			page.Records = page.Records[:limit]
+		}
+		page.HasMore = candidates > len(page.Records)
 		return nil
 	})
 	if err != nil {
 		return PullPage{}, err
 	}
 	page.ChangeCutoff = page.CurrentVersion
-	if len(page.Records) > limit {
-		page.Records = page.Records[:limit]
-		page.HasMore = true
-		page.ChangeCutoff = page.Records[limit-1].Version
+	if page.HasMore {
+		page.ChangeCutoff = page.Records[len(page.Records)-1].Version
 	}
 	return page, nil
 }
 
-func (s *Service) listSince(ctx context.Context, q *dbgen.Queries, req PullRequest, maxRows int) ([]PulledRecord, error) {
+// listSince reads at most maxRows changes after req.Since, and no more than MaxPullBytes of
+// them; candidates is the number maxRows alone would have given.
+func (s *Service) listSince(ctx context.Context, q *dbgen.Queries, req PullRequest, maxRows int) (records []PulledRecord, candidates int, err error) {
 	if len(req.FormTypes) == 0 {
-		rows, err := q.ObservationListSince(ctx, dbgen.ObservationListSinceParams{Since: req.Since, MaxRows: int32(maxRows)})
-		out := make([]PulledRecord, len(rows))
+		rows, err := q.ObservationListSince(ctx, dbgen.ObservationListSinceParams{Since: req.Since, MaxRows: int32(maxRows), MaxBytes: MaxPullBytes})
+		records = make([]PulledRecord, len(rows))
 		for i, r := range rows {
-			out[i] = PulledRecord(r)
+			records[i] = PulledRecord{r.ObservationID, r.Version, r.FormType, r.FormVersion, r.Data, r.Geolocation, r.Extra,
+				r.Author, r.DeviceID, r.Tags, r.CreatedAtText, r.UpdatedAtText, r.Deleted, r.SyncedAt}
+			candidates = int(r.Candidates)
 		}
-		return out, err
+		return records, candidates, err
 	}
-	rows, err := q.ObservationListSinceForTypes(ctx, dbgen.ObservationListSinceForTypesParams{Since: req.Since, FormTypes: req.FormTypes, MaxRows: int32(maxRows)})
-	out := make([]PulledRecord, len(rows))
+	rows, err := q.ObservationListSinceForTypes(ctx, dbgen.ObservationListSinceForTypesParams{Since: req.Since, FormTypes: req.FormTypes, MaxRows: int32(maxRows), MaxBytes: MaxPullBytes})
+	records = make([]PulledRecord, len(rows))
 	for i, r := range rows {
-		out[i] = PulledRecord(r)
+		records[i] = PulledRecord{r.ObservationID, r.Version, r.FormType, r.FormVersion, r.Data, r.Geolocation, r.Extra,
+			r.Author, r.DeviceID, r.Tags, r.CreatedAtText, r.UpdatedAtText, r.Deleted, r.SyncedAt}
+		candidates = int(r.Candidates)
 	}
-	return out, err
+	return records, candidates, err
 }
