@@ -1,43 +1,49 @@
 -- name: ObservationListSince :many
 -- ObservationListSince returns the changes after a version in version order: at most
 -- @max_rows, and only as many as fit in @max_bytes of records (the first always does).
--- candidates is the number of rows @max_rows alone would give, so that the caller can tell
--- a page the byte budget cut short.
-WITH candidates AS (
-    SELECT c.version, c.record_bytes FROM observations c
-    WHERE c.version > @since
-    ORDER BY c.version
-    LIMIT @max_rows
-), page AS (
-    SELECT c.version, sum(c.record_bytes) OVER (ORDER BY c.version) - c.record_bytes AS bytes_before,
-           count(*) OVER () AS candidates
-    FROM candidates c
-)
-SELECT o.observation_id, o.version, o.form_type, o.form_version, o.data, o.geolocation, o.extra, o.author,
-       o.device_id, o.tags, o.created_at_text, o.updated_at_text, o.deleted, o.synced_at, p.candidates
-FROM page p
-JOIN observations o ON o.version = p.version
-WHERE p.bytes_before < @max_bytes::bigint
-ORDER BY o.version;
+-- Should the byte budget cut the page short, the first record it leaves out follows,
+-- marked beyond and without its data, so that the caller can tell.
+SELECT p.observation_id, p.version, p.form_type, p.form_version,
+       (CASE WHEN p.bytes_before < @max_bytes::bigint THEN p.data END)::json AS data,
+       p.geolocation, p.extra, p.author, p.device_id, p.tags, p.created_at_text, p.updated_at_text, p.deleted,
+       p.synced_at, p.bytes_before >= @max_bytes::bigint AS beyond
+FROM (
+    SELECT c.*, sum(c.record_bytes) OVER w - c.record_bytes AS bytes_before,
+           lag(c.record_bytes, 1, 0) OVER w AS previous_bytes
+    FROM (
+        SELECT o.observation_id, o.version, o.form_type, o.form_version, o.data, o.geolocation, o.extra, o.author,
+               o.device_id, o.tags, o.created_at_text, o.updated_at_text, o.deleted, o.synced_at, o.record_bytes
+        FROM observations o
+        WHERE o.version > @since
+        ORDER BY o.version
+        LIMIT @max_rows
+    ) c
+    WINDOW w AS (ORDER BY c.version)
+) p
+WHERE p.bytes_before - p.previous_bytes < @max_bytes::bigint
+ORDER BY p.version;
 
 -- name: ObservationListSinceForTypes :many
 -- ObservationListSinceForTypes is ObservationListSince restricted to some form types.
-WITH candidates AS (
-    SELECT c.version, c.record_bytes FROM observations c
-    WHERE c.version > @since AND c.form_type = ANY (@form_types::text[])
-    ORDER BY c.version
-    LIMIT @max_rows
-), page AS (
-    SELECT c.version, sum(c.record_bytes) OVER (ORDER BY c.version) - c.record_bytes AS bytes_before,
-           count(*) OVER () AS candidates
-    FROM candidates c
-)
-SELECT o.observation_id, o.version, o.form_type, o.form_version, o.data, o.geolocation, o.extra, o.author,
-       o.device_id, o.tags, o.created_at_text, o.updated_at_text, o.deleted, o.synced_at, p.candidates
-FROM page p
-JOIN observations o ON o.version = p.version
-WHERE p.bytes_before < @max_bytes::bigint
-ORDER BY o.version;
+SELECT p.observation_id, p.version, p.form_type, p.form_version,
+       (CASE WHEN p.bytes_before < @max_bytes::bigint THEN p.data END)::json AS data,
+       p.geolocation, p.extra, p.author, p.device_id, p.tags, p.created_at_text, p.updated_at_text, p.deleted,
+       p.synced_at, p.bytes_before >= @max_bytes::bigint AS beyond
+FROM (
+    SELECT c.*, sum(c.record_bytes) OVER w - c.record_bytes AS bytes_before,
+           lag(c.record_bytes, 1, 0) OVER w AS previous_bytes
+    FROM (
+        SELECT o.observation_id, o.version, o.form_type, o.form_version, o.data, o.geolocation, o.extra, o.author,
+               o.device_id, o.tags, o.created_at_text, o.updated_at_text, o.deleted, o.synced_at, o.record_bytes
+        FROM observations o
+        WHERE o.version > @since AND o.form_type = ANY (@form_types::text[])
+        ORDER BY o.version
+        LIMIT @max_rows
+    ) c
+    WINDOW w AS (ORDER BY c.version)
+) p
+WHERE p.bytes_before - p.previous_bytes < @max_bytes::bigint
+ORDER BY p.version;
 
 -- name: ObservationHeadsByIDs :many
 -- ObservationHeadsByIDs returns what conflict resolution needs of the stored rows.
@@ -54,13 +60,15 @@ SELECT * FROM observations WHERE observation_id = @observation_id;
 -- ObservationWriteBatch is the whole write of one push, in one statement: it moves the
 -- states being replaced into the history, upserts the winning records, records the losing
 -- ones, quarantines the records that cannot be stored, advances current_version and stores
--- the push receipt. The records come from push_staging (@batch_id), where they were written
--- as the request was read; @decisions is a JSON array built by server/obsync with one
--- element per record to write: "write" rows carry their new version and become the stored
--- state, "history" rows (conflict losers, and writes replaced later in the same push) go
--- only to the history, "quarantine" rows carry the reason. Without @request_hash no receipt
--- is stored (an admin's retry of a quarantined record). It returns false when another push
--- with the same receipt committed first.
+-- the push receipt. The records are those written to push_staging (@batch_id) while the
+-- request was read, and the last of them (up to a megabyte, all of a small push) in
+-- @idxs, @raws, @metas and @extras, as push_staging would hold them. @decisions is a JSON
+-- array built by server/obsync with one element per record to write: "write" rows carry
+-- their new version and become the stored state, "history" rows (conflict losers, and
+-- writes replaced later in the same push) go only to the history, "quarantine" rows carry
+-- the reason. The staged records are deleted when @clear_staging. Without @request_hash no
+-- receipt is stored (an admin's retry of a quarantined record). It returns false when
+-- another push with the same receipt committed first.
 WITH decided AS (
     SELECT (d ->> 'idx')::integer AS idx,
            d ->> 'outcome' AS outcome,
@@ -72,10 +80,18 @@ WITH decided AS (
            d ->> 'reason' AS reason
     FROM jsonb_array_elements(@decisions::jsonb) AS d
 ),
+inline AS (
+    SELECT unnest(@idxs::integer[]) AS idx, unnest(@raws::bytea[]) AS raw, unnest(@metas::jsonb[]) AS meta,
+           unnest(@extras::text[]) AS extra
+),
 staged AS (
     SELECT d.idx, d.outcome, d.status, d.version, d.conflict, d.reported_id, d.code, d.reason, s.raw, s.meta, s.extra
     FROM decided d
     JOIN push_staging s ON s.batch_id = @batch_id AND s.idx = d.idx
+    UNION ALL
+    SELECT d.idx, d.outcome, d.status, d.version, d.conflict, d.reported_id, d.code, d.reason, i.raw, i.meta, i.extra
+    FROM decided d
+    JOIN inline i ON i.idx = d.idx
 ),
 incoming AS (
     SELECT s.idx, s.outcome, s.status, s.version, s.conflict,
@@ -97,7 +113,7 @@ incoming AS (
            convert_from(substring(s.raw FROM (s.meta ->> 'data_at')::integer + 1 FOR (s.meta ->> 'data_len')::integer), 'UTF8')::json AS data,
            CASE WHEN s.meta ->> 'geo_at' IS NOT NULL
                 THEN convert_from(substring(s.raw FROM (s.meta ->> 'geo_at')::integer + 1 FOR (s.meta ->> 'geo_len')::integer), 'UTF8')::json END AS geolocation,
-           s.extra::json AS extra,
+           NULLIF(s.extra, '')::json AS extra,
            octet_length(s.raw) AS record_bytes
     FROM staged s
     WHERE s.outcome IN ('write', 'history')
@@ -160,6 +176,10 @@ quarantined AS (
 ),
 advanced AS (
     UPDATE sync_state SET current_version = @current_version::bigint WHERE id = 1
+),
+cleared AS (
+    -- The push's staged records are done with (unless this write only probes a record).
+    DELETE FROM push_staging WHERE batch_id = @batch_id AND @clear_staging::boolean
 ),
 receipt AS (
     INSERT INTO push_receipts (client_id, transmission_id, request_hash, response)

@@ -1,5 +1,7 @@
 -- name: PushStagingInsert :copyfrom
 -- PushStagingInsert writes a chunk of a push's records as they are read from the request.
+-- COPY sends them a few kilobytes at a time, where the parameters of a statement would be
+-- encoded whole, twice.
 INSERT INTO push_staging (batch_id, idx, raw, meta, extra) VALUES (@batch_id, @idx, @raw, @meta, @extra);
 
 -- name: PushStagingDelete :exec

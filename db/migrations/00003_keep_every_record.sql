@@ -4,20 +4,24 @@
 -- reads the request body, so that a push of tens of MiB is never held in memory, and the
 -- push transaction reads them from here. raw is the record exactly as sent; meta is what
 -- validation read from it (NULL when it failed validation); extra holds its members the
--- contract does not name, as a JSON object. Rows live for one request: the server deletes
--- them when the push ends, and its cleanup job removes those of a process that died.
+-- contract does not name, as a JSON object ('' when there are none). Rows live for one
+-- request: the push's write or, failing that, the end of the request deletes them, and the
+-- cleanup job removes those of a process that died.
 -- UNLOGGED: nothing here outlives a request, so it is not worth the WAL.
 CREATE UNLOGGED TABLE push_staging (
     batch_id   uuid        NOT NULL,
     idx        integer     NOT NULL,
     raw        bytea       NOT NULL,
     meta       jsonb,
-    extra      text,
+    extra      text        NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (batch_id, idx)
 );
 CREATE INDEX push_staging_created_idx ON push_staging (created_at);
--- Read once, right after it is written: compressing it would only cost CPU.
+-- Rows are read once, right after they are written: rows of up to 8 kB (most records) stay
+-- in the table's own pages, and larger records go to TOAST uncompressed (compressing them
+-- would only cost CPU).
+ALTER TABLE push_staging SET (toast_tuple_target = 8160);
 ALTER TABLE push_staging ALTER COLUMN raw SET STORAGE EXTERNAL;
 
 -- Pushed records that cannot be stored as observations, kept byte for byte (bytea: a

@@ -42,6 +42,8 @@ func (r iteratorForPushStagingInsert) Err() error {
 }
 
 // PushStagingInsert writes a chunk of a push's records as they are read from the request.
+// COPY sends them a few kilobytes at a time, where the parameters of a statement would be
+// encoded whole, twice.
 func (q *Queries) PushStagingInsert(ctx context.Context, arg []PushStagingInsertParams) (int64, error) {
 	return q.db.CopyFrom(ctx, []string{"push_staging"}, []string{"batch_id", "idx", "raw", "meta", "extra"}, &iteratorForPushStagingInsert{rows: arg})
 }

@@ -71,7 +71,7 @@ type PushStaging struct {
 	Idx       int32
 	Raw       []byte
 	Meta      []byte
-	Extra     *string
+	Extra     string
 	CreatedAt time.Time
 }
 

@@ -98,22 +98,25 @@ func (q *Queries) ObservationHeadsByIDs(ctx context.Context, observationIds []st
 }
 
 const observationListSince = `-- name: ObservationListSince :many
-WITH candidates AS (
-    SELECT c.version, c.record_bytes FROM observations c
-    WHERE c.version > $2
-    ORDER BY c.version
-    LIMIT $3
-), page AS (
-    SELECT c.version, sum(c.record_bytes) OVER (ORDER BY c.version) - c.record_bytes AS bytes_before,
-           count(*) OVER () AS candidates
-    FROM candidates c
-)
-SELECT o.observation_id, o.version, o.form_type, o.form_version, o.data, o.geolocation, o.extra, o.author,
-       o.device_id, o.tags, o.created_at_text, o.updated_at_text, o.deleted, o.synced_at, p.candidates
-FROM page p
-JOIN observations o ON o.version = p.version
-WHERE p.bytes_before < $1::bigint
-ORDER BY o.version
+SELECT p.observation_id, p.version, p.form_type, p.form_version,
+       (CASE WHEN p.bytes_before < $1::bigint THEN p.data END)::json AS data,
+       p.geolocation, p.extra, p.author, p.device_id, p.tags, p.created_at_text, p.updated_at_text, p.deleted,
+       p.synced_at, p.bytes_before >= $1::bigint AS beyond
+FROM (
+    SELECT c.observation_id, c.version, c.form_type, c.form_version, c.data, c.geolocation, c.extra, c.author, c.device_id, c.tags, c.created_at_text, c.updated_at_text, c.deleted, c.synced_at, c.record_bytes, sum(c.record_bytes) OVER w - c.record_bytes AS bytes_before,
+           lag(c.record_bytes, 1, 0) OVER w AS previous_bytes
+    FROM (
+        SELECT o.observation_id, o.version, o.form_type, o.form_version, o.data, o.geolocation, o.extra, o.author,
+               o.device_id, o.tags, o.created_at_text, o.updated_at_text, o.deleted, o.synced_at, o.record_bytes
+        FROM observations o
+        WHERE o.version > $2
+        ORDER BY o.version
+        LIMIT $3
+    ) c
+    WINDOW w AS (ORDER BY c.version)
+) p
+WHERE p.bytes_before - p.previous_bytes < $1::bigint
+ORDER BY p.version
 `
 
 type ObservationListSinceParams struct {
@@ -137,13 +140,13 @@ type ObservationListSinceRow struct {
 	UpdatedAtText string
 	Deleted       bool
 	SyncedAt      time.Time
-	Candidates    int64
+	Beyond        bool
 }
 
 // ObservationListSince returns the changes after a version in version order: at most
 // @max_rows, and only as many as fit in @max_bytes of records (the first always does).
-// candidates is the number of rows @max_rows alone would give, so that the caller can tell
-// a page the byte budget cut short.
+// Should the byte budget cut the page short, the first record it leaves out follows,
+// marked beyond and without its data, so that the caller can tell.
 func (q *Queries) ObservationListSince(ctx context.Context, arg ObservationListSinceParams) ([]ObservationListSinceRow, error) {
 	rows, err := q.db.Query(ctx, observationListSince, arg.MaxBytes, arg.Since, arg.MaxRows)
 	if err != nil {
@@ -168,7 +171,7 @@ func (q *Queries) ObservationListSince(ctx context.Context, arg ObservationListS
 			&i.UpdatedAtText,
 			&i.Deleted,
 			&i.SyncedAt,
-			&i.Candidates,
+			&i.Beyond,
 		); err != nil {
 			return nil, err
 		}
@@ -181,22 +184,25 @@ func (q *Queries) ObservationListSince(ctx context.Context, arg ObservationListS
 }
 
 const observationListSinceForTypes = `-- name: ObservationListSinceForTypes :many
-WITH candidates AS (
-    SELECT c.version, c.record_bytes FROM observations c
-    WHERE c.version > $2 AND c.form_type = ANY ($3::text[])
-    ORDER BY c.version
-    LIMIT $4
-), page AS (
-    SELECT c.version, sum(c.record_bytes) OVER (ORDER BY c.version) - c.record_bytes AS bytes_before,
-           count(*) OVER () AS candidates
-    FROM candidates c
-)
-SELECT o.observation_id, o.version, o.form_type, o.form_version, o.data, o.geolocation, o.extra, o.author,
-       o.device_id, o.tags, o.created_at_text, o.updated_at_text, o.deleted, o.synced_at, p.candidates
-FROM page p
-JOIN observations o ON o.version = p.version
-WHERE p.bytes_before < $1::bigint
-ORDER BY o.version
+SELECT p.observation_id, p.version, p.form_type, p.form_version,
+       (CASE WHEN p.bytes_before < $1::bigint THEN p.data END)::json AS data,
+       p.geolocation, p.extra, p.author, p.device_id, p.tags, p.created_at_text, p.updated_at_text, p.deleted,
+       p.synced_at, p.bytes_before >= $1::bigint AS beyond
+FROM (
+    SELECT c.observation_id, c.version, c.form_type, c.form_version, c.data, c.geolocation, c.extra, c.author, c.device_id, c.tags, c.created_at_text, c.updated_at_text, c.deleted, c.synced_at, c.record_bytes, sum(c.record_bytes) OVER w - c.record_bytes AS bytes_before,
+           lag(c.record_bytes, 1, 0) OVER w AS previous_bytes
+    FROM (
+        SELECT o.observation_id, o.version, o.form_type, o.form_version, o.data, o.geolocation, o.extra, o.author,
+               o.device_id, o.tags, o.created_at_text, o.updated_at_text, o.deleted, o.synced_at, o.record_bytes
+        FROM observations o
+        WHERE o.version > $2 AND o.form_type = ANY ($3::text[])
+        ORDER BY o.version
+        LIMIT $4
+    ) c
+    WINDOW w AS (ORDER BY c.version)
+) p
+WHERE p.bytes_before - p.previous_bytes < $1::bigint
+ORDER BY p.version
 `
 
 type ObservationListSinceForTypesParams struct {
@@ -221,7 +227,7 @@ type ObservationListSinceForTypesRow struct {
 	UpdatedAtText string
 	Deleted       bool
 	SyncedAt      time.Time
-	Candidates    int64
+	Beyond        bool
 }
 
 // ObservationListSinceForTypes is ObservationListSince restricted to some form types.
@@ -254,7 +260,7 @@ func (q *Queries) ObservationListSinceForTypes(ctx context.Context, arg Observat
 			&i.UpdatedAtText,
 			&i.Deleted,
 			&i.SyncedAt,
-			&i.Candidates,
+			&i.Beyond,
 		); err != nil {
 			return nil, err
 		}
@@ -371,10 +377,18 @@ WITH decided AS (
            d ->> 'reason' AS reason
     FROM jsonb_array_elements($2::jsonb) AS d
 ),
+inline AS (
+    SELECT unnest($3::integer[]) AS idx, unnest($4::bytea[]) AS raw, unnest($5::jsonb[]) AS meta,
+           unnest($6::text[]) AS extra
+),
 staged AS (
     SELECT d.idx, d.outcome, d.status, d.version, d.conflict, d.reported_id, d.code, d.reason, s.raw, s.meta, s.extra
     FROM decided d
-    JOIN push_staging s ON s.batch_id = $3 AND s.idx = d.idx
+    JOIN push_staging s ON s.batch_id = $7 AND s.idx = d.idx
+    UNION ALL
+    SELECT d.idx, d.outcome, d.status, d.version, d.conflict, d.reported_id, d.code, d.reason, i.raw, i.meta, i.extra
+    FROM decided d
+    JOIN inline i ON i.idx = d.idx
 ),
 incoming AS (
     SELECT s.idx, s.outcome, s.status, s.version, s.conflict,
@@ -396,7 +410,7 @@ incoming AS (
            convert_from(substring(s.raw FROM (s.meta ->> 'data_at')::integer + 1 FOR (s.meta ->> 'data_len')::integer), 'UTF8')::json AS data,
            CASE WHEN s.meta ->> 'geo_at' IS NOT NULL
                 THEN convert_from(substring(s.raw FROM (s.meta ->> 'geo_at')::integer + 1 FOR (s.meta ->> 'geo_len')::integer), 'UTF8')::json END AS geolocation,
-           s.extra::json AS extra,
+           NULLIF(s.extra, '')::json AS extra,
            octet_length(s.raw) AS record_bytes
     FROM staged s
     WHERE s.outcome IN ('write', 'history')
@@ -423,7 +437,7 @@ history AS (
         SELECT 1, i.idx, i.observation_id, NULL, i.status, i.conflict,
                i.form_type, i.form_version, i.data, i.geolocation, i.extra, i.author, i.device_id, i.tags,
                i.created_at_text, i.updated_at_text, i.deleted,
-               now(), $4::text, $5::text, $6::text
+               now(), $8::text, $9::text, $10::text
         FROM incoming i
         WHERE i.outcome = 'history'
     ) h
@@ -437,7 +451,7 @@ written AS (
     SELECT i.observation_id, i.version, i.form_type, i.form_version, i.data, i.geolocation, i.extra, i.author,
            i.device_id, i.tags, i.created_at, i.created_at_text, i.updated_at, i.updated_at_text,
            i.deleted, i.content_hash, i.conflict, i.record_bytes,
-           now(), $4::text, $5::text, $6::text
+           now(), $8::text, $9::text, $10::text
     FROM incoming i
     WHERE i.outcome = 'write'
     ON CONFLICT (observation_id) DO UPDATE SET
@@ -452,17 +466,21 @@ written AS (
 ),
 quarantined AS (
     INSERT INTO quarantined_records (raw, client_id, transmission_id, record_index, pushed_by, observation_id, code, reason)
-    SELECT s.raw, $5::text, $6::text, s.idx, $4::text, NULLIF(s.reported_id, ''), s.code, s.reason
+    SELECT s.raw, $9::text, $10::text, s.idx, $8::text, NULLIF(s.reported_id, ''), s.code, s.reason
     FROM staged s
     WHERE s.outcome = 'quarantine'
     ON CONFLICT (client_id, transmission_id, record_index) DO NOTHING
 ),
 advanced AS (
-    UPDATE sync_state SET current_version = $7::bigint WHERE id = 1
+    UPDATE sync_state SET current_version = $11::bigint WHERE id = 1
+),
+cleared AS (
+    -- The push's staged records are done with (unless this write only probes a record).
+    DELETE FROM push_staging WHERE batch_id = $7 AND $12::boolean
 ),
 receipt AS (
     INSERT INTO push_receipts (client_id, transmission_id, request_hash, response)
-    SELECT $5::text, $6::text, $1::bytea, $8::jsonb
+    SELECT $9::text, $10::text, $1::bytea, $13::jsonb
     WHERE $1::bytea IS NOT NULL
     ON CONFLICT (client_id, transmission_id) DO NOTHING
     RETURNING true AS stored
@@ -473,33 +491,45 @@ SELECT ($1::bytea IS NULL OR EXISTS (SELECT 1 FROM receipt))::boolean AS stored
 type ObservationWriteBatchParams struct {
 	RequestHash    []byte
 	Decisions      []byte
+	Idxs           []int32
+	Raws           [][]byte
+	Metas          [][]byte
+	Extras         []string
 	BatchID        uuid.UUID
 	PushedBy       string
 	ClientID       string
 	TransmissionID string
 	CurrentVersion int64
+	ClearStaging   bool
 	Response       []byte
 }
 
 // ObservationWriteBatch is the whole write of one push, in one statement: it moves the
 // states being replaced into the history, upserts the winning records, records the losing
 // ones, quarantines the records that cannot be stored, advances current_version and stores
-// the push receipt. The records come from push_staging (@batch_id), where they were written
-// as the request was read; @decisions is a JSON array built by server/obsync with one
-// element per record to write: "write" rows carry their new version and become the stored
-// state, "history" rows (conflict losers, and writes replaced later in the same push) go
-// only to the history, "quarantine" rows carry the reason. Without @request_hash no receipt
-// is stored (an admin's retry of a quarantined record). It returns false when another push
-// with the same receipt committed first.
+// the push receipt. The records are those written to push_staging (@batch_id) while the
+// request was read, and the last of them (up to a megabyte, all of a small push) in
+// @idxs, @raws, @metas and @extras, as push_staging would hold them. @decisions is a JSON
+// array built by server/obsync with one element per record to write: "write" rows carry
+// their new version and become the stored state, "history" rows (conflict losers, and
+// writes replaced later in the same push) go only to the history, "quarantine" rows carry
+// the reason. The staged records are deleted when @clear_staging. Without @request_hash no
+// receipt is stored (an admin's retry of a quarantined record). It returns false when
+// another push with the same receipt committed first.
 func (q *Queries) ObservationWriteBatch(ctx context.Context, arg ObservationWriteBatchParams) (bool, error) {
 	row := q.db.QueryRow(ctx, observationWriteBatch,
 		arg.RequestHash,
 		arg.Decisions,
+		arg.Idxs,
+		arg.Raws,
+		arg.Metas,
+		arg.Extras,
 		arg.BatchID,
 		arg.PushedBy,
 		arg.ClientID,
 		arg.TransmissionID,
 		arg.CurrentVersion,
+		arg.ClearStaging,
 		arg.Response,
 	)
 	var stored bool

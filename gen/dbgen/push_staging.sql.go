@@ -49,5 +49,5 @@ type PushStagingInsertParams struct {
 	Idx     int32
 	Raw     []byte
 	Meta    []byte
-	Extra   *string
+	Extra   string
 }

@@ -17,13 +17,15 @@ import (
 )
 
 // stageChunkBytes is how much of a push is held in memory before it is written to
-// push_staging: one chunk (and the record being read) is all of a push in memory.
-const stageChunkBytes = 1 << 20
+// push_staging: one chunk (and the record being read) is all of a push in memory. It is
+// also the most the push's write carries itself.
+const stageChunkBytes = 256 << 10
 
 // Batch is the records of one push, written to PostgreSQL (push_staging) in chunks as they
 // are added, so that a push is never held in memory whole; only what deciding needs of
-// each record stays here. The push transaction reads the records from push_staging. Close
-// removes them once the push has ended.
+// each record stays here, and the last chunk, which the push's write carries itself (so a
+// small push, the usual one, is never staged at all). Close removes the staged records once
+// the push has ended.
 type Batch struct {
 	s        *Service
 	id       uuid.UUID
@@ -32,9 +34,10 @@ type Batch struct {
 	records  []candidate
 	failed   []FailedRecord
 	warnings []Warning
-	chunk    []dbgen.PushStagingInsertParams
-	size     int  // bytes in chunk
-	staged   bool // rows were written to push_staging
+	chunk    []dbgen.PushStagingInsertParams // the records not staged (yet)
+	size     int                             // bytes in chunk
+	staged   bool                            // rows were written to push_staging
+	cleared  bool                            // the push's write deleted them
 }
 
 // candidate is what deciding needs of a record that can be stored; the rest of it waits
@@ -67,7 +70,8 @@ func (b *Batch) Add(ctx context.Context, raw json.RawMessage) error {
 	b.hash.Write(n[:])
 	b.hash.Write(raw)
 
-	row := dbgen.PushStagingInsertParams{BatchID: b.id, Idx: int32(idx), Raw: bytes.Clone(raw)}
+	var meta []byte // none for a record that cannot be stored
+	var extra string
 	rec, rerr := parseValidJSON(raw)
 	if rerr != nil {
 		b.failed = append(b.failed, FailedRecord{Index: idx, ObservationID: PeekID(raw), Code: rerr.Code, Error: rerr.Message})
@@ -79,15 +83,12 @@ func (b *Batch) Add(ctx context.Context, raw json.RawMessage) error {
 			b.warnings = append(b.warnings, w)
 		}
 		var err error
-		if row.Meta, err = rec.meta(); err != nil {
+		if meta, err = rec.meta(); err != nil {
 			return err
 		}
-		if rec.Extra != nil {
-			extra := string(rec.Extra)
-			row.Extra = &extra
-		}
+		extra = string(rec.Extra)
 	}
-	b.chunk = append(b.chunk, row)
+	b.chunk = append(b.chunk, dbgen.PushStagingInsertParams{BatchID: b.id, Idx: int32(idx), Raw: bytes.Clone(raw), Meta: meta, Extra: extra})
 	b.size += len(raw)
 	if b.size >= stageChunkBytes {
 		return b.flush(ctx)
@@ -109,11 +110,19 @@ func (b *Batch) flush(ctx context.Context) error {
 	return nil
 }
 
-// Close removes the batch's records from push_staging; call it once the push has ended,
-// whatever the outcome. It runs even when ctx was cancelled. Rows it fails to remove are
-// removed later by the server's cleanup job.
+// inline returns the records not staged, as ObservationWriteBatch takes them.
+func (b *Batch) inline() (idxs []int32, raws, metas [][]byte, extras []string) {
+	for _, r := range b.chunk {
+		idxs, raws, metas, extras = append(idxs, r.Idx), append(raws, r.Raw), append(metas, r.Meta), append(extras, r.Extra)
+	}
+	return idxs, raws, metas, extras
+}
+
+// Close removes the batch's records from push_staging unless the push's write did; call
+// it once the push has ended, whatever the outcome. It runs even when ctx was cancelled.
+// Rows it fails to remove are removed later by the server's cleanup job.
 func (b *Batch) Close(ctx context.Context) error {
-	if !b.staged {
+	if !b.staged || b.cleared {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

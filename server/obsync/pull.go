@@ -18,7 +18,7 @@ const (
 	// MaxPullBytes bounds a page by the size of its records as they were pushed, so that
 	// neither the server nor a phone holds a huge page: 500 records of 1 MiB would be half
 	// a GiB. A page holds at least one record, so it may exceed the bound by one record.
-	MaxPullBytes = 4 << 20
+	MaxPullBytes = 2 << 20
 )
 
 // PullRequest asks for the changes after a version.
@@ -77,15 +77,15 @@ func (s *Service) Pull(ctx context.Context, req PullRequest) (PullPage, error) {
 			return err
 		}
 		page = PullPage{CurrentVersion: st.CurrentVersion, RepositoryGeneration: st.RepositoryGeneration}
-		var candidates int
-		page.Records, candidates, err = s.listSince(ctx, q, req, limit+1)
+		var cut bool
+		page.Records, cut, err = s.listSince(ctx, q, req, limit+1)
 		if err != nil {
 			return fmt.Errorf("error reading observations: %w", err)
 		}
+		page.HasMore = cut || len(page.Records) > limit
 		if len(page.Records) > limit {
 			page.Records = page.Records[:limit]
 		}
-		page.HasMore = candidates > len(page.Records)
 		return nil
 	})
 	if err != nil {
@@ -99,24 +99,28 @@ func (s *Service) Pull(ctx context.Context, req PullRequest) (PullPage, error) {
 }
 
 // listSince reads at most maxRows changes after req.Since, and no more than MaxPullBytes of
-// them; candidates is the number maxRows alone would have given.
-func (s *Service) listSince(ctx context.Context, q *dbgen.Queries, req PullRequest, maxRows int) (records []PulledRecord, candidates int, err error) {
+// them; cut reports that the byte budget left changes out.
+func (s *Service) listSince(ctx context.Context, q *dbgen.Queries, req PullRequest, maxRows int) (records []PulledRecord, cut bool, err error) {
 	if len(req.FormTypes) == 0 {
 		rows, err := q.ObservationListSince(ctx, dbgen.ObservationListSinceParams{Since: req.Since, MaxRows: int32(maxRows), MaxBytes: MaxPullBytes})
-		records = make([]PulledRecord, len(rows))
-		for i, r := range rows {
-			records[i] = PulledRecord{r.ObservationID, r.Version, r.FormType, r.FormVersion, r.Data, r.Geolocation, r.Extra,
-				r.Author, r.DeviceID, r.Tags, r.CreatedAtText, r.UpdatedAtText, r.Deleted, r.SyncedAt}
-			candidates = int(r.Candidates)
+		records = make([]PulledRecord, 0, len(rows))
+		for _, r := range rows {
+			if r.Beyond {
+				return records, true, err
+			}
+			records = append(records, PulledRecord{r.ObservationID, r.Version, r.FormType, r.FormVersion, r.Data, r.Geolocation,
+				r.Extra, r.Author, r.DeviceID, r.Tags, r.CreatedAtText, r.UpdatedAtText, r.Deleted, r.SyncedAt})
 		}
-		return records, candidates, err
+		return records, false, err
 	}
 	rows, err := q.ObservationListSinceForTypes(ctx, dbgen.ObservationListSinceForTypesParams{Since: req.Since, FormTypes: req.FormTypes, MaxRows: int32(maxRows), MaxBytes: MaxPullBytes})
-	records = make([]PulledRecord, len(rows))
-	for i, r := range rows {
-		records[i] = PulledRecord{r.ObservationID, r.Version, r.FormType, r.FormVersion, r.Data, r.Geolocation, r.Extra,
-			r.Author, r.DeviceID, r.Tags, r.CreatedAtText, r.UpdatedAtText, r.Deleted, r.SyncedAt}
-		candidates = int(r.Candidates)
+	records = make([]PulledRecord, 0, len(rows))
+	for _, r := range rows {
+		if r.Beyond {
+			return records, true, err
+		}
+		records = append(records, PulledRecord{r.ObservationID, r.Version, r.FormType, r.FormVersion, r.Data, r.Geolocation,
+			r.Extra, r.Author, r.DeviceID, r.Tags, r.CreatedAtText, r.UpdatedAtText, r.Deleted, r.SyncedAt})
 	}
-	return records, candidates, err
+	return records, false, err
 }

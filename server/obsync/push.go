@@ -85,9 +85,6 @@ func (s *Service) Push(ctx context.Context, req PushRequest) (PushResult, error)
 			}
 		}
 	}
-	if err := b.flush(ctx); err != nil {
-		return PushResult{}, err
-	}
 	requestHash := b.hash.Sum(nil)
 	if res, found, err := s.replay(ctx, req, requestHash); found || err != nil {
 		return res, err
@@ -171,7 +168,11 @@ var errProbed = errors.New("probe finished")
 
 // isolateRefused writes each record on its own inside savepoints of a transaction that is
 // rolled back, and splits the records into those PostgreSQL accepts and those it refuses.
+// It stages every record first, so that a probe carries none of them.
 func (s *Service) isolateRefused(ctx context.Context, w pushWrite) (kept []candidate, refused []FailedRecord, err error) {
+	if err := w.batch.flush(ctx); err != nil {
+		return nil, nil, err
+	}
 	err = db.InTx(ctx, s.pool, writeTx, func(tx pgx.Tx) error {
 		for _, rec := range w.records {
 			sp, err := tx.Begin(ctx)
@@ -183,7 +184,9 @@ func (s *Service) isolateRefused(ctx context.Context, w pushWrite) (kept []candi
 			if err != nil {
 				return err
 			}
-			_, werr := s.q.WithTx(sp).ObservationWriteBatch(ctx, writeParams(p, w, []byte{0}, []byte("{}")))
+			params := writeParams(p, w, []byte{0}, []byte("{}"))
+			params.ClearStaging = false // the real write still needs them
+			_, werr := s.q.WithTx(sp).ObservationWriteBatch(ctx, params)
 			if err := sp.Rollback(ctx); err != nil {
 				return fmt.Errorf("error rolling back savepoint: %w", err)
 			}
@@ -281,6 +284,9 @@ func (s *Service) pushTx(ctx context.Context, w pushWrite, before func(*dbgen.Qu
 		}
 		return nil
 	})
+	if err == nil {
+		w.batch.cleared = true
+	}
 	return res, err
 }
 
@@ -294,8 +300,13 @@ func inPushOrder(lists ...[]Warning) []Warning {
 }
 
 func writeParams(p *writePlan, w pushWrite, requestHash, response []byte) dbgen.ObservationWriteBatchParams {
+	idxs, raws, metas, extras := w.batch.inline()
 	return dbgen.ObservationWriteBatchParams{
 		BatchID:        w.batch.id,
+		Idxs:           idxs,
+		Raws:           raws,
+		Metas:          metas,
+		Extras:         extras,
 		Decisions:      p.decisions,
 		PushedBy:       w.req.Username,
 		ClientID:       w.req.ClientID,
@@ -303,6 +314,7 @@ func writeParams(p *writePlan, w pushWrite, requestHash, response []byte) dbgen.
 		CurrentVersion: p.version,
 		RequestHash:    requestHash,
 		Response:       response,
+		ClearStaging:   true,
 	}
 }
 

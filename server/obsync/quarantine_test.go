@@ -106,3 +106,26 @@ func TestResetErasesTheQuarantine(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, rows)
 }
+
+// TestRefusedPushQuarantinesNothing covers a push answered with an error (here a
+// repository generation the server no longer has): the client keeps its records and sends
+// them again, so nothing of the push may stay behind, in the quarantine or anywhere else.
+func TestRefusedPushQuarantinesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := obsync.NewService(db.NewTestDB(t), obsync.PolicyNewest)
+	stale := int64(2)
+	_, err := s.Push(ctx, obsync.PushRequest{ClientID: "c1", TransmissionID: "t1", Generation: &stale, Username: "u",
+		Records: []json.RawMessage{rec("a", "2025-12-01T10:00:00.000Z", `{}`), json.RawMessage(`{"observation_id": 7}`)}})
+	var mismatch *obsync.GenerationMismatchError
+	require.ErrorAs(t, err, &mismatch)
+	rows, _, err := s.ListQuarantine(ctx, obsync.QuarantineFilter{})
+	require.NoError(t, err)
+	require.Empty(t, rows)
+	page, err := s.Pull(ctx, obsync.PullRequest{})
+	require.NoError(t, err)
+	require.Empty(t, page.Records)
+	require.Equal(t, int64(0), page.CurrentVersion)
+	res := push(t, s, "t1", rec("a", "2025-12-01T10:00:00.000Z", `{}`), json.RawMessage(`{"observation_id": 7}`))
+	require.Equal(t, 1, res.SuccessCount, "the transmission is still unused")
+}
