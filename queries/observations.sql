@@ -1,49 +1,35 @@
+-- name: ObservationSizesSince :many
+-- ObservationSizesSince returns the size of each of the next changes after a version as
+-- it was pushed, in version order, so that a pull can bound its page by bytes.
+SELECT record_bytes FROM observations
+WHERE version > @since
+ORDER BY version
+LIMIT @max_rows;
+
+-- name: ObservationSizesSinceForTypes :many
+-- ObservationSizesSinceForTypes is ObservationSizesSince restricted to some form types.
+SELECT record_bytes FROM observations
+WHERE version > @since AND form_type = ANY (@form_types::text[])
+ORDER BY version
+LIMIT @max_rows;
+
 -- name: ObservationListSince :many
--- ObservationListSince returns the changes after a version in version order: at most
--- @max_rows, and only as many as fit in @max_bytes of records (the first always does).
--- Should the byte budget cut the page short, the first record it leaves out follows,
--- marked beyond and without its data, so that the caller can tell.
-SELECT p.observation_id, p.version, p.form_type, p.form_version,
-       (CASE WHEN p.bytes_before < @max_bytes::bigint THEN p.data END)::json AS data,
-       p.geolocation, p.extra, p.author, p.device_id, p.tags, p.created_at_text, p.updated_at_text, p.deleted,
-       p.synced_at, p.bytes_before >= @max_bytes::bigint AS beyond
-FROM (
-    SELECT c.*, sum(c.record_bytes) OVER w - c.record_bytes AS bytes_before,
-           lag(c.record_bytes, 1, 0) OVER w AS previous_bytes
-    FROM (
-        SELECT o.observation_id, o.version, o.form_type, o.form_version, o.data, o.geolocation, o.extra, o.author,
-               o.device_id, o.tags, o.created_at_text, o.updated_at_text, o.deleted, o.synced_at, o.record_bytes
-        FROM observations o
-        WHERE o.version > @since
-        ORDER BY o.version
-        LIMIT @max_rows
-    ) c
-    WINDOW w AS (ORDER BY c.version)
-) p
-WHERE p.bytes_before - p.previous_bytes < @max_bytes::bigint
-ORDER BY p.version;
+-- ObservationListSince returns the changes after a version in version order.
+SELECT observation_id, version, form_type, form_version, data, geolocation, extra, author, device_id, tags,
+       created_at_text, updated_at_text, deleted, synced_at
+FROM observations
+WHERE version > @since
+ORDER BY version
+LIMIT @max_rows;
 
 -- name: ObservationListSinceForTypes :many
 -- ObservationListSinceForTypes is ObservationListSince restricted to some form types.
-SELECT p.observation_id, p.version, p.form_type, p.form_version,
-       (CASE WHEN p.bytes_before < @max_bytes::bigint THEN p.data END)::json AS data,
-       p.geolocation, p.extra, p.author, p.device_id, p.tags, p.created_at_text, p.updated_at_text, p.deleted,
-       p.synced_at, p.bytes_before >= @max_bytes::bigint AS beyond
-FROM (
-    SELECT c.*, sum(c.record_bytes) OVER w - c.record_bytes AS bytes_before,
-           lag(c.record_bytes, 1, 0) OVER w AS previous_bytes
-    FROM (
-        SELECT o.observation_id, o.version, o.form_type, o.form_version, o.data, o.geolocation, o.extra, o.author,
-               o.device_id, o.tags, o.created_at_text, o.updated_at_text, o.deleted, o.synced_at, o.record_bytes
-        FROM observations o
-        WHERE o.version > @since AND o.form_type = ANY (@form_types::text[])
-        ORDER BY o.version
-        LIMIT @max_rows
-    ) c
-    WINDOW w AS (ORDER BY c.version)
-) p
-WHERE p.bytes_before - p.previous_bytes < @max_bytes::bigint
-ORDER BY p.version;
+SELECT observation_id, version, form_type, form_version, data, geolocation, extra, author, device_id, tags,
+       created_at_text, updated_at_text, deleted, synced_at
+FROM observations
+WHERE version > @since AND form_type = ANY (@form_types::text[])
+ORDER BY version
+LIMIT @max_rows;
 
 -- name: ObservationHeadsByIDs :many
 -- ObservationHeadsByIDs returns what conflict resolution needs of the stored rows.

@@ -98,31 +98,17 @@ func (q *Queries) ObservationHeadsByIDs(ctx context.Context, observationIds []st
 }
 
 const observationListSince = `-- name: ObservationListSince :many
-SELECT p.observation_id, p.version, p.form_type, p.form_version,
-       (CASE WHEN p.bytes_before < $1::bigint THEN p.data END)::json AS data,
-       p.geolocation, p.extra, p.author, p.device_id, p.tags, p.created_at_text, p.updated_at_text, p.deleted,
-       p.synced_at, p.bytes_before >= $1::bigint AS beyond
-FROM (
-    SELECT c.observation_id, c.version, c.form_type, c.form_version, c.data, c.geolocation, c.extra, c.author, c.device_id, c.tags, c.created_at_text, c.updated_at_text, c.deleted, c.synced_at, c.record_bytes, sum(c.record_bytes) OVER w - c.record_bytes AS bytes_before,
-           lag(c.record_bytes, 1, 0) OVER w AS previous_bytes
-    FROM (
-        SELECT o.observation_id, o.version, o.form_type, o.form_version, o.data, o.geolocation, o.extra, o.author,
-               o.device_id, o.tags, o.created_at_text, o.updated_at_text, o.deleted, o.synced_at, o.record_bytes
-        FROM observations o
-        WHERE o.version > $2
-        ORDER BY o.version
-        LIMIT $3
-    ) c
-    WINDOW w AS (ORDER BY c.version)
-) p
-WHERE p.bytes_before - p.previous_bytes < $1::bigint
-ORDER BY p.version
+SELECT observation_id, version, form_type, form_version, data, geolocation, extra, author, device_id, tags,
+       created_at_text, updated_at_text, deleted, synced_at
+FROM observations
+WHERE version > $1
+ORDER BY version
+LIMIT $2
 `
 
 type ObservationListSinceParams struct {
-	MaxBytes int64
-	Since    int64
-	MaxRows  int32
+	Since   int64
+	MaxRows int32
 }
 
 type ObservationListSinceRow struct {
@@ -140,15 +126,11 @@ type ObservationListSinceRow struct {
 	UpdatedAtText string
 	Deleted       bool
 	SyncedAt      time.Time
-	Beyond        bool
 }
 
-// ObservationListSince returns the changes after a version in version order: at most
-// @max_rows, and only as many as fit in @max_bytes of records (the first always does).
-// Should the byte budget cut the page short, the first record it leaves out follows,
-// marked beyond and without its data, so that the caller can tell.
+// ObservationListSince returns the changes after a version in version order.
 func (q *Queries) ObservationListSince(ctx context.Context, arg ObservationListSinceParams) ([]ObservationListSinceRow, error) {
-	rows, err := q.db.Query(ctx, observationListSince, arg.MaxBytes, arg.Since, arg.MaxRows)
+	rows, err := q.db.Query(ctx, observationListSince, arg.Since, arg.MaxRows)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +153,6 @@ func (q *Queries) ObservationListSince(ctx context.Context, arg ObservationListS
 			&i.UpdatedAtText,
 			&i.Deleted,
 			&i.SyncedAt,
-			&i.Beyond,
 		); err != nil {
 			return nil, err
 		}
@@ -184,29 +165,15 @@ func (q *Queries) ObservationListSince(ctx context.Context, arg ObservationListS
 }
 
 const observationListSinceForTypes = `-- name: ObservationListSinceForTypes :many
-SELECT p.observation_id, p.version, p.form_type, p.form_version,
-       (CASE WHEN p.bytes_before < $1::bigint THEN p.data END)::json AS data,
-       p.geolocation, p.extra, p.author, p.device_id, p.tags, p.created_at_text, p.updated_at_text, p.deleted,
-       p.synced_at, p.bytes_before >= $1::bigint AS beyond
-FROM (
-    SELECT c.observation_id, c.version, c.form_type, c.form_version, c.data, c.geolocation, c.extra, c.author, c.device_id, c.tags, c.created_at_text, c.updated_at_text, c.deleted, c.synced_at, c.record_bytes, sum(c.record_bytes) OVER w - c.record_bytes AS bytes_before,
-           lag(c.record_bytes, 1, 0) OVER w AS previous_bytes
-    FROM (
-        SELECT o.observation_id, o.version, o.form_type, o.form_version, o.data, o.geolocation, o.extra, o.author,
-               o.device_id, o.tags, o.created_at_text, o.updated_at_text, o.deleted, o.synced_at, o.record_bytes
-        FROM observations o
-        WHERE o.version > $2 AND o.form_type = ANY ($3::text[])
-        ORDER BY o.version
-        LIMIT $4
-    ) c
-    WINDOW w AS (ORDER BY c.version)
-) p
-WHERE p.bytes_before - p.previous_bytes < $1::bigint
-ORDER BY p.version
+SELECT observation_id, version, form_type, form_version, data, geolocation, extra, author, device_id, tags,
+       created_at_text, updated_at_text, deleted, synced_at
+FROM observations
+WHERE version > $1 AND form_type = ANY ($2::text[])
+ORDER BY version
+LIMIT $3
 `
 
 type ObservationListSinceForTypesParams struct {
-	MaxBytes  int64
 	Since     int64
 	FormTypes []string
 	MaxRows   int32
@@ -227,17 +194,11 @@ type ObservationListSinceForTypesRow struct {
 	UpdatedAtText string
 	Deleted       bool
 	SyncedAt      time.Time
-	Beyond        bool
 }
 
 // ObservationListSinceForTypes is ObservationListSince restricted to some form types.
 func (q *Queries) ObservationListSinceForTypes(ctx context.Context, arg ObservationListSinceForTypesParams) ([]ObservationListSinceForTypesRow, error) {
-	rows, err := q.db.Query(ctx, observationListSinceForTypes,
-		arg.MaxBytes,
-		arg.Since,
-		arg.FormTypes,
-		arg.MaxRows,
-	)
+	rows, err := q.db.Query(ctx, observationListSinceForTypes, arg.Since, arg.FormTypes, arg.MaxRows)
 	if err != nil {
 		return nil, err
 	}
@@ -260,11 +221,78 @@ func (q *Queries) ObservationListSinceForTypes(ctx context.Context, arg Observat
 			&i.UpdatedAtText,
 			&i.Deleted,
 			&i.SyncedAt,
-			&i.Beyond,
 		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const observationSizesSince = `-- name: ObservationSizesSince :many
+SELECT record_bytes FROM observations
+WHERE version > $1
+ORDER BY version
+LIMIT $2
+`
+
+type ObservationSizesSinceParams struct {
+	Since   int64
+	MaxRows int32
+}
+
+// ObservationSizesSince returns the size of each of the next changes after a version as
+// it was pushed, in version order, so that a pull can bound its page by bytes.
+func (q *Queries) ObservationSizesSince(ctx context.Context, arg ObservationSizesSinceParams) ([]int32, error) {
+	rows, err := q.db.Query(ctx, observationSizesSince, arg.Since, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []int32{}
+	for rows.Next() {
+		var record_bytes int32
+		if err := rows.Scan(&record_bytes); err != nil {
+			return nil, err
+		}
+		items = append(items, record_bytes)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const observationSizesSinceForTypes = `-- name: ObservationSizesSinceForTypes :many
+SELECT record_bytes FROM observations
+WHERE version > $1 AND form_type = ANY ($2::text[])
+ORDER BY version
+LIMIT $3
+`
+
+type ObservationSizesSinceForTypesParams struct {
+	Since     int64
+	FormTypes []string
+	MaxRows   int32
+}
+
+// ObservationSizesSinceForTypes is ObservationSizesSince restricted to some form types.
+func (q *Queries) ObservationSizesSinceForTypes(ctx context.Context, arg ObservationSizesSinceForTypesParams) ([]int32, error) {
+	rows, err := q.db.Query(ctx, observationSizesSinceForTypes, arg.Since, arg.FormTypes, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []int32{}
+	for rows.Next() {
+		var record_bytes int32
+		if err := rows.Scan(&record_bytes); err != nil {
+			return nil, err
+		}
+		items = append(items, record_bytes)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err

@@ -77,14 +77,20 @@ func (s *Service) Pull(ctx context.Context, req PullRequest) (PullPage, error) {
 			return err
 		}
 		page = PullPage{CurrentVersion: st.CurrentVersion, RepositoryGeneration: st.RepositoryGeneration}
-		var cut bool
-		page.Records, cut, err = s.listSince(ctx, q, req, limit+1)
+		// The sizes of the next changes decide how many fit the page; one more than the
+		// limit tells whether more changes wait.
+		sizes, err := s.sizesSince(ctx, q, req, limit+1)
 		if err != nil {
-			return fmt.Errorf("error reading observations: %w", err)
+			return fmt.Errorf("error reading observation sizes: %w", err)
 		}
-		page.HasMore = cut || len(page.Records) > limit
-		if len(page.Records) > limit {
-			page.Records = page.Records[:limit]
+		n := min(fitting(sizes, MaxPullBytes), limit)
+		page.HasMore = len(sizes) > n
+		if n == 0 {
+			page.Records = []PulledRecord{}
+			return nil
+		}
+		if page.Records, err = s.listSince(ctx, q, req, n); err != nil {
+			return fmt.Errorf("error reading observations: %w", err)
 		}
 		return nil
 	})
@@ -98,29 +104,37 @@ func (s *Service) Pull(ctx context.Context, req PullRequest) (PullPage, error) {
 	return page, nil
 }
 
-// listSince reads at most maxRows changes after req.Since, and no more than MaxPullBytes of
-// them; cut reports that the byte budget left changes out.
-func (s *Service) listSince(ctx context.Context, q *dbgen.Queries, req PullRequest, maxRows int) (records []PulledRecord, cut bool, err error) {
+// fitting returns how many of the records, of these sizes, a page of maxBytes holds: those
+// that start within it, and always the first.
+func fitting(sizes []int32, maxBytes int) int {
+	n, total := 0, 0
+	for n < len(sizes) && (n == 0 || total < maxBytes) {
+		total += int(sizes[n])
+		n++
+	}
+	return n
+}
+
+func (s *Service) sizesSince(ctx context.Context, q *dbgen.Queries, req PullRequest, maxRows int) ([]int32, error) {
 	if len(req.FormTypes) == 0 {
-		rows, err := q.ObservationListSince(ctx, dbgen.ObservationListSinceParams{Since: req.Since, MaxRows: int32(maxRows), MaxBytes: MaxPullBytes})
-		records = make([]PulledRecord, 0, len(rows))
-		for _, r := range rows {
-			if r.Beyond {
-				return records, true, err
-			}
-			records = append(records, PulledRecord{r.ObservationID, r.Version, r.FormType, r.FormVersion, r.Data, r.Geolocation,
-				r.Extra, r.Author, r.DeviceID, r.Tags, r.CreatedAtText, r.UpdatedAtText, r.Deleted, r.SyncedAt})
-		}
-		return records, false, err
+		return q.ObservationSizesSince(ctx, dbgen.ObservationSizesSinceParams{Since: req.Since, MaxRows: int32(maxRows)})
 	}
-	rows, err := q.ObservationListSinceForTypes(ctx, dbgen.ObservationListSinceForTypesParams{Since: req.Since, FormTypes: req.FormTypes, MaxRows: int32(maxRows), MaxBytes: MaxPullBytes})
-	records = make([]PulledRecord, 0, len(rows))
-	for _, r := range rows {
-		if r.Beyond {
-			return records, true, err
+	return q.ObservationSizesSinceForTypes(ctx, dbgen.ObservationSizesSinceForTypesParams{Since: req.Since, FormTypes: req.FormTypes, MaxRows: int32(maxRows)})
+}
+
+func (s *Service) listSince(ctx context.Context, q *dbgen.Queries, req PullRequest, maxRows int) ([]PulledRecord, error) {
+	if len(req.FormTypes) == 0 {
+		rows, err := q.ObservationListSince(ctx, dbgen.ObservationListSinceParams{Since: req.Since, MaxRows: int32(maxRows)})
+		out := make([]PulledRecord, len(rows))
+		for i, r := range rows {
+			out[i] = PulledRecord(r)
 		}
-		records = append(records, PulledRecord{r.ObservationID, r.Version, r.FormType, r.FormVersion, r.Data, r.Geolocation,
-			r.Extra, r.Author, r.DeviceID, r.Tags, r.CreatedAtText, r.UpdatedAtText, r.Deleted, r.SyncedAt})
+		return out, err
 	}
-	return records, false, err
+	rows, err := q.ObservationListSinceForTypes(ctx, dbgen.ObservationListSinceForTypesParams{Since: req.Since, FormTypes: req.FormTypes, MaxRows: int32(maxRows)})
+	out := make([]PulledRecord, len(rows))
+	for i, r := range rows {
+		out[i] = PulledRecord(r)
+	}
+	return out, err
 }
