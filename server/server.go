@@ -22,7 +22,9 @@ import (
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 	"github.com/opendataensemble/synkronus/server/authlimit"
+	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
+	"github.com/opendataensemble/synkronus/server/export"
 	"github.com/opendataensemble/synkronus/server/obsync"
 	"github.com/opendataensemble/synkronus/server/passwords"
 	"github.com/opendataensemble/synkronus/server/tokens"
@@ -34,6 +36,8 @@ type Deps struct {
 	Log        *slog.Logger
 	Hasher     *passwords.Hasher
 	SigningKey []byte
+	// Blobs keeps attachments and app bundle files.
+	Blobs *blobstore.Store
 }
 
 // Options are the server's settings; zero values take the defaults.
@@ -52,6 +56,8 @@ type Options struct {
 	AccountCacheTTL time.Duration
 	// CleanupInterval is how often expired push receipts and refresh tokens are removed.
 	CleanupInterval time.Duration
+	// MaxExports is how many data exports run at once; more wait for a turn.
+	MaxExports int
 }
 
 func (o *Options) setDefaults() {
@@ -71,6 +77,9 @@ func (o *Options) setDefaults() {
 	if o.MaxPushBytes <= 0 {
 		o.MaxPushBytes = 32 << 20
 	}
+	if o.MaxExports <= 0 {
+		o.MaxExports = 2
+	}
 	if o.ConflictPolicy == "" {
 		o.ConflictPolicy = obsync.PolicyNewest
 	}
@@ -83,6 +92,7 @@ func (o *Options) setDefaults() {
 // Server implements api.StrictServerInterface.
 type Server struct {
 	pool     *pgxpool.Pool
+	blobs    *blobstore.Store
 	q        *dbgen.Queries
 	log      *slog.Logger
 	opts     Options
@@ -94,6 +104,7 @@ type Server struct {
 	// unguessable, but a client hammering with bad ones is refused cheaply.
 	refreshLimiter *authlimit.Limiter
 	sync           *obsync.Service
+	export         *export.Service
 	presence       *presenceRecorder
 	spec           *openapi3.T
 	version        string
@@ -118,6 +129,7 @@ func New(deps Deps, opts Options) (*Server, error) {
 	q := dbgen.New(deps.Pool)
 	s := &Server{
 		pool:           deps.Pool,
+		blobs:          deps.Blobs,
 		q:              q,
 		log:            deps.Log,
 		opts:           opts,
@@ -127,6 +139,7 @@ func New(deps Deps, opts Options) (*Server, error) {
 		limiter:        authlimit.New(*opts.LoginLimits),
 		refreshLimiter: authlimit.New(authlimit.Config{PerAddr: opts.LoginLimits.PerAddr}),
 		sync:           obsync.NewService(deps.Pool, opts.ConflictPolicy),
+		export:         export.NewService(deps.Pool, opts.MaxExports),
 		presence:       newPresenceRecorder(q, deps.Log),
 		spec:           spec,
 		version:        version,

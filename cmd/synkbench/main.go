@@ -7,7 +7,7 @@
 // The server is stopped and the database dropped at the end, also after an error or an
 // interrupt. Progress goes to stderr. Linux only: memory is read from /proc.
 //
-//	go run ./cmd/synkbench [-clients 4] [-push-records 20000] [-pull-rounds 3] [-json]
+//	go run ./cmd/synkbench [-clients 4] [-push-records 20000] [-pull-rounds 3] [-export] [-json]
 //	go run ./cmd/synkbench -large   # memory with the largest records: ~1 MiB each, ~31 MiB pushes
 package main
 
@@ -45,6 +45,7 @@ type options struct {
 	seed           uint64
 	jsonOut        bool
 	large          bool
+	export         bool
 }
 
 // largePreset is -large: records of about 1 MiB (the largest a record may be), pushed 31 to
@@ -90,6 +91,7 @@ func parseFlags() options {
 	flag.BoolVar(&o.jsonOut, "json", false, "print the results as one JSON object instead of a table")
 	flag.BoolVar(&o.large, "large", false, "measure memory with ~1 MiB records: sets -record-bytes 1000000 -batch 31 -push-records 300 "+
 		"-clients 2 -pull-clients 3 -pull-rounds 1 (flags given explicitly still win)")
+	flag.BoolVar(&o.export, "export", false, "after the pulls, download the Parquet, JSON and CSV exports of everything pushed")
 	flag.Parse()
 	if o.large {
 		set := map[string]bool{}
@@ -114,7 +116,9 @@ func (o options) validate() error {
 	positive("batch", o.batch)
 	positive("push-records", o.pushRecords)
 	positive("pull-clients", o.pullClients)
-	positive("pull-rounds", o.pullRounds)
+	if o.pullRounds < 0 {
+		errs = append(errs, errors.New("-pull-rounds must not be negative"))
+	}
 	if o.pullLimit < 1 || o.pullLimit > 500 {
 		errs = append(errs, errors.New("-pull-limit must be from 1 to 500"))
 	}
@@ -212,6 +216,16 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	if err := measure(ctx, o, srv.pid(), c, tokens, plan, &rep); err != nil {
 		return err
+	}
+	if o.export {
+		phase, err := runExports(ctx, c, tokens[0], db.serverURL, work, srv.pid(), o.pushRecords, o.rssInterval)
+		if err != nil {
+			return err
+		}
+		rep.Export = &phase
+		if kib, err := readProcKiB(srv.pid(), "VmHWM"); err == nil {
+			rep.Memory.HWMMiB = mib(kib)
+		}
 	}
 	if o.jsonOut {
 		return printJSON(os.Stdout, rep)

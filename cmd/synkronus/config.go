@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/obsync"
 )
 
@@ -21,6 +22,7 @@ type config struct {
 	AdminUsername   string
 	AdminPassword   string
 	DataDir         string
+	BlobURL         string
 	LogLevel        slog.Level
 	LogFormat       string
 	PublicURL       string
@@ -32,6 +34,7 @@ type config struct {
 	MaxJSONBytes    int64
 	DBMaxConns      int32
 	BcryptCost      int
+	MaxExports      int
 	PprofAddr       string
 }
 
@@ -82,6 +85,7 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		AdminUsername:   get("ADMIN_USERNAME"),
 		AdminPassword:   get("ADMIN_PASSWORD"),
 		DataDir:         get("DATA_DIR"),
+		BlobURL:         get("BLOB_URL"),
 		LogFormat:       get("LOG_FORMAT"),
 		PprofAddr:       get("PPROF_ADDR"),
 		PublicURL:       strings.TrimRight(get("PUBLIC_URL"), "/"),
@@ -92,6 +96,7 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		MaxJSONBytes:    integer(1<<20, 1<<10, 1<<30, "MAX_JSON_BYTES"),
 		DBMaxConns:      int32(integer(16, 2, 1000, "DB_MAX_CONNS")),
 		BcryptCost:      int(integer(10, 4, 16, "BCRYPT_COST")),
+		MaxExports:      int(integer(2, 1, 64, "EXPORT_MAX_CONCURRENT")),
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = defaultDatabaseURL
@@ -101,6 +106,13 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 	}
 	if c.DataDir == "" {
 		c.DataDir = "data"
+	}
+	if c.BlobURL == "" {
+		u, err := blobstore.DefaultURL(c.DataDir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("DATA_DIR: %w", err))
+		}
+		c.BlobURL = u
 	}
 	switch c.LogFormat {
 	case "", "json", "text":

@@ -43,6 +43,9 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, int64(1<<20), c.MaxJSONBytes)
 	require.Equal(t, int32(16), c.DBMaxConns)
 	require.Equal(t, 10, c.BcryptCost)
+	require.Equal(t, "data", c.DataDir)
+	require.True(t, strings.HasPrefix(c.BlobURL, "file:///") && strings.Contains(c.BlobURL, "/data/blobs?"),
+		"files go to a directory under DATA_DIR: %s", c.BlobURL)
 }
 
 func TestConfigReadsEveryVariable(t *testing.T) {
@@ -52,7 +55,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"ADMIN_USERNAME": "root", "ADMIN_PASSWORD": "pw", "DATA_DIR": "/var/lib/synkronus", "LOG_LEVEL": "debug",
 		"LOG_FORMAT": "text", "PUBLIC_URL": "https://sync.example.org/", "ACCESS_TOKEN_TTL": "1h", "REFRESH_TOKEN_TTL": "48h",
 		"PUSH_RECEIPT_TTL": "2h", "SYNC_CONFLICT_POLICY": "incoming", "MAX_PUSH_BYTES": "2048", "MAX_JSON_BYTES": "4096",
-		"DB_MAX_CONNS": "4", "BCRYPT_COST": "12",
+		"DB_MAX_CONNS": "4", "BCRYPT_COST": "12", "BLOB_URL": "s3://field-files?region=eu-west-1",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, "postgres://u@db:5432/x", c.DatabaseURL)
@@ -62,6 +65,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 	require.Equal(t, "root", c.AdminUsername)
 	require.Equal(t, "pw", c.AdminPassword)
 	require.Equal(t, "/var/lib/synkronus", c.DataDir)
+	require.Equal(t, "s3://field-files?region=eu-west-1", c.BlobURL)
 	require.Equal(t, slog.LevelDebug, c.LogLevel)
 	require.Equal(t, "text", c.LogFormat)
 	require.Equal(t, "https://sync.example.org", c.PublicURL, "a trailing slash is dropped")

@@ -26,15 +26,16 @@ import (
 	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 	"github.com/opendataensemble/synkronus/server"
+	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
 	"github.com/opendataensemble/synkronus/server/passwords"
 )
 
 const usage = `synkronus: the ODE sync server. It takes no arguments; it is configured by
 environment variables (or a .env file): DATABASE_URL, PORT, HOST, JWT_SECRET, JWT_SECRET_FILE,
-ADMIN_USERNAME, ADMIN_PASSWORD, DATA_DIR, LOG_LEVEL, LOG_FORMAT, PUBLIC_URL, ACCESS_TOKEN_TTL,
+ADMIN_USERNAME, ADMIN_PASSWORD, DATA_DIR, BLOB_URL, LOG_LEVEL, LOG_FORMAT, PUBLIC_URL, ACCESS_TOKEN_TTL,
 REFRESH_TOKEN_TTL, SYNC_CONFLICT_POLICY, PUSH_RECEIPT_TTL, MAX_PUSH_BYTES, MAX_JSON_BYTES,
-DB_MAX_CONNS, BCRYPT_COST, PPROF_ADDR. See the README for their meaning and defaults.
+DB_MAX_CONNS, BCRYPT_COST, EXPORT_MAX_CONCURRENT, PPROF_ADDR. See the README for their meaning and defaults.
 `
 
 func main() {
@@ -93,12 +94,17 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	blobs, err := blobstore.Open(startCtx, cfg.BlobURL)
+	if err != nil {
+		return fmt.Errorf("file storage unavailable (check BLOB_URL and DATA_DIR): %w", err)
+	}
+	defer blobs.Close()
 	hasher := passwords.NewHasher(cfg.BcryptCost, 1)
 	if err := bootstrapAdmin(startCtx, pool, hasher, cfg, log); err != nil {
 		return err
 	}
 
-	srv, err := server.New(server.Deps{Pool: pool, Log: log, Hasher: hasher, SigningKey: secret}, server.Options{
+	srv, err := server.New(server.Deps{Pool: pool, Log: log, Hasher: hasher, SigningKey: secret, Blobs: blobs}, server.Options{
 		AccessTokenTTL:  cfg.AccessTokenTTL,
 		RefreshTokenTTL: cfg.RefreshTokenTTL,
 		ConflictPolicy:  cfg.ConflictPolicy,
@@ -107,6 +113,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		MaxPushBytes:    cfg.MaxPushBytes,
 		PublicURL:       cfg.PublicURL,
 		DataDir:         cfg.DataDir,
+		MaxExports:      cfg.MaxExports,
 	})
 	if err != nil {
 		return err

@@ -885,6 +885,15 @@ type VersionMismatch struct {
 // AttachmentId Example: abc123.jpg
 type AttachmentId = string
 
+// ExportFormType defines model for ExportFormType.
+type ExportFormType = []string
+
+// ExportIncludeDeleted defines model for ExportIncludeDeleted.
+type ExportIncludeDeleted = bool
+
+// ExportSinceVersion defines model for ExportSinceVersion.
+type ExportSinceVersion = int64
+
 // IfNoneMatch defines model for IfNoneMatch.
 type IfNoneMatch = string
 
@@ -1161,8 +1170,38 @@ type RefreshTokenParams struct {
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
 }
 
+// GetCsvExportZipParams defines parameters for GetCsvExportZip.
+type GetCsvExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
 // GetParquetExportZipParams defines parameters for GetParquetExportZip.
 type GetParquetExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
@@ -1171,6 +1210,17 @@ type GetParquetExportZipParams struct {
 
 // GetRawJsonExportZipParams defines parameters for GetRawJsonExportZip.
 type GetRawJsonExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
@@ -1414,6 +1464,9 @@ type ServerInterface interface {
 	// RefreshToken Exchange a refresh token for a new token pair
 	// (POST /api/auth/refresh)
 	RefreshToken(ctx echo.Context, params RefreshTokenParams) error
+	// GetCsvExportZip Export the observations as CSV files in a ZIP archive
+	// (GET /api/dataexport/csv)
+	GetCsvExportZip(ctx echo.Context, params GetCsvExportZipParams) error
 	// GetParquetExportZip Export the observations as Parquet files in a ZIP archive
 	// (GET /api/dataexport/parquet)
 	GetParquetExportZip(ctx echo.Context, params GetParquetExportZipParams) error
@@ -2271,12 +2324,83 @@ func (w *ServerInterfaceWrapper) RefreshToken(ctx echo.Context) error {
 	return err
 }
 
+// GetCsvExportZip converts echo context to params.
+func (w *ServerInterfaceWrapper) GetCsvExportZip(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetCsvExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetCsvExportZip(ctx, params)
+	return err
+}
+
 // GetParquetExportZip converts echo context to params.
 func (w *ServerInterfaceWrapper) GetParquetExportZip(ctx echo.Context) error {
 	var err error
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params GetParquetExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
 
 	headers := ctx.Request().Header
 	// ------------- Required header parameter "x-ode-version" -------------
@@ -2308,6 +2432,26 @@ func (w *ServerInterfaceWrapper) GetRawJsonExportZip(ctx echo.Context) error {
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params GetRawJsonExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
 
 	headers := ctx.Request().Header
 	// ------------- Required header parameter "x-ode-version" -------------
@@ -2974,6 +3118,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.PUT(options.BaseURL+"/api/attachments/:attachment_id", wrapper.UploadAttachment, options.OperationMiddlewares["uploadAttachment"]...)
 	router.GET(options.BaseURL+"/api/dataexport/parquet", wrapper.GetParquetExportZip, options.OperationMiddlewares["getParquetExportZip"]...)
 	router.GET(options.BaseURL+"/api/dataexport/raw-json", wrapper.GetRawJsonExportZip, options.OperationMiddlewares["getRawJsonExportZip"]...)
+	router.GET(options.BaseURL+"/api/dataexport/csv", wrapper.GetCsvExportZip, options.OperationMiddlewares["getCsvExportZip"]...)
 	router.GET(options.BaseURL+"/api/stats/observations", wrapper.GetObservationStats, options.OperationMiddlewares["getObservationStats"]...)
 
 }
@@ -5401,6 +5546,123 @@ func (response RefreshToken500ApplicationProblemPlusJSONResponse) VisitRefreshTo
 	return err
 }
 
+type GetCsvExportZipRequestObject struct {
+	Params GetCsvExportZipParams
+}
+
+type GetCsvExportZipResponseObject interface {
+	VisitGetCsvExportZipResponse(w http.ResponseWriter) error
+}
+
+type GetCsvExportZip200ResponseHeaders struct {
+	ContentDisposition *string
+	XExportVersion     int64
+}
+
+type GetCsvExportZip200ApplicationzipResponse struct {
+	Body          io.Reader
+	Headers       GetCsvExportZip200ResponseHeaders
+	ContentLength int64
+}
+
+func (response GetCsvExportZip200ApplicationzipResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "application/zip")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentDisposition != nil {
+		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
+	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetCsvExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip400ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip401ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip403ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response GetCsvExportZip426JSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip500ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetParquetExportZipRequestObject struct {
 	Params GetParquetExportZipParams
 }
@@ -5411,6 +5673,7 @@ type GetParquetExportZipResponseObject interface {
 
 type GetParquetExportZip200ResponseHeaders struct {
 	ContentDisposition *string
+	XExportVersion     int64
 }
 
 type GetParquetExportZip200ApplicationzipResponse struct {
@@ -5428,12 +5691,29 @@ func (response GetParquetExportZip200ApplicationzipResponse) VisitGetParquetExpo
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
 	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
 	w.WriteHeader(200)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetParquetExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetParquetExportZip400ApplicationProblemPlusJSONResponse) VisitGetParquetExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -5510,6 +5790,7 @@ type GetRawJsonExportZipResponseObject interface {
 
 type GetRawJsonExportZip200ResponseHeaders struct {
 	ContentDisposition *string
+	XExportVersion     int64
 }
 
 type GetRawJsonExportZip200ApplicationzipResponse struct {
@@ -5527,12 +5808,29 @@ func (response GetRawJsonExportZip200ApplicationzipResponse) VisitGetRawJsonExpo
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
 	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
 	w.WriteHeader(200)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetRawJsonExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetRawJsonExportZip400ApplicationProblemPlusJSONResponse) VisitGetRawJsonExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -7392,6 +7690,9 @@ type StrictServerInterface interface {
 	// RefreshToken Exchange a refresh token for a new token pair
 	// (POST /api/auth/refresh)
 	RefreshToken(ctx context.Context, request RefreshTokenRequestObject) (RefreshTokenResponseObject, error)
+	// GetCsvExportZip Export the observations as CSV files in a ZIP archive
+	// (GET /api/dataexport/csv)
+	GetCsvExportZip(ctx context.Context, request GetCsvExportZipRequestObject) (GetCsvExportZipResponseObject, error)
 	// GetParquetExportZip Export the observations as Parquet files in a ZIP archive
 	// (GET /api/dataexport/parquet)
 	GetParquetExportZip(ctx context.Context, request GetParquetExportZipRequestObject) (GetParquetExportZipResponseObject, error)
@@ -8070,6 +8371,31 @@ func (sh *strictHandler) RefreshToken(ctx echo.Context, params RefreshTokenParam
 	return nil
 }
 
+// GetCsvExportZip operation middleware
+func (sh *strictHandler) GetCsvExportZip(ctx echo.Context, params GetCsvExportZipParams) error {
+	var request GetCsvExportZipRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetCsvExportZip(ctx.Request().Context(), request.(GetCsvExportZipRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetCsvExportZip")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetCsvExportZipResponseObject); ok {
+		return validResponse.VisitGetCsvExportZipResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // GetParquetExportZip operation middleware
 func (sh *strictHandler) GetParquetExportZip(ctx echo.Context, params GetParquetExportZipParams) error {
 	var request GetParquetExportZipRequestObject
@@ -8663,244 +8989,263 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H39chs5kuerIHh70dIsRcl29+xa+mNDlu0ZzdqWV5K7t7fpU4FVSRKjIlANoCRzOvxQ9wr3ZBdIfBSq",
-	"iCIp+bN7HLGx0xarCl+Zifz4ZeZvg1wsKsGBazU4/G0wB1qAxP88EVwD10+ZqoRimglu/lqAyiWr7D8H",
-	"F/VsBkpDQaasBMLpAshUSKLoDeMzoudACnHLS0GL0WA4UPkcFtR8Ri8rGBwOlJaMzwbv3w8H/30OOI6Q",
-	"y78AB0nTI17OgSiQNyC/U0SGV8gsvEN2lJkGVSRrfr9qfs8I4ziziSiWu2ZaEn6tmYRicKhlDfE0p0Iu",
-	"qB4cDhjXf/5+MPTzZlzDDOTgvZl5RSVdgHbbdqw1zecL4Pq0WJ3+aQFcsykDScQUZ0HD80NSq5qW5ZLQ",
-	"aDtVnc9xMY+mD+loNMofj/5ezTIzb2a+WFE9HwwH5tnB4aD52hUr1i4N3tFFVeI7k/zBw0fmq80Co4M5",
-	"nb4SHF5Snc9X1/OMa6aXRNMZmUqxIJQToLI065OgKsEVHBFKFuZtsmRQFoo8Ovg+zN7SWzN/Nt3jgsMe",
-	"vrCBYs4kmzFOy9VZvZYwBYnbW/NKihyUgoLUFRIiycxeZEOSPcgI5QXJlqAyskP5kuRUwS7JRc212XTz",
-	"4NGYmw81n8lFtSRMkdr843YOnHBBhJsMuaWKXEOlR2PuF/lrDXLZrNE/OkgfhxkzeRD/VVNJuWYcNlMW",
-	"Jb+GpwsiIRey6CGZ5sFNJLPCDQvG2aJeDA4fJDhjOHijQNpBupN9ZSjbMUCtQBKa4573TLH2H1o3u4RI",
-	"OSvgpGRbs2JOy9KIrRzfIYwrTXkOR/aktXD7SCqQe+6ZSoICnkMvQb/bEwW4p/dwfzfN+EeQqlf02Q99",
-	"p8iNfWpEjjkR+AQtSXaT7Wc/ZmZWU/ZuiIz3dyEJrxcTkEOzyObpcjnmlBRCIw9QvtRzs/id7AGyxujA",
-	"/s/D0aO9CWhq/nXzYHQwOtijZTWno4fZ7oic8XKJe4cDjbkdyXCHuVeoNBzC9Bwf8WI74oz0brm1bSm+",
-	"cE4DI4a1Bmm++n9+ufnx7X/8crD3+O2/7ozHo9Gfdv/jX5IsdYdLJ33X6PhMCqopmUAp+EwRLUbkJ7Pf",
-	"CmlJk0WtNIFfa1pageK348j8qOk1KHNuORSGnoi4MVzRe4WZu4tMjTxdu5vN23vN24P78/R7cyRWrHcu",
-	"uxPBpyXLtflrbjUH85+0qkqW47D7lRSTEhb/+ndl97iZxL9ImA4OB/9rv1FG9u2vav+1fespaMpKO4XO",
-	"FcT03OwVj65ST3RMEVYYaqSlBFosidJCQjEkwt4Ozf6MefJU7ekVbDoFqewVF58d2clyUUA25vFBGZmg",
-	"rzztZsNVFohJyGkj9vB27XFGaljfId5DMzqyq8ErC5fozgw3KJ7Sgim8gEeDOypD74eDJ7Q4h19rUF+A",
-	"FCyf4uBmTQtamjlDYY57SlmpyA0tWeE2IwMphVQZKZnSCndETKfACyMGp1ZXwb265uKWjwbvh4MvR+Xx",
-	"0vy5qYiwkK6J0lQD2TEquBOQKPStJskUihnuib+kShNaLBgnt6IuCzIBUgqld3Gpz4WcsKIA/mXWau5i",
-	"S8miNLfLknChzUVsuVpUjlZxrqfcSH5aPjMH+mXmazkPqcxomhzeVZBrKMrlESnwTUWoNBs8mxkBZFYj",
-	"QdeSQ4FreCX0c1Hz4stMnxaFtNqtBCVqmRvDDRROE94xpXGOr6nUjJYnzfR6ZipyDXpPaQl00Z5pECIT",
-	"xilqxd1beR3pQ0EmSw1EUj4LCqSxlUZtoelmuHdunuu5z/ETeGwFakD4qbosSQl8puejOymb73F3lsa+",
-	"uBTiBZV22C8nI1BBgHc5QKHaV49i/wBSsgWzZ4pb9EroC6qZmjI6Kfs2LHUEJQNFRK0VK+ADDiPa9/hU",
-	"h2j4muEU+dP+uD44eJTbp/C/IVvvVDA71Ch45+ZWPg8n+mUOZ70OuUHbMFJDLqzmPoGcGmlo1B4jwpnS",
-	"kmqBZjfojnIzIpfO3/GdIlZjIUytVVoCS9iDJDmV0px1jxZzZH4Yc7cMVHULpnIq8e6VsDehCgjTQUme",
-	"CglELXluLls6o4wbY4Jk5k+vazXP7AfRleNVTqdIUS5Q47MLGRJaKoGLldroMZmWlKsFU8aGuGJFRiRY",
-	"Ux1fHnO7v2aeZkfuonClCMC9uZ82JZAQLkDesBzecHpDWek57POS3zGZ0Pwa3KGG65NwFBBGNYBFJSSV",
-	"rFySupkpyohLIV5SvnR6nfoCzCMEWVC+NCo+LCqtjsgtZRp9jajfWLNTTImCXHCzIk6yc9ByuXc81SCz",
-	"jkyKfkp4Nd03tLCjOGrVctkQ6za3Q1sxfsNpredCsn98KfEzASpBEi2MEmj0Y8MjfDYkjKNeTFBtrMya",
-	"jnBrs1LMGM+sDplLQI8JtZrMmN9KwWfuwXxuhPtrqtStkIV/Q/ApQ/3bukk0qdwDZnR83XCf2ZtqJmkB",
-	"W0jnu22L86W8dPZM38ZkLb9D5mVevEXBlkDb0ejTKrhX3HtOYllFMGhPqgJ6bQWwF/Jz1LY1lCVKRHSA",
-	"aUHqqqAaEvJILfm1FLxWwTOy3vjzvqE7ajDv/c/WtH996nbvlE+F+UsljdjQzJr+BVQScqrtabmvTYQo",
-	"geKRSiiBKnhKNbT0PrPGVa1vOIiWtuqnaZbxyyD2DjVDDOMJvQ3fF5O/Q67N95v1qHN3n6wuKq+ldESX",
-	"MEkE15LmOj5vr/czY2stDO2RyZIUMKV1id7MvnXicEzDQm2i4c5BvA/fpFLSZd/2qMEwrCa5HVX1pOZF",
-	"Cc9ZmdiIOVUJb//FX4/3Hv7w5+AvtSw6JHN4R4Cb67hIrnnBFnCJf/wt8aMoLtlilUj2NFskKQV9w6s+",
-	"f6rnhPGgiE5wdU5lyPYzoqCiqCKp5ByNWrydl6O9385Tja8P7b5FC26Wt/YQXlLOps5l0j4IowbfgVZa",
-	"p7pCKsOB02egONbbb3iaGJ6ymTE00FGJ7gQWAoHqiNgLwTpQwPoyMabl/j7aIAL6wwUx8y3cthH7+CT5",
-	"3c552Q0dRmIk3hO32LWHZdTTfhGyiI5yq6MKZ294AZSiM9gsBP2Dw2a8tXP+MZI67fkm5dHK0WwncpJT",
-	"CE5Zv9DIPdiRvng/XrFEsOZCG2WUsJWYjbNKm7BNkrKSXvQNEZYeFyqbcXS1BS9qoywoN/ydfOpGdPAc",
-	"rtZe7ZkT5VdBRXHLryTcMFGrwApH5AA1MsNzNqKzfkYHGwVccyrdqW573Btu2/6ln9RSCdlo+fBO+wM3",
-	"hmxrNllynau7HUyfK4w4bmTTsJ4z/+IJvhd/SqVPraQaJWQwtipjSKMALFpxf8aDWBOyAInRxK3k/ers",
-	"UlK/l/y32C8tNC2vPIrjyl+TXRzIwlBkZn7NmivBv9VsgcLFokdnq/Pq0mKHYvqW1jqb9WTabNwKfbbB",
-	"FCmx6DSgK+2Um/auvISCUWJ+IzuJrSCClxaAsvLdsN21TMAbfpqDMUcFmYLO58FbtmGQsNe1ZKkxRdUr",
-	"F3+aU91yU1kLphBWuzJGTC6qpRkFuJEqv4QVoGJego4VoFWlq0NN7B8QyGTbVfVTcK94cZcioZrczlk+",
-	"74QWEMphQ/5Wr70rtTY7OuzQ0pYkeeIlVEcdCt6OeEemBGg+J9eMFz6m6C8FM/mu9YZnkvBVNMSX9GSk",
-	"Jl7rNfqQdSio48Q6npmflgEIleeglPVOoJTwrhwU8/jIG87eEaiEjUxucfQSphLU/NJ8MyGj0RGC/ov4",
-	"wYwIP2A8J+caSauuOj3Ccfy+FkZDKNCnfexcQXh4h+SJ9cxYDzc+HTm412uCduTOUofRtqdo7UnNyiJt",
-	"10/MT1eapWA7P3mdxwZvkEHM82mlKxeLBUsc+4WNLxnNJWjy3Q+i8zv51Zno1xf+IogWosznlHEL2vGq",
-	"A64qvZkrm3OCN/QLMUtoLBbU4mdwRXtuhfZTk+RThnyvnDmUdqEsRGF03eLKPLq9EfhcyMVLfDXv1Qg4",
-	"3N7jq0/ZdJrWLxbi5l7z7PtizdZtTf+peQ9kZGN0ZQ7NdbkkgqNF6RXr4Lm0gEBRFs1fMJoxgaDeJ5VY",
-	"/3iPUeGj2V1HaEuO+T+myJ7DbTxE6p0F4y8wOBbbGdH93qwpwZNLLvhykdySoQ1LTSzQK1NLfp0Rw9yU",
-	"F3sl4xBZXluspSO/4oWlRNWJBKrhjQLZazdWH7YxUlgP2DpaPRfWn1JHkMa1n+2sMkIwRhPDkVOLfko1",
-	"nVAFPa5X9+uVn0mPuR6j5Cqh9EyC+rW8k+fFq0g2vIaxX6vZuyk4/+eWkvU5oiPOUaVKCdcCei1/CVQJ",
-	"TswzhyQ7ffXj8YvTp1fnz07Ozp9mQ5K9PL24OH31l6vnp89e4B/8I+4PY55dnp1dvTg+/8uzjJgr//zZ",
-	"8zcXz55ePfn56unx5fGT44tnmXW+r2wPeFxJQi32kYwGi9OgbVc+lHRteLS6mJjNtLYpKzKyE7HbyYtT",
-	"UknGEafEFFmAUQHTxgPjBbxLOEgdir/xnCCY1amKkVltf1Cx7hHbz61Z9kEFzBe+U4QVQ+soYZrMjQbP",
-	"YbNGY+c/tPTgNz/FJc8ZlIWV+ynHKZTFWubYhmD9FbX6eSEXd/hI6z5eNTSLwtyeCDnb/vqMVp+4QXMh",
-	"wd2hPRGaniVE1/lHnZB9bP2UwrVfbHvt/wVEKfJeu9UYypSTiGhbVh0CTFCewQ3LoRFzTNuQnQvvILxO",
-	"Gd1gzC1qy+EFcR4WEGNUTfMfQ8ecjlND1ChEBBGMt5PNgRaMz1A0qQoQKJotRH6N/zUajXYJ43lZG+OT",
-	"/EjLuoO0wWQRC8NRZIeSkmqm6wLIBJbCTPT//d/HB0NCCYcZ1ewGrZla0nw5dOYuO7sIuAkze8pJzRHs",
-	"SG4Mcea0DO/s2pjvNVSYGKHQb2URFeSWSs74zIuSqlZzQrm6BWnlKa9Lh3qwQcgO8bsRVo/vr8ZCElzT",
-	"ktQ8B6kp43pphlmAlqCOmqUFb6w7yLDZZjnmNGPdpBC1mU2gJoseMNRES7uHibkAm801oRNxY6iCkhJu",
-	"oGzmkh6gu/LeAa/6d+FHfxSfZg82TtHTVSICBDMJOIZscFvwa021kE0y097jA2P6Pj7Y8gxKwWcbBgSq",
-	"tBnvLxKA37J8Ho324N9xuAf/vu14xtRVmi4qJEa+PJsODn/ZMjT2W/dzb4d9JrNPoiNT9g5lEGJxDw3T",
-	"nT8/IY8ePXpMwlAIMqANrGXMF6wsWdsj8uDxvx3sHTzYO3hweXBwiP/3PyjQlFgAqUqq0R6zTgfmEpLe",
-	"7c3Enpv035Xgo3N6+9IFk5IC9q9ASz0PyNqOc2e9YjSlrHQRiFXXn6a6th9xLsPuRR/d2PERrQE+5KXI",
-	"r9vH3n94Ha3DzcfrG/Ggb3u35ew/V/dkdWHi+vOtao0u34cR2XJfmuk2Y6R25oWYMX5vW21lObHFdXcb",
-	"KzVBR+6xy7ITdrK4Jeq1ZYrJTCUYxYDm2m1bJ+x718htamZnjZqyOqszjjrGgqh64tCNI/JyC1WDSiDx",
-	"vR2rMWB0clLVZUnoVLuwjXkLdXWXqtW5r9F1mWJ6EfQqpxyF1QxDGisl/phG/ZdPc/po5vZS9BlHZWMY",
-	"I3FifECI5WLKphG6BUh2A4XF1loDy8cPx5xpmxNhtgOK3SMiFkxrmz5iZmqVJMLhNl7biLxx6YEFaKMN",
-	"hvQMu3srbuqeRUc2Vo4+j+KKJhxY6A/BBbIFkNZCj3waCOVFSC7wp76lAGnfEFFEimrag90WcvGdcgqf",
-	"GtpD/tvF2SuvHRsO4kui5rSKrT9H9huuJB8+SlmasgZ3JO6Zlp6/Q4kWi4nSgkNsKEfmhlWUes1Yp0d1",
-	"aLllQBArCzbSMTp701HCGNyC/O39KzgQcA0+izJ5j+KX+8Fzw8GsbSGts+BiY2oLU9/m1u4F/EwEzxiS",
-	"mrNfa2NzSKEUoWXptrMHfbXkeSD4JJmu3+I+stV0lgjOP5cApKQTKFUr1L7qdU0P2ripEbKZZtQXRpRY",
-	"a/Yz8+pGb14kLqlSbMat/MJLBFPIXKaguxqGAfQirMC9VzC0TUwxS3SI2AmblhhsbXUjEzZcos+FXFwu",
-	"Kwhx1K7D0f15i0ji1H2qXwZioP+ITErKr5s/2KyvmRR1Zc832+Gi+Xl3iwhfGHroZrxh1ecusJZWIWyK",
-	"IMrkllSjcW6HkW+AFyVLhDwaDWCj3FsD6YoQ0drYC4awUHNgKsQGe+KKTRJm4kZAM5g2ya322teYjWdX",
-	"GQ1AqESFIH0/tO/hz3B7WhdKegPucV9uuPE2nh6807Jn3t7H1XYmr1FDh164HRE6aeUhSyC35v/xtnd4",
-	"2/W2rtYPvh5pWToHwNYX5duNU1y9SFdBzUj9V5NlersxR+B2LrbnEs/BybspeCW67L7y3Q8g+sYQbg/u",
-	"A4zZ4Urq8ohkqq5AKiigyA6Rd93TFpRhbss5VWQCwI0NU5U0h2JEMgl/Rw7PDjGHORYA5h2LQZ5AbpQt",
-	"90Wrnnsj3YPlh4NmBgirsN9NW/BOu7i/AtHJVUsfPjpUfWInykqbjbcNGbQ1lE+rVMRydQ5lQW7nCPm2",
-	"Oxv4vm1NRTAQqtPndB8japP2Edwa4TZps0xQQrZUNfyl+4KlvB5bCAC/D9vHW1JX/iao9so+NMNuWOCF",
-	"pnpN5sxk+TzSkO46/7ailoxmLar6jmkL5u8l43CHeVz6VzzwtQ+BJ/hewua097d57z4acjTgMN7PaCWt",
-	"jdhwYJfR8rsQr/wa9BtuwVkBsUmXg+HgFiDtrbQv3Ys6/Uye4CeSACJjJT3jaeC/1OgYJzs///zzz3sv",
-	"X+49fbrr9Q7019ipHRFYVHqJlrKo8R2avhnNYPjdOw83ZfKu43UOOdr71kyiPWj2essTdvvac86bV+oW",
-	"Zx+P1z0kby5PdnuU8O1tJ7S0EzOYC4lp4lVJl9Ycb/yE2d8oJ4+ybTfUb6Idap2h1M6UXUVscoIBABcY",
-	"9TFNdF6ZjTp/fkIef//Dvw0JvNPAi7jAldeJsWBGk5FibkVb//AOeBfzI96QU8rKWoKKP5ZrokXYqw3F",
-	"h7Km5s2VLU9i/siFvpqKmhcWDCOphissCgGFQ8E02KHeryeh6z0b++xdVVJOGwQKU0Tk9orPYXQH2M2l",
-	"0c6GZEHzOeOwZ0wbs9mqXixoAyd2+9b/4YRm+hrkHoIeojpB4QC2TspwFIZwCBs3S0g8X1xuba0NUlEk",
-	"LapdYZkujn8PCx2aDUymXTYxie4OvtNkAZRrp4TN6wXlSKZJLFe/Lm8m+9fLy9fEPoBkm8YNaaZTlUWs",
-	"EOicHWLYxZS4XPg04jrpjAlF/VTqQ0ckoxNR60N00mTWAhW+hJ1bwgLryKm7bHX3Ive3tsaIc1A1HWus",
-	"kUoRzaTjP0icEUFEhLoqYAIEquOYdJZrc6lBWUSS1+G/fnn0dmTutGx0J9r6ab5svup85dNawbbo66bK",
-	"ZVqVnlN1tRAS1nl/prXECiFuJbb86BGh6tpWb3BJwRjxygjWSxEk4/BOX9FQLWLVedI8kGYEVrTUEucT",
-	"8cKuojM4CgBgnGfmF5NhBQ5Zw9Z5DbiwrZWxZlM9+nKToeBHGDYb/nbtaWFFjd6wrwyYz25ZklxIaX1z",
-	"GKTr+JOEdQ9gLU6gYX/j4qb38Rq932Yp905bvMRcxVsjwH000uZCaOtCj93vIegqzaDb5jBuY07eP+XP",
-	"4bkS4v4cFlReq7AI67qxhxXHeL1R3YRQI2cfjXx9W1HvxZLnP9k53d3A3TZlcD11R6DlLgE7j1zwgFJN",
-	"ckyP48KmDbiSk5SbXViuimlMc+vJgmuzQ/CgZjPQK5PLiIcmMp2+g+/ujWd9qT1Fr+YScNoRmrIBBn6n",
-	"SGavrqsEzriLlN6CWHvQzqdaNZArxptFfTjC2Xw6jpx0Qc4UFSnU4tN45zt7e1lfVjtVPV7tjvf3A/x+",
-	"23soW57J5JS7QO9ixekWJ5t3Rx4GZHizfQEl7vZi6Lgpxc3nNkNuzR21LlnwmLjfXTYfIkhcgSRiwbNN",
-	"5XN8cPMGtEZMT3mlel26coJFLCUy4mpq5IZRepQmNM8xRE9LWyZOHYXkJnB5Udn5s4tnl1fnz16fXZxe",
-	"np3/nMVZvd0fE56ibsa2m9lWq+utqdELrrpTaYdWzT2qjcIvmyKq6L1WoO/juuvLQl8H9sI1J/LV2kv/",
-	"8LyvurcK+7Etum4kjYJWba4QWBncIbFpUybXuSihBytqUWFY5rUQGM2hxZ4xzDL8QZGcepQaL0JZgSP3",
-	"4K1kGtyTY24exZKAKJRa3lnzsm0CEJVfUMYqLBaGje1YC8rpzAphNRxzWlWumJAKRRGj0oqtIFKYt5VI",
-	"bmqD4QAHSPpVL1ARTCd6RRpmu975n7ezpYziZGtorEkHcpezQ6rYmq2krrD6ncuKD6rBnKpOZZH12P7U",
-	"fXGc51Bpl5uLqbKaTVjJ9PKoVeCHloI3sGlrz+e4mK0QVxvqqeBqr/Jai+k0IztCkim2b1iptLK7UmrF",
-	"0OF9Y1LJI3pdl+VHLYpjZvj7qYizGQ/pUocQT5NyjJRLp/q22d3uhorgOR8I90Lc/TbWimO6/lI6b9eS",
-	"Qq/lGVPt/crljDxdH9leBCpVW4jn0PFNTGmptnVOfEz7ONBUZUSy9SbRYsuJ3MVVZL5vsVq3lOl20kKr",
-	"qmFwvHT23pX16UYDqcpdRflWhZ8jF+leYGHROeUkQ++7FUU/HBzsjrkbC6v+koWxrZunH5KX7Ikj8IVr",
-	"AXHHqNydCgXdtdXAliekljy/ss9d9V12G1WQ7YsCNU6tNidFpJKeUz+7rrEn7ie51bwtuTclr/cR5FlM",
-	"iN6PdoQqllH3F5Vejj4/1Xz+6mob7VeHYs6NEsyDDxeVYDzYI+uaY3GKN5altp1FFJ3CxnPqBghWLNvY",
-	"7vVH+na9U9NqaljC+m8XZ6/iX/fYohI26GuLZQ5mTM/rySgXi31RAS+opsAVLCYl7IfysvuWp/ebL+PM",
-	"G0L/nB5RpraHGg8HbZdSynFpIwF97rkjWzyJ2d5dRnA3LmaXGzvmrULrI3K2xrW5vURu1UT4yLXbVI31",
-	"h5pKd311pHyghDrdfHRnv3D7fZ8ZLNFf/HV4hre/Jtrb1if7/bhb1rH4TxeKdJt4SLKTs1fPX5yeXLpK",
-	"D87HiyWQqLJ8QTkRtd4T0z0EauSiWu4Ox7ypdnF2/vLq8ufXzzKy45zxrkS+A6dkAR1rDBlJsjev3ly8",
-	"OX5x9ePxizfNW2MecsNKPRf1zBzeDS1r7Brjs85tseqQdY5Jqq1RfeHjMbdhZVc92wEjjhxIAl0iroQ2",
-	"07s9NTf6XI2x5zU3mqrtoLI+RLmFH9L5Edd5bC6WSsMibapTmc+ZhlzXslN5hS6KmD0jJ3qViqi/EDPM",
-	"9j55/UaRUIbfpmeELoQ9jmvVHrlkvH63rafALG1twW8sobWJIZvCYg71bkh500utajdGbOFNsJH3G8cJ",
-	"apJmAZvlRTjB5Da8QbTs2mJD21cL6voI+4r9vEGP1EVAWPSmE4eDdQJq29zd5KAK5Aum9KnbtY4Is4kP",
-	"d0FbdgI2dc2S8CDfMHHTFpr5vXbPXlh0yJ1rNVno810WsX2yMa4u7kspEOvRbFw8ft8B+AVaFTQhVDrl",
-	"mxPOtOCcjBJfmQeLWRwCVgntkZF5b3vMlrbOioB2DM3j7AjWjHXZYulgl5mEYfHeRZgf+6dvUwOJFluq",
-	"gualTW00uw0fVgft85uZXy8A+PZUlfQBnRaD1rc2UYhngXQmB+Uuo9k6bD1SMHRXNTqF7faWa3YDCSgi",
-	"vrGx3GiBuMZchxEUAF8Xat4eoZJgh4Qy3N79br4lVlvGJTK9dB00yzLuM/tdgFHeoUpE8mDWGEN3l533",
-	"rUC3dWhmRTql6K3bLKUX2tVtQhujvIYhRpIqNdEb1uvHiqqaWWcJ9hWfi1tsLC7CkfalE1uT9uojV8No",
-	"6u6vDrG6p6jL5LVkenlhjtEpUljs9bi2XSzsv557OvnbT5eD4boqsiFXeLKMw8/tCrahLxq6L3GEZmlz",
-	"rSvbCYc5RW+lFqRdGYLS5rZN11wKzpQ9knk9MUx1VgE3ovuZcySMCMIXfZ63BwVY9/uYN2Ur8KtLkouy",
-	"hFyTnXEMuVDjwa6nISZ9YdgoXGcpDIOBtueY6zSxoAWYTcH4lG1/VyoYkePYau9E90hVT0qm5p4AoCC0",
-	"qsbcx/t2bmFi/jK0IYQCpowzV8fc9h3A2oi8AAlS2XnDOwSO2wYpuEIobHLAmI/5ieA3wK1XzraVnktj",
-	"b4lat7MnD83TfyLPzGqimtS1GYtk+7RimWvepXs7GK32ZyaBZ9e2aD5qjLdhu40q4z5kZ1QOYyGajzKf",
-	"weo/9v3DP9u20iTriBXbu3jom2rRWs/NfjhIqqy5Gpl1Xxi+gVbNb02vgVDyt58u23WZd3qqKY9GI2P0",
-	"TjRl3Ji4ZAWz0WEaW/EtFxUo383E2eBh+6m09SCMQLXeJPPdBV1iiVdbZelPBBG8NpqQ9fX2ykgh8tq2",
-	"DNrJWlkJ2e6IPAFjcitL4oQoTXlBZRHVljMcRKVcuj62WD3OSicsYouYJLPBcewWe5jTXA/NN6n5qjlG",
-	"20jP2eEWph0JgePXp1HFHx9/tgXjOa3Y4HDwaHQwemRbcM9RxBny3Ed32X7jRzM/zEBvi6GjvOWhQ/dR",
-	"O2Xde+vMOoedInxjHojarn/oGs0byRK5Xx0SxPXobuL7VAmsQh5gpxNgfDbmhl1vOaG3dEl2RGmYkVaV",
-	"avTgwjm7AmZvRhnfHZGzsjDqCWYQHblwFtPzMe/AkNuhZjqD71QbmjxutTcwqvvAEOsKHFDhgUi6AI2d",
-	"xH5Jxk3Nq8H9531HrCAzVBWkjTYZwRQ63P9aA/ZtdU3GLR56u5biyWYjq3qcxMZCfMU7yTiWbbZA6htb",
-	"EdEW5Ht4cGBZ0yo4hlYeHhz0TRkjba0pO7/V4PCHgw0d0Ic90Wc7Q0fHWCQ3WBR902g1Vunty7Z+wAAu",
-	"d67y1Dir0Yb7jtYgpdr4x76RV7Nu7zmwUy5daBtjMwFm2ru91qG3dsiUwt3wzP5/R3bk+7ed3vcPDw4+",
-	"Wp/CTtJDok3hmSN8c+Ix+t3tELbp/N7OKDVQmPl+1J8dX3mw+ZVW50p86dHml5r+4eaNh3/eYphOE8j3",
-	"w8EP26yo3f07VrpR6MXq9i8eiGVOU3mbemA2vX0H9UeKBj7t/5fBsfvW+2H6wtv/rfnvK1a8bzfeaItw",
-	"1y13FXG+IsQ30GzzhdNi8DXReLfsXm+P5BAGcXviGqR/xdR98P3mN0J/96+fHZ66zs00IWlQBM+ESPHB",
-	"0Kt3bdJO5Sr8vsi6myK8tPXtUAU5CqVnUTvFinchQc8aZ7I2xoItuRRBKUYbs5TWMMh3yrVHcnWb4gbi",
-	"eg4LsmNUJbBNSWN0SZz/sPuNsT4vY/lOVknO8hB8qowpYgSgvZI+4MbZR+gK+ihFqhvKazOAWkmpi00X",
-	"jPJaZ0YrUW/GboBH+aLZ0BpH9cxaXbZVvatdgwyw4/tEDpsSma78nS8aw8wdu9wdEsHHfAJzWk5Ds1lL",
-	"4GvttxH5yeXhYCE7NBuZJiXQG1BmevEy3dA0NzuATiNf8NHotFpZ/GRVl+VRSO9RmpVlY5qOuRsEe0Wh",
-	"A8SM/P3Dh3E3CGtKetMysc/Ojh3z2jmzipSRh0f5NQhSlAJPRLH8BOpvK4vU9qT+DEp3O+Fzs2LSKt2I",
-	"vRKsa6l9vn844fpgiyFe06WRcJdCoB1vhfLDL9Pv3p1Yh2kD4su6vWzDJ5uanxFFlzZJ8+u/TC4wMTp1",
-	"kwyJwG1ArQQJk3ak98YrpYFG7WNSVP8VcioloGDHCMBTNG+8PG1VgDYi1Qn4ofs9defwYsztr3GHVIpN",
-	"DXPpeqy3c3AiBOmQKGGvBB+FsD5adMxhId+yiPPAZqDJ9wePyZoKKg6fyKS9ENSS56Mx9w2VyTVARRAp",
-	"xviM1NWYS4qIcvScScAkM/SjK4EIKVdT2N5ahSJcxBOyfsS5KAtEyyGif8ytl6tJ03HRjjh7XIHGStTS",
-	"3qmtrCVXANw6uDE04tL+xjz7bexz9MaDQzJeSfEbD94nfY5IJ50MvjtfRp/jcunJoXzfDu1pWcOnvGz6",
-	"ch17RVcgbqwCLamroGEDOzi9d3vNU3ttbGhqJu7N/f9upvKX5iWcx1d8Wd377vmqZfgzc64WpNDNU4wi",
-	"nvhvlCOu+nxS9K2T6VW1Z4XBftRVMRmLecGUk6+2eQi2phoGNcfMxLelJBPQtwCc6FvhVaI2FkkNx9z2",
-	"MMKgva8K475KtCBYaCvSoMK3cfSU3JmBDl3tT9xiNgQ6QoVK4UOetr2otRY8DjnCoFcsv1Z4YbnAACJy",
-	"Y5RA0uHcVBDd3s2dmJsWm2YWp0laX4MoS3Hb5HJlvbEAwxh3nKItFitrGIYp+oRy3eD6HQH4aYGxDtnU",
-	"2WJG82qwR6mJYcgLbtNRGcw+Gyb6gX093s2maWyPRC/Y1NWPUg3jzAGZx7PLN3fMp5K+PYnZHXF84jnw",
-	"VkQKVDieWMJ6EZSWsj5Dfe8frOoVtQhgtsyM6PEbpxaaC99mqUcNjC33BBFEniw1+OZvLqfLKU8NGj87",
-	"N78HMMiKKPWzDIv5H1Z9BBVuaw5zm5OIHFvUTwKNlWQtd0xuEzta0okde+8pUz6XfJOG5F6J38CRHx78",
-	"eRslRGpGS/eNr9ue32I5SEKvhL6gmqkpw+zo3yFnPwftKhnczkUZ2Clicgcu+J/T156Q7s7u+79VVM/f",
-	"93J8Zn7OPKxuykr4Ttkaj4yHvo6emgMGqdPM37VjporQMVeMz0ogb85fEAUz9PXvqJKiV7cCmRvKB56L",
-	"wjWf+N8Pn2e7I/Ka6rkLcaJzNBp4zI0E9GXPrcmYgaYzL0dciZ/WGuZUzREzRnWO+asZm+5xwWHPYr7G",
-	"fGkVv0cH399LdiUUwRXp9ZyVsEkVtE/uSShtz0QzfzyB4cp2MW70Uw5+Y4PmgimVjeJi/9W2JO+rX6GW",
-	"Fza2cSqmdaxOUTxH0z5/7vMpWafTV4LDSwQNf1qdTOQa9J7NT/0oV4ejXzdc5+owVL/KxP9VC0OnF389",
-	"3nv4w5+R9JtKmiWM1irXH3CNPLLyPb0Gy3mOKYFrppdE01krclIa8bg0E/486/xDub7/ea7KEKQU3NGW",
-	"ly/hstz+ZvSXVu+VeO5KFlqXb2s4K87cdYjXgrHIFfuHDd3FhInX1Ji7e8pvTyge0C4K7Od0hCBNW2jZ",
-	"lsBaubVWbjyqXVrsDDTeZqH8O0XH6iaPxUu/Hx+kZm8nY098ptFdRfintJNXd6JHMvtTSpLDXQRYJA09",
-	"WtJ/e7MM6xW6YXqfTPB25x36odxh+v908L7tRBzi/fxFpjoUdh8xV9Vq3h8isxXPFKGxdRHU+rrUrKJS",
-	"u4rZmf1kNvSlvcF6Iku6RDHDC8yuX7g8GNeZnlmDAL3DwUfgqm7EKR/BEUc1FEekVkZqqlum8/lxJ9k0",
-	"c74HqlNCzay42ZRPF/cJ27NvFr3nG6k1ZN9NUsf5JFm2MaxaB9HKBOzVHldzuz5r+ChsdasQy3p/SIxU",
-	"6NLG4Fu05/NHe9640pN4Eqv+xe3FjWXY/d/ci+9j0dNm0zRrb7KSfUta2rE4h5FXYrLEKtTdT6uM7HiV",
-	"CBPTxgPyp/EgIwsqr0Hu9ljRcVGWOxjSvzNsc0sQ34aIyDen/2dkwpc2i9ALxlT9hNiVsj1ThihBn6nz",
-	"yjpxXAbYqlOfoGYqrxsnmJaUYSFPz0WjtcbFj02c4rP58O95jYWpJjjloiVzfFDsmyK7TpHtJeeNQasG",
-	"ZrBvM5fXxqwuo2AVYmwl0EUonwZcyyVKN/NHB08yymszissWWyXiZh7PcBq/01jUJw9C/QE5wby1xfwu",
-	"QN6wHN7wUBXrnkw03IDOt74oz1IN6VK1LkTUEHAPe8W+sLSh+FxIy0jRoA4R7pjJFvENpXqHUcsPYyJi",
-	"BZTAW4djnvkoiVPLGveZ4wPbhRyT4W1qWjYiFlm6WheYunR0xEF2ZoLFDc5TuKTDJgW9hXrkQHY4MIeV",
-	"NHZoD6AtBJ64i4UjgtFZy8kaftkuoYWotMP8+6oGI3JsY2fWhWdhogjLUE2oJdQEWa1pcPB4bau9ETmd",
-	"kokwN7cE3+hpGFcx1fQalPklhwK73vV4C8PpfzZ3YRoT+IkQmavr+0KgzNRE1mvwEWPGlSkQLlIutwdo",
-	"3rWeMtnBkrM23SZF8d6dZHhjd7Q+H38lqf1rj9Y83iL4sory9VfS79+bcEdlcOX2UASFNaFYhyblb9h4",
-	"ef3W/MOnMm8CNbkLdKcSSrFJucS+HSqnJRS7mIUwIj9hHz4h2YxxWoYaGMbyqfV8OeZeUgOpuat9CaGH",
-	"BxaFljcYq7eR8NtOX3ssDyI4WMzBmH880EHYjTuL5ubVeyRgbX78zG3mFw+tNwTjc1W/QmTWtwj17zlC",
-	"TXlEZb3izBJdKo/baHeKlOwaSLbK2RmZ1L7ApRMQGOJdEQr5HPLr5r1n75jS6ncnF9YqOyGfNvZWrn+j",
-	"8PEmjGPFXpxExMJW7LL1vJhqao8xjm8b+wTeVayZwKOeiqW0LK0WJRAUs8QZ1Apc2Zoq9KdomKzb2j+5",
-	"bld4Db/iV/NhbNOnAvrOvjWHdxWC8Ixi+XHwzYZQzSWJRleLe5qVruGjqtZrIEgzAao3qmmeyEbkOM5q",
-	"kUDYYlFjEbJDW3fKGGwUJ+Oj5j6NO2GNjchpgdgtxSxOINvP9qYSAmRPETEd8xKwofOQFGzGtBqSbJQN",
-	"SXblUj/37mG7kk226phbA5R8PPtzzDclKq5U3ozsBxa300hpNlan+nr1mvuYqHcMHhsa3STXYl1mm6hx",
-	"XDwUv//2C0eSW9XGN1u5TRD5q49TbWElNjR64ipQ/IEMxKTId1niLVFvrzIv2ZrON5sNwlrP97F8Zr8P",
-	"0wP6zJBRlc4hgu3iBqpeWsVPfafsNb8kmi1ghFLZVfTTGhaVuzUk1UCwih8UpAIZkFZFIc23sECsWaJt",
-	"cHlEqH96zD3iDwF83z983Nh+oOVy79gWY+yXk3b5X2Oi8wszsy/lSav1RlhKLgGBmLS0pxjrhZ9Jqnxm",
-	"Rv/+4RYy6VKIl5T7oifqQwREk1f8zrXztI1VOfoODVP4Hq8I7TIc14oPGmnS4XbHs/38HvpVM0VKIa7R",
-	"PeNLB7mSByUgC7t2sznlRoUqBZ81zZJtzrOv5lxY/d36y2E6hVx7DYbDrZv5iJzHcsCacba4b7p+TtRs",
-	"+essVNDqT/2VcfCxRS1ZYW0r30TS/Bsbf2I27jQfx/ZKgRVIRZnsZ2Ts9oZBdUPSv9bQD8c/40Be22dc",
-	"bhTIpn3qEAuT+Fx+Lvie5+1W+QJf+4rJMV+Apuh0zkVZL1xtA8HB/Ru/r0W1V8INlOQaliHHBAuu27Lp",
-	"qSCZm+U3sMA/GVjgY0b8nzWl+tv1N1SLCWwj1564P3ZAwO+kOU7S2z0viXtZDstJ+nrwyBM9zDW0U5na",
-	"yuMt5hyRZzSfj3n4jC0i1Fncd4oElsSiSlo1rOa7C5j/znr47pze/k0J/o3vvvHdp+C7FifcnfHiz+3/",
-	"1q4//n7fF5pUG9PRVrkmlC4TUSH/w1ZejtJUw9DFPqkGNeZMEwlVSfO4M06YhsvAFkpHnTHxMRt1mEBu",
-	"NHf3/b7K/1FJ2fOwwA0I79OVzsOiXZg2gdFeqeb+u4RqJ3arr+b65QoRhJP7Btr+OiQJYh4sXi9UkY3i",
-	"/xJyYDeujEq7e0gkSS6WPI9kiOFd1ZIkveICO6apfk24oz17v9SbyxNSUFR1M9eT64rqbMx3zK+3ANdD",
-	"4usGkpeCF3Q5bLANeFOrihqBSZZAJRG2kfyuTfnSbAEl40DmVI05JZM6vzaajJC+zK0Z2o5jBKxRAVxD",
-	"V9vjT3BUefKyLtKlaGcQC50Ls19fL+a8O9ONEK/ZTMKMoo//21W+iQGRA9pEP1k2NG/NPcOKvved5zkk",
-	"mojpljzfr+qy3OxZXlEbbPJ2lEXRal5jgaqjgGLdsT0BERq6sFxlH8HCLK7m2q5VtFUOHO1d/3EhC9dE",
-	"iGqyMBd3hv6nzPD1mFd0BiNybDt10FJhXbxKEcFzIMyr5HQiak0ekpfsSdzeZodpQstbulT+OT3mJVCF",
-	"ECY7U4/nohLILWVGQOw2NU89nBZrybh+T+ZThJJ5PbMNRMaccbKAhZBLX661I7QwLuu4HzG/YjFRGoXC",
-	"jgMJF4dYsCTbRRe96/2NZWNcczrqOlTdggRXxvzQ2RVDks1AlCJ3AVPcTL70na0sZNd3QSOFAIsiQB9m",
-	"LhZAJjS/bnd7GiEu19a0t7Fj3EXKCXaOHJIAQUMBNyKZFQ6Xy8oXALZ/wE7ZKhtzCUZ3ybUvrlqXoTmT",
-	"LXweKFxh924mSc2xFaI5pQACVsCxwfWYv6Yz7Ppt6W1O1ZWR2LYWEJZ+Mf9MHe+RUSCB+pm4cgW2c1SH",
-	"skMHKdZ0jrJfvMprLabTzBUWbI9vC7+MeedZAr/WtFSrOPBDd40431Rd2UFp09vfkN4EgI95ASW7Aem1",
-	"3+4QrhKSLXNrPoPVdH3Ns7je7jdw+ccAl5vNfG2E7DatwSwzt2WDr6DQeB16Sg01DHa3YpNbdf8akR/j",
-	"7l8/rHb/Mn/awYNHUazn2DnTGIsqpn7kxmktkU488xnG2w0NxiZQilvywIk3bENld/YTdBb7sjVAPm8S",
-	"wIUjxS8U7miG79cG455bjjj+mUswf4Ph37HUYEty+sCmR+LbO2+NFWoV4nWh12c0n0c9RBCGanuWGpNO",
-	"3LquI1xED6FfKWpiaa4t+6uD3uWUR003G/xj1J3GXj01v+bmK74jqVcZj3zjUY/eZ4rUHJskkR1KuLGt",
-	"sM5KnteS5sshoaSkmum6AGIUYyPzrTkamtCOeWZuHFTPsiEZjUa7cc8VX5+JkuyWSs74TGUuGdXoEkw3",
-	"q3T9ALboLrrDBamVbZDadn1lZl9J5vr7W8vdwxaxwAon589PyKNHjx6T0PcbVwP+UsNKlFLwmfcM2LuF",
-	"lrZ3JIy50ZUnVMEuYcpdXbYWZGbxoVdB4d3xvmf81f95iC7FAnxg3fahsS2KMS2C8aj/Qrd9qneY0Lh5",
-	"sm0fa3ZVyDF33dnITpZuP5o5d4TAy1VGVoLbcmNly6IEpY6MLltjaPkKMQKZ7ajQyiMxBohTBLU9bfMp",
-	"OoXD1TpenZaXGcLYPKK0ySNxiuaYY3JVFhpyZhYdhDzsYNOe1BDYYBMonbrAhZ4zPhuRc6gNrZrNTkzA",
-	"oox8FWht9cw0qjXQqi1cltNyzJ3x4fciotNgIVlPUqfQi9mw8D23O4asmqxOY/SWRdPqFbplJrEBQYEY",
-	"C9tMhI+5qPWemO4Z6napPJex102J8gaU7YTb9HqaLFEwVaJkhu29PoYZr4yPecS8uBlIvtnJ2avnL05P",
-	"LrOho12o7NGUArc7+P0cQKTlsR1z57d3ZJrylWe73+yLj2pfqPnXVt7uS6i2XwzJ0wy/oUwUNYoK9pnz",
-	"EvGIKIDVGwZN94Y5jdisQO45qSJqnYvFN934m268BoGM4LFwa7Y9jv1KcK0cMSWjL8+amiO2Az92w7ey",
-	"K4fscCUdtKRKE0VvbUKpAjmM0MNjzrjSlOcwbLr3zRn254/TZoedCitDf0G4f++62xaKMXeC2ajV+AyG",
-	"EC1ArC+aiy2cPq/8/NDoC9OwUBvzDhTIF0zpUw2LQVNODx20SbxhWXrE6D9pIKY/4EnL0mJu/QZFHGTp",
-	"B7O1kkbjha8jYNVF83h2ZC2CCeS0VkCUWPjipUZbU7FXWc8T+Y/hS9hA4+tsA3YSJnmna/nBx0u8waE3",
-	"xB4dRNpcyi4w/EdIu/ljJduk46De+Ir5kuzQEj+MDg/DPLsJTm1ddq5B155H6q8H3tt0V+Ia+FmzyOnu",
-	"Ddaf8RDDee3+lpEdYStzqSUXfLkY80yURfh511gb1j+x+rlV0+JB6jKzC/Gf/DplQmuKX0hd37J2ZNh/",
-	"lA2uTfC3Mq5fFRbCBkR1nIcubnk4us28j0Kkn+XfuFwe6/uqOfu1hiNCOYF3TCFYCKPkSa/Smlv72339",
-	"7b7+dl/XrRIiaQa16Jf933xS3XvLo+aPazRt+0BK08b7WkiN/mULDj55cYrSY53C3Xzwngq3FySD32ER",
-	"5ZjnHBrpD4fGvTOTft3MZmFmH0E5Rqd1Ujfu5noqQE/KV61+ohvwd6h9+oyGPxzb/TGvugvQhHIbhjVs",
-	"hD0Ht9RIt7vpDIWgb1XCgjKOQVAzkzjl24XbPUx+5/uDx7vrbrZvd9q3O+13d6el/bDYVWuFaZ7CQmif",
-	"S72WexAAgsjDNeacRaN8Ac75+Pfim7CUL3Qp3sX0s3W50eZH8/8b3/5BDca4oIorMLjm+vQ1dvsTTS34",
-	"JYpOhniiT/KaUIVZI7UC5aAYQmlSlVQj/tqYjJOalUVI6U62Vuht+vO1XJIXS6Vh4YY65VOR4rknuFBs",
-	"eYaPE8Zt9ndTzfFbota67ga4mxPrc5A1x3vGUR4SUUTM/tRXyDmOxa+WrX99+jvoQNNMcp2Ev6grh7gM",
-	"mUh+C4Knxqd9Y8PlbwS4Vaqu2bfj16eJXUV3l6NHVQG9Vr0EOQda6vmaPktQqJALR12JHI+/CzlKtsIb",
-	"8VWAHx4crOBFcsoROJvb1rNBJhsK+OHgkX2eefOmJ1P2r3a2n5Cm7Qhn/9mnqijbOMXokXbrlqMPbtXy",
-	"ESfuaW3t3GXNFdZjpqSACngBPF+aved42ogxD31hRp06SvayDYVvdXtP6iqiNHdab3E67o8rOUrsBjio",
-	"0DjUfWvU5AG5r6ymN11EAhfJKMkM0ZdiUE8nO2WivbWA1bg43OI/onKK8YeQaVe/8iaGkbRqxMUvW+1m",
-	"9W1XoMqM204BBn0LwEkBZmNUpzJt9GHEe61+9ykoLWvbHc3YRBo45TlEPTfilaG0Wf3IE6wJ4yr4SEDc",
-	"de5BzPF0429FdS9Xv+gOo9VoS5GCKS3ZpDa3hRZ+zfFHQ9+txCTr8prYUkGBnnJRllj4uW+WUemT1S8e",
-	"h/x1BGoWVM0ngrbP02Zfv3/7/v8HAAD//w==",
+	"7L2LcuM2mij8Kij9+1fsWUp2X5Kd2HVqy+3uzni2u91ru5OZjXJMiIQkjCmAAUDbmlQ/1HmF82Sn8H0A",
+	"CVKgJLuvybhqatIWSVy/+/W3QSYXpRRMGD04+G0wZzRnCv55LIVhwjznupSaGy6F/TVnOlO8xD8H59Vs",
+	"xrRhOZnyghFBF4xMpSKaXnMxI2bOSC5vRCFpPhokA53N2YLaYcyyZIODgTaKi9ng/ftk8LcXt6VU5kem",
+	"dHSqizkjisFSpFp+o0maVUoxYS6v8ZOUcAEzakFLPZcG/mAwKrmhmihGczJVcnFgn4xFqrnIWPO5nMIX",
+	"gt0awkWm2IIJQws3xGgsBslAsV8rrlg+ODCqYuGOplItqBkcDLgw3z0dJH6LXBg2Ywr3eFZv4AcmmKKm",
+	"d6uaqWumvtHBnsms/obsaHvUVJO0eX7ZPK/PYiLz5e7oAxf+PhmUVNEFMw40joyh2dwez0m+uvyTnAnD",
+	"p5wpf6S0fj8hla5oUSwJDUBGV9kcNvNk+piORqPs+9E/yllq183tiCU180EysO8ODgbNaJc8X7s1dksX",
+	"ZQHfTLJHj5/YUZsNBsCHsPdSqsUFPOtuCZ8TKYql3ZAGKF8QO5AmO4qVjCK41eeEaMCumaIFXAC7LQuZ",
+	"M79I2NevFVPLZmN2zEtYXLgJbtgCTn1Bb18xMTPzwcHjb79d2UZiXzjBlx/t79fPqVJ0aR9rsyz8NIN6",
+	"0yciK6qcPWcFMyx2m/ic5PgCkRMLmgBlmuyYOeOKpO5hSjJZVAtBuCZ2m7v1DXZ2ynHQS/dda785m9Kq",
+	"MIODKS00q7cxkbJgVATXdW7Rt5dehFfWWnM2p2LGckKn9prMnGviSEACl0ZFBPsPxqKkWsMdp38b4uDD",
+	"Hzuko1TsmstKe5JBjuViwgUjN9zMxyLtbPt/2TNKiZGkYFQJOwo8gWUaKZHkxM6vRbkGa7F5wQVfVIvB",
+	"wX6UJJ1M30jBXlOTzSNnKAw3S2LoDOimPRpGVWExWzFdSqHZIaFkYb8mS86KXJMn+0/rW0duElz7dCik",
+	"YEP4YAM/OFV8xgUtVlf1VrEp3BwjlSiVzJjWLCdVCWyGpHCqCUkfpYSKnKRLplOyQ8WSZFSzXZLJShhL",
+	"buyLh2OBN+eHyWS5tPBb2T9u5kwQIYl0iwE+csVK0381/tVBnBDZOaMk6L8rqqgwXLDNNJWSX+u3c6JY",
+	"JlXeQyybFzcRy37IeRSFnHeaKZyku9g3lqY7lKg0U4RmcOY9S6z8QOtWFxEYTnN2XPCtmVBGi8IKJRl8",
+	"Q7jQhoqMHeJNG+nOkZRMDd07pWKaiYz1AvTtUObMvT3k+WDzitfKNzjQNzVBGpEjQSS8QQuSXqd76Y+p",
+	"XdWU3yaAeP+QiohqMWEqsZts3i6WY0FJLg3gABVLM7eb30kfAWqM9vE/j0dPhhNmqP3r+tFof7Q/pEU5",
+	"p6PH6e6InDp+hxONBc5kscNKjVRZDOFmjlKXE1gCzIifVkO1tmHcsKaBFUCMYcqO+r9/vv7xl//8eX/4",
+	"/S//vjMej0Z/2v3Pf4ui1B3ErbiUZcI7yamhZMIKKWaWOo/IT/a8NcCSIYtKG8J+rWiBBMUfx6F9aOgV",
+	"0/beMpZbeCLy2mJFr/BmpTYytfR07Wk2Xw+brwf3x+n39kqQrHfEvGMppgXPjP01Q73A/pOWZcEzmHav",
+	"VHJSsMW//0PjGTeL+DfFpoODwf+316gae/hU773Fr54zQ3mBS+iwIG7mDJhyI/Z5oOOa8NxCIy2sbL8k",
+	"2kjF8oRI5A7N+YxF9Fbx9nI+nTKlkcWFd0d20kzmLB2L8KIsTTCXHnbTZBUFQhBycjhe3i5eZ6Bk9V3i",
+	"PXSCQ9wNsCzYorszOKBwSQuugQGPBndUA94ng2c0P2O/Vkx/AVBAPIXJ7Z4WtLBrtiKpIlPKC02uacFz",
+	"dxgpU0oqnZKCa4OCm5xOmcgtGZyirAJndSXkjRhZgfjLQXm4NX9vOgAsgGuiDTWM7Fgh1RHIBDVWy2+t",
+	"yE2vLAdA4C+oNoTmCy7IjayKnEwYKaQ2u7DVl1JNeJ4z8WX2ankxQrIsLHdZEiGNZcSI1bJ0sAprPRGW",
+	"8tPihb3QL7NexDyAMitpCnZbssywvFgekhy+1IQqe8CzmSVAdjeKmUoJlsMe3kjzUlYi/zLLp3muULpV",
+	"TMtKZYzkkmlYJrvl2sAa31JlOC2Om+X1rFRmhpmhNorRRXulNRGZcEFBKu5y5XWgz3IyWRpGlFXQvNg2",
+	"5QXIX6uWqeGZfa+Hn8MQcG05SEAwVFUUpAAVenQnYfM9nM7S6hcXUr6iCqf9cjQCBAR2mzGW6zbr0fyf",
+	"jBR8wfFO4YjeSHNODddTTidF34HFrqDgTBNZGc1z9gGXEZx7eKsJmHzsdJr8aW9c7e8/yfAt+DdL15sM",
+	"7Qk1At6Z5cpn9Y1+mctZL0NukDYs1VALlNwnLKOWGlqxx5Jwro2iRoLazUxHuBmRC2fpA6uolVgI12uF",
+	"lhol8CJJRpWyd90jxRyiwdRtA0TdnOuMKuC9ig0nVDPCTS0kT6ViRC9FZpktnVEurDJBUvvT20rPUxwQ",
+	"jJhe5HSCFBUSJD7cSEJooSVsVhkrx6RGUaEXXFsd4pLnKVEMVXX4eCzwfO067YncReCKAYD7ci+uSgAg",
+	"nDN1zTP2TtBryguPYZ8X/I7IhGZXzF1qzT6JAAJhRQO2KKWiihdLUjUrBRpxIeVrKpZOrtNfAHmkJAsq",
+	"llbEZ4vS6ENyQ7kBaxzIN6h2yinRLJPC7kiQ9IwZtRweTQ1TaYcmBY8iPgs3hpE4i4NWo5YNsG7DHdqC",
+	"8TtBKzOXiv/zS5GfCaOKKWKkFQKtfGxxRMwSwgXIxQTExtLu6RCONi3kjIsUZchMMbCYUJRkxuJGSTFz",
+	"L6LJ9C3V+kaq3H8hxZSD/I1mEkNK94KdHT632GfPppwpmrMtqPPdjsXZUl47fabvYNKW3SH1NC88olqX",
+	"AN3RytO6Nq+47xzFQkGwlp50yegVEmBP5OcgbRtWFEARwQBmJKnKnBoWoUd6Ka6UFJWuLSPrlT9vG7qj",
+	"BPPeP0bV/u2JO70TMZX2l1JZsmE4qv45KxXLqPMIdE3wduaCUc2eU8Nacp/d4yDimgi2tmqnabbx8yC0",
+	"DjVTJOGCfqnHl5N/sMzY8Zv96DPHT1Y35RyGPbY3KYyimQnv28v93OpaCwt7ZLIkzkExWrNP3XLcrIPh",
+	"zkW877pt4sejB0m9m+hxlOWzSuQFe8mLyEHMqY5Y+8//cjR8/O13tb0UUTQhc3ZLmLDsOI/uecEXzLvN",
+	"Vh/K/IIvVoFkaPgiCilgG161+VMzJ1zUgugEdudEhnQvJZqVFEQkHV2jFYu39dKG5+0s1fB5gucWbLjZ",
+	"3tpLeE0FnzqTSfsirBh8B1hp3er7VQ+fk2dYfmS2P/A4MDznM6togKESzAm8dvPrQ+dDQwMKQ1smeHPd",
+	"76MNJKDfXRAi38IdG8HXJ9FxO/eFB5oEZCQ8E7fZtZdlxdN+ErIIrnKrq6rv3uIC05rO2GYi6F9MmvnW",
+	"rvnHgOq01xulRytXsx3JiS6hNsr6jQbmwQ71Bf54ySPOmnNjhVHCV3w2Titt3DZRyIpa0Td4WHpMqHwm",
+	"wNRWW1EbYUG76e9kU086rtroolYjWbr+ZA8Gh2QfJDKLc+jRWb+i/Y0ErrmV7lK3ve4N3LZ/68eV0lI1",
+	"Uj67Nf7CrSLbjs6J7nP1tGvV5xI8jhvRtN7Pqf/wGL4Lh9LxWyuoAQpZK1ulVaR9cEEQ8cJFTdakypkC",
+	"b+JW9H51dTGq3wv+W5yXkYYWlz5G69KzyW6U18JCZGqfpg1L8F81R6Bhs2DR2eq+urDYgZi+rbXuZj2Y",
+	"Nge3Ap/tMKIYWXQSEIbkrJzKa5ZzCiFAZCdyFBB5shulV/VxVyoS3vDTnFl1VJIpM9m8tpZtmKQ+60rx",
+	"2Jyy7KWLP81d8FJbg8klSldWiclkuYQgJmGpys/1DkAwL5gJBaBVoasDTfyfrAaTbXfVD8G95MUxRUIN",
+	"uZnzbN5xLbiQwMyiZH4faG1ONOnA0pYgeewpVEccqq0d4YlMCaPZnFxxkXufomcKdvFd7Q3uJGKraIAv",
+	"asmILbwya+QhNCjoIxMNwOJqWYcAZhnTGq0TQCW8KQfIPLzyTvBbwkqJnsktrl6xqWJ6fmHHjNBoMISA",
+	"/SJ8MSXSTxiuyZlG4qKric9wFH5vpJUQcrBpHzlTEFzeAXmGlhm0cMPbgYF7vSSIM3e2mgTHHoO1ZxUv",
+	"8rheP7GPLg2Phe385GUedN4Agtj340JXJhcLHrn2c/QvWcmlluS7A4LxOzrqTPbLCz9IYqQssjnlAoN2",
+	"vOgAu4of5srhHAOHfiVnEYkFg1r8Ci5pD1dovzWJvgWxnE4diptQFjK3sm5+aV/dXgl8KdXiNXya9UoE",
+	"gt3cY9TnfDqNyxcLeX2vdfaNWPF1R9N/a94CGegYXZpDM1MsiRSgUXrBurZcYkCgLPLmF/BmTFgt3keF",
+	"WP96j1LhvdldQ2iLjvkfY2Av2E04ReybBRc++vdRjL83e4rg5FJIsVxEjyRBt9QEA71SvRRXKbHITUU+",
+	"LLhggea1xV469CvcWIxUHStGDXunmerVG8sPOxgl0QK2DlbPJNpTqiCkce2wnV0GEYzBwmDm2KafU0Mn",
+	"VLMe06t7eulX0qOuh1FypdRmppj+tbiT5cWLSOheA98vSvZuCc7+uSVlfQnREWcgUsWIa856NX/FqJaC",
+	"2HcOSHry5sejVyfPL89eHJ+ePU8Tkr4+OT8/efPD5cuTF6/gB/+K+2Es0ovT08tXR2c/vEiJZflnL16+",
+	"O3/x/PLZ3y+fH10cPTs6f5Gi8X3leJiPK4mIxd6T0cTiNNG2KwNFTRs+TyOIQQe35U6AbsevTkipuIA4",
+	"Ja7JglkRMK48cJGz24iB1OXoNJYTCGZ1omKgVuMDHcoeof7cWmVfqIAd4RtNeJ6goYQbMrcSvGCbJRpc",
+	"f4Lw4A8/hiUvOStypPsxwykr8rXIsQ3Aeha1OrxUizsM0uLHq4pmnlvuCSFn27PPYPcRDppJxRwP7fHQ",
+	"9GwhYOcfdUH42vol1Ww/35bt/8BkIbNevdUqylSE6R0trQ4CTICesWuesYbMcYMuO+fegfA6bWWDscCo",
+	"LRcvCOvAgBgratp/JA45HabWXqPaIwjBeDvpnNGcixmQJl0yCBRNFzK7gn+NRqNd4rJB8hH5kRZVJ9IG",
+	"0qQwDEeTHUoKaripckYmbCntQv/v//l+PyGUCDajhl+DNlMpmi0Tp+7y0/M6bsLltVQCgh3JtQXOjBb1",
+	"N7vo871iJSRGaLBbYUQFuaFKcDHzpKSs9JxQoW+YQnoqqsJFPaATsgP8bobV6/uL1ZAk5NhUImPKUC7M",
+	"0k6zYEYxfdhsrbbGuousD9tux95mKJvksrKrqaEJowcsNNECzzCyFsZnc0PoRF5bqKCkYNesaNYSn6C7",
+	"894JL/tP4Ud/FZ/mDDYu0cNVxAPEZorBHKqJ22K/VtRI1aTxDb/ft6rv9/tb3kEhxWzDhIxqY+f7QTEm",
+	"bng2D2Z79GeY7tGft53Pqrra0EUJwCiWp9PBwc9busZ+6w73S9KnMvsUWTLlt0CDIBb3wCLd2ctj8uTJ",
+	"k+9JPRUEGdAmrGUsFrwoeNsi8uj7/9gf7j8a7j+62N8/gP/9DxA0LReMlAU1oI+h0YG7hKTb4UwO3aL/",
+	"oaUYndGb186ZFCWwf2G0MPM6srZj3FkvGE0pL5wHYtX0Z6ipcBBnMuwy+oBjh1e0JvAhK2R21b72/svr",
+	"SB1uPV7eCCf9pfdYTv9r9UxWNyavPt+u1sjyfTEiW55Ls9xmjtjJvJIzLu6tq61sJ9S47q5jxRbowD00",
+	"WXbcThi3RL20TCGZCZNbaWbcsXXcvnf13MZWdtqIKaurOhUup1hXExfdOCKvtxA1qGIk5NuhGMOsTE7K",
+	"qijqbFfMFgBZ3aVqdfg1mC5jSC9rucoJR/VukjqBmxJ/TaN+5tPcPqi5vRB9KkDYSMJInDA+oPblQsqm",
+	"Jbo5U/yaYZK/U7C8/3AsuMGcCHscLN89JHLBjcH0EbtSFJKIYDfh3kbknUsPzJmx0mCdnoGnt2Km7tl0",
+	"oGNlYPPIL2nEgAX2ENggXzDS2uihTwOhIq+TC/ytb0lA2hwi8EhRQ3tit6VafKOdwKcTvOS/np++8dKx",
+	"xSCxJHpOy1D7c2C/gSV591FM01QVc1cSST23IrGRi4k2UrBQUQ7UDRSUetVYJ0d1YLmlQBCkBRvhuEnc",
+	"XxvcgjUDnH0FJmLCMJ9FGeWjMHJ/8FwymLU1pHUaXKhMbaHqY27tsI6fCcIzElIJ/mtldQ4ltSa0KNxx",
+	"9kRfLUVWA3wUTNcfcR/YGjqLOOdfKsZIQSes0C1X+6rVNT5pY6aGkM04or6ypAS12c+MqxuteQG5pFrz",
+	"mUD6BUwEUshcpqBjDUkd9CKR4N7LGdoGpqRVy6IFxI7YtMhg66gbmrCBifpyHbUftWtwdD9v4Umc9lb+",
+	"uJgHtT4OyaSg4ios/mHZ70zJqsT7TXeEbB7vbuHhq6dO3Io37PrMOdbiIgSmCAJNblE1GuZ2WPrGgFHy",
+	"iMujkQA20r01IV1BRLSx+oIFLJAcuK59gz1+xSYJM8IRQA2mTXIrsn0D2Xi4y2ACQhUIBHH+0ObDn4F7",
+	"ogklfgD34JcbON7G22O3RvWs29u42sbkNWJo4onbIaGTVh6yYuTG/p9oW4e33W+LtX4we6RF4QwAWzPK",
+	"XzYucZWRrgY1A/RfTpbx44YcgZu53B5LPAZHeVNtleii+8q4HwD0jSLcntw7GNODldTlEUl1VTKlWc7y",
+	"9ABw172NQRmWW86pJhPGhNVhyoJmLB+RVLF/AIanB5DDHBIA+w3GIE9YZoUtNyKK515J98HyyaBZAYRV",
+	"4LhxDd5JF/cXIDq5avHLB4OqT+wEWonZeNuAQVtC+bRCRUhX56zIyc0cQr7xZGu8b2tTQRgINfF7uo8S",
+	"tUn6qM0aNTdpo0wthGwpanim+4rHrB5bEAB/Dtv7W2Isf1Oo9so5NNNu2OC5oWZN5sxkGdZGu+v624Ja",
+	"1Ju1KKs7pi3Y3wsu2B3WceE/8YGvfRF4Ugyj5c4s/7bf3UdCDiZMwvMMdtI6iA0XdhFsvxvilV0x805g",
+	"cFYdsUmXg2Rww1jcWokf3Qs6/UqewRDRACKrJb0Q8cB/ZcAwTnb+/ve//334+vXw+fNdL3eAvQaXdkjY",
+	"ojRL0JRlBd/QOGe0k8G4d55uytVd5+tccnD2rZUEZ9Cc9ZY37M61554379RtDl8P952QdxfHuz1C+Pa6",
+	"E2jakRXMpYI08bKgS1THGzth+lcqyJN02wP1h4hTrVOU2pmyqxGbgoADwDlG64qhc1rCQZ29PCbfP/32",
+	"PxLCbg0TeVjgysvEUDCjyUjBuqKRyLF18S72IXDIKeVFpZgOB8sMMbI+qw3Fh9Km5s0lliexPwppLqey",
+	"EjkGwyhq2CUUhWC5i4JpYod6R4+Grvcc7IvbsqCCNhEoXBOZIYvP2OgOYTcXVjpLyIJmcy7Y0Ko29rB1",
+	"tVjQJpzYnVv/wBHJ9C1TQwh6COoE1RewdVKGgzAIh0C/WYTi+eJya2ttkJICaFHjCst04/iHUOjQHmA0",
+	"7bLxSXRP8NaQBaPCOCFsXi2oADCNxnL1y/J2sX+5uHhL8AUA23jckOEmVlkEiUDn7iCGXU6Jy4WPR1xH",
+	"jTF1UT8dG+iQpHQiK3MARpoUNVBfstVvYQF15PRdjrrLyD3XNuBxrkVNhxprqFIAM3H/DwBnABABoK4S",
+	"mDoEqmOYdJprw9RYkQeU18V//fzkl5HlaenoTrD103zZjOps5dNKs22jr5sql3FRek715UIqts76M60U",
+	"VAhxO8Hyo4eE6ius3uCSgsHjlRKolyJJKtituaR1tYhV40nzQhwReN4SS5xNxBO7ks7YYR0ADOtM/WZS",
+	"Xw9367wG2NjWwlhzqD76cpOi4GdImgP/Ze1tQUWNXrevqmM+u2VJMqkU2ubASdexJ0k0D0AtTkbr8w2L",
+	"m97HavR+m63cO23xAnIVbywB995IzIUwaEIPze+101XZSbfNYdxGnbx/yp+L54qQ+zO2oOpK15tA0w1e",
+	"Vujj9Up140INjH00sPVtBb3nS5H9hGu6u4K7bcrgeugOgpa7AOwscrUFlBqSQXqckJg24EpOUmFPYblK",
+	"piHNrScLro0OtQU1nTGzsriU+NBEbuI8+O7WeN6X2pP3Si51nHYQTdkEBn6jSYqs6zISZ9yNlN4CWHui",
+	"nU+MbkKuuGg29eERznbo0HPSDXKmIEiBFB+Pd76ztZf3ZbVT3WPV7lh/P8Dut72FsmWZjC65G+idrxjd",
+	"wmTz7sxJHRneHF8dJe7OInHYFMPmM8yQW8Oj1iULHhH33GXzQQSJK5BEMHi2qXwOL24+gNaM8SWvVK+L",
+	"V07AiKVIRlxFLd2wQo82hGYZuOhpgWXi9GGd3MRcXlR69uL8xcXl2Yu3p+cnF6dnf0/DrN7uw4ilqJux",
+	"7Va21e56a2r0BlfdqbRDq+YeNVbgV00RVbBea2buY7rry0JfF+wFe47kq7W3/uF5X1VvFfYjLLpuKY1m",
+	"rdpctWNlcIfEpk2ZXGeyYD2xohgVBmVecwneHJoPrWKWwgNNMuqj1ERelxU4dC/eKG6Ye3Ms7KtQEhCI",
+	"Uss6az/GJgBB+QVttcJ8YdEY51pQQWdIhHUyFrQsXTEhXRdFDEortpxI9bqRIrmlDZIBTBC1q56DIBhP",
+	"9AokzHa98++206Ws4IQ1NNakAznm7CJVsGYrqUqofuey4mvRYE51p7LI+tj+GL84yjJWGpebC6myhk94",
+	"wc3ysFXghxZSNGHTqM9nsJmtIq421FOB3V5mlZHTaUp2pCJTaN+wUmlld6XUioXD+/qkolf0tiqKj1oU",
+	"x67w91MRZ3M8pEsdgniamGGkWDrRt43ueBqtVjwfFu4FcffbaCsO6fpL6fyyFhR6Nc8Qau9XLmfk4foQ",
+	"exHEumSBp71tm4BOO1tqpx9TP65hqrQk2ffo2nIhdzEV2fExVuuGctNOWmhVNawNL52zd2V9ut5AqjNX",
+	"Ub5V4efQeboXUFh0TgVJwfqOpOjb/f3dsXBzQdVfsrC6dfP2Y/KaP3MAvnAtIO7olbtToaC7thrY8ob0",
+	"UmSX+N5lH7PbKIJsXxSoMWq1MSkAlfia+tF1jT5xP8qt523KvSl5vQ8gT0NA9Ha0QxCxrLi/KM1y9Pmh",
+	"5vNXV9uov7oo5swKwaK24YIQDBd7iKY5HqZ4Q1lq7Cyi6ZRtvKeug2BFsw31Xn+lv6w3aqKkBiWs/3p+",
+	"+iZ8OuSLUqLTF4tlDmbczKvJKJOLPVkykVNDmdBsMSnYXl1edg9xeq8ZGVbeAPrntIhyvX2ocTJom5Ri",
+	"hkv0BPSZ5w6xeBLH3l2WcDcmZpcbOxatQusjcrrGtLk9RW7VRPjItdt0BfWHmkp3fXWkvKOEOtl8dGe7",
+	"cPt7nxmswF78dViGt2cT7WPro/1+3i3rWPyXc0W6Qzwg6fHpm5evTo4vXKUHZ+OFEkhUI15QQWRlhnI6",
+	"hECNTJbL3WQsmmoXp2evLy/+/vZFSnacMd6VyHfBKWkdHWsVGUXSd2/enb87enX549Grd81XY1HnhhVm",
+	"LquZvbxrWlTQNcZnnWOx6jrrHJJUW7P6wsdjgW5lVz3bBUYcuiAJMIm4Etrc7PbU3OgzNYaW18xKqthB",
+	"Zb2Lcgs7pLMjrrPYnC+1YYu4qk5VNueGZaZSncordJGH6BkY0cuYR/2VnEG29/Hbd5rUZfgxPaPuQthj",
+	"uNbtmQsuqtttLQV2a2sLfkMJrU0I2RQWc1HvFpQ3fdSqdmPJFnCCjbjfGE5AkrQb2Ewv6huMHsM7iJZd",
+	"W2xo+2pBXRthX7Gfd2CROq8jLHrTieuLdQRq29zd6KSaqVdcmxN3ah0ShokPd4m27DhsqopHw4N8w8RN",
+	"R2jX99a9e47RIXeu1YShz3fZxPbJxrC7sC+lhFiP5uDC+fsuwG8QRdAIUemUb44Y02rjZJD4yn2wGMYh",
+	"QJXQHhqZ9bbHbEnrPK+jHevmcTgDqrEuWyzu7LKLsCjeuwn7sH/5mBpIjNxSFLQfbWqj2W34sDppn93M",
+	"Pj1nTGwPVVEb0Ek+aI21CUI8CsQzOahwGc1osPWRgnV3VStTYLe3zPBrFglFhC82lhvNIa4xM/UMmjGx",
+	"ztW8fYRKBB0iwnD79Lv5llBtGbbIzdJ10CyKsM/sN3UY5R2qREQvZo0ydHfaed8KdFu7ZlaoUwzeus1S",
+	"ekO7uk1owyivpPaRxEpN9Lr1+mNFdcXRWALt0ufyxgqUThqyO+xLJ0aV9vIjV8No6u6vTrF6piDLZJXi",
+	"Znlur9EJUlDs9ajCLhb410sPJ3/96WKQrKsiW+cKT5ah+7ldwbbuiwbmS5ih2drcmBI74XAn6K3UgsSd",
+	"QVDaHNt0zZUUXOOVzKuJRarTkglLul84Q8KIQPiiz/P2QQFofh+LpmwFjLokmSwKlhmyMw5DLvR4sOth",
+	"iCtfGDZw1yGEgTMQe465ThMLmjN7KOCfwvZ3hWYjchRq7R3vHimrScH13AMAywkty7Hw/r6dGzaxvyTo",
+	"QsjZlAvu6phj3wGojShyppjSuG7s7O4apMAOWY7JAWMxFsdSXDOBVjlsKz1XVt+SlWlnTx7Yt/9EXtjd",
+	"BDWpKzsXSfdoyVPXvMv0djBa7c9Mapxd26L5sFHeknYbVS68y86KHFZDtINyn8HqB3v6+DtsK03SDlnB",
+	"3sWJb6pFKzO35+FCUlUl9Mju+9ziDWvV/Db0ihFK/vrTRbsu805PNeXRaGSV3omhXFgVl6zEbHSQBiu+",
+	"ZbJk2nczcTp4ffxUYT0IS1DRmmTHXdAllHjFKkt/IhDBi96EtK+3V0pymVXYMmgnbWUlpLsj8oxZlVsj",
+	"iBOiDRU5VXlQW85iEFVq6frYQvU4pE5QxBZikuwBh75b6GFOM5PYMakd1V4jNtJzejiGaQdE4OjtSVDx",
+	"x/ufsWC8oCUfHAyejPZHT7AF9xxInAXPPTCX7TV2NPtgxsy2MXRUtCx0YD5qp6x7a53dZ9IpwjcWNVDj",
+	"/hPXaN5SlsD86iJBXI/uxr9PtYQq5HXY6YRxMRsLi643gtAbuiQ7srDISMtSN3Jw7oxddczejHKxOyKn",
+	"RW7FE8ggOnTuLG7mY9EJQ267mumMfaPbocnjVnsDK7oPLLCuhANquBBFF8xAJ7Gfo35T+2lt/vO2I56T",
+	"GYgKCr1NljDVHe5/rRj0bXVNxjEeeruW4tFmI6tynILGQmLFOskFlG3GQOprrIiIBfke7+8jaqKAY2Hl",
+	"8f5+35LB09ZasrNbDQ6+3d/QAT3p8T7jCh0cQ5HcWqPoW0arsUpvX7b1E9bB5c5UHptn1dtw39maSKl2",
+	"/GPfzKtZt/ec2AmXzrUNvpk6zLT3eNGgt3bKmMDd4Mze3wI98v0vnd73j/f3P1qfwk7SQ6RN4akDfHvj",
+	"YfS7OyFo0/kUVxSbqF75XtCfHT55tPmTVudK+OjJ5o+a/uH2i8ffbTFNpwnk+2Tw7TY7anf/DoVuIHqh",
+	"uP2zD8Syt6m9Tj2wh97mQf2eooFP+/95cOTGep/EGd7eb82/L3n+vt14o03CXbfc1YjzFSK+AWabEU7y",
+	"wdcE492ye709kms3iDsT1yD9K4bu/aebv6j7u3/96PDcdW6mEUoDJHgmZQwPEi/etUE7lqvw+wLrborw",
+	"EuvbgQhyWJeeBekUKt7VCXqonKnKKgtYcikIpRhtzFJagyDfaNceydVtChuImzlbkB0rKjFsShpGl4T5",
+	"D7sPiPV5Ect3sopilg/Bp9qqIpYAIkv6AI6zB6ErYKOUsW4ob+0EeiWlLlRdwMuLxoxWot6MXzMR5Ium",
+	"CSpH1Qy1LmxV72rXAALs+D6RSVMi05W/80VjuOWxy92ESDEWEzanxbRuNosAvlZ/G5GfXB4OFLIDtZEb",
+	"UjB6zbRdXrhNNzXN7AmA0cgXfLQyrdEYP1lWRXFYp/dow4uiUU3Hwk0CvaLAAGJnfvr4cdgNAlVJr1pG",
+	"ztnpsWNROWNWHlPy4Cq/BkIKVOCZzJefQPxtZZFiT+rPIHS3Ez43Cyat0o3QKwFNS+37/cMR10dbTPGW",
+	"Li2Fu5AS9Hgkyo+/TL97d2MdpK0jvtDshQ2fMDU/JZouMUnz62cm55AYHeMkCZFwDCCVAGDSDvXeyFKa",
+	"0Kg9SIrqZyEnSjEg7OABeA7qjaenrQrQlqQ6Ap+45zGeI/KxwKdhh1QKTQ0z5Xqst3NwggjShGiJLMF7",
+	"IdBGC4Y5KORb5GEe2IwZ8nT/e7KmgoqLT+QKGYJeimw0Fr6hMrlirCQQKcbFjFTlWCgKEeVgOVMMkszA",
+	"jq4lREi5msLItXJNhAwXhHbEuSxyiJaDiP6xQCtXk6bjvB1h9rhmBipRK+SprawlVwAcDdzgGnFpf2OR",
+	"/jb2OXrjwQEZr6T4jQfvozZHgJNOBt+dmdHnYC49OZTv2649oyr2KZlNX65jL+mqgRuqQCvqKmigYweW",
+	"dzts3hq2Y0NjK3Ff7v2tWcoPzUewjq+YWd2b93zVNPyFvVcMUujmKQYeT/gb6IirPh8lfetoelkOkRjs",
+	"BV0Vo76YV1w7+orNQ6A1VVKLOXYlvi0lmTBzw5gg5kZ6kagdi6STscAeRuC091Vh3KjESAKFtgIJqh4b",
+	"Zo/RnRkzdVf7Y7eZDY6OukKl9C5PbC+K2oKPQw5i0EueXWlgWM4xABG5YZRA1ODcVBDd3swdWZuRm1YW",
+	"pkmirUEWhbxpcrnSXl+ARYw7LhGLxaqKJfUSfUK5aeL6HQD4ZTGrHfKp08Ws5NXEHsUWBi4vdhP3ykD2",
+	"WRLpB/b1WDebprE9FD3nU1c/SjeIM2eAPB5dHswxn4r69iRmd8jxscfAGxkIUPX1hBTWk6A4lfUZ6sN/",
+	"8rKX1EIAMyIzRI9fO7HQMnzMUg8aGCP21CSIPFsa5pu/uZwuJzw10fjpmX1eB4OskFK/ynoz/8PLjyDC",
+	"bY1h7nAinmOM+olEY0VRy12TO8SOlHSMcw+fc+1zyTdJSO6T8AuY+fH+d9sIIcpwWrgxvm59fovtAAi9",
+	"keacGq6nHLKjf4eY/ZIZV8ngZi6LGp0CJHfBBf9z8tYD0t3Rfe+3kpr5+16MT+3j1IfVTXnBvtFY45GL",
+	"uq+jh+Y6BqnTzN+1Y6aa0LHQXMwKRt6dvSKazcDWv6MLClbdkqnMQj4Tmcxd84n///HLdHdE3lIzdy5O",
+	"MI4GE4+FpYC+7DmqjCkzdObpiCvx09rDnOo5xIxRk0H+asqnQyEFG2LM11gsUfB7sv/0XrQrIgiuUK+X",
+	"vGCbREF8c6hYgT0T7frhBpKV4+LCyqeC+YOtJRdIqWwEF/yrrUneV74CKa8+2MaoGJexOkXxHEz7/LnP",
+	"J2SdTN9IwV5D0PCnlclkZpgZYn7qR2EdDn7ddB3WYaF+FYn/u5IWTs//cjR8/O13APpNJc2CjdYK1x/A",
+	"Rp4gfY/vATHPISUThpslMXTW8pwUljwu7YI/zz7/UKbvfx1WWTsppXCw5elLzSy354yeafWyxDNXshBN",
+	"vq3pkJw5dghswWrkmv8TXXchYAKbGgvHp/zx1MUD2kWB/ZoOIUgTCy1jCawVrrXC8ahxabEzZoCb1eXf",
+	"KRhWN1ksXvvz+CAxezsae+wzje5Kwj+lnrx6Ej2U2d9SFBzuQsACauijJf3Ym2lYL9Gtl/fJCG933XU/",
+	"lDss/18uvG87Egfxfp6R6Q6E3YfMlZWe97vIsOKZJjTULmqxvioML6kyrmJ2ikOmiS/tzdASWdAlkBmR",
+	"Q3b9wuXBuM70HBUCsA7XNgJXdSNM+agNcdSw/JBU2lJNfcNNNj/qJJumzvZATYyo2R03h/Lp/D718ezZ",
+	"TQ99I7UG7LtJ6rCeKMo2ilXrIlqZgL3S42pu12d1H9VH3SrEst4eEkYqdGFj8ODt+fzenneu9CTcxKp9",
+	"cXtygwi795v78H1IetpoGkftTVqyb0lLOxpnElglJkuoQt0dWqdkx4tEkJg2HpA/jQcpWVB1xdRujxYd",
+	"FmW5gyL9O4ttbhHim9oj8mD0/4xI+BqzCD1hjNVPCE0p2yNl7SXoU3XeoBHHZYCtGvUJSKbqqjGCGUU5",
+	"FPL0WDRaq1z82PgpPpsN/55srF5qBFPOWzTHO8UeBNl1gmwvOG90WjVhBnuYubzWZ3UROKsgxlYxuqjL",
+	"pzFh1BKom/3RhSdZ4bWZxWWLrQJxs44XsIzfqS/qkzuh/oCYYL/aYn3nTF3zjL0TdVWseyJRsiE6H21R",
+	"HqUa0KV6nYuoAeAe9AptYXFF8aVUiEjBpC4i3CETFvGtS/UmQcsPqyJCBZQatw7GIvVeEieWNeYzhwfY",
+	"hRyS4TE1LR0RjCxdrQtMXTo6xEF2VgLFDc5icUkHTQp6K+pRMLIjGHexklYP7Qloqx1PwvnCIYLRacvR",
+	"Gn7pLqG5LI2L+fdVDUbkCH1naMLDMFEIy9CNq6WuCbJa02D/+7Wt9kbkZEom0nJuxXyjpySsYmroFdP2",
+	"ScZy6HrXYy2sb/+zmQvjMYGfKCJzdX9fKCgztpD1EnyAmGFlCggXKZbbB2jetZ4y2YGSs5huE4N4b06y",
+	"uLE7Wp+Pv5LU/rV7a77fwvmyGuXrWdLv35pwR2FwhXtoAsSaUKhDE7M3bGRevzV/+FTmTUFNjoHulFJr",
+	"PimW0LdDZ7Rg+S5kIYzIT9CHTyo+44IWdQ0Mq/lUZr4cC0+pGamEq33J6h4eUBRaXYOvHj3hN52+9lAe",
+	"RAqGMQdj8fGCDurTuDNpbj69RwLW5tdP3WF+cdd6AzA+V/UrjMx68FD/nj3UVARQ1kvOEOhiedxWutOk",
+	"4FeMpKuYnZJJ5QtcOgIBLt4VopDNWXbVfPfilmujf3d0Ya2wU+fThtbK9V/k3t8EfqzQihPxWGDFLqzn",
+	"xXVTe4wL+NrqJ+y25M0CnvRULKVFgVKUhKCYJayg0syVrSnr/hQNknVb+0f37QqvwSh+Nx+GNn0ioO/s",
+	"Wwl2W0IQnhUsP058swVUyyRB6WphT7PTNXhUVmZNCNJMMt3r1bRvpCNyFGa1KEb4YlFBEbIDrDtlFTYK",
+	"i/Fec5/GHdHGRuQkh9gtzTFOIN1Lh1PF6pA9TeR0LAoGDZ0TkvMZNzoh6ShNSHrpUj+H99BdySZddSxQ",
+	"ASUfT/8ci02JiiuVNwP9gYftNGKSDcpUX69ccx8V9Y7OYwujm+haKMts4zUOi4fC+L98YU9yq9r4Zi23",
+	"cSJ/9X6qLbTEBkaPXQWKP5CCGCX5Lku8ReqRlXnK1nS+2awQVma+B+Uz+22YPqDPThlU6Uwg2C5soOqp",
+	"VfjWNxrZ/JIYvmAjoMquop8xbFE6rqGoYQSq+LGclEzVkVZ5ruxYUCDWbhEbXB4S6t8eCx/xBwF8Tx9/",
+	"3+h+zKjl8AiLMfbTSdz+15jo/Mqu7EtZ0iqzMSwlUwwCMWmBtxjKhZ+JqnxmRH/6eAuadCHlayp80RP9",
+	"IQSiySu+de08sbGqANuhRQrf4xVCuyzGtfyDlpp0sN3hbD++1/2quSaFlFdgnvGlg1zJg4IBCrt2sxkV",
+	"VoQqpJg1zZIx59lXc85Rfkd7OZtOWWa8BCPYjVv5iJyFdADVOCzuG6+fEzRb/joLFbT6U39lGHyEUUtI",
+	"rLHyTUDNH9D4E6Nxp/k4tFeqUYGUlKt+RIZub+BU38v09Vrf/luqfq2YcUXMv9EElDOoMnd8/iPZcfn7",
+	"v2KIMgV97+zlMXn66M/7CSm4sPiK/S65sPhcQAM1xvKEvLt4OfxzbUlZGoatMCHmpS7boksry+g5Y5B9",
+	"b7CcHiOQlcXFbPeASMHGIh1X+/tPsrqzK/zJRpm+ToH11w/8hM4Fp+RNoydZspjJolpYYoJtLlwPUMWN",
+	"wfJmUGjbamGuGltCXGqUPZSxSC1epnspZE+lCcgt2tBFWR/NkydPvic77y6OdxOS2htCRQ0qCLrJ7Tzw",
+	"t2G3JhkLqLLgemf5OsfaNWDJWFH0FUY41tcfKXhisz6GE72UanFh1ZmtvzjnIrv7PCdQRYJheaH8Dxnc",
+	"kQz+NsTNDoPeNWsrueDr9WG+f6gB/CFW5p6wkBdNP4d2kRYkiZhCYIldT2AItMiAMeIkuUSSu6Y6fjBu",
+	"UodcuTKRXHtilSClk6Kh4pjdGlLDsdjpoZxuGekhyeZU0cwiH6mEplNIVYChsGcfRDe0k2V3R+SoKMYC",
+	"DyOTC5e7ahfj7HNQnVTQUs9lndPTaqM/FsdIDQ9I2i4cniZhH0P/RxMDkwb/dC1uLqlJk7FIXQ8u+JOk",
+	"2ErK/kF2GkJtORMQZyeo2jcR2FP48ZpnDFZhqT3Q7x2KdfPllCDB0PbzGZOFRIozKqjhpsphta3fpZi5",
+	"B2PRekKzrFI0W3a/oEV8JP/7ZfNhZ8R6hylEmwp3G/aMESjAMutTOqG/CTU0ccF7kyXhRo9FSc38gKTQ",
+	"wGQuK83msshHmv+TYYJI+tt4UP8+HhyQ38YD+9T+8+n79+mIHJHcXrkiE5pdQXL6WLh8d0quGAQMMp3R",
+	"snHE1m+SHZyZjsejSZ05bz9K6WiS7mISDBVjgdzRDef5dzoeg9XZ7ZVrcvLm4run6CfGMK+6yyUVxEVE",
+	"uJpxUzAWPz999+zVi/gXrkdBQp6dnr56cfQmIecXZydvfoCaqTVDJzsF9nQcCxBI7INdFOGUokuUpu2f",
+	"TrjCXETH9+f0uqkdY1wTe/IahQPnH0eUFFVRjMgztpQiJ4+T/f19P6ArbVBjfOKQb0G5sCKGe01OIfhs",
+	"LMLi/jNJXBp8ILAgOFyyW6MoWs+hwk0dPydyTehEVaUpltjcNJNCsMx37cgKqVm+S/Qc6quDfIdUdkp5",
+	"gaFuYwH1VqkyVuby4iElJXpxwyhU10qda6sveuHYsgmLzqRux7siLjky+SAyPYhMDyLTZxKZQtHkg8Qm",
+	"RW+G3sLxseSmUjFjlsNSWUbgVDTfpcmyzDZppIbEZak9/LXdI8WJWdj6aWeDjIVFWFaFrBc0mzcrwiqh",
+	"nVP+RpMFMxQCvaCEeFEgN6djEdTQ5kY3PN93FbP/TpPeQuQHjt/phAimDTAgO5ZluqjKN5VGj4oiaHC1",
+	"USLsodBn9OavWooHCv1AoR8o9Gei0C2qd3cSHQ6391tbkXu/50v9640FQVbJWl08Wgat1A5alRG0ocaJ",
+	"t/BPDVKkYmVBs7A3ab0MVwNLagMiI/qE4TUUKicsAyMhjt/Xey1o6nFWb3BDju2JL0qivAom261BIlmy",
+	"K/20fpfJspHT6ut6dbECBPXNPaTNfh2UBKLOUTGu+3gEEdiKZYxfu0KW7f6NASU5X4osoCEWd3WLkvSS",
+	"C+hZDelEQ+9nbBG0lvUrqSMD3l0ck5wuIWgsMBmNxY59esPYVUJ85XbyWoqcLpMmuhxkJl2CD4AsGVVW",
+	"319IxXax6IbhCwaOjzm1ohyZVNmVlXml8o1G7NQ4jyWwVhiD0PTEGfmlAOEYxIO8RzYK0OjcntfXm/Xb",
+	"XenGJJvZTLEZhSirB1a+CQEBA9pAP1kG/i8L8tAL3Xcf9zgHQBMg3VJke1Zd2BzbsyI2OJNVk8feah+K",
+	"qYKjOo9wB7uyQ3LeArEKXwEDn6t6vZuA6KEz5070gztFAyqkk4Vl3ClEAKSooJV0xkbkCHsl0kJDZfJS",
+	"EykyZrUZ11lhIitDHpPX/FnYYHSHG0KLG7rU/j0zFgWjGpJIcKU+owbchJRbArHb2Kd8QiNYN13HXTsU",
+	"oWRezbCF41hwQRZsIdXSN8zoEC2IjHXYDz5IuZhoA0Rhx1upD6BkZLoLQVK4fCzc6dqDR1yXB7WGF9qJ",
+	"U2dCXfrewpg06ftQk1wyjOMW6C5dMDDPtvvtjiAzEruKYfTuDVo20caZkDoJCAjciKRIHKya5eJw8Qew",
+	"8et0LBSzsovz/iqmq6Juj4utp2oI12Bi5IpUAprR21uq0zA1E2YXTJRv6YyL2YGDtznVl5Zio00Zim/a",
+	"P2PXe2gFSEb9SlzBOOzd24Hsuocvb3r34oiXWWXkdJq60u7t+bH05lh03iXs14oWejUT98CxERcdUJU4",
+	"KTU1lljQmzAmxiJnBb9myku/3SmcRR0bjdhhoJ+Jrzoddjx5SO/9GOm99jDfWiK7TXNmROY2bfA17Grw",
+	"7yv22iDY3cr9b9V/eUR+DPsvf7vaf9n+tAMXD6QYHFD2cJXRIfQDNk4rBXDikc8i3m7d4nnCCnlDHjny",
+	"Bo2A8WQ/QW/nL1uF8fOmYZ87UPxCAWfN9P3SYNj12AHHv3ITnIdE6DsWe29RTh9a6nOhkeet0UJRIF4X",
+	"/Ar2+KaLIyQCWmEOVTp54/o+Chm8BHYlM1fyRhB6Q5eWbeFTl/yUUdG0qQsy0AKzPLKeSlwJO4qT22qR",
+	"EfpVKkaoz5/mmlQC2tSSHUqE1a2g0qWLHEgIJT5ggVjB2NJ8VEepj0Mbi1YIxmg02g27XvoKuZSkN1QJ",
+	"LmY6deWArCzBTbNL513v9uODGoUtXkd2hCSVppOCRSJCrF4RRHc0iWNQ4jIIvbOvDK3uA7thnqlBLwAl",
+	"xcxbBpC30AK797OxsLLyhGq2S7h2rAur8aeYoXdZC7w73uANT/3PCZgUc+ZDm7ET6C5Bl0kJEc1NB7yk",
+	"LVAn3mACOh/XRlGDAhr0ASVSjYXrj0120oLr1R7LOnXmCAnMVQVagjtyq2WrvGBaH1pZtoLg3kuI0k6x",
+	"p10rk98qIE4QNHjbdig6ZQerlZTDHq32wsCN5HP6mkx+J2iOBcRipihIwvuQnwE47BJXPahBaDmWsHHi",
+	"gpBmzsVsRM5YBTGTFOIyuwvA0JImlgLkzHheYQ2rWDoaYzdk6ywCOK01JLQkdUpt2gOrx3OnY8Gqqatj",
+	"ld4i99pyMImX5qEFXA5R7tjOUYyFrMxQTocWul0xhYvQ6qZlcc000VU2D7rtYlAPKWXBLdp7eQxqDnEx",
+	"FgHywmEA+KbHp29evjo5vkgTB7usxKspJBx3bfdzIfoti+1YOLu9A9OYrTzdfdAvPqp+oedfW4HxLyHa",
+	"frFcimb6DYV6qRVUwMHuKeIh0YytchhQ3RvktGSzZGroqIqsTCYXD7Lxg2y8JgcU0ndqrtm2OPYLwZV2",
+	"wBT1vrxoqj4u6BKkwCVJkXZlLD1YKchTUG2IpjdY0kczlQT5mxAWaqjIWNL0T59zK4XshIWLkk6Ny8Qz",
+	"CPf3ruO2LB8LR5itWA3vgAsRU3T6vLnQRPfz0s8P9b5wwxZ6Y+a3ZuoV1+bEsMWgKWgOBtpoxldR+Jy9",
+	"f1FHTL/DkxYFZj36AwowCOEH6mVElcZzX8kNxUX7enqIGsGEZbTSjGi58O0jrLSmQ6uymUcq0NQjQQvD",
+	"r7MR83G9yDux5Ucfr/QBTL3B9+iSVC1Tdo7hP0Lhgz9WuYO4H9QrXyFekh1awMBg8LDIsxvB1Bazcy2S",
+	"hz5Xen3qMxYcIq6FOqpFTnZvsq25qH04b91vKdmRWBtZL4UUy8VYpLLI68e7VttA+8TqcKuqxaMYM8ON",
+	"+CG/TprQWuIXEte3rN5fnz/QBpSiHhppfF2xEOgQNWElMHkj6qvbjPtARPpR/p2rpoC2r0rwXyt2SKgg",
+	"7JZDRDR6yaNWpTVc+4FfP/DrB35dtYo4xhEUo1/2fvNlTd4jjtof10ja+EJM0gZ+LZUB+zIGBx+/OgHq",
+	"sU7gbga8p8DtCcngd9jGJsQ5F430h4vGvTOSft3IhmFmH0E4BqN1VDbuVtvRDCwpX7X4CWbA36H06TMa",
+	"/nBo98dkdefMECrQDWvRCLq+bymRbsfpLISAbbXJ6oaVhEW3nLvdh8nvPN3/fncdZ3vgaQ887XfH0+J2",
+	"WOhrvII0z9lCgs5mNmEPBIBA5OEadQ6jUb4A5nx8vviu3soXYop3Uf2wMxLo/KD+P+DtH1RhDEtauhLv",
+	"a9jndZNv3JNoisEvgXey9if6JK8J1ZA1UmmmXSiG1IaUBTUQf21VxknFi7zOuY82t+ttu/q1MMnzpTZs",
+	"4aY6EVMZw7lnsFFoOg2vEy4w5bypp/+QqLWuvxyc5gRtDqoSwGcc5AEQBcDsb30FnENf/GrjsLcnv4Me",
+	"oM0i11H486p0EZd1JpI/gtpS49O+pWAPALhlqq49t6O3J5FTBXOXg0ddMnqlewFyzmhh5ms63bJc17lw",
+	"1BUp9fF3dY4S1tgmvg/L4/39lXiRjAoInM3m4CurabKFgG/3n+D73Ks3PZmyf8HVfkKYxhlO/6tPVNHY",
+	"utLKkXh0y9EHN8v8iAv3sLZ27aoSGjriUJKzkomciWxpz17AbUOMed2Zc9SpZIvMtm49YtpnUpUBpLnb",
+	"+gWW435cyVHi10wwrX0gtxtr1OQBuVFW05vOA4ILYBRFhmCkMKink50yMV5bgHrIgt3AH0FB+3AgQNrV",
+	"Ud6FYSStKt3hxyjdrH7tSgTbedspwMzcMCYIli/Und4gwcAQ77U67nOmjaqwP7XViQwTVGQs6HoY7gyo",
+	"zeogz6AQjav1pBjEXWc+iDlcbjhW0HlgdUR3Ga1Wx5rkXBvFJ5XlFkb6PYeD1p2PI4usiitXfq6Gp0wW",
+	"BbTe6VtlUPpkdcSjOn8dAjVzqucTSdv3idnX7395//8CAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

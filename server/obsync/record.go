@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/opendataensemble/synkronus/server/jsonbytes"
 )
 
 // Limits bound what one record may carry.
@@ -130,7 +132,7 @@ func parseValidJSON(raw json.RawMessage) (Record, *RecordError) {
 	if len(raw) > MaxRecordBytes {
 		return r, fail(CodeTooLarge, "record is %d bytes; the limit is %d", len(raw), MaxRecordBytes)
 	}
-	if i := skipSpace(raw, 0); i >= len(raw) || raw[i] != '{' {
+	if i := jsonbytes.SkipSpace(raw, 0); i >= len(raw) || raw[i] != '{' {
 		return r, fail(CodeInvalidRecord, "record must be a JSON object")
 	}
 	if !utf8.Valid(raw) {

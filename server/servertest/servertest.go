@@ -24,6 +24,8 @@ import (
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 	"github.com/opendataensemble/synkronus/server"
+	"github.com/opendataensemble/synkronus/server/blobstore"
+	"github.com/opendataensemble/synkronus/server/blobstore/blobstoretest"
 	"github.com/opendataensemble/synkronus/server/passwords"
 )
 
@@ -40,7 +42,10 @@ type Env struct {
 	Server *server.Server
 	HTTP   *httptest.Server
 	Hasher *passwords.Hasher
-	router routers.Router
+	// BlobURL is the bucket the server keeps its files in.
+	BlobURL string
+	Blobs   *blobstore.Store
+	router  routers.Router
 }
 
 // New starts a server on a fresh migrated database with an admin account "admin".
@@ -51,9 +56,22 @@ func New(t testing.TB, opts ...func(*server.Options)) *Env {
 	return NewOnPool(t, pool, opts...)
 }
 
-// NewOnPool is New on an existing database (to run several servers on one database).
+// NewOnPool is New on an existing database (to run several servers on one database), with
+// files in a fresh local-directory bucket.
 func NewOnPool(t testing.TB, pool *pgxpool.Pool, opts ...func(*server.Options)) *Env {
 	t.Helper()
+	return NewWithBlobs(t, pool, blobstoretest.FileURL(t), opts...)
+}
+
+// NewWithBlobs is NewOnPool with files in the bucket at blobURL (see blobstoretest for the
+// backends tests run on).
+func NewWithBlobs(t testing.TB, pool *pgxpool.Pool, blobURL string, opts ...func(*server.Options)) *Env {
+	t.Helper()
+	blobs, err := blobstore.Open(context.Background(), blobURL)
+	if err != nil {
+		t.Fatalf("error opening blob bucket: %v", err)
+	}
+	t.Cleanup(func() { _ = blobs.Close() })
 	hasher := passwords.NewHasher(4, 4) // bcrypt.MinCost keeps tests fast
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
@@ -65,7 +83,7 @@ func NewOnPool(t testing.TB, pool *pgxpool.Pool, opts ...func(*server.Options)) 
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	srv, err := server.New(server.Deps{Pool: pool, Log: log, Hasher: hasher, SigningKey: sharedKey(pool, key)}, o)
+	srv, err := server.New(server.Deps{Pool: pool, Log: log, Hasher: hasher, SigningKey: sharedKey(pool, key), Blobs: blobs}, o)
 	if err != nil {
 		t.Fatalf("error creating server: %v", err)
 	}
@@ -83,7 +101,7 @@ func NewOnPool(t testing.TB, pool *pgxpool.Pool, opts ...func(*server.Options)) 
 	if err != nil {
 		t.Fatalf("error building spec router: %v", err)
 	}
-	e := &Env{T: t, Pool: pool, Server: srv, HTTP: hs, Hasher: hasher, router: router}
+	e := &Env{T: t, Pool: pool, Server: srv, HTTP: hs, Hasher: hasher, BlobURL: blobURL, Blobs: blobs, router: router}
 	e.ensureAdmin()
 	return e
 }
