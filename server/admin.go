@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/server/obsync"
@@ -34,8 +36,9 @@ func (s *Server) AdminRepositoryReset(ctx context.Context, req api.AdminReposito
 // ListQuarantinedRecords lists the pushed records that could not be stored, oldest first.
 func (s *Server) ListQuarantinedRecords(ctx context.Context, req api.ListQuarantinedRecordsRequestObject) (api.ListQuarantinedRecordsResponseObject, error) {
 	p := req.Params
-	if hasNUL(deref(p.ClientId), deref(p.TransmissionId), deref(p.ObservationId), deref(p.Code)) {
-		return api.ListQuarantinedRecords400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the filters must not contain NUL characters")}, nil
+	filters := []string{deref(p.ClientId), deref(p.TransmissionId), deref(p.ObservationId), deref(p.Code)}
+	if hasNUL(filters...) || !utf8.ValidString(strings.Join(filters, "")) { // no stored text holds either
+		return api.ListQuarantinedRecords400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the filters must be UTF-8 text without NUL characters")}, nil
 	}
 	f := obsync.QuarantineFilter{ClientID: p.ClientId, TransmissionID: p.TransmissionId, ObservationID: p.ObservationId, Code: p.Code}
 	if p.After != nil {

@@ -246,7 +246,8 @@ func TestQuarantinedRecordIsDiscarded(t *testing.T) {
 	require.Equal(t, http.StatusOK, del.Status, "%s", del.Body)
 	requireSyncProblem(t, env.Do(servertest.Request{Method: http.MethodDelete, Path: path, Token: admin}), http.StatusNotFound, "")
 	requireSyncProblem(t, env.Do(servertest.Request{Method: http.MethodGet, Path: path, Token: admin}), http.StatusNotFound, "")
-	for _, bad := range []string{"/api/admin/quarantine/0", "/api/admin/quarantine/abc", "/api/admin/quarantine?limit=0"} {
+	for _, bad := range []string{"/api/admin/quarantine/0", "/api/admin/quarantine/abc", "/api/admin/quarantine?limit=0",
+		"/api/admin/quarantine?client_id=a%00", "/api/admin/quarantine?observation_id=%ff"} {
 		requireSyncProblem(t, env.Do(servertest.Request{Method: http.MethodGet, Path: bad, Token: admin}), http.StatusBadRequest, "")
 	}
 }
