@@ -862,3 +862,24 @@ func TestSyncPushIsReadAsItArrives(t *testing.T) {
 	dev.sync(0)
 	require.Len(t, dev.data, 3)
 }
+
+// TestStagedRecordsOfADeadPushAreRemoved covers the records a process staged for a push it
+// never finished (it died): the cleanup job removes them once they are an hour old, and
+// leaves younger ones, which may belong to a push still running.
+func TestStagedRecordsOfADeadPushAreRemoved(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t, func(o *server.Options) { o.CleanupInterval = 20 * time.Millisecond })
+	ctx := context.Background()
+	_, err := env.Pool.Exec(ctx, `INSERT INTO push_staging (batch_id, idx, raw, extra, created_at) VALUES
+		(gen_random_uuid(), 0, '\x7b7d', '', now() - interval '61 minutes'),
+		(gen_random_uuid(), 0, '\x7b7d', '', now() - interval '10 minutes')`)
+	require.NoError(t, err)
+	count := func() int {
+		var n int
+		require.NoError(t, env.Pool.QueryRow(ctx, "SELECT count(*) FROM push_staging").Scan(&n))
+		return n
+	}
+	require.Eventually(t, func() bool { return count() == 1 }, 10*time.Second, 20*time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // several more cleanups
+	require.Equal(t, 1, count(), "a push that may still run keeps its records")
+}
