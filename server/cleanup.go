@@ -7,7 +7,8 @@ import (
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 )
 
-// cleanupLoop removes push receipts past their retention and expired refresh tokens.
+// cleanupLoop removes push receipts past their retention, expired refresh tokens, and
+// push records a dead process left in push_staging.
 // Every process runs it; the deletes are idempotent and bounded per statement.
 func (s *Server) cleanupLoop(ctx context.Context) {
 	t := time.NewTicker(s.opts.CleanupInterval)
@@ -28,6 +29,18 @@ func (s *Server) cleanup(ctx context.Context) {
 		n, err := s.q.PushReceiptDeleteOlderThan(ctx, dbgen.PushReceiptDeleteOlderThanParams{Cutoff: cutoff, BatchSize: 5000})
 		if err != nil {
 			s.log.WarnContext(ctx, "could not clean push receipts", "error", err)
+			break
+		}
+		if n < 5000 {
+			break
+		}
+	}
+	// No push runs for an hour: its body would have timed out long before.
+	staleStaging := time.Now().Add(-time.Hour)
+	for ctx.Err() == nil {
+		n, err := s.q.PushStagingDeleteOlderThan(ctx, dbgen.PushStagingDeleteOlderThanParams{Cutoff: staleStaging, BatchSize: 5000})
+		if err != nil {
+			s.log.WarnContext(ctx, "could not clean staged push records", "error", err)
 			break
 		}
 		if n < 5000 {

@@ -107,13 +107,14 @@ func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 
 // bodyLimitFor is the largest body the route accepts.
 func (s *Server) bodyLimitFor(c echo.Context) int64 {
-	if c.Path() == "/api/sync/push" {
+	switch c.Path() {
+	case "/api/sync/push", "/api/admin/quarantine/:quarantine_id/retry":
 		return s.opts.MaxPushBytes
 	}
 	return s.opts.MaxJSONBytes
 }
 
-// bodyLimit bounds every request body: the push route has its own, larger limit. JSON
+// bodyLimit bounds every request body: the routes that carry records have the push's own, larger limit. JSON
 // bodies must be UTF-8, as RFC 8259 requires: the decoder would silently replace bad
 // bytes, so they are refused while reading. The push body is checked record by record
 // by the sync service instead, so that one bad record does not cost the others.

@@ -50,8 +50,9 @@ type pullResult struct {
 	PeakRSSMiB float64     `json:"peak_rss_mib"`
 }
 
-// memoryResult is the server's resident memory: after login, the peaks sampled during
-// each phase, and the kernel's high-water mark over the whole process life.
+// memoryResult is the server's resident memory: after login, the peak of each phase
+// (sampled, and the kernel's high-water mark over the phase where it can be reset), and the
+// highest over the whole run.
 type memoryResult struct {
 	StartRSSMiB    float64 `json:"start_rss_mib"`
 	PushPeakRSSMiB float64 `json:"push_peak_rss_mib"`
@@ -105,7 +106,7 @@ func printText(w io.Writer, r report) error {
 		printExports(w, *r.Export)
 	}
 	m := r.Memory
-	_, err := fmt.Fprintf(w, "\nserver RSS MiB: after login %.1f, push peak %.1f, pull peak %.1f, overall peak (VmHWM) %.1f\n",
+	_, err := fmt.Fprintf(w, "\nserver RSS MiB: after login %.1f, push peak %.1f, pull peak %.1f, overall peak %.1f\n",
 		m.StartRSSMiB, m.PushPeakRSSMiB, m.PullPeakRSSMiB, m.HWMMiB)
 	return err
 }

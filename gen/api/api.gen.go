@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -22,6 +23,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/oapi-codegen/runtime"
 	openapi_types "github.com/oapi-codegen/runtime/types"
+	"github.com/opendataensemble/synkronus/server/streambody"
 )
 
 // Defines values for AttachmentOperationOperation.
@@ -322,11 +324,15 @@ type DatabaseInfo struct {
 
 // FailedRecord defines model for FailedRecord.
 type FailedRecord struct {
-	// Code Stable reason code, such as `validation_failed`.
+	// Code Stable reason code: `INVALID_RECORD`, `MISSING_FIELD`, `INVALID_FIELD`,
+	// `TOO_LARGE` or `REFUSED_BY_DATABASE`.
 	Code string `json:"code"`
 
 	// Error What is wrong with the record.
 	Error string `json:"error"`
+
+	// Id Same as `observation_id` (the `synk` CLI prints this member).
+	Id *string `json:"id,omitempty"`
 
 	// Index Position of the record in the request's `records`.
 	Index int `json:"index"`
@@ -356,25 +362,30 @@ type FormModification struct {
 	UiChanged     *bool          `json:"ui_changed,omitempty"`
 }
 
-// Geolocation Where an observation was recorded.
+// Geolocation Where an observation was recorded, as the device reported it. The server stores and
+// returns the object byte for byte, members this contract does not name (`heading`,
+// `speed`, `mocked`, ...) included. Values outside the usual ranges (a latitude beyond
+// ±90, a negative accuracy, which iOS reports for an unknown vertical accuracy) are
+// kept as sent, with a warning in the push answer.
 type Geolocation struct {
-	// Accuracy Horizontal uncertainty in metres.
+	// Accuracy Horizontal uncertainty in metres; negative when the device does not know it.
 	Accuracy *float64 `json:"accuracy,omitempty"`
 
 	// Altitude Height above sea level in metres.
 	Altitude *float64 `json:"altitude,omitempty"`
 
-	// AltitudeAccuracy Vertical uncertainty in metres.
+	// AltitudeAccuracy Vertical uncertainty in metres; negative when the device does not know it.
 	AltitudeAccuracy *float64 `json:"altitude_accuracy,omitempty"`
 
-	// Latitude Degrees north of the equator.
+	// Latitude Degrees north of the equator, usually -90 to 90.
 	Latitude *float64 `json:"latitude,omitempty"`
 
-	// Longitude Degrees east of Greenwich.
+	// Longitude Degrees east of Greenwich, usually -180 to 180.
 	Longitude *float64 `json:"longitude,omitempty"`
 
-	// Timestamp When the position fix was taken.
-	Timestamp *string `json:"timestamp,omitempty"`
+	// Timestamp When the position fix was taken: an RFC 3339 date-time, or a number of
+	// milliseconds since 1970-01-01T00:00:00Z, as some platforms send it.
+	Timestamp *json.RawMessage `json:"timestamp,omitempty"`
 }
 
 // HealthError defines model for HealthError.
@@ -415,7 +426,8 @@ type MessageResponse struct {
 	Message string `json:"message"`
 }
 
-// Observation One form submission.
+// Observation One form submission. Members this contract does not name are kept as sent and
+// returned on pull after the named ones.
 type Observation struct {
 	// Author Who recorded the observation, such as a username.
 	Author *string `json:"author,omitempty"`
@@ -440,7 +452,11 @@ type Observation struct {
 	FormType    string `json:"form_type"`
 	FormVersion string `json:"form_version"`
 
-	// Geolocation Where an observation was recorded.
+	// Geolocation Where an observation was recorded, as the device reported it. The server stores and
+	// returns the object byte for byte, members this contract does not name (`heading`,
+	// `speed`, `mocked`, ...) included. Values outside the usual ranges (a latitude beyond
+	// ±90, a negative accuracy, which iOS reports for an unknown vertical accuracy) are
+	// kept as sent, with a warning in the push answer.
 	Geolocation *Geolocation `json:"geolocation,omitempty"`
 
 	// ObservationId Client-generated identifier, unique across all devices.
@@ -477,9 +493,12 @@ type ObservationRevision struct {
 	CreatedAt *string `json:"created_at,omitempty"`
 
 	// Data The form's answers in this revision.
-	Data          json.RawMessage  `json:"data"`
-	Deleted       bool             `json:"deleted"`
-	DeviceId      *string          `json:"device_id,omitempty"`
+	Data     json.RawMessage `json:"data"`
+	Deleted  bool            `json:"deleted"`
+	DeviceId *string         `json:"device_id,omitempty"`
+
+	// Extra The members of the record this contract does not name, as sent; absent when there were none.
+	Extra         *json.RawMessage `json:"extra,omitempty"`
 	FormType      *string          `json:"form_type,omitempty"`
 	FormVersion   *string          `json:"form_version,omitempty"`
 	Geolocation   *json.RawMessage `json:"geolocation,omitempty"`
@@ -590,6 +609,60 @@ type ProblemFieldError struct {
 
 	// Message Why the field was refused.
 	Message *string `json:"message,omitempty"`
+}
+
+// QuarantineList defines model for QuarantineList.
+type QuarantineList struct {
+	// HasMore True when further records match; ask again with `after` set to `next_after`.
+	HasMore bool `json:"has_more"`
+
+	// NextAfter The id of the last record of this page; present when `has_more` is true.
+	NextAfter *int64              `json:"next_after,omitempty"`
+	Records   []QuarantinedRecord `json:"records"`
+}
+
+// QuarantineRetryRequest defines model for QuarantineRetryRequest.
+type QuarantineRetryRequest struct {
+	// Record A corrected copy of the record to store instead of the quarantined one.
+	Record *json.RawMessage `json:"record,omitempty"`
+}
+
+// QuarantineRetryResponse defines model for QuarantineRetryResponse.
+type QuarantineRetryResponse struct {
+	// CurrentVersion The newest version committed on the server after the retry.
+	CurrentVersion       int64  `json:"current_version"`
+	ObservationId        string `json:"observation_id"`
+	RepositoryGeneration int64  `json:"repository_generation"`
+
+	// Warnings Remarks on the stored record, such as a conflict; omitted when there are none.
+	Warnings *[]SyncWarning `json:"warnings,omitempty"`
+}
+
+// QuarantinedRecord A pushed record that could not be stored, and why.
+type QuarantinedRecord struct {
+	// Bytes Size of the record as sent; `getQuarantinedRecord` returns it.
+	Bytes int `json:"bytes"`
+
+	// ClientId The client that pushed it.
+	ClientId string `json:"client_id"`
+
+	// Code The reason code reported in the push's `failed_records`.
+	Code string `json:"code"`
+	Id   int64  `json:"id"`
+
+	// Index Its position in that push's `records`.
+	Index int `json:"index"`
+
+	// ObservationId Its observation id, when it had a readable one.
+	ObservationId *string `json:"observation_id,omitempty"`
+
+	// PushedBy The user who pushed it.
+	PushedBy   string `json:"pushed_by"`
+	Reason     string `json:"reason"`
+	ReceivedAt string `json:"received_at"`
+
+	// TransmissionId The push that carried it.
+	TransmissionId string `json:"transmission_id"`
 }
 
 // RefreshRequest defines model for RefreshRequest.
@@ -707,7 +780,8 @@ type SyncPullResponse struct {
 	// HasMore True when further pages are waiting.
 	HasMore bool `json:"has_more"`
 
-	// Records Changed observations in ascending version order; never more than `limit`.
+	// Records Changed observations in ascending version order; never more than `limit` (or 500)
+	// records, nor much more than 2 MiB of them.
 	Records []Observation `json:"records"`
 
 	// RepositoryGeneration The server's repository generation.
@@ -718,26 +792,15 @@ type SyncPullResponse struct {
 }
 
 // SyncPushRequest defines model for SyncPushRequest.
-type SyncPushRequest struct {
-	// ClientId Stable identifier of the pushing client.
-	ClientId string `json:"client_id"`
-
-	// Records Observations to store; may be empty.
-	Records []json.RawMessage `json:"records"`
-
-	// RepositoryGeneration The client's repository generation; ignored when the header is sent.
-	RepositoryGeneration *int64 `json:"repository_generation,omitempty"`
-
-	// TransmissionId Client-chosen id of this request; retrying with the same id is safe.
-	TransmissionId string `json:"transmission_id"`
-}
+type SyncPushRequest = streambody.JSON
 
 // SyncPushResponse defines model for SyncPushResponse.
 type SyncPushResponse struct {
 	// CurrentVersion The newest version committed on the server after this push.
 	CurrentVersion int64 `json:"current_version"`
 
-	// FailedRecords Records that were refused; omitted when there are none.
+	// FailedRecords Records that could not be stored; each is kept in quarantine for an
+	// administrator. Omitted when there are none.
 	FailedRecords        *[]FailedRecord `json:"failed_records,omitempty"`
 	RepositoryGeneration int64           `json:"repository_generation"`
 
@@ -750,7 +813,10 @@ type SyncPushResponse struct {
 
 // SyncWarning defines model for SyncWarning.
 type SyncWarning struct {
-	// Code Kind of warning, such as `CONFLICT`.
+	// Code Kind of warning: `CONFLICT` (the record was based on an out-of-date copy),
+	// `MISSING_FORM_TYPE` (stored with an empty `form_type`) or `UNUSUAL_VALUE` (stored
+	// as sent although a value is outside its usual range, or stored with a default
+	// for a missing member; the message names it).
 	Code string `json:"code"`
 
 	// Id The observation concerned.
@@ -872,6 +938,9 @@ type IfNoneMatch = string
 // Original Example: true
 type Original = string
 
+// QuarantineId defines model for QuarantineId.
+type QuarantineId = int64
+
 // Username defines model for Username.
 type Username = string
 
@@ -922,6 +991,56 @@ type Unauthorized = ProblemDetail
 
 // UpgradeRequired Why the client's version was refused, and the server's version.
 type UpgradeRequired = VersionMismatch
+
+// ListQuarantinedRecordsParams defines parameters for ListQuarantinedRecords.
+type ListQuarantinedRecordsParams struct {
+	// After Only list records with an id greater than this.
+	After *int64 `form:"after,omitempty" json:"after,omitempty"`
+
+	// Limit Largest number of records in one page; values above 200 are treated as 200.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// ClientId Only records pushed by this client.
+	ClientId *string `form:"client_id,omitempty" json:"client_id,omitempty"`
+
+	// TransmissionId Only records of this push.
+	TransmissionId *string `form:"transmission_id,omitempty" json:"transmission_id,omitempty"`
+
+	// ObservationId Only records with this observation id.
+	ObservationId *string `form:"observation_id,omitempty" json:"observation_id,omitempty"`
+
+	// Code Only records refused for this reason code.
+	Code *string `form:"code,omitempty" json:"code,omitempty"`
+
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
+// DiscardQuarantinedRecordParams defines parameters for DiscardQuarantinedRecord.
+type DiscardQuarantinedRecordParams struct {
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
+// GetQuarantinedRecordParams defines parameters for GetQuarantinedRecord.
+type GetQuarantinedRecordParams struct {
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
+// RetryQuarantinedRecordParams defines parameters for RetryQuarantinedRecord.
+type RetryQuarantinedRecordParams struct {
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
 
 // AdminRepositoryResetParams defines parameters for AdminRepositoryReset.
 type AdminRepositoryResetParams struct {
@@ -1170,7 +1289,8 @@ type SyncPullParams struct {
 	// SchemaType Only return observations of this form type.
 	SchemaType *string `form:"schemaType,omitempty" json:"schemaType,omitempty"`
 
-	// Limit Largest number of records in one page.
+	// Limit Largest number of records in one page. Values above 500 are treated as 500 (the
+	// page then reports `has_more` when further changes wait); values below 1 are refused.
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
@@ -1284,6 +1404,9 @@ type GetAPIVersionsParams struct {
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
 }
 
+// RetryQuarantinedRecordJSONRequestBody defines body for RetryQuarantinedRecord for application/json ContentType.
+type RetryQuarantinedRecordJSONRequestBody = QuarantineRetryRequest
+
 // AdminRepositoryResetJSONRequestBody defines body for AdminRepositoryReset for application/json ContentType.
 type AdminRepositoryResetJSONRequestBody = RepositoryResetRequest
 
@@ -1328,6 +1451,18 @@ type ServerInterface interface {
 	// GetServiceInfo Describe the service and link to its parts
 	// (GET /)
 	GetServiceInfo(ctx echo.Context) error
+	// ListQuarantinedRecords List pushed records that could not be stored
+	// (GET /api/admin/quarantine)
+	ListQuarantinedRecords(ctx echo.Context, params ListQuarantinedRecordsParams) error
+	// DiscardQuarantinedRecord Discard a quarantined record for good
+	// (DELETE /api/admin/quarantine/{quarantine_id})
+	DiscardQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params DiscardQuarantinedRecordParams) error
+	// GetQuarantinedRecord Download a quarantined record exactly as it was pushed
+	// (GET /api/admin/quarantine/{quarantine_id})
+	GetQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params GetQuarantinedRecordParams) error
+	// RetryQuarantinedRecord Store a quarantined record, optionally from a corrected copy
+	// (POST /api/admin/quarantine/{quarantine_id}/retry)
+	RetryQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params RetryQuarantinedRecordParams) error
 	// AdminRepositoryReset Erase all observations and attachments and start a new repository generation
 	// (POST /api/admin/repository/reset)
 	AdminRepositoryReset(ctx echo.Context, params AdminRepositoryResetParams) error
@@ -1440,6 +1575,192 @@ func (w *ServerInterfaceWrapper) GetServiceInfo(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetServiceInfo(ctx)
+	return err
+}
+
+// ListQuarantinedRecords converts echo context to params.
+func (w *ServerInterfaceWrapper) ListQuarantinedRecords(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListQuarantinedRecordsParams
+	// ------------- Optional query parameter "after" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "after", ctx.QueryParams(), &params.After, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter after: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "client_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "client_id", ctx.QueryParams(), &params.ClientId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter client_id: %s", err))
+	}
+
+	// ------------- Optional query parameter "transmission_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "transmission_id", ctx.QueryParams(), &params.TransmissionId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter transmission_id: %s", err))
+	}
+
+	// ------------- Optional query parameter "observation_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "observation_id", ctx.QueryParams(), &params.ObservationId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter observation_id: %s", err))
+	}
+
+	// ------------- Optional query parameter "code" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "code", ctx.QueryParams(), &params.Code, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter code: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListQuarantinedRecords(ctx, params)
+	return err
+}
+
+// DiscardQuarantinedRecord converts echo context to params.
+func (w *ServerInterfaceWrapper) DiscardQuarantinedRecord(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "quarantine_id" -------------
+	var quarantineId QuarantineId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "quarantine_id", ctx.Param("quarantine_id"), &quarantineId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter quarantine_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params DiscardQuarantinedRecordParams
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DiscardQuarantinedRecord(ctx, quarantineId, params)
+	return err
+}
+
+// GetQuarantinedRecord converts echo context to params.
+func (w *ServerInterfaceWrapper) GetQuarantinedRecord(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "quarantine_id" -------------
+	var quarantineId QuarantineId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "quarantine_id", ctx.Param("quarantine_id"), &quarantineId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter quarantine_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetQuarantinedRecordParams
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetQuarantinedRecord(ctx, quarantineId, params)
+	return err
+}
+
+// RetryQuarantinedRecord converts echo context to params.
+func (w *ServerInterfaceWrapper) RetryQuarantinedRecord(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "quarantine_id" -------------
+	var quarantineId QuarantineId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "quarantine_id", ctx.Param("quarantine_id"), &quarantineId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter quarantine_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params RetryQuarantinedRecordParams
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RetryQuarantinedRecord(ctx, quarantineId, params)
 	return err
 }
 
@@ -2840,6 +3161,10 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/api/sync/push", wrapper.SyncPush, options.OperationMiddlewares["syncPush"]...)
 	router.GET(options.BaseURL+"/api/observations/:observation_id/revisions", wrapper.ListObservationRevisions, options.OperationMiddlewares["listObservationRevisions"]...)
 	router.POST(options.BaseURL+"/api/admin/repository/reset", wrapper.AdminRepositoryReset, options.OperationMiddlewares["adminRepositoryReset"]...)
+	router.GET(options.BaseURL+"/api/admin/quarantine", wrapper.ListQuarantinedRecords, options.OperationMiddlewares["listQuarantinedRecords"]...)
+	router.DELETE(options.BaseURL+"/api/admin/quarantine/:quarantine_id", wrapper.DiscardQuarantinedRecord, options.OperationMiddlewares["discardQuarantinedRecord"]...)
+	router.GET(options.BaseURL+"/api/admin/quarantine/:quarantine_id", wrapper.GetQuarantinedRecord, options.OperationMiddlewares["getQuarantinedRecord"]...)
+	router.POST(options.BaseURL+"/api/admin/quarantine/:quarantine_id/retry", wrapper.RetryQuarantinedRecord, options.OperationMiddlewares["retryQuarantinedRecord"]...)
 	router.POST(options.BaseURL+"/api/attachments/manifest", wrapper.GetAttachmentManifest, options.OperationMiddlewares["getAttachmentManifest"]...)
 	router.GET(options.BaseURL+"/api/attachments/export-zip", wrapper.GetAttachmentsExportZip, options.OperationMiddlewares["getAttachmentsExportZip"]...)
 	router.GET(options.BaseURL+"/api/attachments/:attachment_id", wrapper.DownloadAttachment, options.OperationMiddlewares["downloadAttachment"]...)
@@ -2963,6 +3288,576 @@ func (response GetServiceInfo500ApplicationProblemPlusJSONResponse) VisitGetServ
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecordsRequestObject struct {
+	Params ListQuarantinedRecordsParams
+}
+
+type ListQuarantinedRecordsResponseObject interface {
+	VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error
+}
+
+type ListQuarantinedRecords200JSONResponse QuarantineList
+
+func (response ListQuarantinedRecords200JSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecords400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListQuarantinedRecords400ApplicationProblemPlusJSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecords401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListQuarantinedRecords401ApplicationProblemPlusJSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecords403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListQuarantinedRecords403ApplicationProblemPlusJSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecords426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response ListQuarantinedRecords426JSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecords500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListQuarantinedRecords500ApplicationProblemPlusJSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecords503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListQuarantinedRecords503ApplicationProblemPlusJSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecordRequestObject struct {
+	QuarantineId QuarantineId `json:"quarantine_id"`
+	Params       DiscardQuarantinedRecordParams
+}
+
+type DiscardQuarantinedRecordResponseObject interface {
+	VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error
+}
+
+type DiscardQuarantinedRecord200JSONResponse MessageResponse
+
+func (response DiscardQuarantinedRecord200JSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DiscardQuarantinedRecord400ApplicationProblemPlusJSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DiscardQuarantinedRecord401ApplicationProblemPlusJSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DiscardQuarantinedRecord403ApplicationProblemPlusJSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DiscardQuarantinedRecord404ApplicationProblemPlusJSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response DiscardQuarantinedRecord426JSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DiscardQuarantinedRecord500ApplicationProblemPlusJSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DiscardQuarantinedRecord503ApplicationProblemPlusJSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecordRequestObject struct {
+	QuarantineId QuarantineId `json:"quarantine_id"`
+	Params       GetQuarantinedRecordParams
+}
+
+type GetQuarantinedRecordResponseObject interface {
+	VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error
+}
+
+type GetQuarantinedRecord200JSONResponse json.RawMessage
+
+func (response GetQuarantinedRecord200JSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetQuarantinedRecord400ApplicationProblemPlusJSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetQuarantinedRecord401ApplicationProblemPlusJSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetQuarantinedRecord403ApplicationProblemPlusJSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetQuarantinedRecord404ApplicationProblemPlusJSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response GetQuarantinedRecord426JSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetQuarantinedRecord500ApplicationProblemPlusJSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetQuarantinedRecord503ApplicationProblemPlusJSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecordRequestObject struct {
+	QuarantineId QuarantineId `json:"quarantine_id"`
+	Params       RetryQuarantinedRecordParams
+	Body         *RetryQuarantinedRecordJSONRequestBody
+}
+
+type RetryQuarantinedRecordResponseObject interface {
+	VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error
+}
+
+type RetryQuarantinedRecord200JSONResponse QuarantineRetryResponse
+
+func (response RetryQuarantinedRecord200JSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord400ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord401ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord403ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord404ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord408ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord413ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord422ApplicationProblemPlusJSONResponse ProblemDetail
+
+func (response RetryQuarantinedRecord422ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response RetryQuarantinedRecord426JSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord500ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord503ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -7731,6 +8626,18 @@ type StrictServerInterface interface {
 	// GetServiceInfo Describe the service and link to its parts
 	// (GET /)
 	GetServiceInfo(ctx context.Context, request GetServiceInfoRequestObject) (GetServiceInfoResponseObject, error)
+	// ListQuarantinedRecords List pushed records that could not be stored
+	// (GET /api/admin/quarantine)
+	ListQuarantinedRecords(ctx context.Context, request ListQuarantinedRecordsRequestObject) (ListQuarantinedRecordsResponseObject, error)
+	// DiscardQuarantinedRecord Discard a quarantined record for good
+	// (DELETE /api/admin/quarantine/{quarantine_id})
+	DiscardQuarantinedRecord(ctx context.Context, request DiscardQuarantinedRecordRequestObject) (DiscardQuarantinedRecordResponseObject, error)
+	// GetQuarantinedRecord Download a quarantined record exactly as it was pushed
+	// (GET /api/admin/quarantine/{quarantine_id})
+	GetQuarantinedRecord(ctx context.Context, request GetQuarantinedRecordRequestObject) (GetQuarantinedRecordResponseObject, error)
+	// RetryQuarantinedRecord Store a quarantined record, optionally from a corrected copy
+	// (POST /api/admin/quarantine/{quarantine_id}/retry)
+	RetryQuarantinedRecord(ctx context.Context, request RetryQuarantinedRecordRequestObject) (RetryQuarantinedRecordResponseObject, error)
 	// AdminRepositoryReset Erase all observations and attachments and start a new repository generation
 	// (POST /api/admin/repository/reset)
 	AdminRepositoryReset(ctx context.Context, request AdminRepositoryResetRequestObject) (AdminRepositoryResetResponseObject, error)
@@ -7861,6 +8768,135 @@ func (sh *strictHandler) GetServiceInfo(ctx echo.Context) error {
 		return err
 	} else if validResponse, ok := response.(GetServiceInfoResponseObject); ok {
 		return validResponse.VisitGetServiceInfoResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ListQuarantinedRecords operation middleware
+func (sh *strictHandler) ListQuarantinedRecords(ctx echo.Context, params ListQuarantinedRecordsParams) error {
+	var request ListQuarantinedRecordsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListQuarantinedRecords(ctx.Request().Context(), request.(ListQuarantinedRecordsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListQuarantinedRecords")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListQuarantinedRecordsResponseObject); ok {
+		return validResponse.VisitListQuarantinedRecordsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DiscardQuarantinedRecord operation middleware
+func (sh *strictHandler) DiscardQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params DiscardQuarantinedRecordParams) error {
+	var request DiscardQuarantinedRecordRequestObject
+
+	request.QuarantineId = quarantineId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DiscardQuarantinedRecord(ctx.Request().Context(), request.(DiscardQuarantinedRecordRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DiscardQuarantinedRecord")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DiscardQuarantinedRecordResponseObject); ok {
+		return validResponse.VisitDiscardQuarantinedRecordResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetQuarantinedRecord operation middleware
+func (sh *strictHandler) GetQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params GetQuarantinedRecordParams) error {
+	var request GetQuarantinedRecordRequestObject
+
+	request.QuarantineId = quarantineId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetQuarantinedRecord(ctx.Request().Context(), request.(GetQuarantinedRecordRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetQuarantinedRecord")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetQuarantinedRecordResponseObject); ok {
+		return validResponse.VisitGetQuarantinedRecordResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RetryQuarantinedRecord operation middleware
+func (sh *strictHandler) RetryQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params RetryQuarantinedRecordParams) error {
+	var request RetryQuarantinedRecordRequestObject
+
+	request.QuarantineId = quarantineId
+	request.Params = params
+
+	var body RetryQuarantinedRecordJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+	} else {
+		request.Body = &body
+	}
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RetryQuarantinedRecord(ctx.Request().Context(), request.(RetryQuarantinedRecordRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RetryQuarantinedRecord")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RetryQuarantinedRecordResponseObject); ok {
+		return validResponse.VisitRetryQuarantinedRecordResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -8969,244 +10005,281 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L17d9s2tij+VbD0O78Vew4tO0mnd2qvu85ynWTGc/K6sdPOnKrXhMgtCWMKYAHQsqYr3/0ubDwISqAk",
-	"593W/7SxSOKxsbHfj18HhZjXggPXanD862AGtASJ/zyjxQzOBNdSVC/FhRYSzM8lqEKyWjPBB8eDnIsD",
-	"ZR7lx0TPgEhQteAKSEGlZKBIIaEErhmtFNEzqgkXpDAjkzldkmuAejjIBhJ+aZiEcnCsZQPZQBUzmFMz",
-	"HdzSeV3B4HjgZxpkA72szS9KS8ang3fvsoFZJ3D9hKlaKGYXt7rWi2Y6BaWhJBNWAeF0DmQiJFH0hvEp",
-	"Lr8UC14JWpo1tWtYn+4NaLk8nWiQiWmgELxURAuyoEyTMUyEBKLl0sxCp5TxzVueM87mzXxw/DDslHEN",
-	"U5A49z+e3tZC6h9AquQ2L/EYEAxCLh8okheNlMD11Y39JCeM424Vp7WaCY1/AI5KFlQRCbQkEynmeKYj",
-	"nivGC2g/FxP8gsOtJowXEubANa3cEMMR37i9iZBzqu2mvv1mkN7jm7CBvwIHSXXvVhXIG5APVLRnMg3f",
-	"kD1ljpkqkrfPr9rnARZjUS73hx+48HfZoKaSzkG7O3SqNS1mBjzn5fryz/FmTBhID1Ia3s9IoxpaVUtC",
-	"I3RVTTHDzTyePKLD4bD4bvivepqbdTMzYk31bJANzLuD40E72hUrd7xldFw8fPTYjJq8Zxb3ngk5v8Rn",
-	"q1uyz4ng1dJsSOENmxMzkCJ7EmqgFt0CnOwVhBuQtMIDgNu6EiX4ReK+fmlALtuNmTGvcHHxJpiGOUJ9",
-	"Tm+fA5/q2eD40Z//vLaNzLxwbl9+eHQUnlMp6dI8VnpZ+WkGYdPnvKiaEp5ABRpSp2mfk9K+QMTYoCZi",
-	"mSJ7egZMktw9zEkhqmbOCVPEbHM/nODKTpkd9Mp919lvCRPaVHpwPKGVgrCNsRAVUB4d14W5vr30Ij6y",
-	"zpqLGeVTKAk1dI7oGVPEkYAMD43yxO0/HvGaKoVnnP/jwA5+8MMK6agl3DDRKE8yyJmYjxkHsmB6NuL5",
-	"yrb/t4FRbihqBVRyMwo+wWVqISzJScGvQ7kGG29zILtHSZJ0PnkpOLygupglYMg100ui6RTppgENUFmZ",
-	"m+054gmhZG6+JksGVanI46Nvwqlbthsd++SACw4H+MEWXvRKsinjtFpf1WsJEzw5IA2vpShAKShJUyOL",
-	"IzlCNSP5w5xQXpJ8CSone5QvSUEV7JNCNFwbcmNePBlxe3J+mELUS4O/jfljMQNuWLtwi0E+cg217j8a",
-	"/+ogTYjMnEkS9FaBtEOs7velIZEOwxoFktACt9BDHhs/0CbKuD7/P16VcFaxnWl6QavKcP4CvyGMK015",
-	"AScWcFoQCYWQJalBHrh3agkKeAG9+HF7IEpwbx+wcrB9xRvFBTvQg3C/h+SUE4Fv0IrkN/lh/kNuVjVh",
-	"txni8b+EJLyZj0FmZpPt29VyxCkphUaUonypZ2bze/lDxLThkf3fo+HjgzFoav66eTg8Gh4d0Kqe0eGj",
-	"fH9IXjn2YScacTuTQTYjrVJpEI7pmRViHP+PEC0NrZYI7MIHcU0Dw8+1BmlG/b8/3fzw83/9dHTw3c//",
-	"uTcaDYd/2v+v/0hi6B2kl7TQouMzKammZAyV4FND7IbkRwNvhbikybxRmsAvDa3s/fTgODEPNb0GZc6t",
-	"MEJ4AUTcmFvRKwsZIYhMDHnaCM3264P26x2J68O02OSp5IrUdCb4pGKFNr8WVsQ3/6R1XbECpz2spRhX",
-	"MP/PfykL43YR/yFhMjge/H+HrYpzaJ+qw9f2qyegKavsElYoOtMzQB7XSlEe6ZgirDTYSCsjKi8J6iVl",
-	"RoR0SpCHz4gnT9WeXskmE5DKcoz47MheXogS8hGPD8rQBH3lcTfP1q9AjEJOrLWHt2+PM1Lu+g7xPUTs",
-	"E7sb5AC4RXdmCKB4SXOmkJ8NB3eUqt9lg+9p+QZ+aUB9AVSw9xQnN3ua08qs2Uh4kkwoqxS5oRUrHTBy",
-	"kFJIlZOKKW3lIDGZAC8NGZxY1o+wuuZiwYcDq7x+ISyPt+bPTUWIhXhNlKYayJ6R+RyBzKwCaPitkWDp",
-	"teEAFvkrqjSh5ZxxshBNVZIxkEoovY9bfSbkmJUl8C+zV8OLLSaLyloguNCGEdtbLWqHq7jWc24oP62e",
-	"mgP9Muu1Nw+xzAhuHG5rKDSU1fKElPilIlQaAE+nhgCZ3UjQjeRQ4h5eCv1MNLz8MsunZSmtsChBiUYW",
-	"QEoBCpcJt0xpXONrKjWj1Vm7vJ6VikKDPlBaAp13VxqIyJhxikLmKlfehPpQkvFSA5FG3/Fim1G6h12i",
-	"6VZ48Ma818PPcQg8thIlIByqqSpSoUY6vJOw+Q6hszTi+qUQz6m00345GoECAtwWAKXqsh7F/g2kYnNm",
-	"zxRB9FLoC6qZmjA6rvoAljqCioEiotGKlfABhxHBPT7VDC0oZjpF/nQ4ao6OHhf2Lfw35Jutf9b+5xnh",
-	"G8OV34QT/TKHs1mG3CJtGKoh51ZyH0NBDTU0Yo8h4UxpSbVALRb0inAzJJfOcIZGRiOxEKY2Ci3hStiD",
-	"DFbiHinmxNof3TZQ1C2ZKqhE3ivhYEwVEKaDkIyWVrXkRWtqJa84yc1Prxs1y+2AaBP0IqcTpCgXKPHZ",
-	"jWSEVkrgZqU2ckyuJeVqzpTRIa5YmRMJVvPFj0fcwtes00DkLgJXCgHcl4dpVcLhIN6cSzYH0eivgC6U",
-	"rETKbs70BlACZXM4jg6X0KoSC4UmzVuj/LI5kLpqlD0Wh0ruxlJtNE2rNzibBZFUg0W7QnAOhRV1FSkq",
-	"oQCVlnfZ4ALkDSvgLac3lFWe9Hxe4JySMS2uwWF7kCsIR8q5h74GqqnB3ywQJpS36BT2UaiCeS0klczc",
-	"y6bdywnRcmlxO1jmwOnihsop535gnOTopjhAP0W+hpHRw21YGLk7cK+XQrygfOkwUH0B3BOCzClfGuUM",
-	"5rVWJ9bXMhE7g+OjAeMtp42eCcn+/aUYwBioNHggjBhuNBRDpfg0I4yjZkJQcK8NBT5BEOWVmDKeW8yL",
-	"PXRUwogvpOBT96K1Ab+mSi2ELP0Xgk8YakDWUKVJ7V4ws+Pn7iq+raeSlrADf7wbWJw164XTKPsAk3cs",
-	"P7nnOjGIgjaH2rvRaFQwcLnvHM+wFCzIr6oGeu1okWOzM9R3NFQV8iQ0QWpBmro0ZGudI6glv5aCNyrY",
-	"pjar3946d0cZ8p1/bI0rr88d9M75RJhfamnok2bW+FJCLaGgzsWx6lMwM1dAFTyhGjqSt9njIOFriba2",
-	"bilrt/HTILbPtVNk8YJ+DuOL8b+g0Gb8dj/qjePo65tyHtAe66fgWtJCx+ftGRYz2u7c4B4ZL4nzuAw3",
-	"7FN1PFGbcHjlIN6t+qHS4FGDLOwmCY66/r7hZQXPWJUAxIyqhPvi4m+nB4/+/G2wWNsrmpEZ3BLgRiAq",
-	"k3ueszl4P+D6Q1Ea2WQNSQ4M10+Nhtb5dScG1TPCeFAFxrg7J7TlhzlRUFMUUlVyjUYx2dXtHMPb+Qrw",
-	"88zCLdpwu72Nh/CCcjZxRqvuQRh+fwdc6Zzqu3WXpZMooTzVuwM8jQxP2NSIdGgqRoMOCzET6sQ5Ba0J",
-	"C6w1GUUX9/twCwnod9jEl2/uwEbs6+PkuCvnZQGaRWQkhonb7MbDMgpCPwmZR0e501GFszd3AZSiU9hO",
-	"BP2LWTvfxjX/EFGd7nqT9GjtaHYjOcklBLO432hkoF2hvsgfr1jCXXahjUxL2JrXzGkWreMsiVlJP8YW",
-	"H1ePEZtNORo7gx27FRaUm/5OXo1sxfecXNR6aM6qg9yjwQk5QonM3DnrU9u8oqOtBK49ldWl7nrcW7ht",
-	"/9bPGqmEbKV1uNX+wB8oshJulNznOrSDjnWFPt+t1zTs55X/8Ay/i4dS6VOrqEYKGbS6GmQbLRGF8DAe",
-	"yJqQJUj05+5E79dXl6L6vei/A7y00LS68gFvV55NrobMzQ1G5uZp3rIE/1ULAoWbRZvaTue1iosrGNO3",
-	"tc7ZbEbTFnBr+NmNi0qRRScB2RijNai8gJJRjGkiewlQYCjNfpJeBXA3MhGv8eMMJBiNYQK6mLVmgc2T",
-	"BFg3kqXmFHUvXfxx5qKxuhpMKax0ZZSYQtRLjMrihqr8FHaAgnkFOhaA1oWuFWxi/4aAJrvuqh+De8mL",
-	"Y4qEarKYsWK24txxMY6FuZLl+2BrC9FsBZd2RMkzT6FWxKFgtYghMiFAixm5Zrz0Xl3PFMziV7U3PJMW",
-	"pyN4haNLPH2XWnijN8hD1qCgTnUyoozJZYhpLApQylonkEp4kwySeXzlLWe3BGphfcM7HL2EiQQ1uzRj",
-	"Jmg0GkLQfhG/mBPhJ4zX5EwjadFVp2c4jb/XwkgIJXoVTp0pCA/vmHxvLTPWx4BvRy6GzZKgnXllq1kE",
-	"9hSufd+wqkzr9WPz6EqzVODUj17mse4zvCDm/bTQVYj5nCWO/cJ6+IzkEiT51QHR/ZAcdSr65YW/CqKF",
-	"qIoZZdyGTXnRAXeVBuYacM6QQz8X04TEYsOK/AquaA9X6L41Tr6FwalOHUqbUOaiNLJueWVe3V0JfCbk",
-	"/AV+WvRKBBwW7zHqEzaZpOWLubh5r3X2jdiwTaDpPzVvgYx0jFWaQwtdLYngqFF6wTpYLm2Eo6jK9hf0",
-	"J40hiPdJIda/3qNU+HiCVUNoh475H1Noz2ERT5H6Zs64D2d+mOLv7Z4Sd3LJBV/OkyDJrGNwbEPtcrXk",
-	"1zkxl5vy8qBiHCLNa4e9rNCveGMpUnUmgWp4q0D26o31hwFGCmsB24Srb4S1pzRRUOnGYVd2GcWQRgvD",
-	"mVObfuJ8Pj2mV/f0yq+kR12P4xRrofRUgvqlupPlxYtI1sGJ3ncSO6Wc/XNHyvoM41PeoEiVIq4l9Gr+",
-	"EqgSnJh3sja9oQ2ourKxL3mSZ4CPzEmItd4T0UYzWZEvORDjJdwmbI8ul6g1SmCkrpPCIo3VPlDxKmPV",
-	"tI2qTxpBLsPQDxRhZWZtEEyTmRGOOWwXFuz6MwtqD5cUAj5jUJWWpKZsklCVG/FuF1zw1H99eCHndxik",
-	"w+rWdbiyNIwJ4+l250zR7hPMqRASHHvqcX70bCHilB91Qfa1zUsKHLXclaP+FUQlil6V0OiglMepIGsK",
-	"E28q51e33qeVoymKRtJiuT7434xoLDBbpOEFSE0Z10tzn+ag5YrpoBSNmSJp07L+XbMZWmmmmxSB+Ruw",
-	"6UwTOhY3hpxRUsENVNsmW91a74RX/dv8wcCieP9Nbl1DRfs2/QSmEtBDKdugJ/iloVrInonprZ34u6No",
-	"FQffpYBdCT7dMjFQpc28f5UAfMFWNLr1WR/+pTMt/rk2r9FalKbzeoPq4vM+yYTdIsJiVGp39l5nSDa4",
-	"PZiKgx0o09+AVnoWQkJXdOLN/MiwMme4XbeYaKobO4iztKwS8Yga94Oj4y8uKlFc7wiBVY7i1uN5STzp",
-	"z71gefXf6zBZ35i4/ny72iAC9bnWd4RLu9x2jhRknosp4+8t4q5tJxZU7y6aphb4wrqcYkvPirXehntQ",
-	"LwlRzMKxSY600A5sK96yuzq8Uit71bKg9VW94i63VDVjF5a3vgwbmZO6kSIwNBuh1U7ViqGUeBgO+zlD",
-	"ezQouvei2ytO6kbNsji6IPZ5Bv8U5tUZAlaCZDdgM7FtyFjufSIjzrSNtK+bqoJy/4SIOdPaJiWYldoM",
-	"TcJhEe9tSN66pLMSNBRR0L8NT1kzvfVsOhJuC9TjyiuaUMpRx8MNsjmQzkZPfHKB0ct9yLoB+pqz7a5U",
-	"O0M9qiciWMj5A0UoVwuQKrOH/PeLVy+JxTpEb74kakbrWOx2ONmd8F9K8OEbunAXCGfuSw6+lA24I0nk",
-	"B5M9SrSYj5UWHGLPQSTnlXDDCujVH+zjVVzuSG7E3pCteNxmV2902NvEbqcz4kTANfjcvCSTw5H7A4Ky",
-	"wbQrmm4SnWMpdgcdy2ZsHoSYgMjlnJGGs18aILSQQilCq8qBsyeiZMmLgPBJNN0M4j601XSacDg+kwCk",
-	"omOoVMd9uG5JSk/amt4wDC19UZ8bUmLViM98V7daKOLoYaXYlFv6hS4dTExy+WeCIy3MgiNfWIL7Xg6e",
-	"LjJlnYIDHSR2xKZDBjugbmnCFg7nayoE39CqEcX9vIN3ZNJbnuFyFhVkOCHjivLruEIDlUCmUjS1Pd98",
-	"j4v28f4OXoswdeZWvGXXb5yzIM3fbeIZ0uQOVaNxxoChb4CMkulNEsBWurchTCWK8sQiNgaxUHJgKvg7",
-	"enwlbWpfgiOgoYe2KZOW7WvM8bK7jCZwgfVlmj90+fBn4J7WDJYGwHvwyy0c725c64M5D62qV5PB8U93",
-	"4EE/b93tOo9aj4FExLoaL9MngCHFi5nYHQH95UiS/aA8r96ktXE/AJ9aBXCldJTzR7jKUXGu6ZDkqqlB",
-	"KiihzI/xWri3rQ/XMKIZVWQMwEdcQl3RAsohySX8Cy9PfoxJp/HdMt/YkMUxFEaOcSNaydcrpz62Nhu0",
-	"K0AvrB03rbk6xv3+vHkluSh9+ObMQ8YNkiGbPrULGnSZ/6fl1zHJmkFVksUMI0QtZE8IHVuG3VFUIq8x",
-	"1elzeh/9ZBtjD+p8INTdKxP4+45c3POz5yyl7e9AADwcdrchp7jptsjONTi0027Z4IWmekOg/XgZ14a6",
-	"6/q7MlDSQj+vmztGOZvfK8bhDuu49J/4OLm+gB3BD5LlngxrNN+9j/AZTZjF8Ix20gHElgO7jLa/GhFS",
-	"XIN+y20sRwjwostBNlgApK109qP3wk6/ku9xiGS8gVFAnvJ0nLDURtMEsvfPf/7znwcvXhw8ebLvdVE0",
-	"hdilnRCY13qJSqho8Bua5oxmMhz3ztNNmLzrfCuHHMG+s5IIBi2sdzxhB9eec96+U7c5+3q874y8vTzb",
-	"75Fvd1dLUIlNrGAmJOb11hVdWk038gT/nXLyON8VoB6IdqpNOkg3sW49wIsTNHw7B3momDijNQLqzbMz",
-	"8t03f/5fGYFbDbyMKxLNYT428jFWOGgD2G1dxUSgySb3uHmIHHJCWdVIUPFghSZaBFhtqRaT8KlnJOdC",
-	"X01Ew8ucYLgc1XCFWfxQuozRNtSgd/RkpGsPYJ/e1hXltPWqM0VEYVl8AXfx8l8a6Swjc1rMGIcDozUY",
-	"YKtmPqdt9KGDW//ACcn0NcgDdORGhV3CAewcw+0wDF281l+UoHi+GtjG4gikpohaVLtKIKthvwdY6M0A",
-	"MJml1driVyF4q8kcKNdOCJs1c8oRTZOhH/2yvFns3y4vXxP7AqJtOhZCM50qBWGJwMrZYcirmBCXOpsO",
-	"0EzaOUIVNpUa6ITkdCwafYz2j9xq4b5kpd/CHAt/qbuAepWRe66t0eUZRE13NTZQpQhn0n4PRM4IISJE",
-	"XScwIaxjxebnNNeWqUFVRpTXxbT89PjnoeFp6QicXtz6cbZsR3Vm6EmjYNdgzTc27LXXcbY5AviUuOcu",
-	"RBddKC7rmdjSlW19RnxxO4fpzPhzcslrRUHS6VDWn5YIc22oLG1qv1FdiwJt1LSy1TfUSYhYBBfsmL95",
-	"evH08urN09evLs4vX735Zx6H6q8+TMhzq2kYbmU77a43Ua7X9XenfK1OKROqzbWUbW0q1DEV6PcRsPtS",
-	"Sza5InHPiSDU7tY/PJiz6S1ueWprWZLFTCjoJNwH88fgDtGK28Iz34gKeiIZrFsUq2eVAm0utDww5DPH",
-	"B4oU1Nri0eTisw5O3IsLyTS4N0fcvIqVVtC40dGhzMeu7EebZKEM7S7n5hrbueaU06k1jKlsxGlduwxh",
-	"FWrNRBVrOqaesG7Uf/3SBtkAJ0hqPxdoJ0tHb0aWkW4ZyW93o3iubEl6cFqzzZmEIc/MyVQhqT0y72HJ",
-	"grRPq2L8eqtE41b4HN995wtC9sVVsAIeKKyokNngYix1YClUgE/4/TOEbjjMb103MVA9CH7uP5nnHkZr",
-	"R9MjvQmhPXM9fX0eJfV0YXBoRriLQFeKQqV5Hi1Ra6iYCjP3zoqj3GXaGcb4pPdqn5FiBsU12cunoG1E",
-	"UL6/Mqsb5C7zihp4D5AjREdn/j9PXzxfmdB9fRgwbbik8+r9pbqwAQc/vzpEpzT6LHlhM143RBg7BdP5",
-	"YG2NO9LU2EXA5bAFF9SMqpU84M0BmSmD8mlRQK1dJg0mtmg2ZhXTy5NOOj6tBG+D66w4XeBmdool2JL9",
-	"jLu9KhotJpOc7Bk9F6tHr+VF768lRhsG874m4eQRvW6q6qOmsJsV/nby17dH+rhoZPQUp/SSaumCA7p8",
-	"3EKj0wngwwIZMG9wK69qL11/4vvPG1GhN709xtr3S24ferw+sbWbU0060NGVz6i6mguJpfUIFvrfMUVy",
-	"axL+JS5uAaotfGMz+7QNnogEh4BTtZG1fIuQHRfid7DJBT5pJBbfM+PbKIQFZbobK9upQYSqaQL2Lgl/",
-	"1RhPVeEq8Hby8U+co2mODVpmlJMcjV/5zkaeOETxLgn6dy2yvCOs1ZIXV/a9qz55dCuH2z0Z359DtnIn",
-	"okNPr6n/4m1Q+d+PBqtZlwZvSxrrQ61XMUppYf3VJ6gFGY18XuvlR8GaruP1p58TcQRfddWTra5sF4lX",
-	"GD2WE1YGlcURyRPDRWyzpLYQNVaaRm1X0QlsPcdVS9zKmrJO8RN/5JuR8r2LndyBzkadVnYOXcsG1gR4",
-	"1Yu5Ni/Ptd9agARvimuDhv3xS0Diy13S2W45THHy30cuUqIaTLRvS7r0FUxwm8fEfiPWpo3PCyo549MN",
-	"MPLfu7KuRMKcyus4JNwHCnwc4Bn8+tGuaqvTfne63AVbH177eXdM2PxvZ0R3QIwsxWevXj57fn52mTYR",
-	"94WzxAF9hRF2bNHyzUbmLWmQZZsDucmad7FUGuY9lhZZzJiGQjdyJdWWzssYTSMnaJ3yiTwXU0wCO3v9",
-	"VpFQvtXGroY+Oj0Jo6o7c8V4c7ujFQm3trHCI9ZM2IaYbSUJFxI4pmqr0N1JbzbXF8naLmYlZ1RDEcZs",
-	"YPu9CSeYBMNbjHfamF2+e3r4qv24L7v7LVorL4KPrDcRqjV/2Yu6a9ZRclIF8jlT+txBbeUq26jQu8TL",
-	"sK7tumlY0sHrexRtA6FZ32v37oX17905Od8Gr91lE7unSeHu4lZQAr11LeDi+fsOwG/QyjYpG2G3Xl/C",
-	"HhMM11FWEPPufhvggmWhemhk0duRqiMGsjLEq4R+LXYGqwm5UPq0v9wswlzx3k2Yh/3Lt3kTRIsd5Rrz",
-	"0bbOVasVftcn7TO9mKcXAHx3rEqaEc7LQWesbRjir0A6Fpdyl+5lbX4+1iM0NDOqt22wUmh2A4lgEvxi",
-	"a32pEiNTCh1mUAA8zYvcGzsHfCWuQ0Io7EJ/NRkFy+vhFpleuqZVVRW3dnsQAmHukN+aPJgNkv3daef7",
-	"lhzZ2W23Rp1S+LZaHbvXOb/a9y3202fBf5bytPS6fPujfVTDrJaODT9nYoFNd0U40r5cK2u1v/rIzqC2",
-	"0Or6FOswRVmmaCTTywtzjE6Qwupep411iti/nnk8+fuPl4NsU9mwkEg1XsahCd2SZaEVCVrAcIZ2azOt",
-	"a1v6nDlBb634j90Z9hOY2c4YMyk4U/ZIZs3YXKpXNXBDup9yBfNxBUOCASg+Cc76Zn3K34i3Cbc46pIU",
-	"oqqg0GRvFAcWq9Fg3+MQk74SWOTKtRiGjmLb5sOVFp7TEgxQ0MVhO85UCobkNO5IsuL5JXUzrpiaeQSA",
-	"ktC6HnHvC95bwNj8klkrdAkTxpkrXGkLzWIxHF6CBKnsul1HZFsRG3cIpQ3vHPERPxP8Brg1B9lOjjMp",
-	"minGgHY8sMfm7T+Rp2Y3URHCxsxF8kNas9y1hdC9JevXWyKScGc3dkXErqNrte4NnjHuvT5G5KBVA2ZQ",
-	"5tN7/GDfPPrWdnIk+QpZse0CM991hTZ6ZuDhgopkw9XQ7PvC3BvoFHnU9BoIJX//8bJbiG+vp3zecDjM",
-	"94kYa8o4lGaZq/E8K5cGq/KrQtSgfPlqwTGJLICfSpssawiqNY2Yced0iTW9CNO4eIzBsgbpvK+ZQ05K",
-	"UTS2Rvxe3okrzfeH5HtQrATX4YQQpSkvqSxDlKi9QVTKpWsdl2ckd9QJq5ZhOSAD4Nj9h21DaaEzMyY1",
-	"o5pjtL1rbJSDC7SLiMDp6/PI/e1jE2IH6+Dx8Gj42Ha9nCGJOzT/mUJKmECU5eD6JLoj5M7r4ZHTo+9L",
-	"bKyg29AARCqmA8UecfMD+uA9U4h9ypmrO2sB7fL0dVy833Or09fnGVFixLWNVdFCVBiRgn0Z3I9v3zwn",
-	"tWDmyPDvwAO8JW4PIxbcEnLECWUbbI4NMri33r55vm+RzS7cPKJjJapGQytgu5evuVgo3DLSqsJ8nY24",
-	"oW0Y4KmIF5pnQukhOSWGZk2k4JoALxE3BQdS0qW7o2QsxUJZJDLbUJjLOeK5hlt9ONPzytAPCSeRIEk1",
-	"WVDuSJSHp/+0i+QWuc2AWN6SC5Jbr3GgSqNORV6jfBhciQNZVjp7Pjo6+mg9QOJpNrTPY0WLN9ia7M92",
-	"Damhw1oPu73/kP97wX3wxBWlX0NngwQGefGMqdSo12Nu2E+uQMrgZzOUofmHGGR02FrwDjGeDaVQkSpw",
-	"eC4l4F1BBm27kLswgG71CjP7jCk09SMbw1fistSUlyMeWnerlSCpyD9gLpLFGS8K2FC80NeoKqO3R3wK",
-	"mnxz9B3Z1AHMWryZtI5RI5EMia9iT64Batt22giHTT3ikiJ9QeecBAwCtMZHgaUUXNEDtyhlkDQKHLQ6",
-	"7UxUJVpu0TE74rYiVBtt4SSOtpmSjSwkb/FqIfOLo8ok2MbWofuZD8sc8fzXkY+hHA2OyWgtBHM0eJen",
-	"bg0iw0qEJZJh1yRf9aaitq8cxm2e3/1sxV1Q+ntRLj/apeuJcX3XFa+1bODdJ7z6fbGo2xvkYZkKSV0c",
-	"8iftz/bNLnQm6muLnzzc/kmn3xR+9Hj7R23fVfziL9u/WGkvZz57uMNEq+0qzXePvt1hVyudot6TUJuv",
-	"dlhlokVcrOPhbYu1u598TKi5Vy0neGowyZomViNXIz0H/0bK5QryJGltxCtO3VyBVdT1gSU/h1Hx3KRU",
-	"9jw0HcaavQTLJGbElSfElfjqw2QMegFGRlkIn33dtUCqDNlE1WDkRIjmd6MaTocJUnZoFMnD2Dh7j3wQ",
-	"mpecuc2sEbqezGLhFR1bRdo2QvdeuEjSqllxbSUt17CJYEnTyDaAjc1/aQBbxbq+5lHmd38v/R3WFlq0",
-	"966s2+6GajIRti9iSInvW6M2d+qOS7RJ/rKBLCzRpxjo1jXtEMAvC26AEzYhDAvXYVfHYHFMLQzD8mDR",
-	"WZkD/uAYw5ayRG3K92Bpn4ijtLXBe3iIb+9phKBwcWaAl8dfl+HgKyf732z/IjSM/r0Q7p4o/xVKfuYv",
-	"70JE0h6Jmq4F4uypV5pA+3SHg3+zupdKo8fT0gF0N9+A18yUS3mIStzbixeoF/k+9ElWPvqobaLswhZy",
-	"7Ioc9LQ1KuxXGTbzP6z+CPLmzpfTAeeDG3i7Y3JA7OkQ/YQpH7+8TZxzn8Rf4MyPjr7dRfTp9DH/mi/2",
-	"wx22k2rh/cciCs9CG57FTFThJkb0gXE0yfzP+WuPg3enFIe/1lTP3vUSi9w8zr0Jf8IqeKBsRvBaV0RC",
-	"g71zpVOMq/VPFaEjrhifVoBGMAVTNADtqYqqGShSgyzMpXFtHzG+5/9/9CzfH5LXaKRCQlUBvYknHnGK",
-	"YWW2SI5VjXPQdJqnOn27PcyomqF9muoCgzRzNjnggsOBtS+P+NKKm4+PvnkvspcQP9cIHzZU3CKA2jcP",
-	"JFQUEQCbMpkTyNbAxbiRijl4wAZ5ybWT9OKS/Wv3Lq6bpDqULdtuUaHBe1qyM4If0LLtzoNb8jFrn0+0",
-	"O5+8FBxe2Pa9n1QSFIUGfWBTaj4K13H466Zb4ToG69cv8f9phMFT32jVoH6bd13BcLC5he97c6DHljWk",
-	"92BvnruUwDXTS6LpNI4KoZUhj0uz4M+zz9+T+HzPZXfhsk9CGzju0NKTpsBnd2eqcZfWJDd9g153bzjv",
-	"TGcpoeOkoQGeYv+21v0Yp5HDjbhjcR5GIXi+W32ibeFJQ0UPm8W9xvDWmCXV1jdLpqCREYY6QxRtz9tM",
-	"LKEJ7QcJ97uR5zMfEHVX6v8pFftEO940UQ89h1PocBfaFxFSn9kQ9+vbTP566XVY3iej2avrDoX37rD8",
-	"r5h6/3EI6nPmTHvYEnsFn9+HqNaN7ROedkxan7AiNFaDgv7RVJrVVGpXCCa3Q+aZr1gD1lBb0SUSNV6O",
-	"ONqOM2c1FxLfsLkXHBatHcTl1cRxMMFOSTWUJ6RRhkarBdPFbLVjdu7sK1SnSKjZcQuUT+eIC+A5NJs+",
-	"8KV320u2GrmP60kSiFYD7BxEJzyyV8xdD3j7rP68dAv2zTafBVWhLPkqbgzu3W9/BPfbW1cdBs9+3Wq7",
-	"O4GzJOLwV/fhu5jYdQlDmphsMyD4tgl0RRnPIoPNeEnyWHLzMRE52fMiH8YHjgbkT6NBTuZUXoPc7zEw",
-	"xDlid7AxfC3umNWeND2koEP6F8FFde+F+W3c3xc2DtRT8VQGTGyg2v0+B7dNf/AimsawjutJwstCUGiX",
-	"161pUUvbvCtcwOFGveuH1nH02Zwq78lzw1ITl+yiQ668g/NeYP9EAnvvTdjqgGyjTQ5t2PpG/+Nl5HjE",
-	"NioS6NxIzNhpHriWS6Sp5kcXF8cwVNbPQliZxv92HU9xGb9Rv+IndyjeX6IPvkRZmqkEc6K18Pkr1aIu",
-	"VZt8di0C91yv2MKYVoifCWkvUjSpa9HqLpMtAhRK/WQuF8irwpj+Fu7W8Yjn3m3lhMHWKOnuge3Pg5kQ",
-	"th59PiRIuxN1hajLRcD425WVYGbLm1R42nGbf9AJt+VA9nwSAA6b90RSBk+gTxHA0FlnFUgWMsj3CS1F",
-	"rV3gvU9pGZJT68y0hlEbnozROar1fYWEsPWElqPvNlbKHpLzCRkLw/Ql+L7uWVwbRdNrwI7vBZRYtLrH",
-	"BhtO/7MZYdPBqJ8oFHh9f18oGji1kM16Q3Qx47QkDP2plrtHBt+1ihPZw0I2trpyCuO92czcjf2uuXV7",
-	"ldvfZ9Dx0Xe7fLYWle452R/aanJH8XONXymC7IFQ2+MxYVfZyi5/bf+4YuW7XULiHMveq4VSbFwtsYSw",
-	"KmgF5T52Rx2SHw0lz4VkU8ZplRMFGq8v0bLRs+WIe94ApOGu1AqEcsLMpXmVIRhiLVcLalsGAcNORvzj",
-	"xZ0EaNyZGbSf7uZiuyPzeOWA+cWjK1qEeaDIeKlBfYVxffdBCn/QIAXKIwTtpYQWX1NtZWzrxIpdA8nX",
-	"iUJOxo0vxeJoC3r51+gJJsW23z29ZUqr3xxJ2SiZMe/fiQ26m78ovRMQnYuxtSrhRrK55TZtmak2S55x",
-	"/NooU3Bbs3YBj3tq69CqsiKfwJCqJa6gUeCa29ShhGd7P1fbiCX37UoE4Ch+Nx924/rkVd9FpOFwW2MI",
-	"p5GC2zu3Wmh8TIvrkANat9mWUNpSEzCvhaSSVUvStDdxhYy/AS2XB6dGId5GvvFV+6YVcz883h8LlS9m",
-	"YLPXefIANlzvutEb4uqmAlSvB9y8kQ/JaZwgJoGw+bzBLP5jsxxWugR2o7+6eA6HFSmNdkjOSwxIVK7y",
-	"e36YH0wkhDhURcRkxCvAnjYZKdmUaZWRfJhnJL/COgMkP3gP/Z9s0/dH3Crx5OPp8CO+Lcl4rXRNpIOx",
-	"uNBpSlazUuLXK6m9j5p/x0ADg6PbyG0sne0SYdBpE82SJfQ+r92gU65vu6WgDTj4ncYX7KJpt6h95hum",
-	"3ivZfUzGWmC7zMXydE9L2yrI25XqRs8OseJNv+XZB7eaKaPCOhkGnsb9sDx9jN96oKy8sySazWGIfACr",
-	"jJnlw7x2fEpSDcS1CCQ1yBB1WJbSjIU1ncwWbb+iE0L92yPuo18xmPWbR9+1+nMrC7Qlj065H8RDzQDm",
-	"mihNlyhXcaKFYS84sQ+XndEbQAnMyTSG4usMTf5uHz72FxZEQSF4qdo6F0yrERcLbktgm2EqUVybYZpk",
-	"oJg9kK+xUsNzs7IvZZFt9NYwrkIChknTyuKVE9m7mj4tZnBgFG8pqq06vnnZvftS4N373IUYfhNxXd88",
-	"2oHOXwrxgvKlW636QkS3LbRw6xrj2N5jHK3ohtD4NmgYzGmoWMdT3nQr7hgK6uhgPw0NbfaZIpUQ12g2",
-	"tBnzoeqM7fjsiVNBuRGEK8GnbT9BWwTCF7UrrXJoPUcwmUARWspyWLiV25DWLqF2/icr9qsauD4Zcfcj",
-	"41OMjDVLIxJuxHUoCGQ/NhuzvWlbmdpADolWRuC2gFojDWZ8xCmZM97YPsBMY1E717kd89ytnmzFILj1",
-	"2zJwZ4o0vFFQHruS4LaAfzbiNsvBFavC2qVC6cySfxu1V1MmDSSwg13o5iyUs76+iZlNxa5hxF3VtxQx",
-	"7nRo/Dqr53SaWn5lVPnUxlFakcCgbwcV70nzPWneQppXeq5iS+FA3vCq9xNno5HayKXDQt1sjFx6TeUv",
-	"DWhXn/OBImg2UYQqcnbxA9lzRWp+sWktFC0xb56dkW8e/uUoIxXjhkzabkCMGxptfiITgDIjby+fHfwl",
-	"mF6XhhrKEptdyusgJKrayPxqBoAlZjS4NouYBMz4dP/YUK8Rz0fN0dHjIvS9wj9hWKibHEXk8MBP6AIM",
-	"pFi0FgxDsAtRNXPDIGwFZ9chSTKtjSzvakhiZ4+6UTOzD5eJq2xfcENZ8sMck3XzDOV7pem8DqB5/Pjx",
-	"d2Tv7eXZfkZyc0LWhPL3i1cv/eRmHvxbw63ObLlGZzO1Vhx8w9YWL6Cq+qr/nKmbjxQatt1SYid6JuT8",
-	"clnD7l9cMF7cfZ5zLJUEtjRf+bsMXcsG/ziwmz2IyrJvLJBmXw/AvM8S+8ri5Z62VY67RcwsNbU5ZIZO",
-	"9kTMYeFoHCNNzWtLrXsp+mk8bhZiUZFuo/nb0bnMEkmjx3sGYOswxIR0xPd6iK5bRn5CihmVtDD3ljRc",
-	"0QnmquFQHIvUYthXt6zD/pCcVtWIW2AUYu6qLJjFOKM7cE0Up7WatU1fO42HR/zMEtJjkkeAvmJlnpHc",
-	"LBc7K4Y/2uDAPPqnK/x+RXWejXjuOlPgn9hkt7B/kL2WxhumhnTd6S3mTXtPcvzRYBeuwjAKJP17NHSQ",
-	"tbRGmc+nICrXMn5YUc10U+JqO78LPnUPRrzzhBZFI2mxXP2CVumR/O9X7YcrI4Yd5hjBz91pGBhbpEB3",
-	"iy8+gFW/qaaZi2oeL62tp6Z6dkxyLOs9E42CmajKoWL/BpshmP86GoTfR4Nj8utoYJ6af37z7l0+JKek",
-	"NEcu0SuGZVRG3FVmoeQaMJIaVEHrNl4kvEn27Mx0NBqOQ40X81FOh+N832ZBUj7ilrG64Tzrz0cjdCW5",
-	"vTJFzl9efvuNDWexmqB1sKAHhbhQMVfteoIeoCev3n7//Gn6C8JR3MjI969ePX96+jIjF5dvzl/+NTO7",
-	"DbIA2atsp6MRR1nGPNi30p+UdGlViYmQvnigVQqdyIDWOl9bTbvuoOSFlStcGI+9krypqiH5HpaCl+RR",
-	"dnR05Ad0RXjCjc/c5ZtTxo104l4TE4zKHfG48dRUEFewJZJ1LDpcwa2W1LrEsAJcCCzmpSJ0LJtaV0uy",
-	"56pQcyi0L8deCQXlPlEz0VRWjHO15CeUVTYGeMSZ62lvxDUvWVKsG8xoFYfnux6VTGnaytWGV5jrjHpy",
-	"WtJyZPJe2rqXtu6lra9f2oqlmg+SuCRdHHjL0McSuWoJWi8PasnQGInEMlSPrw05i6kq1SQthh3aX+N3",
-	"WekkNFtufm+LeGYrja3LZ09pMWtXZEt+r0D5gSJz0BRDWaltIG4FATri3onlmhIEccG36TD/zjMCt7Qw",
-	"RN9CakGVU7iPHatUGeGgNPIuM5bh19aA0JYNP62qqGPEVmGyh7i/oYu/K8Hvifs9cb8n7l8/ce8QzLtT",
-	"93i4w1+76uO7Qwk3bHO+sw8MWKeIrlNERkRVhpTo4075H6WpdkI1/lOh7CoBfTZRn7CwDFcjUigd9cvF",
-	"16woO4YCrZp2/KRbnSkdNcl+Eza4pdDC+VoD8Gi3PaUSutD8rVZMSEDrOeuvdtVFgnBy97UTfvNECLN5",
-	"rCbvjzXObJFQALtxnlvKY0SIiNDFkhcR+THXXnWIUC+lwdaTmBh64P3kHVrYMddlIVro7eUZNjYSk46N",
-	"a8T3zNMFwHVGfPMX8kLwki6zNmsHJTVVo7+DLIFKIiSZCwmuO5Nmc0Anz4waAZKMm+LaSNpCOkjh1HYe",
-	"Q5uNCIgpP5lzaAiOIjkKJWWPRBbdwAsDr6+39MPqSremS06nEqYUYz3vBYhPeHfx8nTvy3gZuQnNbcFu",
-	"qL7/qL+uiG/RfV3y4tDoN9tDBdeEFWeea+ugTPE6uhZMNl98GJLJ92xfVszQntsLaV9BY6brgLGfocCD",
-	"wSjoLnSDO80Iu6WQuREXcoz1yK1GWdNp6HS1QkUwYN5dR3SAivlYabyle97OfYzlkfP9IaZ7Y3v/3IbT",
-	"L6xV0tonMxLyDPGuD0lu74nRc1xgvP0B7fMqH3EJRgJwTl8Jqqm071k3ZTfWRGdPTKF5kEnScGyvauAT",
-	"cssVcL2P5sXXdMr49NjBb0bVlSFe1h6MJZ7NnyEnE52/lBlSeGLEMKB+Ja62KIbIr56US5HEbBID2QeK",
-	"5HbEq6LRYjLJXduS7vy2wPOIr7xL4JeGVmq9vMCxo6guKKCp7aRUty0BqSJjAD7iJVTsBqSXIVencNZw",
-	"27bLDIPdwXxbhLZ92H3Ngo9Ts8AA87UhGluEbGxFaitWdG+lL3ca0L+vpHh7we7WygYDbJR2xhYzn7vY",
-	"3geAJKNnUiQt6Srmfz7KBnN6y+bN3Pxh/mLc/vUwkWiffenquZ+30MOFw4svFLbWTt8vpbxyZ29QwpHJ",
-	"+/5u96UWvuKOIh3C6aNpfbUFy/I26GNWvtsUxoz2cEsd0SU5A5vGYJUbseBDcu4SXT0NtS08aiFt/5AR",
-	"z20KxVWQnva8+dLQ2yBUZWjlKcH1iZZAleCh9Tdx2bTc2+5dGqPRKGRZgVInJFcNRp1eYUB1bjuAdopB",
-	"mM8do9dYGh1HohM4Xi+qriXlynUov2JljnZ6n0TZFoNwgsSIY4hdbgUFfB/jk/GQXAKzD2G2odZYd8nJ",
-	"YlzoGePTIXkDDYbCUQy3W12Adfu3fm6UI9KJnKfh1ErbTrsacSdcelhE3pNS2EUQqzSv1ME1AAvjOeiM",
-	"qWrrPaGQXpVeuo8m8dIahnuXGH+NggrlIy4afSAmB6WZ0NbjuIwNDEpUN6BsLLi3/ikXcEFqUbFimTlE",
-	"U7ZQFiLbgkrO+FQ5cCFG5WevXj57fn52mVsR0UiAyseIG3AHE4eLpu/YtUbc98Hdy/ssivn+vfz4UeVH",
-	"Nfvaeg18CWnpiwX5t9NvqaJNDSdCD6aniCdEAZA1oo+qWXs5DdmsQR44qiIaXYj5vbh1L259VUm3mMkS",
-	"+HTXetQvVzXKoW/StP20LY46p0ts0rIkuaWWBeTHa1WkKqo0UXRh61ApkFmUMItBgpryAlyYBVJbZuSe",
-	"vbjaVrZSCjbzLMn9ve/4O5Qj7lgB1e4ddO3YNJE+Lxs2Of+8FPtDTdtMw1xtTe5XIJ8zpc81zAdtfwM0",
-	"+SWTn6rKJ/R99V6w321BcPRd0aqyCZj+OKL7arEVC7AktZ4LX17RisPm9fzEVnMbQ0EbBUSJue+UY6RR",
-	"FVtF9SxRaSmMhD1iv862/GdhkXcSOx5+vFoaOPUWN5LLlzVCh/Px/YEradzXz9hECc68OhtTArJHK1wT",
-	"luo313U/QRs6zNw1zD/wieKb875tKS9UWpmcW0XTaUNtqjnjwevx2v2Wkz1hS6SrJRd8OR/xXFRleLxv",
-	"9LeFFHyaGG5dWXvo3TrmJ/PViPvXEzU4bC05mxVN9kJVjU5Njf0U+7eg8Yv8OulaZ4lfSKXasRlJOFGk",
-	"b1buvO9E9AdLi/5okQDWfarj+oJiwQOSbad7SED7yd1bV0bDEpSGs18aOCGUE7hlGMCM4dZpG+UGGele",
-	"OrqXju6loy8iHW0lCTYu5vBXX0HnnaUK5scNmpR9IaVJoXQkpEb/iPX1nD0/R3q1SaFqB3xPhcqTrsFv",
-	"sGNZfMtdnNLvLub2zvf7d3tPbezaR9Bi0F+TVGJWKyApQJPeVy3Voyn7NyjU+5SH39+NvW9I+lHu+wVo",
-	"QrlAx7C5uA/U7gL7bmzZ4CS6Fdr0dlxJXIyOC8OjQ5m6vW+OvtvfxIbvGfA9A/4jMeC0P4HqYrZ+357A",
-	"XKA2rLddPGb4w6RRGxVlW6/lC1y6j8/E34atfCEOfhel2rbdQ2sKGlbuOfi9Kv6RVPG4Lq1rArKB19+0",
-	"qd49ibo2LC6KIgh+f5/pNqYKCMMWI8oFaQmlSV1RjZH3RhkfN6wqQ7mDZK/W3t7lXwtHv1gqDXM31Tmf",
-	"iNQt/x43aras8HXCuM32bzuu3DvlP1GnVTyIsTUEyYYjU3RIi/gX3QOPMGs3IQ63WW+h+fr8N9BIu13k",
-	"JnZ00dQutNrMKmkRInhUMJ/5jHvB4R53P32WtAH56evzxIGg+dKhsqqBXqteXJ4BrfRsQ6d5KBXx0cLU",
-	"1cL18cAhJy60PLD9wR4dHa1FkxWUj7i08dJatZzAIM+fjx7b95nXAHuSlP9mV/sJr4Od4dV/94lkyp6s",
-	"kZct6HynqQ/ApY+4cDf05rXLhivs1EZJCTXwEnixNLAPLbA+UdurgL9WTggNrHQXsE0doas78p9xBPfj",
-	"WmIduwEOSvmqGW6sYZs950ZZz8m7iAg+4mLyRkUjxXGDK1lcY+1VK6w+zmGBf0RNSuKB8Oavj/I2jh3r",
-	"dAmIP7aC2frXrpy1mbebhw16AVhT3wBGrXSYigbGkNL1cZ+A0rIp0OZrFEgNnPIiap/W2RmSrPVBvsfy",
-	"Ra5CmARMJil8Zka83HisqJvM+ojuMKAktK5dpKkiJVNasnFjuJUWfs/xoHX9Pb6bWmRTXbt6hwGfClFV",
-	"2Feub5VR1Zv1EU9D/QGMPi+pmo0F7Z6nTYF/9/O7/xcAAP//",
+	"7P2Lcts49i8KvwpK3/4q9mxadpLu2dN2ndrlOMmM55/E2bbTPfNv9TEhcknCmALYAGhb05WHOq9wnuwU",
+	"1gJIUCIlOffucdVUTyySuGPd12/9NsjUvFQSpDWDw98GM+A5aPznCc9mcKKk1ap4oy6s0uB+zsFkWpRW",
+	"KDk4HKRS7Rn3KD1kdgZMgymVNMAyrrUAwzINOUgreGGYnXHLpGKZa5nN+YJdA5TDQTLQ8GslNOSDQ6sr",
+	"SAYmm8Gcu+7gjs/LAgaHg9DTIBnYRel+MVYLOR28f58M3DhB2ufClMoIGtzyWC+q6RSMhZxNRAFM8jmw",
+	"idLM8Bshpzj8XN3KQvHcjakZw2p352D14nhiQXd0A5mSuWFWsVsuLBvDRGlgVi9cL3zKhVw/5bmQYl7N",
+	"B4eP65kKaWEKGvv+x4u7Umn7I2jTOc1L3AZcBqUXjwxLs0prkPbqhj5JmZA4WyN5aWbK4h+ArbJbbpgG",
+	"nrOJVnPc05FMjZAZNJ+rCX4h4c4yITMNc5CWF76J4Uiund5E6Tm3NKk/fzfonuN5PYG/ggTNbe9UDegb",
+	"0I9MNGc2rb9hO8ZtMzcsbZ5fNc/rtRirfLE7/MiBv08GJdd8DtbfoWNreTZzy3Oarw7/FG/GRIAOS8rr",
+	"9xNWmYoXxYLx6LiaKpvhZJ5OnvDhcJj9MPxXOU3duIVrseR2NkgG7t3B4aBp7UrkW94yPs4eP3nqWu28",
+	"Z3T2Xio9v8Rny1Oi50zJYuEmZPCGzZlryLAdDSVwOm71OtEVhBvQvMANgLuyUDmEQeK8fq1AL5qJuTav",
+	"cHDxJISFOa76nN+9Ajm1s8Hhk++/X5lG4l44pZcfHxzUz7nWfOEeG7soQjeDetKnMiuqHJ5DARa6dpOe",
+	"s5xeYGrsjiaeMsN27AyEZql/mLJMFdVcMmGYm+ZuvYNLMxXU6JX/rjXfHCa8KuzgcMILA/U0xkoVwGW0",
+	"XRfu+vbSi3jLWmPOZlxOIWfc0TlmZ8IwTwIS3DQuO27/4UiW3Bjc4/Qfe9T43o9LpKPUcCNUZQLJYCdq",
+	"PhYS2K2ws5FMl6b9f7k1Sh1FLYBr6VrBJzhMqxSRnK71a1GuwdrbXJPdg06SdDp5oyS85jabdayhtMIu",
+	"mOVTpJtuaYDrwt3swBGPGGdz9zVbCChyw54efFfvOrHdaNsne1JJ2MMPNvCiMy2mQvJidVRvNUxw54BV",
+	"stQqA2MgZ1WJLI6luKoJSx+njMucpQswKdvhcsEybmCXZaqS1pEb9+LRSNLOhWYyVS7c+a3cH7czkI61",
+	"Kz8Y5CPXUNr+rQmvDroJkeuzkwT9n4prLq2QsJmmcvZr/XbONGRK5z3EsnlxE7HsPzndDPudAU2dLA/2",
+	"jaPp/kpUBjTjGa55zxCr0NC60a0u2D/OcjgpxNZMKONF4USVDL9hQhrLZQZHtNNW+XVkJeg9/06pwYDM",
+	"oPdA3+2pHPzbeyIfbB7xWvmGGnpUE6QhO5ZM4Ru8YOlNup/+mLpRTcRdghfvX0ozWc3HoBM3yebtYjGS",
+	"nOXK4h3gcmFnbvI76WO8GsMD+r8nw6d7Y7Dc/XXzeHgwPNjjRTnjwyfp7pCdeX5HHY0k9eRuhxOvuXY3",
+	"RNgZSV1eYIluRvdqNVRrG8aNYxo4AcRa0K7V//vnmx9/+d8/H+z98Mv/3BmNhsM/7f7v/9F5pe4hbnVL",
+	"WTbek5xbzsZQKDl11HnIfnLrbfAsWTavjGXwa8ULIihhOY7cQ8uvwbh9y5zWkAFTN+5W9ApvTmpjE0dP",
+	"165m8/Ve8/Xgw+/0e7clRNaXxLwTJSeFyKz7NSOdxP2Tl2UhMux2v9RqXMD8f/7L0Bo3g/gfGiaDw8H/",
+	"b7/Ryfbpqdl/S189B8tFQUNYYkHCzgCZciP2hUMnDBO5O428cLL9gqEilSdMaa+1hfUZyc5dpd3LxWQC",
+	"2hCLi/eO7aSZyiEdyXijHE2wV+HspsnqFYiPkJfDafN2aTsjbbRvEz9AJzii2SDLwin6PcMFioc0FwYZ",
+	"8HBwTzXgfTJ4xvNz+LUC8xWOAt1T7NzNac4LN2Ynkmo24aIw7IYXIveLkYLWSpuUFcJYEtzUZAIyd2Rw",
+	"QrIKrtW1VLdyOCBt+yud8nhqYd9MdLDwXDNjuQW244RUTyAT0lgdv3UiN792HIAOf8GNZTyfC8luVVXk",
+	"bAysUMbu4lRfKj0WeQ7y68zV8WI6yaogk4lU1jFiutWq9GcVx3oqHeXnxQu3oV9nvHTz8JQ5SVPCXQmZ",
+	"hbxYHLEcvzSMa7fA06kjQG42GmylJeQ4hzfKvlSVzL/O8Hmea5JuNRhV6QxYrsDgMOFOGItjfMu1Fbw4",
+	"aYbXM1KVWbB7xmrg8/ZIayIyFpKjVLzMldcdfcjZeGGBaaegBbFtIgqUv2ITHg1r79y918PPsQncthwl",
+	"IGyqKgpWoAo9vJew+R5XZ+H0i0ulXnFN3X49GoECAtxlALlpsx4j/g2sEHNBe4pL9EbZC26FmQg+LvoW",
+	"rGsLCgGGqcoakcNHbEa07vGuJmjycd0Z9qf9UXVw8DSjt/DfkK43V5LBMjDCc8eVz+sd/Tqbs16G3CBt",
+	"OKqh5yS5jyHjjho6sceRcGGs5lah2g12SbgZsktv6UOrqJNYmDBrhZb6StBG1mbtHinmiAymfhoo6ubC",
+	"ZFwj79WwN+YGmLC1kIymYbOQWWMbZmeSpe6nt5WZpdQgGjGDyOkFKS4VSnw0kYTxwiicrLZOjkmt5tLM",
+	"hXE6xJXIU6aBVHX8eCRpfd043YrcR+DqOgD+y/1uVcKfQbw5l2IOqrLfAF3IRY6U3e3pDaAEKuZwGG0u",
+	"40Whbg3aYO+c8ivmwMqiMrQt/ij5G8ut0zRJb/BGFqa5BTp2mZISMhJ1DcsKZQCVlvfJ4AL0jcjgneQ3",
+	"XBSB9HzZxTlmY55dgz/ttVzBJFLOHXSOcMvd+U1qwoTyFp/CLgpVMC+V5lq4e1k1czliVi/obNemRPC6",
+	"uKNyxvtLhGQp+lX20LGSrpzI6OGmUxj5Z3Cul0q95nLhT6D5CmdPKTbncuGUM5iX1hyRc2iitl6OT7YY",
+	"7ySv7Exp8e+vxQDGwLU7B8qJ4U5DcVRKThMmJGomDAX30lHgI1yitFBTIVM6ebFLkWsYyVut5NS/SEbr",
+	"t9yYW6Xz8IWSE4EaEBmqLCv9C653/NxfxXflVPMctuCP91sWb8167TXKvoVJW5afNHCdeIlqbQ61d6fR",
+	"mNrA5b/zPIMoWC2/mhL4tadFns3OUN+xUBTIk9AEaRWrytyRrVWOYBbyWitZmdo2tV79Dta5e8qQ78Nj",
+	"Mq68PfWrdyonyv1SakefrCDjSw6lhox7n8yyE8T1XAA38JxbaEnebo6DDudQNLVVS1kzjZ8HsX2u6SKJ",
+	"B/RL3b4a/wsy69pv5mPOPUdfnZR32fZYP5W0mmc23u/AsITTdufu7LHxgnkX0XDNPE3LdbbuDC9txPtl",
+	"x1n38phBUs+mcznK8lkl8wJeiqJjIWbcdPhbLv52vPfk+z/XFmu6ogmbwR0D6QSivHPOczGH4Lhcfahy",
+	"J5usHJI9x/W7WkPr/KrXhdsZE7JWBcY4Oy+0pfspM1ByFFJN5xidYrKtnzxeb+8rwM8TWrdows301m7C",
+	"ay7FxBut2hvh+P09zkprV9+v+li9RAn5sd1+wbsPw3MxdSIdmorRoCPqIA9z5L2YZMICsiaj6OJ/H24g",
+	"Af0Om/jyzf2yMXp93Nnu0n7RgiYRGYnXxE927WY5BaGfhMyjrdxqq+q9d3cBjOFT2EwEw4tJ09/aMf8Y",
+	"UZ32eDvp0crWbEdyOodQm8XDRCMD7RL1Rf54JTrcZRfWybRMrHjNvGbROM46T1anH2ODj6vHiC2mEo2d",
+	"tR27ERaM7/5eXo1kyVneOajVWKJlj344BkfsACUyd+fIp7Z+RAcbCVyzK8tD3Xa7N3Db/qmfVNoo3Ujr",
+	"cGfDhj8ybCk+qnOeq6td61hX6PPdeE3r+ZyFD0/wu7gp071rBbdIIWutrgTdhHdEMUdC1mRN6Rw0+nO3",
+	"overo+ui+r3Hf4v1ssry4ipE6F0FNrkc4zd3JzJ1T9OGJYSvmiUwOFm0qW21X8tncenE9E2ttTfrj2mz",
+	"cCvnsx3I1UUWvQREQVErq/IacsExCIvtdCwFxv7sdtKrerkr3RFg8tMMNDiNYQI2mzVmgfWd1GtdadHV",
+	"pyp76eJPMx8+1tZgckXSlVNiMlUuMIxMOqrycz0DFMwLsLEAtCp0LZ0m8W+oj8m2s+o/wb3kxTNFxi27",
+	"nYlstuTc8UGZmbuS+Yec1mZFk6WztOWRPAkUakkcqq0W8YpMGPBsxq6FzINXNzAFN/hl7Q33pDnT0XrV",
+	"W9fx9H3XwCu7Rh4ig4I5tp0hcEIv6iDMLANjyDqBVCKYZJDM4yvvpLhjUCryDW+x9RomGszs0rXZQaPR",
+	"EIL2i/jFlKnQYTwmbxrpFl1tdw/H8fdWOQkhR6/CsTcF4eYdsmdkmSEfA74duRjWS4LU89JUk2jZu87a",
+	"s0oUebdeP3aPrqzoCpz6Kcg85D7DC+Le7xa6MjWfi45tvyAPn5Ncakl+uUF0P3S2OlX98sJfFbNKFdmM",
+	"C0lhU0F0wFl1L+bK4pwgh36lph0SC4UVhRFc8R6u0H5r3PkWRtN6dajbhDJXuZN18yv36vZK4Eul56/x",
+	"06xXIpBw+wGtPheTSbd8MVc3HzTOvhYrsW5p+nctWCAjHWOZ5vDMFgumJGqUQbCuLZcUkqmKvPkF/Ulj",
+	"qMX7TiE2vN6jVIR4gmVDaIuOhR+7jr2E27iLrm/mQob468dd/L2ZU8edXEglF/POJUnIMTimULvULOR1",
+	"ytzl5jLfK4SESPPaYi5L9CueWBepOtHALbwzoHv1xvLjFkYrsoCtO6vniuwpVRRUurbZpVlGMaTRwLDn",
+	"rkk/9z6fHtOrf3oVRtKjrsdxiqUydqrB/Frcy/ISRCRycKL3ncVOKW//3JKyvsT4lHMUqbqIaw69mr8G",
+	"bpRk7p1Dlp6++fH41enzq/MXJ2fnz9OEpa9PLy5O3/z16uXpi1f4Q3jF/zCS6eXZ2dWr4/O/vkiZY/nn",
+	"L16+u3jx/OrZP6+eH18ePzu+eOGdXyvLAyGyp0MsDp6MJhqqiXdeaajTtBEyZaIsAHQc70TX7eTVKSu1",
+	"kBgpJgybgxMBu5UHIXO46zCQ+gytxnKC4cReVIzUanpgYtkj1p9bo+wL1nAtPDJM5AkZSoRlMyfBS9gs",
+	"0dD4EzoPYfG7bslLAUVOdL/LcApFvvZybHNgA4tabV7p+T0aafHjVUUzzx33xKC/7dlnNPsODpopDZ6H",
+	"9nhoeqYQsfNPOiB6bf2Qarafb8v2/wqqUFmv3uoUZS7jBJuWVochPkjP4EZk0JA5Ycll5907GOBonGww",
+	"khQ35yM2cRwUkuRETfePxF9Of1Nrr1HtEcRwyJ10BjwXcoqkyZSAobrpXGXX+K/hcLjLfD5OPmQ/8qJa",
+	"inXCRDUKhDJsh7OCW2GrHNgYFsoN9P/9f344SBhnEqbcihvUZirNs0Xi1V1xdlFHrvjMokpiuCm7cYcz",
+	"40X9zS75fK+hxNQUg3Yrimlht1xLIaeBlJSVmTEuzS1ooqeyKnx4BTkhlw6/72F1+/7mNCSFWU6VzEBb",
+	"LqRduG7mYDWYo2ZqtTXWb2S92G46bjdj2SRXlRtNfZooCsCdJl7QGnaMBcR0Zhkfqxt3Kjgr4AaKZizd",
+	"HSzPvLfDq/5V+DFsxedZg41DDOeqwwMEUw3Yh24i5+DXilulm0TKvR8OnOr7w8GWe1AoOd3QIXBjXX9/",
+	"1QDyVmSzqLfHf8HuHv9l2/6cqmssn5d4GOXibDI4/HlL19hvy839kvSpzCFBmk3EHdIgjIY+dJfu/OUJ",
+	"e/r06Q+s7gqDDHgTnjKSc1EUom0RefzD/zrYO3i8d/D48uDgEP/330jQjMJwKW5RHyOjg/ApYXd7U7Xn",
+	"B/0vo+TwnN++9s6kTgL7N+CFndWxzUvGnfWC0YSLwnsgVk1/ltuKGvEmw2VGH3HseIvWBD5khcqu29ve",
+	"v3lLUocfT5A34k5/6V2Ws/9aXZPVianrLzerNbJ8X4zIluvSDLfpo2tlXqmpkB+sq61MJ9a47q9jdQ3Q",
+	"H/fYZLnkdqK4JR6kZY7pZJRezDPrl23J7Xtfz23XyM4aMWV1VGfSZ3WbauzjS4fs9RaiBtfAYr4dizHg",
+	"ZHJWVkURBwlyzFqR4JPllvg1mi67Lr2q5SovHNWzSeoUes7CNg37mU+z+6jm9p7oM4nCRhJH4sTxAbUv",
+	"F5NmHdHNQYsbIJgFr2AF/+FICktZKW45IN89YmourKUEHjdSEpKYhNt4bkP2zido5mCdNFgnyNDqrZip",
+	"eyYd6VgZ2jzyK95hwEJ7CE5QzIG1JnoUEnG4zOv0jrDrWxKQNoeIPFLc8p7oeaXnj4wX+ExCm/z3i7M3",
+	"QTp2N0gumJnxMtb+/LHfwJKC+6hL09QV+C3pSP53IrFV87GxSkKsKEfqBglKvWqsl6OWznJLgWBECzae",
+	"4wY6YW1wC6E2ePsKdgTSQshj7eSj2HJ/8FwymLY1pHUaXKxMbaHqU3bzXh0/E4VnJKyS4tfK6RxaGcN4",
+	"Ufjl7Im+WsisPvCdx3T9EvcdW8unHc75lxqAFXwMhWm52letrt2dNmZqDNnsvqivHCkhbfYL39WN1rw4",
+	"0t4YMZVEv5CJYBKfz9X0rCGpg14UEdwPcoa2D1PSQhNpHWJPbFpksLXUDU3YwEQDYErtR102OPqft/Ak",
+	"TnqxVy5nEdrKERsXXF7H8CuO/U61qkra33RHqubx7hYevrrrxI94w6zPvWOtW4SgJE2kyS2qxuPsGkff",
+	"ABml6HB5NBLARrq3JqQriohGhCp3sFByEKb2Dfb4FZs02A6OgGowb9KLie1bzIekWUYd+CSUvJs/tPnw",
+	"F+CeZELpXoAP4JcbON7G3YM7q3vGHWxcbWPyGjE0CcTtiPFxKxNcA7t1/5Ft6/C2822x1o9mj7wovAFg",
+	"a0b5y8YhrjLS1aBmPP1X40X3cmOOwO1MbX9Lwg3u5E21VWL5uq+0+xGHvlGEl8DrvIPRY9fFyeNDlpqq",
+	"BG0ghzw9xLvr36agDMctZ9ywMYB0OkxZ8AzyIUs1/AtveHqIWeQxAXDfUAzyGDInbPkWSTwPSnoIlk8G",
+	"zQgwrILa7dbgvXTx4QLEUrZg9+ajQTWk0CGtpHzIbY5BW0L5vEJFTFdnUOTsdoYh37Sy9b1va1NRGAi3",
+	"3fv0IUrUJumjNmvU3KR9ZWohZEtRIzDdV6LL6rEFAQjrsL2/pYvlbwrVXlmHptsNE7yw3K7JnBkvYnS6",
+	"+46/Lah1erPmZXXPtAX3eyEk3GMcl+GTEPjaF4Gn5F4n4Jzj3+67D5GQow6TeD2jmbQWYsOGXUbTXw7x",
+	"yq7BvpMUnFVHbPLFIBncAnRbK+mjDzqdYSTPsInOACKnJb2Q3YH/2qJhnO3885///Ofe69d7z5/vBrkD",
+	"7TU0tCMG89IuUFNWFX7Duzmj6wzbvXd3E6Hv29/SJkdr3xpJtAbNWm+5w35de/Z580z95Oj1eN4Je3d5",
+	"stsjhG+vO6Gm3TGCmdKYqF8WfEHqeGMnTP/OJXuabrugYRGpq3WKUjtTdjViUzJ0AHjHaI3ZOuMlLtT5",
+	"yxP2w3ff/6+EwZ0FmccQY0EmRsiSJiOFkF07IsfWxbu4h8ghJ1wUlQYTN5ZZZlW9Vhvgn9IGdeiKAGLc",
+	"j1LZq4mqZE7BMJpbuEJYDsh9FEwTO9Tbemfoes/CvrgrCy55E4EiDFMZsfgMhvcIu7l00lnC5jybCQl7",
+	"TrVxi22q+Zw34cR+3fob7pBM34Lew6CHCKmp3oCtkzL8CcNwCPKbdVC8AO+3Fu2ElRyPFrce2mc5jn8P",
+	"oSbdAnamXTY+ieUVvLNsDlxaL4TNqjmXeEw7Y7n6ZXk32L9dXr5l9AIe2+64IStsF7YLEYGlvcMYdjVh",
+	"Phe+O+K60xhTwyqaroaOWMrHqrKHaKRJSQMNoLlhCnNE8jP3WeplRh64tkWPcy1q+quxhipFZ6bb/4OH",
+	"MzoQ0UFdJTB1CNSSYdJrrg1TgyKPKK+P//r56S9Dx9PS4b3O1k+zRdOqt5VPKgPbRl83OKPdovSMm6t5",
+	"Jyh6Y/2ZVBoxWvxMCAD2iHFz7QExKCkYPV4pQ8QaxVIJd/aK16gPq8aT5oXuiyDylljibSKB2JV8Ckd1",
+	"ADCOMw2TSQMi8dZ5DTixrYWxZlFD9OUmRSH0kDQL/sva3UK4i163r65jPpfxTzKlNdnm0Em3ZE9SZB5A",
+	"NFTg9frG8LIfYjV6v81UPjht8RJzFW8dAQ/eSMqFsGRCj83vtdNVu063zWHcRp388JQ/H8/VQe7PYc71",
+	"taknQaYb2qzYxxuU6saFGhn7eGTr2+r0Xixk9hON6f4K7rYpg+tPdxS0vHyAvUWutoByyzJMj5OK0gY8",
+	"6CeXbhUWq2Qa09x6suDa16G2oKZTsCuDS1kITRS2mwff3xov+lJ78l7JpY7TjqIpm8DAR4alxLquOuKM",
+	"lyOltzisPdHOp9Y0IVdCNpP6+Ahn13TsOVkOcuYoSKEU3x3vfG9rr+jLauemx6q9ZP39CLvf9hbKlmWy",
+	"c8jLgd75itEtTjZf7jmpI8Ob5aujxP1aJP42dd3mc8qQW8Oj1iULHjP/3GfzYQSJB0hiFDzbYM/ji5sX",
+	"oNVj95BX8AO7kRMoYqkjI67ijm44ocdYxrMMXfS8IKA+c1QnN4HPi0rPX1y8uLw6f/H27OL08uz8n2mc",
+	"1bv8sMNStJyx7Ue21ex6MTV6g6vuBe3QQj3k1gn8uoGxReu1Afshpru+LPR1wV445458tfbUPz7vq+rF",
+	"wT8m2HtHaQy0sLlqx8rgHolNmzK5zlUBPbGiFBWGQLu5Qm8Oz/ecYpbiA8MyHqLUZF7DChz5F2+1sODf",
+	"HEn3KoIyIlFqWWfdxx4hsMnHNk4rzOfuGlNfcy75lIiwSUaSl6UHEzI1LGUEbtlyItXjJorkhzZIBthB",
+	"p131AgXB7kSvSMJsI87/eTtdyiMcdjfOS7FehK0hKSZLft1IfkV0s+6QnkLI682iHY3wFb77PmDH90Wu",
+	"igweGe9NTmtUNKJQ9frUv3+B4Fh/8hvZMl7UsAS/9O/Mq7BGK1vTI10pZYNMePz2NMr/b6/BvmvhPqai",
+	"XGWmm+d5SaYQpu65t1ds5T7dzjCKunuu9IxlM8iu2Y6TeCnmOt1d6tU3cp9+VQmyZ5Gjg44hC/88fv1q",
+	"qUP/9X590oYLPi8+3F5UT8CvXxgdHqfu47OQGYHjrMnz81K3D0EjOGxWlVghzcNd1DL/jJslyKD1STtd",
+	"guBxlkFpfdI95sBbMRaFsIujFnIXL5Rs8iHIUJfhZLYKpdwAlISzvcoqqyaTlO0ozSZYGWcFQml3BUPJ",
+	"MZgPdTZ3btHbqig+KdqVG+HvB+pqc6CzzwnEQLkui2ex8Dptm4/TarSqnH1cHCcm1GxjhvCXrh8j65e1",
+	"R6HXpBSf2g/DwRqGc31EZV66ChBiCE3b6IhFzLY0O31Kw1d9pkona4Xyh1sO5D42YNc+BWHecmHb2Ugt",
+	"uNLaorq09h6va9nNz03mi3W0oLuOfAjLHItPzrhkKbrViBR9f3CwO5K+LwRUZ/Mqm0VvP2GvxTN/wOe+",
+	"us493e33QgC7bxWXLXfILGR2Re9d9UmxG/ni9mhfjbW6fZOio9I9pv7rusZQ8GGU28zalHsTKkXfgTyL",
+	"D2IwkB+h7uT0+HlpF8Mvf2q+PGziRsOUT0/InHYra+cMare4sUdkcxcxdgMi/lPRJsMnsHGflj1/Kyar",
+	"2KAVtvSX9d4KktSwOsDfL87exE/3xLxUFM1BKLiDqbCzajzM1BzF0pxbDtLAfFxAI5/u053eb1rGkTcH",
+	"/Uu6OoTZPocgGbRtxV0eCXLx9dndjwgVTVBZREe4G9+RT3ofyVYNiyE7W+Oz2J4it8BOPjEoo6kQWKyB",
+	"sOwDiAseUO5l8+G9HT7t70PKv0ZH0Lfh8tmeTbSXrY/2h363BKj5Lx9j4BfxkKUnZ29evjo9ufQQLt55",
+	"g9hm3NC94JKpyu6pyR5GYGWqXOwmI9nA2Jydv766/OfbFynb8V42X33ER52lddi7U2Q0S9+9eXfx7vjV",
+	"1Y/Hr941X41knfRZ2Jmqpm7zbnhRYUGuACdBKPQ1nARmn7d6DYjmI0nxIh4W30c8HfnoJ7R1emx8YXd7",
+	"wHT6fAixSyVzkioVp1ofe7CFg8E7CNaZYi8WxsK8x0yms5mwkNlKL0Eq8XkeX8/IO1Z2hcq8UlOEcTh5",
+	"+86wukwH5V3VBV57PFKm3XMhZHW3pQkQp7YWyR+x8TZdyAYx0KezuKO86aMWjJUjW8gJtrEJeosoSpJu",
+	"ApvpRb2DncvwDsPg16KIbQ8Dtmz870Pxeoem5os6dKoXJ6CxXRKB2jYpv7NTA/qVMPbUr9oSCaOMpvuE",
+	"US95YqtKdMb9hVq0m5bQje+tf/eCwr7uDcJGOQ33mcT2KAI4u7jkr8Igrmbh4v77NiBMkETQLgNvG5e9",
+	"w5hWex2ijHYRokApwAjhf3toZNZbebglrYu8DmOu63JSD6TG+jTQbi+2G4S74r2TcA/7h085v8yqLUVB",
+	"99GmCsXLlVxWO+2zm7mnFwBy+1PVaQM6zQettjadkHAFulO0uPRQBWSwDSHAdeFqJ1NQIc3MihvoiDHG",
+	"LzbiCOcYsJzZugcDINfFkGwfetZxHTqE4fbqLydSI4w6TlHYhS9OXBRxCe9HdXz0PeBfOjdmjTJ0f9r5",
+	"odCSW/tcV6hT13lbroLUG7O5XN87Dt9Maudnl5us11/fHwRuKkHGEidSmpm6dQKll4bcDPtwAkilvfrE",
+	"nrymoMZqF6trirJMVmlhFxduG70ghSjOxxV5tOivl+Gc/P2ny0GyDh66BgEYL+K4kjY0dV1yEs2X2EMz",
+	"tZm1JZW4El7QWwF5pZlhtOmMKiDOtJLC0JbMqrG7VGclSEe6X3hDwpBhXHIAcAjRPmR+H8kGjwZbXbBM",
+	"FQVklu2M4lgqMxrshjMkdEB8jvzwdMLQy0/lHH0JmTnPwS0K+qeosmhhYMiOY619yW3PympcCDMLBwBy",
+	"xstyJIMjf+cWxu6XhFwIOUyEFL5AARUUQdBTmYMGbWjccIcZIVT5CGcIOWX9jORInih5A5KsclSxf6ad",
+	"vqUq23afH7q3/8ReuNlEYPOV64ul+7wUqS//Z3tLk62Wvmf1nV1b/f6oUd6SdoVqIYPLzokcTkN0jYqQ",
+	"mh4a++7Jn6liP0uXyAqVhU9CdU1e2ZlbDx9rritphm7eF+7eQAvM3/JrYJz9/afLNuD6Tg9M+nA4dErv",
+	"2HIhnYrLVoKxli4NQTlmqgQTyhR5Hbxefq4J6MURVLImuXbnfIHYzQSf9ieGofnkTUj7ivalLFdZRbXA",
+	"dtJWulG6O2TPwKncvpIlY8ZymXOdR6CR7gZxrRe+RDjCQhJ1QnRqDDZ0Cxz7bq2ivKDEtcldq24bqUap",
+	"18Mp/yIiAsdvT6PYhRBYEnvHB0+HB8OnAyq5hSRu3/1nCl3CBB5ZCb4evt9C6V1W4XCG4/sGjQS2ievA",
+	"QyVsTbFH0v2AARSBKcQBAYmvL0IL7TGmbFykLXCr47enCTNqJC0FGlmlCgwnwvp7/sd3569YqRBeF/+u",
+	"eUAwXu5guIkfQopnwrgmgY3dYfBvvTt/tUuHjQbuHvGxUUVlI3hG//K1VLcGp4y0KnNfJyPpaBvm/fgo",
+	"a2HYTBk7ZMfM0ayJVtIykDmeTSWB5Xzh7ygba3Vr6BC5aRjEIRnJ1MKd3Z/ZeeHoh4ajSJDklt1y6UlU",
+	"WM/wafuQ0+F2DSKioFQsJZd/TZVGrcorTvlwZyWOQnJMl+QrPE5PDg4+Wa3HuJs1ZdIJGZPmiSWov6cx",
+	"dDVdj3W/XeMd+X8Q3AfPffGxlePsDoE7vLjHXFvU6xEy4GePHzj4xTXlaP4+2qD3G+N070XrjjjnsmX2",
+	"RptsG+AlmMDdCUiWIGtHsuYUdDQS0i/wEkU+DR836Y6IsFE0HDcKa3bUSRpjEHLqLohWt5LxW75gO6pw",
+	"HI6XpWmUy9xbkOsI9ykXcnfIzorcyfyYb3vkfcTCzkZyKWmnHb/Bp/DItBN5Oo6k4wArwfMGqZzmc7BY",
+	"d/PnzmAEjIIKNvVgkBU5m6L8rcmF664SGrrdZ79WgHXmSbIfUPZQ0lWSfrvSXKvKkcYyfHLF5C8kkgdK",
+	"O7oh/GCCr31ycED8jrQGd1aeHBz0DRnd160he2Pw4PD7g/VOutXh+pAOGqE/xwgpX6vpfcNolSHrrWK6",
+	"vsM6Fcv7n7r6WXXhfWhvTVxxO1ugr+dVjIoP7NhrbD5eBB2edVJG7/KSlXxtl10ksrkz+/+IjDPvf/mM",
+	"lH4pRbCD2J/5g+92PM4V8yuEdP+7bej+M16HZuMnjzd/0qrzjB893fzRS6XHIs8B3fDfPfnzFt0slUz+",
+	"QE7mvtpifB210mMlGOllrP7+HCKe3UFoWKXbrzb76vfcRszy2LfVxyv3f2v+fSXy9+0KV23qnwuTcZ2v",
+	"pnat0P8Nx71p4TQffEvXYxnftrcmf+2W9GsC+bd+MQ6+2/zFG2Vfqkrmf+yb9Jy2jPEO+oaEf6pU1xVK",
+	"glC5Iqb/zm/EMozHgjBoUfA5quHhUSZGVNo6iZ7UUF05vZ9gEaOoqOHGTOI1d+uR8SUMPbZiqJ5ISZYw",
+	"ZztOQAMqHB4HisU5irsPd/J3cydDocrOSxky7LhT+pHsEiP8CD63jwFs6KlQXcXO3roOzErGfKxrYawH",
+	"GU5aefhTcQMygoNIE9LmqimpidKpLYWHpsO7sxPKQCcNArZHtw2YcMJx9sVuwpQcyTHMeDGpa8nT3Vir",
+	"cA7ZTz7NFnFqUc8VlhXAb8BbY6LgLuqaZ24F0HQc8JydEG4NRVGXVVEc1dm7xoqiaHTpkfSdYClIMrEI",
+	"w7578iQu9kS6b9CFO9bZK94jWXmTdt6lleJWfgs0GAnIM5UvPoO83gKJeP+enDCfXUto4zlsFodayMxY",
+	"CokMzO39/cPR5YO/bP7Az+NSzEFVNJ3HW4zsLV84wnipFNoriA08WbPVsUF9+y1vY3ut3+ilu16Hi5LN",
+	"nMpAEmBPygxfEHTDH5p9XSDSShfvSpjCFUQRCq8CX+IXG5lYE5K5j1nW/UzrVGtAVoKex+eoxgUK3iop",
+	"4Yi4ZymJf97F5WQ+kvQ0LrmO7gaZaZjXERWdkesJM4qYUPB+km8IbZeYDFnkcWL5FCz77uAHtgaSzcdF",
+	"C00syCxkNhxJT4Qdr4CSYYSqkFNWlSOpOfpU0LioAbPW0X9nFEZm+iIFxCdzw6SKB0Sm1pkqcozSxUyi",
+	"kSRDYJMe6L2sMRyNAYulLTRx8VYatK8oQr4OdMl6HIGRTH8bhaT/0eCQjVYwA0aD951mWTwnS5AA92Z/",
+	"X4Kd9YAyvG+HFFhdwedkb33gCb1Urz7cWFZCcw/JRa4bHN7dXvPWXjsmvWsk/sv9fzRD+WvzEY7jW2aP",
+	"X5jb/VG5xgt3kigcaxlqIYrtwL+RcvkCOp3Edh0XKcs9Ij/7UWHoTgfZK2E8Raf6Z1hdM6lFOTeSUFmb",
+	"jcHeAkhmb1UQ+9pRlyYZSSrDiOFJAdjOt8qsYogVGkmJddvYe49P9DgEgJ74yWzwPtUg2yoEd1CFdNKI",
+	"QsZF5F0uRXZN3mXvrcHcgzgeqtML0ICgb+976BibVZtGFgcFkClGFYW6bbJW014HjbtT9xwi4d3rCpJ6",
+	"iAETxzYZTP4AhGGB04DFxOubTkxsoiy7BoZ+SLjtdpVhnm3SUdL027EbN3Xve3hILiYe0sA0F2cGeHnC",
+	"dXmwVn2DhLsHlmaJkp+Ey3urImmv3tmYOAfq1U2gAz7P3r9F2UulMcuD6ACm2NxAiEYxHqOn9mCCv3g1",
+	"9WLPFhZC6Vuf+OolvSZlKT13z+vYlBUqHEZZT+a/RfkJ5M2tL6dfnI5IAAqN7AhZ7byVfpv8Ii6JdCfU",
+	"995zYQLgxiZxzn8Sf4E9Pzn48zaij7aCF76Nb/piP95iOniE3ih7wa0wE0F37T+KKLwE65FibmeqqG9i",
+	"RB98nMl/n74NZ/D+lGL/t5Lb2fteYpG6x2kIW56IAh4ZAscWsi6IHS5CHePpAXDmXIoJGJv4REjD+Ega",
+	"IacFYOCfgSk6YHZMwdFeXoLO3KUBmancV+36/z95me4O2VsMzENChWbnqOORdMQz1Ish1TgFy6eBBHls",
+	"xNYcZtzMMCaX2wzxAVIx2ZNKwh7F1I7kgsTNpwfffRDZ6xA/VwjfS1HAJgGU3tzTUFCxaTd+3IFkZbmE",
+	"dFKxhLCwtbyEKeuNuER/tTXmD5XqULasF7Yx13ZLdktowv5Mh/zkLyfanU7eKAmvMSnj80qCKrNg9yj/",
+	"/5NwHX9+fXdLXMed+tVL/H8q5c7pxd+O9558/2c8+g0EeQHDtSL9R3Cgp8QauudAN89fSpBW2AWzfNry",
+	"SRWOPC7cgL/MPP9I4vMDl92Gy9aeYyX9sQykqeaz2zPVwO96uem5h4kmq3irO6KEnpMiRxHWMCP+Tf7U",
+	"+EwjhxtJz+LCGtW4Lu1CDGFMRxjqS8UtCHZ0heGtMEtuPWLBFCwywrrkDkfb8yYTy+uwHh8l3G9Hnk9C",
+	"Euh9qf/nVOxXV6KHqIdd6jwO96F9ESENMbeh7c3kr5de18P7bDR7edx1Dbp7DP8hrvQbIKgYaBo4rlk6",
+	"zx9CVMvKzPp9lpQHYxiP1aBa/6gKK0qura+JklKTaRKKtwAZagu+QKImc4RZmfuESJRdMWYIcXYk3DZ2",
+	"EA+/FOf+1XZKbiE/YpVxNNrcCpvNjpdQB1JvX+G2i4S6GTeL8vkccfXy7LtJ74VSuc0lW0YrwfF0EohG",
+	"A2xtRCslvFfMXU3y/aL+vHqpW4hc620+cbDK8tkYPLjf/hPcb+88nDnu/arVdnsCRyRi/zf/4fuY2LUJ",
+	"Qzcx2WRAeMPnVHZ8SRlPIoPNeIGVTZabNinbCSIf5kSPBuxPo0HK5lxfg97tMTDEeGD3sDH8zsL4W6T/",
+	"tnZRPXhhfh/39zXlvgcq3oX6Exuotr/PtdumP2H7NkqxXPWyMBTa9XVjWrSaC4SfDhdwuFbv+rFxHH0x",
+	"p8oH8tx6qB2X7KJFroKD80Fg/0wCe+9N2OiAbKJN9gmqY63/8TJyPGI4uQY+r/FCQVq9QJrqfvRxcQLh",
+	"AUIvPpNz9fw343iBw/id+hU/u0Px4RJ99CVKNiSikIUvXKnm6HKzzmfXHOCe6xVbGLsV4pdK00WKOvXJ",
+	"D/4yEWp9jU2fRMXrnCqMkF/13TocyTS4rbww2Bgl/T3AOgCEhUq5n+mQUUjzKhA+9/grGIC7NBJE8znv",
+	"Ck87bDBXWuG2EthOAD7BZtOeSMraExhgUTB01lsFOkFr013Gc1Van94SYHyG7JicmWQYpfhkjM4xje+r",
+	"BsFaBfE5+GFt0eghO52wsXJMX0MoWZrEsN2WX4NxTzLIsX5zjw223v0vZoTtDkb9TKHAq/P7StHAXQNZ",
+	"rzdEFzOGYsLQn2KxfWTwfQsIsB3EWKfMsq4TH8xm7m7sDtdjZawATvwxg44Pftjms5Wo9MDJ/qOtJvcU",
+	"P1f4lWHIHhhHqLcuu8pGdvlb80dAJ9gUEudZ9k6pjBHjYoE170zGC8h3MeFmyH7CGtZKi6mQvKgRcZya",
+	"VtnZYiQDbwBWSQ8vDXX9O+GhrfI6GGIFnwpKgn7FsJOR/HRxJ/Vq3JsZNJ9+QHbj5tfP/GJ+9eiK5sCE",
+	"HPJvMK7vIUjhPzRIgcvogPZSQjqvXdAMThQ1rBDXwNJVopCycRXgpz1tQS//Cj1BIMDmuxd3wljzuyMp",
+	"ayWzOs89Nuiu/yIPTkB0LsbWqg43EuFpElSjMA0yqJD4tVOm4K4UzQCe9uCJ86IgkU9hSNUCR1AZ8PhX",
+	"ZV09qrmfS9ZI1TlvD4uKrYTZfNyN65NXGVWaYZWEuxJDOIvFMLpzyyB8Y55d1zmgZZNtCTnB68K8VJpr",
+	"USxY1dzEJTKOmel7xwgKt4F846v0Jom5Hx/vj5U1b2dAiJ2ycwPWXO+ysmvi6qYKTK8H3L2RDtlxnCCm",
+	"gYn5vELk0kPC1fOgnU5/9fEcAfWhQ6MdstMcAxKNL1Wa7qd7Ew11HKphajKSBViLCMG5mAprEpYO04Sl",
+	"Vz7le+8D9H+2Sd8fSVLi2afT4UdyU5bxClx3pIOJuAZXl6xGUuK3K6l9iJp/z0ADd0Y3kdtYOtsmwiBG",
+	"HMf2f/nKUQetEiWbLQVNwMEfNL5gG027OdonHufmQcnuZTIeVKLFXIinB1raFOjbrFRXdraPKN/9lucQ",
+	"3Oq6jMDEEww8RVBwL+8E+hi/9ciQvLNgVsxhiHzAY6Rax9E9n9LcAkNcVMhZCbqOOsxz7dpCHHs3RSqw",
+	"f8R4eHskQ/QrBrN+9+SHRn9uZIEG5v1YhkbCqrmFuWbG8gXKVZJZ5dgLdhzCZWf8BlAC8zINIh4laPL3",
+	"8wixv3DLDGRK5qYBuhDWjKS6lYR25JopVHbtmqk6A8VoQ75FpIZXbmRfyyJb2Y1hXJkGDJPmBZ0rL7K3",
+	"NX2ezWDPKd5aFRt1fPeyf/eNwrv3pYEYfhdxXd892YLOXyr1mssAV2W+EtFtgBbufCV3zkIBGCI03Jjb",
+	"gPqIVKzlKa/aKOOOgno62E9DL0N9IWFYodQ1mg0DXpxHnSkAyaInThmXThAulJyCrgktgkCEQh45KYfk",
+	"OYLJBDIb5FAJt37kFNLaJtTe/0RivylB2qOR9D8KOcXIWDc0puFGXddYQfSxmxjIPIbwQv8DEq2EwV0G",
+	"pUUaLORIcjYXsrIYqEZFEYHdzpw6g3nupCeTGAR3YVpu3YVhlawM5IcNoLnVi2QkKcvBo8dhvSZlbELk",
+	"n6L2Si60W4my4FmdieHeIuvrecxsCnENI+krXXTDyDWFL75R9Bwc4DdKlY8pjpJEAgKAi47iA2l+IM0b",
+	"SHObdFG11Jq84VXvJ85YvBlDhvYzc7M2cukt179WYH1NokeGodkEkWZPLn5kOx6k5ldKa+FoiTl/ecK+",
+	"e/yXg4QVQjoySeXrhXQ0usB6yAB5wt5dvtz7S216XThqqJ3oOef6uhYSTelkfjMDQIgZS5C6wDAJWMjp",
+	"7qGjXiOZjqqDg6cZVllymi7+CcPM3KQoItcPQoc+wECr28aC4Qh2popq7hgEVa3zJf21sJZwSrFuzi1o",
+	"8LCqCfOZuG5RRjJ1lCXdTzFZN01QvjeWz8t6aZ4+ffoD23l3ebKbsNTtEJlQEEXYd+76wb8t3NmEStSE",
+	"UrihwoLx9RQzKIo+9J8Tc/OJQsM2W0qoo5dKzy8XJWz/xYWQ2f37OUWoJCDUvvwPGbqWDP6xR5Pdi0pR",
+	"rgVIo9frxXzIEvvG4uVeNJXd2iBmRE0ph8zRyZ6IOSyWh210U/OSqPWakj5Ru0kdi+qhooUJdC4hIun0",
+	"+MAACIchJqQjudNDdP0w0iOWzbjmmbu3rJKGTzBXDZui6t0Y9tWGddgdsuOiGElajEzNPcqCG4w3uiO4",
+	"ueSlmak6hbQxUPsqeUhID1narnaSJnFF8/BHExyYRv/0xS6vuE2TkUx9NV78k6VUVNb9wXYaGu+YGtJ1",
+	"r7e4N+mepPijO104CscokPTvcCr2oyaMaI1xn09BFYqI1bDgVtgqx9G2fldy6h+MZOsJz7JK82yx/AUv",
+	"ulsKv181Hy61WM8wxQh+6XfDrTEdCnS3BPABrHTILU98VPN4QbaektvZIUuxlOFMVQZmqsiHRvwbKEMw",
+	"/W00qH8fDQ7Zb6OBe+r++d379+mQHbPcbblGrxjCqIykR2bh7BowkhpMxssmXqR+k+1Qz3w0Go5rjBf3",
+	"UcqH43SXsiC5HElirL65wPrT0QhdSX6uwrDTN5d//o7CWUgTrOvdc8l8qJhHcZ2gB+j52btnr150f+EL",
+	"KyXs2dnZqxfHbxJ2cXl++uaviJteywJsp6Dq7iOJsox7sEvSn9Z8QaqE+9PLZaQUepEBrXUBW43CWM2Q",
+	"vSa5wofx0JWUVVEM2TNYKJmzJ8nBwUFo0IPw1Dc+8ZdvzoV00ol/TU0wKnck44pEU8U8YEsk69BxuII7",
+	"qzm5xBABrg4slrlhfKyr0hYLtuMr70nIQqmxrFAG8l1mZljZBUVDorITLgqKAR5JxFzn2jpxLUiWHGul",
+	"CV7E4fkUDjAXxvJGrna8wl1n1JO7JS1PJh+krQdp60Ha+valrViq+SiJS/PbvWAZ+lQiV6nB2sVeqQUa",
+	"I5FY1hUzS0fOYqrKLesWw/bp13ZNOC+hUYnNnQ3iGSGNrcpnL3g2a0ZEkN9Lq/zIsDlYjqGsWIGkKEgQ",
+	"4CMZleAQ1jTiQihN7P6dJr11TA49qzQJk2As8i7XluPXZEBoYMOPiyKqkrtRmOwh7uf89u9GyQfi/kDc",
+	"H4j7t0/cWwTz/tQ9bm7/t7b6+H4/FBkyG1GvViliXURCRVVnD1vwP8Zy64Vq/KdB2VUD+mzyJCqF64fh",
+	"MSKVsSioUpwIvkai7BgytGpS+31laqNKZOf1BDcALZwG5C0dFD/VrmfWAZWwUnr0d4mY0LFafQVCL1cO",
+	"Qb1zD9gJv3sihNk8pMnXxceizBYNGYgb77ltV8mOiNDFQmYR+XHX3rSIUC+lOVGVI3BSyb3gJ2/Rwpa5",
+	"Lqmjhd5dnmAxdzVp2bhGcsc9vQW4Tlgo/sJeK5nzRdJk7aCkZkr0d7AFcM2UZnOlwVekt2IO6OSZcSdA",
+	"snGVXTtJW+lQHc11Tf042uxEQEz5SbxDQ0kUyVEoyXsksugGXrj1+nahH5ZHujFdcjrVMOUY6/kgQHzG",
+	"u4uXp31fxovITehui3K32B3o+LrieYvu60Jm+06/2RwquCKsePNcg4PSqu9O+eLDOpl8B4ufTDBDe04X",
+	"kl5BY6avgLGboMCDwSjoLvSNe80Iq6WwuRMXUoz1SEmjLPkUhuyYilnzwmCVktIwJTNw6pev6zRWlWVP",
+	"2GvxLK4AvyMs48UtX5jwnh3JAjhFltBIQ5IjelO5cLRlt7HFhax2tOTOOOYHu6YYZ7NqSjW2R1JINoe5",
+	"0otQrmuJ3mFovycc6KpV87GxSE92gkX+EIGc012MuaThE5y22yL/2ZKH97BWSWObeOrNxQs3JqeOUua8",
+	"IxpOp2a5AgpqlORVngOaosnR7aih+8cQ0+OpACulH9ySFZfsuQmr8zKRNg5ZSnTF6YU+kYB+QH+GSUdS",
+	"g5OYvJNcg6kKzNZ0f1GpzfqEGzSnCs0q6Q4I7lKdi29A2l00x77lUyGnh/68zbi5csSe7OcIie3+7Nre",
+	"Iye2Ag8j8VismFKwfLJ9SinVzOdTeGRYSi1eZZVVk0nqy7y0+ydA7JFcepfBrxUvzCocw6HnQD6Ioiqp",
+	"U27rW+KO3hhAjmQOhbgBHWTu5S6894DKnLlmsJpaKCMR11t7wHj4FBgPbjHfOiK7QSk5k8XCX+Y2bQjw",
+	"sPXx74Ngby7Y/Ur/YECSsd44FZNH7zMhEvuj97JgXbzvDw5wVaz2wd8Gf9rBjUdSjM42t7jamvj0422c",
+	"VBrPSbh87uLtHgV3zxgKdcsee/I2qUyQprpmjbygG3b++4NkMBdSzKv54PBxBxZC8rUBjr8sFseFP4pf",
+	"KbKw6b5fkDzzx82dQn84HkrwPaBhfMNFX1q0OgQ8B0AM4rJrVGYSwddFmqPLoqmTjSndIWHFMHXrK2tL",
+	"Fb2E9jM70+pWMn7LF45R0lOfL5px2VT0jXKJI88FMbtKXkvXipcUayEVK4JrYDyAaPjw7ooXbIcz6RRB",
+	"BJL2cRkJ4yyEgzAnijsuQ7ozDwGCI9kKcBkOh7txXfEAd89Zesu1FHJqUo9Ch/Hltpmlj11YLl2MEMAt",
+	"7sp2pGKVceeiI97GaTJR7EyTa4sI0lFMpHtlz2lbOBsIbBRrAmklp8GMQdyMF05fQ07ppPMxN7DrWiVm",
+	"SVV5UspLuqpF7J3gE8Cn4ecETac5hDwCqrW+y8irVGL6QFPxN2mL8Emw7qCWKYzV3JJIiJH5TOmRzIXJ",
+	"uM7ZTloIY1eKr5vU204UsnMd6SV+yTVMuc4LMObISc8Vxo1fYUpESjV8W3AuTuXxoqel3XZN8QkcrpZF",
+	"iKvguw1DT1tIg27gXLxoO5IYJJuS6IrvY4YB3mEPQRCOGiVLIHKaF1CksjMhp0N2DhUGs3IMmF0eAAXu",
+	"NJEqKNl2p2LXZ5XqQFBkjGqtRXROa52MzF5LSNZuwer2/Oq4Y9XAuTk1u8iDfh51EvQHTNjIMYOCylfL",
+	"kVSV3VOTPXe6PaLOZWwiNKq4AUPZHMF+b3zIFCtVIdy1DxIgQt0JOZLR5cXFwOObnpy9efnq9OQyTfzZ",
+	"hdKELA+33LWR0ufDtCzTI+n9E/6YdvkE0t0HjeaTajRm9q1VC/kawvRXS9Nput+Ag8+doIIxCIEiHjED",
+	"sMph0FjQXE5HNkvQe56qqMpmav4gjT9I499U2jzmotV8um1V7Re7K+OPb6dz6kUDbzznC5Q7FywlaplB",
+	"eriCA1dwY5nht4QkZ0AnUco7hvlaLjPwgVJIbYWTe3ZivLxkCcw5CSzJ/73r+TvkI+lZgRPk8R10zlKi",
+	"V5+f/B1O+YtS7I91TgkLc7MRnsOAfiWMPbUwHzQVStAI3Zm+WBQhJfeb92P/YSH90fvMi4JSqMN2RPeV",
+	"TitCKHUqxRcBIJXEYfd6ekQazxgyXhlgRs1DrSsnjZrYTm9nHVhpdUtY5dl+k6nBJ/Ug7yV2PP50aDjY",
+	"9QZHsM94d0KH99L/B2PhPCDgrKMEJ0GdjSkB2+EFjglNSO667nbQhhYz3ycBYC9APaxHbiAwPlRahZ6T",
+	"oum1oQYsQsjaD/fW/5ayHUVFDsxCKrmYj2Sqirx+vOv0N7L4rDa3qqw9Do5G95P7aiTD6x0oOoQGSbgG",
+	"bKfGxWmh4ux2sX9amjDIb5OutYb4lVSqLcsJ1TuK9I3kzodaYv9hwAafLJaHHPo2RghVt7I+ZJvpHhLQ",
+	"fnL3zgPhEEGppPi1giPGJYM7gSkIFOXRaaNcIyM9SEcP0tGDdPRVpKONJIHixfZ/CxhY74kquB/XaFL0",
+	"QpcmhdKR0hb9IxTEf/LqFOnVOoWqafADFapAuga/w5qD8S338Xt/uKj5e9/vP+w9pZjOT6DFoL+mU4lZ",
+	"xjAzgCa9b1qqR1P271CoD0lLf7wb+1BS+JPc9wuwjEuKeXAX95HZXmDfji27M4luhQagAkcSw0n62JaQ",
+	"QLPz3cEPu+vY8AMDfmDA/0kMuNufwG02W71vz2GuUBu2my4eBmphTPIaRZmixr7Cpfv0TPxdPZWvxMHv",
+	"o1RT4Uy0pqBh5YGDP6jin0gVj5GlfRmfNbz+pgFr6Em1p7C4KIqg9vuHXNUxN5jBVhkwPkhLGcvKglvM",
+	"BXHK+LgSRV4DlnRWW/6xrsf3jSaaXiyMhbnv6lROVNctf4YTdVM2+DoTkvA6mppJD075z1QrGTdiTIYg",
+	"XUlkiv7Q4vmL7kE4MCs3IQ63WS2C+/b0d1AKvxnkOnZ0UZU+jLtOqAxLUJvPAmaGkvBwdj8/zoFb8uO3",
+	"px0bguZLf5RNCfza9J7lGfDCznoJ+hssaxaihblHsw7xwHWWZl20hCr8PTk4WIkmy7jEQP5shp7mmhO4",
+	"w/P9wVN6XwQNsAdm4G802s94HaiHs//qE8kM7ayTl2npQq24jzhLn3Dgvun1Y9eVNFhrkbMcSpA5yGzh",
+	"1r4uYveZCtfV55fkhLoEnW0vbFVGx9Vv+S/Ygv9xJdVT3IAEY0J2im9r2KRT+lZWs0QvIoKPZ7HzRkUt",
+	"xXGDS0l+YxtUK6wfIOEW/4jKDMUN4c1fbeVdHDvWqvMRf0yC2erXHpDe9dtGUgB7C1gVwy2MWaoRFzWM",
+	"IaWr7T4HY3WVoc3XKZAWJJdZVACxNTMkWauNPEMAMo/xpwGTSbKQmREPN24rqge12qLfDMgZL0sfaWpY",
+	"LozVYlw5bmVVmHPcaFk+w3e7BlkV1x6xtD5PmSoKrAzZN8oIt2q1xeMaQQSjz3NuZmPF2/tJIBbvf3n/",
+	"/wUAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -31,6 +31,8 @@ type Observation struct {
 	PushedBy       string
 	ClientID       string
 	TransmissionID string
+	Extra          []byte
+	RecordBytes    int32
 }
 
 type ObservationRevision struct {
@@ -53,6 +55,7 @@ type ObservationRevision struct {
 	PushedBy       string
 	ClientID       string
 	TransmissionID string
+	Extra          []byte
 }
 
 type PushReceipt struct {
@@ -61,6 +64,28 @@ type PushReceipt struct {
 	RequestHash    []byte
 	Response       []byte
 	CreatedAt      time.Time
+}
+
+type PushStaging struct {
+	BatchID   uuid.UUID
+	Idx       int32
+	Raw       []byte
+	Meta      []byte
+	Extra     string
+	CreatedAt time.Time
+}
+
+type QuarantinedRecord struct {
+	ID             int64
+	Raw            []byte
+	ClientID       string
+	TransmissionID string
+	RecordIndex    int32
+	PushedBy       string
+	ObservationID  *string
+	Code           string
+	Reason         string
+	ReceivedAt     time.Time
 }
 
 type RefreshToken struct {
