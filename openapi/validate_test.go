@@ -85,6 +85,7 @@ var addedOperations = map[string]operation{
 	"deleteUserCompat":         {http.MethodDelete, "/api/users/delete/{username}", adminRoles},
 	"updateUser":               {http.MethodPatch, "/api/users/{username}", adminRoles},
 	"listObservationRevisions": {http.MethodGet, "/api/observations/{observation_id}/revisions", allRoles},
+	"deleteAttachment":         {http.MethodDelete, "/api/attachments/{attachment_id}", adminRoles},
 }
 
 var tags = []string{

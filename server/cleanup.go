@@ -7,8 +7,9 @@ import (
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 )
 
-// cleanupLoop removes push receipts past their retention and expired refresh tokens.
-// Every process runs it; the deletes are idempotent and bounded per statement.
+// cleanupLoop removes push receipts past their retention, expired refresh tokens and the
+// files no attachment refers to any more, every CleanupInterval and whenever attachments
+// were deleted. Every process runs it; the deletes are idempotent and bounded per statement.
 func (s *Server) cleanupLoop(ctx context.Context) {
 	t := time.NewTicker(s.opts.CleanupInterval)
 	defer t.Stop()
@@ -18,6 +19,7 @@ func (s *Server) cleanupLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.attachments.SweepRequested():
 		}
 	}
 }
@@ -36,5 +38,8 @@ func (s *Server) cleanup(ctx context.Context) {
 	}
 	if _, err := s.q.RefreshTokenDeleteExpired(ctx); err != nil && ctx.Err() == nil {
 		s.log.WarnContext(ctx, "could not clean refresh tokens", "error", err)
+	}
+	if err := s.attachments.Sweep(ctx); err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "could not remove unused attachment files", "error", err)
 	}
 }

@@ -21,6 +21,8 @@ const (
 	ctxKeyPrincipal ctxKey = iota
 	ctxKeyClientAddr
 	ctxKeyRequestID
+	ctxKeyRequest
+	ctxKeyOrigin
 )
 
 func requestID(c echo.Context) string {
@@ -28,12 +30,17 @@ func requestID(c echo.Context) string {
 }
 
 // withRequestContext puts what strict handlers need of the request (they only see its
-// context) on that context: the request id and the client's address.
+// context) on that context: the request id, the client's address, the origin the client
+// addressed (for absolute links) and the request itself (for http.ServeContent, which
+// reads its conditional and range headers).
 func withRequestContext(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ctx := context.WithValue(c.Request().Context(), ctxKeyRequestID, requestID(c))
+		req := c.Request()
+		ctx := context.WithValue(req.Context(), ctxKeyRequestID, requestID(c))
 		ctx = context.WithValue(ctx, ctxKeyClientAddr, c.RealIP())
-		c.SetRequest(c.Request().WithContext(ctx))
+		ctx = context.WithValue(ctx, ctxKeyOrigin, c.Scheme()+"://"+req.Host)
+		ctx = context.WithValue(ctx, ctxKeyRequest, req)
+		c.SetRequest(req.WithContext(ctx))
 		return next(c)
 	}
 }
@@ -41,6 +48,21 @@ func withRequestContext(next echo.HandlerFunc) echo.HandlerFunc {
 func clientAddr(ctx context.Context) string {
 	addr, _ := ctx.Value(ctxKeyClientAddr).(string)
 	return addr
+}
+
+// requestOrigin is the scheme and host the client sent its request to, such as
+// https://sync.example.org. Forwarding headers are honoured only as far as Echo's scheme
+// extractor trusts them; a client that fakes them only misleads itself, as the links
+// built from this go back to it alone.
+func requestOrigin(ctx context.Context) string {
+	o, _ := ctx.Value(ctxKeyOrigin).(string)
+	return o
+}
+
+// httpRequest is the request a strict handler serves (its headers, method and URL).
+func httpRequest(ctx context.Context) *http.Request {
+	r, _ := ctx.Value(ctxKeyRequest).(*http.Request)
+	return r
 }
 
 // accessLog writes one structured line per request.
@@ -69,12 +91,20 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// bodyLimit bounds every request body: the push route has its own, larger limit.
+// multipartOverhead is what an upload body may hold beyond the file itself: part headers,
+// boundaries and small form fields.
+const multipartOverhead = 1 << 20
+
+// bodyLimit bounds every request body: pushes and attachment uploads have their own,
+// larger limits (an upload's file is bounded exactly while it streams).
 func (s *Server) bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		limit := s.opts.MaxJSONBytes
-		if c.Path() == "/api/sync/push" {
+		switch {
+		case c.Path() == "/api/sync/push":
 			limit = s.opts.MaxPushBytes
+		case c.Path() == uploadRoute && c.Request().Method == http.MethodPut:
+			limit = s.attachments.MaxUploadBytes() + multipartOverhead
 		}
 		req := c.Request()
 		if req.ContentLength > limit {

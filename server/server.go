@@ -21,6 +21,7 @@ import (
 
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
+	"github.com/opendataensemble/synkronus/server/attachments"
 	"github.com/opendataensemble/synkronus/server/authlimit"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
@@ -53,8 +54,11 @@ type Options struct {
 	// AccountCacheTTL bounds how long another process may honour a token after its
 	// account changed.
 	AccountCacheTTL time.Duration
-	// CleanupInterval is how often expired push receipts and refresh tokens are removed.
+	// CleanupInterval is how often expired push receipts and refresh tokens, and the files
+	// of deleted and abandoned attachment uploads, are removed.
 	CleanupInterval time.Duration
+	// Attachments tune uploads, the manifest and image processing.
+	Attachments attachments.Options
 }
 
 func (o *Options) setDefaults() {
@@ -98,6 +102,7 @@ type Server struct {
 	// unguessable, but a client hammering with bad ones is refused cheaply.
 	refreshLimiter *authlimit.Limiter
 	sync           *obsync.Service
+	attachments    *attachments.Service
 	presence       *presenceRecorder
 	spec           *openapi3.T
 	version        string
@@ -132,6 +137,7 @@ func New(deps Deps, opts Options) (*Server, error) {
 		limiter:        authlimit.New(*opts.LoginLimits),
 		refreshLimiter: authlimit.New(authlimit.Config{PerAddr: opts.LoginLimits.PerAddr}),
 		sync:           obsync.NewService(deps.Pool, opts.ConflictPolicy),
+		attachments:    attachments.NewService(deps.Pool, deps.Blobs, deps.Log, opts.Attachments),
 		presence:       newPresenceRecorder(q, deps.Log),
 		spec:           spec,
 		version:        version,
@@ -178,11 +184,16 @@ func (s *Server) routes() *echo.Echo {
 	return e
 }
 
+// uploadRoute is the route of attachment uploads (and downloads).
+const uploadRoute = "/api/attachments/:attachment_id"
+
 // bodylessOperations are validated without their body: their handlers check the body
 // themselves (a push validates each record on its own so that one bad record does not
-// fail the batch), and buffering it for the validator would double its cost.
+// fail the batch; an upload streams its file to storage), and buffering it for the
+// validator would double its cost or hold a whole upload in memory.
 var bodylessOperations = map[string]bool{
 	"/api/sync/push": true,
+	uploadRoute:      true,
 }
 
 // requestValidator checks every API request against the embedded spec (parameters,

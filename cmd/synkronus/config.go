@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opendataensemble/synkronus/server/attachments"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/obsync"
 )
@@ -35,6 +36,8 @@ type config struct {
 	DBMaxConns      int32
 	BcryptCost      int
 	PprofAddr       string
+	// Attachments holds the attachment size limit and image processing settings.
+	Attachments attachments.Options
 }
 
 const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/synkronus?sslmode=disable"
@@ -76,6 +79,17 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		}
 		return n
 	}
+	boolean := func(name string) bool {
+		v := get(name)
+		if v == "" {
+			return false
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q must be true or false", name, v))
+		}
+		return b
+	}
 
 	c := config{
 		DatabaseURL:     get("DATABASE_URL", "DB_CONNECTION"),
@@ -95,6 +109,16 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		MaxJSONBytes:    integer(1<<20, 1<<10, 1<<30, "MAX_JSON_BYTES"),
 		DBMaxConns:      int32(integer(16, 2, 1000, "DB_MAX_CONNS")),
 		BcryptCost:      int(integer(10, 4, 16, "BCRYPT_COST")),
+		Attachments: attachments.Options{
+			MaxUploadBytes: integer(attachments.DefaultMaxUploadBytes, 1<<10, 1<<40, "MAX_ATTACHMENT_BYTES", "SYNKRONUS_MAX_ATTACHMENT_UPLOAD_BYTES"),
+			Images: attachments.ImageOptions{
+				Enabled:     boolean("IMAGE_PROCESSING"),
+				MaxWidth:    int(integer(attachments.DefaultImageMaxWidth, 0, 16384, "IMAGE_MAX_WIDTH")),
+				MaxHeight:   int(integer(attachments.DefaultImageMaxHeight, 0, 16384, "IMAGE_MAX_HEIGHT")),
+				JPEGQuality: int(integer(attachments.DefaultJPEGQuality, 1, 100, "IMAGE_JPEG_QUALITY")),
+				MaxPixels:   integer(attachments.DefaultMaxPixels, 1, 16384*16384, "IMAGE_MAX_PIXELS"),
+			},
+		},
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = defaultDatabaseURL

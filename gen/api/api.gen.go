@@ -196,6 +196,14 @@ type AppBundleVersions struct {
 	Versions []string `json:"versions"`
 }
 
+// AttachmentDeleted defines model for AttachmentDeleted.
+type AttachmentDeleted struct {
+	AttachmentId string `json:"attachment_id"`
+
+	// Version Version of the recorded `delete` operation.
+	Version int64 `json:"version"`
+}
+
 // AttachmentManifestRequest defines model for AttachmentManifestRequest.
 type AttachmentManifestRequest struct {
 	// ClientId Stable identifier of the requesting client.
@@ -210,8 +218,13 @@ type AttachmentManifestRequest struct {
 
 // AttachmentManifestResponse defines model for AttachmentManifestResponse.
 type AttachmentManifestResponse struct {
-	// CurrentVersion Cursor for the next request's `since_version`.
+	// CurrentVersion Cursor for the next request's `since_version`: the server's current version, or,
+	// when `has_more` is true, the version of the last operation of this response.
 	CurrentVersion int64 `json:"current_version"`
+
+	// HasMore More operations remain after this response; `current_version` is then the
+	// version of its last operation. Ask again from `current_version` for the rest.
+	HasMore *bool `json:"has_more,omitempty"`
 
 	// OperationCount Number of operations of each kind in the manifest.
 	OperationCount *AttachmentOperationCount `json:"operation_count,omitempty"`
@@ -984,6 +997,14 @@ type GetAttachmentManifestParams struct {
 	XRepositoryGeneration *XRepositoryGeneration `json:"x-repository-generation,omitempty"`
 }
 
+// DeleteAttachmentParams defines parameters for DeleteAttachment.
+type DeleteAttachmentParams struct {
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
 // DownloadAttachmentParams defines parameters for DownloadAttachment.
 type DownloadAttachmentParams struct {
 	// Original Prefer the unprocessed upload. `true`, `1` and `yes` (any case) count as true;
@@ -994,6 +1015,9 @@ type DownloadAttachmentParams struct {
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
+
+	// IfNoneMatch Entity tag from an earlier response; a match yields 304.
+	IfNoneMatch *IfNoneMatch `json:"if-none-match,omitempty"`
 }
 
 // CheckAttachmentExistsParams defines parameters for CheckAttachmentExists.
@@ -1006,6 +1030,9 @@ type CheckAttachmentExistsParams struct {
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
+
+	// IfNoneMatch Entity tag from an earlier response; a match yields 304.
+	IfNoneMatch *IfNoneMatch `json:"if-none-match,omitempty"`
 }
 
 // UploadAttachmentMultipartBody defines parameters for UploadAttachment.
@@ -1264,6 +1291,9 @@ type ServerInterface interface {
 	// GetAttachmentManifest List the attachment changes since a data version
 	// (POST /api/attachments/manifest)
 	GetAttachmentManifest(ctx echo.Context, params GetAttachmentManifestParams) error
+	// DeleteAttachment Delete an attachment on the server and on every device
+	// (DELETE /api/attachments/{attachment_id})
+	DeleteAttachment(ctx echo.Context, attachmentId AttachmentId, params DeleteAttachmentParams) error
 	// DownloadAttachment Download an attachment
 	// (GET /api/attachments/{attachment_id})
 	DownloadAttachment(ctx echo.Context, attachmentId AttachmentId, params DownloadAttachmentParams) error
@@ -1747,6 +1777,44 @@ func (w *ServerInterfaceWrapper) GetAttachmentManifest(ctx echo.Context) error {
 	return err
 }
 
+// DeleteAttachment converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteAttachment(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "attachment_id" -------------
+	var attachmentId AttachmentId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "attachment_id", ctx.Param("attachment_id"), &attachmentId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter attachment_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params DeleteAttachmentParams
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteAttachment(ctx, attachmentId, params)
+	return err
+}
+
 // DownloadAttachment converts echo context to params.
 func (w *ServerInterfaceWrapper) DownloadAttachment(ctx echo.Context) error {
 	var err error
@@ -1784,6 +1852,21 @@ func (w *ServerInterfaceWrapper) DownloadAttachment(ctx echo.Context) error {
 		params.XOdeVersion = XOdeVersion
 	} else {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+	// ------------- Optional header parameter "if-none-match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("if-none-match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for if-none-match, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "if-none-match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter if-none-match: %s", err))
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
 	}
 
 	// Invoke the callback with all the unmarshaled arguments
@@ -1828,6 +1911,21 @@ func (w *ServerInterfaceWrapper) CheckAttachmentExists(ctx echo.Context) error {
 		params.XOdeVersion = XOdeVersion
 	} else {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+	// ------------- Optional header parameter "if-none-match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("if-none-match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for if-none-match, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "if-none-match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter if-none-match: %s", err))
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
 	}
 
 	// Invoke the callback with all the unmarshaled arguments
@@ -2644,6 +2742,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/api/admin/repository/reset", wrapper.AdminRepositoryReset, options.OperationMiddlewares["adminRepositoryReset"]...)
 	router.POST(options.BaseURL+"/api/attachments/manifest", wrapper.GetAttachmentManifest, options.OperationMiddlewares["getAttachmentManifest"]...)
 	router.GET(options.BaseURL+"/api/attachments/export-zip", wrapper.GetAttachmentsExportZip, options.OperationMiddlewares["getAttachmentsExportZip"]...)
+	router.DELETE(options.BaseURL+"/api/attachments/:attachment_id", wrapper.DeleteAttachment, options.OperationMiddlewares["deleteAttachment"]...)
 	router.GET(options.BaseURL+"/api/attachments/:attachment_id", wrapper.DownloadAttachment, options.OperationMiddlewares["downloadAttachment"]...)
 	router.HEAD(options.BaseURL+"/api/attachments/:attachment_id", wrapper.CheckAttachmentExists, options.OperationMiddlewares["checkAttachmentExists"]...)
 	router.PUT(options.BaseURL+"/api/attachments/:attachment_id", wrapper.UploadAttachment, options.OperationMiddlewares["uploadAttachment"]...)
@@ -2662,6 +2761,16 @@ type AttachmentConflictApplicationProblemPlusJSONResponse struct {
 	Headers AttachmentConflictResponseHeaders
 }
 
+type AttachmentNotModifiedResponseHeaders struct {
+	ETag string
+}
+type AttachmentNotModifiedResponse struct {
+	Headers AttachmentNotModifiedResponseHeaders
+}
+
+type AttachmentPreconditionFailedResponse struct {
+}
+
 type BadRequestApplicationProblemPlusJSONResponse ProblemDetail
 
 type ConflictApplicationProblemPlusJSONResponse ProblemDetail
@@ -2674,6 +2783,13 @@ type NotFoundApplicationProblemPlusJSONResponse ProblemDetail
 
 type PartialContentResponseHeaders struct {
 	ContentRange string
+}
+type PartialContentAsteriskResponse struct {
+	Body io.Reader
+
+	Headers       PartialContentResponseHeaders
+	ContentType   string
+	ContentLength int64
 }
 type PartialContentApplicationoctetStreamResponse struct {
 	Body io.Reader
@@ -3001,6 +3117,24 @@ func (response DownloadAppBundleZip200ApplicationzipResponse) VisitDownloadAppBu
 	return err
 }
 
+type DownloadAppBundleZip206AsteriskResponse struct{ PartialContentAsteriskResponse }
+
+func (response DownloadAppBundleZip206AsteriskResponse) VisitDownloadAppBundleZipResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("Content-Range", fmt.Sprint(response.Headers.ContentRange))
+	w.WriteHeader(206)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
 type DownloadAppBundleZip206ApplicationoctetStreamResponse struct {
 	PartialContentApplicationoctetStreamResponse
 }
@@ -3139,6 +3273,24 @@ func (response DownloadAppBundleFile200ApplicationoctetStreamResponse) VisitDown
 		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
 	}
 	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type DownloadAppBundleFile206AsteriskResponse struct{ PartialContentAsteriskResponse }
+
+func (response DownloadAppBundleFile206AsteriskResponse) VisitDownloadAppBundleFileResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("Content-Range", fmt.Sprint(response.Headers.ContentRange))
+	w.WriteHeader(206)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
@@ -3980,6 +4132,124 @@ func (response GetAttachmentManifest500ApplicationProblemPlusJSONResponse) Visit
 	return err
 }
 
+type DeleteAttachmentRequestObject struct {
+	AttachmentId AttachmentId `json:"attachment_id"`
+	Params       DeleteAttachmentParams
+}
+
+type DeleteAttachmentResponseObject interface {
+	VisitDeleteAttachmentResponse(w http.ResponseWriter) error
+}
+
+type DeleteAttachment200JSONResponse AttachmentDeleted
+
+func (response DeleteAttachment200JSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAttachment400ApplicationProblemPlusJSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAttachment401ApplicationProblemPlusJSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAttachment403ApplicationProblemPlusJSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAttachment404ApplicationProblemPlusJSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response DeleteAttachment426JSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAttachment500ApplicationProblemPlusJSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DownloadAttachmentRequestObject struct {
 	AttachmentId AttachmentId `json:"attachment_id"`
 	Params       DownloadAttachmentParams
@@ -3991,6 +4261,35 @@ type DownloadAttachmentResponseObject interface {
 
 type DownloadAttachment200ResponseHeaders struct {
 	ContentDisposition *string
+	ETag               string
+	LastModified       string
+}
+
+type DownloadAttachment200AsteriskResponse struct {
+	Body          io.Reader
+	Headers       DownloadAttachment200ResponseHeaders
+	ContentType   string
+	ContentLength int64
+}
+
+func (response DownloadAttachment200AsteriskResponse) VisitDownloadAttachmentResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentDisposition != nil {
+		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
+	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
+	w.Header().Set("Last-Modified", fmt.Sprint(response.Headers.LastModified))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
 }
 
 type DownloadAttachment200ApplicationoctetStreamResponse struct {
@@ -4008,7 +4307,27 @@ func (response DownloadAttachment200ApplicationoctetStreamResponse) VisitDownloa
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
 	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
+	w.Header().Set("Last-Modified", fmt.Sprint(response.Headers.LastModified))
 	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type DownloadAttachment206AsteriskResponse struct{ PartialContentAsteriskResponse }
+
+func (response DownloadAttachment206AsteriskResponse) VisitDownloadAttachmentResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("Content-Range", fmt.Sprint(response.Headers.ContentRange))
+	w.WriteHeader(206)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
@@ -4035,6 +4354,14 @@ func (response DownloadAttachment206ApplicationoctetStreamResponse) VisitDownloa
 	}
 	_, err := io.Copy(w, response.Body)
 	return err
+}
+
+type DownloadAttachment304Response = AttachmentNotModifiedResponse
+
+func (response DownloadAttachment304Response) VisitDownloadAttachmentResponse(w http.ResponseWriter) error {
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
+	w.WriteHeader(304)
+	return nil
 }
 
 type DownloadAttachment400ApplicationProblemPlusJSONResponse struct {
@@ -4101,6 +4428,13 @@ func (response DownloadAttachment404ApplicationProblemPlusJSONResponse) VisitDow
 	return err
 }
 
+type DownloadAttachment412Response = AttachmentPreconditionFailedResponse
+
+func (response DownloadAttachment412Response) VisitDownloadAttachmentResponse(w http.ResponseWriter) error {
+	w.WriteHeader(412)
+	return nil
+}
+
 type DownloadAttachment416Response = RangeNotSatisfiableResponse
 
 func (response DownloadAttachment416Response) VisitDownloadAttachmentResponse(w http.ResponseWriter) error {
@@ -4151,11 +4485,27 @@ type CheckAttachmentExistsResponseObject interface {
 	VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error
 }
 
+type CheckAttachmentExists200ResponseHeaders struct {
+	ETag         string
+	LastModified string
+}
+
 type CheckAttachmentExists200Response struct {
+	Headers CheckAttachmentExists200ResponseHeaders
 }
 
 func (response CheckAttachmentExists200Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
+	w.Header().Set("Last-Modified", fmt.Sprint(response.Headers.LastModified))
 	w.WriteHeader(200)
+	return nil
+}
+
+type CheckAttachmentExists304Response = AttachmentNotModifiedResponse
+
+func (response CheckAttachmentExists304Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
+	w.WriteHeader(304)
 	return nil
 }
 
@@ -4188,6 +4538,13 @@ type CheckAttachmentExists404Response struct {
 
 func (response CheckAttachmentExists404Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
 	w.WriteHeader(404)
+	return nil
+}
+
+type CheckAttachmentExists412Response = AttachmentPreconditionFailedResponse
+
+func (response CheckAttachmentExists412Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
+	w.WriteHeader(412)
 	return nil
 }
 
@@ -6554,6 +6911,9 @@ type StrictServerInterface interface {
 	// GetAttachmentManifest List the attachment changes since a data version
 	// (POST /api/attachments/manifest)
 	GetAttachmentManifest(ctx context.Context, request GetAttachmentManifestRequestObject) (GetAttachmentManifestResponseObject, error)
+	// DeleteAttachment Delete an attachment on the server and on every device
+	// (DELETE /api/attachments/{attachment_id})
+	DeleteAttachment(ctx context.Context, request DeleteAttachmentRequestObject) (DeleteAttachmentResponseObject, error)
 	// DownloadAttachment Download an attachment
 	// (GET /api/attachments/{attachment_id})
 	DownloadAttachment(ctx context.Context, request DownloadAttachmentRequestObject) (DownloadAttachmentResponseObject, error)
@@ -6932,6 +7292,32 @@ func (sh *strictHandler) GetAttachmentManifest(ctx echo.Context, params GetAttac
 		return err
 	} else if validResponse, ok := response.(GetAttachmentManifestResponseObject); ok {
 		return validResponse.VisitGetAttachmentManifestResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteAttachment operation middleware
+func (sh *strictHandler) DeleteAttachment(ctx echo.Context, attachmentId AttachmentId, params DeleteAttachmentParams) error {
+	var request DeleteAttachmentRequestObject
+
+	request.AttachmentId = attachmentId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteAttachment(ctx.Request().Context(), request.(DeleteAttachmentRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteAttachment")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteAttachmentResponseObject); ok {
+		return validResponse.VisitDeleteAttachmentResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -7711,206 +8097,225 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rd9u2tuBfwdLcWbXPpWU3aTtT+8NdaR6n6UmaTOy0c26VMSFyS0JNASwAWtbpyn+fhQ2ABElQD+fd",
-	"409tLJIANvb7+ecoE8tScOBajU7/HC2A5iDxfx8KroHrR0yVQjHNBDd/zUFlkpX2n6Pzaj4HpSEnM1YA",
-	"4XQJZCYkUfSa8TnRCyC5WPFC0Hw8SkYqW8CSms/odQmj05HSkvH56O3bZPR/XwGuI+T678BB0viKFwsg",
-	"CuQ1yK8UkfUrZF6/Qw6U2QZVJG1+v2x+TwnjuLOpyNeHZlsS/qiYhHx0qmUF4TZnQi6pHp2OGNfffTNK",
-	"/L4Z1zAHOXprdl5SSZegHdgeaE2zxRK4fpr3t/80B67ZjIEkYoa7oPXzCalURYtiTWgATlVlCzzM/dk9",
-	"Oh6Ps+/Hv5fz1OybmS+WVC9Gycg8OzodNV+7ZPnGo8ENXZYFvjPNvr5333y1OWBwMU9nPwsOz6nOFv3z",
-	"POaa6TXRdE5mUiwJ5QSoLMz5JKhScAVnhJKleZusGRS5IvdPvql3b/Gt2T+bHXHB4Qhf2IIxLySbM06L",
-	"/q5eSpiBRPBWvJQiA6UgJ1WJiEhSA4s0IenXKaE8J+kaVEoOKF+TjCo4JJmouDZANw+eTbj5UPOZTJRr",
-	"whSpzD9WC+CECyLcZsiKKnIFpR5PuD/kHxXIdXNG/+gofh1mzehFvFYg7Se65/3ZIIrDp0qBJDTDIwwg",
-	"SeU/tAk/IhT6IoeHBdsZszNaFIYLZPgOYVxpyjM4s4DTgkjIhMxJCfLIPVNKUMAzGMSPmyORg3v6CDF8",
-	"245/AakGOYn90FeKXNunxuQBJwKfoAVJr9Pj9JfU7GrGbhLE49+FJLxaTkEm5pDN08V6winJhUaUonyt",
-	"F+bwB+nXiGnjE/ufe+P7R1PQ1Pzr+uvxyfjkiBblgo7vpYdj8oIXa4QdLjThdiWDbIZNU2kQjukFPuK5",
-	"YIBocWi5s+3IDXBPI8PVtAZpvvr/frv+5c1//XZy9P2b/zyYTMbjvx3+139EMXQPHh5n3Tq8k5xqSqZQ",
-	"CD5XRIsx+dXAWyEuabKslCbwR0ULS58eHGfmR02vQJl7yyA3+ETEtaGKQYlgRAGZGfa0EZrN20fN26ON",
-	"AmPJOFtWy9Hp13Hh4blkR3Y8FHxWsEybv2ZWEJv/pWVZsAyXPS6lmBaw/M/flYVxs4n/kDAbnY7+x3Ej",
-	"24/tr+r4pX3rEWjKCruFDkdnemFgxQPJ5JGOKcJyg420kEDzNVFaSMgTIiyzbeAz4dFbtbeXs9kMpLIS",
-	"I7w7cpBmIod0wsOLMjxBX3rcTZM+CYQo5IS7vbxDe52BVjN0ibdQNM7saVAC4BHdnSGAwi0tmUJ5Nh7t",
-	"qVu8TUY/0PwV/FGB+gSoYOkUFzdnWtLC7Blyc90zygpFrmnBcgeMFKQUUqWkYEorhIiYzYDnhg3OrOhH",
-	"WF1xseLj0dtk9OmwPDyavzcVIBbiNVGaaiAHRqN1DBKZvlXMmEI2wz3yF1RpQvMl42QlqiInUyCFUPoQ",
-	"j/pEyCnLc+Cf5qxGFltMFoWRLmvChTaC2FK1KB2u4l6fcsP5afHYXOin2a+lPMQyo7hxuCkh05AX6zOS",
-	"45uKUGkAPJ8bBmROI0FXkkOOZ/hZ6Cei4vmn2T7Nc2mVRQlKVDIzdhAo3CbcMKVxjy+p1IwWD5vtDexU",
-	"ZBr0kdIS6LK905qJTBmnqGR2pfIm1IecTNcaiKR8XiuQxvQYt5mm2+HRK/PcgDzHT+C15agB4aeqoiAF",
-	"8LlejPdSNt8idNZGXb8Q4hmVdtlPxyNQQYCbDCBXbdGj2L+AFGzJ7J0iiH4W+pxqpmaMToshgMWuoGCg",
-	"iKi0Yjm8w2UEcA9vNUE70iynyN+OJ9XJyf3MPoX/D+lmG91AqFHwXhmp/Kq+0U9zOZt1yC3ahuEacmk1",
-	"9ylk1HBDo/YYFs6UllQLtGJBd5SbMblw7oOvFLEaC2Fqo9JSk4S9SJJRKc1dD2gxZ+aHCXfHQFU3Zyqj",
-	"EmWvhKMpVUCYrpXkmZBA1JpnRtjSOWXcGBMkNX96WalFaj+InhGvcjpFinKBGp89SEJooQQeVmqjx6Ra",
-	"Uq6WTBkb4pLlKZFgLV98ecItfM0+DUT2UbhiCODePI6bEogI5yCvWQavOb2mrPAU9nHR7wGZ0uwK3KXW",
-	"4pNwZBBGNYBlKSSVrFiTqtkp8ogLIZ5TvnZ6nfoExCMEWVK+Nio+LEutzsiKMo2uO9RvrNkpZkRBJrg5",
-	"ESfpK9ByffRgpkGmHZ4U/BRxErpvaGFXcdiq5bpB1l2kQ1sxfs1ppRdCsn99KvYzBSpBEi2MEmj0Y0Mj",
-	"fJ4QxlEvJqg2luZMZwjatBBzxlOrQ2YS0GNCrSYz4Ssp+Nw9mC0Mc39JlVoJmfs3BJ8x1L+tm0ST0j1g",
-	"VsfXDfUZ2JRzSXPYgTvvBxbnS3nu7JkhwKQtv0PqeV4IotqWQNvR6NOqdq+49xzHsopgrT2pEuiVZcCe",
-	"yS9Q29ZQFMgR0QGmBanKnGqI8CO15ldS8ErVnpHNxp/3De2pwbz1P1vT/uVTB72nfCbMX0pp2IZm1vTP",
-	"oZSQUW1vy31tKkQBFK9UQgFUwSOqoaX3mTP2tb5kFByt76dpjvHbKPQONUsk4Ybe1N8X098h0+b7zXnU",
-	"KydP+ofKKikd0kVMEsG1pJkO79vr/czYWkuDe2S6JjnMaFWgN3PonLgc07BU23C4cxFv629SKel6CDxq",
-	"lNSniYKjLH+oeF7AE1ZEALGgKuI8P//xwdG9b7+r/aWWRBOygBsC3IjjPHrmJVvCBf7xz8iPIr9gyz6S",
-	"HGm2jGIK+ob7LnSqF4TxWhGd4umcypAep0RBSVFFUtE9GrV4Ny9HG97OU42vJxZuwYGb4228hOeUs5lz",
-	"mbQvwqjBe+BK61Z7qJKMnD4D+QO9O8DjyPCIzY2hgY5KdCewOq6mzogVCNaBAtaXiSEi9/fxFhYwHC4I",
-	"iW/pwEbs49Podzv3ZQGaBGwkhIk77MbLMurpMAtZBle501XVd29oAZSic9jOBP2DSbPexj3/EnCd9n6j",
-	"/Kh3NbuxnOgWaqesP2jgHuxwX5SPlywSrDnXRhklrBezcVZpE7aJYlbUi74lwjLgQmVzjq622ovaKAvK",
-	"Lb+XT92wDp7B5UbRnjpWflmrKO74pYRrJipVk8IZOUGNzNCcjehs3tHJVgbX3Ep3q7te9xZpO3z0h5VU",
-	"QjZaPtxof+HGkG3tJo2esw/t2vS5xIjjVjKtz/PCv/gQ3ws/peK3VlCNHLI2tkpjSCMDzFthdMZrtiZk",
-	"DhKjiTvx+/7uYlx/EP13gJcWmhaXPini0ovJblrF0mBkan5NG5Hg32pAoPCw6NHZ6b66uNjBmKGjte5m",
-	"M5o2gOvhZzs3IcYWnQZ0qZ1y04bKc8gZJeY3chABBRG8sPkcve/W4K5kJFvg1wUYc1SQGehsUXvLtixS",
-	"w7qSLLamKAf54q8LqltuKmvB5MJqV8aIyUS5NqsAN1zlt/oEqJgXoEMFqK90dbCJ/QtqNNn1VMMYPMhe",
-	"nFAkVJPVgmWLTmgBMyNsyN/qtftiawPRpINLO6LkQ8+hOupQ7e0IITIjQLMFuWI89zFFLxTM5rvWG95J",
-	"xFfRIF/UkxHbeKU36EPWoaAeRM7x2Py0rvOKsgyUst4J5BLelYNsHh95zdkNgVLYyOQOVy9hJkEtLsw3",
-	"IzwaHSHovwgfTInwC4Z7cq6RuOqq4ys8CN/XwmgIOfq0HzhXEF7eKfnBemashxufDhzcmzVBu3LnqEkA",
-	"9hiu/VCxIo/b9VPz06VmsbSdX73OY4M3SCDm+bjSlYnlkkWu/dzGl4zmUmvy3Q+i8zv61bkY1hf+LogW",
-	"osgWlHGbtONVBzxVHJg94DxECf1MzCMai01q8Tu4pANSof3UNPqUQd9LZw7FXShLkRtdN780j+5uBD4R",
-	"cvkcX80GNQIOq1t89RGbzeL6xVJc32qfQ1+s2CbQDN+a90AGNkaX59BMF2siOFqUXrGuPZc2v04UefMX",
-	"jGZMoVbvo0qsf3zAqPDR7K4jtMXH/B9jaM9hFS4Re2fJ+DMMjoV2RiDfmzNFaHLNBV8voyBJbFhqahO9",
-	"UrXmVykxxE15flQwDoHltcNZOvwrPFiMVT2UQDW8ViAH7cby3QAjhfWAbcLVV8L6U6ogpXHjZzunDDIY",
-	"g43hyrFDP6KaTqmCAder+/XS72TAXA+z5Eqh9FyC+qPYy/PiVSQbXsPYr9Xs3Rac/3NHzvoEsyNeoUoV",
-	"Y645DFr+EqgSnJhnkibFuEnnubSZF2lUZoDPC4motT4S0eTSWJUv+iHGc7iJ+B5dvnnjlMA8UaeFBRar",
-	"/UGFuwxN06mBpj0Oy4ei8OYLXynC8sT6IJgmC6Mcc9iuLNj9JxbUHi4xBHzCoMgtS435JKHIN+LdLrjg",
-	"uX//80Iu9/hIS9T1bbg8N4IJs7l2l0zB6SPCKRMSnHgaCH4MHCGQlO91Q/axzVuqJWq+q0T9O4hCZIMm",
-	"obFBKScB0vYMJl4VLtxto0+dq8myStJs3f/4j0Y1FlzTglQ8A6kp43pt6GkJWnZcB7mozBJRn5aNC5vD",
-	"0EIzXcUYzI/A5gtN6FRcG3ZGSQHXUGxbrHu0wQUvh4/5i4FFdvtDbt1DQYcO/QjmEjBCKZuUG/ijolrI",
-	"gYXpjV34+5NgF0ffx4BdCD7fsjBQpc26f5cAfMU6Fl1/1a//d2tZ/GdvXWO1KE2X5QbTxdcGkRm7QYTF",
-	"nMj26oPBkGR0czQXRztwph+BFnpRJyR2bOLN8siIMue47XtMNNWV/YjztHSZeMCNh8HRihdnhciudoRA",
-	"V6K4/XhZEi76ZhAsL/7Rh0n/YOLq451qgwo0FFrfES7Ndps1YpB5JuaM31rF7R0nVFT3V01jG3xuQ06h",
-	"p6fjrbfpHtRrQhRrQAowaiPNtANbJ1q2b8ArtrMXjQjq7+oFxwq/JVHV1CWF9bdhM3NiFClqgWYTp5ql",
-	"GjWUEg/D8bBkaK4GVfdBdHvBSVmpRRJmF4Qxzzo+hVVdhoHlINk15DZf8ABtNB8TmXCmbZ53WRUF5Idn",
-	"RCyZ1jYl3uwUPSSUcFiFZxuT167kKQcNWZBybtNTeq63gUMHym2Gdlx+SSNGOdp4eEC2BNI66JlPbTd2",
-	"uU+YNkDvBdv25doJ2lED+ahCLr9ShHK1AqkSe8k/nb/4mVisQ/Tma6IWtAzVboeT7QV/V4KPX9GVIyBc",
-	"Gd2vMRVfVuCuxD3TUrAOKNFiOVVacAgjB4Gel8M1y2DQfrA/d3G5pbkRSyFb8RgdWPHIRxiwR+LzNiMu",
-	"BFyDrwyLCjn88nBCUDKat1XTTapzqMXuYGPZesGjOicgCDknpOLsjwoIzaRQitCicOAcyChZ86xG+Cia",
-	"bgbxENpqOo8EHJ9IAFLQKRSqFT7se5LiizauN0xDixPqM8NKrBnxkWl1q4ciYJdUKTbnln9hSAfLYlz1",
-	"k+DIC5M6kC8sw71VgKeNTCFJdJDYMZsWG2yBuuEJWyScMXkv1iXUsaGuE8X9eYfoyMx9apgHYvDyjEwL",
-	"yq+aP9hKlrkUVWnvNz3govn5cIeoRb104na85dSvXLAgLt9t2RPy5BZXo2G+uuFvgIKS6U0awFa+tyFN",
-	"Jcjy1EaZN4iFmgNTdbxjIFbSFJZFJAI6emhTsGfFvsYKI3vKYAFCJSoEcfnQlsMfQXpaN1gcALeQl1sk",
-	"3n5S650lDy2KF7PR6W97yKA3W0/bl1H9HEhErMvpOn4DmFK8WojdEdATR5Tt18Zzl5J6330HfGoMwPbi",
-	"Ph6RnvYqHcckVVUJUkEOeXqKZOGetjFcI4gWVJEpAJ9wCWVBM8jHJJXwOxJPeooljyFtmXdsyuIUMqPH",
-	"uC9azdcbpz63Nhk1O8AorP1u3HJ1gvv2srlT2hK/fHPndR0YsiFbvLMLGrSF/4eV1yHLWkCRk9UCM0Qt",
-	"ZM8InVqB3TJUgqgx1fF7uo19sk2w1+Z8zajbJFPL9x2luJdnz1jM2t+BAXg47O5DjknTbZmdPTg0y245",
-	"4LmmekOi/XT9JFA+9t1/WweKeuiXZbVnlrP5e8E47LGPC/+Kz5MbStgR/ChizlnRaN67jfIZLJiE8AxO",
-	"0gLElgu7CI7fzQjJrkC/5jaXo07woutRMloBxL109qVbYaffyQ/4iWi+gTFAHvN4nrDUxtIEcvDPf/7z",
-	"n0fPnx89enTobVF0hditnRFYlnqNRqio8B0al4xmMfzu3svNmNx3vc4lB7Bv7SSAQQPrHW/YwXXgnref",
-	"1B3OPh6eOyGvLx4eDui3u5slaMRGdrAQEqtKy4KuraUbRIJ/opzcT3cFqAeiXWqTDdIurOsneHGCjm8X",
-	"IPchX/QLGUC9evKQfP/Nt/8rIXCjgedhP5wlLKdGP8b6+iaB3UhF231sj/C4+REl5IyyopKgwo9lmmhR",
-	"w2pLr5JITD0hKRf6ciYqnqcE0+WohkusIYc8dYpRnWow+PVopusAYB/flAXltImqM0VEZkV8BvtE+S+M",
-	"dpaQJc0WjMORsRoMsFW1XNIm+9DBbfjDEc30JcgjDOQGbUXqC9g5h9thGIZ4bbwowvF8L6qNpfmkpIha",
-	"VLs+FN203yNsM2YAGK3SanzxXQjeaLIEyrVTwhbVknJE02jqx7Aubzb748XFS2IfQLSN50JopmONCCwT",
-	"6NwdpryKGXGls/EEzaifo+4BpmIfOiMpnYpKn6L/I7VWuPAdr9wRlth2Su0D6q4g91JbY8izVjUdaWzg",
-	"SgHOxOMeiJwBQgSI2mcwdVpHx+fnLNdGqEGRB5zX5bT8dv/N2Mi0eAbOIG79ulg3X3Vu6FmlYNdkzVc2",
-	"7XUwcLY5A/gBcb+7FF0MobiqZ8PoWt0B8cHtEqa14pvolnstKeLlUDaeFklzrajMbR26MV2zDH3UtLC9",
-	"H9RZnbEILtkxffX4/PHF5avHL1+cP7148eqfaZiq3/0xos91yzDcznY63WCh3GDob696rVYjDaoNWcqm",
-	"MxLamAr0bRTsodKSTaFIPHMkCbV99HdP5qwGWys+sJ0UyWohFLQK7mv3x2iPbMVt6ZmvRAEDmQw2LIq9",
-	"m3KBPheaHxn2meIPimTU+uLR5eKrDs7cgyvJNLgnJ9w8in0+0LnRsqHMy7ZRZlBTpQzvzpeGjO1aS8rp",
-	"3DrGVDLhtCxdhbCqO50E/VJarp5632j/+q2NkhEuELV+ztFPFs/eDDwj7SaG3+3G8c7XPLOFcRsSEZ0e",
-	"6kI1thETqUpsaeFKXWpP9YKqTrng5rytmN/pQZZBqV3CPea/azZlBdPrs1bVLi0Eb3JwrNTN8DA7hRy3",
-	"FEniaS+zSovZLCUHRh3GFqe98snDXv2kwcPbeo6iV/SyKor3WulqdvjllLluTwhwSYsYUIqpL8XaxRDb",
-	"5G6hoYL41DvGO7G8aJuSHhDdcH3sm42oMFgFG2Lt7Wpgxx6vz2yDURUrGOYZkHRB1eVSSOz/RGa0ULBj",
-	"JdXWWt0L3NzKmCGe2G0BkLYx1iB8UONUaViy1flovuNG/Ak2RcpmlcQOUeb7Nli5oky3U+parUpQg43A",
-	"3tXqdn12VGWuTWSrbPfM+aOX2C1oQTlJ0UZOd7YFw0ymfep49+0EuiOs1Zpnl/a5yyGxtVWZ2L1m199D",
-	"0qGJ4NLjexomvA2Wwe14sFq0efC22pIh1HoRopQWNqx1hsqSUdyXpV6/F6xpx2d+exMJN37WzRG2Rrxc",
-	"wk5m1F1OWF57ixyTPDNSxHbuarqlYjtUVIoVncHWe+wa7J09Ja0eCf7KNyPlrXsi7MFn6UxjIT5Tu2e4",
-	"JCPrKbgcxFxbvqOstbUCCd5ib3IL/fVLQObLXW3KbqUOYY3Qe+5loCqsx206PwzVVbvDY/2vUWvjPqoV",
-	"lZzx+QYY+fdd70EiYUnlVZg56uOJ7wd4Br9+tbvaGtvbnS+3wTaE137dHeu6/uF8bQ6IgUPp4Yufnzx7",
-	"+vAi7kkainqHeT+ZUXZsZ93Nvqgt1VJ5Uyq1yeg/XysNy7i1R2W2YBoyXclORR5d5iGaBrGSMuY6fSbm",
-	"WCvy8OVrRer2jDbFrR72MFBXptorF4xXN7sam+ZoGxvBYWn1NsRsCs5d5tCUqq1Kd6sK0pAvsrWtNNDY",
-	"3qjCmANsp5v6BqNgeI1pERuLUHevIu26mYaKQF+jU+O8dqUP1kvUF+sIddfihOiiCuQzpvRTB7UOKdvk",
-	"sX3C6qzt4qoqFo0D+UEa20Bo9vfSPXtuwwB71/DaHJd9DrF7NQWeLpxXItCp3wAuXH/oAvwBrW4TYSqd",
-	"tl4Rf0zt3wqKB5iPCto4OHaPGeCR2eDYlJYayPI6rF0PFbArWEvIZdzGw2pmE4bEBw9hfhzevk2vJlrs",
-	"qNeYl7aNV+k2Au0vOuR6Mb+eA/DdsSrqRniaj1rf2oYhngTiKXuUu6oQ6/PzIeF66o4xve0UgEyza4jE",
-	"nPGNrW1ocgxgZ7peQQHwuCxyT+ycFxIhh4hS2IZ+N2cdu3DhEZleu8kqRRHOH/qqjpfvUQYXvZgNmv3+",
-	"vPO2nQl29u73uFMM37pNdAdjeN3hRGE4L6nd7LFausHI0HBSgKqYtdJxfNtCrHB+m6ivdKgkw3bSvXzP",
-	"5X5NP8b+En2Yoi6TVZLp9bm5RqdIYROgB5Xtbmr/9cTjyU+/XoySTd2F6nqL6TqMYLY7G9X98tEDhis0",
-	"R1toXdoOycwper0eIfZk2C58Ydu3L6TgTNkrWVRTQ1QvSuCGdT/mCpbTAsYE49S+VsaGcHxl0IQ3dXn4",
-	"1TXJRFFApsnBJMw/VJPRocchJn3DoCDiYzEM40m2F73rQLqkORigYIjDjkUoFIzJg7BtfidARMpqWjC1",
-	"8AgAOaFlOeE+ZHSwgqn5S2K90DnMGGeuv53tR4k9M3gOEqSy+4YbzBCyjXPxhJDbLLAJn/CHgl8Dt+4g",
-	"O25sIUU1x1QxK4Vc9+FT8/TfyGNzmqBXWWXWIukxLVnqmrrrwc7W/bldpKbZjaO7cDReryW2wTPGfdTH",
-	"qBy0qMB8lPkqAP+xb+59Z8eNkbTDVuxMq8Q3W6eVXhh4uNwDWXE1Nuc+N3QDrV5wml4BoeSnXy/a/boO",
-	"Brpsjcfj9JCIqaaMQ2622Q37d4gGm3erTJSgfJdbwbHWpAY/lbamzjBU6xox313SNbb+IUzj5jFVwzqk",
-	"06Ge7ynJRVbZVtIHaSv9LD0ckx9Asdymq5gVlKY8pzKvk8ksBVEp126+UZqQ1HEnbG6EXUMMgMPwH862",
-	"o5lOzDep+aq5RjtgwQZDXT5OwAQevHwalDT7EKZtJMhpyUano/vjk/F9O5ptgSzOoOcxhk2PG2fDMUbo",
-	"UWCKWMump1ICLoO85BHm0bqIZbsel2lFFkyhVxIpDh8JG21Snk8445l0vbr10FCOhChhPVyea9nkgnqA",
-	"QpEHT0/4HDT55uR7smmihnXOMWljOIZ5jonvy0uuAEo7xtHIsaqccEkxhoFxBAmY1mD9JAKLQ10Zp9uU",
-	"IlyEqRBW/V6IIkcnE8aQJtz2uGgCw445ej8huFwJ8hpD5kinYZxcgh0UWU8T8YkmE57+OfFZIZPRKZn0",
-	"kkomo7cOk2qiMdaFjaF3ckZG7RGlA8U1zSPH4djEt2+sZAalfxD5+r2NEhjI2nnb1gS0rKA7JO/eycmH",
-	"24XTNrcPnMHCW0ldZtUHnXfyjT1w7O0aMMfBnDh85evtr7QmaOBL97e/1MwxM298vcMb3TlO5r173+2w",
-	"vc4Qi7fJ6NtdINGeXhYqh4j7oVr4m885MViuvO03emzu1do03cyYQEHCfyMfcQX/Uc438nVKv40euLXe",
-	"Jo5xl+WRZQbHQXO+OcSMrnqkHvYEJNiGKSGu/RHuxHc3JFPQKwBO9Er46q6260IlyLSLKvczmt10Pvyq",
-	"EV6YgG0/jbK8/jauHuM7c9B1c/SH7jA9tjNQuSS8hmS7VNoxn959H8RfSpZdKTv0yA6EINgyLTAqYtN2",
-	"g8qy4UmxO+ytHkA6uLN2O32qyUwUhVg12QPp0B61IYw9t2iLCGUFSb1Fn8Kom5iWQwC/LbgGTtiMMGyM",
-	"w0XoqohtDPN5YNXamQP+6BTzHZJI76tbCJgPxN+b3qMDHN0PrzIqSU04C0Di8eQyHn3eTPjkm+1v1OMQ",
-	"PyvuO5AK2GHHDz0FrkSgQJFgMkvNYT0LinNZnxN59C9WDrJajHdYYsZg07VTC43At3mRQR9cSz3N9Ogf",
-	"6lF+yuceNHP+XNAyxcF9te3YY6V+l/Vh/puV70GF25nCHHDeecakuyYHxIEhho+Y8tmL2zQk90r4Bq58",
-	"7+S7XZSQ1qjNz5k6v97hOLEpk18gZT+pG+6vFqKoySkgcsaxtfB/P33pEWl/cj/+0xjMbwcpPjU/p94L",
-	"N2MFfKVs7U9v/hGhtcui0xPedfWlitAJV4zPCyCvXz0jCuY4QftAFVQtQJESZGYw3w14whD9/7z3JD0c",
-	"k5fGrrfcpgB6HS484RQzQ2w5vDUZU9B0nsYmSrozLKhaoIuJ6gzzrFI2O+KCw5F1EU342ip+90++uRXv",
-	"iiiCPe6Fo5O2qIL2ySMJBUUEwPEL5gaSHrgYN/opBw/YWnNxg6O84mL/tfu8tk36FWp5zVyIepBoXMcy",
-	"KhjQvOnDj0fyaScfT8l6OvtZcHhuB/V9UJ3svY8ndvjrluuIDoP1fSL+P5UweOpHqhnU7w403jzZ9pZi",
-	"5L7l7/EzWMpzRAlcM70mms7DwK6fpL+g6uOc86+kyP4bicpH9dQW7nDL85daWO4uGcOhalGR+AqjX94r",
-	"3FrOsjMnDut5NTgFm/I2YqKYmnAnpzx46iTWdrFoM3GL1gW4tuiqJ7V6Eo9qGyMhc9Aozeq2ADQYSjzs",
-	"sahnxr2Tmr0bj33oExP2ZeEf0k6OTM+Lc+Z6RGAMHfZhYAE39BnG4XidzTxskOnW2/tgjLe777pPzh7b",
-	"/1j89Atjcc+Y813hTMkOht2GzZWVHbQZj4PZGjtFaGhd1Gp9VWhWUqldJXVqP5kmvuQbrCeyoGtkMzyf",
-	"cHSOJs4tLCQ+YbOSOawaH4HLOA8jxLUjjmrIz0ilDNdUK6azRXfkZOp8D1THmJo5cQOUDxf3qcFzbA59",
-	"5HvXNWjfzWnF/URJtjGsWhfRShwa1B77qSAfNXwUn2G62R+yoqru69nFjdFdtOfjR3teu2JnvIm+f3F3",
-	"dmMJ9vhP9+LbkPW0yTRO2tusZN8FmHYsziTwSkzXJA01Gx8QT8mBV4kwj2UyIn+bjFKypPIK5OGAFR3W",
-	"MuxhSH8u3v9ui/UBwmwx4lUdEblz+n9EInxuk448Y4ylW4eulN2JMpzHHDV1frZOHOwtdhZx6hPUTOVV",
-	"4wTT0g6UqKlovNG4+KWJU3w0H/4txVi91QilnLd4jg+K3SmymxTZQXTeGrRq0gyObaLjxpjVRRCswv7c",
-	"EujSaJI4whS4lmvkbuaPLj3JKK/NKoTlcSRu9vEYt/GFxqI+eBDqL0gJ5q0d9ncO8ppl8JrXRXS3JKIk",
-	"Lhlqx5f1RXmSalCXqk0hogaBB8gr9IXFDcUnQlpCChatx44jMXVGpycue9ybiO2x5acTnvooiVPLGveZ",
-	"owPb+B1zZ22j03RMkAFHOlFQl72KaZDdIe4TPgnSAYO8pNMmY7WV9ciBHHBgLlfS2KEDCW114In7mbAi",
-	"X3trOVr6mh4SmotSqwkPk6DH5IGNnVkXns0SxbQM1YRa6hKCfgr0yfcbWzCOydMZmQojuSX4gaFJWE2v",
-	"6RXgKNEMcuyGOOAt7I3i/+DuwnhO4AfKyOyf7xMlZcY2slmDDwgzTGTHdJFivXuC5r59P8gBtj6wbfti",
-	"GO/dSYY2DtuOwe3t0z73aM33OwRf+lm+XiR9+d6EPZXBnvTwo9ipHeUT8TdsFV5/tubgv90lqckJ0INS",
-	"KMWmxRo7xamMFpAf4hCsMfnV8NVUSDZnnBYpUaCRmIiWlV6sJ9xzaiAVd6XyUHeNw+YkEgeDuEj4qjPv",
-	"4ApKW8aKOQcT/v6SDmpo7M2am1d3C83sycpfOGB+8tB6gzBfKTJda1CfYWbWXYT6S45QUx5g2SA7s0gX",
-	"awFux9wU7ApI2qfslEwrXw/vGASGeHtMIVtAdtW89/iGKa2+OL6wUdlhPpQQeis3v5H7eBPGsUIvTiRi",
-	"YQv8bPkfU02pIuP4trFP4KZkzQbub5nXLwUmxaxxB5UC14i8rPuoNUTWHfkQPber08Sv+NO8G9kMqYC+",
-	"43PF4abEJDyjWL6f/GaDqEZIotHVop7mpBvoqKz0hhSkuQA1GNU0T6Rj8iCsapFA2HJZYc3iqdkOy43B",
-	"Zmfp+qi5A3/MGhuTpznmbilm8wTS4/RoJqFO2VNEzCa8AGz0nZCczZlWCUnHaULSS6yqJOnRLWxXss1W",
-	"nXBrgJL3Z39O+LY6xV6hfmA/sLCtW0yzsTrV56vX3MZE3TN4bHB0G18LdZldosat2Xks2jDo49q8reZE",
-	"263cJoj82cepdrASGxx96MdB/XUMxCjLt768Nqu3osxztqYD43aDsNKLY6y2H/Zh+oQ+s2RQ1J9gsl3Y",
-	"st9zq/Cpr5QV82scUjpGrowdTsz2YVk6qSGpBuKmmJASZJ1plefSfAv7SZgj2pbqZ4T6pyfcZ/xhAt83",
-	"975vbD/Qcn30YKZBbrIA7fE/x0Ln1iDyj+1Jq/TWtJRMAiZi0sLeYqgXfiSu8pEJ/Zt7O/CkCyGeU752",
-	"Z1PvwiCauuIb10C+mXBuicJPFcDULkNxrfig4SYdanc0O0zv9dRKpkghxBW6Z2yBaN3ywI+StwMOMsqN",
-	"ClUIPm/Gc9iaZ9/8Jbf6u/WXw2wGWT2hicPK7XxMXoV8wJpxthdIjHBb4z0+z0YFrYkonxkFP7BZS5ZZ",
-	"2znRATe/I+MPTMadcTf17H/775IyOUzIRu+1sX2D0n9UMJyO/4IDeWmfcbVRIJuG/Qk2JvG1/HxoOKLv",
-	"PsTkhC9BU3Q6Z6Kolq63geDg/o3f16I8KuAaCnIF69b0eddlKRYkc7u8Sxb4N0sWeJ8R/8dNZ692/w3V",
-	"IgI7OmAg7o8N0/A7cYqTdHXkOfEgyf10/uLnun0U0sQAcSV2KzNRGBW+RZxj8phmiwmvP2ObCHUO95Ui",
-	"NUkaUmRaNaTmm5HZcWBxuntFVz8pwe/o7o7uPgTdtShhf8ILP3f8Z3sK8tvj1uzljeVofapx/ckSYkjP",
-	"p3GetupycLR5Us8YBDXhTNfTu5JgXpXbhqvA3muOeccaZUpH5kNvbYnztDchIzjtQI52ZKb0F5iqPTTL",
-	"e4BVtJGgvrm7pO3Pg5NgzoPN1wsGzNehFD/p3SrMrYFUASc5X/Ms4CGGdlWLkwyyC2ywrIY14Y727P1S",
-	"ry8ekpyiqpu6Fr6XVKcTfmB+XQFcJcT3DSTPBc/pOmlyG1BSq5IahknWQCURdnTRoS358lPEyYKqCad+",
-	"3rMBgYUULm3XMQzWqACYGJG4luCCo8qTFVUO+YAa0J0Y//nmnA/Oth9SDuZzCXOKPv47Ub6NAJEC2kg/",
-	"XTc4b809Q4q+VbanOUSagOjWPDsuq6LY7lnuqQ22eDuoopgjTbkWnJ1Ja+TAthDH1NClpSr7CDZmcT3X",
-	"DpMN48Jcfz6yNILbTQozdD3hJZ3XnU47rACjnY6mMJNWLKdKI6kduNTb/BTbgKSHY8wzxUk0qY2Fruja",
-	"utSlNLygTqmy86ZIapH9Yl2Ci2qGQ/rSCZdgZHGmfbPQqtC+5/acXVuPghvKRw5ss9OKYydwA586qVUB",
-	"14cYLn1J54zPTx38WtPpbCsTnKXm08+CSW5nRiEC6nfiyu8xvtm9KZcNZucg0Tl8pbqjIl2jvMh0vGTC",
-	"u2MlhybsnTq26HwtdtimLfV3t76gikwB+ITnULBrkF6b6y7BwsGY5jPYHbY1AhDbx94lS7+fZGnlhjRu",
-	"U3c3D6VkKrCiB1rnNAS2X/NEdD4qTXhvRJVrOIUsY2BRZC3xbj3fniSjJb2xA9i+PTnZPI7tA4Tj92ww",
-	"8XEzzLtzXD+yL703OzSiarxwd29QwrHJf+f+vnc53nv2sWuxMR8182neVgBtMHGstrUprveYZgvHq3C0",
-	"wAKyK9s/39gLYsXH5KlLzquH7knbuFrarnUTnrZHEqaYC17Pua5VnAS9Hzm4AQMSqBK8nhlBXAYgB2V7",
-	"07mMMKOky7wApc5I2pp0l9p+7K0sdPO6E7sae/ngl+gMTvtdgDpjIlNMgvH5aE0WuhPrE46lGWk9SjK1",
-	"uQV4SS7p0glHGxa15VdOM+LCDu8mr6BSRtOkEx7ZgM1R8D1ktZXq8Zy4B/Wt5XYOQzHhTtXzsAgm7uXC",
-	"boJYO7TTJsIArP6eg86UqqbsC1XmIve6drBIOEoGcozQotpA+YSLSh+J2VFuFrSFABehza5EcQ3KzhX0",
-	"XjE0KwzmlaJg2TpxiKZsvRwim5/q6MCFGNXMJLQKm9HH7NUUAsFdew1ceLnl75lwP5XgIB3ytKWHd9rc",
-	"e9Xm1OJza471KXSXT5YH0Jt0O9RkhhpJZKi75ohnRAGQHtNHQ6khTsM2S5BHjquISmdieaf83Ck/G/IX",
-	"MfWklpptz8qwloMjoQZ9t4+bjgV23A+O3vHjLNPTXjGZnSNIV/WksiTIPZxwxpWmPIOkmb60YDgMKCy6",
-	"Szr9GRIvINy/D520hXzCHWOmOhzfbdNLhmJBOADm4/LPd/Xd7jxNsJ5u2h+Q3M9WKgqfb/Zv6sYdDpfQ",
-	"orAZex5AAQVZ/MFaj6hVcO6rkK26aB5Pz2yZ5RQyWikgSiyhnidpvhL48PQiUj1Vfwnb73+eQ4Qe1pvc",
-	"Syx//f7S9sMRlUORC5dgaYSyCyv9FZL2/1qp+vEoije+QrokB7TAD2OTKEM8hxFKbQk7N97nyOf5bk7b",
-	"tcVyxI3/Um4eOeruTaawMdSdx/yl+1tKDoTt66PWXPD1csJTUeT1z4fG2lhJweeRz/VNi69jwswexH/y",
-	"8+QJrS1+InV9x85zNfyRN1gt6q4J5OcVSbXhJx1WsYoVr69uO+0jExkm+deuEsD6virO/qjgjFBO4AbH",
-	"QM+xbVfcq7RBat/J6zt5fSevq1YDgjiB2ij/8Z++JOetpVHzxw2atn0gpmmjvBZSo3/Z+sofPntqB9du",
-	"ULibD95S4faMZPQFtmANac5lXfzlcvn2JtLPm9hsOs17UI7RaR3VjbuVYgrQk/JZq5/oBvwCtU+fD/2X",
-	"I7u/pqg7B00oFxirMmSEE8t21Eh3k3QGQ9C3KmFJGccgqNlJWDDKhRF7dSnpwTcn3x9ukmx3Mu1Opn1x",
-	"Mi3uh8WZPD2ieQRLoX0l5kbqYYblziq10Zyrypx+Esp5/3LxdX2UTyQU9zH9mgn+1ilzR7d/UYMxbMfg",
-	"2pNtEJ++Q+dwmZpNfgmik3U80ZeI4Mhyhs3PlEvFEEqTsqAas12NyTitWJHXBaHRxuyDI0M+FyF5vlYa",
-	"lm6pp3wmYjT3Ax4UBybh44RxWzva9IK7K/PY1BsdoTm1PgdZcZQzDvMQiQJk9rfeQ+cwFt9vev3y6Rcw",
-	"v6LZ5CYOf16VLgvSrCppVof3Ve2p8UWjOK71DgF3KvQzcHvw8mkEqujucvioSqBXahAhF0ALvdgwpQVy",
-	"RXx2HnUNNnz+XV0RYvtDEd9D9N7JSS9fJKN8wqXNT9Sq4ckGA749uW+fZ968Gaiz+9Hu9gPitF3hxT+G",
-	"VBVlxy4YPdKCbj1+50EP73HjHtc27l1WXGE3V0pyKIHnwLO1gT3H22aKVM1UiXGnC4sVtnXbTN2GSVUG",
-	"mOZu6w1ux/2xVxHCroGDqscOum+Nm7IP95V+Mcl5wHARjaLEEHwpTOrplB9MtbcWsJcPhxX+I2jGFn4I",
-	"ibb/lddhGkmrw1T4stVu+m+79jZm3XYBIegVACc5GMCoTl/L4MOY79X/7iNQWlZ2tpKxiTRwyjMIOvaH",
-	"J0Nu0//ID9hRwvX/kIB515lPYg63G34r6JrX/6K7jNaYHkVyprRk08pICy38mcOP1lN7IpusiitiG43U",
-	"+JSJosC2sUO7DBon9L/4oK5+xUTNnKrFVND2fdrazbdv3v7/AAAA//8=",
+	"7L17d9s2tjj6VbB0z121e2TFTdreW/uPs9I8ZjwnaXJjZ3rmVL0mRG5JGFOACoBWNF357r+FvQESpEA9",
+	"nGc7+SuxSOK538/fB7laLJUEac3g7PfBHHgBGv/70Fqezxcg7ZMrPnO/FGByLZZWKDk4G1zNgf1WKQsF",
+	"u/zrw5P7333Pjubw5pipKbNzYJO1BcMM6FsoRoPhQMNvldBQDM6srmA4MPkcFtyNa9dLGJwNjNVCzgZv",
+	"3w6juZ9xY5+rQkyF+7K7hp/nIHEyXn/AVtywalkqXhw+7yMlLUj7WJilMoIm6c55Wc1mYNy2p6IEJvkC",
+	"2FRpZvitkDNcTaFW0i3ATb9tuv95BTiP0uu/gATN0zO6k8Zz1F8ZputP2Kz+hh0ZtwxuWNY8v26eZ0zQ",
+	"OU1UsT7efipTpRfcDs4GQtrvvx0Mw7qFtDADPXjrVr7kmi/AboDKReKSLgqQ1l2gDqDR3NaQVabiZblm",
+	"PDpOU+Vz3MyD6X0+Go3yH0b/XM4yt27hRlxyOx8MB+7dwdmgGe1aFFu3Bm/4YlniN5P8m/sP3KjNBqOL",
+	"uZj+pCQ85zafb+7nibTCrpnlMzbVasG4ZMB16fanwSyVNHDOOFu4r9laQFkY9uD023r1hGPN+sX0RCoJ",
+	"J/jBDoh5ocVMSF5uruqlhiloPN5KLrXKwRgoPCaMWObOIhuy7JuMcVmwbA0mY0dcrlnODRyzXFXSukN3",
+	"L56PpRuoGSZXyzUThlXuj5XDOqmY8otBlLuBpR2NZdjkbxXodbPH8OogfR1uzuRFvDagaYjufn9ygOLh",
+	"qTKgGc9xCz1AUoWBDiMI//OigEel2Buyc16Wjgrk+A0T0lguczing7OKaciVLtgS9Il/Z6nBgMyhFz7e",
+	"nKgC/NsnCOG7Vvx30KaXktBAXxl2S2+N2EPJFL7BS5bdZveyv2duVVPxZohw/E+lmawWE9BDt8nm7XI9",
+	"lpwVyiJIcbm2c7f5o+wbhLTRKf1zf/TgZAKWu79uvxmdjk5PeLmc89H97HjEXshyjWeHE40lzeSAzbEm",
+	"rh3ACTvHVwIVjAAtfVp+b3tSA1zTwFE1a0G7Uf//X27//ut//XJ68sOv/3k0Ho9GXx//138kIfQAGp4m",
+	"3Ta+k4JbziZQKjkzzKoRQw5nEJYsW1TGMvit4iXhZziOc/fQ8hsw7t5yKBw8MXXrsKKXIzhWwKaOPG09",
+	"zebrk+brwVaGsRBSLKrF4OybNPMIVLLDOx4pOS1Fbt2vOTFi91++XJYix2nvLbWalLD4z38aOuNmEf+h",
+	"YTo4G/xf9xp55h49Nfde0lePwXJR0hI6FF3YuTsr2ZIjCOiEYaJw0MhLDbxYM2OVhmLIFBHb5nzGMnmr",
+	"dHuFmE5BG+IY8d2xoyxXBWRjGV+Uown2OsBuNtxEgRiEPHOnyzum64wkub5LvIOgcU67WQW5K/d3hgcU",
+	"L2khDPKz0eBA2aIl/f2ktgh/V225D6cDg8uChkUfKe2wCo7jKwl3Oedm1D6rIOum4Mm/dq8jGXfW/NKR",
+	"eFmg9PiUizK19IeSZRfTExQwMgdJ7q/XcuH3enIpZA4Zq8cJ7MUBBBjLCgWGSWXZXJXFaPB2OPiRF6/o",
+	"4cdHn6toZcKwBS/dPUPhNjblojTslpei8ACUgdZKm4yVwli6LjWdgiwc65iSuITwdSPVSuLmPh1liLcW",
+	"YN1EyIi0gBnLLbAjpwV4poKMkoRZYZA0y0AwSm4s48VCSLZSVVmwCbBSGXuMW32q9EQUBchPs1cnvxD2",
+	"q9Jx5DVCWWWAKKFaevzGtV5Ixy15+cRd6KdZL1ErhDIn7Ep4s4TcQlGuz1mBXxrGtTvg2cwRbbcbDbbS",
+	"EghvflL2qapk8WmWz4tCk4CtwahK59CgNrwRxuIaX3JtBS8fNcuLVvr1va/bi6pp7ERIjjL4ptASb0/l",
+	"FuyJsRr44tCRtuELFGgCYJrLWS2pOx2vQ3H9tk5eufd6BCccgkwJKGriUFVZshLkzM4PU/Pf4pGunV50",
+	"pdQzrmnaT0dYUBKDNzlAYdo83oh/ASvFQhAg4BH9pOwlt8JMBZ+UfQeWuoJSgGGqskYU8A6XEZ17fKtD",
+	"VNjJ6PP1vXF1evogp7fw/5BtN4a4E2ok6VdO/HlV3+inuZztwvoOsc6RGr0gFWkCOXck1MmXju4LYzW3",
+	"Cs0FYDtS5IhdeTvNV4aRaMiE2Sod1ihBF8lyrrUA0ycunrsHY+m3gTpFIUzONTJsDScTboAJW2sjU6WB",
+	"mbXMHYfmMy6k09pY5n56WZl5RgOiCSrI9l5i5VKhaE0bGTJeGoWb1dYJjJnVXJqFME5ZuxZFxjSQiQE/",
+	"Hks6X7dOdyKHSLbbBLi0zoaAcAn6VuTwWvJbLsqAYR8X/B6yCc9vwF9qzXOZRALh5AlYLJXmWpRrVjUr",
+	"RRpxpdRzLtdeGDSfAHmUYgsu1042h8XSmnO24sKijRSFItLv1ZQZFJSNU1+yV2D1+uTh1ILOOjQpepSw",
+	"xvoxrKJZPLRavW6AdR/u0NZAXkte2bnS4l+fivxMgGvQzConOTqh2uGInA2ZkChMM5Q1l25P53i0Walm",
+	"QmYkeOYa0DTFSfwZy5VWcuZfzOeOuL/kxqyULsIXSk4FCu1kj7Js6V9ws+PnDvvc2SxnmhewB3U+7Fi8",
+	"0eq5Vxz7DiZrGXiyQPPiI6oVEFTSnRBuajuW/85TLJIea5HLLIHfEAEORH6OIrqFskSKiJZGq1i1dDpl",
+	"gh6ZtbzRSlamNkFt17KDEe5ACeZteEw2lJcX/vQu5FS5X5bakQ0ryMZSwFJDzi3dlh9tolQJHK9UQwnc",
+	"wGNuoSX3uT1uSn3DQbS1Tdmy2cYvg9gM10wxjBf0az2+mvwTcuvGb/ZjXnl+srmpvNLaA11Cj1HSap7b",
+	"+L6DsiCcguY0dcMma1bAlFclmo379onTCQsLswuGOxfxth6Ta83XfcdjBsN6N8njWC5/rGRRwlNRJg5i",
+	"zk3CSxF8csEwTSg6ZHN4w0A6dlwk97wQC7jCH39PPFTFlVhsAsmJFYskpKARftNXwe2cCVkLohPcnRcZ",
+	"snsZM7DkKCKZ5BqdWLyfOal93t4lgJ8P6dyiDTfb23oJz7kUU29naV+EE4MPgJXWrW6AynDg5RkoHtr9",
+	"DzwNDI/FzCkaaBFGG4SoHZjmnBFDIKsLkNEYfXH+99EOEtDvl4mRb+GPjdHrk+S4nfuiAx1GZCQ+E7/Z",
+	"rZflxNN+ErKIrnKvq6rv3uECGMNnsJsIhheHzXxb1/z3iOq015ukRxtXsx/JSS6hNmI+hhI8u2gvoe1s",
+	"TU3fCxl+X40tM1e6gIJlBU6Wxdal4cG43fUCh2Vs32e40Mh22uEyKAf4vXYorHVCNxMbTkCvfTd+wCQG",
+	"Jd0yO1x2PTZ5MZNoh6zN8o1QZPz0BzlpHImUOVxvFWEyz7Kua1HMb3+p4VaoytQof85OUfJ0tIVchNtX",
+	"dLrzsptb6S513+veIVX0b/1RpY3SjTYDb2y4cKewt1aTnbV1cD94oItOPB2OJd5aNufmeqE0avvogx+2",
+	"SKg/WzQeNxoh/ipMrXWTQLoTdZBy4myb+3vu1Kd6Bjf0ggvJuFO/2pOdJ0BAGPIQo3gdrd3Jzu21j9hD",
+	"c0MKGllPNgeb1i4240MLNkXXerxr9P7vpOQ1KLwIHz7C7+KhTBrgS26hdfpL0J5HFq2QFiGba9MFaPTs",
+	"7yUSbK4uJRj0Uo49Lt4qy8vrEKB0HSSpbojTwl1a5p5mjdQQvorAAzeLRr+70OwusvVtrXU32zG8Obg7",
+	"sC4vJF9bL/92MAMKwZl7xo4SR8GULCm2amPc+rgrXSaD2DQ4pXIKNp/XBtUdk9RnXWmRmlMte1nKz3Nu",
+	"W5ZMUnILRQK4w9VcLdduFpCOIP9S7wB1N8eto2vYlMs70CT+BTWY7LurfgjeKV9wy1Zzkc87LiuMUgpC",
+	"x12gtTnRYQeW9gTJR4FCdSTm2iAWn8iUAc/n7EbIIvj3Az91i+8q+HgnCXNWA3xJY1dq4ZXdIjKTzck8",
+	"TOzjiXu0rmP88hyMIQMWUolg7UMOia+8luINg6WiKIE9rl7DVIOZX7kxEzQabWVo4opfzJgKE8Zr8taz",
+	"tHZj0zM8jL+3yglXBbo9HnprIV7eGfuRjHfkBMG3Ix/IdmWBZu5sdRgdewrWfqxEWaRNPxP36NqKVAhd",
+	"HT1L/j1EEPd+Wl7N1WIhEtd+SX5LJ/TVyl53QOTwyVFnql/U+otiVqkynzsZAd0CQSLAXaUPc+NwHiGH",
+	"fqZmCWGPAszCCq55D1dovzVJvuXA99przGkrW4juuHav7m8neKr0goJg8l6JQMLqDqM+FtNpWr5YqNs7",
+	"rbNvxEpsO5r+WwtG6kg969IcnttyzZREo0OQIWvjNsW6qrJofkGH1wRqzSgp/4fXe/SxECXRtZW36Fj4",
+	"MQX2ElbxFKlvFkI+Q/9prKJF/L3ZUwIn11LJ9SJ5JEPyXE4o6DIza3mTMYfcXBYnpZAQKa177KVDv+KN",
+	"pUjVIw3cwmsDulflXr7bwWhFRtJtsPpKkcmtisKLtw7b2WUUTRwtDGdObfoxt3zCDfRY5/3T67CSHotO",
+	"HLG6VMbONJjfyoOMc0FEIg8shgeQZO+X4FXVPSkrRbe9QpEqRVwL6DWaaOBGSebeGTbh/k2Y2DVF9GRJ",
+	"ngEh3igh1gZnVROjRSJfciAhC3iTME/73I+2pSpIYZGyTw9MvMpIWlETd5q0HVH0BWq4Eb4yTBRDMt8I",
+	"y+ZOOJawW1ig9Q/pqMO5pADwqYCyIJKaMltDWWyFu31gIVD/zeGVXhwwSIvVbepwReEYE0YJ7s+Zot0n",
+	"mFOuNHj21OMf69lCxCnf64Lote1LqjlqsS9H/QuoUuW9KqHTQblkEdBuKEyyKn1EBDkoO1eT55Xm+Xpz",
+	"8L860VhJy0tWyRy05ULatcOnBVjdMR0UqnJTJM2BFDrgNsNLK2yVIjB/BTGbW8Yn6taRM85KuIVy12Td",
+	"rfVOeN2/zb+7s8jvvsmdayh536Yfw0wDOrF1E5UFv1XcKt0zMX9DE/9wGq3i5IfUYZdKznZMDGjbm7K/",
+	"aAC5Eh2NbnPWb/7f1rT458a8Tmsxli+WW1SXkKfHpuINAizG2rZn7/WXDQdvTmbqZA/K9FfgpZ3Xga4d",
+	"nXg7P3KszNu8Ny0mltuKBvGWli4Rj6hx/3G0QgryUuU3e55Al6P49QReEk/6a++xvPjvzTPZ3Ji6+Xi7",
+	"2iIC9UVf7HkuzXK3u5ieqZmQdxZxN7YTC6qHi6apBT4nr2Rs6ek4OigiqHY0cMzHQrcg43lw03Ucqof6",
+	"RFMre9GwoM1VvZCYbbtgppr4uMHNZVDwVgojVeN2xNi6ZqpGDOUsnOGonzM0V4Oiey+4vZBsWZn5MA5A",
+	"id3itWsPMywdAStAi1soyClyhDpa8IiMpbDkRllWZQnF8TlTC2EtpVq4laKFhDMJq3hvI/bapx8WYCGP",
+	"Uhl6HEY9m46E2xz1uOKaJ5Ry1PFwg2IBrLXR85Ay4fTyEIjvDn3DT3ko1R6iHtUTsqz04ivDuDQr0GZI",
+	"l/y3yxc/MYI6BG+5ZmbOl7HY7WGyPeE/jZKjV3zlEQhnbrzlncl1Bf5K/DstAeuIM6sWE2OVhNhzEMl5",
+	"BdyKHHr1B3rcheWW5MYIQ3bCMRqw0p6POKYDkS/ojDgRSAshSzPJ5HDk/pix4WDWFk23ic6xFLuHjkW5",
+	"uyd12EjkrR+ySorfKmA818oYxsvSH2dP0NFa5jXAJ8F0+xH3ga3ls4TD8akGYCWfQGla7sNNS1J60sb0",
+	"hpGKaUR95kgJqREfGVd3WigicsmNETNJ9AtdOphu5TMRlURaOKxjIBQR3Ds5eNrAFKNEB4g9sWmRwdZR",
+	"NzRhB4dzKu/Vegm1b6hrRPE/7+Edmfqh+mkgOi/P2aTk8qb5gTKkZlpVS7rf7Eiq5vHxHl6LeuqhX/GO",
+	"Xb/yzoI0f6d0OqTJLarG45QGR98AGaWw2ySAnXRvS4RPFAhsnTDvAAslB4yCoC30+EqahMUER0BDD2+S",
+	"Z4ntW8xco11GEzCuUSBI84c2H/4I3JPMYOkDuAO/3MHxDuNa78x5eFm+mA7OfjmAB/26c7ebPGozTBYB",
+	"63qyTt8ARp2v5mp/AAzIkST7tfLcxaSNcd8BnhoFsD158EeE2Kgog3bEMlMtQRsooMjOEC1CyBT6cB0j",
+	"mnPDJgByLDUsS55DMWKZhn8i8mRnmEob45b7hqJaJ5A7OcaPSJJvUE5D+PVw0KwAvbA0blpz9Yz77ry5",
+	"k/2Uvnx353WqIJIhyu/aBwzazP/D8uuYZM2hLNhqjkHEdLLnjE+IYbcUlchrzG36nu6in+xi7LU6XxPq",
+	"NsrU/H1PLh742TOR0vb3IADhHPa3Iae46a7g341zaKbdscFLy+2WXIzJ+mkkfBy6/rYMlLTQL5bVgYHw",
+	"7vdSSDhgHVfhkxAn1xewo+RJQp0j1ui+u4vwGU04jM8z2knrIHZc2FW0/W5ESH4D9rWkWI46wIuvB8PB",
+	"CiBtpaOP7gSdYSU/4hDJeAOngDyR6RBrbbF8Bzv6xz/+8Y+T589PHj8+bkXD0tLOGSyWdo1KqKrwG57m",
+	"jG4yHPfg6aZCHzpf55Kjs2+tJDqD5qz3vGF/rj33vHunoVwfvh7ve8heXz067pFv91dLUIlNrGCuNCYe",
+	"L0u+Jk038gT/jUv2INv3QMMh0lTbdJB27mWqLgsavr2DPLh80S7kDurV00fsh2+/+3+GDN5YkEVcm2oB",
+	"i4mTj7FuQxP777giVQI8wD3uHiKHnHJRVhpMPFhumVX1We2oG5TwqQ9ZJpW9nqpKFlR8RnML11hmAIrM",
+	"C0Z1qEHv6MlI156DffJmWXLZDlpXObH4HA7x8l856WzIFjyfCwknTmtwh22qxYI30Yf+3PoHTkimL0Gf",
+	"oCM3KldTX8DeMdwewtDFS/6iBMULdeG2Vm9gS46gxa2vb9IN+z3Bkn/uAJOJfI0tvnuCbyxbAJfWC2Hz",
+	"asElgmky9KNflneL/evV1UtGLyDYpmMhrLCpWhVEBDp3hyGvasp8dnU6QDNp56jr8ZnUQOcs4xNV2TO0",
+	"f2SkhatQfc5vYYEl4MwhR91l5IFrW3R51qKmR40tVCmCmbTfA4EzAogIUDcJTB3W0bH5ec21YWpQFhHl",
+	"9TEtvzz4deR4WjoCpxe2fp6vm1G9GXpaGdg3WPMVhb32Os62RwA/ZP65D9GlvBJKjHeErlWpE1/czWFa",
+	"M/6aXPJG1ZJ0Jhn50xJhrhXXBWXCONU1z9FGzUsqD2LO64hF8MGO2asnl0+url89efni8uLqxat/ZHGo",
+	"fvdhQp7rpmH4le21u95cyl7X30Gpbq1aK9w6tNRNxS3KPgJ7FwG7L7VkmysS95wIQm1v/d2DOaveMqcP",
+	"qaopW82VgVZNhtr8MTggWnFXeOYrVUJPJAO5RbEmWKHQ5sKLE0c+M3xgWM7JFo8ml5B1cO5fXGlhwb85",
+	"lu5VLAWDxo2WDuU+pqK1UU6VcbS7WDg0prkWXPIZGcbMcCz5cumTyE1dDCcqqdMy9dTrRv03LG0wHOAE",
+	"Se3nEu1k6ejNyDLSLij6/X4U73Itc8op3BKI6OVQ76qhWl2sWmLVE5/qUluq59x0Mi23x22l7E4P8xyW",
+	"1gfcY/y7FRNRCrs+b2Ul8lLJJgaHuG6Om9nL5bgjvxR3e51XVk2nGRZynGK54Y1MweON1FMHh3e1HCWv",
+	"6GVVlu81Sdit8I+TIbw7IMAHLaJDKSW+lGvvQ2yjO52GifxT7+jvxPSiXUJ6hHT9qcW/bgWF3gTiGGrv",
+	"lj48CnB9TsV+TSrXWubQSRqe8tLAnplUO9Ocr3BxK6eGBGSnBCBLPtbIfVDD1NKRZJL5eDF610TkxlM2",
+	"rTQWEXPjk7NyxYVth9S1qtmgBJs4e5+r27XZcZP78qOttN1zb49eYEGpOZcsQx0521sXjCOZDsnjPbQq",
+	"755nbdYyv6b3rvvY1k5hYv+c3XAPww5ORJeeXlM/4m3RDO5Gg828TYN35Zb0gdaLGKSsIrfWOQpLTnBf",
+	"LO36vUBN2z/zy68Jd+NnXVdip8fLB+zkTtyVTBRRiQO8+HPHRai4W1OFF8vsolBs+BR23mNXYe+sadgq",
+	"LxGufDtQ3rmcxAF0NirBsHeEy3BAloLrXsil9B1D2tYKNASNvYktDNevAYmv9Lkp+6U6xDlC77mWgakw",
+	"H7ep/NCXV+03j/m/TqxN26hWXEshZ1vOKHzvy1NibQx9E0eOBn/i+zk8B18/06p2+vb2p8vtY+uD6zDv",
+	"nnld/+1tbf4QI4PSoxc/PX128egqbUnq83rHcT+5E3aoYvN2W9SObKmiSZXapvRfro2FRVrb4zqfCwu5",
+	"rXQnI48vihhMI1/JMmU6faZmmCvy6OVrw+oKnhTiVjde6ckrM+2ZSyGrN/sqm25rW2sFYmr1LsBsEs59",
+	"5NCEm51CdysL0qEvkrWdONDo3ijCuA3sxpv6BpPH8BrDIrYmoe6fRdo1M/Ulgb5Go8ZlbUrvzZeoL9Yj",
+	"6r7JCclJDehnwtgLf2odVKbgsUPc6qJt4qoqkfQDhaY2u47Qre+lf/eS3AAH5/BSjMshm9g/mwJ3F/cO",
+	"UmjUbw4unr/vAsIGSbZJEJVO5beEPaa2b0XJAyJ4BckPjtVjemhk3tvCqCUGiqJ2a9cNPmgG0oR8xG3a",
+	"reYW4VC8dxPuYf/yKbyaWbWnXOM+2tXqqFsrdnPSPtOLe3oJIPeHqqQZ4aIYtMbaBSEBBdIhe1z6rBCy",
+	"+QWXcN0By6ne1F0it+IWEj5n/GJnGZoCHdi5rWcwADLNi/wbe8eFJNAhIRS2T78bs45VuHCLwq59l6Oy",
+	"jHuBfVX7yw9Ig0tezBbJ/nDaedfKBHtb9zeoUwreunWWe3143UZhsTtvWJvZU7l0vZ6h/qAAUwnS0rGV",
+	"4lytsJeiqq+0LyWDii1fv+d0v6Zk5+YUm2eKskxeaWHXl+4avSCFRYAeVlQAl/56GuDkbz9fDYbbqgvV",
+	"+RaTdezBbFc2qlsqoAUMZ2i2Nrd2SUW0hRf0NmqE0M580T6kwHOtpDB0JfNq4pDqxRKkI91PpIHFpIQR",
+	"Qz91yJUhF07IDBrLJi8PR12zXJUl5JYdjeP4QzMeHAcYEjoUDIo8PgRh6E+idgW+SO2CF+AOBV0c1Dmj",
+	"NDBiD+POCh0HEVtWk1KYeQAAKBhfLscyuIyOVjBxvwzJCl3AVEjh69tRKU+smSEL0KANrRveYIQQ1VbG",
+	"HUJBUWBjOZaPlLwFSeYgav0316qaYagYcSFfoPrMvf01e+J2E9Uqq9xcLLvHlyLzdf9tb/HzzR56rMbZ",
+	"rW30sE3lRtV0B2dCBq+PEzl4WYEbVIQsgDDYt/e/p9Z/LOuQFeovNwz1+Hll5+48fOyBrqQZuX1fOryB",
+	"Vi04y2+Acfa3n6/a9bqOeqpsjUaj7JipieVCQuGW2XX7d5AG67ubXC3BhELISmKuSX38XFNOnSOoZBpx",
+	"4y74Gkv/MGFx8RiqQQbprK8tQMYKlVdUbfwoa4WfZccj9iMYUVC4ipvBWC4Lros6mIwwiGu99n2zsiHL",
+	"PHXC4kZYNcQdcOz+wz6TPLdDNyZ3o7prpB4cvpAmxeNERODhy4sopTm4MKmQoORLMTgbPBidjh5Qm8Q5",
+	"kjgHnvfQbXqvMTbcQw89MkyVKtl0oTXgNEhLqNCw91i283GFNWwuDFolEePwlbjQJpfFWAqZa1/O3fb1",
+	"bRkyo8jCFagWBRfUPTbKInp7LGdg2benP7BtTVfIOCc0+XAc8RyxULqZ3QAsqaWq42PVciw1Rx8G+hE0",
+	"YFgD2UkUJof6NE6/KMOkikMhSPyeq7JAIxP6kMaSalw0jmFPHIOdEHysBHuNLnPE09hProGattYNZ0Kg",
+	"yVhmv49DVMh4cMbGG0El48FbD0k10jjtgnzonZiRQbtdcE9yTfPKvbiF6dtfiTODsT+qYv3euk30RO28",
+	"bUsCVlfQbVh5//T0w63CS5u7exJh4q3mPrLqg7bE+ZY2nPq6Pph7Uf9B/OSb3Z+0mqzgRw92f9T0x3Nf",
+	"fLPHF91WX+67+9/vsbxOn5O3w8F3+5xEuyteLBwi7Mdi4S8h5sRBuQm63+CJu1fSabqRMZGAhH8jHfEJ",
+	"/0nKNwh5Sr8MHvq53g494V4uT4gY3IuK880gpXTVrRqxJiDDMkxD5ssf4UpCdUM2AbsCkMyuVMjuapsu",
+	"zBCJdlkVoV+67/qIozrmhQHYNDTy8npsnD1Fd2Zg6/r5j/xmNshOT+aSChISVamklrvBfB/5X5YivzHU",
+	"F4t6hjAsmRYpFanO11FmWX/X5j3WVjcD7l1Zu+MCt2yqylKtmuiBrG+N1iHGgUukJEKsUx6WGEIYbePT",
+	"8gAQlgW3IJmYMoGFcaSKTRWphWE8D6xaK/OHPzjDeIdhovbVHRjMB6LvTe3RHooe+ps5kaRGnDkg8gR0",
+	"GQ0+byJ8+u3uL+o2m58V9e0JBeyQ40cBA1cqEqBY1LynprCBBKWpbIiJPPmXWPaSWvR3EDKjs+nWi4WO",
+	"4VNcZFQHl7Cn6eT+Y93t0YTYg6YVpHdaZtjbsdYdN0hpWGW9mf8Vy/cgwu2NYf5w3rkNqb8mf4g9fS4f",
+	"CxOiF3dJSP6T+Auc+f7p9/sIIa0Wrp8zdn6zx3ZSjUj/gJj9tC64v5qrskanCMmFxNLC/3vxMgDS4eh+",
+	"73enML/txfjMPQ6tM7D0/1eGcn82WmQxXpssOjXhfVVfbhgfSyPkrAT2+tUzZmCG3dGPTMnNHAxbgs4d",
+	"5PseYOii/7/vP82OR+yl0+uJ2pTAb+OJx5JjZAilw5PKmIHlsyzVdNTvYc7NHE1M3OYYZ5WJ6YlUEk7I",
+	"RDSWaxL8Hpx+eyfalRAEN6gXdtfaIQrSmycaSo4AgO0X3A0MN45LSCefSggHW0suvrdYEFzor/1b+m2T",
+	"r1DKa/pC1L1m0zKWE8GAF00dftxSCDv5eELWxfQnJeE59XL8oDLZe+9g7eHXT9dhHQ7qN5H4/6uUg9PQ",
+	"dc+Bfrfn9fbmx3dkIw+Ivqf3QJjnkRKkFXbNLJ/Fjl1eOvK4dgv+OPv8Mwmy/0as8nHdtUV62Ar0pWaW",
+	"+3PGuO9ekiW+Qu9XsAq3piNy5tlh3a8GG6Vz2QZMZFNj6flUOJ46iLWdLNo0K+N1Ai4lXW1wrQ2Oxy35",
+	"SNgMLHKzuiwAj/pW91ss6raC7yRm70djH4XAhENJ+IfUkxMNFtOUue4imQKHQwhYRA1DhHHcXmc7Desl",
+	"uvXyPhjh7a67rpNzwPI/Fj39g5G4Z8LbrrDtaAfC7kLmlhX1Yk37wSjHzjAeaxe1WF+VViy5tj6TOqMh",
+	"s2FI+Qbje+qtkczIYizRODr0ZmGl8Q2KSpawamwEPuI89hDXhjhuoThnlXFU06yEzefdrqShKx+3KaLm",
+	"dtwcyofz+9THc89t+iTUrmvAvhvTiutJomyjWLUuohU41Cs9boaCfFT3UbrN7XZ7yIqbuq5nFzYGX7w9",
+	"H9/b89onO+NNbNoX9yc3hLD3fvcfvo1JTxtN06i9S0sOVYB5R+McRlaJyZplsWQTHOIZOwoiEcaxjAfs",
+	"6/EgYwuub0Af92jRcS7DAYr052L975ZY70HMFiFe1R6RL0b/j4iEzynoKBDGVLh1bErZHynjlt1JVecn",
+	"MuJgbbHzhFGfoWSqbxojmNXUUKLGotFW5eLvjZ/io9nw78jG6qUmMOWyRXOCU+yLILtNkO0F551OqybM",
+	"4B4FOm71WV1Fziqsz62BL5wkiS1MQVq9RurmfvThSU54bWZhokgDcbOOJ7iMP6gv6oM7of6EmOC+2mN9",
+	"l6BvRQ6vZZ1Ed0ckGqY5Q234IltUQKkGdLnZ5iJqALgHvWJbWFpRfKo0IVI0ad12HJGp03V+6KPHg4rY",
+	"blt+NpZZ8JJ4sawxn3k8oMLvGDtLhU6zRFdzhiR5LDeLU/hC7RgY2VkbRkdncUNs9HzxiVFlZeHM94tV",
+	"kmUvX//47OLR9etXz7ImH8lHvMzp1IcY/M2UHEt8iLHwVCZaGdtKHCfFB/emSEmmGOs6gRw9bksNU/EG",
+	"yyq2Pj7KWpc2Go2iNdVWH0qQCD4r32RbK0Wl/MZSTZkq0XRI2SlDivDeHFrZOeiVMHCM5/WwmcLHgFq2",
+	"oDrXEydgQcFkoom0DxjC+hXUxn84lu2aIU6aph6pPa38WdTEvy65Wk8RArmgYEdS2XZCSDut/diHusb1",
+	"9CMzBTZSvjFjiUFECLR1YfIQ2Gviat7mRixNK2p7xLJEd/tsLKkHbHiN8p4zRkg28c1TWp23Q6ExJDF4",
+	"A69SsXVn3e34yF0J7EiC8PG+DkN6gjJr56kMfY1VsQ4Wn2T6dnbMeKGW1niA92c9Yg8JtskMTZHOGFpk",
+	"GndhfTGbYfynP2wtIzpiF1M2UU761BCa3g7jihCW3wC2w82hwIqePRbvGtA/msk7Hdf6gaKKN/f3iQKL",
+	"UwvZroVGzCVOxsCQp3K9f5DxobVr2BFSXyo9mYL4YBJ1uHHcNm7vLgH4uXscf9jDgbgZqR7Eqj++RexA",
+	"hWZDAjIMxQvGqR1Vwma2UwD7vfnjWhRvCYadzJNySy5UYEdeEETfJDVI8jVCapGpwaOhz9glEZKSPcYy",
+	"4m6YG9bdYe3QQZO9KEJUTB0FSKwSRcAV10UyMJrW0pzCwfS2+XQ/n+HHsxrUC3vsmzTspmzUaAff/mJg",
+	"+6gGNrojJ6/FjKZd30hiIl6MJL2IPNwZPOvx82ipjBGTco0VSU3OSyiOsdniiP3sZJ9MaTETkpcZM2CR",
+	"4Tmp2M7XYxmkKWCV9CVZoK5OikWwNDag8hFXXSXlBpZULsFJkEGPpDqpGNxmqgUUZ0G4peCEEFSQBeMA",
+	"lbHKhh3q8JUZy1hZY0dxfLDSzEgn/xXHTtdh2ZMrPsuom+Rv7QieUP5/bSFs6Jj8idkzbuzJc597kZ1v",
+	"xN8xH753//R7dvTtN9/XDcxLtwNV2Tp60VFJp3tcTE/8CMKwuZKq0n6JRStO8GJ68pOScPKcUkmPqHaz",
+	"+zks5+TS0f1sLJ3aQUoVptbhZeExHLMounBbpOAnoo27X3/hIfMDhGp8fe/rQw1bww8bcxeDNkHjh7GW",
+	"DQcOF3Z92dwsvv12OGghw/6fu8/qr95DoN/2z5p5f1LRtH+yqLv7hxzESyeYyQJvn4rR/duG7rWY7xbW",
+	"6qA41RuF+v+V4gZYtkk9gy2xNqh5ZBhu8LLGanTMJlUoLuS9W1Q2wDEEqj5pAtNJ0fB8DvlNhKtvhLHm",
+	"z07Gt0q4IkR3dKjnJyZ674V6bd94ESKZMEIq9g8mYmGodAQVlhCmKYIhJH7tBCh4sxS61hMe9JTO4mVJ",
+	"tg2F4dZrXEFlwLe4qW2TEanrNhNLXl9tnRaGhd28F8L3bsSrz7oTGpJUEt4sMUekXI/eU/qdw3EnWqI9",
+	"ta1A1Me1hZotK7slQn6mwPQG3bk3MnYU+m5g2keVz5l755yM9HXusoax9PVyj0fswsaO0FARGOtjh5Dl",
+	"IICHnm5BG1rx9dDX9kfjcW0+QycNVqB20vYDNoG1cmTS4nym5bsJ1nu30q/MMFII0B5M1mOS+aPy3dqy",
+	"AvKSO6qLZmyl25VNYqmPXDkP44R0DUwsFhWWGznzYnjI8UaWQDOS3YIAvI65QPwdy7Zh+v7pKbmlvLFH",
+	"KmxqwI44lQFGNYLrRQnGHA/9jfhtecP2aCwfyqCzTSBXCzDsVmD5Eer+g6XUKSPZ3YXTU7uW/UKYXEkJ",
+	"uXW0oljx9VhiilSzpAnMhSxG7AnP5zUO15oiZ5HPrakzQ4A3limrjzvdC4Is9o2DhvvffcdKwPZEQ1aI",
+	"mUAH0igbsuw6IyfOSUZ+mGxEhW9Go+z4nGVhzMwrdo1LP2OU10WK34i9wBMUftqul+D0cF8I2+X7GEty",
+	"aLD3588Yy121WzaKl0X2aBGXuk4JHXSrn6/aeBeXx4EBtY4w7uLIsRq3j3bZ6icukkVUP64PpVWwdT/b",
+	"YhC9/vhehwZGH4UWuX8eh0NSzsBoho58EXhU3qlKv9vBUNn5PaxA1h/XEZKc3JRRobMhJiDFbcwCtYrf",
+	"+sqQgLpmVixghFQZqz665cNi6dmx5tbLDFCwZR15wHhRaDcW1thzW6Q2U+eMh7fHMsQ+YFLTt/d/aJJw",
+	"Hes9eTi1oLel4tL2P8fiT8/cyj6VZ7ayO0P1cw2YnMZLusVYo/lIVOUjI/q39/egSVdKPedy7fdm3oVA",
+	"NLWW3vimWtTeTHIfP1R3WsN0F4dxrZhJR0062O5xth/f607+wrBSqRsUEEkYrsvAUVNpj43oKZCKlUrO",
+	"mpaFZCwPBTEL0jwp/gKmU8jrrrUSVn7lI/YqpgNkwaH6iCnEbbU8/DyLt7W6RH5mGPyQMjmIWJNrOKLm",
+	"X9D4A6NxpwUodritUYEtudD9iOzkXlKOHEj/VkF/ivILCewlvePrRYBumpgNMVAv6L6yr2F8MJgKPZYL",
+	"sByDGHJVVgtf780p4fQ3jm/V8qSEWyjZDTS9jrFmLVWeTQVd+VV+CaD+Nwugfp9R0E+aasftmoSmhQTU",
+	"Tq0nFhqLSOM4aYzTfHUSKHEvyv3t8sVPdUldxIke5BrSUqbkG24hJxlpxrIehoJqO5v7yrAaJdEdYU2D",
+	"aqFAM7VITuPdK776m1HyC959wbsPgXctTDgc8eLh7v0e/XUtirf3NNyK7XlrQXvdxBpfs3mIYRkhte2s",
+	"VavAWG5hWPddBzOWwtYdjYdRD1+/DF+VimLeQ5OtKBp8ArmT3P34SW1UGBt11ntVb3BH1uvFRtfAaLc9",
+	"eavt0/yjpq8mTuuZ6C/N0QaC+ua+xNl9HpQEY2gpti7cTRyr5oNRSd/lrSa9ESW5XMs8oiEOd02LkvSS",
+	"C2w6Y/ol4Y70HOxSr68esYKjqJv5tibX3GZjeeSergBuhizUUmfPlSz4eth4tJBTmyV3BJOtgWumqJ3r",
+	"McXUWrGAUkhgc27GkrNJld84SUbpEIXopqZ5HIF1IgBWqBv6NklKoshDwQw9YkCERpfuvD7fPNzuSnem",
+	"DMxmGmYcbfxfWPkuBEQMaAP9ZN3APKl7DhVD+6CAcwg0EdKtZX5vWZXlbsvyhthABa2izPIZ4pSPnex0",
+	"n2ZH1FYJncULwip6BcM3fR3q4+GWFsq+Zjklq/nuyQ6vx3LJZ3X3hw4pQDdySCvDbhaLibGIakc+tr44",
+	"w8y17HiEeUsYeU95hOWKr8mkrrWjBXX4L/XgZRkB+9V6Cd5nGjcuz8ZSg+PFuQ1huVVpQx+imbgli4Jv",
+	"VI7xtEKzSmJ3JHc+dZKUAWkpee8lnwk5O/Pnt5F9N6T8vODhjrpbnzuBCEIWYchiRP9m96Z85DL1huUz",
+	"+Mp02+f7XMBEx/DhWHZb7fd1HT/zZNHbWkKQAm961865YRMAOZYFlOIWdJDmulP4+ARqZeGGwY4Zrbbo",
+	"2FLjS/Ld+0m+M75x/S5xd3ujfmEiLbqnnGiDYIcVlEfjo7FRJmtIqfFFeJFk9EyKpCVdwfS70+Fgwd9Q",
+	"U+rvTk+3t6j+AO74A4vufdyMxUsPF5/Ilt5M3y9qvPB370DCk8l/554nX3IGD6zt3SJjwWsW0gaJAW1R",
+	"cUja2ubXw4gvolUYQzaH/IbC+Zy+oFZyxC58WGmdJKipmY+mSt5jmbXbtGeYtyRCPFIt4gzR+lGAT5jR",
+	"wI2SdR895mNXJRiq1+3D0JyQrosSjDlnWav7d0Y9qloZU+5zz3YtpiLhSHyKQXGdyqid1vkZBsGEypZN",
+	"xpRn62OJQYBZ3V4/o9gCvCQfJO2ZY8ht3Iz9G7FXUBknafKxTCyAYhRCXw1LXD3FdB3bDrdWUG+6ciy9",
+	"qBfOIupCXihaBCM9tFM6j8o0+PH86Uy4gVY9hU6eUqdwN7Z0KtBDi2IDl2OpKnuipieFm5CS1q5ind2o",
+	"8hYMBaUGqxiqFQ7ylqoU+XroAc1QDREEttDp3h8XQlTTp50ENieP0dWUCo+7thp493LL3jOWoVPbUdZn",
+	"acuOv0hz71WaM/PPrWDwp5BdPlkcQDP9jsKb3HEih901RTxnBoBtEH1UlBrkdGRzCfrEUxVVWYxe/iL8",
+	"/LsLP1viFzH0pOaabctKv5SDbXJ7bbdPmipu1AIV25GGFv/Z2UbiM/VW56u6e/Mwij0cSyGN5TKHYdOR",
+	"di6wQWpcxGHYqVk3DAwiFBTy3BaKsfSEmdumabUnOKbPF4RNMT8u/XxX2+3eHdafCWMvLCw2e6snopXK",
+	"MsSb/ZuacfvdJbwsKWIvHFCEQQQ/mGCU1AouQ1UbEhfd69k5lQSYQM4rA8yoBdQ99pdYsKy24dn5ZkHE",
+	"ZiRsSfZ5NlZ9VC/yILb8zfsL24/b9vd5LnyApWPK3q30Zwja/3OF6qe9KEH5ivGSHfESB8bCuQ55jhOY",
+	"2mJ2vuXpSYjz3R62S2mezLdE9ql1JLs3kcJOUfcW85f+NypdgQ1K1lLJ9WIsM1UW9eNjp22stJKzxHCb",
+	"qsU36Rxot5Ew5OdJE1pL/ETi+p7VuOvzR9pAUtSXwviflyeV3E82zr9WK1lf3W7cRyLSj/KvfSYA2b4q",
+	"KX6r4JxxyeCNMBhqgHkCSavSFq79hV9/4ddf+HXVqj2SRlDy8t/7PaTkbK3KV0va9EJK0kZ+rbRF+zLZ",
+	"yh89u0DqsU3gbga8o8AdCMngD9iWIsa5P2vNvIOR9I9RZO+dhWM0Widl426mmAG0pHzW4ieaAf+A0meI",
+	"h/7Tod2fk9VdgmVcUg0Sh0bYxXlPiXQ/TncVCrBTNXd0grqVxAmjUjm2V6eSHn17+sPxNs72had94Wl/",
+	"OJ6WtsNi1bQNpHkMC2VDJuZW7MGi/9PKbFXnqmXBPwnmvH+++LreyidiioeoftTpBHV+VP+/4O2fVGGM",
+	"yzH4wnpb2Geo+N6fpkbBL5F3svYnhhSRCTdYAKwyYHwohjKWLUtuMdrVqYyTSpRFnRCabFbV20bxc2GS",
+	"l2tjYeGnupBTlcK5H3Gj2EQWX2dCUu5oU8XwS5rHtn5RcVsZXUnkMx7yEIgiYA63vgHOsS9+s4nKy4s/",
+	"QE+/ZpHbKPxltfRRkG5WzfPavW9qS01IGlUSvgDgnol+7twevrxInCqauzw8miXwG9MLkHPgpZ1v6VwJ",
+	"hWEhOo/7Ahsh/q7OCKH6UCyUD75/eroRL5JzOZaa4hOtaWiyg4DvTh/UdeVJvenJs/srrfYDwjTN8OK/",
+	"+0QVQ63osCglvroevXPzu/e48ABrW9euK2mwKDNnBSxBFiDztTt7ibctDKuaTnujThUWYrZ1rVbbPpNq",
+	"GUGav61fcTn+x42MEHELEkzdit2PNWrSPvwom8kklxHBRTBKIkM0UhzU00k/mNigLWAtHwkr/CMqxhYP",
+	"hEi7OcrrOIykVWEq/pikm82vfXkbN287gRDsCkD6bhmmU9cyGhjjvTbHfQzG6or6zTqdyILkMo/bocU7",
+	"Q2qzOciPWFHC1//QgHHXeQhijpcbjxVVzdsc0V9Gq3WpYYUwVosJ1sq1Kuw5HrTuZJpYZFXeMCo0UsNT",
+	"rsoSaxX3rTIqnLA54sM6+xUDNQtu5hPF2/dJuZtvf337fwIAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
