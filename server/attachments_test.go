@@ -5,12 +5,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash/crc32"
 	"image"
 	"image/color"
 	"image/jpeg"
+	"image/png"
 	"io"
+	"math/rand/v2"
 	"mime/multipart"
 	"net"
 	"net/http"
@@ -27,6 +31,7 @@ import (
 	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/server"
+	"github.com/opendataensemble/synkronus/server/attachments"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/blobstore/blobstoretest"
 	"github.com/opendataensemble/synkronus/server/servertest"
@@ -615,5 +620,111 @@ func TestAttachmentConcurrentUploadsOfOneID(t *testing.T) {
 		require.Len(t, m.Operations, 2, "one operation per stored attachment")
 		require.Len(t, blobKeys(t, env), 2, "the losers' files were removed")
 		require.Zero(t, unclaimedBlobs(t, env))
+	})
+}
+
+// withOrientation inserts an EXIF block saying how the camera was held (6: the picture
+// must be turned 90 degrees clockwise to be upright) after a JPEG's start marker.
+func withOrientation(jpg []byte, orientation byte) []byte {
+	tiff := []byte{'M', 'M', 0, 42, 0, 0, 0, 8, // big-endian TIFF header, IFD at 8
+		0, 1, // one entry
+		0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, orientation, 0, 0, // Orientation, SHORT, 1 value
+		0, 0, 0, 0} // no next IFD
+	payload := append([]byte("Exif\x00\x00"), tiff...)
+	app1 := append([]byte{0xFF, 0xE1, byte((len(payload) + 2) >> 8), byte(len(payload) + 2)}, payload...)
+	return append(append(append([]byte{}, jpg[:2]...), app1...), jpg[2:]...)
+}
+
+// pngClaiming is a PNG whose header announces w x h pixels, followed by no usable data:
+// what a decompression bomb looks like to a decoder before it allocates.
+func pngClaiming(w, h uint32) []byte {
+	chunk := func(typ string, data []byte) []byte {
+		var b bytes.Buffer
+		_ = binary.Write(&b, binary.BigEndian, uint32(len(data)))
+		b.WriteString(typ)
+		b.Write(data)
+		_ = binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(append([]byte(typ), data...)))
+		return b.Bytes()
+	}
+	ihdr := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, w), h)
+	ihdr = append(ihdr, 8, 6, 0, 0, 0)
+	out := append([]byte("\x89PNG\r\n\x1a\n"), chunk("IHDR", ihdr)...)
+	out = append(out, chunk("IDAT", bytes.Repeat([]byte{0}, 64))...)
+	return append(out, chunk("IEND", nil)...)
+}
+
+func TestAttachmentImageProcessing(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, env *servertest.Env) {
+		token := env.CreateUser("ana", "read-write")
+		get := func(path string) *servertest.Response {
+			res := env.Do(servertest.Request{Method: http.MethodGet, Path: path, Token: token})
+			require.Equal(t, http.StatusOK, res.Status, "%s: %s", path, res.Body)
+			return res
+		}
+		dims := func(b []byte) (int, int, string) {
+			cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
+			require.NoError(t, err)
+			return cfg.Width, cfg.Height, format
+		}
+
+		pic := photo(t, 320, 240, 4)
+		require.Equal(t, http.StatusOK, upload(t, env, token, "/api/attachments/p.jpg", pic, "image/jpeg").Status)
+		served := get("/api/attachments/p.jpg")
+		w, h, format := dims(served.Body)
+		require.Equal(t, []any{64, 48, "jpeg"}, []any{w, h, format}, "scaled down to fit 64x64, same format")
+		require.Equal(t, etagOf(served.Body), served.Header.Get("ETag"))
+		m := manifest(t, env, token, "/api/attachments/manifest", 0)
+		require.Equal(t, int64(len(served.Body)), *m.Operations[0].Size, "the manifest describes the copy served")
+		for _, flag := range []string{"true", "1", "YES"} {
+			orig := get("/api/attachments/p.jpg?original=" + flag)
+			require.Equal(t, pic, orig.Body)
+			require.Equal(t, etagOf(pic), orig.Header.Get("ETag"))
+		}
+		require.Equal(t, served.Body, get("/api/attachments/p.jpg?original=false").Body)
+		require.Equal(t, http.StatusOK, upload(t, env, token, "/api/attachments/p.jpg", pic, "image/jpeg").Status,
+			"a retry is compared with the upload, not the processed copy")
+
+		// A photo taken with the phone turned is made upright.
+		require.Equal(t, http.StatusOK, upload(t, env, token, "/api/attachments/turned.jpg", withOrientation(pic, 6), "image/jpeg").Status)
+		w, h, _ = dims(get("/api/attachments/turned.jpg").Body)
+		require.Equal(t, []int{48, 64}, []int{w, h})
+
+		var pngBuf bytes.Buffer
+		img := image.NewNRGBA(image.Rect(0, 0, 200, 100))
+		rng := rand.New(rand.NewPCG(1, 2)) // noise: the upload does not compress well
+		for i := range img.Pix {
+			img.Pix[i] = uint8(rng.IntN(256))
+		}
+		require.NoError(t, png.Encode(&pngBuf, img))
+		require.Equal(t, http.StatusOK, upload(t, env, token, "/api/attachments/p.png", pngBuf.Bytes(), "").Status)
+		w, h, format = dims(get("/api/attachments/p.png").Body)
+		require.Equal(t, []any{64, 32, "png"}, []any{w, h, format})
+
+		// Images too large to decode, and files that are not what they claim, are kept as sent.
+		bomb := pngClaiming(60000, 60000)
+		require.Equal(t, http.StatusOK, upload(t, env, token, "/api/attachments/bomb.png", bomb, "image/png").Status)
+		require.Equal(t, bomb, get("/api/attachments/bomb.png").Body)
+		fake := []byte("not really a jpeg")
+		require.Equal(t, http.StatusOK, upload(t, env, token, "/api/attachments/fake.jpg", fake, "image/jpeg").Status)
+		require.Equal(t, fake, get("/api/attachments/fake.jpg").Body)
+		// A small, strongly compressed image that re-encoding would only make larger is
+		// served as uploaded.
+		var small bytes.Buffer
+		require.NoError(t, jpeg.Encode(&small, image.NewGray(image.Rect(0, 0, 16, 16)), &jpeg.Options{Quality: 20}))
+		require.Equal(t, http.StatusOK, upload(t, env, token, "/api/attachments/small.jpg", small.Bytes(), "image/jpeg").Status)
+		require.True(t, bytes.Equal(small.Bytes(), get("/api/attachments/small.jpg").Body))
+
+		// The export holds what the devices sent.
+		zr := get("/api/attachments/export-zip").Body
+		r, err := zip.NewReader(bytes.NewReader(zr), int64(len(zr)))
+		require.NoError(t, err)
+		f, err := r.Open("p.jpg")
+		require.NoError(t, err)
+		exported, err := io.ReadAll(f)
+		require.NoError(t, err)
+		require.Equal(t, pic, exported)
+	}, func(o *server.Options) {
+		o.Attachments.Images = attachments.ImageOptions{Enabled: true, MaxWidth: 64, MaxHeight: 64}
 	})
 }
