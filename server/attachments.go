@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/labstack/echo/v4"
+
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/server/attachments"
 	"github.com/opendataensemble/synkronus/server/blobstore"
@@ -71,7 +73,11 @@ func (s *Server) DownloadAttachment(ctx context.Context, req api.DownloadAttachm
 	}
 	switch {
 	case err == nil:
-		return attachmentResponse{file: f, content: r, req: httpRequest(ctx)}, nil
+		res := attachmentResponse{file: f, content: r, closer: r, req: httpRequest(ctx)}
+		if file := blobstore.File(r); file != nil {
+			res.content = file
+		}
+		return res, nil
 	case errors.Is(err, attachments.ErrInvalidID):
 		return api.DownloadAttachment400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest(err.Error())}, nil
 	case errors.Is(err, attachments.ErrNotFound):
@@ -213,12 +219,16 @@ func (r exportResponse) VisitGetAttachmentsExportZipResponse(w http.ResponseWrit
 type attachmentResponse struct {
 	file    attachments.File
 	content io.ReadSeeker
+	closer  io.Closer // nil when nothing was opened (HEAD)
 	req     *http.Request
 }
 
 func (r attachmentResponse) serve(w http.ResponseWriter) {
-	if c, ok := r.content.(io.Closer); ok {
-		defer c.Close()
+	if r.closer != nil {
+		defer r.closer.Close()
+	}
+	if er, ok := w.(*echo.Response); ok {
+		w = sendfileResponse{er}
 	}
 	h := w.Header()
 	h.Set("Content-Type", r.file.ContentType)
@@ -239,6 +249,20 @@ func (r attachmentResponse) VisitDownloadAttachmentResponse(w http.ResponseWrite
 func (r attachmentResponse) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
 	r.serve(w)
 	return nil
+}
+
+// sendfileResponse gives Echo's response writer the io.ReaderFrom of the writer it wraps,
+// through which net/http sends an open file with sendfile, while keeping Echo's account
+// of the status and size sent (the access log reads them).
+type sendfileResponse struct{ *echo.Response }
+
+func (w sendfileResponse) ReadFrom(src io.Reader) (int64, error) {
+	if !w.Committed {
+		w.WriteHeader(http.StatusOK)
+	}
+	n, err := io.Copy(w.Unwrap(), src)
+	w.Size += n
+	return n, err
 }
 
 // sizeOnly stands in for content that is never read (HEAD): http.ServeContent only seeks
