@@ -189,19 +189,19 @@ func (s *Server) GetAttachmentsExportZip(ctx context.Context, _ api.GetAttachmen
 	if err != nil {
 		return nil, err
 	}
-	return exportResponse{ctx: ctx, export: export, log: s.log}, nil
+	return attachmentExportResponse{ctx: ctx, export: export, log: s.log}, nil
 }
 
-// exportResponse writes the archive as it is read. Headers are sent first, so a failure
-// midway can no longer become an error response: the connection is cut instead, and the
-// client sees a failed download rather than a complete-looking archive.
-type exportResponse struct {
+// attachmentExportResponse writes the archive as it is read. Headers are sent first, so a
+// failure midway can no longer become an error response: the connection is cut instead,
+// and the client sees a failed download rather than a complete-looking archive.
+type attachmentExportResponse struct {
 	ctx    context.Context
 	export *attachments.Export
 	log    *slog.Logger
 }
 
-func (r exportResponse) VisitGetAttachmentsExportZipResponse(w http.ResponseWriter) error {
+func (r attachmentExportResponse) VisitGetAttachmentsExportZipResponse(w http.ResponseWriter) error {
 	h := w.Header()
 	h.Set("Content-Type", "application/zip")
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": "attachments_export.zip"}))

@@ -25,6 +25,7 @@ import (
 	"github.com/opendataensemble/synkronus/server/authlimit"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
+	"github.com/opendataensemble/synkronus/server/export"
 	"github.com/opendataensemble/synkronus/server/obsync"
 	"github.com/opendataensemble/synkronus/server/passwords"
 	"github.com/opendataensemble/synkronus/server/tokens"
@@ -59,6 +60,8 @@ type Options struct {
 	CleanupInterval time.Duration
 	// Attachments tune uploads, the manifest and image processing.
 	Attachments attachments.Options
+	// MaxExports is how many data exports run at once; more wait for a turn.
+	MaxExports int
 }
 
 func (o *Options) setDefaults() {
@@ -77,6 +80,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxPushBytes <= 0 {
 		o.MaxPushBytes = 32 << 20
+	}
+	if o.MaxExports <= 0 {
+		o.MaxExports = 2
 	}
 	if o.ConflictPolicy == "" {
 		o.ConflictPolicy = obsync.PolicyNewest
@@ -103,6 +109,7 @@ type Server struct {
 	refreshLimiter *authlimit.Limiter
 	sync           *obsync.Service
 	attachments    *attachments.Service
+	export         *export.Service
 	presence       *presenceRecorder
 	spec           *openapi3.T
 	version        string
@@ -138,6 +145,7 @@ func New(deps Deps, opts Options) (*Server, error) {
 		refreshLimiter: authlimit.New(authlimit.Config{PerAddr: opts.LoginLimits.PerAddr}),
 		sync:           obsync.NewService(deps.Pool, opts.ConflictPolicy),
 		attachments:    attachments.NewService(deps.Pool, deps.Blobs, deps.Log, opts.Attachments),
+		export:         export.NewService(deps.Pool, opts.MaxExports),
 		presence:       newPresenceRecorder(q, deps.Log),
 		spec:           spec,
 		version:        version,

@@ -144,7 +144,7 @@ func uploadAll(ctx context.Context, c *client, tokens []string, n int, ids func(
 	wall, err := runConcurrently(ctx, n, func(ctx context.Context, w int) error {
 		for _, id := range ids(w) {
 			began := time.Now()
-			if err := c.upload(ctx, tokens[w], id, data); err != nil {
+			if err := c.uploadAttachment(ctx, tokens[w], id, data); err != nil {
 				return err
 			}
 			latencies[w] = append(latencies[w], time.Since(began))
@@ -164,7 +164,7 @@ func downloadAll(ctx context.Context, c *client, tokens []string, n int, ids fun
 	wall, err := runConcurrently(ctx, n, func(ctx context.Context, w int) error {
 		for _, id := range ids(w) {
 			began := time.Now()
-			if err := c.download(ctx, tokens[w], id, int64(size)); err != nil {
+			if err := c.downloadAttachment(ctx, tokens[w], id, int64(size)); err != nil {
 				return err
 			}
 			latencies[w] = append(latencies[w], time.Since(began))
@@ -177,8 +177,8 @@ func downloadAll(ctx context.Context, c *client, tokens []string, n int, ids fun
 	return newTransferStats(files, int64(files)*int64(size), wall, latencies), err
 }
 
-// upload PUTs data as the multipart field "file", as the apps do.
-func (c *client) upload(ctx context.Context, token, id string, data []byte) error {
+// uploadAttachment PUTs data as the multipart field "file", as the apps do.
+func (c *client) uploadAttachment(ctx context.Context, token, id string, data []byte) error {
 	boundary := "synkbench" + randomToken(24)
 	head := "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" + id + "\"\r\nContent-Type: image/jpeg\r\n\r\n"
 	tail := "\r\n--" + boundary + "--\r\n"
@@ -203,8 +203,8 @@ func (c *client) upload(ctx context.Context, token, id string, data []byte) erro
 	return nil
 }
 
-// download GETs an attachment and checks its length.
-func (c *client) download(ctx context.Context, token, id string, size int64) error {
+// downloadAttachment GETs an attachment and checks its length.
+func (c *client) downloadAttachment(ctx context.Context, token, id string, size int64) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.baseURL+"/api/attachments/"+id, nil)
 	if err != nil {
 		return err

@@ -10,7 +10,7 @@
 // end, also after an error or an interrupt. Progress goes to stderr. Linux only: memory
 // is read from /proc.
 //
-//	go run ./cmd/synkbench [-clients 4] [-push-records 20000] [-pull-rounds 3] [-json]
+//	go run ./cmd/synkbench [-clients 4] [-push-records 20000] [-pull-rounds 3] [-export] [-json]
 //	go run ./cmd/synkbench -mode attachments [-attachment-sizes 100000,5000000] [-attachment-bytes 400000000]
 package main
 
@@ -49,6 +49,7 @@ type options struct {
 	jsonOut        bool
 	mode           string
 	attachments    attachmentOptions
+	export         bool
 }
 
 // envList collects repeated -server-env KEY=VALUE flags.
@@ -87,6 +88,7 @@ func parseFlags() options {
 	flag.StringVar(&o.mode, "mode", "sync", "what to measure: sync (push and pull observations) or attachments (upload and download files)")
 	sizes := flag.String("attachment-sizes", "100000,5000000", "attachment mode: file sizes in bytes, comma-separated")
 	flag.Int64Var(&o.attachments.totalBytes, "attachment-bytes", 400_000_000, "attachment mode: bytes uploaded per file size, shared among the clients")
+	flag.BoolVar(&o.export, "export", false, "after the pulls, download the Parquet, JSON and CSV exports of everything pushed")
 	flag.Parse()
 	var err error
 	if o.attachments.sizes, err = parseSizes(*sizes); err != nil {
@@ -107,7 +109,9 @@ func (o options) validate() error {
 	positive("batch", o.batch)
 	positive("push-records", o.pushRecords)
 	positive("pull-clients", o.pullClients)
-	positive("pull-rounds", o.pullRounds)
+	if o.pullRounds < 0 {
+		errs = append(errs, errors.New("-pull-rounds must not be negative"))
+	}
 	if o.pullLimit < 1 || o.pullLimit > 500 {
 		errs = append(errs, errors.New("-pull-limit must be from 1 to 500"))
 	}
@@ -223,6 +227,16 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	if err := measure(ctx, o, srv.pid(), c, tokens, plan, &rep); err != nil {
 		return err
+	}
+	if o.export {
+		phase, err := runExports(ctx, c, tokens[0], db.serverURL, work, srv.pid(), o.pushRecords, o.rssInterval)
+		if err != nil {
+			return err
+		}
+		rep.Export = &phase
+		if kib, err := readProcKiB(srv.pid(), "VmHWM"); err == nil {
+			rep.Memory.HWMMiB = mib(kib)
+		}
 	}
 	if o.jsonOut {
 		return printJSON(os.Stdout, rep)

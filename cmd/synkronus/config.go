@@ -35,6 +35,7 @@ type config struct {
 	MaxJSONBytes    int64
 	DBMaxConns      int32
 	BcryptCost      int
+	MaxExports      int
 	PprofAddr       string
 	// Attachments holds the attachment size limit and image processing settings.
 	Attachments attachments.Options
@@ -119,6 +120,7 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 				MaxPixels:   integer(attachments.DefaultMaxPixels, 1, 16384*16384, "IMAGE_MAX_PIXELS"),
 			},
 		},
+		MaxExports: int(integer(2, 1, 64, "EXPORT_MAX_CONCURRENT")),
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = defaultDatabaseURL

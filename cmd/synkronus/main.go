@@ -36,7 +36,8 @@ environment variables (or a .env file): DATABASE_URL, PORT, HOST, JWT_SECRET, JW
 ADMIN_USERNAME, ADMIN_PASSWORD, DATA_DIR, BLOB_URL, LOG_LEVEL, LOG_FORMAT, PUBLIC_URL, ACCESS_TOKEN_TTL,
 REFRESH_TOKEN_TTL, SYNC_CONFLICT_POLICY, PUSH_RECEIPT_TTL, MAX_PUSH_BYTES, MAX_JSON_BYTES,
 MAX_ATTACHMENT_BYTES, IMAGE_PROCESSING, IMAGE_MAX_WIDTH, IMAGE_MAX_HEIGHT, IMAGE_JPEG_QUALITY,
-IMAGE_MAX_PIXELS, DB_MAX_CONNS, BCRYPT_COST, PPROF_ADDR. See the README for their meaning and defaults.
+IMAGE_MAX_PIXELS, DB_MAX_CONNS, BCRYPT_COST, EXPORT_MAX_CONCURRENT, PPROF_ADDR. See the README for
+their meaning and defaults.
 `
 
 func main() {
@@ -115,6 +116,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		PublicURL:       cfg.PublicURL,
 		DataDir:         cfg.DataDir,
 		Attachments:     cfg.Attachments,
+		MaxExports:      cfg.MaxExports,
 	})
 	if err != nil {
 		return err

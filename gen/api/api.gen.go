@@ -832,6 +832,15 @@ type VersionMismatch struct {
 // AttachmentId Example: abc123.jpg
 type AttachmentId = string
 
+// ExportFormType defines model for ExportFormType.
+type ExportFormType = []string
+
+// ExportIncludeDeleted defines model for ExportIncludeDeleted.
+type ExportIncludeDeleted = bool
+
+// ExportSinceVersion defines model for ExportSinceVersion.
+type ExportSinceVersion = int64
+
 // IfNoneMatch defines model for IfNoneMatch.
 type IfNoneMatch = string
 
@@ -1069,8 +1078,38 @@ type RefreshTokenParams struct {
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
 }
 
+// GetCsvExportZipParams defines parameters for GetCsvExportZip.
+type GetCsvExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
 // GetParquetExportZipParams defines parameters for GetParquetExportZip.
 type GetParquetExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
@@ -1079,6 +1118,17 @@ type GetParquetExportZipParams struct {
 
 // GetRawJsonExportZipParams defines parameters for GetRawJsonExportZip.
 type GetRawJsonExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
@@ -1309,6 +1359,9 @@ type ServerInterface interface {
 	// RefreshToken Exchange a refresh token for a new token pair
 	// (POST /api/auth/refresh)
 	RefreshToken(ctx echo.Context, params RefreshTokenParams) error
+	// GetCsvExportZip Export the observations as CSV files in a ZIP archive
+	// (GET /api/dataexport/csv)
+	GetCsvExportZip(ctx echo.Context, params GetCsvExportZipParams) error
 	// GetParquetExportZip Export the observations as Parquet files in a ZIP archive
 	// (GET /api/dataexport/parquet)
 	GetParquetExportZip(ctx echo.Context, params GetParquetExportZipParams) error
@@ -2048,12 +2101,83 @@ func (w *ServerInterfaceWrapper) RefreshToken(ctx echo.Context) error {
 	return err
 }
 
+// GetCsvExportZip converts echo context to params.
+func (w *ServerInterfaceWrapper) GetCsvExportZip(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetCsvExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetCsvExportZip(ctx, params)
+	return err
+}
+
 // GetParquetExportZip converts echo context to params.
 func (w *ServerInterfaceWrapper) GetParquetExportZip(ctx echo.Context) error {
 	var err error
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params GetParquetExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
 
 	headers := ctx.Request().Header
 	// ------------- Required header parameter "x-ode-version" -------------
@@ -2085,6 +2209,26 @@ func (w *ServerInterfaceWrapper) GetRawJsonExportZip(ctx echo.Context) error {
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params GetRawJsonExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
 
 	headers := ctx.Request().Header
 	// ------------- Required header parameter "x-ode-version" -------------
@@ -2748,6 +2892,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.PUT(options.BaseURL+"/api/attachments/:attachment_id", wrapper.UploadAttachment, options.OperationMiddlewares["uploadAttachment"]...)
 	router.GET(options.BaseURL+"/api/dataexport/parquet", wrapper.GetParquetExportZip, options.OperationMiddlewares["getParquetExportZip"]...)
 	router.GET(options.BaseURL+"/api/dataexport/raw-json", wrapper.GetRawJsonExportZip, options.OperationMiddlewares["getRawJsonExportZip"]...)
+	router.GET(options.BaseURL+"/api/dataexport/csv", wrapper.GetCsvExportZip, options.OperationMiddlewares["getCsvExportZip"]...)
 	router.GET(options.BaseURL+"/api/stats/observations", wrapper.GetObservationStats, options.OperationMiddlewares["getObservationStats"]...)
 
 }
@@ -4947,6 +5092,123 @@ func (response RefreshToken500ApplicationProblemPlusJSONResponse) VisitRefreshTo
 	return err
 }
 
+type GetCsvExportZipRequestObject struct {
+	Params GetCsvExportZipParams
+}
+
+type GetCsvExportZipResponseObject interface {
+	VisitGetCsvExportZipResponse(w http.ResponseWriter) error
+}
+
+type GetCsvExportZip200ResponseHeaders struct {
+	ContentDisposition *string
+	XExportVersion     int64
+}
+
+type GetCsvExportZip200ApplicationzipResponse struct {
+	Body          io.Reader
+	Headers       GetCsvExportZip200ResponseHeaders
+	ContentLength int64
+}
+
+func (response GetCsvExportZip200ApplicationzipResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "application/zip")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentDisposition != nil {
+		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
+	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetCsvExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip400ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip401ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip403ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response GetCsvExportZip426JSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip500ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetParquetExportZipRequestObject struct {
 	Params GetParquetExportZipParams
 }
@@ -4957,6 +5219,7 @@ type GetParquetExportZipResponseObject interface {
 
 type GetParquetExportZip200ResponseHeaders struct {
 	ContentDisposition *string
+	XExportVersion     int64
 }
 
 type GetParquetExportZip200ApplicationzipResponse struct {
@@ -4974,12 +5237,29 @@ func (response GetParquetExportZip200ApplicationzipResponse) VisitGetParquetExpo
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
 	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
 	w.WriteHeader(200)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetParquetExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetParquetExportZip400ApplicationProblemPlusJSONResponse) VisitGetParquetExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -5056,6 +5336,7 @@ type GetRawJsonExportZipResponseObject interface {
 
 type GetRawJsonExportZip200ResponseHeaders struct {
 	ContentDisposition *string
+	XExportVersion     int64
 }
 
 type GetRawJsonExportZip200ApplicationzipResponse struct {
@@ -5073,12 +5354,29 @@ func (response GetRawJsonExportZip200ApplicationzipResponse) VisitGetRawJsonExpo
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
 	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
 	w.WriteHeader(200)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetRawJsonExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetRawJsonExportZip400ApplicationProblemPlusJSONResponse) VisitGetRawJsonExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -6929,6 +7227,9 @@ type StrictServerInterface interface {
 	// RefreshToken Exchange a refresh token for a new token pair
 	// (POST /api/auth/refresh)
 	RefreshToken(ctx context.Context, request RefreshTokenRequestObject) (RefreshTokenResponseObject, error)
+	// GetCsvExportZip Export the observations as CSV files in a ZIP archive
+	// (GET /api/dataexport/csv)
+	GetCsvExportZip(ctx context.Context, request GetCsvExportZipRequestObject) (GetCsvExportZipResponseObject, error)
 	// GetParquetExportZip Export the observations as Parquet files in a ZIP archive
 	// (GET /api/dataexport/parquet)
 	GetParquetExportZip(ctx context.Context, request GetParquetExportZipRequestObject) (GetParquetExportZipResponseObject, error)
@@ -7498,6 +7799,31 @@ func (sh *strictHandler) RefreshToken(ctx echo.Context, params RefreshTokenParam
 		return err
 	} else if validResponse, ok := response.(RefreshTokenResponseObject); ok {
 		return validResponse.VisitRefreshTokenResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetCsvExportZip operation middleware
+func (sh *strictHandler) GetCsvExportZip(ctx echo.Context, params GetCsvExportZipParams) error {
+	var request GetCsvExportZipRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetCsvExportZip(ctx.Request().Context(), request.(GetCsvExportZipRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetCsvExportZip")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetCsvExportZipResponseObject); ok {
+		return validResponse.VisitGetCsvExportZipResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -8097,225 +8423,246 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L17d9s2tjj6VbB0z121e2TFTdreW/uPs9I8ZjwnaXJjZ3rmVL0mRG5JGFOACoBWNF357r+FvQESpEA9",
-	"nGc7+SuxSOK538/fB7laLJUEac3g7PfBHHgBGv/70Fqezxcg7ZMrPnO/FGByLZZWKDk4G1zNgf1WKQsF",
-	"u/zrw5P7333Pjubw5pipKbNzYJO1BcMM6FsoRoPhQMNvldBQDM6srmA4MPkcFtyNa9dLGJwNjNVCzgZv",
-	"3w6juZ9xY5+rQkyF+7K7hp/nIHEyXn/AVtywalkqXhw+7yMlLUj7WJilMoIm6c55Wc1mYNy2p6IEJvkC",
-	"2FRpZvitkDNcTaFW0i3ATb9tuv95BTiP0uu/gATN0zO6k8Zz1F8ZputP2Kz+hh0ZtwxuWNY8v26eZ0zQ",
-	"OU1UsT7efipTpRfcDs4GQtrvvx0Mw7qFtDADPXjrVr7kmi/AboDKReKSLgqQ1l2gDqDR3NaQVabiZblm",
-	"PDpOU+Vz3MyD6X0+Go3yH0b/XM4yt27hRlxyOx8MB+7dwdmgGe1aFFu3Bm/4YlniN5P8m/sP3KjNBqOL",
-	"uZj+pCQ85zafb+7nibTCrpnlMzbVasG4ZMB16fanwSyVNHDOOFu4r9laQFkY9uD023r1hGPN+sX0RCoJ",
-	"J/jBDoh5ocVMSF5uruqlhiloPN5KLrXKwRgoPCaMWObOIhuy7JuMcVmwbA0mY0dcrlnODRyzXFXSukN3",
-	"L56PpRuoGSZXyzUThlXuj5XDOqmY8otBlLuBpR2NZdjkbxXodbPH8OogfR1uzuRFvDagaYjufn9ygOLh",
-	"qTKgGc9xCz1AUoWBDiMI//OigEel2Buyc16Wjgrk+A0T0lguczing7OKaciVLtgS9Il/Z6nBgMyhFz7e",
-	"nKgC/NsnCOG7Vvx30KaXktBAXxl2S2+N2EPJFL7BS5bdZveyv2duVVPxZohw/E+lmawWE9BDt8nm7XI9",
-	"lpwVyiJIcbm2c7f5o+wbhLTRKf1zf/TgZAKWu79uvxmdjk5PeLmc89H97HjEXshyjWeHE40lzeSAzbEm",
-	"rh3ACTvHVwIVjAAtfVp+b3tSA1zTwFE1a0G7Uf//X27//ut//XJ68sOv/3k0Ho9GXx//138kIfQAGp4m",
-	"3Ta+k4JbziZQKjkzzKoRQw5nEJYsW1TGMvit4iXhZziOc/fQ8hsw7t5yKBw8MXXrsKKXIzhWwKaOPG09",
-	"zebrk+brwVaGsRBSLKrF4OybNPMIVLLDOx4pOS1Fbt2vOTFi91++XJYix2nvLbWalLD4z38aOuNmEf+h",
-	"YTo4G/xf9xp55h49Nfde0lePwXJR0hI6FF3YuTsr2ZIjCOiEYaJw0MhLDbxYM2OVhmLIFBHb5nzGMnmr",
-	"dHuFmE5BG+IY8d2xoyxXBWRjGV+Uown2OsBuNtxEgRiEPHOnyzum64wkub5LvIOgcU67WQW5K/d3hgcU",
-	"L2khDPKz0eBA2aIl/f2ktgh/V225D6cDg8uChkUfKe2wCo7jKwl3Oedm1D6rIOum4Mm/dq8jGXfW/NKR",
-	"eFmg9PiUizK19IeSZRfTExQwMgdJ7q/XcuH3enIpZA4Zq8cJ7MUBBBjLCgWGSWXZXJXFaPB2OPiRF6/o",
-	"4cdHn6toZcKwBS/dPUPhNjblojTslpei8ACUgdZKm4yVwli6LjWdgiwc65iSuITwdSPVSuLmPh1liLcW",
-	"YN1EyIi0gBnLLbAjpwV4poKMkoRZYZA0y0AwSm4s48VCSLZSVVmwCbBSGXuMW32q9EQUBchPs1cnvxD2",
-	"q9Jx5DVCWWWAKKFaevzGtV5Ixy15+cRd6KdZL1ErhDIn7Ep4s4TcQlGuz1mBXxrGtTvg2cwRbbcbDbbS",
-	"EghvflL2qapk8WmWz4tCk4CtwahK59CgNrwRxuIaX3JtBS8fNcuLVvr1va/bi6pp7ERIjjL4ptASb0/l",
-	"FuyJsRr44tCRtuELFGgCYJrLWS2pOx2vQ3H9tk5eufd6BCccgkwJKGriUFVZshLkzM4PU/Pf4pGunV50",
-	"pdQzrmnaT0dYUBKDNzlAYdo83oh/ASvFQhAg4BH9pOwlt8JMBZ+UfQeWuoJSgGGqskYU8A6XEZ17fKtD",
-	"VNjJ6PP1vXF1evogp7fw/5BtN4a4E2ok6VdO/HlV3+inuZztwvoOsc6RGr0gFWkCOXck1MmXju4LYzW3",
-	"Cs0FYDtS5IhdeTvNV4aRaMiE2Sod1ihBF8lyrrUA0ycunrsHY+m3gTpFIUzONTJsDScTboAJW2sjU6WB",
-	"mbXMHYfmMy6k09pY5n56WZl5RgOiCSrI9l5i5VKhaE0bGTJeGoWb1dYJjJnVXJqFME5ZuxZFxjSQiQE/",
-	"Hks6X7dOdyKHSLbbBLi0zoaAcAn6VuTwWvJbLsqAYR8X/B6yCc9vwF9qzXOZRALh5AlYLJXmWpRrVjUr",
-	"RRpxpdRzLtdeGDSfAHmUYgsu1042h8XSmnO24sKijRSFItLv1ZQZFJSNU1+yV2D1+uTh1ILOOjQpepSw",
-	"xvoxrKJZPLRavW6AdR/u0NZAXkte2bnS4l+fivxMgGvQzConOTqh2uGInA2ZkChMM5Q1l25P53i0Walm",
-	"QmYkeOYa0DTFSfwZy5VWcuZfzOeOuL/kxqyULsIXSk4FCu1kj7Js6V9ws+PnDvvc2SxnmhewB3U+7Fi8",
-	"0eq5Vxz7DiZrGXiyQPPiI6oVEFTSnRBuajuW/85TLJIea5HLLIHfEAEORH6OIrqFskSKiJZGq1i1dDpl",
-	"gh6ZtbzRSlamNkFt17KDEe5ACeZteEw2lJcX/vQu5FS5X5bakQ0ryMZSwFJDzi3dlh9tolQJHK9UQwnc",
-	"wGNuoSX3uT1uSn3DQbS1Tdmy2cYvg9gM10wxjBf0az2+mvwTcuvGb/ZjXnl+srmpvNLaA11Cj1HSap7b",
-	"+L6DsiCcguY0dcMma1bAlFclmo379onTCQsLswuGOxfxth6Ta83XfcdjBsN6N8njWC5/rGRRwlNRJg5i",
-	"zk3CSxF8csEwTSg6ZHN4w0A6dlwk97wQC7jCH39PPFTFlVhsAsmJFYskpKARftNXwe2cCVkLohPcnRcZ",
-	"snsZM7DkKCKZ5BqdWLyfOal93t4lgJ8P6dyiDTfb23oJz7kUU29naV+EE4MPgJXWrW6AynDg5RkoHtr9",
-	"DzwNDI/FzCkaaBFGG4SoHZjmnBFDIKsLkNEYfXH+99EOEtDvl4mRb+GPjdHrk+S4nfuiAx1GZCQ+E7/Z",
-	"rZflxNN+ErKIrnKvq6rv3uECGMNnsJsIhheHzXxb1/z3iOq015ukRxtXsx/JSS6hNmI+hhI8u2gvoe1s",
-	"TU3fCxl+X40tM1e6gIJlBU6Wxdal4cG43fUCh2Vs32e40Mh22uEyKAf4vXYorHVCNxMbTkCvfTd+wCQG",
-	"Jd0yO1x2PTZ5MZNoh6zN8o1QZPz0BzlpHImUOVxvFWEyz7Kua1HMb3+p4VaoytQof85OUfJ0tIVchNtX",
-	"dLrzsptb6S513+veIVX0b/1RpY3SjTYDb2y4cKewt1aTnbV1cD94oItOPB2OJd5aNufmeqE0avvogx+2",
-	"SKg/WzQeNxoh/ipMrXWTQLoTdZBy4myb+3vu1Kd6Bjf0ggvJuFO/2pOdJ0BAGPIQo3gdrd3Jzu21j9hD",
-	"c0MKGllPNgeb1i4240MLNkXXerxr9P7vpOQ1KLwIHz7C7+KhTBrgS26hdfpL0J5HFq2QFiGba9MFaPTs",
-	"7yUSbK4uJRj0Uo49Lt4qy8vrEKB0HSSpbojTwl1a5p5mjdQQvorAAzeLRr+70OwusvVtrXU32zG8Obg7",
-	"sC4vJF9bL/92MAMKwZl7xo4SR8GULCm2amPc+rgrXSaD2DQ4pXIKNp/XBtUdk9RnXWmRmlMte1nKz3Nu",
-	"W5ZMUnILRQK4w9VcLdduFpCOIP9S7wB1N8eto2vYlMs70CT+BTWY7LurfgjeKV9wy1Zzkc87LiuMUgpC",
-	"x12gtTnRYQeW9gTJR4FCdSTm2iAWn8iUAc/n7EbIIvj3Az91i+8q+HgnCXNWA3xJY1dq4ZXdIjKTzck8",
-	"TOzjiXu0rmP88hyMIQMWUolg7UMOia+8luINg6WiKIE9rl7DVIOZX7kxEzQabWVo4opfzJgKE8Zr8taz",
-	"tHZj0zM8jL+3yglXBbo9HnprIV7eGfuRjHfkBMG3Ix/IdmWBZu5sdRgdewrWfqxEWaRNPxP36NqKVAhd",
-	"HT1L/j1EEPd+Wl7N1WIhEtd+SX5LJ/TVyl53QOTwyVFnql/U+otiVqkynzsZAd0CQSLAXaUPc+NwHiGH",
-	"fqZmCWGPAszCCq55D1dovzVJvuXA99przGkrW4juuHav7m8neKr0goJg8l6JQMLqDqM+FtNpWr5YqNs7",
-	"rbNvxEpsO5r+WwtG6kg969IcnttyzZREo0OQIWvjNsW6qrJofkGH1wRqzSgp/4fXe/SxECXRtZW36Fj4",
-	"MQX2ElbxFKlvFkI+Q/9prKJF/L3ZUwIn11LJ9SJ5JEPyXE4o6DIza3mTMYfcXBYnpZAQKa177KVDv+KN",
-	"pUjVIw3cwmsDulflXr7bwWhFRtJtsPpKkcmtisKLtw7b2WUUTRwtDGdObfoxt3zCDfRY5/3T67CSHotO",
-	"HLG6VMbONJjfyoOMc0FEIg8shgeQZO+X4FXVPSkrRbe9QpEqRVwL6DWaaOBGSebeGTbh/k2Y2DVF9GRJ",
-	"ngEh3igh1gZnVROjRSJfciAhC3iTME/73I+2pSpIYZGyTw9MvMpIWlETd5q0HVH0BWq4Eb4yTBRDMt8I",
-	"y+ZOOJawW1ig9Q/pqMO5pADwqYCyIJKaMltDWWyFu31gIVD/zeGVXhwwSIvVbepwReEYE0YJ7s+Zot0n",
-	"mFOuNHj21OMf69lCxCnf64Lote1LqjlqsS9H/QuoUuW9KqHTQblkEdBuKEyyKn1EBDkoO1eT55Xm+Xpz",
-	"8L860VhJy0tWyRy05ULatcOnBVjdMR0UqnJTJM2BFDrgNsNLK2yVIjB/BTGbW8Yn6taRM85KuIVy12Td",
-	"rfVOeN2/zb+7s8jvvsmdayh536Yfw0wDOrF1E5UFv1XcKt0zMX9DE/9wGq3i5IfUYZdKznZMDGjbm7K/",
-	"aAC5Eh2NbnPWb/7f1rT458a8Tmsxli+WW1SXkKfHpuINAizG2rZn7/WXDQdvTmbqZA/K9FfgpZ3Xga4d",
-	"nXg7P3KszNu8Ny0mltuKBvGWli4Rj6hx/3G0QgryUuU3e55Al6P49QReEk/6a++xvPjvzTPZ3Ji6+Xi7",
-	"2iIC9UVf7HkuzXK3u5ieqZmQdxZxN7YTC6qHi6apBT4nr2Rs6ek4OigiqHY0cMzHQrcg43lw03Ucqof6",
-	"RFMre9GwoM1VvZCYbbtgppr4uMHNZVDwVgojVeN2xNi6ZqpGDOUsnOGonzM0V4Oiey+4vZBsWZn5MA5A",
-	"id3itWsPMywdAStAi1soyClyhDpa8IiMpbDkRllWZQnF8TlTC2EtpVq4laKFhDMJq3hvI/bapx8WYCGP",
-	"Uhl6HEY9m46E2xz1uOKaJ5Ry1PFwg2IBrLXR85Ay4fTyEIjvDn3DT3ko1R6iHtUTsqz04ivDuDQr0GZI",
-	"l/y3yxc/MYI6BG+5ZmbOl7HY7WGyPeE/jZKjV3zlEQhnbrzlncl1Bf5K/DstAeuIM6sWE2OVhNhzEMl5",
-	"BdyKHHr1B3rcheWW5MYIQ3bCMRqw0p6POKYDkS/ojDgRSAshSzPJ5HDk/pix4WDWFk23ic6xFLuHjkW5",
-	"uyd12EjkrR+ySorfKmA818oYxsvSH2dP0NFa5jXAJ8F0+xH3ga3ls4TD8akGYCWfQGla7sNNS1J60sb0",
-	"hpGKaUR95kgJqREfGVd3WigicsmNETNJ9AtdOphu5TMRlURaOKxjIBQR3Ds5eNrAFKNEB4g9sWmRwdZR",
-	"NzRhB4dzKu/Vegm1b6hrRPE/7+Edmfqh+mkgOi/P2aTk8qb5gTKkZlpVS7rf7Eiq5vHxHl6LeuqhX/GO",
-	"Xb/yzoI0f6d0OqTJLarG45QGR98AGaWw2ySAnXRvS4RPFAhsnTDvAAslB4yCoC30+EqahMUER0BDD2+S",
-	"Z4ntW8xco11GEzCuUSBI84c2H/4I3JPMYOkDuAO/3MHxDuNa78x5eFm+mA7OfjmAB/26c7ebPGozTBYB",
-	"63qyTt8ARp2v5mp/AAzIkST7tfLcxaSNcd8BnhoFsD158EeE2Kgog3bEMlMtQRsooMjOEC1CyBT6cB0j",
-	"mnPDJgByLDUsS55DMWKZhn8i8mRnmEob45b7hqJaJ5A7OcaPSJJvUE5D+PVw0KwAvbA0blpz9Yz77ry5",
-	"k/2Uvnx353WqIJIhyu/aBwzazP/D8uuYZM2hLNhqjkHEdLLnjE+IYbcUlchrzG36nu6in+xi7LU6XxPq",
-	"NsrU/H1PLh742TOR0vb3IADhHPa3Iae46a7g341zaKbdscFLy+2WXIzJ+mkkfBy6/rYMlLTQL5bVgYHw",
-	"7vdSSDhgHVfhkxAn1xewo+RJQp0j1ui+u4vwGU04jM8z2knrIHZc2FW0/W5ESH4D9rWkWI46wIuvB8PB",
-	"CiBtpaOP7gSdYSU/4hDJeAOngDyR6RBrbbF8Bzv6xz/+8Y+T589PHj8+bkXD0tLOGSyWdo1KqKrwG57m",
-	"jG4yHPfg6aZCHzpf55Kjs2+tJDqD5qz3vGF/rj33vHunoVwfvh7ve8heXz067pFv91dLUIlNrGCuNCYe",
-	"L0u+Jk038gT/jUv2INv3QMMh0lTbdJB27mWqLgsavr2DPLh80S7kDurV00fsh2+/+3+GDN5YkEVcm2oB",
-	"i4mTj7FuQxP777giVQI8wD3uHiKHnHJRVhpMPFhumVX1We2oG5TwqQ9ZJpW9nqpKFlR8RnML11hmAIrM",
-	"C0Z1qEHv6MlI156DffJmWXLZDlpXObH4HA7x8l856WzIFjyfCwknTmtwh22qxYI30Yf+3PoHTkimL0Gf",
-	"oCM3KldTX8DeMdwewtDFS/6iBMULdeG2Vm9gS46gxa2vb9IN+z3Bkn/uAJOJfI0tvnuCbyxbAJfWC2Hz",
-	"asElgmky9KNflneL/evV1UtGLyDYpmMhrLCpWhVEBDp3hyGvasp8dnU6QDNp56jr8ZnUQOcs4xNV2TO0",
-	"f2SkhatQfc5vYYEl4MwhR91l5IFrW3R51qKmR40tVCmCmbTfA4EzAogIUDcJTB3W0bH5ec21YWpQFhHl",
-	"9TEtvzz4deR4WjoCpxe2fp6vm1G9GXpaGdg3WPMVhb32Os62RwA/ZP65D9GlvBJKjHeErlWpE1/czWFa",
-	"M/6aXPJG1ZJ0Jhn50xJhrhXXBWXCONU1z9FGzUsqD2LO64hF8MGO2asnl0+url89efni8uLqxat/ZHGo",
-	"fvdhQp7rpmH4le21u95cyl7X30Gpbq1aK9w6tNRNxS3KPgJ7FwG7L7VkmysS95wIQm1v/d2DOaveMqcP",
-	"qaopW82VgVZNhtr8MTggWnFXeOYrVUJPJAO5RbEmWKHQ5sKLE0c+M3xgWM7JFo8ml5B1cO5fXGlhwb85",
-	"lu5VLAWDxo2WDuU+pqK1UU6VcbS7WDg0prkWXPIZGcbMcCz5cumTyE1dDCcqqdMy9dTrRv03LG0wHOAE",
-	"Se3nEu1k6ejNyDLSLij6/X4U73Itc8op3BKI6OVQ76qhWl2sWmLVE5/qUluq59x0Mi23x22l7E4P8xyW",
-	"1gfcY/y7FRNRCrs+b2Ul8lLJJgaHuG6Om9nL5bgjvxR3e51XVk2nGRZynGK54Y1MweON1FMHh3e1HCWv",
-	"6GVVlu81Sdit8I+TIbw7IMAHLaJDKSW+lGvvQ2yjO52GifxT7+jvxPSiXUJ6hHT9qcW/bgWF3gTiGGrv",
-	"lj48CnB9TsV+TSrXWubQSRqe8tLAnplUO9Ocr3BxK6eGBGSnBCBLPtbIfVDD1NKRZJL5eDF610TkxlM2",
-	"rTQWEXPjk7NyxYVth9S1qtmgBJs4e5+r27XZcZP78qOttN1zb49eYEGpOZcsQx0521sXjCOZDsnjPbQq",
-	"755nbdYyv6b3rvvY1k5hYv+c3XAPww5ORJeeXlM/4m3RDO5Gg828TYN35Zb0gdaLGKSsIrfWOQpLTnBf",
-	"LO36vUBN2z/zy68Jd+NnXVdip8fLB+zkTtyVTBRRiQO8+HPHRai4W1OFF8vsolBs+BR23mNXYe+sadgq",
-	"LxGufDtQ3rmcxAF0NirBsHeEy3BAloLrXsil9B1D2tYKNASNvYktDNevAYmv9Lkp+6U6xDlC77mWgakw",
-	"H7ep/NCXV+03j/m/TqxN26hWXEshZ1vOKHzvy1NibQx9E0eOBn/i+zk8B18/06p2+vb2p8vtY+uD6zDv",
-	"nnld/+1tbf4QI4PSoxc/PX128egqbUnq83rHcT+5E3aoYvN2W9SObKmiSZXapvRfro2FRVrb4zqfCwu5",
-	"rXQnI48vihhMI1/JMmU6faZmmCvy6OVrw+oKnhTiVjde6ckrM+2ZSyGrN/sqm25rW2sFYmr1LsBsEs59",
-	"5NCEm51CdysL0qEvkrWdONDo3ijCuA3sxpv6BpPH8BrDIrYmoe6fRdo1M/Ulgb5Go8ZlbUrvzZeoL9Yj",
-	"6r7JCclJDehnwtgLf2odVKbgsUPc6qJt4qoqkfQDhaY2u47Qre+lf/eS3AAH5/BSjMshm9g/mwJ3F/cO",
-	"UmjUbw4unr/vAsIGSbZJEJVO5beEPaa2b0XJAyJ4BckPjtVjemhk3tvCqCUGiqJ2a9cNPmgG0oR8xG3a",
-	"reYW4VC8dxPuYf/yKbyaWbWnXOM+2tXqqFsrdnPSPtOLe3oJIPeHqqQZ4aIYtMbaBSEBBdIhe1z6rBCy",
-	"+QWXcN0By6ne1F0it+IWEj5n/GJnGZoCHdi5rWcwADLNi/wbe8eFJNAhIRS2T78bs45VuHCLwq59l6Oy",
-	"jHuBfVX7yw9Ig0tezBbJ/nDaedfKBHtb9zeoUwreunWWe3143UZhsTtvWJvZU7l0vZ6h/qAAUwnS0rGV",
-	"4lytsJeiqq+0LyWDii1fv+d0v6Zk5+YUm2eKskxeaWHXl+4avSCFRYAeVlQAl/56GuDkbz9fDYbbqgvV",
-	"+RaTdezBbFc2qlsqoAUMZ2i2Nrd2SUW0hRf0NmqE0M580T6kwHOtpDB0JfNq4pDqxRKkI91PpIHFpIQR",
-	"Qz91yJUhF07IDBrLJi8PR12zXJUl5JYdjeP4QzMeHAcYEjoUDIo8PgRh6E+idgW+SO2CF+AOBV0c1Dmj",
-	"NDBiD+POCh0HEVtWk1KYeQAAKBhfLscyuIyOVjBxvwzJCl3AVEjh69tRKU+smSEL0KANrRveYIQQ1VbG",
-	"HUJBUWBjOZaPlLwFSeYgav0316qaYagYcSFfoPrMvf01e+J2E9Uqq9xcLLvHlyLzdf9tb/HzzR56rMbZ",
-	"rW30sE3lRtV0B2dCBq+PEzl4WYEbVIQsgDDYt/e/p9Z/LOuQFeovNwz1+Hll5+48fOyBrqQZuX1fOryB",
-	"Vi04y2+Acfa3n6/a9bqOeqpsjUaj7JipieVCQuGW2XX7d5AG67ubXC3BhELISmKuSX38XFNOnSOoZBpx",
-	"4y74Gkv/MGFx8RiqQQbprK8tQMYKlVdUbfwoa4WfZccj9iMYUVC4ipvBWC4Lros6mIwwiGu99n2zsiHL",
-	"PHXC4kZYNcQdcOz+wz6TPLdDNyZ3o7prpB4cvpAmxeNERODhy4sopTm4MKmQoORLMTgbPBidjh5Qm8Q5",
-	"kjgHnvfQbXqvMTbcQw89MkyVKtl0oTXgNEhLqNCw91i283GFNWwuDFolEePwlbjQJpfFWAqZa1/O3fb1",
-	"bRkyo8jCFagWBRfUPTbKInp7LGdg2benP7BtTVfIOCc0+XAc8RyxULqZ3QAsqaWq42PVciw1Rx8G+hE0",
-	"YFgD2UkUJof6NE6/KMOkikMhSPyeq7JAIxP6kMaSalw0jmFPHIOdEHysBHuNLnPE09hProGattYNZ0Kg",
-	"yVhmv49DVMh4cMbGG0El48FbD0k10jjtgnzonZiRQbtdcE9yTfPKvbiF6dtfiTODsT+qYv3euk30RO28",
-	"bUsCVlfQbVh5//T0w63CS5u7exJh4q3mPrLqg7bE+ZY2nPq6Pph7Uf9B/OSb3Z+0mqzgRw92f9T0x3Nf",
-	"fLPHF91WX+67+9/vsbxOn5O3w8F3+5xEuyteLBwi7Mdi4S8h5sRBuQm63+CJu1fSabqRMZGAhH8jHfEJ",
-	"/0nKNwh5Sr8MHvq53g494V4uT4gY3IuK880gpXTVrRqxJiDDMkxD5ssf4UpCdUM2AbsCkMyuVMjuapsu",
-	"zBCJdlkVoV+67/qIozrmhQHYNDTy8npsnD1Fd2Zg6/r5j/xmNshOT+aSChISVamklrvBfB/5X5YivzHU",
-	"F4t6hjAsmRYpFanO11FmWX/X5j3WVjcD7l1Zu+MCt2yqylKtmuiBrG+N1iHGgUukJEKsUx6WGEIYbePT",
-	"8gAQlgW3IJmYMoGFcaSKTRWphWE8D6xaK/OHPzjDeIdhovbVHRjMB6LvTe3RHooe+ps5kaRGnDkg8gR0",
-	"GQ0+byJ8+u3uL+o2m58V9e0JBeyQ40cBA1cqEqBY1LynprCBBKWpbIiJPPmXWPaSWvR3EDKjs+nWi4WO",
-	"4VNcZFQHl7Cn6eT+Y93t0YTYg6YVpHdaZtjbsdYdN0hpWGW9mf8Vy/cgwu2NYf5w3rkNqb8mf4g9fS4f",
-	"CxOiF3dJSP6T+Auc+f7p9/sIIa0Wrp8zdn6zx3ZSjUj/gJj9tC64v5qrskanCMmFxNLC/3vxMgDS4eh+",
-	"73enML/txfjMPQ6tM7D0/1eGcn82WmQxXpssOjXhfVVfbhgfSyPkrAT2+tUzZmCG3dGPTMnNHAxbgs4d",
-	"5PseYOii/7/vP82OR+yl0+uJ2pTAb+OJx5JjZAilw5PKmIHlsyzVdNTvYc7NHE1M3OYYZ5WJ6YlUEk7I",
-	"RDSWaxL8Hpx+eyfalRAEN6gXdtfaIQrSmycaSo4AgO0X3A0MN45LSCefSggHW0suvrdYEFzor/1b+m2T",
-	"r1DKa/pC1L1m0zKWE8GAF00dftxSCDv5eELWxfQnJeE59XL8oDLZe+9g7eHXT9dhHQ7qN5H4/6uUg9PQ",
-	"dc+Bfrfn9fbmx3dkIw+Ivqf3QJjnkRKkFXbNLJ/Fjl1eOvK4dgv+OPv8Mwmy/0as8nHdtUV62Ar0pWaW",
-	"+3PGuO9ekiW+Qu9XsAq3piNy5tlh3a8GG6Vz2QZMZFNj6flUOJ46iLWdLNo0K+N1Ai4lXW1wrQ2Oxy35",
-	"SNgMLHKzuiwAj/pW91ss6raC7yRm70djH4XAhENJ+IfUkxMNFtOUue4imQKHQwhYRA1DhHHcXmc7Desl",
-	"uvXyPhjh7a67rpNzwPI/Fj39g5G4Z8LbrrDtaAfC7kLmlhX1Yk37wSjHzjAeaxe1WF+VViy5tj6TOqMh",
-	"s2FI+Qbje+qtkczIYizRODr0ZmGl8Q2KSpawamwEPuI89hDXhjhuoThnlXFU06yEzefdrqShKx+3KaLm",
-	"dtwcyofz+9THc89t+iTUrmvAvhvTiutJomyjWLUuohU41Cs9boaCfFT3UbrN7XZ7yIqbuq5nFzYGX7w9",
-	"H9/b89onO+NNbNoX9yc3hLD3fvcfvo1JTxtN06i9S0sOVYB5R+McRlaJyZplsWQTHOIZOwoiEcaxjAfs",
-	"6/EgYwuub0Af92jRcS7DAYr052L975ZY70HMFiFe1R6RL0b/j4iEzynoKBDGVLh1bErZHynjlt1JVecn",
-	"MuJgbbHzhFGfoWSqbxojmNXUUKLGotFW5eLvjZ/io9nw78jG6qUmMOWyRXOCU+yLILtNkO0F551OqybM",
-	"4B4FOm71WV1Fziqsz62BL5wkiS1MQVq9RurmfvThSU54bWZhokgDcbOOJ7iMP6gv6oM7of6EmOC+2mN9",
-	"l6BvRQ6vZZ1Ed0ckGqY5Q234IltUQKkGdLnZ5iJqALgHvWJbWFpRfKo0IVI0ad12HJGp03V+6KPHg4rY",
-	"blt+NpZZ8JJ4sawxn3k8oMLvGDtLhU6zRFdzhiR5LDeLU/hC7RgY2VkbRkdncUNs9HzxiVFlZeHM94tV",
-	"kmUvX//47OLR9etXz7ImH8lHvMzp1IcY/M2UHEt8iLHwVCZaGdtKHCfFB/emSEmmGOs6gRw9bksNU/EG",
-	"yyq2Pj7KWpc2Go2iNdVWH0qQCD4r32RbK0Wl/MZSTZkq0XRI2SlDivDeHFrZOeiVMHCM5/WwmcLHgFq2",
-	"oDrXEydgQcFkoom0DxjC+hXUxn84lu2aIU6aph6pPa38WdTEvy65Wk8RArmgYEdS2XZCSDut/diHusb1",
-	"9CMzBTZSvjFjiUFECLR1YfIQ2Gviat7mRixNK2p7xLJEd/tsLKkHbHiN8p4zRkg28c1TWp23Q6ExJDF4",
-	"A69SsXVn3e34yF0J7EiC8PG+DkN6gjJr56kMfY1VsQ4Wn2T6dnbMeKGW1niA92c9Yg8JtskMTZHOGFpk",
-	"GndhfTGbYfynP2wtIzpiF1M2UU761BCa3g7jihCW3wC2w82hwIqePRbvGtA/msk7Hdf6gaKKN/f3iQKL",
-	"UwvZroVGzCVOxsCQp3K9f5DxobVr2BFSXyo9mYL4YBJ1uHHcNm7vLgH4uXscf9jDgbgZqR7Eqj++RexA",
-	"hWZDAjIMxQvGqR1Vwma2UwD7vfnjWhRvCYadzJNySy5UYEdeEETfJDVI8jVCapGpwaOhz9glEZKSPcYy",
-	"4m6YG9bdYe3QQZO9KEJUTB0FSKwSRcAV10UyMJrW0pzCwfS2+XQ/n+HHsxrUC3vsmzTspmzUaAff/mJg",
-	"+6gGNrojJ6/FjKZd30hiIl6MJL2IPNwZPOvx82ipjBGTco0VSU3OSyiOsdniiP3sZJ9MaTETkpcZM2CR",
-	"4Tmp2M7XYxmkKWCV9CVZoK5OikWwNDag8hFXXSXlBpZULsFJkEGPpDqpGNxmqgUUZ0G4peCEEFSQBeMA",
-	"lbHKhh3q8JUZy1hZY0dxfLDSzEgn/xXHTtdh2ZMrPsuom+Rv7QieUP5/bSFs6Jj8idkzbuzJc597kZ1v",
-	"xN8xH753//R7dvTtN9/XDcxLtwNV2Tp60VFJp3tcTE/8CMKwuZKq0n6JRStO8GJ68pOScPKcUkmPqHaz",
-	"+zks5+TS0f1sLJ3aQUoVptbhZeExHLMounBbpOAnoo27X3/hIfMDhGp8fe/rQw1bww8bcxeDNkHjh7GW",
-	"DQcOF3Z92dwsvv12OGghw/6fu8/qr95DoN/2z5p5f1LRtH+yqLv7hxzESyeYyQJvn4rR/duG7rWY7xbW",
-	"6qA41RuF+v+V4gZYtkk9gy2xNqh5ZBhu8LLGanTMJlUoLuS9W1Q2wDEEqj5pAtNJ0fB8DvlNhKtvhLHm",
-	"z07Gt0q4IkR3dKjnJyZ674V6bd94ESKZMEIq9g8mYmGodAQVlhCmKYIhJH7tBCh4sxS61hMe9JTO4mVJ",
-	"tg2F4dZrXEFlwLe4qW2TEanrNhNLXl9tnRaGhd28F8L3bsSrz7oTGpJUEt4sMUekXI/eU/qdw3EnWqI9",
-	"ta1A1Me1hZotK7slQn6mwPQG3bk3MnYU+m5g2keVz5l755yM9HXusoax9PVyj0fswsaO0FARGOtjh5Dl",
-	"IICHnm5BG1rx9dDX9kfjcW0+QycNVqB20vYDNoG1cmTS4nym5bsJ1nu30q/MMFII0B5M1mOS+aPy3dqy",
-	"AvKSO6qLZmyl25VNYqmPXDkP44R0DUwsFhWWGznzYnjI8UaWQDOS3YIAvI65QPwdy7Zh+v7pKbmlvLFH",
-	"KmxqwI44lQFGNYLrRQnGHA/9jfhtecP2aCwfyqCzTSBXCzDsVmD5Eer+g6XUKSPZ3YXTU7uW/UKYXEkJ",
-	"uXW0oljx9VhiilSzpAnMhSxG7AnP5zUO15oiZ5HPrakzQ4A3limrjzvdC4Is9o2DhvvffcdKwPZEQ1aI",
-	"mUAH0igbsuw6IyfOSUZ+mGxEhW9Go+z4nGVhzMwrdo1LP2OU10WK34i9wBMUftqul+D0cF8I2+X7GEty",
-	"aLD3588Yy121WzaKl0X2aBGXuk4JHXSrn6/aeBeXx4EBtY4w7uLIsRq3j3bZ6icukkVUP64PpVWwdT/b",
-	"YhC9/vhehwZGH4UWuX8eh0NSzsBoho58EXhU3qlKv9vBUNn5PaxA1h/XEZKc3JRRobMhJiDFbcwCtYrf",
-	"+sqQgLpmVixghFQZqz665cNi6dmx5tbLDFCwZR15wHhRaDcW1thzW6Q2U+eMh7fHMsQ+YFLTt/d/aJJw",
-	"Hes9eTi1oLel4tL2P8fiT8/cyj6VZ7ayO0P1cw2YnMZLusVYo/lIVOUjI/q39/egSVdKPedy7fdm3oVA",
-	"NLWW3vimWtTeTHIfP1R3WsN0F4dxrZhJR0062O5xth/f607+wrBSqRsUEEkYrsvAUVNpj43oKZCKlUrO",
-	"mpaFZCwPBTEL0jwp/gKmU8jrrrUSVn7lI/YqpgNkwaH6iCnEbbU8/DyLt7W6RH5mGPyQMjmIWJNrOKLm",
-	"X9D4A6NxpwUodritUYEtudD9iOzkXlKOHEj/VkF/ivILCewlvePrRYBumpgNMVAv6L6yr2F8MJgKPZYL",
-	"sByDGHJVVgtf780p4fQ3jm/V8qSEWyjZDTS9jrFmLVWeTQVd+VV+CaD+Nwugfp9R0E+aasftmoSmhQTU",
-	"Tq0nFhqLSOM4aYzTfHUSKHEvyv3t8sVPdUldxIke5BrSUqbkG24hJxlpxrIehoJqO5v7yrAaJdEdYU2D",
-	"aqFAM7VITuPdK776m1HyC959wbsPgXctTDgc8eLh7v0e/XUtirf3NNyK7XlrQXvdxBpfs3mIYRkhte2s",
-	"VavAWG5hWPddBzOWwtYdjYdRD1+/DF+VimLeQ5OtKBp8ArmT3P34SW1UGBt11ntVb3BH1uvFRtfAaLc9",
-	"eavt0/yjpq8mTuuZ6C/N0QaC+ua+xNl9HpQEY2gpti7cTRyr5oNRSd/lrSa9ESW5XMs8oiEOd02LkvSS",
-	"C2w6Y/ol4Y70HOxSr68esYKjqJv5tibX3GZjeeSergBuhizUUmfPlSz4eth4tJBTmyV3BJOtgWumqJ3r",
-	"McXUWrGAUkhgc27GkrNJld84SUbpEIXopqZ5HIF1IgBWqBv6NklKoshDwQw9YkCERpfuvD7fPNzuSnem",
-	"DMxmGmYcbfxfWPkuBEQMaAP9ZN3APKl7DhVD+6CAcwg0EdKtZX5vWZXlbsvyhthABa2izPIZ4pSPnex0",
-	"n2ZH1FYJncULwip6BcM3fR3q4+GWFsq+Zjklq/nuyQ6vx3LJZ3X3hw4pQDdySCvDbhaLibGIakc+tr44",
-	"w8y17HiEeUsYeU95hOWKr8mkrrWjBXX4L/XgZRkB+9V6Cd5nGjcuz8ZSg+PFuQ1huVVpQx+imbgli4Jv",
-	"VI7xtEKzSmJ3JHc+dZKUAWkpee8lnwk5O/Pnt5F9N6T8vODhjrpbnzuBCEIWYchiRP9m96Z85DL1huUz",
-	"+Mp02+f7XMBEx/DhWHZb7fd1HT/zZNHbWkKQAm961865YRMAOZYFlOIWdJDmulP4+ARqZeGGwY4Zrbbo",
-	"2FLjS/Ld+0m+M75x/S5xd3ujfmEiLbqnnGiDYIcVlEfjo7FRJmtIqfFFeJFk9EyKpCVdwfS70+Fgwd9Q",
-	"U+rvTk+3t6j+AO74A4vufdyMxUsPF5/Ilt5M3y9qvPB370DCk8l/554nX3IGD6zt3SJjwWsW0gaJAW1R",
-	"cUja2ubXw4gvolUYQzaH/IbC+Zy+oFZyxC58WGmdJKipmY+mSt5jmbXbtGeYtyRCPFIt4gzR+lGAT5jR",
-	"wI2SdR895mNXJRiq1+3D0JyQrosSjDlnWav7d0Y9qloZU+5zz3YtpiLhSHyKQXGdyqid1vkZBsGEypZN",
-	"xpRn62OJQYBZ3V4/o9gCvCQfJO2ZY8ht3Iz9G7FXUBknafKxTCyAYhRCXw1LXD3FdB3bDrdWUG+6ciy9",
-	"qBfOIupCXihaBCM9tFM6j8o0+PH86Uy4gVY9hU6eUqdwN7Z0KtBDi2IDl2OpKnuipieFm5CS1q5ind2o",
-	"8hYMBaUGqxiqFQ7ylqoU+XroAc1QDREEttDp3h8XQlTTp50ENieP0dWUCo+7thp493LL3jOWoVPbUdZn",
-	"acuOv0hz71WaM/PPrWDwp5BdPlkcQDP9jsKb3HEih901RTxnBoBtEH1UlBrkdGRzCfrEUxVVWYxe/iL8",
-	"/LsLP1viFzH0pOaabctKv5SDbXJ7bbdPmipu1AIV25GGFv/Z2UbiM/VW56u6e/Mwij0cSyGN5TKHYdOR",
-	"di6wQWpcxGHYqVk3DAwiFBTy3BaKsfSEmdumabUnOKbPF4RNMT8u/XxX2+3eHdafCWMvLCw2e6snopXK",
-	"MsSb/ZuacfvdJbwsKWIvHFCEQQQ/mGCU1AouQ1UbEhfd69k5lQSYQM4rA8yoBdQ99pdYsKy24dn5ZkHE",
-	"ZiRsSfZ5NlZ9VC/yILb8zfsL24/b9vd5LnyApWPK3q30Zwja/3OF6qe9KEH5ivGSHfESB8bCuQ55jhOY",
-	"2mJ2vuXpSYjz3R62S2mezLdE9ql1JLs3kcJOUfcW85f+NypdgQ1K1lLJ9WIsM1UW9eNjp22stJKzxHCb",
-	"qsU36Rxot5Ew5OdJE1pL/ETi+p7VuOvzR9pAUtSXwviflyeV3E82zr9WK1lf3W7cRyLSj/KvfSYA2b4q",
-	"KX6r4JxxyeCNMBhqgHkCSavSFq79hV9/4ddf+HXVqj2SRlDy8t/7PaTkbK3KV0va9EJK0kZ+rbRF+zLZ",
-	"yh89u0DqsU3gbga8o8AdCMngD9iWIsa5P2vNvIOR9I9RZO+dhWM0Widl426mmAG0pHzW4ieaAf+A0meI",
-	"h/7Tod2fk9VdgmVcUg0Sh0bYxXlPiXQ/TncVCrBTNXd0grqVxAmjUjm2V6eSHn17+sPxNs72had94Wl/",
-	"OJ6WtsNi1bQNpHkMC2VDJuZW7MGi/9PKbFXnqmXBPwnmvH+++LreyidiioeoftTpBHV+VP+/4O2fVGGM",
-	"yzH4wnpb2Geo+N6fpkbBL5F3svYnhhSRCTdYAKwyYHwohjKWLUtuMdrVqYyTSpRFnRCabFbV20bxc2GS",
-	"l2tjYeGnupBTlcK5H3Gj2EQWX2dCUu5oU8XwS5rHtn5RcVsZXUnkMx7yEIgiYA63vgHOsS9+s4nKy4s/",
-	"QE+/ZpHbKPxltfRRkG5WzfPavW9qS01IGlUSvgDgnol+7twevrxInCqauzw8miXwG9MLkHPgpZ1v6VwJ",
-	"hWEhOo/7Ahsh/q7OCKH6UCyUD75/eroRL5JzOZaa4hOtaWiyg4DvTh/UdeVJvenJs/srrfYDwjTN8OK/",
-	"+0QVQ63osCglvroevXPzu/e48ABrW9euK2mwKDNnBSxBFiDztTt7ibctDKuaTnujThUWYrZ1rVbbPpNq",
-	"GUGav61fcTn+x42MEHELEkzdit2PNWrSPvwom8kklxHBRTBKIkM0UhzU00k/mNigLWAtHwkr/CMqxhYP",
-	"hEi7OcrrOIykVWEq/pikm82vfXkbN287gRDsCkD6bhmmU9cyGhjjvTbHfQzG6or6zTqdyILkMo/bocU7",
-	"Q2qzOciPWFHC1//QgHHXeQhijpcbjxVVzdsc0V9Gq3WpYYUwVosJ1sq1Kuw5HrTuZJpYZFXeMCo0UsNT",
-	"rsoSaxX3rTIqnLA54sM6+xUDNQtu5hPF2/dJuZtvf337fwIAAP//",
+	"7L15c9s4tjj6VVB691XsvrTsLN3vtl2vbjlOMuO52Z7tdM/cVj8TIiEJYwpgA6BlTVe++69wDkCCFKjF",
+	"WbsnfyUWSaxnX38fZHJeSsGE0YPj3wczRnOm4L+nxtBsNmfCPL+iU/tLznSmeGm4FIPjwdWMkd8qaVhO",
+	"Lv96evDo+x/I3ozd7RM5IWbGyHhpmCaaqVuWDwfJQLHfKq5YPjg2qmLJQGczNqd2XLMs2eB4oI3iYjp4",
+	"/z4J5n5JtXklcz7h9svuGn6eMQGT0foDsqCaVGUhab77vGdSGCbMM65LqTlO0p3zsppOmbbbnvCCEUHn",
+	"jEykIprecjGF1eRyIewC7PTrpvv787tSKvMTUzo6lT1ixWApUi0faJJmlVJMmOtb/CQlHPevBS31TBr4",
+	"g8GocBCK0ZxMlJwf2ycjkWouMtZ87u5KsDtDuMgUs0dICzfEcCTWHuBEqjk1g+MBF+aHJ4PEb5ELw6ZM",
+	"4R4v6g38hQmmqOndKsCKeqCDPZNp/Q3Z0/aoqSZp8/y6eV6fxVjmy/3hBy78fTIoqaJzZlbQ4TwCiOc5",
+	"E8YCqfJH2kBkQipd0aJYEhqAjK6yGWzm8eQRHQ6H2Y/Df5bT1K6b2xFLamaDZGDfHRwPmtGueb52a+yO",
+	"zssCvhlnDx89tqM2GwyAD2HvhVTzK3jW3RI+J1IUS7shDVA+J3YgTfYUKxlFcKvPCdGA3TJFC7gAdlcW",
+	"Mmd+kbCv3yqmls3G7JjXsLhwE9ywOZz6nN69ZGJqZoPjR99/v7KNxL5wji8/PDqqn1Ol6NI+1mZZ+GkG",
+	"9abPRVZUOXvGCmZiZMU9Jzm+QOTYgiZAmSZ7Zsa4Iql7mJJMFtVcEK6J3eZ+fYOdnXIc9Np919pvzia0",
+	"KszgeEILzeptjKUsGBXBdV1a9O2lF+GVtdaczaiYspzQib0mM+OaOBKQwKVREcH+45EoqdZwx+nfD3Dw",
+	"g586pKNU7JbLSnuSQc7kfMwFIwtuZiORdrb9/9ozSomRpGBUCTsKPIFlGimR5MTOr0W5Bmuxec4Fn1fz",
+	"wfFRlCSdT15LwV5Rk80iZygMN0ti6BTopj0aRlVhMVsxXUqh2QmhZG6/JkvOilyTx0dP6ltHDhpc++RA",
+	"SMEO4IMN/OCN4lMuaLG6qreKTeDmGKlEqWTGtGa543NDksKpJiR9mBIqcpIumU7JHhVLklHN9kkmK2Es",
+	"ubEvnowE3pwfJpPl0sJvZf9YWJ4qJJFuMcBHblhp+q/GvzqIEyI7Z5QEvdNM4RDd/b62JNJBWKWZIjSD",
+	"LfSQx8oPtBu7//ubnJ0VfGuantGisDw+g28IF9pQkbETPDgjiWKZVDkpmTpw75SKaSYy1gsfdwcyZ+7t",
+	"A54PNq94rbiAAz2o8XtITgWR8AYtSHqbHqY/pXZVE36XABz/UyoiqvmYqcRusnm7WI4EJbk0AFJULM3M",
+	"bn4vfQiQNjzCfx4NHx+MmaH2r9uHw6Ph0QEtyhkdPkr3h+SNYx840UjgTBbYrOBJlQU4bmYoxDj+HwBa",
+	"/LQaIrANH4Q1DSw/N4YpO+r//8vtT7/+9y9HBz/++p97o9Fw+N3+f/9HFEJ3kF7iQosJ7ySnhpIxK6SY",
+	"WmI3JCC/aoAlQ+aVNoT9VtEC8dMfx4l9aOgN0/beMpZbeCLy1mJFryxkhSAyseRp7Wk2Xx80X29JXB/G",
+	"xSZPJTtS05kUk4Jnxv6aoZht/0vLsuAZTHtYKjku2Pw//6nxjJtF/Idik8Hx4P86bLSVQ3yqD9/iV8+Y",
+	"obzAJXQoOjczBjwu1BIQ6LgmPLfQSAsrKi+JNlKxPCESiW1zPiMRvVW8vZxPJkxp5Bjh3ZG9NJM5S0ci",
+	"vChLE8y1h900WUWBEIScWIuXt4/XGehpfZd4DxH7BHez8FpV5u4MDihc0pxr4GfDwY5SdUu3ey3XqHZX",
+	"ba0OpmMojLCGRe9JZbGK7YdX4u9yRvWwfVZek43Bk3vtsKP3dtb81pJ4kYNu+ILyIrb0U0HS88kBCBip",
+	"hST71zsxd3s9ACHOyo1uHM9eLEAwbUgumSZCGjKTRT60YutTml/gw8+PPlfByrgmc1rYe7ZSsSITygtN",
+	"bmnBcwdAKVNKKp2SgmuD1yUnEyZyyzomKC4BfN0IuRCwuS9HGcKteVjXATICLSDaUMPInpWTHVNJUGm2",
+	"MoqV+umN5ZpIMAqqDaH5nAuykFWRkzEjhdRmH7b6Qqoxz3MmvsxerfyC2C8Ly5GXAGWVZkgJZenwG9Z6",
+	"Liy3pMVze6FfZr1IrQDKrLAr2F3JMsPyYnlCcvhSE6rsAU+nlmjb3ShmKiUY4s1raV7ISuRfZvk0zxUK",
+	"2IppWamMNajN7rg2sMa3VBlOi7NmecFKvzv8rr2omsaOuaAgg68KLeH2ZGaYOdBGMTrfdaR1+MJyMPAR",
+	"ZRVLT8AmvGAdiuu2dXBh3+sRnGAINBSCqAlDVUVBClD9dzPivYcjXVq96ErKl1ThtF+OsIAkxu4yxnLd",
+	"5vGa/4uRgs85AgIc0WtpLqnhesLpuOg7sNgVFJxpIiujec4+4DKCcw9vNQFTFZp0vzscVUdHjzN8C/7P",
+	"0vWmTntCjSR9YcWfi/pGv8zlrBfWN4h1ltSoOapIY5ZRS0KtfGnpPtdGUSPBXMBMR4ockitnoQRrrhUN",
+	"CddrpcMaJfAiSUaV4kz3iYsnaOh12wCdIuc6owoYtmIHY6oZ4abWRiZSMaKXIrMcmk4pF1ZrI6n96W2l",
+	"ZykOCMZXL9s7iZUKCaI1biQhtNASNquMFRhTo6jQc66tsnbN85QohiYG+Hgk8HztOu2J7CLZrhPg4job",
+	"AMIlU7c8Y+8EvaW88Bj2ecHvlIxpdsPcpdY8lwggEFaeYPNSKqp4sSRVs1KgEVdSvqJi6YRB/QWQR0oy",
+	"p2JpZXM2L40+IQvKDVgRQShC/V5OiAZBWVv1Jb1gRi0PTieGqbRDk4JHEV+LG8NInMVBq1HLBli34Q5t",
+	"DeSdoJWZScX/9aXIz5hRxRQx0kqOVqi2OCKmCeEChGkCsmZp93QCR5sWcspFioJnphiYpiiKPyOxUFJM",
+	"3Yto6n1LtV5IlfsvpJhwENrRHmVI6V6ws8PnFvvs2ZRTRXO2BXXe7Vic0eqVUxz7DiZtGXhST/PCI6oV",
+	"EFDSrRCuazuW+85RLJQea5FLl4zeIAH2RH4GIrphRQEUESyNRpKqtDplhB7ppbhRUlS6NkGt17K9EW5H",
+	"Cea9f4w2lLfn7vTOxUTaX0plyYbhaGPJWalYRp0no+s6sDMXjGr2jBrWkvvsHgcRl0qwtVXZstnGL4PQ",
+	"DNdMkYQL+rUeX47/yTJjx2/2oy8cP1ndlHN09hg5pTCKZia8b68scKugWU1dk/GSOMfKcM0+dcvhtA6G",
+	"Oxfxvutuih+PHiT1bqLHUZZPK5EX7AUvIgcxozripfAed2+YRhRNyIzdESYsO86je57zOfPuvtWHMr/i",
+	"81UgOTB8HoUUMMKv+iqomREuakF0DLtzIkN6mBLNSgoiko6u0YrF23qXw/N2LgH4PMFzCzbcbG/tJbyi",
+	"gk+cnaV9EVYM3gFWWrf6ftUz6eQZlp+a7Q88DgzP+NQqGmARBhsEr8MT9Inz/aHVhaHRGLzQ7vfhBhLQ",
+	"75cJkW/ujo3g6+PouJ37wgNNAjISnonb7NrLsuJpPwmZB1e51VXVd29xgWlNp2wzEfQvJs18a9f8U0B1",
+	"2uuN0qOVq9mO5ESXUBsxA8d3ewntMIPY9L2Q4fbV2DIzqXKWez95GlqXkp1xuxv/4Jexfp/+QgPbaYfL",
+	"gBzg9tqhsMYK3YSvOAGd9t34AaMYFHXLbHDZ9djk+VSAHbI2yzdCkXbT7+SkSTqu9OiiViONuv5+D+4n",
+	"5AgkT0tb0EW4fkVHGy+7uZXuUre97g1SRf/WzyqlpWq0GXZn/IVbhb0dPXXc1sHd4E1khVTJSMCtpTOq",
+	"r+dSgbYPPvikRULd2YLxuNEI4Veua60bBdKNqAOUE2Zb3d8rqz7VM9ih55SLMC6kCXKIBJtp9BCDeB2s",
+	"3crO7bUPyam+QQUNrSerg01qF5t2oQWroms93jV4/zdS8hoU3vgPz+C7cCgdB/iCGtY6/ZKpJm4mCObi",
+	"ork2lTMFnv2tRILV1cUEg17KscXFG2loce3DD6+9JNUNYJzbS0vt07SRGvxXAXjAZsHodx+a3UW2vq21",
+	"7mY9hjcHdw/W5YRkjDZbxQyWcwrRbWQvchQQVLUfJfX1cVeqiIaoKmaVygkz2aw2qG6YpD7rSvHYnLLs",
+	"ZSk/z1xcXlvJzSUK4BZXM1kuIT5PWIL8S70D0N0stw6uYVUu70AT/xerwWTbXfVD8Eb5ghqymPFs1nFZ",
+	"uWhXFDruA63NiSYdWNoSJM88hepIzLVBLDyRCWE0m5EbLnLv3/f81C6+q+DDnUTMWQ3wRY1dsYVXZo3I",
+	"jDYnfWqisYVcLevo1ixjWqMBC6iEt/YBh4RX3gl+R1gpMUpgi6tXbKKYnl3ZMSM0GmxlYOIKX0yJ9BOG",
+	"a3LWs7h2Y+IznIbfG2mFqxzcHqfOWgiXd0yeovEOnSDwduADWa8s4MydrSbBscdg7WnFizxu+hnbR9eG",
+	"x0Lo6th49O8Bgtj34/JqJudzHrn2S/RbWqGvVva6AwKHj446lf2i1l8kMVIW2czKCOAW8BIB7Cp+mCuH",
+	"cwYc+qWcRoQ9DDDzK7imPVyh/dY4+haEKTuNOW5l89Ed1/bV7e0EL6SaYxBM1isRCLa4x6jP+GQSly/m",
+	"8vZe6+wbseLrjqb/1ryROlDPujSHZqZYEinA6OBlyNq4jbGussibX8DhNWa1ZhSV//3rPfqYj5Lo2spb",
+	"dMz/GAN7wRbhFLFv5lz4wPaHMf7e7CmCk0shxXIePZIEPZdjDLpM9VLcpMQiNxX5QcEFC5TWLfbSoV/h",
+	"xmKk6kwxatg7zVSvyl1+2MEoiUbSdbB6IdHkVgXhxWuH7ewyiCYOFgYzxzb9jBo6ppr1WOfd02u/kh6L",
+	"ThixWkptporp34qdjHNeREIPLIQHoGTvluBU1S0pK0a3XYBIFSOuOes1mihGtRTEvpM0iS5NmNg1RvSk",
+	"UZ7BfLxRRKz1zqomRgtFvuhAXOTsLmKedpldbUuVl8ICZR8f6HCVgbQS5FdE7UdX9dAPNOF5guYbbsjM",
+	"CseCbRYWcP0JHrU/lxgAvuCsyJGkxszWrMjXwt02sOCp/+rwUs13GKTF6lZ1uDy3jAmiBLfnTMHuI8wp",
+	"k4o59tTjH+vZQsApP+qC8LX1S6o5ar4tR/0Lk4XMelVCq4NSESYFrShMoipcRAQ6KDtXk2WVotlydfC/",
+	"WtFYQt5QJTKmDOXCLC0+zZlRHdNBLis7RdQciKEDdjO0MNxUMQLzV8anM0PoWN5ackZJwW5ZsWmy7tZ6",
+	"J7zu3+ZP9iyy+29y4xoK2rfpZ2yqGDixVROVxX6rqJGqZ2J6hxP/eBSs4uDH2GEXUkw3TMzAtjchf1GM",
+	"iQXvaHSrsz78r9a08OfKvFZr0YbOyzWqi8/CJRN+BwALsbbt2Xv9Zcng7mAqD7agTH9ltDCzOtC1oxOv",
+	"50eWlTmb96rFxFBT4SDO0tIl4gE17j+OVkhBVsjsZssT6HIUtx7PS8JJf+09ljf/s3omqxuTN59vV2tE",
+	"oL7oiy3PpVnuehfTSznl4t4i7sp2QkF1d9E0tsBX6JUMLT0dRwdGBNWOBgr5WJjuSjPvpus4VHf1icZW",
+	"9qZhQaureiNclrGuxi5ucHUZGLwVw0jZuB0htq6ZqhFDKfFnOOznDM3VgOjeC25vBCkrPUvCAJTQLV67",
+	"9iDD0hKwnCl+yzAnH1KJSeo9IiPBDbpRyqooWL5/QuScG4OpFnalmKtLBFuEexuSdy79MGeGZUEqQ4/D",
+	"qGfTgXCbgR6XX9OIUg46HmyQzxlpbfTEp0xYvdwH4ttDX/FT7kq1E9CjekKWpZo/0IQKvWBKJ3jJf7t8",
+	"85og1AF4iyXRM1qGYreDyfaE/9RSDC/owiEQzNyXJn6lKuauJJIpTvYoMXI+1kYKFnoOAjkvZ7c8Y736",
+	"Az7uwnJLciOIIRvhuMmzXxvTgSn+TmeEiZgwzGdpRpkcjNwfM5YMpm3RdJ3oHEqxW+hYmLt7UIeNBN76",
+	"hFSC/1YxQjMltSa0KNxx9gQdLUVWA3wUTNcfcR/YGjqNOBxfKMZIQces0C334aolKT5pY3qDSMU4or60",
+	"pATViM+MqxstFAG5pFrzqUD6BS4dSLdymYhSAC1M6hgIiQT3Xg6eNjAlrdITLSB2xKZFBltH3dCEDRzO",
+	"V9eofUNdI4r7eQvvyKS3UMfVLCjNcULGBRU3Ya0OqhiZKlmVeL/pnpDN4/0tvBb11Ilb8YZdXzhnQZy/",
+	"Yzod0OQWVaNhSoOlbwwYJTfrJICNdG9NhE8QCGysMG8BCyQHiILALfT4SpqExQhHAEMPbZJnke0byFzD",
+	"XQYTEKpAIIjzhzYf/gzcE81g8QO4B7/cwPF241ofzHloUbyZDI5/2YEH/bpxt6s8ajVMFgDreryM3wBE",
+	"nS9mcnsA9MgRJfu18tzFpJVxPwCeGgWwPbn3R/jYqCCDdkhSXZVMaZazPD0GtPAhU+DDtYxoRjUZMyZG",
+	"QrGyoBnLhyRV7J+APOkxpNKGuGW/wajWMcusHONGRMnXK6c+/DoZNCsALyyOG9dcHeO+P2/uZD/FL9/e",
+	"eZ0qCGQI87u2AYM28/+0/DokWTNW5GQxgyBiPNkTQsfIsFuKSuA1piZ+T/fRTzYx9lqdrwl1G2Vq/r4l",
+	"F/f87CWPaftbEAB/DtvbkGPcdFPw78o5NNNu2OCloWZNLsZ4GVYJ23X9bRkoaqGfl9WOgfD294ILtsM6",
+	"rvwnPk6uL2BHioNo4S/LGu139xE+gwmT8DyDnbQOYsOFXQXb70aEZDfMvBMYy1EHeNHlIBksGItb6fCj",
+	"e0GnX8lTGCIab2AVkOciHmKtDJTvIHv/+Mc//nHw6tXBs2f7rWhYXNoJYfPSLEEJlRV8Q+Oc0U4G4+48",
+	"3YSrXefrXHJw9q2VBGfQnPWWN+zOteeeN+/UF+OE18N9J+Td1dl+j3y7vVoCSmxkBTOpIPG4LOgSNd3A",
+	"E/w3KsjjdNsD9YeIU63TQdq5l7G6LGD4dg7yunbmjJZwUBcvzsiPT77/fxLC7gwTeVibas7mYysfQ92G",
+	"JvYfK2xGAk3WucftQ+CQE8qLSjEdDpYZYmR9VhvqBkV86glJhTTXE1mJHIvPKGrYNZQZYHnqBKM61KB3",
+	"9Gika8/BPr8rCyraQesyQxafsV28/FdWOkvInGYzLtiB1RrsYetqPqdN9KE7t/6BI5LpW6YOwJEblKup",
+	"L2DrGG4HYeDiRX9RhOL5unBrqzeQkgJoUePqm3TDfg+g5J89wGgiX2OL757gnSFzRoVxQtismlMBYBoN",
+	"/eiX5e1i/3p19ZbgCwC28VgIw02sVgUSgc7dQcirnBCXXR0P0IzaOep6fDo20AlJ6VhW5hjsHylq4b54",
+	"qd/CHErA6V2OusvIPdc24PKsRU2HGmuoUgAzcb8HAGcAEAGgrhKYOqyjY/NzmmvD1FiRB5TXxbT88vjX",
+	"oeVp8QicXtj6ebZsRnVm6Eml2bbBmhcY9trrOFsfAXxK3HMXoot5JZgYT7CIaVOpE17czGFaM/4aXfJK",
+	"1ZJ4Jhn60yJhrhVVOWbCWNU1y8BGTQssD6JP6ohF5oId04vnl8+vri+ev31zeX715uIfaRiq330Ykee6",
+	"aRhuZVvtrjeXstf1t1OqW6vWCjUWLVVTcQuzj5i5j4Ddl1qyzhUJe44Eoba3/uHBnFVvmdNTrGpKFjOp",
+	"WasmQ23+GOwQrbgpPPNCFqwnkgHdolATLJdgc6H5gSWfKTzQJKNoiweTi886OHEvLhQ3zL05EvZVKAUD",
+	"xo2WDmU/xqK1QU6VtrQ7n1s0xrnmVNApGsZ0MhK0LF0Sua6L4QQldVqmnnrdoP/6pQ2SAUwQ1X4uwU4W",
+	"j94MLCPtgqI/bEfxLpciw5zCNYGITg51rhqs1UWqEqqeuFSX2lI9o7qTabk+bitmdzrNMlYaF3AP8e+G",
+	"j3nBzfKklZVICymaGBzkuhlsZiuX44b8UtjtdVYZOZmkUMhxAuWGVzIF91dSTy0c3tdyFL2it1VRfNQk",
+	"YbvCP06G8OaAABe0CA6lmPhSLJ0PsY3ueBqt0vEf5u+E9KJNQnqAdP2pxb+uBYXeBOIQau+XPjz0cH2C",
+	"xX5jXR3AHt5OGobK8FtmUm1Mc76CxS2sGuKRHROADPpYA/dBDVOlJcm+p8TwQxORG0/ZpFJQRMyOj87K",
+	"BeWmHVLXqmYDEmzk7F2ubtdmR3Xmyo+20nZPnD16DgWlZlSQFHTkdGtdMIxk2iWPd9eqvFuetV6K7Brf",
+	"u+5jWxuFie1zdv09JB2cCC49vqZ+xFujGdyPButZmwZvyi3pA603IUgZiW6tExCWrOA+L83yo0BN2z/z",
+	"y68Rd+NXXVdio8fLBexkVtwVhOdBiQO4+BPLRbC4W1OFF8rsglCs6YRtvMeuwt5ZU9IqL+GvfD1Q3ruc",
+	"xA50NijBsHWESzJAS8F1L+Ri+o5GbWvBFPMaexNb6K9fMSC+wuWmbJfqEOYIfeRaBrqCfNym8kNfXrXb",
+	"POT/WrE2bqNaUCW4mK45I/+9K08JtTHUTRg56v2JH+fwLHz9jKva6Nvbni63j60Prv28W+Z1/Y+ztblD",
+	"DAxKZ29ev3h5fnYVtyT1eb3DuJ/MCjtYsXm9LWpDtlTepEqtU/ovl9qweVzboyqbccMyU6lORh6d5yGY",
+	"Br6SMmY6fSmnkCty9vadJnUFTwxxqxuv9OSV6fbMBRfV3bbKpt3a2lqBkFq9CTCbhHMXOTSmeqPQ3cqC",
+	"tOgLZG0jDjS6N4gwdgOb8aa+wegxvIOwiLVJqNtnkXbNTH1JoO/AqHFZm9J78yXqi3WIum1yQnRSzdRL",
+	"rs25O7UOKmPw2C5udd42cVUVj/qBfFObTUdo1/fWvXuJboCdc3gxxmWXTWyfTQG7C3sHSTDqNwcXzt93",
+	"AX6DKNtEiEqn8lvEHlPbt4LkAe69gugHh+oxPTQy621h1BIDeV67tesGHzgDakIu4jbuVrOLsCjeuwn7",
+	"sH/5GF5NjNxSrrEfbWp11K0Vuzppn+nFPr1kTGwPVVEzwnk+aI21CUI8CsRD9qhwWSFo8/Mu4boDllW9",
+	"sbtEZvgti/ic4YuNZWhycGBnpp5BMybivMi9sXVcSAQdIkJh+/S7MetQhQu2yM3SdTkqirAX2IPaX75D",
+	"Glz0YtZI9rvTzvtWJtjaur9CnWLw1q2z3OvD6zYKC915SW1mj+XS9XqG+oMCdMVRS4cOkTO5gE6psr7S",
+	"vpQMLLZ8/ZHT/ZqSnatTrJ4pyDJZpbhZXtprdIIUFAE6rbAALv71wsPJ336+GiTrqgvV+RbjZejBbFc2",
+	"qlsqgAUMZmi2NjOmxCLa3Al6KzVCcGeuaB9Q4JmSgmu8klk1tkj1pmTCku7nQrP5uGBDAn5qnyuDLhyf",
+	"GTQSTV4ejLokmSwKlhmyNwrjD/VosO9hiCtfMCjw+CCEgT8J2xW4IrVzmjN7KODiwM4ZhWZDchp2Vug4",
+	"iEhZjQuuZx4AWE5oWY6EdxntLdjY/pKgFTpnEy64q2+HpTyhZobImWJK47pdC12srQw7ZDlGgY3ESJxJ",
+	"ccsEmoOw9d9MyWoKoWLIhVyB6mP79nfkud1NUKussnOR9JCWPHV1/01v8fPVHnqkxtm1bfSgTeVK1XQL",
+	"Z1x4r48VOWhRMTso91kAfrAnj37A1n8k7ZAV7C+X+Hr8tDIzex4u9kBVQg/tvi8t3rBWLThDbxih5G8/",
+	"X7Xrde31VNkaDofpPpFjQ7lguV1m1+3fQRqo764zWTLtCyFLAbkm9fFThTl1lqCiacSOO6dLKP1DuIHF",
+	"Q6gGGqTTvrYAKcllVmG18b20FX6W7g/JU6Z5juEqdgZtqMipyutgMsQgqtTS9c1KE5I66gTFjaBqiD3g",
+	"0P0HfSZpZhI7JrWj2mvEHhyukCbG4wRE4PTteZDS7F2YWEhQ0JIPjgePh0fDx9gmcQYkzoLnIbhNDxtj",
+	"wyF46IFhyljJpnOlGEwDtAQLDTuPZTsflxtNZlyDVRIwDl4JC21SkY9E3ZZWd9y+gSkzIVqihctTLQwu",
+	"qHtsFHnw9khMmSFPjn4k65quoHGOK/ThWOI5JL50M7lhrMSWqpaPVeVIKAo+DPAjKAZhDWgnkZAc6tI4",
+	"3aI0ETIMhUDxeyaLHIxM4EMaCaxx0TiGHXH0dkLmYiXIO3CZA56GfnLFsGlr3XDGB5qMRPr7yEeFjAbH",
+	"ZLQSVDIavHeQVCON1S7Qh96JGRm0G2X3JNc0rxyGLUzf/4qcmWnzVObLj9Ztoidq531bEjCqYt2GlY+O",
+	"jj7dKpy0ubknESTeKuoiqz5pS5wnuOHY1/XBHAb9B+GTh5s/aTVZgY8eb/6o6Y9nv3i4xRfdVl/2u0c/",
+	"bLG8Tp+T98ng+21Oot0VLxQOAfZDsfAXH3NioVx73W/w3N4r6jTdyJhAQIK/gY64hP8o5Rv4PKVfBqdu",
+	"rveJI9xleYDE4DAozjdlMaWrbtUINQEJlGFKiCt/BCvx1Q3JmJkFY4KYhfTZXW3ThU6AaBcVuFzraEE3",
+	"qmVeEICNQwMvr8eG2WN0Z8pMXT//zG1mhez0ZC5JLyFhlUpsuevN94H/peTZjca+WNgzhEDJtECpiHW+",
+	"DjLL+rs2b7G2uhlw78raHReoIRNZFHLRRA+kfWs0FjF2XCImEUKdcr9EH8JoGp+WAwC/LHbLBOETwqEw",
+	"jpChqSK2MIjnYYsdO+Hfg8F8Ivre1B7toei+v5kVSWrEmTFAHo8uw8HXTYSPnmz+om6z+VVR355QwA45",
+	"PvMYuJCBAEWC5j01hfUkKE5lfUzkwb942Utqwd+ByAzOplsnFlqGj3GRQR1cxJ6mk/vTutuj9rEHTStI",
+	"57RMobdjrTuukFK/ynoz/8vLjyDCbY1h7nA+uA2puyZ3iD19Lp9x7aMXN0lI7pPwC5j50dEP2wghrRau",
+	"XzN2PtxiO7FGpH9AzH5RF9xfzGRRo1OA5FxAaeH/PX/rAWl3dD/83SrM73sxPrWPfesMKP3/QGPuz0qL",
+	"LEJrk0WnJryr6ks1oSOhuZgWjLy7eEk0m0J39D1dUD1jmpRMZRbyXQ8wcNH/349epPtD8tbq9UhtCkZv",
+	"w4lHgkJkCKbDo8qYMkOnaazpqNvDjOoZmJioySDOKuWTAyEFO0AT0UgsUfB7fPTkXrQrIgiuUC/orrVB",
+	"FMQ3DxQrKAAAtF+wN5CsHBcXVj4VzB9sLbm43mJecMG/tm/pt06+Aimv6QtR95qNy1hWBGM0b+rww5Z8",
+	"2MnnE7LOJ6+lYK+wl+Mnlck+egdrB79uug7rsFC/isT/XyUtnPquexb0uz2v1zc/vicbeYz0Pb4HxDyH",
+	"lEwYbpbE0Gno2KWFJY9Lu+DPs88/kyD7b8Qqn9VdW4SDLU9fama5PWcM++5FWeIFeL+8Vbg1HZIzxw7r",
+	"fjXQKJ2KNmACmxoJx6f88dRBrO1k0aZZGa0TcDHpaoVrrXA8atBHQqbMADerywLQoG91v8Wibiv4QWL2",
+	"djT2zAcm7ErCP6WeHGmwGKfMdRfJGDjsQsACaugjjMP2OutpWC/RrZf3yQhvd911nZwdlv+56OkfjMS9",
+	"5M52BW1HOxB2HzJXVtiLNe4Hwxw7TWioXdRifVUYXlJlXCZ1ikOmiU/5Ztr11FsCmRH5SIBxNHFmYang",
+	"DYxKFmzR2AhcxHnoIa4NcdSw/IRU2lJNveAmm3W7kvqufNTEiJrdcXMon87vUx/Pod30ga9d14B9N6YV",
+	"1hNF2Uaxal1EK3CoV3pcDQX5rO6jeJvb9faQBdV1Xc8ubAy+eXs+v7fnnUt2hptYtS9uT24QYQ9/dx++",
+	"D0lPG03jqL1JS/ZVgGlH40wCq8R4SdJQsvEO8ZTseZEI4lhGA/LdaJCSOVU3TO33aNFhLsMOivTXYv3v",
+	"lljvQcwWIV7UHpFvRv/PiISvMOjIE8ZYuHVoStkeKcOW3VFV5zUacaC22EnEqE9AMlU3jRHMKGwoUWPR",
+	"cK1y8VPjp/hsNvx7srF6qRFMuWzRHO8U+ybIrhNke8F5o9OqCTM4xEDHtT6rq8BZBfW5FaNzK0lCC1Mm",
+	"jFoCdbM/uvAkK7w2sxCex4G4WcdzWMYf1Bf1yZ1Qf0JMsF9tsb5Lpm55xt6JOonunkiUxDlDbfhCW5RH",
+	"qQZ0qV7nImoAuAe9QltYXFF8IRUiUjBp3XYckKnTdT5x0eNeRWy3LT8eidR7SZxY1pjPHB5g4XeIncVC",
+	"p2mkqzkBkjwSq8UpXKF2CIzsrA2io9OwITZ4vuhYy6Iy7Nj1i5WCpG/fPX15fnb97uJl2uQjuYiXGZ56",
+	"AsHfRIqRgIcQC49loqU2rcRxVHxgbxKVZIyxrhPIweNWKjbhd1BWsfXxXtq6tOFwGKyptvpggoT3Wbkm",
+	"20pKLOU3EnJCZAGmQ8xOSTDCe3VoaWZMLbhm+3Bep80ULgbUkDnWuR5bAYvlRESaSLuAIahfgW38k5Fo",
+	"1wyx0jT2SO1p5U+CJv51ydV6Ch/IxXKyJ6RpJ4S009r3XahrWE8/MFNAI+UbPRIQRARAWxcm94G9Oqzm",
+	"rW94qVtR20OSRrrbpyOBPWD9a5j3nBJEsrFrntLqvO0LjQGJgRu4iMXWHXe34yJ3BSN7gnEX72sxpCco",
+	"s3aeCt/XWOZLb/GJpm+n+4TmsjTaAbw76yE5RdhGMzRGOkNokW7chfXFrIbxH/24tozokJxPyFha6VMx",
+	"3/Q2CStCGHrDoB1uxnKo6Nlj8a4B/bOZvONxrZ8oqnh1f18osDi2kPVaaMBcwmQMCHkqltsHGe9au4bs",
+	"AfXF0pMxiPcmUYsb+23j9uYSgF+7x/HHLRyIq5HqXqz641vEdlRoViQgTUC8IBTbUUVsZhsFsN+bP655",
+	"/h5h2Mo8MbfkXHp25ARB8E1igyRXI6QWmRo8SlzGLoqQmOwxEgF3g9yw7g5rhw6Y7Hnuo2LqKEBklSAC",
+	"LqjKo4HRuJbmFHamt82n2/kMP5/VoF7YM9ekYTNlw0Y78PY3A9tnNbDhHVl5LWQ07fpGAhLxQiTpReRk",
+	"Y/Csw8+9UmrNx8USKpLqjBYs34dmi0Pys5V9Uqn4lAtapEQzAwzPSsVmthwJL00xUglXkoXV1UmhCJaC",
+	"BlQu4qqrpNywEsslWAnS65FYJxWC23Q1Z/mxF24xOMEHFaTeOIBlrNKkQx0e6JEIlTWyF8YHS0W0sPJf",
+	"vm91HZI+v6LTFLtJ/taO4PHl/5eG+Q3toz8xfUm1OXjlci/Sk5X4O+LC9x4d/UD2njz8oW5gXtgdyMrU",
+	"0YuWSlrd43xy4EbgmsykkJVyS8xbcYLnk4PXUrCDV5hKuoe1m+3PfjkHl5bupyNh1Q5UqiC1Di4LjmGf",
+	"BNGF6yIFvxBt3Pz6GweZnyBU47vD73Y1bCWfNuYuBG2Exk9jLUsGFhc2fdncLLz9Phm0kGH7z+1n9Vcf",
+	"IdBv/WfNvK9lMO2fLOru0S4H8dYKZiKH28didP+2oXst5ruGtVoojvVGwf5/Bb9hJF2lnt6WWBvUHDIk",
+	"K7yssRrtk3Hliws57xaWDbAMAatPas90YjQ8m7HsJsDVO66N/rOT8bUSLvfRHR3q+YWJ3kehXus3nvtI",
+	"JoiQCv2DkVgYLB2BhSW4bopgcAFfWwGK3ZVc1XrC457SWbQo0LYhIdx6CSuoNHMtbmrbZEDqus3EotdX",
+	"W6e5Jn43H4XwfRjx6rPu+IYklWB3JeSIFMvhR0q/szhuRUuwp7YViPq41lCzsjJrIuSnkuneoDv7Rkr2",
+	"fN8NSPuoshmx75ygkb7OXVZsJFy93P0hOTehI9RXBIb62D5k2Qvgvqeb14YWdJm42v5gPK7NZ+CkgQrU",
+	"Vtp+TMZsKS2ZNDCfbvluvPXervSBTgKFAOzBaD1GmT8o360MyVlWUEt1wYwtVbuySSj1oSvnNExIV4zw",
+	"+byCciPHTgz3Od7AEnBGtFsggNcxF4C/I9E2TD86OkK3lDP2CAlNDcgexTLAoEZQNS+Y1vuJuxG3LWfY",
+	"Ho7EqfA625hlcs40ueVQfgS7/0ApdcxItndh9dSuZT/nOpNCsMxYWpEv6HIkIEWqWdKYzbjIh+Q5zWY1",
+	"DteaIiWBz62pM4OANxIxq4893XOELPLQQsOj778nBYP2RAnJ+ZSDA2mYJiS9TtGJc5CiHyYdYuGb4TDd",
+	"PyGpHzN1il3j0k8J5nWh4jckb+AEuZu26yU42t0XQjb5PkYCHRrk4/kzRmJT7ZaV4mWBPZqHpa5jQgfe",
+	"6terNt7H5bFjQK0ljJs4cqjGbaNdtvqJ82gR1c/rQ2kVbN3OtuhFrz++16GB0TPfIvfP43CIyhkQzdCR",
+	"LzyPyjpV6Tc7GCozO4QKZP1xHT7JyU4ZFDpLIAEpbGPmqVX41gONAuqSGD5nQ6DKUPXRLp/NS8eOFTVO",
+	"ZmA5KevIA0LzXNmxoMae3SK2mToh1L89Ej72AZKanjz6sUnCtaz34HRimFqXiovb/xqLP720K/tSntnK",
+	"bAzVzxSD5DRa4C2GGs1noiqfGdGfPNqCJl1J+YqKpdub/hAC0dRaunNNtbC9maAufqjutAbpLhbjWjGT",
+	"lpp0sN3hbD++1538uSaFlDcgIKIwXJeBw6bSDhvBUyAkKaSYNi0L0VjuC2LmqHli/AWbTFhWd60VbOFW",
+	"PiQXIR1ACw7WR4whbqvl4ddZvK3VJfIrw+BTzORAYo2u4YCaf0PjT4zGnRag0OG2RgVSUq76EdnKvagc",
+	"HWb6dm2881uqfquYcXVgH2gCWq8mVJOzy5/InrMLOG8bBSPDxYsz8uThfx0lpODC4it2neLC4rP9iUwY",
+	"yxPy7urFwX/VBtGlYRhxCXkAdSVLXVpZRs8Yg4pkxmI+pptm0g67f0ykYCORjqqjo8dZ3V8N/mTDTN+m",
+	"wPrrB35C59xTctHoSZYsZrKo5paYYKVw14lLcWOsjOJqlUIHmbLSM7sPVy5CY5tqi5fpYQoVJdIE5BZt",
+	"6Lysj+bx48c/kr13V2f7CUntDaGi9rfLN6/95HYe+NuwO5NgaJ8z3qGuCG9gDfuMFUVfsbgzffuRAso3",
+	"62M4Ud3Qf+svwMO58zznaFqvYyL+hAHvyeDvB7jZg6D8/9rqlvh6fZhfeVjY1+5g6gmVf96UxG4XrkSS",
+	"iGnVltj1BMtDlXEYI06SSyS5vWT5NBw3aayvVDvzniNWCVI6KRoqjhV/Qmo4Ens9lNMtIz0h2Ywqmlnk",
+	"I5XQdALp2zCUlSORQHYKCO0PyWlRjAQeRibnrp6PXUwmheYabLha0FLPZF3noNXMdiTOkBoekzQ46GsO",
+	"vf3tcqENZ/1HkxeQBv91XQKuqUmTkUhdGxP4k6TYjcP+QfYaQm05ExBnJ6jaNxHYU/jxlmcMVmGpPdDv",
+	"PQqZoXYbSDC0/XzKZOHakA8Laripclht63cppu7BSLSe0CyrFM2W3S9oER/J/37dfNgZsd5hChl4wt2G",
+	"PWMECnAH+DI3UCKeGpq4hKbxknCjR6KkZnZMUqgBP5OVZjNZ5EOIQQcxJP19NKh/Hw2Oye+jgX1q//vk",
+	"/ft0SE5Jbq9ckTHNbqBg10i4GmCU3DAwdzOd0bJJBqzfJHs4Mx2NhuM6et9+lNLhOPVBNmIkkDu64Tz/",
+	"TkcjBivAvXJNzl9f/fAEvQMYkoW2WDC2Ehdh60qjT8AU/ezNu6cvn8e/cPkJCXn65s3L56evE3J5dXH+",
+	"+i/gmagZOtkrsC3WSIBAYh/sowinFF2iND2RtdMF67M4vj+jt009TeNayZJXKBy4WC5ESVEVxZA8RffJ",
+	"o+To6MgP6Mq91RifOOSbUy6siOFekxNIyBmJsEvZVBJXGiwQWBAcrtmdURQdJlD1s84pErkmdKyq0hRL",
+	"DM9yfgZfu7+QmuX7RM9kVaAs5hoPTCgvMPZzJLjrk25lLi8eUvDncFqEmXmuoSnXVl/0wrF3erhQtZi4",
+	"5MjkN5Hpm8j0TWT6TCJTKJp8kNik6OLAWzg+ltxUKmbM8qBUlhE4Fc03urAss00aqSFxWeoQfw3f5bkT",
+	"s7B7xt4GGQsLU64KWeCGrVeEWXOdU36gyZwZCokDFFvGIzenI+HN5OBf1w3P941Z7P/ThPjIADypBdVO",
+	"9T12/E4nRDBtgAHZsSzTRVW+6b5wWhRBj5CNEmEPhb6gi79pKb5R6G8U+huF/kwUukX1difR4XCHv7cV",
+	"ufeHit3y9ZVDvP9wlay5rjkJBMb74iLHrWpx2lDjxFv4rwYpUrGyoFnY3q1ehqsLjFnHvs1xkI87ZhkY",
+	"CXH8qD+QaxP0Nr+oN7ih7tD5St/2YLc9lYPap/lHLSAUOa2XvL84YhsI6pv7lun0dVASyGJExdjfTZgt",
+	"5NIBUcGlIrzNgJJcLkUW0BCLu7pFSXrJBbT9hLi+A+9nbBG0lvUrqSMD3l2dkZwuLeqFJqOR2LNPF4zd",
+	"JMR3syKvpMjpMmliCkFm0iX4AMiSUWX1/blUbB+zGg2fM3B8zKgV5ci4ym6szCuVzwOzU+M8lsBaYQxq",
+	"hCfOyC8FCMcYTt4jGwVodGnP6+uthNRd6cak7elUsSmFKKtvrHwTAgIGtIF+vAz8X5CAaFHRN3D1OAdA",
+	"EyDdUmSHVl3YHNuzIjY4k1VT22sKOOWy17BYyrCuwbGHjW0hXHeOWIWvgIHPdQLah9osVGfOndiq0uK6",
+	"RmG5kBQiAFJU0Eo6rfvvdUgBBPL6wh7QT3A+1gZQbc/bfo+hdki6P4TKEZD7jJVcigVa6tBml5A6ARMQ",
+	"dkhSBHarNrioVfwBbNY6HQnFLC923kzFdFUY3wl2ym/RbIU3psFkxhWpBPSntedTl6nQTBgsn/KWTrmY",
+	"HrvzW6l/kmCFFB9jDF5Nyi09O7ECEfN1XHwdGYgw7d6Uyx2FeH17sg80SXHE66wycjJJXTWW9vxYXn8k",
+	"Ou8S9ltFC71aleXYkUXn7fZh4rQuswKVccaMiZHIWcFvmfLSXHcKZyHGZoJ2GOhZ6DvLNE0Nv5U/+Tjl",
+	"T+xhvrVEY4O4C71csYBTGyt9YZoa/PsaOjQItltLLwj/0CaoJeSLGji7OJCMnkmBtMR7SHx/lAzm9I7P",
+	"q7n9w/7FBf71MFKzI/nSZc8/b82YSwcXXyiaqZm+X9R44+7egoQjk//OXSe/VW3ZsbtSi4z5uEVfuAUZ",
+	"0BoVB6WtdZGVYOxFWgVOsxnLbjChyuoLciGG5Nwl9tVlWhQ61RX2UhqJFDPYrmtZZs/b5iz1q0WcBKwf",
+	"OXMlCxSjWoq6kzlx2YPCG6ZdIpAV0lVeMK1PSKorCA30dcgy1MuCmhX2c8d2DRSDgJHoBNKSOr0pjKJC",
+	"u4br1zxPwQjtews0NSscWx8JiORKkW3D+xDdDZfk0lQdc/TVZVazr4bkglUQcUUhqqu7AHRMN55Y4Oox",
+	"pmvZtr+1HLuDFyPhRD1/FoFrIJe4CIJ6aKd4ORbKc+O50xlTzVoV7TqVIjqtk6Cpbg4xsiA2UDESsjIH",
+	"cnKQ2wmxbMhVqLNrWdwyjWmB3iqmXUgAKWXBs2XiAE1jFUcAtgVVgoupdscFEJWevXn94uX52VWKApuV",
+	"x/BqCgnHXVsNXIBvy94zEr5X9l7aZ2lL979Jcx9VmtOzr61ly5eQXb5YJHYz/YbWB9RyInDPeYp4QjRj",
+	"ZIXog6LUIKclmyVTB46qyMpA/ug34effXfhZk0EGwf8112xbVvqlnEo7YIrabp83dbTndAlFopYkRdqV",
+	"sfR4pfQUlGnVdIH1kDRTSZD9BUFlhoqMOY8+0D5upZC9sIxe0qkanngG4Uu6Om7L8pFwhJka986DuhKu",
+	"7vMFvYMtf1b6+aG2W27YXG/MG9VMveTanBs2HzQtYsAcFs0XKQqf8fNvasbtd5fQosCcKX9AAQYh/ECJ",
+	"h6hWcOnriqK4aF9PT7Ao25hltNKMaDn3DbmstKZDG56ZrZakb0aCptDmq8yOOqsXuRNbfvjxEqdh6g2e",
+	"C5fiZpmycyv9GdKm/1zJ0nEvile+Qrwke7SAgaF1iUWe/QimtpjdITLIA59puT5xEgvtgIrF1dwVN0HZ",
+	"vcnVtIq6s5i/db9h8UBoEbkUUiznI5HKIq8f71ttY6GkmEaGW1UtHsarUNmN+CG/TprQWuIXEte37IdU",
+	"nz/QBpSivrUm+7o8qeh+MmEFLLkQ9dVtxn0gIv0o/87lYqPtqxL8t4qdECoIu+MQTwnRn3Gr0hqu/Y1f",
+	"f+PX3/h11ar+GEdQ9PIf/u6LIqyti15L2vhCTNIGfi2VAfsy2srPXp4D9VgncDcD3lPg9oRk8AdsDBji",
+	"3J+1avnOSPrHKHP+wcIxGK2jsnG3VodmYEn5qsVPMAP+AaVPHw/9p0O7Pyeru2SGUIFVIC0aPdDbS6Tb",
+	"cbor3wKryQmFlYQle4S0bK8u5rP35OjH/XWc7RtP+8bT/nA8LW6HhbrVK0jzjM2l8XVg12IPtF2bVHqt",
+	"OoeVCr4A5nx8vviu3soXYoq7qH7YaxJ0flD/v+Htn1RhDAviudLma9jnbZOt2JOmhsEvgXey9if6FJEx",
+	"1VCCudJMu1AMqQ0pC2og2tWqjOOKF3mdsRttF9zbyP5rYZKXS23Y3E11LiYyhnNPYaN2yxpeJ1xgwmpT",
+	"R/5bmse6jr1hY09VCeAzDvIAiAJg9re+As6hL361jeXb8z9AV/Vmkeso/GVVuihIO6uiWe3e17WlxieN",
+	"SsG+AeCWiX723E7fnkdOFcxdDh51yeiN7gXIGaOFmfWS1teM5Zr46DzqShz6+Ls6IwQr9BLfwOXR0dFK",
+	"vEhGxUgojE80uqHJFgK+P3pcd/ZC9aYnz+6vuNpPCNM4w5v/6RNVNDYDh7YA8Opy+MHtxz/iwj2srV27",
+	"qoSGtjiU5KxkImciW9qzF3DbXJOq6XU+7NTBRGZbd8sw7TOpygDS3G39CstxP65khPBbJpjWPvHajTVs",
+	"0j7cKKvJJJcBwQUwiiJDMFIY1NNJPxgbry1ANVXBFvBHUA47HAiQdnWUd2EYSavGb/gxSjerX7sCo3be",
+	"dgIhMwvGhOtXqDudBYKBId5rddxnTBtVZWAZtDqRYYKKLGxIHe4MqM3qIE+hjIWrFKMYxF1nPog5XG44",
+	"VlC3fHVEdxksJ7QsXRiYJjnXRvExdCsx0u85HLQsn8K7sUVWxY0rXlXDUyaLArrF9K0yKJywOuJpnf0K",
+	"gZo51bOxpO37xNzN97++/z8BAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
