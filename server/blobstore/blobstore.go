@@ -164,13 +164,22 @@ func (s *Store) Write(ctx context.Context, key string, r io.Reader, opts WriteOp
 
 // flush makes a completed write to a local directory durable: gocloud renames the
 // finished temporary file into place but does not sync it, so a power loss right after an
-// acknowledged upload could otherwise lose it.
+// acknowledged upload could otherwise lose it. The directories up to the bucket's root are
+// synced too, as the write may have created some of them, and a new directory is only as
+// durable as the entry its parent holds for it.
 func (s *Store) flush(key string) error {
 	if s.dir == "" {
 		return nil
 	}
 	path := filepath.Join(s.dir, filepath.FromSlash(key))
-	for _, p := range []string{path, filepath.Dir(path)} {
+	paths := []string{path}
+	for d := filepath.Dir(path); ; d = filepath.Dir(d) {
+		paths = append(paths, d)
+		if d == filepath.Clean(s.dir) || d == filepath.Dir(d) {
+			break
+		}
+	}
+	for _, p := range paths {
 		f, err := os.Open(p)
 		if err != nil {
 			return err
