@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"hash/crc32"
 	"image"
@@ -727,4 +728,118 @@ func TestAttachmentImageProcessing(t *testing.T) {
 	}, func(o *server.Options) {
 		o.Attachments.Images = attachments.ImageOptions{Enabled: true, MaxWidth: 64, MaxHeight: 64}
 	})
+}
+
+// rawManifest fetches one manifest page without the test harness, for use from goroutines.
+func rawManifest(env *servertest.Env, token string, since int64) (api.AttachmentManifestResponse, error) {
+	var m api.AttachmentManifestResponse
+	body := fmt.Sprintf(`{"client_id":"reader","since_version":%d}`, since)
+	req, err := http.NewRequest(http.MethodPost, env.HTTP.URL+"/api/attachments/manifest", strings.NewReader(body))
+	if err != nil {
+		return m, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("X-Ode-Version", servertest.Version)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := env.HTTP.Client().Do(req)
+	if err != nil {
+		return m, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return m, fmt.Errorf("manifest: HTTP %d", res.StatusCode)
+	}
+	return m, json.NewDecoder(res.Body).Decode(&m)
+}
+
+// Devices that follow the manifest while others upload and push must end up with every
+// attachment: versions become visible in the order they are handed out, so a cursor never
+// passes an operation that is still to commit.
+func TestAttachmentManifestReadersMissNothingUnderConcurrentWrites(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, env *servertest.Env) {
+		token := env.CreateUser("ana", "read-write")
+		const uploaders, perUploader = 3, 12
+		done := make(chan struct{})
+		var writers, readers sync.WaitGroup
+		errs := make(chan error, 16)
+		for u := range uploaders {
+			writers.Go(func() {
+				for i := range perUploader {
+					body, ct := multipartBody(t, formPart{field: "file", data: fmt.Appendf(nil, "file %d of uploader %d", i, u)})
+					status, err := rawUpload(env, token, fmt.Sprintf("u%d-%02d.txt", u, i), body, ct)
+					if err == nil && status != http.StatusOK {
+						err = fmt.Errorf("upload: HTTP %d", status)
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		pusher := newSyncDevice(t, env, token, "formulus-p")
+		writers.Go(func() { // observation pushes take versions from the same counter
+			for i := range 10 {
+				body := fmt.Sprintf(`{"transmission_id":%q,"client_id":"formulus-p","records":[%s]}`, newTransmissionID(),
+					syncObservation(fmt.Sprintf("obs_%d", i), "2025-12-01T10:00:00.000Z", `{}`))
+				req, _ := http.NewRequest(http.MethodPost, env.HTTP.URL+"/api/sync/push", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+pusher.token)
+				req.Header.Set("X-Ode-Version", servertest.Version)
+				req.Header.Set("Content-Type", "application/json")
+				res, err := env.HTTP.Client().Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				_ = res.Body.Close()
+			}
+		})
+		seen := make([]map[string]bool, 2)
+		for r := range seen {
+			seen[r] = map[string]bool{}
+			readers.Go(func() {
+				var cursor int64
+				follow := func() error {
+					for {
+						m, err := rawManifest(env, token, cursor)
+						if err != nil {
+							return err
+						}
+						for _, op := range m.Operations {
+							seen[r][op.AttachmentId] = true
+						}
+						cursor = m.CurrentVersion
+						if !*m.HasMore {
+							return nil
+						}
+					}
+				}
+				for {
+					select {
+					case <-done:
+						if err := follow(); err != nil { // a last round after every write committed
+							errs <- err
+						}
+						return
+					default:
+					}
+					if err := follow(); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		writers.Wait()
+		close(done)
+		readers.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		for r := range seen {
+			require.Len(t, seen[r], uploaders*perUploader, "reader %d missed an attachment", r)
+		}
+	}, func(o *server.Options) { o.Attachments.ManifestPageSize = 5 })
 }
