@@ -38,7 +38,7 @@ func (s *Server) UploadAttachment(ctx context.Context, req api.UploadAttachmentR
 	}
 	var (
 		mismatch   *obsync.GenerationMismatchError
-		tooLarge   *blobstore.TooLargeError
+		tooLarge   *attachments.TooLargeError
 		bodyTooBig *http.MaxBytesError
 		badBody    *uploadBodyError
 	)

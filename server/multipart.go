@@ -10,9 +10,13 @@ import (
 
 // uploadBodyError reports a multipart upload body that could not be read: malformed,
 // without the expected file part, or cut short (usually because the client went away).
-type uploadBodyError struct{ err error }
+// Its message is for the client; the cause, which may name addresses, is not.
+type uploadBodyError struct {
+	msg string
+	err error
+}
 
-func (e *uploadBodyError) Error() string { return e.err.Error() }
+func (e *uploadBodyError) Error() string { return e.msg }
 func (e *uploadBodyError) Unwrap() error { return e.err }
 
 // readFailure tags an error reading the body; exceeding the body limit keeps its own
@@ -22,7 +26,7 @@ func readFailure(err error) error {
 	if errors.As(err, &tooLarge) {
 		return err
 	}
-	return &uploadBodyError{err: err}
+	return &uploadBodyError{msg: "the body is not well-formed multipart or ended early", err: err}
 }
 
 // formFile is the file part of a streamed multipart body. Reading it to its end also
@@ -43,7 +47,7 @@ func multipartFile(body *multipart.Reader, field string) (*formFile, error) {
 	for {
 		part, err := body.NextPart()
 		if err == io.EOF { // exactly: a cut body is an error wrapping io.EOF
-			return nil, &uploadBodyError{err: fmt.Errorf("the multipart body has no part named %q", field)}
+			return nil, &uploadBodyError{msg: fmt.Sprintf("the multipart body has no part named %q", field)}
 		}
 		if err != nil {
 			return nil, readFailure(err)
@@ -87,7 +91,7 @@ func (f *formFile) checkRest() error {
 			return readFailure(err)
 		}
 		if part.FormName() == f.field {
-			return &uploadBodyError{err: fmt.Errorf("the multipart body has more than one part named %q", f.field)}
+			return &uploadBodyError{msg: fmt.Sprintf("the multipart body has more than one part named %q", f.field)}
 		}
 		if _, err := io.Copy(io.Discard, part); err != nil {
 			return readFailure(err)
