@@ -91,6 +91,7 @@ var addedOperations = map[string]operation{
 	"getQuarantinedRecord":     {http.MethodGet, "/api/admin/quarantine/{quarantine_id}", adminRoles},
 	"discardQuarantinedRecord": {http.MethodDelete, "/api/admin/quarantine/{quarantine_id}", adminRoles},
 	"retryQuarantinedRecord":   {http.MethodPost, "/api/admin/quarantine/{quarantine_id}/retry", adminRoles},
+	"deleteAttachment":         {http.MethodDelete, "/api/attachments/{attachment_id}", adminRoles},
 }
 
 var tags = []string{

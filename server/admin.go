@@ -13,7 +13,7 @@ import (
 	"github.com/opendataensemble/synkronus/server/obsync"
 )
 
-// AdminRepositoryReset erases all observation sync data and starts a new repository
+// AdminRepositoryReset erases all observations and attachments and starts a new repository
 // generation; clients that send the old generation are told to reset (409).
 func (s *Server) AdminRepositoryReset(ctx context.Context, req api.AdminRepositoryResetRequestObject) (api.AdminRepositoryResetResponseObject, error) {
 	p, _ := principalFrom(ctx)
@@ -21,9 +21,10 @@ func (s *Server) AdminRepositoryReset(ctx context.Context, req api.AdminReposito
 	if err != nil {
 		return nil, fmt.Errorf("error resetting repository: %w", err)
 	}
+	s.attachments.RequestSweep() // delete the files of the erased attachments now
 	s.log.WarnContext(ctx, "repository reset", "by", p.Username, "repository_generation", gen)
 	return api.AdminRepositoryReset200JSONResponse{
-		Body:    api.RepositoryResetResponse{RepositoryGeneration: gen, Message: fmt.Sprintf("Repository reset: observations erased; clients must resync from generation %d", gen)},
+		Body:    api.RepositoryResetResponse{RepositoryGeneration: gen, Message: fmt.Sprintf("Repository reset: observations and attachments erased; clients must resync from generation %d", gen)},
 		Headers: api.AdminRepositoryReset200ResponseHeaders{XRepositoryGeneration: gen},
 	}, nil
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +28,8 @@ const (
 	ctxKeyClientAddr
 	ctxKeyRequestID
 	ctxKeySent
+	ctxKeyRequest
+	ctxKeyOrigin
 )
 
 func requestID(c echo.Context) string {
@@ -34,12 +37,17 @@ func requestID(c echo.Context) string {
 }
 
 // withRequestContext puts what strict handlers need of the request (they only see its
-// context) on that context: the request id and the client's address.
+// context) on that context: the request id, the client's address, the origin the client
+// addressed (for absolute links) and the request itself (for http.ServeContent, which
+// reads its conditional and range headers).
 func withRequestContext(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ctx := context.WithValue(c.Request().Context(), ctxKeyRequestID, requestID(c))
+		req := c.Request()
+		ctx := context.WithValue(req.Context(), ctxKeyRequestID, requestID(c))
 		ctx = context.WithValue(ctx, ctxKeyClientAddr, c.RealIP())
-		c.SetRequest(c.Request().WithContext(ctx))
+		ctx = context.WithValue(ctx, ctxKeyOrigin, c.Scheme()+"://"+req.Host)
+		ctx = context.WithValue(ctx, ctxKeyRequest, req)
+		c.SetRequest(req.WithContext(ctx))
 		return next(c)
 	}
 }
@@ -63,6 +71,21 @@ func sentFrom(ctx context.Context) sentRequest {
 
 // maxLoggedVersion bounds the client version copied into the log.
 const maxLoggedVersion = 64
+
+// requestOrigin is the scheme and host the client sent its request to, such as
+// https://sync.example.org. Forwarding headers are honoured only as far as Echo's scheme
+// extractor trusts them; a client that fakes them only misleads itself, as the links
+// built from this go back to it alone.
+func requestOrigin(ctx context.Context) string {
+	o, _ := ctx.Value(ctxKeyOrigin).(string)
+	return o
+}
+
+// httpRequest is the request a strict handler serves (its headers, method and URL).
+func httpRequest(ctx context.Context) *http.Request {
+	r, _ := ctx.Value(ctxKeyRequest).(*http.Request)
+	return r
+}
 
 // accessLog writes one structured line per request: the path as the client sent it, the
 // operation it reached, the client's version and the outcome. Server failures are errors;
@@ -107,15 +130,21 @@ func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 
 // bodyLimitFor is the largest body the route accepts.
 func (s *Server) bodyLimitFor(c echo.Context) int64 {
-	switch c.Path() {
-	case "/api/sync/push", "/api/admin/quarantine/:quarantine_id/retry":
+	switch {
+	case c.Path() == "/api/sync/push" || c.Path() == "/api/admin/quarantine/:quarantine_id/retry":
 		return s.opts.MaxPushBytes
+	case c.Path() == uploadRoute && c.Request().Method == http.MethodPut:
+		return s.attachments.MaxUploadBytes() + multipartOverhead
 	}
 	return s.opts.MaxJSONBytes
 }
 
-// bodyLimit bounds every request body: the routes that carry records have the push's own, larger limit. JSON
-// bodies must be UTF-8, as RFC 8259 requires: the decoder would silently replace bad
+// multipartOverhead is what an upload body may hold beyond the file itself: part headers,
+// boundaries and small form fields.
+const multipartOverhead = 1 << 20
+
+// bodyLimit bounds every request body (see bodyLimitFor; an upload's file is bounded exactly
+// while it streams). JSON bodies must be UTF-8, as RFC 8259 requires: the decoder would silently replace bad
 // bytes, so they are refused while reading. The push body is checked record by record
 // by the sync service instead, so that one bad record does not cost the others.
 func (s *Server) bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
@@ -126,8 +155,12 @@ func (s *Server) bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
 			return newProblem(http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("the request body exceeds the limit of %d bytes", limit))
 		}
 		req.Body = http.MaxBytesReader(c.Response(), req.Body, limit)
-		if mt, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType)); c.Path() != "/api/sync/push" &&
-			(mt == echo.MIMEApplicationJSON || strings.HasSuffix(mt, "+json")) {
+		switch mt, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType)); {
+		case c.Path() == uploadRoute && req.Method == http.MethodPut:
+			// The multipart reader reads 4 KiB at a time; this buffer lets the connection be
+			// read in large chunks instead (one system call per 128 KiB of an upload).
+			req.Body = bufferedBody{bufio.NewReaderSize(req.Body, 128<<10), req.Body}
+		case c.Path() != "/api/sync/push" && (mt == echo.MIMEApplicationJSON || strings.HasSuffix(mt, "+json")):
 			req.Body = &utf8Body{ReadCloser: req.Body}
 		}
 		return next(c)
@@ -230,6 +263,12 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 		b.state.CompareAndSwap(bodyReading, bodyDone)
 	}
 	return n, err
+}
+
+// bufferedBody is a request body read through a buffer.
+type bufferedBody struct {
+	*bufio.Reader
+	io.Closer
 }
 
 // legacyPrefixes are the first path segments older clients call at the root, without /api.

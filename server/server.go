@@ -23,6 +23,7 @@ import (
 	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
+	"github.com/opendataensemble/synkronus/server/attachments"
 	"github.com/opendataensemble/synkronus/server/authlimit"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
@@ -56,7 +57,8 @@ type Options struct {
 	// AccountCacheTTL bounds how long another process may honour a token after its
 	// account changed.
 	AccountCacheTTL time.Duration
-	// CleanupInterval is how often expired push receipts and refresh tokens are removed.
+	// CleanupInterval is how often expired push receipts and refresh tokens, and the files
+	// of deleted and abandoned attachment uploads, are removed.
 	CleanupInterval time.Duration
 	// RefreshGrace is how long after a refresh token was spent a retry presenting it again
 	// still gets a new pair (the answer to the first use may have been lost), provided the
@@ -71,6 +73,8 @@ type Options struct {
 	// route's limit) at MinUploadRate.
 	BodyReadTimeout time.Duration
 	MinUploadRate   int64
+	// Attachments tune uploads, the manifest and image processing.
+	Attachments attachments.Options
 	// MaxExports is how many data exports run at once; more wait for a turn.
 	MaxExports int
 }
@@ -124,6 +128,7 @@ type Server struct {
 	// unguessable, but a client hammering with bad ones is refused cheaply.
 	refreshLimiter *authlimit.Limiter
 	sync           *obsync.Service
+	attachments    *attachments.Service
 	export         *export.Service
 	presence       *presenceRecorder
 	spec           *openapi3.T
@@ -166,6 +171,7 @@ func New(deps Deps, opts Options) (*Server, error) {
 		limiter:        authlimit.New(*opts.LoginLimits),
 		refreshLimiter: authlimit.New(authlimit.Config{PerAddr: opts.LoginLimits.PerAddr}),
 		sync:           obsync.NewService(deps.Pool, opts.ConflictPolicy),
+		attachments:    attachments.NewService(deps.Pool, deps.Blobs, deps.Log, opts.Attachments),
 		export:         export.NewService(deps.Pool, opts.MaxExports),
 		presence:       newPresenceRecorder(q, deps.Log),
 		spec:           spec,
@@ -221,13 +227,18 @@ func (s *Server) routes() *echo.Echo {
 	return e
 }
 
+// uploadRoute is the route of attachment uploads (and downloads).
+const uploadRoute = "/api/attachments/:attachment_id"
+
 // bodylessOperations are validated without their body: their handlers check the body
-// themselves, record by record, so that one bad record does not fail the batch (a push
-// reads its body as it arrives; buffering it for the validator would hold it whole), and
-// the records reach the handler as their text was sent.
+// themselves: a push validates each record on its own so that one bad record does not
+// fail the batch (it reads its body as it arrives; buffering it for the validator would
+// hold it whole, and the records reach the handler as their text was sent), and an upload
+// streams its file to storage.
 var bodylessOperations = map[string]bool{
 	"/api/sync/push": true,
 	"/api/admin/quarantine/:quarantine_id/retry": true,
+	uploadRoute: true,
 }
 
 // requestValidator checks every API request against the embedded spec (parameters,

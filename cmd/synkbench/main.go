@@ -4,11 +4,15 @@
 // read-write user per client, pushes new observations from several concurrent clients,
 // has several other clients pull everything back page by page, samples the server's
 // resident memory throughout, and prints a summary (or, with -json, one JSON object).
-// The server is stopped and the database dropped at the end, also after an error or an
-// interrupt. Progress goes to stderr. Linux only: memory is read from /proc.
+// With -mode attachments it instead uploads and downloads files of each size in
+// -attachment-sizes from several concurrent clients, and writes and reads the same bytes
+// straight to disk as a reference. The server is stopped and the database dropped at the
+// end, also after an error or an interrupt. Progress goes to stderr. Linux only: memory
+// is read from /proc.
 //
 //	go run ./cmd/synkbench [-clients 4] [-push-records 20000] [-pull-rounds 3] [-export] [-json]
 //	go run ./cmd/synkbench -large   # memory with the largest records: ~1 MiB each, ~31 MiB pushes
+//	go run ./cmd/synkbench -mode attachments [-attachment-sizes 100000,5000000] [-attachment-bytes 400000000]
 package main
 
 import (
@@ -45,6 +49,8 @@ type options struct {
 	seed           uint64
 	jsonOut        bool
 	large          bool
+	mode           string
+	attachments    attachmentOptions
 	export         bool
 }
 
@@ -91,6 +97,9 @@ func parseFlags() options {
 	flag.BoolVar(&o.jsonOut, "json", false, "print the results as one JSON object instead of a table")
 	flag.BoolVar(&o.large, "large", false, "measure memory with ~1 MiB records: sets -record-bytes 1000000 -batch 31 -push-records 300 "+
 		"-clients 2 -pull-clients 3 -pull-rounds 1 (flags given explicitly still win)")
+	flag.StringVar(&o.mode, "mode", "sync", "what to measure: sync (push and pull observations) or attachments (upload and download files)")
+	sizes := flag.String("attachment-sizes", "100000,5000000", "attachment mode: file sizes in bytes, comma-separated")
+	flag.Int64Var(&o.attachments.totalBytes, "attachment-bytes", 400_000_000, "attachment mode: bytes uploaded per file size, shared among the clients")
 	flag.BoolVar(&o.export, "export", false, "after the pulls, download the Parquet, JSON and CSV exports of everything pushed")
 	flag.Parse()
 	if o.large {
@@ -101,6 +110,11 @@ func parseFlags() options {
 				_ = flag.Set(name, value) // the preset's values parse
 			}
 		}
+	}
+	var err error
+	if o.attachments.sizes, err = parseSizes(*sizes); err != nil {
+		fmt.Fprintf(os.Stderr, "synkbench: %v\n", err)
+		os.Exit(2)
 	}
 	return o
 }
@@ -124,6 +138,12 @@ func (o options) validate() error {
 	}
 	if o.recordBytes < 0 {
 		errs = append(errs, errors.New("-record-bytes must not be negative"))
+	}
+	if o.mode != "sync" && o.mode != "attachments" {
+		errs = append(errs, errors.New("-mode must be sync or attachments"))
+	}
+	if o.attachments.totalBytes < 1 {
+		errs = append(errs, errors.New("-attachment-bytes must be positive"))
 	}
 	return errors.Join(errs...)
 }
@@ -169,12 +189,14 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}
 
-	logf("generating %d observations", o.pushRecords)
-	plan, err := planPush(o)
-	if err != nil {
-		return err
+	var plan pushPlan
+	if o.mode == "sync" {
+		logf("generating %d observations", o.pushRecords)
+		if plan, err = planPush(o); err != nil {
+			return err
+		}
+		rep.Push.AvgRecordBytes, rep.Push.AvgDataBytes, rep.Push.AvgRequestBytes = plan.avgRecordBytes, plan.avgDataBytes, plan.avgRequestBytes
 	}
-	rep.Push.AvgRecordBytes, rep.Push.AvgDataBytes, rep.Push.AvgRequestBytes = plan.avgRecordBytes, plan.avgDataBytes, plan.avgRequestBytes
 
 	db, err := newDatabase(o.dbHostURL)
 	if err != nil {
@@ -213,6 +235,16 @@ func run(ctx context.Context, o options) (err error) {
 	tokens, err := setupUsers(ctx, c, adminPassword, max(o.clients, o.pullClients))
 	if err != nil {
 		return err
+	}
+	if o.mode == "attachments" {
+		arep := attachmentReport{Machine: rep.Machine, Database: db.name, Clients: o.clients}
+		if err := runAttachments(ctx, o, srv.pid(), c, tokens, work, &arep); err != nil {
+			return err
+		}
+		if o.jsonOut {
+			return printJSON(os.Stdout, arep)
+		}
+		return printAttachmentText(os.Stdout, arep)
 	}
 	if err := measure(ctx, o, srv.pid(), c, tokens, plan, &rep); err != nil {
 		return err

@@ -71,7 +71,7 @@ func bestRound(rounds []pullRound) pullRound {
 	return best
 }
 
-func printJSON(w io.Writer, r report) error {
+func printJSON(w io.Writer, r any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)

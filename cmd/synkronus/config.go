@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opendataensemble/synkronus/server/attachments"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/obsync"
 )
@@ -41,6 +42,8 @@ type config struct {
 	BodyReadTimeout time.Duration
 	MinUploadRate   int64
 	ShutdownTimeout time.Duration
+	// Attachments holds the attachment size limit and image processing settings.
+	Attachments attachments.Options
 }
 
 const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/synkronus?sslmode=disable"
@@ -82,6 +85,17 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		}
 		return n
 	}
+	boolean := func(name string) bool {
+		v := get(name)
+		if v == "" {
+			return false
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q must be true or false", name, v))
+		}
+		return b
+	}
 
 	c := config{
 		DatabaseURL:     get("DATABASE_URL", "DB_CONNECTION"),
@@ -104,7 +118,17 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		BodyReadTimeout: duration("BODY_READ_TIMEOUT", 30*time.Second),
 		MinUploadRate:   integer(16<<10, 1<<10, 1<<30, "MIN_UPLOAD_RATE"),
 		ShutdownTimeout: duration("SHUTDOWN_TIMEOUT", 20*time.Second),
-		MaxExports:      int(integer(2, 1, 64, "EXPORT_MAX_CONCURRENT")),
+		Attachments: attachments.Options{
+			MaxUploadBytes: integer(attachments.DefaultMaxUploadBytes, 1<<10, 1<<40, "MAX_ATTACHMENT_BYTES", "SYNKRONUS_MAX_ATTACHMENT_UPLOAD_BYTES"),
+			Images: attachments.ImageOptions{
+				Enabled:     boolean("IMAGE_PROCESSING"),
+				MaxWidth:    int(integer(attachments.DefaultImageMaxWidth, 0, 16384, "IMAGE_MAX_WIDTH")),
+				MaxHeight:   int(integer(attachments.DefaultImageMaxHeight, 0, 16384, "IMAGE_MAX_HEIGHT")),
+				JPEGQuality: int(integer(attachments.DefaultJPEGQuality, 1, 100, "IMAGE_JPEG_QUALITY")),
+				MaxPixels:   integer(attachments.DefaultMaxPixels, 1, 16384*16384, "IMAGE_MAX_PIXELS"),
+			},
+		},
+		MaxExports: int(integer(2, 1, 64, "EXPORT_MAX_CONCURRENT")),
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = defaultDatabaseURL

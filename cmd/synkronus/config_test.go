@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/opendataensemble/synkronus/server/attachments"
 	"github.com/opendataensemble/synkronus/server/obsync"
 )
 
@@ -50,6 +51,8 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, 30*time.Second, c.BodyReadTimeout)
 	require.Equal(t, int64(16<<10), c.MinUploadRate)
 	require.Equal(t, 20*time.Second, c.ShutdownTimeout)
+	require.Equal(t, int64(128<<20), c.Attachments.MaxUploadBytes)
+	require.Equal(t, attachments.ImageOptions{Enabled: false, MaxWidth: 2048, MaxHeight: 2048, JPEGQuality: 85, MaxPixels: 40_000_000}, c.Attachments.Images)
 }
 
 func TestConfigReadsEveryVariable(t *testing.T) {
@@ -61,6 +64,8 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"PUSH_RECEIPT_TTL": "2h", "SYNC_CONFLICT_POLICY": "incoming", "MAX_PUSH_BYTES": "2048", "MAX_JSON_BYTES": "4096",
 		"DB_MAX_CONNS": "4", "BCRYPT_COST": "12", "BLOB_URL": "s3://field-files?region=eu-west-1",
 		"TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7,2001:db8::/32", "MIN_UPLOAD_RATE": "65536", "SHUTDOWN_TIMEOUT": "5s", "BODY_READ_TIMEOUT": "1m",
+		"MAX_ATTACHMENT_BYTES": "1048576", "IMAGE_PROCESSING": "true", "IMAGE_MAX_WIDTH": "1024", "IMAGE_MAX_HEIGHT": "0",
+		"IMAGE_JPEG_QUALITY": "70", "IMAGE_MAX_PIXELS": "1000000",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, "postgres://u@db:5432/x", c.DatabaseURL)
@@ -90,14 +95,18 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 	require.Equal(t, time.Minute, c.BodyReadTimeout)
 	require.Equal(t, int64(65536), c.MinUploadRate)
 	require.Equal(t, 5*time.Second, c.ShutdownTimeout)
+	require.Equal(t, int64(1<<20), c.Attachments.MaxUploadBytes)
+	require.Equal(t, attachments.ImageOptions{Enabled: true, MaxWidth: 1024, MaxHeight: 0, JPEGQuality: 70, MaxPixels: 1_000_000}, c.Attachments.Images)
 }
 
 func TestConfigAliasesOfOlderReleases(t *testing.T) {
 	t.Parallel()
-	c, err := loadConfig(fakeEnv(map[string]string{"DB_CONNECTION": "postgres://old@db/synk", "SERVER_PORT": "8181"}))
+	c, err := loadConfig(fakeEnv(map[string]string{"DB_CONNECTION": "postgres://old@db/synk", "SERVER_PORT": "8181",
+		"SYNKRONUS_MAX_ATTACHMENT_UPLOAD_BYTES": "2048"}))
 	require.NoError(t, err)
 	require.Equal(t, "postgres://old@db/synk", c.DatabaseURL)
 	require.Equal(t, 8181, c.Port)
+	require.Equal(t, int64(2048), c.Attachments.MaxUploadBytes)
 }
 
 func TestConfigCurrentNamesWinOverAliases(t *testing.T) {
@@ -151,6 +160,9 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		"LOG_LEVEL":            "loud",
 		"LOG_FORMAT":           "xml",
 		"SYNC_CONFLICT_POLICY": "mine",
+		"MAX_ATTACHMENT_BYTES": "12",
+		"IMAGE_PROCESSING":     "sometimes",
+		"IMAGE_JPEG_QUALITY":   "101",
 		"ACCESS_TOKEN_TTL":     "tomorrow",
 		"REFRESH_TOKEN_TTL":    "-1h",
 		"PUSH_RECEIPT_TTL":     "0s",

@@ -35,8 +35,9 @@ const usage = `synkronus: the ODE sync server. It takes no arguments; it is conf
 environment variables (or a .env file): DATABASE_URL, PORT, HOST, JWT_SECRET, JWT_SECRET_FILE,
 ADMIN_USERNAME, ADMIN_PASSWORD, DATA_DIR, BLOB_URL, LOG_LEVEL, LOG_FORMAT, PUBLIC_URL, ACCESS_TOKEN_TTL,
 REFRESH_TOKEN_TTL, SYNC_CONFLICT_POLICY, PUSH_RECEIPT_TTL, MAX_PUSH_BYTES, MAX_JSON_BYTES,
-DB_MAX_CONNS, BCRYPT_COST, EXPORT_MAX_CONCURRENT, PPROF_ADDR, TRUSTED_PROXIES, BODY_READ_TIMEOUT,
-MIN_UPLOAD_RATE, SHUTDOWN_TIMEOUT. See the README for their meaning and defaults.
+MAX_ATTACHMENT_BYTES, IMAGE_PROCESSING, IMAGE_MAX_WIDTH, IMAGE_MAX_HEIGHT, IMAGE_JPEG_QUALITY,
+IMAGE_MAX_PIXELS, DB_MAX_CONNS, BCRYPT_COST, EXPORT_MAX_CONCURRENT, PPROF_ADDR, TRUSTED_PROXIES,
+BODY_READ_TIMEOUT, MIN_UPLOAD_RATE, SHUTDOWN_TIMEOUT. See the README for their meaning and defaults.
 `
 
 func main() {
@@ -117,6 +118,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		TrustedProxies:  cfg.TrustedProxies,
 		BodyReadTimeout: cfg.BodyReadTimeout,
 		MinUploadRate:   cfg.MinUploadRate,
+		Attachments:     cfg.Attachments,
 		MaxExports:      cfg.MaxExports,
 	})
 	if err != nil {

@@ -198,6 +198,14 @@ type AppBundleVersions struct {
 	Versions []string `json:"versions"`
 }
 
+// AttachmentDeleted defines model for AttachmentDeleted.
+type AttachmentDeleted struct {
+	AttachmentId string `json:"attachment_id"`
+
+	// Version Version of the recorded `delete` operation.
+	Version int64 `json:"version"`
+}
+
 // AttachmentManifestRequest defines model for AttachmentManifestRequest.
 type AttachmentManifestRequest struct {
 	// ClientId Stable identifier of the requesting client.
@@ -212,8 +220,13 @@ type AttachmentManifestRequest struct {
 
 // AttachmentManifestResponse defines model for AttachmentManifestResponse.
 type AttachmentManifestResponse struct {
-	// CurrentVersion Cursor for the next request's `since_version`.
+	// CurrentVersion Cursor for the next request's `since_version`: the server's current version, or,
+	// when `has_more` is true, the version of the last operation of this response.
 	CurrentVersion int64 `json:"current_version"`
+
+	// HasMore More operations remain after this response; `current_version` is then the
+	// version of its last operation. Ask again from `current_version` for the rest.
+	HasMore *bool `json:"has_more,omitempty"`
 
 	// OperationCount Number of operations of each kind in the manifest.
 	OperationCount *AttachmentOperationCount `json:"operation_count,omitempty"`
@@ -1153,6 +1166,14 @@ type GetAttachmentManifestParams struct {
 	XRepositoryGeneration *XRepositoryGeneration `json:"x-repository-generation,omitempty"`
 }
 
+// DeleteAttachmentParams defines parameters for DeleteAttachment.
+type DeleteAttachmentParams struct {
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
 // DownloadAttachmentParams defines parameters for DownloadAttachment.
 type DownloadAttachmentParams struct {
 	// Original Prefer the unprocessed upload. `true`, `1` and `yes` (any case) count as true;
@@ -1163,6 +1184,9 @@ type DownloadAttachmentParams struct {
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
+
+	// IfNoneMatch Entity tag from an earlier response; a match yields 304.
+	IfNoneMatch *IfNoneMatch `json:"if-none-match,omitempty"`
 }
 
 // CheckAttachmentExistsParams defines parameters for CheckAttachmentExists.
@@ -1175,6 +1199,9 @@ type CheckAttachmentExistsParams struct {
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
+
+	// IfNoneMatch Entity tag from an earlier response; a match yields 304.
+	IfNoneMatch *IfNoneMatch `json:"if-none-match,omitempty"`
 }
 
 // UploadAttachmentMultipartBody defines parameters for UploadAttachment.
@@ -1493,6 +1520,9 @@ type ServerInterface interface {
 	// GetAttachmentManifest List the attachment changes since a data version
 	// (POST /api/attachments/manifest)
 	GetAttachmentManifest(ctx echo.Context, params GetAttachmentManifestParams) error
+	// DeleteAttachment Delete an attachment on the server and on every device
+	// (DELETE /api/attachments/{attachment_id})
+	DeleteAttachment(ctx echo.Context, attachmentId AttachmentId, params DeleteAttachmentParams) error
 	// DownloadAttachment Download an attachment
 	// (GET /api/attachments/{attachment_id})
 	DownloadAttachment(ctx echo.Context, attachmentId AttachmentId, params DownloadAttachmentParams) error
@@ -2174,6 +2204,44 @@ func (w *ServerInterfaceWrapper) GetAttachmentManifest(ctx echo.Context) error {
 	return err
 }
 
+// DeleteAttachment converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteAttachment(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "attachment_id" -------------
+	var attachmentId AttachmentId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "attachment_id", ctx.Param("attachment_id"), &attachmentId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter attachment_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params DeleteAttachmentParams
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteAttachment(ctx, attachmentId, params)
+	return err
+}
+
 // DownloadAttachment converts echo context to params.
 func (w *ServerInterfaceWrapper) DownloadAttachment(ctx echo.Context) error {
 	var err error
@@ -2211,6 +2279,21 @@ func (w *ServerInterfaceWrapper) DownloadAttachment(ctx echo.Context) error {
 		params.XOdeVersion = XOdeVersion
 	} else {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+	// ------------- Optional header parameter "if-none-match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("if-none-match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for if-none-match, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "if-none-match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter if-none-match: %s", err))
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
 	}
 
 	// Invoke the callback with all the unmarshaled arguments
@@ -2255,6 +2338,21 @@ func (w *ServerInterfaceWrapper) CheckAttachmentExists(ctx echo.Context) error {
 		params.XOdeVersion = XOdeVersion
 	} else {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+	// ------------- Optional header parameter "if-none-match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("if-none-match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for if-none-match, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "if-none-match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter if-none-match: %s", err))
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
 	}
 
 	// Invoke the callback with all the unmarshaled arguments
@@ -3167,6 +3265,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/api/admin/quarantine/:quarantine_id/retry", wrapper.RetryQuarantinedRecord, options.OperationMiddlewares["retryQuarantinedRecord"]...)
 	router.POST(options.BaseURL+"/api/attachments/manifest", wrapper.GetAttachmentManifest, options.OperationMiddlewares["getAttachmentManifest"]...)
 	router.GET(options.BaseURL+"/api/attachments/export-zip", wrapper.GetAttachmentsExportZip, options.OperationMiddlewares["getAttachmentsExportZip"]...)
+	router.DELETE(options.BaseURL+"/api/attachments/:attachment_id", wrapper.DeleteAttachment, options.OperationMiddlewares["deleteAttachment"]...)
 	router.GET(options.BaseURL+"/api/attachments/:attachment_id", wrapper.DownloadAttachment, options.OperationMiddlewares["downloadAttachment"]...)
 	router.HEAD(options.BaseURL+"/api/attachments/:attachment_id", wrapper.CheckAttachmentExists, options.OperationMiddlewares["checkAttachmentExists"]...)
 	router.PUT(options.BaseURL+"/api/attachments/:attachment_id", wrapper.UploadAttachment, options.OperationMiddlewares["uploadAttachment"]...)
@@ -3186,6 +3285,16 @@ type AttachmentConflictApplicationProblemPlusJSONResponse struct {
 	Headers AttachmentConflictResponseHeaders
 }
 
+type AttachmentNotModifiedResponseHeaders struct {
+	ETag string
+}
+type AttachmentNotModifiedResponse struct {
+	Headers AttachmentNotModifiedResponseHeaders
+}
+
+type AttachmentPreconditionFailedResponse struct {
+}
+
 type BadRequestApplicationProblemPlusJSONResponse ProblemDetail
 
 type ConflictApplicationProblemPlusJSONResponse ProblemDetail
@@ -3198,6 +3307,13 @@ type NotFoundApplicationProblemPlusJSONResponse ProblemDetail
 
 type PartialContentResponseHeaders struct {
 	ContentRange string
+}
+type PartialContentAsteriskResponse struct {
+	Body io.Reader
+
+	Headers       PartialContentResponseHeaders
+	ContentType   string
+	ContentLength int64
 }
 type PartialContentApplicationoctetStreamResponse struct {
 	Body io.Reader
@@ -4191,6 +4307,24 @@ func (response DownloadAppBundleZip200ApplicationzipResponse) VisitDownloadAppBu
 	return err
 }
 
+type DownloadAppBundleZip206AsteriskResponse struct{ PartialContentAsteriskResponse }
+
+func (response DownloadAppBundleZip206AsteriskResponse) VisitDownloadAppBundleZipResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("Content-Range", fmt.Sprint(response.Headers.ContentRange))
+	w.WriteHeader(206)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
 type DownloadAppBundleZip206ApplicationoctetStreamResponse struct {
 	PartialContentApplicationoctetStreamResponse
 }
@@ -4346,6 +4480,24 @@ func (response DownloadAppBundleFile200ApplicationoctetStreamResponse) VisitDown
 		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
 	}
 	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type DownloadAppBundleFile206AsteriskResponse struct{ PartialContentAsteriskResponse }
+
+func (response DownloadAppBundleFile206AsteriskResponse) VisitDownloadAppBundleFileResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("Content-Range", fmt.Sprint(response.Headers.ContentRange))
+	w.WriteHeader(206)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
@@ -5338,6 +5490,141 @@ func (response GetAttachmentManifest503ApplicationProblemPlusJSONResponse) Visit
 	return err
 }
 
+type DeleteAttachmentRequestObject struct {
+	AttachmentId AttachmentId `json:"attachment_id"`
+	Params       DeleteAttachmentParams
+}
+
+type DeleteAttachmentResponseObject interface {
+	VisitDeleteAttachmentResponse(w http.ResponseWriter) error
+}
+
+type DeleteAttachment200JSONResponse AttachmentDeleted
+
+func (response DeleteAttachment200JSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAttachment400ApplicationProblemPlusJSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAttachment401ApplicationProblemPlusJSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAttachment403ApplicationProblemPlusJSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAttachment404ApplicationProblemPlusJSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response DeleteAttachment426JSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAttachment500ApplicationProblemPlusJSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAttachment503ApplicationProblemPlusJSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DownloadAttachmentRequestObject struct {
 	AttachmentId AttachmentId `json:"attachment_id"`
 	Params       DownloadAttachmentParams
@@ -5349,6 +5636,35 @@ type DownloadAttachmentResponseObject interface {
 
 type DownloadAttachment200ResponseHeaders struct {
 	ContentDisposition *string
+	ETag               string
+	LastModified       string
+}
+
+type DownloadAttachment200AsteriskResponse struct {
+	Body          io.Reader
+	Headers       DownloadAttachment200ResponseHeaders
+	ContentType   string
+	ContentLength int64
+}
+
+func (response DownloadAttachment200AsteriskResponse) VisitDownloadAttachmentResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentDisposition != nil {
+		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
+	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
+	w.Header().Set("Last-Modified", fmt.Sprint(response.Headers.LastModified))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
 }
 
 type DownloadAttachment200ApplicationoctetStreamResponse struct {
@@ -5366,7 +5682,27 @@ func (response DownloadAttachment200ApplicationoctetStreamResponse) VisitDownloa
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
 	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
+	w.Header().Set("Last-Modified", fmt.Sprint(response.Headers.LastModified))
 	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type DownloadAttachment206AsteriskResponse struct{ PartialContentAsteriskResponse }
+
+func (response DownloadAttachment206AsteriskResponse) VisitDownloadAttachmentResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("Content-Range", fmt.Sprint(response.Headers.ContentRange))
+	w.WriteHeader(206)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
@@ -5393,6 +5729,14 @@ func (response DownloadAttachment206ApplicationoctetStreamResponse) VisitDownloa
 	}
 	_, err := io.Copy(w, response.Body)
 	return err
+}
+
+type DownloadAttachment304Response = AttachmentNotModifiedResponse
+
+func (response DownloadAttachment304Response) VisitDownloadAttachmentResponse(w http.ResponseWriter) error {
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
+	w.WriteHeader(304)
+	return nil
 }
 
 type DownloadAttachment400ApplicationProblemPlusJSONResponse struct {
@@ -5457,6 +5801,13 @@ func (response DownloadAttachment404ApplicationProblemPlusJSONResponse) VisitDow
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
+}
+
+type DownloadAttachment412Response = AttachmentPreconditionFailedResponse
+
+func (response DownloadAttachment412Response) VisitDownloadAttachmentResponse(w http.ResponseWriter) error {
+	w.WriteHeader(412)
+	return nil
 }
 
 type DownloadAttachment416Response = RangeNotSatisfiableResponse
@@ -5526,11 +5877,27 @@ type CheckAttachmentExistsResponseObject interface {
 	VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error
 }
 
+type CheckAttachmentExists200ResponseHeaders struct {
+	ETag         string
+	LastModified string
+}
+
 type CheckAttachmentExists200Response struct {
+	Headers CheckAttachmentExists200ResponseHeaders
 }
 
 func (response CheckAttachmentExists200Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
+	w.Header().Set("Last-Modified", fmt.Sprint(response.Headers.LastModified))
 	w.WriteHeader(200)
+	return nil
+}
+
+type CheckAttachmentExists304Response = AttachmentNotModifiedResponse
+
+func (response CheckAttachmentExists304Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
+	w.WriteHeader(304)
 	return nil
 }
 
@@ -5563,6 +5930,13 @@ type CheckAttachmentExists404Response struct {
 
 func (response CheckAttachmentExists404Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
 	w.WriteHeader(404)
+	return nil
+}
+
+type CheckAttachmentExists412Response = AttachmentPreconditionFailedResponse
+
+func (response CheckAttachmentExists412Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
+	w.WriteHeader(412)
 	return nil
 }
 
@@ -8668,6 +9042,9 @@ type StrictServerInterface interface {
 	// GetAttachmentManifest List the attachment changes since a data version
 	// (POST /api/attachments/manifest)
 	GetAttachmentManifest(ctx context.Context, request GetAttachmentManifestRequestObject) (GetAttachmentManifestResponseObject, error)
+	// DeleteAttachment Delete an attachment on the server and on every device
+	// (DELETE /api/attachments/{attachment_id})
+	DeleteAttachment(ctx context.Context, request DeleteAttachmentRequestObject) (DeleteAttachmentResponseObject, error)
 	// DownloadAttachment Download an attachment
 	// (GET /api/attachments/{attachment_id})
 	DownloadAttachment(ctx context.Context, request DownloadAttachmentRequestObject) (DownloadAttachmentResponseObject, error)
@@ -9201,6 +9578,32 @@ func (sh *strictHandler) GetAttachmentManifest(ctx echo.Context, params GetAttac
 		return err
 	} else if validResponse, ok := response.(GetAttachmentManifestResponseObject); ok {
 		return validResponse.VisitGetAttachmentManifestResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteAttachment operation middleware
+func (sh *strictHandler) DeleteAttachment(ctx echo.Context, attachmentId AttachmentId, params DeleteAttachmentParams) error {
+	var request DeleteAttachmentRequestObject
+
+	request.AttachmentId = attachmentId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteAttachment(ctx.Request().Context(), request.(DeleteAttachmentRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteAttachment")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteAttachmentResponseObject); ok {
+		return validResponse.VisitDeleteAttachmentResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -10005,281 +10408,299 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7P2Lcts49i8KvwpK3/4q9mxadpLu2dN2ndrlOMmM55/E2bbTPfNv9TEhcknCmALYAGhb05WHOq9wnuwU",
-	"1gJIUCIlOffucdVUTyySuGPd12/9NsjUvFQSpDWDw98GM+A5aPznCc9mcKKk1ap4oy6s0uB+zsFkWpRW",
-	"KDk4HKRS7Rn3KD1kdgZMgymVNMAyrrUAwzINOUgreGGYnXHLpGKZa5nN+YJdA5TDQTLQ8GslNOSDQ6sr",
-	"SAYmm8Gcu+7gjs/LAgaHg9DTIBnYRel+MVYLOR28f58M3DhB2ufClMoIGtzyWC+q6RSMhZxNRAFM8jmw",
-	"idLM8Bshpzj8XN3KQvHcjakZw2p352D14nhiQXd0A5mSuWFWsVsuLBvDRGlgVi9cL3zKhVw/5bmQYl7N",
-	"B4eP65kKaWEKGvv+x4u7Umn7I2jTOc1L3AZcBqUXjwxLs0prkPbqhj5JmZA4WyN5aWbK4h+ArbJbbpgG",
-	"nrOJVnPc05FMjZAZNJ+rCX4h4c4yITMNc5CWF76J4Uiund5E6Tm3NKk/fzfonuN5PYG/ggTNbe9UDegb",
-	"0I9MNGc2rb9hO8ZtMzcsbZ5fNc/rtRirfLE7/MiBv08GJdd8DtbfoWNreTZzy3Oarw7/FG/GRIAOS8rr",
-	"9xNWmYoXxYLx6LiaKpvhZJ5OnvDhcJj9MPxXOU3duIVrseR2NkgG7t3B4aBp7UrkW94yPs4eP3nqWu28",
-	"Z3T2Xio9v8Rny1Oi50zJYuEmZPCGzZlryLAdDSVwOm71OtEVhBvQvMANgLuyUDmEQeK8fq1AL5qJuTav",
-	"cHDxJISFOa76nN+9Ajm1s8Hhk++/X5lG4l44pZcfHxzUz7nWfOEeG7soQjeDetKnMiuqHJ5DARa6dpOe",
-	"s5xeYGrsjiaeMsN27AyEZql/mLJMFdVcMmGYm+ZuvYNLMxXU6JX/rjXfHCa8KuzgcMILA/U0xkoVwGW0",
-	"XRfu+vbSi3jLWmPOZlxOIWfc0TlmZ8IwTwIS3DQuO27/4UiW3Bjc4/Qfe9T43o9LpKPUcCNUZQLJYCdq",
-	"PhYS2K2ws5FMl6b9f7k1Sh1FLYBr6VrBJzhMqxSRnK71a1GuwdrbXJPdg06SdDp5oyS85jabdayhtMIu",
-	"mOVTpJtuaYDrwt3swBGPGGdz9zVbCChyw54efFfvOrHdaNsne1JJ2MMPNvCiMy2mQvJidVRvNUxw54BV",
-	"stQqA2MgZ1WJLI6luKoJSx+njMucpQswKdvhcsEybmCXZaqS1pEb9+LRSNLOhWYyVS7c+a3cH7czkI61",
-	"Kz8Y5CPXUNr+rQmvDroJkeuzkwT9n4prLq2QsJmmcvZr/XbONGRK5z3EsnlxE7HsPzndDPudAU2dLA/2",
-	"jaPp/kpUBjTjGa55zxCr0NC60a0u2D/OcjgpxNZMKONF4USVDL9hQhrLZQZHtNNW+XVkJeg9/06pwYDM",
-	"oPdA3+2pHPzbeyIfbB7xWvmGGnpUE6QhO5ZM4Ru8YOlNup/+mLpRTcRdghfvX0ozWc3HoBM3yebtYjGS",
-	"nOXK4h3gcmFnbvI76WO8GsMD+r8nw6d7Y7Dc/XXzeHgwPNjjRTnjwyfp7pCdeX5HHY0k9eRuhxOvuXY3",
-	"RNgZSV1eYIluRvdqNVRrG8aNYxo4AcRa0K7V//vnmx9/+d8/H+z98Mv/3BmNhsM/7f7v/9F5pe4hbnVL",
-	"WTbek5xbzsZQKDl11HnIfnLrbfAsWTavjGXwa8ULIihhOY7cQ8uvwbh9y5zWkAFTN+5W9ApvTmpjE0dP",
-	"165m8/Ve8/Xgw+/0e7clRNaXxLwTJSeFyKz7NSOdxP2Tl2UhMux2v9RqXMD8f/7L0Bo3g/gfGiaDw8H/",
-	"b7/Ryfbpqdl/S189B8tFQUNYYkHCzgCZciP2hUMnDBO5O428cLL9gqEilSdMaa+1hfUZyc5dpd3LxWQC",
-	"2hCLi/eO7aSZyiEdyXijHE2wV+HspsnqFYiPkJfDafN2aTsjbbRvEz9AJzii2SDLwin6PcMFioc0FwYZ",
-	"8HBwTzXgfTJ4xvNz+LUC8xWOAt1T7NzNac4LN2Ynkmo24aIw7IYXIveLkYLWSpuUFcJYEtzUZAIyd2Rw",
-	"QrIKrtW1VLdyOCBt+yud8nhqYd9MdLDwXDNjuQW244RUTyAT0lgdv3UiN792HIAOf8GNZTyfC8luVVXk",
-	"bAysUMbu4lRfKj0WeQ7y68zV8WI6yaogk4lU1jFiutWq9GcVx3oqHeXnxQu3oV9nvHTz8JQ5SVPCXQmZ",
-	"hbxYHLEcvzSMa7fA06kjQG42GmylJeQ4hzfKvlSVzL/O8Hmea5JuNRhV6QxYrsDgMOFOGItjfMu1Fbw4",
-	"aYbXM1KVWbB7xmrg8/ZIayIyFpKjVLzMldcdfcjZeGGBaaegBbFtIgqUv2ITHg1r79y918PPsQncthwl",
-	"IGyqKgpWoAo9vJew+R5XZ+H0i0ulXnFN3X49GoECAtxlALlpsx4j/g2sEHNBe4pL9EbZC26FmQg+LvoW",
-	"rGsLCgGGqcoakcNHbEa07vGuJmjycd0Z9qf9UXVw8DSjt/DfkK43V5LBMjDCc8eVz+sd/Tqbs16G3CBt",
-	"OKqh5yS5jyHjjho6sceRcGGs5lah2g12SbgZsktv6UOrqJNYmDBrhZb6StBG1mbtHinmiAymfhoo6ubC",
-	"ZFwj79WwN+YGmLC1kIymYbOQWWMbZmeSpe6nt5WZpdQgGjGDyOkFKS4VSnw0kYTxwiicrLZOjkmt5tLM",
-	"hXE6xJXIU6aBVHX8eCRpfd043YrcR+DqOgD+y/1uVcKfQbw5l2IOqrLfAF3IRY6U3e3pDaAEKuZwGG0u",
-	"40Whbg3aYO+c8ivmwMqiMrQt/ij5G8ut0zRJb/BGFqa5BTp2mZISMhJ1DcsKZQCVlvfJ4AL0jcjgneQ3",
-	"XBSB9HzZxTlmY55dgz/ttVzBJFLOHXSOcMvd+U1qwoTyFp/CLgpVMC+V5lq4e1k1czliVi/obNemRPC6",
-	"uKNyxvtLhGQp+lX20LGSrpzI6OGmUxj5Z3Cul0q95nLhT6D5CmdPKTbncuGUM5iX1hyRc2iitl6OT7YY",
-	"7ySv7Exp8e+vxQDGwLU7B8qJ4U5DcVRKThMmJGomDAX30lHgI1yitFBTIVM6ebFLkWsYyVut5NS/SEbr",
-	"t9yYW6Xz8IWSE4EaEBmqLCv9C653/NxfxXflVPMctuCP91sWb8167TXKvoVJW5afNHCdeIlqbQ61d6fR",
-	"mNrA5b/zPIMoWC2/mhL4tadFns3OUN+xUBTIk9AEaRWrytyRrVWOYBbyWitZmdo2tV79Dta5e8qQ78Nj",
-	"Mq68PfWrdyonyv1SakefrCDjSw6lhox7n8yyE8T1XAA38JxbaEnebo6DDudQNLVVS1kzjZ8HsX2u6SKJ",
-	"B/RL3b4a/wsy69pv5mPOPUdfnZR32fZYP5W0mmc23u/AsITTdufu7LHxgnkX0XDNPE3LdbbuDC9txPtl",
-	"x1n38phBUs+mcznK8lkl8wJeiqJjIWbcdPhbLv52vPfk+z/XFmu6ogmbwR0D6QSivHPOczGH4Lhcfahy",
-	"J5usHJI9x/W7WkPr/KrXhdsZE7JWBcY4Oy+0pfspM1ByFFJN5xidYrKtnzxeb+8rwM8TWrdows301m7C",
-	"ay7FxBut2hvh+P09zkprV9+v+li9RAn5sd1+wbsPw3MxdSIdmorRoCPqIA9z5L2YZMICsiaj6OJ/H24g",
-	"Af0Om/jyzf2yMXp93Nnu0n7RgiYRGYnXxE927WY5BaGfhMyjrdxqq+q9d3cBjOFT2EwEw4tJ09/aMf8Y",
-	"UZ32eDvp0crWbEdyOodQm8XDRCMD7RL1Rf54JTrcZRfWybRMrHjNvGbROM46T1anH2ODj6vHiC2mEo2d",
-	"tR27ERaM7/5eXo1kyVneOajVWKJlj344BkfsACUyd+fIp7Z+RAcbCVyzK8tD3Xa7N3Db/qmfVNoo3Ujr",
-	"cGfDhj8ybCk+qnOeq6td61hX6PPdeE3r+ZyFD0/wu7gp071rBbdIIWutrgTdhHdEMUdC1mRN6Rw0+nO3",
-	"overo+ui+r3Hf4v1ssry4ipE6F0FNrkc4zd3JzJ1T9OGJYSvmiUwOFm0qW21X8tncenE9E2ttTfrj2mz",
-	"cCvnsx3I1UUWvQREQVErq/IacsExCIvtdCwFxv7sdtKrerkr3RFg8tMMNDiNYQI2mzVmgfWd1GtdadHV",
-	"pyp76eJPMx8+1tZgckXSlVNiMlUuMIxMOqrycz0DFMwLsLEAtCp0LZ0m8W+oj8m2s+o/wb3kxTNFxi27",
-	"nYlstuTc8UGZmbuS+Yec1mZFk6WztOWRPAkUakkcqq0W8YpMGPBsxq6FzINXNzAFN/hl7Q33pDnT0XrV",
-	"W9fx9H3XwCu7Rh4ig4I5tp0hcEIv6iDMLANjyDqBVCKYZJDM4yvvpLhjUCryDW+x9RomGszs0rXZQaPR",
-	"EIL2i/jFlKnQYTwmbxrpFl1tdw/H8fdWOQkhR6/CsTcF4eYdsmdkmSEfA74duRjWS4LU89JUk2jZu87a",
-	"s0oUebdeP3aPrqzoCpz6Kcg85D7DC+Le7xa6MjWfi45tvyAPn5Ncakl+uUF0P3S2OlX98sJfFbNKFdmM",
-	"C0lhU0F0wFl1L+bK4pwgh36lph0SC4UVhRFc8R6u0H5r3PkWRtN6dajbhDJXuZN18yv36vZK4Eul56/x",
-	"06xXIpBw+wGtPheTSbd8MVc3HzTOvhYrsW5p+nctWCAjHWOZ5vDMFgumJGqUQbCuLZcUkqmKvPkF/Ulj",
-	"qMX7TiE2vN6jVIR4gmVDaIuOhR+7jr2E27iLrm/mQob468dd/L2ZU8edXEglF/POJUnIMTimULvULOR1",
-	"ytzl5jLfK4SESPPaYi5L9CueWBepOtHALbwzoHv1xvLjFkYrsoCtO6vniuwpVRRUurbZpVlGMaTRwLDn",
-	"rkk/9z6fHtOrf3oVRtKjrsdxiqUydqrB/Frcy/ISRCRycKL3ncVOKW//3JKyvsT4lHMUqbqIaw69mr8G",
-	"bpRk7p1Dlp6++fH41enzq/MXJ2fnz9OEpa9PLy5O3/z16uXpi1f4Q3jF/zCS6eXZ2dWr4/O/vkiZY/nn",
-	"L16+u3jx/OrZP6+eH18ePzu+eOGdXyvLAyGyp0MsDp6MJhqqiXdeaajTtBEyZaIsAHQc70TX7eTVKSu1",
-	"kBgpJgybgxMBu5UHIXO46zCQ+gytxnKC4cReVIzUanpgYtkj1p9bo+wL1nAtPDJM5AkZSoRlMyfBS9gs",
-	"0dD4EzoPYfG7bslLAUVOdL/LcApFvvZybHNgA4tabV7p+T0aafHjVUUzzx33xKC/7dlnNPsODpopDZ6H",
-	"9nhoeqYQsfNPOiB6bf2Qarafb8v2/wqqUFmv3uoUZS7jBJuWVochPkjP4EZk0JA5Ycll5907GOBonGww",
-	"khQ35yM2cRwUkuRETfePxF9Of1Nrr1HtEcRwyJ10BjwXcoqkyZSAobrpXGXX+K/hcLjLfD5OPmQ/8qJa",
-	"inXCRDUKhDJsh7OCW2GrHNgYFsoN9P/9f344SBhnEqbcihvUZirNs0Xi1V1xdlFHrvjMokpiuCm7cYcz",
-	"40X9zS75fK+hxNQUg3Yrimlht1xLIaeBlJSVmTEuzS1ooqeyKnx4BTkhlw6/72F1+/7mNCSFWU6VzEBb",
-	"LqRduG7mYDWYo2ZqtTXWb2S92G46bjdj2SRXlRtNfZooCsCdJl7QGnaMBcR0Zhkfqxt3Kjgr4AaKZizd",
-	"HSzPvLfDq/5V+DFsxedZg41DDOeqwwMEUw3Yh24i5+DXilulm0TKvR8OnOr7w8GWe1AoOd3QIXBjXX9/",
-	"1QDyVmSzqLfHf8HuHv9l2/6cqmssn5d4GOXibDI4/HlL19hvy839kvSpzCFBmk3EHdIgjIY+dJfu/OUJ",
-	"e/r06Q+s7gqDDHgTnjKSc1EUom0RefzD/zrYO3i8d/D48uDgEP/330jQjMJwKW5RHyOjg/ApYXd7U7Xn",
-	"B/0vo+TwnN++9s6kTgL7N+CFndWxzUvGnfWC0YSLwnsgVk1/ltuKGvEmw2VGH3HseIvWBD5khcqu29ve",
-	"v3lLUocfT5A34k5/6V2Ws/9aXZPVianrLzerNbJ8X4zIluvSDLfpo2tlXqmpkB+sq61MJ9a47q9jdQ3Q",
-	"H/fYZLnkdqK4JR6kZY7pZJRezDPrl23J7Xtfz23XyM4aMWV1VGfSZ3WbauzjS4fs9RaiBtfAYr4dizHg",
-	"ZHJWVkURBwlyzFqR4JPllvg1mi67Lr2q5SovHNWzSeoUes7CNg37mU+z+6jm9p7oM4nCRhJH4sTxAbUv",
-	"F5NmHdHNQYsbIJgFr2AF/+FICktZKW45IN89YmourKUEHjdSEpKYhNt4bkP2zido5mCdNFgnyNDqrZip",
-	"eyYd6VgZ2jzyK95hwEJ7CE5QzIG1JnoUEnG4zOv0jrDrWxKQNoeIPFLc8p7oeaXnj4wX+ExCm/z3i7M3",
-	"QTp2N0gumJnxMtb+/LHfwJKC+6hL09QV+C3pSP53IrFV87GxSkKsKEfqBglKvWqsl6OWznJLgWBECzae",
-	"4wY6YW1wC6E2ePsKdgTSQshj7eSj2HJ/8FwymLY1pHUaXKxMbaHqU3bzXh0/E4VnJKyS4tfK6RxaGcN4",
-	"Ufjl7Im+WsisPvCdx3T9EvcdW8unHc75lxqAFXwMhWm52letrt2dNmZqDNnsvqivHCkhbfYL39WN1rw4",
-	"0t4YMZVEv5CJYBKfz9X0rCGpg14UEdwPcoa2D1PSQhNpHWJPbFpksLXUDU3YwEQDYErtR102OPqft/Ak",
-	"TnqxVy5nEdrKERsXXF7H8CuO/U61qkra33RHqubx7hYevrrrxI94w6zPvWOtW4SgJE2kyS2qxuPsGkff",
-	"ABml6HB5NBLARrq3JqQriohGhCp3sFByEKb2Dfb4FZs02A6OgGowb9KLie1bzIekWUYd+CSUvJs/tPnw",
-	"F+CeZELpXoAP4JcbON7G3YM7q3vGHWxcbWPyGjE0CcTtiPFxKxNcA7t1/5Ft6/C2822x1o9mj7wovAFg",
-	"a0b5y8YhrjLS1aBmPP1X40X3cmOOwO1MbX9Lwg3u5E21VWL5uq+0+xGHvlGEl8DrvIPRY9fFyeNDlpqq",
-	"BG0ghzw9xLvr36agDMctZ9ywMYB0OkxZ8AzyIUs1/AtveHqIWeQxAXDfUAzyGDInbPkWSTwPSnoIlk8G",
-	"zQgwrILa7dbgvXTx4QLEUrZg9+ajQTWk0CGtpHzIbY5BW0L5vEJFTFdnUOTsdoYh37Sy9b1va1NRGAi3",
-	"3fv0IUrUJumjNmvU3KR9ZWohZEtRIzDdV6LL6rEFAQjrsL2/pYvlbwrVXlmHptsNE7yw3K7JnBkvYnS6",
-	"+46/Lah1erPmZXXPtAX3eyEk3GMcl+GTEPjaF4Gn5F4n4Jzj3+67D5GQow6TeD2jmbQWYsOGXUbTXw7x",
-	"yq7BvpMUnFVHbPLFIBncAnRbK+mjDzqdYSTPsInOACKnJb2Q3YH/2qJhnO3885///Ofe69d7z5/vBrkD",
-	"7TU0tCMG89IuUFNWFX7Duzmj6wzbvXd3E6Hv29/SJkdr3xpJtAbNWm+5w35de/Z580z95Oj1eN4Je3d5",
-	"stsjhG+vO6Gm3TGCmdKYqF8WfEHqeGMnTP/OJXuabrugYRGpq3WKUjtTdjViUzJ0AHjHaI3ZOuMlLtT5",
-	"yxP2w3ff/6+EwZ0FmccQY0EmRsiSJiOFkF07IsfWxbu4h8ghJ1wUlQYTN5ZZZlW9Vhvgn9IGdeiKAGLc",
-	"j1LZq4mqZE7BMJpbuEJYDsh9FEwTO9Tbemfoes/CvrgrCy55E4EiDFMZsfgMhvcIu7l00lnC5jybCQl7",
-	"TrVxi22q+Zw34cR+3fob7pBM34Lew6CHCKmp3oCtkzL8CcNwCPKbdVC8AO+3Fu2ElRyPFrce2mc5jn8P",
-	"oSbdAnamXTY+ieUVvLNsDlxaL4TNqjmXeEw7Y7n6ZXk32L9dXr5l9AIe2+64IStsF7YLEYGlvcMYdjVh",
-	"Phe+O+K60xhTwyqaroaOWMrHqrKHaKRJSQMNoLlhCnNE8jP3WeplRh64tkWPcy1q+quxhipFZ6bb/4OH",
-	"MzoQ0UFdJTB1CNSSYdJrrg1TgyKPKK+P//r56S9Dx9PS4b3O1k+zRdOqt5VPKgPbRl83OKPdovSMm6t5",
-	"Jyh6Y/2ZVBoxWvxMCAD2iHFz7QExKCkYPV4pQ8QaxVIJd/aK16gPq8aT5oXuiyDylljibSKB2JV8Ckd1",
-	"ADCOMw2TSQMi8dZ5DTixrYWxZlFD9OUmRSH0kDQL/sva3UK4i163r65jPpfxTzKlNdnm0Em3ZE9SZB5A",
-	"NFTg9frG8LIfYjV6v81UPjht8RJzFW8dAQ/eSMqFsGRCj83vtdNVu063zWHcRp388JQ/H8/VQe7PYc71",
-	"taknQaYb2qzYxxuU6saFGhn7eGTr2+r0Xixk9hON6f4K7rYpg+tPdxS0vHyAvUWutoByyzJMj5OK0gY8",
-	"6CeXbhUWq2Qa09x6suDa16G2oKZTsCuDS1kITRS2mwff3xov+lJ78l7JpY7TjqIpm8DAR4alxLquOuKM",
-	"lyOltzisPdHOp9Y0IVdCNpP6+Ahn13TsOVkOcuYoSKEU3x3vfG9rr+jLauemx6q9ZP39CLvf9hbKlmWy",
-	"c8jLgd75itEtTjZf7jmpI8Ob5aujxP1aJP42dd3mc8qQW8Oj1iULHjP/3GfzYQSJB0hiFDzbYM/ji5sX",
-	"oNVj95BX8AO7kRMoYqkjI67ijm44ocdYxrMMXfS8IKA+c1QnN4HPi0rPX1y8uLw6f/H27OL08uz8n2mc",
-	"1bv8sMNStJyx7Ue21ex6MTV6g6vuBe3QQj3k1gn8uoGxReu1Afshpru+LPR1wV445458tfbUPz7vq+rF",
-	"wT8m2HtHaQy0sLlqx8rgHolNmzK5zlUBPbGiFBWGQLu5Qm8Oz/ecYpbiA8MyHqLUZF7DChz5F2+1sODf",
-	"HEn3KoIyIlFqWWfdxx4hsMnHNk4rzOfuGlNfcy75lIiwSUaSl6UHEzI1LGUEbtlyItXjJorkhzZIBthB",
-	"p131AgXB7kSvSMJsI87/eTtdyiMcdjfOS7FehK0hKSZLft1IfkV0s+6QnkLI682iHY3wFb77PmDH90Wu",
-	"igweGe9NTmtUNKJQ9frUv3+B4Fh/8hvZMl7UsAS/9O/Mq7BGK1vTI10pZYNMePz2NMr/b6/BvmvhPqai",
-	"XGWmm+d5SaYQpu65t1ds5T7dzjCKunuu9IxlM8iu2Y6TeCnmOt1d6tU3cp9+VQmyZ5Gjg44hC/88fv1q",
-	"qUP/9X590oYLPi8+3F5UT8CvXxgdHqfu47OQGYHjrMnz81K3D0EjOGxWlVghzcNd1DL/jJslyKD1STtd",
-	"guBxlkFpfdI95sBbMRaFsIujFnIXL5Rs8iHIUJfhZLYKpdwAlISzvcoqqyaTlO0ozSZYGWcFQml3BUPJ",
-	"MZgPdTZ3btHbqig+KdqVG+HvB+pqc6CzzwnEQLkui2ex8Dptm4/TarSqnH1cHCcm1GxjhvCXrh8j65e1",
-	"R6HXpBSf2g/DwRqGc31EZV66ChBiCE3b6IhFzLY0O31Kw1d9pkona4Xyh1sO5D42YNc+BWHecmHb2Ugt",
-	"uNLaorq09h6va9nNz03mi3W0oLuOfAjLHItPzrhkKbrViBR9f3CwO5K+LwRUZ/Mqm0VvP2GvxTN/wOe+",
-	"us493e33QgC7bxWXLXfILGR2Re9d9UmxG/ni9mhfjbW6fZOio9I9pv7rusZQ8GGU28zalHsTKkXfgTyL",
-	"D2IwkB+h7uT0+HlpF8Mvf2q+PGziRsOUT0/InHYra+cMare4sUdkcxcxdgMi/lPRJsMnsHGflj1/Kyar",
-	"2KAVtvSX9d4KktSwOsDfL87exE/3xLxUFM1BKLiDqbCzajzM1BzF0pxbDtLAfFxAI5/u053eb1rGkTcH",
-	"/Uu6OoTZPocgGbRtxV0eCXLx9dndjwgVTVBZREe4G9+RT3ofyVYNiyE7W+Oz2J4it8BOPjEoo6kQWKyB",
-	"sOwDiAseUO5l8+G9HT7t70PKv0ZH0Lfh8tmeTbSXrY/2h363BKj5Lx9j4BfxkKUnZ29evjo9ufQQLt55",
-	"g9hm3NC94JKpyu6pyR5GYGWqXOwmI9nA2Jydv766/OfbFynb8V42X33ER52lddi7U2Q0S9+9eXfx7vjV",
-	"1Y/Hr941X41knfRZ2Jmqpm7zbnhRYUGuACdBKPQ1nARmn7d6DYjmI0nxIh4W30c8HfnoJ7R1emx8YXd7",
-	"wHT6fAixSyVzkioVp1ofe7CFg8E7CNaZYi8WxsK8x0yms5mwkNlKL0Eq8XkeX8/IO1Z2hcq8UlOEcTh5",
-	"+86wukwH5V3VBV57PFKm3XMhZHW3pQkQp7YWyR+x8TZdyAYx0KezuKO86aMWjJUjW8gJtrEJeosoSpJu",
-	"ApvpRb2DncvwDsPg16KIbQ8Dtmz870Pxeoem5os6dKoXJ6CxXRKB2jYpv7NTA/qVMPbUr9oSCaOMpvuE",
-	"US95YqtKdMb9hVq0m5bQje+tf/eCwr7uDcJGOQ33mcT2KAI4u7jkr8Igrmbh4v77NiBMkETQLgNvG5e9",
-	"w5hWex2ijHYRokApwAjhf3toZNZbebglrYu8DmOu63JSD6TG+jTQbi+2G4S74r2TcA/7h085v8yqLUVB",
-	"99GmCsXLlVxWO+2zm7mnFwBy+1PVaQM6zQettjadkHAFulO0uPRQBWSwDSHAdeFqJ1NQIc3MihvoiDHG",
-	"LzbiCOcYsJzZugcDINfFkGwfetZxHTqE4fbqLydSI4w6TlHYhS9OXBRxCe9HdXz0PeBfOjdmjTJ0f9r5",
-	"odCSW/tcV6hT13lbroLUG7O5XN87Dt9Maudnl5us11/fHwRuKkHGEidSmpm6dQKll4bcDPtwAkilvfrE",
-	"nrymoMZqF6trirJMVmlhFxduG70ghSjOxxV5tOivl+Gc/P2ny0GyDh66BgEYL+K4kjY0dV1yEs2X2EMz",
-	"tZm1JZW4El7QWwF5pZlhtOmMKiDOtJLC0JbMqrG7VGclSEe6X3hDwpBhXHIAcAjRPmR+H8kGjwZbXbBM",
-	"FQVklu2M4lgqMxrshjMkdEB8jvzwdMLQy0/lHH0JmTnPwS0K+qeosmhhYMiOY619yW3PympcCDMLBwBy",
-	"xstyJIMjf+cWxu6XhFwIOUyEFL5AARUUQdBTmYMGbWjccIcZIVT5CGcIOWX9jORInih5A5KsclSxf6ad",
-	"vqUq23afH7q3/8ReuNlEYPOV64ul+7wUqS//Z3tLk62Wvmf1nV1b/f6oUd6SdoVqIYPLzokcTkN0jYqQ",
-	"mh4a++7Jn6liP0uXyAqVhU9CdU1e2ZlbDx9rritphm7eF+7eQAvM3/JrYJz9/afLNuD6Tg9M+nA4dErv",
-	"2HIhnYrLVoKxli4NQTlmqgQTyhR5Hbxefq4J6MURVLImuXbnfIHYzQSf9ieGofnkTUj7ivalLFdZRbXA",
-	"dtJWulG6O2TPwKncvpIlY8ZymXOdR6CR7gZxrRe+RDjCQhJ1QnRqDDZ0Cxz7bq2ivKDEtcldq24bqUap",
-	"18Mp/yIiAsdvT6PYhRBYEnvHB0+HB8OnAyq5hSRu3/1nCl3CBB5ZCb4evt9C6V1W4XCG4/sGjQS2ievA",
-	"QyVsTbFH0v2AARSBKcQBAYmvL0IL7TGmbFykLXCr47enCTNqJC0FGlmlCgwnwvp7/sd3569YqRBeF/+u",
-	"eUAwXu5guIkfQopnwrgmgY3dYfBvvTt/tUuHjQbuHvGxUUVlI3hG//K1VLcGp4y0KnNfJyPpaBvm/fgo",
-	"a2HYTBk7ZMfM0ayJVtIykDmeTSWB5Xzh7ygba3Vr6BC5aRjEIRnJ1MKd3Z/ZeeHoh4ajSJDklt1y6UlU",
-	"WM/wafuQ0+F2DSKioFQsJZd/TZVGrcorTvlwZyWOQnJMl+QrPE5PDg4+Wa3HuJs1ZdIJGZPmiSWov6cx",
-	"dDVdj3W/XeMd+X8Q3AfPffGxlePsDoE7vLjHXFvU6xEy4GePHzj4xTXlaP4+2qD3G+N070XrjjjnsmX2",
-	"RptsG+AlmMDdCUiWIGtHsuYUdDQS0i/wEkU+DR836Y6IsFE0HDcKa3bUSRpjEHLqLohWt5LxW75gO6pw",
-	"HI6XpWmUy9xbkOsI9ykXcnfIzorcyfyYb3vkfcTCzkZyKWmnHb/Bp/DItBN5Oo6k4wArwfMGqZzmc7BY",
-	"d/PnzmAEjIIKNvVgkBU5m6L8rcmF664SGrrdZ79WgHXmSbIfUPZQ0lWSfrvSXKvKkcYyfHLF5C8kkgdK",
-	"O7oh/GCCr31ycED8jrQGd1aeHBz0DRnd160he2Pw4PD7g/VOutXh+pAOGqE/xwgpX6vpfcNolSHrrWK6",
-	"vsM6Fcv7n7r6WXXhfWhvTVxxO1ugr+dVjIoP7NhrbD5eBB2edVJG7/KSlXxtl10ksrkz+/+IjDPvf/mM",
-	"lH4pRbCD2J/5g+92PM4V8yuEdP+7bej+M16HZuMnjzd/0qrzjB893fzRS6XHIs8B3fDfPfnzFt0slUz+",
-	"QE7mvtpifB210mMlGOllrP7+HCKe3UFoWKXbrzb76vfcRszy2LfVxyv3f2v+fSXy9+0KV23qnwuTcZ2v",
-	"pnat0P8Nx71p4TQffEvXYxnftrcmf+2W9GsC+bd+MQ6+2/zFG2Vfqkrmf+yb9Jy2jPEO+oaEf6pU1xVK",
-	"glC5Iqb/zm/EMozHgjBoUfA5quHhUSZGVNo6iZ7UUF05vZ9gEaOoqOHGTOI1d+uR8SUMPbZiqJ5ISZYw",
-	"ZztOQAMqHB4HisU5irsPd/J3cydDocrOSxky7LhT+pHsEiP8CD63jwFs6KlQXcXO3roOzErGfKxrYawH",
-	"GU5aefhTcQMygoNIE9LmqimpidKpLYWHpsO7sxPKQCcNArZHtw2YcMJx9sVuwpQcyTHMeDGpa8nT3Vir",
-	"cA7ZTz7NFnFqUc8VlhXAb8BbY6LgLuqaZ24F0HQc8JydEG4NRVGXVVEc1dm7xoqiaHTpkfSdYClIMrEI",
-	"w7578iQu9kS6b9CFO9bZK94jWXmTdt6lleJWfgs0GAnIM5UvPoO83gKJeP+enDCfXUto4zlsFodayMxY",
-	"CokMzO39/cPR5YO/bP7Az+NSzEFVNJ3HW4zsLV84wnipFNoriA08WbPVsUF9+y1vY3ut3+ilu16Hi5LN",
-	"nMpAEmBPygxfEHTDH5p9XSDSShfvSpjCFUQRCq8CX+IXG5lYE5K5j1nW/UzrVGtAVoKex+eoxgUK3iop",
-	"4Yi4ZymJf97F5WQ+kvQ0LrmO7gaZaZjXERWdkesJM4qYUPB+km8IbZeYDFnkcWL5FCz77uAHtgaSzcdF",
-	"C00syCxkNhxJT4Qdr4CSYYSqkFNWlSOpOfpU0LioAbPW0X9nFEZm+iIFxCdzw6SKB0Sm1pkqcozSxUyi",
-	"kSRDYJMe6L2sMRyNAYulLTRx8VYatK8oQr4OdMl6HIGRTH8bhaT/0eCQjVYwA0aD951mWTwnS5AA92Z/",
-	"X4Kd9YAyvG+HFFhdwedkb33gCb1Urz7cWFZCcw/JRa4bHN7dXvPWXjsmvWsk/sv9fzRD+WvzEY7jW2aP",
-	"X5jb/VG5xgt3kigcaxlqIYrtwL+RcvkCOp3Edh0XKcs9Ij/7UWHoTgfZK2E8Raf6Z1hdM6lFOTeSUFmb",
-	"jcHeAkhmb1UQ+9pRlyYZSSrDiOFJAdjOt8qsYogVGkmJddvYe49P9DgEgJ74yWzwPtUg2yoEd1CFdNKI",
-	"QsZF5F0uRXZN3mXvrcHcgzgeqtML0ICgb+976BibVZtGFgcFkClGFYW6bbJW014HjbtT9xwi4d3rCpJ6",
-	"iAETxzYZTP4AhGGB04DFxOubTkxsoiy7BoZ+SLjtdpVhnm3SUdL027EbN3Xve3hILiYe0sA0F2cGeHnC",
-	"dXmwVn2DhLsHlmaJkp+Ey3urImmv3tmYOAfq1U2gAz7P3r9F2UulMcuD6ACm2NxAiEYxHqOn9mCCv3g1",
-	"9WLPFhZC6Vuf+OolvSZlKT13z+vYlBUqHEZZT+a/RfkJ5M2tL6dfnI5IAAqN7AhZ7byVfpv8Ii6JdCfU",
-	"995zYQLgxiZxzn8Sf4E9Pzn48zaij7aCF76Nb/piP95iOniE3ih7wa0wE0F37T+KKLwE65FibmeqqG9i",
-	"RB98nMl/n74NZ/D+lGL/t5Lb2fteYpG6x2kIW56IAh4ZAscWsi6IHS5CHePpAXDmXIoJGJv4REjD+Ega",
-	"IacFYOCfgSk6YHZMwdFeXoLO3KUBmancV+36/z95me4O2VsMzENChWbnqOORdMQz1Ish1TgFy6eBBHls",
-	"xNYcZtzMMCaX2wzxAVIx2ZNKwh7F1I7kgsTNpwfffRDZ6xA/VwjfS1HAJgGU3tzTUFCxaTd+3IFkZbmE",
-	"dFKxhLCwtbyEKeuNuER/tTXmD5XqULasF7Yx13ZLdktowv5Mh/zkLyfanU7eKAmvMSnj80qCKrNg9yj/",
-	"/5NwHX9+fXdLXMed+tVL/H8q5c7pxd+O9558/2c8+g0EeQHDtSL9R3Cgp8QauudAN89fSpBW2AWzfNry",
-	"SRWOPC7cgL/MPP9I4vMDl92Gy9aeYyX9sQykqeaz2zPVwO96uem5h4kmq3irO6KEnpMiRxHWMCP+Tf7U",
-	"+EwjhxtJz+LCGtW4Lu1CDGFMRxjqS8UtCHZ0heGtMEtuPWLBFCwywrrkDkfb8yYTy+uwHh8l3G9Hnk9C",
-	"Euh9qf/nVOxXV6KHqIdd6jwO96F9ESENMbeh7c3kr5de18P7bDR7edx1Dbp7DP8hrvQbIKgYaBo4rlk6",
-	"zx9CVMvKzPp9lpQHYxiP1aBa/6gKK0qura+JklKTaRKKtwAZagu+QKImc4RZmfuESJRdMWYIcXYk3DZ2",
-	"EA+/FOf+1XZKbiE/YpVxNNrcCpvNjpdQB1JvX+G2i4S6GTeL8vkccfXy7LtJ74VSuc0lW0YrwfF0EohG",
-	"A2xtRCslvFfMXU3y/aL+vHqpW4hc620+cbDK8tkYPLjf/hPcb+88nDnu/arVdnsCRyRi/zf/4fuY2LUJ",
-	"Qzcx2WRAeMPnVHZ8SRlPIoPNeIGVTZabNinbCSIf5kSPBuxPo0HK5lxfg97tMTDEeGD3sDH8zsL4W6T/",
-	"tnZRPXhhfh/39zXlvgcq3oX6Exuotr/PtdumP2H7NkqxXPWyMBTa9XVjWrSaC4SfDhdwuFbv+rFxHH0x",
-	"p8oH8tx6qB2X7KJFroKD80Fg/0wCe+9N2OiAbKJN9gmqY63/8TJyPGI4uQY+r/FCQVq9QJrqfvRxcQLh",
-	"AUIvPpNz9fw343iBw/id+hU/u0Px4RJ99CVKNiSikIUvXKnm6HKzzmfXHOCe6xVbGLsV4pdK00WKOvXJ",
-	"D/4yEWp9jU2fRMXrnCqMkF/13TocyTS4rbww2Bgl/T3AOgCEhUq5n+mQUUjzKhA+9/grGIC7NBJE8znv",
-	"Ck87bDBXWuG2EthOAD7BZtOeSMraExhgUTB01lsFOkFr013Gc1Van94SYHyG7JicmWQYpfhkjM4xje+r",
-	"BsFaBfE5+GFt0eghO52wsXJMX0MoWZrEsN2WX4NxTzLIsX5zjw223v0vZoTtDkb9TKHAq/P7StHAXQNZ",
-	"rzdEFzOGYsLQn2KxfWTwfQsIsB3EWKfMsq4TH8xm7m7sDtdjZawATvwxg44Pftjms5Wo9MDJ/qOtJvcU",
-	"P1f4lWHIHhhHqLcuu8pGdvlb80dAJ9gUEudZ9k6pjBHjYoE170zGC8h3MeFmyH7CGtZKi6mQvKgRcZya",
-	"VtnZYiQDbwBWSQ8vDXX9O+GhrfI6GGIFnwpKgn7FsJOR/HRxJ/Vq3JsZNJ9+QHbj5tfP/GJ+9eiK5sCE",
-	"HPJvMK7vIUjhPzRIgcvogPZSQjqvXdAMThQ1rBDXwNJVopCycRXgpz1tQS//Cj1BIMDmuxd3wljzuyMp",
-	"ayWzOs89Nuiu/yIPTkB0LsbWqg43EuFpElSjMA0yqJD4tVOm4K4UzQCe9uCJ86IgkU9hSNUCR1AZ8PhX",
-	"ZV09qrmfS9ZI1TlvD4uKrYTZfNyN65NXGVWaYZWEuxJDOIvFMLpzyyB8Y55d1zmgZZNtCTnB68K8VJpr",
-	"USxY1dzEJTKOmel7xwgKt4F846v0Jom5Hx/vj5U1b2dAiJ2ycwPWXO+ysmvi6qYKTK8H3L2RDtlxnCCm",
-	"gYn5vELk0kPC1fOgnU5/9fEcAfWhQ6MdstMcAxKNL1Wa7qd7Ew11HKphajKSBViLCMG5mAprEpYO04Sl",
-	"Vz7le+8D9H+2Sd8fSVLi2afT4UdyU5bxClx3pIOJuAZXl6xGUuK3K6l9iJp/z0ADd0Y3kdtYOtsmwiBG",
-	"HMf2f/nKUQetEiWbLQVNwMEfNL5gG027OdonHufmQcnuZTIeVKLFXIinB1raFOjbrFRXdraPKN/9lucQ",
-	"3Oq6jMDEEww8RVBwL+8E+hi/9ciQvLNgVsxhiHzAY6Rax9E9n9LcAkNcVMhZCbqOOsxz7dpCHHs3RSqw",
-	"f8R4eHskQ/QrBrN+9+SHRn9uZIEG5v1YhkbCqrmFuWbG8gXKVZJZ5dgLdhzCZWf8BlAC8zINIh4laPL3",
-	"8wixv3DLDGRK5qYBuhDWjKS6lYR25JopVHbtmqk6A8VoQ75FpIZXbmRfyyJb2Y1hXJkGDJPmBZ0rL7K3",
-	"NX2ezWDPKd5aFRt1fPeyf/eNwrv3pYEYfhdxXd892YLOXyr1mssAV2W+EtFtgBbufCV3zkIBGCI03Jjb",
-	"gPqIVKzlKa/aKOOOgno62E9DL0N9IWFYodQ1mg0DXpxHnSkAyaInThmXThAulJyCrgktgkCEQh45KYfk",
-	"OYLJBDIb5FAJt37kFNLaJtTe/0RivylB2qOR9D8KOcXIWDc0puFGXddYQfSxmxjIPIbwQv8DEq2EwV0G",
-	"pUUaLORIcjYXsrIYqEZFEYHdzpw6g3nupCeTGAR3YVpu3YVhlawM5IcNoLnVi2QkKcvBo8dhvSZlbELk",
-	"n6L2Si60W4my4FmdieHeIuvrecxsCnENI+krXXTDyDWFL75R9Bwc4DdKlY8pjpJEAgKAi47iA2l+IM0b",
-	"SHObdFG11Jq84VXvJ85YvBlDhvYzc7M2cukt179WYH1NokeGodkEkWZPLn5kOx6k5ldKa+FoiTl/ecK+",
-	"e/yXg4QVQjoySeXrhXQ0usB6yAB5wt5dvtz7S216XThqqJ3oOef6uhYSTelkfjMDQIgZS5C6wDAJWMjp",
-	"7qGjXiOZjqqDg6cZVllymi7+CcPM3KQoItcPQoc+wECr28aC4Qh2popq7hgEVa3zJf21sJZwSrFuzi1o",
-	"8LCqCfOZuG5RRjJ1lCXdTzFZN01QvjeWz8t6aZ4+ffoD23l3ebKbsNTtEJlQEEXYd+76wb8t3NmEStSE",
-	"UrihwoLx9RQzKIo+9J8Tc/OJQsM2W0qoo5dKzy8XJWz/xYWQ2f37OUWoJCDUvvwPGbqWDP6xR5Pdi0pR",
-	"rgVIo9frxXzIEvvG4uVeNJXd2iBmRE0ph8zRyZ6IOSyWh210U/OSqPWakj5Ru0kdi+qhooUJdC4hIun0",
-	"+MAACIchJqQjudNDdP0w0iOWzbjmmbu3rJKGTzBXDZui6t0Y9tWGddgdsuOiGElajEzNPcqCG4w3uiO4",
-	"ueSlmak6hbQxUPsqeUhID1narnaSJnFF8/BHExyYRv/0xS6vuE2TkUx9NV78k6VUVNb9wXYaGu+YGtJ1",
-	"r7e4N+mepPijO104CscokPTvcCr2oyaMaI1xn09BFYqI1bDgVtgqx9G2fldy6h+MZOsJz7JK82yx/AUv",
-	"ulsKv181Hy61WM8wxQh+6XfDrTEdCnS3BPABrHTILU98VPN4QbaektvZIUuxlOFMVQZmqsiHRvwbKEMw",
-	"/W00qH8fDQ7Zb6OBe+r++d379+mQHbPcbblGrxjCqIykR2bh7BowkhpMxssmXqR+k+1Qz3w0Go5rjBf3",
-	"UcqH43SXsiC5HElirL65wPrT0QhdSX6uwrDTN5d//o7CWUgTrOvdc8l8qJhHcZ2gB+j52btnr150f+EL",
-	"KyXs2dnZqxfHbxJ2cXl++uaviJteywJsp6Dq7iOJsox7sEvSn9Z8QaqE+9PLZaQUepEBrXUBW43CWM2Q",
-	"vSa5wofx0JWUVVEM2TNYKJmzJ8nBwUFo0IPw1Dc+8ZdvzoV00ol/TU0wKnck44pEU8U8YEsk69BxuII7",
-	"qzm5xBABrg4slrlhfKyr0hYLtuMr70nIQqmxrFAG8l1mZljZBUVDorITLgqKAR5JxFzn2jpxLUiWHGul",
-	"CV7E4fkUDjAXxvJGrna8wl1n1JO7JS1PJh+krQdp60Ha+valrViq+SiJS/PbvWAZ+lQiV6nB2sVeqQUa",
-	"I5FY1hUzS0fOYqrKLesWw/bp13ZNOC+hUYnNnQ3iGSGNrcpnL3g2a0ZEkN9Lq/zIsDlYjqGsWIGkKEgQ",
-	"4CMZleAQ1jTiQihN7P6dJr11TA49qzQJk2As8i7XluPXZEBoYMOPiyKqkrtRmOwh7uf89u9GyQfi/kDc",
-	"H4j7t0/cWwTz/tQ9bm7/t7b6+H4/FBkyG1GvViliXURCRVVnD1vwP8Zy64Vq/KdB2VUD+mzyJCqF64fh",
-	"MSKVsSioUpwIvkai7BgytGpS+31laqNKZOf1BDcALZwG5C0dFD/VrmfWAZWwUnr0d4mY0LFafQVCL1cO",
-	"Qb1zD9gJv3sihNk8pMnXxceizBYNGYgb77ltV8mOiNDFQmYR+XHX3rSIUC+lOVGVI3BSyb3gJ2/Rwpa5",
-	"Lqmjhd5dnmAxdzVp2bhGcsc9vQW4Tlgo/sJeK5nzRdJk7aCkZkr0d7AFcM2UZnOlwVekt2IO6OSZcSdA",
-	"snGVXTtJW+lQHc11Tf042uxEQEz5SbxDQ0kUyVEoyXsksugGXrj1+nahH5ZHujFdcjrVMOUY6/kgQHzG",
-	"u4uXp31fxovITehui3K32B3o+LrieYvu60Jm+06/2RwquCKsePNcg4PSqu9O+eLDOpl8B4ufTDBDe04X",
-	"kl5BY6avgLGboMCDwSjoLvSNe80Iq6WwuRMXUoz1SEmjLPkUhuyYilnzwmCVktIwJTNw6pev6zRWlWVP",
-	"2GvxLK4AvyMs48UtX5jwnh3JAjhFltBIQ5IjelO5cLRlt7HFhax2tOTOOOYHu6YYZ7NqSjW2R1JINoe5",
-	"0otQrmuJ3mFovycc6KpV87GxSE92gkX+EIGc012MuaThE5y22yL/2ZKH97BWSWObeOrNxQs3JqeOUua8",
-	"IxpOp2a5AgpqlORVngOaosnR7aih+8cQ0+OpACulH9ySFZfsuQmr8zKRNg5ZSnTF6YU+kYB+QH+GSUdS",
-	"g5OYvJNcg6kKzNZ0f1GpzfqEGzSnCs0q6Q4I7lKdi29A2l00x77lUyGnh/68zbi5csSe7OcIie3+7Nre",
-	"Iye2Ag8j8VismFKwfLJ9SinVzOdTeGRYSi1eZZVVk0nqy7y0+ydA7JFcepfBrxUvzCocw6HnQD6Ioiqp",
-	"U27rW+KO3hhAjmQOhbgBHWTu5S6894DKnLlmsJpaKCMR11t7wHj4FBgPbjHfOiK7QSk5k8XCX+Y2bQjw",
-	"sPXx74Ngby7Y/Ur/YECSsd44FZNH7zMhEvuj97JgXbzvDw5wVaz2wd8Gf9rBjUdSjM42t7jamvj0422c",
-	"VBrPSbh87uLtHgV3zxgKdcsee/I2qUyQprpmjbygG3b++4NkMBdSzKv54PBxBxZC8rUBjr8sFseFP4pf",
-	"KbKw6b5fkDzzx82dQn84HkrwPaBhfMNFX1q0OgQ8B0AM4rJrVGYSwddFmqPLoqmTjSndIWHFMHXrK2tL",
-	"Fb2E9jM70+pWMn7LF45R0lOfL5px2VT0jXKJI88FMbtKXkvXipcUayEVK4JrYDyAaPjw7ooXbIcz6RRB",
-	"BJL2cRkJ4yyEgzAnijsuQ7ozDwGCI9kKcBkOh7txXfEAd89Zesu1FHJqUo9Ch/Hltpmlj11YLl2MEMAt",
-	"7sp2pGKVceeiI97GaTJR7EyTa4sI0lFMpHtlz2lbOBsIbBRrAmklp8GMQdyMF05fQ07ppPMxN7DrWiVm",
-	"SVV5UspLuqpF7J3gE8Cn4ecETac5hDwCqrW+y8irVGL6QFPxN2mL8Emw7qCWKYzV3JJIiJH5TOmRzIXJ",
-	"uM7ZTloIY1eKr5vU204UsnMd6SV+yTVMuc4LMObISc8Vxo1fYUpESjV8W3AuTuXxoqel3XZN8QkcrpZF",
-	"iKvguw1DT1tIg27gXLxoO5IYJJuS6IrvY4YB3mEPQRCOGiVLIHKaF1CksjMhp0N2DhUGs3IMmF0eAAXu",
-	"NJEqKNl2p2LXZ5XqQFBkjGqtRXROa52MzF5LSNZuwer2/Oq4Y9XAuTk1u8iDfh51EvQHTNjIMYOCylfL",
-	"kVSV3VOTPXe6PaLOZWwiNKq4AUPZHMF+b3zIFCtVIdy1DxIgQt0JOZLR5cXFwOObnpy9efnq9OQyTfzZ",
-	"hdKELA+33LWR0ufDtCzTI+n9E/6YdvkE0t0HjeaTajRm9q1VC/kawvRXS9Nput+Ag8+doIIxCIEiHjED",
-	"sMph0FjQXE5HNkvQe56qqMpmav4gjT9I499U2jzmotV8um1V7Re7K+OPb6dz6kUDbzznC5Q7FywlaplB",
-	"eriCA1dwY5nht4QkZ0AnUco7hvlaLjPwgVJIbYWTe3ZivLxkCcw5CSzJ/73r+TvkI+lZgRPk8R10zlKi",
-	"V5+f/B1O+YtS7I91TgkLc7MRnsOAfiWMPbUwHzQVStAI3Zm+WBQhJfeb92P/YSH90fvMi4JSqMN2RPeV",
-	"TitCKHUqxRcBIJXEYfd6ekQazxgyXhlgRs1DrSsnjZrYTm9nHVhpdUtY5dl+k6nBJ/Ug7yV2PP50aDjY",
-	"9QZHsM94d0KH99L/B2PhPCDgrKMEJ0GdjSkB2+EFjglNSO667nbQhhYz3ycBYC9APaxHbiAwPlRahZ6T",
-	"oum1oQYsQsjaD/fW/5ayHUVFDsxCKrmYj2Sqirx+vOv0N7L4rDa3qqw9Do5G95P7aiTD6x0oOoQGSbgG",
-	"bKfGxWmh4ux2sX9amjDIb5OutYb4lVSqLcsJ1TuK9I3kzodaYv9hwAafLJaHHPo2RghVt7I+ZJvpHhLQ",
-	"fnL3zgPhEEGppPi1giPGJYM7gSkIFOXRaaNcIyM9SEcP0tGDdPRVpKONJIHixfZ/CxhY74kquB/XaFL0",
-	"QpcmhdKR0hb9IxTEf/LqFOnVOoWqafADFapAuga/w5qD8S338Xt/uKj5e9/vP+w9pZjOT6DFoL+mU4lZ",
-	"xjAzgCa9b1qqR1P271CoD0lLf7wb+1BS+JPc9wuwjEuKeXAX95HZXmDfji27M4luhQagAkcSw0n62JaQ",
-	"QLPz3cEPu+vY8AMDfmDA/0kMuNufwG02W71vz2GuUBu2my4eBmphTPIaRZmixr7Cpfv0TPxdPZWvxMHv",
-	"o1RT4Uy0pqBh5YGDP6jin0gVj5GlfRmfNbz+pgFr6Em1p7C4KIqg9vuHXNUxN5jBVhkwPkhLGcvKglvM",
-	"BXHK+LgSRV4DlnRWW/6xrsf3jSaaXiyMhbnv6lROVNctf4YTdVM2+DoTkvA6mppJD075z1QrGTdiTIYg",
-	"XUlkiv7Q4vmL7kE4MCs3IQ63WS2C+/b0d1AKvxnkOnZ0UZU+jLtOqAxLUJvPAmaGkvBwdj8/zoFb8uO3",
-	"px0bguZLf5RNCfza9J7lGfDCznoJ+hssaxaihblHsw7xwHWWZl20hCr8PTk4WIkmy7jEQP5shp7mmhO4",
-	"w/P9wVN6XwQNsAdm4G802s94HaiHs//qE8kM7ayTl2npQq24jzhLn3Dgvun1Y9eVNFhrkbMcSpA5yGzh",
-	"1r4uYveZCtfV55fkhLoEnW0vbFVGx9Vv+S/Ygv9xJdVT3IAEY0J2im9r2KRT+lZWs0QvIoKPZ7HzRkUt",
-	"xXGDS0l+YxtUK6wfIOEW/4jKDMUN4c1fbeVdHDvWqvMRf0yC2erXHpDe9dtGUgB7C1gVwy2MWaoRFzWM",
-	"IaWr7T4HY3WVoc3XKZAWJJdZVACxNTMkWauNPEMAMo/xpwGTSbKQmREPN24rqge12qLfDMgZL0sfaWpY",
-	"LozVYlw5bmVVmHPcaFk+w3e7BlkV1x6xtD5PmSoKrAzZN8oIt2q1xeMaQQSjz3NuZmPF2/tJIBbvf3n/",
-	"/wUAAP//",
+	"7L2Ncts4ti76Kijdcyv2HEp2ku4+u+26dcpxkhnPTuJs2+mZ2a2+JkRCEsYUwAZAy5quPNR9hftkp7AW",
+	"AIIUKcn57x5XTU3HIonfhYX1+63fBplclFIwYfTg6LfBnNGcKfjniTE0my+YMC+u6Mz+kjOdKV4aLsXg",
+	"aHA1Z+TXShqWk8u/nAyffP8D2Zuzu30ip8TMGZmsDNNEM3XL8tEgGSj2a8UVywdHRlUsGehszhbUtmtW",
+	"JRscDbRRXMwG798nUd+vqDavZc6n3H7ZHsPf5kxAZzR8QJZUk6osJM3v3+8pzebsVAqjZPFGXhqp2Hqn",
+	"qZBDbR+lR9C3YrqUQjOSUaU40yRTLGfCcFpoYubUECFJZlsmC7oiN4yVm8fF7uiiLOzQfE+DpGuwUhgm",
+	"zHOuS6k5Dq491stqNmPa7tGUF4wIumBkKhXR9JaLGQw/l0thV8uOadPaXDCjVidTw1RHNyyTItfESLKk",
+	"3JAJm0rFiFEr2wudUS42T3nBBV9Ui8HR4zBTLgybMQV9//3FXSmV+Ykp3TnNK9gGWAapVo80SbNKKSbM",
+	"9S1+khKOhKIFLfVcGviDQatAMYrRnEyVXMCejkWquchY/bkjasHuDOEiU8zSGi1cE6Ox2Di9qVQLanBS",
+	"P3w36J7jRZjAn5lgipreqcKhUo90NGcyC9+QPW23mWqS1s+v6+dhLSYyX+2PPnLg75NBSRVdMLPGN846",
+	"TuwZnIwpZ8ovaX10E1LpihbFitCIXHWVzWEyT6dP6Gg0yn4c/bOcpXbc3LZYUjMfJAP77uBoULd2zfMd",
+	"TxmdZI+fPLWtdp4zpL2XUi2u4Fl7SvicSFGs7IQ0nLAFsQ1psqdYySiSW1gnPILslilawAawu7KQOfOD",
+	"hHn9WjG1qidm27yGwcWT4IYtYNUX9O4VEzMzHxw9+f77tWkk9oUzfPnx4WF4TpWiK/tYm1XhuxmESZ+J",
+	"rKhy9pwVzHTxX/ec5PgCkRNLmkBlmuyZOeOKpO5hSjJZVAtBuCZ2mvthB1sz5djotfuuMd+cTWlVmMHR",
+	"lBaahWlMpCwYFdF2Xdrj28sv4i1rjDmbUzFjOaGWzxEz55o4FpDAplHRcfqPxqKkWsMep38fYuPDn1qs",
+	"o1TslstKe5ZBTuViwgUjS27mY5G2pv3/2DVKLUctGFXCtgJPYJhGSmQ5XevX4FyDjac5sN3DTpZ0Nn0j",
+	"BXtNTTbvWENhuFkRQ2fAN+3SMKoKe7L9jXhMKFnYr8mKsyLX5Onhd2HXUdSItn06FFKwIXyw5S46V3zG",
+	"BS3WR/VWsSnsHCOVKJXMmNYsdwLBiKSwqglJH6eEipykK6ZTskfFimRUs32SyUoYy27si8djgTvnm8lk",
+	"ubL0W9k/llb4EJJINxi4R25Yafq3xr866GZEts9OFvRfFVVUGC7Ydp5Kya/h7ZwolkmV9zDL+sVtzLKf",
+	"crov7HeaKeykPdg3lqe7I1FppgjNYM17hlj5hu4nyP39PGenBd/5EspoUVhRJYNvCBfaUJGxY9xpI906",
+	"kpKpoXunVEwzkbFegr4bypy5t4c8H2wf8Ub5Bht6FBjSiJwIIuENWpD0Nj1If0rtqKb8LoGD90+piKgW",
+	"E6YSO8n67WI1FpTk0sAZoGJl5nbye+ljOBqjQ/zPk9HT4YQZav+6fTw6HB0OaVHO6ehJuj8i5+6+w47G",
+	"Anuyp8OqFFTZE8LNHKUuJ7BEJ6N7tWqutcvFDWMaWAHEGKZsq//vz7c//fK/fz4c/vjL/9wbj0ejP+3/",
+	"7//ReaTuIW51S1km3pOcGkomrJBiZrnziIBmooGWDFlU2hD2a0ULZCh+OY7tQ0NvmLb7llmtIWNE3tpT",
+	"0Su8WamNTC0/3bia9dfD+uvBh5/p93ZLkK23xLxTKaYFz4z9NUOdxP6TlmXBM+j2oFRyUrDF//ynxjWu",
+	"B/E/FJsOjgb/10Gthx7gU33wFr96zgzlBQ6hdQVxM2dwKcf6HxId14TnlhppYWX7FQFFKk+IVE5r8+sz",
+	"Fp27iruX8+mUKY1XXLx3ZC/NZM7SsYg3yvIEc+1pN03Wj0BMQk4Ox83bx+2MNPC+TfwAneAYZ7P0+nLm",
+	"9gwWKB7Sgmu4gEeDe6oBDa39jdygtF819XXojqH0xGqZYk8qe6rYfrwlfi/nVI+aa+VtFF305F47aFk0",
+	"WmN+q0CJBUX6JeVF19BPBEnPpkOQiFJLSfavd2Lh5joEqdMKuq4df71YgmDakFwyTYQ0ZC6LfGTl7Gc0",
+	"v8CHX/74XEUj45osaGH32YrxikwpLzS5pQXPHQGlTCmpdEoKrg1ul5xOmcjt1TFF+Q7o60bIpYDJfT3O",
+	"EE/N07qODiPwAqINNYzsWcHeXSoJavlWRrFqCr2xtyYyjIJqQ2i+4IIsZVXkZMJIIbXZh6m+lGrC85yJ",
+	"rzNXK7/g6ZcFmpkslVWaISeUpTvfMNYzYW9LWrywG/p1xovcCqjMSueC3ZUsMywvVsckhy81ocou8Gxm",
+	"mbadjWKmUoLhuXkjzUtZifzrDJ/muUKNQDEtK5Wx+mizO64NjPEtVYbT4rQeXjTSPx38qTmowGMnXFBQ",
+	"GtaFlnh6MjPMDLVRjC7u29Km88JyMN0SZTVhz8CmvGAtjuumNbyw7/UITtAEmoBB1ISmqqIgBdgq7mee",
+	"fQ9LurKK3JWUr6jCbr8eYwFJjN1ljOW6ecdr/i9GCr7gSAiwRG+kuaSG6ymnk6Jvwbq2oOBME1kZzXP2",
+	"EZsRrXu8qwnY1tBY/6eDcXV4+DTDt+DfLN1sF0bLsJc4Lqz4cxF29OtszmZhfYtYZ1mNWqCKNGEZtSzU",
+	"ypeW73NtFDUS7BvMtKTIEblyJlUwP1vRkHC9UToMRwI3MvgPesTFY7RMu2mATpFznVEFF7ZiwwnVjHAT",
+	"tBGwweuVyGojPDkXJLU/va30PMUGwVrsZXsnsVIhQbTGiSSEFlrCZJWxAmNqFBV6wbVV1q55nhLF0CYC",
+	"H48Frq8dp12R+0i2mwS4bp3N0SCcnCu+YLIy3wBfyHkO14Hd01sGoj5fsKNocwktCrnUYOy+Yzk8J2VR",
+	"adwWR0ruxFJjVXpU0Jw1iyhqGJJdJoVgGeoUmmSF1Ay0w/fJ4JKpW56xd4LeUl541vNlF+eETGh2wxy1",
+	"B2GECOCce+CFooZa+k0CYwIhjc7YPkhibFFKRRW357Kq53JMjFohbQebLXNGD8vltHNMcUFScGANwYOV",
+	"rlFk9HAbFUaOMJjrlZSvqVg5CtRfgfakJAsqVlarYovS6GP0wk3lzsvxyRbjnaCVmUvF//W1LoAJo8rS",
+	"gbSyu1VrLJcSs4RwAeoMAWm/tBz4GJYoLeSMixQpL/bdUsXGYqmkmLkX0Tvwlmq9lCr3X0gx5aA2oUXQ",
+	"kNK9YHuHz91RfFfOFM3ZDvfj/ZbFmQ1fO9W9b2HShokt9bdOvERBBQQziVWDdLAkuu/cnYEcLAi9umT0",
+	"xvEid83OQUkyrCjgTgJbr5GkKq1W33Ej6JW4UVJUOhgBN9s5vBn0njLke/8YrVhvz9zqnYmptL+UyvIn",
+	"w9HKlbNSsYw651fb22R7LhjV7Dk1rCF52zkOOrxw0dTWpft6Gj8PYkNo3UUSD+iX0L6c/JNlxrZfz0df",
+	"uBt9fVLON95jZpbCKJqZeL/9hcWtirywtEcmK+J8caMN89QNH+UmGm5txPu2h7J7efQgCbPpXI6yfFaJ",
+	"vGAvedGxEHOqOxxbPprFuwbwiCZkzu4IE1YgyjvnvOAL5j3E6w9lbmWTNSIZ2lu/qzVwg6y7t6iZEy6C",
+	"KjCB2TmhLT1IiWYlBSFVd47RKia7BiTE6+2cMvB5gusWTbie3sZNeE0FnzpLV3Mj7H1/D1pp7Or7dWe2",
+	"kyhZfmJ2X/BuYnjOZ1akA5s8WIF4iKbRx85djHYvhmZ7EF3c76MtLKDfMxYfvoVbNoKvTzrbbe0XLmgS",
+	"sZF4TdxkN26WVRD6Wcgi2sqdtirsvT0LTGs6Y9uZoH8xqfvbOOafIq7THG8nP1rbmt1YTucQghk5ipVo",
+	"DqEZmdLVfS9luHnV1uRMqpzlPrQije17yb3Pdjtkxg9j8zz9hkbW69YtA3KAm2uLwxoruxO+5oZ1GlTt",
+	"ie08QZ2OsS1O0x6vCJ8JsAQHx0gtFGnX/b3cZEkr+qJzUOvBae0QEU/ux+QQJE/LW9BJu3lEh1s3u96V",
+	"9lB33e4tUkX/1E8rpaWqtRJ2Z/yGP9KkFXB31LSCuMbrYBypkrGAXUvnVF8vpAJ7C4RtJA0W6tYWzPe1",
+	"6gm/ch3sHiiQbj06wDmht/X5vZYqUm5t04tYLY06O+6KT9ToowfxOhq7lZ2bYx+RE33jdF6wX603Ng1O",
+	"Tu2iUdZF19DeNcRfbOXkgRTO/Yen8F3clO4m+IIa1lj9kqk61CqK/+Oi3jaVMwWxFTuJBOuj6xIMejnH",
+	"DhtvpKHFtY+WvfaSVDvedmE3LbVP01pq8F9F5AGTBbPrh/Ds9mHrm1pjbzaf8HrhPuDqckIyBiiunwyW",
+	"cwoBkWSvYykgDm+/k9WH5a5U0Rn+rZhVKqfMZPPacrS5k7DWleJdfcqy90r529yFcjaV3FyiAG7PaibL",
+	"FYR0CsuQfw4zAN3N3tbRNqzL5S1q4v9igUx2nVU/BW+VL6ghyznP5i2noQuQRqHjQ6i1XtGkRUs7kuSp",
+	"51AtiTkYtuIVmRJGszm54SL3ERb+PrWDbyv4sCc1TUfrFbau4+n7roFXZoPIjDYnfWI6w1G5WoWA6Cxj",
+	"WqMBC7iEt9rBDQmvvBP8jrBSYpzGDluv2FQxPb+ybXbwaLCVgYkrfjEl0ncYj8lZz7q1G9Pdw0n8vZFW",
+	"uMrB8XTirIWweUfkGRrv0A0Fb0deqM3KAvbcmmoSLXsXrT2reJF3m34m9tG14V1BjCHvBD2scEDs+93y",
+	"aiYXC96x7ZfoObZCX1D22g3CDd/Z6kz2i1p/lsRIWWRzKyOAY8ZLBDCr7sVcW5xTuKFfyVmHsIchfn4E",
+	"17TnVmi+Nel8CyLbncbcbWXz8TXX9tXd7QQvpVpgGFLWKxEItvyAVp/z6bRbvljI2w8aZ1+LFd+0NP27",
+	"5o3UkXrW5jk0M8WKSAFGBy9DBuM2hkfLIq9/AZfjhAXNqFP+96/36GM+TqVtK2/wMf9jF9kLtoy76Ppm",
+	"wYXPhXjcdb/Xc+o4kyshxWrRuSQJ+o4nGPaa6pW4SYk93FTkw4ILFimtO8ylxb/iiXWxqlPFqGHvNFO9",
+	"Knf5cQujJBpJN9HqhUSTWxUFeG9stjXLKJ47Ghj03DXp584t2GOdd0+v/Uh6LDpxzHAptZkppn8t7mWc",
+	"8yIS+sAhQIPEfkunqu7IWTG+8AJEqi7mmrNeo4liVEtB7DtHJD1789PJq7Pn1xcvTs8vnqcJSV+fXV6e",
+	"vfnz9cuzF6/gB/+K+2Es0qvz8+tXJxd/foEhjBcvXr67fPH8+tk/rp+fXJ08O7l8kTaUxnp5mI8Y6xCL",
+	"vbOrjrKrcw/WGuq0CvmstSgjB2IL9qLjdvrqjJSKC4hA5JosmBUBu5UHLnJ212FDd9mSTXOaFxUjiwQ+",
+	"0LHsEYlUzVH2xfPYFh5pwvMEbUzckLmV4AXbLtHg+BOkB7/4XafkJWdFjny/y7bOinzj4diFYP0Vtd68",
+	"VIt7NNK4j9cVzTy3tycEk+5+fUaz77hBM6mYu0N7nHg9U4iu8086IHxt85DCtZ/veu3/mclCZr16q1WU",
+	"qYiT3RpaHUSBAT9jtzxjNZvjBr26zgMIgbPaygZjgfGYLhIYxoFRa1bUtP9I3OF0JzU4FoPTGMJs99I5",
+	"ozkXM2BNumQQNp8uZHYD/xqNRvvE5cblI/ITLapWOBwkjWKsnCZ7lBTUcFPljEzYStqB/v//34+HCaFE",
+	"sBk1/Ba0mUrRbJU4dZefX4bgJpflVwkIYya3ljgzWoRv9jEs4IaVkCamwW6FYU9kSZXgYuZZSVnpOaFC",
+	"L5lCfiqqwkXgoJ+6Rfyuh/Xt+4vVkCRkHFYiY8pQLszKdrNgRjF9XE8tGLLdRobFttOxuxnLJrms7GgC",
+	"NWGgiKUmWuAadoyF8dncEDqRt5YqKCnYLSvqsXR30J55b4fX/avwk9+Kz7MGW4fo6arDSchmikEfqg6u",
+	"ZL9W1EhVJzUPfzy0qu+PhzvuQSHFbEuHDAzDU/JnxZhY8mwe9fb4P6C7x/+xa39W1dWGLkogRrE6nw6O",
+	"ft7Re/pbu7lfkj6V2YMVkCm/Ax4EUfZH9tBdvDwlT58+/ZGEriAOhdYRTGOx4EXBmxaRxz/+r8Ph4ePh",
+	"4eOrw8Mj+N9/A0PTEiLqqAF9DI0O3BnE74YzOXSD/qeWYnRBl6+dv7GTwf6F0cLMQ8x8y7izWTCaUl44",
+	"58266c9QU2EjzmTYvuijGzveog2xMVkhs5vmtvdvXkvqcOPx8kbc6S+9y3L+n+trsj4xefPlZrVBlu8L",
+	"I9pxXerhbvaVvpIzLj5YV1ubTqxx3V/H6hqgI/fYZNny2GFoW/CYUUjtxFR/mnl/cysy4L7O/a6Rnddi",
+	"yvqozoVDWNDVxIUgj8jrHUQNqhiJ7+1YjGFWJidlVRRxHCmFbCjBXOJq674G02XXoZe1ix6FozCbJMBZ",
+	"UOK3adR/+dS7D2puL0WfCxA2kjhYKw4hCW5wSGC3TDdnit8yhDxxCpb3Ho4FN+hytMvB8v1jIhfcGEwM",
+	"syNFIYkItoznNiLvXLJ0zoyVBkPiVY9ztWfSkY6Vgc0jv6YdBiywh8AE+YKRxkSPfYIXFXlIG/K7viMD",
+	"ad4QkUeKGtqTYCHV4pF2Ap9OcJP/enn+xkvH9gSJFdFzWsbanyP7LVeSdx91aZqqYm5LOoA4rEhs5GKi",
+	"jRQsVpQjdQMFpV411slRLVpuKBAEecFWOq5hTDbGPyGCirOvQEdMGOZzyjvvUWi5P74yGcyaGtImDS5W",
+	"pnZQ9RFpYBhCrKLIloRUgv9aWZ1DSa0JLQq3nD0BeiuRBYLvJNPNS9xHtobOOpzzLxVjpKATVuiGq33d",
+	"6trdaW2mhqje7oP6yrIS1Ga/8Fndas2LkzG05jOB/AsuEUgOdXnT7mpIQryQRIb7Qc7QJjElDWSfBhE7",
+	"ZtNgg42lrnnClkvUgxcFP2rb4Oh+3sGTOO3FQbqaR8hHx2RSUHETQyHZ63emZFXi/qZ7QtaP93fw8IWu",
+	"EzfiLbO+cI61bhECk3+BJze4Go0TsCx/Y3BR8g6XRy0BbOV7G6LhoqB5QIuzhAWSA0QM4RR6/Ip1enXH",
+	"jQBqMK1T/fHaN5Bni7OMOnB5Snn3/dC8h7/A7YkmlO4F+ID7csuNt3X32J1RPeP2Nq6mMXmDGJp45nZM",
+	"6KSByqAYWdr/E03r8K7zbVytH3090qJwBoCdL8pftg5x/SJdj3sH6r+erLqXG9JIlnO5+ynxJ7jzbgpW",
+	"ifZxX2v3I4i+VoRbQJLOweiDHSNQghFJdVUypVnO8vQIzq6PgYSgDHtbzqkmE8aE1WHKgmYsH5FUsX/C",
+	"CU+PAJ0gZgD2GwxTn7DMCluuRRTPvZLu8ymSQT0CCKvAdrs1eCddfLgA0Uoo7d58MKj6LEvglZgyuwsZ",
+	"NCWUzytUxHx1zoqcLOeQFYArG859U5uKwkCo6d6nD1GitkkfwawRbpPmkQlCyI6ihr90X/Euq8cODMCv",
+	"w+7+lq4rf1s0/9o61N1umeCloWZDctVkFSNF3nf8TUGt05u1KKt7ZrbY3wsu2D3GceU/8YGvfRF4Ugw7",
+	"wR/t/W2/+xAJOeowidczmkljIbZs2FU0/XaIV3bDzDuBwVkhYpOuBslgyVi3tRI/+iDq9CN5Bk10BhBZ",
+	"LemF6M6ZUAYM42TvH//4xz+Gr18Pnz/fb4S349COCVuUZgWasqzgG9p9M9rOoN17dzfl6r79tTY5WvvG",
+	"SKI1qNd6xx1269qzz9tn6pGr4fV43gl5d3W63yOE7647gabdMYK5VIDlUBZ0hep4bSdM/0oFeZruuqB+",
+	"EbGrTYpSM5m6C+oKHADOMRrwk+e0hIW6eHlKfvzu+/+VEHZnmMhjuD8vEwMUTp3MgyjLHZFjm+Jd7EO4",
+	"IaeUF5ViOm4sM8TIsFZboNjSGs3qGoGH7I9CmuuprESOwTCKGnYNyC0sd1EwdexQb+udoes9C/viriyo",
+	"aGahyAyv+IyN7hF2c2Wls4QsaDbngg2tamMXW1eLBa3Did269TfcIZm+ZWoIQQ8RAljYgJ2TMhyFQTgE",
+	"+s06OJ6H2twIiENKCqRFjYOMasfxDwH21S5gZ2Zu7ZNor+CdIQtGhXFC2LxaUAFk2hnL1S/L28H+5erq",
+	"LcEXgGy744YMN13wP8gEWnsHMexyShxcQnfEdacxJkCc6q6GjklKJ7IyR2CkSVED9QDWfgoLQNXU91nq",
+	"9kXub20DHucgarqjsYErRTTT7f8B4owIIiLUdQYTQqBahkmnudaXGivyiPO6+K+fn/4ysndaOroXbf1t",
+	"vqpbdbbyaaXZrtHXNeZvtyjdn4hWW3+mlQIYHzcTxFo8JjTkj2HeOHi8UgKgRpKkgt2ZaxqAQdaNJ/UL",
+	"3QeB5w2xxNlEPLMr6YwdhwDgnhy+nfMaYGI7C2P1ovroy22Kgu8hyvz7ZeNuASJKr9tXhZjPNkROJpVC",
+	"2xw46Vr2JInmAUAmZjSsbwz1/CFWo/e7TOWDMz6vIM1zaRm490ZiLoRBE3psfg9OV2U73XH7d1InPzzl",
+	"z8VzdbD7C7ag6kaHSaDpBjcr9vF6pbp2oUbGPhrZ+nai3suVyP6GY7q/grtryuBm6o6CltsE7CxywQJK",
+	"DckgPU5ITBtwALxU2FVYrbNpSHPryYJrHodgQU1nzKwNLiU+NJGb7jv4/tZ43pfak/dKLiFOO4qmrAMD",
+	"H2mS4tV13RFn3I6U3oFYe6Kdz4yuQ664qCf18RHOtunYc9IOcqYgSIEU3x3vfG9rL+8DBKC6x6rdsv5+",
+	"hN1vdwtlwzLZOeR2oHe+ZnSL8/TbPSchMrxevhAl7tYicaep6zRfYIbchjtqU7LgCXHPXTYfpqAjhhbB",
+	"4Nm6DgS8uH0BGj12D3kNYrIbdAIjljoy4ipq+YYVerQhNMvARU8LxHLUxyG5ibm8qPTixeWLq+uLF2/P",
+	"L8+uzi/+kcZZve2HHZaidsa2G9lOs+uFXekNrroXKkYDGJMaK/CrGh4ZgQqY+RDTXV8W+qZgL5hzR75a",
+	"c+ofn/dV9dakOMESFJbTaNaAbwuOlcE9Epu2ZXJdyIL1xIpiVBgAOOcSvDk0H1rFLIUHmmTUR6mJPMAK",
+	"HLsXl4ob5t4cC/sq4HYCU2pYZ+3HDkSyzsfWVivMF/YYY18LKugMmbBOxoKWpcOb0gG5NMI/bTiRwriR",
+	"I7mhDZIBdNBpV70EQbA70SuSMJvVH37YTZdyIJjdjdOSbxZhG0gisV83kl8BAK87pKfg4ma7aIcjfAXv",
+	"vvd1HPoiV3nGHmnnTU4DcB5yqLA+4fcvEBzrKL+WLeNF9UvwS//OvPJrtLY1PdKVlMbLhCdvz6L8/+Ya",
+	"HNgW7mMqymWmu+88J8kUXIeee3uFVu7T7RyiqLvnis9INmfZDdmzEi/GXKf7rV5dI/fpV5ZM9CxyROgQ",
+	"svCPk9evWh26rw8CpY1WdFF8uL0oTMCtnx8dkFM3+axEhrhCG/L8nNTtQtAQMZ1UJVQrdHAXQeafU91C",
+	"W9qctNMlCJ5kGSuNS7qHHHjDJ7zgZnXcQCaihRR1PgQa6jKYzE6hlFswpmC211ll5HSaQjmNKVSpWkML",
+	"2l+Dn7IXzIc6mzu36G1VFJ8UKMyO8PeDErY90NnlBEKgXJfFs1g5nbZ5j+NqNCoOflwcJyTU7GKGcIeu",
+	"H17sl42k0GtSiqn2wyDERp6uj7HkUlcxUAihaRodoaDgjmanT2n4CjRVWlnLlyIdfSwY2boN2LaPQZhL",
+	"yk0zG6mBaBssqq21d3hdbTc/1ZkrAtOA7jp2ISwLKAQ7p4Kk4FZDVvT94eH+WLi+AHOfLKpsHr39hLzm",
+	"zxyBL1ylq3u62++FAHbfiko77pBeiewa37vuk2K33ou7o33V1urmSYpIpXtM/cd1g6Hgwzi3njc59zZU",
+	"ij6CPI8J0RvIj0F3snr8ojSr0Zenmi+POLnVMOXSEzKr3YrgnAHtFjb2GG3uPMZugKIQWEBN0ynbuk9t",
+	"z9+aySo2aPkt/WWztwIlNSgg8dfL8zfx0yFflBKjORAoeTDjZl5NRplcgFiaU0OZ0GwxKVgtnx7gmT6o",
+	"W4aR14T+JV0dXO+eQ5AMmrbiLo8Euvj67O7HiIrGsUSpZdy178glvY9Fo8zJiJxv8FnszpEbYCefGJRR",
+	"VwAsVkNY9gHEeQ8odbL56N4On+b3PuVfgSPo23D57H5NNJetj/f7fncEqPlPF2PgFvGIpKfnb16+Oju9",
+	"chAuznkD2GZU47mggsjKDOV0CBFYmSxX+8lY1DA25xevr6/+8fZFSvacl80VqHFRZ2kIe7eKjCLpuzfv",
+	"Lt+dvLr+6eTVu/qrsQhJn4WZy2pmN++WFhUUevNwElioIMBJQPZ5o1cPej8WGC/iKie4iKdjF/0Etk5X",
+	"PoGb/R4wnT4fQuxSyaykikXPNsce7OBgcA6CTabYy5U2bNFjJlPZnBuWmUq1IJXoIo+PZ+QdK7tCZV7J",
+	"GcA4nL59p0mo5IJ5V6HYco9HSjd7Lrio7nY0AcLUNhZ7AGy8bQeyRgx06SyWlLd91ICxsmwLboJdbILO",
+	"IgqSpJ3Adn4RdrBzGd5BGPxGFLHdYcDaxv8+FK93YGq+DKFTvTgBte0SGdSuSfmdnWqmXnFtztyqtVgY",
+	"ZjTdJ4y65YmtKt4Z9+frQm9bQju+t+7dSwz7ujcIG+Y03GcSu6MIwOzi8tsSgrjqhYv779sAP0EUQbsM",
+	"vE3o/g5jWvA6RBnt3EeBYoARwP/28Mistwp4Q1rneQhjDjVysQdUY10aaLcX2w7CHvHeSdiH/cPHnF9i",
+	"5I6ioP1oW7XwdrGf9U777Gb26SVjYneq6rQBneWDRlvbKMQfge4ULSocVAEabH0IcCgib2UKLNCaGX7L",
+	"OmKM4YutOMI5BCxnJvSgGRObYkh2Dz3rOA4dwnBz9duJ1ACjDlPkZuUKhRdFXE7/UYiPvgf8S+fGbFCG",
+	"7s87PxRacmef6xp36qK3dqGs3pjNdq39OHwzCc7PLjdZr7++PwhcVxyNJVak1HO5tAKlk4bsDPtwAlCl",
+	"vf7Enry65sp6F+trCrJMViluVpd2G50gBSjOJxV6tPCvl55O/vq3q0GyCR46gABMVnFcSROaOlQlBfMl",
+	"9FBPbW5MiVXQuBP01kBecWau6gJw4LmSgmvcknk1sYfqvGTCsu4XzpAwIhCX7AEcfLQPmt/HosajgVZX",
+	"JJNFwTJD9sZxLJUeD/Y9DXHlEZ8jPzxSGHj5seKnqzK0oDmziwL+KSw+W2g2Iiex1t5y25OymhRczz0B",
+	"sJzQshwL78jfW7KJ/SVBF0LOplxwV6AAa7EA6KnImWJK47jZHWSEYHEsmCHLMetnLMbiVIpbJtAqB9DT",
+	"Zq6sviUr03SfH9m3/0Re2NlEYPOV7YukB7TkqasQaXqr143IuY9ahyp1Y0HCmYWuAIA6Xy/Df1wrb0mz",
+	"8jkX3mVnRQ6rIdpGuU9N94199+QHWAxK0hZbSaEAaOILsNLKzO16uFhzVQk9svO+tOeGNcD8Db1hhJK/",
+	"/u2qCbi+1wOTPhqNrNI7MZQLq+KStWCs1qFBKMdMlkz7SlZOBw/LTxUCvViGitYk2+6CrgC7GeHT/kQg",
+	"NB+9CWlfXceU5DKrsFzcXtpIN0r3R+QZsyq3K3ZKiDZU5FTlEWikPUFUqZUrPQ+wkMidAJ0agg3tAse+",
+	"WyMxLyixbVLbqt1GLGPr9HDMv4iYwMnbsyh2wQeWxN7xwdPR4ejpAKuyAYs7sP83Y13CBJCsYBy8LtRt",
+	"oXAuK0+cnnzfgJHA1HEdQFTcBI49FvYHCKDwl0IcEJC4+iK40A5jysR1/PxtdfL2LCFajoXBQCMjZQHh",
+	"RFCi0f347uIVKSXA68Lf4Q7wxss9CDdxQ0iBJrRtkpGJJQb31ruLV/tIbDhw+4hOtCwqE8EzupdvhFxq",
+	"mDLwqsx+nYyF5W2Q9+OirLkmc6nNiJwQy7OmSgpDmMiBNqVgJKcrd0bJRMmlRiKy09CAQzIWqWF35mBu",
+	"FoXlH4odR4IkNWRJhWNRfj39p00iR+K2DQKioJAkRZd/4ErjRuUVq3xYWomjkOyli/IVkNOTw8NPVg40",
+	"7mZD+X1ExsR5QpXy73EMXU2HsR6cCWNlrsLlc4EJ1gnug+euPt0aOVsisMQLe0yVAb0eIAN+dviBg19s",
+	"U5bnH4AN+qA2TvcetO6IcyoaZm+wyTYBXrwJ3FJA0oKsHYtwUyBpJKhfwCGKfBoubtKSCDdRNBzVEmp2",
+	"hCSNCeNiZg+IkktB6JKuyJ4s7A1Hy1LXymXuLMghwn1GudgfkfMitzI/5NseOx8xN/OxaCXtNOM36Iw9",
+	"0s1Eng6StDfAWvC8Bi6n6IIZKM36c2cwAkRBeZu6N8jynMxA/lbowrVHCQzd9rNfK6ZWAx/YNsDsobhU",
+	"6z2rmq0rRwoqNYo1kz8XwB4w7egW8YMRvvbJ4SHed6g1WFp5cnjYN2RwXzeG7IzBg6PvDzc76daH60I6",
+	"cISOjgFSPqjpfcNoVHDrLXS7ucOQiuX8T139rLvwPrS3Oq64mS3Q1/M6RsUHduw0NhcvAg7PkJTRu7xo",
+	"Jd/YZReLrM/Mwd8j48z7Xz4jp2+lCHYw+3NH+HbH41wxt0LA97/bhe8/oyE0Gz55vP2TRilw+Ojp9o9e",
+	"SjXhec7ADf/dkx926KZVVfsDbzL71Q7j6yinHyvBwC9j9fdnH/FsCaG+Ku1+Na+vfs9tdFmeuLb67sqD",
+	"3+p/X/P8fbPCVZP751xnVOXrqV1r/H8LudctnOWDb+l4tPFte4ShyC3p1oTl3/rBOPxu+xdvpHkpK5H/",
+	"sU/Sc9wyQjv4GzD+mZRdRyjxQuWamP47PxFtGI8VYtCC4HMc4OFBJgZU2pBEj2qoqqzej7CIUVTUaGsm",
+	"8Yaz9Ui7EoYOW9FXT8QkS7Yge1ZAY1hbPg4Ui3MU9x/O5O/mTPpClZ2H0mfYUav0A9vFi/Aj7rkDCGAD",
+	"T4XsKnb21nag1zLmY10LYj3QcNLIw5/xWyYiOIg0QW2umqGaKKzaUjhoOjg7e75SeFIjYDt0W48Jx+3N",
+	"vtpPiBRjMWFzWkw92buzsVHhHJG/uTRbwKkFPZcbUjB6y5w1Jgruwq5pZlcATMcez9kK4UZjFHVZFcVx",
+	"yN7VhhdFrUuPhesESkGiiYVr8t2TJ3GxJ9R9vS7csc5O8R6Lypm08y6tFLbyW+DBwECeyXz1GeT1BkjE",
+	"+/fohPnsWkITz2G7ONRAZoZSSGhgbu7vH44vH/7H9g/cPK74gskKp/N4h5G9pSvLGK+kBHsFXgNPNmx1",
+	"bFDffcub2F6bN7p11kO4KNrMsQwkAvakRNMVQjf8oa+vS0Ba6bq7EiJhBUGEgqNAW/fF1kusDsk8gCzr",
+	"/kvrTCkGVwl4Hp+DGuc5eKOkhGXi7kpJ3POuW07kY4FP45Lr4G4QmWKLEFHRGbmeEC3xEvLeT/QNge0S",
+	"kiGLPE4snzFDvjv8kWyAZHNx0VzhFaRXIhuNhWPC9q5gJYEIVS5mpCrHQlHwqYBxUTHIWgf/nZYQmemK",
+	"FOA9mWsiZDwgNLXOZZFDlC5kEo0FGgLr9EDnZY3haDQzUNpC4S3eSIN2FUXQ1wEuWYcjMBbpb2Of9D8e",
+	"HJHxGmbAePC+0ywLdNKCBLj39fclrrMeUIb3zZACoyr2Oa+3PvCEXq4XiBvKSijqILnQdQPDuxvWbw2b",
+	"MeldI3FfHvy9Hsqf649gHN/y9fiFb7s/6q3xwlIShmO1oRai2A74GziXK6DTyWw33SJlOUT2cxAVhu50",
+	"kL3i2nF0rH8G1TWTIMrZkfjK2mTCzJIxQcxSerGvGXWpk7HAMowQnuSB7VyrxEgCWKGRlBjaht57fKIn",
+	"PgD01E1mi/cpgGxLH9yBFdJRI/IZF5F3ueTZDXqXnbcGcg/ieKhOL0ANgr6776FjbEZuG1kcFICmGFkU",
+	"cllnraa9Dhp7pu45RMS7VxVLwhA9Jo6pM5gcAfhhMasB86nTN62YWEdZdg0M/JBs2e0qgzzbpKOk6bdj",
+	"N67r3vfcITmfOkgDXR+cOYPD44/Lg7XqG2TcPbA0LU5+6g/vUkbSXtjZmDl77tXNoD0+z/BfvOzl0pDl",
+	"gXwAUmxumY9G0Q6jJ3gwmTt4gXuRZyvDfOlbl/jqJL06ZSm9sM9DbMoaF/ajDJP5b15+Anlz58PpFqcj",
+	"EgBDIztCVjtPpdsmt4gtke4U+x4+59oDbmwT59wn8RfQ85PDH3YRfZThtHBtfNMH+/EO0wESeiPNJTVc",
+	"TzmetX8rpvCSGYcUs5zLIpzEiD+4OJP/PnvrafD+nOLgt5Ka+fteZpHax6kPW57ygj3SCI7NRSiI7Q9C",
+	"iPF0ADgLKviUaZO4REhN6FhoLmYFg8A/zWbggNnTBQV7eclUZg8NE5nMXdWu//vJy3R/RN5CYB4wKjA7",
+	"Rx2PhWWevl4MqsYpM3TmWZDDRmzMYU71HGJyqckAHyDl06GQgg0xpnYsVihuPj387oPYXof4ucb4XvKC",
+	"bRNA8c2hYgUWm7bjhx1I1paLCysVC+YXNshLkLJei0v4V1Nj/lCpDmTLsLC1ubZbsmuhCTua9vnJX060",
+	"O5u+kYK9hqSMzysJyswwM8T8/09y6zj6dd21bh1L9euH+L8qaen08i8nwyff/wCkX0OQF2y0UaT/iBvo",
+	"KV4N3XPAk+cOJROGmxUxdNbwSRWWPa7sgL/MPP9I4vPDLbvLLRs8x1I4svSsKdyzu1+q/r7rvU0vHEw0",
+	"WsUb3SEndDcp3CjcaKL5v9CfGtM03HBj4a44v0YB16VZiMGP6RhCfbG4BcKOrl14a5clNQ6xYMYMXISh",
+	"5A4F2/M2E8trvx4fJdzvxp5PfRLofbn/51Ts11eih6n7Xeokh/vwvoiR+phb3/Z29tfLr8PwPhvPbo87",
+	"1KC7x/Af4kq/AYYKgab+xtUtev4QplpWet7vs8Q8GE1orAYF/aMqDC+pMq4mSopNpokv3sLQUFvQFTA1",
+	"kQPMysIlRILsCjFDgLMj2LK2gzj4pTj3L9gpqWH5Mam05dF6yU02P2mhDqTOvkJNFwu1M64X5fM54sLy",
+	"HNhJD32p3PqQtdFKYDydDKLWABsb0UgJ7xVz15N8v6g/Lyx1A5Frs80nDlZp08bgwf327+B+e+fgzGHv",
+	"1622uzM4ZBEHv7kP38fMrskYupnJNgPCG7rAsuMtZTyJDDaTFVQ2aTetU7LnRT7IiR4PyJ/Gg5QsqLph",
+	"ar/HwBDjgd3DxvA7C+NvsP5lcFE9eGF+H+f3Nea+ey7ehfoTG6h2P8/BbdOfsL2MUizXvSwEhHZ1U5sW",
+	"jaIc4Kf9ARxt1Lt+qh1HX8yp8oF3bhhqxyG7bLAr7+B8ENg/k8DeexK2OiDraJMDhOrY6H+8ihyPEE6u",
+	"GF0EvFAmjFoBT7U/urg4DvAAvheXyblO//U4XsAwfqd+xc/uUHw4RB99iJItiSho4fNHqiZdqjf57GoC",
+	"7jlesYWxWyF+KRUepKhTl/zgDhOi1gds+iQqXmdVYYD8CmfraCxS77ZywmBtlHTnAOoAIBYq5n6midXA",
+	"G+jsIwLcfCzWsfFdjhaE5LbGBvg+of/rShXgivTIHkdkUvHCEClI+vbds1dnp9fvLl6la4Afc1z1BOCL",
+	"IAUGHgKaE0xkLrVpIFSjggdzk2gMQJSggFQNLtBSsSm/g0LQjY/30samjUajaEzBloYQX96JSI1DwZFY",
+	"fHgs5JQgcIPDDEkQo2i9aWnmTC25ZvuwXid1Fy742JCFnSAlEyvWsTzCLIgqymDcGADiK7agXCRjsV4n",
+	"FePz1zaRNwPL4mqsoQsfz8dysiekaUKaNbGs912MdVwYMTLHCKt23+ixwKKyBUBAuHp2PqRc43sO8OKG",
+	"l7qBOzQiKZT9vw7UZck6RfSbNLyGiMUpyWOokQhBqUY2RxYDO3DRFWJ51J6OCxkXjOx58B6AJkp7ooGD",
+	"N9tD+0D4t7NsdQIvp/uE5rI0LkXLr/WInCBto3EfY+whwkzX/tuwMetAVIc/bix8PiJnUzKRVnBVzJfd",
+	"TWLoeUNvmLZPMpZDDfIeP0Ig9C/mSOgOqP5M4ezr8/tKEe1dA9ms+0aXSwwnBuFrxWr36Pb7FsEge8B9",
+	"MTuyi+K96deejf3RZryXNdCUP2bg/OGPu3y2llnhpbF/a8vfPVWoNZlLExBoCAW4wi7b4FaR77f6j3WE",
+	"jbUi0dJfgE70BB8z5lO6egJBSKtPbuJQbuNkXSiW4+/TOvs4mmFwzBFXgt0FRoUYUrycQehcUpV3RuTj",
+	"WOpVuDeHrz/9xsBA6oFhJl2+Ay8FSBB8+8GQ+LsBH4ANs8JlfCs2K7AIwL2Mz1cvD0i2Rm27o71XSq35",
+	"pFhBWVad0YLl+5ATOiJ/s4JaKhWfcUGLANpGrQhv5qux8KIfI5VwFRBYKNHKHfpiHuL11iAUWYno5Fbc",
+	"9UovFouF0EhdLVh+5CVxjE/xcSWpt2RgcZ80aTGWR3osYs2S7MWB6VIRLaywmu9bxYykL67ozNX7+LUZ",
+	"/+WUEEQCwQnto5M3fUW1Gb52+ULp8Vr0JnHBn08OfyB73z3+IQAVFHYGvnqHd3NbRelsOnQtAG6kkJVy",
+	"Q8wbUaZn0+EbKdjwNSK37mEBa/uzH87w0l4Z6Rjyo1EDdOh2nrfukyg2dVOc6Vdiq9tfP3eU+Rmidf50",
+	"8Kf7WuGSzxuxGZM2UuPnMe0lA3sWtn1Z7yy8/T4ZNA7D7p/bz8JXnyBMdPNndb9vZNTtHyxm88l9FuKt",
+	"lelEDruPNa8eAj/vH/jZuLc33Mr2AHTBXeklU5oU/IaRdJ3xeptpMBy6c5SsXYO1dWyfTCpfBsQ5ABHg",
+	"G6AToJyf9vdVF/sHnObomN9xbfQf/QbYKFcH1KIW4/3K/PKTML7NE899ZBpEvMUu1I7YJgR5R/xwrmu4",
+	"ei7gayt7sbuSq6CdPO0pckOLAm04EuL8VzCCSjMHyhpssBGXbLnIZef2BSs818TP5pPwzI/je31WLII1",
+	"FEkl2F0JyUnFahRxvja89IRmNwHdpKxxRFiOhSPYopSKKl6sSFXzwxZNA+bS8ATgjrfQJryKb6Lx6+Mz",
+	"WaFm/HLOEItedO7iBiZbVmZDxshMMt0b22nfSMmeB3uDNKgqmwP+9zH6SAKCgGJj4eqi7o/ImYn90L6y",
+	"q0e+BreYVynsIlZRhc0lXSWusjvY7oP1EnxkAOBs9YenZMJWEnD2oT/dcJ1554kd6SOdRCoOmOMd2j1o",
+	"MVHxZmVIzrKC2ssAvAht1PhYjkVP2kkMC6EY4YtFBfUKjpxi4ZEW4KZyCIpgxMFzF6JlgK2MRdMvAODW",
+	"Ig+WLyGhpD3Zo1juFRQjqhYF03o/cTvipuX8CqOxOBFeC52wTC6YJrccEImIJT4spI24AHYvrObddqzk",
+	"XGdSCJYZy8LyJV2NBSLVhSFN2JyLfERe0GweWEvQfSmJXJ71OUTCG4suE5hd3TOkLPLYUsOT778nBTMG",
+	"rvqczzj470ZpQtJrh3E1TNENlo6wcsZolO4fk9S3mTpVtY6oSAnmOaIqOyLnsILcddt20hze3xVFtrme",
+	"xgL9SeTTuZPGYhto01r1o8gdwOOSxl2yEO7qt6sIf4jH6Z5x25YxbhMUYsV0F305LuAE7f/ylYO4GxUf",
+	"dzO0eonw39bpU5P2qYMNffD39Eo2DqOvIdH4WzFr1Tvf7t+pzPwAiib1B/L4XEHbZVSbKYE8Pqix5CR1",
+	"zx/jtx5plNRXxPAFG8E94EpOGCtGOgFAUeOkFJaTMoSaEJrnyrYFZcHsFDMIgzgm1L89Fj7YBXIDv3vy",
+	"Y50GXwugddWsE+Eb8atmF+aGaENXoBEIYqS9XqBjn304p7cMdAcnSAOAbAKynZuHT6VkS6JBstc1biA3",
+	"eizkUiB4rG2mkNmNbabqzLvBDfkWge9e2ZF9reCAymzNiskUg6xTWiBdOWWzaeSk2ZwNT6UwShZbzZv2",
+	"ZffuGwln70vj2v0u0mS+e7IDn7+S8jUVHv1XfyWmW+PW3aGGQCjx9TSR0VCtlx5EH7hYI/C4ahZtshzU",
+	"8cF+Hnrly7VyTQopb0DM9/DbDsQTvK2BOWVUWEG4kGIGIWXIaMGJ4+si5mjWwCAmNp2yzHg5VLClGzk6",
+	"xZuM2oVCMXSwlUyY47FwP1qthBunbSl2K28C9Cp+bCfGIHivlqntygHTSgi7y1hpgAdzMRaULLioDOT9",
+	"YI15RpZzq0MDbBhaeFAMYnd+WnbduSaVqDTLj+r6UEatkrHApHEHxg3lb6U2CbJ/TIIqKVd2JcqCZiGx",
+	"3b4FnkJyEV82Bb9hY+EKB3ajctd1BL9RMFIY4DfKlU8wLQ1FAoz/iEjxgTU/sOYtrLnJuixroDV7g6Pe",
+	"z5ytRopmi4NM325MBHlL1a8VM67E6yNNwB4FhTtOL38ie85i5zz7FMx/Fy9PyXeP/+MwIQUXlk0KMFxx",
+	"YXm0/YlMGcsT8u7q5fA/ggdlZbmhsqLngqqbICTq0sr8es4YIHYarFDCCGAqcTHbP7LcayzScXV4+DSD",
+	"orVW04U/2SjTtymIyOGB79AFEii5rC0YlmFnsqgW9oLAIuAoMFmVw2DZByhDumSKuSoVCXHARhoCzVPL",
+	"WdKDFLCP0gTke23oogxL8/Tp0x/J3rur0/2EpHaH0IQCRVlc57Yf+NuwO5NgzLOz9oeCddqVp89YUfSB",
+	"qZ7q20+UabPdUoIdvZRqcbUq2e5fQDTFvfs5Q19cCN36A2YCJYO/D3Gyw6iy/0a8aXw9LOYD6MY3ln70",
+	"oi6U3cSERm6KkByWT/YkIEHtcWijm5uXyK03VEiN2k1qlwpW3uHa87kEmaTV4/0FgLB2MSMdi70epuuG",
+	"kR6TbE4Vzey5JZXQdArQH9CUgDrHkIHQRMnbH5GTohgLXIxMLhxonR1MJoXmGhwzWtBSz2VA5KkN1K7o",
+	"ODDSI5I2i0emCUntcK/tcMMfda5VGv0zwyqg19SkyVikVZmHP0mqVyLDP8hezePtpQZ83ekt9k08Jyn8",
+	"aKkLRmEvCmD9exRrp8opQV6j7eczJguJzGpUUMNNlcNoG79LMXMPxqLxhGZZpWi2an9Bi+6W/O/X9Yet",
+	"FsMMU0iIFm437BojUYCPz2O5QeF4amjikkQnK7T1lNTMj0gKleHnstJsLot8BHk9WFT5t/Eg/D4eHJHf",
+	"xgP71P7zu/fv0xE5IbndcgWuWEClHAsHdEnJDQMfFtMZLevc7PAm2cOe6Xg8moSMKPtRSkeT1McCirHA",
+	"i9U156/+dDxmMAKcK9fk7M3VD9+hyw81QXSwgAeFuKwFVxRjCv6l5+fvnr160f2Fy/lKyLPz81cvTt4k",
+	"5PLq4uzNn8HdGGQBsmc1sowWYwGyjH2wj9KfUnSFqoT908llqBQ6kQGsdR6qGl2bekReo1zhQk7xSIqq",
+	"KEbkGfpEnySHh4e+QYdpGk584g7fgnJhpRP3mpxCkuNYxAVeZ5I4/MtI1kFyuGZ3RlH0ggKgdsjTFLkm",
+	"dKKq0hQrjCJ1zkNf0b+QmuX7RM+hUCaIhshlp5QXGN0+FlDCiipjxTUvWVJw0nJaxNnOGNWz4NrQWq72",
+	"nkwXUdslaTk2+SBtPUhbD9LWty9txVLNR0lcii6H3jL0qUSuUjFjVsNScTBGArP0hfntbdvkqtSQbjHs",
+	"AH9tlth2Epodckr2tohnCNy8Lp9BWEYYESYxt1b5kSYLZihkVUFBx6JAQYCORVTRkBtdiwvO8wQXQpr0",
+	"loU8clelTohg2sDdZduy9zUaEOoqTCdFEQa6gzDZw9wv6PKvWooH5v7A3B+Y+7fP3BsM8/7cPW7u4Lem",
+	"+vj+wNds1VtBhNc5YqjJJ4s8IEwdNdBUtaHGCdXwTw2yq2Lgs8nraqphGA5yH/EjfHnZCFlhwjKwamL7",
+	"nW51rk1U2PkiTHALbt2ZBzJWXvGTzfLQHchzzdX8vQLQdazWK94PHtwkgrBzDxmkv3smBInlqMmHWs5R",
+	"FqbL0EaNHAqsB0KImNDlSmQR+7HHXjeYUC+nOZWVZXBCiqH3kzd4YcNcl4RooXdXpySnK3tqYxvXWOzZ",
+	"p0vGbhLia2mS11LkdJXUkc0gqekS/B1kxagiUgEqzT761A1fMHDyzKkVIMmkym6spC2Vz6+1XWM/ljdb",
+	"ERAqdyTOoSEFiOSYa9MjkUUn8NKu17eLpNce6VbkjtlMsRmFWM8HAeIznl04PM3zMllFbkLICben2BJ0",
+	"fFyB3qLzuhLZgdVvtocKrgkrzjxXw0rO4Di6hGIE2xoFDKc9qCU5hXyDBR5IfAWMma6g4D5ge1EIRgF3",
+	"YYzy5YpPItxUCrEeKWqUJZ2xETkh9r+EFhpyLEod4vkdUtVEVoY8Ia/5M8s9PGbFHjeEFku60gHRCkL6",
+	"MbIER+qzDsCbSrnlLfu1Lc4DLIEld04BqsY2RSiZVzMGwxoLLsiCLaRa+erHLX4HORMewgoaWUy0AX6y",
+	"5y3yR4CSle5DzKWD3ICofbtF7rOWh/coqKSxTTx15uKVHZNVRzEPxDINq1OTXGJCA6jSqHpOaHaDjm7L",
+	"De0/RoDUBMNA5DRcRSrQnpuQgCEAvHFEUuQrVi90aQr4A/gzdDoWilmJyTnJFdNVYVz2C5nxWzRpIoVr",
+	"MKdyRSphCQR2KcBCaSYMwpW9pTMuZkeO3tbwxhJEJOvY3mMrtjKPm+Zx2yCloE3ZDv4A8sbsVj/SJMUW",
+	"r7PKyOk0dehnzf6xvtBYtN4l7NeKFnodBe3I3UAuiMLnBdEAawakN2FMjEXOCn7LlJe521047wFWjbbN",
+	"QHFqX5UvLl/9ADf2KeDG7GK+tUx2i1JyLoqVO8xN3uCB4AL591W0qg/Y/SqpQkCSNhF2n2ePzmeCLPYn",
+	"52WBMuPfHx7Cqhjlgr81/LQHGw+sGJxtdnGV0TH1w2mcVgroxB8+e/D2j727Z8IKuSSPHXubVtpLU12z",
+	"hrugu4rX94fJYMEFX1SLwdHjDliu5GvXi/mysHCXjhS/UmRh3X2/IHnuyM1SoSOOh4rmD8Bs33ANzQav",
+	"9gHPHpsNb9kNKjOK4JsizcFlgQwZvMZzhpkmqH/KpcBrXsjoJbCfmbmSS0Hokq7sRYlP7QVKjYdT8km3",
+	"IQs+8lzgZVeJG2FbcZJiEFKPLR9XjFAP+OTCuytakD1KhFUEoS6Pi8tICCU+HIRYUdzeMqg7Ux8gOBaN",
+	"AJfRaLSP6UcYGe5RnihJl1QJLmY6daDeEF9u6lm62IWMAtJRPVGqW8YMsickqbSli454G6vJRLEzbu18",
+	"QZ4oJtK+MrTaFsyG+WsU8riVFDNvxsDbjBZWX4Ob0krnE6rZPuHaXZZY5DTFvKTrIGLveZ8APPU/J2A6",
+	"zZnPI1CMaikAiwqRtLggv1ZUUWG4YElThE+8dQe0TK6NogZFQsyqlmoscq4zqnKylxZcm/8KTeVOBUmd",
+	"7QRzrlWkl7glV2xGVV4wrY+t9FxB3LjHvs3QDBRBj1mVx4meBnfbNkWnkIvdqjJnFBUaaAc3DDxtvkpY",
+	"DT3mRNuxgCDZFEVXeB8yDOAMO8gQT2oOX3A95XxELlgFwawUAmbbA8DAnTpSBSTbLsEzolUsq4eRMbKx",
+	"FhGdBp0MzV6twkAIzuzac6tjyaqBotwC/GrVT4WEjRwyKEB0pmIsZGWGcjq01O3Q365iE6GWxS3TmM3h",
+	"7ffahUyRUhbcHnsvAQJyOBdjER1eWAwg3/T0/M3LV2enV2niaJeV2md52OUORkqXD9OwTI+F8084Mu3y",
+	"CaT7DxrNJ9Vo9PxbK774NYTpr5amU3e/pawYtYIKxCB4jnhMNGPrNwwYC+rDadlmydTQcRVZGQDNeJDG",
+	"H6TxbyhtHnLRwj3dtKr2i92VduTb6Zx6UVeLWdAVyJ0rkiK3zFh6tIZZCsUINF0ikKZmKolS3iHM11CR",
+	"MRcoBdyWW7lnL4ZuTlq1cRJ/JfnCBe5+Z/lYuKvACvLwzqNQ70H3+cnfwZS/KMf+WOcUN2yht8JzaKZe",
+	"cW3ODFsM6oKPYITuTF8sCp+S+837sf+wwMbgfaZFgSnUfjui84rUCrhdnUrxpcfqR3HYvp4eo8YzYRmt",
+	"NCNaLnzpYCuN6thOb+brZZ7qlk7loqTmm0wNPg2DvJfY8fjToeFA11scwS7j3Qodzkv/b4yF84CAs4kT",
+	"nHp1NuYEZI8WMCYwIdnjut/BGxqX+QEKAEMP9bAZuQFhJEFp5WrhMPJQG6rBIrgIfri37jdE1Yby+Ssh",
+	"xWoxFqks8vB43+pvaPFZb25dWXvsHY32J/vVWPjXO1B0EAgWcQ3IXsDFaaDi7Hejttql8YP8NvlaY4hf",
+	"SaXasTpr2FHgbyh3PpRm/jcDNvhksTzo0Dcxtq1cikBk2/keMNB+dvfOAeEgQ6kE/7Vix4QKwu44pCBg",
+	"lEenjXKDjPQgHT1IRw/S0VeRjrayBIwXO/jNY2BtrOwUNCl8oUuTAulIKgP+EQziP311Bvxqk0JVN/iB",
+	"CpVnXYPfYQn3+JT/Uesu3ft8/+ELNX20FgP+mk4lpo1hphmY9L5pqR5M2b9Dod4nLf3xTuzvQg349s/7",
+	"JTOECox5sAf3kd5dYN/tWr7yNY5rgAoYSQwn6WJbfALN3neHP+5vuoYfLuCHC/jf6QLu9idArZ+18/ac",
+	"LaTxRSo2HjwI1IKY5A2KMkaNfYVD9+kv8XdhKl/pBr+PUg2gOWhNAcPKww3+oIp/IlU8RpZ2Bag23PW3",
+	"NVhDT6o9hsVFUQTB7+9zVSdUQwZbpZl2QVpSG1IW1EAuiFXGJxUv8gBYMurKOP0plIb+RhNNL1fasIXr",
+	"6kxMZdcpfwYTtVPW8DrhAvE66mpfD075z2Ojfg4bMUFDkKoEXIqOaIH+onPgCWbtJMThNmskevL27Cf/",
+	"2jdLptEgN11Hl1XpwrhDQqVfgmA+85gZUrAH2v38OAd2yU/ennVsCJgvHSnrktEb3UvLc0YLM+9l6G+g",
+	"lp6PFqYOzdrHA4cszVC0BIt7Pjk8XIsmy6iAQP4MC8SFm8ASz/eHT0PBaNQAe2AG/oKj/YzHAXs4/88+",
+	"kUzjzkJtNnjVFyj8CFr6hAN3TW8eu6qEhpKplOSsZCJnIlvZtQ+VEz9TtcRAvygnhLqHprmwVRmRq9vy",
+	"X6AF9+Naqie/ZYJp7bNTXFujOp3StbKeJXoZMXygxc4TFbUUxw22kvwmxqtWUD9AsCX8EZUZihuCk7/e",
+	"yrs4dqxR5yP+GAWz9a8dIL3tt4mkwMySQVUMuzC6VSMuahhCStfbfc60UVUGNl+rQBomqMiiqpuNmQHL",
+	"Wm/kGQCQOYw/xSCZJPOZGfFw47aielDrLbrNYDmhZekiTTXJuTaKT6DupJF+znGjZfkM3u0aZFXcOMTS",
+	"QE+ZLAooR9o3ygi3ar3Fk4AgAtHnOdXziaTN/UQQi/e/vP8/AQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

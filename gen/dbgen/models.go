@@ -10,6 +10,27 @@ import (
 	"github.com/google/uuid"
 )
 
+type Attachment struct {
+	AttachmentID    string
+	Version         int64
+	Deleted         bool
+	BlobKey         *string
+	Size            *int64
+	Sha256          []byte
+	ContentType     *string
+	ProcessedSize   *int64
+	ProcessedSha256 []byte
+	UploadedAt      time.Time
+	UploadedBy      string
+	DeletedAt       *time.Time
+	DeletedBy       *string
+}
+
+type AttachmentUnclaimedBlob struct {
+	BlobKey     string
+	DeleteAfter time.Time
+}
+
 type Observation struct {
 	ObservationID  string
 	Version        int64

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/opendataensemble/synkronus/db"
 
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 )
@@ -54,7 +54,7 @@ func (s *Service) ListQuarantine(ctx context.Context, f QuarantineFilter) ([]dbg
 // Quarantined returns one quarantined record, its bytes exactly as they were pushed.
 func (s *Service) Quarantined(ctx context.Context, id int64) (dbgen.QuarantinedRecord, error) {
 	row, err := s.q.QuarantinedRecordGet(ctx, id)
-	if errors.Is(err, pgx.ErrNoRows) {
+	if errors.Is(err, db.ErrNotFound) {
 		return row, ErrNotQuarantined
 	}
 	if err != nil {
@@ -66,7 +66,7 @@ func (s *Service) Quarantined(ctx context.Context, id int64) (dbgen.QuarantinedR
 // DiscardQuarantined removes a quarantined record for good.
 func (s *Service) DiscardQuarantined(ctx context.Context, id int64) error {
 	_, err := s.q.QuarantinedRecordDelete(ctx, id)
-	if errors.Is(err, pgx.ErrNoRows) {
+	if errors.Is(err, db.ErrNotFound) {
 		return ErrNotQuarantined
 	}
 	if err != nil {
@@ -109,7 +109,7 @@ func (s *Service) RetryQuarantined(ctx context.Context, id int64, corrected json
 		batch: b, records: b.records, warnings: b.warnings}
 	res, err := s.pushWithRetries(ctx, w, func(q *dbgen.Queries) error {
 		// Taken first: of a retry and a discard of the same record, exactly one goes ahead.
-		if _, err := q.QuarantinedRecordDelete(ctx, id); errors.Is(err, pgx.ErrNoRows) {
+		if _, err := q.QuarantinedRecordDelete(ctx, id); errors.Is(err, db.ErrNotFound) {
 			return ErrNotQuarantined
 		} else if err != nil {
 			return fmt.Errorf("error removing quarantined record: %w", err)

@@ -35,9 +35,11 @@ func (s *Service) Revisions(ctx context.Context, observationID string) ([]dbgen.
 	return revs, current, err
 }
 
-// Reset erases every observation, revision, quarantined record and push receipt and starts
-// a new repository generation, in one transaction that holds the write lock so no push
-// interleaves.
+// Reset erases every observation, revision, quarantined record, push receipt and
+// attachment and starts a new repository generation, in one transaction that holds the
+// write lock so no push or attachment upload interleaves. The attachments' files are
+// handed to the attachment cleanup (server/attachments), which deletes them after the
+// commit.
 func (s *Service) Reset(ctx context.Context, by string) (int64, error) {
 	var gen int64
 	err := db.InTx(ctx, s.pool, writeTx, func(tx pgx.Tx) error {
@@ -46,7 +48,7 @@ func (s *Service) Reset(ctx context.Context, by string) (int64, error) {
 			return fmt.Errorf("error locking sync state: %w", err)
 		}
 		for _, del := range []func(context.Context) error{q.ObservationDeleteAll, q.ObservationRevisionDeleteAll,
-			q.QuarantinedRecordDeleteAll, q.PushReceiptDeleteAll} {
+			q.QuarantinedRecordDeleteAll, q.PushReceiptDeleteAll, q.AttachmentDeleteAll} {
 			if err := del(ctx); err != nil {
 				return fmt.Errorf("error erasing sync data: %w", err)
 			}
