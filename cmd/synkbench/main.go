@@ -1,7 +1,9 @@
 // Command synkbench measures a synkronus server under load, as a separate process.
 //
 // It builds the server (or takes -server-bin), starts it on a fresh database, creates a
-// read-write user per client, pushes new observations from several concurrent clients,
+// read-write user per client, has PostgreSQL alone insert the batches about to be pushed
+// (the reference the push rate is given as a ratio to), pushes new observations from
+// several concurrent clients,
 // has several other clients pull everything back page by page, samples the server's
 // resident memory throughout, and prints a summary (or, with -json, one JSON object).
 // With -mode attachments it instead uploads and downloads files of each size in
@@ -246,7 +248,7 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		return printAttachmentText(os.Stdout, arep)
 	}
-	if err := measure(ctx, o, srv.pid(), c, tokens, plan, &rep); err != nil {
+	if err := measure(ctx, o, srv.pid(), db.serverURL, c, tokens, plan, &rep); err != nil {
 		return err
 	}
 	if o.export {
@@ -265,15 +267,20 @@ func run(ctx context.Context, o options) (err error) {
 	return printText(os.Stdout, rep)
 }
 
-// measure runs the push phase and the pull rounds against the server process pid,
-// sampling its memory, and fills in rep.
-func measure(ctx context.Context, o options, pid int, c *client, tokens []string, plan pushPlan, rep *report) error {
+// measure runs the raw PostgreSQL reference of the push phase on the benchmark database,
+// then the push phase and the pull rounds against the server process pid, sampling its
+// memory, and fills in rep.
+func measure(ctx context.Context, o options, pid int, databaseURL string, c *client, tokens []string, plan pushPlan, rep *report) error {
 	kib, err := readProcKiB(pid, "VmRSS")
 	if err != nil {
 		return fmt.Errorf("error reading the server's memory: %w", err)
 	}
 	rep.Memory.StartRSSMiB = mib(kib)
 
+	logf("raw PostgreSQL: %d clients inserting the same batches", o.clients)
+	if rep.Push.RawPostgres, err = runRawPush(ctx, databaseURL, plan); err != nil {
+		return fmt.Errorf("raw PostgreSQL reference: %w", err)
+	}
 	logf("push: %d clients, %d records in batches of %d", o.clients, o.pushRecords, o.batch)
 	stopRSS := sampleRSS(pid, o.rssInterval)
 	rep.Push.phaseStats, err = runPush(ctx, c, tokens, plan)
@@ -281,6 +288,7 @@ func measure(ctx context.Context, o options, pid int, c *client, tokens []string
 	if err != nil {
 		return fmt.Errorf("push phase: %w", err)
 	}
+	rep.Push.VsRawPostgres = round(rep.Push.RecordsPerSec/rep.Push.RawPostgres.RecordsPerSec, 3)
 
 	for round := 1; round <= o.pullRounds; round++ {
 		logf("pull round %d/%d: %d clients, limit %d", round, o.pullRounds, o.pullClients, o.pullLimit)

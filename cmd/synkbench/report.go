@@ -32,6 +32,10 @@ type pushResult struct {
 	AvgRequestBytes int `json:"avg_request_bytes"`
 	phaseStats
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// RawPostgres is PostgreSQL alone inserting the same batches from as many clients
+	// (runRawPush), measured in the same run; VsRawPostgres is records/s over its rate.
+	RawPostgres   phaseStats `json:"raw_postgres"`
+	VsRawPostgres float64    `json:"vs_raw_postgres"`
 }
 
 // pullRound is one repetition of the pull phase; its requests are pages, and its
@@ -92,6 +96,7 @@ func printText(w io.Writer, r report) error {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%.3f\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n",
 			name, s.Records, s.Requests, s.WallSeconds, s.RecordsPerSec, s.RequestsPerSec, l.P50, l.P95, l.P99, l.Max, rss)
 	}
+	row("raw PostgreSQL (batches)", p.RawPostgres, 0)
 	row("push (batches)", p.phaseStats, p.PeakRSSMiB)
 	for _, pr := range r.Pull.Rounds {
 		row(fmt.Sprintf("pull %d (pages)", pr.Round), pr.phaseStats, pr.PeakRSSMiB)
@@ -102,6 +107,8 @@ func printText(w io.Writer, r report) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	fmt.Fprintf(w, "\npush vs raw PostgreSQL: %.2f (%d clients; raw PostgreSQL inserts each batch in one transaction into a plain table)\n",
+		p.VsRawPostgres, p.Clients)
 	if r.Export != nil {
 		printExports(w, *r.Export)
 	}
