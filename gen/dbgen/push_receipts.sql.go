@@ -61,3 +61,51 @@ func (q *Queries) PushReceiptGet(ctx context.Context, arg PushReceiptGetParams) 
 	err := row.Scan(&i.RequestHash, &i.Response)
 	return i, err
 }
+
+const pushReceiptListByKeys = `-- name: PushReceiptListByKeys :many
+SELECT client_id, transmission_id, request_hash, response
+FROM push_receipts
+WHERE (client_id, transmission_id) IN (
+    SELECT unnest($1::text[]), unnest($2::text[])
+)
+`
+
+type PushReceiptListByKeysParams struct {
+	ClientIds       []string
+	TransmissionIds []string
+}
+
+type PushReceiptListByKeysRow struct {
+	ClientID       string
+	TransmissionID string
+	RequestHash    []byte
+	Response       []byte
+}
+
+// PushReceiptListByKeys returns the receipts of several pushes, each named by its client id
+// and transmission id at the same position of the two arrays. A group of pushes reads them
+// under the write lock, which every writer of a receipt holds: what it finds is exact.
+func (q *Queries) PushReceiptListByKeys(ctx context.Context, arg PushReceiptListByKeysParams) ([]PushReceiptListByKeysRow, error) {
+	rows, err := q.db.Query(ctx, pushReceiptListByKeys, arg.ClientIds, arg.TransmissionIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []PushReceiptListByKeysRow{}
+	for rows.Next() {
+		var i PushReceiptListByKeysRow
+		if err := rows.Scan(
+			&i.ClientID,
+			&i.TransmissionID,
+			&i.RequestHash,
+			&i.Response,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}

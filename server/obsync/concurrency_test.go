@@ -21,7 +21,7 @@ import (
 
 // widePool is a pool on a fresh database with room for every concurrent worker, so that
 // the workers really run side by side instead of queueing for connections.
-func widePool(t *testing.T, conns int32) *pgxpool.Pool {
+func widePool(t testing.TB, conns int32) *pgxpool.Pool {
 	t.Helper()
 	cfg, err := pgxpool.ParseConfig(dbtest.NewDBURL(t))
 	require.NoError(t, err)

@@ -1,22 +1,35 @@
 package obsync
 
 import (
+	"context"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 )
 
-// Service runs pushes and pulls against the database.
+// Service runs pushes and pulls against the database. Its concurrent pushes are written
+// in groups, one transaction per group (see commit.go); the write lock orders the groups
+// of every Service on the same database, in this process or another.
 type Service struct {
-	pool   *pgxpool.Pool
-	q      *dbgen.Queries
-	policy Policy
+	pool    *pgxpool.Pool
+	q       *dbgen.Queries
+	policy  Policy
+	commits committer
+	// lockState takes the write lock and reads the counter (SyncStateLock). The
+	// concurrency proof replaces it to hand out versions outside the lock on purpose, and
+	// checks that pulls then miss changes.
+	lockState func(context.Context, *dbgen.Queries) (dbgen.SyncStateLockRow, error)
 }
 
 // NewService returns a Service resolving conflicts with the given policy.
 func NewService(pool *pgxpool.Pool, policy Policy) *Service {
-	return &Service{pool: pool, q: dbgen.New(db.Conn(pool)), policy: policy}
+	return &Service{pool: pool, q: dbgen.New(db.Conn(pool)), policy: policy, lockState: lockState}
+}
+
+func lockState(ctx context.Context, q *dbgen.Queries) (dbgen.SyncStateLockRow, error) {
+	return q.SyncStateLock(ctx)
 }
 
 // GenerationMismatchError reports a client whose repository generation is not the

@@ -1,0 +1,264 @@
+package obsync
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/opendataensemble/synkronus/db"
+	"github.com/opendataensemble/synkronus/gen/dbgen"
+)
+
+// write is the transaction of one push or of a group of pushes. Everything that can
+// be done before taking the write lock is done before (the records were validated and
+// staged as they arrived). Under the lock it reads the receipts of the pushes and the
+// stored heads of their ids, decides each push in turn (a replay gets its receipt's answer,
+// an outdated repository generation an error, the others are planned against the state
+// the ones before them left, with versions above theirs), and writes all of it in one
+// statement before committing. before, when set, runs first in the transaction.
+func (s *Service) write(ctx context.Context, ws []pushWrite, before func(*dbgen.Queries) error) ([]pushOutcome, error) {
+	var ids, clientIDs, transmissionIDs []string
+	for _, w := range ws {
+		for _, r := range w.records {
+			ids = append(ids, r.id)
+		}
+		if w.requestHash != nil {
+			clientIDs, transmissionIDs = append(clientIDs, w.req.ClientID), append(transmissionIDs, w.req.TransmissionID)
+		}
+	}
+	var written []*Batch
+	outs, err := db.InTxValue(ctx, s.pool, writeTx, func(tx pgx.Tx) ([]pushOutcome, error) {
+		q := s.q.WithTx(tx)
+		if before != nil {
+			if err := before(q); err != nil {
+				return nil, err
+			}
+		}
+		st, err := s.lockState(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("error locking sync state: %w", err)
+		}
+		receipts := make(map[receiptKey]receipt, len(clientIDs))
+		if len(clientIDs) > 0 {
+			rows, err := q.PushReceiptListByKeys(ctx, dbgen.PushReceiptListByKeysParams{ClientIds: clientIDs, TransmissionIds: transmissionIDs})
+			if err != nil {
+				return nil, fmt.Errorf("error reading push receipts: %w", err)
+			}
+			for _, r := range rows {
+				receipts[receiptKey{r.ClientID, r.TransmissionID}] = receipt{requestHash: r.RequestHash, response: r.Response}
+			}
+		}
+		heads, err := q.ObservationHeadsByIDs(ctx, ids)
+		if err != nil {
+			return nil, fmt.Errorf("error reading stored observations: %w", err)
+		}
+		cur := headsByID(heads)
+		version := st.CurrentVersion
+		outs := make([]pushOutcome, len(ws))
+		var g groupWrite
+		for i, w := range ws {
+			key := receiptKey{w.req.ClientID, w.req.TransmissionID}
+			if w.requestHash != nil {
+				if r, ok := receipts[key]; ok {
+					outs[i] = r.answer(w.requestHash)
+					continue
+				}
+				if err := checkGeneration(w.req.Generation, st.RepositoryGeneration, true); err != nil {
+					outs[i].err = err
+					continue
+				}
+			}
+			p := s.plan(w.records, w.failed, cur, version)
+			version = p.version
+			outs[i].res = PushResult{
+				CurrentVersion:       p.version,
+				RepositoryGeneration: st.RepositoryGeneration,
+				SuccessCount:         len(w.records),
+				FailedRecords:        w.failed,
+				Warnings:             inPushOrder(w.warnings, p.warnings),
+			}
+			var response []byte
+			if w.requestHash != nil {
+				if response, err = json.Marshal(outs[i].res); err != nil {
+					return nil, fmt.Errorf("error encoding push result: %w", err)
+				}
+				// A later push of the group with the same transmission replays this one.
+				receipts[key] = receipt{requestHash: w.requestHash, response: response}
+			}
+			g.add(w, p, w.requestHash, response)
+			written = append(written, w.batch)
+		}
+		if len(written) == 0 {
+			return outs, nil
+		}
+		g.params.CurrentVersion, g.params.ClearStaging = version, true
+		stored, err := q.ObservationWriteGroup(ctx, g.params)
+		if err != nil {
+			return nil, fmt.Errorf("error writing observations: %w", err)
+		}
+		if int(stored) != g.receipts {
+			return nil, errReceiptRace
+		}
+		return outs, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range written {
+		b.cleared = true
+	}
+	return outs, nil
+}
+
+// groupWrite gathers the parameters of ObservationWriteGroup, push by push.
+type groupWrite struct {
+	params    dbgen.ObservationWriteGroupParams
+	lastWrite map[string]int // id -> its "write" row, to turn into history when a later push replaces it
+	receipts  int            // pushes that store a receipt
+}
+
+// add appends a push and its plan.
+func (g *groupWrite) add(w pushWrite, p *writePlan, requestHash, response []byte) {
+	pp := &g.params
+	seq := int32(len(pp.PushSeqs) + 1)
+	pp.PushSeqs = append(pp.PushSeqs, seq)
+	pp.PushBatchIds = append(pp.PushBatchIds, w.batch.id)
+	pp.PushClientIds = append(pp.PushClientIds, w.req.ClientID)
+	pp.PushTransmissionIds = append(pp.PushTransmissionIds, w.req.TransmissionID)
+	pp.PushPushedBy = append(pp.PushPushedBy, w.req.Username)
+	pp.PushRequestHashes = append(pp.PushRequestHashes, requestHash)
+	pp.PushResponses = append(pp.PushResponses, string(response))
+	if requestHash != nil {
+		g.receipts++
+	}
+	if g.lastWrite == nil {
+		g.lastWrite = make(map[string]int)
+	}
+	for _, d := range p.rows {
+		if d.Outcome == "write" {
+			if j, ok := g.lastWrite[d.id]; ok {
+				// An earlier push of the group wrote this id: that state, with its version,
+				// is replaced by this one and goes to the history.
+				pp.RecOutcome[j], pp.RecStatus[j] = "history", "superseded"
+			}
+			g.lastWrite[d.id] = len(pp.RecIdx)
+		}
+		pp.RecPush = append(pp.RecPush, seq)
+		pp.RecIdx = append(pp.RecIdx, int32(d.Idx))
+		pp.RecOutcome = append(pp.RecOutcome, d.Outcome)
+		pp.RecStatus = append(pp.RecStatus, d.Status)
+		pp.RecVersion = append(pp.RecVersion, d.Version)
+		pp.RecConflict = append(pp.RecConflict, d.Conflict)
+		pp.RecReportedID = append(pp.RecReportedID, d.ObservationID)
+		pp.RecCode = append(pp.RecCode, d.Code)
+		pp.RecReason = append(pp.RecReason, d.Reason)
+	}
+}
+
+// writePlan is what one push writes.
+type writePlan struct {
+	rows     []decisionRow
+	version  int64 // current_version after the push
+	warnings []Warning
+}
+
+// decisionRow is the decision on one record.
+type decisionRow struct {
+	Idx      int
+	id       string
+	Outcome  string // write, history or quarantine
+	Status   string // of a history row: superseded or rejected
+	Version  int64  // of a write row; 0 for none
+	Conflict bool
+	// ObservationID, Code and Reason report a quarantined record.
+	ObservationID string
+	Code          string
+	Reason        string
+}
+
+// headsByID is what conflict resolution needs of the stored rows, by id.
+func headsByID(heads []dbgen.ObservationHeadsByIDsRow) map[string]*head {
+	cur := make(map[string]*head, len(heads))
+	for _, h := range heads {
+		c := &head{Version: h.Version, UpdatedAtText: h.UpdatedAtText}
+		c.UpdatedAt, _ = parseTime("updated_at", h.UpdatedAtText) // stored, so it parsed before
+		copy(c.Hash[:], h.ContentHash)
+		cur[h.ObservationID] = c
+	}
+	return cur
+}
+
+// plan decides every record in push order, minting versions above version. A record is
+// compared with the state before it: cur's (the stored row, or what an earlier push of
+// the same group left), or the winner among earlier records of the same push. Only the
+// last winner of each id is written as its state; earlier winners go to the history. The
+// failed records are quarantined. cur is left holding the state after the push.
+func (s *Service) plan(records []candidate, failed []FailedRecord, cur map[string]*head, version int64) *writePlan {
+	rows := make([]decisionRow, 0, len(records)+len(failed))
+	final := make(map[string]int) // id -> index in rows of its pending write
+	p := &writePlan{}
+	for i := range records {
+		rec := &records[i]
+		h := cur[rec.id]
+		d, conflict := s.policy.decide(rec, h)
+		if conflict {
+			p.warnings = append(p.warnings, conflictWarning(rec, h, d))
+		}
+		switch d {
+		case decideWrite:
+			if j, ok := final[rec.id]; ok {
+				rows[j].Outcome, rows[j].Status = "history", "superseded"
+			}
+			final[rec.id] = len(rows)
+			rows = append(rows, decisionRow{Idx: rec.index, id: rec.id, Outcome: "write", Conflict: conflict})
+			cur[rec.id] = &head{UpdatedAt: rec.updatedAt, UpdatedAtText: rec.updatedAtText, Hash: rec.hash}
+		case decideReject:
+			rows = append(rows, decisionRow{Idx: rec.index, id: rec.id, Outcome: "history", Status: "rejected", Conflict: true})
+		}
+	}
+	for i := range rows {
+		if rows[i].Outcome == "write" {
+			version++
+			rows[i].Version = version
+		}
+	}
+	for id, j := range final {
+		cur[id].Version = rows[j].Version
+	}
+	for _, f := range failed {
+		rows = append(rows, decisionRow{Idx: f.Index, Outcome: "quarantine", ObservationID: f.ObservationID, Code: f.Code, Reason: f.Error})
+	}
+	p.rows, p.version = rows, version
+	return p
+}
+
+// inPushOrder merges warnings into the order of their records in the push.
+func inPushOrder(lists ...[]Warning) []Warning {
+	all := slices.SortedStableFunc(slices.Values(slices.Concat(lists...)), func(a, b Warning) int { return a.index - b.index })
+	for i := range all {
+		all[i].index = 0 // the answer is compared with its stored copy, which has none
+	}
+	return all
+}
+
+func conflictWarning(rec *candidate, h *head, d decision) Warning {
+	kept := "the stored copy was kept"
+	if d == decideWrite {
+		kept = "this copy replaced the stored one"
+	}
+	stored := "an earlier record of this push"
+	if h.Version > 0 {
+		stored = "stored version " + strconv.FormatInt(h.Version, 10)
+	}
+	return Warning{
+		ID:   rec.id,
+		Code: WarningConflict,
+		Message: fmt.Sprintf("observation %s was changed elsewhere: this copy (updated_at %s) conflicts with %s (updated_at %s); %s, and the other revision is kept in the history",
+			rec.id, rec.updatedAtText, stored, h.UpdatedAtText, kept),
+		index: rec.index,
+	}
+}
