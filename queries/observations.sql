@@ -31,14 +31,6 @@ WHERE version > @since AND form_type = ANY (@form_types::text[])
 ORDER BY version
 LIMIT @max_rows;
 
--- name: ObservationHeadsByIDs :many
--- ObservationHeadsByIDs returns what conflict resolution needs of the stored rows.
--- updated_at_text is the client's text, whose precision (often beyond the microseconds
--- timestamptz keeps) conflict resolution compares.
-SELECT observation_id, version, updated_at_text, content_hash
-FROM observations
-WHERE observation_id = ANY (@observation_ids::text[]);
-
 -- name: ObservationGet :one
 SELECT * FROM observations WHERE observation_id = @observation_id;
 
@@ -50,7 +42,8 @@ SELECT * FROM observations WHERE observation_id = @observation_id;
 -- The records are those each push staged in push_staging under its batch id; server/obsync
 -- decided every one of them beforehand, push after push, under the write lock. The @push_*
 -- arrays hold one element per push that writes (@push_seqs numbers them from 1), the @rec_*
--- arrays one element per decided record, of the push @rec_push: "write" rows carry their
+-- arrays one element per decided record, of the push @rec_push (@rec_observation_id is
+-- empty for a quarantined record): "write" rows carry their
 -- new version and become the stored state (one per id in the whole group), "history" rows
 -- (conflict losers, and winners replaced later in the group, which keep their version) go
 -- only to the history, "quarantine" rows carry the reason. A push without a request hash
@@ -65,21 +58,19 @@ WITH pushes AS (
 ),
 rec AS (
     SELECT unnest(@rec_push::integer[]) AS push, unnest(@rec_idx::integer[]) AS idx,
+           unnest(@rec_observation_id::text[]) AS observation_id,
            unnest(@rec_outcome::text[]) AS outcome, unnest(@rec_status::text[]) AS status,
            unnest(@rec_version::bigint[]) AS version, unnest(@rec_conflict::boolean[]) AS conflict,
            unnest(@rec_reported_id::text[]) AS reported_id, unnest(@rec_code::text[]) AS code,
            unnest(@rec_reason::text[]) AS reason
 ),
-staged AS (
-    SELECT r.push, r.idx, r.outcome, r.status, NULLIF(r.version, 0) AS version, r.conflict,
-           r.reported_id, r.code, r.reason, p.pushed_by, p.client_id, p.transmission_id,
-           s.raw, s.observation_id, s.form_type, s.form_version, s.author, s.device_id, s.tags,
-           s.record_created_at AS created_at, s.created_at_text, s.record_updated_at AS updated_at,
-           s.updated_at_text, s.deleted, s.content_hash, s.data, s.geolocation,
-           NULLIF(s.extra, '')::json AS extra, octet_length(s.raw) AS record_bytes
+-- The decisions with their push; the records' values are read from push_staging by each
+-- insert that needs them, rather than copied once more into this CTE.
+decided AS (
+    SELECT r.push, r.idx, r.observation_id, r.outcome, r.status, NULLIF(r.version, 0) AS version, r.conflict,
+           r.reported_id, r.code, r.reason, p.batch_id, p.pushed_by, p.client_id, p.transmission_id
     FROM rec r
     JOIN pushes p ON p.seq = r.push
-    JOIN push_staging s ON s.batch_id = p.batch_id AND s.idx = r.idx
 ),
 history AS (
     -- One ordered insert, so that the history lists oldest first (ObservationRevisionList
@@ -93,19 +84,20 @@ history AS (
            h.extra, h.author, h.device_id, h.tags, h.created_at_text, h.updated_at_text, h.deleted,
            h.received_at, h.pushed_by, h.client_id, h.transmission_id
     FROM (
-        SELECT 0 AS arrival, 0 AS push, i.idx, o.observation_id, o.version, 'superseded'::text AS status, o.conflict,
+        SELECT 0 AS arrival, 0 AS push, d.idx, o.observation_id, o.version, 'superseded'::text AS status, o.conflict,
                o.form_type, o.form_version, o.data, o.geolocation, o.extra, o.author, o.device_id, o.tags,
                o.created_at_text, o.updated_at_text, o.deleted,
                o.synced_at AS received_at, o.pushed_by, o.client_id, o.transmission_id
         FROM observations o
-        JOIN staged i ON i.observation_id = o.observation_id AND i.outcome = 'write'
+        JOIN decided d ON d.observation_id = o.observation_id AND d.outcome = 'write'
         UNION ALL
-        SELECT 1, i.push, i.idx, i.observation_id, i.version, i.status, i.conflict,
-               i.form_type, i.form_version, i.data, i.geolocation, i.extra, i.author, i.device_id, i.tags,
-               i.created_at_text, i.updated_at_text, i.deleted,
-               now(), i.pushed_by, i.client_id, i.transmission_id
-        FROM staged i
-        WHERE i.outcome = 'history'
+        SELECT 1, d.push, d.idx, s.observation_id, d.version, d.status, d.conflict,
+               s.form_type, s.form_version, s.data, s.geolocation, NULLIF(s.extra, '')::json, s.author, s.device_id, s.tags,
+               s.created_at_text, s.updated_at_text, s.deleted,
+               now(), d.pushed_by, d.client_id, d.transmission_id
+        FROM decided d
+        JOIN push_staging s ON s.batch_id = d.batch_id AND s.idx = d.idx
+        WHERE d.outcome = 'history'
     ) h
     ORDER BY h.arrival, h.push, h.idx
 ),
@@ -114,12 +106,13 @@ written AS (
         observation_id, version, form_type, form_version, data, geolocation, extra, author, device_id, tags,
         created_at, created_at_text, updated_at, updated_at_text, deleted, content_hash, conflict,
         record_bytes, synced_at, pushed_by, client_id, transmission_id)
-    SELECT i.observation_id, i.version, i.form_type, i.form_version, i.data, i.geolocation, i.extra, i.author,
-           i.device_id, i.tags, i.created_at, i.created_at_text, i.updated_at, i.updated_at_text,
-           i.deleted, i.content_hash, i.conflict, i.record_bytes,
-           now(), i.pushed_by, i.client_id, i.transmission_id
-    FROM staged i
-    WHERE i.outcome = 'write'
+    SELECT s.observation_id, d.version, s.form_type, s.form_version, s.data, s.geolocation, NULLIF(s.extra, '')::json,
+           s.author, s.device_id, s.tags, s.record_created_at, s.created_at_text, s.record_updated_at, s.updated_at_text,
+           s.deleted, s.content_hash, d.conflict, octet_length(s.raw),
+           now(), d.pushed_by, d.client_id, d.transmission_id
+    FROM decided d
+    JOIN push_staging s ON s.batch_id = d.batch_id AND s.idx = d.idx
+    WHERE d.outcome = 'write'
     ON CONFLICT (observation_id) DO UPDATE SET
         version = EXCLUDED.version, form_type = EXCLUDED.form_type, form_version = EXCLUDED.form_version,
         data = EXCLUDED.data, geolocation = EXCLUDED.geolocation, extra = EXCLUDED.extra, author = EXCLUDED.author,
@@ -132,9 +125,10 @@ written AS (
 ),
 quarantined AS (
     INSERT INTO quarantined_records (raw, client_id, transmission_id, record_index, pushed_by, observation_id, code, reason)
-    SELECT s.raw, s.client_id, s.transmission_id, s.idx, s.pushed_by, NULLIF(s.reported_id, ''), s.code, s.reason
-    FROM staged s
-    WHERE s.outcome = 'quarantine'
+    SELECT s.raw, d.client_id, d.transmission_id, d.idx, d.pushed_by, NULLIF(d.reported_id, ''), d.code, d.reason
+    FROM decided d
+    JOIN push_staging s ON s.batch_id = d.batch_id AND s.idx = d.idx
+    WHERE d.outcome = 'quarantine'
     ON CONFLICT (client_id, transmission_id, record_index) DO NOTHING
 ),
 advanced AS (

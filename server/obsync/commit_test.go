@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/opendataensemble/synkronus/db/dbtest"
 	"github.com/opendataensemble/synkronus/server/obsync"
 )
 
@@ -314,4 +315,33 @@ func TestAPushWhoseClientLeftIsWrittenWithItsGroup(t *testing.T) {
 	txs := receiptTransactions(t, pool)
 	require.Equal(t, txs["t1"], txs["t2"])
 	require.Len(t, txs, 2, fmt.Sprint(txs))
+}
+
+// TestAGroupThatWaitedForTheLockDecidesOnWhatTheOtherProcessWrote: two processes push the
+// same observation while a third holds the write lock. The group that gets the lock second
+// read the stored state before the first one committed; it must read it again, under the
+// lock, and find the newer copy the first one stored: its own older copy loses.
+func TestAGroupThatWaitedForTheLockDecidesOnWhatTheOtherProcessWrote(t *testing.T) {
+	t.Parallel()
+	url := dbtest.NewDBURL(t)
+	pool := poolOn(t, url, 4)
+	first, second := obsync.NewService(poolOn(t, url, 4), obsync.PolicyNewest), obsync.NewService(poolOn(t, url, 4), obsync.PolicyNewest)
+	release := holdWriteLock(t, pool)
+	newer := startPush(context.Background(), first, pushReq("c1", "t1", rec("x", "2025-12-01T10:05:00.000Z", `{"copy":"newer"}`)))
+	waitForLockWaits(t, pool, 1)
+	older := startPush(context.Background(), second, pushReq("c2", "t2", rec("x", "2025-12-01T10:00:00.000Z", `{"copy":"older"}`),
+		rec("y", "2025-12-01T10:00:00.000Z", `{}`)))
+	waitForLockWaits(t, pool, 2)
+	release()
+
+	n, o := <-newer, <-older
+	require.NoError(t, n.err)
+	require.NoError(t, o.err)
+	require.Equal(t, int64(1), n.res.CurrentVersion, "the first in the lock's queue writes first")
+	require.Equal(t, int64(2), o.res.CurrentVersion, "only y gets a version")
+	require.Len(t, o.res.Warnings, 1)
+	require.Contains(t, o.res.Warnings[0].Message, "stored version 1")
+	_, cur, err := first.Revisions(context.Background(), "x")
+	require.NoError(t, err)
+	require.Equal(t, `{"copy":"newer"}`, string(cur.Data))
 }

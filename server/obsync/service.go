@@ -17,19 +17,15 @@ type Service struct {
 	q       *dbgen.Queries
 	policy  Policy
 	commits committer
-	// lockState takes the write lock and reads the counter (SyncStateLock). The
+	// lockForWrite takes the write lock and reads what a write decides on. The
 	// concurrency proof replaces it to hand out versions outside the lock on purpose, and
 	// checks that pulls then miss changes.
-	lockState func(context.Context, *dbgen.Queries) (dbgen.SyncStateLockRow, error)
+	lockForWrite func(ctx context.Context, q *dbgen.Queries, ids, clientIDs, transmissionIDs []string) (writeState, error)
 }
 
 // NewService returns a Service resolving conflicts with the given policy.
 func NewService(pool *pgxpool.Pool, policy Policy) *Service {
-	return &Service{pool: pool, q: dbgen.New(db.Conn(pool)), policy: policy, lockState: lockState}
-}
-
-func lockState(ctx context.Context, q *dbgen.Queries) (dbgen.SyncStateLockRow, error) {
-	return q.SyncStateLock(ctx)
+	return &Service{pool: pool, q: dbgen.New(db.Conn(pool)), policy: policy, lockForWrite: lockForWrite}
 }
 
 // GenerationMismatchError reports a client whose repository generation is not the

@@ -3,6 +3,7 @@ package obsync
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -15,7 +16,7 @@ import (
 
 // write is the transaction of one push or of a group of pushes. Everything that can
 // be done before taking the write lock is done before (the records were validated and
-// staged as they arrived). Under the lock it reads the receipts of the pushes and the
+// staged as they arrived). With the lock it reads the receipts of the pushes and the
 // stored heads of their ids, decides each push in turn (a replay gets its receipt's answer,
 // an outdated repository generation an error, the others are planned against the state
 // the ones before them left, with versions above theirs), and writes all of it in one
@@ -38,26 +39,11 @@ func (s *Service) write(ctx context.Context, ws []pushWrite, before func(*dbgen.
 				return nil, err
 			}
 		}
-		st, err := s.lockState(ctx, q)
+		st, err := s.lockForWrite(ctx, q, ids, clientIDs, transmissionIDs)
 		if err != nil {
-			return nil, fmt.Errorf("error locking sync state: %w", err)
+			return nil, err
 		}
-		receipts := make(map[receiptKey]receipt, len(clientIDs))
-		if len(clientIDs) > 0 {
-			rows, err := q.PushReceiptListByKeys(ctx, dbgen.PushReceiptListByKeysParams{ClientIds: clientIDs, TransmissionIds: transmissionIDs})
-			if err != nil {
-				return nil, fmt.Errorf("error reading push receipts: %w", err)
-			}
-			for _, r := range rows {
-				receipts[receiptKey{r.ClientID, r.TransmissionID}] = receipt{requestHash: r.RequestHash, response: r.Response}
-			}
-		}
-		heads, err := q.ObservationHeadsByIDs(ctx, ids)
-		if err != nil {
-			return nil, fmt.Errorf("error reading stored observations: %w", err)
-		}
-		cur := headsByID(heads)
-		version := st.CurrentVersion
+		cur, receipts, version := st.heads, st.receipts, st.version
 		outs := make([]pushOutcome, len(ws))
 		var g groupWrite
 		for i, w := range ws {
@@ -67,7 +53,7 @@ func (s *Service) write(ctx context.Context, ws []pushWrite, before func(*dbgen.
 					outs[i] = r.answer(w.requestHash)
 					continue
 				}
-				if err := checkGeneration(w.req.Generation, st.RepositoryGeneration, true); err != nil {
+				if err := checkGeneration(w.req.Generation, st.generation, true); err != nil {
 					outs[i].err = err
 					continue
 				}
@@ -76,7 +62,7 @@ func (s *Service) write(ctx context.Context, ws []pushWrite, before func(*dbgen.
 			version = p.version
 			outs[i].res = PushResult{
 				CurrentVersion:       p.version,
-				RepositoryGeneration: st.RepositoryGeneration,
+				RepositoryGeneration: st.generation,
 				SuccessCount:         len(w.records),
 				FailedRecords:        w.failed,
 				Warnings:             inPushOrder(w.warnings, p.warnings),
@@ -149,6 +135,7 @@ func (g *groupWrite) add(w pushWrite, p *writePlan, requestHash, response []byte
 		}
 		pp.RecPush = append(pp.RecPush, seq)
 		pp.RecIdx = append(pp.RecIdx, int32(d.Idx))
+		pp.RecObservationID = append(pp.RecObservationID, d.id)
 		pp.RecOutcome = append(pp.RecOutcome, d.Outcome)
 		pp.RecStatus = append(pp.RecStatus, d.Status)
 		pp.RecVersion = append(pp.RecVersion, d.Version)
@@ -180,16 +167,45 @@ type decisionRow struct {
 	Reason        string
 }
 
-// headsByID is what conflict resolution needs of the stored rows, by id.
-func headsByID(heads []dbgen.ObservationHeadsByIDsRow) map[string]*head {
-	cur := make(map[string]*head, len(heads))
-	for _, h := range heads {
-		c := &head{Version: h.Version, UpdatedAtText: h.UpdatedAtText}
-		c.UpdatedAt, _ = parseTime("updated_at", h.UpdatedAtText) // stored, so it parsed before
-		copy(c.Hash[:], h.ContentHash)
-		cur[h.ObservationID] = c
+// writeState is what a write decides on, read under the write lock.
+type writeState struct {
+	version, generation int64                  // the counter
+	heads               map[string]*head       // of the stored observations the pushes name
+	receipts            map[receiptKey]receipt // of the pushes, when they were stored before
+}
+
+// lockForWrite takes the write lock and reads the state a write decides on, in one round
+// trip, or in two when another writer committed while this one waited for the lock
+// (SyncStateLockForWrite).
+func lockForWrite(ctx context.Context, q *dbgen.Queries, ids, clientIDs, transmissionIDs []string) (writeState, error) {
+	for attempt := 0; ; attempt++ {
+		rows, err := q.SyncStateLockForWrite(ctx, dbgen.SyncStateLockForWriteParams{
+			ObservationIds: ids, ClientIds: clientIDs, TransmissionIds: transmissionIDs})
+		if err != nil {
+			return writeState{}, fmt.Errorf("error locking sync state: %w", err)
+		}
+		st := writeState{heads: make(map[string]*head, len(ids)), receipts: make(map[receiptKey]receipt)}
+		stale := false
+		for _, r := range rows {
+			switch r.Kind {
+			case "state":
+				st.version, st.generation, stale = r.Version, r.RepositoryGeneration, r.Stale
+			case "head":
+				h := &head{Version: r.Version, UpdatedAtText: r.UpdatedAtText}
+				h.UpdatedAt, _ = parseTime("updated_at", r.UpdatedAtText) // stored, so it parsed before
+				copy(h.Hash[:], r.ContentHash)
+				st.heads[r.ObservationID] = h
+			case "receipt":
+				st.receipts[receiptKey{r.ClientID, r.TransmissionID}] = receipt{requestHash: r.RequestHash, response: r.Response}
+			}
+		}
+		switch {
+		case !stale:
+			return st, nil
+		case attempt > 0: // the lock is held: nobody else can have written since
+			return writeState{}, errors.New("sync state changed under the write lock")
+		}
 	}
-	return cur
 }
 
 // plan decides every record in push order, minting versions above version. A record is
