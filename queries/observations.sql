@@ -34,7 +34,7 @@ LIMIT @max_rows;
 -- name: ObservationGet :one
 SELECT * FROM observations WHERE observation_id = @observation_id;
 
--- name: ObservationWriteGroup :one
+-- name: ObservationWriteGroup :exec
 -- ObservationWriteGroup is the whole write of a group of pushes (one or more), in one
 -- statement: it moves the states being replaced into the history, upserts the winning
 -- records, records the losing ones, quarantines the records that cannot be stored,
@@ -48,8 +48,7 @@ SELECT * FROM observations WHERE observation_id = @observation_id;
 -- (conflict losers, and winners replaced later in the group, which keep their version) go
 -- only to the history, "quarantine" rows carry the reason. A push without a request hash
 -- stores no receipt (an admin's retry of a quarantined record). The staged records are
--- deleted when @clear_staging. It returns how many receipts it stored: fewer than the
--- pushes with a request hash when a push with the same receipt committed first.
+-- deleted when @clear_staging.
 WITH pushes AS (
     SELECT unnest(@push_seqs::integer[]) AS seq, unnest(@push_batch_ids::uuid[]) AS batch_id,
            unnest(@push_client_ids::text[]) AS client_id, unnest(@push_transmission_ids::text[]) AS transmission_id,
@@ -140,16 +139,14 @@ advanced AS (
 cleared AS (
     -- The pushes' staged records are done with (unless this write only probes a record).
     DELETE FROM push_staging WHERE batch_id = ANY (@push_batch_ids::uuid[]) AND @clear_staging::boolean
-),
-receipts AS (
-    INSERT INTO push_receipts (client_id, transmission_id, request_hash, response)
-    SELECT p.client_id, p.transmission_id, p.request_hash, p.response::jsonb
-    FROM pushes p
-    WHERE p.request_hash IS NOT NULL
-    ON CONFLICT (client_id, transmission_id) DO NOTHING
-    RETURNING 1
 )
-SELECT count(*)::integer AS stored FROM receipts;
+-- The receipts were read under the write lock, which every writer of a receipt holds: a
+-- receipt stored meanwhile is a unique violation, which fails the write, never one that
+-- is silently not stored.
+INSERT INTO push_receipts (client_id, transmission_id, request_hash, response)
+SELECT p.client_id, p.transmission_id, p.request_hash, p.response::jsonb
+FROM pushes p
+WHERE p.request_hash IS NOT NULL;
 
 -- name: ObservationDeleteAll :exec
 DELETE FROM observations;

@@ -399,7 +399,7 @@ func (q *Queries) ObservationStatsSpan(ctx context.Context) (ObservationStatsSpa
 	return i, err
 }
 
-const observationWriteGroup = `-- name: ObservationWriteGroup :one
+const observationWriteGroup = `-- name: ObservationWriteGroup :exec
 WITH pushes AS (
     SELECT unnest($1::integer[]) AS seq, unnest($2::uuid[]) AS batch_id,
            unnest($3::text[]) AS client_id, unnest($4::text[]) AS transmission_id,
@@ -488,16 +488,11 @@ advanced AS (
 cleared AS (
     -- The pushes' staged records are done with (unless this write only probes a record).
     DELETE FROM push_staging WHERE batch_id = ANY ($2::uuid[]) AND $19::boolean
-),
-receipts AS (
-    INSERT INTO push_receipts (client_id, transmission_id, request_hash, response)
-    SELECT p.client_id, p.transmission_id, p.request_hash, p.response::jsonb
-    FROM pushes p
-    WHERE p.request_hash IS NOT NULL
-    ON CONFLICT (client_id, transmission_id) DO NOTHING
-    RETURNING 1
 )
-SELECT count(*)::integer AS stored FROM receipts
+INSERT INTO push_receipts (client_id, transmission_id, request_hash, response)
+SELECT p.client_id, p.transmission_id, p.request_hash, p.response::jsonb
+FROM pushes p
+WHERE p.request_hash IS NOT NULL
 `
 
 type ObservationWriteGroupParams struct {
@@ -535,12 +530,14 @@ type ObservationWriteGroupParams struct {
 // (conflict losers, and winners replaced later in the group, which keep their version) go
 // only to the history, "quarantine" rows carry the reason. A push without a request hash
 // stores no receipt (an admin's retry of a quarantined record). The staged records are
-// deleted when @clear_staging. It returns how many receipts it stored: fewer than the
-// pushes with a request hash when a push with the same receipt committed first.
+// deleted when @clear_staging.
 // The decisions with their push; the records' values are read from push_staging by each
 // insert that needs them, rather than copied once more into this CTE.
-func (q *Queries) ObservationWriteGroup(ctx context.Context, arg ObservationWriteGroupParams) (int32, error) {
-	row := q.db.QueryRow(ctx, observationWriteGroup,
+// The receipts were read under the write lock, which every writer of a receipt holds: a
+// receipt stored meanwhile is a unique violation, which fails the write, never one that
+// is silently not stored.
+func (q *Queries) ObservationWriteGroup(ctx context.Context, arg ObservationWriteGroupParams) error {
+	_, err := q.db.Exec(ctx, observationWriteGroup,
 		arg.PushSeqs,
 		arg.PushBatchIds,
 		arg.PushClientIds,
@@ -561,7 +558,5 @@ func (q *Queries) ObservationWriteGroup(ctx context.Context, arg ObservationWrit
 		arg.CurrentVersion,
 		arg.ClearStaging,
 	)
-	var stored int32
-	err := row.Scan(&stored)
-	return stored, err
+	return err
 }

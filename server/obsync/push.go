@@ -66,9 +66,10 @@ type Warning struct {
 // push with different records.
 var ErrTransmissionReused = errors.New("transmission_id was already used for a different push")
 
-// errReceiptRace means a push with the same receipt committed while this write ran. The
-// receipts are read under the write lock, which every writer of a receipt holds, so it
-// cannot happen; should it all the same, the write runs again and then finds the receipt.
+// errReceiptRace means a push with the same receipt committed while this write ran (its
+// receipt collided). The receipts are read under the write lock, which every writer of a
+// receipt holds, so it cannot happen; should it all the same, the write runs again and
+// then finds the receipt.
 var errReceiptRace = errors.New("push receipt stored concurrently")
 
 // Push validates and stores a batch of records. Records that cannot be stored are reported
@@ -197,7 +198,7 @@ func (s *Service) isolateRefused(ctx context.Context, w pushWrite) (kept []candi
 			var g groupWrite
 			g.add(w, s.plan([]candidate{rec}, nil, map[string]*head{}, math.MinInt64/2), []byte{0}, []byte("{}"))
 			g.params.ClearStaging = false // the real write still needs them
-			_, werr := s.q.WithTx(sp).ObservationWriteGroup(ctx, g.params)
+			werr := s.q.WithTx(sp).ObservationWriteGroup(ctx, g.params)
 			if err := sp.Rollback(ctx); err != nil {
 				return fmt.Errorf("error rolling back savepoint: %w", err)
 			}

@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 )
@@ -32,8 +30,10 @@ func (s *Service) write(ctx context.Context, ws []pushWrite, before func(*dbgen.
 		}
 	}
 	var written []*Batch
-	outs, err := db.InTxValue(ctx, s.pool, writeTx, func(tx pgx.Tx) ([]pushOutcome, error) {
-		q := s.q.WithTx(tx)
+	// The write lock is held from the second statement to the commit: a PipeTx sends BEGIN
+	// with the first and COMMIT with the last, so that it is held for two round trips.
+	outs, err := db.InPipeTx(ctx, s.pool, writeTx, func(tx *db.PipeTx) ([]pushOutcome, error) {
+		q := dbgen.New(tx)
 		if before != nil {
 			if err := before(q); err != nil {
 				return nil, err
@@ -82,12 +82,13 @@ func (s *Service) write(ctx context.Context, ws []pushWrite, before func(*dbgen.
 			return outs, nil
 		}
 		g.params.CurrentVersion, g.params.ClearStaging = version, true
-		stored, err := q.ObservationWriteGroup(ctx, g.params)
+		tx.CommitWithNext()
+		err = q.ObservationWriteGroup(ctx, g.params)
+		if errors.Is(err, db.ErrUniqueViolation) {
+			return nil, errReceiptRace
+		}
 		if err != nil {
 			return nil, fmt.Errorf("error writing observations: %w", err)
-		}
-		if int(stored) != g.receipts {
-			return nil, errReceiptRace
 		}
 		return outs, nil
 	})
@@ -104,7 +105,6 @@ func (s *Service) write(ctx context.Context, ws []pushWrite, before func(*dbgen.
 type groupWrite struct {
 	params    dbgen.ObservationWriteGroupParams
 	lastWrite map[string]int // id -> its "write" row, to turn into history when a later push replaces it
-	receipts  int            // pushes that store a receipt
 }
 
 // add appends a push and its plan.
@@ -118,9 +118,6 @@ func (g *groupWrite) add(w pushWrite, p *writePlan, requestHash, response []byte
 	pp.PushPushedBy = append(pp.PushPushedBy, w.req.Username)
 	pp.PushRequestHashes = append(pp.PushRequestHashes, requestHash)
 	pp.PushResponses = append(pp.PushResponses, string(response))
-	if requestHash != nil {
-		g.receipts++
-	}
 	if g.lastWrite == nil {
 		g.lastWrite = make(map[string]int)
 	}
