@@ -282,6 +282,9 @@ func measure(ctx context.Context, o options, pid int, databaseURL string, c *cli
 		return fmt.Errorf("raw PostgreSQL reference: %w", err)
 	}
 	logf("push: %d clients, %d records in batches of %d", o.clients, o.pushRecords, o.batch)
+	if rep.Push.LoadAverage, err = loadAverage(); err != nil {
+		return err
+	}
 	stopRSS := sampleRSS(pid, o.rssInterval)
 	rep.Push.phaseStats, err = runPush(ctx, c, tokens, plan)
 	rep.Push.PeakRSSMiB = stopRSS()
@@ -289,6 +292,9 @@ func measure(ctx context.Context, o options, pid int, databaseURL string, c *cli
 		return fmt.Errorf("push phase: %w", err)
 	}
 	rep.Push.VsRawPostgres = round(rep.Push.RecordsPerSec/rep.Push.RawPostgres.RecordsPerSec, 3)
+	if rep.Push.PushesPerCommit, err = pushesPerCommit(ctx, databaseURL); err != nil {
+		return err
+	}
 
 	for round := 1; round <= o.pullRounds; round++ {
 		logf("pull round %d/%d: %d clients, limit %d", round, o.pullRounds, o.pullClients, o.pullLimit)

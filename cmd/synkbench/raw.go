@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -101,4 +102,22 @@ func runRawPush(ctx context.Context, databaseURL string, plan pushPlan) (phaseSt
 		}
 	}
 	return newPhaseStats(records, requests, wall, latencies), nil
+}
+
+// pushesPerCommit returns how many pushes shared a transaction on average, from the
+// transactions (xmin) that stored the push receipts.
+func pushesPerCommit(ctx context.Context, databaseURL string) (float64, error) {
+	conn, err := pgx.Connect(ctx, databaseURL)
+	if err != nil {
+		return 0, fmt.Errorf("error connecting to the benchmark database: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var pushes, commits int
+	if err := conn.QueryRow(ctx, "SELECT count(*), count(DISTINCT xmin::text) FROM push_receipts").Scan(&pushes, &commits); err != nil {
+		return 0, fmt.Errorf("error counting the push commits: %w", err)
+	}
+	if commits == 0 {
+		return 0, nil
+	}
+	return round(float64(pushes)/float64(commits), 2), nil
 }
