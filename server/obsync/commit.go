@@ -3,6 +3,8 @@ package obsync
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -11,16 +13,19 @@ import (
 // Group commit. A push must hold the write lock (sync_state's row) from the moment it
 // stamps versions until its commit is visible, and a commit waits for its WAL flush: one
 // push at a time, each paying its own flush, is all one lock allows. So the pushes of a
-// Service do not take the lock each on their own: they queue, and one writer at a time
-// takes every push waiting (up to the bounds below) and writes them in one transaction,
-// under one lock, with one commit, while the next group gathers. Each push in a group is
-// decided against the state the ones before it left, and keeps its own answer, receipt,
-// failed records and warnings, exactly as if the pushes had run one after another.
+// Service do not take the lock each on their own: once a push has read, validated and
+// staged its records it queues, and one writer at a time takes every push waiting (up to
+// the bounds below) and writes them in one transaction, under one lock, with one commit,
+// while the next group gathers. Each push in a group is decided against the state the
+// ones before it left, in arrival order, and keeps its own answer, receipt, failed records,
+// quarantine rows and warnings, exactly as if the pushes had committed one after another.
+// The lock still orders the groups of every process on the database, and the pushes that
+// write outside a group (an admin's retry, a push whose group the database refused).
 
 // A group is closed once adding the next push would carry it past either bound (a group
 // always takes at least one push, however large). They bound the group's transaction, and
-// so how long the pushes in it and the next group wait; the records themselves are
-// already held by the waiting pushes, in memory at most one staging chunk each.
+// so how long the pushes in it and the next group wait. A waiting push holds none of its
+// records in memory: they wait in push_staging.
 const (
 	maxGroupRecords = 2000
 	maxGroupBytes   = 8 << 20
@@ -50,7 +55,8 @@ type queuedPush struct {
 // pushGrouped queues a push for the next group and waits for its answer. A push whose
 // context ends before its group is taken leaves the queue and is not written (the client
 // sends it again, as after any error). Once its group is taken it is written with the
-// others whatever happens to its client, and the receipt keeps its answer for the retry.
+// others although its client went away, and the receipt keeps its answer for the retry;
+// only when every client of the group has gone is the group's transaction abandoned.
 func (s *Service) pushGrouped(ctx context.Context, w pushWrite) (PushResult, error) {
 	c := &s.commits
 	p := &queuedPush{ctx: ctx, w: w, done: make(chan struct{})}
@@ -117,15 +123,26 @@ func (c *committer) next() []*queuedPush {
 	return group
 }
 
-// writeGroup writes a group in one transaction and answers its pushes.
+// writeGroup writes a group in one transaction and answers its pushes. A panic while
+// writing fails the group's pushes, as the HTTP layer's recovery would fail one, rather
+// than the process.
 func (s *Service) writeGroup(group []*queuedPush) {
-	ctx, cancel := groupContext(group)
-	defer cancel()
 	ws := make([]pushWrite, len(group))
 	for i, p := range group {
 		ws[i] = p.w
 	}
-	outs, err := s.writeWithRetries(ctx, ws, nil)
+	var outs []pushOutcome
+	var err error
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("panic writing a group of pushes: %v\n%s", r, debug.Stack())
+			}
+		}()
+		ctx, cancel := groupContext(group)
+		defer cancel()
+		outs, err = s.writeWithRetries(ctx, ws, nil)
+	}()
 	for i, p := range group {
 		switch {
 		case err == nil:

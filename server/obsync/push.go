@@ -99,6 +99,9 @@ func (s *Service) Push(ctx context.Context, req PushRequest) (PushResult, error)
 		return PushResult{CurrentVersion: st.CurrentVersion, RepositoryGeneration: st.RepositoryGeneration}, nil
 	}
 
+	// The group write reads every record from push_staging: this push's own connection
+	// stages the last of them here, in parallel with the other pushes, rather than the
+	// write parsing them while it holds the write lock.
 	if err := b.flush(ctx); err != nil {
 		return PushResult{}, err
 	}
@@ -154,8 +157,8 @@ func (s *Service) pushAlone(ctx context.Context, w pushWrite, before func(*dbgen
 	return outs[0].res, outs[0].err
 }
 
-// writeWithRetries runs the write transaction, again after a deadlock or serialization
-// failure (nothing was written then).
+// writeWithRetries runs the write transaction, again after a deadlock, a serialization
+// failure or a receipt stored meanwhile (nothing was written then).
 func (s *Service) writeWithRetries(ctx context.Context, ws []pushWrite, before func(*dbgen.Queries) error) ([]pushOutcome, error) {
 	for attempt := 0; ; attempt++ {
 		outs, err := s.write(ctx, ws, before)
