@@ -21,6 +21,7 @@ const (
 	ctxKeyPrincipal ctxKey = iota
 	ctxKeyClientAddr
 	ctxKeyRequestID
+	ctxKeyRequest
 )
 
 func requestID(c echo.Context) string {
@@ -28,14 +29,23 @@ func requestID(c echo.Context) string {
 }
 
 // withRequestContext puts what strict handlers need of the request (they only see its
-// context) on that context: the request id and the client's address.
+// context) on that context: the request id, the client's address, and the request itself
+// for responses served by http.ServeContent (conditional and range requests).
 func withRequestContext(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ctx := context.WithValue(c.Request().Context(), ctxKeyRequestID, requestID(c))
+		req := c.Request()
+		ctx := context.WithValue(req.Context(), ctxKeyRequestID, requestID(c))
 		ctx = context.WithValue(ctx, ctxKeyClientAddr, c.RealIP())
-		c.SetRequest(c.Request().WithContext(ctx))
+		ctx = context.WithValue(ctx, ctxKeyRequest, req)
+		c.SetRequest(req.WithContext(ctx))
 		return next(c)
 	}
+}
+
+// requestFrom returns the request a strict handler serves.
+func requestFrom(ctx context.Context) *http.Request {
+	r, _ := ctx.Value(ctxKeyRequest).(*http.Request)
+	return r
 }
 
 func clientAddr(ctx context.Context) string {
@@ -69,12 +79,19 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// bodyLimit bounds every request body: the push route has its own, larger limit.
+// multipartOverhead is what a multipart body may add to the file it carries.
+const multipartOverhead = 64 << 10
+
+// bodyLimit bounds every request body: the push and upload routes have their own, larger
+// limits.
 func (s *Server) bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		limit := s.opts.MaxJSONBytes
-		if c.Path() == "/api/sync/push" {
+		switch c.Path() {
+		case "/api/sync/push":
 			limit = s.opts.MaxPushBytes
+		case "/api/app-bundle/push":
+			limit = s.bundles.Limits().MaxUploadBytes + multipartOverhead
 		}
 		req := c.Request()
 		if req.ContentLength > limit {
@@ -144,6 +161,9 @@ func odeVersionCheck(serverVersion string) echo.MiddlewareFunc {
 				return next(c)
 			}
 			sent := req.Header.Get("X-Ode-Version")
+			if sent == "" && versionOptional[req.URL.Path] {
+				return next(c)
+			}
 			var msg string
 			switch major, ok := parseMajor(sent); {
 			case !serverOK:
@@ -162,6 +182,10 @@ func odeVersionCheck(serverVersion string) echo.MiddlewareFunc {
 		}
 	}
 }
+
+// versionOptional are the /api paths that may be called without x-ode-version: the forms
+// list, which the product documentation's quick start calls with a bearer token alone.
+var versionOptional = map[string]bool{"/api/v1/data/forms": true}
 
 // parseMajor reads the major version the way upstream does: trim, drop one leading v, and
 // read the digits before the first dot.

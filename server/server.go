@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
+	"github.com/opendataensemble/synkronus/server/appbundle"
 	"github.com/opendataensemble/synkronus/server/authlimit"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
@@ -55,6 +58,11 @@ type Options struct {
 	AccountCacheTTL time.Duration
 	// CleanupInterval is how often expired push receipts and refresh tokens are removed.
 	CleanupInterval time.Duration
+	// BundleLimits bound app bundle uploads; zero fields take appbundle's defaults.
+	BundleLimits appbundle.Limits
+	// MaxVersionsKept is how many app bundle versions retention keeps besides the
+	// active one (default 5).
+	MaxVersionsKept int
 }
 
 func (o *Options) setDefaults() {
@@ -98,6 +106,7 @@ type Server struct {
 	// unguessable, but a client hammering with bad ones is refused cheaply.
 	refreshLimiter *authlimit.Limiter
 	sync           *obsync.Service
+	bundles        *appbundle.Service
 	presence       *presenceRecorder
 	spec           *openapi3.T
 	version        string
@@ -120,6 +129,15 @@ func New(deps Deps, opts Options) (*Server, error) {
 	spec.Servers = nil // validation must not depend on the host the server is reached at
 	version, _, _ := buildinfo.Info()
 	q := dbgen.New(deps.Pool)
+	bundleCfg := appbundle.Config{Limits: opts.BundleLimits, KeepVersions: opts.MaxVersionsKept}
+	if opts.DataDir != "" {
+		// Uploads wait for validation beside the data rather than in the OS temporary
+		// directory, which may be a small in-memory file system.
+		bundleCfg.TempDir = filepath.Join(opts.DataDir, "tmp")
+		if err := os.MkdirAll(bundleCfg.TempDir, 0o750); err != nil {
+			return nil, fmt.Errorf("error creating the upload directory: %w", err)
+		}
+	}
 	s := &Server{
 		pool:           deps.Pool,
 		blobs:          deps.Blobs,
@@ -132,6 +150,7 @@ func New(deps Deps, opts Options) (*Server, error) {
 		limiter:        authlimit.New(*opts.LoginLimits),
 		refreshLimiter: authlimit.New(authlimit.Config{PerAddr: opts.LoginLimits.PerAddr}),
 		sync:           obsync.NewService(deps.Pool, opts.ConflictPolicy),
+		bundles:        appbundle.NewService(deps.Pool, deps.Blobs, deps.Log, bundleCfg),
 		presence:       newPresenceRecorder(q, deps.Log),
 		spec:           spec,
 		version:        version,
@@ -180,9 +199,11 @@ func (s *Server) routes() *echo.Echo {
 
 // bodylessOperations are validated without their body: their handlers check the body
 // themselves (a push validates each record on its own so that one bad record does not
-// fail the batch), and buffering it for the validator would double its cost.
+// fail the batch; an upload is streamed to disk), and buffering it for the validator
+// would double its cost, or hold a whole upload in memory.
 var bodylessOperations = map[string]bool{
-	"/api/sync/push": true,
+	"/api/sync/push":       true,
+	"/api/app-bundle/push": true,
 }
 
 // requestValidator checks every API request against the embedded spec (parameters,

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opendataensemble/synkronus/server/appbundle"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/obsync"
 )
@@ -35,6 +36,11 @@ type config struct {
 	DBMaxConns      int32
 	BcryptCost      int
 	PprofAddr       string
+	// App bundles: retention and upload limits.
+	MaxVersionsKept            int
+	MaxBundleBytes             int64
+	MaxBundleUncompressedBytes int64
+	MaxBundleFiles             int
 }
 
 const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/synkronus?sslmode=disable"
@@ -96,6 +102,10 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		DBMaxConns:      int32(integer(16, 2, 1000, "DB_MAX_CONNS")),
 		BcryptCost:      int(integer(10, 4, 16, "BCRYPT_COST")),
 	}
+	c.MaxVersionsKept = int(integer(appbundle.DefaultKeepVersions, 1, 1000, "MAX_VERSIONS_KEPT"))
+	c.MaxBundleBytes = integer(appbundle.DefaultMaxUploadBytes, 1<<10, 1<<34, "MAX_BUNDLE_BYTES")
+	c.MaxBundleUncompressedBytes = integer(appbundle.DefaultMaxUncompressedBytes, 1<<10, 1<<36, "MAX_BUNDLE_UNCOMPRESSED_BYTES")
+	c.MaxBundleFiles = int(integer(appbundle.DefaultMaxFiles, 1, 1_000_000, "MAX_BUNDLE_FILES"))
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = defaultDatabaseURL
 	}

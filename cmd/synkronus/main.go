@@ -26,6 +26,7 @@ import (
 	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 	"github.com/opendataensemble/synkronus/server"
+	"github.com/opendataensemble/synkronus/server/appbundle"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
 	"github.com/opendataensemble/synkronus/server/passwords"
@@ -35,6 +36,7 @@ const usage = `synkronus: the ODE sync server. It takes no arguments; it is conf
 environment variables (or a .env file): DATABASE_URL, PORT, HOST, JWT_SECRET, JWT_SECRET_FILE,
 ADMIN_USERNAME, ADMIN_PASSWORD, DATA_DIR, BLOB_URL, LOG_LEVEL, LOG_FORMAT, PUBLIC_URL, ACCESS_TOKEN_TTL,
 REFRESH_TOKEN_TTL, SYNC_CONFLICT_POLICY, PUSH_RECEIPT_TTL, MAX_PUSH_BYTES, MAX_JSON_BYTES,
+MAX_VERSIONS_KEPT, MAX_BUNDLE_BYTES, MAX_BUNDLE_UNCOMPRESSED_BYTES, MAX_BUNDLE_FILES,
 DB_MAX_CONNS, BCRYPT_COST, PPROF_ADDR. See the README for their meaning and defaults.
 `
 
@@ -113,6 +115,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		MaxPushBytes:    cfg.MaxPushBytes,
 		PublicURL:       cfg.PublicURL,
 		DataDir:         cfg.DataDir,
+		MaxVersionsKept: cfg.MaxVersionsKept,
+		BundleLimits: appbundle.Limits{MaxUploadBytes: cfg.MaxBundleBytes, MaxUncompressedBytes: cfg.MaxBundleUncompressedBytes,
+			MaxFiles: cfg.MaxBundleFiles},
 	})
 	if err != nil {
 		return err

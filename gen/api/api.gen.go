@@ -187,8 +187,13 @@ type AppBundleManifest struct {
 
 // AppBundlePushResponse defines model for AppBundlePushResponse.
 type AppBundlePushResponse struct {
+	// Active Whether the new version is now the active one.
+	Active   *bool             `json:"active,omitempty"`
 	Manifest AppBundleManifest `json:"manifest"`
 	Message  string            `json:"message"`
+
+	// Version Name of the new version (also `manifest.version`).
+	Version *string `json:"version,omitempty"`
 }
 
 // AppBundleVersions defines model for AppBundleVersions.
@@ -277,15 +282,50 @@ type BuildInfo struct {
 	GoVersion *string `json:"go_version,omitempty"`
 }
 
+// BundleFileChange defines model for BundleFileChange.
+type BundleFileChange struct {
+	HashA string `json:"hash_a"`
+	HashB string `json:"hash_b"`
+	Path  string `json:"path"`
+	SizeA int64  `json:"size_a"`
+	SizeB int64  `json:"size_b"`
+}
+
+// BundleFileRef defines model for BundleFileRef.
+type BundleFileRef struct {
+	// Hash SHA-256 of the content, hex encoded.
+	Hash string `json:"hash"`
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+}
+
 // ChangeLog defines model for ChangeLog.
 type ChangeLog struct {
-	CompareVersionA *string             `json:"compare_version_a,omitempty"`
-	CompareVersionB *string             `json:"compare_version_b,omitempty"`
-	FormChanges     *bool               `json:"form_changes,omitempty"`
-	ModifiedForms   *[]FormModification `json:"modified_forms,omitempty"`
-	NewForms        *[]FormDiff         `json:"new_forms,omitempty"`
-	RemovedForms    *[]FormDiff         `json:"removed_forms,omitempty"`
-	UiChanges       *bool               `json:"ui_changes,omitempty"`
+	// Added Files only in the target version.
+	Added *[]BundleFileRef `json:"added,omitempty"`
+
+	// CompareVersionA The version compared from.
+	CompareVersionA *string `json:"compare_version_a,omitempty"`
+
+	// CompareVersionB The version compared to.
+	CompareVersionB *string `json:"compare_version_b,omitempty"`
+
+	// CurrentVersion Same as `compare_version_a`.
+	CurrentVersion *string `json:"current_version,omitempty"`
+	FormChanges    *bool   `json:"form_changes,omitempty"`
+
+	// Modified Files whose content differs.
+	Modified      *[]BundleFileChange `json:"modified,omitempty"`
+	ModifiedForms *[]FormModification `json:"modified_forms,omitempty"`
+	NewForms      *[]FormDiff         `json:"new_forms,omitempty"`
+
+	// Removed Files only in the current version.
+	Removed      *[]BundleFileRef `json:"removed,omitempty"`
+	RemovedForms *[]FormDiff      `json:"removed_forms,omitempty"`
+
+	// TargetVersion Same as `compare_version_b`.
+	TargetVersion *string `json:"target_version,omitempty"`
+	UiChanges     *bool   `json:"ui_changes,omitempty"`
 }
 
 // ChangePasswordRequest Exactly one of `currentPassword` and `oldPassword` must be sent.
@@ -346,6 +386,31 @@ type FormDiff struct {
 	Form *string `json:"form,omitempty"`
 }
 
+// FormField defines model for FormField.
+type FormField struct {
+	// Core Whether this is a core field (`core_*` or `x-core`), which later versions may not change.
+	Core bool `json:"core"`
+
+	// Default The field's default value, when it has one.
+	Default interface{} `json:"default,omitempty"`
+	Name    string      `json:"name"`
+
+	// QuestionType The field's `x-question-type`, when it has one.
+	QuestionType *string `json:"questionType,omitempty"`
+	Required     bool    `json:"required"`
+
+	// Type The JSON Schema type; several types are joined with `|`; empty when the schema names none.
+	Type string `json:"type"`
+}
+
+// FormList defines model for FormList.
+type FormList struct {
+	Forms []FormSummary `json:"forms"`
+
+	// Version The active bundle version the forms belong to; absent when none is active.
+	Version *string `json:"version,omitempty"`
+}
+
 // FormModification defines model for FormModification.
 type FormModification struct {
 	AddedFields   *[]FieldChange `json:"added_fields,omitempty"`
@@ -354,6 +419,20 @@ type FormModification struct {
 	RemovedFields *[]FieldChange `json:"removed_fields,omitempty"`
 	SchemaChanged *bool          `json:"schema_changed,omitempty"`
 	UiChanged     *bool          `json:"ui_changed,omitempty"`
+}
+
+// FormSummary defines model for FormSummary.
+type FormSummary struct {
+	Fields []FormField `json:"fields"`
+
+	// Name The form's name, which is the `form_type` of its observations.
+	Name string `json:"name"`
+
+	// ObservationCount Stored observations of this form type that are not deleted.
+	ObservationCount int64 `json:"observationCount"`
+
+	// SchemaHash SHA-256 (hex) of the schema in canonical JSON form; formatting does not change it.
+	SchemaHash string `json:"schemaHash"`
 }
 
 // Geolocation Where an observation was recorded.
@@ -583,9 +662,13 @@ type ProblemDetail struct {
 	Type string `json:"type"`
 }
 
-// ProblemFieldError One field that failed validation.
+// ProblemFieldError One field (or, for an app bundle, one file) that failed validation.
 type ProblemFieldError struct {
-	// Field Location of the field, such as `records[3].data`.
+	// Code Stable code of the failure, such as `unsafe_path`, `invalid_json`,
+	// `missing_renderer` or `core_field_changed` for app bundles.
+	Code *string `json:"code,omitempty"`
+
+	// Field Location of the field, such as `records[3].data`, or the path inside an app bundle (empty for the archive as a whole).
 	Field *string `json:"field,omitempty"`
 
 	// Message Why the field was refused.
@@ -883,13 +966,15 @@ type AdminRepositoryResetParams struct {
 
 // GetAppBundleChangesParams defines parameters for GetAppBundleChanges.
 type GetAppBundleChangesParams struct {
-	// Current Version to compare from. When omitted the server picks its default base version.
+	// Current Version to compare from. When omitted, the active version (or the oldest stored one when none is active).
 	Current *string `form:"current,omitempty" json:"current,omitempty"`
 
-	// Target Version to compare to. When omitted the server picks the version that follows `current`.
+	// Target Version to compare to. When omitted, the newest stored version if `preview` is
+	// true, otherwise the stored version that follows `current` (or `current` itself
+	// when it is the newest).
 	Target *string `form:"target,omitempty" json:"target,omitempty"`
 
-	// Preview When true, compare against the newest stored version even if it is not active.
+	// Preview When true and `target` is omitted, compare against the newest stored version even if it is not active.
 	Preview *bool `form:"preview,omitempty" json:"preview,omitempty"`
 
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
@@ -904,6 +989,9 @@ type DownloadAppBundleZipParams struct {
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
+
+	// IfNoneMatch Entity tag from an earlier response; a match yields 304.
+	IfNoneMatch *IfNoneMatch `json:"if-none-match,omitempty"`
 }
 
 // DownloadAppBundleFileParams defines parameters for DownloadAppBundleFile.
@@ -942,6 +1030,9 @@ type PushAppBundleMultipartBody struct {
 
 // PushAppBundleParams defines parameters for PushAppBundle.
 type PushAppBundleParams struct {
+	// Activate When true, the new version also becomes the active one, in the same transaction.
+	Activate *bool `form:"activate,omitempty" json:"activate,omitempty"`
+
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
@@ -1177,6 +1268,12 @@ type UpdateUserParams struct {
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
 }
 
+// ListFormsParams defines parameters for ListForms.
+type ListFormsParams struct {
+	// XOdeVersion The client's version, checked as for every other operation when sent.
+	XOdeVersion *string `json:"x-ode-version,omitempty"`
+}
+
 // GetVersionParams defines parameters for GetVersion.
 type GetVersionParams struct {
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
@@ -1321,6 +1418,9 @@ type ServerInterface interface {
 	// UpdateUser Change a user's role
 	// (PATCH /api/users/{username})
 	UpdateUser(ctx echo.Context, username Username, params UpdateUserParams) error
+	// ListForms List the forms of the active app bundle
+	// (GET /api/v1/data/forms)
+	ListForms(ctx echo.Context, params ListFormsParams) error
 	// GetVersion Describe the running server build
 	// (GET /api/version)
 	GetVersion(ctx echo.Context, params GetVersionParams) error
@@ -1443,6 +1543,21 @@ func (w *ServerInterfaceWrapper) DownloadAppBundleZip(ctx echo.Context) error {
 		params.XOdeVersion = XOdeVersion
 	} else {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+	// ------------- Optional header parameter "if-none-match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("if-none-match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for if-none-match, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "if-none-match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter if-none-match: %s", err))
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
 	}
 
 	// Invoke the callback with all the unmarshaled arguments
@@ -1576,6 +1691,12 @@ func (w *ServerInterfaceWrapper) PushAppBundle(ctx echo.Context) error {
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params PushAppBundleParams
+	// ------------- Optional query parameter "activate" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "activate", ctx.QueryParams(), &params.Activate, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter activate: %s", err))
+	}
 
 	headers := ctx.Request().Header
 	// ------------- Required header parameter "x-ode-version" -------------
@@ -2500,6 +2621,35 @@ func (w *ServerInterfaceWrapper) UpdateUser(ctx echo.Context) error {
 	return err
 }
 
+// ListForms converts echo context to params.
+func (w *ServerInterfaceWrapper) ListForms(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListFormsParams
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = &XOdeVersion
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListForms(ctx, params)
+	return err
+}
+
 // GetVersion converts echo context to params.
 func (w *ServerInterfaceWrapper) GetVersion(ctx echo.Context) error {
 	var err error
@@ -2628,6 +2778,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/api/app-bundle/versions", wrapper.GetAppBundleVersions, options.OperationMiddlewares["getAppBundleVersions"]...)
 	router.POST(options.BaseURL+"/api/app-bundle/push", wrapper.PushAppBundle, options.OperationMiddlewares["pushAppBundle"]...)
 	router.POST(options.BaseURL+"/api/app-bundle/switch/:version", wrapper.SwitchAppBundleVersion, options.OperationMiddlewares["switchAppBundleVersion"]...)
+	router.GET(options.BaseURL+"/api/v1/data/forms", wrapper.ListForms, options.OperationMiddlewares["listForms"]...)
 	router.POST(options.BaseURL+"/api/auth/login", wrapper.Login, options.OperationMiddlewares["login"]...)
 	router.POST(options.BaseURL+"/api/auth/refresh", wrapper.RefreshToken, options.OperationMiddlewares["refreshToken"]...)
 	router.POST(options.BaseURL+"/api/users/create", wrapper.CreateUser, options.OperationMiddlewares["createUser"]...)
@@ -2975,6 +3126,7 @@ type DownloadAppBundleZipResponseObject interface {
 
 type DownloadAppBundleZip200ResponseHeaders struct {
 	ContentDisposition *string
+	Etag               *string
 }
 
 type DownloadAppBundleZip200ApplicationzipResponse struct {
@@ -2991,6 +3143,9 @@ func (response DownloadAppBundleZip200ApplicationzipResponse) VisitDownloadAppBu
 	}
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
+	}
+	if response.Headers.Etag != nil {
+		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
 	}
 	w.WriteHeader(200)
 
@@ -3019,6 +3174,22 @@ func (response DownloadAppBundleZip206ApplicationoctetStreamResponse) VisitDownl
 	}
 	_, err := io.Copy(w, response.Body)
 	return err
+}
+
+type DownloadAppBundleZip304ResponseHeaders struct {
+	Etag *string
+}
+
+type DownloadAppBundleZip304Response struct {
+	Headers DownloadAppBundleZip304ResponseHeaders
+}
+
+func (response DownloadAppBundleZip304Response) VisitDownloadAppBundleZipResponse(w http.ResponseWriter) error {
+	if response.Headers.Etag != nil {
+		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
+	}
+	w.WriteHeader(304)
+	return nil
 }
 
 type DownloadAppBundleZip401ApplicationProblemPlusJSONResponse struct {
@@ -3120,7 +3291,8 @@ type DownloadAppBundleFileResponseObject interface {
 }
 
 type DownloadAppBundleFile200ResponseHeaders struct {
-	Etag *string
+	Etag       *string
+	XIsPreview *string
 }
 
 type DownloadAppBundleFile200ApplicationoctetStreamResponse struct {
@@ -3137,6 +3309,9 @@ func (response DownloadAppBundleFile200ApplicationoctetStreamResponse) VisitDown
 	}
 	if response.Headers.Etag != nil {
 		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
+	}
+	if response.Headers.XIsPreview != nil {
+		w.Header().Set("x-is-preview", fmt.Sprint(*response.Headers.XIsPreview))
 	}
 	w.WriteHeader(200)
 
@@ -3364,6 +3539,22 @@ func (response GetAppBundleManifest403ApplicationProblemPlusJSONResponse) VisitG
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAppBundleManifest404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetAppBundleManifest404ApplicationProblemPlusJSONResponse) VisitGetAppBundleManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6301,6 +6492,91 @@ func (response UpdateUser500ApplicationProblemPlusJSONResponse) VisitUpdateUserR
 	return err
 }
 
+type ListFormsRequestObject struct {
+	Params ListFormsParams
+}
+
+type ListFormsResponseObject interface {
+	VisitListFormsResponse(w http.ResponseWriter) error
+}
+
+type ListForms200JSONResponse FormList
+
+func (response ListForms200JSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms401ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms403ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response ListForms426JSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms500ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetVersionRequestObject struct {
 	Params GetVersionParams
 }
@@ -6611,6 +6887,9 @@ type StrictServerInterface interface {
 	// UpdateUser Change a user's role
 	// (PATCH /api/users/{username})
 	UpdateUser(ctx context.Context, request UpdateUserRequestObject) (UpdateUserResponseObject, error)
+	// ListForms List the forms of the active app bundle
+	// (GET /api/v1/data/forms)
+	ListForms(ctx context.Context, request ListFormsRequestObject) (ListFormsResponseObject, error)
 	// GetVersion Describe the running server build
 	// (GET /api/version)
 	GetVersion(ctx context.Context, request GetVersionRequestObject) (GetVersionResponseObject, error)
@@ -7633,6 +7912,31 @@ func (sh *strictHandler) UpdateUser(ctx echo.Context, username Username, params 
 	return nil
 }
 
+// ListForms operation middleware
+func (sh *strictHandler) ListForms(ctx echo.Context, params ListFormsParams) error {
+	var request ListFormsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListForms(ctx.Request().Context(), request.(ListFormsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListForms")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListFormsResponseObject); ok {
+		return validResponse.VisitListFormsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // GetVersion operation middleware
 func (sh *strictHandler) GetVersion(ctx echo.Context, params GetVersionParams) error {
 	var request GetVersionRequestObject
@@ -7711,206 +8015,230 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rd9u2tuBfwdLcWbXPpWU3aTtT+8NdaR6n6UmaTOy0c26VMSFyS0JNASwAWtbpyn+fhQ2ABElQD+fd",
-	"409tLJIANvb7+ecoE8tScOBajU7/HC2A5iDxfx8KroHrR0yVQjHNBDd/zUFlkpX2n6Pzaj4HpSEnM1YA",
-	"4XQJZCYkUfSa8TnRCyC5WPFC0Hw8SkYqW8CSms/odQmj05HSkvH56O3bZPR/XwGuI+T678BB0viKFwsg",
-	"CuQ1yK8UkfUrZF6/Qw6U2QZVJG1+v2x+TwnjuLOpyNeHZlsS/qiYhHx0qmUF4TZnQi6pHp2OGNfffTNK",
-	"/L4Z1zAHOXprdl5SSZegHdgeaE2zxRK4fpr3t/80B67ZjIEkYoa7oPXzCalURYtiTWgATlVlCzzM/dk9",
-	"Oh6Ps+/Hv5fz1OybmS+WVC9Gycg8OzodNV+7ZPnGo8ENXZYFvjPNvr5333y1OWBwMU9nPwsOz6nOFv3z",
-	"POaa6TXRdE5mUiwJ5QSoLMz5JKhScAVnhJKleZusGRS5IvdPvql3b/Gt2T+bHXHB4Qhf2IIxLySbM06L",
-	"/q5eSpiBRPBWvJQiA6UgJ1WJiEhSA4s0IenXKaE8J+kaVEoOKF+TjCo4JJmouDZANw+eTbj5UPOZTJRr",
-	"whSpzD9WC+CECyLcZsiKKnIFpR5PuD/kHxXIdXNG/+gofh1mzehFvFYg7Se65/3ZIIrDp0qBJDTDIwwg",
-	"SeU/tAk/IhT6IoeHBdsZszNaFIYLZPgOYVxpyjM4s4DTgkjIhMxJCfLIPVNKUMAzGMSPmyORg3v6CDF8",
-	"245/AakGOYn90FeKXNunxuQBJwKfoAVJr9Pj9JfU7GrGbhLE49+FJLxaTkEm5pDN08V6winJhUaUonyt",
-	"F+bwB+nXiGnjE/ufe+P7R1PQ1Pzr+uvxyfjkiBblgo7vpYdj8oIXa4QdLjThdiWDbIZNU2kQjukFPuK5",
-	"YIBocWi5s+3IDXBPI8PVtAZpvvr/frv+5c1//XZy9P2b/zyYTMbjvx3+139EMXQPHh5n3Tq8k5xqSqZQ",
-	"CD5XRIsx+dXAWyEuabKslCbwR0ULS58eHGfmR02vQJl7yyA3+ETEtaGKQYlgRAGZGfa0EZrN20fN26ON",
-	"AmPJOFtWy9Hp13Hh4blkR3Y8FHxWsEybv2ZWEJv/pWVZsAyXPS6lmBaw/M/flYVxs4n/kDAbnY7+x3Ej",
-	"24/tr+r4pX3rEWjKCruFDkdnemFgxQPJ5JGOKcJyg420kEDzNVFaSMgTIiyzbeAz4dFbtbeXs9kMpLIS",
-	"I7w7cpBmIod0wsOLMjxBX3rcTZM+CYQo5IS7vbxDe52BVjN0ibdQNM7saVAC4BHdnSGAwi0tmUJ5Nh7t",
-	"qVu8TUY/0PwV/FGB+gSoYOkUFzdnWtLC7Blyc90zygpFrmnBcgeMFKQUUqWkYEorhIiYzYDnhg3OrOhH",
-	"WF1xseLj0dtk9OmwPDyavzcVIBbiNVGaaiAHRqN1DBKZvlXMmEI2wz3yF1RpQvMl42QlqiInUyCFUPoQ",
-	"j/pEyCnLc+Cf5qxGFltMFoWRLmvChTaC2FK1KB2u4l6fcsP5afHYXOin2a+lPMQyo7hxuCkh05AX6zOS",
-	"45uKUGkAPJ8bBmROI0FXkkOOZ/hZ6Cei4vmn2T7Nc2mVRQlKVDIzdhAo3CbcMKVxjy+p1IwWD5vtDexU",
-	"ZBr0kdIS6LK905qJTBmnqGR2pfIm1IecTNcaiKR8XiuQxvQYt5mm2+HRK/PcgDzHT+C15agB4aeqoiAF",
-	"8LlejPdSNt8idNZGXb8Q4hmVdtlPxyNQQYCbDCBXbdGj2L+AFGzJ7J0iiH4W+pxqpmaMToshgMWuoGCg",
-	"iKi0Yjm8w2UEcA9vNUE70iynyN+OJ9XJyf3MPoX/D+lmG91AqFHwXhmp/Kq+0U9zOZt1yC3ahuEacmk1",
-	"9ylk1HBDo/YYFs6UllQLtGJBd5SbMblw7oOvFLEaC2Fqo9JSk4S9SJJRKc1dD2gxZ+aHCXfHQFU3Zyqj",
-	"EmWvhKMpVUCYrpXkmZBA1JpnRtjSOWXcGBMkNX96WalFaj+InhGvcjpFinKBGp89SEJooQQeVmqjx6Ra",
-	"Uq6WTBkb4pLlKZFgLV98ecItfM0+DUT2UbhiCODePI6bEogI5yCvWQavOb2mrPAU9nHR7wGZ0uwK3KXW",
-	"4pNwZBBGNYBlKSSVrFiTqtkp8ogLIZ5TvnZ6nfoExCMEWVK+Nio+LEutzsiKMo2uO9RvrNkpZkRBJrg5",
-	"ESfpK9ByffRgpkGmHZ4U/BRxErpvaGFXcdiq5bpB1l2kQ1sxfs1ppRdCsn99KvYzBSpBEi2MEmj0Y0Mj",
-	"fJ4QxlEvJqg2luZMZwjatBBzxlOrQ2YS0GNCrSYz4Ssp+Nw9mC0Mc39JlVoJmfs3BJ8x1L+tm0ST0j1g",
-	"VsfXDfUZ2JRzSXPYgTvvBxbnS3nu7JkhwKQtv0PqeV4IotqWQNvR6NOqdq+49xzHsopgrT2pEuiVZcCe",
-	"yS9Q29ZQFMgR0QGmBanKnGqI8CO15ldS8ErVnpHNxp/3De2pwbz1P1vT/uVTB72nfCbMX0pp2IZm1vTP",
-	"oZSQUW1vy31tKkQBFK9UQgFUwSOqoaX3mTP2tb5kFByt76dpjvHbKPQONUsk4Ybe1N8X098h0+b7zXnU",
-	"KydP+ofKKikd0kVMEsG1pJkO79vr/czYWkuDe2S6JjnMaFWgN3PonLgc07BU23C4cxFv629SKel6CDxq",
-	"lNSniYKjLH+oeF7AE1ZEALGgKuI8P//xwdG9b7+r/aWWRBOygBsC3IjjPHrmJVvCBf7xz8iPIr9gyz6S",
-	"HGm2jGIK+ob7LnSqF4TxWhGd4umcypAep0RBSVFFUtE9GrV4Ny9HG97OU42vJxZuwYGb4228hOeUs5lz",
-	"mbQvwqjBe+BK61Z7qJKMnD4D+QO9O8DjyPCIzY2hgY5KdCewOq6mzogVCNaBAtaXiSEi9/fxFhYwHC4I",
-	"iW/pwEbs49Podzv3ZQGaBGwkhIk77MbLMurpMAtZBle501XVd29oAZSic9jOBP2DSbPexj3/EnCd9n6j",
-	"/Kh3NbuxnOgWaqesP2jgHuxwX5SPlywSrDnXRhklrBezcVZpE7aJYlbUi74lwjLgQmVzjq622ovaKAvK",
-	"Lb+XT92wDp7B5UbRnjpWflmrKO74pYRrJipVk8IZOUGNzNCcjehs3tHJVgbX3Ep3q7te9xZpO3z0h5VU",
-	"QjZaPtxof+HGkG3tJo2esw/t2vS5xIjjVjKtz/PCv/gQ3ws/peK3VlCNHLI2tkpjSCMDzFthdMZrtiZk",
-	"DhKjiTvx+/7uYlx/EP13gJcWmhaXPini0ovJblrF0mBkan5NG5Hg32pAoPCw6NHZ6b66uNjBmKGjte5m",
-	"M5o2gOvhZzs3IcYWnQZ0qZ1y04bKc8gZJeY3chABBRG8sPkcve/W4K5kJFvg1wUYc1SQGehsUXvLtixS",
-	"w7qSLLamKAf54q8LqltuKmvB5MJqV8aIyUS5NqsAN1zlt/oEqJgXoEMFqK90dbCJ/QtqNNn1VMMYPMhe",
-	"nFAkVJPVgmWLTmgBMyNsyN/qtftiawPRpINLO6LkQ8+hOupQ7e0IITIjQLMFuWI89zFFLxTM5rvWG95J",
-	"xFfRIF/UkxHbeKU36EPWoaAeRM7x2Py0rvOKsgyUst4J5BLelYNsHh95zdkNgVLYyOQOVy9hJkEtLsw3",
-	"IzwaHSHovwgfTInwC4Z7cq6RuOqq4ys8CN/XwmgIOfq0HzhXEF7eKfnBemashxufDhzcmzVBu3LnqEkA",
-	"9hiu/VCxIo/b9VPz06VmsbSdX73OY4M3SCDm+bjSlYnlkkWu/dzGl4zmUmvy3Q+i8zv61bkY1hf+LogW",
-	"osgWlHGbtONVBzxVHJg94DxECf1MzCMai01q8Tu4pANSof3UNPqUQd9LZw7FXShLkRtdN780j+5uBD4R",
-	"cvkcX80GNQIOq1t89RGbzeL6xVJc32qfQ1+s2CbQDN+a90AGNkaX59BMF2siOFqUXrGuPZc2v04UefMX",
-	"jGZMoVbvo0qsf3zAqPDR7K4jtMXH/B9jaM9hFS4Re2fJ+DMMjoV2RiDfmzNFaHLNBV8voyBJbFhqahO9",
-	"UrXmVykxxE15flQwDoHltcNZOvwrPFiMVT2UQDW8ViAH7cby3QAjhfWAbcLVV8L6U6ogpXHjZzunDDIY",
-	"g43hyrFDP6KaTqmCAder+/XS72TAXA+z5Eqh9FyC+qPYy/PiVSQbXsPYr9Xs3Rac/3NHzvoEsyNeoUoV",
-	"Y645DFr+EqgSnJhnkibFuEnnubSZF2lUZoDPC4motT4S0eTSWJUv+iHGc7iJ+B5dvnnjlMA8UaeFBRar",
-	"/UGFuwxN06mBpj0Oy4ei8OYLXynC8sT6IJgmC6Mcc9iuLNj9JxbUHi4xBHzCoMgtS435JKHIN+LdLrjg",
-	"uX//80Iu9/hIS9T1bbg8N4IJs7l2l0zB6SPCKRMSnHgaCH4MHCGQlO91Q/axzVuqJWq+q0T9O4hCZIMm",
-	"obFBKScB0vYMJl4VLtxto0+dq8myStJs3f/4j0Y1FlzTglQ8A6kp43pt6GkJWnZcB7mozBJRn5aNC5vD",
-	"0EIzXcUYzI/A5gtN6FRcG3ZGSQHXUGxbrHu0wQUvh4/5i4FFdvtDbt1DQYcO/QjmEjBCKZuUG/ijolrI",
-	"gYXpjV34+5NgF0ffx4BdCD7fsjBQpc26f5cAfMU6Fl1/1a//d2tZ/GdvXWO1KE2X5QbTxdcGkRm7QYTF",
-	"nMj26oPBkGR0czQXRztwph+BFnpRJyR2bOLN8siIMue47XtMNNWV/YjztHSZeMCNh8HRihdnhciudoRA",
-	"V6K4/XhZEi76ZhAsL/7Rh0n/YOLq451qgwo0FFrfES7Ndps1YpB5JuaM31rF7R0nVFT3V01jG3xuQ06h",
-	"p6fjrbfpHtRrQhRrQAowaiPNtANbJ1q2b8ArtrMXjQjq7+oFxwq/JVHV1CWF9bdhM3NiFClqgWYTp5ql",
-	"GjWUEg/D8bBkaK4GVfdBdHvBSVmpRRJmF4Qxzzo+hVVdhoHlINk15DZf8ABtNB8TmXCmbZ53WRUF5Idn",
-	"RCyZ1jYl3uwUPSSUcFiFZxuT167kKQcNWZBybtNTeq63gUMHym2Gdlx+SSNGOdp4eEC2BNI66JlPbTd2",
-	"uU+YNkDvBdv25doJ2lED+ahCLr9ShHK1AqkSe8k/nb/4mVisQ/Tma6IWtAzVboeT7QV/V4KPX9GVIyBc",
-	"Gd2vMRVfVuCuxD3TUrAOKNFiOVVacAgjB4Gel8M1y2DQfrA/d3G5pbkRSyFb8RgdWPHIRxiwR+LzNiMu",
-	"BFyDrwyLCjn88nBCUDKat1XTTapzqMXuYGPZesGjOicgCDknpOLsjwoIzaRQitCicOAcyChZ86xG+Cia",
-	"bgbxENpqOo8EHJ9IAFLQKRSqFT7se5LiizauN0xDixPqM8NKrBnxkWl1q4ciYJdUKTbnln9hSAfLYlz1",
-	"k+DIC5M6kC8sw71VgKeNTCFJdJDYMZsWG2yBuuEJWyScMXkv1iXUsaGuE8X9eYfoyMx9apgHYvDyjEwL",
-	"yq+aP9hKlrkUVWnvNz3govn5cIeoRb104na85dSvXLAgLt9t2RPy5BZXo2G+uuFvgIKS6U0awFa+tyFN",
-	"Jcjy1EaZN4iFmgNTdbxjIFbSFJZFJAI6emhTsGfFvsYKI3vKYAFCJSoEcfnQlsMfQXpaN1gcALeQl1sk",
-	"3n5S650lDy2KF7PR6W97yKA3W0/bl1H9HEhErMvpOn4DmFK8WojdEdATR5Tt18Zzl5J6330HfGoMwPbi",
-	"Ph6RnvYqHcckVVUJUkEOeXqKZOGetjFcI4gWVJEpAJ9wCWVBM8jHJJXwOxJPeooljyFtmXdsyuIUMqPH",
-	"uC9azdcbpz63Nhk1O8AorP1u3HJ1gvv2srlT2hK/fHPndR0YsiFbvLMLGrSF/4eV1yHLWkCRk9UCM0Qt",
-	"ZM8InVqB3TJUgqgx1fF7uo19sk2w1+Z8zajbJFPL9x2luJdnz1jM2t+BAXg47O5DjknTbZmdPTg0y245",
-	"4LmmekOi/XT9JFA+9t1/WweKeuiXZbVnlrP5e8E47LGPC/+Kz5MbStgR/ChizlnRaN67jfIZLJiE8AxO",
-	"0gLElgu7CI7fzQjJrkC/5jaXo07woutRMloBxL109qVbYaffyQ/4iWi+gTFAHvN4nrDUxtIEcvDPf/7z",
-	"n0fPnx89enTobVF0hditnRFYlnqNRqio8B0al4xmMfzu3svNmNx3vc4lB7Bv7SSAQQPrHW/YwXXgnref",
-	"1B3OPh6eOyGvLx4eDui3u5slaMRGdrAQEqtKy4KuraUbRIJ/opzcT3cFqAeiXWqTDdIurOsneHGCjm8X",
-	"IPchX/QLGUC9evKQfP/Nt/8rIXCjgedhP5wlLKdGP8b6+iaB3UhF231sj/C4+REl5IyyopKgwo9lmmhR",
-	"w2pLr5JITD0hKRf6ciYqnqcE0+WohkusIYc8dYpRnWow+PVopusAYB/flAXltImqM0VEZkV8BvtE+S+M",
-	"dpaQJc0WjMORsRoMsFW1XNIm+9DBbfjDEc30JcgjDOQGbUXqC9g5h9thGIZ4bbwowvF8L6qNpfmkpIha",
-	"VLs+FN203yNsM2YAGK3SanzxXQjeaLIEyrVTwhbVknJE02jqx7Aubzb748XFS2IfQLSN50JopmONCCwT",
-	"6NwdpryKGXGls/EEzaifo+4BpmIfOiMpnYpKn6L/I7VWuPAdr9wRlth2Su0D6q4g91JbY8izVjUdaWzg",
-	"SgHOxOMeiJwBQgSI2mcwdVpHx+fnLNdGqEGRB5zX5bT8dv/N2Mi0eAbOIG79ulg3X3Vu6FmlYNdkzVc2",
-	"7XUwcLY5A/gBcb+7FF0MobiqZ8PoWt0B8cHtEqa14pvolnstKeLlUDaeFklzrajMbR26MV2zDH3UtLC9",
-	"H9RZnbEILtkxffX4/PHF5avHL1+cP7148eqfaZiq3/0xos91yzDcznY63WCh3GDob696rVYjDaoNWcqm",
-	"MxLamAr0bRTsodKSTaFIPHMkCbV99HdP5qwGWys+sJ0UyWohFLQK7mv3x2iPbMVt6ZmvRAEDmQw2LIq9",
-	"m3KBPheaHxn2meIPimTU+uLR5eKrDs7cgyvJNLgnJ9w8in0+0LnRsqHMy7ZRZlBTpQzvzpeGjO1aS8rp",
-	"3DrGVDLhtCxdhbCqO50E/VJarp5632j/+q2NkhEuELV+ztFPFs/eDDwj7SaG3+3G8c7XPLOFcRsSEZ0e",
-	"6kI1thETqUpsaeFKXWpP9YKqTrng5rytmN/pQZZBqV3CPea/azZlBdPrs1bVLi0Eb3JwrNTN8DA7hRy3",
-	"FEniaS+zSovZLCUHRh3GFqe98snDXv2kwcPbeo6iV/SyKor3WulqdvjllLluTwhwSYsYUIqpL8XaxRDb",
-	"5G6hoYL41DvGO7G8aJuSHhDdcH3sm42oMFgFG2Lt7Wpgxx6vz2yDURUrGOYZkHRB1eVSSOz/RGa0ULBj",
-	"JdXWWt0L3NzKmCGe2G0BkLYx1iB8UONUaViy1flovuNG/Ak2RcpmlcQOUeb7Nli5oky3U+parUpQg43A",
-	"3tXqdn12VGWuTWSrbPfM+aOX2C1oQTlJ0UZOd7YFw0ymfep49+0EuiOs1Zpnl/a5yyGxtVWZ2L1m199D",
-	"0qGJ4NLjexomvA2Wwe14sFq0efC22pIh1HoRopQWNqx1hsqSUdyXpV6/F6xpx2d+exMJN37WzRG2Rrxc",
-	"wk5m1F1OWF57ixyTPDNSxHbuarqlYjtUVIoVncHWe+wa7J09Ja0eCf7KNyPlrXsi7MFn6UxjIT5Tu2e4",
-	"JCPrKbgcxFxbvqOstbUCCd5ib3IL/fVLQObLXW3KbqUOYY3Qe+5loCqsx206PwzVVbvDY/2vUWvjPqoV",
-	"lZzx+QYY+fdd70EiYUnlVZg56uOJ7wd4Br9+tbvaGtvbnS+3wTaE137dHeu6/uF8bQ6IgUPp4Yufnzx7",
-	"+vAi7kkainqHeT+ZUXZsZ93Nvqgt1VJ5Uyq1yeg/XysNy7i1R2W2YBoyXclORR5d5iGaBrGSMuY6fSbm",
-	"WCvy8OVrRer2jDbFrR72MFBXptorF4xXN7sam+ZoGxvBYWn1NsRsCs5d5tCUqq1Kd6sK0pAvsrWtNNDY",
-	"3qjCmANsp5v6BqNgeI1pERuLUHevIu26mYaKQF+jU+O8dqUP1kvUF+sIddfihOiiCuQzpvRTB7UOKdvk",
-	"sX3C6qzt4qoqFo0D+UEa20Bo9vfSPXtuwwB71/DaHJd9DrF7NQWeLpxXItCp3wAuXH/oAvwBrW4TYSqd",
-	"tl4Rf0zt3wqKB5iPCto4OHaPGeCR2eDYlJYayPI6rF0PFbArWEvIZdzGw2pmE4bEBw9hfhzevk2vJlrs",
-	"qNeYl7aNV+k2Au0vOuR6Mb+eA/DdsSrqRniaj1rf2oYhngTiKXuUu6oQ6/PzIeF66o4xve0UgEyza4jE",
-	"nPGNrW1ocgxgZ7peQQHwuCxyT+ycFxIhh4hS2IZ+N2cdu3DhEZleu8kqRRHOH/qqjpfvUQYXvZgNmv3+",
-	"vPO2nQl29u73uFMM37pNdAdjeN3hRGE4L6nd7LFausHI0HBSgKqYtdJxfNtCrHB+m6ivdKgkw3bSvXzP",
-	"5X5NP8b+En2Yoi6TVZLp9bm5RqdIYROgB5Xtbmr/9cTjyU+/XoySTd2F6nqL6TqMYLY7G9X98tEDhis0",
-	"R1toXdoOycwper0eIfZk2C58Ydu3L6TgTNkrWVRTQ1QvSuCGdT/mCpbTAsYE49S+VsaGcHxl0IQ3dXn4",
-	"1TXJRFFApsnBJMw/VJPRocchJn3DoCDiYzEM40m2F73rQLqkORigYIjDjkUoFIzJg7BtfidARMpqWjC1",
-	"8AgAOaFlOeE+ZHSwgqn5S2K90DnMGGeuv53tR4k9M3gOEqSy+4YbzBCyjXPxhJDbLLAJn/CHgl8Dt+4g",
-	"O25sIUU1x1QxK4Vc9+FT8/TfyGNzmqBXWWXWIukxLVnqmrrrwc7W/bldpKbZjaO7cDReryW2wTPGfdTH",
-	"qBy0qMB8lPkqAP+xb+59Z8eNkbTDVuxMq8Q3W6eVXhh4uNwDWXE1Nuc+N3QDrV5wml4BoeSnXy/a/boO",
-	"Brpsjcfj9JCIqaaMQ2622Q37d4gGm3erTJSgfJdbwbHWpAY/lbamzjBU6xox313SNbb+IUzj5jFVwzqk",
-	"06Ge7ynJRVbZVtIHaSv9LD0ckx9Asdymq5gVlKY8pzKvk8ksBVEp126+UZqQ1HEnbG6EXUMMgMPwH862",
-	"o5lOzDep+aq5RjtgwQZDXT5OwAQevHwalDT7EKZtJMhpyUano/vjk/F9O5ptgSzOoOcxhk2PG2fDMUbo",
-	"UWCKWMump1ICLoO85BHm0bqIZbsel2lFFkyhVxIpDh8JG21Snk8445l0vbr10FCOhChhPVyea9nkgnqA",
-	"QpEHT0/4HDT55uR7smmihnXOMWljOIZ5jonvy0uuAEo7xtHIsaqccEkxhoFxBAmY1mD9JAKLQ10Zp9uU",
-	"IlyEqRBW/V6IIkcnE8aQJtz2uGgCw445ej8huFwJ8hpD5kinYZxcgh0UWU8T8YkmE57+OfFZIZPRKZn0",
-	"kkomo7cOk2qiMdaFjaF3ckZG7RGlA8U1zSPH4djEt2+sZAalfxD5+r2NEhjI2nnb1gS0rKA7JO/eycmH",
-	"24XTNrcPnMHCW0ldZtUHnXfyjT1w7O0aMMfBnDh85evtr7QmaOBL97e/1MwxM298vcMb3TlO5r173+2w",
-	"vc4Qi7fJ6NtdINGeXhYqh4j7oVr4m885MViuvO03emzu1do03cyYQEHCfyMfcQX/Uc438nVKv40euLXe",
-	"Jo5xl+WRZQbHQXO+OcSMrnqkHvYEJNiGKSGu/RHuxHc3JFPQKwBO9Er46q6260IlyLSLKvczmt10Pvyq",
-	"EV6YgG0/jbK8/jauHuM7c9B1c/SH7jA9tjNQuSS8hmS7VNoxn959H8RfSpZdKTv0yA6EINgyLTAqYtN2",
-	"g8qy4UmxO+ytHkA6uLN2O32qyUwUhVg12QPp0B61IYw9t2iLCGUFSb1Fn8Kom5iWQwC/LbgGTtiMMGyM",
-	"w0XoqohtDPN5YNXamQP+6BTzHZJI76tbCJgPxN+b3qMDHN0PrzIqSU04C0Di8eQyHn3eTPjkm+1v1OMQ",
-	"PyvuO5AK2GHHDz0FrkSgQJFgMkvNYT0LinNZnxN59C9WDrJajHdYYsZg07VTC43At3mRQR9cSz3N9Ogf",
-	"6lF+yuceNHP+XNAyxcF9te3YY6V+l/Vh/puV70GF25nCHHDeecakuyYHxIEhho+Y8tmL2zQk90r4Bq58",
-	"7+S7XZSQ1qjNz5k6v97hOLEpk18gZT+pG+6vFqKoySkgcsaxtfB/P33pEWl/cj/+0xjMbwcpPjU/p94L",
-	"N2MFfKVs7U9v/hGhtcui0xPedfWlitAJV4zPCyCvXz0jCuY4QftAFVQtQJESZGYw3w14whD9/7z3JD0c",
-	"k5fGrrfcpgB6HS484RQzQ2w5vDUZU9B0nsYmSrozLKhaoIuJ6gzzrFI2O+KCw5F1EU342ip+90++uRXv",
-	"iiiCPe6Fo5O2qIL2ySMJBUUEwPEL5gaSHrgYN/opBw/YWnNxg6O84mL/tfu8tk36FWp5zVyIepBoXMcy",
-	"KhjQvOnDj0fyaScfT8l6OvtZcHhuB/V9UJ3svY8ndvjrluuIDoP1fSL+P5UweOpHqhnU7w403jzZ9pZi",
-	"5L7l7/EzWMpzRAlcM70mms7DwK6fpL+g6uOc86+kyP4bicpH9dQW7nDL85daWO4uGcOhalGR+AqjX94r",
-	"3FrOsjMnDut5NTgFm/I2YqKYmnAnpzx46iTWdrFoM3GL1gW4tuiqJ7V6Eo9qGyMhc9Aozeq2ADQYSjzs",
-	"sahnxr2Tmr0bj33oExP2ZeEf0k6OTM+Lc+Z6RGAMHfZhYAE39BnG4XidzTxskOnW2/tgjLe777pPzh7b",
-	"/1j89Atjcc+Y813hTMkOht2GzZWVHbQZj4PZGjtFaGhd1Gp9VWhWUqldJXVqP5kmvuQbrCeyoGtkMzyf",
-	"cHSOJs4tLCQ+YbOSOawaH4HLOA8jxLUjjmrIz0ilDNdUK6azRXfkZOp8D1THmJo5cQOUDxf3qcFzbA59",
-	"5HvXNWjfzWnF/URJtjGsWhfRShwa1B77qSAfNXwUn2G62R+yoqru69nFjdFdtOfjR3teu2JnvIm+f3F3",
-	"dmMJ9vhP9+LbkPW0yTRO2tusZN8FmHYsziTwSkzXJA01Gx8QT8mBV4kwj2UyIn+bjFKypPIK5OGAFR3W",
-	"MuxhSH8u3v9ui/UBwmwx4lUdEblz+n9EInxuk448Y4ylW4eulN2JMpzHHDV1frZOHOwtdhZx6hPUTOVV",
-	"4wTT0g6UqKlovNG4+KWJU3w0H/4txVi91QilnLd4jg+K3SmymxTZQXTeGrRq0gyObaLjxpjVRRCswv7c",
-	"EujSaJI4whS4lmvkbuaPLj3JKK/NKoTlcSRu9vEYt/GFxqI+eBDqL0gJ5q0d9ncO8ppl8JrXRXS3JKIk",
-	"Lhlqx5f1RXmSalCXqk0hogaBB8gr9IXFDcUnQlpCChatx44jMXVGpycue9ybiO2x5acTnvooiVPLGveZ",
-	"owPb+B1zZ22j03RMkAFHOlFQl72KaZDdIe4TPgnSAYO8pNMmY7WV9ciBHHBgLlfS2KEDCW114In7mbAi",
-	"X3trOVr6mh4SmotSqwkPk6DH5IGNnVkXns0SxbQM1YRa6hKCfgr0yfcbWzCOydMZmQojuSX4gaFJWE2v",
-	"6RXgKNEMcuyGOOAt7I3i/+DuwnhO4AfKyOyf7xMlZcY2slmDDwgzTGTHdJFivXuC5r59P8gBtj6wbfti",
-	"GO/dSYY2DtuOwe3t0z73aM33OwRf+lm+XiR9+d6EPZXBnvTwo9ipHeUT8TdsFV5/tubgv90lqckJ0INS",
-	"KMWmxRo7xamMFpAf4hCsMfnV8NVUSDZnnBYpUaCRmIiWlV6sJ9xzaiAVd6XyUHeNw+YkEgeDuEj4qjPv",
-	"4ApKW8aKOQcT/v6SDmpo7M2am1d3C83sycpfOGB+8tB6gzBfKTJda1CfYWbWXYT6S45QUx5g2SA7s0gX",
-	"awFux9wU7ApI2qfslEwrXw/vGASGeHtMIVtAdtW89/iGKa2+OL6wUdlhPpQQeis3v5H7eBPGsUIvTiRi",
-	"YQv8bPkfU02pIuP4trFP4KZkzQbub5nXLwUmxaxxB5UC14i8rPuoNUTWHfkQPber08Sv+NO8G9kMqYC+",
-	"43PF4abEJDyjWL6f/GaDqEZIotHVop7mpBvoqKz0hhSkuQA1GNU0T6Rj8iCsapFA2HJZYc3iqdkOy43B",
-	"Zmfp+qi5A3/MGhuTpznmbilm8wTS4/RoJqFO2VNEzCa8AGz0nZCczZlWCUnHaULSS6yqJOnRLWxXss1W",
-	"nXBrgJL3Z39O+LY6xV6hfmA/sLCtW0yzsTrV56vX3MZE3TN4bHB0G18LdZldosat2Xks2jDo49q8reZE",
-	"263cJoj82cepdrASGxx96MdB/XUMxCjLt768Nqu3osxztqYD43aDsNKLY6y2H/Zh+oQ+s2RQ1J9gsl3Y",
-	"st9zq/Cpr5QV82scUjpGrowdTsz2YVk6qSGpBuKmmJASZJ1plefSfAv7SZgj2pbqZ4T6pyfcZ/xhAt83",
-	"975vbD/Qcn30YKZBbrIA7fE/x0Ln1iDyj+1Jq/TWtJRMAiZi0sLeYqgXfiSu8pEJ/Zt7O/CkCyGeU752",
-	"Z1PvwiCauuIb10C+mXBuicJPFcDULkNxrfig4SYdanc0O0zv9dRKpkghxBW6Z2yBaN3ywI+StwMOMsqN",
-	"ClUIPm/Gc9iaZ9/8Jbf6u/WXw2wGWT2hicPK7XxMXoV8wJpxthdIjHBb4z0+z0YFrYkonxkFP7BZS5ZZ",
-	"2znRATe/I+MPTMadcTf17H/775IyOUzIRu+1sX2D0n9UMJyO/4IDeWmfcbVRIJuG/Qk2JvG1/HxoOKLv",
-	"PsTkhC9BU3Q6Z6Kolq63geDg/o3f16I8KuAaCnIF69b0eddlKRYkc7u8Sxb4N0sWeJ8R/8dNZ692/w3V",
-	"IgI7OmAg7o8N0/A7cYqTdHXkOfEgyf10/uLnun0U0sQAcSV2KzNRGBW+RZxj8phmiwmvP2ObCHUO95Ui",
-	"NUkaUmRaNaTmm5HZcWBxuntFVz8pwe/o7o7uPgTdtShhf8ILP3f8Z3sK8tvj1uzljeVofapx/ckSYkjP",
-	"p3GetupycLR5Us8YBDXhTNfTu5JgXpXbhqvA3muOeccaZUpH5kNvbYnztDchIzjtQI52ZKb0F5iqPTTL",
-	"e4BVtJGgvrm7pO3Pg5NgzoPN1wsGzNehFD/p3SrMrYFUASc5X/Ms4CGGdlWLkwyyC2ywrIY14Y727P1S",
-	"ry8ekpyiqpu6Fr6XVKcTfmB+XQFcJcT3DSTPBc/pOmlyG1BSq5IahknWQCURdnTRoS358lPEyYKqCad+",
-	"3rMBgYUULm3XMQzWqACYGJG4luCCo8qTFVUO+YAa0J0Y//nmnA/Oth9SDuZzCXOKPv47Ub6NAJEC2kg/",
-	"XTc4b809Q4q+VbanOUSagOjWPDsuq6LY7lnuqQ22eDuoopgjTbkWnJ1Ja+TAthDH1NClpSr7CDZmcT3X",
-	"DpMN48Jcfz6yNILbTQozdD3hJZ3XnU47rACjnY6mMJNWLKdKI6kduNTb/BTbgKSHY8wzxUk0qY2Fruja",
-	"utSlNLygTqmy86ZIapH9Yl2Ci2qGQ/rSCZdgZHGmfbPQqtC+5/acXVuPghvKRw5ss9OKYydwA586qVUB",
-	"14cYLn1J54zPTx38WtPpbCsTnKXm08+CSW5nRiEC6nfiyu8xvtm9KZcNZucg0Tl8pbqjIl2jvMh0vGTC",
-	"u2MlhybsnTq26HwtdtimLfV3t76gikwB+ITnULBrkF6b6y7BwsGY5jPYHbY1AhDbx94lS7+fZGnlhjRu",
-	"U3c3D6VkKrCiB1rnNAS2X/NEdD4qTXhvRJVrOIUsY2BRZC3xbj3fniSjJb2xA9i+PTnZPI7tA4Tj92ww",
-	"8XEzzLtzXD+yL703OzSiarxwd29QwrHJf+f+vnc53nv2sWuxMR8182neVgBtMHGstrUprveYZgvHq3C0",
-	"wAKyK9s/39gLYsXH5KlLzquH7knbuFrarnUTnrZHEqaYC17Pua5VnAS9Hzm4AQMSqBK8nhlBXAYgB2V7",
-	"07mMMKOky7wApc5I2pp0l9p+7K0sdPO6E7sae/ngl+gMTvtdgDpjIlNMgvH5aE0WuhPrE46lGWk9SjK1",
-	"uQV4SS7p0glHGxa15VdOM+LCDu8mr6BSRtOkEx7ZgM1R8D1ktZXq8Zy4B/Wt5XYOQzHhTtXzsAgm7uXC",
-	"boJYO7TTJsIArP6eg86UqqbsC1XmIve6drBIOEoGcozQotpA+YSLSh+J2VFuFrSFABehza5EcQ3KzhX0",
-	"XjE0KwzmlaJg2TpxiKZsvRwim5/q6MCFGNXMJLQKm9HH7NUUAsFdew1ceLnl75lwP5XgIB3ytKWHd9rc",
-	"e9Xm1OJza471KXSXT5YH0Jt0O9RkhhpJZKi75ohnRAGQHtNHQ6khTsM2S5BHjquISmdieaf83Ck/G/IX",
-	"MfWklpptz8qwloMjoQZ9t4+bjgV23A+O3vHjLNPTXjGZnSNIV/WksiTIPZxwxpWmPIOkmb60YDgMKCy6",
-	"Szr9GRIvINy/D520hXzCHWOmOhzfbdNLhmJBOADm4/LPd/Xd7jxNsJ5u2h+Q3M9WKgqfb/Zv6sYdDpfQ",
-	"orAZex5AAQVZ/MFaj6hVcO6rkK26aB5Pz2yZ5RQyWikgSiyhnidpvhL48PQiUj1Vfwnb73+eQ4Qe1pvc",
-	"Syx//f7S9sMRlUORC5dgaYSyCyv9FZL2/1qp+vEoije+QrokB7TAD2OTKEM8hxFKbQk7N97nyOf5bk7b",
-	"tcVyxI3/Um4eOeruTaawMdSdx/yl+1tKDoTt66PWXPD1csJTUeT1z4fG2lhJweeRz/VNi69jwswexH/y",
-	"8+QJrS1+InV9x85zNfyRN1gt6q4J5OcVSbXhJx1WsYoVr69uO+0jExkm+deuEsD6virO/qjgjFBO4AbH",
-	"QM+xbVfcq7RBat/J6zt5fSevq1YDgjiB2ij/8Z++JOetpVHzxw2atn0gpmmjvBZSo3/Z+sofPntqB9du",
-	"ULibD95S4faMZPQFtmANac5lXfzlcvn2JtLPm9hsOs17UI7RaR3VjbuVYgrQk/JZq5/oBvwCtU+fD/2X",
-	"I7u/pqg7B00oFxirMmSEE8t21Eh3k3QGQ9C3KmFJGccgqNlJWDDKhRF7dSnpwTcn3x9ukmx3Mu1Opn1x",
-	"Mi3uh8WZPD2ieQRLoX0l5kbqYYblziq10Zyrypx+Esp5/3LxdX2UTyQU9zH9mgn+1ilzR7d/UYMxbMfg",
-	"2pNtEJ++Q+dwmZpNfgmik3U80ZeI4Mhyhs3PlEvFEEqTsqAas12NyTitWJHXBaHRxuyDI0M+FyF5vlYa",
-	"lm6pp3wmYjT3Ax4UBybh44RxWzva9IK7K/PY1BsdoTm1PgdZcZQzDvMQiQJk9rfeQ+cwFt9vev3y6Rcw",
-	"v6LZ5CYOf16VLgvSrCppVof3Ve2p8UWjOK71DgF3KvQzcHvw8mkEqujucvioSqBXahAhF0ALvdgwpQVy",
-	"RXx2HnUNNnz+XV0RYvtDEd9D9N7JSS9fJKN8wqXNT9Sq4ckGA749uW+fZ968Gaiz+9Hu9gPitF3hxT+G",
-	"VBVlxy4YPdKCbj1+50EP73HjHtc27l1WXGE3V0pyKIHnwLO1gT3H22aKVM1UiXGnC4sVtnXbTN2GSVUG",
-	"mOZu6w1ux/2xVxHCroGDqscOum+Nm7IP95V+Mcl5wHARjaLEEHwpTOrplB9MtbcWsJcPhxX+I2jGFn4I",
-	"ibb/lddhGkmrw1T4stVu+m+79jZm3XYBIegVACc5GMCoTl/L4MOY79X/7iNQWlZ2tpKxiTRwyjMIOvaH",
-	"J0Nu0//ID9hRwvX/kIB515lPYg63G34r6JrX/6K7jNaYHkVyprRk08pICy38mcOP1lN7IpusiitiG43U",
-	"+JSJosC2sUO7DBon9L/4oK5+xUTNnKrFVND2fdrazbdv3v7/AAAA//8=",
+	"7H15dxs3tudXweG8OZbyipS8dM9E+qOP46Xjbjv2WHIy/UI/FVh1SSIqAgyAksRk/N3n4GIpVBHFRV6T",
+	"9l+JxSoUlou7/u69vw8KsVgKDlyrwcnvgznQEiT+7yPBNXD9mKmlUEwzwc1fS1CFZEv7z8FZPZuB0lCS",
+	"KauAcLoAMhWSKHrF+IzoOZBSXPNK0HI0yAaqmMOCmmH0agmDk4HSkvHZ4N27bPB/XwN+R8jV34GDpOkv",
+	"ns+BKJBXIO8oIsMrZBbeIQfKTIMqkje/XzS/54RxnNlElKtDMy0Jv9ZMQjk40bKGeJpTIRdUD04GjOu/",
+	"Phhkft6Ma5iBHLwzM19SSReg3bY91JoW8wVw/axcn/6zErhmUwaSiCnOgobnM1KrmlbVitBoO1VdzHEx",
+	"96f36Gg0Kr4d/bKc5WbezIy4pHo+yAbm2cHJoBntgpUblwY3dLGs8J1JcffefTNqs8DoYJ5NfxAcXlBd",
+	"zNfX84RrpldE0xmZSrEglBOgsjLrk6CWgis4JZQszNtkxaAqFbl//CDM3tJbM382HXLBYYgvbKGYl5LN",
+	"GKfV+qxeSZiCxO2t+VKKApSCktRLJESSm73IM5LfzQnlJclXoHJyQPmKFFTBISlEzbXZdPPg6ZibgZph",
+	"CrFcEaZIbf5xPQdOuCDCTYZcU0UuYalHY+4X+WsNctWs0T86SB+H+WbyIN4okHaI7np/MITi6KlWIAkt",
+	"cAk9RFL7gTbRR+KGvizhUcV2puyCVpXhAgW+QxhXmvICTu3GaUEkFEKWZAly6J5ZSlDAC+ilj5uhKME9",
+	"PUQK3zbjH0GqXk5iB7qjyJV9akQeciLwCVqR/Co/yn/Mzaym7CZDOv5FSMLrxQRkZhbZPF2txpySUmgk",
+	"KcpXem4Wf5DfRUobHdv/3BvdH05AU/Ovq7uj49HxkFbLOR3dyw9H5CWvVrh3+KExt18yxGbYNJWG4Jie",
+	"4yOeC0aElt4tt7YduQHOaWC4mtYgzaj//fPVj2//9vPx8Nu3/3kwHo9G3xz+7T+SFLoHD0+zbh2fSUk1",
+	"JROoBJ8posWI/GT2WyEtabKolSbwa00rez/9dpyaHzW9BGXOrYDS0BMRV+ZW9EoEIwrI1LCnjbvZvD1s",
+	"3h5sFBgLxtmiXgxO7qaFh+eSHdnxSPBpxQpt/lpYQWz+ly6XFSvws0dLKSYVLP7zF2X3uJnEf0iYDk4G",
+	"/+Ooke1H9ld19Mq+9Rg0ZZWdQoejMz03e8UjyeSJjinCSkONtJJAyxVRWkgoMyIss232Z8yTp2pPr2TT",
+	"KUhlJUZ8duQgL0QJ+ZjHB2V4gr7wtJtn61cgJiEn3O3hHdrjjLSavkO8haJxaleDEgCX6M4MNyie0oIp",
+	"lGejwZ66xbts8B0tX8OvNajPQAr2nuLHzZoWtDJzhtIc95SySpErWrHSbUYOUgqpclIxpRXuiJhOgZeG",
+	"DU6t6Me9uuTimo8G77LB56PyeGn+3FREWEjXRGmqgRwYjdYxSGT6VjFjCtkM98RfUaUJLReMk2tRVyWZ",
+	"AKmE0oe41KdCTlhZAv88azWy2FKyqIx0WREutBHE9laLpaNVnOszbjg/rZ6YA/0887U3D6nMKG4cbpZQ",
+	"aCir1Skp8U1FqDQbPJsZBmRWI0HXkkOJa/hB6Kei5uXnmT4tS2mVRQlK1LIwdhAonCbcMKVxjq+o1IxW",
+	"j5rp9cxUFBr0UGkJdNGeaWAiE8YpKpldqbyJ9KEkk5UGIimfBQXSmB6jNtN0Mxy+Ns/1yHMcAo+tRA0I",
+	"h6qrilTAZ3o+2kvZfIe7szLq+rkQz6m0n/18PAIVBLgpAErVFj2K/QakYgtmzxS36Aehz6hmasropOrb",
+	"sNQRVAwUEbVWrIT3OIxo3+NTzdCONJ9T5JujcX18fL+wT+H/Q77ZRjc71Ch4r41Ufh1O9PMczmYdcou2",
+	"YbiGXFjNfQIFNdzQqD2GhTOlJdUCrVjQHeVmRM6d++COIlZjIUxtVFrClbAHSQoqpTnrHi3m1Pww5m4Z",
+	"qOqWTBVUouyVMJxQBYTpoCRPhQSiVrwwwpbOKOPGmCC5+dOrWs1zOyB6RrzK6RQpygVqfHYhGaGVErhY",
+	"qY0ek2tJuVowZWyIC1bmRIK1fPHlMbf7a+ZpdmQfhStFAO7No7QpgYRwBvKKFfCG0yvKKn/DPi35PSQT",
+	"WlyCO9QgPglHBmFUA1gshaSSVStSNzNFHnEuxAvKV06vU5/h8ghBFpSvjIoPi6VWp+SaMo2uO9RvrNkp",
+	"pkRBIbhZESf5a9ByNXw41SDzDk+Kfko4Cd0YWtivOGrVctUQ6y7Soa0Yv+G01nMh2W+fi/1MgEqQRAuj",
+	"BBr92NwRPssI46gXE1Qbl2ZNp7i1eSVmjOdWhywkoMeEWk1mzK+l4DP3YDE3zP0VVepayNK/IfiUof5t",
+	"3SSaLN0D5uv4url9Zm+WM0lL2IE777ctzpfywtkzfRuTt/wOued58RYFWwJtR6NPq+Bece85jmUVwaA9",
+	"qSXQS8uAPZOfo7atoaqQI6IDTAtSL0uqIcGP1IpfSsFrFTwjm40/7xvaU4N553+2pv2rZ273nvGpMH9Z",
+	"SsM2NLOmfwlLCQXV9rTcaBMhKqB4pBIqoAoeUw0tvc+scV3rywbR0tb9NM0yfh7E3qHmE1k8obdhfDH5",
+	"BQptxm/Wo147ebK+qKKW0hFdwiQRXEta6Pi8vd7PjK21MLRHJitSwpTWFXoz+9aJn2MaFmobDXcO4l0Y",
+	"k0pJV33bowZZWE1yO5bL72peVvCUVYmNmFOVcJ6fff9weO8vfw3+UntFMzKHGwLciOMyueYFW8A5/vH3",
+	"xI+iPGeLdSIZarZIUgr6htdd6FTPCeNBEZ3g6pzKkB/lRMGSooqkknM0avFuXo72fjtPNb6e2X2LFtws",
+	"b+MhvKCcTZ3LpH0QRg3eg1Zap7pGKtnA6TNQPtS7b3iaGB6zmTE00FGJ7gQW4mrqlFiBYB0oYH2ZGCJy",
+	"fx9tYQH94YL48i3cthH7+CQ5bue87IZmERuJ98QtduNhGfW0n4XQQrOrhJnz0xxQa0V1Ba7DOpgRE9c2",
+	"soavEsEhWkbEUhcRlexEBYGszMugFJ2lr+BOGx9P+gB17txPaOQl5+H2/ffziJazcbd/jPhle6eTnHRt",
+	"bbsxy+QUgjvZ72Pk2OzIDZTsFywRZjrTRo0mbC3a5OzpJuCUvBNJ//+W2FCP85fNODoJg/+3UXOU+/xe",
+	"0QDD9HgBFxuVktwJoYugXLnlLyVcMVGrcIlPyTHqkoZb2FjU5hkdb2XNzal0p7rrcW/RE/qX/qiWSsjG",
+	"PoEb7Q/cmOCt2eTJda7vdjDaLjBWupULhPW89C8+wvfioVT61CqqkbcHM3EJ0rHusgUAYDzwBCFLkBgH",
+	"3UlSrc8uJa96yX+H/dJC0+rCwzkuvIDvAkIWhiJz82veCDP/VrMFCheLvqidzqtLix2K6Vta62w2k2mz",
+	"cetCqIWqSLFFp7tdaKeWtXflBZSMEvMbOUhsBRG8Wh0m+VXY7lpWSSFoDGlBpqCLefDzbflI2OtastQ3",
+	"xbKXL/40p7rlYLO2VymsXmjMr0IsV+YrwA1X+TmsAE2KCnSsuq2rix1qYr9BIJNdV9VPwb3sxQlFQjW5",
+	"nrNi3gmKIKbDghWsRr4vtTY7mnVoaUeSfOQ5VEefCH6aeEemBGgxJ5eMlz4aGjSLQbZmd+KZJLwsDfEl",
+	"fTCpidd6gyZnXSHqYWIdT8xPq4CIKgpQyvpVkEt4JxSyeXzkDWc3BJbCxlR3OHoJUwlqfm7GTPBodOGg",
+	"5yV+MCfCfzCek3PqpJVunf7Cw/h9LYyGUKI3/qFzYuHhnZDvrE/J+ubx6cg1v1kTtF/uLDWLtj1Fa9/V",
+	"rCrTHomJ+elCs0Va+3YYOgw74QUxz6eVrkIsFixx7Gc2MmY0l2CDdAdEt31y1Jno1xf+LogWoirmlHEL",
+	"N/KqA64qvZmJzfG236O5D7as2/UXNCkR8KdJ8idvcSe54AXdUR7jw5P3sLHd5MNUw/fD2G83bspro458",
+	"XE/Hxp16z6V7L0Nqkfa8n4tZQhcoS0jYJWZDrDTyPFdTOQMdew930uTa+5vQ4RwSzBO/pZd1ndPrkQE4",
+	"1nuRugNOdhxQi/Rw25T5Mw/PXVtJnhzQnPGFc3SknaMLURpbsPdYrudCBarzAcFbnIhjA4lD8TO4MJPd",
+	"3cH0VMjFC3y16NXZOVzfYtTHbDpNWwALcbUbAbuD/PAU7ObwAVdl79otSG6SJrmabSK4d70cw0dsIs9G",
+	"V9Ohha5WRHB0BHlzPkR6LB5ZVGXzF4z+TiA4FZKms3+8x5Xh0T/dwFFLe/J/TG0Ih+v4E6l3Fow/RzBB",
+	"7N2IrIpmTYnzWXHBV4vklmQ2jD+xwNhcrfhlbpjQgvJyWDEOkb9nh7V0BEK8sKQkkEA1vFEge71Vy/fb",
+	"GClsxGAT7b8W1v9cRxDwjcN2VhkhvqOJ4ZdTi35MNZ1QBT2hKvfrhZ9Jj5MwRhUvhdIzCerXai9PtTfM",
+	"LBwBsTLWn+Cm4OJFO+pzTxFN9hoNuYQTSpTQ62+UQBXKvhKyJiWjgT9eWKRampuAx9EljGkfuW2wh9bQ",
+	"TA7EeAk3iViNy89pXKGIq3dsPPKT2R9UPMvYITYxu2mXw8o+1JIZ4Y4irMys55NpMjcmecvL3kOGdv6Z",
+	"3Wq/LykCfMqgKvuUbsSSbqS7XWjBS5P14YVc7DHIUz+bLjXJjVELpixM2Dxn0bEIfpZw8U1OjCF6MzT/",
+	"yg8z55KoqIYQG1cBwmnFVDrA4eKmPRgx8807ygdXyRWtaojPVNkzfefx74n9th53wc+TXq/4K/nN0D88",
+	"NMPkiS8l3fUNgmF9fbr3s/84e/kDOUPmiW63U6LgCiSt8F8WOvqLYNzDmPL/l58SWCz1qnHnW97rsAl8",
+	"J/p2LFbbUGX4JbPU8LaHgp6zZKRyb+XorF4sqFyl9KONMQUXJ7MR3lZAEOfgUjCIFqeEThrIu9kSpGF8",
+	"fYdIIS6obxNaWnDa6LqwIPLd9yRiIkk7SoLT8nroq4cTRArsB52QfWzzlIJiWu6qmMaUkWal+1GZ5Xcp",
+	"OyWZmnbuyOiOwpvkuRmz0MccbTtkCEZ4Ma1IJIXSHrbogR636JlF78cjWdHIFM7FeuK1Eb+GERg2at2g",
+	"5Y7eRLsf3290dRzM4ebQS2THSxgnBeWCs4JWlkeZjyHma0E1xi4D0MkeM2F6Z7YTzSrzJ5vYrtQN/DuI",
+	"ShS9Tn+QiIyNhlpzifO6clBMi4zqRvGLWtJitT7490Ky3wTXtCI1L0BqyrhGE3QBWnaCQ6WozSeSUUuL",
+	"WTSLoZVmuk4pc98Dm801oRNxZVRHSiq4gmrbx7pL6/3gRf8yfzR7Udx+kVvnUNG+RT+GmQQkKtnAweHX",
+	"mmohez5Mb+yHvz2OZjH8NrXZRjRs+TBQpc13/y4B+DXr+OzXv3r3f7c+i/9c+65mC1CaLpYbnNM+b51M",
+	"2Q0SLObrtL/eC9TJBjfDmRjuoAV+D7TS85As04l6bNb9jdngQvPrPk5NdW0HcbG0rsIcab7929HCMhaV",
+	"KC533IEum3Hz8Xp7/NG3vdvy8p/re7K+MHH56Va1RRtKwT533Jdmus03UjvzXMwYv7U7Yd1ZFTkF9ncD",
+	"pCb4woKK4lheB49hocjUW50UvcIoQlEftNvWXlc/YqoH0pSa2ctGBK3P6iW3ugZR9cQlLKxPw6LGUzdS",
+	"BIFmQf3NpxqTnxK/h6N+ydAcDbpJesntJSfLWs2zGPkaq98BgYQVBwwDK0GyK+fLJweoQXnUy5gzbXMQ",
+	"l3VVQXl4SsSCaW3TNc1MMQZGEXgWrW1E3rh0/BI0FFE6pIVOr6lDPYuO1KMCfWblBU3oZuhPwwWyBZDW",
+	"Qk992iXlZUjmM5u+Bqfal2tn6LPaqJxSrq5BqsweMupmluqQvPmKqDldxlaOo8n2B39Rgo9e02t3gawR",
+	"jtci8XFZgzsS90xLwTqgRIvFRGnB4bDPvr9iBfT6auzPXVpuaW7E3pCtdBzU9M2YRqtcO/8cfgi4Bl+1",
+	"oD+40w9Wzwaztmq6yTyJtdgd/Fm2lsUw4FUjUGFGas5+rY1tLIVShFaV284etPOKF4Hgk2S6eYv7yFbT",
+	"WQJS9lQCkIpOoGoHsda99umPBpPNpkikL+pzw0qcEfJp7+pWb3DELqlSbMYt/0L7DlO2XWa+4MgLswDV",
+	"FJbh3grC0yam+Ep0iNgxmxYbbG11wxO2SDhjbp+vlhDM3K6L0f15B4t16obq54HOTzapKL9s/mBdZTMp",
+	"6qU93/yAi+bnw3w3v48D7xe9Bmi06tcODpKW7zYlH3lyi6vROJfS8DdAQcn0Jg1gK9/bAESOMpDQk2AI",
+	"CzUHpgKipSfc3hQ9SEgE9K3RppiEFfsas9/tKqMPECpRIUjLh7Yc/gTS04Yc0htwC3m5ReLtJ7XeW/LQ",
+	"qno5HZz8vIcMert1tesyah0Dg4R1MVmlTwDT3a7nYncC9JcjyfaD8dy9SWvjvgc9NQZg++M+9pufrFXh",
+	"GJFc1UuQCkoo8xO8Fh6ggCg9I4jmVJEJAB9zCcuKFlCOSC7hF7w8+QmW44jvlnnHptNMoDB6jBvRar7e",
+	"OPV5X9mgmQG69+24acvVCe7by+ZO2nX68M2ZhxoFyIZsYvkuZNAW/h9XXscsaw5VSa7nmL1kdzbEFdqG",
+	"SoQLpDp9TrexT7YJ9mDOB0bdvjJBvu8oxb08S4d5dmAAfh9299OnpOm23J21fWg+u2WBZ5rqDUmgk9XT",
+	"SPnYd/5tHagHDlfvmYFn/l4xDnvM49y/4jMh+iDZgg8T5pwVjea92yif0QezeD+jlbQ2YsuBnUfL72J+",
+	"i0vQb7hF6wYIP10NssE1QNpLZ1+6FXX6mXyHQySxYsYAecLTmWBSG0sTyMG//vWvfw1fvBg+fhxCLugK",
+	"sVMLoV2m56LGd2haMpqP4bh7f27K5L7f6xxytPetmUR70Oz1jifs9rXnnLev1C3OPh6vOyNvzh8d9ui3",
+	"u5slaMQmZjAXEiueLCu6spZuhLr5B+Xkfr7rhvpNtJ/aZIO0iz6sQ/g5Qce3AyN5eA36hcxGvX76iHz7",
+	"4C//KyNwo4GXca3GBSwmRj/G2k9NiqKRirYy7h5QJPMjSsgpZVUtQcWDFZpoEfZqSx29BH4pIzkX+mIq",
+	"al5aHIqkGi6wvhGUuVOMAqyrd/RkLlPPxj65WVaU0wbBxBQRhRXxBeyDqDo32llGFrSYMw5DYzWYzVY2",
+	"/B2uqt23/oETmukrkEOL0mn2LBzAzshYR2EYQrfxogTH83VSN5aNIkuKpEW1q5HWTewaYglcs4HJCgKN",
+	"L767gzeaLIBy7ZSweb2gHMk0CbPr1+XNZL8/P39F7ANItmncmWY6VSTLMoHO2WFSk5gSV9YlnYKT9HOE",
+	"+rQqNdApyelE1PoE/R+5tcKFr8bqlrDAkqhqn63uCnIvtTWGPIOq6a7GBq4U0Uw67mEhZEJm9uA4octl",
+	"qNoguM0MPIxJJiLl27Cg9m2K+HPNFZ3ChaFQw09cNZwLY/3m2ZjnrgjMhTRMUoK0fAbhOLgKj3DJ7UrC",
+	"MlxAYt2Q9wi8jgPTmeGNhIaqjKbpwJA/3387MgI6D1VMl1Hpi9Y+kgMr130uEZXFnF2BDRlcz0UFaYnY",
+	"e9t+mq+aqTnH/LRWsGuC0mub6tUbStyc9faQuN9dWhoGlVyNImJpqKnljQ9ul7mtL75NTnmtgFy6BICN",
+	"MCZSu2oqS1s1yhjzRYFee1rZSm3qNODlwUHt89dPzp6cX7x+8url2bPzl6//lcfpqd0fExpuN/XYzWyn",
+	"1fUZRZvKR+xRo6BV9o5qw6hkU8cUrW4F+jYmR1869abgLK45kQLRXvr7pxLUvYXQH9q65y7hJy6PFRxC",
+	"gz2w8tuSA16LCnqwHTZQjDDdUqAXipZDI1By/EGRgtroBDqhfKbtqXvwWjIN7skxN49ihRB097SsSvOy",
+	"LWsf1RFQRpqVC3ON7bcWlNOZdRWqbMwjlhrqEkbVDVvOrzBv9Aj4qQ2yAX4gaQ+eoecwnTsQ+YraJcf/",
+	"uhvHO1vxwhaD2ACD9/lLNnhly6aSeokF6Fx6d/Ddz6nqlMjYjGRLeeIeFgUstUsyxQwjzSasYnp12qqx",
+	"Qysjhz0qSfkkK2VxWFvd2VsKg+BqL4pai+k0N5oAmWJDgrWSIYdrNUMMHd7Wl5Y8old1VX3Q6i5mhn+c",
+	"0i7bIRIO64shtpRCV61cVDWBYgUVRezeMwKMKfXbzJbo0vXXhHm7kRR6K7/EVHu7ui+hWtKpbQegUkVy",
+	"eAEkn1N1sRASq7WSKa0U7Ij33ZrSem4LOhnDLEqT9fCbVkAl0NTSsGSr89Fdgcd+BZtih9NaYo6JGd+G",
+	"b68p022QYauwIKrBib139Wm6XkyqClfUvVWq5tR56BdY23NOOcnRa5DvbB3H2K59atfsW7d/V5D3ihcX",
+	"9rmLPrG1VZnYvU6NP4escyeiQ0/Pqf/ibbAMbseD1bzNg7dlNvaR1suYpLSwgb5TVJaM4m6MrA9CNe2I",
+	"1c9vEwHYL7og2NYYoIMwFUbd5YSVwX/mmOSpkSK2zm7T2wCbF6BSbOz0refYdWF05pS16oL5I99MlLeu",
+	"A7YHn6VT7RPtdsb8ZAPrGbnopVybPKqstXUNErzF3qAt/fFLcNklNnNstwSbOEP1A9fvUjXWoGmqnfXV",
+	"EnKLx5o3S90ymaLhrqnkjM827JF/31UKJxIWVF7GWFofYf0wm2fo6yc7q63Rzt35cnvb+ujaf3fHrOJ/",
+	"Ou+j28TIK/Xo5Q9Pnz97dJ7OJO7DAcRIqMIoO7YPxmZf1JZc3bJJ1N1k9J+tlIZF2tpDB5mGQteykw9O",
+	"F2VMplH0aJlyJj8XM8yeefTqjSKhmLoF/YXWbD1Zzar95Yrx+mZXY9MsbWPZZiwntL0ghi+y5LBUE6q2",
+	"Kt2tHHxzfZGtbb0Dje2NKoxZwPZ7E04wuQ1vECiysQTC7jUMum6mvhIEb9CpcRaCC70ZJOFg3UXdNV0j",
+	"+VEF8jlT+pnbtc5VtnC6fYAGrO3iqmuWjIz5tnfbttDM75V7Nsr23auChEX97LOI3fNLcHVxd0GBYY5m",
+	"4+Lv9x2AX6DVbRJMpVPKNuGPaTz2VzEEybl8EBmAFRN7eGTR2+SwpQayci1n3H3BWkIOg5wONJpJmCve",
+	"uwjzY//0LeDclWDaKdCu9LZmiN2y/esf7XO9mF/PAPjuVJV0IzwrB62xtlFIlNacADFS7vJkrM/PB8lD",
+	"j0xjetueXSGBPWUjbS29WGJIv9DhCwqAp2WRe2JnpEziOiSUwvbud1H8WHkWl8j0yvVBrKq4W+idgCDY",
+	"IzEweTAbNPv9eedt6+Ls7N1f404peuu2vOiN4XVbicbhvCy42VPZhb2RoX6YhKqZtdKx2fJcXGO3ZRGO",
+	"tC9Jxfa9uPjACZBNDfL1T6zvKeoyRS2ZXmGFDqdIYeHLh7Wt92f/9dTTyT9+Oh9kmypqhgyUySqOYLar",
+	"eYbuVugBwy80S5trvbT9TJhT9NYqVNmV+dIFhgPPpeBM2SOZ1xNzqV4ugRvW/YQrWEwqGBGM3PvsIRvC",
+	"8blSY95kKuKoK1KIqoJCk4NxjMhU48GhpyEmfZHMKOJjKQzjSbZzlOsXsKAlmE3BEIdtYlYpGJGHcZOr",
+	"ToCILOtJxdTcEwCUhC6XY+5DRgfXMDF/yawXuoQp48zVdPZFXogP7is7b7hBzJQt/ogrhNLi4sZ8zB8J",
+	"fgXcuoNsc+C5FPUMwXNWCrleISfm6W/IE7OaqD5vbb5F8iO6ZLlrwaR7+9Csd9klcfeA/ka72Mh6rYGN",
+	"oTPGfdTHqBy0qsEMynxehB/swb2/2ubAJO+wFduBNvOtkWit52Y/HIBB1lyNzLrPzL2BVv1jTS+BUPKP",
+	"n87bNWoPeirLjkaj/JCIiaaMQ2mm2Q37dy4NttpRhViC8j0pBMfsm7D9VNosQ8NQrWvEjLugKyw8R5jG",
+	"ySN4xTqk874OTTkpRVHbxi8HeQuQlx+OyHegWGkBPOYLSlNeUlkGeJ29QVTKletGmmckd9wJS+th1SGz",
+	"wXH4DztR00JnZkxqRjXHaNuh4cxzs27DjFRODpDKjq7uHhnqPcKiNvmhZwpY1i9Nlugx8tU9zJcMnXZJ",
+	"9LTPeUgYlgso5lBcQkkqdgn2Ttv14KW26BgLpor41cNXz6J8dB9ttXW+OV2ywcng/uh4dN/2fJ4jN8Y1",
+	"YoT3qPGLHCGYAGW7SNU2fCYl4GeQ7T1GELQLrraTqZlWZM4UOlCROeAjcR18yssxZ7yQrgmQ7uv2lxEl",
+	"3NY6BmtxEKEzW1VGT4/5DDR5cPwt2dSqz/oRmbThJsPnR8S3zSCXAEvbH96I3Ho55pK6kl6Ik0MEhnXp",
+	"CMzsdTm4blLm9GPUhrUU5qIq0R+G4a4xtwVKmhi24+PepQkO1kHeYHQfWUoc0pdgO9CHNoUeEzPm+e9j",
+	"D2AZD07IeA3/Mh68cyjPQMfGELLh/g68BSlG0gVo7K3VkxnVPHIU92N/99YqEaD0d6JcfbAeZT0Ao3dt",
+	"pUXLGrrdt+8dH3+8WTjFeHsnS8yaltSBwD5qI8UHdsGpt8PGHEUNqPGVu9tfabXmw5fub3+paZBs3ri7",
+	"wxvdBrHmvXt/3WF6ne5477LBX3bZiXZb5FiPRdqPNdifPTzGULnyZurgiTlXa351QTyRLof/Rj7iqjUk",
+	"Od/AJ5n9PHjovvUuc4x7uRxaZnAUVbGdQco+DL26ba03LLSWEVfgDGfiSxuTCehrMNLpWvjUvLaXRWXI",
+	"tKsao8MB2OhGNXIW0fN2aFQ7wtj49cZMwq5SbjJjnprNiPzksisa/hJ3fdqk0Y25/9XlTFrGyjQ5oNy5",
+	"dOxLTBlDzovk9aF1iEcdppjmDHRovPTIncQaz+zJmRN+3rZwN0GfhguTZKnpHDiQhKhKY/K7EzIaSaJc",
+	"HwJVmfngrzVg32hrPsfJjr29DbMdJq1FasoudufmFjZySnLEIsG1baSLWBWCbWmvmYI4GbTxiFFNpqKq",
+	"xHUD+LCwp+ZfTCuopmPuS02mTiy1Cbac9H57YBNnZW0zUXM7BCJNwg74vfHg1f4dgSvAbbFz5iJ2UqUm",
+	"7HavNeNQ/RORLlmiWOAt5PVHEpdNvf0eAembDBsNL/ChOSAv8txnNPiyZdrxg+1vhLb1X5Qw6wGBdqTb",
+	"I3/1r0UMmo86aAaB5ZliWmh5NOzwN7bslVwY6VItHL4NylPlELFR1482qxyR70LLdeVQJ0bK+IbsLl6d",
+	"Y4d17zawUM4cNJ3lqS7ebhJ3FHEVILMxt8Y+WvhGIuZsOjRseOhs/pWVjvePH6SEh9+FsFn/xZbvp3Fv",
+	"v/DPpj8IDi9sc9/9Lrw7q+a+By+v9VYlvIjprsqWatx29vS+f8yUh9Fu03/dK/Eb77KBOcZ1mvo/tTDn",
+	"70t4zqkKBROj+WzukH/v+K+7qK5SM1q5uZkJ3bfcIVGd1xE30oyjNeCa6RXRdBZHnWhl7ubKTLuzbR9v",
+	"tV8s77y7wyng/f5B6DOqmZoyxMn+Afnu09D8DXOQPLOLWDDjqAf+17NX/mT3Z8ZHvy+pnr/r5cc55nt5",
+	"Fcso8HdUK5VKR5c7uBI7/clcrweqCB1zxfisAvLm9XOiYGZMI3KgKqrMLViCLAwjcM2DEDrzP+89zQ8j",
+	"7y56s9ofCpr/naZRJmZiTMBHhE8JjZIrC+xv52tPIPw1JIPRiRJVrSEbc1tEfDTKM/M7LS5xnphEZX3X",
+	"oiLFnEpaaJDoLXxwfGz9M0mJMubRJpqLebqjHLmNZNtJ+GAH5C22i31yKKGiSIHYi9DsZbZ2Xowba5CD",
+	"P9mg2LoGTV6vtf/ave16v1qeWT9+0yQRDdANRglXGmjZNKWLmwl/Qh28JZI/qsouCg16aNNlPogod/Qb",
+	"un056ls03TAdcHWyQp8w5s37kOP7iC/z4c2yKxvcDJka+jNb52aGZPLG9EeKucb6djJ4L/Q6GnUCBa2V",
+	"7e3jTdpPrzPgbD+pwrB9x9/9yYyzfyMF43Hou+rSyANTDCrG7vpE3HU9qUi8xli+Dxy1Phc3qsiICi2B",
+	"rIwJLWgV+816YRyljrkh1REmAM1zUsISIzGCx77GSnCwDsg86mAfFBosgRkl84254QbWf+iCUA5a32T7",
+	"XdOV8sI5/DwR5aol+f3RjbkP+bUrFTQNvWmo/mDzW7t6QMcqZXrMD5TG7kJCkmugl5nVYIxOhOnu+Tf5",
+	"IZmBRuUh1KuhbpIPzN+s77C9bDwILJm6Ar3N8Rm65n9k29U8/sjjyD6urbufc2t9J3rkZdBIU/S+D4eO",
+	"2L1PCIk7AG9m0r1SJUzvo0mW7rybHoS7T/+rN+/DMP3nzHmoLX9sk+RtGL/hlf3gAZtDrQiNrdRgHtaV",
+	"ZksqtauUkdsh88yXMEFuF2rQVysLIECNHn/BbBMO156NZcR2koCS5MfHx3fzDP97L8/IaDQiDz1wLxjQ",
+	"aLCN+cGDu/dJHE0QglRUziAjNWKAJCjlMUGGnA0jPrSSycozh3YhWGFpzNtmsP/RsN87ymFYEHSC6w7C",
+	"KG1WZw6zMubKCJ7ruL3c4SnhAlPcbZ8dxJWgwWNlUbQ3rYiDYfJjXvMKlCK5/5OdiKzhlOTqmuli/rAD",
+	"ys7D6wohNbFplRIYhjga+tliZ0Y2ne7MHcskTKAQC1Aduy0LFbuMGMY0tqZVQcqg8yv4+FGVPhREoHvE",
+	"GQ19Gd5mNt1kFNy9JPNuPC+tG9ZC/PZad+sYzk8KpgiE0coe3Ow/RlvNlSjvXP4vPU7058Q+vHFVSvAk",
+	"1sNDu8sRy3COfncvvotlSpuppFnTNu7iGxp02VYWuS0nK2Ml6O7QhlV7JRqjReMB+WY8yMmCykuQhz1e",
+	"rjgJcQ9H15cSvO12i+m5mC3xch0C2l9jtp/wEr6waGHPGFN5UrHI3P1ShiBvn1X/g/WTYZnU0x40Dd6S",
+	"4KTW0vbGCrdotNHM/LEJM78vKPFji7Ew1cRNOWvxHI9p+DTE/ke1UHrJeSvmoAHdHdkMhY2Qgzgci/qz",
+	"BLqA8pQALeao7a+Qu5k/BkyZiqB9hJVpIm7m8QSn8d6h/s8Tu/+oQft3f86bYN7aYX5nIK9YAW94yH6/",
+	"5SXK0pIh+HitmeqvVEO6tktzXwy5IeCe6xW7fdMegKdC2osUfdRVAnWXydZ7ClWdMpf2pfCWVTbTMdyt",
+	"kzHPfRTTqWWNY9jdA9vDBh2htmZ7PiLIgBMlpKhLO8GkgM5MMInpdQqle9KkmrRyADiQAw7MZQ7AmOc9",
+	"8O7g1eUOyoR4fucGSdasyA8JLcVSuyCyz14akYc2uI75SS5nAlF1qolmhdy/9dyl4283VpMekWdTMhFG",
+	"ckusLKcw5Bdlsmh6Ccr8UkCJhZ17/Mbh9D+Z4ziNkP9I+Qnr6/tMKQqpiWzW4KOLGWegIdqvWu2errBv",
+	"wS5ygC4bW7Q3RfHes2PuxmHbRby97umXHpj8doc443rOixdJf3xvwp7K4Jr0UASZNaG2K2HC37BVeP3e",
+	"/OOCle92waQ6AXqwFEqxSbXCEq+qoBWUh9jP0yYwkFxINmOcVjlRoPEyES1rPV+NuefUQGruatxAKPfK",
+	"AhbBI1WuO62bLmFp608gKGjMW6gg8j6goLAbe7Pm5tXdgnR7svKXbjM/O/SlIZg7ikxWGtTHU4pviR75",
+	"Csb4Y4MxKI+orJedWaJLdTOxHfswkzhfv9k5mdS+kI1jEAgKWGMKmJLcvPfkhimt/nB8YaOy08TKonuz",
+	"+Y3SR9EwQBl7cRIRC5uZb/P2mWpqDLjOCcY+gZslayZwv6cyEa0qq0UJxH+tcAY1JlAx1ehso+iSdbtX",
+	"JdftMtlxFL+a97s2fSqgb01Rc7hZYpUIo1h+mPQUQ6hGSKLR1bo9zUo33KNlrTeg7WYCVG+42jyRj8jD",
+	"OMdTAmGLRY3FBk7MdFhpDDYbs/X4Cbf9KWtsRJ6ViK1UzCJG8qN8OJUQILWKiOmYV4A9SzJSshnTKiP5",
+	"KM9IfpFbqNPwFrYr2Warjrk1QMmHsz/HfFvW/lqFnch+YHFJhZRmY3WqL1evuY2Jumfw2NDoNr4W6zK7",
+	"RI1bbYBZstLfp7V5W1UFt1u5TRD5i49T7WAlNjT6yHe2/PMYiEmWb315bVZvRZnnbE3p5O0GYa3nR1gm",
+	"p9+H6bGr5pNRNZ4MoZtxrx3PreKn7igr5lcINh0hV8bSZGb6sFg6qSGpBuIaspElyIC5K0tpxsJCUGaJ",
+	"thfKKeI98emQCWIhnw/ufdvYfqDlavhwqkFusgDt8r/Esh/Pzcw+lyet1lthKYUEhPXSyp5irBd+Iq7y",
+	"iS/6g3s78KRzIV5QvnJrU+/DIJoqGzeu84vtwcPRd2guhW8HhFnB5sa14oOGm3Ruu7uz/fc9NOBmilRC",
+	"XKJ7xub3hwJAthesu42YbMYFqQSfNX21bAUQX7WttPq79ZfDdApFaDbJ4drNfERex3zAmnG2iFfq4rb6",
+	"cn2ZZXtarcy+sBv80KKWLLM2h9Xi5l+v8Ue+xp0+dZhWGa4CWVIm+y+y0XttbN+Q9K819GeevORAXtln",
+	"XO4iyKbTToZlunxlG97X59kXmWFyzBegKTqdC1HVC1fpR3Bw/8bxtVgOK7iCilxC06IUCyva8oipIJmb",
+	"5VewwL8ZWOBDRvyfNCU529WoVOsS2J4/PXF/rHSK46RvnKTXQ8+Je6/cP85e/hDqPuKd6LlcLntpKiqj",
+	"wrcu54g8ocV8zMMwtqReZ3F3FAlX0lxFplVz1Xy5RmwG2nPvXtPrfyjBv967r/fuY9y71k3Y/+LFwx39",
+	"Hv3rgpXvjiRcsc0YTW+9rt8aV60z88XFEMZ50srQUppql5CB/6vGnOnQdjOLGk26aVgXYCWUjjrB4GO+",
+	"3EJhNHc3ftIaZUpH7Z9ehwVuQXg/W2ttFa22B6Pd3s0/KlQ7sVvPWX9CYpsIwsl9BW1/GZwEMQ8Wr+fP",
+	"Jo7/SyiAXbkqWLTVSTLiJGcrXkQ8xNxd1eIkvewCOyOofk24oz17v9Sb80ekpKjq5q72/gXV+ZgfmF+v",
+	"AS4z4qvokheCl3SVNdgGlNRqSQ3DJCugkgjbc/DQJrJptoCKcSBzqsackkldXIJtZm93Cj9tv2MYrFEB",
+	"EBiRucKPgqPKU1R1CWWPGhBdozOzX18u5rw7060Qr9lMwoyij/+rKN92AfEGtIl+smpo3pp75ir6Hhf+",
+	"ziHRRJduxYujZV1V2z3La2qDLQUQZVHM8E65gtSdFqnkwPb+QGjowt4q+0hcqfIw29Dn01WrJQsjuF2L",
+	"T3Ovx3xJZ6Hud4cVYLTT3SlE0orFRGm8agcOelueYEpnfjhCnCm2kMttLBTrKFBOsONJRgKkyjaKJLkl",
+	"9vPVElxUM+6um4+5BCOLC+1LZ9eV9s0yZuzKehRcN11yYEt/15z5yq8B1KqAY9HQMX9FZ4zPTtz+tdrK",
+	"2rRUbILq4WdRC9ZToxAB9TNxxRwwvtk9KYcGsw0M6QzuqG6PZ1dgNdHWNhvzbj/ovta4J44tOl+L7ZKN",
+	"mpk/9TlVZALAx7yEil2B9Npc9xMs7mhthsFa6a3evVhM/StY+sOApZXrrrxN3d3cTZqpyIruyYRuLth+",
+	"NXHR+ai0S7aPe0u6inTIMno+iqwlnXv9l+NssKA3tnPqX46PN/dR/Qjh+D1LjXxahHm3Afsn9qWvNf1O",
+	"qBov3dkbknBs8t+52v1XjPeehS5bbMxHzTzM2wqgDSaO1bY2xfWe0GLueFXcdkVYe0Fc8xF55sB5oVuu",
+	"tG0cpK3nMeZ5u5dwjlhw5vFIQcXJ0PtRgusMJIEqwUOzJ+IQgByMNSMDrtwo6bKsQKlTkrda1Oa2O0kL",
+	"hW5ed2IXK5JYdYZO4WS9plSnv3OOIBiPR2tQ6E6sjzmmZuShB3RusQV4SA506YSjDYva9CunGbmSJCPy",
+	"GmplNE065okJWIyCLwGurVRPY+IehlMrbQOlasydquf3ImqV69vxEGuHdspEmA0L47ndmVDVpH2hylyV",
+	"XtdOVKnHZh4lRmhRbaB8zEWth2I6LM0HbSLAeWyzK1FdgbINgb1XTPkKiUtRsWKVOUJTNl8Oic23Y3bb",
+	"hRTVNBO2CpvRx+zRVAK3O3gNXHi55e8Zc9+j5yDv87Tlh1+1uQ+qzan5l1Ym7XPoLp8NB7DWor6vyAw1",
+	"kggrAHqOeEoUAFlj+mgoNZfTsM0lyKHjKqLWWKroq/Lz7678bMAvIvQkSM22Z6Vfy8Fejr2+2ydNxQLb",
+	"pw975vk+1PnJWjKZbQBMr0OL0SzCHo4540pTXkDWtE2cM+ziFyfdZZ36DJkXEO7fh07aQjnmjjFT3XRW",
+	"dQxH9cWCsB3ap+Wf7+u73bkNcGhLvtYAOIFWqiqPN/s3deP2h0toVVnEnt+g6AZZ+sFcj6RVcOazkK26",
+	"aB7PT22apa/7rMQCQiNoM0rkw9PzRPZUGAm7p3yZLfUehUnuJZbvfjjYftxbui9y4QCWRii7sNKfAbT/",
+	"54Lqp6Mo3viK7yU5oBUOjEWizOU5TNzUlrBzze6GHue7GbZrk+WIa4bp6mpa3b1BChtD3XnMX7m/2R5j",
+	"WGZ6xQVfLcY8F1UZfj401gbW3EwMt25a3E0JM7sQP+SXyRNaU/xM6vqOlefC/iNvsFrU1yKQX1Yk1Yaf",
+	"dJzFKq55OLrtdx+ZSP+Vf+MyAazvq+bs1xpOCeUEbphCqAHmCSS9Shuk9ld5/VVef5XXdasAQfqC2ij/",
+	"0e8+JeedvaPmjxs0bftAStNGeS2kRv+y9ZU/ev7MdpzfoHA3A95S4faMZPAHLMEa3zmHuvjTYfn2vqRf",
+	"9mWzcJoPoByj0zqpG3czxRSgJ+WLVj/RDfgH1D49HvpPd+3+nKLuDDShHBtR4wXEloY7aqS7STpDIehb",
+	"lbCgjGMQ1MwkThjlwoi9kEp68OD428NNku2rTPsq0/5wMi3th8XuTGuX5jEshPaZmBtvD1OhlUu/OVcv",
+	"S/pZbs6Hl4tvwlI+k1Dcx/SzVX3R5kfz/+u9/ZMajHE5BleebIP4vLqLKaRYtmhLBBORq6luaVEY0nWp",
+	"RI8tEmlGKHGTcz+MeZOFPbX9+rxN2UBXfUVPI42doDlcw9P6jNIxd1mpi6VeZaGzXt7UrvaN9ToNGJjy",
+	"nTHIedxt0PcGVETgDtCKzEECOVDg3GaCXwF3cPuJuILDvjDpU9zXLaDh89DM7Y6KwrUOCEdVlFFj1aPw",
+	"HbsyFTf1tZNvoL03Q1HCsKnEGtWkotpQ2+Bk8N8/X/349m8/Hw+/ffufB+PxaPTN4d/+I5Hj+jFVELNT",
+	"m/LjkEJ7uvV9zZ7Z3lkusX07d5bz1NOfzGohchGGIZCxTySbUAWEYYlE5QBbQmmyrKhGzmKYwKRmVRnS",
+	"xpPtG3obC30pqvTZSmlYuE8941ORIujvcKFmyQofJ4zbDPOmYuRXct7UQQF3c2K5saw5aqOO8pCIIoL2",
+	"p75GzrG8Wy+N/+rZH6DLTTPJTXrgWb10WGnsj0+LAAJqZK9PLcem618JcKd0YLNvD189S+wqOsUdPaol",
+	"0EvVS5BzoJWeb+jlBKUiHsNLXRkej9INeWO2ihzxlYbvHR+vocoKysdcWhSzVg1PNhTwl+Om1aZ1gvRk",
+	"435vZ/sRadp+4eU/+/QAZZuzGO3Mbt1q9N7tYD7gxD2tbZy7rLnCms/UNcgGXqzM3nM8baZI3fSeGXVq",
+	"NVlhG4rr6vae1MuI0txpvcXpuD+u5Y2xK+Cggm7gxho1GqQbZT3l7CxiuEhGycsQjRRD/zpJShPtfQpY",
+	"8YvDNf4jKtkYD4SXdn2UNzHYrFWHLn7Z2kDrb7siWNi3tZVmDPoagJMSzMaoTvXbaGBEha6P+xiUlrVV",
+	"uRaUGVKjvICor0e8MuQ264N8h3VnXJUgCZidUfhUh3i68VhRbc31Ed1htJp5KVIyo+1PaiMttPBrjgcN",
+	"+mFiknV1SWw5okBPhagqLC7dN8uovMr6iA9DjjwaQSVV84mg7fO0Gd7v3r77/wEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
