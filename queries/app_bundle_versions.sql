@@ -18,7 +18,7 @@ SELECT * FROM app_bundle_versions ORDER BY version DESC LIMIT 1;
 
 -- name: AppBundleVersionList :many
 -- AppBundleVersionList lists the stored versions, newest first, marking the active one.
-SELECT v.version, (v.version = s.active_version)::boolean AS active
+SELECT v.version, (v.version IS NOT DISTINCT FROM s.active_version)::boolean AS active
 FROM app_bundle_versions v
 CROSS JOIN app_bundle_state s
 WHERE s.id = 1

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -115,14 +116,21 @@ const legacyHeader = "X-Synkronus-Legacy-Path"
 // build URLs by concatenation and Echo would route them nowhere), and maps the root paths
 // of older clients (/auth/login, /sync/pull, ...) onto /api. Those clients never send
 // x-ode-version, so the server's own version stands in for it. Both the decoded and the
-// raw path are rewritten, so an encoded slash (%2F) inside a segment survives.
+// raw path are rewritten, so an encoded slash (%2F) inside a segment survives; when the
+// path has an encoded form, the decoded path is derived from it, so that the router
+// (which matches the raw path) and the request validator (which matches the decoded one)
+// always see the same path: "%2F%2Fx" must stay one segment for both.
 func normalizePath(version string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			req := c.Request()
-			req.URL.Path = cleanSlashes(req.URL.Path)
-			if req.URL.RawPath != "" {
+			if req.URL.RawPath == "" {
+				req.URL.Path = cleanSlashes(req.URL.Path)
+			} else {
 				req.URL.RawPath = cleanSlashes(req.URL.RawPath)
+				if p, err := url.PathUnescape(req.URL.RawPath); err == nil {
+					req.URL.Path = p
+				}
 			}
 			req.Header.Del(legacyHeader) // only this middleware may set it
 			first, _, _ := strings.Cut(strings.TrimPrefix(req.URL.Path, "/"), "/")

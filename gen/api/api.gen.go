@@ -2826,6 +2826,13 @@ type NotFoundApplicationProblemPlusJSONResponse ProblemDetail
 type PartialContentResponseHeaders struct {
 	ContentRange string
 }
+type PartialContentAsteriskResponse struct {
+	Body io.Reader
+
+	Headers       PartialContentResponseHeaders
+	ContentType   string
+	ContentLength int64
+}
 type PartialContentApplicationoctetStreamResponse struct {
 	Body io.Reader
 
@@ -3156,6 +3163,24 @@ func (response DownloadAppBundleZip200ApplicationzipResponse) VisitDownloadAppBu
 	return err
 }
 
+type DownloadAppBundleZip206AsteriskResponse struct{ PartialContentAsteriskResponse }
+
+func (response DownloadAppBundleZip206AsteriskResponse) VisitDownloadAppBundleZipResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("Content-Range", fmt.Sprint(response.Headers.ContentRange))
+	w.WriteHeader(206)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
 type DownloadAppBundleZip206ApplicationoctetStreamResponse struct {
 	PartialContentApplicationoctetStreamResponse
 }
@@ -3295,6 +3320,34 @@ type DownloadAppBundleFile200ResponseHeaders struct {
 	XIsPreview *string
 }
 
+type DownloadAppBundleFile200AsteriskResponse struct {
+	Body          io.Reader
+	Headers       DownloadAppBundleFile200ResponseHeaders
+	ContentType   string
+	ContentLength int64
+}
+
+func (response DownloadAppBundleFile200AsteriskResponse) VisitDownloadAppBundleFileResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.Etag != nil {
+		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
+	}
+	if response.Headers.XIsPreview != nil {
+		w.Header().Set("x-is-preview", fmt.Sprint(*response.Headers.XIsPreview))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
 type DownloadAppBundleFile200ApplicationoctetStreamResponse struct {
 	Body          io.Reader
 	Headers       DownloadAppBundleFile200ResponseHeaders
@@ -3314,6 +3367,24 @@ func (response DownloadAppBundleFile200ApplicationoctetStreamResponse) VisitDown
 		w.Header().Set("x-is-preview", fmt.Sprint(*response.Headers.XIsPreview))
 	}
 	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type DownloadAppBundleFile206AsteriskResponse struct{ PartialContentAsteriskResponse }
+
+func (response DownloadAppBundleFile206AsteriskResponse) VisitDownloadAppBundleFileResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("Content-Range", fmt.Sprint(response.Headers.ContentRange))
+	w.WriteHeader(206)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
@@ -4200,6 +4271,24 @@ func (response DownloadAttachment200ApplicationoctetStreamResponse) VisitDownloa
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
 	}
 	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type DownloadAttachment206AsteriskResponse struct{ PartialContentAsteriskResponse }
+
+func (response DownloadAttachment206AsteriskResponse) VisitDownloadAttachmentResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("Content-Range", fmt.Sprint(response.Headers.ContentRange))
+	w.WriteHeader(206)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
@@ -8036,209 +8125,210 @@ var swaggerSpec = []string{
 	"DU6t6Me9uuTimo8G77LB56PyeGn+3FREWEjXRGmqgRwYjdYxSGT6VjFjCtkM98RfUaUJLReMk2tRVyWZ",
 	"AKmE0oe41KdCTlhZAv88azWy2FKyqIx0WREutBHE9laLpaNVnOszbjg/rZ6YA/0887U3D6nMKG4cbpZQ",
 	"aCir1Skp8U1FqDQbPJsZBmRWI0HXkkOJa/hB6Kei5uXnmT4tS2mVRQlK1LIwdhAonCbcMKVxjq+o1IxW",
-	"j5rp9cxUFBr0UGkJdNGeaWAiE8YpKpldqbyJ9KEkk5UGIimfBQXSmB6jNtN0Mxy+Ns/1yHMcAo+tRA0I",
-	"h6qrilTAZ3o+2kvZfIe7szLq+rkQz6m0n/18PAIVBLgpAErVFj2K/QakYgtmzxS36Aehz6hmasropOrb",
-	"sNQRVAwUEbVWrIT3OIxo3+NTzdCONJ9T5JujcX18fL+wT+H/Q77ZRjc71Ch4r41Ufh1O9PMczmYdcou2",
-	"YbiGXFjNfQIFNdzQqD2GhTOlJdUCrVjQHeVmRM6d++COIlZjIUxtVFrClbAHSQoqpTnrHi3m1Pww5m4Z",
-	"qOqWTBVUouyVMJxQBYTpoCRPhQSiVrwwwpbOKOPGmCC5+dOrWs1zOyB6RrzK6RQpygVqfHYhGaGVErhY",
-	"qY0ek2tJuVowZWyIC1bmRIK1fPHlMbf7a+ZpdmQfhStFAO7No7QpgYRwBvKKFfCG0yvKKn/DPi35PSQT",
-	"WlyCO9QgPglHBmFUA1gshaSSVStSNzNFHnEuxAvKV06vU5/h8ghBFpSvjIoPi6VWp+SaMo2uO9RvrNkp",
-	"pkRBIbhZESf5a9ByNXw41SDzDk+Kfko4Cd0YWtivOGrVctUQ6y7Soa0Yv+G01nMh2W+fi/1MgEqQRAuj",
-	"BBr92NwRPssI46gXE1Qbl2ZNp7i1eSVmjOdWhywkoMeEWk1mzK+l4DP3YDE3zP0VVepayNK/IfiUof5t",
-	"3SSaLN0D5uv4url9Zm+WM0lL2IE777ctzpfywtkzfRuTt/wOued58RYFWwJtR6NPq+Bece85jmUVwaA9",
-	"qSXQS8uAPZOfo7atoaqQI6IDTAtSL0uqIcGP1IpfSsFrFTwjm40/7xvaU4N553+2pv2rZ273nvGpMH9Z",
-	"SsM2NLOmfwlLCQXV9rTcaBMhKqB4pBIqoAoeUw0tvc+scV3rywbR0tb9NM0yfh7E3qHmE1k8obdhfDH5",
-	"BQptxm/Wo147ebK+qKKW0hFdwiQRXEta6Pi8vd7PjK21MLRHJitSwpTWFXoz+9aJn2MaFmobDXcO4l0Y",
-	"k0pJV33bowZZWE1yO5bL72peVvCUVYmNmFOVcJ6fff9weO8vfw3+UntFMzKHGwLciOMyueYFW8A5/vH3",
-	"xI+iPGeLdSIZarZIUgr6htdd6FTPCeNBEZ3g6pzKkB/lRMGSooqkknM0avFuXo72fjtPNb6e2X2LFtws",
-	"b+MhvKCcTZ3LpH0QRg3eg1Zap7pGKtnA6TNQPtS7b3iaGB6zmTE00FGJ7gQW4mrqlFiBYB0oYH2ZGCJy",
-	"fx9tYQH94YL48i3cthH7+CQ5bue87IZmERuJ98QtduNhGfW0n4XQQrOrhJnz0xxQa0V1Ba7DOpgRE9c2",
-	"soavEsEhWkbEUhcRlexEBYGszMugFJ2lr+BOGx9P+gB17txPaOQl5+H2/ffziJazcbd/jPhle6eTnHRt",
-	"bbsxy+QUgjvZ72Pk2OzIDZTsFywRZjrTRo0mbC3a5OzpJuCUvBNJ//+W2FCP85fNODoJg/+3UXOU+/xe",
-	"0QDD9HgBFxuVktwJoYugXLnlLyVcMVGrcIlPyTHqkoZb2FjU5hkdb2XNzal0p7rrcW/RE/qX/qiWSsjG",
-	"PoEb7Q/cmOCt2eTJda7vdjDaLjBWupULhPW89C8+wvfioVT61CqqkbcHM3EJ0rHusgUAYDzwBCFLkBgH",
-	"3UlSrc8uJa96yX+H/dJC0+rCwzkuvIDvAkIWhiJz82veCDP/VrMFCheLvqidzqtLix2K6Vta62w2k2mz",
-	"cetCqIWqSLFFp7tdaKeWtXflBZSMEvMbOUhsBRG8Wh0m+VXY7lpWSSFoDGlBpqCLefDzbflI2OtastQ3",
-	"xbKXL/40p7rlYLO2VymsXmjMr0IsV+YrwA1X+TmsAE2KCnSsuq2rix1qYr9BIJNdV9VPwb3sxQlFQjW5",
-	"nrNi3gmKIKbDghWsRr4vtTY7mnVoaUeSfOQ5VEefCH6aeEemBGgxJ5eMlz4aGjSLQbZmd+KZJLwsDfEl",
-	"fTCpidd6gyZnXSHqYWIdT8xPq4CIKgpQyvpVkEt4JxSyeXzkDWc3BJbCxlR3OHoJUwlqfm7GTPBodOGg",
-	"5yV+MCfCfzCek3PqpJVunf7Cw/h9LYyGUKI3/qFzYuHhnZDvrE/J+ubx6cg1v1kTtF/uLDWLtj1Fa9/V",
-	"rCrTHomJ+elCs0Va+3YYOgw74QUxz6eVrkIsFixx7Gc2MmY0l2CDdAdEt31y1Jno1xf+LogWoirmlHEL",
-	"N/KqA64qvZmJzfG236O5D7as2/UXNCkR8KdJ8idvcSe54AXdUR7jw5P3sLHd5MNUw/fD2G83bspro458",
-	"XE/Hxp16z6V7L0Nqkfa8n4tZQhcoS0jYJWZDrDTyPFdTOQMdew930uTa+5vQ4RwSzBO/pZd1ndPrkQE4",
-	"1nuRugNOdhxQi/Rw25T5Mw/PXVtJnhzQnPGFc3SknaMLURpbsPdYrudCBarzAcFbnIhjA4lD8TO4MJPd",
-	"3cH0VMjFC3y16NXZOVzfYtTHbDpNWwALcbUbAbuD/PAU7ObwAVdl79otSG6SJrmabSK4d70cw0dsIs9G",
-	"V9Ohha5WRHB0BHlzPkR6LB5ZVGXzF4z+TiA4FZKms3+8x5Xh0T/dwFFLe/J/TG0Ih+v4E6l3Fow/RzBB",
-	"7N2IrIpmTYnzWXHBV4vklmQ2jD+xwNhcrfhlbpjQgvJyWDEOkb9nh7V0BEK8sKQkkEA1vFEge71Vy/fb",
-	"GClsxGAT7b8W1v9cRxDwjcN2VhkhvqOJ4ZdTi35MNZ1QBT2hKvfrhZ9Jj5MwRhUvhdIzCerXai9PtTfM",
-	"LBwBsTLWn+Cm4OJFO+pzTxFN9hoNuYQTSpTQ62+UQBXKvhKyJiWjgT9eWKRampuAx9EljGkfuW2wh9bQ",
-	"TA7EeAk3iViNy89pXKGIq3dsPPKT2R9UPMvYITYxu2mXw8o+1JIZ4Y4irMys55NpMjcmecvL3kOGdv6Z",
-	"3Wq/LykCfMqgKvuUbsSSbqS7XWjBS5P14YVc7DHIUz+bLjXJjVELpixM2Dxn0bEIfpZw8U1OjCF6MzT/",
-	"yg8z55KoqIYQG1cBwmnFVDrA4eKmPRgx8807ygdXyRWtaojPVNkzfefx74n9th53wc+TXq/4K/nN0D88",
-	"NMPkiS8l3fUNgmF9fbr3s/84e/kDOUPmiW63U6LgCiSt8F8WOvqLYNzDmPL/l58SWCz1qnHnW97rsAl8",
-	"J/p2LFbbUGX4JbPU8LaHgp6zZKRyb+XorF4sqFyl9KONMQUXJ7MR3lZAEOfgUjCIFqeEThrIu9kSpGF8",
-	"fYdIIS6obxNaWnDa6LqwIPLd9yRiIkk7SoLT8nroq4cTRArsB52QfWzzlIJiWu6qmMaUkWal+1GZ5Xcp",
-	"OyWZmnbuyOiOwpvkuRmz0MccbTtkCEZ4Ma1IJIXSHrbogR636JlF78cjWdHIFM7FeuK1Eb+GERg2at2g",
-	"5Y7eRLsf3290dRzM4ebQS2THSxgnBeWCs4JWlkeZjyHma0E1xi4D0MkeM2F6Z7YTzSrzJ5vYrtQN/DuI",
-	"ShS9Tn+QiIyNhlpzifO6clBMi4zqRvGLWtJitT7490Ky3wTXtCI1L0BqyrhGE3QBWnaCQ6WozSeSUUuL",
-	"WTSLoZVmuk4pc98Dm801oRNxZVRHSiq4gmrbx7pL6/3gRf8yfzR7Udx+kVvnUNG+RT+GmQQkKtnAweHX",
-	"mmohez5Mb+yHvz2OZjH8NrXZRjRs+TBQpc13/y4B+DXr+OzXv3r3f7c+i/9c+65mC1CaLpYbnNM+b51M",
-	"2Q0SLObrtL/eC9TJBjfDmRjuoAV+D7TS85As04l6bNb9jdngQvPrPk5NdW0HcbG0rsIcab7929HCMhaV",
-	"KC533IEum3Hz8Xp7/NG3vdvy8p/re7K+MHH56Va1RRtKwT533Jdmus03UjvzXMwYv7U7Yd1ZFTkF9ncD",
-	"pCb4woKK4lheB49hocjUW50UvcIoQlEftNvWXlc/YqoH0pSa2ctGBK3P6iW3ugZR9cQlLKxPw6LGUzdS",
-	"BIFmQf3NpxqTnxK/h6N+ydAcDbpJesntJSfLWs2zGPkaq98BgYQVBwwDK0GyK+fLJweoQXnUy5gzbXMQ",
-	"l3VVQXl4SsSCaW3TNc1MMQZGEXgWrW1E3rh0/BI0FFE6pIVOr6lDPYuO1KMCfWblBU3oZuhPwwWyBZDW",
-	"Qk992iXlZUjmM5u+Bqfal2tn6LPaqJxSrq5BqsweMupmluqQvPmKqDldxlaOo8n2B39Rgo9e02t3gawR",
-	"jtci8XFZgzsS90xLwTqgRIvFRGnB4bDPvr9iBfT6auzPXVpuaW7E3pCtdBzU9M2YRqtcO/8cfgi4Bl+1",
-	"oD+40w9Wzwaztmq6yTyJtdgd/Fm2lsUw4FUjUGFGas5+rY1tLIVShFaV284etPOKF4Hgk2S6eYv7yFbT",
-	"WQJS9lQCkIpOoGoHsda99umPBpPNpkikL+pzw0qcEfJp7+pWb3DELqlSbMYt/0L7DlO2XWa+4MgLswDV",
-	"FJbh3grC0yam+Ep0iNgxmxYbbG11wxO2SDhjbp+vlhDM3K6L0f15B4t16obq54HOTzapKL9s/mBdZTMp",
-	"6qU93/yAi+bnw3w3v48D7xe9Bmi06tcODpKW7zYlH3lyi6vROJfS8DdAQcn0Jg1gK9/bAESOMpDQk2AI",
-	"CzUHpgKipSfc3hQ9SEgE9K3RppiEFfsas9/tKqMPECpRIUjLh7Yc/gTS04Yc0htwC3m5ReLtJ7XeW/LQ",
-	"qno5HZz8vIcMert1tesyah0Dg4R1MVmlTwDT3a7nYncC9JcjyfaD8dy9SWvjvgc9NQZg++M+9pufrFXh",
-	"GJFc1UuQCkoo8xO8Fh6ggCg9I4jmVJEJAB9zCcuKFlCOSC7hF7w8+QmW44jvlnnHptNMoDB6jBvRar7e",
-	"OPV5X9mgmQG69+24acvVCe7by+ZO2nX68M2ZhxoFyIZsYvkuZNAW/h9XXscsaw5VSa7nmL1kdzbEFdqG",
-	"SoQLpDp9TrexT7YJ9mDOB0bdvjJBvu8oxb08S4d5dmAAfh9299OnpOm23J21fWg+u2WBZ5rqDUmgk9XT",
-	"SPnYd/5tHagHDlfvmYFn/l4xDnvM49y/4jMh+iDZgg8T5pwVjea92yif0QezeD+jlbQ2YsuBnUfL72J+",
-	"i0vQb7hF6wYIP10NssE1QNpLZ1+6FXX6mXyHQySxYsYAecLTmWBSG0sTyMG//vWvfw1fvBg+fhxCLugK",
-	"sVMLoV2m56LGd2haMpqP4bh7f27K5L7f6xxytPetmUR70Oz1jifs9rXnnLev1C3OPh6vOyNvzh8d9ui3",
-	"u5slaMQmZjAXEiueLCu6spZuhLr5B+Xkfr7rhvpNtJ/aZIO0iz6sQ/g5Qce3AyN5eA36hcxGvX76iHz7",
-	"4C//KyNwo4GXca3GBSwmRj/G2k9NiqKRirYy7h5QJPMjSsgpZVUtQcWDFZpoEfZqSx29BH4pIzkX+mIq",
-	"al5aHIqkGi6wvhGUuVOMAqyrd/RkLlPPxj65WVaU0wbBxBQRhRXxBeyDqDo32llGFrSYMw5DYzWYzVY2",
-	"/B2uqt23/oETmukrkEOL0mn2LBzAzshYR2EYQrfxogTH83VSN5aNIkuKpEW1q5HWTewaYglcs4HJCgKN",
-	"L767gzeaLIBy7ZSweb2gHMk0CbPr1+XNZL8/P39F7ANItmncmWY6VSTLMoHO2WFSk5gSV9YlnYKT9HOE",
-	"+rQqNdApyelE1PoE/R+5tcKFr8bqlrDAkqhqn63uCnIvtTWGPIOq6a7GBq4U0Uw67mEhZEJm9uA4octl",
-	"qNoguM0MPIxJJiLl27Cg9m2K+HPNFZ3ChaFQw09cNZwLY/3m2ZjnrgjMhTRMUoK0fAbhOLgKj3DJ7UrC",
-	"MlxAYt2Q9wi8jgPTmeGNhIaqjKbpwJA/3387MgI6D1VMl1Hpi9Y+kgMr130uEZXFnF2BDRlcz0UFaYnY",
-	"e9t+mq+aqTnH/LRWsGuC0mub6tUbStyc9faQuN9dWhoGlVyNImJpqKnljQ9ul7mtL75NTnmtgFy6BICN",
-	"MCZSu2oqS1s1yhjzRYFee1rZSm3qNODlwUHt89dPzp6cX7x+8url2bPzl6//lcfpqd0fExpuN/XYzWyn",
-	"1fUZRZvKR+xRo6BV9o5qw6hkU8cUrW4F+jYmR1869abgLK45kQLRXvr7pxLUvYXQH9q65y7hJy6PFRxC",
-	"gz2w8tuSA16LCnqwHTZQjDDdUqAXipZDI1By/EGRgtroBDqhfKbtqXvwWjIN7skxN49ihRB097SsSvOy",
-	"LWsf1RFQRpqVC3ON7bcWlNOZdRWqbMwjlhrqEkbVDVvOrzBv9Aj4qQ2yAX4gaQ+eoecwnTsQ+YraJcf/",
-	"uhvHO1vxwhaD2ACD9/lLNnhly6aSeokF6Fx6d/Ddz6nqlMjYjGRLeeIeFgUstUsyxQwjzSasYnp12qqx",
-	"Qysjhz0qSfkkK2VxWFvd2VsKg+BqL4pai+k0N5oAmWJDgrWSIYdrNUMMHd7Wl5Y8old1VX3Q6i5mhn+c",
-	"0i7bIRIO64shtpRCV61cVDWBYgUVRezeMwKMKfXbzJbo0vXXhHm7kRR6K7/EVHu7ui+hWtKpbQegUkVy",
-	"eAEkn1N1sRASq7WSKa0U7Ij33ZrSem4LOhnDLEqT9fCbVkAl0NTSsGSr89Fdgcd+BZtih9NaYo6JGd+G",
-	"b68p022QYauwIKrBib139Wm6XkyqClfUvVWq5tR56BdY23NOOcnRa5DvbB3H2K59atfsW7d/V5D3ihcX",
-	"9rmLPrG1VZnYvU6NP4escyeiQ0/Pqf/ibbAMbseD1bzNg7dlNvaR1suYpLSwgb5TVJaM4m6MrA9CNe2I",
-	"1c9vEwHYL7og2NYYoIMwFUbd5YSVwX/mmOSpkSK2zm7T2wCbF6BSbOz0refYdWF05pS16oL5I99MlLeu",
-	"A7YHn6VT7RPtdsb8ZAPrGbnopVybPKqstXUNErzF3qAt/fFLcNklNnNstwSbOEP1A9fvUjXWoGmqnfXV",
-	"EnKLx5o3S90ymaLhrqnkjM827JF/31UKJxIWVF7GWFofYf0wm2fo6yc7q63Rzt35cnvb+ujaf3fHrOJ/",
-	"Ou+j28TIK/Xo5Q9Pnz97dJ7OJO7DAcRIqMIoO7YPxmZf1JZc3bJJ1N1k9J+tlIZF2tpDB5mGQteykw9O",
-	"F2VMplH0aJlyJj8XM8yeefTqjSKhmLoF/YXWbD1Zzar95Yrx+mZXY9MsbWPZZiwntL0ghi+y5LBUE6q2",
-	"Kt2tHHxzfZGtbb0Dje2NKoxZwPZ7E04wuQ1vECiysQTC7jUMum6mvhIEb9CpcRaCC70ZJOFg3UXdNV0j",
-	"+VEF8jlT+pnbtc5VtnC6fYAGrO3iqmuWjIz5tnfbttDM75V7Nsr23auChEX97LOI3fNLcHVxd0GBYY5m",
-	"4+Lv9x2AX6DVbRJMpVPKNuGPaTz2VzEEybl8EBmAFRN7eGTR2+SwpQayci1n3H3BWkIOg5wONJpJmCve",
-	"uwjzY//0LeDclWDaKdCu9LZmiN2y/esf7XO9mF/PAPjuVJV0IzwrB62xtlFIlNacADFS7vJkrM/PB8lD",
-	"j0xjetueXSGBPWUjbS29WGJIv9DhCwqAp2WRe2JnpEziOiSUwvbud1H8WHkWl8j0yvVBrKq4W+idgCDY",
-	"IzEweTAbNPv9eedt6+Ls7N1f404peuu2vOiN4XVbicbhvCy42VPZhb2RoX6YhKqZtdKx2fJcXGO3ZRGO",
-	"tC9Jxfa9uPjACZBNDfL1T6zvKeoyRS2ZXmGFDqdIYeHLh7Wt92f/9dTTyT9+Oh9kmypqhgyUySqOYLar",
-	"eYbuVugBwy80S5trvbT9TJhT9NYqVNmV+dIFhgPPpeBM2SOZ1xNzqV4ugRvW/YQrWEwqGBGM3PvsIRvC",
-	"8blSY95kKuKoK1KIqoJCk4NxjMhU48GhpyEmfZHMKOJjKQzjSbZzlOsXsKAlmE3BEIdtYlYpGJGHcZOr",
-	"ToCILOtJxdTcEwCUhC6XY+5DRgfXMDF/yawXuoQp48zVdPZFXogP7is7b7hBzJQt/ogrhNLi4sZ8zB8J",
-	"fgXcuoNsc+C5FPUMwXNWCrleISfm6W/IE7OaqD5vbb5F8iO6ZLlrwaR7+9Csd9klcfeA/ka72Mh6rYGN",
-	"oTPGfdTHqBy0qsEMynxehB/swb2/2ubAJO+wFduBNvOtkWit52Y/HIBB1lyNzLrPzL2BVv1jTS+BUPKP",
-	"n87bNWoPeirLjkaj/JCIiaaMQ2mm2Q37dy4NttpRhViC8j0pBMfsm7D9VNosQ8NQrWvEjLugKyw8R5jG",
-	"ySN4xTqk874OTTkpRVHbxi8HeQuQlx+OyHegWGkBPOYLSlNeUlkGeJ29QVTKletGmmckd9wJS+th1SGz",
-	"wXH4DztR00JnZkxqRjXHaNuh4cxzs27DjFRODpDKjq7uHhnqPcKiNvmhZwpY1i9Nlugx8tU9zJcMnXZJ",
-	"9LTPeUgYlgso5lBcQkkqdgn2Ttv14KW26BgLpor41cNXz6J8dB9ttXW+OV2ywcng/uh4dN/2fJ4jN8Y1",
-	"YoT3qPGLHCGYAGW7SNU2fCYl4GeQ7T1GELQLrraTqZlWZM4UOlCROeAjcR18yssxZ7yQrgmQ7uv2lxEl",
-	"3NY6BmtxEKEzW1VGT4/5DDR5cPwt2dSqz/oRmbThJsPnR8S3zSCXAEvbH96I3Ho55pK6kl6Ik0MEhnXp",
-	"CMzsdTm4blLm9GPUhrUU5qIq0R+G4a4xtwVKmhi24+PepQkO1kHeYHQfWUoc0pdgO9CHNoUeEzPm+e9j",
-	"D2AZD07IeA3/Mh68cyjPQMfGELLh/g68BSlG0gVo7K3VkxnVPHIU92N/99YqEaD0d6JcfbAeZT0Ao3dt",
-	"pUXLGrrdt+8dH3+8WTjFeHsnS8yaltSBwD5qI8UHdsGpt8PGHEUNqPGVu9tfabXmw5fub3+paZBs3ri7",
-	"wxvdBrHmvXt/3WF6ne5477LBX3bZiXZb5FiPRdqPNdifPTzGULnyZurgiTlXa351QTyRLof/Rj7iqjUk",
-	"Od/AJ5n9PHjovvUuc4x7uRxaZnAUVbGdQco+DL26ba03LLSWEVfgDGfiSxuTCehrMNLpWvjUvLaXRWXI",
-	"tKsao8MB2OhGNXIW0fN2aFQ7wtj49cZMwq5SbjJjnprNiPzksisa/hJ3fdqk0Y25/9XlTFrGyjQ5oNy5",
-	"dOxLTBlDzovk9aF1iEcdppjmDHRovPTIncQaz+zJmRN+3rZwN0GfhguTZKnpHDiQhKhKY/K7EzIaSaJc",
-	"HwJVmfngrzVg32hrPsfJjr29DbMdJq1FasoudufmFjZySnLEIsG1baSLWBWCbWmvmYI4GbTxiFFNpqKq",
-	"xHUD+LCwp+ZfTCuopmPuS02mTiy1Cbac9H57YBNnZW0zUXM7BCJNwg74vfHg1f4dgSvAbbFz5iJ2UqUm",
-	"7HavNeNQ/RORLlmiWOAt5PVHEpdNvf0eAembDBsNL/ChOSAv8txnNPiyZdrxg+1vhLb1X5Qw6wGBdqTb",
-	"I3/1r0UMmo86aAaB5ZliWmh5NOzwN7bslVwY6VItHL4NylPlELFR1482qxyR70LLdeVQJ0bK+IbsLl6d",
-	"Y4d17zawUM4cNJ3lqS7ebhJ3FHEVILMxt8Y+WvhGIuZsOjRseOhs/pWVjvePH6SEh9+FsFn/xZbvp3Fv",
-	"v/DPpj8IDi9sc9/9Lrw7q+a+By+v9VYlvIjprsqWatx29vS+f8yUh9Fu03/dK/Eb77KBOcZ1mvo/tTDn",
-	"70t4zqkKBROj+WzukH/v+K+7qK5SM1q5uZkJ3bfcIVGd1xE30oyjNeCa6RXRdBZHnWhl7ubKTLuzbR9v",
-	"tV8s77y7wyng/f5B6DOqmZoyxMn+Afnu09D8DXOQPLOLWDDjqAf+17NX/mT3Z8ZHvy+pnr/r5cc55nt5",
-	"Fcso8HdUK5VKR5c7uBI7/clcrweqCB1zxfisAvLm9XOiYGZMI3KgKqrMLViCLAwjcM2DEDrzP+89zQ8j",
-	"7y56s9ofCpr/naZRJmZiTMBHhE8JjZIrC+xv52tPIPw1JIPRiRJVrSEbc1tEfDTKM/M7LS5xnphEZX3X",
-	"oiLFnEpaaJDoLXxwfGz9M0mJMubRJpqLebqjHLmNZNtJ+GAH5C22i31yKKGiSIHYi9DsZbZ2Xowba5CD",
-	"P9mg2LoGTV6vtf/ave16v1qeWT9+0yQRDdANRglXGmjZNKWLmwl/Qh28JZI/qsouCg16aNNlPogod/Qb",
-	"un056ls03TAdcHWyQp8w5s37kOP7iC/z4c2yKxvcDJka+jNb52aGZPLG9EeKucb6djJ4L/Q6GnUCBa2V",
-	"7e3jTdpPrzPgbD+pwrB9x9/9yYyzfyMF43Hou+rSyANTDCrG7vpE3HU9qUi8xli+Dxy1Phc3qsiICi2B",
-	"rIwJLWgV+816YRyljrkh1REmAM1zUsISIzGCx77GSnCwDsg86mAfFBosgRkl84254QbWf+iCUA5a32T7",
-	"XdOV8sI5/DwR5aol+f3RjbkP+bUrFTQNvWmo/mDzW7t6QMcqZXrMD5TG7kJCkmugl5nVYIxOhOnu+Tf5",
-	"IZmBRuUh1KuhbpIPzN+s77C9bDwILJm6Ar3N8Rm65n9k29U8/sjjyD6urbufc2t9J3rkZdBIU/S+D4eO",
-	"2L1PCIk7AG9m0r1SJUzvo0mW7rybHoS7T/+rN+/DMP3nzHmoLX9sk+RtGL/hlf3gAZtDrQiNrdRgHtaV",
-	"ZksqtauUkdsh88yXMEFuF2rQVysLIECNHn/BbBMO156NZcR2koCS5MfHx3fzDP97L8/IaDQiDz1wLxjQ",
-	"aLCN+cGDu/dJHE0QglRUziAjNWKAJCjlMUGGnA0jPrSSycozh3YhWGFpzNtmsP/RsN87ymFYEHSC6w7C",
-	"KG1WZw6zMubKCJ7ruL3c4SnhAlPcbZ8dxJWgwWNlUbQ3rYiDYfJjXvMKlCK5/5OdiKzhlOTqmuli/rAD",
-	"ys7D6wohNbFplRIYhjga+tliZ0Y2ne7MHcskTKAQC1Aduy0LFbuMGMY0tqZVQcqg8yv4+FGVPhREoHvE",
-	"GQ19Gd5mNt1kFNy9JPNuPC+tG9ZC/PZad+sYzk8KpgiE0coe3Ow/RlvNlSjvXP4vPU7058Q+vHFVSvAk",
-	"1sNDu8sRy3COfncvvotlSpuppFnTNu7iGxp02VYWuS0nK2Ml6O7QhlV7JRqjReMB+WY8yMmCykuQhz1e",
-	"rjgJcQ9H15cSvO12i+m5mC3xch0C2l9jtp/wEr6waGHPGFN5UrHI3P1ShiBvn1X/g/WTYZnU0x40Dd6S",
-	"4KTW0vbGCrdotNHM/LEJM78vKPFji7Ew1cRNOWvxHI9p+DTE/ke1UHrJeSvmoAHdHdkMhY2Qgzgci/qz",
-	"BLqA8pQALeao7a+Qu5k/BkyZiqB9hJVpIm7m8QSn8d6h/s8Tu/+oQft3f86bYN7aYX5nIK9YAW94yH6/",
-	"5SXK0pIh+HitmeqvVEO6tktzXwy5IeCe6xW7fdMegKdC2osUfdRVAnWXydZ7ClWdMpf2pfCWVTbTMdyt",
-	"kzHPfRTTqWWNY9jdA9vDBh2htmZ7PiLIgBMlpKhLO8GkgM5MMInpdQqle9KkmrRyADiQAw7MZQ7AmOc9",
-	"8O7g1eUOyoR4fucGSdasyA8JLcVSuyCyz14akYc2uI75SS5nAlF1qolmhdy/9dyl4283VpMekWdTMhFG",
-	"ckusLKcw5Bdlsmh6Ccr8UkCJhZ17/Mbh9D+Z4ziNkP9I+Qnr6/tMKQqpiWzW4KOLGWegIdqvWu2errBv",
-	"wS5ygC4bW7Q3RfHes2PuxmHbRby97umXHpj8doc443rOixdJf3xvwp7K4Jr0UASZNaG2K2HC37BVeP3e",
-	"/OOCle92waQ6AXqwFEqxSbXCEq+qoBWUh9jP0yYwkFxINmOcVjlRoPEyES1rPV+NuefUQGruatxAKPfK",
-	"AhbBI1WuO62bLmFp608gKGjMW6gg8j6goLAbe7Pm5tXdgnR7svKXbjM/O/SlIZg7ikxWGtTHU4pviR75",
-	"Csb4Y4MxKI+orJedWaJLdTOxHfswkzhfv9k5mdS+kI1jEAgKWGMKmJLcvPfkhimt/nB8YaOy08TKonuz",
-	"+Y3SR9EwQBl7cRIRC5uZb/P2mWpqDLjOCcY+gZslayZwv6cyEa0qq0UJxH+tcAY1JlAx1ehso+iSdbtX",
-	"JdftMtlxFL+a97s2fSqgb01Rc7hZYpUIo1h+mPQUQ6hGSKLR1bo9zUo33KNlrTeg7WYCVG+42jyRj8jD",
-	"OMdTAmGLRY3FBk7MdFhpDDYbs/X4Cbf9KWtsRJ6ViK1UzCJG8qN8OJUQILWKiOmYV4A9SzJSshnTKiP5",
-	"KM9IfpFbqNPwFrYr2Warjrk1QMmHsz/HfFvW/lqFnch+YHFJhZRmY3WqL1evuY2Jumfw2NDoNr4W6zK7",
-	"RI1bbYBZstLfp7V5W1UFt1u5TRD5i49T7WAlNjT6yHe2/PMYiEmWb315bVZvRZnnbE3p5O0GYa3nR1gm",
-	"p9+H6bGr5pNRNZ4MoZtxrx3PreKn7igr5lcINh0hV8bSZGb6sFg6qSGpBuIaspElyIC5K0tpxsJCUGaJ",
-	"thfKKeI98emQCWIhnw/ufdvYfqDlavhwqkFusgDt8r/Esh/Pzcw+lyet1lthKYUEhPXSyp5irBd+Iq7y",
-	"iS/6g3s78KRzIV5QvnJrU+/DIJoqGzeu84vtwcPRd2guhW8HhFnB5sa14oOGm3Ruu7uz/fc9NOBmilRC",
-	"XKJ7xub3hwJAthesu42YbMYFqQSfNX21bAUQX7WttPq79ZfDdApFaDbJ4drNfERex3zAmnG2iFfq4rb6",
-	"cn2ZZXtarcy+sBv80KKWLLM2h9Xi5l+v8Ue+xp0+dZhWGa4CWVIm+y+y0XttbN+Q9K819GeevORAXtln",
-	"XO4iyKbTToZlunxlG97X59kXmWFyzBegKTqdC1HVC1fpR3Bw/8bxtVgOK7iCilxC06IUCyva8oipIJmb",
-	"5VewwL8ZWOBDRvyfNCU529WoVOsS2J4/PXF/rHSK46RvnKTXQ8+Je6/cP85e/hDqPuKd6LlcLntpKiqj",
-	"wrcu54g8ocV8zMMwtqReZ3F3FAlX0lxFplVz1Xy5RmwG2nPvXtPrfyjBv967r/fuY9y71k3Y/+LFwx39",
-	"Hv3rgpXvjiRcsc0YTW+9rt8aV60z88XFEMZ50srQUppql5CB/6vGnOnQdjOLGk26aVgXYCWUjjrB4GO+",
-	"3EJhNHc3ftIaZUpH7Z9ehwVuQXg/W2ttFa22B6Pd3s0/KlQ7sVvPWX9CYpsIwsl9BW1/GZwEMQ8Wr+fP",
-	"Jo7/SyiAXbkqWLTVSTLiJGcrXkQ8xNxd1eIkvewCOyOofk24oz17v9Sb80ekpKjq5q72/gXV+ZgfmF+v",
-	"AS4z4qvokheCl3SVNdgGlNRqSQ3DJCugkgjbc/DQJrJptoCKcSBzqsackkldXIJtZm93Cj9tv2MYrFEB",
-	"EBiRucKPgqPKU1R1CWWPGhBdozOzX18u5rw7060Qr9lMwoyij/+rKN92AfEGtIl+smpo3pp75ir6Hhf+",
-	"ziHRRJduxYujZV1V2z3La2qDLQUQZVHM8E65gtSdFqnkwPb+QGjowt4q+0hcqfIw29Dn01WrJQsjuF2L",
-	"T3Ovx3xJZ6Hud4cVYLTT3SlE0orFRGm8agcOelueYEpnfjhCnCm2kMttLBTrKFBOsONJRgKkyjaKJLkl",
-	"9vPVElxUM+6um4+5BCOLC+1LZ9eV9s0yZuzKehRcN11yYEt/15z5yq8B1KqAY9HQMX9FZ4zPTtz+tdrK",
-	"2rRUbILq4WdRC9ZToxAB9TNxxRwwvtk9KYcGsw0M6QzuqG6PZ1dgNdHWNhvzbj/ovta4J44tOl+L7ZKN",
-	"mpk/9TlVZALAx7yEil2B9Npc9xMs7mhthsFa6a3evVhM/StY+sOApZXrrrxN3d3cTZqpyIruyYRuLth+",
-	"NXHR+ai0S7aPe0u6inTIMno+iqwlnXv9l+NssKA3tnPqX46PN/dR/Qjh+D1LjXxahHm3Afsn9qWvNf1O",
-	"qBov3dkbknBs8t+52v1XjPeehS5bbMxHzTzM2wqgDSaO1bY2xfWe0GLueFXcdkVYe0Fc8xF55sB5oVuu",
-	"tG0cpK3nMeZ5u5dwjlhw5vFIQcXJ0PtRgusMJIEqwUOzJ+IQgByMNSMDrtwo6bKsQKlTkrda1Oa2O0kL",
-	"hW5ed2IXK5JYdYZO4WS9plSnv3OOIBiPR2tQ6E6sjzmmZuShB3RusQV4SA506YSjDYva9CunGbmSJCPy",
-	"GmplNE065okJWIyCLwGurVRPY+IehlMrbQOlasydquf3ImqV69vxEGuHdspEmA0L47ndmVDVpH2hylyV",
-	"XtdOVKnHZh4lRmhRbaB8zEWth2I6LM0HbSLAeWyzK1FdgbINgb1XTPkKiUtRsWKVOUJTNl8Oic23Y3bb",
-	"hRTVNBO2CpvRx+zRVAK3O3gNXHi55e8Zc9+j5yDv87Tlh1+1uQ+qzan5l1Ym7XPoLp8NB7DWor6vyAw1",
-	"kggrAHqOeEoUAFlj+mgoNZfTsM0lyKHjKqLWWKroq/Lz7678bMAvIvQkSM22Z6Vfy8Fejr2+2ydNxQLb",
-	"pw975vk+1PnJWjKZbQBMr0OL0SzCHo4540pTXkDWtE2cM+ziFyfdZZ36DJkXEO7fh07aQjnmjjFT3XRW",
-	"dQxH9cWCsB3ap+Wf7+u73bkNcGhLvtYAOIFWqiqPN/s3deP2h0toVVnEnt+g6AZZ+sFcj6RVcOazkK26",
-	"aB7PT22apa/7rMQCQiNoM0rkw9PzRPZUGAm7p3yZLfUehUnuJZbvfjjYftxbui9y4QCWRii7sNKfAbT/",
-	"54Lqp6Mo3viK7yU5oBUOjEWizOU5TNzUlrBzze6GHue7GbZrk+WIa4bp6mpa3b1BChtD3XnMX7m/2R5j",
-	"WGZ6xQVfLcY8F1UZfj401gbW3EwMt25a3E0JM7sQP+SXyRNaU/xM6vqOlefC/iNvsFrU1yKQX1Yk1Yaf",
-	"dJzFKq55OLrtdx+ZSP+Vf+MyAazvq+bs1xpOCeUEbphCqAHmCSS9Shuk9ld5/VVef5XXdasAQfqC2ij/",
-	"0e8+JeedvaPmjxs0bftAStNGeS2kRv+y9ZU/ev7MdpzfoHA3A95S4faMZPAHLMEa3zmHuvjTYfn2vqRf",
-	"9mWzcJoPoByj0zqpG3czxRSgJ+WLVj/RDfgH1D49HvpPd+3+nKLuDDShHBtR4wXEloY7aqS7STpDIehb",
-	"lbCgjGMQ1MwkThjlwoi9kEp68OD428NNku2rTPsq0/5wMi3th8XuTGuX5jEshPaZmBtvD1OhlUu/OVcv",
-	"S/pZbs6Hl4tvwlI+k1Dcx/SzVX3R5kfz/+u9/ZMajHE5BleebIP4vLqLKaRYtmhLBBORq6luaVEY0nWp",
-	"RI8tEmlGKHGTcz+MeZOFPbX9+rxN2UBXfUVPI42doDlcw9P6jNIxd1mpi6VeZaGzXt7UrvaN9ToNGJjy",
-	"nTHIedxt0PcGVETgDtCKzEECOVDg3GaCXwF3cPuJuILDvjDpU9zXLaDh89DM7Y6KwrUOCEdVlFFj1aPw",
-	"HbsyFTf1tZNvoL03Q1HCsKnEGtWkotpQ2+Bk8N8/X/349m8/Hw+/ffufB+PxaPTN4d/+I5Hj+jFVELNT",
-	"m/LjkEJ7uvV9zZ7Z3lkusX07d5bz1NOfzGohchGGIZCxTySbUAWEYYlE5QBbQmmyrKhGzmKYwKRmVRnS",
-	"xpPtG3obC30pqvTZSmlYuE8941ORIujvcKFmyQofJ4zbDPOmYuRXct7UQQF3c2K5saw5aqOO8pCIIoL2",
-	"p75GzrG8Wy+N/+rZH6DLTTPJTXrgWb10WGnsj0+LAAJqZK9PLcem618JcKd0YLNvD189S+wqOsUdPaol",
-	"0EvVS5BzoJWeb+jlBKUiHsNLXRkej9INeWO2ihzxlYbvHR+vocoKysdcWhSzVg1PNhTwl+Om1aZ1gvRk",
-	"435vZ/sRadp+4eU/+/QAZZuzGO3Mbt1q9N7tYD7gxD2tbZy7rLnCms/UNcgGXqzM3nM8baZI3fSeGXVq",
-	"NVlhG4rr6vae1MuI0txpvcXpuD+u5Y2xK+Cggm7gxho1GqQbZT3l7CxiuEhGycsQjRRD/zpJShPtfQpY",
-	"8YvDNf4jKtkYD4SXdn2UNzHYrFWHLn7Z2kDrb7siWNi3tZVmDPoagJMSzMaoTvXbaGBEha6P+xiUlrVV",
-	"uRaUGVKjvICor0e8MuQ264N8h3VnXJUgCZidUfhUh3i68VhRbc31Ed1htJp5KVIyo+1PaiMttPBrjgcN",
-	"+mFiknV1SWw5okBPhagqLC7dN8uovMr6iA9DjjwaQSVV84mg7fO0Gd7v3r77/wEAAP//",
+	"j5rpRTP95uib9qQCv5gwTlGfXBfA8fJEoUEPlZZAF/uOtOm+QEkmKw1EUj4LWqexVyLGbP55R5EFlIwS",
+	"M/iozYXdkoevzRg9CgIOj3RQokqF49ZVRSrgMz0f7aW9vsPtXhn9/1yI51Taz34+poMaB9wUAKVqyzLF",
+	"fgNSsQWzRIJb9IPQZ1QzNWV0UvVtWOp4KgaKiForVkI4mf0PI9r39okbw9R8TpFvjsb18fH9wj6F/w/5",
+	"ZqPf7FCjMb42Yv51ONHPczibldIt6othQ3JhTYEJFNSwV6NHGZnAlJZUCzSLQXe0pRE5d/6IO4pYFYgw",
+	"tVELClfCHiQpqJTmrHvUolPzw5i7ZaDuXDJVUInCXMJwQhUQpoPWPRUSiFrxwkhvOqOMG+uE5OZPr2o1",
+	"z+2A6GrxOqxjAJQLVCHtQjJCKyVwsVIbxSjXknK1YMoYJReszIkEa0rjy2Nu99fM0+zIPhpcigDcm0dp",
+	"2wQJ4QzkFSvgDadXlFX+hn1a8ntIJrS4BHeoQR4TjgzC6BqwWApJJatWpG5mijziXIgXlK+coqg+w+UR",
+	"giwoXxmbARZLrU7JNWUafYGoMFk7VkyJgkJwsyJO8teg5Wr4cKpB5h2eFP2U8Dq6MbSwX3HUquWqIdZd",
+	"pENb037Daa3nQrLfPhf7mQCVIIkWRqs0Cre5I3yWEcZR0Saohy7Nmk5xa/NKzBjPrVJaSEAXDLWq0Zhf",
+	"S8Fn7sFibpj7K6rUtZClf0PwKUOF3vpdNFm6B8zX8XVz+8zeLGeSlrADd95vW5xz5oUzkPo2Jm85MnLP",
+	"8+ItCsYJGqNGQVfBX+PecxzLapZBHVNLoJeWAXsmP0f1XUNVIUdEj5oWpF6WVEOCH6kVv5SC1yq4WjZb",
+	"k97ZtKcG887/bH0Fr5653XvGp8L8ZSkN29DM+hJKWEooqLan5UabCFEBxSOVUAFV8JhqaOmEZo3rGmE2",
+	"iJa2rnc2y/h5ELubmk9k8YTehvHF5BcotBm/WY967eTJ+qKKWkpHdAkbR3AtaaHj8/aGBDPG28LQHpms",
+	"SAlTWlfoHu1bJ36OaViobTTcOYh3YUwqJV31bY8aZGE1ye1YLr+reVnBU1YlNmJOVcIbf/b9w+G9v/w1",
+	"OGDtFc3IHG4IcCOOy+SaF2wB5/jH3xM/ivKcLdaJZKjZIkkp6Gxe98lTPSeMB0V0gqtzKkN+lBMFS4oq",
+	"kkrO0ajFu7lN2vvtXN/4emb3LVpws7yNh/CCcjZ1Ppj2QRg1eA9aaZ3qGqlkA6fPQPlQ777haWJ4zGbG",
+	"0EDPJ/onWAjUqVNiBYL1yIB1jmLMyf19tIUF9Mcf4su3cNtG7OOT5Lid87IbmkVsJN4Tt9iNh2XU034W",
+	"QgvNrhJmzk9zQK0V1RW4DutgRkxc21AdvkoEh2gZEUtdRFSyExUEsjIvg1J0lr6CO218POkD1LlzP6GR",
+	"l5yH2/ffzyNazsbd/jHil+2dTnLStbXtxiyTUwj+ab+Pkae0IzdQsl+wRNzqTBs1mrC18JWzp5sIVvJO",
+	"JAMKW4JNPd5kNuPodQwO5UbNUe7ze4UXDNPjBVxsVEpyJ4QugnLllr+UcMVErcIlPiXHqEsabmGDW5tn",
+	"dLyVNTen0p3qrse9RU/oX/qjWiohG/sEbrQ/cGOCt2aTJ9e5vtvBaLvA4OtWLhDW89K/+Ajfi4dS6VOr",
+	"qEbeHszEJUjHussWooDxwBOELEFiYHUnSbU+u5S86iX/HfZLC02rC48PufACvoswWRiKzM2veSPM/FvN",
+	"FihcLPqidjqvLi12KKZvaa2z2UymzcatC6EWTCPFFp3udqGdWtbelRfBsUoOEltBBK9Wh0l+Fba7llVS",
+	"CBpDWpAp6KJx5W75SNjrWrLUN8Wyly/+NKe65WCztlcprF5ozK9CLFfmK8ANV/k5rABNigp0rLqtq4sd",
+	"amK/QSCTXVfVT8G97MUJRUI1uZ6zYt6JsiBIxKIfrEa+L7U2O5p1aGlHknzkOVRHnwh+mnhHpgRoMSeX",
+	"jJc+vBo0i0G2ZnfimSS8LA3xJX0wqYnXeoMmZ10h6mFiHU/MT6sAsSoKUMr6VZBLeCcUsnl85A1nNwSW",
+	"wgZpdzh6CVMJan5uxkzwaHThoOclfjAnwn8wnpNz6qSVbp3+wsP4fS2MhlCiN/6hc2Lh4Z2Q76xPyfrm",
+	"8enINb9ZE7Rf7iw1i7Y9RWvf1awq0x6JifnpQrNFWvt2oDwMSeEFMc+nla5CLBYscexnNtRmNJdgg3QH",
+	"RLd9ctSZ6NcX/i6IFqIq5pRxi1/yqgOuKr2Zic3xtt+juQ+2rNv1FzQpEfCnSfInb3EnueAF3VEe48OT",
+	"97Cx3eTDVMP3w9hvN27Ka6OOfFxPx8ades+ley9DapH2vJ+LWUIXKEtI2CVmQ6w08jxXUzkDHXsPd9Lk",
+	"2vub0OEctMwTv6WXdZ3T65EBidZ7kboDTnYcUIv0cNuU+TOP911bSZ4c0JzxhXN0pJ2jC1EaW7D3WK7n",
+	"QgWq8wHBW5yIYwOJQ/EzuDCT3d3B9FTIxQt8tejV2Tlc32LUx2w6TVsAC3G1GwG7g/zwFOzm8AFXZe/a",
+	"LUhukia5mm0iuHe9HMNHbCLPRlfToYWuVkRwdAR5cz5EeizAWVRl8xeM/k4gOBWSprN/vMeV4eFE3cBR",
+	"S3vyf0xtCIfr+BOpdxaMP0cwQezdiKyKZk2J81lxwVeL5JZkNow/sUjbXK34ZW6Y0ILyclgxDpG/Z4e1",
+	"dARCvLCkJJBANbxRIHu9Vcv32xgpbMRgE+2/Ftb/XEeY8o3DdlYZQcijieGXU4t+TDWdUAU9oSr364Wf",
+	"SY+TMIYpL4XSMwnq12ovT7U3zCwcAbEy1p/gpuDiRTvqc08RnvYaDbmEE0qU0OtvlEAVyr4SsibHo8FT",
+	"XljoW5qbgAfmJYxpH7ltwFjW0EwOxHgJN4lYjUv4aVyhCNR3bDzyk9kfVDzL2CE2Mbtpl8PKPtSSGeGO",
+	"IqzMrOeTaTI3JnnLy95Dhnb+md1qvy8pAnzKoCr7lG4Ep26ku11owUuT9eGFXOwxyFM/my41yY1RC6Ys",
+	"7tg8Z+G2iKaWcPFNTowhejM0/8oPM+eSqKiGEBtXARNqxVQ6wOHipj0YMfPNO8oHV8kVrWqIz1TZM33n",
+	"AfWJ/bYed8HPk16v+Cv5zdA/PDTD5IkvJd31DYJhfX2697P/OHv5AzlD5olut1Oi4AokrfBfFov6i2Dc",
+	"w5jy/5efElgs9apx51ve67AJfCf6dixW21Bl+CWz1PC2h4Kes2Skcm/l6KxeLKhcpfSjjTEFFyezEd5W",
+	"QBDn4HI6iBanhE4aDL3ZEqRhfH2HSCEuqG8TWlpw2ui6sKj03fckYiJJO0qC0/J66KuHE0QK7AedkH1s",
+	"85SCYlruqpjGlJFmpftRmeV3KTslmet27sjojsKb5LkZs9DHHG07ZAhGeDGtSCSF0h626IEet+iZTQeI",
+	"R7KikSmci/XEayN+DSMwbNS6QcsdvYl2P77f6Oo4mMPNoZfIjpcwTgrKBWcFrSyPMh9DzNeCaoxdBqCT",
+	"PWbC9M5sJ5pV5k82sV2pG/h3EJUoep3+IBEZGw215hLndeWgmBYZ1Y3iF7WkxWp98O+FZL8JrmlFal6A",
+	"1JRxjSboArTsBIdKUZtPJKOWFrNoFkMrzXSdUua+Bzaba0In4sqojpRUcAXVto91l9b7wYv+Zf5o9qK4",
+	"/SK3zqGifYt+DDMJSFSygYPDrzXVQvZ8mN7YD397HM1i+G1qs41o2PJhoEqb7/5dAvBr1vHZr3/17v9u",
+	"fRb/ufZdzRagNF0sNzinfSI8mbIbJFhMAGp/vReokw1uhjMx3EEL/B5opech+6YT9dis+xuzwYXm132c",
+	"muraDuJiaV2FOdJ8+7ejhWUsKlFc7rgDXTbj5uP19vijb3u35eU/1/dkfWHi8tOtaos2lIJ97rgvzXSb",
+	"b6R25rmYMX5rd8K6sypyCuzvBkhN8IUFFcWxvA4ew0KRqbc6KXqFUYSiPmi3rb2ufsRUD6QpNbOXjQha",
+	"n9VLbnUNouqJS1hYn4ZFjadupAgCzYL6m081Jj8lfg9H/ZKhORp0k/SS20tOlrWaZzHyNVa/AwIJSxgY",
+	"BlaCZFfOl08OUIPyqJcxZ9omNS7rqoLy8JSIBdPa5n+amWIMjCLwLFrbiLxx+f0laCii/EoLnV5Th3oW",
+	"HalHBfrMygua0M3Qn4YLZAsgrYWe+jxOysuQHWg2fQ1OtS/XztBntVE5pVxdg1SZPWTUzSzVIXnzFVFz",
+	"uoytHEeT7Q/+ogQfvabX7gJZIxyvReLjsgZ3JO6ZloJ1QIkWi4nSgsNhn31/xQro9dXYn7u03NLciL0h",
+	"W+k4qOmbMY1WuXb+OfwQcA2+DEJ/cKcfrJ4NZm3VdJN5EmuxO/izbHGMYcCrRqDCjNSc/Vob21gKpQit",
+	"KredPWjnFS8CwSfJdPMW95GtprMEpOypBCAVnUDVDmKte+3THw0mm02RSF/U54aVOCPk097Vrd7giF1S",
+	"pdiMW/6F9h3mgLtUf8GRF2YBqiksw70VhKdNTPGV6BCxYzYtNtja6oYnbJFwxtw+Xy0hmLldF6P78w4W",
+	"69QN1c8DnZ9sUlF+2fzBuspmUtRLe775ARfNz4f5bn4fB94veg3QaNWvHRwkLd9tjj/y5BZXo3EupeFv",
+	"gIKS6U0awFa+twGIHGUgoSfBEBZqDkwFREtPuL2popCQCOhbo011Civ2NabT21VGHyBUokKQlg9tOfwJ",
+	"pKcNOaQ34BbycovE209qvbfkoVX1cjo4+XkPGfR262rXZdQ6BgYJ62KySp8Aprtdz8XuBOgvR5LtB+O5",
+	"e5PWxn0PemoMwPbHfew3P1kr6zEiuaqXIBWUUOYneC08QAFRekYQzakiEwA+5hKWFS2gHJFcwi94efIT",
+	"rO8R3y3zjk2nmUBh9Bg3otV8vXHq876yQTMDdO/bcdOWqxPct5fNnbTr9OGbMw81CpAN2cTyXcigLfw/",
+	"rryOWdYcqpJczzF7ye5siCu0DZUIF0h1+pxuY59sE+zBnA+Mun1lgnzfUYp7eZYO8+zAAPw+7O6nT0nT",
+	"bbk7a/vQfHbLAs801RuSQCerp5Hyse/82zpQDxyu3jMDz/y9Yhz2mMe5f8VnQvRBsgUfJsw5KxrNe7dR",
+	"PqMPZvF+RitpbcSWAzuPlt/F/BaXoN9wi9YNEH66GmSDa4C0l86+dCvq9DP5DodIYsWMAfKEpzPBpDaW",
+	"JpCDf/3rX/8avngxfPw4hFzQFWKnFkK7TM9Fje/QtGQ0H8Nx9/7clMl9v9c55GjvWzOJ9qDZ6x1P2O1r",
+	"zzlvX6lbnH08XndG3pw/OuzRb3c3S9CITcxgLiRWPFlWdGUt3Qh18w/Kyf181w31m2g/tckGaRd9WIfw",
+	"c4KObwdG8vAa9AuZjXr99BH59sFf/ldG4EYDL+PijwtYTIx+jMWkmhRFIxVtqd09oEjmR5SQU8qqWoKK",
+	"Bys00SLs1ZbCfAn8UkZyLvTFVNS8tDgUSTVcYH0jKHOnGAVYV+/oyVymno19crOsKKcNgokpIgor4gvY",
+	"B1F1brSzjCxoMWcchsZqMJutbPg7XFW7b/0DJzTTVyCHFqXT7Fk4gJ2RsY7CMIRu40UJjucLr24sG0WW",
+	"FEmLald0rZvYNcSaumYDkxUEGl98dwdvNFkA5dopYfN6QTmSaRJm16/Lm8l+f37+itgHkGzTuDPNdKpI",
+	"lmUCnbPDpCYxJa6sSzoFJ+nnCAVvVWqgU5LTiaj1Cfo/cmuFC1/e1S1hgTVW1T5b3RXkXmprDHkGVdNd",
+	"jQ1cKaKZdNzDQsiEzOzBcUKXy1C1QXCbGXgYk0xEyrdhQe3bFPHnmis6hQtDoYafuGo4F8b6zbMxz10R",
+	"mAtpmKQEafkMwnFwFR7hktuVhGW4gMS6Ie8ReB0HpjPDGwkNVRlN04Ehf77/dmQEdB7Koi6j0hetfSQH",
+	"Vq77XCIqizm7AhsyuJ6LCtISsfe2/TRfNVNzjvlprWDXBKXXNtWrN5S4OevtIXG/u7Q0DCq5GkXE0lBT",
+	"HBwf3C5zW198m5zyWgG5dAkAG2FMpHbVVJa2apQx5osCvfa0spXa1GnAy4OD2uevn5w9Ob94/eTVy7Nn",
+	"5y9f/yuP01O7PyY03G7qsZvZTqvrM4o2lY/Yo0ZBq+wd1YZRyaYwKlrdCvRtTI6+dOpNwVlccyIFor30",
+	"908lqHsrqz+0hdRdwk9cHis4hAZ7YOW3JQe8FhX0YDtsoBhhuqVALxQth0ag5PiDIgW10Ql0QvlM21P3",
+	"4LVkGtyTY24exQoh6O5pWZXmZVsnP6ojoIw0KxfmGttvLSinM+sqVNmYRyw11CWMqhu2nF9h3ugR8FMb",
+	"ZAP8QNIePEPPYTp3IPIVtWuY/3U3jne24oUtBrEBBu/zl2zwypZUJfUSC9C59O7gu59T1SmRsRnJlvLE",
+	"PSwKWGqXZIoZRppNWMX06rRVY4dWRg57VJLySVbK4rC2urO3FAbB1V4UtRbTaW40ATLFDgdrJUMO12qG",
+	"GDq8rS8teUSv6qr6oNVdzAz/OKVdtkMkHNYXQ2wpha5auahqAsUKKorYvWcEGFPqt5kt0aXrrwnzdiMp",
+	"9FZ+ian2dnVfQrWkU9tfQKWK5PACSD6n6mIhJFZrJVNaKdgR77s1pfXcFnQyhlmUJuvhN62ASqCppWHJ",
+	"VuejuwKP/Qo2xQ6ntcQcEzO+Dd9eU6bbIMNWYUFUgxN77+rTdL2YVBWuSnyrVM2p89AvsLbnnHKSo9cg",
+	"39k6jrFd+9Su2bcRwK4g7xUvLuxzF31ia6sysXudGn8OWedORIeenlP/xdtgGdyOB6t5mwdvy2zsI62X",
+	"MUlpYQN9p6gsGcXdGFkfhGraEauf3yYCsF90QbCtMUAHYSqMussJK4P/zDHJUyNFbJ3dplkCdkNApdjY",
+	"6VvPsevC6Mwpa9UF80e+mShvXQdsDz5Lp9on2u2M+ckG1jNy0Uu5NnlUWWvrGiR4i71BW/rjl+CyS2zm",
+	"2G4JNnGG6geu36VqrEHTVDvrqyXkFo81b5a6ZTJFw11TyRmfbdgj/76rFE4kLKi8jLG0PsL6YTbP0NdP",
+	"dlZbo5278+X2tvXRtf/ujlnF/3TeR7eJkVfq0csfnj5/9ug8nUnchwOIkVCFUXZsY43Nvqgtubplk6i7",
+	"yeg/WykNi7S1hw4yDYWuZScfnC7KmEyj6NEy5Ux+LmaYPfPo1RtFQjF1C/oLvd56sppV+8sV4/XNrsam",
+	"WdrGss1YTmh7QQxfZMlhqSZUbVW6Wzn45voiW9t6BxrbG1UYs4Dt9yacYHIb3iBQZGMJhN1rGHTdTH0l",
+	"CN6gU+MsBBd6M0jCwbqLumu6RvKjCuRzpvQzt2udq2zhdPsADVjbxVXXLBkZ8330tm2hmd8r92yU7btX",
+	"BQmL+tlnEbvnl+Dq4naFAsMczcbF3+87AL9Aq9skmEqnlG3CH9N47K9iCJJz+SAyACsm9vDIordrYksN",
+	"ZOVazrj7grWEHAY5HWg0kzBXvHcR5sf+6VvAuSvBtFOgXelt3RW7ZfvXP9rnejG/ngHw3akq6UZ4Vg5a",
+	"Y22jkCitOQFipNzlyVifnw+Sh6abxvS2TcBCAnvKRtpaerHEkH6hwxcUAE/LIvfEzkiZxHVIKIXt3e+i",
+	"+LHyLC6R6ZVrrFhVcfvROwFBsEdiYPJgNmj2+/PO29bF2dm7v8adUvTWbXnRG8Pr9iaNw3lZcLOnsgt7",
+	"I0P9MAlVM2ulY/fmubjG9s0iHGlfkorte3HxgRMgmxrk659Y31PUZYpaMr3CCh1OkcLClw9rW+/P/uup",
+	"p5N//HQ+yDZV1AwZKJNVHMFsV/MM3a3QA4ZfaJY213pp+5kwp+itVaiyK/OlCwwHnkvBmbJHMq8n5lK9",
+	"XAI3rPsJV7CYVDAiGLn32UM2hONzpca8yVTEUVekEFUFhSYH4xiRqcaDQ09DTPoimVHEx1IYxpNs5yjX",
+	"L2BBSzCbgiEO28SsUjAiD+MmV50AEVnWk4qpuScAKAldLsfch4wOrmFi/pJZL3QJU8aZq+nsi7wQH9xX",
+	"dt5wg5gpW/wRVwilxcWN+Zg/EvwKuHUH2W7DcynqGYLnrBRyvUJOzNPfkCdmNVF93tp8i+RHdMly14JJ",
+	"9/ahWW/bS+LuAf2de7Ez9loDG0NnjPuoj1E5aFWDGZT5vAg/2IN7f7XdhkneYSu2pW3mWyPRWs/NfjgA",
+	"g6y5Gpl1n5l7A636x5peAqHkHz+dt2vUHvRUlh2NRvkhERNNGYfSTLMb9u9cGmy1owqxBOV7UgiO2Tdh",
+	"+6m0WYaGoVrXiBl3QVdYeI4wjZNH8Ip1SOd9HZpyUoqito1fDvIWIC8/HJHvQLHSAnjMF5SmvKSyDPA6",
+	"e4OolCvX3jTPSO64E5bWw6pDZoPj8B+2tqaFzsyY1IxqjtG2Q8OZ52bdhhmpnBwglR1d3T0y1HuERW3y",
+	"Q88UsKxfmizRY+Sre5gvGTrtkuhpn/OQMCwXUMyhuISSVOwS7J2268FLbdExFkwV8auHr55F+eg+2mrr",
+	"fHO6ZIOTwf3R8ei+bSI9R26Ma8QI71HjFzlCMAHKdpGqbfhMSsDPINt7jCBoF1xtJ1MzrcicKXSgInPA",
+	"R+I6+JSXY854IV0TIN3X7S8jSritdQzW4iBCZ7aqjJ4e8xlo8uD4W7KpVZ/1IzJpw02Gz4+Ib5tBLgGW",
+	"tuG8Ebn1cswldSW9ECeHCAzr0hGY2etycN2kzOnHqA1rKcxFVaI/DMNdY24LlDQxbMfHvUsTHKyDvMHo",
+	"PrKUOKQvwba0D20KPSZmzPPfxx7AMh6ckPEa/mU8eOdQnoGOjSFkw/0deAtSjKQL0NhbqyczqnnkKG7w",
+	"/u6tVSJA6e9EufpgPcp6AEbv2kqLljV023nfOz7+eLNwivH2TpaYNS2pA4F91EaKD+yCU2+HjTmKOlrj",
+	"K3e3v9JqzYcv3d/+UtNx2bxxd4c3ug1izXv3/rrD9Drd8d5lg7/sshPtPsuxHou0H2uwP3t4jKFy5c3U",
+	"wRNzrtb86oJ4Il0O/418xFVrSHK+gU8y+3nw0H3rXeYY93I5tMzgKKpiO4OUfRiaf9tab1hoLSOuwBnO",
+	"xJc2JhPQ12Ck07XwqXltL4vKkGlXNUaHA7DRjWrkLKLn7dCodoSx8euNmYRdpdxkxjw1mxH5yWVXNPwl",
+	"7vq0SaMbc/+ry5m0jJVpckC5c+nYl5gyhpwXyetD6xCPOkwxzRno0HjpkTuJNZ7ZkzMn/Lxt4W6CPg0X",
+	"JslS0zlwIAlRlcbkdydkNJJEuT4EqjLzwV9rwJ7S1nyOkx17extmO0xai9SUXezOzS1s5JTkiEWCa9tI",
+	"F7EqBNvSXjMFcTJo4xGjmkxFVYnrBvBhYU/Nv5hWUE3H3JeaTJ1YahNsOen99sAmzsraZqLmdghEmoQd",
+	"8Hvjwav9OwJXgNti58xF7KRKTdjtXmvGofonIl2yRLHAW8jrjyQum3r7PQLSNxk2Gl7gQ3NAXuS5z2jw",
+	"Zcu04wfb3wh98L8oYdYDAu1It0f+6l+LGDQfddAMAsszxbTQ8mjY4W9s2Su5MNKlWjh8G5SnyiFio64f",
+	"bVY5It+FluvKoU6MlPEN2V28OscO695tYKGcOWg6y1NdvN0k7ijiKkBmY26NfbTwjUTM2XRo2PDQ2fwr",
+	"Kx3vHz9ICQ+/C2Gz/ost30/j3n7hn01/EBxe2Oa++114d1bNfQ9eXuutSngR012VLdW47ezpff+YKQ+j",
+	"3ab/ulfiN95lA3OM6zT1f2phzt+X8JxTFQomRvPZ3CH/3vFfd1FdpWa0cnMzE7pvuUOiOq8jbqQZR2vA",
+	"NdMrouksjjrRytzNlZl2Z9s+3mq/WN55d4dTwPv9g9BnVDM1ZYiT/QPy3aeh+RvmIHlmF7FgxlEP/K9n",
+	"r/zJ7s+Mj35fUj1/18uPc8z38iqWUeDvqFYqlY4ud3AldvqTuV4PVBE65orxWQXkzevnRMHMmEbkQFVU",
+	"mVuwBFkYRuCaByF05n/ee5ofRt5d9Ga1PxQ0/ztNo0zMxJiAjwifEholVxbY387XnkD4a0gGoxMlqlpD",
+	"Nua2iPholGfmd1pc4jwxicr6rkVFijmVtNAg0Vv44PjY+meSEmXMo000F/N0RzlyG8m2k/DBDshbbBf7",
+	"5FBCRZECsReh2cts7bwYN9YgB3+yQbF1DZq8Xmv/tXvb9X61PLN+/KZJIhqgG4wSrjTQsmlKFzcT/oQ6",
+	"eEskf3CV/Zujb/aV2llL7ItCgx7aHJsPIv8d0YcWYY5kF00LTYd2nazQkYzJ9j5O+T4yz3x4s8DLBjdD",
+	"pob+oNdZoKGzvPEXIJldY1E8GVweeh3COoGC1so2BPJ28KdXNHC2n1TL2L7j7/5kFt2/kVbyODRrdbnn",
+	"gZMGvWR3JSRu1Z7UPl4jAMBHm1qfi7tbZESFPkJWMIW+tYr9Zl03jlLH3JDqCLOG5jkpYYnhG8FjB2Ul",
+	"OFivZR61vQ9aENbNjDIAx9xwA+t0dJErh8dvUgSv6Up5iR5+nohy1VIX/NGNuY8TtssbNF3AaSgZYZNi",
+	"u8pDx5RleswPlMaWREKSa6CXmVV7jCKFOfL5N/khmYFGjSMUuaFukg/M36zDsb1sPAiss7oCvc1bGlrt",
+	"f2SD1zz+yIPPPq6BvJ9HbH0neuRlUGNT9L4Ph47Yvc8iidsGb2bSvVIlTO+jSZbuvJvGhbtP/6sL8MMw",
+	"/efMubUtf2yT5G0Yv+GV/YgDm3itCI1N22BT1pVmSyq1K6+R2yHzzNc9QW4XCtdXK4s6QDMAf8EUFQ7X",
+	"no1lxLafgJLkx8fHd/MM/3svz8hoNCIPPdovWN1o5Y35wYO790kcghCCVFTOICM1AockKOWBRIacDSM+",
+	"tJLJyjMHkSFYlmnM27az/9Gw3zvKAV8QqYLrDsIobYtnDugy5soInuu4J93hKeEC8+Jtcx4Eo6CVZGVR",
+	"tDetMIVh8mNe8wqUIrn/k52IrOGU5Oqa6WL+sIPkzsPrCnE4sT2WEhiGOBr62WKcRoag7swdaytMoBAL",
+	"UB1jLwtlvowYxty3pr9Bygr0K/j4oZg+6ESgewQnDX3t3mY23QwW3L0k827cNa0b1oIJb7ATu8DPT4rA",
+	"CITRSjnc7HRGW83VNe9c/i89uPTnBEy8caVN8CTWY0q7yxHLcI5+dy++i2VKm6mkWdM27uK7IHTZVhb5",
+	"OicrYyXo7tCGVXslGkNM4wH5ZjzIyYLKS5CHPa6xOHNxD+/YlxLx7baY6bmYLfFyHaLgXwO9n/ASvrAQ",
+	"Y88YU8lVscjc/VKGyHCfVf+D9ZNhbdXTHggO3pLg2dbSNtQKt2i00cz8sYlNvy+S8WOLsTDVxE05a/Ec",
+	"D4T4NMT+R7VQesl5K1ChQeod2bSGjTiFOIaL+rMEuoDylAAt5qjtr5C7mT8GIJqK8ICElWkibubxBKfx",
+	"3viAzxPw/6iR/nd/zptg3tphfmcgr1gBb3hImb/lJcrSkiH4eK2Z6q9UQ7q2tXNf4Lkh4J7rFbt90x6A",
+	"p0LaixR91JUPdZfJFokKpaAylyum8JZVNj0y3K2TMc996NOpZY1j2N0D2/gGHaG20Hs+IsiAE3WnqMtV",
+	"wUyCzkww8+l1Ctp70uSntBIHOJADDsylG8CY5z2Y8ODV5Q7/hEkAzg2SLHSRHxJaiqV2kWef8jQiD21E",
+	"HpOaXKIFQvFUE80KCYPrCU/H324sQT0iz6ZkIozklliOTmHIL0p/0fQSlPmlgBKrQff4jcPpfzLHcRpW",
+	"/5GSGtbX95nyGlIT2azBRxczTltDiGC12j3HYd8qX+QAXTa20m+K4r1nx9yNw7aLeHux1C89MPntDnHG",
+	"9UQZL5L++N6EPZXBNemhCDJrQm0rw4S/Yavw+r35xwUr3+0CZHUC9GAplGKTaoV1YVVBKygPsQmozXog",
+	"uZBsxjitcqJA42UiWtZ6vhpzz6mB1NwVxoFQI5YFLIKHt1x3+j1dwtIWrUAk0Zi3oETkfZBEYTf2Zs3N",
+	"q7sF6fZk5S/dZu6rAH9w6EtDMHcUmaw0qI+nFN8SPfIVjPHHBmNQHlFZLzuzRJdqgWLb/GH6cb5+s3My",
+	"qX31G8cgEBSwxhQwj7l578kNU1r94fjCRmWniZVF92bzG6WPomGAMvbiJCIWNp3fJvsz1RQmcO0WjH0C",
+	"N0vWTOB+TzkjWlVWixKI/1rhDGrMumKq0dlG0SXrtrxKrtulv+MofjXvd236VEDfz6LmcLPE0hJGsfww",
+	"OS2GUI2QRKOrdXualW64R8tab0DbzQSo3nC1eSIfkYdxYqgEwhaLGisUnJjpsNIYbDZm6/ETbvtT1tiI",
+	"PCsRW6mYRYzkR/lwKiHgcBUR0zGvABudZKRkM6ZVRvJRnpH8IrdQp+EtbFeyzVYdc2uAkg9nf475tlT/",
+	"tbI8kf3A4joMKc3G6lRfrl5zGxN1z+CxodFtfC3WZXaJGrd6B7NkecBPa/O2ShFut3KbIPIXH6fawUps",
+	"aPSRb4f55zEQkyzf+vLarN6KMs/ZmnrL2w3CWs+PsLZOvw/TY1fNJ6MSPhlCN+MGPZ5bxU/dUVbMrxBs",
+	"OkKujPXMzPRhsXRSQ1INxHVxI0uQAXNXltKMhdWjzBJtA5VTxHvi0yF9xEI+H9z7trH9QMvV8OFUg9xk",
+	"Adrlf4m1Qp6bmX0uT1qtt8JSCgkI66WVPcVYL/xEXOUTX/QH93bgSedCvKB85dam3odBNKU5bly7GNu4",
+	"h6Pv0FwK30MIU4nNjWvFBw036dx2d2f773vo2s0UqYS4RPeMLQoQqgbZBrLuNmKGGhekEnzWNOOyZUN8",
+	"qbfS6u/WXw7TKRShQyWHazfzEXkd8wFrxtnKX6mL22rm9WXW+mn1P/vCbvBDi1qyzNocVoubf73GH/ka",
+	"d5rbYS5muApkSZnsv8hG77WxfUPSv9bQn3nykgN5ZZ9xCY8gm/Y8Gdb28uVweF9zaF+ZhskxX4Cm6HQu",
+	"RFUvXHkgwcH9G8fXYjms4AoqcglNX1OsxmhrKqaCZG6WX8EC/2ZggQ8Z8X/S1PFsl7BSrUtgGwX1xP2x",
+	"PCqOk75xkl4PPSfuvXL/OHv5QygWiXei53K57KWpqIwK37qcI/KEFvMxD8PYOnydxd1RJFxJcxWZVs1V",
+	"8zUesYNoz717Ta//oQT/eu++3ruPce9aN2H/ixcPd/R79K8LVr47knDFNmM0vfW6fmtcic/MVyRDGOdJ",
+	"K0NLaapdQgb+rxpzpkOvzizqTummYV2AlVA6ah+Dj/kaDYXR3N34SWuUKR31jHodFrgF4f1srR9WtNoe",
+	"jHZ7N/+oUO3Ebj1n/QmJbSIIJ/cVtP1lcBLEPFi8nj+bOP4voQB25Upn0Vb7yYiTnK14EfEQc3dVi5P0",
+	"sgtsp6D6NeGO9uz9Um/OH5GSoqqbu4L9F1TnY35gfr0GuMyIL71LXghe0lXWYBtQUqslNQyTrIBKImyj",
+	"wkObyKbZAirGgcypGnNKJnVxCbYDvt0p/LT9jmGwRgVAYETmqkUKjipPUdUllD1qQHSNzsx+fbmY8+5M",
+	"t0K8ZjMJM4o+/q+ifNsFxBvQJvrJqqF5a+6Zq+gbY/g7h0QTXboVL46WdVVt9yyvqQ22FECURTHDO+Wq",
+	"WHf6qpID2zAEoaELe6vsI3F5y8NsQ3NQV+KWLIzgdn1Bzb0e8yWdhWLhHVaA0U53pxBJKxYTpfGqHTjo",
+	"bXmCKZ354Qhxpth3LrexUKyjQDnBNikZCZAq212S5JbYz1dLcFHNuCVvPuYSjCwutK+3XVfad9iYsSvr",
+	"UXAteMmBrRdec+bLxQZQqwKOlUbH/BWdMT47cfvX6kVr01Kxc6qHn0V9W0+NQgTUz8QVc8D4ZvekHBrM",
+	"dj2kM7ijuo2hXVXWRC/cbMy7TaT7+umeOLbofC22tTZqZv7U51SRCQAf8xIqdgXSa3PdT7C4DbYZBgus",
+	"txr+YgX2r2DpDwOWVq4l8zZ1d3MLaqYiK7onE7q5YPsV0kXno9Iu2T5uSOnK2CHL6PkospZ07vVfjrPB",
+	"gt7Ydqt/OT7e3Hz1I4Tj9yw18mkR5t2u7Z/Yl77WKTyharx0Z29IwrHJf+cS+V8x3ntWx2yxMR818zBv",
+	"K4A2mDhW29oU13tCi7njVXGvFmHtBXHNR+SZA+eFFrvS9n6Qtp7HmOftBsQ5YsGZxyMFFSdD70cJrp2Q",
+	"BKoEDx2iiEMAcjDWjAy4cqOky7ICpU5J3uprm9uWJi0UunndiV2sSGLVGTqFk/WaUp2m0DmCYDwerUGh",
+	"O7E+5piakYfG0bnFFuAhOdClE442LGrTr5xm5EqSjMhrqJXRNOmYJyZgMQq+bri2Uj2NiXsYTq20XZeq",
+	"MXeqnt+LqL+u7+FDrB3aKRNhNiyM53ZnQlWT9oUqc1V6XTtR2h47gJQYoUW1gfIxF7UeiumwNB+0iQDn",
+	"sc2uRHUFynYR9l4x5SskLkXFilXmCE3ZfDkkNt/D2W0XUlTTgdgqbEYfs0dTCdzu4DVw4eWWv2fMfWOf",
+	"g7zP05YfftXmPqg2p+ZfWpm0z6G7fDYcwFpf+74iM9RIIqwA6DniKVEAZI3po6HUXE7DNpcgh46riFpj",
+	"qaKvys+/u/KzAb+I0JMgNduelX4tBxtA9vpunzQVC2xzP2y055tX5ydryWS2azC9Dn1Jswh7OOaMK015",
+	"AVnTa3HOsPVfnHSXdeozZF5AuH8fOmkL5Zg7xkx1047VMRzVFwvCHmqfln++r+92597BoZf5WtfgBFqp",
+	"qjze7N/UjdsfLqFVZRF7foOiG2TpB3M9klbBmc9CtuqieTw/tWmWvu6zEgsI3aPNKJEPT88T2VNhJGy5",
+	"8mX24XsUJrmXWL774WD7cUPqvsiFA1gaoezCSn8G0P6fC6qfjqJ44yu+l+SAVjgwFokyl+cwcVNbws51",
+	"yBt6nO9m2K5NliOug6arq2l19wYpbAx15zF/5f5mG5NhmekVF3y1GPNcVGX4+dBYG1hzMzHcumlxNyXM",
+	"7EL8kF8mT2hN8TOp6ztWngv7j7zBalFfi0B+WZFUG37ScRaruObh6LbffWQi/Vf+jcsEsL6vmrNfazgl",
+	"lBO4YQqhBpgnkPQqbZDaX+X1V3n9VV7XrQIE6Qtqo/xHv/uUnHf2jpo/btC07QMpTRvltZAa/cvWV/7o",
+	"+TPbpn6Dwt0MeEuF2zOSwR+wBGt85xzq4k+H5dv7kn7Zl83CaT6AcoxO66Ru3M0UU4CelC9a/UQ34B9Q",
+	"+/R46D/dtftziroz0IRy7F6NFxD7IO6oke4m6QyFoG9VwoIyjkFQM5M4YZQLI/ZCKunBg+NvDzdJtq8y",
+	"7atM+8PJtLQfFrszrV2ax7AQ2mdibrw9TIVWLv3mXL0s6We5OR9eLr4JS/lMQnEf089W9UWbH83/r/f2",
+	"T2owxuUYXHmyDeLz6i6mkGLZoi0RTESuprqlRWFI16USPbZIpBmhxE3O/TDmTRb21Pbr8zZlA131FT2N",
+	"NHaC5nANT+szSsfcZaUulnqVhc56eVO72jfW6zRgYMp3xiDncbdB3xtQEYE7QCsyBwnkQIFzmwl+BdzB",
+	"7SfiCg77wqRPcV+3gIbPQzO3OyoK1zogHFVRRo1Vj8J37MpU3AnYTr6B9t4MRQnDphJrVJOKakNtg5PB",
+	"f/989ePbv/18PPz27X8ejMej0TeHf/uPRI7rx1RBzE5tyo9DCu3p1vc1e2Z7Z7nE9u3cWc5TT38yq4XI",
+	"RRiGQMY+kWxCFRCGJRKVA2wJpcmyoho5i2ECk5pVZUgbT7Zv6G0s9KWo0mcrpWHhPvWMT0WKoL/DhZol",
+	"K3ycMG4zzJuKkV/JeVMHBdzNieXGsuaojTrKQyKKCNqf+ho5x/JuvTT+q2d/gC43zSQ36YFn9dJhpbGp",
+	"Pi0CCKiRvT61HDu1fyXAndKBzb49fPUssavoFHf0qJZAL1UvQc6BVnq+oZcTlIp4DC91ZXg8Sjfkjdkq",
+	"csRXGr53fLyGKisoH3NpUcxaNTzZUMBfjptWm9YJ0pON+72d7UekafuFl//s0wOUbc5itDO7davRe7eD",
+	"+YAT97S2ce6y5gprPlPXIBt4sTJ7z/G0mSJ103tm1KnVZIVtKK6r23tSLyNKc6f1Fqfj/riWN8augIMK",
+	"uoEba9RokG6U9ZSzs4jhIhklL0M0Ugz96yQpTbT3KWDFLw7X+I+oZGM8EF7a9VHexGCzVh26+GVrA62/",
+	"7YpgYd/WVpox6GsATkowG6M61W+jgREVuj7uY1Ba1lblWlBmSI3yAqK+HvHKkNusD/Id1p1xVYIkYHZG",
+	"4VMd4unGY0W1NddHdIfRaualSMmMtj+pjbTQwq85HjToh4lJ1tUlseWIAj0VoqqwuHTfLKPyKusjPgw5",
+	"8mgElVTNJ4K2z9NmeL97++7/BwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

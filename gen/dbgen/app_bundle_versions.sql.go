@@ -175,7 +175,7 @@ func (q *Queries) AppBundleVersionInsert(ctx context.Context, arg AppBundleVersi
 }
 
 const appBundleVersionList = `-- name: AppBundleVersionList :many
-SELECT v.version, (v.version = s.active_version)::boolean AS active
+SELECT v.version, (v.version IS NOT DISTINCT FROM s.active_version)::boolean AS active
 FROM app_bundle_versions v
 CROSS JOIN app_bundle_state s
 WHERE s.id = 1
