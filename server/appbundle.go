@@ -2,11 +2,14 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
+	"strconv"
+	"sync"
 
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/server/appbundle"
@@ -33,7 +36,65 @@ func (s *Server) GetAppBundleManifest(ctx context.Context, req api.GetAppBundleM
 	if req.Params.IfNoneMatch != nil && noneMatch(*req.Params.IfNoneMatch, etag) {
 		return api.GetAppBundleManifest304Response{Headers: api.GetAppBundleManifest304ResponseHeaders{Etag: &etag}}, nil
 	}
-	return api.GetAppBundleManifest200JSONResponse{Body: manifestBody(m), Headers: api.GetAppBundleManifest200ResponseHeaders{Etag: &etag}}, nil
+	body, err := s.manifestBodies.get(m)
+	if err != nil {
+		return nil, err
+	}
+	return manifestResponse{etag: etag, body: body}, nil
+}
+
+// manifestResponse writes an encoded manifest.
+type manifestResponse struct {
+	etag string
+	body []byte
+}
+
+func (r manifestResponse) VisitGetAppBundleManifestResponse(w http.ResponseWriter) error {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("ETag", r.etag)
+	h.Set("Content-Length", strconv.Itoa(len(r.body)))
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(r.body)
+	return err
+}
+
+// encodedManifests keeps the encoded bodies of the last few manifests served, by entity
+// tag: a version never changes, so neither does its manifest's body, and encoding a
+// large one costs more than serving it.
+type encodedManifests struct {
+	mu     sync.Mutex
+	byETag map[string][]byte
+	order  []string
+}
+
+const encodedManifestsKept = 4
+
+func (c *encodedManifests) get(m *appbundle.Manifest) ([]byte, error) {
+	c.mu.Lock()
+	body, ok := c.byETag[m.ETag]
+	c.mu.Unlock()
+	if ok {
+		return body, nil
+	}
+	body, err := json.Marshal(manifestBody(m))
+	if err != nil {
+		return nil, fmt.Errorf("error encoding the manifest: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byETag == nil {
+		c.byETag = map[string][]byte{}
+	}
+	if _, ok := c.byETag[m.ETag]; !ok {
+		if len(c.order) == encodedManifestsKept {
+			delete(c.byETag, c.order[0])
+			c.order = c.order[1:]
+		}
+		c.byETag[m.ETag] = body
+		c.order = append(c.order, m.ETag)
+	}
+	return body, nil
 }
 
 func manifestBody(m *appbundle.Manifest) api.AppBundleManifest {

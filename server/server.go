@@ -107,6 +107,7 @@ type Server struct {
 	refreshLimiter *authlimit.Limiter
 	sync           *obsync.Service
 	bundles        *appbundle.Service
+	manifestBodies encodedManifests
 	presence       *presenceRecorder
 	spec           *openapi3.T
 	version        string

@@ -1,13 +1,16 @@
 // Command synkbench measures a synkronus server under load, as a separate process.
 //
 // It builds the server (or takes -server-bin), starts it on a fresh database, creates a
-// read-write user per client, pushes new observations from several concurrent clients,
-// has several other clients pull everything back page by page, samples the server's
-// resident memory throughout, and prints a summary (or, with -json, one JSON object).
+// read-write user per client, and runs the phases chosen with -phases: push (new
+// observations from several concurrent clients), pull (several other clients pull
+// everything back page by page) and bundle (push a large app bundle, then serve its
+// manifest with and without If-None-Match). It samples the server's resident memory
+// throughout and prints a summary (or, with -json, one JSON object).
 // The server is stopped and the database dropped at the end, also after an error or an
 // interrupt. Progress goes to stderr. Linux only: memory is read from /proc.
 //
 //	go run ./cmd/synkbench [-clients 4] [-push-records 20000] [-pull-rounds 3] [-json]
+//	go run ./cmd/synkbench -phases bundle [-bundle-files 2000] [-bundle-bytes 50000000]
 package main
 
 import (
@@ -18,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -43,7 +47,16 @@ type options struct {
 	rssInterval    time.Duration
 	seed           uint64
 	jsonOut        bool
+	phases         []string
+	bundleFiles    int
+	bundleBytes    int64
+	// manifestClients share manifestRequests requests per read load.
+	manifestClients  int
+	manifestRequests int
 }
+
+// runs reports whether phase was chosen.
+func (o options) runs(phase string) bool { return slices.Contains(o.phases, phase) }
 
 // envList collects repeated -server-env KEY=VALUE flags.
 type envList []string
@@ -78,7 +91,13 @@ func parseFlags() options {
 	flag.DurationVar(&o.rssInterval, "rss-interval", 50*time.Millisecond, "how often the server's RSS is sampled")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the generated observation content")
 	flag.BoolVar(&o.jsonOut, "json", false, "print the results as one JSON object instead of a table")
+	phases := flag.String("phases", "push,pull", "comma-separated phases to run: push, pull (needs push), bundle")
+	flag.IntVar(&o.bundleFiles, "bundle-files", 2000, "files in the pushed app bundle")
+	flag.Int64Var(&o.bundleBytes, "bundle-bytes", 50_000_000, "total size of the app bundle's files")
+	flag.IntVar(&o.manifestClients, "manifest-clients", 4, "concurrent clients fetching the manifest")
+	flag.IntVar(&o.manifestRequests, "manifest-requests", 2000, "requests per read load, shared by the clients")
 	flag.Parse()
+	o.phases = strings.Split(*phases, ",")
 	return o
 }
 
@@ -99,6 +118,19 @@ func (o options) validate() error {
 	}
 	if o.recordBytes < 0 {
 		errs = append(errs, errors.New("-record-bytes must not be negative"))
+	}
+	for _, p := range o.phases {
+		if !slices.Contains([]string{"push", "pull", "bundle"}, p) {
+			errs = append(errs, fmt.Errorf("-phases: unknown phase %q", p))
+		}
+	}
+	if o.runs("pull") && !o.runs("push") {
+		errs = append(errs, errors.New("-phases: pull needs push (it pulls what was pushed)"))
+	}
+	if o.runs("bundle") {
+		positive("bundle-files", o.bundleFiles-3)
+		positive("manifest-clients", o.manifestClients)
+		positive("manifest-requests", o.manifestRequests)
 	}
 	return errors.Join(errs...)
 }
@@ -144,12 +176,14 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}
 
-	logf("generating %d observations", o.pushRecords)
-	plan, err := planPush(o)
-	if err != nil {
-		return err
+	var plan pushPlan
+	if o.runs("push") {
+		logf("generating %d observations", o.pushRecords)
+		if plan, err = planPush(o); err != nil {
+			return err
+		}
+		rep.Push.AvgRecordBytes, rep.Push.AvgDataBytes, rep.Push.AvgRequestBytes = plan.avgRecordBytes, plan.avgDataBytes, plan.avgRequestBytes
 	}
-	rep.Push.AvgRecordBytes, rep.Push.AvgDataBytes, rep.Push.AvgRequestBytes = plan.avgRecordBytes, plan.avgDataBytes, plan.avgRequestBytes
 
 	db, err := newDatabase(o.dbHostURL)
 	if err != nil {
@@ -184,12 +218,12 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	defer func() { err = errors.Join(err, srv.stop(20*time.Second)) }()
 
-	c := newClient(srv.baseURL, o.clients+o.pullClients, o.requestTimeout)
-	tokens, err := setupUsers(ctx, c, adminPassword, max(o.clients, o.pullClients))
+	c := newClient(srv.baseURL, o.clients+o.pullClients+o.manifestClients, o.requestTimeout)
+	admin, tokens, err := setupUsers(ctx, c, adminPassword, max(o.clients, o.pullClients))
 	if err != nil {
 		return err
 	}
-	if err := measure(ctx, o, srv.pid(), c, tokens, plan, &rep); err != nil {
+	if err := measure(ctx, o, srv.pid(), c, admin, tokens, plan, &rep); err != nil {
 		return err
 	}
 	if o.jsonOut {
@@ -198,15 +232,36 @@ func run(ctx context.Context, o options) (err error) {
 	return printText(os.Stdout, rep)
 }
 
-// measure runs the push phase and the pull rounds against the server process pid,
-// sampling its memory, and fills in rep.
-func measure(ctx context.Context, o options, pid int, c *client, tokens []string, plan pushPlan, rep *report) error {
+// measure runs the chosen phases against the server process pid, sampling its memory,
+// and fills in rep.
+func measure(ctx context.Context, o options, pid int, c *client, admin string, tokens []string, plan pushPlan, rep *report) error {
 	kib, err := readProcKiB(pid, "VmRSS")
 	if err != nil {
 		return fmt.Errorf("error reading the server's memory: %w", err)
 	}
 	rep.Memory.StartRSSMiB = mib(kib)
+	if o.runs("push") {
+		if err := measureSync(ctx, o, pid, c, tokens, plan, rep); err != nil {
+			return err
+		}
+	}
+	if o.runs("bundle") {
+		b, err := runBundle(ctx, o, pid, c, admin)
+		if err != nil {
+			return fmt.Errorf("bundle phase: %w", err)
+		}
+		rep.Bundle = &b
+	}
+	if kib, err = readProcKiB(pid, "VmHWM"); err != nil {
+		return fmt.Errorf("error reading the server's memory: %w", err)
+	}
+	rep.Memory.HWMMiB = mib(kib)
+	return nil
+}
 
+// measureSync runs the push phase and, when chosen, the pull rounds.
+func measureSync(ctx context.Context, o options, pid int, c *client, tokens []string, plan pushPlan, rep *report) error {
+	var err error
 	logf("push: %d clients, %d records in batches of %d", o.clients, o.pushRecords, o.batch)
 	stopRSS := sampleRSS(pid, o.rssInterval)
 	rep.Push.phaseStats, err = runPush(ctx, c, tokens, plan)
@@ -215,6 +270,10 @@ func measure(ctx context.Context, o options, pid int, c *client, tokens []string
 		return fmt.Errorf("push phase: %w", err)
 	}
 
+	rep.Memory.PushPeakRSSMiB = rep.Push.PeakRSSMiB
+	if !o.runs("pull") {
+		return nil
+	}
 	for round := 1; round <= o.pullRounds; round++ {
 		logf("pull round %d/%d: %d clients, limit %d", round, o.pullRounds, o.pullClients, o.pullLimit)
 		stopRSS := sampleRSS(pid, o.rssInterval)
@@ -227,10 +286,6 @@ func measure(ctx context.Context, o options, pid int, c *client, tokens []string
 		rep.Pull.PeakRSSMiB = max(rep.Pull.PeakRSSMiB, r.PeakRSSMiB)
 	}
 	rep.Pull.Best = bestRound(rep.Pull.Rounds)
-
-	if kib, err = readProcKiB(pid, "VmHWM"); err != nil {
-		return fmt.Errorf("error reading the server's memory: %w", err)
-	}
-	rep.Memory.PushPeakRSSMiB, rep.Memory.PullPeakRSSMiB, rep.Memory.HWMMiB = rep.Push.PeakRSSMiB, rep.Pull.PeakRSSMiB, mib(kib)
+	rep.Memory.PullPeakRSSMiB = rep.Pull.PeakRSSMiB
 	return nil
 }

@@ -124,8 +124,8 @@ func Sample() map[string]string {
 }
 
 // Large returns the files of a bundle of about totalBytes in n files (n > 3): the app's
-// index, a form, and n-3 app files of pseudo-random letters derived from seed, which
-// deflate only to about 60%, like the images and scripts of a real app.
+// index, a form, and n-3 app files of pseudo-random bytes derived from seed, which do not
+// compress, like the images and fonts that make up most of a real app's size.
 func Large(n int, totalBytes int64, seed uint64) map[string]string {
 	files := map[string]string{
 		"app/index.html":          "<!doctype html><title>bench</title>",
@@ -136,10 +136,14 @@ func Large(n int, totalBytes int64, seed uint64) map[string]string {
 	size := int(totalBytes / int64(max(1, n-3)))
 	for i := range n - 3 {
 		b := make([]byte, size)
-		for j := range b {
-			b[j] = byte('a' + rng.IntN(26))
+		for j := 0; j < len(b); j += 8 {
+			v := rng.Uint64()
+			for k := j; k < min(j+8, len(b)); k++ {
+				b[k] = byte(v)
+				v >>= 8
+			}
 		}
-		files[fmt.Sprintf("app/assets/%02d/file-%05d.txt", i%64, i)] = string(b)
+		files[fmt.Sprintf("app/assets/%02d/file-%05d.bin", i%64, i)] = string(b)
 	}
 	return files
 }
