@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"mime/multipart"
 	"net/http"
@@ -690,4 +691,23 @@ func TestAppBundleManifestRecordsPresenceAndSurvivesReset(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
 	require.Equal(t, []string{"0001 *"}, bundleVersions(t, env, admin))
 	require.Equal(t, http.StatusOK, getManifest(env, token, nil).Status)
+}
+
+func TestAppBundlePushOverLimitWithoutContentLength(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t, func(o *server.Options) { o.BundleLimits = appbundle.Limits{MaxUploadBytes: 1 << 20} })
+	body, contentType := multipartBundle(t, "bundle", noise(3<<20))
+	// A chunked body announces no length: the limit is enforced as it is read.
+	req, err := http.NewRequest(http.MethodPost, env.HTTP.URL+"/api/app-bundle/push", io.MultiReader(bytes.NewReader(body)))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("X-Ode-Version", servertest.Version)
+	req.Header.Set("Authorization", "Bearer "+env.AdminToken())
+	res, err := env.HTTP.Client().Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusRequestEntityTooLarge, res.StatusCode)
+	versions, _, blobs := bundleStorage(t, env)
+	require.Zero(t, versions)
+	require.Empty(t, blobs)
 }
