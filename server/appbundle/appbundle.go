@@ -14,7 +14,6 @@ package appbundle
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -131,9 +130,3 @@ func ParseVersionName(name string) (int32, error) {
 // errNoActive is what the operations that serve the active version report before any
 // version was activated.
 var errNoActive = &NotFoundError{Detail: "no app bundle version is active yet: push a bundle and switch to it"}
-
-// IsNotFound reports whether err is a NotFoundError.
-func IsNotFound(err error) bool {
-	var nf *NotFoundError
-	return errors.As(err, &nf)
-}

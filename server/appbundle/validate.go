@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -133,7 +134,11 @@ func (v *validator) entries() uint64 {
 		f := &bundleFile{zf: zf, Path: check, ContentType: contentType(check), ModTime: v.modTime(zf)}
 		v.byFold[fold] = f
 		v.files = append(v.files, f)
-		declared += zf.UncompressedSize64
+		if zf.UncompressedSize64 > math.MaxInt64-declared { // saturate: huge sizes must not wrap around
+			declared = math.MaxInt64
+		} else {
+			declared += zf.UncompressedSize64
+		}
 	}
 	// A file cannot also be a directory of another file's path.
 	for _, f := range v.files {

@@ -200,6 +200,8 @@ func TestValidateRefusesHostileArchives(t *testing.T) {
 		{"file and directory", []appbundletest.Entry{index, {Name: "app/lib", Body: []byte("1")}, {Name: "app/lib/x.js", Body: []byte("2")}}, "app/lib/x.js", CodeDuplicatePath},
 		{"ratio bomb", []appbundletest.Entry{index, {Name: "app/zeros.bin", Body: zeros}}, "app/zeros.bin", CodeCompressionRatio},
 		{"declared 2 GB", []appbundletest.Entry{index, {Name: "app/huge.bin", Body: []byte("small"), DeclaredSize: 2 << 30}}, "", CodeTooLarge},
+		{"declared sizes that wrap around", []appbundletest.Entry{index, {Name: "app/a.bin", Body: []byte("a"), DeclaredSize: 1 << 63},
+			{Name: "app/b.bin", Body: []byte("b"), DeclaredSize: 1 << 63}}, "", CodeTooLarge},
 		{"lying size", []appbundletest.Entry{index, {Name: "app/liar.bin", Body: bytes.Repeat([]byte("ab"), 5000), DeclaredSize: 10}}, "app/liar.bin", CodeCorruptEntry},
 	}
 	for _, c := range cases {
