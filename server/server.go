@@ -27,6 +27,7 @@ import (
 	"github.com/opendataensemble/synkronus/server/authlimit"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
+	"github.com/opendataensemble/synkronus/server/export"
 	"github.com/opendataensemble/synkronus/server/obsync"
 	"github.com/opendataensemble/synkronus/server/passwords"
 	"github.com/opendataensemble/synkronus/server/tokens"
@@ -63,6 +64,8 @@ type Options struct {
 	// MaxVersionsKept is how many app bundle versions retention keeps besides the
 	// active one (default 5).
 	MaxVersionsKept int
+	// MaxExports is how many data exports run at once; more wait for a turn.
+	MaxExports int
 }
 
 func (o *Options) setDefaults() {
@@ -81,6 +84,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxPushBytes <= 0 {
 		o.MaxPushBytes = 32 << 20
+	}
+	if o.MaxExports <= 0 {
+		o.MaxExports = 2
 	}
 	if o.ConflictPolicy == "" {
 		o.ConflictPolicy = obsync.PolicyNewest
@@ -108,6 +114,7 @@ type Server struct {
 	sync           *obsync.Service
 	bundles        *appbundle.Service
 	manifestBodies encodedManifests
+	export         *export.Service
 	presence       *presenceRecorder
 	spec           *openapi3.T
 	version        string
@@ -152,6 +159,7 @@ func New(deps Deps, opts Options) (*Server, error) {
 		refreshLimiter: authlimit.New(authlimit.Config{PerAddr: opts.LoginLimits.PerAddr}),
 		sync:           obsync.NewService(deps.Pool, opts.ConflictPolicy),
 		bundles:        appbundle.NewService(deps.Pool, deps.Blobs, deps.Log, bundleCfg),
+		export:         export.NewService(deps.Pool, opts.MaxExports),
 		presence:       newPresenceRecorder(q, deps.Log),
 		spec:           spec,
 		version:        version,

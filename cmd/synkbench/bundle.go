@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"mime/multipart"
 	"net/http"
+	"text/tabwriter"
 	"time"
 
 	"github.com/opendataensemble/synkronus/server/appbundle/appbundletest"
@@ -212,4 +214,21 @@ func runReads(ctx context.Context, c *client, token, path string, header map[str
 		return readRun{}, err
 	}
 	return readRun{phaseStats: newPhaseStats(total, total, wall, latencies)}, nil
+}
+
+func printBundle(w io.Writer, b bundleResult) {
+	fmt.Fprintf(w, "\nAPP BUNDLE  %d files, %d bytes of content, %d bytes zipped\n", b.Files, b.ContentBytes, b.ArchiveBytes)
+	for _, p := range b.Pushes {
+		fmt.Fprintf(w, "  push (%s): %.3f s, %.1f MB/s of archive\n", p.Name, p.Seconds, p.ArchiveMBPerS)
+	}
+	fmt.Fprintf(w, "  server peak RSS while pushing: %.1f MiB\n\n", b.PushPeakRSS)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "read\trequests\twall s\trequests/s\tvs /health\tp50 ms\tp95 ms\tp99 ms\tmax ms\t")
+	for _, r := range b.Reads {
+		l := r.LatencyMS
+		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t\n",
+			r.Name, r.Requests, r.WallSeconds, r.RequestsPerSec, r.RatioToHealth, l.P50, l.P95, l.P99, l.Max)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "  server peak RSS while reading: %.1f MiB\n", b.ReadPeakRSS)
 }

@@ -1,16 +1,15 @@
 // Command synkbench measures a synkronus server under load, as a separate process.
 //
 // It builds the server (or takes -server-bin), starts it on a fresh database, creates a
-// read-write user per client, and runs the phases chosen with -phases: push (new
-// observations from several concurrent clients), pull (several other clients pull
-// everything back page by page) and bundle (push a large app bundle, then serve its
-// manifest with and without If-None-Match). It samples the server's resident memory
-// throughout and prints a summary (or, with -json, one JSON object).
+// read-write user per client, pushes new observations from several concurrent clients,
+// has several other clients pull everything back page by page, optionally downloads the
+// exports and pushes an app bundle and loads its manifest (-bundle), samples the server's
+// resident memory throughout, and prints a summary (or, with -json, one JSON object).
 // The server is stopped and the database dropped at the end, also after an error or an
 // interrupt. Progress goes to stderr. Linux only: memory is read from /proc.
 //
-//	go run ./cmd/synkbench [-clients 4] [-push-records 20000] [-pull-rounds 3] [-json]
-//	go run ./cmd/synkbench -phases bundle [-bundle-files 2000] [-bundle-bytes 50000000]
+//	go run ./cmd/synkbench [-clients 4] [-push-records 20000] [-pull-rounds 3] [-export] [-json]
+//	go run ./cmd/synkbench -push-records 0 -bundle [-bundle-files 2000] [-bundle-bytes 50000000]
 package main
 
 import (
@@ -21,7 +20,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -47,16 +45,14 @@ type options struct {
 	rssInterval    time.Duration
 	seed           uint64
 	jsonOut        bool
-	phases         []string
+	export         bool
+	bundle         bool
 	bundleFiles    int
 	bundleBytes    int64
 	// manifestClients share manifestRequests requests per read load.
 	manifestClients  int
 	manifestRequests int
 }
-
-// runs reports whether phase was chosen.
-func (o options) runs(phase string) bool { return slices.Contains(o.phases, phase) }
 
 // envList collects repeated -server-env KEY=VALUE flags.
 type envList []string
@@ -91,13 +87,13 @@ func parseFlags() options {
 	flag.DurationVar(&o.rssInterval, "rss-interval", 50*time.Millisecond, "how often the server's RSS is sampled")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the generated observation content")
 	flag.BoolVar(&o.jsonOut, "json", false, "print the results as one JSON object instead of a table")
-	phases := flag.String("phases", "push,pull", "comma-separated phases to run: push, pull (needs push), bundle")
+	flag.BoolVar(&o.export, "export", false, "after the pulls, download the Parquet, JSON and CSV exports of everything pushed")
+	flag.BoolVar(&o.bundle, "bundle", false, "at the end, push an app bundle twice and load its manifest with and without If-None-Match")
 	flag.IntVar(&o.bundleFiles, "bundle-files", 2000, "files in the pushed app bundle")
 	flag.Int64Var(&o.bundleBytes, "bundle-bytes", 50_000_000, "total size of the app bundle's files")
 	flag.IntVar(&o.manifestClients, "manifest-clients", 4, "concurrent clients fetching the manifest")
 	flag.IntVar(&o.manifestRequests, "manifest-requests", 2000, "requests per read load, shared by the clients")
 	flag.Parse()
-	o.phases = strings.Split(*phases, ",")
 	return o
 }
 
@@ -110,27 +106,23 @@ func (o options) validate() error {
 	}
 	positive("clients", o.clients)
 	positive("batch", o.batch)
-	positive("push-records", o.pushRecords)
+	if o.pushRecords < 0 {
+		errs = append(errs, errors.New("-push-records must not be negative (0 skips pushing, pulling and exporting)"))
+	}
+	if o.bundle {
+		positive("bundle-files above 3", o.bundleFiles-3)
+		positive("manifest-clients", o.manifestClients)
+		positive("manifest-requests", o.manifestRequests)
+	}
 	positive("pull-clients", o.pullClients)
-	positive("pull-rounds", o.pullRounds)
+	if o.pullRounds < 0 {
+		errs = append(errs, errors.New("-pull-rounds must not be negative"))
+	}
 	if o.pullLimit < 1 || o.pullLimit > 500 {
 		errs = append(errs, errors.New("-pull-limit must be from 1 to 500"))
 	}
 	if o.recordBytes < 0 {
 		errs = append(errs, errors.New("-record-bytes must not be negative"))
-	}
-	for _, p := range o.phases {
-		if !slices.Contains([]string{"push", "pull", "bundle"}, p) {
-			errs = append(errs, fmt.Errorf("-phases: unknown phase %q", p))
-		}
-	}
-	if o.runs("pull") && !o.runs("push") {
-		errs = append(errs, errors.New("-phases: pull needs push (it pulls what was pushed)"))
-	}
-	if o.runs("bundle") {
-		positive("bundle-files", o.bundleFiles-3)
-		positive("manifest-clients", o.manifestClients)
-		positive("manifest-requests", o.manifestRequests)
 	}
 	return errors.Join(errs...)
 }
@@ -177,7 +169,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 
 	var plan pushPlan
-	if o.runs("push") {
+	if o.pushRecords > 0 {
 		logf("generating %d observations", o.pushRecords)
 		if plan, err = planPush(o); err != nil {
 			return err
@@ -223,8 +215,28 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := measure(ctx, o, srv.pid(), c, admin, tokens, plan, &rep); err != nil {
+	if err := measure(ctx, o, srv.pid(), c, tokens, plan, &rep); err != nil {
 		return err
+	}
+	if o.export && o.pushRecords > 0 {
+		phase, err := runExports(ctx, c, tokens[0], db.serverURL, work, srv.pid(), o.pushRecords, o.rssInterval)
+		if err != nil {
+			return err
+		}
+		rep.Export = &phase
+		if kib, err := readProcKiB(srv.pid(), "VmHWM"); err == nil {
+			rep.Memory.HWMMiB = mib(kib)
+		}
+	}
+	if o.bundle {
+		phase, err := runBundle(ctx, o, srv.pid(), c, admin)
+		if err != nil {
+			return fmt.Errorf("bundle phase: %w", err)
+		}
+		rep.Bundle = &phase
+		if kib, err := readProcKiB(srv.pid(), "VmHWM"); err == nil {
+			rep.Memory.HWMMiB = mib(kib)
+		}
 	}
 	if o.jsonOut {
 		return printJSON(os.Stdout, rep)
@@ -232,36 +244,18 @@ func run(ctx context.Context, o options) (err error) {
 	return printText(os.Stdout, rep)
 }
 
-// measure runs the chosen phases against the server process pid, sampling its memory,
-// and fills in rep.
-func measure(ctx context.Context, o options, pid int, c *client, admin string, tokens []string, plan pushPlan, rep *report) error {
+// measure runs the push phase and the pull rounds against the server process pid,
+// sampling its memory, and fills in rep.
+func measure(ctx context.Context, o options, pid int, c *client, tokens []string, plan pushPlan, rep *report) error {
 	kib, err := readProcKiB(pid, "VmRSS")
 	if err != nil {
 		return fmt.Errorf("error reading the server's memory: %w", err)
 	}
 	rep.Memory.StartRSSMiB = mib(kib)
-	if o.runs("push") {
-		if err := measureSync(ctx, o, pid, c, tokens, plan, rep); err != nil {
-			return err
-		}
+	if o.pushRecords == 0 {
+		return nil
 	}
-	if o.runs("bundle") {
-		b, err := runBundle(ctx, o, pid, c, admin)
-		if err != nil {
-			return fmt.Errorf("bundle phase: %w", err)
-		}
-		rep.Bundle = &b
-	}
-	if kib, err = readProcKiB(pid, "VmHWM"); err != nil {
-		return fmt.Errorf("error reading the server's memory: %w", err)
-	}
-	rep.Memory.HWMMiB = mib(kib)
-	return nil
-}
 
-// measureSync runs the push phase and, when chosen, the pull rounds.
-func measureSync(ctx context.Context, o options, pid int, c *client, tokens []string, plan pushPlan, rep *report) error {
-	var err error
 	logf("push: %d clients, %d records in batches of %d", o.clients, o.pushRecords, o.batch)
 	stopRSS := sampleRSS(pid, o.rssInterval)
 	rep.Push.phaseStats, err = runPush(ctx, c, tokens, plan)
@@ -270,10 +264,6 @@ func measureSync(ctx context.Context, o options, pid int, c *client, tokens []st
 		return fmt.Errorf("push phase: %w", err)
 	}
 
-	rep.Memory.PushPeakRSSMiB = rep.Push.PeakRSSMiB
-	if !o.runs("pull") {
-		return nil
-	}
 	for round := 1; round <= o.pullRounds; round++ {
 		logf("pull round %d/%d: %d clients, limit %d", round, o.pullRounds, o.pullClients, o.pullLimit)
 		stopRSS := sampleRSS(pid, o.rssInterval)
@@ -286,6 +276,10 @@ func measureSync(ctx context.Context, o options, pid int, c *client, tokens []st
 		rep.Pull.PeakRSSMiB = max(rep.Pull.PeakRSSMiB, r.PeakRSSMiB)
 	}
 	rep.Pull.Best = bestRound(rep.Pull.Rounds)
-	rep.Memory.PullPeakRSSMiB = rep.Pull.PeakRSSMiB
+
+	if kib, err = readProcKiB(pid, "VmHWM"); err != nil {
+		return fmt.Errorf("error reading the server's memory: %w", err)
+	}
+	rep.Memory.PushPeakRSSMiB, rep.Memory.PullPeakRSSMiB, rep.Memory.HWMMiB = rep.Push.PeakRSSMiB, rep.Pull.PeakRSSMiB, mib(kib)
 	return nil
 }

@@ -13,8 +13,9 @@ type report struct {
 	Database string        `json:"database"`
 	Push     pushResult    `json:"push"`
 	Pull     pullResult    `json:"pull"`
-	Bundle   *bundleResult `json:"app_bundle,omitempty"`
 	Memory   memoryResult  `json:"server_memory"`
+	Export   *exportPhase  `json:"export,omitempty"`
+	Bundle   *bundleResult `json:"app_bundle,omitempty"`
 }
 
 type machineInfo struct {
@@ -77,29 +78,28 @@ func printJSON(w io.Writer, r report) error {
 }
 
 func printText(w io.Writer, r report) error {
-	fmt.Fprintf(w, "synkbench: nproc %d, %s, PostgreSQL %s, database %s\n\n",
+	fmt.Fprintf(w, "synkbench: nproc %d, %s, PostgreSQL %s, database %s\n",
 		r.Machine.NProc, r.Machine.GoVersion, r.Machine.PostgresVersion, r.Database)
 	if r.Push.Requests > 0 {
 		if err := printSync(w, r); err != nil {
 			return err
 		}
 	}
+	if r.Export != nil {
+		printExports(w, *r.Export)
+	}
 	if r.Bundle != nil {
-		if err := printBundle(w, *r.Bundle); err != nil {
-			return err
-		}
+		printBundle(w, *r.Bundle)
 	}
 	m := r.Memory
-	fmt.Fprintf(w, "\nserver RSS MiB: after login %.1f", m.StartRSSMiB)
-	if r.Push.Requests > 0 {
-		fmt.Fprintf(w, ", push peak %.1f, pull peak %.1f", m.PushPeakRSSMiB, m.PullPeakRSSMiB)
-	}
-	_, err := fmt.Fprintf(w, ", overall peak (VmHWM) %.1f\n", m.HWMMiB)
+	_, err := fmt.Fprintf(w, "\nserver RSS MiB: after login %.1f, push peak %.1f, pull peak %.1f, overall peak (VmHWM) %.1f\n",
+		m.StartRSSMiB, m.PushPeakRSSMiB, m.PullPeakRSSMiB, m.HWMMiB)
 	return err
 }
 
 func printSync(w io.Writer, r report) error {
 	p := r.Push
+	fmt.Fprintf(w, "\n")
 	fmt.Fprintf(w, "PUSH  %d clients, batches of %d, data %d B/record, %d B/record on the wire, %d B/request\n",
 		p.Clients, p.BatchSize, p.AvgDataBytes, p.AvgRecordBytes, p.AvgRequestBytes)
 	fmt.Fprintf(w, "PULL  %d clients, limit %d, each pulls everything from version 0\n\n", r.Pull.Clients, r.Pull.Limit)
@@ -118,29 +118,5 @@ func printSync(w io.Writer, r report) error {
 	if len(r.Pull.Rounds) > 0 {
 		row(fmt.Sprintf("pull best (%d)", r.Pull.Best.Round), r.Pull.Best.phaseStats, r.Pull.Best.PeakRSSMiB)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	_, err := fmt.Fprintln(w)
-	return err
-}
-
-func printBundle(w io.Writer, b bundleResult) error {
-	fmt.Fprintf(w, "APP BUNDLE  %d files, %d bytes of content, %d bytes zipped\n", b.Files, b.ContentBytes, b.ArchiveBytes)
-	for _, p := range b.Pushes {
-		fmt.Fprintf(w, "  push (%s): %.3f s, %.1f MB/s of archive\n", p.Name, p.Seconds, p.ArchiveMBPerS)
-	}
-	fmt.Fprintf(w, "  server peak RSS while pushing: %.1f MiB\n\n", b.PushPeakRSS)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "read\trequests\twall s\trequests/s\tvs /health\tp50 ms\tp95 ms\tp99 ms\tmax ms\t")
-	for _, r := range b.Reads {
-		l := r.LatencyMS
-		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t\n",
-			r.Name, r.Requests, r.WallSeconds, r.RequestsPerSec, r.RatioToHealth, l.P50, l.P95, l.P99, l.Max)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	_, err := fmt.Fprintf(w, "  server peak RSS while reading: %.1f MiB\n", b.ReadPeakRSS)
-	return err
+	return tw.Flush()
 }

@@ -35,6 +35,7 @@ type config struct {
 	MaxJSONBytes    int64
 	DBMaxConns      int32
 	BcryptCost      int
+	MaxExports      int
 	PprofAddr       string
 	// App bundles: retention and upload limits.
 	MaxVersionsKept            int
@@ -101,6 +102,7 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		MaxJSONBytes:    integer(1<<20, 1<<10, 1<<30, "MAX_JSON_BYTES"),
 		DBMaxConns:      int32(integer(16, 2, 1000, "DB_MAX_CONNS")),
 		BcryptCost:      int(integer(10, 4, 16, "BCRYPT_COST")),
+		MaxExports:      int(integer(2, 1, 64, "EXPORT_MAX_CONCURRENT")),
 	}
 	c.MaxVersionsKept = int(integer(appbundle.DefaultKeepVersions, 1, 1000, "MAX_VERSIONS_KEPT"))
 	c.MaxBundleBytes = integer(appbundle.DefaultMaxUploadBytes, 1<<10, 1<<34, "MAX_BUNDLE_BYTES")

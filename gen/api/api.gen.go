@@ -902,6 +902,15 @@ type VersionMismatch struct {
 // AttachmentId Example: abc123.jpg
 type AttachmentId = string
 
+// ExportFormType defines model for ExportFormType.
+type ExportFormType = []string
+
+// ExportIncludeDeleted defines model for ExportIncludeDeleted.
+type ExportIncludeDeleted = bool
+
+// ExportSinceVersion defines model for ExportSinceVersion.
+type ExportSinceVersion = int64
+
 // IfNoneMatch defines model for IfNoneMatch.
 type IfNoneMatch = string
 
@@ -1133,8 +1142,38 @@ type RefreshTokenParams struct {
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
 }
 
+// GetCsvExportZipParams defines parameters for GetCsvExportZip.
+type GetCsvExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
 // GetParquetExportZipParams defines parameters for GetParquetExportZip.
 type GetParquetExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
@@ -1143,6 +1182,17 @@ type GetParquetExportZipParams struct {
 
 // GetRawJsonExportZipParams defines parameters for GetRawJsonExportZip.
 type GetRawJsonExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
@@ -1376,6 +1426,9 @@ type ServerInterface interface {
 	// RefreshToken Exchange a refresh token for a new token pair
 	// (POST /api/auth/refresh)
 	RefreshToken(ctx echo.Context, params RefreshTokenParams) error
+	// GetCsvExportZip Export the observations as CSV files in a ZIP archive
+	// (GET /api/dataexport/csv)
+	GetCsvExportZip(ctx echo.Context, params GetCsvExportZipParams) error
 	// GetParquetExportZip Export the observations as Parquet files in a ZIP archive
 	// (GET /api/dataexport/parquet)
 	GetParquetExportZip(ctx echo.Context, params GetParquetExportZipParams) error
@@ -2071,12 +2124,83 @@ func (w *ServerInterfaceWrapper) RefreshToken(ctx echo.Context) error {
 	return err
 }
 
+// GetCsvExportZip converts echo context to params.
+func (w *ServerInterfaceWrapper) GetCsvExportZip(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetCsvExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetCsvExportZip(ctx, params)
+	return err
+}
+
 // GetParquetExportZip converts echo context to params.
 func (w *ServerInterfaceWrapper) GetParquetExportZip(ctx echo.Context) error {
 	var err error
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params GetParquetExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
 
 	headers := ctx.Request().Header
 	// ------------- Required header parameter "x-ode-version" -------------
@@ -2108,6 +2232,26 @@ func (w *ServerInterfaceWrapper) GetRawJsonExportZip(ctx echo.Context) error {
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params GetRawJsonExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
 
 	headers := ctx.Request().Header
 	// ------------- Required header parameter "x-ode-version" -------------
@@ -2800,6 +2944,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.PUT(options.BaseURL+"/api/attachments/:attachment_id", wrapper.UploadAttachment, options.OperationMiddlewares["uploadAttachment"]...)
 	router.GET(options.BaseURL+"/api/dataexport/parquet", wrapper.GetParquetExportZip, options.OperationMiddlewares["getParquetExportZip"]...)
 	router.GET(options.BaseURL+"/api/dataexport/raw-json", wrapper.GetRawJsonExportZip, options.OperationMiddlewares["getRawJsonExportZip"]...)
+	router.GET(options.BaseURL+"/api/dataexport/csv", wrapper.GetCsvExportZip, options.OperationMiddlewares["getCsvExportZip"]...)
 	router.GET(options.BaseURL+"/api/stats/observations", wrapper.GetObservationStats, options.OperationMiddlewares["getObservationStats"]...)
 
 }
@@ -4870,6 +5015,123 @@ func (response RefreshToken500ApplicationProblemPlusJSONResponse) VisitRefreshTo
 	return err
 }
 
+type GetCsvExportZipRequestObject struct {
+	Params GetCsvExportZipParams
+}
+
+type GetCsvExportZipResponseObject interface {
+	VisitGetCsvExportZipResponse(w http.ResponseWriter) error
+}
+
+type GetCsvExportZip200ResponseHeaders struct {
+	ContentDisposition *string
+	XExportVersion     int64
+}
+
+type GetCsvExportZip200ApplicationzipResponse struct {
+	Body          io.Reader
+	Headers       GetCsvExportZip200ResponseHeaders
+	ContentLength int64
+}
+
+func (response GetCsvExportZip200ApplicationzipResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "application/zip")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentDisposition != nil {
+		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
+	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetCsvExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip400ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip401ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip403ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response GetCsvExportZip426JSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip500ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetParquetExportZipRequestObject struct {
 	Params GetParquetExportZipParams
 }
@@ -4880,6 +5142,7 @@ type GetParquetExportZipResponseObject interface {
 
 type GetParquetExportZip200ResponseHeaders struct {
 	ContentDisposition *string
+	XExportVersion     int64
 }
 
 type GetParquetExportZip200ApplicationzipResponse struct {
@@ -4897,12 +5160,29 @@ func (response GetParquetExportZip200ApplicationzipResponse) VisitGetParquetExpo
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
 	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
 	w.WriteHeader(200)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetParquetExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetParquetExportZip400ApplicationProblemPlusJSONResponse) VisitGetParquetExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -4979,6 +5259,7 @@ type GetRawJsonExportZipResponseObject interface {
 
 type GetRawJsonExportZip200ResponseHeaders struct {
 	ContentDisposition *string
+	XExportVersion     int64
 }
 
 type GetRawJsonExportZip200ApplicationzipResponse struct {
@@ -4996,12 +5277,29 @@ func (response GetRawJsonExportZip200ApplicationzipResponse) VisitGetRawJsonExpo
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
 	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
 	w.WriteHeader(200)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetRawJsonExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetRawJsonExportZip400ApplicationProblemPlusJSONResponse) VisitGetRawJsonExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -6934,6 +7232,9 @@ type StrictServerInterface interface {
 	// RefreshToken Exchange a refresh token for a new token pair
 	// (POST /api/auth/refresh)
 	RefreshToken(ctx context.Context, request RefreshTokenRequestObject) (RefreshTokenResponseObject, error)
+	// GetCsvExportZip Export the observations as CSV files in a ZIP archive
+	// (GET /api/dataexport/csv)
+	GetCsvExportZip(ctx context.Context, request GetCsvExportZipRequestObject) (GetCsvExportZipResponseObject, error)
 	// GetParquetExportZip Export the observations as Parquet files in a ZIP archive
 	// (GET /api/dataexport/parquet)
 	GetParquetExportZip(ctx context.Context, request GetParquetExportZipRequestObject) (GetParquetExportZipResponseObject, error)
@@ -7480,6 +7781,31 @@ func (sh *strictHandler) RefreshToken(ctx echo.Context, params RefreshTokenParam
 		return err
 	} else if validResponse, ok := response.(RefreshTokenResponseObject); ok {
 		return validResponse.VisitRefreshTokenResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetCsvExportZip operation middleware
+func (sh *strictHandler) GetCsvExportZip(ctx echo.Context, params GetCsvExportZipParams) error {
+	var request GetCsvExportZipRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetCsvExportZip(ctx.Request().Context(), request.(GetCsvExportZipRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetCsvExportZip")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetCsvExportZipResponseObject); ok {
+		return validResponse.VisitGetCsvExportZipResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -8104,231 +8430,252 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H15dxs3tudXweG8OZbyipS8dM9E+qOP46Xjbjv2WHIy/UI/FVh1SSIqAgyAksRk/N3n4GIpVBHFRV6T",
-	"9l+JxSoUlou7/u69vw8KsVgKDlyrwcnvgznQEiT+7yPBNXD9mKmlUEwzwc1fS1CFZEv7z8FZPZuB0lCS",
-	"KauAcLoAMhWSKHrF+IzoOZBSXPNK0HI0yAaqmMOCmmH0agmDk4HSkvHZ4N27bPB/XwN+R8jV34GDpOkv",
-	"ns+BKJBXIO8oIsMrZBbeIQfKTIMqkje/XzS/54RxnNlElKtDMy0Jv9ZMQjk40bKGeJpTIRdUD04GjOu/",
-	"Phhkft6Ma5iBHLwzM19SSReg3bY91JoW8wVw/axcn/6zErhmUwaSiCnOgobnM1KrmlbVitBoO1VdzHEx",
-	"96f36Gg0Kr4d/bKc5WbezIy4pHo+yAbm2cHJoBntgpUblwY3dLGs8J1JcffefTNqs8DoYJ5NfxAcXlBd",
-	"zNfX84RrpldE0xmZSrEglBOgsjLrk6CWgis4JZQszNtkxaAqFbl//CDM3tJbM382HXLBYYgvbKGYl5LN",
-	"GKfV+qxeSZiCxO2t+VKKApSCktRLJESSm73IM5LfzQnlJclXoHJyQPmKFFTBISlEzbXZdPPg6ZibgZph",
-	"CrFcEaZIbf5xPQdOuCDCTYZcU0UuYalHY+4X+WsNctWs0T86SB+H+WbyIN4okHaI7np/MITi6KlWIAkt",
-	"cAk9RFL7gTbRR+KGvizhUcV2puyCVpXhAgW+QxhXmvICTu3GaUEkFEKWZAly6J5ZSlDAC+ilj5uhKME9",
-	"PUQK3zbjH0GqXk5iB7qjyJV9akQeciLwCVqR/Co/yn/Mzaym7CZDOv5FSMLrxQRkZhbZPF2txpySUmgk",
-	"KcpXem4Wf5DfRUobHdv/3BvdH05AU/Ovq7uj49HxkFbLOR3dyw9H5CWvVrh3+KExt18yxGbYNJWG4Jie",
-	"4yOeC0aElt4tt7YduQHOaWC4mtYgzaj//fPVj2//9vPx8Nu3/3kwHo9G3xz+7T+SFLoHD0+zbh2fSUk1",
-	"JROoBJ8posWI/GT2WyEtabKolSbwa00rez/9dpyaHzW9BGXOrYDS0BMRV+ZW9EoEIwrI1LCnjbvZvD1s",
-	"3h5sFBgLxtmiXgxO7qaFh+eSHdnxSPBpxQpt/lpYQWz+ly6XFSvws0dLKSYVLP7zF2X3uJnEf0iYDk4G",
-	"/+Ooke1H9ld19Mq+9Rg0ZZWdQoejMz03e8UjyeSJjinCSkONtJJAyxVRWkgoMyIss232Z8yTp2pPr2TT",
-	"KUhlJUZ8duQgL0QJ+ZjHB2V4gr7wtJtn61cgJiEn3O3hHdrjjLSavkO8haJxaleDEgCX6M4MNyie0oIp",
-	"lGejwZ66xbts8B0tX8OvNajPQAr2nuLHzZoWtDJzhtIc95SySpErWrHSbUYOUgqpclIxpRXuiJhOgZeG",
-	"DU6t6Me9uuTimo8G77LB56PyeGn+3FREWEjXRGmqgRwYjdYxSGT6VjFjCtkM98RfUaUJLReMk2tRVyWZ",
-	"AKmE0oe41KdCTlhZAv88azWy2FKyqIx0WREutBHE9laLpaNVnOszbjg/rZ6YA/0887U3D6nMKG4cbpZQ",
-	"aCir1Skp8U1FqDQbPJsZBmRWI0HXkkOJa/hB6Kei5uXnmT4tS2mVRQlK1LIwdhAonCbcMKVxjq+o1IxW",
-	"j5rpRTP95uib9qQCv5gwTlGfXBfA8fJEoUEPlZZAF/uOtOm+QEkmKw1EUj4LWqexVyLGbP55R5EFlIwS",
-	"M/iozYXdkoevzRg9CgIOj3RQokqF49ZVRSrgMz0f7aW9vsPtXhn9/1yI51Taz34+poMaB9wUAKVqyzLF",
-	"fgNSsQWzRIJb9IPQZ1QzNWV0UvVtWOp4KgaKiForVkI4mf0PI9r39okbw9R8TpFvjsb18fH9wj6F/w/5",
-	"ZqPf7FCjMb42Yv51ONHPczibldIt6othQ3JhTYEJFNSwV6NHGZnAlJZUCzSLQXe0pRE5d/6IO4pYFYgw",
-	"tVELClfCHiQpqJTmrHvUolPzw5i7ZaDuXDJVUInCXMJwQhUQpoPWPRUSiFrxwkhvOqOMG+uE5OZPr2o1",
-	"z+2A6GrxOqxjAJQLVCHtQjJCKyVwsVIbxSjXknK1YMoYJReszIkEa0rjy2Nu99fM0+zIPhpcigDcm0dp",
-	"2wQJ4QzkFSvgDadXlFX+hn1a8ntIJrS4BHeoQR4TjgzC6BqwWApJJatWpG5mijziXIgXlK+coqg+w+UR",
-	"giwoXxmbARZLrU7JNWUafYGoMFk7VkyJgkJwsyJO8teg5Wr4cKpB5h2eFP2U8Dq6MbSwX3HUquWqIdZd",
-	"pENb037Daa3nQrLfPhf7mQCVIIkWRqs0Cre5I3yWEcZR0Saohy7Nmk5xa/NKzBjPrVJaSEAXDLWq0Zhf",
-	"S8Fn7sFibpj7K6rUtZClf0PwKUOF3vpdNFm6B8zX8XVz+8zeLGeSlrADd95vW5xz5oUzkPo2Jm85MnLP",
-	"8+ItCsYJGqNGQVfBX+PecxzLapZBHVNLoJeWAXsmP0f1XUNVIUdEj5oWpF6WVEOCH6kVv5SC1yq4WjZb",
-	"k97ZtKcG887/bH0Fr5653XvGp8L8ZSkN29DM+hJKWEooqLan5UabCFEBxSOVUAFV8JhqaOmEZo3rGmE2",
-	"iJa2rnc2y/h5ELubmk9k8YTehvHF5BcotBm/WY967eTJ+qKKWkpHdAkbR3AtaaHj8/aGBDPG28LQHpms",
-	"SAlTWlfoHu1bJ36OaViobTTcOYh3YUwqJV31bY8aZGE1ye1YLr+reVnBU1YlNmJOVcIbf/b9w+G9v/w1",
-	"OGDtFc3IHG4IcCOOy+SaF2wB5/jH3xM/ivKcLdaJZKjZIkkp6Gxe98lTPSeMB0V0gqtzKkN+lBMFS4oq",
-	"kkrO0ajFu7lN2vvtXN/4emb3LVpws7yNh/CCcjZ1Ppj2QRg1eA9aaZ3qGqlkA6fPQPlQ777haWJ4zGbG",
-	"0EDPJ/onWAjUqVNiBYL1yIB1jmLMyf19tIUF9Mcf4su3cNtG7OOT5Lid87IbmkVsJN4Tt9iNh2XU034W",
-	"QgvNrhJmzk9zQK0V1RW4DutgRkxc21AdvkoEh2gZEUtdRFSyExUEsjIvg1J0lr6CO218POkD1LlzP6GR",
-	"l5yH2/ffzyNazsbd/jHil+2dTnLStbXtxiyTUwj+ab+Pkae0IzdQsl+wRNzqTBs1mrC18JWzp5sIVvJO",
-	"JAMKW4JNPd5kNuPodQwO5UbNUe7ze4UXDNPjBVxsVEpyJ4QugnLllr+UcMVErcIlPiXHqEsabmGDW5tn",
-	"dLyVNTen0p3qrse9RU/oX/qjWiohG/sEbrQ/cGOCt2aTJ9e5vtvBaLvA4OtWLhDW89K/+Ajfi4dS6VOr",
-	"qEbeHszEJUjHussWooDxwBOELEFiYHUnSbU+u5S86iX/HfZLC02rC48PufACvoswWRiKzM2veSPM/FvN",
-	"FihcLPqidjqvLi12KKZvaa2z2UymzcatC6EWTCPFFp3udqGdWtbelRfBsUoOEltBBK9Wh0l+Fba7llVS",
-	"CBpDWpAp6KJx5W75SNjrWrLUN8Wyly/+NKe65WCztlcprF5ozK9CLFfmK8ANV/k5rABNigp0rLqtq4sd",
-	"amK/QSCTXVfVT8G97MUJRUI1uZ6zYt6JsiBIxKIfrEa+L7U2O5p1aGlHknzkOVRHnwh+mnhHpgRoMSeX",
-	"jJc+vBo0i0G2ZnfimSS8LA3xJX0wqYnXeoMmZ10h6mFiHU/MT6sAsSoKUMr6VZBLeCcUsnl85A1nNwSW",
-	"wgZpdzh6CVMJan5uxkzwaHThoOclfjAnwn8wnpNz6qSVbp3+wsP4fS2MhlCiN/6hc2Lh4Z2Q76xPyfrm",
-	"8enINb9ZE7Rf7iw1i7Y9RWvf1awq0x6JifnpQrNFWvt2oDwMSeEFMc+nla5CLBYscexnNtRmNJdgg3QH",
-	"RLd9ctSZ6NcX/i6IFqIq5pRxi1/yqgOuKr2Zic3xtt+juQ+2rNv1FzQpEfCnSfInb3EnueAF3VEe48OT",
-	"97Cx3eTDVMP3w9hvN27Ka6OOfFxPx8ades+ley9DapH2vJ+LWUIXKEtI2CVmQ6w08jxXUzkDHXsPd9Lk",
-	"2vub0OEctMwTv6WXdZ3T65EBidZ7kboDTnYcUIv0cNuU+TOP911bSZ4c0JzxhXN0pJ2jC1EaW7D3WK7n",
-	"QgWq8wHBW5yIYwOJQ/EzuDCT3d3B9FTIxQt8tejV2Tlc32LUx2w6TVsAC3G1GwG7g/zwFOzm8AFXZe/a",
-	"LUhukia5mm0iuHe9HMNHbCLPRlfToYWuVkRwdAR5cz5EeizAWVRl8xeM/k4gOBWSprN/vMeV4eFE3cBR",
-	"S3vyf0xtCIfr+BOpdxaMP0cwQezdiKyKZk2J81lxwVeL5JZkNow/sUjbXK34ZW6Y0ILyclgxDpG/Z4e1",
-	"dARCvLCkJJBANbxRIHu9Vcv32xgpbMRgE+2/Ftb/XEeY8o3DdlYZQcijieGXU4t+TDWdUAU9oSr364Wf",
-	"SY+TMIYpL4XSMwnq12ovT7U3zCwcAbEy1p/gpuDiRTvqc08RnvYaDbmEE0qU0OtvlEAVyr4SsibHo8FT",
-	"XljoW5qbgAfmJYxpH7ltwFjW0EwOxHgJN4lYjUv4aVyhCNR3bDzyk9kfVDzL2CE2Mbtpl8PKPtSSGeGO",
-	"IqzMrOeTaTI3JnnLy95Dhnb+md1qvy8pAnzKoCr7lG4Ep26ku11owUuT9eGFXOwxyFM/my41yY1RC6Ys",
-	"7tg8Z+G2iKaWcPFNTowhejM0/8oPM+eSqKiGEBtXARNqxVQ6wOHipj0YMfPNO8oHV8kVrWqIz1TZM33n",
-	"AfWJ/bYed8HPk16v+Cv5zdA/PDTD5IkvJd31DYJhfX2697P/OHv5AzlD5olut1Oi4AokrfBfFov6i2Dc",
-	"w5jy/5efElgs9apx51ve67AJfCf6dixW21Bl+CWz1PC2h4Kes2Skcm/l6KxeLKhcpfSjjTEFFyezEd5W",
-	"QBDn4HI6iBanhE4aDL3ZEqRhfH2HSCEuqG8TWlpw2ui6sKj03fckYiJJO0qC0/J66KuHE0QK7AedkH1s",
-	"85SCYlruqpjGlJFmpftRmeV3KTslmet27sjojsKb5LkZs9DHHG07ZAhGeDGtSCSF0h626IEet+iZTQeI",
-	"R7KikSmci/XEayN+DSMwbNS6QcsdvYl2P77f6Oo4mMPNoZfIjpcwTgrKBWcFrSyPMh9DzNeCaoxdBqCT",
-	"PWbC9M5sJ5pV5k82sV2pG/h3EJUoep3+IBEZGw215hLndeWgmBYZ1Y3iF7WkxWp98O+FZL8JrmlFal6A",
-	"1JRxjSboArTsBIdKUZtPJKOWFrNoFkMrzXSdUua+Bzaba0In4sqojpRUcAXVto91l9b7wYv+Zf5o9qK4",
-	"/SK3zqGifYt+DDMJSFSygYPDrzXVQvZ8mN7YD397HM1i+G1qs41o2PJhoEqb7/5dAvBr1vHZr3/17v9u",
-	"fRb/ufZdzRagNF0sNzinfSI8mbIbJFhMAGp/vReokw1uhjMx3EEL/B5opech+6YT9dis+xuzwYXm132c",
-	"muraDuJiaV2FOdJ8+7ejhWUsKlFc7rgDXTbj5uP19vijb3u35eU/1/dkfWHi8tOtaos2lIJ97rgvzXSb",
-	"b6R25rmYMX5rd8K6sypyCuzvBkhN8IUFFcWxvA4ew0KRqbc6KXqFUYSiPmi3rb2ufsRUD6QpNbOXjQha",
-	"n9VLbnUNouqJS1hYn4ZFjadupAgCzYL6m081Jj8lfg9H/ZKhORp0k/SS20tOlrWaZzHyNVa/AwIJSxgY",
-	"BlaCZFfOl08OUIPyqJcxZ9omNS7rqoLy8JSIBdPa5n+amWIMjCLwLFrbiLxx+f0laCii/EoLnV5Th3oW",
-	"HalHBfrMygua0M3Qn4YLZAsgrYWe+jxOysuQHWg2fQ1OtS/XztBntVE5pVxdg1SZPWTUzSzVIXnzFVFz",
-	"uoytHEeT7Q/+ogQfvabX7gJZIxyvReLjsgZ3JO6ZloJ1QIkWi4nSgsNhn31/xQro9dXYn7u03NLciL0h",
-	"W+k4qOmbMY1WuXb+OfwQcA2+DEJ/cKcfrJ4NZm3VdJN5EmuxO/izbHGMYcCrRqDCjNSc/Vob21gKpQit",
-	"KredPWjnFS8CwSfJdPMW95GtprMEpOypBCAVnUDVDmKte+3THw0mm02RSF/U54aVOCPk097Vrd7giF1S",
-	"pdiMW/6F9h3mgLtUf8GRF2YBqiksw70VhKdNTPGV6BCxYzYtNtja6oYnbJFwxtw+Xy0hmLldF6P78w4W",
-	"69QN1c8DnZ9sUlF+2fzBuspmUtRLe775ARfNz4f5bn4fB94veg3QaNWvHRwkLd9tjj/y5BZXo3EupeFv",
-	"gIKS6U0awFa+twGIHGUgoSfBEBZqDkwFREtPuL2popCQCOhbo011Civ2NabT21VGHyBUokKQlg9tOfwJ",
-	"pKcNOaQ34BbycovE209qvbfkoVX1cjo4+XkPGfR262rXZdQ6BgYJ62KySp8Aprtdz8XuBOgvR5LtB+O5",
-	"e5PWxn0PemoMwPbHfew3P1kr6zEiuaqXIBWUUOYneC08QAFRekYQzakiEwA+5hKWFS2gHJFcwi94efIT",
-	"rO8R3y3zjk2nmUBh9Bg3otV8vXHq876yQTMDdO/bcdOWqxPct5fNnbTr9OGbMw81CpAN2cTyXcigLfw/",
-	"rryOWdYcqpJczzF7ye5siCu0DZUIF0h1+pxuY59sE+zBnA+Mun1lgnzfUYp7eZYO8+zAAPw+7O6nT0nT",
-	"bbk7a/vQfHbLAs801RuSQCerp5Hyse/82zpQDxyu3jMDz/y9Yhz2mMe5f8VnQvRBsgUfJsw5KxrNe7dR",
-	"PqMPZvF+RitpbcSWAzuPlt/F/BaXoN9wi9YNEH66GmSDa4C0l86+dCvq9DP5DodIYsWMAfKEpzPBpDaW",
-	"JpCDf/3rX/8avngxfPw4hFzQFWKnFkK7TM9Fje/QtGQ0H8Nx9/7clMl9v9c55GjvWzOJ9qDZ6x1P2O1r",
-	"zzlvX6lbnH08XndG3pw/OuzRb3c3S9CITcxgLiRWPFlWdGUt3Qh18w/Kyf181w31m2g/tckGaRd9WIfw",
-	"c4KObwdG8vAa9AuZjXr99BH59sFf/ldG4EYDL+PijwtYTIx+jMWkmhRFIxVtqd09oEjmR5SQU8qqWoKK",
-	"Bys00SLs1ZbCfAn8UkZyLvTFVNS8tDgUSTVcYH0jKHOnGAVYV+/oyVymno19crOsKKcNgokpIgor4gvY",
-	"B1F1brSzjCxoMWcchsZqMJutbPg7XFW7b/0DJzTTVyCHFqXT7Fk4gJ2RsY7CMIRu40UJjucLr24sG0WW",
-	"FEmLald0rZvYNcSaumYDkxUEGl98dwdvNFkA5dopYfN6QTmSaRJm16/Lm8l+f37+itgHkGzTuDPNdKpI",
-	"lmUCnbPDpCYxJa6sSzoFJ+nnCAVvVWqgU5LTiaj1Cfo/cmuFC1/e1S1hgTVW1T5b3RXkXmprDHkGVdNd",
-	"jQ1cKaKZdNzDQsiEzOzBcUKXy1C1QXCbGXgYk0xEyrdhQe3bFPHnmis6hQtDoYafuGo4F8b6zbMxz10R",
-	"mAtpmKQEafkMwnFwFR7hktuVhGW4gMS6Ie8ReB0HpjPDGwkNVRlN04Ehf77/dmQEdB7Koi6j0hetfSQH",
-	"Vq77XCIqizm7AhsyuJ6LCtISsfe2/TRfNVNzjvlprWDXBKXXNtWrN5S4OevtIXG/u7Q0DCq5GkXE0lBT",
-	"HBwf3C5zW198m5zyWgG5dAkAG2FMpHbVVJa2apQx5osCvfa0spXa1GnAy4OD2uevn5w9Ob94/eTVy7Nn",
-	"5y9f/yuP01O7PyY03G7qsZvZTqvrM4o2lY/Yo0ZBq+wd1YZRyaYwKlrdCvRtTI6+dOpNwVlccyIFor30",
-	"908lqHsrqz+0hdRdwk9cHis4hAZ7YOW3JQe8FhX0YDtsoBhhuqVALxQth0ag5PiDIgW10Ql0QvlM21P3",
-	"4LVkGtyTY24exQoh6O5pWZXmZVsnP6ojoIw0KxfmGttvLSinM+sqVNmYRyw11CWMqhu2nF9h3ugR8FMb",
-	"ZAP8QNIePEPPYTp3IPIVtWuY/3U3jne24oUtBrEBBu/zl2zwypZUJfUSC9C59O7gu59T1SmRsRnJlvLE",
-	"PSwKWGqXZIoZRppNWMX06rRVY4dWRg57VJLySVbK4rC2urO3FAbB1V4UtRbTaW40ATLFDgdrJUMO12qG",
-	"GDq8rS8teUSv6qr6oNVdzAz/OKVdtkMkHNYXQ2wpha5auahqAsUKKorYvWcEGFPqt5kt0aXrrwnzdiMp",
-	"9FZ+ian2dnVfQrWkU9tfQKWK5PACSD6n6mIhJFZrJVNaKdgR77s1pfXcFnQyhlmUJuvhN62ASqCppWHJ",
-	"VuejuwKP/Qo2xQ6ntcQcEzO+Dd9eU6bbIMNWYUFUgxN77+rTdL2YVBWuSnyrVM2p89AvsLbnnHKSo9cg",
-	"39k6jrFd+9Su2bcRwK4g7xUvLuxzF31ia6sysXudGn8OWedORIeenlP/xdtgGdyOB6t5mwdvy2zsI62X",
-	"MUlpYQN9p6gsGcXdGFkfhGraEauf3yYCsF90QbCtMUAHYSqMussJK4P/zDHJUyNFbJ3dplkCdkNApdjY",
-	"6VvPsevC6Mwpa9UF80e+mShvXQdsDz5Lp9on2u2M+ckG1jNy0Uu5NnlUWWvrGiR4i71BW/rjl+CyS2zm",
-	"2G4JNnGG6geu36VqrEHTVDvrqyXkFo81b5a6ZTJFw11TyRmfbdgj/76rFE4kLKi8jLG0PsL6YTbP0NdP",
-	"dlZbo5278+X2tvXRtf/ujlnF/3TeR7eJkVfq0csfnj5/9ug8nUnchwOIkVCFUXZsY43Nvqgtubplk6i7",
-	"yeg/WykNi7S1hw4yDYWuZScfnC7KmEyj6NEy5Ux+LmaYPfPo1RtFQjF1C/oLvd56sppV+8sV4/XNrsam",
-	"WdrGss1YTmh7QQxfZMlhqSZUbVW6Wzn45voiW9t6BxrbG1UYs4Dt9yacYHIb3iBQZGMJhN1rGHTdTH0l",
-	"CN6gU+MsBBd6M0jCwbqLumu6RvKjCuRzpvQzt2udq2zhdPsADVjbxVXXLBkZ8330tm2hmd8r92yU7btX",
-	"BQmL+tlnEbvnl+Dq4naFAsMczcbF3+87AL9Aq9skmEqnlG3CH9N47K9iCJJz+SAyACsm9vDIordrYksN",
-	"ZOVazrj7grWEHAY5HWg0kzBXvHcR5sf+6VvAuSvBtFOgXelt3RW7ZfvXP9rnejG/ngHw3akq6UZ4Vg5a",
-	"Y22jkCitOQFipNzlyVifnw+Sh6abxvS2TcBCAnvKRtpaerHEkH6hwxcUAE/LIvfEzkiZxHVIKIXt3e+i",
-	"+LHyLC6R6ZVrrFhVcfvROwFBsEdiYPJgNmj2+/PO29bF2dm7v8adUvTWbXnRG8Pr9iaNw3lZcLOnsgt7",
-	"I0P9MAlVM2ulY/fmubjG9s0iHGlfkorte3HxgRMgmxrk659Y31PUZYpaMr3CCh1OkcLClw9rW+/P/uup",
-	"p5N//HQ+yDZV1AwZKJNVHMFsV/MM3a3QA4ZfaJY213pp+5kwp+itVaiyK/OlCwwHnkvBmbJHMq8n5lK9",
-	"XAI3rPsJV7CYVDAiGLn32UM2hONzpca8yVTEUVekEFUFhSYH4xiRqcaDQ09DTPoimVHEx1IYxpNs5yjX",
-	"L2BBSzCbgiEO28SsUjAiD+MmV50AEVnWk4qpuScAKAldLsfch4wOrmFi/pJZL3QJU8aZq+nsi7wQH9xX",
-	"dt5wg5gpW/wRVwilxcWN+Zg/EvwKuHUH2W7DcynqGYLnrBRyvUJOzNPfkCdmNVF93tp8i+RHdMly14JJ",
-	"9/ahWW/bS+LuAf2de7Ez9loDG0NnjPuoj1E5aFWDGZT5vAg/2IN7f7XdhkneYSu2pW3mWyPRWs/NfjgA",
-	"g6y5Gpl1n5l7A636x5peAqHkHz+dt2vUHvRUlh2NRvkhERNNGYfSTLMb9u9cGmy1owqxBOV7UgiO2Tdh",
-	"+6m0WYaGoVrXiBl3QVdYeI4wjZNH8Ip1SOd9HZpyUoqito1fDvIWIC8/HJHvQLHSAnjMF5SmvKSyDPA6",
-	"e4OolCvX3jTPSO64E5bWw6pDZoPj8B+2tqaFzsyY1IxqjtG2Q8OZ52bdhhmpnBwglR1d3T0y1HuERW3y",
-	"Q88UsKxfmizRY+Sre5gvGTrtkuhpn/OQMCwXUMyhuISSVOwS7J2268FLbdExFkwV8auHr55F+eg+2mrr",
-	"fHO6ZIOTwf3R8ei+bSI9R26Ma8QI71HjFzlCMAHKdpGqbfhMSsDPINt7jCBoF1xtJ1MzrcicKXSgInPA",
-	"R+I6+JSXY854IV0TIN3X7S8jSritdQzW4iBCZ7aqjJ4e8xlo8uD4W7KpVZ/1IzJpw02Gz4+Ib5tBLgGW",
-	"tuG8Ebn1cswldSW9ECeHCAzr0hGY2etycN2kzOnHqA1rKcxFVaI/DMNdY24LlDQxbMfHvUsTHKyDvMHo",
-	"PrKUOKQvwba0D20KPSZmzPPfxx7AMh6ckPEa/mU8eOdQnoGOjSFkw/0deAtSjKQL0NhbqyczqnnkKG7w",
-	"/u6tVSJA6e9EufpgPcp6AEbv2kqLljV023nfOz7+eLNwivH2TpaYNS2pA4F91EaKD+yCU2+HjTmKOlrj",
-	"K3e3v9JqzYcv3d/+UtNx2bxxd4c3ug1izXv3/rrD9Drd8d5lg7/sshPtPsuxHou0H2uwP3t4jKFy5c3U",
-	"wRNzrtb86oJ4Il0O/418xFVrSHK+gU8y+3nw0H3rXeYY93I5tMzgKKpiO4OUfRiaf9tab1hoLSOuwBnO",
-	"xJc2JhPQ12Ck07XwqXltL4vKkGlXNUaHA7DRjWrkLKLn7dCodoSx8euNmYRdpdxkxjw1mxH5yWVXNPwl",
-	"7vq0SaMbc/+ry5m0jJVpckC5c+nYl5gyhpwXyetD6xCPOkwxzRno0HjpkTuJNZ7ZkzMn/Lxt4W6CPg0X",
-	"JslS0zlwIAlRlcbkdydkNJJEuT4EqjLzwV9rwJ7S1nyOkx17extmO0xai9SUXezOzS1s5JTkiEWCa9tI",
-	"F7EqBNvSXjMFcTJo4xGjmkxFVYnrBvBhYU/Nv5hWUE3H3JeaTJ1YahNsOen99sAmzsraZqLmdghEmoQd",
-	"8Hvjwav9OwJXgNti58xF7KRKTdjtXmvGofonIl2yRLHAW8jrjyQum3r7PQLSNxk2Gl7gQ3NAXuS5z2jw",
-	"Zcu04wfb3wh98L8oYdYDAu1It0f+6l+LGDQfddAMAsszxbTQ8mjY4W9s2Su5MNKlWjh8G5SnyiFio64f",
-	"bVY5It+FluvKoU6MlPEN2V28OscO695tYKGcOWg6y1NdvN0k7ijiKkBmY26NfbTwjUTM2XRo2PDQ2fwr",
-	"Kx3vHz9ICQ+/C2Gz/ost30/j3n7hn01/EBxe2Oa++114d1bNfQ9eXuutSngR012VLdW47ezpff+YKQ+j",
-	"3ab/ulfiN95lA3OM6zT1f2phzt+X8JxTFQomRvPZ3CH/3vFfd1FdpWa0cnMzE7pvuUOiOq8jbqQZR2vA",
-	"NdMrouksjjrRytzNlZl2Z9s+3mq/WN55d4dTwPv9g9BnVDM1ZYiT/QPy3aeh+RvmIHlmF7FgxlEP/K9n",
-	"r/zJ7s+Mj35fUj1/18uPc8z38iqWUeDvqFYqlY4ud3AldvqTuV4PVBE65orxWQXkzevnRMHMmEbkQFVU",
-	"mVuwBFkYRuCaByF05n/ee5ofRt5d9Ga1PxQ0/ztNo0zMxJiAjwifEholVxbY387XnkD4a0gGoxMlqlpD",
-	"Nua2iPholGfmd1pc4jwxicr6rkVFijmVtNAg0Vv44PjY+meSEmXMo000F/N0RzlyG8m2k/DBDshbbBf7",
-	"5FBCRZECsReh2cts7bwYN9YgB3+yQbF1DZq8Xmv/tXvb9X61PLN+/KZJIhqgG4wSrjTQsmlKFzcT/oQ6",
-	"eEskf3CV/Zujb/aV2llL7ItCgx7aHJsPIv8d0YcWYY5kF00LTYd2nazQkYzJ9j5O+T4yz3x4s8DLBjdD",
-	"pob+oNdZoKGzvPEXIJldY1E8GVweeh3COoGC1so2BPJ28KdXNHC2n1TL2L7j7/5kFt2/kVbyODRrdbnn",
-	"gZMGvWR3JSRu1Z7UPl4jAMBHm1qfi7tbZESFPkJWMIW+tYr9Zl03jlLH3JDqCLOG5jkpYYnhG8FjB2Ul",
-	"OFivZR61vQ9aENbNjDIAx9xwA+t0dJErh8dvUgSv6Up5iR5+nohy1VIX/NGNuY8TtssbNF3AaSgZYZNi",
-	"u8pDx5RleswPlMaWREKSa6CXmVV7jCKFOfL5N/khmYFGjSMUuaFukg/M36zDsb1sPAiss7oCvc1bGlrt",
-	"f2SD1zz+yIPPPq6BvJ9HbH0neuRlUGNT9L4Ph47Yvc8iidsGb2bSvVIlTO+jSZbuvJvGhbtP/6sL8MMw",
-	"/efMubUtf2yT5G0Yv+GV/YgDm3itCI1N22BT1pVmSyq1K6+R2yHzzNc9QW4XCtdXK4s6QDMAf8EUFQ7X",
-	"no1lxLafgJLkx8fHd/MM/3svz8hoNCIPPdovWN1o5Y35wYO790kcghCCVFTOICM1AockKOWBRIacDSM+",
-	"tJLJyjMHkSFYlmnM27az/9Gw3zvKAV8QqYLrDsIobYtnDugy5soInuu4J93hKeEC8+Jtcx4Eo6CVZGVR",
-	"tDetMIVh8mNe8wqUIrn/k52IrOGU5Oqa6WL+sIPkzsPrCnE4sT2WEhiGOBr62WKcRoag7swdaytMoBAL",
-	"UB1jLwtlvowYxty3pr9Bygr0K/j4oZg+6ESgewQnDX3t3mY23QwW3L0k827cNa0b1oIJb7ATu8DPT4rA",
-	"CITRSjnc7HRGW83VNe9c/i89uPTnBEy8caVN8CTWY0q7yxHLcI5+dy++i2VKm6mkWdM27uK7IHTZVhb5",
-	"OicrYyXo7tCGVXslGkNM4wH5ZjzIyYLKS5CHPa6xOHNxD+/YlxLx7baY6bmYLfFyHaLgXwO9n/ASvrAQ",
-	"Y88YU8lVscjc/VKGyHCfVf+D9ZNhbdXTHggO3pLg2dbSNtQKt2i00cz8sYlNvy+S8WOLsTDVxE05a/Ec",
-	"D4T4NMT+R7VQesl5K1ChQeod2bSGjTiFOIaL+rMEuoDylAAt5qjtr5C7mT8GIJqK8ICElWkibubxBKfx",
-	"3viAzxPw/6iR/nd/zptg3tphfmcgr1gBb3hImb/lJcrSkiH4eK2Z6q9UQ7q2tXNf4Lkh4J7rFbt90x6A",
-	"p0LaixR91JUPdZfJFokKpaAylyum8JZVNj0y3K2TMc996NOpZY1j2N0D2/gGHaG20Hs+IsiAE3WnqMtV",
-	"wUyCzkww8+l1Ctp70uSntBIHOJADDsylG8CY5z2Y8ODV5Q7/hEkAzg2SLHSRHxJaiqV2kWef8jQiD21E",
-	"HpOaXKIFQvFUE80KCYPrCU/H324sQT0iz6ZkIozklliOTmHIL0p/0fQSlPmlgBKrQff4jcPpfzLHcRpW",
-	"/5GSGtbX95nyGlIT2azBRxczTltDiGC12j3HYd8qX+QAXTa20m+K4r1nx9yNw7aLeHux1C89MPntDnHG",
-	"9UQZL5L++N6EPZXBNemhCDJrQm0rw4S/Yavw+r35xwUr3+0CZHUC9GAplGKTaoV1YVVBKygPsQmozXog",
-	"uZBsxjitcqJA42UiWtZ6vhpzz6mB1NwVxoFQI5YFLIKHt1x3+j1dwtIWrUAk0Zi3oETkfZBEYTf2Zs3N",
-	"q7sF6fZk5S/dZu6rAH9w6EtDMHcUmaw0qI+nFN8SPfIVjPHHBmNQHlFZLzuzRJdqgWLb/GH6cb5+s3My",
-	"qX31G8cgEBSwxhQwj7l578kNU1r94fjCRmWniZVF92bzG6WPomGAMvbiJCIWNp3fJvsz1RQmcO0WjH0C",
-	"N0vWTOB+TzkjWlVWixKI/1rhDGrMumKq0dlG0SXrtrxKrtulv+MofjXvd236VEDfz6LmcLPE0hJGsfww",
-	"OS2GUI2QRKOrdXualW64R8tab0DbzQSo3nC1eSIfkYdxYqgEwhaLGisUnJjpsNIYbDZm6/ETbvtT1tiI",
-	"PCsRW6mYRYzkR/lwKiHgcBUR0zGvABudZKRkM6ZVRvJRnpH8IrdQp+EtbFeyzVYdc2uAkg9nf475tlT/",
-	"tbI8kf3A4joMKc3G6lRfrl5zGxN1z+CxodFtfC3WZXaJGrd6B7NkecBPa/O2ShFut3KbIPIXH6fawUps",
-	"aPSRb4f55zEQkyzf+vLarN6KMs/ZmnrL2w3CWs+PsLZOvw/TY1fNJ6MSPhlCN+MGPZ5bxU/dUVbMrxBs",
-	"OkKujPXMzPRhsXRSQ1INxHVxI0uQAXNXltKMhdWjzBJtA5VTxHvi0yF9xEI+H9z7trH9QMvV8OFUg9xk",
-	"Adrlf4m1Qp6bmX0uT1qtt8JSCgkI66WVPcVYL/xEXOUTX/QH93bgSedCvKB85dam3odBNKU5bly7GNu4",
-	"h6Pv0FwK30MIU4nNjWvFBw036dx2d2f773vo2s0UqYS4RPeMLQoQqgbZBrLuNmKGGhekEnzWNOOyZUN8",
-	"qbfS6u/WXw7TKRShQyWHazfzEXkd8wFrxtnKX6mL22rm9WXW+mn1P/vCbvBDi1qyzNocVoubf73GH/ka",
-	"d5rbYS5muApkSZnsv8hG77WxfUPSv9bQn3nykgN5ZZ9xCY8gm/Y8Gdb28uVweF9zaF+ZhskxX4Cm6HQu",
-	"RFUvXHkgwcH9G8fXYjms4AoqcglNX1OsxmhrKqaCZG6WX8EC/2ZggQ8Z8X/S1PFsl7BSrUtgGwX1xP2x",
-	"PCqOk75xkl4PPSfuvXL/OHv5QygWiXei53K57KWpqIwK37qcI/KEFvMxD8PYOnydxd1RJFxJcxWZVs1V",
-	"8zUesYNoz717Ta//oQT/eu++3ruPce9aN2H/ixcPd/R79K8LVr47knDFNmM0vfW6fmtcic/MVyRDGOdJ",
-	"K0NLaapdQgb+rxpzpkOvzizqTummYV2AlVA6ah+Dj/kaDYXR3N34SWuUKR31jHodFrgF4f1srR9WtNoe",
-	"jHZ7N/+oUO3Ebj1n/QmJbSIIJ/cVtP1lcBLEPFi8nj+bOP4voQB25Upn0Vb7yYiTnK14EfEQc3dVi5P0",
-	"sgtsp6D6NeGO9uz9Um/OH5GSoqqbu4L9F1TnY35gfr0GuMyIL71LXghe0lXWYBtQUqslNQyTrIBKImyj",
-	"wkObyKbZAirGgcypGnNKJnVxCbYDvt0p/LT9jmGwRgVAYETmqkUKjipPUdUllD1qQHSNzsx+fbmY8+5M",
-	"t0K8ZjMJM4o+/q+ifNsFxBvQJvrJqqF5a+6Zq+gbY/g7h0QTXboVL46WdVVt9yyvqQ22FECURTHDO+Wq",
-	"WHf6qpID2zAEoaELe6vsI3F5y8NsQ3NQV+KWLIzgdn1Bzb0e8yWdhWLhHVaA0U53pxBJKxYTpfGqHTjo",
-	"bXmCKZ354Qhxpth3LrexUKyjQDnBNikZCZAq212S5JbYz1dLcFHNuCVvPuYSjCwutK+3XVfad9iYsSvr",
-	"UXAteMmBrRdec+bLxQZQqwKOlUbH/BWdMT47cfvX6kVr01Kxc6qHn0V9W0+NQgTUz8QVc8D4ZvekHBrM",
-	"dj2kM7ijuo2hXVXWRC/cbMy7TaT7+umeOLbofC22tTZqZv7U51SRCQAf8xIqdgXSa3PdT7C4DbYZBgus",
-	"txr+YgX2r2DpDwOWVq4l8zZ1d3MLaqYiK7onE7q5YPsV0kXno9Iu2T5uSOnK2CHL6PkospZ07vVfjrPB",
-	"gt7Ydqt/OT7e3Hz1I4Tj9yw18mkR5t2u7Z/Yl77WKTyharx0Z29IwrHJf+cS+V8x3ntWx2yxMR818zBv",
-	"K4A2mDhW29oU13tCi7njVXGvFmHtBXHNR+SZA+eFFrvS9n6Qtp7HmOftBsQ5YsGZxyMFFSdD70cJrp2Q",
-	"BKoEDx2iiEMAcjDWjAy4cqOky7ICpU5J3uprm9uWJi0UunndiV2sSGLVGTqFk/WaUp2m0DmCYDwerUGh",
-	"O7E+5piakYfG0bnFFuAhOdClE442LGrTr5xm5EqSjMhrqJXRNOmYJyZgMQq+bri2Uj2NiXsYTq20XZeq",
-	"MXeqnt+LqL+u7+FDrB3aKRNhNiyM53ZnQlWT9oUqc1V6XTtR2h47gJQYoUW1gfIxF7UeiumwNB+0iQDn",
-	"sc2uRHUFynYR9l4x5SskLkXFilXmCE3ZfDkkNt/D2W0XUlTTgdgqbEYfs0dTCdzu4DVw4eWWv2fMfWOf",
-	"g7zP05YfftXmPqg2p+ZfWpm0z6G7fDYcwFpf+74iM9RIIqwA6DniKVEAZI3po6HUXE7DNpcgh46riFpj",
-	"qaKvys+/u/KzAb+I0JMgNduelX4tBxtA9vpunzQVC2xzP2y055tX5ydryWS2azC9Dn1Jswh7OOaMK015",
-	"AVnTa3HOsPVfnHSXdeozZF5AuH8fOmkL5Zg7xkx1047VMRzVFwvCHmqfln++r+92597BoZf5WtfgBFqp",
-	"qjze7N/UjdsfLqFVZRF7foOiG2TpB3M9klbBmc9CtuqieTw/tWmWvu6zEgsI3aPNKJEPT88T2VNhJGy5",
-	"8mX24XsUJrmXWL774WD7cUPqvsiFA1gaoezCSn8G0P6fC6qfjqJ44yu+l+SAVjgwFokyl+cwcVNbws51",
-	"yBt6nO9m2K5NliOug6arq2l19wYpbAx15zF/5f5mG5NhmekVF3y1GPNcVGX4+dBYG1hzMzHcumlxNyXM",
-	"7EL8kF8mT2hN8TOp6ztWngv7j7zBalFfi0B+WZFUG37ScRaruObh6LbffWQi/Vf+jcsEsL6vmrNfazgl",
-	"lBO4YQqhBpgnkPQqbZDaX+X1V3n9VV7XrQIE6Qtqo/xHv/uUnHf2jpo/btC07QMpTRvltZAa/cvWV/7o",
-	"+TPbpn6Dwt0MeEuF2zOSwR+wBGt85xzq4k+H5dv7kn7Zl83CaT6AcoxO66Ru3M0UU4CelC9a/UQ34B9Q",
-	"+/R46D/dtftziroz0IRy7F6NFxD7IO6oke4m6QyFoG9VwoIyjkFQM5M4YZQLI/ZCKunBg+NvDzdJtq8y",
-	"7atM+8PJtLQfFrszrV2ax7AQ2mdibrw9TIVWLv3mXL0s6We5OR9eLr4JS/lMQnEf089W9UWbH83/r/f2",
-	"T2owxuUYXHmyDeLz6i6mkGLZoi0RTESuprqlRWFI16USPbZIpBmhxE3O/TDmTRb21Pbr8zZlA131FT2N",
-	"NHaC5nANT+szSsfcZaUulnqVhc56eVO72jfW6zRgYMp3xiDncbdB3xtQEYE7QCsyBwnkQIFzmwl+BdzB",
-	"7SfiCg77wqRPcV+3gIbPQzO3OyoK1zogHFVRRo1Vj8J37MpU3AnYTr6B9t4MRQnDphJrVJOKakNtg5PB",
-	"f/989ePbv/18PPz27X8ejMej0TeHf/uPRI7rx1RBzE5tyo9DCu3p1vc1e2Z7Z7nE9u3cWc5TT38yq4XI",
-	"RRiGQMY+kWxCFRCGJRKVA2wJpcmyoho5i2ECk5pVZUgbT7Zv6G0s9KWo0mcrpWHhPvWMT0WKoL/DhZol",
-	"K3ycMG4zzJuKkV/JeVMHBdzNieXGsuaojTrKQyKKCNqf+ho5x/JuvTT+q2d/gC43zSQ36YFn9dJhpbGp",
-	"Pi0CCKiRvT61HDu1fyXAndKBzb49fPUssavoFHf0qJZAL1UvQc6BVnq+oZcTlIp4DC91ZXg8Sjfkjdkq",
-	"csRXGr53fLyGKisoH3NpUcxaNTzZUMBfjptWm9YJ0pON+72d7UekafuFl//s0wOUbc5itDO7davRe7eD",
-	"+YAT97S2ce6y5gprPlPXIBt4sTJ7z/G0mSJ103tm1KnVZIVtKK6r23tSLyNKc6f1Fqfj/riWN8augIMK",
-	"uoEba9RokG6U9ZSzs4jhIhklL0M0Ugz96yQpTbT3KWDFLw7X+I+oZGM8EF7a9VHexGCzVh26+GVrA62/",
-	"7YpgYd/WVpox6GsATkowG6M61W+jgREVuj7uY1Ba1lblWlBmSI3yAqK+HvHKkNusD/Id1p1xVYIkYHZG",
-	"4VMd4unGY0W1NddHdIfRaualSMmMtj+pjbTQwq85HjToh4lJ1tUlseWIAj0VoqqwuHTfLKPyKusjPgw5",
-	"8mgElVTNJ4K2z9NmeL97++7/BwAA//8=",
+	"7L17d9s2tij+VbD0O78Vu4eSncfMPbXXXbNcJ5nxnLTJjZ32zKlyTIiEJIwpgAVA22pvvvtd2BsAQQmU",
+	"ZOfZTv5KLJJ4bGzs9+O3QSEXtRRMGD04+m0wZ7RkCv57KoVhwjzlupaaGy6F/bVkulC8xj8H581sxrRh",
+	"JZnyihFBF4xMpSKaXnMxI2bOSClvRCVpORpkA13M2YLaYcyyZoOjgTaKi9ng3bts8F/PbmupzI9M6eRU",
+	"F3NGFIOlSLV8oEleNEoxYS6v8ZOccAEzakFrPZcG/mAwKrmhmihGSzJVcnFkn4xFrrkoWPu5nMIXgt0a",
+	"wkWh2IIJQys3xGgsBtlAsV8arlg5ODKqYfGOplItqBkcDbgwf34yyPwWuTBsxhTu8XXYwF+ZYIqa3q1q",
+	"pq6ZeqCjPZNZ+IbsaQtqqknePr9snwdYTGS53B+958LfZYOaKrpgxqHGiTG0mFvwnJXryz8rmTB8ypny",
+	"IKXh/Yw0uqFVtSQ0QhndFHPYzOPpIzoajYpvR/+sZ7ldN7cj1tTMB9nAvjs4GrSjXfJy49bYLV3UFXwz",
+	"KR4+emxHbTcYIR/i3nOpFhfwbHVL+JxIUS3thjRg+YLYgTTZU6xmFNEtwAmvAbtmilZwAOy2rmTJ/CJh",
+	"X780TC3bjdkxL2Fx8Sa4YQuA+oLevmBiZuaDo0d/+tPaNjL7whm+/PDwMDynStGlfazNsvLTDMKmz0RR",
+	"NSV7yipmWOo08Tkp8QUiJxY1Acs02TNzxhXJ3cOcFLJqFoJwTew298MJruyU46CX7rvOfks2pU1lBkdT",
+	"WmkWtjGRsmJURMd1bq9vL72Ij6yz5mJOxYyVhE7tMZk518SRgAwOjYrE7T8ai5pqDWec/9cQBx/+uEI6",
+	"asWuuWy0JxnkVC4mXDByw818LPKVbf9vC6OcGEkqRpWwo8ATWKaREklOCn4dyjXYeJsXXPBFsxgcHSZJ",
+	"0tn0BynY99QU8wQMheFmSQydAd20oGFUVfZmK6ZrKTQ7JpQs7NdkyVlVavL48Ek4deQm0bFPh0IKNoQP",
+	"tvCDl4rPuKDV+qpeKTaFk2OkEbWSBdOalaSpgc2QHKCakfxhTqgoSb5kOid7VCxJQTXbJ4VshLHkxr54",
+	"PBZ4cn6YQtZLi7+N/eNmzgQRkki3GOAjV6w2/UfjXx2kCZGdM0mC3mimcIjV/f5gSaTDsEYzRWgBW+gh",
+	"j40faBNlTPDflyU7rfjONL2gVWV5fAHfEC60oaJgxwg4I4lihVQlqZkaundqxTQTBevFj9uhLJl7e8jL",
+	"wfYVbxQXcKAH4X6PyIkgEt6gFcmv84P8x9yuaspvM8Djf0pFRLOYMJXZTbZvV8uxoKSUBlCKiqWZ283v",
+	"5Q8B00aH+M+j0ePhhBlq/7p+ODocHQ5pVc/p6FG+PyIvHfvAicYCZ7LIZoUwqizCcTNHIcbx/wjR0tBq",
+	"icAufBDWNLD83Bim7Kj/8/P1j2//8vPh8Nu3/743Ho9G3+z/5d+SGHoH6SUttJj4TEpqKJmwSoqZJXYj",
+	"8pOFtwZcMmTRaEPYLw2t8H56cBzbh4ZeMW3PrWClxScir+2t6JWFrBBEppY8bYRm+/Ww/XpH4vowLTZ5",
+	"KrkiNZ1KMa14YeyvBYrZ9r+0ritewLQHtZKTii3+/Z8aYdwu4t8Umw6OBv/fQSu5H+BTffAKv3rKDOUV",
+	"LmGFonMzZ8DjWinKIx3XhJcWG2llReUl0UYqVmZEIrFt4TMWyVPF0yv5dMqURo4Rnx3ZywtZsnws4oOy",
+	"NMFcetzNs/UrEKOQE2vx8PbxOCOdpe8Q7yFiH+NugAPAFt2ZAYDiJS24Bn42GtxRqn6XDb6j5Wv2S8P0",
+	"Z0AFvKcwud3TglZ2zVbCU2RKeaXJNa146YCRM6Wk0jmpuDYoB8nplInSksEpsn6A1ZWQN2Jk5cvPh+Xx",
+	"1vy56QixAK+JNtQwsmdlPkcgM1QALb+1Eiy9shwAkb+i2hBaLrggN7KpSjJhpJLa7MNWn0s14WXJxOfZ",
+	"q+XFiMmystxlSYQ0lhHjrZa1w1VY65mwlJ9Wz+yBfp714s0DLLOCm2C3NSsMK6vlMSnhS02osgCezSwB",
+	"srtRzDRKsBL28IM0z2Ujys+zfFqWCoVFxbRsVMFIKZmGZbJbrg2s8RVVhtPqtF1etNJvDr7pLirQiwkX",
+	"FOTJdQYcb08WhpmhNorRxV1H2nRfWEkmS8OIskqSl/Wsph4RZvvnA00WrOQUdOBRlwq7LQ9f2zF6BAQY",
+	"HvCgBJEKxm2qilSg4o7uJL2+A3Avrfx/IeULqnDaz0d0QOJgtwVjpe7yMs1/ZaTiC45IAiD6QZpzarie",
+	"cjqp+gCWOp6KM01kYzQvWTiZux9GBPfuiVNNcjudJt8cjJvDw8cFvgX/Z/lmk56FUCsxvrZs/nU40c9z",
+	"OJuF0i3iiyVDaoGqwIQV1JJXK0dZnsC1UdRIUIuZWZGWRuTCWeLAamlFIML1RikoXAk8SFJQpexZ94hF",
+	"x2jQdNsA2bnkuqAKmLliwwnVjHATpO6pVIzopSgs96YzyoXVTkhuf3rV6HmOA4KR0cuwjgBQIUGExI1k",
+	"hFZawmaVsYJRbhQVesG1VUoueZkTxVCVho/HAuFr12khchcJLoUA7suDtG4CiHDO1DUv2BtBrymv/A37",
+	"tOh3Qia0uGLuUAM/JgIIhJU12KKWiipeLUnTrhRoxIWU31OxdIKi/gyXR0qyoGJpdQa2qI0+JjeUG7CW",
+	"gcCEeqycEs0KKeyOBMlfM6OWw5OpYSpfoUnRo4RPwY1hJM7isNWoZYusu3CHrqT9RtDGzKXiv34u8jNh",
+	"VDFFjLRSpRW47R0Rs4xwAYI2ATm0tns6BtDmlZxxkaNQWigGJhiKotFY3CgpZu5FNGm+olrfSFX6L6SY",
+	"chDo0e5iSO1esLPD5/b2WdjUM0VLtgN1vhtYnHHme6cg9QEm7xgyck/zYhAF5QSUUSug62Cvcd85ioWS",
+	"ZRDHdM3oFRJgT+TnIL4bVlVAEcGiZiRp6pIalqBHeimulBSNDqaWzdqkNzbdUYJ55x+jreDVmYPemZhK",
+	"+0utLNkwHG0JJasVK6iz2K+ayO3MFaOaPaWGdWRCu8dBwnUQbW1d7my38fMgNje1U2Txgt6G8eXkn6ww",
+	"dvx2P/q14yfrm3IOvR5jnhRG0cLE5+0VCW6Vt4XFPTJZEudAGG3Yp+44Vjbh8MpBvFt1q6TBowdZ2E0S",
+	"HHX9XSPKij3nVQIQc6oT1vjzv50MH/3pz8EAi1c0I3N2S5iw7LhM7nnBF8y7tdYfyvKCL9aRZGj4Iokp",
+	"YGxet8lTMydcBEF0ArtzIkN+kBPNagoikk6u0YrFu3pRY3g70zd8niHcog2329t4CN9TwafOBtM9CCsG",
+	"3wFXOqf6bt0D5+QZVp6Y3QGeRoanfGYVDbB8gn2CBze8PnY+LrTIMDSOgrfV/T7aQgL6/Q/x5Vs4sBF8",
+	"fZIcd+W8EKBZREZimLjNbjwsK572kxBaGH6dUHN+mjOQWtHBfxP2wS2buEEnNXxKpGDRNiKSuoiwZCcs",
+	"CGhlP2Za01n6Cu4E+HjReyBz535BI88597fD368j2s5GaP8Y0csupJOUdG1vuxHL5BKCfdrDMbKUrvAN",
+	"4OyXPOG3OjdWjCZ8zX3l9OnWg5W8E0mHwhZnU481mc8EWB2DQbkVc7Sb/k7uhWzFCZxc1HqMzKqn2qPB",
+	"MTkEWdJSC3RubV7R4VbS3J7K6lJ3Pe4tckL/1k8bpaVq9RN2a/yBWxW8G/eT3Oc6tIPSdgnO161UIOzn",
+	"pf/wFL6Lh9LpU6uoAdoe1MSaqTZsIYql4SLQBKlKpsCxuhOnWl9dil/1ov8O8DLS0OrSR39dega/Gj+2",
+	"sBiZ26d5y8z8Vy0INGwWbFE7ndcqLq5gTN/WOmezGU1bwK0zoU6AUoosOtkNg33WoPJ9MKySvQQoIKZl",
+	"P0mvArgbVSWZoFWkJZkyU7Sm3C2TBFg3iqfmlHUvXfxp7sKiurpXKVEutOpXIeslhEcJS1V+DjsAlaJi",
+	"Jhbd1sXFFWziv7KAJrvuqh+De8mLY4qEGnIz58V8xcvigg0LeyXL+2BrC9FsBZd2RMlTT6FW5Ilgp4kh",
+	"MiWMFnNyxUXp3atBshhka3onnEnCytIiX9IGk1p4YzZIcmgK0ScmGdrF1TIEFxYF0xrtKkAlvBEKyDy8",
+	"8kbwW8JqiU7aHY5esalien5hx0zQaDDhgOUlfjEn0k8Yr8kZddJCt0nPcBJ/b6SVEEqwxp84IxYc3hH5",
+	"Dm1KaJuHtyPT/GZJEGde2WoWgT2Fa981vCrTFomJfXRp+CItfbtwVHBJwQWx76eFrkIuFjxx7OfoarOS",
+	"S9BBVgcEs31y1Jnslxf+KomRsirmlAuMX/KiA+wqDcwEcLzudzr3zpZ1vf6SJjkCPJokH3mNO0kFL+mO",
+	"/BhenryHju0WH5Ya5g9jv90IlNdWHPm4lo6NkHrPrXsrQ2qTeN4v5CwhC5RlKqrWAgS5kae5hqoZM7H1",
+	"cCdJrgvfhAznQss88l/StMzp5cgQidZ7kVYHnOw4oJHp4bYJ8+c+0n1tJ3lyQIiidoaOtHF0IUurC/Ye",
+	"y81c6oB13iF4jxNxZCBxKH4Fl3axuxuYnku1+B4+LXpldsFu7jHqUz6dpjWAhbzeDYHdQX54DHZr+IC7",
+	"wrt2D5SbpFGu4ZsQ7l0vxfAem8iysSrp0MJUSyIFGIK8Oh88PRjgLKuy/QW8vxMWjApJ1dm/3mPK8OFE",
+	"q46jjvTkf0wBRLCbeIrUNwsufDbDw5RW0e4pcT5LIcVykQRJhm78CUba5noprnJLhBZUlMOKCxbZe3bY",
+	"ywpDiDeW5ASKUcPeaKZ6rVX1+wFGSfQYbML91xLtz00UU75x2JVdRiHk0cJg5tSmn1JDJ1SzHleVe3rp",
+	"V9JjJIzDlGupzUwx/Ut1J0u1V8wwHAFiZdCe4Jbg/EU7ynPPITztNShyCSMUJPP02BsVoxp4X8myNrup",
+	"jae8xNC3NDVhPjAvoUx7z20bjIWKZnIgLkp2m/DVuHS+1hQKgfqOjEd2Mnyg41XGBrE2qSZper0IQz/Q",
+	"hJcZWj65IXOrknes7D1oiOvPENQeLikEfM5ZVfYJ3RCcuhHvdsEFz03Wh5dqcYdBnvvVrGKT2ui14Brj",
+	"ju17GG4L0dSKXX6TE6uI3g7tX/l+5kwSFTUs+MZ1iAlFNpV2cITEq2SMmJ3zgfbOVXJNq4bFZ6rxTN/5",
+	"gPoEvNHiLkU6xy6eJb8d+peHdpg8MVPSXN9GMKzvz/RO+/fzlz+QcyCeYHY79pl7LsOPKkb+KbnwYUz5",
+	"/82PCVvUZtma85H2utgEsRN+OxLrMv7Ckwyx4W0PBr3gSU/lnYWj82axoGqZko82+hScnww9vB2HIKzB",
+	"5XQQI48JnbQx9BYkgMPw+Q6eQthQHxA6UnBa6brEqPTdYRIRkaQepZiT8nrwq4cSRALsB10QvrZ5SUEw",
+	"LXcVTGPMSJPSu2EZ0ruUnpLMdbtwaPRAw03y1Iy7zMuQIQuOLG50J7UzSROiF3rMoueYDtBJEgXWyHWb",
+	"5kuMZb+WEFgy6hI4d7QmIjz+ttHUsTdnt/ueIztawgUpqJCCF7RCGmUng5ivBTXguwyBTnjMhJudyU60",
+	"qsyfbAJcqRv4VyYrWfQa/ZmCyNhoqDWTuGgqF4qJkVGrXvyiUbRYrg/+N6n4rxIScxtRMGUoFwZU0AUz",
+	"asU5VMrGTpH0WmLMot0MrQw3TUqY+xvjs7khdCKvrehIScWuWbVtstWt9U542b/NHy0sivtvcusaKtq3",
+	"6adsphgglWrDwdkvDTVS9UxMb3Hibw+jVQy/TQHbsoYtEzOqjZ33r4oxccNXbPbrsz78j8608OfavIYv",
+	"mDZ0UW8wTvsyF2TKbwFhIQGoO3tvoE42uB3O5HAHKfBvjFZmHrJvVrwem2V/qzY41/y6jdNQ0+Agzpe2",
+	"KjBHkm8/ODqxjEUli6sdIbBKZtx6vNweT/q2Fywv/3MdJusbk1efbldbpKFU2OeOcGmX286RgswLOePi",
+	"3uaEdWNVZBS4uxkgtcDvMago9uWtxGNgKDL1WicFqzDWk7DyIIKtu6/+iKmekKbUyl62LGh9VS+FK+Oh",
+	"m4lLWFhfBkaNp26kDAwNg/rbqVqVnxIPw1E/Z2iPBswkvej2UpC60fMsjnyNxe8QgQQlDCwBK5ni186W",
+	"D7U6SO6jXsaCG0xqrJuqYuX+MZELbgzmf9qVYjEMCDyL9jYib1x+f8kMK6L8SgydXhOHejYdiUcF2MzK",
+	"S5qQzcCeBhvkC0Y6Gz32eZxUlCE70AJ9LZzqrlQ7A5vVRuGUCn3DlM7wkEE2Q6wD9BZLoue0jrUch5Pd",
+	"Cf+ppRi9pjfuAqES3lOH5UI1zB1JohQL2aPEyMVEGynYfp9+f80L1murwceruNyR3AjekK143Bay2RjT",
+	"iMK1s8/BREwY5ssg9Dt3+oPVs8GsK5puUk9iKXYHexYWxxiGeNUoqDAjjeC/NFY3VlJrQqvKgbMn2nkp",
+	"ioDwSTTdDOI+tDV0lggpe64YIxWdsKrrxFq32qcnDSobpkikL+oLS0qcEvJp7+pWa3BELqnWfCaQfoF+",
+	"BzngLtVfCqCFWQjVlEhw7xXC00WmrFPbqYPEjth0yGAH1C1N2MLhfPmqoOaumhjdzztorNPeSlgX86j2",
+	"1TGZVFRcxcWwrIY8U7Kp8XzzPSHbx/v5bnYfF7xf9Cqg0a5fu3CQNH/HHH+gyR2qRuNcSkvfGDBKbjZJ",
+	"AFvp3oZA5CgDCSwJFrFAcuA6RLT0uNvbKgoJjgC2NdpWp0C2byCdHncZTUCoAoEgzR+6fPgTcE90OaQB",
+	"cA9+uYXj3Y1rvTfnoVX1cjo4+vkOPOjt1t2u86j1GBhArMvJMn0CkO52M5e7I6C/HEmyH5Tn1Zu0Nu57",
+	"4FOrAHYn977f/GitrMeI5LqpmdKsZGV+BNfCByhAlJ5lRHOqyYQxMRaK1RUtWDkiuWL/hMuTH0F9j/hu",
+	"2W8wnWbCCivHuBFR8vXKqc/7ygbtCsC8j+OmNVfHuO/Pm1fSrtOHb8881CgAMoSJ5bugQZf5f1x+HZOs",
+	"OatKcjOH7CWEbPArdBWVKC6QmvQ53Uc/2cbYgzofCHX3ygT+viMX9/ws7ebZgQB4OOxup09x0225O2tw",
+	"aKfdssFzQ82GJNDJMi7Dedf1d2WgnnC45o4ZePb3igt2h3Vc+E98JkRfSLYUw2RlTcsa7Xf3ET6jCbMY",
+	"ntFOOoDYcmAX0fZXY36LK2beCIzWDSH8dDnIBjeMpa10+NG9sNOv5DsYIhkrZhWQZyKdCaaM1TQZ2fvH",
+	"P/7xj+H33w+fPg0uFzCF4NKCa5ebuWzgG5rmjHYyGPfO0025uut8K4ccwb6zkggGLax3PGEH155z3r5T",
+	"tzl8Pd53Rt5cnO73yLe7qyWgxCZWMJcKKp7UFV2iphtF3fydCvI43xWgHog41SYdpFv0YT2EXxAwfLtg",
+	"pFCcek5rANTr56fk2yd/+l8ZYbeGiTIu/rhgi4mVj6GYVJuiiCWsE0F9m0KR7EPgkFPKq0YxHQ9WGGJk",
+	"gNWWwnyJ+KWM5EKay6lsRIlxKIoadgn1jViZO8EohHX1jp7MZeoB7LPbuqKCthFMXBNZIIsv2F0iqi6s",
+	"dJaRBS3mXLCh1RossDW6v8NVRbj1D5yQTF8xNcQonRZm4QB2jox1GAYudPQXJSieL7y6sWwUqSmgFjWu",
+	"6NpqYtcQaupaACYrCLS2+FUI3hqyYFQYJ4TNmwUVgKbJMLt+Wd4u9m8XF68IvgBom447M9ykimQhEVg5",
+	"O0hqklPiyrqkU3CSdo5Q8FanBjomOZ3IxhyB/SNHLdxXB/dbWECNVX0XUK8ycs+1Dbg8g6jprsYGqhTh",
+	"TNrvgSFkUoWa17SuQ9UGKTAzcD9GmQiV70OCurcpos+N0HTKLi2GWnriquFcWu03z8Yid0VgLpUlkoop",
+	"pDMQjgO78BEuOe4kbMM5JNYVeR+Bt2LAdGp4y6FZVUbLdMGQPz9+O7IMOg9lUeuo9EUHjmQP+brPJaKq",
+	"mPNrhi6Dm7msWJoj9t62n+bLdmnOMD9tNNs1Qek1pnr1uhI3Z72dEPfcpaWBU8nVKCKIQ21xcHhxO8/t",
+	"zPg2ueS1AnLpEgDoYUykdjVUlVg1yirzRQFWe1phpTZ9HOLlmQu1z18/O392cfn62auX52cXL1//I4/T",
+	"U1cfJiTc1dRjt7KddtenFG0qH3GHGgWdsnfUWEKl2sKooHVrZu6jcvSlU29yzsKeEykQ3a2/fypB01tZ",
+	"/QQLqbuEn7g8VjAIDe4QK78tOeC1rFhPbAc6iiFMt5RghaLl0DKUHB5oUlD0ToARymfaHrsXbxQ3zL05",
+	"FvZVqBAC5p6OVmk/xjr5UR0BbblZubDXGOdaUEFnaCrU2VhEJDXUJYyqG3aMX2HdYBHwSxtkA5ggqQ+e",
+	"g+UwnTsQ2Yq6Ncz/vBvFO1+KAotBbAiD9/lL6LzCkqqkqaEAnUvvDrb7OdUrJTI2R7KlLHEnRcFq45JM",
+	"IcPI8AmvuFked2rs0MryYR+VpH2SlcY4rK3m7C2FQWC3l0Vj5HSaW0mATKHDwVrJkP21miEWD+9rS0se",
+	"0aumqj5odRe7wt9PaZftIRIu1hdcbCmBrlo6r2oiirXbreb9PMCQUr9NbYkuXX9NmLcbUaG38kuMtfer",
+	"+xKqJR1jf4FUIynwEORzqi8XUkG1VgLNaHaM992a0nqBBZ2sYhalyfrwm45DJeBUbUmyb2O140L8Djb5",
+	"DqeNghwTOz66b28oN90gw05hQRCDE7B39WlWrZhUF65KfKdUzbGz0C+gtuecCpKD1SDfWTuOY7vuUrvm",
+	"ro0Adg3yXoriEt+77GNbW4WJ3evU+HPIVu5EdOjpNfVfvA2awf1osJ53afC2zMY+1HoZo5SR6Og7BmHJ",
+	"Cu5WyfogWNP1WP38NuGA/aILgm31AboQpsKKu4LwMtjPHJE8tlwE6+y2zRKgGwIIxVZP33qOqyaMlTVl",
+	"nbpg/sg3I+W964Ddgc5G3cB2jvnJBmgZuezFXEwe1aht3TDFvMbeRlv641fMZZdg5thuCTZxhuoHrt+l",
+	"G6hB01Y766sl5DYPNW9q01GZouFuqBJczDbAyH/vKoUTxRZUXcWxtN7D+mGAZ/HrJ1zVVm/n7nS5C7Y+",
+	"vPbz7phV/J/O+uiAGFmlTl/+8PzF2elFOpO4Lw4gjoQqrLCDjTU226K25OqWbaLuJqX/fKkNW6S1PTCQ",
+	"GVaYRq3kg9NFGaNp5D2qU8bkF3IG2TOnr95oEoqpY9Bf6PXWk9WsuzNXXDS3uyqbdmsbyzZDOaHtBTF8",
+	"kSUXSzWheqvQ3cnBt9cXyNrWO9Dq3iDC2A1svzfhBJNgeAOBIhtLIOxew2DVzNRXguANGDXOg3OhN4Mk",
+	"HKy7qLumayQn1Uy94NqcOaitXGUMp7tLoAHvmriahic9Y76P3jYQ2vW9cu9G2b53qiCBUT932cTu+SWw",
+	"u7hdoQQ3Rwu4eP6+A/AbRNkmQVRWStkm7DGtxf46DkFyJh+IDICKiT00sujtmtgRA3m5ljPuZkBNyMUg",
+	"px2NdhH2ivduwj7sXz4GnLsSTDs52rXZ1l1xtWz/+qR9phf79JwxsTtWJc0IZ+WgM9Y2DInSmhNBjFS4",
+	"PBm0+XkneWi6aVVvbAIWEthTOtLW0osluPQLE2bQjIk0L3Jv7Bwpk7gOCaGwC/3VKH6oPAtb5GbpGitW",
+	"Vdx+9EGIILhDYmDyYDZI9nennfeti7OzdX+NOqXwbbXlRa8Pb7U3aezOy4KZPZVd2OsZ6g+T0A1HLR2a",
+	"Us/lDTRnl+FI+5JUsO/F5QdOgGxrkK9PsQ5TkGWKRnGzhAodTpCCwpcnDdb7w7+eezz5+08Xg2xTRc2Q",
+	"gTJZxh7MbjXP0N0KLGAwQ7u1uTE19jPhTtBbq1CFO/OlCywFnispuMYjmTcTe6le1kxY0v1MaLaYVGxE",
+	"wHPvs4fQheNzpcaizVSEUZekkFXFCkP2xnFEph4P9j0OceWLZEYeH8Qw8Cdh5yjXL2BBS2aBAi4ObGJW",
+	"aTYiJ3GTqxUHEambScX13CMAKwmt67HwLqO9Gzaxv2RohS7ZlAvuajr7Ii/EO/c1rtt17cfij7BDVmJc",
+	"3FiMxakU10ygOQi7Dc+VbGYQPIdcyPUKObJvf0Oe2d1E9XkbOxfJD2jNc9eCyfT2oVlv20vi7gH9nXuh",
+	"M/ZaAxuLZ1x4r48VOWjVMDso93kRfrAnj/6M3YZJvkJWsKVt5lsj0cbMLTxcAINqhB7ZfZ/be8M69Y8N",
+	"vWKEkr//dNGtUbvXU1l2NBrl+0RODOWClXaZq27/lUsDrXZ0IWumfU8KKSD7JoCfKswytAQVTSN23AVd",
+	"QuE5wg0sHoJX0CCd93VoykkpiwYbv+zlnYC8fH9EvmOalxjAY2fQhoqSqjKE1+ENokotXXvTPCO5o05Q",
+	"Wg+qDlkAx+4/aG1NC5PZMakd1R4jtkODled235YY6ZzsAZYdXD88sNh7AEVt8n1PFKCsXxotwWLkq3vY",
+	"mSyerqLocZ/xkHAoF1DMWXHFSlLxK4Z3GvcDlxqjYzCYKqJXJ6/Oonx0723FOt+C1nxwNHg8Ohw9xibS",
+	"c6DGsEfw8B60dpEDCCYA3i5TtQ3PlGIwDZC9pxAE7Zyr3WRqbjSZcw0GVCAO8EpcB5+KcixC03694qGO",
+	"rK4Z0dKB1hFYjIMIndmqMnp7LGbMkCeH35JNrfrQjsgVupssnR8R3zaDXDFWY8N5y3KbeiwUdSW9IE4O",
+	"IjDQpCMhs9fl4LpF2dOPozZQU5jLqgR7GLi7xgILlLQ+bEfHvUmTubAO8ga8+0BSYpe+YtjSPrQp9DEx",
+	"Y5H/NvYBLOPBERmvxb+MB+9clGfAY6sIobt/JbwFMEbRBTPQW6snM6p95SBu8P7uLQoRTJvvZLn8YD3K",
+	"egKM3nWFFqMattrO+9Hh4cdbhROMt3eyhKxpRV0Q2EdtpPgEN5z6OgDmIOpoDZ883P5JpzUffPR4+0dt",
+	"x2X7xcMdvlhtEGu/e/TnHZa30h3vXTb40y6Q6PZZjuVYwP1Ygv3Zh8dYLNdeTR08s+eK6tdqEE8ky8Hf",
+	"QEdctYYk5Rv4JLOfBydurneZI9x1PURicBBVsZ2xlH4Ymn9jrTcotJYRV+AMVuJLG5MJMzfMcqcb6VPz",
+	"ulYWnQHRrhrwDofARjeq5bMQPY9Dg9gRxobZWzUJukq5xYxFajUj8pPLrmjpS9z1aZNENxb+qcuZRMLK",
+	"Ddmjwpl08COurSLnWfL60Cb4o/ZTRHPGTGi8dOpOYo1m9uTMSb9uLNxNwKbh3CRZajl7LkhCVqVV+d0J",
+	"WYkkUa4PAlW5nfCXhkFPaVSf42TH3t6G2Q6LNjK1ZOe7c2sLgJySHGKR2A020oVYFQJtaW+4ZnEyaGsR",
+	"o4ZMZVXJmzbgA8Oe2r+40ayajoUvNZk6sRQQsJz03WCAibOqwUzUHIeASJMAAQ8bH7zaDxF2zQAsuGYh",
+	"YyNVasEOep0Vh+qfEOmSJYoF3oNffyR22dbb72GQvsmwlfACHZozoEWe+owGXzZPO3yy/YvQB/+LYmY9",
+	"QaAr3O3UX/0bGQfNRx00A8PyRDHNtHw07PBXXvdyLvB06U4cPjrlqXYRsVHXjy6pHJHvQst17aJOLJfx",
+	"DdmdvzqHDuvebIChnDkzdJanuni7RTzQxFWAzMYClX3Q8C1HzPl0aMnw0On8S+SOjw+fpJiHh0IA1n/z",
+	"+v0k7u0X/mz6gxTse2zue7cL786qve/ByovWqoQVMd1VGbHGgbOn9/1Trn0Y7Tb5130Sf/EuG9hjXMep",
+	"/9NIe/6+hOec6lAwMVrP5g75jw7/vIvoqgynlVubXdBjpA6J6rwOuQFnHK4xYbhZEkNnsdeJVvZuLu2y",
+	"V8D28Xb7xdLOhzucAtzvH6Q5p4brKYc42d8h3X0emr9BDpIndhEJ5gLkwP8+e+VP9u7E+OC3mpr5u156",
+	"nEO+lxexrAD/QHdSqUx0uYMpcaU/mev1QDWhY6G5mFWMvHn9gmg2s6oR2dMV1fYW1EwVlhC45kEQOvP/",
+	"P3qe70fWXbBmdScKkv+DtlEmZGJMmPcIHxMaJVcW0N/O156A8NeQDEYnWlaNYdlYYBHx0SjP7HNaXME6",
+	"IYkKbdeyIsWcKloYpsBa+OTwEO0zSY4yFhEQ7cU83pGP3Iez7cR8oAPyFt0F3xwqVlHAQOhFaGGZrZ0X",
+	"F1YbFMyfbBBsXYMmL9fiX7u3Xe8XyzO047dNEkEB3aCUCG0YLdumdHEz4U8og3dY8gcX2b85+OauXDvr",
+	"sH1ZGGaGmGPzQfi/Q/rQIsyh7KJtoemiXSdLMCRDsr33U74Pz7MTb2Z42eB2yPXQH/Q6CbR4lrf2AkCz",
+	"GyiKp4LJw6yHsE5YQRuNDYG8HvzpBQ1Y7SeVMrZD/N0fTKP7F5JKnoZmrS73PFDSIJfsLoTErdqT0sdr",
+	"CADw3qbOdHF3i4zo0EcIGVPoW6v5r2i6cZg6FhZVR5A1NM9JyWpw30gRGygrKRhaLfOo7X2QgqBuZpQB",
+	"OBaWGqDR0XmuXDx+myJ4Q5fac/TweCLLZUdc8Ec3Ft5P2C1v0HYBp6FkBCbFrgoPK6osN2Oxpw20JJKK",
+	"3DB6laHYYwUpyJHPv8n3yYwZkDhCkRvqFvnE/oYGx+624SCgzuqSmW3W0tBq/yMrvPb1Ux989nEV5LtZ",
+	"xNYh0cMvgxibwve7UOiI3Psskrht8GYi3ctVwvI+GmdZXXfbuHD35X81AX4Yov+CO7M20scuSt6H8Fta",
+	"2R9xgInXmtBYtQ06ZVMZXlNlXHmNHIfMM1/3BKhdKFxfLTHqANQAeAIpKoLdeDKWEWw/wUqSHx4ePswz",
+	"+PdRnpHRaEROfLRf0LpByxuLvScPH5PYBSElqaiasYw0EDikmNY+kMiisyXE+8iZkJ+5EBkCZZnGoqs7",
+	"+4eW/D7QLvAFIlVg34EZpXXxzAW6jIW2jOcm7km3f0yEhLx4bM4DwSigJSEvimDTcVNYIj8WjaiY1iT3",
+	"P+FCVMOOSa5vuCnmJyuR3Hn4XEMcTqyPpRiGRY4Wf7Yop5EiaFbWDrUVJqyQC6ZXlL0slPmybBhy39r+",
+	"Bikt0O/g47ti+kInAt5DcNLQ1+5tV7OawQLQSxLv1lzTuWGdMOENeuJq4OcnjcAIiNFJOdxsdAZdzdU1",
+	"X7n8X7pz6Y8ZMPHGlTaBk1j3Ke3OR5DgHPzmPnwX85QuUUmTpm3UxXdBWCVbWWTrnCytlmBWh7ak2gvR",
+	"4GIaD8g340FOFlRdMbXfYxqLMxfvYB37Ujy+qy1mei5mh73cBC/4V0fvJ7yE32OIsSeMqeSqmGXufimD",
+	"Z7hPq/8B7WRQW/W4JwQHbkmwbBuFDbXCLRptVDN/bH3T7xvJ+LHZWFhq4qacd2iOD4T4NMj+e9VQetF5",
+	"a6BCG6l3gGkNG+MUYh8uyM+K0QUrjwmjxRyk/SVQN/tjCETTUTwg4WUaidt1PINlvHd8wOdx+H9UT/+7",
+	"P+ZNsF/tsL5zpq55wd6IkDJ/z0uUpTlDsPGimuqvVIu62Nq5z/HcInDP9YrNvmkLwHOp8CJFk7ryoe4y",
+	"YZGoUAoqc7liGm5ZhemR4W4djUXuXZ9OLGsNw+4eYOMbMIRiofd8RIAAJ+pOUZerApkEKyuBzKfXqdDe",
+	"ozY/pZM4IBjZE4y7dAM2FnlPTHiw6goX/wRJAM4Mkix0ke8TWsraOM+zT3kakRP0yENSk0u0gFA83Xqz",
+	"QsLgesLT4bcbS1CPyNmUTKTl3ArK0Wlw+UXpL4ZeMW2fFKyEatA9duNw+p/McJwOq/9ISQ3r+/tMeQ2p",
+	"hWyW4KOLGaetQYhgtdw9x+GuVb7IHphssNJvCuO9Zcfejf2uiXh7sdQv3TH57Q5+xvVEGc+Sfv/WhDsK",
+	"g2vcQxMg1oRiK8OEvWEr8/qt/eOSl+92CWR1DHSvllrzSbWEurC6oBUr96EJKGY9kFwqPuOCVjnRzMBl",
+	"IkY1Zr4cC0+pGWmEK4zDQo1YHmIRfHjLzUq/pytWY9EKiCQai04oEXmfSKIAjTuT5vbT3Zx0dyTlLx0w",
+	"7yoAf/DQlxZhHmgyWRqmP55QfM/oka/BGL/vYAwqIizrJWeIdKkWKNjmD9KP8/WbnZNJ46vfOAIBQQFr",
+	"RAHymNvvnt1ybfTvji5sFHZaX1l0bzZ/UXovGjgoYytOwmOB6fyY7M91W5jAtVuw+gm7rXm7gMc95Yxo",
+	"VaEUJSH+awkraCDriutWZhtFl2y15VVy3y79HUbxu3m/a9MnAvp+Fo1gtzWUlrCC5YfJabGIapkkKF2d",
+	"29PudMM9qhuzIdpuJpnudVfbN/IROYkTQxUjfLFooELBkV0OL63Chj5bHz/hwJ/SxkbkrITYSs0xYiQ/",
+	"yIdTxUIcriZyOhYVg0YnGSn5jBudkXyUZyS/zDHUaXgP3ZVs01XHAhVQ8uH0z7HYluq/VpYn0h94XIch",
+	"JdmgTPXlyjX3UVHv6Dy2OLqNrsWyzC5e407vYJ4sD/hpdd5OKcLtWm7rRP7i/VQ7aIktjp76dph/HAUx",
+	"SfLRltcl9cjKPGVr6y1vVwgbMz+A2jr9Nkwfu2qnjEr4ZBC6GTfo8dQqfuuBRja/hGDTEVBlqGdml88W",
+	"teMaihpGXBc3UjMVYu7KUtmxoHqU3SI2UDmGeE94O6SPYMjnk0fftrofM2o5PJkapjZpgLj9L7FWyAu7",
+	"ss9lSWvM1rCUQjEI66UVnmIsF34iqvKJL/qTRzvQpAspv6di6fam34dAtKU5bl27GGzcI8B2aC+F7yEE",
+	"qcT2xnX8g5aarNx2d2f773vo2s01qaS8AvMMFgUIVYOwgay7jZChJiSppJi1zbiwbIgv9Vai/I72cjad",
+	"siJ0qBTsxq18RF7HdADVOKz8lbq4nWZeX2atn07/sy/sBp9g1BISa3tYHWr+9Rp/5Gu80twOcjHDVSA1",
+	"5ar/Ilu5F337B4W+3ujbf0XVLw0zrsLhA01AOdOEanJ6/iPZcyVwfsFgdQr63uvnp+TJw/84zEjFhb2v",
+	"2E+FC3uf7U9kyliZkTcXz4f/ESwpS8Ow1QrEvITCZ7q2soyeM8ueS2bszccg+0LaYfePiBRsLPJxc3j4",
+	"uAidg+BPNir0dQ6sPzzwEzoXnJI3rZ4Ezddl1SwsMcEauK7HjOLGWBnFVeGD3gg+08UFumpsSQtZcgc5",
+	"xMLmGcgt2tBFHUDz+PHjb8nem4vT/Yzk9oRQUfv7+csf/OR2HvjbsFvjKi04EwjqivCGK+XDqkr3OA5P",
+	"9fUHCp7Yro/hRKF5985fnHNR3H2eMyjExJ66JvV/xOCObPBfQ9zsMCpsvbEYGr4egPmFu/G+dCtzT1jI",
+	"s7bYa7fOGZJEzA2BnLJ0YAjUz4Ux0iS5RpLbS5ZP4nGzEHIFxNdlNwCxctl/UrRUHFPWY2o4Fns9lNMt",
+	"Iz9uU/s1wea3dncwlJUjkUCuZMDvj8hJVY0FAqOQC5eQbhfj7HNWP9OC1nouQ3ZXp03jWJwiNTwieQTo",
+	"Sw59vO1yocFc+KONgcmj/7r615fUQHdeV6Af/iQ51pm3f5C9llBj9/fMB8DAdIjsOfx4zQsGq7DUHuj3",
+	"HuYP2m0gwdD28xmTlevSO6qo4aYpYbWd36WYuQdj0XlCi6JRtFiufkGr9Ej+98v2w5URww5ziDYV7jQs",
+	"jBEpwDLrs5eh+DE1NHPBe5iQPhY1NfMjkkN147lsNJvLqhxp/ivDjsb5b+NB+H08OCK/jQf2qf3vk3fv",
+	"8hE5IaU9ctWWkhgL35CYXDEIGGS6oHXriG2LTuzhzHQ8Hk1C8o/9KKejSb6P6apUjAVyRzec59/5eAxW",
+	"Z7dXrsnZDxd/dimdGOaFtlgwthIXEeGK/k7BWPz05ZvvXjxLf+FSqDLy3cuXL56d/JCR84vXZz/8FRJL",
+	"A0MnexU2fBkLEEjsg30U4ZSiS5SmoQU+CleY2er4/pxet/XCjGuSSL5H4cD5x/FKiqaqRuQ7tpSiJI+y",
+	"w8NDP6ArmBJufOYu34Jy6CjvXpNTCD4bi7j/zkwSV9siElgQHS7ZrVEUredQ1SzEz4lSEzpRTW2qJdnD",
+	"MtlCsML4GoaV1KzcJ3oOBUlAvkMqO6W8wlC3seCuA3DILoZGtDV6ceMoVNeqj2urL3rh2GfCgfs/LS45",
+	"MvlVZPoqMn0VmT6RyBSLJu8lNil6M/QWjg8lN9WKGbMc1soyAqei+RLulmV2SSM1JC1LHeCv8bu8dGIW",
+	"1oXf2yJjjUVayHpGi3m7Iiy0vQLlB5osmKEQ6EWxGTJyczoW3kwuSogXDjzf13a3/8+z0GseIdUWeThy",
+	"/E5nRDBtgAHZsSzTRVW+LdZ9UlVR9futEmEPhX5Nb/6upfhKob9S6K8U+hNR6A7VuzuJjoc7+K2ryL07",
+	"UOyab86S8/7DdbLmmixkviY0JNIddWpkaEONE2/hvxqkSMXqihZx46KwDJQqK6lN1MATXvNV8gowEuL4",
+	"SX8g1ybq2vs6bHBLju3ZWkfiaLc9WbJdaP5ek2UT0HrB+0vCdJEgnNzXtNkvg5JA1Dkqxv5s4ghsxQrG",
+	"r13xYiri04woyflSFBENsXdXdyhJL7mAhnaQTjT0fsYOQetYv7IQGfDm4pSUdAlBY5HJaCz27NMbxq4y",
+	"4pufkO+lKOkya6PLQWbSNfgAyJJRZfX9hVRsH0uJGL5g4PiYUyvKkUlTXFmZVyoHKZga57EE1gpjEJqe",
+	"OSO/FCAcg3hQ9shG0TU6t/D6crN+V1e6NclmNlNsRiHK6isr33YB4QZ0kX6yjPxfFuWhUaJvTejvHCBN",
+	"dOmWojiw6sL22J41scGZrNo89hncKddHCFMFRyGPcA9bNkJy3gJvFb4SNxjYx0JtunDuRD+4UzSgyQhZ",
+	"WMadQwRAjgpaTWehXdMKKYB4U3enwLMnFxNt4KrtedvvERTVyfdHkOkHnb9zjEa9QUsd2uwyEpJasL8/",
+	"yRHZrdrg4krxB7BZ63wsFLO82HkzFdNNZXyPwxm/RrMVnpgGkxlXpBHcN+wIaYWaCej1MBav6IyL2ZGD",
+	"35zqS0uBQl2iDAhSSAACrybllp4dW4GIUb8SV04PIkxXT8rl42DfeTpjDzTJccTLojFyOs1dX4zu/FgY",
+	"aCxW3iXsl4ZWej2z9MiRReftbmqclLZFRedUkwljYixKVvFrprw0tzqFsxBj7yk7DLS48pXz2x5YX9NV",
+	"P0y6qgXmK0s0toi7UMcak5W7t9JX5wvo31eLqr1gd2tlAuEf2jjbhZ3PXWxvFweS0TMpkJZ09as/HWaD",
+	"Bb3li2Zh/7B/cYF/PUzkWGafu9jjp83xPXd48Zmimdrp+0WNl+7sLUo4Mvmv3KTsa5btHfsTdMiYj1v0",
+	"ibbIgDaoOChtbYqsBGMv0qq4W6ZEfUHeiBE5c+lRnqJBcDSrsSowF2ORYzLRZZBl9rxtzlK/IOJkYP0o",
+	"mWvoqhjVUoQevcTlYAlvmHY5OVZIV2XFtD4muW4gNPASYjxzbCrZyQO2nzu2CzUhUZyhU3a0XtUXShO6",
+	"VsKXvMzBCO0zgto8YMfWxwIiuXJk2/A+RHfDIbm0N8ccMTAVC2A4ycgVhRyR16yBiCsKUV2rC0DHdOuJ",
+	"Ba6ezko6CadWYt/baiycqOdhEbkGfBdVgnroSqE+C7AwnoPOhOq28AaIzFXpZe1EczHowVhCjCyIDVSM",
+	"hWzMUE6HpZ0QU7EvYp1dy+qaaaKbYh6sYtrXqK9lxYtl5hBNY8USQLYbqgQXM+3ABRiVn7784fmLs9OL",
+	"HAU2K4/h0VQSwB2sBi7At2PvGQvfWnUv77O05ftfpbkPKs3p+ZdWqPpzyC6fLRK7nX5LmU9qORG45zxF",
+	"PCaaMbJG9EFRai+nJZs1U0NHVWRjoFjsV+HnX1342ZBBBsH/gWt2LSv9Ug604O+13T5ra8Zhe3VodY60",
+	"q2D50Vo5j4pqQzS9wYIgmqksyv6CoDJDRcGyttv9nEPz9bjsSbZSIS/zDML9ve+4LSvHwhFmatw74IDA",
+	"AP8+XxB0sf609PN9bbfcsIXemjeqmXrBtTkzbDFoyyGDOSyZL1JVPuPnX9SM2+8uoVWFOVMeQNENQvyB",
+	"bPukVnDu60ChuGhfz4+x0I3vvKPlwrchsNKajm14Zp6oXxFGgqaXX2Yn9NOwyDux5YcfLnEapt7iuXAp",
+	"bpYpO7fSHyFt+o+VLJ32onjlK76XZI9WMDCU6bWXZz9xUzvMzvUoH/pMy82Jk1iuBFQsrhauswHK7m2u",
+	"plXUncX8lfsNW0NDo5+lkGK5GItcVmV4vG+1Deh6kBhuXbV4mGJmuBE/5JdJEzpL/Ezi+o61vwP8gTag",
+	"FPW1DP+X5UlF95OJ6wjJGxGObvvdByLSf+XfuFxstH01gv/SsGNCBWG3HOIpIfozbVXawLW/8uuv/Por",
+	"v246JeDSFxS9/Ae/+aII7/CO2h83SNr4QkrSBn4tlQH7MtrKT1+cAfXYJHC3A95T4PaEZPA7bIIR3zkX",
+	"dfGHi+W78yX9si8bhtN8AOEYjNZJ2Xi1VodmYEn5osVPMAP+DqVPHw/9h7t2f0xWd84MoUKCr8peI+hE",
+	"v6NEuhunsxgCttU2JxRWEpfsEdKyvVDMZ+/J4bf7mzjbV572laf97nha2g4L/XHXLs1TtpCgs5ltt4fr",
+	"0EyzX53DSgWf4eZ8eL74JmzlMzHFu6h+2FcFdH5Q/7/e2z+owhgXxHMFojewz+uHkGwMhWO3eDAhcjXV",
+	"rzpyQ1I9x66zmiCSZoQStzj3YCyMrIcVu2aVr8jgdco2dNX3VLDc2DGa/bV4Wp/bi/UmRuTZojbLLPQ2",
+	"j8ql+NbmKy3wuPa9CclF3O/dd2fXRAIEaEXmTDGyp5kzm0lxzYQLt5/Ia7bf5yZ9DnDdEjR8EdppP9CR",
+	"u9YFwlEdZdSgeBTmwZ1pJkyI7MXFt6G9t0NZsmHbCyOqCkyNxbbB0eB/fr7+8e1ffj4cfvv23/fG49Ho",
+	"m/2//FsisfZjiiAWUpvy4wBDe/qlf82e2d7bOwG+nXt7X7c5zT3JrBgiF8UwBDT2iWQTqhnhUKReu4At",
+	"qQ2pK2qAslgiMGl4VYa8/mQDvd7Wrl+KKH2+1IYt3FRnYipTCP0dbNRuWcPrhAtMa29r9n9F50097ACa",
+	"E6TGqhEgjTrMAySKENqf+ho6x/xuvTnZq7PfQZ/RdpGb5MDzpnax0nZWRYsQBNTyXp9aLsVXerprOrCF",
+	"28mrswRUwSju8FHXjF7pXoScM1qZ+YZuuqzUxMfwUlcI1UfphrwxrONNfK+XR4eHa1FlBRVjoTCK2eiW",
+	"JlsM+NPhY3yfeyNITzbu33C1HxGncYaX/9knB2hsj2mlMwTdcvTeDTk/4MI9rm1cu2qEhq47lJSsZqJk",
+	"olha2As4ba5J03b/HK1Uy0VmG9qbmC5MmjrCNHdab2E57se1vDF+zQTTQTZwY41aCdKNsp5ydh4RXECj",
+	"5GWIRopD/1aSlCbG2xSg5rJgN/BHVDQ/Hggu7foob+Jgs04l8Phj1IHWv3ZliO283TRjZm4YEwRLJOqV",
+	"/iPRwBAVuj7uU6aNalDkWlBuUY2KgkWdFeOdAbVZH+Q7KHbj6kkpBtkZhU91iJcbjxV1N1gf0R1Gp52y",
+	"JiW30v6ksdzCSL/neNAgHyYW2VRXrsRdwKdCVhW09+lbZVReZX3Ek5AjD0pQSfV8Imn3PDHD+93bd/8v",
+	"AAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
