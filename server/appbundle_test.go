@@ -191,6 +191,9 @@ func TestAppBundleLifecycle(t *testing.T) {
 			require.Equal(t, v1, res.Body)
 			require.Equal(t, "application/zip", res.Header.Get("Content-Type"))
 			require.Contains(t, res.Header.Get("Content-Disposition"), "app-bundle-0001.zip")
+			zipTag := res.Header.Get("ETag")
+			res = env.Do(servertest.Request{Method: http.MethodGet, Path: "/api/app-bundle/download-zip", Token: device, Header: map[string]string{"If-None-Match": zipTag}})
+			require.Equal(t, http.StatusNotModified, res.Status)
 
 			// A second version changes a form; it is stored but not served yet.
 			v2Files := appbundletest.Sample()
