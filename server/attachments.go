@@ -137,12 +137,12 @@ func (s *Server) GetAttachmentManifest(ctx context.Context, req api.GetAttachmen
 		return nil, err
 	}
 	return api.GetAttachmentManifest200JSONResponse{
-		Body:    manifestResponse(m, s.attachmentURLBase(ctx)),
+		Body:    attachmentManifest(m, s.attachmentURLBase(ctx)),
 		Headers: api.GetAttachmentManifest200ResponseHeaders{XRepositoryGeneration: &m.RepositoryGeneration},
 	}, nil
 }
 
-func manifestResponse(m attachments.Manifest, urlBase string) api.AttachmentManifestResponse {
+func attachmentManifest(m attachments.Manifest, urlBase string) api.AttachmentManifestResponse {
 	out := api.AttachmentManifestResponse{
 		CurrentVersion:       m.CurrentVersion,
 		RepositoryGeneration: m.RepositoryGeneration,

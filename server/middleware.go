@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -50,6 +51,12 @@ func withRequestContext(next echo.HandlerFunc) echo.HandlerFunc {
 		c.SetRequest(req.WithContext(ctx))
 		return next(c)
 	}
+}
+
+// requestFrom returns the request a strict handler serves.
+func requestFrom(ctx context.Context) *http.Request {
+	r, _ := ctx.Value(ctxKeyRequest).(*http.Request)
+	return r
 }
 
 func clientAddr(ctx context.Context) string {
@@ -135,6 +142,8 @@ func (s *Server) bodyLimitFor(c echo.Context) int64 {
 		return s.opts.MaxPushBytes
 	case c.Path() == uploadRoute && c.Request().Method == http.MethodPut:
 		return s.attachments.MaxUploadBytes() + multipartOverhead
+	case c.Path() == "/api/app-bundle/push":
+		return s.bundles.Limits().MaxUploadBytes + multipartOverhead
 	}
 	return s.opts.MaxJSONBytes
 }
@@ -284,7 +293,10 @@ const legacyHeader = "X-Synkronus-Legacy-Path"
 // build URLs by concatenation and Echo would route them nowhere), and maps the root paths
 // of older clients (/auth/login, /sync/pull, ...) onto /api. Those clients never send
 // x-ode-version, so the server's own version stands in for it. Both the decoded and the
-// raw path are rewritten, so an encoded slash (%2F) inside a segment survives.
+// raw path are rewritten, so an encoded slash (%2F) inside a segment survives; when the
+// path has an encoded form, the decoded path is derived from it, so that the router
+// (which matches the raw path) and the request validator (which matches the decoded one)
+// always see the same path: "%2F%2Fx" must stay one segment for both.
 func normalizePath(version string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -298,9 +310,13 @@ func normalizePath(version string) echo.MiddlewareFunc {
 			}
 			req = req.WithContext(context.WithValue(req.Context(), ctxKeySent, sent))
 			c.SetRequest(req)
-			req.URL.Path = cleanSlashes(req.URL.Path)
-			if req.URL.RawPath != "" {
+			if req.URL.RawPath == "" {
+				req.URL.Path = cleanSlashes(req.URL.Path)
+			} else {
 				req.URL.RawPath = cleanSlashes(req.URL.RawPath)
+				if p, err := url.PathUnescape(req.URL.RawPath); err == nil {
+					req.URL.Path = p
+				}
 			}
 			req.Header.Del(legacyHeader) // only this middleware may set it
 			first, _, _ := strings.Cut(strings.TrimPrefix(req.URL.Path, "/"), "/")
@@ -339,6 +355,9 @@ func odeVersionCheck(serverVersion string) echo.MiddlewareFunc {
 				return next(c)
 			}
 			sent := req.Header.Get("X-Ode-Version")
+			if sent == "" && versionOptional[req.URL.Path] {
+				return next(c)
+			}
 			var msg string
 			switch major, ok := parseMajor(sent); {
 			case !serverOK:
@@ -357,6 +376,10 @@ func odeVersionCheck(serverVersion string) echo.MiddlewareFunc {
 		}
 	}
 }
+
+// versionOptional are the /api paths that may be called without x-ode-version: the forms
+// list, which the product documentation's quick start calls with a bearer token alone.
+var versionOptional = map[string]bool{"/api/v1/data/forms": true}
 
 // parseMajor reads the major version the way upstream does: trim, drop one leading v, and
 // read the digits before the first dot.

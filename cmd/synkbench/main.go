@@ -2,7 +2,8 @@
 //
 // It builds the server (or takes -server-bin), starts it on a fresh database, creates a
 // read-write user per client, pushes new observations from several concurrent clients,
-// has several other clients pull everything back page by page, samples the server's
+// has several other clients pull everything back page by page, optionally downloads the
+// exports and pushes an app bundle and loads its manifest (-bundle), samples the server's
 // resident memory throughout, and prints a summary (or, with -json, one JSON object).
 // With -mode attachments it instead uploads and downloads files of each size in
 // -attachment-sizes from several concurrent clients, and writes and reads the same bytes
@@ -13,6 +14,7 @@
 //	go run ./cmd/synkbench [-clients 4] [-push-records 20000] [-pull-rounds 3] [-export] [-json]
 //	go run ./cmd/synkbench -large   # memory with the largest records: ~1 MiB each, ~31 MiB pushes
 //	go run ./cmd/synkbench -mode attachments [-attachment-sizes 100000,5000000] [-attachment-bytes 400000000]
+//	go run ./cmd/synkbench -push-records 0 -bundle [-bundle-files 2000] [-bundle-bytes 50000000]
 package main
 
 import (
@@ -52,6 +54,12 @@ type options struct {
 	mode           string
 	attachments    attachmentOptions
 	export         bool
+	bundle         bool
+	bundleFiles    int
+	bundleBytes    int64
+	// manifestClients share manifestRequests requests per read load.
+	manifestClients  int
+	manifestRequests int
 }
 
 // largePreset is -large: records of about 1 MiB (the largest a record may be), pushed 31 to
@@ -101,6 +109,11 @@ func parseFlags() options {
 	sizes := flag.String("attachment-sizes", "100000,5000000", "attachment mode: file sizes in bytes, comma-separated")
 	flag.Int64Var(&o.attachments.totalBytes, "attachment-bytes", 400_000_000, "attachment mode: bytes uploaded per file size, shared among the clients")
 	flag.BoolVar(&o.export, "export", false, "after the pulls, download the Parquet, JSON and CSV exports of everything pushed")
+	flag.BoolVar(&o.bundle, "bundle", false, "at the end, push an app bundle twice and load its manifest with and without If-None-Match")
+	flag.IntVar(&o.bundleFiles, "bundle-files", 2000, "files in the pushed app bundle")
+	flag.Int64Var(&o.bundleBytes, "bundle-bytes", 50_000_000, "total size of the app bundle's files")
+	flag.IntVar(&o.manifestClients, "manifest-clients", 4, "concurrent clients fetching the manifest")
+	flag.IntVar(&o.manifestRequests, "manifest-requests", 2000, "requests per read load, shared by the clients")
 	flag.Parse()
 	if o.large {
 		set := map[string]bool{}
@@ -128,7 +141,14 @@ func (o options) validate() error {
 	}
 	positive("clients", o.clients)
 	positive("batch", o.batch)
-	positive("push-records", o.pushRecords)
+	if o.pushRecords < 0 {
+		errs = append(errs, errors.New("-push-records must not be negative (0 skips pushing, pulling and exporting)"))
+	}
+	if o.bundle {
+		positive("bundle-files above 3", o.bundleFiles-3)
+		positive("manifest-clients", o.manifestClients)
+		positive("manifest-requests", o.manifestRequests)
+	}
 	positive("pull-clients", o.pullClients)
 	if o.pullRounds < 0 {
 		errs = append(errs, errors.New("-pull-rounds must not be negative"))
@@ -190,7 +210,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 
 	var plan pushPlan
-	if o.mode == "sync" {
+	if o.mode == "sync" && o.pushRecords > 0 {
 		logf("generating %d observations", o.pushRecords)
 		if plan, err = planPush(o); err != nil {
 			return err
@@ -231,8 +251,8 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	defer func() { err = errors.Join(err, srv.stop(20*time.Second)) }()
 
-	c := newClient(srv.baseURL, o.clients+o.pullClients, o.requestTimeout)
-	tokens, err := setupUsers(ctx, c, adminPassword, max(o.clients, o.pullClients))
+	c := newClient(srv.baseURL, o.clients+o.pullClients+o.manifestClients, o.requestTimeout)
+	admin, tokens, err := setupUsers(ctx, c, adminPassword, max(o.clients, o.pullClients))
 	if err != nil {
 		return err
 	}
@@ -249,12 +269,22 @@ func run(ctx context.Context, o options) (err error) {
 	if err := measure(ctx, o, srv.pid(), c, tokens, plan, &rep); err != nil {
 		return err
 	}
-	if o.export {
+	if o.export && o.pushRecords > 0 {
 		phase, err := runExports(ctx, c, tokens[0], db.serverURL, work, srv.pid(), o.pushRecords, o.rssInterval)
 		if err != nil {
 			return err
 		}
 		rep.Export = &phase
+		if kib, err := readProcKiB(srv.pid(), "VmHWM"); err == nil {
+			rep.Memory.HWMMiB = mib(kib)
+		}
+	}
+	if o.bundle {
+		phase, err := runBundle(ctx, o, srv.pid(), c, admin)
+		if err != nil {
+			return fmt.Errorf("bundle phase: %w", err)
+		}
+		rep.Bundle = &phase
 		if kib, err := readProcKiB(srv.pid(), "VmHWM"); err == nil {
 			rep.Memory.HWMMiB = mib(kib)
 		}
@@ -273,6 +303,9 @@ func measure(ctx context.Context, o options, pid int, c *client, tokens []string
 		return fmt.Errorf("error reading the server's memory: %w", err)
 	}
 	rep.Memory.StartRSSMiB = mib(kib)
+	if o.pushRecords == 0 {
+		return nil
+	}
 
 	logf("push: %d clients, %d records in batches of %d", o.clients, o.pushRecords, o.batch)
 	stopRSS := sampleRSS(pid, o.rssInterval)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opendataensemble/synkronus/server/appbundle"
 	"github.com/opendataensemble/synkronus/server/attachments"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/obsync"
@@ -44,6 +45,11 @@ type config struct {
 	ShutdownTimeout time.Duration
 	// Attachments holds the attachment size limit and image processing settings.
 	Attachments attachments.Options
+	// App bundles: retention and upload limits.
+	MaxVersionsKept            int
+	MaxBundleBytes             int64
+	MaxBundleUncompressedBytes int64
+	MaxBundleFiles             int
 }
 
 const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/synkronus?sslmode=disable"
@@ -130,6 +136,10 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		},
 		MaxExports: int(integer(2, 1, 64, "EXPORT_MAX_CONCURRENT")),
 	}
+	c.MaxVersionsKept = int(integer(appbundle.DefaultKeepVersions, 1, 1000, "MAX_VERSIONS_KEPT"))
+	c.MaxBundleBytes = integer(appbundle.DefaultMaxUploadBytes, 1<<10, 1<<34, "MAX_BUNDLE_BYTES")
+	c.MaxBundleUncompressedBytes = integer(appbundle.DefaultMaxUncompressedBytes, 1<<10, 1<<36, "MAX_BUNDLE_UNCOMPRESSED_BYTES")
+	c.MaxBundleFiles = int(integer(appbundle.DefaultMaxFiles, 1, 1_000_000, "MAX_BUNDLE_FILES"))
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = defaultDatabaseURL
 	}

@@ -42,6 +42,10 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, obsync.PolicyNewest, c.ConflictPolicy)
 	require.Equal(t, int64(32<<20), c.MaxPushBytes)
 	require.Equal(t, int64(1<<20), c.MaxJSONBytes)
+	require.Equal(t, 5, c.MaxVersionsKept, "upstream's default")
+	require.Equal(t, int64(128<<20), c.MaxBundleBytes)
+	require.Equal(t, int64(512<<20), c.MaxBundleUncompressedBytes)
+	require.Equal(t, 10000, c.MaxBundleFiles)
 	require.Equal(t, int32(16), c.DBMaxConns)
 	require.Equal(t, 10, c.BcryptCost)
 	require.Equal(t, "data", c.DataDir)
@@ -66,6 +70,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7,2001:db8::/32", "MIN_UPLOAD_RATE": "65536", "SHUTDOWN_TIMEOUT": "5s", "BODY_READ_TIMEOUT": "1m",
 		"MAX_ATTACHMENT_BYTES": "1048576", "IMAGE_PROCESSING": "true", "IMAGE_MAX_WIDTH": "1024", "IMAGE_MAX_HEIGHT": "0",
 		"IMAGE_JPEG_QUALITY": "70", "IMAGE_MAX_PIXELS": "1000000",
+		"MAX_VERSIONS_KEPT": "3", "MAX_BUNDLE_BYTES": "4096", "MAX_BUNDLE_UNCOMPRESSED_BYTES": "8192", "MAX_BUNDLE_FILES": "50",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, "postgres://u@db:5432/x", c.DatabaseURL)
@@ -85,6 +90,10 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 	require.Equal(t, obsync.PolicyIncoming, c.ConflictPolicy)
 	require.Equal(t, int64(2048), c.MaxPushBytes)
 	require.Equal(t, int64(4096), c.MaxJSONBytes)
+	require.Equal(t, 3, c.MaxVersionsKept)
+	require.Equal(t, int64(4096), c.MaxBundleBytes)
+	require.Equal(t, int64(8192), c.MaxBundleUncompressedBytes)
+	require.Equal(t, 50, c.MaxBundleFiles)
 	require.Equal(t, int32(4), c.DBMaxConns)
 	require.Equal(t, 12, c.BcryptCost)
 	var proxies []string
@@ -168,6 +177,9 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		"PUSH_RECEIPT_TTL":     "0s",
 		"MAX_PUSH_BYTES":       "12",
 		"MAX_JSON_BYTES":       "1e6",
+		"MAX_VERSIONS_KEPT":    "0",
+		"MAX_BUNDLE_BYTES":     "big",
+		"MAX_BUNDLE_FILES":     "-3",
 		"DB_MAX_CONNS":         "1",
 		"BCRYPT_COST":          "40",
 		"TRUSTED_PROXIES":      "10.0.0.0/8,proxy.internal",

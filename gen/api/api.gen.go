@@ -189,8 +189,13 @@ type AppBundleManifest struct {
 
 // AppBundlePushResponse defines model for AppBundlePushResponse.
 type AppBundlePushResponse struct {
+	// Active Whether the new version is now the active one.
+	Active   *bool             `json:"active,omitempty"`
 	Manifest AppBundleManifest `json:"manifest"`
 	Message  string            `json:"message"`
+
+	// Version Name of the new version (also `manifest.version`).
+	Version *string `json:"version,omitempty"`
 }
 
 // AppBundleVersions defines model for AppBundleVersions.
@@ -292,15 +297,50 @@ type BuildInfo struct {
 	GoVersion *string `json:"go_version,omitempty"`
 }
 
+// BundleFileChange defines model for BundleFileChange.
+type BundleFileChange struct {
+	HashA string `json:"hash_a"`
+	HashB string `json:"hash_b"`
+	Path  string `json:"path"`
+	SizeA int64  `json:"size_a"`
+	SizeB int64  `json:"size_b"`
+}
+
+// BundleFileRef defines model for BundleFileRef.
+type BundleFileRef struct {
+	// Hash SHA-256 of the content, hex encoded.
+	Hash string `json:"hash"`
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+}
+
 // ChangeLog defines model for ChangeLog.
 type ChangeLog struct {
-	CompareVersionA *string             `json:"compare_version_a,omitempty"`
-	CompareVersionB *string             `json:"compare_version_b,omitempty"`
-	FormChanges     *bool               `json:"form_changes,omitempty"`
-	ModifiedForms   *[]FormModification `json:"modified_forms,omitempty"`
-	NewForms        *[]FormDiff         `json:"new_forms,omitempty"`
-	RemovedForms    *[]FormDiff         `json:"removed_forms,omitempty"`
-	UiChanges       *bool               `json:"ui_changes,omitempty"`
+	// Added Files only in the target version.
+	Added *[]BundleFileRef `json:"added,omitempty"`
+
+	// CompareVersionA The version compared from.
+	CompareVersionA *string `json:"compare_version_a,omitempty"`
+
+	// CompareVersionB The version compared to.
+	CompareVersionB *string `json:"compare_version_b,omitempty"`
+
+	// CurrentVersion Same as `compare_version_a`.
+	CurrentVersion *string `json:"current_version,omitempty"`
+	FormChanges    *bool   `json:"form_changes,omitempty"`
+
+	// Modified Files whose content differs.
+	Modified      *[]BundleFileChange `json:"modified,omitempty"`
+	ModifiedForms *[]FormModification `json:"modified_forms,omitempty"`
+	NewForms      *[]FormDiff         `json:"new_forms,omitempty"`
+
+	// Removed Files only in the current version.
+	Removed      *[]BundleFileRef `json:"removed,omitempty"`
+	RemovedForms *[]FormDiff      `json:"removed_forms,omitempty"`
+
+	// TargetVersion Same as `compare_version_b`.
+	TargetVersion *string `json:"target_version,omitempty"`
+	UiChanges     *bool   `json:"ui_changes,omitempty"`
 }
 
 // ChangePasswordRequest Exactly one of `currentPassword` and `oldPassword` must be sent.
@@ -365,6 +405,31 @@ type FormDiff struct {
 	Form *string `json:"form,omitempty"`
 }
 
+// FormField defines model for FormField.
+type FormField struct {
+	// Core Whether this is a core field (`core_*` or `x-core`), which later versions may not change.
+	Core bool `json:"core"`
+
+	// Default The field's default value, when it has one.
+	Default interface{} `json:"default,omitempty"`
+	Name    string      `json:"name"`
+
+	// QuestionType The field's `x-question-type`, when it has one.
+	QuestionType *string `json:"questionType,omitempty"`
+	Required     bool    `json:"required"`
+
+	// Type The JSON Schema type; several types are joined with `|`; empty when the schema names none.
+	Type string `json:"type"`
+}
+
+// FormList defines model for FormList.
+type FormList struct {
+	Forms []FormSummary `json:"forms"`
+
+	// Version The active bundle version the forms belong to; absent when none is active.
+	Version *string `json:"version,omitempty"`
+}
+
 // FormModification defines model for FormModification.
 type FormModification struct {
 	AddedFields   *[]FieldChange `json:"added_fields,omitempty"`
@@ -373,6 +438,20 @@ type FormModification struct {
 	RemovedFields *[]FieldChange `json:"removed_fields,omitempty"`
 	SchemaChanged *bool          `json:"schema_changed,omitempty"`
 	UiChanged     *bool          `json:"ui_changed,omitempty"`
+}
+
+// FormSummary defines model for FormSummary.
+type FormSummary struct {
+	Fields []FormField `json:"fields"`
+
+	// Name The form's name, which is the `form_type` of its observations.
+	Name string `json:"name"`
+
+	// ObservationCount Stored observations of this form type that are not deleted.
+	ObservationCount int64 `json:"observationCount"`
+
+	// SchemaHash SHA-256 (hex) of the schema in canonical JSON form; formatting does not change it.
+	SchemaHash string `json:"schemaHash"`
 }
 
 // Geolocation Where an observation was recorded, as the device reported it. The server stores and
@@ -615,9 +694,13 @@ type ProblemDetail struct {
 	Type string `json:"type"`
 }
 
-// ProblemFieldError One field that failed validation.
+// ProblemFieldError One field (or, for an app bundle, one file) that failed validation.
 type ProblemFieldError struct {
-	// Field Location of the field, such as `records[3].data`.
+	// Code Stable code of the failure, such as `unsafe_path`, `invalid_json`,
+	// `missing_renderer` or `core_field_changed` for app bundles.
+	Code *string `json:"code,omitempty"`
+
+	// Field Location of the field, such as `records[3].data`, or the path inside an app bundle (empty for the archive as a whole).
 	Field *string `json:"field,omitempty"`
 
 	// Message Why the field was refused.
@@ -1065,13 +1148,15 @@ type AdminRepositoryResetParams struct {
 
 // GetAppBundleChangesParams defines parameters for GetAppBundleChanges.
 type GetAppBundleChangesParams struct {
-	// Current Version to compare from. When omitted the server picks its default base version.
+	// Current Version to compare from. When omitted, the active version (or the oldest stored one when none is active).
 	Current *string `form:"current,omitempty" json:"current,omitempty"`
 
-	// Target Version to compare to. When omitted the server picks the version that follows `current`.
+	// Target Version to compare to. When omitted, the newest stored version if `preview` is
+	// true, otherwise the stored version that follows `current` (or `current` itself
+	// when it is the newest).
 	Target *string `form:"target,omitempty" json:"target,omitempty"`
 
-	// Preview When true, compare against the newest stored version even if it is not active.
+	// Preview When true and `target` is omitted, compare against the newest stored version even if it is not active.
 	Preview *bool `form:"preview,omitempty" json:"preview,omitempty"`
 
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
@@ -1086,6 +1171,9 @@ type DownloadAppBundleZipParams struct {
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
+
+	// IfNoneMatch Entity tag from an earlier response; a match yields 304.
+	IfNoneMatch *IfNoneMatch `json:"if-none-match,omitempty"`
 }
 
 // DownloadAppBundleFileParams defines parameters for DownloadAppBundleFile.
@@ -1124,6 +1212,9 @@ type PushAppBundleMultipartBody struct {
 
 // PushAppBundleParams defines parameters for PushAppBundle.
 type PushAppBundleParams struct {
+	// Activate When true, the new version also becomes the active one, in the same transaction.
+	Activate *bool `form:"activate,omitempty" json:"activate,omitempty"`
+
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
@@ -1415,6 +1506,12 @@ type UpdateUserParams struct {
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
 }
 
+// ListFormsParams defines parameters for ListForms.
+type ListFormsParams struct {
+	// XOdeVersion The client's version, checked as for every other operation when sent.
+	XOdeVersion *string `json:"x-ode-version,omitempty"`
+}
+
 // GetVersionParams defines parameters for GetVersion.
 type GetVersionParams struct {
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
@@ -1583,6 +1680,9 @@ type ServerInterface interface {
 	// UpdateUser Change a user's role
 	// (PATCH /api/users/{username})
 	UpdateUser(ctx echo.Context, username Username, params UpdateUserParams) error
+	// ListForms List the forms of the active app bundle
+	// (GET /api/v1/data/forms)
+	ListForms(ctx echo.Context, params ListFormsParams) error
 	// GetVersion Describe the running server build
 	// (GET /api/version)
 	GetVersion(ctx echo.Context, params GetVersionParams) error
@@ -1901,6 +2001,21 @@ func (w *ServerInterfaceWrapper) DownloadAppBundleZip(ctx echo.Context) error {
 	} else {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
 	}
+	// ------------- Optional header parameter "if-none-match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("if-none-match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for if-none-match, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "if-none-match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter if-none-match: %s", err))
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
+	}
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.DownloadAppBundleZip(ctx, params)
@@ -2033,6 +2148,12 @@ func (w *ServerInterfaceWrapper) PushAppBundle(ctx echo.Context) error {
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params PushAppBundleParams
+	// ------------- Optional query parameter "activate" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "activate", ctx.QueryParams(), &params.Activate, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter activate: %s", err))
+	}
 
 	headers := ctx.Request().Header
 	// ------------- Required header parameter "x-ode-version" -------------
@@ -3116,6 +3237,35 @@ func (w *ServerInterfaceWrapper) UpdateUser(ctx echo.Context) error {
 	return err
 }
 
+// ListForms converts echo context to params.
+func (w *ServerInterfaceWrapper) ListForms(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListFormsParams
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = &XOdeVersion
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListForms(ctx, params)
+	return err
+}
+
 // GetVersion converts echo context to params.
 func (w *ServerInterfaceWrapper) GetVersion(ctx echo.Context) error {
 	var err error
@@ -3245,6 +3395,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/api/app-bundle/versions", wrapper.GetAppBundleVersions, options.OperationMiddlewares["getAppBundleVersions"]...)
 	router.POST(options.BaseURL+"/api/app-bundle/push", wrapper.PushAppBundle, options.OperationMiddlewares["pushAppBundle"]...)
 	router.POST(options.BaseURL+"/api/app-bundle/switch/:version", wrapper.SwitchAppBundleVersion, options.OperationMiddlewares["switchAppBundleVersion"]...)
+	router.GET(options.BaseURL+"/api/v1/data/forms", wrapper.ListForms, options.OperationMiddlewares["listForms"]...)
 	router.POST(options.BaseURL+"/api/auth/login", wrapper.Login, options.OperationMiddlewares["login"]...)
 	router.POST(options.BaseURL+"/api/auth/refresh", wrapper.RefreshToken, options.OperationMiddlewares["refreshToken"]...)
 	router.POST(options.BaseURL+"/api/users/create", wrapper.CreateUser, options.OperationMiddlewares["createUser"]...)
@@ -4281,6 +4432,7 @@ type DownloadAppBundleZipResponseObject interface {
 
 type DownloadAppBundleZip200ResponseHeaders struct {
 	ContentDisposition *string
+	Etag               *string
 }
 
 type DownloadAppBundleZip200ApplicationzipResponse struct {
@@ -4297,6 +4449,9 @@ func (response DownloadAppBundleZip200ApplicationzipResponse) VisitDownloadAppBu
 	}
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
+	}
+	if response.Headers.Etag != nil {
+		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
 	}
 	w.WriteHeader(200)
 
@@ -4342,6 +4497,38 @@ func (response DownloadAppBundleZip206ApplicationoctetStreamResponse) VisitDownl
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type DownloadAppBundleZip304ResponseHeaders struct {
+	Etag *string
+}
+
+type DownloadAppBundleZip304Response struct {
+	Headers DownloadAppBundleZip304ResponseHeaders
+}
+
+func (response DownloadAppBundleZip304Response) VisitDownloadAppBundleZipResponse(w http.ResponseWriter) error {
+	if response.Headers.Etag != nil {
+		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
+	}
+	w.WriteHeader(304)
+	return nil
+}
+
+type DownloadAppBundleZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DownloadAppBundleZip400ApplicationProblemPlusJSONResponse) VisitDownloadAppBundleZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -4461,7 +4648,36 @@ type DownloadAppBundleFileResponseObject interface {
 }
 
 type DownloadAppBundleFile200ResponseHeaders struct {
-	Etag *string
+	Etag       *string
+	XIsPreview *string
+}
+
+type DownloadAppBundleFile200AsteriskResponse struct {
+	Body          io.Reader
+	Headers       DownloadAppBundleFile200ResponseHeaders
+	ContentType   string
+	ContentLength int64
+}
+
+func (response DownloadAppBundleFile200AsteriskResponse) VisitDownloadAppBundleFileResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.Etag != nil {
+		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
+	}
+	if response.Headers.XIsPreview != nil {
+		w.Header().Set("x-is-preview", fmt.Sprint(*response.Headers.XIsPreview))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
 }
 
 type DownloadAppBundleFile200ApplicationoctetStreamResponse struct {
@@ -4478,6 +4694,9 @@ func (response DownloadAppBundleFile200ApplicationoctetStreamResponse) VisitDown
 	}
 	if response.Headers.Etag != nil {
 		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
+	}
+	if response.Headers.XIsPreview != nil {
+		w.Header().Set("x-is-preview", fmt.Sprint(*response.Headers.XIsPreview))
 	}
 	w.WriteHeader(200)
 
@@ -4756,6 +4975,22 @@ func (response GetAppBundleManifest403ApplicationProblemPlusJSONResponse) VisitG
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAppBundleManifest404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetAppBundleManifest404ApplicationProblemPlusJSONResponse) VisitGetAppBundleManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -8732,6 +8967,124 @@ func (response UpdateUser503ApplicationProblemPlusJSONResponse) VisitUpdateUserR
 	return err
 }
 
+type ListFormsRequestObject struct {
+	Params ListFormsParams
+}
+
+type ListFormsResponseObject interface {
+	VisitListFormsResponse(w http.ResponseWriter) error
+}
+
+type ListForms200JSONResponse FormList
+
+func (response ListForms200JSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms400ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms401ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms403ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response ListForms426JSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms500ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms503ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetVersionRequestObject struct {
 	Params GetVersionParams
 }
@@ -9105,6 +9458,9 @@ type StrictServerInterface interface {
 	// UpdateUser Change a user's role
 	// (PATCH /api/users/{username})
 	UpdateUser(ctx context.Context, request UpdateUserRequestObject) (UpdateUserResponseObject, error)
+	// ListForms List the forms of the active app bundle
+	// (GET /api/v1/data/forms)
+	ListForms(ctx context.Context, request ListFormsRequestObject) (ListFormsResponseObject, error)
 	// GetVersion Describe the running server build
 	// (GET /api/version)
 	GetVersion(ctx context.Context, request GetVersionRequestObject) (GetVersionResponseObject, error)
@@ -10330,6 +10686,31 @@ func (sh *strictHandler) UpdateUser(ctx echo.Context, username Username, params 
 	return nil
 }
 
+// ListForms operation middleware
+func (sh *strictHandler) ListForms(ctx echo.Context, params ListFormsParams) error {
+	var request ListFormsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListForms(ctx.Request().Context(), request.(ListFormsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListForms")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListFormsResponseObject); ok {
+		return validResponse.VisitListFormsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // GetVersion operation middleware
 func (sh *strictHandler) GetVersion(ctx echo.Context, params GetVersionParams) error {
 	var request GetVersionRequestObject
@@ -10408,299 +10789,323 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2Ncts4ti76Kijdcyv2HEp2ku4+u+26dcpxkhnPTuJs2+mZ2a2+JkRCEsYUwAZAy5quPNR9hftkp7AW",
-	"AIIUKcn57x5XTU3HIonfhYX1+63fBplclFIwYfTg6LfBnNGcKfjniTE0my+YMC+u6Mz+kjOdKV4aLsXg",
-	"aHA1Z+TXShqWk8u/nAyffP8D2Zuzu30ip8TMGZmsDNNEM3XL8tEgGSj2a8UVywdHRlUsGehszhbUtmtW",
-	"JRscDbRRXMwG798nUd+vqDavZc6n3H7ZHsPf5kxAZzR8QJZUk6osJM3v3+8pzebsVAqjZPFGXhqp2Hqn",
-	"qZBDbR+lR9C3YrqUQjOSUaU40yRTLGfCcFpoYubUECFJZlsmC7oiN4yVm8fF7uiiLOzQfE+DpGuwUhgm",
-	"zHOuS6k5Dq491stqNmPa7tGUF4wIumBkKhXR9JaLGQw/l0thV8uOadPaXDCjVidTw1RHNyyTItfESLKk",
-	"3JAJm0rFiFEr2wudUS42T3nBBV9Ui8HR4zBTLgybMQV9//3FXSmV+Ykp3TnNK9gGWAapVo80SbNKKSbM",
-	"9S1+khKOhKIFLfVcGviDQatAMYrRnEyVXMCejkWquchY/bkjasHuDOEiU8zSGi1cE6Ox2Di9qVQLanBS",
-	"P3w36J7jRZjAn5lgipreqcKhUo90NGcyC9+QPW23mWqS1s+v6+dhLSYyX+2PPnLg75NBSRVdMLPGN846",
-	"TuwZnIwpZ8ovaX10E1LpihbFitCIXHWVzWEyT6dP6Gg0yn4c/bOcpXbc3LZYUjMfJAP77uBoULd2zfMd",
-	"TxmdZI+fPLWtdp4zpL2XUi2u4Fl7SvicSFGs7IQ0nLAFsQ1psqdYySiSW1gnPILslilawAawu7KQOfOD",
-	"hHn9WjG1qidm27yGwcWT4IYtYNUX9O4VEzMzHxw9+f77tWkk9oUzfPnx4WF4TpWiK/tYm1XhuxmESZ+J",
-	"rKhy9pwVzHTxX/ec5PgCkRNLmkBlmuyZOeOKpO5hSjJZVAtBuCZ2mvthB1sz5djotfuuMd+cTWlVmMHR",
-	"lBaahWlMpCwYFdF2Xdrj28sv4i1rjDmbUzFjOaGWzxEz55o4FpDAplHRcfqPxqKkWsMep38fYuPDn1qs",
-	"o1TslstKe5ZBTuViwgUjS27mY5G2pv3/2DVKLUctGFXCtgJPYJhGSmQ5XevX4FyDjac5sN3DTpZ0Nn0j",
-	"BXtNTTbvWENhuFkRQ2fAN+3SMKoKe7L9jXhMKFnYr8mKsyLX5Onhd2HXUdSItn06FFKwIXyw5S46V3zG",
-	"BS3WR/VWsSnsHCOVKJXMmNYsdwLBiKSwqglJH6eEipykK6ZTskfFimRUs32SyUoYy27si8djgTvnm8lk",
-	"ubL0W9k/llb4EJJINxi4R25Yafq3xr866GZEts9OFvRfFVVUGC7Ydp5Kya/h7ZwolkmV9zDL+sVtzLKf",
-	"crov7HeaKeykPdg3lqe7I1FppgjNYM17hlj5hu4nyP39PGenBd/5EspoUVhRJYNvCBfaUJGxY9xpI906",
-	"kpKpoXunVEwzkbFegr4bypy5t4c8H2wf8Ub5Bht6FBjSiJwIIuENWpD0Nj1If0rtqKb8LoGD90+piKgW",
-	"E6YSO8n67WI1FpTk0sAZoGJl5nbye+ljOBqjQ/zPk9HT4YQZav+6fTw6HB0OaVHO6ehJuj8i5+6+w47G",
-	"Anuyp8OqFFTZE8LNHKUuJ7BEJ6N7tWqutcvFDWMaWAHEGKZsq//vz7c//fK/fz4c/vjL/9wbj0ejP+3/",
-	"7//ReaTuIW51S1km3pOcGkomrJBiZrnziIBmooGWDFlU2hD2a0ULZCh+OY7tQ0NvmLb7llmtIWNE3tpT",
-	"0Su8WamNTC0/3bia9dfD+uvBh5/p93ZLkK23xLxTKaYFz4z9NUOdxP6TlmXBM+j2oFRyUrDF//ynxjWu",
-	"B/E/FJsOjgb/10Gthx7gU33wFr96zgzlBQ6hdQVxM2dwKcf6HxId14TnlhppYWX7FQFFKk+IVE5r8+sz",
-	"Fp27iruX8+mUKY1XXLx3ZC/NZM7SsYg3yvIEc+1pN03Wj0BMQk4Ox83bx+2MNPC+TfwAneAYZ7P0+nLm",
-	"9gwWKB7Sgmu4gEeDe6oBDa39jdygtF819XXojqH0xGqZYk8qe6rYfrwlfi/nVI+aa+VtFF305F47aFk0",
-	"WmN+q0CJBUX6JeVF19BPBEnPpkOQiFJLSfavd2Lh5joEqdMKuq4df71YgmDakFwyTYQ0ZC6LfGTl7Gc0",
-	"v8CHX/74XEUj45osaGH32YrxikwpLzS5pQXPHQGlTCmpdEoKrg1ul5xOmcjt1TFF+Q7o60bIpYDJfT3O",
-	"EE/N07qODiPwAqINNYzsWcHeXSoJavlWRrFqCr2xtyYyjIJqQ2i+4IIsZVXkZMJIIbXZh6m+lGrC85yJ",
-	"rzNXK7/g6ZcFmpkslVWaISeUpTvfMNYzYW9LWrywG/p1xovcCqjMSueC3ZUsMywvVsckhy81ocou8Gxm",
-	"mbadjWKmUoLhuXkjzUtZifzrDJ/muUKNQDEtK5Wx+mizO64NjPEtVYbT4rQeXjTSPx38qTmowGMnXFBQ",
-	"GtaFlnh6MjPMDLVRjC7u29Km88JyMN0SZTVhz8CmvGAtjuumNbyw7/UITtAEmoBB1ISmqqIgBdgq7mee",
-	"fQ9LurKK3JWUr6jCbr8eYwFJjN1ljOW6ecdr/i9GCr7gSAiwRG+kuaSG6ymnk6Jvwbq2oOBME1kZzXP2",
-	"EZsRrXu8qwnY1tBY/6eDcXV4+DTDt+DfLN1sF0bLsJc4Lqz4cxF29OtszmZhfYtYZ1mNWqCKNGEZtSzU",
-	"ypeW73NtFDUS7BvMtKTIEblyJlUwP1vRkHC9UToMRwI3MvgPesTFY7RMu2mATpFznVEFF7ZiwwnVjHAT",
-	"tBGwweuVyGojPDkXJLU/va30PMUGwVrsZXsnsVIhQbTGiSSEFlrCZJWxAmNqFBV6wbVV1q55nhLF0CYC",
-	"H48Frq8dp12R+0i2mwS4bp3N0SCcnCu+YLIy3wBfyHkO14Hd01sGoj5fsKNocwktCrnUYOy+Yzk8J2VR",
-	"adwWR0ruxFJjVXpU0Jw1iyhqGJJdJoVgGeoUmmSF1Ay0w/fJ4JKpW56xd4LeUl541vNlF+eETGh2wxy1",
-	"B2GECOCce+CFooZa+k0CYwIhjc7YPkhibFFKRRW357Kq53JMjFohbQebLXNGD8vltHNMcUFScGANwYOV",
-	"rlFk9HAbFUaOMJjrlZSvqVg5CtRfgfakJAsqVlarYovS6GP0wk3lzsvxyRbjnaCVmUvF//W1LoAJo8rS",
-	"gbSyu1VrLJcSs4RwAeoMAWm/tBz4GJYoLeSMixQpL/bdUsXGYqmkmLkX0Tvwlmq9lCr3X0gx5aA2oUXQ",
-	"kNK9YHuHz91RfFfOFM3ZDvfj/ZbFmQ1fO9W9b2HShokt9bdOvERBBQQziVWDdLAkuu/cnYEcLAi9umT0",
-	"xvEid83OQUkyrCjgTgJbr5GkKq1W33Ej6JW4UVJUOhgBN9s5vBn0njLke/8YrVhvz9zqnYmptL+UyvIn",
-	"w9HKlbNSsYw651fb22R7LhjV7Dk1rCF52zkOOrxw0dTWpft6Gj8PYkNo3UUSD+iX0L6c/JNlxrZfz0df",
-	"uBt9fVLON95jZpbCKJqZeL/9hcWtirywtEcmK+J8caMN89QNH+UmGm5txPu2h7J7efQgCbPpXI6yfFaJ",
-	"vGAvedGxEHOqOxxbPprFuwbwiCZkzu4IE1YgyjvnvOAL5j3E6w9lbmWTNSIZ2lu/qzVwg6y7t6iZEy6C",
-	"KjCB2TmhLT1IiWYlBSFVd47RKia7BiTE6+2cMvB5gusWTbie3sZNeE0FnzpLV3Mj7H1/D1pp7Or7dWe2",
-	"kyhZfmJ2X/BuYnjOZ1akA5s8WIF4iKbRx85djHYvhmZ7EF3c76MtLKDfMxYfvoVbNoKvTzrbbe0XLmgS",
-	"sZF4TdxkN26WVRD6Wcgi2sqdtirsvT0LTGs6Y9uZoH8xqfvbOOafIq7THG8nP1rbmt1YTucQghk5ipVo",
-	"DqEZmdLVfS9luHnV1uRMqpzlPrQije17yb3Pdjtkxg9j8zz9hkbW69YtA3KAm2uLwxoruxO+5oZ1GlTt",
-	"ie08QZ2OsS1O0x6vCJ8JsAQHx0gtFGnX/b3cZEkr+qJzUOvBae0QEU/ux+QQJE/LW9BJu3lEh1s3u96V",
-	"9lB33e4tUkX/1E8rpaWqtRJ2Z/yGP9KkFXB31LSCuMbrYBypkrGAXUvnVF8vpAJ7C4RtJA0W6tYWzPe1",
-	"6gm/ch3sHiiQbj06wDmht/X5vZYqUm5t04tYLY06O+6KT9ToowfxOhq7lZ2bYx+RE33jdF6wX603Ng1O",
-	"Tu2iUdZF19DeNcRfbOXkgRTO/Yen8F3clO4m+IIa1lj9kqk61CqK/+Oi3jaVMwWxFTuJBOuj6xIMejnH",
-	"DhtvpKHFtY+WvfaSVDvedmE3LbVP01pq8F9F5AGTBbPrh/Ds9mHrm1pjbzaf8HrhPuDqckIyBiiunwyW",
-	"cwoBkWSvYykgDm+/k9WH5a5U0Rn+rZhVKqfMZPPacrS5k7DWleJdfcqy90r529yFcjaV3FyiAG7PaibL",
-	"FYR0CsuQfw4zAN3N3tbRNqzL5S1q4v9igUx2nVU/BW+VL6ghyznP5i2noQuQRqHjQ6i1XtGkRUs7kuSp",
-	"51AtiTkYtuIVmRJGszm54SL3ERb+PrWDbyv4sCc1TUfrFbau4+n7roFXZoPIjDYnfWI6w1G5WoWA6Cxj",
-	"WqMBC7iEt9rBDQmvvBP8jrBSYpzGDluv2FQxPb+ybXbwaLCVgYkrfjEl0ncYj8lZz7q1G9Pdw0n8vZFW",
-	"uMrB8XTirIWweUfkGRrv0A0Fb0deqM3KAvbcmmoSLXsXrT2reJF3m34m9tG14V1BjCHvBD2scEDs+93y",
-	"aiYXC96x7ZfoObZCX1D22g3CDd/Z6kz2i1p/lsRIWWRzKyOAY8ZLBDCr7sVcW5xTuKFfyVmHsIchfn4E",
-	"17TnVmi+Nel8CyLbncbcbWXz8TXX9tXd7QQvpVpgGFLWKxEItvyAVp/z6bRbvljI2w8aZ1+LFd+0NP27",
-	"5o3UkXrW5jk0M8WKSAFGBy9DBuM2hkfLIq9/AZfjhAXNqFP+96/36GM+TqVtK2/wMf9jF9kLtoy76Ppm",
-	"wYXPhXjcdb/Xc+o4kyshxWrRuSQJ+o4nGPaa6pW4SYk93FTkw4ILFimtO8ylxb/iiXWxqlPFqGHvNFO9",
-	"Knf5cQujJBpJN9HqhUSTWxUFeG9stjXLKJ47Ghj03DXp584t2GOdd0+v/Uh6LDpxzHAptZkppn8t7mWc",
-	"8yIS+sAhQIPEfkunqu7IWTG+8AJEqi7mmrNeo4liVEtB7DtHJD1789PJq7Pn1xcvTs8vnqcJSV+fXV6e",
-	"vfnz9cuzF6/gB/+K+2Es0qvz8+tXJxd/foEhjBcvXr67fPH8+tk/rp+fXJ08O7l8kTaUxnp5mI8Y6xCL",
-	"vbOrjrKrcw/WGuq0CvmstSgjB2IL9qLjdvrqjJSKC4hA5JosmBUBu5UHLnJ212FDd9mSTXOaFxUjiwQ+",
-	"0LHsEYlUzVH2xfPYFh5pwvMEbUzckLmV4AXbLtHg+BOkB7/4XafkJWdFjny/y7bOinzj4diFYP0Vtd68",
-	"VIt7NNK4j9cVzTy3tycEk+5+fUaz77hBM6mYu0N7nHg9U4iu8086IHxt85DCtZ/veu3/mclCZr16q1WU",
-	"qYiT3RpaHUSBAT9jtzxjNZvjBr26zgMIgbPaygZjgfGYLhIYxoFRa1bUtP9I3OF0JzU4FoPTGMJs99I5",
-	"ozkXM2BNumQQNp8uZHYD/xqNRvvE5cblI/ITLapWOBwkjWKsnCZ7lBTUcFPljEzYStqB/v//34+HCaFE",
-	"sBk1/Ba0mUrRbJU4dZefX4bgJpflVwkIYya3ljgzWoRv9jEs4IaVkCamwW6FYU9kSZXgYuZZSVnpOaFC",
-	"L5lCfiqqwkXgoJ+6Rfyuh/Xt+4vVkCRkHFYiY8pQLszKdrNgRjF9XE8tGLLdRobFttOxuxnLJrms7GgC",
-	"NWGgiKUmWuAadoyF8dncEDqRt5YqKCnYLSvqsXR30J55b4fX/avwk9+Kz7MGW4fo6arDSchmikEfqg6u",
-	"ZL9W1EhVJzUPfzy0qu+PhzvuQSHFbEuHDAzDU/JnxZhY8mwe9fb4P6C7x/+xa39W1dWGLkogRrE6nw6O",
-	"ft7Re/pbu7lfkj6V2YMVkCm/Ax4EUfZH9tBdvDwlT58+/ZGEriAOhdYRTGOx4EXBmxaRxz/+r8Ph4ePh",
-	"4eOrw8Mj+N9/A0PTEiLqqAF9DI0O3BnE74YzOXSD/qeWYnRBl6+dv7GTwf6F0cLMQ8x8y7izWTCaUl44",
-	"58266c9QU2EjzmTYvuijGzveog2xMVkhs5vmtvdvXkvqcOPx8kbc6S+9y3L+n+trsj4xefPlZrVBlu8L",
-	"I9pxXerhbvaVvpIzLj5YV1ubTqxx3V/H6hqgI/fYZNny2GFoW/CYUUjtxFR/mnl/cysy4L7O/a6Rnddi",
-	"yvqozoVDWNDVxIUgj8jrHUQNqhiJ7+1YjGFWJidlVRRxHCmFbCjBXOJq674G02XXoZe1ix6FozCbJMBZ",
-	"UOK3adR/+dS7D2puL0WfCxA2kjhYKw4hCW5wSGC3TDdnit8yhDxxCpb3Ho4FN+hytMvB8v1jIhfcGEwM",
-	"syNFIYkItoznNiLvXLJ0zoyVBkPiVY9ztWfSkY6Vgc0jv6YdBiywh8AE+YKRxkSPfYIXFXlIG/K7viMD",
-	"ad4QkUeKGtqTYCHV4pF2Ap9OcJP/enn+xkvH9gSJFdFzWsbanyP7LVeSdx91aZqqYm5LOoA4rEhs5GKi",
-	"jRQsVpQjdQMFpV411slRLVpuKBAEecFWOq5hTDbGPyGCirOvQEdMGOZzyjvvUWi5P74yGcyaGtImDS5W",
-	"pnZQ9RFpYBhCrKLIloRUgv9aWZ1DSa0JLQq3nD0BeiuRBYLvJNPNS9xHtobOOpzzLxVjpKATVuiGq33d",
-	"6trdaW2mhqje7oP6yrIS1Ga/8Fndas2LkzG05jOB/AsuEUgOdXnT7mpIQryQRIb7Qc7QJjElDWSfBhE7",
-	"ZtNgg42lrnnClkvUgxcFP2rb4Oh+3sGTOO3FQbqaR8hHx2RSUHETQyHZ63emZFXi/qZ7QtaP93fw8IWu",
-	"EzfiLbO+cI61bhECk3+BJze4Go0TsCx/Y3BR8g6XRy0BbOV7G6LhoqB5QIuzhAWSA0QM4RR6/Ip1enXH",
-	"jQBqMK1T/fHaN5Bni7OMOnB5Snn3/dC8h7/A7YkmlO4F+ID7csuNt3X32J1RPeP2Nq6mMXmDGJp45nZM",
-	"6KSByqAYWdr/E03r8K7zbVytH3090qJwBoCdL8pftg5x/SJdj3sH6r+erLqXG9JIlnO5+ynxJ7jzbgpW",
-	"ifZxX2v3I4i+VoRbQJLOweiDHSNQghFJdVUypVnO8vQIzq6PgYSgDHtbzqkmE8aE1WHKgmYsH5FUsX/C",
-	"CU+PAJ0gZgD2GwxTn7DMCluuRRTPvZLu8ymSQT0CCKvAdrs1eCddfLgA0Uoo7d58MKj6LEvglZgyuwsZ",
-	"NCWUzytUxHx1zoqcLOeQFYArG859U5uKwkCo6d6nD1GitkkfwawRbpPmkQlCyI6ihr90X/Euq8cODMCv",
-	"w+7+lq4rf1s0/9o61N1umeCloWZDctVkFSNF3nf8TUGt05u1KKt7ZrbY3wsu2D3GceU/8YGvfRF4Ugw7",
-	"wR/t/W2/+xAJOeowidczmkljIbZs2FU0/XaIV3bDzDuBwVkhYpOuBslgyVi3tRI/+iDq9CN5Bk10BhBZ",
-	"LemF6M6ZUAYM42TvH//4xz+Gr18Pnz/fb4S349COCVuUZgWasqzgG9p9M9rOoN17dzfl6r79tTY5WvvG",
-	"SKI1qNd6xx1269qzz9tn6pGr4fV43gl5d3W63yOE7647gabdMYK5VIDlUBZ0hep4bSdM/0oFeZruuqB+",
-	"EbGrTYpSM5m6C+oKHADOMRrwk+e0hIW6eHlKfvzu+/+VEHZnmMhjuD8vEwMUTp3MgyjLHZFjm+Jd7EO4",
-	"IaeUF5ViOm4sM8TIsFZboNjSGs3qGoGH7I9CmuuprESOwTCKGnYNyC0sd1EwdexQb+udoes9C/viriyo",
-	"aGahyAyv+IyN7hF2c2Wls4QsaDbngg2tamMXW1eLBa3Did269TfcIZm+ZWoIQQ8RAljYgJ2TMhyFQTgE",
-	"+s06OJ6H2twIiENKCqRFjYOMasfxDwH21S5gZ2Zu7ZNor+CdIQtGhXFC2LxaUAFk2hnL1S/L28H+5erq",
-	"LcEXgGy744YMN13wP8gEWnsHMexyShxcQnfEdacxJkCc6q6GjklKJ7IyR2CkSVED9QDWfgoLQNXU91nq",
-	"9kXub20DHucgarqjsYErRTTT7f8B4owIIiLUdQYTQqBahkmnudaXGivyiPO6+K+fn/4ysndaOroXbf1t",
-	"vqpbdbbyaaXZrtHXNeZvtyjdn4hWW3+mlQIYHzcTxFo8JjTkj2HeOHi8UgKgRpKkgt2ZaxqAQdaNJ/UL",
-	"3QeB5w2xxNlEPLMr6YwdhwDgnhy+nfMaYGI7C2P1ovroy22Kgu8hyvz7ZeNuASJKr9tXhZjPNkROJpVC",
-	"2xw46Vr2JInmAUAmZjSsbwz1/CFWo/e7TOWDMz6vIM1zaRm490ZiLoRBE3psfg9OV2U73XH7d1InPzzl",
-	"z8VzdbD7C7ag6kaHSaDpBjcr9vF6pbp2oUbGPhrZ+nai3suVyP6GY7q/grtryuBm6o6CltsE7CxywQJK",
-	"DckgPU5ITBtwALxU2FVYrbNpSHPryYJrHodgQU1nzKwNLiU+NJGb7jv4/tZ43pfak/dKLiFOO4qmrAMD",
-	"H2mS4tV13RFn3I6U3oFYe6Kdz4yuQ664qCf18RHOtunYc9IOcqYgSIEU3x3vfG9rL+8DBKC6x6rdsv5+",
-	"hN1vdwtlwzLZOeR2oHe+ZnSL8/TbPSchMrxevhAl7tYicaep6zRfYIbchjtqU7LgCXHPXTYfpqAjhhbB",
-	"4Nm6DgS8uH0BGj12D3kNYrIbdAIjljoy4ipq+YYVerQhNMvARU8LxHLUxyG5ibm8qPTixeWLq+uLF2/P",
-	"L8+uzi/+kcZZve2HHZaidsa2G9lOs+uFXekNrroXKkYDGJMaK/CrGh4ZgQqY+RDTXV8W+qZgL5hzR75a",
-	"c+ofn/dV9dakOMESFJbTaNaAbwuOlcE9Epu2ZXJdyIL1xIpiVBgAOOcSvDk0H1rFLIUHmmTUR6mJPMAK",
-	"HLsXl4ob5t4cC/sq4HYCU2pYZ+3HDkSyzsfWVivMF/YYY18LKugMmbBOxoKWpcOb0gG5NMI/bTiRwriR",
-	"I7mhDZIBdNBpV70EQbA70SuSMJvVH37YTZdyIJjdjdOSbxZhG0gisV83kl8BAK87pKfg4ma7aIcjfAXv",
-	"vvd1HPoiV3nGHmnnTU4DcB5yqLA+4fcvEBzrKL+WLeNF9UvwS//OvPJrtLY1PdKVlMbLhCdvz6L8/+Ya",
-	"HNgW7mMqymWmu+88J8kUXIeee3uFVu7T7RyiqLvnis9INmfZDdmzEi/GXKf7rV5dI/fpV5ZM9CxyROgQ",
-	"svCPk9evWh26rw8CpY1WdFF8uL0oTMCtnx8dkFM3+axEhrhCG/L8nNTtQtAQMZ1UJVQrdHAXQeafU91C",
-	"W9qctNMlCJ5kGSuNS7qHHHjDJ7zgZnXcQCaihRR1PgQa6jKYzE6hlFswpmC211ll5HSaQjmNKVSpWkML",
-	"2l+Dn7IXzIc6mzu36G1VFJ8UKMyO8PeDErY90NnlBEKgXJfFs1g5nbZ5j+NqNCoOflwcJyTU7GKGcIeu",
-	"H17sl42k0GtSiqn2wyDERp6uj7HkUlcxUAihaRodoaDgjmanT2n4CjRVWlnLlyIdfSwY2boN2LaPQZhL",
-	"yk0zG6mBaBssqq21d3hdbTc/1ZkrAtOA7jp2ISwLKAQ7p4Kk4FZDVvT94eH+WLi+AHOfLKpsHr39hLzm",
-	"zxyBL1ylq3u62++FAHbfiko77pBeiewa37vuk2K33ou7o33V1urmSYpIpXtM/cd1g6Hgwzi3njc59zZU",
-	"ij6CPI8J0RvIj0F3snr8ojSr0Zenmi+POLnVMOXSEzKr3YrgnAHtFjb2GG3uPMZugKIQWEBN0ynbuk9t",
-	"z9+aySo2aPkt/WWztwIlNSgg8dfL8zfx0yFflBKjORAoeTDjZl5NRplcgFiaU0OZ0GwxKVgtnx7gmT6o",
-	"W4aR14T+JV0dXO+eQ5AMmrbiLo8Euvj67O7HiIrGsUSpZdy178glvY9Fo8zJiJxv8FnszpEbYCefGJRR",
-	"VwAsVkNY9gHEeQ8odbL56N4On+b3PuVfgSPo23D57H5NNJetj/f7fncEqPlPF2PgFvGIpKfnb16+Oju9",
-	"chAuznkD2GZU47mggsjKDOV0CBFYmSxX+8lY1DA25xevr6/+8fZFSvacl80VqHFRZ2kIe7eKjCLpuzfv",
-	"Lt+dvLr+6eTVu/qrsQhJn4WZy2pmN++WFhUUevNwElioIMBJQPZ5o1cPej8WGC/iKie4iKdjF/0Etk5X",
-	"PoGb/R4wnT4fQuxSyaykikXPNsce7OBgcA6CTabYy5U2bNFjJlPZnBuWmUq1IJXoIo+PZ+QdK7tCZV7J",
-	"GcA4nL59p0mo5IJ5V6HYco9HSjd7Lrio7nY0AcLUNhZ7AGy8bQeyRgx06SyWlLd91ICxsmwLboJdbILO",
-	"IgqSpJ3Adn4RdrBzGd5BGPxGFLHdYcDaxv8+FK93YGq+DKFTvTgBte0SGdSuSfmdnWqmXnFtztyqtVgY",
-	"ZjTdJ4y65YmtKt4Z9+frQm9bQju+t+7dSwz7ujcIG+Y03GcSu6MIwOzi8tsSgrjqhYv779sAP0EUQbsM",
-	"vE3o/g5jWvA6RBnt3EeBYoARwP/28Mistwp4Q1rneQhjDjVysQdUY10aaLcX2w7CHvHeSdiH/cPHnF9i",
-	"5I6ioP1oW7XwdrGf9U777Gb26SVjYneq6rQBneWDRlvbKMQfge4ULSocVAEabH0IcCgib2UKLNCaGX7L",
-	"OmKM4YutOMI5BCxnJvSgGRObYkh2Dz3rOA4dwnBz9duJ1ACjDlPkZuUKhRdFXE7/UYiPvgf8S+fGbFCG",
-	"7s87PxRacmef6xp36qK3dqGs3pjNdq39OHwzCc7PLjdZr7++PwhcVxyNJVak1HO5tAKlk4bsDPtwAlCl",
-	"vf7Enry65sp6F+trCrJMViluVpd2G50gBSjOJxV6tPCvl55O/vq3q0GyCR46gABMVnFcSROaOlQlBfMl",
-	"9FBPbW5MiVXQuBP01kBecWau6gJw4LmSgmvcknk1sYfqvGTCsu4XzpAwIhCX7AEcfLQPmt/HosajgVZX",
-	"JJNFwTJD9sZxLJUeD/Y9DXHlEZ8jPzxSGHj5seKnqzK0oDmziwL+KSw+W2g2Iiex1t5y25OymhRczz0B",
-	"sJzQshwL78jfW7KJ/SVBF0LOplxwV6AAa7EA6KnImWJK47jZHWSEYHEsmCHLMetnLMbiVIpbJtAqB9DT",
-	"Zq6sviUr03SfH9m3/0Re2NlEYPOV7YukB7TkqasQaXqr143IuY9ahyp1Y0HCmYWuAIA6Xy/Df1wrb0mz",
-	"8jkX3mVnRQ6rIdpGuU9N94199+QHWAxK0hZbSaEAaOILsNLKzO16uFhzVQk9svO+tOeGNcD8Db1hhJK/",
-	"/u2qCbi+1wOTPhqNrNI7MZQLq+KStWCs1qFBKMdMlkz7SlZOBw/LTxUCvViGitYk2+6CrgC7GeHT/kQg",
-	"NB+9CWlfXceU5DKrsFzcXtpIN0r3R+QZsyq3K3ZKiDZU5FTlEWikPUFUqZUrPQ+wkMidAJ0agg3tAse+",
-	"WyMxLyixbVLbqt1GLGPr9HDMv4iYwMnbsyh2wQeWxN7xwdPR4ejpAKuyAYs7sP83Y13CBJCsYBy8LtRt",
-	"oXAuK0+cnnzfgJHA1HEdQFTcBI49FvYHCKDwl0IcEJC4+iK40A5jysR1/PxtdfL2LCFajoXBQCMjZQHh",
-	"RFCi0f347uIVKSXA68Lf4Q7wxss9CDdxQ0iBJrRtkpGJJQb31ruLV/tIbDhw+4hOtCwqE8EzupdvhFxq",
-	"mDLwqsx+nYyF5W2Q9+OirLkmc6nNiJwQy7OmSgpDmMiBNqVgJKcrd0bJRMmlRiKy09CAQzIWqWF35mBu",
-	"FoXlH4odR4IkNWRJhWNRfj39p00iR+K2DQKioJAkRZd/4ErjRuUVq3xYWomjkOyli/IVkNOTw8NPVg40",
-	"7mZD+X1ExsR5QpXy73EMXU2HsR6cCWNlrsLlc4EJ1gnug+euPt0aOVsisMQLe0yVAb0eIAN+dviBg19s",
-	"U5bnH4AN+qA2TvcetO6IcyoaZm+wyTYBXrwJ3FJA0oKsHYtwUyBpJKhfwCGKfBoubtKSCDdRNBzVEmp2",
-	"hCSNCeNiZg+IkktB6JKuyJ4s7A1Hy1LXymXuLMghwn1GudgfkfMitzI/5NseOx8xN/OxaCXtNOM36Iw9",
-	"0s1Eng6StDfAWvC8Bi6n6IIZKM36c2cwAkRBeZu6N8jynMxA/lbowrVHCQzd9rNfK6ZWAx/YNsDsobhU",
-	"6z2rmq0rRwoqNYo1kz8XwB4w7egW8YMRvvbJ4SHed6g1WFp5cnjYN2RwXzeG7IzBg6PvDzc76daH60I6",
-	"cISOjgFSPqjpfcNoVHDrLXS7ucOQiuX8T139rLvwPrS3Oq64mS3Q1/M6RsUHduw0NhcvAg7PkJTRu7xo",
-	"Jd/YZReLrM/Mwd8j48z7Xz4jp2+lCHYw+3NH+HbH41wxt0LA97/bhe8/oyE0Gz55vP2TRilw+Ojp9o9e",
-	"SjXhec7ADf/dkx926KZVVfsDbzL71Q7j6yinHyvBwC9j9fdnH/FsCaG+Ku1+Na+vfs9tdFmeuLb67sqD",
-	"3+p/X/P8fbPCVZP751xnVOXrqV1r/H8LudctnOWDb+l4tPFte4ShyC3p1oTl3/rBOPxu+xdvpHkpK5H/",
-	"sU/Sc9wyQjv4GzD+mZRdRyjxQuWamP47PxFtGI8VYtCC4HMc4OFBJgZU2pBEj2qoqqzej7CIUVTUaGsm",
-	"8Yaz9Ui7EoYOW9FXT8QkS7Yge1ZAY1hbPg4Ui3MU9x/O5O/mTPpClZ2H0mfYUav0A9vFi/Aj7rkDCGAD",
-	"T4XsKnb21nag1zLmY10LYj3QcNLIw5/xWyYiOIg0QW2umqGaKKzaUjhoOjg7e75SeFIjYDt0W48Jx+3N",
-	"vtpPiBRjMWFzWkw92buzsVHhHJG/uTRbwKkFPZcbUjB6y5w1Jgruwq5pZlcATMcez9kK4UZjFHVZFcVx",
-	"yN7VhhdFrUuPhesESkGiiYVr8t2TJ3GxJ9R9vS7csc5O8R6Lypm08y6tFLbyW+DBwECeyXz1GeT1BkjE",
-	"+/fohPnsWkITz2G7ONRAZoZSSGhgbu7vH44vH/7H9g/cPK74gskKp/N4h5G9pSvLGK+kBHsFXgNPNmx1",
-	"bFDffcub2F6bN7p11kO4KNrMsQwkAvakRNMVQjf8oa+vS0Ba6bq7EiJhBUGEgqNAW/fF1kusDsk8gCzr",
-	"/kvrTCkGVwl4Hp+DGuc5eKOkhGXi7kpJ3POuW07kY4FP45Lr4G4QmWKLEFHRGbmeEC3xEvLeT/QNge0S",
-	"kiGLPE4snzFDvjv8kWyAZHNx0VzhFaRXIhuNhWPC9q5gJYEIVS5mpCrHQlHwqYBxUTHIWgf/nZYQmemK",
-	"FOA9mWsiZDwgNLXOZZFDlC5kEo0FGgLr9EDnZY3haDQzUNpC4S3eSIN2FUXQ1wEuWYcjMBbpb2Of9D8e",
-	"HJHxGmbAePC+0ywLdNKCBLj39fclrrMeUIb3zZACoyr2Oa+3PvCEXq4XiBvKSijqILnQdQPDuxvWbw2b",
-	"MeldI3FfHvy9Hsqf649gHN/y9fiFb7s/6q3xwlIShmO1oRai2A74GziXK6DTyWw33SJlOUT2cxAVhu50",
-	"kL3i2nF0rH8G1TWTIMrZkfjK2mTCzJIxQcxSerGvGXWpk7HAMowQnuSB7VyrxEgCWKGRlBjaht57fKIn",
-	"PgD01E1mi/cpgGxLH9yBFdJRI/IZF5F3ueTZDXqXnbcGcg/ieKhOL0ANgr6776FjbEZuG1kcFICmGFkU",
-	"cllnraa9Dhp7pu45RMS7VxVLwhA9Jo6pM5gcAfhhMasB86nTN62YWEdZdg0M/JBs2e0qgzzbpKOk6bdj",
-	"N67r3vfcITmfOkgDXR+cOYPD44/Lg7XqG2TcPbA0LU5+6g/vUkbSXtjZmDl77tXNoD0+z/BfvOzl0pDl",
-	"gXwAUmxumY9G0Q6jJ3gwmTt4gXuRZyvDfOlbl/jqJL06ZSm9sM9DbMoaF/ajDJP5b15+Anlz58PpFqcj",
-	"EgBDIztCVjtPpdsmt4gtke4U+x4+59oDbmwT59wn8RfQ85PDH3YRfZThtHBtfNMH+/EO0wESeiPNJTVc",
-	"TzmetX8rpvCSGYcUs5zLIpzEiD+4OJP/PnvrafD+nOLgt5Ka+fteZpHax6kPW57ygj3SCI7NRSiI7Q9C",
-	"iPF0ADgLKviUaZO4REhN6FhoLmYFg8A/zWbggNnTBQV7eclUZg8NE5nMXdWu//vJy3R/RN5CYB4wKjA7",
-	"Rx2PhWWevl4MqsYpM3TmWZDDRmzMYU71HGJyqckAHyDl06GQgg0xpnYsVihuPj387oPYXof4ucb4XvKC",
-	"bRNA8c2hYgUWm7bjhx1I1paLCysVC+YXNshLkLJei0v4V1Nj/lCpDmTLsLC1ubZbsmuhCTua9vnJX060",
-	"O5u+kYK9hqSMzysJyswwM8T8/09y6zj6dd21bh1L9euH+L8qaen08i8nwyff/wCkX0OQF2y0UaT/iBvo",
-	"KV4N3XPAk+cOJROGmxUxdNbwSRWWPa7sgL/MPP9I4vPDLbvLLRs8x1I4svSsKdyzu1+q/r7rvU0vHEw0",
-	"WsUb3SEndDcp3CjcaKL5v9CfGtM03HBj4a44v0YB16VZiMGP6RhCfbG4BcKOrl14a5clNQ6xYMYMXISh",
-	"5A4F2/M2E8trvx4fJdzvxp5PfRLofbn/51Ts11eih6n7Xeokh/vwvoiR+phb3/Z29tfLr8PwPhvPbo87",
-	"1KC7x/Af4kq/AYYKgab+xtUtev4QplpWet7vs8Q8GE1orAYF/aMqDC+pMq4mSopNpokv3sLQUFvQFTA1",
-	"kQPMysIlRILsCjFDgLMj2LK2gzj4pTj3L9gpqWH5Mam05dF6yU02P2mhDqTOvkJNFwu1M64X5fM54sLy",
-	"HNhJD32p3PqQtdFKYDydDKLWABsb0UgJ7xVz15N8v6g/Lyx1A5Frs80nDlZp08bgwf327+B+e+fgzGHv",
-	"1622uzM4ZBEHv7kP38fMrskYupnJNgPCG7rAsuMtZTyJDDaTFVQ2aTetU7LnRT7IiR4PyJ/Gg5QsqLph",
-	"ar/HwBDjgd3DxvA7C+NvsP5lcFE9eGF+H+f3Nea+ey7ehfoTG6h2P8/BbdOfsL2MUizXvSwEhHZ1U5sW",
-	"jaIc4Kf9ARxt1Lt+qh1HX8yp8oF3bhhqxyG7bLAr7+B8ENg/k8DeexK2OiDraJMDhOrY6H+8ihyPEE6u",
-	"GF0EvFAmjFoBT7U/urg4DvAAvheXyblO//U4XsAwfqd+xc/uUHw4RB99iJItiSho4fNHqiZdqjf57GoC",
-	"7jlesYWxWyF+KRUepKhTl/zgDhOi1gds+iQqXmdVYYD8CmfraCxS77ZywmBtlHTnAOoAIBYq5n6midXA",
-	"G+jsIwLcfCzWsfFdjhaE5LbGBvg+of/rShXgivTIHkdkUvHCEClI+vbds1dnp9fvLl6la4Afc1z1BOCL",
-	"IAUGHgKaE0xkLrVpIFSjggdzk2gMQJSggFQNLtBSsSm/g0LQjY/30samjUajaEzBloYQX96JSI1DwZFY",
-	"fHgs5JQgcIPDDEkQo2i9aWnmTC25ZvuwXid1Fy742JCFnSAlEyvWsTzCLIgqymDcGADiK7agXCRjsV4n",
-	"FePz1zaRNwPL4mqsoQsfz8dysiekaUKaNbGs912MdVwYMTLHCKt23+ixwKKyBUBAuHp2PqRc43sO8OKG",
-	"l7qBOzQiKZT9vw7UZck6RfSbNLyGiMUpyWOokQhBqUY2RxYDO3DRFWJ51J6OCxkXjOx58B6AJkp7ooGD",
-	"N9tD+0D4t7NsdQIvp/uE5rI0LkXLr/WInCBto3EfY+whwkzX/tuwMetAVIc/bix8PiJnUzKRVnBVzJfd",
-	"TWLoeUNvmLZPMpZDDfIeP0Ig9C/mSOgOqP5M4ezr8/tKEe1dA9ms+0aXSwwnBuFrxWr36Pb7FsEge8B9",
-	"MTuyi+K96deejf3RZryXNdCUP2bg/OGPu3y2llnhpbF/a8vfPVWoNZlLExBoCAW4wi7b4FaR77f6j3WE",
-	"jbUi0dJfgE70BB8z5lO6egJBSKtPbuJQbuNkXSiW4+/TOvs4mmFwzBFXgt0FRoUYUrycQehcUpV3RuTj",
-	"WOpVuDeHrz/9xsBA6oFhJl2+Ay8FSBB8+8GQ+LsBH4ANs8JlfCs2K7AIwL2Mz1cvD0i2Rm27o71XSq35",
-	"pFhBWVad0YLl+5ATOiJ/s4JaKhWfcUGLANpGrQhv5qux8KIfI5VwFRBYKNHKHfpiHuL11iAUWYno5Fbc",
-	"9UovFouF0EhdLVh+5CVxjE/xcSWpt2RgcZ80aTGWR3osYs2S7MWB6VIRLaywmu9bxYykL67ozNX7+LUZ",
-	"/+WUEEQCwQnto5M3fUW1Gb52+ULp8Vr0JnHBn08OfyB73z3+IQAVFHYGvnqHd3NbRelsOnQtAG6kkJVy",
-	"Q8wbUaZn0+EbKdjwNSK37mEBa/uzH87w0l4Z6Rjyo1EDdOh2nrfukyg2dVOc6Vdiq9tfP3eU+Rmidf50",
-	"8Kf7WuGSzxuxGZM2UuPnMe0lA3sWtn1Z7yy8/T4ZNA7D7p/bz8JXnyBMdPNndb9vZNTtHyxm88l9FuKt",
-	"lelEDruPNa8eAj/vH/jZuLc33Mr2AHTBXeklU5oU/IaRdJ3xeptpMBy6c5SsXYO1dWyfTCpfBsQ5ABHg",
-	"G6AToJyf9vdVF/sHnObomN9xbfQf/QbYKFcH1KIW4/3K/PKTML7NE899ZBpEvMUu1I7YJgR5R/xwrmu4",
-	"ei7gayt7sbuSq6CdPO0pckOLAm04EuL8VzCCSjMHyhpssBGXbLnIZef2BSs818TP5pPwzI/je31WLII1",
-	"FEkl2F0JyUnFahRxvja89IRmNwHdpKxxRFiOhSPYopSKKl6sSFXzwxZNA+bS8ATgjrfQJryKb6Lx6+Mz",
-	"WaFm/HLOEItedO7iBiZbVmZDxshMMt0b22nfSMmeB3uDNKgqmwP+9zH6SAKCgGJj4eqi7o/ImYn90L6y",
-	"q0e+BreYVynsIlZRhc0lXSWusjvY7oP1EnxkAOBs9YenZMJWEnD2oT/dcJ1554kd6SOdRCoOmOMd2j1o",
-	"MVHxZmVIzrKC2ssAvAht1PhYjkVP2kkMC6EY4YtFBfUKjpxi4ZEW4KZyCIpgxMFzF6JlgK2MRdMvAODW",
-	"Ig+WLyGhpD3Zo1juFRQjqhYF03o/cTvipuX8CqOxOBFeC52wTC6YJrccEImIJT4spI24AHYvrObddqzk",
-	"XGdSCJYZy8LyJV2NBSLVhSFN2JyLfERe0GweWEvQfSmJXJ71OUTCG4suE5hd3TOkLPLYUsOT778nBTMG",
-	"rvqczzj470ZpQtJrh3E1TNENlo6wcsZolO4fk9S3mTpVtY6oSAnmOaIqOyLnsILcddt20hze3xVFtrme",
-	"xgL9SeTTuZPGYhto01r1o8gdwOOSxl2yEO7qt6sIf4jH6Z5x25YxbhMUYsV0F305LuAE7f/ylYO4GxUf",
-	"dzO0eonw39bpU5P2qYMNffD39Eo2DqOvIdH4WzFr1Tvf7t+pzPwAiib1B/L4XEHbZVSbKYE8Pqix5CR1",
-	"zx/jtx5plNRXxPAFG8E94EpOGCtGOgFAUeOkFJaTMoSaEJrnyrYFZcHsFDMIgzgm1L89Fj7YBXIDv3vy",
-	"Y50GXwugddWsE+Eb8atmF+aGaENXoBEIYqS9XqBjn304p7cMdAcnSAOAbAKynZuHT6VkS6JBstc1biA3",
-	"eizkUiB4rG2mkNmNbabqzLvBDfkWge9e2ZF9reCAymzNiskUg6xTWiBdOWWzaeSk2ZwNT6UwShZbzZv2",
-	"ZffuGwln70vj2v0u0mS+e7IDn7+S8jUVHv1XfyWmW+PW3aGGQCjx9TSR0VCtlx5EH7hYI/C4ahZtshzU",
-	"8cF+Hnrly7VyTQopb0DM9/DbDsQTvK2BOWVUWEG4kGIGIWXIaMGJ4+si5mjWwCAmNp2yzHg5VLClGzk6",
-	"xZuM2oVCMXSwlUyY47FwP1qthBunbSl2K28C9Cp+bCfGIHivlqntygHTSgi7y1hpgAdzMRaULLioDOT9",
-	"YI15RpZzq0MDbBhaeFAMYnd+WnbduSaVqDTLj+r6UEatkrHApHEHxg3lb6U2CbJ/TIIqKVd2JcqCZiGx",
-	"3b4FnkJyEV82Bb9hY+EKB3ajctd1BL9RMFIY4DfKlU8wLQ1FAoz/iEjxgTU/sOYtrLnJuixroDV7g6Pe",
-	"z5ytRopmi4NM325MBHlL1a8VM67E6yNNwB4FhTtOL38ie85i5zz7FMx/Fy9PyXeP/+MwIQUXlk0KMFxx",
-	"YXm0/YlMGcsT8u7q5fA/ggdlZbmhsqLngqqbICTq0sr8es4YIHYarFDCCGAqcTHbP7LcayzScXV4+DSD",
-	"orVW04U/2SjTtymIyOGB79AFEii5rC0YlmFnsqgW9oLAIuAoMFmVw2DZByhDumSKuSoVCXHARhoCzVPL",
-	"WdKDFLCP0gTke23oogxL8/Tp0x/J3rur0/2EpHaH0IQCRVlc57Yf+NuwO5NgzLOz9oeCddqVp89YUfSB",
-	"qZ7q20+UabPdUoIdvZRqcbUq2e5fQDTFvfs5Q19cCN36A2YCJYO/D3Gyw6iy/0a8aXw9LOYD6MY3ln70",
-	"oi6U3cSERm6KkByWT/YkIEHtcWijm5uXyK03VEiN2k1qlwpW3uHa87kEmaTV4/0FgLB2MSMdi70epuuG",
-	"kR6TbE4Vzey5JZXQdArQH9CUgDrHkIHQRMnbH5GTohgLXIxMLhxonR1MJoXmGhwzWtBSz2VA5KkN1K7o",
-	"ODDSI5I2i0emCUntcK/tcMMfda5VGv0zwyqg19SkyVikVZmHP0mqVyLDP8hezePtpQZ83ekt9k08Jyn8",
-	"aKkLRmEvCmD9exRrp8opQV6j7eczJguJzGpUUMNNlcNoG79LMXMPxqLxhGZZpWi2an9Bi+6W/O/X9Yet",
-	"FsMMU0iIFm437BojUYCPz2O5QeF4amjikkQnK7T1lNTMj0gKleHnstJsLot8BHk9WFT5t/Eg/D4eHJHf",
-	"xgP71P7zu/fv0xE5IbndcgWuWEClHAsHdEnJDQMfFtMZLevc7PAm2cOe6Xg8moSMKPtRSkeT1McCirHA",
-	"i9U156/+dDxmMAKcK9fk7M3VD9+hyw81QXSwgAeFuKwFVxRjCv6l5+fvnr160f2Fy/lKyLPz81cvTt4k",
-	"5PLq4uzNn8HdGGQBsmc1sowWYwGyjH2wj9KfUnSFqoT908llqBQ6kQGsdR6qGl2bekReo1zhQk7xSIqq",
-	"KEbkGfpEnySHh4e+QYdpGk584g7fgnJhpRP3mpxCkuNYxAVeZ5I4/MtI1kFyuGZ3RlH0ggKgdsjTFLkm",
-	"dKKq0hQrjCJ1zkNf0b+QmuX7RM+hUCaIhshlp5QXGN0+FlDCiipjxTUvWVJw0nJaxNnOGNWz4NrQWq72",
-	"nkwXUdslaTk2+SBtPUhbD9LWty9txVLNR0lcii6H3jL0qUSuUjFjVsNScTBGArP0hfntbdvkqtSQbjHs",
-	"AH9tlth2Epodckr2tohnCNy8Lp9BWEYYESYxt1b5kSYLZihkVUFBx6JAQYCORVTRkBtdiwvO8wQXQpr0",
-	"loU8clelTohg2sDdZduy9zUaEOoqTCdFEQa6gzDZw9wv6PKvWooH5v7A3B+Y+7fP3BsM8/7cPW7u4Lem",
-	"+vj+wNds1VtBhNc5YqjJJ4s8IEwdNdBUtaHGCdXwTw2yq2Lgs8nraqphGA5yH/EjfHnZCFlhwjKwamL7",
-	"nW51rk1U2PkiTHALbt2ZBzJWXvGTzfLQHchzzdX8vQLQdazWK94PHtwkgrBzDxmkv3smBInlqMmHWs5R",
-	"FqbL0EaNHAqsB0KImNDlSmQR+7HHXjeYUC+nOZWVZXBCiqH3kzd4YcNcl4RooXdXpySnK3tqYxvXWOzZ",
-	"p0vGbhLia2mS11LkdJXUkc0gqekS/B1kxagiUgEqzT761A1fMHDyzKkVIMmkym6spC2Vz6+1XWM/ljdb",
-	"ERAqdyTOoSEFiOSYa9MjkUUn8NKu17eLpNce6VbkjtlMsRmFWM8HAeIznl04PM3zMllFbkLICben2BJ0",
-	"fFyB3qLzuhLZgdVvtocKrgkrzjxXw0rO4Di6hGIE2xoFDKc9qCU5hXyDBR5IfAWMma6g4D5ge1EIRgF3",
-	"YYzy5YpPItxUCrEeKWqUJZ2xETkh9r+EFhpyLEod4vkdUtVEVoY8Ia/5M8s9PGbFHjeEFku60gHRCkL6",
-	"MbIER+qzDsCbSrnlLfu1Lc4DLIEld04BqsY2RSiZVzMGwxoLLsiCLaRa+erHLX4HORMewgoaWUy0AX6y",
-	"5y3yR4CSle5DzKWD3ICofbtF7rOWh/coqKSxTTx15uKVHZNVRzEPxDINq1OTXGJCA6jSqHpOaHaDjm7L",
-	"De0/RoDUBMNA5DRcRSrQnpuQgCEAvHFEUuQrVi90aQr4A/gzdDoWilmJyTnJFdNVYVz2C5nxWzRpIoVr",
-	"MKdyRSphCQR2KcBCaSYMwpW9pTMuZkeO3tbwxhJEJOvY3mMrtjKPm+Zx2yCloE3ZDv4A8sbsVj/SJMUW",
-	"r7PKyOk0dehnzf6xvtBYtN4l7NeKFnodBe3I3UAuiMLnBdEAawakN2FMjEXOCn7LlJe521047wFWjbbN",
-	"QHFqX5UvLl/9ADf2KeDG7GK+tUx2i1JyLoqVO8xN3uCB4AL591W0qg/Y/SqpQkCSNhF2n2ePzmeCLPYn",
-	"52WBMuPfHx7Cqhjlgr81/LQHGw+sGJxtdnGV0TH1w2mcVgroxB8+e/D2j727Z8IKuSSPHXubVtpLU12z",
-	"hrugu4rX94fJYMEFX1SLwdHjDliu5GvXi/mysHCXjhS/UmRh3X2/IHnuyM1SoSOOh4rmD8Bs33ANzQav",
-	"9gHPHpsNb9kNKjOK4JsizcFlgQwZvMZzhpkmqH/KpcBrXsjoJbCfmbmSS0Hokq7sRYlP7QVKjYdT8km3",
-	"IQs+8lzgZVeJG2FbcZJiEFKPLR9XjFAP+OTCuytakD1KhFUEoS6Pi8tICCU+HIRYUdzeMqg7Ux8gOBaN",
-	"AJfRaLSP6UcYGe5RnihJl1QJLmY6daDeEF9u6lm62IWMAtJRPVGqW8YMsickqbSli454G6vJRLEzbu18",
-	"QZ4oJtK+MrTaFsyG+WsU8riVFDNvxsDbjBZWX4Ob0krnE6rZPuHaXZZY5DTFvKTrIGLveZ8APPU/J2A6",
-	"zZnPI1CMaikAiwqRtLggv1ZUUWG4YElThE+8dQe0TK6NogZFQsyqlmoscq4zqnKylxZcm/8KTeVOBUmd",
-	"7QRzrlWkl7glV2xGVV4wrY+t9FxB3LjHvs3QDBRBj1mVx4meBnfbNkWnkIvdqjJnFBUaaAc3DDxtvkpY",
-	"DT3mRNuxgCDZFEVXeB8yDOAMO8gQT2oOX3A95XxELlgFwawUAmbbA8DAnTpSBSTbLsEzolUsq4eRMbKx",
-	"FhGdBp0MzV6twkAIzuzac6tjyaqBotwC/GrVT4WEjRwyKEB0pmIsZGWGcjq01O3Q365iE6GWxS3TmM3h",
-	"7ffahUyRUhbcHnsvAQJyOBdjER1eWAwg3/T0/M3LV2enV2niaJeV2md52OUORkqXD9OwTI+F8084Mu3y",
-	"CaT7DxrNJ9Vo9PxbK774NYTpr5amU3e/pawYtYIKxCB4jnhMNGPrNwwYC+rDadlmydTQcRVZGQDNeJDG",
-	"H6TxbyhtHnLRwj3dtKr2i92VduTb6Zx6UVeLWdAVyJ0rkiK3zFh6tIZZCsUINF0ikKZmKolS3iHM11CR",
-	"MRcoBdyWW7lnL4ZuTlq1cRJ/JfnCBe5+Z/lYuKvACvLwzqNQ70H3+cnfwZS/KMf+WOcUN2yht8JzaKZe",
-	"cW3ODFsM6oKPYITuTF8sCp+S+837sf+wwMbgfaZFgSnUfjui84rUCrhdnUrxpcfqR3HYvp4eo8YzYRmt",
-	"NCNaLnzpYCuN6thOb+brZZ7qlk7loqTmm0wNPg2DvJfY8fjToeFA11scwS7j3Qodzkv/b4yF84CAs4kT",
-	"nHp1NuYEZI8WMCYwIdnjut/BGxqX+QEKAEMP9bAZuQFhJEFp5WrhMPJQG6rBIrgIfri37jdE1Yby+Ssh",
-	"xWoxFqks8vB43+pvaPFZb25dWXvsHY32J/vVWPjXO1B0EAgWcQ3IXsDFaaDi7Hejttql8YP8NvlaY4hf",
-	"SaXasTpr2FHgbyh3PpRm/jcDNvhksTzo0Dcxtq1cikBk2/keMNB+dvfOAeEgQ6kE/7Vix4QKwu44pCBg",
-	"lEenjXKDjPQgHT1IRw/S0VeRjrayBIwXO/jNY2BtrOwUNCl8oUuTAulIKgP+EQziP311Bvxqk0JVN/iB",
-	"CpVnXYPfYQn3+JT/Uesu3ft8/+ELNX20FgP+mk4lpo1hphmY9L5pqR5M2b9Dod4nLf3xTuzvQg349s/7",
-	"JTOECox5sAf3kd5dYN/tWr7yNY5rgAoYSQwn6WJbfALN3neHP+5vuoYfLuCHC/jf6QLu9idArZ+18/ac",
-	"LaTxRSo2HjwI1IKY5A2KMkaNfYVD9+kv8XdhKl/pBr+PUg2gOWhNAcPKww3+oIp/IlU8RpZ2Bag23PW3",
-	"NVhDT6o9hsVFUQTB7+9zVSdUQwZbpZl2QVpSG1IW1EAuiFXGJxUv8gBYMurKOP0plIb+RhNNL1fasIXr",
-	"6kxMZdcpfwYTtVPW8DrhAvE66mpfD075z2Ojfg4bMUFDkKoEXIqOaIH+onPgCWbtJMThNmskevL27Cf/",
-	"2jdLptEgN11Hl1XpwrhDQqVfgmA+85gZUrAH2v38OAd2yU/ennVsCJgvHSnrktEb3UvLc0YLM+9l6G+g",
-	"lp6PFqYOzdrHA4cszVC0BIt7Pjk8XIsmy6iAQP4MC8SFm8ASz/eHT0PBaNQAe2AG/oKj/YzHAXs4/88+",
-	"kUzjzkJtNnjVFyj8CFr6hAN3TW8eu6qEhpKplOSsZCJnIlvZtQ+VEz9TtcRAvygnhLqHprmwVRmRq9vy",
-	"X6AF9+Naqie/ZYJp7bNTXFujOp3StbKeJXoZMXygxc4TFbUUxw22kvwmxqtWUD9AsCX8EZUZihuCk7/e",
-	"yrs4dqxR5yP+GAWz9a8dIL3tt4mkwMySQVUMuzC6VSMuahhCStfbfc60UVUGNl+rQBomqMiiqpuNmQHL",
-	"Wm/kGQCQOYw/xSCZJPOZGfFw47aielDrLbrNYDmhZekiTTXJuTaKT6DupJF+znGjZfkM3u0aZFXcOMTS",
-	"QE+ZLAooR9o3ygi3ar3Fk4AgAtHnOdXziaTN/UQQi/e/vP8/AQAA//8=",
+	"7L2LciO5lTb4KgjubJTUk6RUl/Y/LcXGhEpVZctTt5FUbXvM+pVgJkjCSgJsACmK7q2H2lfYJ/sD5wBI",
+	"JIkkqbp3WxEOd4mZievBwbl+59deIWdzKZgwunf0a2/KaMkU/PPEGFpMZ0yY55d0Yn8pmS4UnxsuRe+o",
+	"dzll5JdaGlaSiz+d9B/9+AeyN2W3+0SOiZkyMloapolm6oaVg17WU+yXmitW9o6MqlnW08WUzaht1yzn",
+	"rHfU00ZxMel9+JBFfb+k2rySJR9z++XqGP4yZQI6o+EDsqCa1PNK0vLu/Z7SYspOpTBKVq/lhZGKrXea",
+	"C9nX9lF+BH0rpudSaEYKqhRnmhSKlUwYTitNzJQaIiQpbMtkRpfkmrH55nGxWzqbV3ZovqdelhqsFIYJ",
+	"84zrudQcB7c61ot6MmHa7tGYV4wIOmNkLBXR9IaLCQy/lAthV8uOadPanDOjlidjw1SiG1ZIUWpiJFlQ",
+	"bsiIjaVixKil7YVOKBebpzzjgs/qWe/oYZgpF4ZNmIK+//r8di6V+ZkpnZzmJWwDLINUywea5EWtFBPm",
+	"6gY/yQlHQtGCzvVUGviDQatAMYrRkoyVnMGeDkWuuShY87kjasFuDeGiUMzSGq1cE4Oh2Di9sVQzanBS",
+	"f3jSS8/xPEzgj0wwRU3nVOFQqQc6mjOZhG/InrbbTDXJm+dXzfOwFiNZLvcHnzjwD1lvThWdMbPGN84S",
+	"J/YMTsaYM+WXtDm6Gal1TatqSWhErroupjCZx+NHdDAYFD8N/jGf5Hbc3LY4p2bay3r23d5Rr2ntipc7",
+	"njI6Kh4+emxbTZ4zpL0XUs0u4dnqlPA5kaJa2glpOGEzYhvSZE+xOaNIbmGd8AiyG6ZoBRvAbueVLJkf",
+	"JMzrl5qpZTMx2+YVDC6eBDdsBqs+o7cvmZiYae/o0Y8/rk0jsy+c4csPDw/Dc6oUXdrH2iwr300vTPpM",
+	"FFVdsmesYibFf91zUuILRI4saQKVabJnpowrkruHOSlkVc8E4ZrYae6HHVyZKcdGr9x3rfmWbEzryvSO",
+	"xrTSLExjJGXFqIi268Ie305+EW9Za8zFlIoJKwm1fI6YKdfEsYAMNo2KxOk/Goo51Rr2OP9rHxvv/7zC",
+	"OuaK3XBZa88yyKmcjbhgZMHNdCjylWn/P3aNcstRK0aVsK3AEximkRJZTmr9Wpyrt/E0B7Z7mGRJZ+PX",
+	"UrBX1BTTxBoKw82SGDoBvmmXhlFV2ZPtb8RjQsnMfk2WnFWlJo8Pn4RdR1Ej2vZxX0jB+vDBlrvojeIT",
+	"Lmi1Pqq3io1h5xipxVzJgmnNSicQDEgOq5qR/GFOqChJvmQ6J3tULElBNdsnhayFsezGvng8FLhzvplC",
+	"zpeWfmv7x8IKH0IS6QYD98g1m5vurfGv9tKMyPaZZEH/XVNFheGCbeeplPwS3i6JYoVUZQezbF7cxiy7",
+	"KSd9Yb/TTGEnq4N9bXm6OxK1ZorQAta8Y4i1b+hugtxf35TstOI7X0IFrSorqhTwDeFCGyoKdow7baRb",
+	"RzJnqu/emSummShYJ0Hf9mXJ3Nt9Xva2j3ijfIMNPQgMaUBOBJHwBq1IfpMf5D/ndlRjfpvBwfuHVETU",
+	"sxFTmZ1k83a1HApKSmngDFCxNFM7+b38IRyNwSH+59HgcX/EDLV/3TwcHA4O+7SaT+ngUb4/IG/cfYcd",
+	"DQX2ZE+HVSmosieEmylKXU5giU5GerUarrXLxQ1j6lkBxBimbKv/++83P7//z78f9n96/+97w+Fg8MP+",
+	"f/5b8kjdQdxKS1km3pOSGkpGrJJiYrnzgIBmooGWDJnV2hD2S00rZCh+OY7tQ0Ovmbb7VlitoWBE3thT",
+	"0Sm8WamNjC0/3biazdf95uvex5/pD3ZLkK2viHmnUowrXhj7a4E6if0nnc8rXkC3B3MlRxWb/fs/NK5x",
+	"M4h/U2zcO+r9XweNHnqAT/XBW/zqGTOUVziElSuImymDSznW/5DouCa8tNRIKyvbLwkoUmVGpHJam1+f",
+	"oUjuKu5eycdjpjRecfHekb28kCXLhyLeKMsTzJWn3TxbPwIxCTk5HDdvH7cz0sC7NvEjdIJjnM3C68uF",
+	"2zNYoHhIM67hAh707qgGtLT213KD0n7Z1tehO4bSE2tkij2p7Kli+/GW+L2cUj1or5W3UaToyb12sGLR",
+	"WBnzWwVKLCjSLyivUkM/ESQ/G/dBIsotJdm/3omZm2sfpE4r6Lp2/PViCYJpQ0rJNBHSkKmsyoGVs5/S",
+	"8hwffv3jcxmNjGsyo5XdZyvGKzKmvNLkhla8dASUM6Wk0jmpuDa4XXI8ZqK0V8cY5Tugr2shFwIm9+04",
+	"Qzw1T+s6OozAC4g21DCyZwV7d6lkqOVbGcWqKfTa3prIMCqqDaHljAuykHVVkhEjldRmH6b6QqoRL0sm",
+	"vs1crfyCp19WaGayVFZrhpxQzt35hrGeCXtb0uq53dBvM17kVkBlVjoX7HbOCsPKanlMSvhSE6rsAk8m",
+	"lmnb2ShmaiUYnpvX0ryQtSi/zfBpWSrUCBTTslYFa442u+XawBjfUmU4rU6b4UUj/eHgh/agAo8dcUFB",
+	"aVgXWuLpycIw09dGMTq7a0ubzgsrwXRLlNWEPQMbc3s2wvmxfz7QZMZKTsHQscKN3ZT757aNDqEKmkfz",
+	"MIih0G5dVaQCO8bdTLcfYLmXVsm7lPIlVdjtt2M6IKWx24KxUrfvf83/yUjFZxyJBJbotTQX1HA95nRU",
+	"dS1YansqzjSRtdG8ZGFn7r4Z0bq3d5xqkqMh/4eDYX14+LjAt+DfLN9sM0arsZdGzq1odB529NtszmZB",
+	"fovIZ9mQmqH6NGIFtezVyp72TuDaKGok2D6YWZEwB+TSmVvBNG3FRsL1RskxHAncyOBb6BAlj9Fq7aYB",
+	"+kbJdUEVXOaK9UdUM8JN0FTAPq+XomgM9OSNILn96W2tpzk2CJZkL/c7BkCFBLEbJ5IRWmkJk1XGCpO5",
+	"UVToGddWkbviZU4UQ3sJfDwUuL52nHZF7iL1bhLu0vqco0E4OZd8xmRtvgO+UPISrgq7pzcM1AA+Y0fR",
+	"5hJaVXKhwRB+y0p4TuZVrXFbHCm5E0uNVfdReXOWLqKoYUh2hRSCFahvaFJUUjPQHD9kvQumbnjB3gl6",
+	"Q3nlWc/XXZwTMqLFNXPUHgQVIoBz7oGHihpq6TcLjAkEODph+yClsdlcKqq4PZd1M5djYtQSaTvYc5kz",
+	"iFgup53TiguSg3OrD96tfI0io4fbqDByksFcL6V8RcXSUaD+BrQnJZlRsbQaF5vNjT5GD91Y7rwcn20x",
+	"3glam6lU/J/f6gIYMaosHUgr11uVx3IpMckIF6DqENAE5pYDH8MS5ZWccJEj5cV+XarYUCyUFBP3InoO",
+	"3lKtF1KV/gspxhxUKrQWGjJ3L9je4XN3FN/NJ4qWbIf78W7L4kyKr5xa37Uwecv8lvtbJ16ioB6CCcWq",
+	"SDpYGd137s5ADhYEYj1n9NrxInfNTkGBMqyq4E4CO7CRpJ5bjT9xI+iluFZS1DoYCDfbQLyJ9I4y5Af/",
+	"GC1cb8/c6p2JsbS/zJXlT4ajBaxkc8UK6hxjq54o23PFqGbPqGEtqdzOsZfw0EVTW5f8m2n8vRcbSZsu",
+	"snhA70P7cvQPVhjbfjMffe5u9PVJOb95hwlaCqNoYeL99hcWt+rzzNIeGS2J89MNNsxTt/yXm2h4ZSM+",
+	"rHov08uje1mYTXI55vOntSgr9oJXiYWYUp1wevlIF+82wCOakSm7JUxYgahMznnGZ8x7j9cfytLKJmtE",
+	"0re3fqo1cJGsu76omRIugiowgtk5oS0/yIlmcwpCqk6O0SomuwYrxOvtHDbweYbrFk24md7GTXhFBR87",
+	"K1h7I+x9fwdaae3qh3VHt5MoWXlidl/wNDE84xMr0oG9HixEPETa6GPnSkabGEOTPogu7vfBFhbQ7TWL",
+	"D9/MLRvB10fJdlf2Cxc0i9hIvCZushs3yyoI3SyEFobfsGSwFugNGEezCPPg9ppYYCwIfEqkYNE0IpY6",
+	"i6hkJyoIZGU/ZlrTSfoI7rTw8aD3QOvJ/YAG/ubc377+fhzRdDau9s8Rv2yvdJKTrs1tN2aZHEIwjkcR",
+	"ICub3Yq3udPSunk1NvJCqpKVPmAkj62W2Z250mogkB/G5nl6eols8iv3I0gwbq4rd4OxWgfha85lp/s1",
+	"/uXk2U+6+7a4gjt8PXwiwL4d3D2NOKdd93dy/mUrMSXJQa2H3K0GvnhyPyaHIDNbroiu580jOty62c2u",
+	"rA511+3eIg91T/20VlqqRp9it8Zv+ANNVsIIj9r2G9d4E2IkVTYUsGv5lOqrmVRgKYJglKzF/N3aglOi",
+	"UZrhV66DxQZF6a1HB3g+9LY+v1dSRWq5bXoWK9RRZ8epqEuNkQegGERjt1J/e+wDcqKvnbYOlrf1xsbB",
+	"datdjM36DRHau4Kokq0XRSCFN/7DU/gubkqnCb6ihrVWf85UE0AWRTVy0WybKpmCiJGdhJn10aVEmk7O",
+	"scPGG2lodeVjgK+8DLgaRTyzm5bbp3kj7/ivIvKAyYLB+GN49uph65paa282n/Bm4T7i6nLiPYZdrp+M",
+	"4P0ge4mlgOjC/SSrD8tdqyopJylm1eExM0Xjb9nSSVjrWvFUn3LeeaX8ZeoCVNvqeSlRdbBntZDzJQSq",
+	"CsuQ/x5mAFqnva2jbVjXKFaoif+TBTLZdVbdFLxVvqCGLKa8mK64Ql3YNwodH0OtzYpmK7S0I0meeg61",
+	"InIGk1y8ImPCaDEl11yUPm4kCJ+9bM00AXvS0HS0XmHrEk8/pAZemw3CPlrL9IlJBtlytQxh3kXBtEbT",
+	"G3AJb2+EGxJeeSf4LWFzidEnO2y9YmPF9PTStpng0WDlA+Nc/GJOpO8wHpOz+6X1MpPu4ST+3kgrXJXg",
+	"Mjtxdk7YvCPyFM2O6ECDtyP/2WZlAXtemWoWLXuK1p7WvCrTRquRfXRl+IxtyKZBvzEcEPt+Wl4t5GzG",
+	"E9t+gf5wK/QFNXW1Qbjhk61OZLeo9UdJjJRVMbUyAriUvEQAs0ovZmJxvHngdOo9ouumnyuavBHg0Sj5",
+	"yBtlklzwiu54H8PLo08ww7jBh6GG/kPb7zcuyrkVR76sMWzjSn3i1L0hKjVJ3O+XcpKQBcoyFe9lFwRv",
+	"I89zDVUTZmID806SXHt9EzKci5n1xH9F0zKnlyNDiG3nQVptcLRjg0amm9umB134nKO1meTJBiGfxdnC",
+	"0vbzWWcEIW7LYip1oDrvtf+IHXFsILEpfgRXdrC72yBfSDXD8MeiU2YXbPERrT7j43FaA5jJm90IeEXn",
+	"/HwU7MbwGWeFZ+0jSG6UJrmabyK4D50cwzv1IqPQqqRDC1MtiRRgK/Saa3AGYqqJrMrmFwjRGLFgj0la",
+	"HfzrHVYgH/O36ltsSU/+x9SCCLaIu0h9M+PC55U9TGkVzZwS+7MUUixnySXJMNZmhCkEuV6K69wyoRkV",
+	"Zb/igkWmsh3msnIhxBNL3gSKUcPeaaY6DX3zT1sYJdGptIn2zyW6KOooWWZjsyuzjHJjooFBz6lJP3Nh",
+	"FB3eTPf0yo+kw44c51/MpTYTxfQv1Z2cGV4xw5ghCGgjcZyHM5DtKM9hrPY5KHIJ+x2kVXaYahWjGu6+",
+	"kh2R/Oz1zycvz55dnT8/fXP+LM9I/urs4uLs9R+vXpw9fwk/+FfcD0ORX755c/Xy5PyPzzEc/Pz5i3cX",
+	"z59dPf3b1bOTy5OnJxfP85apqlke5qNvE8q4Dw5oIi6bPK61hpK2aM8ao+xGiMXai47b6cszMldcQDQ3",
+	"12TGrOKZNllwUbLbhM/RZZ63jfj+ronsoPhAx4w5knrbo+yKf7QtPNCElxlatrkhU1queIs6zgqOP0N6",
+	"8IufOiUvOKvKLs0Awtw3Ho5dCNZfeevNSzW7QyMv/GhWSV5t9L5xjVkf9j0M3IdcFsWufkAivu3bv/L9",
+	"zNlNKmpYiPHQIboc79K0oy7k6SajTW2fD7QPEiA3tKpZvKca9/SDT2dKrDd6VKRIp2THveS3ff9y3zaT",
+	"J3pKumOaSJz1+ZnObv988eY1uQAOD7bBY5/o7RLCqWLkHxJyM9Ex///mx4TN5mbZuGvwgnAxNmIn+nb3",
+	"gEsQD08ypIb3HRT0kic97neW4C7q2YyqZUqI2+gzcv5ejFRoObZhDC6jjhh5TOioyWCySwI0DJ/v4PGG",
+	"CXUtQktUT2uGV5jfsvuaREwkqewp5kTRDvrq4ASRlP1ZB4SvbR5SkJ7LXaXnmDLSrPRuVIb8LqVMJTON",
+	"Lx0ZPdBwkjw34y5RPwAq5N4hFSMBJHlC9EKH7fYCE4tamALeKRdQIRAUxjICy0Zdvv+OJk9cjz9ttMe0",
+	"YHgcL+GCFFRIwQtaIY+ynUHs4owa8E2HgD3cZsLNzmwnGlXmdzaxXKkT+EcmK1l0eiaYghj7qKmW3R4y",
+	"FEB2ZDe8YI1IyQ1GHLroNEj40lYPGwrMI3IZbDAOzKgYSwX/yJwg5KSiEPQW1gfSw/byKaMlFxMQA/Wc",
+	"QbpnPpPFNfxrMBjsE4fpUA7Iz/aOa6dqANgJ5nFoskftNctNXTIyYktpB/r//38/HWaEEsEmFPgkLYpa",
+	"0WIZSPnNRQi8d+gUtYD0O8tLDey1/2YfQ1av2RzgDTRY6jAknyyoEpYCnNg2r/WUUKEXTKHsKurKRYdj",
+	"DOVqvA/2sL59f5KK/1MCUkYtCqYM5cKAJWLGjGL6uJlauPvcRobFttNxpNjEasnajiZQEwYxW2qiFa5h",
+	"YiyMT6aG0JG8sVRBScVuWNWMJd3B6sw7O7zqXoWf/VZ8mTXYOkRPV4kANjZRDPpQTeIP+6WmRqoGjKf/",
+	"0yExkvx0uOMe2Ct7S4cMXP9j8kfFmFjwYhr19vA/oLuH/7Frf4bPmDZ0NgdiFMs3497R33eM7Pt1tbn3",
+	"WZdTxINskTG/BR4E2aFH9tCdvzgljx8//omEriBGmjbR9UMx41XF2z6vhz/9r8P+4cP+4cPLw8Mj+N//",
+	"AEPTErI9qEEpCNxK3IU83PYnsu8G/Q8txeCcLl65iLLkLfwnRiszDbmeK+67zUromPLKheesG+sNNTU2",
+	"4pzCq0pVpB3FW7QhbruoZHHd3vbuzVu5itx4vG4Xd/q+c1ne/Nf6mqxPTF5/vVltkZhTIe47rksz3M3R",
+	"cC/lhIuPtoutW10j69bd7VmpATpyj53SKzFZmHYRYqIouDcQoooWPqKwPa/u6NCO8M3UyN40Ysr6qN4I",
+	"hwym65FLjxuQVzuIGlZSjO/tWIyxwqYg87qq4hwnCln8gjnAlZX7GpzTqUMvmyBMFI7CbLIAw0aJ36ZB",
+	"9+XT7D6YFDsp+o0AYSOLEwliLTAEOgLwkmW6JVP8xvm9nDHLx4cNBTcYVGaXg5X7x0TOuDEIaGBHikIS",
+	"xPFGcxuQdw7kp2TGSoMBMKAjfK5j0pGUXoB9ubyiCRUBbM8wQT5jpDXRYw9MQEUZ0t39ru/IQNo3RBRz",
+	"RA3dqCOhwKcz3GRQEZx0bE+QWBI9pfNY2XZkv+VK8gFCKaueqpnbkgSAnBWJjZyNtJGC7XeZmayg1Gky",
+	"dHLUCi23FAiCvGArHTfwextDxFHHc7Zs6IgJwzwWUrcjtDv3J+tN2hrSJi05VqZ2MKsiQlY/hP9HscsZ",
+	"qQX/pbY6h5JaE1pVbjk7kkeWoggEnyTTzUvcRbaGThLhly8UY6SiI1a1Hb7rHq50p8FygBln6YP60rIS",
+	"pwt/3bO61XMSJwprzScC+RdcIgBq4vB+3NWQhYhwiQz3o8Ld2sSUtRApW0TsmE2LDbaWuuEJWy5RD7oZ",
+	"rC2rlm738w6Gk3EnfuflNELsPCajiorrGMLTXr8TJes57m++J2TzeD/fzfzocqGKTjtINOtzFzqVFiEQ",
+	"tAZ4cour0RgcwPI3BhclT7iXGwlgK9/bkO8QJXSCQcsSFkgOEBOOU+gITWlggRI3AqjBtIGowmvfAD4M",
+	"zjLqwOXQl+n7oX0Pf4XbE00o6QX4iPtyy423dffYrVEd4/Y2rrbjboMYmnnm1rbFGzDRLRhYM8XHyAet",
+	"q/WTr0daVc4AsPNF+X7rENcv0vWgNqD+q9EyvdyQ4ryYyt1PiT/BybspWCVWj/tau59A9I0ivAKA7oI5",
+	"fDpLBKY1ILmu50xpVrIyP4Kz6yOOIOzW3pZTqsmIMWF1mHlFC1YOSK7YP+CE50eAqhUzAPsNplCOWGGF",
+	"LdciiudeSfe5vlmvGQG4wrDdtAbvpIuPFyBWwE7Smw8GVY8AArwS4Vx2IYO2hPJlhYqYr05ZVZLFFDJW",
+	"cWXDuW9rU1GgLzXpffoYJWqb9BHMGuE2aR+ZIITsKGr4SzftEt2BAfh12N2nlbryt+Vrrq1D0+2WCV4Y",
+	"ajYk/o+WMcL5XcffFtQ64lvrO2Zd298rLtgdxnHpP/GpTV05FlL0k6Dl9v62332MhBx1mMXrGc2ktRBb",
+	"Nuwymv5qEH9xzcw7geH3ISeHLntZb8FY2lqJH30UdfqRPIUmksGfVkt6LtJZscqAYZzs/e1vf/tb/9Wr",
+	"/rNn+60ERhxaCIPgZipr+Iamb0bbGbR75+7GXN21v5VNjta+NZJoDZq13nGH3bp27PP2mfqKK/B6PO+M",
+	"vLs83e8QwnfXnUDTToxgKhXgjM0rukR1vLET5n+mgjzOd11Qv4jY1SZFqQ30k4JoBQeAc4yGuh9TOoeF",
+	"On9xSn568uP/ygi7NUyUMUy1l4kBwrFJ18bqIIko3U2xhfYh3JBjyqtaMR03VhhiZFirLRDCeYPCeoWA",
+	"mfZHIc3VWNaixJgtRQ27AlRBVrqIwyZOs7P1ZHJix8I+v51XVLTzjGWBV3yRjqHq8C5dWuksIzNaTLlg",
+	"fava2MXWGCoSjiquW3fDCcn0LVN9jGhr1ixswM6h7o7CINwE/WYJjuch4jeCNZI5BdKixkGdrmZq9qFc",
+	"gV3AJGpM45NYXcFbQ2aMCuOEsGk9owLINBk32y3L28H+6fLyLcEXgGzTMZqGmxQ0JTKBlb2DLEU5Jg7K",
+	"K51TlzTGBGh+nWromOR0JGtzBEaaHDVQX3jFT2EGaPD6Lku9epH7W9uAxzmImu5obOBKEc2k/T8YbilV",
+	"KCdC5/OA1CMFpvruxyQTkfLHsKD2aYr4cy00HbMrS6GWnzgEtCur/UJIiwP+ulKWSSqmkM9A6BrMwkeD",
+	"YV5+Mw3dEe8cYmdXrKxODW9uaFaV0TBd4PDfH78f2As6DwDu8wjuqLWOZA/vdZ8cSFUxhegZTahVwSuW",
+	"vhE7T9tfpstmaM57MK412zXjsKnekVYuusEXGnvYuFYQvuuWA1HTjwkNmAkYTAo+wJwABKkkuWC35ooG",
+	"GL91c1LzQpo18LIlqDkrkWf/czphxyH9pAO3YudcXpjYzuJps6g+9n+b6uR7iNAu3m/cLcAv7HSEq5Bx",
+	"sApoWUil0FoJbssVC5tEgwnUGGE0rG9ctOVj7GgfdpnKR6OcXCL8kb3SooxB711tOySCG1rZTnfc/p0U",
+	"7I+HuXARbokL8JzNqLrWYRJozMLNir3e3szQOJUj8yeNrJ87Ue/FUhR/wTHdXeXfFSZjM3VHKTOrBOxs",
+	"lMEmTA0pABJCSExac6U0qLCrsFy/lgDaoQP5oX0cgk05nzCzNric+GDNVjBq7Gm/s3+Cd6Wzl52yXMgS",
+	"iuJLm1DJB5rkeFVfJbJcVvN0diDWjlybM6ObIDQumkl9en7NWTv6eS3FhoJoCUJFV77EHe3fvAsEi+oO",
+	"O/+KPfwTLKG722xbttpd4qGdSS42Q8bYVKs9ZyEvqVm+kKPk1iJzpyl1ms8RFWLDHbUJIOOEuOcOwQJh",
+	"lxDxlqB02lR0gxe3L0Crx/SQ1wDh00BrGMOVQIGoqeUbVujRhtCigKAFWiHyuj4OqbXMZeXm588vnl9e",
+	"nT9/++bi7PLN+d/yGMlm9WHCdraKUuRGttPsum7cTWCEd0CCa8HYU2NVINUUOkFwLmY+xpjZhby0KfwN",
+	"5pzIlm5P/dOzjuvO6nInWEzOYQPEYMvB1dS7Q1rttjzic1mxjuhZjJODZLlSgn+Lln2rqubwQJOC+rg9",
+	"UQYorWP34kJxw9ybQ2FfBbxJYEote7X92EG+NxhE2urJ5cweY+xrRgWdIBPW2VBEylqoMxBVK2i51cK4",
+	"kSO5ofWyHnSQtDRfgCCYTjOOJMx2Hbc/7KZLOcj6dON0zjeLsC30vNjTHcmvAFedDnKquLjeLtrhCF/C",
+	"uxuTkzS+GfKT8gBzjRwqrE/4/SuECzvKb2TLeFH9Erzv3pmXfo3WtqZDupLSeJnw5O1ZhHnVXoMD28Jd",
+	"jGelLHT6znOSTMV16LmzV2jlLt1OIa48PVd8RoopK67JnpV4MQo931/p1TVyl37lnImORY4IHYI4/nby",
+	"6uVKh+7rg0BpgyWdVR9vQQsTcOvnRwfklCafpSgQS3NDlrnHMMGgPKx9ROo51B13EG9B5p9SvYIwujmN",
+	"KSUInhQFmxsHNAUoI4aPeMXN8riFxkkrKZoMEe2BVrRUOwWXbsFVhdleFbWR43EOhfHGUG92DSFzfw1y",
+	"1V4wH+t+T27R27qqPis4rh3hbwcZd3vot0ulhdDBlA24WjqdNpEk2q4d/mmRrZBitIsZwh26bkjd9xtJ",
+	"odOkFFPtx8HmBlDtYyyemirrD0FFbaMjlAbf0ez0OQ1fgabmVtZCMzHdNa/3LjZg2z6GpS4oN+38rFb9",
+	"iWBRXVl7h1G7GvhAdeHKObbgao9dUI8dntUyBMnB0Yis6MfDw/2hcH1BhSwyq4tp9PYj8oo/dQQ+czVr",
+	"7xiAcCfU27vWRt0183opiit876pLit16L+6OcNtYq9snKSKV9Ji6j+sGQ8HHcW49bXPubZhIXQT5JiZE",
+	"byA/Bt3J6vGzuVkOvj7VfH2U9a2GKZewUVjtVgTnDGi3sLHHaHPnMXIQlHDDUsiajtnWfVr1ha6ZrGKD",
+	"lt/S95u9FSipQbm3P1+8eR0/7fPZXGJ8C+JC9ibcTOvRoJAzEEtLaigTms1GFWvk0wM80wdNyzDyhtC/",
+	"pquD692zKrJe21ac8kigi6/L7n6MSMBcY1IgF5HvyHmVh6JVlHBA3mzwWezOkVtQW58ZiFzXAKbbwLZ3",
+	"gSJ7Dyh1svngzg6f9vceBEGBI+j7cPnsfk20l62L9/t+d4RH+y8XdeEW8Yjkp29ev3h5dnrpAMSc8wbw",
+	"fKnGc0EFkbXpy3EfYtIKOV/uZ0PRgKi9OX91dfm3t89zsue8bK6cpIvDixBZ9iHW4N3rdxfvTl5e/Xzy",
+	"8l3z1VCENNjKTGU9sZsHEFL2SHiADSwrFgA2IGqg1atHnxoKjKBx4Q4uBuzYxYOBrdMBMXGz3xHa0OVD",
+	"iF0qhZVUsXzx5tiDHRwMzkGwyRR7sdSGzTrMZKqYcsMKU6sVQD86K+PjGXnH5qngoZdyAsAWp2/faRLq",
+	"LmImmlVCpSXNDo+UbvdccVHf7mgChKltLM0GeNDbEU09SrZL8LGkvO2jFoiiZVtwE+xiE3QWUZAk7QS2",
+	"84uwg8lleAeJARsxLHcHoVw1/ndhSL4DU/NFCCbrRE5obJfIoHaFKUh2qpl6ybU5c6u2wsIwx+sugeUr",
+	"nti65slISAxs2a5F2/G9de9GSGh3ggDFLI+7TGJ3XAWYXeTVgIFl0cLF/XdtgJ8giqApA2+7XFXCmNZE",
+	"aN3EKSfOXgcBRlDyooNH4ntn5RZpnZdreHquB1RjXWJs2ottB2GPeOck7MPu4WMWtMPQ3imwWps3ZfeS",
+	"pUpzrnfaZTezTy8YE7tTVdIGdFb2Wm1to5AI8i2RtEaFA29Ag60PijYhRoC6ykANuF9KVd1aO6OEEO7C",
+	"hB40Y2JTDMnuoWeJ45AQhturv5paDqWDYIrcLLGkDq0qr1rblXgQIsbvAIiT3JgNytDdeefHAhvv7HNd",
+	"404pelsta9sZsxnYgj+zUfhmFpyfKTdZp7++Oyxe1xyNJVak1FO54ABeGba0CzkBVdqrz+zJa+oMrnex",
+	"vqYgyxS14mYJ6KVOkILKJSc1erTwrxeeTv78l8tetqkkSoBFGC3juJJ2OZaBxw8E8yX00ExtaswcaxZz",
+	"J+itQYzjzDyso+XAUyUF17gl03pkD9WbOROWdT93hoQBgUhtD2nho33Q/D4UDUIPtLokhawqVhiyN4xj",
+	"qfSwt+9piCtf5STywyOFgZcf6/O7mqAzWjK7KOCfgpLwrNJsQE5irX3FbU/m9ajieuoJgJWEzudD4R35",
+	"ews2sr9k6EIo2ZgL7opyeQBc4oO5NY6b3UKODFbvgBmyEvOghmIoTqW4YQKtclBuxUyV1bdkbdru8yP7",
+	"9g/kuZ1NVGCptn2R/IDOee7quZvOWtMD8sbH8UNN6aEgcYXQUJ+isWu5A3HcKG9RkWpLZ1x4l50VOayG",
+	"aBvlPlnfN/bk0R9gMSjJV9hKDuX6MzJiY2lV/tpM7Xq4gHVVCz2w876w54a1ClgZes0IJX/+y2W7yNBe",
+	"R2mgwWBgld6RoVxYFZesBWOtHBoEtyzknGlfd9bp4GH5qULoG8tQ0Zpk253RJVQOQEC5HwgkK6A3Ie+q",
+	"wp6TUhY1Fnfey1sJWPn+gDxlVuXWSOKEaENFSVUZwWjaE0SVWpIcMncAKBO5E9RGgGBDu8Cx79ZIzJTK",
+	"bJvUtmq3Mbe6bw4jz+28LTPSOdkDKju4eXhgqfcAcPPyfc8UoC5DmizByOZxDmxPlk5XSfS4y8ZLOMDk",
+	"gUOflaTi1wzPNM4HDjWaDDB5JuJXJ2/PojALHwMTO/J7jweHg8c9rJcD3PjA/t+EpeQeOF2CcXAQUUdt",
+	"wnnX/DnyJ+012DNME4IC9M9NuFyGwv4AsR7+/opjFzJX/g9pwgGEmbhAuL9YT96eZUTLoUDIW6jfBJFP",
+	"UPvd/fju/CWZS8Chh7/DdeXtrHsQGeOGkAP5atskIyNLt+6td+cv9/Fc4MDtIzrSsqpNhK3pXr4WcqFh",
+	"ysBWC/t1NhR2xyCzxAWEc02mUpsBOSGWvY6VFIYwUcIxsmRV0qVjJ2Sk5EIjvdtpaACRGYrcsFtzMDWz",
+	"yrI6xY4jmZcasqDCcVO/nv7T9nnEc2gbBDhIIUmO0QmBgQ5bhRGtnmRpJQ6YsvIBioJATo8OD12kpXEq",
+	"3WqHoNSHgvk7RD05c8WHrDvcKcwTAN5/xDGkmg5jPTgTxoqHlUvGA2ux0zF6z1zh6zVytkRgiRf2mCoD",
+	"JgjAe/i7A3/svbdNAeMAc/lBY0fvPGjp4HgqWhZ6MB+30Xm8td5SQLaCNzwU4VJD0shQFYJDFLlfXIin",
+	"4ztN4B7VEkrqhXySEeNiYg+IkgtB6IIuyZ6sLN+i87lu9ODSGbtDMP6EcrE/IG+q0qonkCx97NzZ3EyH",
+	"YiW/qB1qQifsgW7nHCVI0jLttTh/DVxO0RkzTGlAb0nETUDAljf/e9sxL8kEVAWF3mZ7lMAmbz/7pWZq",
+	"2fMxeD1MdMoikr5j0eF1PU5BCXix5p3gAtgDZkjdIPgzYg8/OjzEqxkVHEsrjw4Pu4YMnvbWkENphR8P",
+	"N/sT14frok9whI6OofZKsCh0DaNVYDkMZU3/2NhhyBpzrrJUP+vexo/trQmBbic2dPW8DjDykR075dKF",
+	"toBvNuSPdC4vGvQ3dplikc2ZOfhrZEf68P4LcvqVbMYEs3/jCN/ueJzW5lYI+P6TXfj+UxqiyOGTh9s/",
+	"eSeoE7BZiR893v7RC6lGvCwZRAw8efSHHbqZTxQt2blXtz/yJrNf7TA+d7m+E8HH0tLXgV/GmvrffXC2",
+	"JYTmqrT71b6+up3M0WV54trquisPfm3+fcXLD+0CtG3uX3JdUFWuZ6Gt8f8t5N60cFb2vqfjsQpO3CEM",
+	"RR5Utyas/N4PxuGT7V+8luaFrEX5+z5Jz3DLCE3wN2D8EylTRyjzQuWamP4bPxGrGCxLBBAGwec4YPuD",
+	"TAyQwgHfANVQVUOZSsC0jAK4BluTnjecrQfaVRh3wJi+uDnmg7IZ2bMCGqsY6FxRTFucTrl/fyZ/M2fS",
+	"15FPHkqfDEit0g9sFy/CT7jnDiDWDpwqMlUV9K3tQK8l98e6VgCzWIEMmPAbJiL4izxDba6eoJoorNpS",
+	"OVxBODt7vjxb1sCXO2hiD+jH7c2+3M+IFEMxYlNajUPpZjwbGxXOAfmLywgGkGHQc7khFaM3zFljojg0",
+	"7JoWdgXAIubBuK0QbjQGfM/rqjoOicba8KpqdOmhcJ0AhgeaWLgmTx49iqsiou7rdeHEOjvFeyhqZ30v",
+	"U1opbOX3wIOBgTyV5fILyOstPIsPH9Bf9MW1hDb0xHZxqAWrDcXO0Bbe3t/fHV8+/I/tH7h5XPIZkzVO",
+	"5+EOI3tLl5YxXkoJ9gq8Bh5t2OrY9r/7lreB2TZv9MpZD5GtaN7HesmItpQTTZeIMvG7vr6gclzy7sqI",
+	"hBUEEQqOAl25L7ZeYk306AEkhHdfWmdKMbhKwEn6DNQ4z8Fb9UAsE3dXSuaep245UQ4FPm3cosivuSgU",
+	"m4Xgj2SQfUa0dC4a56hFNxbYLsGzU5VxDvyEGfLk8CeyAU/PhXBzhVeQXopiMBQ/++Km14zNCQTTcjEh",
+	"9XwoFHV1UwFgDRLswdWoJQSRugoTeE+WmggZDwhNrVNZlRBQDElPQ4GGwCaT0TmEY+QczQzUJVF4i7cy",
+	"tl05GPR1gPfYQR4MRf7r0OMTDHtHZLgGbzDsfUiaZYFOVtAL7nz9fY3rrAM/4kM7+sGomn3J660L56GT",
+	"6wXihpogijr0MHTdwPBu+81b/Xb4fGok7suDvzZD+WPzEYzje74ev/Jt93u9NZ5bSsLIsVVUiCgMBf4G",
+	"zuWqHyWZ7aZbZD7vI/s5cByr00H2kmvH0bF4HdTPzYIoZ0cyg4K7rCQjZhaMCWIW0ot97QBRnQ0F1tCE",
+	"SCqPwedaJUYSAHqNpMTQNvTeaAZjDqwTBjMUqdEMyF8cEHDD0VD3wCLFm4JRhsI/deZVZOXckL2Q3oAf",
+	"cS1F44xeb9qE7KP9DofuiQ+0PXU7scV1FuDdpR83rJRT51xmS5Yazp5TTiW6A90OScFSVZj3O30bDS7/",
+	"7h6VxKCNTA3ZZWq5sYWFHJMcHJNskRNutVNVs4xIe5MvuGYx1FsTzEsNGcuqkosm0RhzXJu/uNGsGg/F",
+	"olGF13Ys6deyrOiOa4A1HlSNynSOTUCGc1gBvzYeDal7RdgNg2XBMVupu4mvTQ3YrV7a8wgZ1lmiBvT3",
+	"Y4bHw/FSTrqu5JKPHZiFbvjQlAEv8tzn3vj3Hd6DHYBEKxfjqecaCxlDw/qdje86z0/T951HZur/k887",
+	"Lz3I79EttFkX3KMdOlNwCK9y2QF5ujTMl4HGlGd7QQExNdlq+bl9wcf6YHpazgyd+J8cTF1rEA80cTXB",
+	"M4zooogbay/TnI/7loP3XaTjEi/Wx4dPUveOX4WwWP/D55+mHmznFWfj11KwVxDffUde4fYqEeeBMbqJ",
+	"2Okkk3BU45ZzRWA/xb77z7j2yC/bhHX3SfzFh6xnt3Gdpv67lnb/fVH3KdWhRHM0nu77xM7o0eEfdhGY",
+	"leG0cmOzA3qMjGV9PTxxA804WmPCcLMkhk5apuTKns2lHfbKsn252f6eOPXDHTYOWMJraS6o4XrMkXn+",
+	"S3H5F8w40CfA9fasNWL4Lg7rf87eejq6O+s/+HVOzfRDJ/fPAUPdy4JW03igW/DkJmIlIVzbYVnNqOBj",
+	"pk3mcpo1oUOhuZhUDAJjNZuAg3JPVxT8SXOmCst2mChk6UoS/t+PXuT7UQQ9RrC2OgoqygMd+oRI3BHz",
+	"WXfHhEYFC1xQiKvnBPgwAWDdh9X60MV8MMgz+5wW1zBOLH8O4cCyIsWUKloYpiAi+8nhIZqukvcXepLc",
+	"Ilo2cLzjrfUx9+hOV90LXrFtSha+2VeswlL+dvywltnafnFh1VbB/M4GCRzgLxoBHP9qm7Q+Tn/IMOg5",
+	"UGfjT+nQntrI5O5QeayDr6cstASAz65b/HDww11lhKwlZMjCMNNHAJLPIm04ondjzDzJzljJKUCCEQf8",
+	"MlqC+R0K2PhcsE+5YW3Hm6/XrHfb57rvN3qdBVo6yxvDBpAZePMs5ZVrFOdJbcQKWmuIFAwK+9cXa2C0",
+	"X1Wm2b7i9wLNv6JAE4JYfCmYwISDSLO7/OKv+U7B5dyB66ODrtUd8nxfmEYj6P1o6e404EyWBWn+TzRP",
+	"OSIfCkvlA0Dkm+akZHNwikkRG2ErKRhaZvNQevzEBAEKam1HaUtD0YTrOIegQ7Vq4DcXdKm9MBAeA95U",
+	"LGn4/RsKn8bVrjbkF+wYUiKwghMiSa/KHSs6NzdDsaeNkmJiJZ8Fo9cZSkxWBoMon/yHfJ9MmAFhJdSc",
+	"o26QT+xvaFRtTxs2AvIElsxsswi/8hv+hTVz+/qpxwb4spr83ax+6yvRcdUGCThF73dh7tFN4fMbfNvb",
+	"+XvnhRSG98UupdVxh2Ktdxj+vWX0t3jFQBZAw43bB+BjrhnLmbsDSjBJURMa6+BB+a0rw+dUGVdbK8cm",
+	"88wXPQPeCm6OihkGIcSlCwyEJ4DTJtjCM83MpWKxkuSHh4cP8wz++yjPyGAwICchO8ebB0AdHYq9Jw8f",
+	"k9ipIyWpqJqwjNSQRa6Y1j6r3B4ey/b38R7E29PFTBGoyTgUbSXfP7TM/oF2WdCQtgzzDldf2miQubCo",
+	"odD2mltY7ZxrsrDXzf4xERIQru1OxsGZePNFa9Ny/NgrZShqUTGtSe5/CkW7jkmuF9wU05MVWJ88fK4h",
+	"KTtWHFPXkyWOhn62aNGRxmpWxg7lD0askD5zudFKs1Dj0176EL9qH6JalEwDdDP48s6trvCXQPeQqd6H",
+	"StWtS24VzgxWL3lVNHal1glrYcZsUGhXUUC+ahRNIIwWZOdmW3wcIrpy+L97d9190MtnCXp55+qdwN6v",
+	"O/d2v7mQxR386j78EN9ibTaWZobb+Nlry5DkeI1RZpEZeLSE0merTdvLwSsJ4Osb9sgPw15OZlRdM7Xf",
+	"YTWMAUO7DIcNNt/h4eHjFFf4zWXTtW64RQhtuJdRfxsH+hWi5Xi2nsIJjC/83Q94cPd346YsIqSDdEgW",
+	"nLjgQDCKcihY4U/kYKNK/nMTcPCpsbRf+hIOQ00csosW//KBMff52F9INes8CVsDV5qgzwME99oYtxL7",
+	"9EFxUIzOAsK4VXOWwFPtjyGmUUehpQ5QYZ3+m3E8h2F8crzItwkA+aKRHx/uD9HnOETZlnxQ1M/9kWpI",
+	"l+pNoQENAXccr9i6njZ9vJAKD1LUqctBdIcJ69yEajZZVO5WkwpBQsPZOhqK3DunnXTY2N/dOQA3IaKn",
+	"IwRDDtpxq57LgAA3H4r1ajpUN9V4VsYGiICh/6taVWAs8JEAR2RU88oQKUj+9t3Tl2enV+/OX+ZruFtT",
+	"XPUMsNEgExUeAv4jTGQqtWnVtHBuRDs3iV4DBHALGj8YTeaKjfktoRA/EH28l7c2bTAYRGMKZlYEBfWh",
+	"AtQ43DxpoPGhkGOC+EkOuitD+Lj1pkOE8T6s10nThcsBMmRmJ0jJyIp1rIygg6IadBjoDCV0FJtRLrKh",
+	"WK+sji6UtU10tqRWrUNXvz104cPqWUn2hDRtENS2j3bfpTrFpZQjA5ywevi1HgosQ18BEpOrgOszuzS+",
+	"53Cnrvlct5AKByQ30tDqKlCXJescQxbz8BrWOMhJGSN+RZiLTS0UZDGwA+epTIej1em4zC3ByJ7H0IOQ",
+	"mbwjKSc4gDzCHmRhORtmslRDvk9oKefGxbf4tR6QE6RtLGCAqW4Qmawbn3nYmHXoysOfhmJDstuAnI3J",
+	"SFrBVTFfqD+LgQwNvWbaPilYyUTBulxMgdC/mo8pndf0hbLK1uf3jRLLUgPZrPtGl0sMQAphz9Vy9ySz",
+	"u5bNInvAfRGkIEXx3ixrz8b+YDPs2hp22e8zf+3wp10+W0tw9NLYv7Qp8I4q1JrMpQkINIQCwHHKWLhV",
+	"5Pu1+WMd6Go1tGIm/QXoRE+Ir0BYA1eBKAhpzcnNHC5+jJkB5fX8fdqAgEQzDD5b8Pnw0pdOC7kHeDmD",
+	"0LmgqtTJwEcYS7MKd+bwzaffGSZXMzBMaC934KWAzIVv3xsSfzMYQLBhVriMb8V2zTYBSNnx+erkAdnW",
+	"bB93tPfmUms+qpZQyF0XtGLlPkAzYFYpyaXiEy5oFbBTqRXhzXQ5FF70Y6QWrmYSC0XdeQih9FG5a0jG",
+	"bI71TKy465Ve7UO7FdP1jJVHXhKH9Q5xS7m3ZGA5wDxbYSwP9FDEmiXZixOapCJaWGG13LeKGcmfX9KJ",
+	"qxD2Szv20SkhCMiFE9pHX37+kmrTf+WScPPjtRhtH9b16PAPZO/Jwz8EN31lZ+DrffmABqsonY37rgWA",
+	"bxayVm6I7Qyos3H/tRSs/wpjuvagdB787IfTv7BXRj4EmBLUAB3IrOet+7smTn0jtrr99TeOMr9AINf3",
+	"F2IdkzZS45dK6rJnYduXzc7C2x+yXusw7P65/Sx89RlCpDd/1vT7Wkbd/s7ilR/dZSHeWplOlLD7WCXz",
+	"Puj57kHPrXt7w61sD0AKdVIvmNJYhSFfZ7zeZhoMh+4cZWvXYGMd2yej2hcOcw5ALAkCCEZQAFj7+yrF",
+	"/qFcQnTMb7k2+vd+A2yUq5v4tDbj/cb88rMwvs0TL30AHsQ2xi7URLATloXBMh5cNwVuuICvrezFbudc",
+	"Be3kcUdZPFpVaMORkOOyhBHUAIHBdWSDjbjkiotcJrcvWOG5Jn42n4Vnfhrf67JiEay6TGrBbueAnFYt",
+	"BxHnW63yMKLFdQAZmzdwXqzEUlNsNpeKKl4tSd3wwxWaBujD/glUHdhCm/AqvonGr09HQLCsxwrLWBJG",
+	"JHdxA5Od12ZDttREMt0ZxWvfyMmex1yFZMe6mEIZjmP0kQQgH8WGwlVS3x+QMxP7oX0teF+AAtxiXqWw",
+	"i1hHNbkXdJmReu7qUgxFsF6CjwzqKBAI8x2xpYRyN9CfbrnOmkBcZR7oLFJxwBzvis6AFhP0MJh5yYqK",
+	"Kua8CKvFW2I5Fj1pJzE6k2KEz2Y1VDg6coqFBzzCTBYEMgYjDp67EC0DbGUo2n4BqDEhymD58iHCexQL",
+	"xINiRNWsYlrvO1wcPy3nVxgMxYnwWqgPvL3hAAxILPERKQrmCyC5AO1Vx0rJdSGFYIWxLKxc0OVQIGBs",
+	"GNKITbkoB+Q5LaaBtQTdl5LI5dmcQ5/SnDKB2dU9Q8oiDy01PPrxR1IxY+CqL/mEg/9ukGckv3JQk/0c",
+	"3WD5AGttDQb5/jHJfZu5U1WbiIocmlcMVdkBeQMryF23q06aw7u7osg219NQoD+JfD530lBsw05cq5cY",
+	"uQN4XCArJQvhrn6/ivDHeJzuGMhtGeM2QSFWTHfRl+OSj9D++28c1d2qEb2bodVLhP+yTp+GtE8deve9",
+	"v6dTsnFQuS2Jxt+KyEv7LlGel9v9O7WZHkCZxe5AHp8na7uMqjlmkCYKVRmdpO75Y/zWA42S+hISWwdw",
+	"D7jKT8aKkU4AUNQ4KYWVZB5CTQgtS2XbgkKidooFhEEcQ24pvB1QLjC99Mmjnxqwi0YAbepsngjfiF81",
+	"uzDXRBu6BI1AECPt9QIdO8xdMqU3DHQHJ0gDjnsGsp2bh08jZguiQbLXDXwvN3oo5EIghrttppJQMlHW",
+	"yaxW3JDvEX/2pR3ZtwoOqM3WNJlCMUhqphXSlVM220ZOWkxZ/xTRWbaaN+3L7t3XEs7e14aX/U3kzTx5",
+	"tAOfv5TyFRUehF9/I6bbwMfeooZAKPEVuJHRUK0XvpYNcLFW4HHdrp1oOajjg9089NIXeOeaVFJeg5jv",
+	"q2A4LG3wtgbmVFBIh6+kmEBIGTJacOL4SsolmjUwiImNx6wwXg4VbOFGjk7xNqN2oVAMHWxzJszxULgf",
+	"rVbCjdO2FLuR1wEBHT+2E2MQvNfI1HblgGllhN0WbG6AB3MxFJTMuKgNw/xMqKRMFlOrQwPYAVp4UAxi",
+	"t35adt25JrWoNSuPmjKNRi2zoUBMAlcTAwrmS20yZP+YFTWnHDJV5xUtAqiDfQs8heQ8vmwqfs2GwpUa",
+	"ThfHaCoPf6eY4DDA75Qrn2CeGooEGP8RkeI9a75nzVtYc5t1jQFaLbA3OOrdzNlqpGi2OCj0zcZEkLdU",
+	"/VIz44rCP9AE7FFQP+v04mey5yx2zrNPwfx3/uKUPHn4H4cZqbiwbFKA4YoLy6PtT2TMWJmRd5cv+v8R",
+	"PChLyw2VFT1nVF0HIVHPrcyvp8zysZIZLBTGCCCncTHZP7LcayjyYX14+LiAMvdW04U/2aDQNzmIyOGB",
+	"79AFEii5aCwYlmEXsqpn9oJ4XWOlciswWZXDYPUlKFy+YIoF9BmXDq4h0BxBrw5yyBjPM5DvtaGzeVia",
+	"x48f/0T23l2e7mcktzuEJhSojeY6t/3A34bdGgfT6qz9oW6s9hDirKp0R4Tuqb75TJk22y0l2NELqWaX",
+	"yznb/QuIprhzP2foiwuhW7/DTKCs99c+Trbvl2db2Qd8PSzmh/uaqt9X+hHuD/qPWqUZkJsi+ApARKUT",
+	"kJ5RQ7GNNDefI7feUKg8ajdrXCpYAA/gQ4DPOTAvq8f7CwDBK2NGOhR7HUzXDSM/bkA+rdiq6RhAXqAp",
+	"q1Ygb13BwtwfkJOqGgpcjELOHDSlHUwhheYaHDNa0LmeygDW1Biowa5+ioz0iOTtGs55RnI73Cs73PBH",
+	"k2uVR/8ssBj3FTV5NhR5PS/DnyTXS1HgH2Sv4fH2UgO+7vQW+yaekxx+tNQFo7AXBbD+PYQDs9NAXqPt",
+	"5xMmK4nMalBRw01dwmhbv0sxcQ+GovWEFkWtaLFc/YJW6Zb871fNhysthhnmkBAt3G7YNUaiAB+fxzG0",
+	"5GCpMnNJoghNORRzaqZHJLePBlNZazaVVTmAvB6QYPJfh73w+7B3RH4d9uxT+88nHz7kA3JCSrvlqgGV",
+	"HQoHjUPJNQMfFtMFnTe52Q387B72TIfDwShkRNmPcjoY5T4WUAwFXqyuOX/158MhgxHgXLkmZ68v/+AQ",
+	"2lATRAcLeFCIy1pwtanG4F969ubd05fP01+4nK+MPH3z5uXzk9cZubg8P3v9R3A3BlmA7FmNrKDVUIAs",
+	"Yx/so/SnFF2iKmH/dHIZKoVOZABrnS9xgK5NPSCvUK5wIad4JEVdVQPyFH2ij7LDw0PfoINODic+c4dv",
+	"Rrmw0ol7TY4hyXEo4jrrE0kcym0k6yA5XLFboyh6QaEQQ8jTFKUmdKTquamWGEXqnIe+7EolNSv3iZ4C",
+	"NDGIhshlx5RXGN0+FFBJkioTwAKpAVxjCHWLs50xqmfGtaGNXO09mS6iNiVpOTZ5L23dS1v30tb3L23F",
+	"Us0nSVyKLvreMvS5RK65YsYs+3PFwRgJzLKURQ0+rbllZzFXpYakxbAD/DV+l5dOQrNDzsneFvFsKNLy",
+	"GYRlhBFhEvPKKj/QZMYMhawqAGqtKhQE6FBEhYW50Y244DxPcCHkWWd15iN3VeqMCKYN3F22LXtfowGh",
+	"KYZ4UlVhoDsIkx3M/Zwu/qyluGfu98z9nrl//8y9xTDvzt3j5g5+bauPHw586XS9FUB7nSOG0riueB4g",
+	"TB21gHa1ocYJ1fBPDbKrYuCzKZvShWEYKMtWiB/hq7xHyAojVoBVE9tPutW5Nm+acZ6HCW4BsjvzONnK",
+	"K37RbDug6NqreddSFt9L6mhitV7yblzpNhGEnbvPIP3NMyFILEdN3m9rnIXpMrRRI6ciJoSICV0sRRGx",
+	"H3vsdYsJdXKaU1lbBiek6Hs/eYsXtsx1WYgWend5Skq6hPoakY1rKPbs0wVj1xnxJa3JKylKusyayGaQ",
+	"1PQc/B1kyagiUgEqzT761A2fMXDyTKkVIMmoLq6tpC2Vz6+1XWM/ljdbERAK9GTOoSEFiOSYa9MhkUUn",
+	"8MKu1/eLpLc60q3IHZOJYhMKsZ73AsQXPLtweNrnZbSM3ISQE25PsSXo+LgCvUXndSmKA6vfbA8VXBNW",
+	"nHmugZWcwHF0CcUItjUIGE57UNJ5DPkGMzyQ+Epc/3Ufa0xAMAq4C2OUL1cDGuGmcoj1yFGjnNMJG5AT",
+	"Yv+LuNrayLkO8fwOqWoka0MekVf8qeUeHrNijxtfbsMjWkFIP0aW4Eh91gF4Uym3vGW/scV5gCWw5E4p",
+	"QNXYpggl03rCYFhDwQWZsZlUywF5luJ3kDPhIaygkdlIG+Ane94ifwQoWfk+xFw6yA2I2rdb5D5b8fAe",
+	"BZU0tonnzly8tGOy6ijmgUB5M1oYUkpMaABVGlXPES2u0dFtuaH9xwCQmmAYiJyGq0gF2nMzEjAEgDcO",
+	"SI58xeqFLk0BfwB/hs6HQjErMTknuWK6rozLfiETfoMmTaRwDeZUrkgtuK8/HWChNBMG4cre0gkXkyNH",
+	"b2t4YxkikiW299iKrczjpnncNkgpWKVsB38AeWN2qx9okmOLV0Vt5HicO/Szdv+Iyj4UK+8S9ktNK72O",
+	"gnbkbiAXROHzgmhTesqS3ogxMRQlq/gNU17mXu3CeQ+KWmmIhiPXjM1DNVfAyrOM4R5u7DPBjdnFfGuZ",
+	"7BalBKod4mFu8wYPBBfIv6sQQHPA7laZGwKStImw+zx7dD4TZLE/Oy/LSN4w8uPhIayKUS74W8NPe7Dx",
+	"wIrB2WYXVxkdUz+cxnGtgE784bMHb//Yu3tGrJIL8tCxN6hw0V2LHO6CdO2DHw+z3owLPqtnvaOHCViu",
+	"7FuXEvq6sHAXjhS/UWRh0323IPnGkZulQkccu2O+bTSLpVf6HpjtHpjt00r1tni1D3j22Gx4y25QmVEE",
+	"3xRpDi4LZMjgNZ4yzDRB/VMuBF7zQkYvgf3MTJVcCEIXdImlguxTe4HSUCnXJ92GLPjIc4GXXS2uhW3F",
+	"SYpBSD22fFwxQj3gkwvvrmlF9igRVhGECkwuLiMjlPhwEGJFcXvLoO5MfYDgULQCXAaDwT6mH2FkuEd5",
+	"oiRfUCW4mOjcgXpDfLlpZuliFwoKSEfNRKleMWaQPSFJrS1dJOJtrCYTxc64tfN1h6KYSPtK32pbMBvm",
+	"r1HI44Yqes6MgbcZray+Bjellc5HVDOoJIyXJZZZyjEv6SqI2HveJwBP/c8ZmE5L5vMIFKNaCsCiQiQt",
+	"LsgvNVVUGC5Y1hbhM2/dAS2Ta6OoQZEQs6qlGoqS64KqkuzlFdfmv0NTpVNBcmc7wZxrFeklbskVm1BV",
+	"VkzrYys91xA37rFvCzQDRdBjVuVxoqfB3bZN0THkYq8UMYTaSEA7uGHgafMF5BroMSfaDgUEyeYousL7",
+	"kGEAZ9hBhnhSc/iC6ynnA3LOaghmpRAwuzoADNxpIlVAsk0JnhGtYtVGjIyRrbWI6DToZGj2WqkUhODM",
+	"rj23OpasWijKK4BfK1WSIWGjhAwKEJ2pGApZm74c9y11O/S3y9hEqGV1wzRmc3j7vfbVfOey4vbYewkQ",
+	"kMO5GIro8MJiAPnmp29ev3h5dnqZZ4522Vz7LA+73MFI6fJhWpbpoXD+CUemKZ9Avn+v0XxWjUZPv7e6",
+	"nN9CmP5maTpN91vqjFErqEAMgueIx0Qztn7DgLGgOZyWbc6Z6juuImsDoBn30vi9NP4dpc1DLlq4p9tW",
+	"1W6xu9aOfJPOqedNtZgZXYLcuYR67tpyxPxoDbMUihFoukAgTc1UFqW8Q5ivoaJgLlAKuC23cs9eDN2c",
+	"rdTGyfyV5AsXuPudlUPhrgIryMM7D0K9B93lJ38HU/6qHPtTnVPcsJneCs+hmXrJtTkzbNZrKkCCETqZ",
+	"vlhVPiX3u/dj/26BjcH7TKsKU6j9dkTnFakVcLuSSvGFx+pHcdi+nh+jxjNiBa01I1rOfFVpK43q2E5v",
+	"putlnpqWTuVsTs13mRp8GgZ5J7Hj4edDw4GutziCXca7FTqcl/5fGAvnHgFnEyc49epszAnIHq1gTGBC",
+	"ssd1P8EbWpf5AQoAfQ/1sBm5AWEkQWnlauYw8lAbasAiuAh+uLfuN0TVtuqtXgoplrOhyGVVhsf7Vn9D",
+	"i896c+vK2kPvaLQ/2a+Gwr+eQNFBIFjENSB7ARenhYqzn0ZttUvjB/l98rXWEL+RSrVjddawo8DfUO68",
+	"r9X8LwZs8NliedChb2JsW7kQgci28z1goN3s7p0DwkGGUgv+S82OCRWE3XJIQcAoj6SNcoOMdC8d3UtH",
+	"99LRN5GOtrIEjBc7+NVjYG2s7BQ0KXwhpUmBdCSVAf8IBvGfvjwDfrVJoWoa/EiFyrOu3m+whHt8yn+v",
+	"dZfufL5/94WaPlmLAX9NUolZxTDTDEx637VUD6bs36BQ75OWfn8n9jehBnz/5/2CGUIFxjzYg/tA7y6w",
+	"73YtX/oaxw1ABYwkhpN0sS0+gWbvyeFP+5uu4fsL+P4C/le6gNP+BKj1s3benrGZNL5IxcaDB4FaEJO8",
+	"QVHGqLFvcOg+/yX+LkzlG93gd1GqATQHrSlgWLm/we9V8c+kisfI0q4A1Ya7/uYhYK1AHY0tkQaQ1+Gi",
+	"RWkByoKLBGjCBaieesBlPBYZocQNzj0YCiPn/YrdsCpUI3LaepPY4Qu8WtHB3Yr7a9kmHtoEkboG5Pls",
+	"bpYYvCBrEwPNQSCEkCuRC2BMhIlgwKD7eShcjBkU6rK90YpAEPGeZs4EKsUNEy4lbiRv2H5XOMMLWNct",
+	"KTXg6vEBEk1YhYugpjpK7UVZrinJAzPTTJiQbIODb/JObvuyZP2m7nZUJIUaS6i9o97//vvNz+//8++H",
+	"/Z/e//vecDgY/LD/n/+WwBX5kvKSXalNOf5AoUn6uw+P+O7KwKc2i87nbsNi3OT5/Cn+FvGkBkCmA/4D",
+	"Q3WjyKZwaHz+/IhqyKqtNdMucFRqQ+YVNcDHLMsZ1bwqA4jSIJUF/3M4Nt9p8vvFUhs2c12dibFMHZ+n",
+	"MFE7ZQ2vEy4QQ6ipQHh/Er6M3+wZbMQIrw1VCxDUHdEC/UVnwRPM2kmIL+Y1Ej15e/azf+27JdNokJtE",
+	"5It67lJLQpK3X4IgJHgcHynYPe1+eewVu+Qnb88SGwIuFUfKes7ote6k5SmjlZl2MvTXUN/TZzBQh7Dv",
+	"cxRC5ngopIQFhx8dHq5FuBZUQHJRgUUrw01giefHw8ehiD1apTqgT/6Eo/2CxwF7ePNfXbKOxp2FepHw",
+	"qi+a+gm09BkH7prePHZVCw1lnCkp2ZyJkoliadc+VHP9QhVcA/2inBBqsZr2wtbziFzdlr+HFtyPa+nn",
+	"/IYJpoNY49oaNKK2a2U9c/0iYvhAi8kTFbUUxzKvJB6PjDf3QE0TwRbwR1T6LG4ITv56K+/ieNZW7aH4",
+	"Y1QW1792RTJsv210F2YWDCr12IXRK3Uro4YhzH293WdMG1WjtDij3NIrFUVUCbg1M2BZ6408BVBEhzuq",
+	"GCS4FT5bLB5u3FZUo269RbcZVhULIqwmJbdq0Qhq4Rrp5xw3GkTbxCDr6tqhKAd6KmRVQYnkrlFGWHrr",
+	"LZ4EVCPQFkuqpyNJ2/uJwDof3n/4PwEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -10,6 +10,44 @@ import (
 	"github.com/google/uuid"
 )
 
+type AppBundleFile struct {
+	Version     int32
+	Path        string
+	Sha256      []byte
+	Size        int64
+	ContentType string
+	ModTime     time.Time
+}
+
+type AppBundleForm struct {
+	Version    int32
+	Name       string
+	SchemaHash string
+	UiHash     string
+	CoreHash   string
+	CoreFields []byte
+	Fields     []byte
+}
+
+type AppBundleState struct {
+	ID            int32
+	LastVersion   int32
+	ActiveVersion *int32
+	SwitchedAt    *time.Time
+	SwitchedBy    *string
+}
+
+type AppBundleVersion struct {
+	Version      int32
+	ZipSha256    []byte
+	ZipSize      int64
+	ManifestHash string
+	FileCount    int32
+	TotalSize    int64
+	PushedBy     string
+	CreatedAt    time.Time
+}
+
 type Attachment struct {
 	AttachmentID    string
 	Version         int64
