@@ -38,7 +38,7 @@ ADMIN_USERNAME, ADMIN_PASSWORD, DATA_DIR, BLOB_URL, LOG_LEVEL, LOG_FORMAT, PUBLI
 REFRESH_TOKEN_TTL, SYNC_CONFLICT_POLICY, PUSH_RECEIPT_TTL, MAX_PUSH_BYTES, MAX_JSON_BYTES,
 MAX_ATTACHMENT_BYTES, IMAGE_PROCESSING, IMAGE_MAX_WIDTH, IMAGE_MAX_HEIGHT, IMAGE_JPEG_QUALITY,
 IMAGE_MAX_PIXELS, MAX_VERSIONS_KEPT, MAX_BUNDLE_BYTES, MAX_BUNDLE_UNCOMPRESSED_BYTES, MAX_BUNDLE_FILES,
-DB_MAX_CONNS, BCRYPT_COST, EXPORT_MAX_CONCURRENT, PPROF_ADDR, TRUSTED_PROXIES, BODY_READ_TIMEOUT,
+DB_MAX_CONNS, BCRYPT_COST, EXPORT_MAX_CONCURRENT, PPROF_ADDR, METRICS_ADDR, METRICS_TOKEN, TRUSTED_PROXIES, BODY_READ_TIMEOUT,
 MIN_UPLOAD_RATE, SHUTDOWN_TIMEOUT. See the README for their meaning and defaults.
 `
 
@@ -134,10 +134,24 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s (is the port in use? set PORT): %w", addr, err)
 	}
+	handler := srv.Handler()
+	var metricsSrv *http.Server
+	switch {
+	case cfg.MetricsAddr != "":
+		if metricsSrv, err = serveMetrics(cfg.MetricsAddr, srv.MetricsHandler(cfg.MetricsToken), log); err != nil {
+			return err
+		}
+	case cfg.MetricsToken != "":
+		// No address of their own: the metrics share the API's port, behind the token.
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", srv.MetricsHandler(cfg.MetricsToken))
+		mux.Handle("/", handler)
+		handler = mux
+	}
 	// Request bodies get their own deadline, sized by their length (see server.Options
 	// MinUploadRate); headers must arrive promptly, and idle connections are closed.
 	httpSrv := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -164,6 +178,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("requests still running at the end of the shutdown timeout were cut off", "timeout", cfg.ShutdownTimeout, "error", err)
 		_ = httpSrv.Close()
+	}
+	if metricsSrv != nil {
+		_ = metricsSrv.Close()
 	}
 	bg.Wait()
 	log.Info("stopped")
@@ -232,6 +249,25 @@ func bootstrapAdmin(ctx context.Context, pool *pgxpool.Pool, hasher *passwords.H
 	}
 	log.Info("created the first admin account", "username", cfg.AdminUsername, "password_generated", generated)
 	return nil
+}
+
+// serveMetrics serves the Prometheus metrics at /metrics on an address of their own, which
+// can stay unreachable from outside (a private network, loopback with a local agent).
+func serveMetrics(addr string, h http.Handler, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on METRICS_ADDR %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "error", err)
+		}
+	}()
+	return srv, nil
 }
 
 // servePprof serves the Go profiler on its own address, for diagnosing performance.
