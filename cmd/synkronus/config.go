@@ -41,8 +41,8 @@ type config struct {
 	PprofAddr       string
 	// MetricsAddr is where the Prometheus metrics are served on a listener of their own;
 	// MetricsToken, when set, is the bearer token a scrape must present.
-	MetricsAddr  string
-	MetricsToken string
+	MetricsAddr     string
+	MetricsToken    string
 	TrustedProxies  []*net.IPNet
 	BodyReadTimeout time.Duration
 	MinUploadRate   int64

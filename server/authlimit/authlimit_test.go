@@ -241,7 +241,6 @@ func TestLongKeysAreBounded(t *testing.T) {
 	requireAllowed(t, l, "a", long+"2", t0)
 }
 
-
 // Server processes of one database share their counters: a client spreading its guesses
 // over processes behind a load balancer gets no more than from one.
 func TestLimitersOfOneDatabaseCountTogether(t *testing.T) {

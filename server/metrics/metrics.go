@@ -156,7 +156,9 @@ func (c *databaseCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *databaseCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.pool.Stat()
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
-	counter := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v) }
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
 	gauge(c.acquired, float64(st.AcquiredConns()))
 	gauge(c.idle, float64(st.IdleConns()))
 	gauge(c.total, float64(st.TotalConns()))
