@@ -267,4 +267,3 @@ func TestProcessesServeOneRepository(t *testing.T) {
 	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM users").Scan(&admins))
 	require.Equal(t, 1, admins)
 }
-
