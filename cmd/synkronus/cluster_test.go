@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"mime/multipart"
 	"net/http"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -266,4 +267,58 @@ func TestProcessesServeOneRepository(t *testing.T) {
 	var admins int
 	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM users").Scan(&admins))
 	require.Equal(t, 1, admins)
+}
+
+// scrapeStatus fetches url (a metrics endpoint) with the token, if any.
+func scrapeStatus(t *testing.T, ctx context.Context, url, token string) (int, string) {
+	t.Helper()
+	header := map[string]string{}
+	if token != "" {
+		header["Authorization"] = "Bearer " + token
+	}
+	status, _, body, err := send(ctx, http.MethodGet, url, "", "", nil, header)
+	require.NoError(t, err)
+	return status, string(body)
+}
+
+func TestProcessServesMetricsAndAnswersItsHealthcheck(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), processTimeout)
+	defer cancel()
+
+	// On an address of their own, behind a token.
+	p := start(t, ctx, map[string]string{"DATABASE_URL": freshDatabaseURL(t), "ADMIN_PASSWORD": "pw", "METRICS_ADDR": "127.0.0.1:0", "METRICS_TOKEN": "scrape-secret"})
+	base := p.baseURL(t, ctx)
+	loginToken(t, ctx, base, "admin", "pw")
+	p.mu.Lock()
+	metricsURL := "http://" + p.metricsAddr + "/metrics"
+	p.mu.Unlock()
+	status, _ := scrapeStatus(t, ctx, metricsURL, "")
+	require.Equal(t, http.StatusUnauthorized, status)
+	status, body := scrapeStatus(t, ctx, metricsURL, "scrape-secret")
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, body, `synkronus_http_request_duration_seconds_count{operation="login",status="200"} 1`)
+	require.Contains(t, body, "synkronus_db_up 1")
+	status, _ = scrapeStatus(t, ctx, base+"/metrics", "scrape-secret")
+	require.Equal(t, http.StatusNotFound, status, "not on the API's port when they have their own")
+
+	// The health check subcommand reaches the server on its port, and fails elsewhere.
+	port := base[strings.LastIndexByte(base, ':')+1:]
+	check := exec.CommandContext(ctx, binary, "healthcheck")
+	check.Env = []string{"PORT=" + port}
+	out, err := check.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	check = exec.CommandContext(ctx, binary, "healthcheck")
+	check.Env = []string{"PORT=1"}
+	out, err = check.CombinedOutput()
+	require.Error(t, err, "nothing listens on port 1: %s", out)
+
+	// Without an address of their own, on the API's port, only with the token.
+	q := start(t, ctx, map[string]string{"DATABASE_URL": freshDatabaseURL(t), "ADMIN_PASSWORD": "pw", "METRICS_TOKEN": "scrape-secret"})
+	base = q.baseURL(t, ctx)
+	status, _ = scrapeStatus(t, ctx, base+"/metrics", "wrong")
+	require.Equal(t, http.StatusUnauthorized, status)
+	status, body = scrapeStatus(t, ctx, base+"/metrics", "scrape-secret")
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, body, "synkronus_db_pool_max_connections")
 }
