@@ -207,7 +207,7 @@ func (r attachmentExportResponse) VisitGetAttachmentsExportZipResponse(w http.Re
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": "attachments_export.zip"}))
 	w.WriteHeader(http.StatusOK)
 	if err := r.export.Stream(r.ctx, w); err != nil {
-		r.log.WarnContext(r.ctx, "attachment export cut short", "error", err, "request_id", r.ctx.Value(ctxKeyRequestID))
+		r.log.WarnContext(r.ctx, "attachment export cut short", "error", err)
 		panic(http.ErrAbortHandler)
 	}
 	return nil

@@ -5,9 +5,11 @@ import (
 	"time"
 
 	"github.com/opendataensemble/synkronus/gen/dbgen"
+	"github.com/opendataensemble/synkronus/server/authlimit"
 )
 
-// cleanupLoop removes push receipts past their retention, expired refresh tokens, push
+// cleanupLoop removes push receipts past their retention, expired refresh tokens and
+// login failure counters, push
 // records a dead process left in push_staging and the files no attachment refers to any
 // more, every CleanupInterval and whenever attachments were deleted. Every process runs
 // it; the deletes are idempotent and bounded per statement.
@@ -51,6 +53,9 @@ func (s *Server) cleanup(ctx context.Context) {
 	}
 	if _, err := s.q.RefreshTokenDeleteExpired(ctx); err != nil && ctx.Err() == nil {
 		s.log.WarnContext(ctx, "could not clean refresh tokens", "error", err)
+	}
+	if _, err := authlimit.DeleteExpired(ctx, s.pool); err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "could not clean login failure counters", "error", err)
 	}
 	if err := s.attachments.Sweep(ctx); err != nil && ctx.Err() == nil {
 		s.log.WarnContext(ctx, "could not remove unused attachment files", "error", err)

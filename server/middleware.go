@@ -31,6 +31,7 @@ const (
 	ctxKeySent
 	ctxKeyRequest
 	ctxKeyOrigin
+	ctxKeyFacts
 )
 
 func requestID(c echo.Context) string {
@@ -38,14 +39,13 @@ func requestID(c echo.Context) string {
 }
 
 // withRequestContext puts what strict handlers need of the request (they only see its
-// context) on that context: the request id, the client's address, the origin the client
+// context) on that context: the client's address, the origin the client
 // addressed (for absolute links) and the request itself (for http.ServeContent, which
 // reads its conditional and range headers).
 func withRequestContext(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
-		ctx := context.WithValue(req.Context(), ctxKeyRequestID, requestID(c))
-		ctx = context.WithValue(ctx, ctxKeyClientAddr, c.RealIP())
+		ctx := context.WithValue(req.Context(), ctxKeyClientAddr, c.RealIP())
 		ctx = context.WithValue(ctx, ctxKeyOrigin, c.Scheme()+"://"+req.Host)
 		ctx = context.WithValue(ctx, ctxKeyRequest, req)
 		c.SetRequest(req.WithContext(ctx))
@@ -95,24 +95,44 @@ func httpRequest(ctx context.Context) *http.Request {
 }
 
 // accessLog writes one structured line per request: the path as the client sent it, the
-// operation it reached, the client's version and the outcome. Server failures are errors;
-// operations not implemented yet and unavailable dependencies are warnings.
+// operation it reached, the client's version and the outcome (the request id, user and
+// client id are added by requestLogHandler), and records the request's metrics. It puts
+// the request id on the request's context first, so that every line logged while serving
+// the request carries it. Server failures are errors; operations not implemented yet and
+// unavailable dependencies are warnings.
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
+		req := c.Request()
+		ctx := context.WithValue(req.Context(), ctxKeyRequestID, requestID(c))
+		ctx = context.WithValue(ctx, ctxKeyFacts, &requestFacts{})
+		setClientID(ctx, req.Header.Get("X-Ode-Client-Id"))
+		req = req.WithContext(ctx)
+		operation := s.operations[req.Method+" "+c.Path()]
+		var upload *countingBody
+		if operation == "uploadAttachment" {
+			upload = &countingBody{ReadCloser: req.Body}
+			req.Body = upload
+		}
+		c.SetRequest(req)
 		err := next(c)
 		if err != nil {
 			c.Error(err) // render now, so that the logged status is the one sent
 		}
 		req, res := c.Request(), c.Response()
+		took := time.Since(start)
+		s.metrics.ObserveRequest(operation, res.Status, took)
+		switch {
+		case upload != nil:
+			s.metrics.AttachmentBytes.WithLabelValues("in").Add(float64(upload.n))
+		case operation == "downloadAttachment" && res.Status < http.StatusMultipleChoices: // not a problem body
+			s.metrics.AttachmentBytes.WithLabelValues("out").Add(float64(res.Size))
+		}
 		sent := sentFrom(req.Context())
 		attrs := []any{
-			"method", req.Method, "path", sent.path, "operation", s.operations[req.Method+" "+c.Path()], "status", res.Status,
-			"duration_ms", float64(time.Since(start).Microseconds()) / 1000, "bytes", res.Size,
-			"request_id", requestID(c), "client", c.RealIP(), "client_version", sent.version,
-		}
-		if p, ok := principalFrom(req.Context()); ok {
-			attrs = append(attrs, "user", p.Username)
+			"method", req.Method, "path", sent.path, "operation", operation, "status", res.Status,
+			"duration_ms", float64(took.Microseconds()) / 1000, "bytes", res.Size,
+			"client", c.RealIP(), "client_version", sent.version,
 		}
 		level := slog.LevelInfo
 		switch {
@@ -271,6 +291,18 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 	if err != nil {
 		b.state.CompareAndSwap(bodyReading, bodyDone)
 	}
+	return n, err
+}
+
+// countingBody counts the bytes read from a request body.
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
 	return n, err
 }
 

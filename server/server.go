@@ -31,6 +31,7 @@ import (
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
 	"github.com/opendataensemble/synkronus/server/export"
+	"github.com/opendataensemble/synkronus/server/metrics"
 	"github.com/opendataensemble/synkronus/server/obsync"
 	"github.com/opendataensemble/synkronus/server/passwords"
 	"github.com/opendataensemble/synkronus/server/tokens"
@@ -141,6 +142,7 @@ type Server struct {
 	manifestBodies encodedManifests
 	export         *export.Service
 	presence       *presenceRecorder
+	metrics        *metrics.Metrics
 	spec           *openapi3.T
 	// operations maps an Echo route (method and path) to the contract's operation id.
 	operations map[string]string
@@ -167,6 +169,7 @@ func New(deps Deps, opts Options) (*Server, error) {
 	}
 	spec.Servers = nil // validation must not depend on the host the server is reached at
 	version, _, _ := buildinfo.Info()
+	log := slog.New(requestLogHandler{deps.Log.Handler()})
 	q := dbgen.New(db.Conn(deps.Pool))
 	bundleCfg := appbundle.Config{Limits: opts.BundleLimits, KeepVersions: opts.MaxVersionsKept}
 	if opts.DataDir != "" {
@@ -182,18 +185,19 @@ func New(deps Deps, opts Options) (*Server, error) {
 		pool:           deps.Pool,
 		blobs:          deps.Blobs,
 		q:              q,
-		log:            deps.Log,
+		log:            log,
 		opts:           opts,
 		hasher:         deps.Hasher,
 		issuer:         issuer,
 		accounts:       newAccountCache(q, opts.AccountCacheTTL),
-		limiter:        authlimit.New(*opts.LoginLimits),
-		refreshLimiter: authlimit.New(authlimit.Config{PerAddr: opts.LoginLimits.PerAddr}),
+		limiter:        authlimit.New(deps.Pool, "login", *opts.LoginLimits),
+		refreshLimiter: authlimit.New(deps.Pool, "refresh", authlimit.Config{PerAddr: opts.LoginLimits.PerAddr}),
 		sync:           obsync.NewService(deps.Pool, opts.ConflictPolicy),
-		attachments:    attachments.NewService(deps.Pool, deps.Blobs, deps.Log, opts.Attachments),
-		bundles:        appbundle.NewService(deps.Pool, deps.Blobs, deps.Log, bundleCfg),
+		attachments:    attachments.NewService(deps.Pool, deps.Blobs, log, opts.Attachments),
+		bundles:        appbundle.NewService(deps.Pool, deps.Blobs, log, bundleCfg),
 		export:         export.NewService(deps.Pool, opts.MaxExports),
-		presence:       newPresenceRecorder(q, deps.Log),
+		presence:       newPresenceRecorder(q, log),
+		metrics:        metrics.New(deps.Pool),
 		spec:           spec,
 		operations:     operationIDs(spec),
 		version:        version,
@@ -206,6 +210,10 @@ func New(deps Deps, opts Options) (*Server, error) {
 
 // Handler returns the HTTP handler serving the whole API.
 func (s *Server) Handler() http.Handler { return s.echo }
+
+// MetricsHandler serves the server's Prometheus metrics; with a token, only to requests
+// bearing it.
+func (s *Server) MetricsHandler(token string) http.Handler { return s.metrics.Handler(token) }
 
 // Start runs the background jobs until ctx ends; Wait on the result returns once they
 // have stopped (the presence recorder flushes what it holds first). The end of ctx also
@@ -230,7 +238,7 @@ func (s *Server) routes() *echo.Echo {
 	e.Use(securityHeaders)
 	e.Use(s.accessLog)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
-		s.log.ErrorContext(c.Request().Context(), "panic", "error", err, "stack", string(stack), "request_id", requestID(c))
+		s.log.ErrorContext(c.Request().Context(), "panic", "error", err, "stack", string(stack))
 		return err
 	}}))
 	e.Use(middleware.CORSWithConfig(corsConfig))

@@ -7,7 +7,9 @@
 // resident memory throughout, and prints a summary (or, with -json, one JSON object).
 // With -mode attachments it instead uploads and downloads files of each size in
 // -attachment-sizes from several concurrent clients, and writes and reads the same bytes
-// straight to disk as a reference. The server is stopped and the database dropped at the
+// straight to disk as a reference. With -mode mixed it runs pushers, continuously syncing
+// pullers, attachment uploads and downloads and logins all at once, and reports each
+// kind's throughput, latency and errors, and the records a puller missed. The server is stopped and the database dropped at the
 // end, also after an error or an interrupt. Progress goes to stderr. Linux only: memory
 // is read from /proc.
 //
@@ -15,6 +17,7 @@
 //	go run ./cmd/synkbench -large   # memory with the largest records: ~1 MiB each, ~31 MiB pushes
 //	go run ./cmd/synkbench -mode attachments [-attachment-sizes 100000,5000000] [-attachment-bytes 400000000]
 //	go run ./cmd/synkbench -push-records 0 -bundle [-bundle-files 2000] [-bundle-bytes 50000000]
+//	go run ./cmd/synkbench -mode mixed [-push-records 20000] [-attachment-clients 2] [-login-clients 1] [-file-bytes 200000]
 package main
 
 import (
@@ -53,6 +56,7 @@ type options struct {
 	large          bool
 	mode           string
 	attachments    attachmentOptions
+	mixed          mixedOptions
 	export         bool
 	bundle         bool
 	bundleFiles    int
@@ -105,7 +109,11 @@ func parseFlags() options {
 	flag.BoolVar(&o.jsonOut, "json", false, "print the results as one JSON object instead of a table")
 	flag.BoolVar(&o.large, "large", false, "measure memory with ~1 MiB records: sets -record-bytes 1000000 -batch 31 -push-records 300 "+
 		"-clients 2 -pull-clients 3 -pull-rounds 1 (flags given explicitly still win)")
-	flag.StringVar(&o.mode, "mode", "sync", "what to measure: sync (push and pull observations) or attachments (upload and download files)")
+	flag.StringVar(&o.mode, "mode", "sync", "what to measure: sync (push, then pull observations), attachments (upload, then download files) "+
+		"or mixed (pushes, pulls, uploads, downloads and logins all at once)")
+	flag.IntVar(&o.mixed.attachmentClients, "attachment-clients", 2, "mixed mode: clients uploading and downloading files")
+	flag.IntVar(&o.mixed.loginClients, "login-clients", 1, "mixed mode: clients logging in again and again")
+	flag.IntVar(&o.mixed.fileBytes, "file-bytes", 200_000, "mixed mode: size of each uploaded file")
 	sizes := flag.String("attachment-sizes", "100000,5000000", "attachment mode: file sizes in bytes, comma-separated")
 	flag.Int64Var(&o.attachments.totalBytes, "attachment-bytes", 400_000_000, "attachment mode: bytes uploaded per file size, shared among the clients")
 	flag.BoolVar(&o.export, "export", false, "after the pulls, download the Parquet, JSON and CSV exports of everything pushed")
@@ -159,8 +167,15 @@ func (o options) validate() error {
 	if o.recordBytes < 0 {
 		errs = append(errs, errors.New("-record-bytes must not be negative"))
 	}
-	if o.mode != "sync" && o.mode != "attachments" {
-		errs = append(errs, errors.New("-mode must be sync or attachments"))
+	switch o.mode {
+	case "sync", "attachments":
+	case "mixed":
+		positive("push-records", o.pushRecords)
+		if o.mixed.attachmentClients < 0 || o.mixed.loginClients < 0 || o.mixed.fileBytes < 1 {
+			errs = append(errs, errors.New("-attachment-clients and -login-clients must not be negative, -file-bytes must be positive"))
+		}
+	default:
+		errs = append(errs, errors.New("-mode must be sync, attachments or mixed"))
 	}
 	if o.attachments.totalBytes < 1 {
 		errs = append(errs, errors.New("-attachment-bytes must be positive"))
@@ -210,7 +225,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 
 	var plan pushPlan
-	if o.mode == "sync" && o.pushRecords > 0 {
+	if o.mode != "attachments" && o.pushRecords > 0 {
 		logf("generating %d observations", o.pushRecords)
 		if plan, err = planPush(o); err != nil {
 			return err
@@ -251,8 +266,8 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	defer func() { err = errors.Join(err, srv.stop(20*time.Second)) }()
 
-	c := newClient(srv.baseURL, o.clients+o.pullClients+o.manifestClients, o.requestTimeout)
-	admin, tokens, err := setupUsers(ctx, c, adminPassword, max(o.clients, o.pullClients))
+	c := newClient(srv.baseURL, o.clients+o.pullClients+o.manifestClients+o.mixed.attachmentClients+o.mixed.loginClients, o.requestTimeout)
+	admin, tokens, err := setupUsers(ctx, c, adminPassword, max(o.clients, o.pullClients, o.mixed.attachmentClients))
 	if err != nil {
 		return err
 	}
@@ -265,6 +280,16 @@ func run(ctx context.Context, o options) (err error) {
 			return printJSON(os.Stdout, arep)
 		}
 		return printAttachmentText(os.Stdout, arep)
+	}
+	if o.mode == "mixed" {
+		mrep := mixedReport{Machine: rep.Machine, Database: db.name}
+		if err := runMixed(ctx, o, srv.pid(), c, adminPassword, tokens, plan, &mrep); err != nil {
+			return err
+		}
+		if o.jsonOut {
+			return printJSON(os.Stdout, mrep)
+		}
+		return printMixedText(os.Stdout, mrep)
 	}
 	if err := measure(ctx, o, srv.pid(), c, tokens, plan, &rep); err != nil {
 		return err

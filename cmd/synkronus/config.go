@@ -39,6 +39,10 @@ type config struct {
 	BcryptCost      int
 	MaxExports      int
 	PprofAddr       string
+	// MetricsAddr is where the Prometheus metrics are served on a listener of their own;
+	// MetricsToken, when set, is the bearer token a scrape must present.
+	MetricsAddr     string
+	MetricsToken    string
 	TrustedProxies  []*net.IPNet
 	BodyReadTimeout time.Duration
 	MinUploadRate   int64
@@ -113,6 +117,8 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		BlobURL:         get("BLOB_URL"),
 		LogFormat:       get("LOG_FORMAT"),
 		PprofAddr:       get("PPROF_ADDR"),
+		MetricsAddr:     get("METRICS_ADDR"),
+		MetricsToken:    get("METRICS_TOKEN"),
 		PublicURL:       strings.TrimRight(get("PUBLIC_URL"), "/"),
 		AccessTokenTTL:  duration("ACCESS_TOKEN_TTL", 24*time.Hour),
 		RefreshTokenTTL: duration("REFRESH_TOKEN_TTL", 30*24*time.Hour),

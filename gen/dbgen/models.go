@@ -69,6 +69,13 @@ type AttachmentUnclaimedBlob struct {
 	DeleteAfter time.Time
 }
 
+type LoginFailure struct {
+	Key       []byte
+	ExpiresAt time.Time
+	Failures  int32
+	Admitted  *time.Time
+}
+
 type Observation struct {
 	ObservationID  string
 	Version        int64

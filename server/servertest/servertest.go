@@ -46,6 +46,8 @@ type Env struct {
 	// BlobURL is the bucket the server keeps its files in.
 	BlobURL string
 	Blobs   *blobstore.Store
+	// SigningKey is the key the server signs access tokens with.
+	SigningKey []byte
 	// Logs holds what the server logged at info level and above.
 	Logs   *Logs
 	router routers.Router
@@ -122,7 +124,8 @@ func NewWithBlobs(t testing.TB, pool *pgxpool.Pool, blobURL string, opts ...func
 		handlers = append(handlers, slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	log := slog.New(slog.NewMultiHandler(handlers...))
-	srv, err := server.New(server.Deps{Pool: pool, Log: log, Hasher: hasher, SigningKey: sharedKey(pool, key), Blobs: blobs}, o)
+	key = sharedKey(pool, key)
+	srv, err := server.New(server.Deps{Pool: pool, Log: log, Hasher: hasher, SigningKey: key, Blobs: blobs}, o)
 	if err != nil {
 		t.Fatalf("error creating server: %v", err)
 	}
@@ -140,7 +143,7 @@ func NewWithBlobs(t testing.TB, pool *pgxpool.Pool, blobURL string, opts ...func
 	if err != nil {
 		t.Fatalf("error building spec router: %v", err)
 	}
-	e := &Env{T: t, Pool: pool, Server: srv, HTTP: hs, Hasher: hasher, BlobURL: blobURL, Blobs: blobs, Logs: logs, router: router}
+	e := &Env{T: t, Pool: pool, Server: srv, HTTP: hs, Hasher: hasher, BlobURL: blobURL, Blobs: blobs, SigningKey: key, Logs: logs, router: router}
 	e.ensureAdmin()
 	return e
 }
