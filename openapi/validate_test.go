@@ -85,6 +85,7 @@ var addedOperations = map[string]operation{
 	"deleteUserCompat":         {http.MethodDelete, "/api/users/delete/{username}", adminRoles},
 	"updateUser":               {http.MethodPatch, "/api/users/{username}", adminRoles},
 	"listObservationRevisions": {http.MethodGet, "/api/observations/{observation_id}/revisions", allRoles},
+	"listObservations":         {http.MethodGet, "/api/observations", allRoles},
 }
 
 var tags = []string{

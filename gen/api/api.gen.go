@@ -465,6 +465,16 @@ type ObservationFormTypeCount struct {
 	FormType string `json:"formType"`
 }
 
+// ObservationList defines model for ObservationList.
+type ObservationList struct {
+	// HasMore True when more observations match below this page.
+	HasMore bool `json:"has_more"`
+
+	// NextBeforeVersion The `before_version` that reads the next page; null on the last page.
+	NextBeforeVersion *int64               `json:"next_before_version,omitempty"`
+	Observations      []ObservationSummary `json:"observations"`
+}
+
 // ObservationRevision One state of an observation as the server received it.
 type ObservationRevision struct {
 	Author *string `json:"author,omitempty"`
@@ -522,6 +532,36 @@ type ObservationStatsResponse struct {
 
 	// TotalCount Non-deleted observations in total.
 	TotalCount int64 `json:"totalCount"`
+}
+
+// ObservationSummary The current state of one observation, without its form data.
+type ObservationSummary struct {
+	Author *string `json:"author,omitempty"`
+
+	// Conflict True when a conflict was detected as this state arrived.
+	Conflict bool `json:"conflict"`
+
+	// CreatedAt The client's creation time, as it sent it.
+	CreatedAt   string  `json:"created_at"`
+	Deleted     bool    `json:"deleted"`
+	DeviceId    *string `json:"device_id,omitempty"`
+	FormType    string  `json:"form_type"`
+	FormVersion string  `json:"form_version"`
+
+	// HasConflicts True when a conflict was detected as any revision of this observation arrived;
+	// `listObservationRevisions` shows them.
+	HasConflicts  bool   `json:"has_conflicts"`
+	ObservationId string `json:"observation_id"`
+
+	// PushedBy The user whose push stored this state.
+	PushedBy string `json:"pushed_by"`
+
+	// SyncedAt When the server stored this state.
+	SyncedAt time.Time `json:"synced_at"`
+
+	// UpdatedAt The client's last change time, as it sent it.
+	UpdatedAt string `json:"updated_at"`
+	Version   int64  `json:"version"`
 }
 
 // ObservationTimeline defines model for ObservationTimeline.
@@ -1058,6 +1098,38 @@ type GetRawJsonExportZipParams struct {
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
 }
 
+// ListObservationsParams defines parameters for ListObservations.
+type ListObservationsParams struct {
+	// FormType Only observations of this form type (exact match).
+	FormType *string `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// Author Only observations whose author contains this text, ignoring case.
+	Author *string `form:"author,omitempty" json:"author,omitempty"`
+
+	// CreatedFrom Only observations created at or after this instant.
+	CreatedFrom *time.Time `form:"created_from,omitempty" json:"created_from,omitempty"`
+
+	// CreatedTo Only observations created before this instant.
+	CreatedTo *time.Time `form:"created_to,omitempty" json:"created_to,omitempty"`
+
+	// IncludeDeleted Also list deleted observations (tombstones).
+	IncludeDeleted *bool `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
+	// ConflictsOnly Only observations with a conflict in their history (`has_conflicts`).
+	ConflictsOnly *bool `form:"conflicts_only,omitempty" json:"conflicts_only,omitempty"`
+
+	// BeforeVersion Continue below this version (the previous page's `next_before_version`).
+	BeforeVersion *int64 `form:"before_version,omitempty" json:"before_version,omitempty"`
+
+	// Limit Largest number of observations in one page.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
 // ListObservationRevisionsParams defines parameters for ListObservationRevisions.
 type ListObservationRevisionsParams struct {
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
@@ -1285,6 +1357,9 @@ type ServerInterface interface {
 	// GetRawJsonExportZip Export the observations as JSON documents in a ZIP archive
 	// (GET /api/dataexport/raw-json)
 	GetRawJsonExportZip(ctx echo.Context, params GetRawJsonExportZipParams) error
+	// ListObservations Browse the stored observations, newest change first
+	// (GET /api/observations)
+	ListObservations(ctx echo.Context, params ListObservationsParams) error
 	// ListObservationRevisions List every revision the server received for an observation
 	// (GET /api/observations/{observation_id}/revisions)
 	ListObservationRevisions(ctx echo.Context, observationId string, params ListObservationRevisionsParams) error
@@ -2012,6 +2087,92 @@ func (w *ServerInterfaceWrapper) GetRawJsonExportZip(ctx echo.Context) error {
 	return err
 }
 
+// ListObservations converts echo context to params.
+func (w *ServerInterfaceWrapper) ListObservations(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListObservationsParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "author" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "author", ctx.QueryParams(), &params.Author, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter author: %s", err))
+	}
+
+	// ------------- Optional query parameter "created_from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "created_from", ctx.QueryParams(), &params.CreatedFrom, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter created_from: %s", err))
+	}
+
+	// ------------- Optional query parameter "created_to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "created_to", ctx.QueryParams(), &params.CreatedTo, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter created_to: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
+
+	// ------------- Optional query parameter "conflicts_only" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "conflicts_only", ctx.QueryParams(), &params.ConflictsOnly, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter conflicts_only: %s", err))
+	}
+
+	// ------------- Optional query parameter "before_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "before_version", ctx.QueryParams(), &params.BeforeVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter before_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListObservations(ctx, params)
+	return err
+}
+
 // ListObservationRevisions converts echo context to params.
 func (w *ServerInterfaceWrapper) ListObservationRevisions(ctx echo.Context) error {
 	var err error
@@ -2640,6 +2801,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/api/users/change-password", wrapper.ChangePassword, options.OperationMiddlewares["changePassword"]...)
 	router.POST(options.BaseURL+"/api/sync/pull", wrapper.SyncPull, options.OperationMiddlewares["syncPull"]...)
 	router.POST(options.BaseURL+"/api/sync/push", wrapper.SyncPush, options.OperationMiddlewares["syncPush"]...)
+	router.GET(options.BaseURL+"/api/observations", wrapper.ListObservations, options.OperationMiddlewares["listObservations"]...)
 	router.GET(options.BaseURL+"/api/observations/:observation_id/revisions", wrapper.ListObservationRevisions, options.OperationMiddlewares["listObservationRevisions"]...)
 	router.POST(options.BaseURL+"/api/admin/repository/reset", wrapper.AdminRepositoryReset, options.OperationMiddlewares["adminRepositoryReset"]...)
 	router.POST(options.BaseURL+"/api/attachments/manifest", wrapper.GetAttachmentManifest, options.OperationMiddlewares["getAttachmentManifest"]...)
@@ -4788,6 +4950,107 @@ func (response GetRawJsonExportZip500ApplicationProblemPlusJSONResponse) VisitGe
 	return err
 }
 
+type ListObservationsRequestObject struct {
+	Params ListObservationsParams
+}
+
+type ListObservationsResponseObject interface {
+	VisitListObservationsResponse(w http.ResponseWriter) error
+}
+
+type ListObservations200JSONResponse ObservationList
+
+func (response ListObservations200JSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservations400ApplicationProblemPlusJSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservations401ApplicationProblemPlusJSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservations403ApplicationProblemPlusJSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response ListObservations426JSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservations500ApplicationProblemPlusJSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListObservationRevisionsRequestObject struct {
 	ObservationId string `json:"observation_id"`
 	Params        ListObservationRevisionsParams
@@ -6575,6 +6838,9 @@ type StrictServerInterface interface {
 	// GetRawJsonExportZip Export the observations as JSON documents in a ZIP archive
 	// (GET /api/dataexport/raw-json)
 	GetRawJsonExportZip(ctx context.Context, request GetRawJsonExportZipRequestObject) (GetRawJsonExportZipResponseObject, error)
+	// ListObservations Browse the stored observations, newest change first
+	// (GET /api/observations)
+	ListObservations(ctx context.Context, request ListObservationsRequestObject) (ListObservationsResponseObject, error)
 	// ListObservationRevisions List every revision the server received for an observation
 	// (GET /api/observations/{observation_id}/revisions)
 	ListObservationRevisions(ctx context.Context, request ListObservationRevisionsRequestObject) (ListObservationRevisionsResponseObject, error)
@@ -7168,6 +7434,31 @@ func (sh *strictHandler) GetRawJsonExportZip(ctx echo.Context, params GetRawJson
 	return nil
 }
 
+// ListObservations operation middleware
+func (sh *strictHandler) ListObservations(ctx echo.Context, params ListObservationsParams) error {
+	var request ListObservationsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListObservations(ctx.Request().Context(), request.(ListObservationsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListObservations")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListObservationsResponseObject); ok {
+		return validResponse.VisitListObservationsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // ListObservationRevisions operation middleware
 func (sh *strictHandler) ListObservationRevisions(ctx echo.Context, observationId string, params ListObservationRevisionsParams) error {
 	var request ListObservationRevisionsRequestObject
@@ -7711,206 +8002,217 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rd9u2tuBfwdLcWbXPpWU3aTtT+8NdaR6n6UmaTOy0c26VMSFyS0JNASwAWtbpyn+fhQ2ABElQD+fd",
-	"409tLJIANvb7+ecoE8tScOBajU7/HC2A5iDxfx8KroHrR0yVQjHNBDd/zUFlkpX2n6Pzaj4HpSEnM1YA",
-	"4XQJZCYkUfSa8TnRCyC5WPFC0Hw8SkYqW8CSms/odQmj05HSkvH56O3bZPR/XwGuI+T678BB0viKFwsg",
-	"CuQ1yK8UkfUrZF6/Qw6U2QZVJG1+v2x+TwnjuLOpyNeHZlsS/qiYhHx0qmUF4TZnQi6pHp2OGNfffTNK",
-	"/L4Z1zAHOXprdl5SSZegHdgeaE2zxRK4fpr3t/80B67ZjIEkYoa7oPXzCalURYtiTWgATlVlCzzM/dk9",
-	"Oh6Ps+/Hv5fz1OybmS+WVC9Gycg8OzodNV+7ZPnGo8ENXZYFvjPNvr5333y1OWBwMU9nPwsOz6nOFv3z",
-	"POaa6TXRdE5mUiwJ5QSoLMz5JKhScAVnhJKleZusGRS5IvdPvql3b/Gt2T+bHXHB4Qhf2IIxLySbM06L",
-	"/q5eSpiBRPBWvJQiA6UgJ1WJiEhSA4s0IenXKaE8J+kaVEoOKF+TjCo4JJmouDZANw+eTbj5UPOZTJRr",
-	"whSpzD9WC+CECyLcZsiKKnIFpR5PuD/kHxXIdXNG/+gofh1mzehFvFYg7Se65/3ZIIrDp0qBJDTDIwwg",
-	"SeU/tAk/IhT6IoeHBdsZszNaFIYLZPgOYVxpyjM4s4DTgkjIhMxJCfLIPVNKUMAzGMSPmyORg3v6CDF8",
-	"245/AakGOYn90FeKXNunxuQBJwKfoAVJr9Pj9JfU7GrGbhLE49+FJLxaTkEm5pDN08V6winJhUaUonyt",
-	"F+bwB+nXiGnjE/ufe+P7R1PQ1Pzr+uvxyfjkiBblgo7vpYdj8oIXa4QdLjThdiWDbIZNU2kQjukFPuK5",
-	"YIBocWi5s+3IDXBPI8PVtAZpvvr/frv+5c1//XZy9P2b/zyYTMbjvx3+139EMXQPHh5n3Tq8k5xqSqZQ",
-	"CD5XRIsx+dXAWyEuabKslCbwR0ULS58eHGfmR02vQJl7yyA3+ETEtaGKQYlgRAGZGfa0EZrN20fN26ON",
-	"AmPJOFtWy9Hp13Hh4blkR3Y8FHxWsEybv2ZWEJv/pWVZsAyXPS6lmBaw/M/flYVxs4n/kDAbnY7+x3Ej",
-	"24/tr+r4pX3rEWjKCruFDkdnemFgxQPJ5JGOKcJyg420kEDzNVFaSMgTIiyzbeAz4dFbtbeXs9kMpLIS",
-	"I7w7cpBmIod0wsOLMjxBX3rcTZM+CYQo5IS7vbxDe52BVjN0ibdQNM7saVAC4BHdnSGAwi0tmUJ5Nh7t",
-	"qVu8TUY/0PwV/FGB+gSoYOkUFzdnWtLC7Blyc90zygpFrmnBcgeMFKQUUqWkYEorhIiYzYDnhg3OrOhH",
-	"WF1xseLj0dtk9OmwPDyavzcVIBbiNVGaaiAHRqN1DBKZvlXMmEI2wz3yF1RpQvMl42QlqiInUyCFUPoQ",
-	"j/pEyCnLc+Cf5qxGFltMFoWRLmvChTaC2FK1KB2u4l6fcsP5afHYXOin2a+lPMQyo7hxuCkh05AX6zOS",
-	"45uKUGkAPJ8bBmROI0FXkkOOZ/hZ6Cei4vmn2T7Nc2mVRQlKVDIzdhAo3CbcMKVxjy+p1IwWD5vtDexU",
-	"ZBr0kdIS6LK905qJTBmnqGR2pfIm1IecTNcaiKR8XiuQxvQYt5mm2+HRK/PcgDzHT+C15agB4aeqoiAF",
-	"8LlejPdSNt8idNZGXb8Q4hmVdtlPxyNQQYCbDCBXbdGj2L+AFGzJ7J0iiH4W+pxqpmaMToshgMWuoGCg",
-	"iKi0Yjm8w2UEcA9vNUE70iynyN+OJ9XJyf3MPoX/D+lmG91AqFHwXhmp/Kq+0U9zOZt1yC3ahuEacmk1",
-	"9ylk1HBDo/YYFs6UllQLtGJBd5SbMblw7oOvFLEaC2Fqo9JSk4S9SJJRKc1dD2gxZ+aHCXfHQFU3Zyqj",
-	"EmWvhKMpVUCYrpXkmZBA1JpnRtjSOWXcGBMkNX96WalFaj+InhGvcjpFinKBGp89SEJooQQeVmqjx6Ra",
-	"Uq6WTBkb4pLlKZFgLV98ecItfM0+DUT2UbhiCODePI6bEogI5yCvWQavOb2mrPAU9nHR7wGZ0uwK3KXW",
-	"4pNwZBBGNYBlKSSVrFiTqtkp8ogLIZ5TvnZ6nfoExCMEWVK+Nio+LEutzsiKMo2uO9RvrNkpZkRBJrg5",
-	"ESfpK9ByffRgpkGmHZ4U/BRxErpvaGFXcdiq5bpB1l2kQ1sxfs1ppRdCsn99KvYzBSpBEi2MEmj0Y0Mj",
-	"fJ4QxlEvJqg2luZMZwjatBBzxlOrQ2YS0GNCrSYz4Ssp+Nw9mC0Mc39JlVoJmfs3BJ8x1L+tm0ST0j1g",
-	"VsfXDfUZ2JRzSXPYgTvvBxbnS3nu7JkhwKQtv0PqeV4IotqWQNvR6NOqdq+49xzHsopgrT2pEuiVZcCe",
-	"yS9Q29ZQFMgR0QGmBanKnGqI8CO15ldS8ErVnpHNxp/3De2pwbz1P1vT/uVTB72nfCbMX0pp2IZm1vTP",
-	"oZSQUW1vy31tKkQBFK9UQgFUwSOqoaX3mTP2tb5kFByt76dpjvHbKPQONUsk4Ybe1N8X098h0+b7zXnU",
-	"KydP+ofKKikd0kVMEsG1pJkO79vr/czYWkuDe2S6JjnMaFWgN3PonLgc07BU23C4cxFv629SKel6CDxq",
-	"lNSniYKjLH+oeF7AE1ZEALGgKuI8P//xwdG9b7+r/aWWRBOygBsC3IjjPHrmJVvCBf7xz8iPIr9gyz6S",
-	"HGm2jGIK+ob7LnSqF4TxWhGd4umcypAep0RBSVFFUtE9GrV4Ny9HG97OU42vJxZuwYGb4228hOeUs5lz",
-	"mbQvwqjBe+BK61Z7qJKMnD4D+QO9O8DjyPCIzY2hgY5KdCewOq6mzogVCNaBAtaXiSEi9/fxFhYwHC4I",
-	"iW/pwEbs49Podzv3ZQGaBGwkhIk77MbLMurpMAtZBle501XVd29oAZSic9jOBP2DSbPexj3/EnCd9n6j",
-	"/Kh3NbuxnOgWaqesP2jgHuxwX5SPlywSrDnXRhklrBezcVZpE7aJYlbUi74lwjLgQmVzjq622ovaKAvK",
-	"Lb+XT92wDp7B5UbRnjpWflmrKO74pYRrJipVk8IZOUGNzNCcjehs3tHJVgbX3Ep3q7te9xZpO3z0h5VU",
-	"QjZaPtxof+HGkG3tJo2esw/t2vS5xIjjVjKtz/PCv/gQ3ws/peK3VlCNHLI2tkpjSCMDzFthdMZrtiZk",
-	"DhKjiTvx+/7uYlx/EP13gJcWmhaXPini0ovJblrF0mBkan5NG5Hg32pAoPCw6NHZ6b66uNjBmKGjte5m",
-	"M5o2gOvhZzs3IcYWnQZ0qZ1y04bKc8gZJeY3chABBRG8sPkcve/W4K5kJFvg1wUYc1SQGehsUXvLtixS",
-	"w7qSLLamKAf54q8LqltuKmvB5MJqV8aIyUS5NqsAN1zlt/oEqJgXoEMFqK90dbCJ/QtqNNn1VMMYPMhe",
-	"nFAkVJPVgmWLTmgBMyNsyN/qtftiawPRpINLO6LkQ8+hOupQ7e0IITIjQLMFuWI89zFFLxTM5rvWG95J",
-	"xFfRIF/UkxHbeKU36EPWoaAeRM7x2Py0rvOKsgyUst4J5BLelYNsHh95zdkNgVLYyOQOVy9hJkEtLsw3",
-	"IzwaHSHovwgfTInwC4Z7cq6RuOqq4ys8CN/XwmgIOfq0HzhXEF7eKfnBemashxufDhzcmzVBu3LnqEkA",
-	"9hiu/VCxIo/b9VPz06VmsbSdX73OY4M3SCDm+bjSlYnlkkWu/dzGl4zmUmvy3Q+i8zv61bkY1hf+LogW",
-	"osgWlHGbtONVBzxVHJg94DxECf1MzCMai01q8Tu4pANSof3UNPqUQd9LZw7FXShLkRtdN780j+5uBD4R",
-	"cvkcX80GNQIOq1t89RGbzeL6xVJc32qfQ1+s2CbQDN+a90AGNkaX59BMF2siOFqUXrGuPZc2v04UefMX",
-	"jGZMoVbvo0qsf3zAqPDR7K4jtMXH/B9jaM9hFS4Re2fJ+DMMjoV2RiDfmzNFaHLNBV8voyBJbFhqahO9",
-	"UrXmVykxxE15flQwDoHltcNZOvwrPFiMVT2UQDW8ViAH7cby3QAjhfWAbcLVV8L6U6ogpXHjZzunDDIY",
-	"g43hyrFDP6KaTqmCAder+/XS72TAXA+z5Eqh9FyC+qPYy/PiVSQbXsPYr9Xs3Rac/3NHzvoEsyNeoUoV",
-	"Y645DFr+EqgSnJhnkibFuEnnubSZF2lUZoDPC4motT4S0eTSWJUv+iHGc7iJ+B5dvnnjlMA8UaeFBRar",
-	"/UGFuwxN06mBpj0Oy4ei8OYLXynC8sT6IJgmC6Mcc9iuLNj9JxbUHi4xBHzCoMgtS435JKHIN+LdLrjg",
-	"uX//80Iu9/hIS9T1bbg8N4IJs7l2l0zB6SPCKRMSnHgaCH4MHCGQlO91Q/axzVuqJWq+q0T9O4hCZIMm",
-	"obFBKScB0vYMJl4VLtxto0+dq8myStJs3f/4j0Y1FlzTglQ8A6kp43pt6GkJWnZcB7mozBJRn5aNC5vD",
-	"0EIzXcUYzI/A5gtN6FRcG3ZGSQHXUGxbrHu0wQUvh4/5i4FFdvtDbt1DQYcO/QjmEjBCKZuUG/ijolrI",
-	"gYXpjV34+5NgF0ffx4BdCD7fsjBQpc26f5cAfMU6Fl1/1a//d2tZ/GdvXWO1KE2X5QbTxdcGkRm7QYTF",
-	"nMj26oPBkGR0czQXRztwph+BFnpRJyR2bOLN8siIMue47XtMNNWV/YjztHSZeMCNh8HRihdnhciudoRA",
-	"V6K4/XhZEi76ZhAsL/7Rh0n/YOLq451qgwo0FFrfES7Ndps1YpB5JuaM31rF7R0nVFT3V01jG3xuQ06h",
-	"p6fjrbfpHtRrQhRrQAowaiPNtANbJ1q2b8ArtrMXjQjq7+oFxwq/JVHV1CWF9bdhM3NiFClqgWYTp5ql",
-	"GjWUEg/D8bBkaK4GVfdBdHvBSVmpRRJmF4Qxzzo+hVVdhoHlINk15DZf8ABtNB8TmXCmbZ53WRUF5Idn",
-	"RCyZ1jYl3uwUPSSUcFiFZxuT167kKQcNWZBybtNTeq63gUMHym2Gdlx+SSNGOdp4eEC2BNI66JlPbTd2",
-	"uU+YNkDvBdv25doJ2lED+ahCLr9ShHK1AqkSe8k/nb/4mVisQ/Tma6IWtAzVboeT7QV/V4KPX9GVIyBc",
-	"Gd2vMRVfVuCuxD3TUrAOKNFiOVVacAgjB4Gel8M1y2DQfrA/d3G5pbkRSyFb8RgdWPHIRxiwR+LzNiMu",
-	"BFyDrwyLCjn88nBCUDKat1XTTapzqMXuYGPZesGjOicgCDknpOLsjwoIzaRQitCicOAcyChZ86xG+Cia",
-	"bgbxENpqOo8EHJ9IAFLQKRSqFT7se5LiizauN0xDixPqM8NKrBnxkWl1q4ciYJdUKTbnln9hSAfLYlz1",
-	"k+DIC5M6kC8sw71VgKeNTCFJdJDYMZsWG2yBuuEJWyScMXkv1iXUsaGuE8X9eYfoyMx9apgHYvDyjEwL",
-	"yq+aP9hKlrkUVWnvNz3govn5cIeoRb104na85dSvXLAgLt9t2RPy5BZXo2G+uuFvgIKS6U0awFa+tyFN",
-	"Jcjy1EaZN4iFmgNTdbxjIFbSFJZFJAI6emhTsGfFvsYKI3vKYAFCJSoEcfnQlsMfQXpaN1gcALeQl1sk",
-	"3n5S650lDy2KF7PR6W97yKA3W0/bl1H9HEhErMvpOn4DmFK8WojdEdATR5Tt18Zzl5J6330HfGoMwPbi",
-	"Ph6RnvYqHcckVVUJUkEOeXqKZOGetjFcI4gWVJEpAJ9wCWVBM8jHJJXwOxJPeooljyFtmXdsyuIUMqPH",
-	"uC9azdcbpz63Nhk1O8AorP1u3HJ1gvv2srlT2hK/fHPndR0YsiFbvLMLGrSF/4eV1yHLWkCRk9UCM0Qt",
-	"ZM8InVqB3TJUgqgx1fF7uo19sk2w1+Z8zajbJFPL9x2luJdnz1jM2t+BAXg47O5DjknTbZmdPTg0y245",
-	"4LmmekOi/XT9JFA+9t1/WweKeuiXZbVnlrP5e8E47LGPC/+Kz5MbStgR/ChizlnRaN67jfIZLJiE8AxO",
-	"0gLElgu7CI7fzQjJrkC/5jaXo07woutRMloBxL109qVbYaffyQ/4iWi+gTFAHvN4nrDUxtIEcvDPf/7z",
-	"n0fPnx89enTobVF0hditnRFYlnqNRqio8B0al4xmMfzu3svNmNx3vc4lB7Bv7SSAQQPrHW/YwXXgnref",
-	"1B3OPh6eOyGvLx4eDui3u5slaMRGdrAQEqtKy4KuraUbRIJ/opzcT3cFqAeiXWqTDdIurOsneHGCjm8X",
-	"IPchX/QLGUC9evKQfP/Nt/8rIXCjgedhP5wlLKdGP8b6+iaB3UhF231sj/C4+REl5IyyopKgwo9lmmhR",
-	"w2pLr5JITD0hKRf6ciYqnqcE0+WohkusIYc8dYpRnWow+PVopusAYB/flAXltImqM0VEZkV8BvtE+S+M",
-	"dpaQJc0WjMORsRoMsFW1XNIm+9DBbfjDEc30JcgjDOQGbUXqC9g5h9thGIZ4bbwowvF8L6qNpfmkpIha",
-	"VLs+FN203yNsM2YAGK3SanzxXQjeaLIEyrVTwhbVknJE02jqx7Aubzb748XFS2IfQLSN50JopmONCCwT",
-	"6NwdpryKGXGls/EEzaifo+4BpmIfOiMpnYpKn6L/I7VWuPAdr9wRlth2Su0D6q4g91JbY8izVjUdaWzg",
-	"SgHOxOMeiJwBQgSI2mcwdVpHx+fnLNdGqEGRB5zX5bT8dv/N2Mi0eAbOIG79ulg3X3Vu6FmlYNdkzVc2",
-	"7XUwcLY5A/gBcb+7FF0MobiqZ8PoWt0B8cHtEqa14pvolnstKeLlUDaeFklzrajMbR26MV2zDH3UtLC9",
-	"H9RZnbEILtkxffX4/PHF5avHL1+cP7148eqfaZiq3/0xos91yzDcznY63WCh3GDob696rVYjDaoNWcqm",
-	"MxLamAr0bRTsodKSTaFIPHMkCbV99HdP5qwGWys+sJ0UyWohFLQK7mv3x2iPbMVt6ZmvRAEDmQw2LIq9",
-	"m3KBPheaHxn2meIPimTU+uLR5eKrDs7cgyvJNLgnJ9w8in0+0LnRsqHMy7ZRZlBTpQzvzpeGjO1aS8rp",
-	"3DrGVDLhtCxdhbCqO50E/VJarp5632j/+q2NkhEuELV+ztFPFs/eDDwj7SaG3+3G8c7XPLOFcRsSEZ0e",
-	"6kI1thETqUpsaeFKXWpP9YKqTrng5rytmN/pQZZBqV3CPea/azZlBdPrs1bVLi0Eb3JwrNTN8DA7hRy3",
-	"FEniaS+zSovZLCUHRh3GFqe98snDXv2kwcPbeo6iV/SyKor3WulqdvjllLluTwhwSYsYUIqpL8XaxRDb",
-	"5G6hoYL41DvGO7G8aJuSHhDdcH3sm42oMFgFG2Lt7Wpgxx6vz2yDURUrGOYZkHRB1eVSSOz/RGa0ULBj",
-	"JdXWWt0L3NzKmCGe2G0BkLYx1iB8UONUaViy1flovuNG/Ak2RcpmlcQOUeb7Nli5oky3U+parUpQg43A",
-	"3tXqdn12VGWuTWSrbPfM+aOX2C1oQTlJ0UZOd7YFw0ymfep49+0EuiOs1Zpnl/a5yyGxtVWZ2L1m199D",
-	"0qGJ4NLjexomvA2Wwe14sFq0efC22pIh1HoRopQWNqx1hsqSUdyXpV6/F6xpx2d+exMJN37WzRG2Rrxc",
-	"wk5m1F1OWF57ixyTPDNSxHbuarqlYjtUVIoVncHWe+wa7J09Ja0eCf7KNyPlrXsi7MFn6UxjIT5Tu2e4",
-	"JCPrKbgcxFxbvqOstbUCCd5ib3IL/fVLQObLXW3KbqUOYY3Qe+5loCqsx206PwzVVbvDY/2vUWvjPqoV",
-	"lZzx+QYY+fdd70EiYUnlVZg56uOJ7wd4Br9+tbvaGtvbnS+3wTaE137dHeu6/uF8bQ6IgUPp4Yufnzx7",
-	"+vAi7kkainqHeT+ZUXZsZ93Nvqgt1VJ5Uyq1yeg/XysNy7i1R2W2YBoyXclORR5d5iGaBrGSMuY6fSbm",
-	"WCvy8OVrRer2jDbFrR72MFBXptorF4xXN7sam+ZoGxvBYWn1NsRsCs5d5tCUqq1Kd6sK0pAvsrWtNNDY",
-	"3qjCmANsp5v6BqNgeI1pERuLUHevIu26mYaKQF+jU+O8dqUP1kvUF+sIddfihOiiCuQzpvRTB7UOKdvk",
-	"sX3C6qzt4qoqFo0D+UEa20Bo9vfSPXtuwwB71/DaHJd9DrF7NQWeLpxXItCp3wAuXH/oAvwBrW4TYSqd",
-	"tl4Rf0zt3wqKB5iPCto4OHaPGeCR2eDYlJYayPI6rF0PFbArWEvIZdzGw2pmE4bEBw9hfhzevk2vJlrs",
-	"qNeYl7aNV+k2Au0vOuR6Mb+eA/DdsSrqRniaj1rf2oYhngTiKXuUu6oQ6/PzIeF66o4xve0UgEyza4jE",
-	"nPGNrW1ocgxgZ7peQQHwuCxyT+ycFxIhh4hS2IZ+N2cdu3DhEZleu8kqRRHOH/qqjpfvUQYXvZgNmv3+",
-	"vPO2nQl29u73uFMM37pNdAdjeN3hRGE4L6nd7LFausHI0HBSgKqYtdJxfNtCrHB+m6ivdKgkw3bSvXzP",
-	"5X5NP8b+En2Yoi6TVZLp9bm5RqdIYROgB5Xtbmr/9cTjyU+/XoySTd2F6nqL6TqMYLY7G9X98tEDhis0",
-	"R1toXdoOycwper0eIfZk2C58Ydu3L6TgTNkrWVRTQ1QvSuCGdT/mCpbTAsYE49S+VsaGcHxl0IQ3dXn4",
-	"1TXJRFFApsnBJMw/VJPRocchJn3DoCDiYzEM40m2F73rQLqkORigYIjDjkUoFIzJg7BtfidARMpqWjC1",
-	"8AgAOaFlOeE+ZHSwgqn5S2K90DnMGGeuv53tR4k9M3gOEqSy+4YbzBCyjXPxhJDbLLAJn/CHgl8Dt+4g",
-	"O25sIUU1x1QxK4Vc9+FT8/TfyGNzmqBXWWXWIukxLVnqmrrrwc7W/bldpKbZjaO7cDReryW2wTPGfdTH",
-	"qBy0qMB8lPkqAP+xb+59Z8eNkbTDVuxMq8Q3W6eVXhh4uNwDWXE1Nuc+N3QDrV5wml4BoeSnXy/a/boO",
-	"Brpsjcfj9JCIqaaMQ2622Q37d4gGm3erTJSgfJdbwbHWpAY/lbamzjBU6xox313SNbb+IUzj5jFVwzqk",
-	"06Ge7ynJRVbZVtIHaSv9LD0ckx9Asdymq5gVlKY8pzKvk8ksBVEp126+UZqQ1HEnbG6EXUMMgMPwH862",
-	"o5lOzDep+aq5RjtgwQZDXT5OwAQevHwalDT7EKZtJMhpyUano/vjk/F9O5ptgSzOoOcxhk2PG2fDMUbo",
-	"UWCKWMump1ICLoO85BHm0bqIZbsel2lFFkyhVxIpDh8JG21Snk8445l0vbr10FCOhChhPVyea9nkgnqA",
-	"QpEHT0/4HDT55uR7smmihnXOMWljOIZ5jonvy0uuAEo7xtHIsaqccEkxhoFxBAmY1mD9JAKLQ10Zp9uU",
-	"IlyEqRBW/V6IIkcnE8aQJtz2uGgCw445ej8huFwJ8hpD5kinYZxcgh0UWU8T8YkmE57+OfFZIZPRKZn0",
-	"kkomo7cOk2qiMdaFjaF3ckZG7RGlA8U1zSPH4djEt2+sZAalfxD5+r2NEhjI2nnb1gS0rKA7JO/eycmH",
-	"24XTNrcPnMHCW0ldZtUHnXfyjT1w7O0aMMfBnDh85evtr7QmaOBL97e/1MwxM298vcMb3TlO5r173+2w",
-	"vc4Qi7fJ6NtdINGeXhYqh4j7oVr4m885MViuvO03emzu1do03cyYQEHCfyMfcQX/Uc438nVKv40euLXe",
-	"Jo5xl+WRZQbHQXO+OcSMrnqkHvYEJNiGKSGu/RHuxHc3JFPQKwBO9Er46q6260IlyLSLKvczmt10Pvyq",
-	"EV6YgG0/jbK8/jauHuM7c9B1c/SH7jA9tjNQuSS8hmS7VNoxn959H8RfSpZdKTv0yA6EINgyLTAqYtN2",
-	"g8qy4UmxO+ytHkA6uLN2O32qyUwUhVg12QPp0B61IYw9t2iLCGUFSb1Fn8Kom5iWQwC/LbgGTtiMMGyM",
-	"w0XoqohtDPN5YNXamQP+6BTzHZJI76tbCJgPxN+b3qMDHN0PrzIqSU04C0Di8eQyHn3eTPjkm+1v1OMQ",
-	"PyvuO5AK2GHHDz0FrkSgQJFgMkvNYT0LinNZnxN59C9WDrJajHdYYsZg07VTC43At3mRQR9cSz3N9Ogf",
-	"6lF+yuceNHP+XNAyxcF9te3YY6V+l/Vh/puV70GF25nCHHDeecakuyYHxIEhho+Y8tmL2zQk90r4Bq58",
-	"7+S7XZSQ1qjNz5k6v97hOLEpk18gZT+pG+6vFqKoySkgcsaxtfB/P33pEWl/cj/+0xjMbwcpPjU/p94L",
-	"N2MFfKVs7U9v/hGhtcui0xPedfWlitAJV4zPCyCvXz0jCuY4QftAFVQtQJESZGYw3w14whD9/7z3JD0c",
-	"k5fGrrfcpgB6HS484RQzQ2w5vDUZU9B0nsYmSrozLKhaoIuJ6gzzrFI2O+KCw5F1EU342ip+90++uRXv",
-	"iiiCPe6Fo5O2qIL2ySMJBUUEwPEL5gaSHrgYN/opBw/YWnNxg6O84mL/tfu8tk36FWp5zVyIepBoXMcy",
-	"KhjQvOnDj0fyaScfT8l6OvtZcHhuB/V9UJ3svY8ndvjrluuIDoP1fSL+P5UweOpHqhnU7w403jzZ9pZi",
-	"5L7l7/EzWMpzRAlcM70mms7DwK6fpL+g6uOc86+kyP4bicpH9dQW7nDL85daWO4uGcOhalGR+AqjX94r",
-	"3FrOsjMnDut5NTgFm/I2YqKYmnAnpzx46iTWdrFoM3GL1gW4tuiqJ7V6Eo9qGyMhc9Aozeq2ADQYSjzs",
-	"sahnxr2Tmr0bj33oExP2ZeEf0k6OTM+Lc+Z6RGAMHfZhYAE39BnG4XidzTxskOnW2/tgjLe777pPzh7b",
-	"/1j89Atjcc+Y813hTMkOht2GzZWVHbQZj4PZGjtFaGhd1Gp9VWhWUqldJXVqP5kmvuQbrCeyoGtkMzyf",
-	"cHSOJs4tLCQ+YbOSOawaH4HLOA8jxLUjjmrIz0ilDNdUK6azRXfkZOp8D1THmJo5cQOUDxf3qcFzbA59",
-	"5HvXNWjfzWnF/URJtjGsWhfRShwa1B77qSAfNXwUn2G62R+yoqru69nFjdFdtOfjR3teu2JnvIm+f3F3",
-	"dmMJ9vhP9+LbkPW0yTRO2tusZN8FmHYsziTwSkzXJA01Gx8QT8mBV4kwj2UyIn+bjFKypPIK5OGAFR3W",
-	"MuxhSH8u3v9ui/UBwmwx4lUdEblz+n9EInxuk448Y4ylW4eulN2JMpzHHDV1frZOHOwtdhZx6hPUTOVV",
-	"4wTT0g6UqKlovNG4+KWJU3w0H/4txVi91QilnLd4jg+K3SmymxTZQXTeGrRq0gyObaLjxpjVRRCswv7c",
-	"EujSaJI4whS4lmvkbuaPLj3JKK/NKoTlcSRu9vEYt/GFxqI+eBDqL0gJ5q0d9ncO8ppl8JrXRXS3JKIk",
-	"Lhlqx5f1RXmSalCXqk0hogaBB8gr9IXFDcUnQlpCChatx44jMXVGpycue9ybiO2x5acTnvooiVPLGveZ",
-	"owPb+B1zZ22j03RMkAFHOlFQl72KaZDdIe4TPgnSAYO8pNMmY7WV9ciBHHBgLlfS2KEDCW114In7mbAi",
-	"X3trOVr6mh4SmotSqwkPk6DH5IGNnVkXns0SxbQM1YRa6hKCfgr0yfcbWzCOydMZmQojuSX4gaFJWE2v",
-	"6RXgKNEMcuyGOOAt7I3i/+DuwnhO4AfKyOyf7xMlZcY2slmDDwgzTGTHdJFivXuC5r59P8gBtj6wbfti",
-	"GO/dSYY2DtuOwe3t0z73aM33OwRf+lm+XiR9+d6EPZXBnvTwo9ipHeUT8TdsFV5/tubgv90lqckJ0INS",
-	"KMWmxRo7xamMFpAf4hCsMfnV8NVUSDZnnBYpUaCRmIiWlV6sJ9xzaiAVd6XyUHeNw+YkEgeDuEj4qjPv",
-	"4ApKW8aKOQcT/v6SDmpo7M2am1d3C83sycpfOGB+8tB6gzBfKTJda1CfYWbWXYT6S45QUx5g2SA7s0gX",
-	"awFux9wU7ApI2qfslEwrXw/vGASGeHtMIVtAdtW89/iGKa2+OL6wUdlhPpQQeis3v5H7eBPGsUIvTiRi",
-	"YQv8bPkfU02pIuP4trFP4KZkzQbub5nXLwUmxaxxB5UC14i8rPuoNUTWHfkQPber08Sv+NO8G9kMqYC+",
-	"43PF4abEJDyjWL6f/GaDqEZIotHVop7mpBvoqKz0hhSkuQA1GNU0T6Rj8iCsapFA2HJZYc3iqdkOy43B",
-	"Zmfp+qi5A3/MGhuTpznmbilm8wTS4/RoJqFO2VNEzCa8AGz0nZCczZlWCUnHaULSS6yqJOnRLWxXss1W",
-	"nXBrgJL3Z39O+LY6xV6hfmA/sLCtW0yzsTrV56vX3MZE3TN4bHB0G18LdZldosat2Xks2jDo49q8reZE",
-	"263cJoj82cepdrASGxx96MdB/XUMxCjLt768Nqu3osxztqYD43aDsNKLY6y2H/Zh+oQ+s2RQ1J9gsl3Y",
-	"st9zq/Cpr5QV82scUjpGrowdTsz2YVk6qSGpBuKmmJASZJ1plefSfAv7SZgj2pbqZ4T6pyfcZ/xhAt83",
-	"975vbD/Qcn30YKZBbrIA7fE/x0Ln1iDyj+1Jq/TWtJRMAiZi0sLeYqgXfiSu8pEJ/Zt7O/CkCyGeU752",
-	"Z1PvwiCauuIb10C+mXBuicJPFcDULkNxrfig4SYdanc0O0zv9dRKpkghxBW6Z2yBaN3ywI+StwMOMsqN",
-	"ClUIPm/Gc9iaZ9/8Jbf6u/WXw2wGWT2hicPK7XxMXoV8wJpxthdIjHBb4z0+z0YFrYkonxkFP7BZS5ZZ",
-	"2znRATe/I+MPTMadcTf17H/775IyOUzIRu+1sX2D0n9UMJyO/4IDeWmfcbVRIJuG/Qk2JvG1/HxoOKLv",
-	"PsTkhC9BU3Q6Z6Kolq63geDg/o3f16I8KuAaCnIF69b0eddlKRYkc7u8Sxb4N0sWeJ8R/8dNZ692/w3V",
-	"IgI7OmAg7o8N0/A7cYqTdHXkOfEgyf10/uLnun0U0sQAcSV2KzNRGBW+RZxj8phmiwmvP2ObCHUO95Ui",
-	"NUkaUmRaNaTmm5HZcWBxuntFVz8pwe/o7o7uPgTdtShhf8ILP3f8Z3sK8tvj1uzljeVofapx/ckSYkjP",
-	"p3GetupycLR5Us8YBDXhTNfTu5JgXpXbhqvA3muOeccaZUpH5kNvbYnztDchIzjtQI52ZKb0F5iqPTTL",
-	"e4BVtJGgvrm7pO3Pg5NgzoPN1wsGzNehFD/p3SrMrYFUASc5X/Ms4CGGdlWLkwyyC2ywrIY14Y727P1S",
-	"ry8ekpyiqpu6Fr6XVKcTfmB+XQFcJcT3DSTPBc/pOmlyG1BSq5IahknWQCURdnTRoS358lPEyYKqCad+",
-	"3rMBgYUULm3XMQzWqACYGJG4luCCo8qTFVUO+YAa0J0Y//nmnA/Oth9SDuZzCXOKPv47Ub6NAJEC2kg/",
-	"XTc4b809Q4q+VbanOUSagOjWPDsuq6LY7lnuqQ22eDuoopgjTbkWnJ1Ja+TAthDH1NClpSr7CDZmcT3X",
-	"DpMN48Jcfz6yNILbTQozdD3hJZ3XnU47rACjnY6mMJNWLKdKI6kduNTb/BTbgKSHY8wzxUk0qY2Fruja",
-	"utSlNLygTqmy86ZIapH9Yl2Ci2qGQ/rSCZdgZHGmfbPQqtC+5/acXVuPghvKRw5ss9OKYydwA586qVUB",
-	"14cYLn1J54zPTx38WtPpbCsTnKXm08+CSW5nRiEC6nfiyu8xvtm9KZcNZucg0Tl8pbqjIl2jvMh0vGTC",
-	"u2MlhybsnTq26HwtdtimLfV3t76gikwB+ITnULBrkF6b6y7BwsGY5jPYHbY1AhDbx94lS7+fZGnlhjRu",
-	"U3c3D6VkKrCiB1rnNAS2X/NEdD4qTXhvRJVrOIUsY2BRZC3xbj3fniSjJb2xA9i+PTnZPI7tA4Tj92ww",
-	"8XEzzLtzXD+yL703OzSiarxwd29QwrHJf+f+vnc53nv2sWuxMR8182neVgBtMHGstrUprveYZgvHq3C0",
-	"wAKyK9s/39gLYsXH5KlLzquH7knbuFrarnUTnrZHEqaYC17Pua5VnAS9Hzm4AQMSqBK8nhlBXAYgB2V7",
-	"07mMMKOky7wApc5I2pp0l9p+7K0sdPO6E7sae/ngl+gMTvtdgDpjIlNMgvH5aE0WuhPrE46lGWk9SjK1",
-	"uQV4SS7p0glHGxa15VdOM+LCDu8mr6BSRtOkEx7ZgM1R8D1ktZXq8Zy4B/Wt5XYOQzHhTtXzsAgm7uXC",
-	"boJYO7TTJsIArP6eg86UqqbsC1XmIve6drBIOEoGcozQotpA+YSLSh+J2VFuFrSFABehza5EcQ3KzhX0",
-	"XjE0KwzmlaJg2TpxiKZsvRwim5/q6MCFGNXMJLQKm9HH7NUUAsFdew1ceLnl75lwP5XgIB3ytKWHd9rc",
-	"e9Xm1OJza471KXSXT5YH0Jt0O9RkhhpJZKi75ohnRAGQHtNHQ6khTsM2S5BHjquISmdieaf83Ck/G/IX",
-	"MfWklpptz8qwloMjoQZ9t4+bjgV23A+O3vHjLNPTXjGZnSNIV/WksiTIPZxwxpWmPIOkmb60YDgMKCy6",
-	"Szr9GRIvINy/D520hXzCHWOmOhzfbdNLhmJBOADm4/LPd/Xd7jxNsJ5u2h+Q3M9WKgqfb/Zv6sYdDpfQ",
-	"orAZex5AAQVZ/MFaj6hVcO6rkK26aB5Pz2yZ5RQyWikgSiyhnidpvhL48PQiUj1Vfwnb73+eQ4Qe1pvc",
-	"Syx//f7S9sMRlUORC5dgaYSyCyv9FZL2/1qp+vEoije+QrokB7TAD2OTKEM8hxFKbQk7N97nyOf5bk7b",
-	"tcVyxI3/Um4eOeruTaawMdSdx/yl+1tKDoTt66PWXPD1csJTUeT1z4fG2lhJweeRz/VNi69jwswexH/y",
-	"8+QJrS1+InV9x85zNfyRN1gt6q4J5OcVSbXhJx1WsYoVr69uO+0jExkm+deuEsD6virO/qjgjFBO4AbH",
-	"QM+xbVfcq7RBat/J6zt5fSevq1YDgjiB2ij/8Z++JOetpVHzxw2atn0gpmmjvBZSo3/Z+sofPntqB9du",
-	"ULibD95S4faMZPQFtmANac5lXfzlcvn2JtLPm9hsOs17UI7RaR3VjbuVYgrQk/JZq5/oBvwCtU+fD/2X",
-	"I7u/pqg7B00oFxirMmSEE8t21Eh3k3QGQ9C3KmFJGccgqNlJWDDKhRF7dSnpwTcn3x9ukmx3Mu1Opn1x",
-	"Mi3uh8WZPD2ieQRLoX0l5kbqYYblziq10Zyrypx+Esp5/3LxdX2UTyQU9zH9mgn+1ilzR7d/UYMxbMfg",
-	"2pNtEJ++Q+dwmZpNfgmik3U80ZeI4Mhyhs3PlEvFEEqTsqAas12NyTitWJHXBaHRxuyDI0M+FyF5vlYa",
-	"lm6pp3wmYjT3Ax4UBybh44RxWzva9IK7K/PY1BsdoTm1PgdZcZQzDvMQiQJk9rfeQ+cwFt9vev3y6Rcw",
-	"v6LZ5CYOf16VLgvSrCppVof3Ve2p8UWjOK71DgF3KvQzcHvw8mkEqujucvioSqBXahAhF0ALvdgwpQVy",
-	"RXx2HnUNNnz+XV0RYvtDEd9D9N7JSS9fJKN8wqXNT9Sq4ckGA749uW+fZ968Gaiz+9Hu9gPitF3hxT+G",
-	"VBVlxy4YPdKCbj1+50EP73HjHtc27l1WXGE3V0pyKIHnwLO1gT3H22aKVM1UiXGnC4sVtnXbTN2GSVUG",
-	"mOZu6w1ux/2xVxHCroGDqscOum+Nm7IP95V+Mcl5wHARjaLEEHwpTOrplB9MtbcWsJcPhxX+I2jGFn4I",
-	"ibb/lddhGkmrw1T4stVu+m+79jZm3XYBIegVACc5GMCoTl/L4MOY79X/7iNQWlZ2tpKxiTRwyjMIOvaH",
-	"J0Nu0//ID9hRwvX/kIB515lPYg63G34r6JrX/6K7jNaYHkVyprRk08pICy38mcOP1lN7IpusiitiG43U",
-	"+JSJosC2sUO7DBon9L/4oK5+xUTNnKrFVND2fdrazbdv3v7/AAAA//8=",
+	"7H37d9s2uuC/gqO9e2rPlWU3aWe39g/3pHnMZCZpsrEz3blV1oTITxJqCmAB0LKmJ//7Hnx4EKRAPRwn",
+	"cTr5qY1FgsCH7/38fZCLRSU4cK0Gp78P5kALkPi/jwXXwPUTpiqhmGaCm78WoHLJKvvPwXk9m4HSUJAp",
+	"K4FwugAyFZIoes34jOg5kEIseSloMRoMByqfw4KaZfSqgsHpQGnJ+Gzw/v1w8H/fAH5HyNVfgIOk6S9e",
+	"zIEokNcgv1FEhlfILLxDDpTZBlUka36/bH7PCOO4s4koVodmWxJ+q5mEYnCqZQ3xNqdCLqgenA4Y13/+",
+	"bjD0+2Zcwwzk4L3ZeUUlXYB2YHukNc3nC+D6ebG+/ecFcM2mDCQRU9wFDc8PSa1qWpYrQiNwqjqf42Ee",
+	"Th/Q0WiU/zD6tZplZt/MrFhRPR8MB+bZwemgWe2SFRuPBjd0UZX4ziT/9sFDs2pzwOhink9/EhxeUp3P",
+	"18/zlGumV0TTGZlKsSCUE6CyNOeToCrBFZwRShbmbbJiUBaKPDz5Luze4luzfzY94oLDEb6wBWNeSTZj",
+	"nJbru3otYQoSwVvzSooclIKC1BUiIskMLLIhyb7NCOUFyVagMnJA+YrkVMEhyUXNtQG6efBszM1CzTK5",
+	"qFaEKVKbfyznwAkXRLjNkCVV5AoqPRpzf8jfapCr5oz+0UH6Osw3kxfxVoG0S3TP+5NBFIdPtQJJaI5H",
+	"6EGS2i+0CT8SFPqqgMcl2xmzc1qWhgvk+A5hXGnKczizgNOCSMiFLEgF8sg9U0lQwHPoxY+bI1GAe/oI",
+	"MXzbjv8BUvVyErvQN4pc26dG5BEnAp+gJcmus+PsH5nZ1ZTdDBGPfxWS8HoxATk0h2yeLldjTkkhNKIU",
+	"5Ss9N4c/yL5FTBud2P88GD08moCm5l/X345ORidHtKzmdPQgOxyRV7xcIezwQ2Nuv2SQzbBpKg3CMT3H",
+	"RzwXjBAtDS13th25Ae5pYLia1iDNqv/vl+t/vPuvX06Ofnj3nwfj8Wj0p8P/+o8khu7Bw9OsW8d3UlBN",
+	"yQRKwWeKaDEiPxt4K8QlTRa10gR+q2lp6dOD48z8qOkVKHNvORQGn4i4NlTRKxGMKCBTw542QrN5+6h5",
+	"e7BRYCwYZ4t6MTj9Ni08PJfsyI7Hgk9Llmvz19wKYvO/tKpKluNnjyspJiUs/vNXZWHcbOI/JEwHp4P/",
+	"cdzI9mP7qzp+bd96Apqy0m6hw9GZnhtY8UgyeaRjirDCYCMtJdBiRZQWEoohEZbZNvAZ8+St2tsr2HQK",
+	"UlmJEd8dOchyUUA25vFFGZ6gLz3uZsN1EohRyAl3e3mH9jojrabvEm+haJzZ06AEwCO6O0MAxVtaMIXy",
+	"bDTYU7d4Pxz8SIs38FsN6jOggqVT/Lg504KWZs9QmOueUlYqck1LVjhgZCClkCojJVNaIUTEdAq8MGxw",
+	"akU/wuqKiyUfDd4PB58Py+Oj+XtTEWIhXhOlqQZyYDRaxyCR6VvFjClkM9wjf0mVJrRYME6Woi4LMgFS",
+	"CqUP8ajPhJywogD+ec5qZLHFZFEa6bIiXGgjiC1Vi8rhKu71OTecn5ZPzYV+nv1aykMsM4obh5sKcg1F",
+	"uTojBb6pCJUGwLOZYUDmNBJ0LTkUeIafhH4mal58nu3TopBWWZSgRC1zYweBwm3CDVMa9/iaSs1o+bjZ",
+	"Xs9ORa5BHyktgS7aOw1MZMI4RSWzK5U3oT4UZLLSQCTls6BAGtNj1GaabodHb8xzPfIcl8BrK1ADwqXq",
+	"siQl8Jmej/ZSNt8jdFZGXb8Q4gWV9rOfj0egggA3OUCh2qJHsX8BKdmC2TtFEP0k9DnVTE0ZnZR9AEtd",
+	"QclAEVFrxQr4gMuI4B7f6hDtSPM5Rf50PK5PTh7m9in8f8g22+gGQo2C98ZI5TfhRj/P5WzWIbdoG4Zr",
+	"yIXV3CeQU8MNjdpjWDhTWlIt0IoF3VFuRuTCuQ++UcRqLISpjUpLIAl7kSSnUpq77tFizswPY+6Ogapu",
+	"wVROJcpeCUcTqoAwHZTkqZBA1IrnRtjSGWXcGBMkM396Xat5ZhdEz4hXOZ0iRblAjc8eZEhoqQQeVmqj",
+	"x2RaUq4WTBkb4pIVGZFgLV98ecwtfM0+DUT2UbhSCODePE6bEogI5yCvWQ5vOb2mrPQU9mnR7xGZ0PwK",
+	"3KUG8Uk4MgijGsCiEpJKVq5I3ewUecSFEC8pXzm9Tn0G4hGCLChfGRUfFpVWZ2RJmUbXHeo31uwUU6Ig",
+	"F9yciJPsDWi5Ono01SCzDk+Kfko4Cd0aWtivOGzVctUg6y7Soa0Yv+W01nMh2b8+F/uZAJUgiRZGCTT6",
+	"saERPhsSxlEvJqg2VuZMZwjarBQzxjOrQ+YS0GNCrSYz5ksp+Mw9mM8Nc39NlVoKWfg3BJ8y1L+tm0ST",
+	"yj1gvo6vG+ozsKlmkhawA3feDyzOl/LS2TN9gMlafofM87wYRMGWQNvR6NMquFfce45jWUUwaE+qAnpl",
+	"GbBn8nPUtjWUJXJEdIBpQeqqoBoS/Eit+JUUvFbBM7LZ+PO+oT01mPf+Z2vav37uoPecT4X5SyUN29DM",
+	"mv4FVBJyqu1tudUmQpRA8UollEAVPKEaWnqfOeO61jccREdb99M0x/hlEHuHmk8M4w29C+uLya+Qa7N+",
+	"cx71xsmT9UPltZQO6RImieBa0lzH9+31fmZsrYXBPTJZkQKmtC7Rm9l3Tvwc07BQ23C4cxHvw5pUSrrq",
+	"A48aDMNpkuCoqh9rXpTwjJUJQMypSjjPz//66OjB938O/lJLokMyhxsC3IjjInnmBVvABf7x98SPorhg",
+	"i3UkOdJskcQU9A2vu9CpnhPGgyI6wdM5lSE7zoiCiqKKpJJ7NGrxbl6ONrydpxpfH1q4RQdujrfxEl5S",
+	"zqbOZdK+CKMG74ErrVtdQ5XhwOkzUDzSuwM8jQxP2MwYGuioRHcCC3E1dUasQLAOFLC+TAwRub+PtrCA",
+	"/nBBTHwLBzZiH58k1+3clwXoMGIjMUzcYTdellFP+1nIIrrKna4q3L2hBVCKzmA7E/QPDpvvbdzzPyKu",
+	"095vkh+tXc1uLCe5heCU9QeN3IMd7ovy8ZIlgjXn2iijhK3FbJxV2oRtkpiV9KJvibD0uFDZjKOrLXhR",
+	"G2VBuc/v5VM3rIPncLlRtGeOlV8GFcUdv5JwzUStAimckRPUyAzN2YjO5h2dbGVwza10t7rrdW+Rtv1H",
+	"f1xLJWSj5cON9hduDNnWbrLkOdehHUyfS4w4biXTcJ5X/sXH+F68lErfWkk1cshgbFXGkEYGWLTC6IwH",
+	"tiZkARKjiTvx+/Xdpbh+L/rvAC8tNC0vfVLEpReT3bSKhcHIzPyaNSLBv9WAQOFh0aOz0311cbGDMX1H",
+	"a93NZjRtALeGn+3chBRbdBrQpXbKTRsqL6FglJjfyEECFETw0uZzrK0bwF3LRLbAz3Mw5qggU9D5PHjL",
+	"tnwkwLqWLPVNUfXyxZ/nVLfcVNaCKYTVrowRk4tqZb4C3HCVX8IJUDEvQccK0LrS1cEm9i8IaLLrqfox",
+	"uJe9OKFIqCbLOcvnndACZkbYkL/Va/fF1gaiww4u7YiSjz2H6qhDwdsRQ2RKgOZzcsV44WOKXiiYzXet",
+	"N7yThK+iQb6kJyO18Vpv0IesQ0E9SpzjqflpFfKK8hyUst4J5BLelYNsHh95y9kNgUrYyOQOVy9hKkHN",
+	"L8yaCR6NjhD0X8QPZkT4D8Z7cq6RtOqq0194FL+vhdEQCvRpP3KuILy8U/Kj9cxYDzc+HTm4N2uC9sud",
+	"ow4jsKdw7cealUXarp+Yny41S6Xt/Ox1Hhu8QQIxz6eVrlwsFixx7ec2vmQ0l6DJdxdE53dy1Zno1xf+",
+	"IogWosznlHGbtONVBzxVGphrwHmMEvqFmCU0FpvU4ndwSXukQvupSfIpg76XzhxKu1AWojC6bnFpHt3d",
+	"CHwm5OIlvpr3agQclrdY9QmbTtP6xUJc32qffSvWbBNo+m/NeyAjG6PLc2iuyxURHC1Kr1gHz6XNrxNl",
+	"0fwFoxkTCOp9Uon1j/cYFT6a3XWEtviY/2MK7Tks40+k3lkw/gKDY7GdEcn35kwJmlxxwVeLJEiGNiw1",
+	"sYlemVrxq4wY4qa8OCoZh8jy2uEsHf4VHyzFqh5LoBreKpC9dmP1YYCRwnrANuHqG2H9KXWU0rhx2c4p",
+	"owzGaGP45dShn1BNJ1RBj+vV/Xrpd9JjrsdZcpVQeiZB/Vbu5XnxKpINr2Hs12r2bgvO/7kjZ32G2RFv",
+	"UKVKMdcCei1/CVQJTswzwybFuEnnubSZF1lSZoDPC0motT4S0eTSWJUvuRDjBdwkfI8u37xxSmCeqNPC",
+	"IovV/qDiXcam6cRA0x6HFX1ReLPCN4qwYmh9EEyTuVGOOWxXFuz+hxbUHi4pBHzGoCwsS035JKEsNuLd",
+	"Lrjguf/68kIu9likJerWbbiiMIIJs7l2l0zR6RPCKRcSnHjqCX70HCGSlHe6IfvY5i0FiVrsKlH/AqIU",
+	"ea9JaGxQykmEtGsGE69LF+620afO1eR5LWm+Wl/8r0Y1FlzTktQ8B6kp43pl6GkBWnZcB4WozSeSPi0b",
+	"FzaHoaVmuk4xmL8Cm801oRNxbdgZJSVcQ7ntY92j9X7wsv+Y/zCwyG9/yK17KGnfoZ/ATAJGKGWTcgO/",
+	"1VQL2fNhemM//MNJtIujH1LALgWfbfkwUKXNd/8iAfiSdSy69a9++79bn8V/rn3XWC1K00W1wXTxtUFk",
+	"ym4QYTEnsv313mDIcHBzNBNHO3CmvwIt9TwkJHZs4s3yyIgy57hd95hoqmu7iPO0dJl4xI37wdGKF+el",
+	"yK92hEBXorj9eFkSf/RdL1he/X0dJusHE1ef7lQbVKC+0PqOcGm223wjBZkXYsb4rVXctePEiur+qmlq",
+	"gy9tyCn29HS89Tbdg3pNiGINSAlGbaS5dmDrRMv2DXildvaqEUHru3rFscJvQVQ9cUlh69uwmTkpihRB",
+	"oNnEqeZTjRpKiYfhqF8yNFeDqnsvur3ipKrVfBhnF8QxzxCfwqouw8AKkOwaCpsveIA2mo+JjDnTNs+7",
+	"qssSisMzIhZMa5sSb3aKHhJKOCzjs43IW1fyVICGPEo5t+kpa663nkNHym2OdlxxSRNGOdp4eEC2ANI6",
+	"6JlPbTd2uU+YNkBfC7bty7WHaEf15KMKufhGEcrVEqQa2kv+2/mrn4jFOkRvviJqTqtY7XY42f7gr0rw",
+	"0Ru6dASEX0b3a0rFlzW4K3HPtBSsA0q0WEyUFhziyEGk5xVwzXLotR/sz11cbmluxFLIVjxGB1Y68hEH",
+	"7JH4vM2IHwKuwVeGJYUcrtyfEDQczNqq6SbVOdZid7CxbL3gUcgJiELOQ1Jz9lsNhOZSKEVoWTpw9mSU",
+	"rHgeED6JpptB3Ie2ms4SAcdnEoCUdAKlaoUP1z1J6Y82rjdMQ0sT6gvDSqwZ8YlpdauHImKXVCk245Z/",
+	"YUgHy2Jc9ZPgyAuHIZAvLMO9VYCnjUwxSXSQ2DGbFhtsgbrhCVsknDF5L1YVhNhQ14ni/rxDdGTqlurn",
+	"gRi8PCOTkvKr5g+2kmUmRV3Z+80OuGh+PtwhahE+PXQ73nLqFyylFc2pulwICT18FN0j5veY1SlX2z2B",
+	"UiwtelR0BmlmyuFGX9r03y0JGu2HMqKNLi+BuuoLTF0w3zmzUtchrBXN7vO3EKrxuXZ2JkRgPa8XCypX",
+	"WzN8Wt8ZNnDfcmtvXIgnrZXZYjWUpC1ZROMqAyOVANUbpjfpbVul1Ybkoig3F6/NsAPU95gKUaqeCFdT",
+	"DtiHf7Qps7TKmsa6MHvK6AOESlTj0ojY1p4+gc5jnZdpANxCy9mip+yna3ywvkDL8tV0cPrLHprDu62n",
+	"Xdcs1jNXEbEuJ6v0DWAi+HIudkdATxxJYR1cHl1KWlv3A/CpMdvbH/dRpOx0rT51RDJVVyAVFFBkp0gW",
+	"7mkbeTfqw5wqMgHgYy6hKmkOxYhkEn5F4slOsVA1pi3zjk00nUButE+3orVXvEvBZ0QPB80OMHZu1037",
+	"G5y6dXuNqlOQlL58c+eheg/ZkC252gUN2irbx9WyYpY1h7Igyznm9VrInhE6sWpWy7yMYv1Up+/pNgJw",
+	"mzoWnDCBUbdJJmhlO+peXp6ltZEdGICHw62EdZCme0hr31THf3bLAc811RvKIyarZ5HKuO/+25prMq6y",
+	"qOo9c9PN30vGYY99XPhXfHZjX5qV4EcJI9yKRvPebUyG6IPDGJ7RSVqA2HZhToFL6zSOqQZFC5MeYg+W",
+	"scBFrTGDD/V3Qw8fpmbdgUpk97uHPrQhizuPXUvoyGHat2T5UPfRvVFvjD4ePHS3hDzlq4ZNo+uGqbZa",
+	"bu/jbMyzkimdYEwqI2oulqi+L6zgXQfM3alJyglNp1s0qLPdG7NZUUouuBs72uQ8aeFl2fGk3C1qRsjy",
+	"wT6NxoWxwbvR79Zo4N5QTEsgt5E3vv0tvO8iYv3dHMb8CvRbbrMPQ0oyXQ2GgyVAOq5kX7qVZPY7+RGX",
+	"SGbImYt+ytOVLVIbvgvk4J///Oc/j16+PHry5NB7TxFP7NbOCCwqvQpM2/PqdS3DfAzX3ftzUyb3/V4H",
+	"fyLYt3YSwaCB9Y437ODac8/bT+oOZx+Pzz0kby8eH/bY9rs70tDtmtjBXEjsg1CVdGV9s1Hu0t8oJw+z",
+	"XQHqgWg/tclr1i4FX09J5gRDtS6lyycpYSTDAOrNs8fkh+++/19DAjcaeBF3cFvAYgJS2Y4wTcmVQkdX",
+	"IjVyU0KX+RGtgyllZS1BxYvlmmgRYLWlu1YiC2xIMi705VTUvMgIJnhTDZfY9QSKzBmFITmud/VkbUYP",
+	"YJ/eVCXlVLfkZ251sBz2yUu7MJbpkCxoPmccjozkNMBWVtcLpGrh1r9wQhN4DfIIU4+iRljhAnauOnIY",
+	"hklJNsMhwfF898SNzWRIRRG1qHadk7qFKkfYGNMAMFlX3ESPuxC80WQBlGtngM7rBeWIpslkxX4/htns",
+	"Xy8uXhP7AKJtOntPM51qnWOZQOfusEhDTIlr9pAuKUh65kPXSpVa6IxkdCJqfYoe+8wqfcL3aHRHWGCj",
+	"RLUPqLtGjLdYNCbpBDPbkcYGrhThTDpSj8gZIUSEqOsMJiQidqJUzmvXCDUoi4jzuizMXx6+GxmZls4Z",
+	"7cWtn+erZlUXOJ3WCnYtL3hjCzV6Uz0216w8Iu53V1SCQX/Xp8MwulY/W3xwu4RpffFdcstrTZTSBbw2",
+	"AyRRmFFTWdjOKUoTmucYVaWl7VakzkKOPbj0/OzN0/OnF5dvnr5+df784tWbf2ZxcVn3x4Q+1y0cdDvb",
+	"6XS9pd29ySp7VRi3Wj9RNM9l08sP/WsK9G2cC33FkJuSZ/DMibKJ9tE/vPyg7m0G/Mj2/vUmXdQiJrh+",
+	"B3vk128rKHgjSujJvbOJPNhtsBDob6bFkWGfGf6gSE5t9Bjdzb5O7sw9uJRMg3tyzM2j2JkKbdSW/8i8",
+	"bFs7R1XAyvDuYmHI2H5rQTmdWWtXDcecVpXraaFCb66ow1fLzR32jb4/v7XBcIAfSFo/52j6pusNImuy",
+	"3Xb3z7txvPMVz20p94bUeaeHOpPYtg4kdYVNmFxxZojSzanqFLhvzjRO+dwf5TlU2pWIYcWWZhNWMr06",
+	"a/WZoKXgTdaolbo5HmanJJktZf142su81mI6zciBUYexKfdawf/hWsW/wcPbes2TV/S6Lss77c1gdvjl",
+	"NGbYHm13afaYApFSX8qVy3ppk7uFhooyKj4wQwcLYrcp6RHR9Xd0eLcRFXr7NsRYe7uuDSOP12e2JbZK",
+	"tbjgOZDM5xpkNjO6VLBj7e/W7hIXuLmlMUM8sduSVW2zgiKPYMCpyrBkq/PRYseN7JKlMq0l9jQ069v0",
+	"miVlup0E3mquhRpsAvauu0Q3XkFV7hobtxpNnLlYHCbJ6DnlJEMbOdvZFoxzb/fpPLFv7+odYa1WPL+0",
+	"z132ia2tysTuXSb8PQw7NBFdenpP/YS3wTK4HQ9W8zYP3lYN2Ydar2KU0sJ6yc9QWTKK+6LSqzvBmrZP",
+	"+5d3iVSLe93OZ2u036WY5kbd5YQVwVvkmOSZkSK212TT3xsbeKNSrOgUtt5j12Dv7GnY6urjr3wzUt66",
+	"i88efJZONbaOYWr3nMzhwHoKLnsx1xacKmttLUGCt9ibbHh//RKQ+XJXTblbcV5c1XrH3XdUjR0kml5F",
+	"fZ1A3OGxY4VRa9M+qiWVnPHZBhj59123XCJhQeVVXOvgYzV3AzyDXz/bXW3Na9idL7fB1ofX/rs7ViL/",
+	"3fnaHBAjh9LjVz89e/H88UXak9SX8RMHV3Oj7Nhe8Jt9UVvqe4umuHeT0X++UhoWaWuPynzONOS6lp0a",
+	"crooYjSNYiVVynX6QsywuvHx67eKhIbCNik7jCfqqYRW7S+XjNc3uxqb5mgbW5diM5BtiNm0SHFZkxOq",
+	"tirdrbp9Q77I1rbSQGN7owpjDrCdbsINJsHwFmOwG9sm7N73oOtm6mtb8BadGufBld5b4Rcu1hHqruV0",
+	"yY8qkC+Y0s8d1DqkbAPT+6QUsbaLq65ZMg7kRz9tA6HZ32v3bJRvvVfXCRtQ3+cQu9f/4eniCVsCnfoN",
+	"4OLv912AP6DVbRJMpdOIMuGPCf6tqNyN+aigjYNjv7MeHpn3DvpqqYGsCGHtMAbHfsFaQq5GJB1WM5sw",
+	"JN57CPNj//ZtKgTRYke9xry0bSBYt3X1+kf7XC/m13MAvjtWJd0Iz4tBa61tGNKbsYZZOJS7Okbr8/Mh",
+	"4TAnzpjedm5Nrtk1JGLO+MbWxmkFBrBzHb6gAHhaFrknds4LSZBDQilsQ79bZYV9I/GITK/cLLCyjCfm",
+	"fRPi5XsUbicvZoNmvz/vvG0vnZ29+2vcKYVv3bbvvTG87ji9OJw3DG72VPV3b2SoPylA1cxa6ThwdC6W",
+	"OHFUhCvtS1uzvd8v77hAvekgvP6JdZiiLpPXkunVublGp0hh27pHte3Hbf/1zOPJ336+GAw39cMLFYKT",
+	"VRzBbPfiCxNe0AOGX2iONte6sj39mVP01rpa2ZPhgIu5HTgyl4IzZa9kXk8MUb2qgBvW/ZQrWExKGBGM",
+	"U/vqThvC8bWsY95UkuOqK5KLsoRck4Nxq1JqPDj0OMSkb3EXRXwshmE8yU5PcT2zF7QAAxQMcdhBPqWC",
+	"EXkUD3rpBIhIVU9KpuYeAaAgtKrG3IeMDpYwMX8ZujxfmDLOXEdW20EZuzzxAiRIZfcNN5ghZFu94wmh",
+	"sFlgYz7mjwW/Bm7dQXZA5lyKeoapYlYKuX75p+bpP5Gn5jRRd83afItkx7RimRtDontnMaxPmiSBZjcO",
+	"m8RhrmtDHAyeMe6jPkbloGUNZlHmK6D8Yt89+LMdkEmyDluxUxiHfjwIrfXcwMPlHsiaq5E597mhG2h1",
+	"L9X0Cgglf/v5ot1h8qCnL+RoNMoOiZhoyjgUZpvdsH+HaHDchMpFBcr3ZRcc6+wC+Km0VeCGoVrXiFl3",
+	"QVfYrI4wjZvHVA3rkM76ppRkpBB5bYcfHGSt9LPscER+BMUKm65ivqA05QWVRUgmsxREpVy5iXzZkGSO",
+	"O2E7PuxzZQAch/9wGivN9dCsSc2q5hrtSCCXemzzcSIm8Oj18yif1YcwbetbTis2OB08HJ2MHtphonNk",
+	"cQY9jzFsetw4G44xQo8CU6SaDD6XEvAzyEueYNari1i28++ZVmTOFHolkeLwkbg1NOXFmDOeSzddQveN",
+	"kRoSJayHy3Mtm1wQRv6URfT0mM9Ak+9OfiCbZkBZ5xyTNoZjmOeI+E7y5AqgsoOHjRyrqzGXFGMYGEeQ",
+	"gGkN1k8isJ2BazzgNqUIF3EqhFW/56Is0MmEMaQxt12ZmsCwY47eTwguV4K8xZA50mkcJ5dgRxuH+Vc+",
+	"0WTMs9/HPitkPDgl47WkkvHgvcOkQDTGurAx9E7OyKA9VLunsLB55Dge9Pv+nZXMoPSPoljd2fCbnqyd",
+	"921NQMsaumNdH5ycfLxdOG1z+4g0bBUhqcus+qgTur6zB069HQBzHE02xVe+3f5Ka+YTvvRw+0vN5E3z",
+	"xrc7vNGdPGjee/DnHbbXGbv0fjj4fhdItOdtxsoh4n6sFv7ic04Mlitv+w2emnu1Nk03MyZSkPDfyEdc",
+	"i5ok5xv4Gs1fBo/ct94PHeOuqiPLDI6jdrIzSBldYQgsdrEl2DhwSFzDPtyJ78dLJqCXAJzopfDFIm3X",
+	"hRoi0y5rDLmGbEG3qhFemIBtl0ZZHtbGr6f4zgx0GOfx2B1mje30VG0KryHZvsp2MLV330fxl4rlV8qO",
+	"6bMjjAg2+YyMitR8+Kiqtn+2+Q57CyOze3fWHgBDNZmKshTLJnsg69ujNoSx5xZtXZCsYRi26FMYdRPT",
+	"cgjgtwXXwAmbEoat3LiIXRWpjWE+DyxbO3PAH5xivsMw0a3xFgLmI/H3plt2D0f34xaNShIIZw5IPJ5c",
+	"RoP7zYRPvtv+Rhjge6+4b08qYIcdP/YUuBSRAkWiWWKBw3oWlOayPify6F+s6mW1GO+wxIzBpmunFhqB",
+	"b/Mio87tlnoCCyI/huGzyuceNJNpXdAyw1GzwXZcY6V+l+Ew/82qO1DhdqYwB5wPnorsrskBsWfs7hOm",
+	"fPbiNg3JvRK/gV9+cPLnXZSQ1nDo+0yd3+5wnNRc5C+Qsp+FETHLuSgDOUVEzjjWhf/389cekfYn9+Pf",
+	"jcH8vpfiM/Nz5r1wU1bCN8rW/qxN7CM0uCw6U0xcH3qqCB1zxfisBPL2zQuiYGa0RXKgSqrmoEgFMjeY",
+	"70YSYoj+fz54lh2OyGtj11tuUwK9jj885hQzQ2wrEGsyZqDpLEvNQHZnmFM1RxcT1TnmWWVsesQFhyPr",
+	"IhrzlVX8Hp58dyvelVAE17gXDvvbograJ48klBQRAAcGmRsYroGLcaOfcvCADZqLG3XoFRf7r90njG7S",
+	"r1DLayYZhdHXaR3LqGBAi2ZyDB7Jp518OiXr+fQnweGlHS37UXWyOx+o7/DXfa4jOgzWrxPx/6mFwVM/",
+	"BNSgfncE/+ZZ7LcUIw8tf0+fwVKeI0rgmukV0XQWB3Zpadjjymz405zzj6TI/huJyidhzhh3uOX5SxCW",
+	"u0vGeAxoUiS+weiX9wq3PmfZmROHYcKaYv+yrbFixEQxNeZOTnnwhCTWdrFoMyOShgJcW3S1JrXWJB7V",
+	"NkZCZqBRmoW2ADQao9/vsQhTTj9Izd6Nxz72iQn7svCPaScn5r2mOXMYaptCh30YWMQNfYZxPBBuMw/r",
+	"Zbphex+N8Xb33TQy2n37n4qffmEs7gVzviucgtzBsNuwuaq2o6HTcTBbY6cIja2LoNbXpWYVldpVUmd2",
+	"yWzoS77BeiJLukI2w4sxR+fo0LmFhcQnbFYyh2XjI3AZ53GEODjiqIbijNTKcE21ZDqfd4ckZ873QHWK",
+	"qZkTN0D5eHGfAJ5jc+gj37ezQftuTivuJ0myjWHVuohW4lCv9rieCvJJw0fpqdub/SFLqkIn6i5uDL5G",
+	"ez59tOetK3bGm1j3L+7ObizBHv/uXnwfs542maZJe5uV7PvW047FOYy8EpMVyWLNxgfEM3LgVSLMYxkP",
+	"yJ/Gg4wsqLwCedhjRce1DHsY0vfF+98dCtJDmC1GvAwRka9O/09IhC9t0pFnjKl069iVsjtRhihBn6nz",
+	"k3XiYG+xs4RTn6BmKq8aJ5iWdgRSoKLRRuPiH02c4pP58G8pxsJWE5Ry3uI5Pij2VZHdpMj2ovPWoFWT",
+	"ZnBsEx03xqwuomAVtoWUQBdGk8Sh28C1XCF3M3906UlGeW2+QliRRuJmH09xG19oLOqjB6H+gJRg3tph",
+	"f+cgr1kOb3koorslEQ3TkiE4vqwvypNUg7pUbQoRNQjcQ16xLyxtKD4T0hJS9FE3rdIRk20bEZpDDF32",
+	"uDcRsWAi0NbpmGc+SuLUssZ95ujAjirB3FnbljQbEWTAiU4U1GWvYhpkZyeYC/0mlZd02mSstrIeOZAD",
+	"DszlSho7tCehLQSeuJ9iLoqVt5aTpa/ZIaGFqLQa8zgJekQe2diZdeHZLFFMy1BNqCWUEKynQJ/8sLEF",
+	"44g8n5KJMJJbgh9xPYyr6TW9Ahx+nUOB3RB7vIXh9j+ZuzCdE/iRMjLXz/eZkjJTG9mswUeEGSeyY7pI",
+	"udo9QXPfvh/kAFsf2LZ9KYz37iRDG4dtx+D29mn3PVrzww7Bl/UsXy+Svnxvwp7K4Jr0UASZNaF2+FzC",
+	"37BVeP3e/OOSFe93SWpyAvSgEkqxSbnCTnEqpyUUhzi2cUR+Nnw1E5LNGKdlRhRoJCaiZa3nqzH3nBpI",
+	"zV2pPISucdicROJQJBcJX3ZamF9BZctYMedgzO8u6SBAY2/W3Ly6W2hmT1b+ygHzs4fWG4T5RpHJSoO6",
+	"h5lZXyPUX3KEmvIIy3rZmUW6VAtwO+KrZFdAsnXKzsik9vXwjkFgiHeNKeRzyK+a957eMKXVF8cXNio7",
+	"zIcSYm/l5jcKH2/COFbsxUlELGyBny3/Y6opVWQc3zb2CdxUrNnAw54GB7QsrRYlMClmhTuoFbhG5FXo",
+	"o9YQWXfcTfLcrk4TV/Gn+TCy6VMBfcfnmsNNhUl4RrG8m/xmg6hGSKLR1aKe5qQb6Kiq9YYUpJkA1RvV",
+	"NE9kI/IormqRQNhiUWPN4qnZDiuMwWanv/uouQN/yhobkecF5m4pZvMEsuPsaCohpOwpIqZjXgI2+h6S",
+	"gs2YVkOSjbIhyS6xqpJkR7ewXck2W3XMrQFK7s7+HPNtdYprhfqR/cDitm4pzcbqVPdXr7mNibpn8Njg",
+	"6Da+Fusyu0SNW9NeWbJh0Ke1eVvNibZbuU0Q+d7HqXawEhscfewn7/xxDMQky7e+vDart6LMc7amA+N2",
+	"g7DW82Ostu/3YfqEPvPJqKh/iMl2cct+z63ip75RVsyvcBjUCLkydjgx24dF5aSGpBqIm2JCKpAh06oo",
+	"pFkL+0mYI9qW6meE+qfH3Gf8YQLfdw9+aGw/0HJ19GiqQW6yAO3x72Oh8wuzs8/lSav11rSUXAImYtLS",
+	"3mKsF34irvKJCf27BzvwpAshXlK+cmdTH8IgmrriG9dA3rby5+g7NEThpwpgapehuFZ80HCTDrU7mu2n",
+	"9zCKjilSCnGF7hlbIBpaHtjhkY4acXoAF6QUfNaM57A1z775S2H1d+svh+kU8jChicPS7XxE3sR8wJpx",
+	"thdIinBb4z3uZ6OC1kSUe0bBj2zWkmXW5rJa3PwrGX9kMu6Mu8FpToEUSEWZ7Cdko/fa2L5B6d9q6E/H",
+	"f8WBvLbPuNookE3D/iE2JvG1/LxvMKzvPsTkmC9AU3Q656KsF663geDg/o3ra1EdlXANJbmCZq5XmMOa",
+	"DpK5XX5NFvg3Sxa4y4j/06azV7v/hmoRgR0d0BP3x4ZpuE6a4iRdHnlO3Etyfzt/9VNoH4U00UNcQ7uV",
+	"qSiNCt8izhF5SvP5mIdlbBOhzuG+USSQpCHF1shj34zMjgNL090buvybEvwr3X2lu49Bdy1K2J/w4uV2",
+	"6HGzNhrceRtbu0Jh2/QcRCrEYUjUSGZttFY7uhhnidjU6JAwzaOkzxF5FijNaMsw1UTUmhyICmz1uW1f",
+	"P+YoQfvnS2MFt1JhFMs3imQcbvSl7cEXZ+yMedb9o+0ZVzRTacwSvj9b5+zGTgv7rHkJyqxoe/rApWNQ",
+	"tqJd1sl8ls4htjbrwQaH64ODmGo4HTnA+Xi29Oqwr9g5HtPccIwFvfHjIh58//1we3X2+n5sraClXUyj",
+	"ooy7ke0abvTQDtPAaSNU9dZiu2Hyd7w31xDWoKVozZGwc0h1b+8iN7h6KsUinTyysaXu7htzXSL32ZMW",
+	"d7CjR6USWLpAkirrgRaLidKCg+pFqA7W711FvxWvrCMqjKZnvu2gb414kLWGhGe9Ow2PXDqW/CEbNTKO",
+	"8RrIBEqxtDfnM9YP2qPYNrCi3r22n9ucuLRp4sz6xtHuU5rw0O66Ow7Kc/G+vaFrIQ2+70+Ghl7tdr4/",
+	"Odm+ufuSgx8xYyMIUzrSKy/dOjC77yGAL1Qd+lGKpYI4ZyoGetAhnC8AVYlIDzpf8bxHAzr+PfrXJSve",
+	"H0uvQ2wtyF+3GxwbGhJjfHid5nRdjxqGKcugxpzpML90GE3sdNtwPWiE0jHnM4/ZvIsJ5HQR1t9BvwhK",
+	"0jY94/najLDotD1Vam1ofqnFaglo9TGCizUkCDf3tWztfjAPzPq0FQv+buIMSAk5sGvXSI62RnL28xBD",
+	"u2o3WwpHTKh+X2DHf+gjc28vHpOCorMv83oe1dmYH5hflwBXQ+I7J5OXghd0NWyyO9GCUhU1BgpZAZVG",
+	"2V0ICYe26N0ohSXjQObGAKJkUudXYGfgW0jhp+13jB7AtLL9qIZuKIrRA4nT94oeR0hERucGXve36q67",
+	"061J7rOZhBnFLIev0nsbASIFtJF+soqMVXR4G1L0poqnOUSaiOhWPD+u6rLcHltfc5xYkzSqI50hTbkm",
+	"5J1Zs+TADlHB4piFpSr7CBryruvs4XDDwFTXoZgsjOB2s1INXY/5Fl+CpymsJQomFzlwxUfFKfoRssMR",
+	"VtrgLL7MZoMt6comFUhpeEFIKrcTN0lmkf1iVYHL64rHFGdjLsHI4lz7dul1qf3UkRm7tjEVN5YYzRom",
+	"Sc1xFoqBTyjrUcD1ISaMvaYzxmenDn6t+by2mRtOk/UJ+NEs2zOjEAH1O3ENiDDDq3tTLh/eToJ01lV7",
+	"WLZrFZyYDzwc8+5g7b4Zw6eOLToN044bt82O3K3PqSITAD7mBZTsGqTX5rqfYPFocLMM9sdvDUHGBvpf",
+	"y8XuplxMuTHVO7nVesdyx961PmO4IbD92kevm+F+SOd9tsDvvsXWp62x606y/8TZBGvT07d4GRyb/Hee",
+	"cPC1ym3PTr5t/7LLG/KFblYAbTBxrLa1KbPpKc3njlfhcKU55Fd2gpCxF8SSj8hzV54Qxg5LO7pD2r69",
+	"Y561hzJnWA3HfEZ2UHGG6P0owI1YkkCV4GFqFnE1EByU7c7rvERGSZdFCUqdkaw16zezE2ladXjmdSd2",
+	"NXYzxJXoFE7X+yB2BmVnmAbsM/KbOjwn1scci1OzMEw7s9mVeEmu7MQJR5sYZgvQnWbEhZ4zPhuRN1Ar",
+	"o2nSMU9swDrHfRd9baV6uirgUbi1wk6iKsfcqXrr/jVSCLsJF6LoNMoyAAvrOehMqIrCaUZlLguva0cf",
+	"iYfpQYE5aqg2UD7motZHYnpUmA/aUsiL2GZXorwGZScrB2e+MSsM5lWiZPlq6BBN2Y4BiGx+rrUDF2JU",
+	"M5XZKmxGH7NXUwoEd/AauAS7lr9nzJvgw4Zw5Fdt7i61OTW/b+1BP4fu8tkyIddm/fe12aNGEhnqDhzx",
+	"jCgAssb00VBqiNOwzQrkkeMqota5WHxVfr4qPxsqODD5NkjNtmelX8vBoZi9vtunTc8mO/AQhw/6gd7Z",
+	"6Vo5vZ2kTJdhVuswqr4YcxvPz2HYzJ+cMxyHGLcdGHY6VA29gHD/PnTSFooxd4yZ6mZErWM4qi8WhCPw",
+	"Pi3//FDf7c7zlMN897VJyol87bL0Gff/pm7c/nAJLUtbs+ABFFGQxR+sdk1aBee+D4tVF83j2ZltNDGB",
+	"nNYKiBILCBO1zSqRD0/PE/XjYSUcQHQ/xyg+DpvcSyx/e3eFi/GQ7r7IhSsxMULZhZX+CGWLf6xixXQU",
+	"xRtfMV2SA1riwtgm0xDPYYJSW8LODTg88pVOmwuXbLsA4gaguoRKq7s3tVLGUHce89fubxk5ELazoVpx",
+	"wVeLMc9EWYSfD421sZSCzxLLrZsW36aEmT2IX/J+8oTWFj+Tur5j790Af+QNVov62gb7fkVSbfhJx308",
+	"xJKHq9tO+8hE+kn+rauFtL6vmrPfajgjlBO4YQpTDbBSMulV2iC1v8rrr/L6q7yuWy2Y0gRqo/zHv/ui",
+	"5PeWRs0fN2ja9oGUpo3yWkiN/mXrK3/84rkd3b9B4W4WvKXC7RnJ4AtsQh/TnMu6+MPl8u1NpPeb2Gw6",
+	"zR0ox+i0TurG3Vp5BehJudfqJ7oBv0Dt0+dD/+HI7o8p6s5BE8oFxqoMGeHM1h010t0kncEQ9K1KWFDG",
+	"MQhqdhK3zODCiL1QvXTw3ckPh5sk21eZ9lWmfXEyLe2HxamEa0TzBBZC+14UG6mHGZY7rdVGc66uCvpZ",
+	"KOfu5eLbcJTPJBT3Mf18japPlf1Kt39QgzFuSOUatG4Qn74etL9MzSa/RNHJEE/0JSITqoAwbP+qXCqG",
+	"UJpUJdWY7WpMxknNyiK0xEiOpukdmnZfhOT5SmlYuE8951ORorkf8aA4MhIfJ4zb+tqmG+7XMo9N02EQ",
+	"mhPrc5A1RznjMA+RKEJmf+tr6BzH4tfHfrx+/gVM8Go2uYnDn9eVy4I0X5U0D+F9FTw1vmgUB9Z/RcCd",
+	"Cv0M3B69fp6AKrq7HD6qCuiV6kXIOdBSzzfMqYNCEZ+dR12LMZ9/FypCbIdM4ruoPzg5WcsXySkfc2nz",
+	"E7VqeLLBgO9PHtrnmTdveurs/mp3+xFx2n7h1d/7VBVlB08ZPdKCbjX64FFXd7hxj2sb9y5rrrCfPSUF",
+	"VMAL4PnKwJ7jbTNF6mau1qjTh84K29A4XLdhUlcRprnbeofbcX9c779zDRxUGLzs1ho1ZR9ulfVikvOI",
+	"4SIaJYkhWilO6umUH0y0txawmyGHJf4jakcbL4REu77K2ziNpNVjM37Zajfrb7sGf+a77QJC0EsATgow",
+	"gFGdzt7Rwpjvtb7uE1Ba1na6pLGJNHDKc4hmFsUnQ26zvsiP2FPLdUCTgHnXuU9ibreFaNaK+gavr+gu",
+	"ozWoUJGCKS3ZpDbSQgt/5njRMLcwscm6vCK21VrAp1yUJTbO79tl1Doq0SkmVL9iomZB1XwiaPs+be3m",
+	"+3fv/38AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -55,6 +55,17 @@ type ObservationRevision struct {
 	TransmissionID string
 }
 
+type PortalSession struct {
+	TokenHash       []byte
+	UserID          uuid.UUID
+	Username        string
+	Role            string
+	CsrfToken       string
+	AuthenticatedAt time.Time
+	LastSeenAt      time.Time
+	ExpiresAt       time.Time
+}
+
 type PushReceipt struct {
 	ClientID       string
 	TransmissionID string
