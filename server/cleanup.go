@@ -7,7 +7,8 @@ import (
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 )
 
-// cleanupLoop removes push receipts past their retention and expired refresh tokens.
+// cleanupLoop removes push receipts past their retention, expired refresh tokens and
+// expired portal sessions.
 // Every process runs it; the deletes are idempotent and bounded per statement.
 func (s *Server) cleanupLoop(ctx context.Context) {
 	t := time.NewTicker(s.opts.CleanupInterval)
@@ -36,5 +37,8 @@ func (s *Server) cleanup(ctx context.Context) {
 	}
 	if _, err := s.q.RefreshTokenDeleteExpired(ctx); err != nil && ctx.Err() == nil {
 		s.log.WarnContext(ctx, "could not clean refresh tokens", "error", err)
+	}
+	if _, err := s.portal.Cleanup(ctx); err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "could not clean portal sessions", "error", err)
 	}
 }

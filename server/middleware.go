@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/opendataensemble/synkronus/gen/api"
+	"github.com/opendataensemble/synkronus/server/portal"
 )
 
 type ctxKey int
@@ -69,9 +70,13 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// bodyLimit bounds every request body: the push route has its own, larger limit.
+// bodyLimit bounds every request body: the push route has its own, larger limit. The
+// portal's uploads are streamed on to an API operation, which applies its own.
 func (s *Server) bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if portal.StreamsBody(c.Request().Method, c.Path()) {
+			return next(c)
+		}
 		limit := s.opts.MaxJSONBytes
 		if c.Path() == "/api/sync/push" {
 			limit = s.opts.MaxPushBytes

@@ -26,6 +26,7 @@ import (
 	"github.com/opendataensemble/synkronus/server/buildinfo"
 	"github.com/opendataensemble/synkronus/server/obsync"
 	"github.com/opendataensemble/synkronus/server/passwords"
+	"github.com/opendataensemble/synkronus/server/portal"
 	"github.com/opendataensemble/synkronus/server/tokens"
 )
 
@@ -55,6 +56,8 @@ type Options struct {
 	AccountCacheTTL time.Duration
 	// CleanupInterval is how often expired push receipts and refresh tokens are removed.
 	CleanupInterval time.Duration
+	// Portal are the web portal's settings.
+	Portal portal.Options
 }
 
 func (o *Options) setDefaults() {
@@ -99,6 +102,7 @@ type Server struct {
 	refreshLimiter *authlimit.Limiter
 	sync           *obsync.Service
 	presence       *presenceRecorder
+	portal         *portal.Portal
 	spec           *openapi3.T
 	version        string
 	echo           *echo.Echo
@@ -136,7 +140,12 @@ func New(deps Deps, opts Options) (*Server, error) {
 		spec:           spec,
 		version:        version,
 	}
-	s.echo = s.routes()
+	s.echo = echo.New()
+	s.portal, err = portal.New(portal.Deps{API: s.echo, Pool: deps.Pool, Log: deps.Log, Tokens: issuer, Version: version}, opts.Portal)
+	if err != nil {
+		return nil, err
+	}
+	s.routes(s.echo)
 	return s, nil
 }
 
@@ -153,8 +162,7 @@ func (s *Server) Start(ctx context.Context) *sync.WaitGroup {
 	return &wg
 }
 
-func (s *Server) routes() *echo.Echo {
-	e := echo.New()
+func (s *Server) routes(e *echo.Echo) {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = echo.ExtractIPDirect() // forwarding headers are not trusted
@@ -175,7 +183,7 @@ func (s *Server) routes() *echo.Echo {
 	api.RegisterHandlers(e, api.NewStrictHandler(s, nil))
 	e.GET("/openapi/synkronus.yaml", serveSpec)
 	e.GET("/docs", s.serveDocs)
-	return e
+	s.portal.Register(e)
 }
 
 // bodylessOperations are validated without their body: their handlers check the body
