@@ -43,7 +43,7 @@ type bundlesData struct {
 	Note     string
 	Manifest *api.AppBundleManifest
 	// Changes compares two versions when the page was asked to.
-	Changes        *api.ChangeLog
+	Changes         *api.ChangeLog
 	Current, Target string
 }
 

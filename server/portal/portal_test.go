@@ -552,11 +552,11 @@ func TestRootSendsBrowsersToThePortal(t *testing.T) {
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for accept, toPortal := range map[string]bool{
 		"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8": true, // a browser
-		"text/html": true,
+		"text/html":                         true,
 		"application/json, text/html;q=0.5": false,
-		"*/*":              false, // curl
-		"":                 false,
-		"application/json": false,
+		"*/*":                               false, // curl
+		"":                                  false,
+		"application/json":                  false,
 	} {
 		req, err := http.NewRequest(http.MethodGet, env.HTTP.URL+"/", nil)
 		require.NoError(t, err)
