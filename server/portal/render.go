@@ -26,7 +26,7 @@ import (
 //go:embed templates/*.html
 var templateFS embed.FS
 
-//go:embed static/*.css static/*.js static/*.txt
+//go:embed static/*.css static/*.js static/*.svg static/*.txt
 var staticFS embed.FS
 
 // view is what every page template receives.
