@@ -43,6 +43,8 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, int64(1<<20), c.MaxJSONBytes)
 	require.Equal(t, int32(16), c.DBMaxConns)
 	require.Equal(t, 10, c.BcryptCost)
+	require.Equal(t, time.Hour, c.PortalIdleTimeout)
+	require.Equal(t, 12*time.Hour, c.PortalMaxAge)
 	require.Equal(t, "data", c.DataDir)
 	require.True(t, strings.HasPrefix(c.BlobURL, "file:///") && strings.Contains(c.BlobURL, "/data/blobs?"),
 		"files go to a directory under DATA_DIR: %s", c.BlobURL)
@@ -56,6 +58,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"LOG_FORMAT": "text", "PUBLIC_URL": "https://sync.example.org/", "ACCESS_TOKEN_TTL": "1h", "REFRESH_TOKEN_TTL": "48h",
 		"PUSH_RECEIPT_TTL": "2h", "SYNC_CONFLICT_POLICY": "incoming", "MAX_PUSH_BYTES": "2048", "MAX_JSON_BYTES": "4096",
 		"DB_MAX_CONNS": "4", "BCRYPT_COST": "12", "BLOB_URL": "s3://field-files?region=eu-west-1",
+		"PORTAL_IDLE_TIMEOUT": "20m", "PORTAL_SESSION_MAX_AGE": "8h",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, "postgres://u@db:5432/x", c.DatabaseURL)
@@ -77,6 +80,8 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 	require.Equal(t, int64(4096), c.MaxJSONBytes)
 	require.Equal(t, int32(4), c.DBMaxConns)
 	require.Equal(t, 12, c.BcryptCost)
+	require.Equal(t, 20*time.Minute, c.PortalIdleTimeout)
+	require.Equal(t, 8*time.Hour, c.PortalMaxAge)
 }
 
 func TestConfigAliasesOfOlderReleases(t *testing.T) {
@@ -133,18 +138,20 @@ func TestConfigReadsJWTSecretFile(t *testing.T) {
 func TestConfigRefusesBadValues(t *testing.T) {
 	t.Parallel()
 	cases := map[string]string{
-		"PORT":                 "abc",
-		"SERVER_PORT":          "70000",
-		"LOG_LEVEL":            "loud",
-		"LOG_FORMAT":           "xml",
-		"SYNC_CONFLICT_POLICY": "mine",
-		"ACCESS_TOKEN_TTL":     "tomorrow",
-		"REFRESH_TOKEN_TTL":    "-1h",
-		"PUSH_RECEIPT_TTL":     "0s",
-		"MAX_PUSH_BYTES":       "12",
-		"MAX_JSON_BYTES":       "1e6",
-		"DB_MAX_CONNS":         "1",
-		"BCRYPT_COST":          "40",
+		"PORT":                   "abc",
+		"SERVER_PORT":            "70000",
+		"LOG_LEVEL":              "loud",
+		"LOG_FORMAT":             "xml",
+		"SYNC_CONFLICT_POLICY":   "mine",
+		"ACCESS_TOKEN_TTL":       "tomorrow",
+		"REFRESH_TOKEN_TTL":      "-1h",
+		"PUSH_RECEIPT_TTL":       "0s",
+		"MAX_PUSH_BYTES":         "12",
+		"MAX_JSON_BYTES":         "1e6",
+		"DB_MAX_CONNS":           "1",
+		"BCRYPT_COST":            "40",
+		"PORTAL_IDLE_TIMEOUT":    "forever",
+		"PORTAL_SESSION_MAX_AGE": "0h",
 	}
 	for name, value := range cases {
 		_, err := loadConfig(fakeEnv(map[string]string{name: value}))

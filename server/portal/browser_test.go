@@ -95,6 +95,9 @@ func (l *consoleLog) add(m chromedp.ConsoleMessage) {
 func newTab(t *testing.T) context.Context {
 	t.Helper()
 	if chromiumPath() == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no Chromium found: CI must install it (apt-get install -y chromium) to run the portal's browser tests")
+		}
 		t.Skip("browser tests skipped: no Chromium found (install Debian's package: apt-get install -y chromium, or set CHROMIUM)")
 	}
 	chromiumOnce.Do(startChromium)
