@@ -1,10 +1,13 @@
 package portal_test
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"fmt"
 	"html"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -579,4 +582,87 @@ func TestRootSendsBrowsersToThePortal(t *testing.T) {
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode)
 	require.True(t, strings.HasPrefix(res.Header.Get("Content-Type"), "text/html"))
+}
+
+// postMultipart submits a form with a file the way a browser does: fields first, in order.
+func (b *browser) postMultipart(path string, fields [][2]string, fileField, fileName string, content []byte) page {
+	b.t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for _, f := range fields {
+		require.NoError(b.t, mw.WriteField(f[0], f[1]))
+	}
+	w, err := mw.CreateFormFile(fileField, fileName)
+	require.NoError(b.t, err)
+	_, err = w.Write(content)
+	require.NoError(b.t, err)
+	require.NoError(b.t, mw.Close())
+	req, err := http.NewRequest(http.MethodPost, b.env.HTTP.URL+path, &buf)
+	require.NoError(b.t, err)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	return b.do(req)
+}
+
+func TestPortalBundleUpload(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	b := newBrowser(t, env)
+	b.signIn("admin", servertest.AdminPassword)
+	b.get("/portal/bundles")
+	csrf := b.csrf()
+
+	p := b.postMultipart("/portal/bundles", nil, "bundle", "bundle.zip", bundleZip(t, "household"))
+	require.Equal(t, http.StatusForbidden, p.status, "an upload without the form's token is refused")
+	p = b.postMultipart("/portal/bundles", [][2]string{{"csrf", csrf}}, "other", "", nil)
+	require.Equal(t, http.StatusBadRequest, p.status)
+	require.Contains(t, text(p), "The upload holds no file")
+
+	if !implemented(t, env, http.MethodGet, "/api/app-bundle/versions") {
+		t.Skip("app bundles are not implemented on this server yet (issue 8)")
+	}
+	b.get("/portal/bundles")
+	p = b.postMultipart("/portal/bundles", [][2]string{{"csrf", b.csrf()}}, "bundle", "broken.zip", []byte("not a zip"))
+	require.Equal(t, http.StatusBadRequest, p.status)
+	require.Contains(t, p.body, `class="flash flash-error"`, "the API's validation report is shown")
+
+	b.get("/portal/bundles")
+	p = b.postMultipart("/portal/bundles", [][2]string{{"csrf", b.csrf()}}, "bundle", "bundle.zip", bundleZip(t, "household"))
+	require.Equal(t, "/portal/bundles", p.url, "%s", text(p))
+	require.Contains(t, text(p), "was uploaded and validated")
+	version := regexp.MustCompile(`Version (\S+) was uploaded`).FindStringSubmatch(text(p))[1]
+	p = b.post("/portal/bundles/activate", url.Values{"version": {version}})
+	require.Contains(t, text(p), "Version "+version+" is now active")
+	p = b.post("/portal/bundles/activate", url.Values{"version": {"9999"}})
+	require.Equal(t, http.StatusNotFound, p.status)
+}
+
+func TestPortalExportDownloads(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	token := env.CreateUser("collector", "read-write")
+	push(t, env, token, "tablet-7", observation("hh-1", "household", "2026-02-01T09:00:00Z", `{"size":4}`, "A"))
+	b := newBrowser(t, env)
+	b.signIn("admin", servertest.AdminPassword)
+	require.Contains(t, text(b.get("/portal/exports")), "1 observations are stored")
+	require.Equal(t, http.StatusBadRequest, b.get("/portal/exports/download?format=../../etc").status)
+
+	if !implemented(t, env, http.MethodGet, "/api/dataexport/raw-json") {
+		p := b.get("/portal/exports/download?format=raw-json")
+		require.Equal(t, http.StatusNotImplemented, p.status)
+		require.Contains(t, text(p), "This server does not offer this yet")
+		t.Skip("data exports are not implemented on this server yet (issue 9)")
+	}
+	req, err := http.NewRequest(http.MethodGet, env.HTTP.URL+"/portal/exports/download?format=raw-json", nil)
+	require.NoError(t, err)
+	res, err := b.http.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Equal(t, "application/zip", res.Header.Get("Content-Type"))
+	require.Contains(t, res.Header.Get("Content-Disposition"), "attachment")
+	data, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	require.NoError(t, err)
+	require.NotEmpty(t, zr.File)
 }
