@@ -79,8 +79,9 @@ var upstreamOperations = map[string]operation{
 }
 
 // addedOperations are ours alone: paths real clients call that upstream's
-// contract does not declare, and the revision history.
+// contract does not declare, the revision history and the CSV export.
 var addedOperations = map[string]operation{
+	"getCsvExportZip":          {http.MethodGet, "/api/dataexport/csv", allRoles},
 	"createUserCompat":         {http.MethodPost, "/api/users", adminRoles},
 	"deleteUserCompat":         {http.MethodDelete, "/api/users/delete/{username}", adminRoles},
 	"updateUser":               {http.MethodPatch, "/api/users/{username}", adminRoles},

@@ -139,6 +139,18 @@ SELECT min(created_at)::timestamptz AS first_created, max(created_at)::timestamp
 FROM observations
 WHERE NOT deleted;
 
+-- name: ObservationExportFormTypes :many
+-- ObservationExportFormTypes lists, in order, the form types after @after (all when it
+-- is null) that hold observations an export selects; an export walks them page by page.
+SELECT DISTINCT form_type
+FROM observations
+WHERE (sqlc.narg(after)::text IS NULL OR form_type > sqlc.narg(after)::text)
+  AND (coalesce(cardinality(@form_types::text[]), 0) = 0 OR form_type = ANY (@form_types::text[]))
+  AND version > @since_version
+  AND (@include_deleted::boolean OR NOT deleted)
+ORDER BY form_type
+LIMIT @max_rows;
+
 -- name: ObservationList :many
 -- ObservationList pages through current states for browsing, newest version first. Every
 -- filter is optional; the author filter is a case-insensitive substring match (strpos, so

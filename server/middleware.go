@@ -189,6 +189,6 @@ var corsConfig = middleware.CORSConfig{
 	AllowHeaders: []string{"accept", "authorization", "content-type", "x-csrf-token", "x-ode-version",
 		"x-ode-client-id", "x-repository-generation", "if-none-match", "if-modified-since", "range"},
 	ExposeHeaders: []string{"etag", "x-repository-generation", "x-synkronus-version", "link",
-		"content-disposition", "retry-after", "x-request-id"},
+		"content-disposition", "retry-after", "x-request-id", "x-export-version"},
 	MaxAge: 300,
 }

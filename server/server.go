@@ -24,6 +24,7 @@ import (
 	"github.com/opendataensemble/synkronus/server/authlimit"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
+	"github.com/opendataensemble/synkronus/server/export"
 	"github.com/opendataensemble/synkronus/server/obsync"
 	"github.com/opendataensemble/synkronus/server/passwords"
 	"github.com/opendataensemble/synkronus/server/portal"
@@ -56,6 +57,8 @@ type Options struct {
 	AccountCacheTTL time.Duration
 	// CleanupInterval is how often expired push receipts and refresh tokens are removed.
 	CleanupInterval time.Duration
+	// MaxExports is how many data exports run at once; more wait for a turn.
+	MaxExports int
 	// Portal are the web portal's settings.
 	Portal portal.Options
 }
@@ -76,6 +79,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxPushBytes <= 0 {
 		o.MaxPushBytes = 32 << 20
+	}
+	if o.MaxExports <= 0 {
+		o.MaxExports = 2
 	}
 	if o.ConflictPolicy == "" {
 		o.ConflictPolicy = obsync.PolicyNewest
@@ -101,6 +107,7 @@ type Server struct {
 	// unguessable, but a client hammering with bad ones is refused cheaply.
 	refreshLimiter *authlimit.Limiter
 	sync           *obsync.Service
+	export         *export.Service
 	presence       *presenceRecorder
 	portal         *portal.Portal
 	spec           *openapi3.T
@@ -136,6 +143,7 @@ func New(deps Deps, opts Options) (*Server, error) {
 		limiter:        authlimit.New(*opts.LoginLimits),
 		refreshLimiter: authlimit.New(authlimit.Config{PerAddr: opts.LoginLimits.PerAddr}),
 		sync:           obsync.NewService(deps.Pool, opts.ConflictPolicy),
+		export:         export.NewService(deps.Pool, opts.MaxExports),
 		presence:       newPresenceRecorder(q, deps.Log),
 		spec:           spec,
 		version:        version,

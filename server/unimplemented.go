@@ -6,8 +6,8 @@ import (
 	"github.com/opendataensemble/synkronus/gen/api"
 )
 
-// The attachment, app bundle and data export operations are in the contract but are built
-// by later work; until then they answer 501 with a problem body.
+// The attachment and app bundle operations are in the contract but are built by later
+// work; until then they answer 501 with a problem body.
 
 // UploadAttachment is not implemented yet.
 func (s *Server) UploadAttachment(context.Context, api.UploadAttachmentRequestObject) (api.UploadAttachmentResponseObject, error) {
@@ -66,15 +66,5 @@ func (s *Server) PushAppBundle(context.Context, api.PushAppBundleRequestObject) 
 
 // SwitchAppBundleVersion is not implemented yet.
 func (s *Server) SwitchAppBundleVersion(context.Context, api.SwitchAppBundleVersionRequestObject) (api.SwitchAppBundleVersionResponseObject, error) {
-	return nil, errNotImplemented
-}
-
-// GetParquetExportZip is not implemented yet.
-func (s *Server) GetParquetExportZip(context.Context, api.GetParquetExportZipRequestObject) (api.GetParquetExportZipResponseObject, error) {
-	return nil, errNotImplemented
-}
-
-// GetRawJsonExportZip is not implemented yet.
-func (s *Server) GetRawJsonExportZip(context.Context, api.GetRawJsonExportZipRequestObject) (api.GetRawJsonExportZipResponseObject, error) {
 	return nil, errNotImplemented
 }

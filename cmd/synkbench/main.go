@@ -7,7 +7,7 @@
 // The server is stopped and the database dropped at the end, also after an error or an
 // interrupt. Progress goes to stderr. Linux only: memory is read from /proc.
 //
-//	go run ./cmd/synkbench [-clients 4] [-push-records 20000] [-pull-rounds 3] [-json]
+//	go run ./cmd/synkbench [-clients 4] [-push-records 20000] [-pull-rounds 3] [-export] [-json]
 package main
 
 import (
@@ -43,6 +43,7 @@ type options struct {
 	rssInterval    time.Duration
 	seed           uint64
 	jsonOut        bool
+	export         bool
 }
 
 // envList collects repeated -server-env KEY=VALUE flags.
@@ -78,6 +79,7 @@ func parseFlags() options {
 	flag.DurationVar(&o.rssInterval, "rss-interval", 50*time.Millisecond, "how often the server's RSS is sampled")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the generated observation content")
 	flag.BoolVar(&o.jsonOut, "json", false, "print the results as one JSON object instead of a table")
+	flag.BoolVar(&o.export, "export", false, "after the pulls, download the Parquet, JSON and CSV exports of everything pushed")
 	flag.Parse()
 	return o
 }
@@ -93,7 +95,9 @@ func (o options) validate() error {
 	positive("batch", o.batch)
 	positive("push-records", o.pushRecords)
 	positive("pull-clients", o.pullClients)
-	positive("pull-rounds", o.pullRounds)
+	if o.pullRounds < 0 {
+		errs = append(errs, errors.New("-pull-rounds must not be negative"))
+	}
 	if o.pullLimit < 1 || o.pullLimit > 500 {
 		errs = append(errs, errors.New("-pull-limit must be from 1 to 500"))
 	}
@@ -191,6 +195,16 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	if err := measure(ctx, o, srv.pid(), c, tokens, plan, &rep); err != nil {
 		return err
+	}
+	if o.export {
+		phase, err := runExports(ctx, c, tokens[0], db.serverURL, work, srv.pid(), o.pushRecords, o.rssInterval)
+		if err != nil {
+			return err
+		}
+		rep.Export = &phase
+		if kib, err := readProcKiB(srv.pid(), "VmHWM"); err == nil {
+			rep.Memory.HWMMiB = mib(kib)
+		}
 	}
 	if o.jsonOut {
 		return printJSON(os.Stdout, rep)

@@ -14,6 +14,7 @@ type report struct {
 	Push     pushResult   `json:"push"`
 	Pull     pullResult   `json:"pull"`
 	Memory   memoryResult `json:"server_memory"`
+	Export   *exportPhase `json:"export,omitempty"`
 }
 
 type machineInfo struct {
@@ -94,9 +95,14 @@ func printText(w io.Writer, r report) error {
 	for _, pr := range r.Pull.Rounds {
 		row(fmt.Sprintf("pull %d (pages)", pr.Round), pr.phaseStats, pr.PeakRSSMiB)
 	}
-	row(fmt.Sprintf("pull best (%d)", r.Pull.Best.Round), r.Pull.Best.phaseStats, r.Pull.Best.PeakRSSMiB)
+	if len(r.Pull.Rounds) > 0 {
+		row(fmt.Sprintf("pull best (%d)", r.Pull.Best.Round), r.Pull.Best.phaseStats, r.Pull.Best.PeakRSSMiB)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if r.Export != nil {
+		printExports(w, *r.Export)
 	}
 	m := r.Memory
 	_, err := fmt.Fprintf(w, "\nserver RSS MiB: after login %.1f, push peak %.1f, pull peak %.1f, overall peak (VmHWM) %.1f\n",

@@ -34,6 +34,7 @@ type config struct {
 	MaxJSONBytes    int64
 	DBMaxConns      int32
 	BcryptCost      int
+	MaxExports      int
 	PprofAddr       string
 	// PortalIdleTimeout and PortalMaxAge end web portal sessions.
 	PortalIdleTimeout time.Duration
@@ -81,26 +82,27 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 	}
 
 	c := config{
-		DatabaseURL:       get("DATABASE_URL", "DB_CONNECTION"),
-		Host:              get("HOST"),
-		Port:              int(integer(8080, 0, 65535, "PORT", "SERVER_PORT")),
-		AdminUsername:     get("ADMIN_USERNAME"),
-		AdminPassword:     get("ADMIN_PASSWORD"),
-		DataDir:           get("DATA_DIR"),
-		BlobURL:           get("BLOB_URL"),
-		LogFormat:         get("LOG_FORMAT"),
-		PprofAddr:         get("PPROF_ADDR"),
-		PublicURL:         strings.TrimRight(get("PUBLIC_URL"), "/"),
-		AccessTokenTTL:    duration("ACCESS_TOKEN_TTL", 24*time.Hour),
-		RefreshTokenTTL:   duration("REFRESH_TOKEN_TTL", 30*24*time.Hour),
-		ReceiptTTL:        duration("PUSH_RECEIPT_TTL", 24*time.Hour),
-		MaxPushBytes:      integer(32<<20, 1<<10, 1<<30, "MAX_PUSH_BYTES"),
-		MaxJSONBytes:      integer(1<<20, 1<<10, 1<<30, "MAX_JSON_BYTES"),
-		DBMaxConns:        int32(integer(16, 2, 1000, "DB_MAX_CONNS")),
-		BcryptCost:        int(integer(10, 4, 16, "BCRYPT_COST")),
-		PortalIdleTimeout: duration("PORTAL_IDLE_TIMEOUT", time.Hour),
-		PortalMaxAge:      duration("PORTAL_SESSION_MAX_AGE", 12*time.Hour),
+		DatabaseURL:     get("DATABASE_URL", "DB_CONNECTION"),
+		Host:            get("HOST"),
+		Port:            int(integer(8080, 0, 65535, "PORT", "SERVER_PORT")),
+		AdminUsername:   get("ADMIN_USERNAME"),
+		AdminPassword:   get("ADMIN_PASSWORD"),
+		DataDir:         get("DATA_DIR"),
+		BlobURL:         get("BLOB_URL"),
+		LogFormat:       get("LOG_FORMAT"),
+		PprofAddr:       get("PPROF_ADDR"),
+		PublicURL:       strings.TrimRight(get("PUBLIC_URL"), "/"),
+		AccessTokenTTL:  duration("ACCESS_TOKEN_TTL", 24*time.Hour),
+		RefreshTokenTTL: duration("REFRESH_TOKEN_TTL", 30*24*time.Hour),
+		ReceiptTTL:      duration("PUSH_RECEIPT_TTL", 24*time.Hour),
+		MaxPushBytes:    integer(32<<20, 1<<10, 1<<30, "MAX_PUSH_BYTES"),
+		MaxJSONBytes:    integer(1<<20, 1<<10, 1<<30, "MAX_JSON_BYTES"),
+		DBMaxConns:      int32(integer(16, 2, 1000, "DB_MAX_CONNS")),
+		BcryptCost:      int(integer(10, 4, 16, "BCRYPT_COST")),
+		MaxExports:      int(integer(2, 1, 64, "EXPORT_MAX_CONCURRENT")),
 	}
+	c.PortalIdleTimeout = duration("PORTAL_IDLE_TIMEOUT", time.Hour)
+	c.PortalMaxAge = duration("PORTAL_SESSION_MAX_AGE", 12*time.Hour)
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = defaultDatabaseURL
 	}

@@ -37,7 +37,7 @@ const usage = `synkronus: the ODE sync server. It takes no arguments; it is conf
 environment variables (or a .env file): DATABASE_URL, PORT, HOST, JWT_SECRET, JWT_SECRET_FILE,
 ADMIN_USERNAME, ADMIN_PASSWORD, DATA_DIR, BLOB_URL, LOG_LEVEL, LOG_FORMAT, PUBLIC_URL, ACCESS_TOKEN_TTL,
 REFRESH_TOKEN_TTL, SYNC_CONFLICT_POLICY, PUSH_RECEIPT_TTL, MAX_PUSH_BYTES, MAX_JSON_BYTES,
-DB_MAX_CONNS, BCRYPT_COST, PPROF_ADDR, PORTAL_IDLE_TIMEOUT, PORTAL_SESSION_MAX_AGE. See the README for their meaning and defaults.
+DB_MAX_CONNS, BCRYPT_COST, EXPORT_MAX_CONCURRENT, PPROF_ADDR, PORTAL_IDLE_TIMEOUT, PORTAL_SESSION_MAX_AGE. See the README for their meaning and defaults.
 `
 
 func main() {
@@ -115,6 +115,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		MaxPushBytes:    cfg.MaxPushBytes,
 		PublicURL:       cfg.PublicURL,
 		DataDir:         cfg.DataDir,
+		MaxExports:      cfg.MaxExports,
 		Portal: portal.Options{
 			IdleTimeout: cfg.PortalIdleTimeout, MaxAge: cfg.PortalMaxAge,
 			SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"),

@@ -859,6 +859,15 @@ type VersionMismatch struct {
 // AttachmentId Example: abc123.jpg
 type AttachmentId = string
 
+// ExportFormType defines model for ExportFormType.
+type ExportFormType = []string
+
+// ExportIncludeDeleted defines model for ExportIncludeDeleted.
+type ExportIncludeDeleted = bool
+
+// ExportSinceVersion defines model for ExportSinceVersion.
+type ExportSinceVersion = int64
+
 // IfNoneMatch defines model for IfNoneMatch.
 type IfNoneMatch = string
 
@@ -1082,8 +1091,38 @@ type RefreshTokenParams struct {
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
 }
 
+// GetCsvExportZipParams defines parameters for GetCsvExportZip.
+type GetCsvExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
 // GetParquetExportZipParams defines parameters for GetParquetExportZip.
 type GetParquetExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
@@ -1092,6 +1131,17 @@ type GetParquetExportZipParams struct {
 
 // GetRawJsonExportZipParams defines parameters for GetRawJsonExportZip.
 type GetRawJsonExportZipParams struct {
+	// FormType Export only these form types (repeat the parameter for several).
+	FormType *ExportFormType `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// SinceVersion Export only observations changed after this version, for an incremental export:
+	// pass the `X-Export-Version` of the previous export. Combine with
+	// `include_deleted=true` to learn of deletions too.
+	SinceVersion *ExportSinceVersion `form:"since_version,omitempty" json:"since_version,omitempty"`
+
+	// IncludeDeleted Include deleted observations (their `deleted` column is true).
+	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
@@ -1351,6 +1401,9 @@ type ServerInterface interface {
 	// RefreshToken Exchange a refresh token for a new token pair
 	// (POST /api/auth/refresh)
 	RefreshToken(ctx echo.Context, params RefreshTokenParams) error
+	// GetCsvExportZip Export the observations as CSV files in a ZIP archive
+	// (GET /api/dataexport/csv)
+	GetCsvExportZip(ctx echo.Context, params GetCsvExportZipParams) error
 	// GetParquetExportZip Export the observations as Parquet files in a ZIP archive
 	// (GET /api/dataexport/parquet)
 	GetParquetExportZip(ctx echo.Context, params GetParquetExportZipParams) error
@@ -2025,12 +2078,83 @@ func (w *ServerInterfaceWrapper) RefreshToken(ctx echo.Context) error {
 	return err
 }
 
+// GetCsvExportZip converts echo context to params.
+func (w *ServerInterfaceWrapper) GetCsvExportZip(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetCsvExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetCsvExportZip(ctx, params)
+	return err
+}
+
 // GetParquetExportZip converts echo context to params.
 func (w *ServerInterfaceWrapper) GetParquetExportZip(ctx echo.Context) error {
 	var err error
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params GetParquetExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
 
 	headers := ctx.Request().Header
 	// ------------- Required header parameter "x-ode-version" -------------
@@ -2062,6 +2186,26 @@ func (w *ServerInterfaceWrapper) GetRawJsonExportZip(ctx echo.Context) error {
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params GetRawJsonExportZipParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "since_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since_version", ctx.QueryParams(), &params.SinceVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
 
 	headers := ctx.Request().Header
 	// ------------- Required header parameter "x-ode-version" -------------
@@ -2811,6 +2955,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.PUT(options.BaseURL+"/api/attachments/:attachment_id", wrapper.UploadAttachment, options.OperationMiddlewares["uploadAttachment"]...)
 	router.GET(options.BaseURL+"/api/dataexport/parquet", wrapper.GetParquetExportZip, options.OperationMiddlewares["getParquetExportZip"]...)
 	router.GET(options.BaseURL+"/api/dataexport/raw-json", wrapper.GetRawJsonExportZip, options.OperationMiddlewares["getRawJsonExportZip"]...)
+	router.GET(options.BaseURL+"/api/dataexport/csv", wrapper.GetCsvExportZip, options.OperationMiddlewares["getCsvExportZip"]...)
 	router.GET(options.BaseURL+"/api/stats/observations", wrapper.GetObservationStats, options.OperationMiddlewares["getObservationStats"]...)
 
 }
@@ -4752,6 +4897,123 @@ func (response RefreshToken500ApplicationProblemPlusJSONResponse) VisitRefreshTo
 	return err
 }
 
+type GetCsvExportZipRequestObject struct {
+	Params GetCsvExportZipParams
+}
+
+type GetCsvExportZipResponseObject interface {
+	VisitGetCsvExportZipResponse(w http.ResponseWriter) error
+}
+
+type GetCsvExportZip200ResponseHeaders struct {
+	ContentDisposition *string
+	XExportVersion     int64
+}
+
+type GetCsvExportZip200ApplicationzipResponse struct {
+	Body          io.Reader
+	Headers       GetCsvExportZip200ResponseHeaders
+	ContentLength int64
+}
+
+func (response GetCsvExportZip200ApplicationzipResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "application/zip")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentDisposition != nil {
+		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
+	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetCsvExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip400ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip401ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip403ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response GetCsvExportZip426JSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetCsvExportZip500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip500ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetParquetExportZipRequestObject struct {
 	Params GetParquetExportZipParams
 }
@@ -4762,6 +5024,7 @@ type GetParquetExportZipResponseObject interface {
 
 type GetParquetExportZip200ResponseHeaders struct {
 	ContentDisposition *string
+	XExportVersion     int64
 }
 
 type GetParquetExportZip200ApplicationzipResponse struct {
@@ -4779,12 +5042,29 @@ func (response GetParquetExportZip200ApplicationzipResponse) VisitGetParquetExpo
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
 	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
 	w.WriteHeader(200)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetParquetExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetParquetExportZip400ApplicationProblemPlusJSONResponse) VisitGetParquetExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -4861,6 +5141,7 @@ type GetRawJsonExportZipResponseObject interface {
 
 type GetRawJsonExportZip200ResponseHeaders struct {
 	ContentDisposition *string
+	XExportVersion     int64
 }
 
 type GetRawJsonExportZip200ApplicationzipResponse struct {
@@ -4878,12 +5159,29 @@ func (response GetRawJsonExportZip200ApplicationzipResponse) VisitGetRawJsonExpo
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
 	}
+	w.Header().Set("X-Export-Version", fmt.Sprint(response.Headers.XExportVersion))
 	w.WriteHeader(200)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetRawJsonExportZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetRawJsonExportZip400ApplicationProblemPlusJSONResponse) VisitGetRawJsonExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -6832,6 +7130,9 @@ type StrictServerInterface interface {
 	// RefreshToken Exchange a refresh token for a new token pair
 	// (POST /api/auth/refresh)
 	RefreshToken(ctx context.Context, request RefreshTokenRequestObject) (RefreshTokenResponseObject, error)
+	// GetCsvExportZip Export the observations as CSV files in a ZIP archive
+	// (GET /api/dataexport/csv)
+	GetCsvExportZip(ctx context.Context, request GetCsvExportZipRequestObject) (GetCsvExportZipResponseObject, error)
 	// GetParquetExportZip Export the observations as Parquet files in a ZIP archive
 	// (GET /api/dataexport/parquet)
 	GetParquetExportZip(ctx context.Context, request GetParquetExportZipRequestObject) (GetParquetExportZipResponseObject, error)
@@ -7378,6 +7679,31 @@ func (sh *strictHandler) RefreshToken(ctx echo.Context, params RefreshTokenParam
 		return err
 	} else if validResponse, ok := response.(RefreshTokenResponseObject); ok {
 		return validResponse.VisitRefreshTokenResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetCsvExportZip operation middleware
+func (sh *strictHandler) GetCsvExportZip(ctx echo.Context, params GetCsvExportZipParams) error {
+	var request GetCsvExportZipRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetCsvExportZip(ctx.Request().Context(), request.(GetCsvExportZipRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetCsvExportZip")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetCsvExportZipResponseObject); ok {
+		return validResponse.VisitGetCsvExportZipResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -8002,217 +8328,238 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H37d9s2uuC/gqO9e2rPlWU3aWe39g/3pHnMZCZpsrEz3blV1oTITxJqCmAB0LKmJ//7Hnx4EKRAPRwn",
-	"cTr5qY1FgsCH7/38fZCLRSU4cK0Gp78P5kALkPi/jwXXwPUTpiqhmGaCm78WoHLJKvvPwXk9m4HSUJAp",
-	"K4FwugAyFZIoes34jOg5kEIseSloMRoMByqfw4KaZfSqgsHpQGnJ+Gzw/v1w8H/fAH5HyNVfgIOk6S9e",
-	"zIEokNcgv1FEhlfILLxDDpTZBlUka36/bH7PCOO4s4koVodmWxJ+q5mEYnCqZQ3xNqdCLqgenA4Y13/+",
-	"bjD0+2Zcwwzk4L3ZeUUlXYB2YHukNc3nC+D6ebG+/ecFcM2mDCQRU9wFDc8PSa1qWpYrQiNwqjqf42Ee",
-	"Th/Q0WiU/zD6tZplZt/MrFhRPR8MB+bZwemgWe2SFRuPBjd0UZX4ziT/9sFDs2pzwOhink9/EhxeUp3P",
-	"18/zlGumV0TTGZlKsSCUE6CyNOeToCrBFZwRShbmbbJiUBaKPDz5Luze4luzfzY94oLDEb6wBWNeSTZj",
-	"nJbru3otYQoSwVvzSooclIKC1BUiIskMLLIhyb7NCOUFyVagMnJA+YrkVMEhyUXNtQG6efBszM1CzTK5",
-	"qFaEKVKbfyznwAkXRLjNkCVV5AoqPRpzf8jfapCr5oz+0UH6Osw3kxfxVoG0S3TP+5NBFIdPtQJJaI5H",
-	"6EGS2i+0CT8SFPqqgMcl2xmzc1qWhgvk+A5hXGnKczizgNOCSMiFLEgF8sg9U0lQwHPoxY+bI1GAe/oI",
-	"MXzbjv8BUvVyErvQN4pc26dG5BEnAp+gJcmus+PsH5nZ1ZTdDBGPfxWS8HoxATk0h2yeLldjTkkhNKIU",
-	"5Ss9N4c/yL5FTBud2P88GD08moCm5l/X345ORidHtKzmdPQgOxyRV7xcIezwQ2Nuv2SQzbBpKg3CMT3H",
-	"RzwXjBAtDS13th25Ae5pYLia1iDNqv/vl+t/vPuvX06Ofnj3nwfj8Wj0p8P/+o8khu7Bw9OsW8d3UlBN",
-	"yQRKwWeKaDEiPxt4K8QlTRa10gR+q2lp6dOD48z8qOkVKHNvORQGn4i4NlTRKxGMKCBTw542QrN5+6h5",
-	"e7BRYCwYZ4t6MTj9Ni08PJfsyI7Hgk9Llmvz19wKYvO/tKpKluNnjyspJiUs/vNXZWHcbOI/JEwHp4P/",
-	"cdzI9mP7qzp+bd96Apqy0m6hw9GZnhtY8UgyeaRjirDCYCMtJdBiRZQWEoohEZbZNvAZ8+St2tsr2HQK",
-	"UlmJEd8dOchyUUA25vFFGZ6gLz3uZsN1EohRyAl3e3mH9jojrabvEm+haJzZ06AEwCO6O0MAxVtaMIXy",
-	"bDTYU7d4Pxz8SIs38FsN6jOggqVT/Lg504KWZs9QmOueUlYqck1LVjhgZCClkCojJVNaIUTEdAq8MGxw",
-	"akU/wuqKiyUfDd4PB58Py+Oj+XtTEWIhXhOlqQZyYDRaxyCR6VvFjClkM9wjf0mVJrRYME6Woi4LMgFS",
-	"CqUP8ajPhJywogD+ec5qZLHFZFEa6bIiXGgjiC1Vi8rhKu71OTecn5ZPzYV+nv1aykMsM4obh5sKcg1F",
-	"uTojBb6pCJUGwLOZYUDmNBJ0LTkUeIafhH4mal58nu3TopBWWZSgRC1zYweBwm3CDVMa9/iaSs1o+bjZ",
-	"Xs9ORa5BHyktgS7aOw1MZMI4RSWzK5U3oT4UZLLSQCTls6BAGtNj1GaabodHb8xzPfIcl8BrK1ADwqXq",
-	"siQl8Jmej/ZSNt8jdFZGXb8Q4gWV9rOfj0egggA3OUCh2qJHsX8BKdmC2TtFEP0k9DnVTE0ZnZR9AEtd",
-	"QclAEVFrxQr4gMuI4B7f6hDtSPM5Rf50PK5PTh7m9in8f8g22+gGQo2C98ZI5TfhRj/P5WzWIbdoG4Zr",
-	"yIXV3CeQU8MNjdpjWDhTWlIt0IoF3VFuRuTCuQ++UcRqLISpjUpLIAl7kSSnUpq77tFizswPY+6Ogapu",
-	"wVROJcpeCUcTqoAwHZTkqZBA1IrnRtjSGWXcGBMkM396Xat5ZhdEz4hXOZ0iRblAjc8eZEhoqQQeVmqj",
-	"x2RaUq4WTBkb4pIVGZFgLV98ecwtfM0+DUT2UbhSCODePE6bEogI5yCvWQ5vOb2mrPQU9mnR7xGZ0PwK",
-	"3KUG8Uk4MgijGsCiEpJKVq5I3ewUecSFEC8pXzm9Tn0G4hGCLChfGRUfFpVWZ2RJmUbXHeo31uwUU6Ig",
-	"F9yciJPsDWi5Ono01SCzDk+Kfko4Cd0aWtivOGzVctUg6y7Soa0Yv+W01nMh2b8+F/uZAJUgiRZGCTT6",
-	"saERPhsSxlEvJqg2VuZMZwjarBQzxjOrQ+YS0GNCrSYz5ksp+Mw9mM8Nc39NlVoKWfg3BJ8y1L+tm0ST",
-	"yj1gvo6vG+ozsKlmkhawA3feDyzOl/LS2TN9gMlafofM87wYRMGWQNvR6NMquFfce45jWUUwaE+qAnpl",
-	"GbBn8nPUtjWUJXJEdIBpQeqqoBoS/Eit+JUUvFbBM7LZ+PO+oT01mPf+Z2vav37uoPecT4X5SyUN29DM",
-	"mv4FVBJyqu1tudUmQpRA8UollEAVPKEaWnqfOeO61jccREdb99M0x/hlEHuHmk8M4w29C+uLya+Qa7N+",
-	"cx71xsmT9UPltZQO6RImieBa0lzH9+31fmZsrYXBPTJZkQKmtC7Rm9l3Tvwc07BQ23C4cxHvw5pUSrrq",
-	"A48aDMNpkuCoqh9rXpTwjJUJQMypSjjPz//66OjB938O/lJLokMyhxsC3IjjInnmBVvABf7x98SPorhg",
-	"i3UkOdJskcQU9A2vu9CpnhPGgyI6wdM5lSE7zoiCiqKKpJJ7NGrxbl6ONrydpxpfH1q4RQdujrfxEl5S",
-	"zqbOZdK+CKMG74ErrVtdQ5XhwOkzUDzSuwM8jQxP2MwYGuioRHcCC3E1dUasQLAOFLC+TAwRub+PtrCA",
-	"/nBBTHwLBzZiH58k1+3clwXoMGIjMUzcYTdellFP+1nIIrrKna4q3L2hBVCKzmA7E/QPDpvvbdzzPyKu",
-	"095vkh+tXc1uLCe5heCU9QeN3IMd7ovy8ZIlgjXn2iijhK3FbJxV2oRtkpiV9KJvibD0uFDZjKOrLXhR",
-	"G2VBuc/v5VM3rIPncLlRtGeOlV8GFcUdv5JwzUStAimckRPUyAzN2YjO5h2dbGVwza10t7rrdW+Rtv1H",
-	"f1xLJWSj5cON9hduDNnWbrLkOdehHUyfS4w4biXTcJ5X/sXH+F68lErfWkk1cshgbFXGkEYGWLTC6IwH",
-	"tiZkARKjiTvx+/Xdpbh+L/rvAC8tNC0vfVLEpReT3bSKhcHIzPyaNSLBv9WAQOFh0aOz0311cbGDMX1H",
-	"a93NZjRtALeGn+3chBRbdBrQpXbKTRsqL6FglJjfyEECFETw0uZzrK0bwF3LRLbAz3Mw5qggU9D5PHjL",
-	"tnwkwLqWLPVNUfXyxZ/nVLfcVNaCKYTVrowRk4tqZb4C3HCVX8IJUDEvQccK0LrS1cEm9i8IaLLrqfox",
-	"uJe9OKFIqCbLOcvnndACZkbYkL/Va/fF1gaiww4u7YiSjz2H6qhDwdsRQ2RKgOZzcsV44WOKXiiYzXet",
-	"N7yThK+iQb6kJyO18Vpv0IesQ0E9SpzjqflpFfKK8hyUst4J5BLelYNsHh95y9kNgUrYyOQOVy9hKkHN",
-	"L8yaCR6NjhD0X8QPZkT4D8Z7cq6RtOqq0194FL+vhdEQCvRpP3KuILy8U/Kj9cxYDzc+HTm4N2uC9sud",
-	"ow4jsKdw7cealUXarp+Yny41S6Xt/Ox1Hhu8QQIxz6eVrlwsFixx7ec2vmQ0l6DJdxdE53dy1Zno1xf+",
-	"IogWosznlHGbtONVBzxVGphrwHmMEvqFmCU0FpvU4ndwSXukQvupSfIpg76XzhxKu1AWojC6bnFpHt3d",
-	"CHwm5OIlvpr3agQclrdY9QmbTtP6xUJc32qffSvWbBNo+m/NeyAjG6PLc2iuyxURHC1Kr1gHz6XNrxNl",
-	"0fwFoxkTCOp9Uon1j/cYFT6a3XWEtviY/2MK7Tks40+k3lkw/gKDY7GdEcn35kwJmlxxwVeLJEiGNiw1",
-	"sYlemVrxq4wY4qa8OCoZh8jy2uEsHf4VHyzFqh5LoBreKpC9dmP1YYCRwnrANuHqG2H9KXWU0rhx2c4p",
-	"owzGaGP45dShn1BNJ1RBj+vV/Xrpd9JjrsdZcpVQeiZB/Vbu5XnxKpINr2Hs12r2bgvO/7kjZ32G2RFv",
-	"UKVKMdcCei1/CVQJTswzwybFuEnnubSZF1lSZoDPC0motT4S0eTSWJUvuRDjBdwkfI8u37xxSmCeqNPC",
-	"IovV/qDiXcam6cRA0x6HFX1ReLPCN4qwYmh9EEyTuVGOOWxXFuz+hxbUHi4pBHzGoCwsS035JKEsNuLd",
-	"Lrjguf/68kIu9likJerWbbiiMIIJs7l2l0zR6RPCKRcSnHjqCX70HCGSlHe6IfvY5i0FiVrsKlH/AqIU",
-	"ea9JaGxQykmEtGsGE69LF+620afO1eR5LWm+Wl/8r0Y1FlzTktQ8B6kp43pl6GkBWnZcB4WozSeSPi0b",
-	"FzaHoaVmuk4xmL8Cm801oRNxbdgZJSVcQ7ntY92j9X7wsv+Y/zCwyG9/yK17KGnfoZ/ATAJGKGWTcgO/",
-	"1VQL2fNhemM//MNJtIujH1LALgWfbfkwUKXNd/8iAfiSdSy69a9++79bn8V/rn3XWC1K00W1wXTxtUFk",
-	"ym4QYTEnsv313mDIcHBzNBNHO3CmvwIt9TwkJHZs4s3yyIgy57hd95hoqmu7iPO0dJl4xI37wdGKF+el",
-	"yK92hEBXorj9eFkSf/RdL1he/X0dJusHE1ef7lQbVKC+0PqOcGm223wjBZkXYsb4rVXctePEiur+qmlq",
-	"gy9tyCn29HS89Tbdg3pNiGINSAlGbaS5dmDrRMv2DXildvaqEUHru3rFscJvQVQ9cUlh69uwmTkpihRB",
-	"oNnEqeZTjRpKiYfhqF8yNFeDqnsvur3ipKrVfBhnF8QxzxCfwqouw8AKkOwaCpsveIA2mo+JjDnTNs+7",
-	"qssSisMzIhZMa5sSb3aKHhJKOCzjs43IW1fyVICGPEo5t+kpa663nkNHym2OdlxxSRNGOdp4eEC2ANI6",
-	"6JlPbTd2uU+YNkBfC7bty7WHaEf15KMKufhGEcrVEqQa2kv+2/mrn4jFOkRvviJqTqtY7XY42f7gr0rw",
-	"0Ru6dASEX0b3a0rFlzW4K3HPtBSsA0q0WEyUFhziyEGk5xVwzXLotR/sz11cbmluxFLIVjxGB1Y68hEH",
-	"7JH4vM2IHwKuwVeGJYUcrtyfEDQczNqq6SbVOdZid7CxbL3gUcgJiELOQ1Jz9lsNhOZSKEVoWTpw9mSU",
-	"rHgeED6JpptB3Ie2ms4SAcdnEoCUdAKlaoUP1z1J6Y82rjdMQ0sT6gvDSqwZ8YlpdauHImKXVCk245Z/",
-	"YUgHy2Jc9ZPgyAuHIZAvLMO9VYCnjUwxSXSQ2DGbFhtsgbrhCVsknDF5L1YVhNhQ14ni/rxDdGTqlurn",
-	"gRi8PCOTkvKr5g+2kmUmRV3Z+80OuGh+PtwhahE+PXQ73nLqFyylFc2pulwICT18FN0j5veY1SlX2z2B",
-	"UiwtelR0BmlmyuFGX9r03y0JGu2HMqKNLi+BuuoLTF0w3zmzUtchrBXN7vO3EKrxuXZ2JkRgPa8XCypX",
-	"WzN8Wt8ZNnDfcmtvXIgnrZXZYjWUpC1ZROMqAyOVANUbpjfpbVul1Ybkoig3F6/NsAPU95gKUaqeCFdT",
-	"DtiHf7Qps7TKmsa6MHvK6AOESlTj0ojY1p4+gc5jnZdpANxCy9mip+yna3ywvkDL8tV0cPrLHprDu62n",
-	"Xdcs1jNXEbEuJ6v0DWAi+HIudkdATxxJYR1cHl1KWlv3A/CpMdvbH/dRpOx0rT51RDJVVyAVFFBkp0gW",
-	"7mkbeTfqw5wqMgHgYy6hKmkOxYhkEn5F4slOsVA1pi3zjk00nUButE+3orVXvEvBZ0QPB80OMHZu1037",
-	"G5y6dXuNqlOQlL58c+eheg/ZkC252gUN2irbx9WyYpY1h7Igyznm9VrInhE6sWpWy7yMYv1Up+/pNgJw",
-	"mzoWnDCBUbdJJmhlO+peXp6ltZEdGICHw62EdZCme0hr31THf3bLAc811RvKIyarZ5HKuO/+25prMq6y",
-	"qOo9c9PN30vGYY99XPhXfHZjX5qV4EcJI9yKRvPebUyG6IPDGJ7RSVqA2HZhToFL6zSOqQZFC5MeYg+W",
-	"scBFrTGDD/V3Qw8fpmbdgUpk97uHPrQhizuPXUvoyGHat2T5UPfRvVFvjD4ePHS3hDzlq4ZNo+uGqbZa",
-	"bu/jbMyzkimdYEwqI2oulqi+L6zgXQfM3alJyglNp1s0qLPdG7NZUUouuBs72uQ8aeFl2fGk3C1qRsjy",
-	"wT6NxoWxwbvR79Zo4N5QTEsgt5E3vv0tvO8iYv3dHMb8CvRbbrMPQ0oyXQ2GgyVAOq5kX7qVZPY7+RGX",
-	"SGbImYt+ytOVLVIbvgvk4J///Oc/j16+PHry5NB7TxFP7NbOCCwqvQpM2/PqdS3DfAzX3ftzUyb3/V4H",
-	"fyLYt3YSwaCB9Y437ODac8/bT+oOZx+Pzz0kby8eH/bY9rs70tDtmtjBXEjsg1CVdGV9s1Hu0t8oJw+z",
-	"XQHqgWg/tclr1i4FX09J5gRDtS6lyycpYSTDAOrNs8fkh+++/19DAjcaeBF3cFvAYgJS2Y4wTcmVQkdX",
-	"IjVyU0KX+RGtgyllZS1BxYvlmmgRYLWlu1YiC2xIMi705VTUvMgIJnhTDZfY9QSKzBmFITmud/VkbUYP",
-	"YJ/eVCXlVLfkZ251sBz2yUu7MJbpkCxoPmccjozkNMBWVtcLpGrh1r9wQhN4DfIIU4+iRljhAnauOnIY",
-	"hklJNsMhwfF898SNzWRIRRG1qHadk7qFKkfYGNMAMFlX3ESPuxC80WQBlGtngM7rBeWIpslkxX4/htns",
-	"Xy8uXhP7AKJtOntPM51qnWOZQOfusEhDTIlr9pAuKUh65kPXSpVa6IxkdCJqfYoe+8wqfcL3aHRHWGCj",
-	"RLUPqLtGjLdYNCbpBDPbkcYGrhThTDpSj8gZIUSEqOsMJiQidqJUzmvXCDUoi4jzuizMXx6+GxmZls4Z",
-	"7cWtn+erZlUXOJ3WCnYtL3hjCzV6Uz0216w8Iu53V1SCQX/Xp8MwulY/W3xwu4RpffFdcstrTZTSBbw2",
-	"AyRRmFFTWdjOKUoTmucYVaWl7VakzkKOPbj0/OzN0/OnF5dvnr5+df784tWbf2ZxcVn3x4Q+1y0cdDvb",
-	"6XS9pd29ySp7VRi3Wj9RNM9l08sP/WsK9G2cC33FkJuSZ/DMibKJ9tE/vPyg7m0G/Mj2/vUmXdQiJrh+",
-	"B3vk128rKHgjSujJvbOJPNhtsBDob6bFkWGfGf6gSE5t9Bjdzb5O7sw9uJRMg3tyzM2j2JkKbdSW/8i8",
-	"bFs7R1XAyvDuYmHI2H5rQTmdWWtXDcecVpXraaFCb66ow1fLzR32jb4/v7XBcIAfSFo/52j6pusNImuy",
-	"3Xb3z7txvPMVz20p94bUeaeHOpPYtg4kdYVNmFxxZojSzanqFLhvzjRO+dwf5TlU2pWIYcWWZhNWMr06",
-	"a/WZoKXgTdaolbo5HmanJJktZf142su81mI6zciBUYexKfdawf/hWsW/wcPbes2TV/S6Lss77c1gdvjl",
-	"NGbYHm13afaYApFSX8qVy3ppk7uFhooyKj4wQwcLYrcp6RHR9Xd0eLcRFXr7NsRYe7uuDSOP12e2JbZK",
-	"tbjgOZDM5xpkNjO6VLBj7e/W7hIXuLmlMUM8sduSVW2zgiKPYMCpyrBkq/PRYseN7JKlMq0l9jQ069v0",
-	"miVlup0E3mquhRpsAvauu0Q3XkFV7hobtxpNnLlYHCbJ6DnlJEMbOdvZFoxzb/fpPLFv7+odYa1WPL+0",
-	"z132ia2tysTuXSb8PQw7NBFdenpP/YS3wTK4HQ9W8zYP3lYN2Ydar2KU0sJ6yc9QWTKK+6LSqzvBmrZP",
-	"+5d3iVSLe93OZ2u036WY5kbd5YQVwVvkmOSZkSK212TT3xsbeKNSrOgUtt5j12Dv7GnY6urjr3wzUt66",
-	"i88efJZONbaOYWr3nMzhwHoKLnsx1xacKmttLUGCt9ibbHh//RKQ+XJXTblbcV5c1XrH3XdUjR0kml5F",
-	"fZ1A3OGxY4VRa9M+qiWVnPHZBhj59123XCJhQeVVXOvgYzV3AzyDXz/bXW3Na9idL7fB1ofX/rs7ViL/",
-	"3fnaHBAjh9LjVz89e/H88UXak9SX8RMHV3Oj7Nhe8Jt9UVvqe4umuHeT0X++UhoWaWuPynzONOS6lp0a",
-	"crooYjSNYiVVynX6QsywuvHx67eKhIbCNik7jCfqqYRW7S+XjNc3uxqb5mgbW5diM5BtiNm0SHFZkxOq",
-	"tirdrbp9Q77I1rbSQGN7owpjDrCdbsINJsHwFmOwG9sm7N73oOtm6mtb8BadGufBld5b4Rcu1hHqruV0",
-	"yY8qkC+Y0s8d1DqkbAPT+6QUsbaLq65ZMg7kRz9tA6HZ32v3bJRvvVfXCRtQ3+cQu9f/4eniCVsCnfoN",
-	"4OLv912AP6DVbRJMpdOIMuGPCf6tqNyN+aigjYNjv7MeHpn3DvpqqYGsCGHtMAbHfsFaQq5GJB1WM5sw",
-	"JN57CPNj//ZtKgTRYke9xry0bSBYt3X1+kf7XC/m13MAvjtWJd0Iz4tBa61tGNKbsYZZOJS7Okbr8/Mh",
-	"4TAnzpjedm5Nrtk1JGLO+MbWxmkFBrBzHb6gAHhaFrknds4LSZBDQilsQ79bZYV9I/GITK/cLLCyjCfm",
-	"fRPi5XsUbicvZoNmvz/vvG0vnZ29+2vcKYVv3bbvvTG87ji9OJw3DG72VPV3b2SoPylA1cxa6ThwdC6W",
-	"OHFUhCvtS1uzvd8v77hAvekgvP6JdZiiLpPXkunVublGp0hh27pHte3Hbf/1zOPJ336+GAw39cMLFYKT",
-	"VRzBbPfiCxNe0AOGX2iONte6sj39mVP01rpa2ZPhgIu5HTgyl4IzZa9kXk8MUb2qgBvW/ZQrWExKGBGM",
-	"U/vqThvC8bWsY95UkuOqK5KLsoRck4Nxq1JqPDj0OMSkb3EXRXwshmE8yU5PcT2zF7QAAxQMcdhBPqWC",
-	"EXkUD3rpBIhIVU9KpuYeAaAgtKrG3IeMDpYwMX8ZujxfmDLOXEdW20EZuzzxAiRIZfcNN5ghZFu94wmh",
-	"sFlgYz7mjwW/Bm7dQXZA5lyKeoapYlYKuX75p+bpP5Gn5jRRd83afItkx7RimRtDontnMaxPmiSBZjcO",
-	"m8RhrmtDHAyeMe6jPkbloGUNZlHmK6D8Yt89+LMdkEmyDluxUxiHfjwIrfXcwMPlHsiaq5E597mhG2h1",
-	"L9X0Cgglf/v5ot1h8qCnL+RoNMoOiZhoyjgUZpvdsH+HaHDchMpFBcr3ZRcc6+wC+Km0VeCGoVrXiFl3",
-	"QVfYrI4wjZvHVA3rkM76ppRkpBB5bYcfHGSt9LPscER+BMUKm65ivqA05QWVRUgmsxREpVy5iXzZkGSO",
-	"O2E7PuxzZQAch/9wGivN9dCsSc2q5hrtSCCXemzzcSIm8Oj18yif1YcwbetbTis2OB08HJ2MHtphonNk",
-	"cQY9jzFsetw4G44xQo8CU6SaDD6XEvAzyEueYNari1i28++ZVmTOFHolkeLwkbg1NOXFmDOeSzddQveN",
-	"kRoSJayHy3Mtm1wQRv6URfT0mM9Ak+9OfiCbZkBZ5xyTNoZjmOeI+E7y5AqgsoOHjRyrqzGXFGMYGEeQ",
-	"gGkN1k8isJ2BazzgNqUIF3EqhFW/56Is0MmEMaQxt12ZmsCwY47eTwguV4K8xZA50mkcJ5dgRxuH+Vc+",
-	"0WTMs9/HPitkPDgl47WkkvHgvcOkQDTGurAx9E7OyKA9VLunsLB55Dge9Pv+nZXMoPSPoljd2fCbnqyd",
-	"921NQMsaumNdH5ycfLxdOG1z+4g0bBUhqcus+qgTur6zB069HQBzHE02xVe+3f5Ka+YTvvRw+0vN5E3z",
-	"xrc7vNGdPGjee/DnHbbXGbv0fjj4fhdItOdtxsoh4n6sFv7ic04Mlitv+w2emnu1Nk03MyZSkPDfyEdc",
-	"i5ok5xv4Gs1fBo/ct94PHeOuqiPLDI6jdrIzSBldYQgsdrEl2DhwSFzDPtyJ78dLJqCXAJzopfDFIm3X",
-	"hRoi0y5rDLmGbEG3qhFemIBtl0ZZHtbGr6f4zgx0GOfx2B1mje30VG0KryHZvsp2MLV330fxl4rlV8qO",
-	"6bMjjAg2+YyMitR8+Kiqtn+2+Q57CyOze3fWHgBDNZmKshTLJnsg69ujNoSx5xZtXZCsYRi26FMYdRPT",
-	"cgjgtwXXwAmbEoat3LiIXRWpjWE+DyxbO3PAH5xivsMw0a3xFgLmI/H3plt2D0f34xaNShIIZw5IPJ5c",
-	"RoP7zYRPvtv+Rhjge6+4b08qYIcdP/YUuBSRAkWiWWKBw3oWlOayPify6F+s6mW1GO+wxIzBpmunFhqB",
-	"b/Mio87tlnoCCyI/huGzyuceNJNpXdAyw1GzwXZcY6V+l+Ew/82qO1DhdqYwB5wPnorsrskBsWfs7hOm",
-	"fPbiNg3JvRK/gV9+cPLnXZSQ1nDo+0yd3+5wnNRc5C+Qsp+FETHLuSgDOUVEzjjWhf/389cekfYn9+Pf",
-	"jcH8vpfiM/Nz5r1wU1bCN8rW/qxN7CM0uCw6U0xcH3qqCB1zxfisBPL2zQuiYGa0RXKgSqrmoEgFMjeY",
-	"70YSYoj+fz54lh2OyGtj11tuUwK9jj885hQzQ2wrEGsyZqDpLEvNQHZnmFM1RxcT1TnmWWVsesQFhyPr",
-	"IhrzlVX8Hp58dyvelVAE17gXDvvbograJ48klBQRAAcGmRsYroGLcaOfcvCADZqLG3XoFRf7r90njG7S",
-	"r1DLayYZhdHXaR3LqGBAi2ZyDB7Jp518OiXr+fQnweGlHS37UXWyOx+o7/DXfa4jOgzWrxPx/6mFwVM/",
-	"BNSgfncE/+ZZ7LcUIw8tf0+fwVKeI0rgmukV0XQWB3Zpadjjymz405zzj6TI/huJyidhzhh3uOX5SxCW",
-	"u0vGeAxoUiS+weiX9wq3PmfZmROHYcKaYv+yrbFixEQxNeZOTnnwhCTWdrFoMyOShgJcW3S1JrXWJB7V",
-	"NkZCZqBRmoW2ADQao9/vsQhTTj9Izd6Nxz72iQn7svCPaScn5r2mOXMYaptCh30YWMQNfYZxPBBuMw/r",
-	"Zbphex+N8Xb33TQy2n37n4qffmEs7gVzviucgtzBsNuwuaq2o6HTcTBbY6cIja2LoNbXpWYVldpVUmd2",
-	"yWzoS77BeiJLukI2w4sxR+fo0LmFhcQnbFYyh2XjI3AZ53GEODjiqIbijNTKcE21ZDqfd4ckZ873QHWK",
-	"qZkTN0D5eHGfAJ5jc+gj37ezQftuTivuJ0myjWHVuohW4lCv9rieCvJJw0fpqdub/SFLqkIn6i5uDL5G",
-	"ez59tOetK3bGm1j3L+7ObizBHv/uXnwfs542maZJe5uV7PvW047FOYy8EpMVyWLNxgfEM3LgVSLMYxkP",
-	"yJ/Gg4wsqLwCedhjRce1DHsY0vfF+98dCtJDmC1GvAwRka9O/09IhC9t0pFnjKl069iVsjtRhihBn6nz",
-	"k3XiYG+xs4RTn6BmKq8aJ5iWdgRSoKLRRuPiH02c4pP58G8pxsJWE5Ry3uI5Pij2VZHdpMj2ovPWoFWT",
-	"ZnBsEx03xqwuomAVtoWUQBdGk8Sh28C1XCF3M3906UlGeW2+QliRRuJmH09xG19oLOqjB6H+gJRg3tph",
-	"f+cgr1kOb3koorslEQ3TkiE4vqwvypNUg7pUbQoRNQjcQ16xLyxtKD4T0hJS9FE3rdIRk20bEZpDDF32",
-	"uDcRsWAi0NbpmGc+SuLUssZ95ujAjirB3FnbljQbEWTAiU4U1GWvYhpkZyeYC/0mlZd02mSstrIeOZAD",
-	"DszlSho7tCehLQSeuJ9iLoqVt5aTpa/ZIaGFqLQa8zgJekQe2diZdeHZLFFMy1BNqCWUEKynQJ/8sLEF",
-	"44g8n5KJMJJbgh9xPYyr6TW9Ahx+nUOB3RB7vIXh9j+ZuzCdE/iRMjLXz/eZkjJTG9mswUeEGSeyY7pI",
-	"udo9QXPfvh/kAFsf2LZ9KYz37iRDG4dtx+D29mn3PVrzww7Bl/UsXy+Svnxvwp7K4Jr0UASZNaF2+FzC",
-	"37BVeP3e/OOSFe93SWpyAvSgEkqxSbnCTnEqpyUUhzi2cUR+Nnw1E5LNGKdlRhRoJCaiZa3nqzH3nBpI",
-	"zV2pPISucdicROJQJBcJX3ZamF9BZctYMedgzO8u6SBAY2/W3Ly6W2hmT1b+ygHzs4fWG4T5RpHJSoO6",
-	"h5lZXyPUX3KEmvIIy3rZmUW6VAtwO+KrZFdAsnXKzsik9vXwjkFgiHeNKeRzyK+a957eMKXVF8cXNio7",
-	"zIcSYm/l5jcKH2/COFbsxUlELGyBny3/Y6opVWQc3zb2CdxUrNnAw54GB7QsrRYlMClmhTuoFbhG5FXo",
-	"o9YQWXfcTfLcrk4TV/Gn+TCy6VMBfcfnmsNNhUl4RrG8m/xmg6hGSKLR1aKe5qQb6Kiq9YYUpJkA1RvV",
-	"NE9kI/IormqRQNhiUWPN4qnZDiuMwWanv/uouQN/yhobkecF5m4pZvMEsuPsaCohpOwpIqZjXgI2+h6S",
-	"gs2YVkOSjbIhyS6xqpJkR7ewXck2W3XMrQFK7s7+HPNtdYprhfqR/cDitm4pzcbqVPdXr7mNibpn8Njg",
-	"6Da+Fusyu0SNW9NeWbJh0Ke1eVvNibZbuU0Q+d7HqXawEhscfewn7/xxDMQky7e+vDart6LMc7amA+N2",
-	"g7DW82Ostu/3YfqEPvPJqKh/iMl2cct+z63ip75RVsyvcBjUCLkydjgx24dF5aSGpBqIm2JCKpAh06oo",
-	"pFkL+0mYI9qW6meE+qfH3Gf8YQLfdw9+aGw/0HJ19GiqQW6yAO3x72Oh8wuzs8/lSav11rSUXAImYtLS",
-	"3mKsF34irvKJCf27BzvwpAshXlK+cmdTH8IgmrriG9dA3rby5+g7NEThpwpgapehuFZ80HCTDrU7mu2n",
-	"9zCKjilSCnGF7hlbIBpaHtjhkY4acXoAF6QUfNaM57A1z775S2H1d+svh+kU8jChicPS7XxE3sR8wJpx",
-	"thdIinBb4z3uZ6OC1kSUe0bBj2zWkmXW5rJa3PwrGX9kMu6Mu8FpToEUSEWZ7Cdko/fa2L5B6d9q6E/H",
-	"f8WBvLbPuNookE3D/iE2JvG1/LxvMKzvPsTkmC9AU3Q656KsF663geDg/o3ra1EdlXANJbmCZq5XmMOa",
-	"DpK5XX5NFvg3Sxa4y4j/06azV7v/hmoRgR0d0BP3x4ZpuE6a4iRdHnlO3Etyfzt/9VNoH4U00UNcQ7uV",
-	"qSiNCt8izhF5SvP5mIdlbBOhzuG+USSQpCHF1shj34zMjgNL090buvybEvwr3X2lu49Bdy1K2J/w4uV2",
-	"6HGzNhrceRtbu0Jh2/QcRCrEYUjUSGZttFY7uhhnidjU6JAwzaOkzxF5FijNaMsw1UTUmhyICmz1uW1f",
-	"P+YoQfvnS2MFt1JhFMs3imQcbvSl7cEXZ+yMedb9o+0ZVzRTacwSvj9b5+zGTgv7rHkJyqxoe/rApWNQ",
-	"tqJd1sl8ls4htjbrwQaH64ODmGo4HTnA+Xi29Oqwr9g5HtPccIwFvfHjIh58//1we3X2+n5sraClXUyj",
-	"ooy7ke0abvTQDtPAaSNU9dZiu2Hyd7w31xDWoKVozZGwc0h1b+8iN7h6KsUinTyysaXu7htzXSL32ZMW",
-	"d7CjR6USWLpAkirrgRaLidKCg+pFqA7W711FvxWvrCMqjKZnvu2gb414kLWGhGe9Ow2PXDqW/CEbNTKO",
-	"8RrIBEqxtDfnM9YP2qPYNrCi3r22n9ucuLRp4sz6xtHuU5rw0O66Ow7Kc/G+vaFrIQ2+70+Ghl7tdr4/",
-	"Odm+ufuSgx8xYyMIUzrSKy/dOjC77yGAL1Qd+lGKpYI4ZyoGetAhnC8AVYlIDzpf8bxHAzr+PfrXJSve",
-	"H0uvQ2wtyF+3GxwbGhJjfHid5nRdjxqGKcugxpzpML90GE3sdNtwPWiE0jHnM4/ZvIsJ5HQR1t9BvwhK",
-	"0jY94/najLDotD1Vam1ofqnFaglo9TGCizUkCDf3tWztfjAPzPq0FQv+buIMSAk5sGvXSI62RnL28xBD",
-	"u2o3WwpHTKh+X2DHf+gjc28vHpOCorMv83oe1dmYH5hflwBXQ+I7J5OXghd0NWyyO9GCUhU1BgpZAZVG",
-	"2V0ICYe26N0ohSXjQObGAKJkUudXYGfgW0jhp+13jB7AtLL9qIZuKIrRA4nT94oeR0hERucGXve36q67",
-	"061J7rOZhBnFLIev0nsbASIFtJF+soqMVXR4G1L0poqnOUSaiOhWPD+u6rLcHltfc5xYkzSqI50hTbkm",
-	"5J1Zs+TADlHB4piFpSr7CBryruvs4XDDwFTXoZgsjOB2s1INXY/5Fl+CpymsJQomFzlwxUfFKfoRssMR",
-	"VtrgLL7MZoMt6comFUhpeEFIKrcTN0lmkf1iVYHL64rHFGdjLsHI4lz7dul1qf3UkRm7tjEVN5YYzRom",
-	"Sc1xFoqBTyjrUcD1ISaMvaYzxmenDn6t+by2mRtOk/UJ+NEs2zOjEAH1O3ENiDDDq3tTLh/eToJ01lV7",
-	"WLZrFZyYDzwc8+5g7b4Zw6eOLToN044bt82O3K3PqSITAD7mBZTsGqTX5rqfYPFocLMM9sdvDUHGBvpf",
-	"y8XuplxMuTHVO7nVesdyx961PmO4IbD92kevm+F+SOd9tsDvvsXWp62x606y/8TZBGvT07d4GRyb/Hee",
-	"cPC1ym3PTr5t/7LLG/KFblYAbTBxrLa1KbPpKc3njlfhcKU55Fd2gpCxF8SSj8hzV54Qxg5LO7pD2r69",
-	"Y561hzJnWA3HfEZ2UHGG6P0owI1YkkCV4GFqFnE1EByU7c7rvERGSZdFCUqdkaw16zezE2ladXjmdSd2",
-	"NXYzxJXoFE7X+yB2BmVnmAbsM/KbOjwn1scci1OzMEw7s9mVeEmu7MQJR5sYZgvQnWbEhZ4zPhuRN1Ar",
-	"o2nSMU9swDrHfRd9baV6uirgUbi1wk6iKsfcqXrr/jVSCLsJF6LoNMoyAAvrOehMqIrCaUZlLguva0cf",
-	"iYfpQYE5aqg2UD7motZHYnpUmA/aUsiL2GZXorwGZScrB2e+MSsM5lWiZPlq6BBN2Y4BiGx+rrUDF2JU",
-	"M5XZKmxGH7NXUwoEd/AauAS7lr9nzJvgw4Zw5Fdt7i61OTW/b+1BP4fu8tkyIddm/fe12aNGEhnqDhzx",
-	"jCgAssb00VBqiNOwzQrkkeMqota5WHxVfr4qPxsqODD5NkjNtmelX8vBoZi9vtunTc8mO/AQhw/6gd7Z",
-	"6Vo5vZ2kTJdhVuswqr4YcxvPz2HYzJ+cMxyHGLcdGHY6VA29gHD/PnTSFooxd4yZ6mZErWM4qi8WhCPw",
-	"Pi3//FDf7c7zlMN897VJyol87bL0Gff/pm7c/nAJLUtbs+ABFFGQxR+sdk1aBee+D4tVF83j2ZltNDGB",
-	"nNYKiBILCBO1zSqRD0/PE/XjYSUcQHQ/xyg+DpvcSyx/e3eFi/GQ7r7IhSsxMULZhZX+CGWLf6xixXQU",
-	"xRtfMV2SA1riwtgm0xDPYYJSW8LODTg88pVOmwuXbLsA4gaguoRKq7s3tVLGUHce89fubxk5ELazoVpx",
-	"wVeLMc9EWYSfD421sZSCzxLLrZsW36aEmT2IX/J+8oTWFj+Tur5j790Af+QNVov62gb7fkVSbfhJx308",
-	"xJKHq9tO+8hE+kn+rauFtL6vmrPfajgjlBO4YQpTDbBSMulV2iC1v8rrr/L6q7yuWy2Y0gRqo/zHv/ui",
-	"5PeWRs0fN2ja9oGUpo3yWkiN/mXrK3/84rkd3b9B4W4WvKXC7RnJ4AtsQh/TnMu6+MPl8u1NpPeb2Gw6",
-	"zR0ox+i0TurG3Vp5BehJudfqJ7oBv0Dt0+dD/+HI7o8p6s5BE8oFxqoMGeHM1h010t0kncEQ9K1KWFDG",
-	"MQhqdhK3zODCiL1QvXTw3ckPh5sk21eZ9lWmfXEyLe2HxamEa0TzBBZC+14UG6mHGZY7rdVGc66uCvpZ",
-	"KOfu5eLbcJTPJBT3Mf18japPlf1Kt39QgzFuSOUatG4Qn74etL9MzSa/RNHJEE/0JSITqoAwbP+qXCqG",
-	"UJpUJdWY7WpMxknNyiK0xEiOpukdmnZfhOT5SmlYuE8951ORorkf8aA4MhIfJ4zb+tqmG+7XMo9N02EQ",
-	"mhPrc5A1RznjMA+RKEJmf+tr6BzH4tfHfrx+/gVM8Go2uYnDn9eVy4I0X5U0D+F9FTw1vmgUB9Z/RcCd",
-	"Cv0M3B69fp6AKrq7HD6qCuiV6kXIOdBSzzfMqYNCEZ+dR12LMZ9/FypCbIdM4ruoPzg5WcsXySkfc2nz",
-	"E7VqeLLBgO9PHtrnmTdveurs/mp3+xFx2n7h1d/7VBVlB08ZPdKCbjX64FFXd7hxj2sb9y5rrrCfPSUF",
-	"VMAL4PnKwJ7jbTNF6mau1qjTh84K29A4XLdhUlcRprnbeofbcX9c779zDRxUGLzs1ho1ZR9ulfVikvOI",
-	"4SIaJYkhWilO6umUH0y0txawmyGHJf4jakcbL4REu77K2ziNpNVjM37Zajfrb7sGf+a77QJC0EsATgow",
-	"gFGdzt7Rwpjvtb7uE1Ba1na6pLGJNHDKc4hmFsUnQ26zvsiP2FPLdUCTgHnXuU9ibreFaNaK+gavr+gu",
-	"ozWoUJGCKS3ZpDbSQgt/5njRMLcwscm6vCK21VrAp1yUJTbO79tl1Doq0SkmVL9iomZB1XwiaPs+be3m",
-	"+3fv/38AAAD//w==",
+	"7L1td9u2lj/6VbB0567aZ2TFTdreqb3umpU6yTk5kza5sdPOmarXhMgtCccUwAKgbZ2ufPf/wt4ACVKg",
+	"JDtpknbyKrFI4nFj47effxvlalUpCdKa0clvoyXwAjT+90xJC9I+EaZSRlihpPu1AJNrUdGfo/N6sQBj",
+	"oWBzUQKTfAVsrjQz/FrIBbNLYIW6kaXixWQ0Hpl8CSvumrHrCkYnI2O1kIvR27fj0X8/va2Utj+CNsmu",
+	"LpbANOBQlF5/YViW11qDtJfX9EnGhMQejeSVWSqLfwC2ym64YRp4weZarU7ck6nMjJA5tJ+rOX4h4dYy",
+	"IXMNK5CWl76JyVSOxiMNv9ZCQzE6sbqGeEZzpVfcjk5GQtpvvhqNwxSFtLAATXN83UzgryBBczs4VQP6",
+	"GvQXJpozWzTfsAPjlpoblrXPL9vnzVrMVLE+nLzjwN+ORxXXfAXWk8Zja3m+dMvzvNgc/vMCpBVzATos",
+	"KW/eH7Pa1Lws14xHJGPqfImTeTR/yCeTSf7t5J/VInPjFq7FitvlaDxy745ORm1rl6LYOjW45auqxG9m",
+	"+ZcPH7lW2wlGxEe090zp1QU+60+JnjMly7WbkEEqXzHXkGEHGirgRG7NOtExgGvQvMQNgNuqVAWEQeK8",
+	"fq1Br9uJuTYvcXDxJISFFa76it++ALmwy9HJw6+/3pjG2L3wnF7+8vi4ec615mv32Nh1GboZNZN+LvOy",
+	"LuAJlGAhtZv0nBX0AlMzR5pIZYYd2CUIzTL/MGO5KuuVZMIwN83DZgd7MxXU6KX/rjPfAua8Lu3oZM5L",
+	"A800ZkqVwGW0Xefu+A7yi3jLOmPOl1wuoGB87rbJLoVhngWMcdO4TJz+k6msuDG4x9l/H1HjRz/2WEel",
+	"4Vqo2gSWwc7UaiYksBthl1OZ9ab9/7o1yphVrASupWsFn+AwrVLEclLr1+Fco62neSWkWNWr0clxkiU9",
+	"n/+gJHzPbb5MrKG0wq6Z5Qvkm25pgOvSnWwNplLSwCnjbOW+ZmsBZWHYo+Ovml2n2yTa9vmRVBKO8IMd",
+	"98FLLRZC8nJzVK80zHHngNWy0ioHY6BgdYXXDMtwVccs+zJjXBYsW4PJ2AGXa5ZzA4csV7W0jt24F0+n",
+	"knYuNJOrau3ot3Z/3CxBMqmY8oPBe+QKKju8NeHVUZoRuT6TLOiNAU1N9Of7g2ORnsJqA5rxHKcwwB7r",
+	"0NA2zpi4f18WcFaKvXl6zsvS3fE5fsOENJbLHE5p4axiGnKlC1aBPvLvVBoMyBwG6eP2SBXg3z4SxWj3",
+	"iLfCBWroi+Z8T9hjyRS+wUuWXWcPsh8zN6q5uB0jHf9TaSbr1Qz02E2yfbtcTyVnhbJIUlyu7dJN/iD7",
+	"Eiltckz/PJw8OpqB5e6v6y8nx5PjI15WSz55mB1O2Et/fVBHU0k9OWJzIIxrR3DCLgnE+Ps/IrT0arVM",
+	"YJ97EMc0cve5taBdq///z9c//vKfPx8fffvLvx9Mp5PJXw7/89+SFHoH9JIGLTbek4JbzmZQKrlwzG7C",
+	"fnLrbZCWLFvVxjL4teYlnc+wHKfuoeVXYNy+5VA4emLq2p2KQSzkQBCbO/a0dTXbr4/ar/dkrl+mYVPg",
+	"kj3UdKbkvBS5db/mBLPdf3lVlSLHbh9UWs1KWP37Pw2tcTuIf9MwH52M/q8HLXJ/QE/Ng1f01ROwXJQ0",
+	"hB5HF3YJeMe1KCoQnTBMFI4aeemg8poZqzQUY6aI2bbrM5XJXaXdK8R8DtrQjRHvHTvIclVANpXxRjme",
+	"YC8D7WbjzSMQk5CHtbR5h7SdkcwytIn3gNinNBu8AXCKfs9wgeIhrYTB+2wyuiOqfjsefceL1/BrDeYj",
+	"kAKdU+zczWnFSzdmh/A0m3NRGnbNS1H4xchAa6VNxkphLOEgNZ+DLBwbnNPVj2t1JdWNnDh8+fGoPJ5a",
+	"2DcTERbSNTOWW2AHDvN5BjkmAdDdtw7B8it3AxDxl9xYxouVkOxG1WXBZsBKZewhTvWZ0jNRFCA/zlzd",
+	"XUyUrEp3u6yZVNZdxHSqVeVpFcf6XDrOz8unbkM/znjp5CGVOeAm4baC3EJRrk9ZgV8axrVb4MXCMSA3",
+	"Gw221hIKnMMPyj5TtSw+zvB5UWgCixqMqnUOrFBgcJhwK4zFMb7i2gpenrXDGxipyi3YI2M18FV3pA0T",
+	"mQnJEWT2b+VtpA8Fm60tMO3knQDbnNA96TJNP8Kj1+69gfscm8BtKxABYVN1WbISJdLJncDmW1ydtYPr",
+	"F0q94Jq6/Xg8AgEC3OYAhelePUb8C1gpVoL2FJfoB2XPuRVmLvisHFqw1BaUAgxTtTWigHfYjGjd410d",
+	"owbFdWfYXx5M6+PjRzm9hf+HbLsGzq1QC/Beu1v5dbOjH2dztmPIHWjDcQ29IuQ+g5w7buhgj2PhwljN",
+	"rUIpFmwP3EzYhVecoZLRIRYmzFbQ0hwJ2kiWc63dXg+gmFPSP/ppINQthMm5xrtXw9GMG2DCNiB5rjQw",
+	"s5a5u2z5ggvphAmWuZ9e1WaZUYOoEwyQ0wMpLhUiPprImPHSKJystg7HZFZzaVbCOBniUhQZ00CSL348",
+	"lbS+bpxuRe4CuFIE4L98kBYlkBDOQV+LHN5Ifs1FGU7YhyW/x2zG8yvwm9pcn0wig3DQAFaV0lyLcs3q",
+	"dqTIIy6U+p7Ltcd15iMcHqXYisu1g/iwqqw5ZTdcWFRuIb4hsVPNmYFcSTcjybLXYPX66PHcgs56PCl6",
+	"lDAB+Dasol48tVq9bol1n9uhC4zfSF7bpdLiXx+L/cyAa9DMKgcCHT52Z0QuxkxIxMUMYWPl5nSKS5uV",
+	"aiFkRhgy14AaE05IZipvtJIL/yJpIF9xY26ULsIXSs4F4m9Sk1hW+Rdc7/i5O31ubaqF5gXswZ3vtixe",
+	"l/K9l2eGFibr6B2ywPPiJWpkCZQdHZ42jXrFf+c5FgHBBj2ZCvgVMeDA5JeIti2UJXJEVIBZxeqq4BYS",
+	"/Mis5ZVWsjaNZmS78Bd0Q3dEMG/DYxLtXz33q/dczpX7pdKObVhBon8BlYacewV7X6Ptei6BG3jCLXRw",
+	"n5vjKKHpj6a2qadpp/HzKNYOtV2M4wH90rSvZv+E3Lr22/mY1/4+2ZyUt78N6N6UtJrnNt7vgPuFk7VW",
+	"jvbYbM28vn+yZZ6mYwfZRsO9jXjbt4Kkl8eMxs1skstRVd/VsijhmSgTC7HkJqE8P//b46OHX3/T6Evp",
+	"iI7ZEm4ZSHcdF8k5r8QKghVq86EqLsRqk0iOrFglKQV1w5sqdG6XTMgGiM5wdh4yZA8yZqDiCJFMcowO",
+	"Fu9r9IzX22uq8fMxrVs04XZ6Wzfhey7F3KtMuhvhYPAdaKWzq283DWYez0Dx2O6/4GlieCIWTtBARSWq",
+	"E0RjNTen3iRFChQgXSYaR/3vkx0sYNhcEB++lV82Rq/Pku329osWdByxkXhN/GS3bpaDp8MsZBVt5V5b",
+	"1ey9OwtgDF/AbiYYXhy3/W0d848R1+mON8mPNrZmP5aTHEKjlA0TjdSDPe6L9+OlSBhrzq0Do0xs2Gy8",
+	"VNqabZKUldSi77CwDKhQxUKiqq3RorZgwfju76RTH/csn8lBbTqG9M2zgQxO2TEiMnfmyKKzfUTHOxlc",
+	"uyv9oe673Ttu2+Gpn9XaKN2ifLi1YcOdINt1dknOc3O1G9HnEi2OO49pM5+X4cMz/C5uyqR3reQWOWQj",
+	"bFVOkA62+siBRMiGrSldgEZr4l78fnN0Ka4/SP57rJdVlpeXweXpMlyTfaeplaPIzD3N2ishfNUugcHJ",
+	"okZnr/3q02KPYoam1tmb7WTaLtwGfXa9clJs0SMg8nDZWJXvoRAcPWrYQWIp0JHjMMmvmuWudcJb4Kcl",
+	"OHFUsTnYfNloy3Z00qx1rUWqT1UN8sWflt4XqCvBFIrQlRNiclWt0SdIOq7yczMDBOYl2BgAbYKuHjWJ",
+	"f0FDJvvOapiCB9mLvxQZt+xmKfJlz7TgPexydySL+1Bru6LjHi3tSZJngUP14FCj7YhXZM6A50t2JWQR",
+	"bIrhUnCD70tvuCcJXUVLfElNRmrgtd2Ch0ihYB7bpD+T0OvGoy7PwRjSTiCXCKocZPP4yhspbhlUiiyT",
+	"e2y9hrkGs7xwbSZ4NCpCUH8Rv5gxFTqMx+RVI2noatM9PI6/t8ohhAJ12o+9Kgg374R9R5oZ0nDj25GC",
+	"ezsSpJ57Ux1Hy56ite9qURZpuX7mHl1akXLb+SlgHjLe4AFx76dBV65WK5HY9nOyLznk0iD5foOo/E62",
+	"ulDDeOGvilmlynzJhSSnnQAdcFbpxdxYnDO8oV+oRQKxkFNLGMElH7gVum/Nkm+ha6QXh9IqlJUqHNYt",
+	"Lt2r+wuBz5RefY+f5oOIQMLNPVp9IubzNL5Yqet7jXOoxVpsW5rhXQsayEjG6PMcnttyzZREiTIA60Zz",
+	"Sf51qizaX9CaMYMG3idBbHh9QKgI1uy+IrTDx8KPKbKXcBN3kfpmJWRwpv0ydb+3c0qcybVUcr1KLsmY",
+	"zFIzcvTKzFpeZcwdbi6Lo1JIiCSvPebS41/xxFKs6kwDt/DGgB6UG6t3WxitSAO2jVZfK9Kn1JFL49Zm",
+	"e7OMPBijgWHPqUk/4ZbPuIEB1at/ehlGMiCux15ylTJ2ocH8Wt5J8xIgEpnX0PZLyN4Pwes/9+Ssz9A7",
+	"4jVCqhRzLWBQ8tfAjZLMvTNunetbd55L8rzIkncGBL+QBKwNlojWl4YgX7IhIQu4TegefTRJq5RAP1GP",
+	"wiKJlR6YeJSxaNr6dCeVIBdN018YJoox6SCEZUsHjiXsBgs0/jEtdViXFAE+E1AWxFJTOkkoi610tw8t",
+	"BO6/2bzSqzs00rnqNmW4onAXE3pz7X8zRbNPXE650uCvpwHjx8AUopvyvQ6IXts+pOZGLfa9Uf8KqlT5",
+	"oEjoZFAu40CEDYFJ1qU3d5P1qbc1eV5rnq83G/+bg8YKYxVqmYO2XEi7dudpBVb3VAeFql0XSZ0W2YXd",
+	"ZHhpha1TDOZvIBZLy/hMXTt2xlkJ11Du6qw/tcEOL4en+aNbi/z+k9w5hpIPTfoJLDSghVK3Ljfwa82t",
+	"0gMd81vq+NvjaBRH36YWu1RysaNj4Ma6fv+qAeSN6El0m71++R+dbvHPjX6d1GIsX1VbRJcQ+cfm4hYJ",
+	"Fn0iu70PGkPGo9ujhTragzP9DXhpl41DYk8m3n4fuavMK243NSaW25oa8ZqWPhOPuPHwcnTsxXmp8qs9",
+	"V6B/o/jxhLsk7vSXwWV5+V+ba7I5MXX14Wa1BQINmdb3XJd2uG0fqZV5oRZC3hvibkwnBqp3h6apAX5P",
+	"JqdY09PT1pO7Bw9IiGMMCIXY8dz6ZetZy+5q8EqN7GV7BW2O6qX0kY2mnnmnsM1hkGdO6kSq5kIjx6m2",
+	"qxaGchbWcDJ8M7Rbg9B9kNxeSlbVZjmOvQtim2djn8KoLsfACtDiGigOGMMXWRZsIlMpLPl5V3VZQnF4",
+	"ytRKWEsu8W6kFB/IJNzEc5uwNz7kqQALeeRyTu4pG6q3gUlH4DZHOa645AmhHGU8nKBYAetM9DS4tju5",
+	"PDhMu0XfMLbdlWuPUY4a8EdVevWFYVyaG9BmTJv89/OXPzCiOiRvuWZmyasYdnua7Hb4T6Pk5DW/8QcI",
+	"ex4KTb3QNfgtSUSnsgPOrFrNjFUSYstBhPMKuBY5DMoP9LhPyx3kxuiE7KTjNrZ3q8Gewoq9zIgdgbQQ",
+	"IsOSlxy2POwQNB4tutB0G3SOUeweMhbFCx41PgGRyXnMail+rYHxXCtjGC9Lv5wDHiVrmTcEnyTT7Us8",
+	"RLaWLxIGx2cagJV8BqXpmA83NUnpTlvVG7qhpQ/qC8dKSIz4wGd1p4YiYpfcGLGQxL/QpINhMT76SUnk",
+	"hePGkK+I4d7LwNMlpnEn3L1DxJ7ZdNhgZ6lbnrDjhgsR/Y1tqK9E8T/vYR2ZDyYHuFhG6QBO2azk8irO",
+	"D8A1sIVWdUX7mx1I1T4+3MNq0XQ99iPeMesXIoWKltxcrpSGAT6K6hH3vBstT7HdMyjVDZFHxReQZqYS",
+	"bu0luf/ucNDovpQx67C8Bu6jL9B1wfVzSreuJ1i6mn3397hU43ntrUyIlvW8Xq24Xu/08On0M27Xfceu",
+	"vfYmnjQqo2A1vEk7dxGPowzcrQQIb4Tdhtt23lZbnIsi31zcNscOEO8J01ipBixcbTjgEP3xNsySwJrF",
+	"uDCaZdQB4xphXJoQu+jpA2AeUl6mF+AeKGcHTrkb1nhnvMDL8uV8dPLzHZDDLztnu4ksNj1XkbAuZ+v0",
+	"DqAj+M1S7U+A4XAkL+tG5dE/SRvtvgM9tWJ7t/NgRcpONuJTJywzdQXaQAFFdoLHwr9NlncHH5bcsBmA",
+	"nEoNVclzKCYs0/BPPDzZCQaqxmfLfUOOpjPIHfr0LZK8ElQKwSN6PGpHgLZzajetb/Bw6/6IqheQlN58",
+	"t+dN9B6yIQq52ocMupDt90VZMctaQlmwmyX69dLKnjI+I5jVES8jWz+36X26zwW4C441SpiGUXePTIPK",
+	"9sRe4T5Lo5E9GEBYh3td1s1teofbOqSTCt3umOC55XZLeMRsHeeTuuv4u8g1aVdZVfUdfdPd76WQcIdx",
+	"XIRPgnfjkJuVkkfJFFHuanTf3UdkiDocx+sZzaSzELs2zAO4NKbxTLUBWuj0EGuwnASuaosefIjf3Xl4",
+	"N5j1HiARjfcOeGiLF3ceq5ZQkSNsSMnyruqjTwbeODzeaOjuufJcrls2jaobYbqwnPbjdCqzUhibYEwm",
+	"Y2apbhC+r+ji3VyY9weTjL80PbZoSWe3NmY7UEo2uB872qY86dBl2dOkvF/SjIjlnXUarQpji3ZjWK3R",
+	"rnt7YjoXcpd4493fwfsuItbf92HMr8C+keR92Lgk8/VoPLoBSNuV6KN73cxhJN9hE0kPObfRT2U6skVb",
+	"x3eBHfzjH//4x9H33x89eXIYtKdIJzS0Uwaryq4bph149SbKcJ1hu3fubi70Xfvr0U+09p2RRGvQrvWe",
+	"O+zXdWCfd8/UT45ej+c9Zm8uzg4HZPv9FWmodk2MYKk05kGoSr4m3Wzku/R3LtmjbN8FDYtIXW3TmnVD",
+	"wTddkiVDU6136WoyzC55hQv1+tkZ+/arr/+fMYNbC7KIM7itYDUDbSgjTBtyRXloE66R2xy63EOUDuZc",
+	"lLUGEzeWW2ZVs1Y7smslvMDGLJPKXs5VLYuMoYM3t3CJWU+gyLxQ2DjHDbaejM0YWNint1XJJbed+zMn",
+	"DJbDXfzSLpxkOmYrni+FhCN3c7rFNoT1mqNK6zbccAIJvAJ9hK5HUSKsZgP2jjryFIZOSeThkOB4IXvi",
+	"1mQyrOJIWtz6zEn9QJUjTIzpFjAZV9xaj/sreGvZCri0XgBd1isukUyTzorDegw32L9dXLxi9AKSbdp7",
+	"zwqbSp1DTKC3dxikoebMJ3tIhxQkNfNN1kqTauiUZXymanuCGvuMQF9I8RumsMJEieYuS90XYoLEYtFJ",
+	"pxGz/dHYwpUimklb6pE4I4KICHWTwTSOiD0rldfatZcalEXEeb0X5s+Pfpm4Oy3tMzpIWz8t122r3nA6",
+	"rw3sG17wmgI1Bl09tsesPGb+uQ8qQaO/z9PBKNVvm88WX9x9w3R6/CU55I0kSukAXvIASQRm1FwXlDnF",
+	"WMbzHK2qvKRsRea08bEH756fvX56/vTi8vXTVy/Pn1+8fP2PLA4u6z9M4Ll+4KAf2V6zGwztHnRWuVOE",
+	"cSf1E0fxXLe5/FC/ZsDeR7kwFAy5zXkG55wIm+hO/d3DD+rBZMCPKfdvEOmiFDGN6nd0B//6XQEFr1UJ",
+	"A7535MiD2QYLhfpmXhw59pnhA8NyTtZjVDeHOLlT/+KNFhb8m1PpXsXMVCijdvRH7mNK7RxFARvHu4uV",
+	"O8bU14pLviBp14ynkleVz2lhmtxcUYavjpq7GTfq/sLQRuMRdpCUfs5R9E3HG0TSZDft7jf7cbzztcwp",
+	"lHuL67zHoV4kptSBrK4wCZMPzmysdEtuegHu2z2NUzr3x3kOlfUhYhixZcVMlMKuTzt5JnipZOs1Srdu",
+	"jpPZy0lmR1g/zvYyr62azzN24OAwJuXeCPg/3Ij4d3R4X615cote1WX5XnMzuBH+cRIz7La2ezd7dIFI",
+	"wZdy7b1eusedVqNTYOHdPHQwIHYXSI8O3XBGh1+2ksJg3oaYau+XtWES6PqUUmKnap+gLTALvgYZeUaX",
+	"BvaM/d2ZXeICB3fjxJBw2Clk1ZJXUKQRbGiqciw5VF7ZcyD7eKnMa405DV375F5zw4XtOoF3kmshgk2s",
+	"vc8u0bdXcJP7xMadRBOn3haHTjJ2ySXLUEbO9pYFY9/bu2SeuGvu6j3X2qxlfknvXQ5dWzvBxP5ZJsI+",
+	"jHtnItr09JiGD94WyeB+PNgsuzx4VzTkEGm9jEnKKtKSnyJYcsB9Vdn1e6Gark77518SrhafdDqfndZ+",
+	"72KaO7grmSgabZFnkqfuFqFck21+b0zgjaDY8Dns3Me+wN4b07iT1Sds+XaivHcWnzvw2aiAzd4+meMR",
+	"aQouBymXAk4NSVs3oCFI7K03fNh+Dch8pY+m3C84L45qfc/Zd0yNGSTaXEVDmUD85DFjhYO1aR3VDddS",
+	"yMWWNQrf+2y5TMOK66s41iHYat7P4jn6+olGtdOvYX++3F22IboO/e4ZifxfXtfmFzFSKJ29/OHZi+dn",
+	"F2lN0pDHT2xczR3YoVzw23VRO+J7iza4d5vQf742FlZpaY/rfCks5LbWvRhyvipiMo1sJVVKdfpCLTC6",
+	"8ezVG8OahMLklN2UJxqIhDbdnksh69t9hU03ta2pSzEZyC7CbFOkeK/JGTc7QXcnbt8dX2RrO89AK3sj",
+	"hHET2H1umh1MLsMbtMFuTZuwf96DvpppKG3BG1RqnDeq9MEIv2Zj/UHdN5wu2akB/UIY+9yvWu8ok2H6",
+	"Li5FoqviqmuRtAOF0k+7ltCN75V/N/K3vlPWCTKo32US+8f/4eziClsKlfrtwsX9D21AmCBhmwRT6SWi",
+	"TOhjGv1WFO4mglWQ7OCY72yAR+aDhb46MFAUjVm7KYNDPZAk5GNE0mY1Nwh3xAcn4R4OD59cIZhVe+Ia",
+	"99GugmD91NWbnQ6pXtzTcwC5P1Ul1QjPi1GnrV0UMuixhl44XPo4RtL5BZNwUyfOid5Utya34hoSNmf8",
+	"YmfitAIN2LltejAAMn0X+Tf29gtJHIcEKOyufj/KCvNG4hSFXftaYGUZV8z7orGX3yFwO7kxW5D93Xnn",
+	"fXPp7K3d3+BOKXrrp30ftOH1y+nF5rxxo2ZPRX8PWoaGnQJMLUhKxzqqS3WD9YRVs6VDbmuU+/3yPQeo",
+	"txmEN7vYXFPEMnmthV2fu230QArT1j2uKR83/fUs0Mnff7oYjbflw2siBGfr2ILZzcXXVHhBDRj20E5t",
+	"aW1FOf2FB3obWa1oZljgYkkFR5ZaSWFoS5b1zB2qlxVIx7qfSgOrWQkThnbqEN1JJpwQyzqVbSQ5trpm",
+	"uSpLyC07mHYipaajw0BDQocUd5HFhygM7UlUPcXnzF7xAtyioImDCvmUBibscVzopWcgYlU9K4VZBgKA",
+	"gvGqmspgMjq4gZn7Zez9fGEupPAZWSmDMmZ5kgVo0IbG7QtNU6p3nCEU5AU2lVN5puQ1SFIHUYHMpVb1",
+	"Al3F6Bby+fJP3Nt/YU/dbKLsmrXri2UPeCUyX4bEDtZi2Kw0yZozu7XYJBZz3Sji4OhMyGD1cZCDlzW4",
+	"RkWIgAqNffXwGyqQybIeW6EqjONQHoTXdunWw/se6FqaiZv3uTs30MleavkVMM7+/tNFN8PkwUBeyMlk",
+	"kh0yNbNcSCjcMPtm/96hwXITJlcVmJCXXUmMs2uWn2uKAncMlVQjrt0VX2OyOiYsDh5dNUghnQ1VKclY",
+	"ofKaih8cZB33s+xwwr4DIwpyV3E9GMtlwXXROJPRCeJar31FvmzMMs+dMB0f5rlyCxyb/7AaK8/t2LXJ",
+	"XatuG6kkkHc9Jn+ciAk8fvU88mcNJkxKfSt5JUYno0eT48kjKia6RBbnyPMBmk0ftMqGB2ihxwtTpZIM",
+	"PtcasBvkJVSH2lssu/73whq2FAa1knji8JU4NTSXxVQ2xZtNz+wbqTLHzCjScAWuRc4FTcmfsojensoF",
+	"WPbV8bdsWw0oUs4JTTYcxzwnLGSSZ1cAFRUedvdYXU2l5mjDQDuCBnRrID2JwnQGPvGAH5RhUsWuEAS/",
+	"l6osUMmENqSppKxMrWHYM8egJwTvK8HeoMkcz2lsJ9dApY2b+lfB0WQqs9+mwStkOjph0w2nkunoraek",
+	"5tA46YJs6D2fkVG3nPxAYGH7yoO40O/bX+hmBmO/U8X6vRW/GfDaedtFAlbX0C/r+vD4+PcbhUebu0uk",
+	"YaoIzb1n1e9aoesrmnDq62ZhHkSVTfGTL3d/0qn5hB892v1RW3nTffHlHl/0Kw+67x5+s8fwemWX3o5H",
+	"X++zEt16mzE4RNqPYeHPwefEUbkJst/oqdtXkmn6njERQMK/kY/4FDVJzjcKMZo/jx77vt6OPeOuqiNi",
+	"Bg+idLILSAldTRFYzGLLMHHgmPmEfTiSkI+XzcDeAEhmb1QIFumqLswYmXZZo8m18Rb0rbrLCx2wqWm8",
+	"y5u2sfcU31mAbcp5nPnJbLCdgahNFRAS5VWmwtRBfR/ZXyqRXxkq00cljBgm+YyEilR9+Ciqdri2+R5j",
+	"a0pmD46sWwCGWzZXZaluWu+BbGiM1h2MOw6R4oJ0DeNmiMGF0bY2LU8AYVhwDZKJOROYyk2qWFWRGhj6",
+	"88BNZ2R+8Ucn6O8wTmRrvMcF8zvx9zZb9gBHD+UWHSRpDs4S8PCE4zIZfdpM+Pir3V80BXw/Ke474ArY",
+	"Y8dn4QTeqAhAsaiWWMNhAwtKc9ngE3n0L1ENslq0d9BhRmPTtYeF7sInv8goczudnoYFse+a4rMm+B60",
+	"lWm90TLDUrON7LjBSsMom8n8j6jeA4Tb+4T5xXnnqsh+m/wiDpTdfSJM8F7chZD8J/EX2PPD42/2ASGd",
+	"4tCf8un8co/ppOoi/wFP9rOmRMzNUpXNcYoOuZAYF/4/z18FQrr7cX/wmxOY3w6e+Mw9zoIWbi5K+MJQ",
+	"7M9GxT7GG5VFr4qJz0PPDeNTaYRclMDevH7BDCwcWmQHpuRmCYZVoHNH+b4kIZro/++Hz7LDCXvl5Hri",
+	"NiXw67jjqeToGUKpQEhkzMDyRZaqgeznsORmiSombnP0s8rE/EgqCUekIprKNQG/R8df3Yt3JYDgBvfC",
+	"Yn87oCC9eaSh5EgAWDDI7cB4Y7mEdPhUQljYBrn4UocBuNBf+1cY3YavEOW1lYya0tdpjOUgGPCirRyD",
+	"UwpuJx8OZD2f/6AkfE+lZX9XTPbeC+p7+vXd9a4OR/Wbh/j/q5Wj01AE1JF+vwT/9lrs97xGHhF/T8+B",
+	"Tp4/lCCtsGtm+SI27PLSsce1G/CHmeefCcj+L7oqnzR1xqSnrcBfmsty/5sxLgOavBJfo/UraIU73RE7",
+	"89dhU2HNiH9RaqyYMPGamkp/T4XlaZxYu8GibY1I3gTgUtDVxq21ceNxSzYStgCLt1mTFoBHZfSHNRZN",
+	"ldN3gtn78diz4JhwVxb+e8rJiXqvac7cFLVNkcNdGFjEDYOHcVwQbjsPG2S6zfB+N8bbH3ebyGj/4X8o",
+	"fvoHY3EvhNddYRXkHoXdh81VNZWGTtvBKMbOMB5LFw2sr0srKq6tj6TOqMlsHEK+gTSRJV8jm5HFVKJy",
+	"dOzVwkrjG+SVLOGm1RF4j/PYQtwo4riF4pTVxnFNcyNsvuwXSc687oHbFFNzM24X5fez+zTL88BN+ijk",
+	"7WzJvu/TiuNJHtlWsOpsRMdxaBA9brqCfFDzUbrq9nZ9yA03TSbqPm2MPlt7Pry1540Pdsad2NQv7s9u",
+	"6MA++M1/+DZmPd1jmj7au6TkkLee9yTOcaSVmK1ZFiObYBDP2EGAROjHMh2xv0xHGVtxfQX6cECKjmMZ",
+	"7iBIfyra/35RkIGD2WHEN41F5LPS/wMewu/J6SgwxpS7daxK2f9QNlaCIVHnB1LiYG6x04RSnyEy1Vet",
+	"EsxqKoHUnKLJVuHix9ZO8cF0+Pe8xpqhJk7KeYfnBKPYZyC7DcgOkvNOo1XrZvCAHB232qwuImMVpoXU",
+	"wFcOSWLRbZBWr5G7uR+9e5IDr20vTBRpIm7H8RSH8Qe1Rf3uRqg/4UlwX+0xvnPQ1yKHN7IJorvnIRqn",
+	"b4ZG8UW6qHCkWtLlZpuJqCXggeMV68LSguIzpekgRZ36apX+MFHaiCY5xNh7jwcREQMmmrN1MpVZsJJ4",
+	"WNaqz/w5oFIl6DtLaUmzCUMGnMhEwb33KrpB9kaCvtCvU35JJ63HasfrUQI7kCC8r6STQwcc2hrDkwxV",
+	"zFWxDtJyMvQ1O2S8UJU1Uxk7QU/YY7KdkQqPvETRLcO0ppYmhGDTBfr4260pGCfs+ZzNlLu5NYQS1+M4",
+	"mt7yK8Di1zkUmA1xQFvY7P4HUxemfQJ/J4/Mzfl9JKfM1EC2I/joYMaO7OguUq73d9C8a94PdoCpDyht",
+	"X4rigzrJnY3DrmJwd/q0T91a8+0expdNL99wJf3xtQl3BIMbt4dhyKwZp+JzCX3Dzsvrt/aPS1G83cep",
+	"yV+gB5UyRszKNWaKMzkvoTjEso0T9pPjq5nSYiEkLzNmwOJhYlbXdrmeysCpgdXSh8pDkzUOk5NoLIrk",
+	"LeE3vRTmV1BRGCv6HEzl+3M6aFbjzqy5/XQ/08wdWflLv5gf3bTeEswXhs3WFswn6Jn12UL9R7ZQcxlR",
+	"2SA7I6JLpQCnEl+luAKWbZ7sjM3qEA/vGQSaeDeYQr6E/Kr97umtMNb84fjCVrAjgikh1lZu/6II9ia0",
+	"Y8VanITFggL8KPxPmDZUUUj82skncFuJdgCPBhIc8LIkFKXQKWaNI6gN+ETkVZNHrT1k/XI3yXn7OE1s",
+	"Jczm3Y7NEAQMGZ9rCbcVOuE5YPl+/JsdobpLEoWuzulpZ7rlHFW13eKCtFBgBq2a7o1swh7HUS0amFit",
+	"aoxZPHHDEYUT2Kj6e7Ca++VPSWMT9rxA3y0jyE8ge5AdzTU0LnuGqflUloCJvsesEAthzZhlk2zMskuM",
+	"qmTZ0T1kV7ZLVp1KEkDZ+5M/p3JXnOJGoH4kP4g4rVsK2RCm+nRxzX1E1Dsajx2N7uJrMZbZx2rcqfYq",
+	"kgmDPqzM20lOtFvKbY3In7ydag8psaXRs1B5588jICZZPunyuqyerrLA2doMjLsFwtouH2C0/bAOMzj0",
+	"uS6joP4xOtvFKfsDt4rf+sLQNb/GYlAT5MqY4cQNH1aVvzU0t8B8FRNWgW48rYpCu7Ywn4SbIqVUP2U8",
+	"vD2VweMPHfi+evhtK/uB1eujx3MLepsESNP/FAOdX7iRfSxNWm13uqXkGtARk5e0izEu/EBc5QMf9K8e",
+	"7sGTLpT6nsu1n5t5FwbRxhXf+gTylMpfou7QHYpQVQBdu9yJ69gHHTfpnXZ/ZofPe1OKThhWKnWF6hkK",
+	"EG1SHlDxSH8asXqAVKxUctGW56CY55D8pSD8TvpymM8hbyo0SbjxI5+w1zEfIDGOcoGkDm6nvMenmaig",
+	"UxHlEzvBj8lriZi126wON/98jH/nY9wrd4PVnJqjwCou9PBBdriXbPsPcnO91bb/iutfa7A+59EXhqFw",
+	"Zhg37Oz8R3bg4/d/JRdljvLe62dn7Ksv/+N4zEoh3XmlDOtCuvPsfmJzgGLM3lw8O/qPRpOytkDJ19Hn",
+	"pcnaYiqHZcwSwIbCnN61Oleu2cMTpiRMZTatj48f5U0tAfwTJrm5zvDqbx6EDr0JTqubVk7CwsuqrFeO",
+	"mVBWPJ91XgtrIdTgX1O2ZKrIOGY+NMpQSTZ3LrMHGUZPZWPELcbyVdUszaNHj75lB28uzg7HLHM7RILa",
+	"389f/hA6d/3g3xZu7XgqMcsCqUBIVsQ3KF9jDmU5lBjhzFy/J+eJ3fIYddQU7t37i3Mh87v38xyzSMAT",
+	"Xznzz+jcMR799xFN9ihKdbk1kwu93izmJ27G+9S1zANuIU/b9G/dJC3EEimEwDG7AccQzKiHbaRZckUs",
+	"d5AtP47bHTcuV75QrjCBWVEZa/RQCVycoltjbjiVBwOc0w8jO2X5kmueu8PHamn4HEMVsCmHI4lB9oJl",
+	"DyfscVlOJS1GrlY+dtUNxuvnsAK35JVZqiamp1O4aSrPiBuesKxbfTcbs6wputv80frAZNF/2wq82Xgq",
+	"s7YGr3vYFOHN2EHLqKn66Tg4wGB3ROwZ/ugrWGN7xL8POHpBu2kQwzDu8wWo0pfcm5TcClsXONrO70ou",
+	"/IOp7DzheV5rnq/7X/Ay3VL4/bL9sNdiM8MMvU2l3w23xkQUqJkNIZ2h7PnYO+/N1kxYM5UVt8sTlmG+",
+	"w6WqDSxVWUyM+BdQgEj223TU/D4dnbDfpiP31P33q7dvswl7zAq35ZrNeH6FwelT6ePdObsCdBgEk/Oq",
+	"NcQ2b7ID6plPp5NZEznvPsr4ZJYdUhAMl1NJt6NvLtzf2XSKWmc/V2HY8x8uvvmK7MTk5kW6WFS2Mu8R",
+	"4dMAzlFZ/OTlm+9ePE1/wSRihjH77uXLF08f/zBm5xevn//w17GbbXOhs4OSUsBPJQIS9+CQIJzWfE1o",
+	"GkvAEriiWER/7y/5dZs7xvqySex7AgfePk5HUtZlOWHfwVrJgj0cHx8fhwZ9aoPmxI/94VtxgRVV/Wtq",
+	"js5nUxln5F8o5sPgI8BC5HAJt1Zz0p5jhpvGf04WhvGZritbrtkBJc6UEnIb8lSWykBxyMxS1SVhMZ9k",
+	"c85FSa5uUyl8TUCHuQI85KwiK27sheqL9wjj5MUAjt014Y4zmv/TcMmzyc+Q6TNk+gyZPhBkiqHJO8Em",
+	"zW+OgobjfeGmSoO166NKu4vAi2ghqau7MruskVuWxlIP6Nf4XVF4mEWZYg92YCxKwrIJsp7yfNmOiLKE",
+	"9lb5C8NWYDk6enEqj0i3OZ/KoCaXBfoLN3d+SEKMZYDHTfVZWqkbbrzoe+LvOzNmErDyOYmq7tIlUb7N",
+	"NPq4LKN8uDsR4QCHfs1v/m6U/MyhP3Pozxz6A3HoDte7O4uOm9sjy2jIaWAst0ACFfp7dEaFiK7N+o6R",
+	"qMiv+QIcG+ZT6YSdMXEhYndNyKqMwu4m7FnD84RhJcwtU7VlB6ry8hEVEJtKvBMyJ+VFRfpew7WgIFfM",
+	"oWVMUwzzC8MyCbf2krKgxzETU5n1f6Ss3UVbF9Q1ETJk9+buWGozzlqWYFyLlFUVLoPIipKRrpNItzeJ",
+	"nelSMcX8ZulWYSKl6gHeEZT84nAo3VQjs3fc0Vf8NhTse/j11+Pd+bE2x0MSEp1dDGThAmsQuEWAWzum",
+	"coZY75GbwWxY9P37HptXQDiyVJ1KfkIay6M0Yv3ssV5x4W7JtPv+1qIm+w/M5+m/y5iseg8jelwaRWqT",
+	"IkXnB1atZsYqCWaQoHpUf+c8ZjvpirQPobSfNzkK3SSnP8A6vOG5YwNDKxdeufQs+V0G6i5WIWtgMyjV",
+	"De1ciBk+6BbD3sKKBsfafW976Mi2mp+bA0fLm7EeNjo20i/IG7j40NjQuJtevq+Px+680nC+Pj7ePbhP",
+	"JQo6YsbuIkwBs5fhduut2afuhPUHhUPfaXVjII5aiRe9wRDeGotQIsJB52uZDyCgB791VdlvH+iAIXam",
+	"RNsU7DwbGjNVFg2mOdnEUWM/E26dKCks01CVPI+LOTXD8FlAlbEx53OvkVptBjmaSan9PfBFA5J24Yzn",
+	"G1Wao9kO5AnpruYfNV1IYrWGGMHFBhE0O/c5ccinwTww7o5MA2Fv4hg0DTmIa5/Km8t4N4d5iDu7Zj9Z",
+	"Cov8YUD1URJYdex/48Y38s3FGSv4Gt3mI6PZVB64pzcAV2MWatew75Us+HrcxtehBGUq9IJga+Dagd2V",
+	"0nBIacccKETXj6UTgDib1fkVWFwCWinsmvpxOEBYQxmBx97NweFA5vFeMaAdio7RuVuvTzfvSX+kO8OM",
+	"FwsNC45+5p9v710HEE9Al+hn60hYdSSPxSODqBLOHBJNdOjWMn9Q1WW527t5Q3HijXZtJp8FnilfBoqS",
+	"JUwaBcABlbHE9AQrOlX0Cgryvu7H4RiVLyb3DlWhca9qxRoxbOUu7gxhckYq6h26hHCm0LepEbnYQbB+",
+	"n6AeITucYK4DrIaeUTzODdkqyWo5Zk1YLx7YCcuI2C/WFfjIGvoBNQAmm0oN7i72/lwaTF3aUPdxIa7J",
+	"cEc7ZlCsEZrVEqtRuvVpEisYkPYQjY6v+ELIxYlfPyeZOQ7U6ELGyJCaEGj06+LC8bNTB4iAh5H4FLAY",
+	"Y9PfKR+RTLX4vXRFLV7mtVXzeeaLtXT7J9luKnvvMvi15qXZzK1x4tmiR5h1RZ1y2+z6khs2A5BTWUAp",
+	"rkEHNNfvQjSKNYNOvlShLNSRaEuYfU7Y8X4SdrjFfOWYxj5qNUrXskO7NiQMtwfsbgV8NsVwf7A/aQn8",
+	"/Sc5/rBZTs49XXwkf+62+2GoEWsZPJv831xj7nOekTvWUunql33kRkg1QhfQFhGH0Na22BI0dxOvQreh",
+	"JeRXVMPVyQvqRk7Ycx8gHjgaFS+plKbKKVOZUTj1ZYNlDoJ10nG/BuKMUftRgC9yq4EbJZu6xcxHoctg",
+	"mvdaIgfSdVGCMacsMzUGR1xilEtGNUE7mVDc5/7atZhPHlviczjZzERvNZfGl1e+FEWGZvgQE91mQvHX",
+	"+lSiL3tG1za+j/FtuEk+8N9fjhSaQynAPDKSyi6FXEzYa6jR55yjX3t/AKQcb33R8FZPx2U/bnatoFrA",
+	"5VR6qLepX2OFokF4E0UvVbFbsKY9vzozbiJzmoPMZRGwdtRJXM4cCowSQtjA5VSq2h6p+VHhOqRkNBex",
+	"zG5UeQ2GmTpfNlox450iWaVKka/HntAM5WxDYrvhWgq5MH65kKKys5c/PHvx/OwiI8Dm8BhtTalwuRut",
+	"gQ9x6uh7prI1PmwxR35Gc+8TzZnlp1ag4WNgl48Wi9Z2vyPROXc3ETooBY54ygwA22D6KCi1h9OxzQr0",
+	"kecqqra5Wn0GP5/Bz5YYegx/bG7NrmZlGOXUxhNTUnf7tM2aSyXnsfw78a4cspONhGYlN5YZfkMp0Qzo",
+	"cRT/jm71lsscvE8j8j6BBenjxG/jXo7gcbgg/N+H/raFYio9Y+bWv4MGCApxHLIFYRHyD8s/31V3Kyys",
+	"zM7MGQb0C2HscwurUVsQAtVhyYjZsgwxz/9L1bjD5hJelhQ1HhYoOkFEP5hvKCkVnIdMmAQX3evZKaX6",
+	"m0HOawPMqFUov+PQmol1eHaZyODVtIQlYD/NQvZnzSDvdC1/+f5Sx2DXOywXPsjfXcrerPRnSBzz50oX",
+	"k7aiBOErPpfsgJfYMBYqcIfnMHFSO5edLzF/FHJNbE8dQQnbUMQSeuUdKgm7t9kqnKDuNeav/G8ZO1CU",
+	"W96spZLr1VRmqiyax4dO2rjRSi4SzW2KFl+mLjOaSGjy0+QJnSF+JLi+Z/WTZv2RNxCK+lyI6NOypJL5",
+	"ycaZFNWNbLZu99lHJjJ85N/4bDSk+6ql+LWGU8Ylg1uBESUY/5LWKm25tT/f15/v68/3dd1Jgps+oGTl",
+	"f/BbSAv1ls6o+3EL0qYXUkgb72ulLeqXSVd+9uI5co9tgLtt8J6AOzCS0R+wDFh85rzXxZ/Ol+/Oh/TT",
+	"PmzkTvMewDEqrZPYuJ+tzABqUj5p+IlqwD8g+gz+0H+6Y/fnvOrOwTIuFdqq3DH6wuyPSPe76RyFoG61",
+	"zYqBI4mTFkrlrr0meungq+NvD7fdbJ/vtM932h/uTkvrYbEu/MaheQIrhTKb3XV6hGO589psFecoV9NH",
+	"ODnv/15800zlI12KdxH9QoxqcJX9fG7/pAJjnBLYl8jYcn1et/kaBsLUyPklsk429sQQIjLjBpjAAhzG",
+	"u2IoY1lVcoverk5knNWiLJqcJcnioINlqz+VS/J8bSysfFfP5Vylztx3OFEs2o+vMyEpvratR/I5zGNb",
+	"fU5czRnpHHQt8Z7xlIdEFBFz2PUNco5t8ZuFF189/wPUUG4HuY3Dn9eV94J0vWqeN+Z902hqQtCokvCZ",
+	"APcM9HPr9vjV88SqorrL06OpgF+ZQYJcAi/tckulcCgMC9553Cd5Dv53TUQI1ShgoY7Vw+PjDX+RnMup",
+	"1OSfaE3Lkx0FfH38iN4XQbwZiLP7G432d6Rp6uHlfw1BFUOlfx2OpKVbT9652PB7HHigta1j17U0WFGM",
+	"swIqkAXIfO3WXuJuC8PqtrLxpJcJnC7bpnST7a5JXUWU5nfrFxyO/3Ez/841SDAmBF77tiZt2IdvZTOY",
+	"5DxiuEhGycMQtRQ79fTCD2Y2SAuYT17CDf4RFQSJG8JDu9nKm9iNpFPlIP6Y0M3m1z7Fuuu3G0AI9gZA",
+	"Mkr/anq1laKG0d9rs90nYKyuqb6/k4ksSC5ziKrGxjNDbrPZyHeYyMvnytOAftd5cGLupoVo24oqt2y2",
+	"6DejUyresEIYq8WsdreFVWHOcaNN5fjEIOvyyqfvbOgpV2WJpcuGRhmljkpkimmiX9FRs+BmOVO8u58U",
+	"u/n2l7f/JwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -21,6 +21,53 @@ func (q *Queries) ObservationDeleteAll(ctx context.Context) error {
 	return err
 }
 
+const observationExportFormTypes = `-- name: ObservationExportFormTypes :many
+SELECT DISTINCT form_type
+FROM observations
+WHERE ($1::text IS NULL OR form_type > $1::text)
+  AND (coalesce(cardinality($2::text[]), 0) = 0 OR form_type = ANY ($2::text[]))
+  AND version > $3
+  AND ($4::boolean OR NOT deleted)
+ORDER BY form_type
+LIMIT $5
+`
+
+type ObservationExportFormTypesParams struct {
+	After          *string
+	FormTypes      []string
+	SinceVersion   int64
+	IncludeDeleted bool
+	MaxRows        int32
+}
+
+// ObservationExportFormTypes lists, in order, the form types after @after (all when it
+// is null) that hold observations an export selects; an export walks them page by page.
+func (q *Queries) ObservationExportFormTypes(ctx context.Context, arg ObservationExportFormTypesParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, observationExportFormTypes,
+		arg.After,
+		arg.FormTypes,
+		arg.SinceVersion,
+		arg.IncludeDeleted,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []string{}
+	for rows.Next() {
+		var form_type string
+		if err := rows.Scan(&form_type); err != nil {
+			return nil, err
+		}
+		items = append(items, form_type)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const observationGet = `-- name: ObservationGet :one
 SELECT observation_id, version, form_type, form_version, data, geolocation, author, device_id, tags, created_at, created_at_text, updated_at, updated_at_text, deleted, content_hash, conflict, synced_at, pushed_by, client_id, transmission_id FROM observations WHERE observation_id = $1
 `

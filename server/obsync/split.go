@@ -3,6 +3,8 @@ package obsync
 import (
 	"encoding/json"
 	"strings"
+
+	"github.com/opendataensemble/synkronus/server/jsonbytes"
 )
 
 // splitRecord finds the members of a record, a JSON object known to be valid JSON. It
@@ -12,35 +14,16 @@ import (
 // value, as encoding/json does.
 func splitRecord(raw []byte) wireRecord {
 	var w wireRecord
-	i := skipSpace(raw, 0)
+	i := jsonbytes.SkipSpace(raw, 0)
 	if i >= len(raw) || raw[i] != '{' {
 		return w
 	}
-	i++
-	for {
-		i = skipSpace(raw, i)
-		if i >= len(raw) || raw[i] != '"' {
-			return w
-		}
-		keyEnd := stringEnd(raw, i)
-		key := raw[i+1 : max(keyEnd-1, i+1)]
-		i = skipSpace(raw, keyEnd)
-		if i >= len(raw) || raw[i] != ':' {
-			return w
-		}
-		i = skipSpace(raw, i+1)
-		end := valueEnd(raw, i)
-		if end <= i {
-			return w
-		}
+	jsonbytes.Members(raw, i, func(key, value []byte) {
 		if field := w.field(key); field != nil {
-			*field = raw[i:end]
+			*field = value
 		}
-		i = skipSpace(raw, end)
-		if i < len(raw) && raw[i] == ',' {
-			i++
-		}
-	}
+	})
+	return w
 }
 
 func (w *wireRecord) field(key []byte) *json.RawMessage {
@@ -79,56 +62,4 @@ func (w *wireRecord) field(key []byte) *json.RawMessage {
 		return &w.BaseVersion
 	}
 	return nil
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// stringEnd returns the index just after the string starting at b[i] == '"'.
-func stringEnd(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
-		}
-	}
-	return len(b)
-}
-
-// valueEnd returns the index just after the value starting at b[i].
-func valueEnd(b []byte, i int) int {
-	if i >= len(b) {
-		return i
-	}
-	switch b[i] {
-	case '"':
-		return stringEnd(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				j = stringEnd(b, j) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return len(b)
-	}
-	j := i
-	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
-		j++
-	}
-	return j
 }

@@ -13,13 +13,16 @@ import (
 // exportFormat is one download the exports page offers.
 type exportFormat struct {
 	Key, Label, Description, Path string
+	// Filtered formats take the form type and deleted filters.
+	Filtered bool
 }
 
 // exportFormats are the export operations, by the key the page's form sends.
 var exportFormats = []exportFormat{
-	{"parquet", "Parquet", "One Parquet file per form type, typed columns: for R, Python, DuckDB and Spark.", "/api/dataexport/parquet"},
-	{"raw-json", "Raw JSON", "One JSON document per observation, in a folder per form type, data exactly as stored.", "/api/dataexport/raw-json"},
-	{"attachments", "Attachments", "Every stored attachment (photos, audio, signatures) in one ZIP archive.", "/api/attachments/export-zip"},
+	{"parquet", "Parquet", "One Parquet file per form type, typed columns: for R, Python, DuckDB and Spark.", "/api/dataexport/parquet", true},
+	{"csv", "CSV", "One CSV file per form type, the same columns: for spreadsheets.", "/api/dataexport/csv", true},
+	{"raw-json", "Raw JSON", "One JSON document per observation, in a folder per form type, data exactly as stored.", "/api/dataexport/raw-json", true},
+	{"attachments", "Attachments", "Every stored attachment (photos, audio, signatures) in one ZIP archive; the filters do not apply.", "/api/attachments/export-zip", false},
 }
 
 type exportsData struct {
@@ -52,8 +55,15 @@ func (p *Portal) downloadExport(c echo.Context, s *session) error {
 		return p.renderError(c, s, http.StatusBadRequest, "Choose one of the export formats the exports page offers.")
 	}
 	q := url.Values{}
-	if ft := c.QueryParam("form_type"); ft != "" {
-		q.Set("form_type", ft)
+	if format.Filtered {
+		for _, ft := range c.QueryParams()["form_type"] {
+			if ft != "" {
+				q.Add("form_type", ft)
+			}
+		}
+		if c.QueryParam("include_deleted") != "" {
+			q.Set("include_deleted", "true")
+		}
 	}
 	return p.stream(c, s, apiRequest{Method: http.MethodGet, Path: format.Path, Query: q})
 }

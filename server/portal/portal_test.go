@@ -652,17 +652,29 @@ func TestPortalExportDownloads(t *testing.T) {
 		require.Contains(t, text(p), "This server does not offer this yet")
 		t.Skip("data exports are not implemented on this server yet (issue 9)")
 	}
-	req, err := http.NewRequest(http.MethodGet, env.HTTP.URL+"/portal/exports/download?format=raw-json", nil)
-	require.NoError(t, err)
-	res, err := b.http.Do(req)
-	require.NoError(t, err)
-	defer res.Body.Close()
-	require.Equal(t, http.StatusOK, res.StatusCode)
-	require.Equal(t, "application/zip", res.Header.Get("Content-Type"))
-	require.Contains(t, res.Header.Get("Content-Disposition"), "attachment")
-	data, err := io.ReadAll(res.Body)
-	require.NoError(t, err)
-	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
-	require.NoError(t, err)
-	require.NotEmpty(t, zr.File)
+	download := func(query string) []string {
+		req, err := http.NewRequest(http.MethodGet, env.HTTP.URL+"/portal/exports/download?"+query, nil)
+		require.NoError(t, err)
+		res, err := b.http.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode, query)
+		require.Equal(t, "application/zip", res.Header.Get("Content-Type"))
+		require.Contains(t, res.Header.Get("Content-Disposition"), "attachment")
+		require.Equal(t, "no-store", res.Header.Get("Cache-Control"))
+		data, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+		require.NoError(t, err, "the download is the API's archive, streamed through")
+		var names []string
+		for _, f := range zr.File {
+			names = append(names, f.Name)
+		}
+		return names
+	}
+	push(t, env, token, "tablet-7", observation("cl-1", "clinic", "2026-02-01T09:00:00Z", `{"beds":2}`, "B"))
+	require.ElementsMatch(t, []string{"clinic.csv", "household.csv"}, download("format=csv"))
+	require.Equal(t, []string{"household.parquet"}, download("format=parquet&form_type=household"))
+	names := download("format=raw-json&form_type=clinic&form_type=household")
+	require.Len(t, names, 2, "%v", names)
 }
