@@ -243,7 +243,7 @@ func TestBrowserAdminTasks(t *testing.T) {
 	waitFor(t, ctx, heading("Observation hh-1"))
 	require.True(t, eval[bool](t, ctx, pageSays("1 revision arrived in conflict")))
 	require.Equal(t, 3, eval[int](t, ctx, `document.querySelectorAll("ol.revisions > li").length`))
-	require.True(t, eval[bool](t, ctx, `document.querySelector("time[data-local]") !== null`), "the script showed times in the viewer's zone")
+	waitFor(t, ctx, `document.querySelector("time[data-local]") !== null`) // the script shows times in the viewer's zone
 
 	t.Run("UploadAndActivateABundle", func(t *testing.T) {
 		if !implemented(t, env, http.MethodGet, "/api/app-bundle/versions") {
