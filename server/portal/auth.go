@@ -61,6 +61,11 @@ func (p *Portal) login(c echo.Context) error {
 	if err != nil {
 		return p.fail(c, nil, err)
 	}
+	if old, err := p.currentSession(c); err == nil && old != nil {
+		if err := p.endSession(c, old); err != nil { // one browser, one session
+			return p.fail(c, nil, err)
+		}
+	}
 	if err := p.startSession(c, auth); err != nil {
 		return p.fail(c, nil, err)
 	}
