@@ -106,8 +106,9 @@ func newTab(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	require.NoError(t, chromedp.Do(ctx)) // opens the tab
 	log := &consoleLog{}
+	messages := chromedp.Console(ctx) // subscribes now, before any page loads
 	go func() {
-		for m, err := range chromedp.Console(ctx) {
+		for m, err := range messages {
 			if err != nil {
 				return
 			}
@@ -119,9 +120,9 @@ func newTab(t *testing.T) context.Context {
 		defer log.mu.Unlock()
 		require.Empty(t, log.problems, "the pages reported script errors or CSP refusals")
 	})
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	limited, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
 	t.Cleanup(cancelTimeout)
-	return ctx
+	return limited
 }
 
 // eval runs a JavaScript expression in the page.
