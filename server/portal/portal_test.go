@@ -545,7 +545,7 @@ func TestPortalRepositoryReset(t *testing.T) {
 	b.get("/portal/reset")
 	p = b.post("/portal/reset", url.Values{"confirm": {"RESET_REPOSITORY"}})
 	require.Equal(t, "/portal", p.url)
-	require.Contains(t, text(p), "Repository reset: observations erased; clients must resync from generation 2")
+	require.Contains(t, text(p), "clients must resync from generation 2", "the API's own message")
 	require.Contains(t, text(p), "Observations 0 stored")
 }
 
