@@ -139,7 +139,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		go servePprof(cfg.PprofAddr, log)
 	}
 	bg := srv.Start(ctx)
-	log.Info("synkronus listening", "addr", ln.Addr().String())
+	log.Info("synkronus listening", "addr", ln.Addr().String(), "admin_portal", portalURL(cfg, ln.Addr()))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 
@@ -158,6 +158,20 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// portalURL is where a browser on this machine (or anywhere, given PUBLIC_URL) finds the
+// admin portal.
+func portalURL(cfg config, addr net.Addr) string {
+	if cfg.PublicURL != "" {
+		return cfg.PublicURL + portal.Base
+	}
+	host := cfg.Host
+	if host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
+		host = "localhost"
+	}
+	_, port, _ := net.SplitHostPort(addr.String())
+	return "http://" + net.JoinHostPort(host, port) + portal.Base
 }
 
 // signingKey returns the JWT key: the configured one, or else a strong random key
@@ -218,7 +232,8 @@ func bootstrapAdmin(ctx context.Context, pool *pgxpool.Pool, hasher *passwords.H
 		return fmt.Errorf("error creating the first admin: %w", err)
 	}
 	if generated {
-		fmt.Fprintf(os.Stderr, "\n  Created admin account %q with password: %s\n  (shown once; set ADMIN_PASSWORD to choose it)\n\n", cfg.AdminUsername, password)
+		fmt.Fprintf(os.Stderr, "\n  Created admin account %q with password: %s\n  (shown once; set ADMIN_PASSWORD to choose it)\n  Sign in to the admin portal at %s\n\n",
+		cfg.AdminUsername, password, portalURL(cfg, &net.TCPAddr{Port: cfg.Port}))
 	}
 	log.Info("created the first admin account", "username", cfg.AdminUsername, "password_generated", generated)
 	return nil
