@@ -233,7 +233,7 @@ func bootstrapAdmin(ctx context.Context, pool *pgxpool.Pool, hasher *passwords.H
 	}
 	if generated {
 		fmt.Fprintf(os.Stderr, "\n  Created admin account %q with password: %s\n  (shown once; set ADMIN_PASSWORD to choose it)\n  Sign in to the admin portal at %s\n\n",
-		cfg.AdminUsername, password, portalURL(cfg, &net.TCPAddr{Port: cfg.Port}))
+			cfg.AdminUsername, password, portalURL(cfg, &net.TCPAddr{Port: cfg.Port}))
 	}
 	log.Info("created the first admin account", "username", cfg.AdminUsername, "password_generated", generated)
 	return nil
