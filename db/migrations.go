@@ -31,10 +31,12 @@ func Migrations() fs.FS {
 func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	sqlDB := stdlib.OpenDBFromPool(pool)
 	defer sqlDB.Close()
-	return migrateSQL(ctx, sqlDB, log)
+	return MigrateSQL(ctx, sqlDB, log)
 }
 
-func migrateSQL(ctx context.Context, sqlDB *sql.DB, log *slog.Logger) error {
+// MigrateSQL is Migrate on a database/sql handle (the test database helper migrates its
+// template database through one).
+func MigrateSQL(ctx context.Context, sqlDB *sql.DB, log *slog.Logger) error {
 	// Retry every second (goose's default is 5 s) for up to 5 minutes: a process starting
 	// beside another waits for the other's migrations rather than failing.
 	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))

@@ -81,6 +81,7 @@ var upstreamOperations = map[string]operation{
 // addedOperations are ours alone: paths real clients call that upstream's
 // contract does not declare, the revision history and the CSV export.
 var addedOperations = map[string]operation{
+	"getServiceInfo":           {http.MethodGet, "/", publicNoRoles},
 	"getCsvExportZip":          {http.MethodGet, "/api/dataexport/csv", allRoles},
 	"createUserCompat":         {http.MethodPost, "/api/users", adminRoles},
 	"deleteUserCompat":         {http.MethodDelete, "/api/users/delete/{username}", adminRoles},
@@ -218,6 +219,7 @@ func TestOperationConventions(t *testing.T) {
 			return p.Ref == refXOdeVersion
 		})
 		if strings.HasPrefix(f.path, "/api/") {
+			need("503", "the database or file storage may be unavailable")
 			if !hasVersionHeader {
 				t.Errorf("%s: missing the XOdeVersion parameter", id)
 			}
@@ -233,11 +235,17 @@ func TestOperationConventions(t *testing.T) {
 			need("403", "secured")
 		}
 		need("500", "every operation")
+		for _, p := range op.Parameters {
+			if p.Ref != refXOdeVersion && p.Value.Schema != nil && p.Value.Schema.Value.Type.Is("string") {
+				need("400", "takes text, which may hold what cannot be stored")
+			}
+		}
 		if op.RequestBody != nil {
 			need("400", "has a request body")
+			need("408", "has a request body")
 			need("413", "has a request body")
 		}
-		if id == "login" || id == "refreshToken" {
+		if id == "login" || id == "refreshToken" || id == "changePassword" {
 			need("429", "rate limited")
 		}
 

@@ -1,6 +1,6 @@
 -- name: PortalSessionCreate :exec
-INSERT INTO portal_sessions (token_hash, user_id, username, role, csrf_token, authenticated_at, expires_at)
-VALUES (@token_hash, @user_id, @username, @role, @csrf_token, @authenticated_at, @expires_at);
+INSERT INTO portal_sessions (token_hash, user_id, username, role, csrf_token, token_generation, expires_at)
+VALUES (@token_hash, @user_id, @username, @role, @csrf_token, @token_generation, @expires_at);
 
 -- name: PortalSessionTouch :one
 -- PortalSessionTouch returns a live session (neither past its absolute expiry nor idle for

@@ -36,17 +36,19 @@ SELECT count(*) FROM (SELECT id FROM users WHERE role = 'admin' FOR UPDATE) AS a
 DELETE FROM users WHERE username = @username;
 
 -- name: UserSetPassword :one
--- UserSetPassword replaces the password hash and invalidates every access token issued so far.
+-- UserSetPassword replaces the password hash and starts a new token generation, which
+-- invalidates every token issued so far.
 UPDATE users
-SET password_hash = @password_hash, updated_at = now(), tokens_valid_after = date_trunc('second', now())
+SET password_hash = @password_hash, updated_at = now(), token_generation = token_generation + 1
 WHERE username = @username
 RETURNING *;
 
 -- name: UserSetRole :one
--- UserSetRole changes the role and invalidates every access token issued so far.
+-- UserSetRole changes the role; a different role starts a new token generation, which
+-- invalidates every token issued so far.
 UPDATE users
 SET role = @role, updated_at = now(),
-    tokens_valid_after = CASE WHEN role = @role THEN tokens_valid_after ELSE date_trunc('second', now()) END
+    token_generation = CASE WHEN role = @role THEN token_generation ELSE token_generation + 1 END
 WHERE username = @username
 RETURNING *;
 

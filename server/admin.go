@@ -10,9 +10,6 @@ import (
 // AdminRepositoryReset erases all observation sync data and starts a new repository
 // generation; clients that send the old generation are told to reset (409).
 func (s *Server) AdminRepositoryReset(ctx context.Context, req api.AdminRepositoryResetRequestObject) (api.AdminRepositoryResetResponseObject, error) {
-	if req.Body.Confirm != api.RepositoryResetRequestConfirmRESETREPOSITORY {
-		return api.AdminRepositoryReset400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest(`the body must be {"confirm":"RESET_REPOSITORY"}`)}, nil
-	}
 	p, _ := principalFrom(ctx)
 	gen, err := s.sync.Reset(ctx, p.Username)
 	if err != nil {

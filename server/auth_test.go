@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -220,6 +222,7 @@ func TestRefreshRotatesTokens(t *testing.T) {
 
 	res := refresh(t, env, first.RefreshToken)
 	require.Equal(t, http.StatusOK, res.Status, "body: %s", res.Body)
+	require.Equal(t, "no-store", res.Header.Get("Cache-Control"), "tokens must not be cached")
 	var second api.AuthResponse
 	res.JSON(t, &second)
 	require.NotEqual(t, first.RefreshToken, second.RefreshToken)
@@ -231,7 +234,9 @@ func TestRefreshRotatesTokens(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.Status, "the new refresh token works: %s", res.Body)
 	var third api.AuthResponse
 	res.JSON(t, &third)
+	require.Equal(t, http.StatusOK, refresh(t, env, third.RefreshToken).Status)
 
+	// The client moved on twice: second is a replay now, grace period or not.
 	requireProblem(t, refresh(t, env, second.RefreshToken), http.StatusUnauthorized, "unauthorized")
 }
 
@@ -241,15 +246,67 @@ func TestRefreshReplayRevokesTheFamily(t *testing.T) {
 	stolen := loginPair(t, env, "admin", servertest.AdminPassword)
 	otherSession := loginPair(t, env, "admin", servertest.AdminPassword)
 
+	var rotated, next api.AuthResponse
 	res := refresh(t, env, stolen.RefreshToken)
 	require.Equal(t, http.StatusOK, res.Status)
+	res.JSON(t, &rotated)
+	res = refresh(t, env, rotated.RefreshToken)
+	require.Equal(t, http.StatusOK, res.Status)
+	res.JSON(t, &next)
+
+	// The owner used the successor, so the old token presented again was copied.
+	requireProblem(t, refresh(t, env, stolen.RefreshToken), http.StatusUnauthorized, "unauthorized")
+	requireProblem(t, refresh(t, env, next.RefreshToken), http.StatusUnauthorized, "unauthorized")
+	// Only that family: the user's other session keeps working.
+	require.Equal(t, http.StatusOK, refresh(t, env, otherSession.RefreshToken).Status)
+}
+
+func TestRefreshReplayAfterGraceRevokesTheFamily(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t, func(o *server.Options) { o.RefreshGrace = time.Nanosecond })
+	stolen := loginPair(t, env, "admin", servertest.AdminPassword)
 	var rotated api.AuthResponse
+	res := refresh(t, env, stolen.RefreshToken)
+	require.Equal(t, http.StatusOK, res.Status)
 	res.JSON(t, &rotated)
 
 	requireProblem(t, refresh(t, env, stolen.RefreshToken), http.StatusUnauthorized, "unauthorized")
 	requireProblem(t, refresh(t, env, rotated.RefreshToken), http.StatusUnauthorized, "unauthorized")
-	// Only that family: the user's other session keeps working.
-	require.Equal(t, http.StatusOK, refresh(t, env, otherSession.RefreshToken).Status)
+}
+
+func TestRefreshRetryWithinGraceGetsANewPair(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	first := loginPair(t, env, "admin", servertest.AdminPassword)
+	var lost, retried api.AuthResponse
+	res := refresh(t, env, first.RefreshToken)
+	require.Equal(t, http.StatusOK, res.Status)
+	res.JSON(t, &lost) // the answer never reached the client
+
+	res = refresh(t, env, first.RefreshToken)
+	require.Equal(t, http.StatusOK, res.Status, "a retry within the grace period is not a replay: %s", res.Body)
+	res.JSON(t, &retried)
+	require.NotEqual(t, lost.RefreshToken, retried.RefreshToken)
+	require.Equal(t, http.StatusOK, callVersion(t, env, retried.Token).Status)
+	// The pair the client never saw is replaced, not added: one live refresh token.
+	requireProblem(t, refresh(t, env, lost.RefreshToken), http.StatusUnauthorized, "unauthorized")
+	res = refresh(t, env, retried.RefreshToken)
+	require.Equal(t, http.StatusOK, res.Status, "the family lives on: %s", res.Body)
+}
+
+func TestRefreshDoesNotSwallowAFailedRevocation(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t, func(o *server.Options) { o.RefreshGrace = time.Nanosecond })
+	stolen := loginPair(t, env, "admin", servertest.AdminPassword)
+	require.Equal(t, http.StatusOK, refresh(t, env, stolen.RefreshToken).Status)
+	// Make the family's revocation fail.
+	_, err := env.Pool.Exec(t.Context(), `
+		CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$;
+		CREATE TRIGGER refuse_delete BEFORE DELETE ON refresh_tokens FOR EACH ROW EXECUTE FUNCTION refuse_delete();`)
+	require.NoError(t, err)
+
+	// Answering 401 would tell the client all is well while the copied family lives on.
+	requireProblem(t, refresh(t, env, stolen.RefreshToken), http.StatusInternalServerError, "internal_error")
 }
 
 func TestRefreshRefusesBadInput(t *testing.T) {
@@ -348,7 +405,7 @@ func TestForeignTokenIsRefused(t *testing.T) {
 	_, _ = rand.Read(otherKey)
 	issuer, err := tokens.NewIssuer(otherKey, time.Hour)
 	require.NoError(t, err)
-	forged, _, err := issuer.IssueAccess(id, "admin", "admin", time.Now())
+	forged, _, err := issuer.IssueAccess(id, "admin", "admin", 0, time.Now())
 	require.NoError(t, err)
 	requireTokenRefused(t, callVersion(t, env, forged))
 }
@@ -397,12 +454,12 @@ func TestExpiredTokenIsRefused(t *testing.T) {
 		require.NoError(t, err)
 		return res, b
 	}
-	fresh, _, err := issuer.IssueAccess(id, "admin", "admin", time.Now())
+	fresh, _, err := issuer.IssueAccess(id, "admin", "admin", 0, time.Now())
 	require.NoError(t, err)
 	res, body := get(fresh)
 	require.Equal(t, http.StatusOK, res.StatusCode, "a current token from the same key works: %s", body)
 
-	expired, _, err := issuer.IssueAccess(id, "admin", "admin", time.Now().Add(-2*time.Hour))
+	expired, _, err := issuer.IssueAccess(id, "admin", "admin", 0, time.Now().Add(-2*time.Hour))
 	require.NoError(t, err)
 	res, body = get(expired)
 	require.Equal(t, http.StatusUnauthorized, res.StatusCode, "body: %s", body)
@@ -431,4 +488,73 @@ func TestRolesAreEnforced(t *testing.T) {
 	// The contract lists only read-write on push; admin may still call every operation.
 	res = push(env.AdminToken(), "t-admin")
 	require.Equal(t, http.StatusOK, res.Status, "body: %s", res.Body)
+}
+
+// loginFrom logs in as admin from the given client address (the test server trusts its
+// own loopback address as a proxy).
+func loginFrom(t *testing.T, env *servertest.Env, addr, password string) *servertest.Response {
+	t.Helper()
+	return env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/auth/login", Header: map[string]string{"X-Forwarded-For": addr},
+		Body: map[string]string{"username": "admin", "password": password}})
+}
+
+func TestLoginThrottlingDoesNotLockOutTheOwner(t *testing.T) {
+	t.Parallel()
+	_, loopback, _ := net.ParseCIDR("127.0.0.0/8")
+	env := servertest.New(t, func(o *server.Options) { o.TrustedProxies = []*net.IPNet{loopback} })
+	// 50 wrong passwords from 5 addresses.
+	for i := range 5 {
+		for range 10 {
+			requireProblem(t, loginFrom(t, env, fmt.Sprintf("198.51.100.%d", i), "guess"), http.StatusUnauthorized, "unauthorized")
+		}
+	}
+	// The guessers are held back, even with the right password.
+	requireProblem(t, loginFrom(t, env, "198.51.100.0", servertest.AdminPassword), http.StatusTooManyRequests, "rate_limited")
+	requireProblem(t, loginFrom(t, env, "198.51.100.4", servertest.AdminPassword), http.StatusTooManyRequests, "rate_limited")
+	// The owner, from an address with no failures, gets in.
+	require.Equal(t, http.StatusOK, loginFrom(t, env, "203.0.113.7", servertest.AdminPassword).Status)
+}
+
+// sameSecond runs f until it starts and ends within one wall-clock second, so that what f
+// issues and changes carries the same whole-second timestamps.
+func sameSecond(t *testing.T, f func()) {
+	t.Helper()
+	for range 20 {
+		start := time.Now()
+		f()
+		if start.Unix() == time.Now().Unix() {
+			return
+		}
+	}
+	t.Fatal("could not run within one second")
+}
+
+func TestTokensIssuedInTheSecondOfAChangeStop(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	admin := env.AdminToken()
+	env.CreateUser("victim", "read-write")
+	var stale string
+	password := "pw-victim"
+
+	sameSecond(t, func() {
+		stale = env.Login("victim", password)
+		res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/users/reset-password", Token: admin,
+			Body: map[string]string{"username": "victim", "newPassword": "reset-" + password}})
+		require.Equal(t, http.StatusOK, res.Status, "body: %s", res.Body)
+		password = "reset-" + password
+	})
+	requireTokenRefused(t, callVersion(t, env, stale))
+	require.Equal(t, http.StatusOK, callVersion(t, env, env.Login("victim", password)).Status, "a login after the reset works")
+
+	// A role changed away and back within the second: the stale token's role claim
+	// matches again, its generation does not.
+	sameSecond(t, func() {
+		stale = env.Login("victim", password)
+		for _, role := range []string{"read-only", "read-write"} {
+			res := env.Do(servertest.Request{Method: http.MethodPatch, Path: "/api/users/victim", Token: admin, Body: map[string]string{"role": role}})
+			require.Equal(t, http.StatusOK, res.Status, "body: %s", res.Body)
+		}
+	})
+	requireTokenRefused(t, callVersion(t, env, stale))
 }

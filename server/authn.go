@@ -35,15 +35,16 @@ func principalFrom(ctx context.Context) (principal, bool) {
 // authenticate is the request validator's AuthenticationFunc. It receives the scopes
 // (roles) of the operation's security requirement: a missing or bad token is 401, a role
 // not among the scopes is 403, and admin may call everything. The token must still match
-// its account: a deleted user, a changed role or a password changed after the token was
-// issued all make it invalid at once.
+// its account: a deleted user, or a token generation ended by a password or role change,
+// make it invalid at once. Every error is an *echo.HTTPError: the validator would turn
+// any other error, with its text, into a 403.
 func (s *Server) authenticate(ctx context.Context, in *openapi3filter.AuthenticationInput) error {
 	ec, ok := ctx.Value(echomiddleware.EchoContextKey).(echo.Context)
 	if !ok {
-		return errors.New("authentication without an Echo context")
+		return echo.NewHTTPError(http.StatusInternalServerError).SetInternal(errors.New("authentication without an Echo context"))
 	}
 	if in.SecuritySchemeName != "bearerAuth" {
-		return fmt.Errorf("unknown security scheme %q", in.SecuritySchemeName)
+		return echo.NewHTTPError(http.StatusInternalServerError).SetInternal(fmt.Errorf("unknown security scheme %q", in.SecuritySchemeName))
 	}
 	header := in.RequestValidationInput.Request.Header.Get("Authorization")
 	scheme, token, found := strings.Cut(header, " ")
@@ -63,9 +64,10 @@ func (s *Server) authenticate(ctx context.Context, in *openapi3filter.Authentica
 		return echo.NewHTTPError(http.StatusUnauthorized, "the account of this token no longer exists")
 	}
 	if err != nil {
-		return err
+		// Rendered from its cause: 503 when the database is unavailable, else 500.
+		return echo.NewHTTPError(http.StatusInternalServerError).SetInternal(fmt.Errorf("error loading the token's account: %w", err))
 	}
-	if acct.role != claims.Role || claims.IssuedAt.Before(acct.tokensValidAfter) {
+	if acct.role != claims.Role || claims.Generation != acct.tokenGeneration {
 		return echo.NewHTTPError(http.StatusUnauthorized, "the account changed since this token was issued: log in again")
 	}
 	role := api.Role(acct.role)
@@ -90,10 +92,10 @@ type accountCache struct {
 }
 
 type cachedAccount struct {
-	username         string
-	role             string
-	tokensValidAfter time.Time
-	fetched          time.Time
+	username        string
+	role            string
+	tokenGeneration int64
+	fetched         time.Time
 }
 
 func newAccountCache(q *dbgen.Queries, ttl time.Duration) *accountCache {
@@ -110,9 +112,9 @@ func (a *accountCache) get(ctx context.Context, id uuid.UUID) (cachedAccount, er
 	u, err := a.q.UserGetByID(ctx, id)
 	if err != nil {
 		a.forget(id)
-		return cachedAccount{}, db.Translate(err)
+		return cachedAccount{}, err
 	}
-	e = cachedAccount{username: u.Username, role: u.Role, tokensValidAfter: u.TokensValidAfter, fetched: time.Now()}
+	e = cachedAccount{username: u.Username, role: u.Role, tokenGeneration: u.TokenGeneration, fetched: time.Now()}
 	a.mu.Lock()
 	if len(a.entries) > 10000 {
 		clear(a.entries)

@@ -19,39 +19,26 @@ const exportStallTimeout = 2 * time.Minute
 
 // GetParquetExportZip streams the Parquet archive.
 func (s *Server) GetParquetExportZip(ctx context.Context, req api.GetParquetExportZipRequestObject) (api.GetParquetExportZipResponseObject, error) {
-	f, bad := exportFilter(req.Params.FormType, req.Params.SinceVersion, req.Params.IncludeDeleted)
-	if bad != nil {
-		return api.GetParquetExportZip400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: *bad}, nil
-	}
+	f := exportFilter(req.Params.FormType, req.Params.SinceVersion, req.Params.IncludeDeleted)
 	return s.exportResponse(ctx, export.Parquet, f, "observations_export.zip"), nil
 }
 
 // GetRawJsonExportZip streams the archive of JSON documents.
 func (s *Server) GetRawJsonExportZip(ctx context.Context, req api.GetRawJsonExportZipRequestObject) (api.GetRawJsonExportZipResponseObject, error) {
-	f, bad := exportFilter(req.Params.FormType, req.Params.SinceVersion, req.Params.IncludeDeleted)
-	if bad != nil {
-		return api.GetRawJsonExportZip400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: *bad}, nil
-	}
+	f := exportFilter(req.Params.FormType, req.Params.SinceVersion, req.Params.IncludeDeleted)
 	return s.exportResponse(ctx, export.JSON, f, "observations_raw_json.zip"), nil
 }
 
 // GetCsvExportZip streams the CSV archive.
 func (s *Server) GetCsvExportZip(ctx context.Context, req api.GetCsvExportZipRequestObject) (api.GetCsvExportZipResponseObject, error) {
-	f, bad := exportFilter(req.Params.FormType, req.Params.SinceVersion, req.Params.IncludeDeleted)
-	if bad != nil {
-		return api.GetCsvExportZip400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: *bad}, nil
-	}
+	f := exportFilter(req.Params.FormType, req.Params.SinceVersion, req.Params.IncludeDeleted)
 	return s.exportResponse(ctx, export.CSV, f, "observations_csv.zip"), nil
 }
 
-func exportFilter(formTypes *[]string, since *int64, includeDeleted *bool) (export.Filter, *api.BadRequestApplicationProblemPlusJSONResponse) {
+func exportFilter(formTypes *[]string, since *int64, includeDeleted *bool) export.Filter {
 	var f export.Filter
 	if formTypes != nil {
 		f.FormTypes = *formTypes
-	}
-	if hasNUL(f.FormTypes...) { // no stored form type holds one, and PostgreSQL text cannot
-		bad := badRequest("form_type must not contain NUL characters")
-		return f, &bad
 	}
 	if since != nil {
 		f.SinceVersion = *since
@@ -59,7 +46,7 @@ func exportFilter(formTypes *[]string, since *int64, includeDeleted *bool) (expo
 	if includeDeleted != nil {
 		f.IncludeDeleted = *includeDeleted
 	}
-	return f, nil
+	return f
 }
 
 func (s *Server) exportResponse(ctx context.Context, format export.Format, f export.Filter, filename string) exportResponse {

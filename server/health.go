@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -13,10 +15,21 @@ import (
 	"github.com/labstack/echo/v4"
 	openapi_types "github.com/oapi-codegen/runtime/types"
 
+	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/openapi"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
 )
+
+// GetServiceInfo names the service and links to its parts, for tools that check that a
+// URL points at a synkronus server.
+func (s *Server) GetServiceInfo(context.Context, api.GetServiceInfoRequestObject) (api.GetServiceInfoResponseObject, error) {
+	base := s.opts.PublicURL
+	return api.GetServiceInfo200JSONResponse{
+		Name: "synkronus", Version: s.version, ApiVersion: s.spec.Info.Version,
+		Links: api.ServiceLinks{Health: base + "/health", Docs: base + "/docs", Openapi: base + "/openapi/synkronus.yaml", Api: base + "/api"},
+	}, nil
+}
 
 // GetHealth reports whether the server can reach its database.
 func (s *Server) GetHealth(ctx context.Context, _ api.GetHealthRequestObject) (api.GetHealthResponseObject, error) {
@@ -25,7 +38,10 @@ func (s *Server) GetHealth(ctx context.Context, _ api.GetHealthRequestObject) (a
 	now := time.Now().UTC()
 	if err := s.pool.Ping(pingCtx); err != nil {
 		s.log.WarnContext(ctx, "health check: database unreachable", "error", err)
-		return api.GetHealth503JSONResponse{Status: api.HealthErrorStatusError, Error: "database unreachable", Timestamp: now}, nil
+		return api.GetHealth503JSONResponse{
+			Body:    api.HealthError{Status: api.HealthErrorStatusError, Error: "database unreachable", Timestamp: now},
+			Headers: api.GetHealth503ResponseHeaders{RetryAfter: retryAfterSeconds},
+		}, nil
 	}
 	return api.GetHealth200JSONResponse{Status: api.HealthOKStatusOk, Timestamp: now, Version: s.version}, nil
 }
@@ -33,7 +49,7 @@ func (s *Server) GetHealth(ctx context.Context, _ api.GetHealthRequestObject) (a
 // GetVersion describes the build, the runtime and the database.
 func (s *Server) GetVersion(ctx context.Context, _ api.GetVersionRequestObject) (api.GetVersionResponseObject, error) {
 	var dbVersion, dbName string
-	err := s.pool.QueryRow(ctx, "SELECT current_setting('server_version'), current_database()").Scan(&dbVersion, &dbName)
+	err := db.Conn(s.pool).QueryRow(ctx, "SELECT current_setting('server_version'), current_database()").Scan(&dbVersion, &dbName)
 	if err != nil {
 		return nil, fmt.Errorf("error reading database version: %w", err)
 	}
@@ -93,15 +109,27 @@ func (s *Server) serveDocs(c echo.Context) error {
 	}
 	slices.SortFunc(ops, func(a, b op) int { return strings.Compare(a.Path+a.Method, b.Path+b.Method) })
 	c.Response().Header().Set(echo.HeaderContentType, echo.MIMETextHTMLCharsetUTF8)
+	c.Response().Header().Set("Content-Security-Policy", docsCSP)
 	c.Response().WriteHeader(http.StatusOK)
 	return docsPage.Execute(c.Response(), map[string]any{"Title": s.spec.Info.Title, "Version": s.spec.Info.Version, "Ops": ops})
 }
 
+// docsStyle is the docs page's only style sheet; the page runs no script.
+const docsStyle = `body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45}
+code{background:#f3f3f3;padding:.1rem .3rem}section{border-top:1px solid #ddd;padding:.6rem 0}
+.m{display:inline-block;min-width:4.5rem;font-weight:bold}.r{color:#555;font-size:.9rem}`
+
+// docsCSP allows the docs page nothing but its own style sheet (by hash) and links: the
+// operation descriptions come from the contract, and no injected markup may run or load.
+var docsCSP = func() string {
+	sum := sha256.Sum256([]byte(docsStyle))
+	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
+		"'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+}()
+
 var docsPage = template.Must(template.New("docs").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{.Title}} {{.Version}}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45}
-code{background:#f3f3f3;padding:.1rem .3rem}section{border-top:1px solid #ddd;padding:.6rem 0}
-.m{display:inline-block;min-width:4.5rem;font-weight:bold}.r{color:#555;font-size:.9rem}</style></head>
+<style>` + docsStyle + `</style></head>
 <body><h1>{{.Title}} {{.Version}}</h1>
 <p>The machine-readable contract is at <a href="/openapi/synkronus.yaml">/openapi/synkronus.yaml</a>.
 Every <code>/api</code> call sends <code>x-ode-version</code>; secured calls send <code>Authorization: Bearer &lt;token&gt;</code> from <code>POST /api/auth/login</code>.</p>

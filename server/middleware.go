@@ -2,12 +2,17 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -22,6 +27,7 @@ const (
 	ctxKeyPrincipal ctxKey = iota
 	ctxKeyClientAddr
 	ctxKeyRequestID
+	ctxKeySent
 )
 
 func requestID(c echo.Context) string {
@@ -44,7 +50,24 @@ func clientAddr(ctx context.Context) string {
 	return addr
 }
 
-// accessLog writes one structured line per request.
+// sentRequest is what the client sent before normalizePath rewrote the request, so that
+// the access log tells older clients (root paths, no version header) from newer ones.
+type sentRequest struct {
+	path    string
+	version string
+}
+
+func sentFrom(ctx context.Context) sentRequest {
+	sent, _ := ctx.Value(ctxKeySent).(sentRequest)
+	return sent
+}
+
+// maxLoggedVersion bounds the client version copied into the log.
+const maxLoggedVersion = 64
+
+// accessLog writes one structured line per request: the path as the client sent it, the
+// operation it reached, the client's version and the outcome. Server failures are errors;
+// operations not implemented yet and unavailable dependencies are warnings.
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -53,16 +76,20 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err) // render now, so that the logged status is the one sent
 		}
 		req, res := c.Request(), c.Response()
+		sent := sentFrom(req.Context())
 		attrs := []any{
-			"method", req.Method, "path", req.URL.Path, "status", res.Status,
+			"method", req.Method, "path", sent.path, "operation", s.operations[req.Method+" "+c.Path()], "status", res.Status,
 			"duration_ms", float64(time.Since(start).Microseconds()) / 1000, "bytes", res.Size,
-			"request_id", requestID(c), "client", c.RealIP(),
+			"request_id", requestID(c), "client", c.RealIP(), "client_version", sent.version,
 		}
 		if p, ok := principalFrom(req.Context()); ok {
 			attrs = append(attrs, "user", p.Username)
 		}
 		level := slog.LevelInfo
-		if res.Status >= 500 {
+		switch {
+		case res.Status == http.StatusNotImplemented || res.Status == http.StatusServiceUnavailable:
+			level = slog.LevelWarn
+		case res.Status >= 500:
 			level = slog.LevelError
 		}
 		s.log.Log(req.Context(), level, "request", attrs...)
@@ -70,24 +97,143 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// bodyLimit bounds every request body: the push route has its own, larger limit. The
-// portal's uploads are streamed on to an API operation, which applies its own.
+// securityHeaders tells browsers not to guess content types: a JSON answer that echoes
+// what a client sent must never be run as a page.
+func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set("X-Content-Type-Options", "nosniff")
+		return next(c)
+	}
+}
+
+// bodyLimitFor is the largest body the route accepts.
+func (s *Server) bodyLimitFor(c echo.Context) int64 {
+	if c.Path() == "/api/sync/push" {
+		return s.opts.MaxPushBytes
+	}
+	return s.opts.MaxJSONBytes
+}
+
+// bodyLimit bounds every request body: the push route has its own, larger limit. JSON
+// bodies must be UTF-8, as RFC 8259 requires: the decoder would silently replace bad
+// bytes, so they are refused while reading. The push body is checked record by record
+// by the sync service instead, so that one bad record does not cost the others. The
+// portal's uploads are streamed on to an API operation, which applies its own limit.
 func (s *Server) bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if portal.StreamsBody(c.Request().Method, c.Path()) {
 			return next(c)
 		}
-		limit := s.opts.MaxJSONBytes
-		if c.Path() == "/api/sync/push" {
-			limit = s.opts.MaxPushBytes
-		}
+		limit := s.bodyLimitFor(c)
 		req := c.Request()
 		if req.ContentLength > limit {
 			return newProblem(http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("the request body exceeds the limit of %d bytes", limit))
 		}
 		req.Body = http.MaxBytesReader(c.Response(), req.Body, limit)
+		if mt, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType)); c.Path() != "/api/sync/push" &&
+			(mt == echo.MIMEApplicationJSON || strings.HasSuffix(mt, "+json")) {
+			req.Body = &utf8Body{ReadCloser: req.Body}
+		}
 		return next(c)
 	}
+}
+
+// errInvalidUTF8 is a text body that is not UTF-8.
+var errInvalidUTF8 = errors.New("the request body is not valid UTF-8")
+
+// utf8Body fails with errInvalidUTF8 as soon as what it has read is not UTF-8. It holds
+// back at most the few bytes of a character split between two reads.
+type utf8Body struct {
+	io.ReadCloser
+	partial []byte
+}
+
+func (b *utf8Body) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	chunk := p[:n]
+	if len(b.partial) > 0 {
+		chunk = append(b.partial, chunk...)
+	}
+	// Keep back an incomplete character at the end; it is checked with the next read.
+	cut := len(chunk)
+	for i := len(chunk) - 1; i >= 0 && i >= len(chunk)-(utf8.UTFMax-1); i-- {
+		if utf8.RuneStart(chunk[i]) {
+			if !utf8.FullRune(chunk[i:]) {
+				cut = i
+			}
+			break
+		}
+	}
+	if !utf8.Valid(chunk[:cut]) {
+		return 0, errInvalidUTF8
+	}
+	b.partial = append(b.partial[:0], chunk[cut:]...)
+	if errors.Is(err, io.EOF) && len(b.partial) > 0 {
+		return 0, errInvalidUTF8
+	}
+	return n, err
+}
+
+// drainGrace is how long a body still arriving when the server starts shutting down may
+// take at most.
+const drainGrace = 5 * time.Second
+
+// bodyDeadline gives reading the request body a deadline: BodyReadTimeout plus its length
+// (or, when it is unknown, the route's limit) at MinUploadRate. A client that
+// stalls mid-body cannot hold a connection, and a file descriptor, for ever. Once the
+// server drains, a body still arriving gets drainGrace more at most, so that shutting
+// down waits for no slow upload.
+func (s *Server) bodyDeadline(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		if req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0 {
+			// Bodiless: the server already watches the connection, a deadline would end it.
+			return next(c)
+		}
+		size := req.ContentLength
+		if size < 0 {
+			size = s.bodyLimitFor(c)
+		}
+		deadline := time.Now().Add(s.opts.BodyReadTimeout + time.Duration(size/s.opts.MinUploadRate)*time.Second)
+		rc := http.NewResponseController(c.Response())
+		if err := rc.SetReadDeadline(deadline); err != nil {
+			return next(c) // a writer without deadlines: not a network connection
+		}
+		body := &trackedBody{ReadCloser: req.Body}
+		req.Body = body
+		stop := context.AfterFunc(s.draining, func() {
+			if body.state.CompareAndSwap(bodyReading, bodyCut) {
+				if last := time.Now().Add(drainGrace); last.Before(deadline) {
+					_ = rc.SetReadDeadline(last)
+				}
+			}
+		})
+		defer stop()
+		return next(c)
+	}
+}
+
+// States of a trackedBody.
+const (
+	bodyReading int32 = iota
+	bodyDone          // read to its end (or failed): the server now watches the connection
+	bodyCut           // the server is draining and shortened the deadline
+)
+
+// trackedBody records when a body has been read to its end: from then on the connection
+// belongs to the server's own watch for a closed connection, and a shortened deadline
+// would cancel the request instead of ending an upload.
+type trackedBody struct {
+	io.ReadCloser
+	state atomic.Int32
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.state.CompareAndSwap(bodyReading, bodyDone)
+	}
+	return n, err
 }
 
 // legacyPrefixes are the first path segments older clients call at the root, without /api.
@@ -108,6 +254,15 @@ func normalizePath(version string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			req := c.Request()
+			sent := sentRequest{path: req.URL.EscapedPath(), version: req.Header.Get("X-Ode-Version")}
+			if sent.version == "" {
+				sent.version = req.Header.Get("X-Api-Version") // the 2025 synk CLI
+			}
+			if len(sent.version) > maxLoggedVersion {
+				sent.version = sent.version[:maxLoggedVersion]
+			}
+			req = req.WithContext(context.WithValue(req.Context(), ctxKeySent, sent))
+			c.SetRequest(req)
 			req.URL.Path = cleanSlashes(req.URL.Path)
 			if req.URL.RawPath != "" {
 				req.URL.RawPath = cleanSlashes(req.URL.RawPath)
@@ -155,7 +310,7 @@ func odeVersionCheck(serverVersion string) echo.MiddlewareFunc {
 				msg = "The server's version is not configured, so client versions cannot be checked."
 			case strings.TrimSpace(sent) == "":
 				msg = "The x-ode-version header is missing: send the app's semantic version, such as 1.0.0."
-			case !ok:
+			case !ok || !utf8.ValidString(sent) || strings.IndexByte(sent, 0) >= 0:
 				msg = "x-ode-version must be a valid semantic version (e.g. 1.0.0)."
 			case major != serverMajor:
 				msg = fmt.Sprintf("This app (version %s) cannot sync with this server (version %s): please update the app.", sent, serverVersion)

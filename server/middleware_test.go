@@ -314,3 +314,29 @@ func TestRequestIDOnResponses(t *testing.T) {
 	require.NotEmpty(t, b)
 	require.NotEqual(t, a, b, "each request gets its own id")
 }
+
+func TestAccessLogTellsClientsApart(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	admin := env.AdminToken()
+	login := map[string]string{"username": "admin", "password": servertest.AdminPassword}
+
+	// The 2025 app: a root path, built by concatenation, and no version header.
+	env.Do(servertest.Request{Method: http.MethodPost, Path: "//auth/login/", NoVersion: true, Body: login})
+	// The 2025 CLI: a root path and x-api-version.
+	env.Do(servertest.Request{Method: http.MethodGet, Path: "/version", NoVersion: true, Token: admin, Header: map[string]string{"X-Api-Version": "1.0.0"}})
+	// The 2026 app: /api and x-ode-version.
+	env.Do(servertest.Request{Method: http.MethodGet, Path: "/api/users", Token: admin, Header: map[string]string{"X-Ode-Version": "1.2.3"}})
+
+	for _, want := range []map[string]any{
+		{"path": "//auth/login/", "operation": "login", "client_version": "", "status": float64(200)},
+		{"path": "/version", "operation": "getVersion", "client_version": "1.0.0", "status": float64(200)},
+		{"path": "/api/users", "operation": "listUsers", "client_version": "1.2.3", "status": float64(200), "user": "admin"},
+	} {
+		want["msg"] = "request"
+		recs := env.Logs.Records(want)
+		require.Len(t, recs, 1, "one access log line with %v", want)
+		require.Equal(t, "INFO", recs[0]["level"])
+		require.NotEmpty(t, recs[0]["request_id"])
+	}
+}

@@ -52,11 +52,22 @@ func newPresenceRecorder(q *dbgen.Queries, log *slog.Logger) *presenceRecorder {
 }
 
 func (p *presenceRecorder) record(e presenceEvent) {
+	// One value PostgreSQL cannot store would fail the whole flush: such a client id
+	// is not recorded, and such a version hint is dropped.
+	if unstorable(e.ClientID) != "" {
+		return
+	}
+	if e.OdeVersion != nil && unstorable(*e.OdeVersion) != "" {
+		e.OdeVersion = nil
+	}
+	if e.BundleVer != nil && unstorable(*e.BundleVer) != "" {
+		e.BundleVer = nil
+	}
 	if e.SeenAt.IsZero() {
 		e.SeenAt = time.Now().UTC()
 	}
 	if len(e.ClientID) > 255 {
-		e.ClientID = e.ClientID[:255]
+		e.ClientID = strings.ToValidUTF8(e.ClientID[:255], "") // never half a character
 	}
 	k := presenceKey{e.UserID, e.ClientID}
 	p.mu.Lock()

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,4 +69,25 @@ func TestSyncRecordsPresence(t *testing.T) {
 	require.NotNil(t, seen.LastOdeVersion)
 	require.Equal(t, servertest.Version, *seen.LastOdeVersion)
 	require.False(t, seen.LastSeenAt.IsZero())
+}
+
+// One client id PostgreSQL cannot store must not cost every other client's presence.
+func TestPresenceSkipsUnstorableClientIDs(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	admin := env.AdminToken()
+	token := env.CreateUser("field2", "read-only")
+	// /api/version does not declare x-ode-client-id, so nothing refuses it there.
+	for _, id := range []string{"bad-\xff", strings.Repeat("é", 200), "good-client"} {
+		res := env.Do(servertest.Request{Method: http.MethodGet, Path: "/api/version", Token: token, Header: map[string]string{"X-Ode-Client-Id": id}})
+		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
+	}
+	var seen, long *api.UserPresenceClient
+	for deadline := time.Now().Add(10 * time.Second); seen == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		seen = presenceOf(t, env, admin, "field2", "good-client")
+	}
+	require.NotNil(t, seen, "the flush failed:\n%v", env.Logs.Records(map[string]any{"level": "WARN"}))
+	// An over-long id is cut to 255 bytes, never inside a character.
+	long = presenceOf(t, env, admin, "field2", strings.Repeat("é", 127))
+	require.NotNil(t, long)
 }

@@ -7,12 +7,19 @@ import (
 	"fmt"
 	"mime/multipart"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/api"
 )
+
+// retryAfterSeconds is the Retry-After of a 503: long enough for a restarting database
+// or a failover, short enough that a device syncing in the field tries again soon.
+const retryAfterSeconds = 5
 
 // Problem codes clients may react to.
 const (
@@ -23,6 +30,7 @@ const (
 	codeNotFound         = "not_found"
 	codeConflict         = "conflict"
 	codeTooLarge         = "request_too_large"
+	codeTimeout          = "request_timeout"
 	codeRateLimited      = "rate_limited"
 	codeInternal         = "internal_error"
 	codeUnavailable      = "service_unavailable"
@@ -44,6 +52,12 @@ func (p *problemError) Error() string { return p.detail }
 
 func newProblem(status int, code, detail string) *problemError {
 	return &problemError{status: status, code: code, detail: detail}
+}
+
+// unavailable is a 503: something the server needs is busy or down for now.
+func unavailable(detail string) *problemError {
+	return &problemError{status: http.StatusServiceUnavailable, code: codeUnavailable, detail: detail,
+		headers: map[string]string{"Retry-After": strconv.Itoa(retryAfterSeconds)}}
 }
 
 // problemBody builds the problem+json body: RFC 9457 members plus error, message and code,
@@ -92,6 +106,31 @@ func (s *Server) toProblem(err error, c echo.Context) *problemError {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return newProblem(http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("the request body exceeds the limit of %d bytes", tooLarge.Limit))
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// bodyDeadline's deadline passed: the client is too slow, or gone.
+		return &problemError{status: http.StatusRequestTimeout, code: codeTimeout,
+			detail: "the request body did not arrive in time", headers: map[string]string{"Connection": "close"}}
+	}
+	if errors.Is(err, errInvalidUTF8) {
+		return newProblem(http.StatusBadRequest, codeValidation, errInvalidUTF8.Error())
+	}
+	if errors.Is(err, db.ErrUnavailable) {
+		if he, ok := err.(*echo.HTTPError); ok && he.Internal != nil {
+			err = he.Internal // from authentication
+		}
+		s.log.WarnContext(c.Request().Context(), "database unavailable", "error", err, "request_id", requestID(c))
+		return unavailable("the database is unavailable; try again in a few seconds")
+	}
+	var dataErr *db.DataError
+	if errors.As(err, &dataErr) {
+		// A data exception or program limit names the offending value; an integrity
+		// constraint's message would name tables, so it is not passed on.
+		detail := "the database cannot store a value of this request"
+		if !strings.HasPrefix(dataErr.Code, "23") {
+			detail += ": " + dataErr.Message
+		}
+		return newProblem(http.StatusBadRequest, codeValidation, detail)
 	}
 	if errors.Is(err, http.ErrNotMultipart) || errors.Is(err, http.ErrMissingBoundary) || errors.Is(err, multipart.ErrMessageTooLarge) {
 		return newProblem(http.StatusBadRequest, codeBadRequest, "the request body must be multipart/form-data: "+err.Error())

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	echomiddleware "github.com/oapi-codegen/echo-middleware"
 
+	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 	"github.com/opendataensemble/synkronus/server/authlimit"
@@ -57,6 +59,19 @@ type Options struct {
 	AccountCacheTTL time.Duration
 	// CleanupInterval is how often expired push receipts and refresh tokens are removed.
 	CleanupInterval time.Duration
+	// RefreshGrace is how long after a refresh token was spent a retry presenting it again
+	// still gets a new pair (the answer to the first use may have been lost), provided the
+	// token it was exchanged for was never used.
+	RefreshGrace time.Duration
+	// TrustedProxies are the networks of the reverse proxies in front of the server: only
+	// a request arriving from one of them has its client address taken from
+	// X-Forwarded-For. Without any, the connection's address is the client's.
+	TrustedProxies []*net.IPNet
+	// BodyReadTimeout and MinUploadRate (bytes per second) make the deadline for reading
+	// a request body: BodyReadTimeout plus the body's length (or, when unknown, the
+	// route's limit) at MinUploadRate.
+	BodyReadTimeout time.Duration
+	MinUploadRate   int64
 	// MaxExports is how many data exports run at once; more wait for a turn.
 	MaxExports int
 	// Portal are the web portal's settings.
@@ -74,6 +89,11 @@ func (o *Options) setDefaults() {
 	def(&o.ReceiptTTL, 24*time.Hour)
 	def(&o.AccountCacheTTL, 5*time.Second)
 	def(&o.CleanupInterval, 10*time.Minute)
+	def(&o.RefreshGrace, time.Minute)
+	def(&o.BodyReadTimeout, 30*time.Second)
+	if o.MinUploadRate <= 0 {
+		o.MinUploadRate = 16 << 10
+	}
 	if o.MaxJSONBytes <= 0 {
 		o.MaxJSONBytes = 1 << 20
 	}
@@ -111,8 +131,14 @@ type Server struct {
 	presence       *presenceRecorder
 	portal         *portal.Portal
 	spec           *openapi3.T
-	version        string
-	echo           *echo.Echo
+	// operations maps an Echo route (method and path) to the contract's operation id.
+	operations map[string]string
+	version    string
+	echo       *echo.Echo
+	// draining ends when the server starts shutting down: bodies still being received
+	// then get a short last deadline, so that shutdown does not wait on slow uploads.
+	draining     context.Context
+	stopDraining context.CancelFunc
 }
 
 var _ api.StrictServerInterface = (*Server)(nil)
@@ -130,7 +156,8 @@ func New(deps Deps, opts Options) (*Server, error) {
 	}
 	spec.Servers = nil // validation must not depend on the host the server is reached at
 	version, _, _ := buildinfo.Info()
-	q := dbgen.New(deps.Pool)
+	q := dbgen.New(db.Conn(deps.Pool))
+	draining, stopDraining := context.WithCancel(context.Background())
 	s := &Server{
 		pool:           deps.Pool,
 		blobs:          deps.Blobs,
@@ -146,7 +173,10 @@ func New(deps Deps, opts Options) (*Server, error) {
 		export:         export.NewService(deps.Pool, opts.MaxExports),
 		presence:       newPresenceRecorder(q, deps.Log),
 		spec:           spec,
+		operations:     operationIDs(spec),
 		version:        version,
+		draining:       draining,
+		stopDraining:   stopDraining,
 	}
 	s.echo = echo.New()
 	s.portal, err = portal.New(portal.Deps{API: s.echo, Pool: deps.Pool, Log: deps.Log, Tokens: issuer, Version: version}, opts.Portal)
@@ -161,8 +191,10 @@ func New(deps Deps, opts Options) (*Server, error) {
 func (s *Server) Handler() http.Handler { return s.echo }
 
 // Start runs the background jobs until ctx ends; Wait on the result returns once they
-// have stopped (the presence recorder flushes what it holds first).
+// have stopped (the presence recorder flushes what it holds first). The end of ctx also
+// starts draining: request bodies still arriving get a last few seconds.
 func (s *Server) Start(ctx context.Context) *sync.WaitGroup {
+	context.AfterFunc(ctx, s.stopDraining)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); s.presence.run(ctx) }()
@@ -173,9 +205,10 @@ func (s *Server) Start(ctx context.Context) *sync.WaitGroup {
 func (s *Server) routes(e *echo.Echo) {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.IPExtractor = echo.ExtractIPDirect() // forwarding headers are not trusted
+	e.IPExtractor = ipExtractor(s.opts.TrustedProxies)
 	e.Pre(normalizePath(s.version))
 	e.Use(middleware.RequestID())
+	e.Use(securityHeaders)
 	e.Use(s.accessLog)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 		s.log.ErrorContext(c.Request().Context(), "panic", "error", err, "stack", string(stack), "request_id", requestID(c))
@@ -184,11 +217,12 @@ func (s *Server) routes(e *echo.Echo) {
 	e.Use(middleware.CORSWithConfig(corsConfig))
 	e.Use(withRequestContext)
 	e.Use(s.bodyLimit)
+	e.Use(s.bodyDeadline)
 	e.Use(odeVersionCheck(s.version))
 	e.Use(s.requestValidator())
 	e.Use(s.presence.middleware)
 
-	api.RegisterHandlers(e, api.NewStrictHandler(s, nil))
+	api.RegisterHandlers(e, api.NewStrictHandler(s, []api.StrictMiddlewareFunc{refuseUnstorableText}))
 	e.GET("/openapi/synkronus.yaml", serveSpec)
 	e.GET("/docs", s.serveDocs)
 	s.portal.Register(e)
@@ -210,6 +244,9 @@ func (s *Server) requestValidator() echo.MiddlewareFunc {
 				AuthenticationFunc: s.authenticate,
 				ExcludeRequestBody: excludeBody,
 				MultiError:         false,
+				// Handlers bind the value the validator checked, not a second decode of
+				// the body (which would match member names case-insensitively).
+				KeepValidatedValue: true,
 			},
 			DoNotValidateServers: true,
 			Skipper: func(c echo.Context) bool {
@@ -221,23 +258,50 @@ func (s *Server) requestValidator() echo.MiddlewareFunc {
 	full := echomiddleware.OapiRequestValidatorWithOptions(s.spec, opts(false))
 	bodyless := echomiddleware.OapiRequestValidatorWithOptions(s.spec, opts(true))
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		withBody := full(next)
 		return func(c echo.Context) error {
-			if !bodylessOperations[c.Path()] {
-				return withBody(c)
-			}
-			// Validate a body-less clone, then hand the handler the real body together
-			// with the context the authentication step produced.
 			orig := c.Request()
-			clone := orig.Clone(orig.Context())
-			clone.Body, clone.ContentLength = http.NoBody, 0
-			c.SetRequest(clone)
-			return bodyless(func(c echo.Context) error {
+			validate := full
+			if bodylessOperations[c.Path()] {
+				// Validate a body-less clone; the handler reads the real body.
+				clone := orig.Clone(orig.Context())
+				clone.Body, clone.ContentLength = http.NoBody, 0
+				c.SetRequest(clone)
+				validate = bodyless
+			}
+			return validate(func(c echo.Context) error {
+				// Authentication put the caller on a copy of the request, while the
+				// validated body was left on the original: hand the handler both.
 				c.SetRequest(orig.WithContext(c.Request().Context()))
 				return next(c)
 			})(c)
 		}
 	}
+}
+
+// ipExtractor decides whose address a request comes from. Behind trusted proxies it is
+// the nearest address in X-Forwarded-For that is not one of them; otherwise forwarding
+// headers, which anyone can send, are ignored.
+func ipExtractor(trusted []*net.IPNet) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, n := range trusted {
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+// operationIDs maps each operation's Echo route to its operation id.
+func operationIDs(spec *openapi3.T) map[string]string {
+	ids := make(map[string]string)
+	for path, item := range spec.Paths.Map() {
+		route := strings.NewReplacer("{", ":", "}", "").Replace(path)
+		for method, op := range item.Operations() {
+			ids[method+" "+route] = op.OperationID
+		}
+	}
+	return ids
 }
 
 var errNotImplemented = newProblem(http.StatusNotImplemented, codeNotImplemented, "this operation is part of the contract but not implemented by this server yet")

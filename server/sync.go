@@ -6,24 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 	"github.com/opendataensemble/synkronus/server/obsync"
 )
-
-// hasNUL reports a value PostgreSQL text cannot hold: such ids are bad input, and would
-// otherwise fail the query (or a later presence flush) with an internal error.
-func hasNUL(values ...string) bool {
-	for _, v := range values {
-		if strings.IndexByte(v, 0) >= 0 {
-			return true
-		}
-	}
-	return false
-}
 
 // generation picks the client's repository generation: the header wins over the body.
 func generation(header, body *int64) *int64 {
@@ -61,9 +49,6 @@ func (s *Server) SyncPull(ctx context.Context, req api.SyncPullRequestObject) (a
 	if body.SchemaTypes != nil {
 		pr.FormTypes = append(pr.FormTypes, *body.SchemaTypes...)
 	}
-	if hasNUL(body.ClientId) || hasNUL(pr.FormTypes...) {
-		return api.SyncPull400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("client_id, schemaType and schema_types must not contain NUL characters")}, nil
-	}
 	page, err := s.sync.Pull(ctx, pr)
 	var mismatch *obsync.GenerationMismatchError
 	if errors.As(err, &mismatch) {
@@ -90,8 +75,6 @@ func (s *Server) SyncPush(ctx context.Context, req api.SyncPushRequestObject) (a
 		return api.SyncPush400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("records array is required")}, nil
 	case len(body.TransmissionId) > 255 || len(body.ClientId) > 255:
 		return api.SyncPush400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("transmission_id and client_id must be at most 255 bytes")}, nil
-	case hasNUL(body.TransmissionId, body.ClientId):
-		return api.SyncPush400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("transmission_id and client_id must not contain NUL characters")}, nil
 	case len(body.Records) > obsync.MaxPushRecords:
 		return api.SyncPush413ApplicationProblemPlusJSONResponse{PayloadTooLargeApplicationProblemPlusJSONResponse: api.PayloadTooLargeApplicationProblemPlusJSONResponse(
 			problemBody(http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("%d records in one push; the limit is %d: split the batch", len(body.Records), obsync.MaxPushRecords)))}, nil
@@ -150,13 +133,9 @@ func pushResponse(res obsync.PushResult) api.SyncPushResponse {
 // ListObservationRevisions lists every revision of an observation: the history, oldest
 // first, then the current state.
 func (s *Server) ListObservationRevisions(ctx context.Context, req api.ListObservationRevisionsRequestObject) (api.ListObservationRevisionsResponseObject, error) {
-	var revs []dbgen.ObservationRevision
-	var current *dbgen.Observation
-	if !hasNUL(req.ObservationId) { // no stored id holds one
-		var err error
-		if revs, current, err = s.sync.Revisions(ctx, req.ObservationId); err != nil {
-			return nil, err
-		}
+	revs, current, err := s.sync.Revisions(ctx, req.ObservationId)
+	if err != nil {
+		return nil, err
 	}
 	if current == nil && len(revs) == 0 {
 		return api.ListObservationRevisions404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound("no observation with id " + strconv.Quote(req.ObservationId))}, nil
@@ -198,9 +177,6 @@ func (s *Server) ListObservations(ctx context.Context, req api.ListObservationsR
 		FormType: deref(prm.FormType), Author: deref(prm.Author), CreatedFrom: prm.CreatedFrom, CreatedTo: prm.CreatedTo,
 		IncludeDeleted: deref(prm.IncludeDeleted), ConflictsOnly: deref(prm.ConflictsOnly),
 		BeforeVersion: deref(prm.BeforeVersion), Limit: deref(prm.Limit),
-	}
-	if hasNUL(lr.FormType, lr.Author) {
-		return api.ListObservations400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("form_type and author must not contain NUL characters")}, nil
 	}
 	page, err := s.sync.List(ctx, lr)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/google/uuid"
@@ -55,15 +56,12 @@ func (s *Server) createUser(ctx context.Context, body *api.CreateUserRequest) (a
 	if err := passwords.Validate(body.Password); err != nil {
 		return api.UserResponse{}, newProblem(http.StatusBadRequest, codeValidation, "password: "+err.Error()), nil
 	}
-	if !body.Role.Valid() {
-		return api.UserResponse{}, newProblem(http.StatusBadRequest, codeValidation, "role must be read-only, read-write or admin"), nil
-	}
 	hash, err := s.hasher.Hash(ctx, body.Password)
 	if err != nil {
 		return api.UserResponse{}, nil, fmt.Errorf("error hashing password: %w", err)
 	}
 	u, err := s.q.UserCreate(ctx, dbgen.UserCreateParams{Username: body.Username, PasswordHash: hash, Role: string(body.Role)})
-	if errors.Is(db.Translate(err), db.ErrUniqueViolation) {
+	if errors.Is(err, db.ErrUniqueViolation) {
 		return api.UserResponse{}, newProblem(http.StatusConflict, codeConflict, fmt.Sprintf("a user named %q already exists", body.Username)), nil
 	}
 	if err != nil {
@@ -159,23 +157,21 @@ func (s *Server) DeleteUserCompat(ctx context.Context, req api.DeleteUserCompatR
 }
 
 func (s *Server) deleteUser(ctx context.Context, username string) error {
-	var id uuid.UUID
-	err := db.InTx(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+	id, err := db.InTxValue(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) (uuid.UUID, error) {
 		q := s.q.WithTx(tx)
 		admins, err := q.UserCountAdmins(ctx) // locks the admins: see UserCountAdmins
 		if err != nil {
-			return fmt.Errorf("error counting admins: %w", err)
+			return uuid.Nil, fmt.Errorf("error counting admins: %w", err)
 		}
 		u, err := q.UserGetForUpdate(ctx, username)
 		if err != nil {
-			return db.Translate(err)
+			return uuid.Nil, err
 		}
 		if u.Role == string(api.RoleAdmin) && admins <= 1 {
-			return errLastAdmin
+			return uuid.Nil, errLastAdmin
 		}
-		id = u.ID
 		_, err = q.UserDelete(ctx, username) // refresh tokens and presence go with it
-		return err
+		return u.ID, err
 	})
 	if err == nil {
 		s.accounts.forget(id)
@@ -185,31 +181,29 @@ func (s *Server) deleteUser(ctx context.Context, username string) error {
 
 // UpdateUser changes a user's role; tokens issued under the old role stop working.
 func (s *Server) UpdateUser(ctx context.Context, req api.UpdateUserRequestObject) (api.UpdateUserResponseObject, error) {
-	if !req.Body.Role.Valid() {
-		return api.UpdateUser400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("role must be read-only, read-write or admin")}, nil
-	}
-	var updated dbgen.User
-	err := db.InTx(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+	updated, err := db.InTxValue(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) (dbgen.User, error) {
 		q := s.q.WithTx(tx)
 		admins, err := q.UserCountAdmins(ctx)
 		if err != nil {
-			return fmt.Errorf("error counting admins: %w", err)
+			return dbgen.User{}, fmt.Errorf("error counting admins: %w", err)
 		}
 		u, err := q.UserGetForUpdate(ctx, req.Username)
 		if err != nil {
-			return db.Translate(err)
+			return dbgen.User{}, err
 		}
 		if u.Role == string(api.RoleAdmin) && req.Body.Role != api.RoleAdmin && admins <= 1 {
-			return errLastAdmin
+			return dbgen.User{}, errLastAdmin
 		}
-		updated, err = q.UserSetRole(ctx, dbgen.UserSetRoleParams{Username: req.Username, Role: string(req.Body.Role)})
+		updated, err := q.UserSetRole(ctx, dbgen.UserSetRoleParams{Username: req.Username, Role: string(req.Body.Role)})
 		if err != nil {
-			return fmt.Errorf("error setting role: %w", err)
+			return dbgen.User{}, fmt.Errorf("error setting role: %w", err)
 		}
 		if u.Role != updated.Role {
-			return q.RefreshTokenRevokeUser(ctx, u.ID)
+			if err := q.RefreshTokenRevokeUser(ctx, u.ID); err != nil {
+				return dbgen.User{}, fmt.Errorf("error revoking refresh tokens: %w", err)
+			}
 		}
-		return nil
+		return updated, nil
 	})
 	switch {
 	case errors.Is(err, db.ErrNotFound):
@@ -239,8 +233,9 @@ func (s *Server) ResetUserPassword(ctx context.Context, req api.ResetUserPasswor
 }
 
 // ChangePassword changes the caller's own password after checking the current one
-// (sent as currentPassword, or oldPassword by the synk CLI). Every session of the account
-// ends, including the caller's: it logs in again with the new password.
+// (sent as currentPassword, or oldPassword by the synk CLI). Wrong current passwords are
+// throttled like logins. Every session of the account ends, including the caller's: it
+// logs in again with the new password.
 func (s *Server) ChangePassword(ctx context.Context, req api.ChangePasswordRequestObject) (api.ChangePasswordResponseObject, error) {
 	p, _ := principalFrom(ctx)
 	current := req.Body.CurrentPassword
@@ -253,18 +248,20 @@ func (s *Server) ChangePassword(ctx context.Context, req api.ChangePasswordReque
 	if err := passwords.Validate(req.Body.NewPassword); err != nil {
 		return api.ChangePassword400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("newPassword: " + err.Error())}, nil
 	}
-	u, err := s.q.UserGetByID(ctx, p.UserID)
-	if err != nil {
-		return nil, fmt.Errorf("error loading user: %w", err)
+	addr := clientAddr(ctx)
+	if wait, limited := s.limiter.Check(addr, p.Username, time.Now()); limited {
+		return api.ChangePassword429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: tooManyAttempts(wait)}, nil
 	}
-	ok, err := s.hasher.Verify(ctx, u.PasswordHash, *current)
+	_, ok, err := s.checkPassword(ctx, p.Username, *current)
 	if err != nil {
-		return nil, fmt.Errorf("error verifying password: %w", err)
+		return nil, err
 	}
 	if !ok {
+		s.limiter.Failure(addr, p.Username, time.Now())
 		return api.ChangePassword401ApplicationProblemPlusJSONResponse{UnauthorizedApplicationProblemPlusJSONResponse: unauthorized("the current password is wrong")}, nil
 	}
-	if err := s.setPassword(ctx, u.Username, req.Body.NewPassword); err != nil {
+	s.limiter.Success(addr, p.Username)
+	if err := s.setPassword(ctx, p.Username, req.Body.NewPassword); err != nil {
 		return nil, err
 	}
 	return api.ChangePassword200JSONResponse{Message: "Password changed successfully"}, nil
@@ -276,15 +273,16 @@ func (s *Server) setPassword(ctx context.Context, username, password string) err
 	if err != nil {
 		return fmt.Errorf("error hashing password: %w", err)
 	}
-	var id uuid.UUID
-	err = db.InTx(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+	id, err := db.InTxValue(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) (uuid.UUID, error) {
 		q := s.q.WithTx(tx)
 		u, err := q.UserSetPassword(ctx, dbgen.UserSetPasswordParams{Username: username, PasswordHash: hash})
 		if err != nil {
-			return db.Translate(err)
+			return uuid.Nil, err
 		}
-		id = u.ID
-		return q.RefreshTokenRevokeUser(ctx, u.ID)
+		if err := q.RefreshTokenRevokeUser(ctx, u.ID); err != nil {
+			return uuid.Nil, fmt.Errorf("error revoking refresh tokens: %w", err)
+		}
+		return u.ID, nil
 	})
 	if err == nil {
 		s.accounts.forget(id)

@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/opendataensemble/synkronus/gen/api"
+	"github.com/opendataensemble/synkronus/server"
+	"github.com/opendataensemble/synkronus/server/authlimit"
 	"github.com/opendataensemble/synkronus/server/servertest"
 )
 
@@ -243,4 +245,50 @@ func TestChangeOwnPasswordRefusals(t *testing.T) {
 		Body: map[string]string{"currentPassword": "pw-careful", "newPassword": "next"}}), http.StatusUnauthorized, "unauthorized")
 
 	require.Equal(t, http.StatusOK, login(t, env, "careful", "pw-careful").Status, "nothing changed the password")
+}
+
+// Echo's binder decodes a body case-insensitively, the last key winning: a second decode
+// would see a role the validator never checked. Handlers bind the validated value.
+func TestHandlersSeeOnlyTheValidatedBody(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	admin := env.AdminToken()
+	for path, body := range map[string]string{
+		"/api/users/create": `{"username":"mallory","password":"pw","role":"read-only","ROLE":"admin"}`,
+		"/api/users":        `{"username":"trudy","password":"pw","role":"read-only","Role":"admin"}`,
+	} {
+		res := env.Do(servertest.Request{Method: http.MethodPost, Path: path, Token: admin, Body: body})
+		require.Equal(t, http.StatusCreated, res.Status, "body: %s", res.Body)
+		var created api.UserResponse
+		res.JSON(t, &created)
+		require.Equal(t, api.RoleReadOnly, created.Role, "POST %s", path)
+	}
+	users := listUsers(t, env, admin)
+	require.Equal(t, api.RoleReadOnly, users["mallory"].Role)
+	require.Equal(t, api.RoleReadOnly, users["trudy"].Role)
+
+	res := env.Do(servertest.Request{Method: http.MethodPatch, Path: "/api/users/mallory", Token: admin, Body: `{"role":"read-write","rOlE":"admin"}`})
+	require.Equal(t, http.StatusOK, res.Status, "body: %s", res.Body)
+	require.Equal(t, api.RoleReadWrite, listUsers(t, env, admin)["mallory"].Role)
+}
+
+func TestChangeOwnPasswordIsThrottled(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t, func(o *server.Options) {
+		o.LoginLimits = &authlimit.Config{PerAddrAccount: authlimit.Window{Failures: 3, Period: time.Hour}}
+	})
+	token := env.CreateUser("guessed", "read-write")
+	change := func(current string) *servertest.Response {
+		return env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/users/change-password", Token: token,
+			Body: map[string]string{"currentPassword": current, "newPassword": "new-password"}})
+	}
+	// A stolen access token must not become an unlimited password oracle.
+	for range 3 {
+		requireProblem(t, change("guess"), http.StatusUnauthorized, "unauthorized")
+	}
+	res := change("pw-guessed")
+	requireProblem(t, res, http.StatusTooManyRequests, "rate_limited")
+	require.NotEmpty(t, res.Header.Get("Retry-After"))
+	// The guesses count against logging in too.
+	requireProblem(t, login(t, env, "guessed", "pw-guessed"), http.StatusTooManyRequests, "rate_limited")
 }

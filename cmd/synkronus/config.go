@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -36,6 +37,10 @@ type config struct {
 	BcryptCost      int
 	MaxExports      int
 	PprofAddr       string
+	TrustedProxies  []*net.IPNet
+	BodyReadTimeout time.Duration
+	MinUploadRate   int64
+	ShutdownTimeout time.Duration
 	// PortalIdleTimeout and PortalMaxAge end web portal sessions.
 	PortalIdleTimeout time.Duration
 	PortalMaxAge      time.Duration
@@ -99,6 +104,9 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		MaxJSONBytes:    integer(1<<20, 1<<10, 1<<30, "MAX_JSON_BYTES"),
 		DBMaxConns:      int32(integer(16, 2, 1000, "DB_MAX_CONNS")),
 		BcryptCost:      int(integer(10, 4, 16, "BCRYPT_COST")),
+		BodyReadTimeout: duration("BODY_READ_TIMEOUT", 30*time.Second),
+		MinUploadRate:   integer(16<<10, 1<<10, 1<<30, "MIN_UPLOAD_RATE"),
+		ShutdownTimeout: duration("SHUTDOWN_TIMEOUT", 20*time.Second),
 		MaxExports:      int(integer(2, 1, 64, "EXPORT_MAX_CONCURRENT")),
 	}
 	c.PortalIdleTimeout = duration("PORTAL_IDLE_TIMEOUT", time.Hour)
@@ -132,6 +140,11 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		errs = append(errs, fmt.Errorf("SYNC_CONFLICT_POLICY: %w", err))
 	}
 	c.ConflictPolicy = policy
+	proxies, err := parseNetworks(get("TRUSTED_PROXIES"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("TRUSTED_PROXIES: %w", err))
+	}
+	c.TrustedProxies = proxies
 
 	switch file, secret := get("JWT_SECRET_FILE"), get("JWT_SECRET"); {
 	case file != "":
@@ -147,6 +160,36 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		errs = append(errs, errors.New("the JWT secret must be at least 32 bytes; unset it to let the server generate one"))
 	}
 	return c, errors.Join(errs...)
+}
+
+// parseNetworks reads a comma-separated list of CIDR networks; a bare address is a
+// network of that one address.
+func parseNetworks(list string) ([]*net.IPNet, error) {
+	var nets []*net.IPNet
+	for item := range strings.SplitSeq(list, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if !strings.Contains(item, "/") {
+			ip := net.ParseIP(item)
+			if ip == nil {
+				return nil, fmt.Errorf("%q is neither an address nor a network such as 10.0.0.0/8", item)
+			}
+			bits := 8 * len(ip.To16())
+			if ip.To4() != nil {
+				ip, bits = ip.To4(), 32
+			}
+			nets = append(nets, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(item)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an address nor a network such as 10.0.0.0/8", item)
+		}
+		nets = append(nets, n)
+	}
+	return nets, nil
 }
 
 func orDefault(v, def string) string {

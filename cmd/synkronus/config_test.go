@@ -48,6 +48,10 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, "data", c.DataDir)
 	require.True(t, strings.HasPrefix(c.BlobURL, "file:///") && strings.Contains(c.BlobURL, "/data/blobs?"),
 		"files go to a directory under DATA_DIR: %s", c.BlobURL)
+	require.Empty(t, c.TrustedProxies, "forwarding headers are not believed unless configured")
+	require.Equal(t, 30*time.Second, c.BodyReadTimeout)
+	require.Equal(t, int64(16<<10), c.MinUploadRate)
+	require.Equal(t, 20*time.Second, c.ShutdownTimeout)
 }
 
 func TestConfigReadsEveryVariable(t *testing.T) {
@@ -59,6 +63,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"PUSH_RECEIPT_TTL": "2h", "SYNC_CONFLICT_POLICY": "incoming", "MAX_PUSH_BYTES": "2048", "MAX_JSON_BYTES": "4096",
 		"DB_MAX_CONNS": "4", "BCRYPT_COST": "12", "BLOB_URL": "s3://field-files?region=eu-west-1",
 		"PORTAL_IDLE_TIMEOUT": "20m", "PORTAL_SESSION_MAX_AGE": "8h",
+		"TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7,2001:db8::/32", "MIN_UPLOAD_RATE": "65536", "SHUTDOWN_TIMEOUT": "5s", "BODY_READ_TIMEOUT": "1m",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, "postgres://u@db:5432/x", c.DatabaseURL)
@@ -82,6 +87,14 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 	require.Equal(t, 12, c.BcryptCost)
 	require.Equal(t, 20*time.Minute, c.PortalIdleTimeout)
 	require.Equal(t, 8*time.Hour, c.PortalMaxAge)
+	var proxies []string
+	for _, n := range c.TrustedProxies {
+		proxies = append(proxies, n.String())
+	}
+	require.Equal(t, []string{"10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"}, proxies, "a bare address is a network of one")
+	require.Equal(t, time.Minute, c.BodyReadTimeout)
+	require.Equal(t, int64(65536), c.MinUploadRate)
+	require.Equal(t, 5*time.Second, c.ShutdownTimeout)
 }
 
 func TestConfigAliasesOfOlderReleases(t *testing.T) {
@@ -150,6 +163,10 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		"MAX_JSON_BYTES":         "1e6",
 		"DB_MAX_CONNS":           "1",
 		"BCRYPT_COST":            "40",
+		"TRUSTED_PROXIES":        "10.0.0.0/8,proxy.internal",
+		"MIN_UPLOAD_RATE":        "10",
+		"SHUTDOWN_TIMEOUT":       "never",
+		"BODY_READ_TIMEOUT":      "0",
 		"PORTAL_IDLE_TIMEOUT":    "forever",
 		"PORTAL_SESSION_MAX_AGE": "0h",
 	}

@@ -37,7 +37,8 @@ const usage = `synkronus: the ODE sync server. It takes no arguments; it is conf
 environment variables (or a .env file): DATABASE_URL, PORT, HOST, JWT_SECRET, JWT_SECRET_FILE,
 ADMIN_USERNAME, ADMIN_PASSWORD, DATA_DIR, BLOB_URL, LOG_LEVEL, LOG_FORMAT, PUBLIC_URL, ACCESS_TOKEN_TTL,
 REFRESH_TOKEN_TTL, SYNC_CONFLICT_POLICY, PUSH_RECEIPT_TTL, MAX_PUSH_BYTES, MAX_JSON_BYTES,
-DB_MAX_CONNS, BCRYPT_COST, EXPORT_MAX_CONCURRENT, PPROF_ADDR, PORTAL_IDLE_TIMEOUT, PORTAL_SESSION_MAX_AGE. See the README for their meaning and defaults.
+DB_MAX_CONNS, BCRYPT_COST, EXPORT_MAX_CONCURRENT, PPROF_ADDR, TRUSTED_PROXIES, BODY_READ_TIMEOUT,
+MIN_UPLOAD_RATE, SHUTDOWN_TIMEOUT, PORTAL_IDLE_TIMEOUT, PORTAL_SESSION_MAX_AGE. See the README for their meaning and defaults.
 `
 
 func main() {
@@ -115,6 +116,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		MaxPushBytes:    cfg.MaxPushBytes,
 		PublicURL:       cfg.PublicURL,
 		DataDir:         cfg.DataDir,
+		TrustedProxies:  cfg.TrustedProxies,
+		BodyReadTimeout: cfg.BodyReadTimeout,
+		MinUploadRate:   cfg.MinUploadRate,
 		MaxExports:      cfg.MaxExports,
 		Portal: portal.Options{
 			IdleTimeout: cfg.PortalIdleTimeout, MaxAge: cfg.PortalMaxAge,
@@ -129,9 +133,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s (is the port in use? set PORT): %w", addr, err)
 	}
+	// Request bodies get their own deadline, sized by their length (see server.Options
+	// MinUploadRate); headers must arrive promptly, and idle connections are closed.
 	httpSrv := &http.Server{
 		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 25 * time.Second,
+		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -148,14 +154,17 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		return fmt.Errorf("error serving HTTP: %w", err)
 	case <-ctx.Done():
 	}
+	// Draining: no new connections; requests under way finish (bodies still arriving get
+	// a few seconds); what still runs when SHUTDOWN_TIMEOUT ends is cut off. A stop asked
+	// for is a clean stop either way.
 	log.Info("shutting down")
-	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 20*time.Second)
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancelShutdown()
-	err = httpSrv.Shutdown(shutdownCtx)
-	bg.Wait()
-	if err != nil {
-		return fmt.Errorf("error shutting down: %w", err)
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("requests still running at the end of the shutdown timeout were cut off", "timeout", cfg.ShutdownTimeout, "error", err)
+		_ = httpSrv.Close()
 	}
+	bg.Wait()
 	log.Info("stopped")
 	return nil
 }
@@ -184,10 +193,10 @@ func signingKey(ctx context.Context, pool *pgxpool.Pool, cfg config, log *slog.L
 	if _, err := rand.Read(fresh); err != nil {
 		return nil, fmt.Errorf("error generating JWT key: %w", err)
 	}
-	q := dbgen.New(pool)
+	q := dbgen.New(db.Conn(pool))
 	for range 2 { // a concurrent first start may have inserted it under our statement's snapshot
 		key, err := q.ServerSecretEnsure(ctx, dbgen.ServerSecretEnsureParams{Name: "jwt_signing_key", Value: fresh})
-		if errors.Is(err, pgx.ErrNoRows) {
+		if errors.Is(err, db.ErrNotFound) {
 			continue
 		}
 		if err != nil {
@@ -225,7 +234,7 @@ func bootstrapAdmin(ctx context.Context, pool *pgxpool.Pool, hasher *passwords.H
 		_, err := q.UserCreateIfNoneExist(ctx, dbgen.UserCreateIfNoneExistParams{Username: cfg.AdminUsername, PasswordHash: hash})
 		return err
 	})
-	if errors.Is(err, pgx.ErrNoRows) {
+	if errors.Is(err, db.ErrNotFound) {
 		return nil // users exist already
 	}
 	if err != nil {

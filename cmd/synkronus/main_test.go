@@ -28,7 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/opendataensemble/synkronus/db"
+	"github.com/opendataensemble/synkronus/db/dbtest"
 	"github.com/opendataensemble/synkronus/server/passwords"
 )
 
@@ -64,13 +64,13 @@ func freshDatabaseURL(t *testing.T) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "synkronus_test_" + hex.EncodeToString(b[:])
-	u, err := url.Parse(db.TestServerURL())
+	u, err := url.Parse(dbtest.ServerURL())
 	require.NoError(t, err)
 	u.Path = "/" + name
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		conn, err := pgx.Connect(ctx, db.TestServerURL())
+		conn, err := pgx.Connect(ctx, dbtest.ServerURL())
 		if err != nil {
 			t.Errorf("error connecting to drop %s: %v", name, err)
 			return
@@ -353,7 +353,7 @@ func TestBootstrapAdminCreatesExactlyOneAdminUnderConcurrency(t *testing.T) {
 	t.Parallel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for range 10 {
-		url := db.NewTestDBURL(t)
+		url := dbtest.NewDBURL(t)
 		const starts = 8
 		errs := make([]error, starts)
 		var wg sync.WaitGroup
@@ -382,4 +382,108 @@ func TestBootstrapAdminCreatesExactlyOneAdminUnderConcurrency(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 1, users)
 	}
+}
+
+// loginAs sends a login with the given X-Forwarded-For and returns the status.
+func loginAs(t *testing.T, ctx context.Context, base, forwardedFor, password string) int {
+	t.Helper()
+	b, err := json.Marshal(map[string]string{"username": "admin", "password": password})
+	require.NoError(t, err)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/auth/login", bytes.NewReader(b))
+	require.NoError(t, err)
+	req.Header.Set("X-Ode-Version", "1.0.0")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Forwarded-For", forwardedFor)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, res.Body)
+	_ = res.Body.Close()
+	return res.StatusCode
+}
+
+// Behind a load balancer every request comes from the balancer's address: unless the
+// server believes X-Forwarded-For from it, one user's failed logins lock out everyone.
+func TestProcessBelievesForwardedForOnlyFromTrustedProxies(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), processTimeout)
+	defer cancel()
+	const password = "the-admin-password"
+	failTenTimes := func(base string) {
+		for range 10 {
+			require.Equal(t, http.StatusUnauthorized, loginAs(t, ctx, base, "198.51.100.1", "wrong"))
+		}
+		require.Equal(t, http.StatusTooManyRequests, loginAs(t, ctx, base, "198.51.100.1", password), "that client is throttled")
+	}
+
+	behindProxy := start(t, ctx, map[string]string{"DATABASE_URL": freshDatabaseURL(t), "ADMIN_PASSWORD": password, "TRUSTED_PROXIES": "127.0.0.0/8"})
+	base := behindProxy.baseURL(t, ctx)
+	failTenTimes(base)
+	require.Equal(t, http.StatusOK, loginAs(t, ctx, base, "198.51.100.2", password), "another client behind the same proxy is not")
+	// A client cannot pretend to be someone else by sending the header itself: the
+	// nearest untrusted address counts.
+	require.Equal(t, http.StatusTooManyRequests, loginAs(t, ctx, base, "203.0.113.9, 198.51.100.1", password))
+
+	direct := start(t, ctx, map[string]string{"DATABASE_URL": freshDatabaseURL(t), "ADMIN_PASSWORD": password})
+	base = direct.baseURL(t, ctx)
+	failTenTimes(base)
+	require.Equal(t, http.StatusTooManyRequests, loginAs(t, ctx, base, "198.51.100.2", password),
+		"without TRUSTED_PROXIES the header is anyone's to send, so it is ignored")
+}
+
+// partialLogin opens a connection and sends a login whose body stops short of its
+// Content-Length; send the rest with the returned function.
+func partialLogin(t *testing.T, base, password string) (net.Conn, func()) {
+	t.Helper()
+	body := fmt.Sprintf(`{"username":"admin","password":%q}`, password)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	_, err = fmt.Fprintf(conn, "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nX-Ode-Version: 1.0.0\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		len(body), body[:10])
+	require.NoError(t, err)
+	return conn, func() {
+		_, err := conn.Write([]byte(body[10:]))
+		require.NoError(t, err)
+	}
+}
+
+// readStatus reads the status of the response on conn, or 0 when the server closed the
+// connection without one.
+func readStatus(t *testing.T, conn net.Conn) int {
+	t.Helper()
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(processTimeout)))
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return 0
+	}
+	_ = res.Body.Close()
+	return res.StatusCode
+}
+
+func TestProcessCutsOffAStalledBody(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), processTimeout)
+	defer cancel()
+	p := start(t, ctx, map[string]string{"DATABASE_URL": freshDatabaseURL(t), "ADMIN_PASSWORD": "pw", "BODY_READ_TIMEOUT": "1s"})
+	conn, _ := partialLogin(t, p.baseURL(t, ctx), "pw")
+	require.Equal(t, http.StatusRequestTimeout, readStatus(t, conn), "the connection is not held for ever:\n%s", p.output())
+}
+
+func TestProcessShutdownDrainsAndExitsCleanly(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), processTimeout)
+	defer cancel()
+	p := start(t, ctx, map[string]string{"DATABASE_URL": freshDatabaseURL(t), "ADMIN_PASSWORD": "pw"})
+	base := p.baseURL(t, ctx)
+	stalled, _ := partialLogin(t, base, "pw")
+	finishing, finish := partialLogin(t, base, "pw")
+	// Give the server a moment to accept both connections and read their headers: a
+	// connection it has not accepted yet is refused once it stops listening.
+	time.Sleep(500 * time.Millisecond)
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	finish()
+	require.Equal(t, http.StatusOK, readStatus(t, finishing), "a request under way is served while draining")
+	require.Equal(t, http.StatusRequestTimeout, readStatus(t, stalled), "a stalled upload is cut off instead of holding up the shutdown")
+	require.Equal(t, 0, p.exitCode(t, ctx), "a drained shutdown is a clean stop:\n%s", p.output())
 }

@@ -674,6 +674,44 @@ type ServerInfo struct {
 	Version *string `json:"version,omitempty"`
 }
 
+// ServiceInfo defines model for ServiceInfo.
+type ServiceInfo struct {
+	// ApiVersion The version of this contract the server speaks.
+	ApiVersion string       `json:"api_version"`
+	Links      ServiceLinks `json:"links"`
+
+	// Name The service's name, `synkronus`.
+	//
+	// Example: synkronus
+	Name string `json:"name"`
+
+	// Version The server's version.
+	Version string `json:"version"`
+}
+
+// ServiceLinks defines model for ServiceLinks.
+type ServiceLinks struct {
+	// Api The root of the API operations.
+	//
+	// Example: /api
+	Api string `json:"api"`
+
+	// Docs A readable list of the operations.
+	//
+	// Example: /docs
+	Docs string `json:"docs"`
+
+	// Health The health check (`getHealth`).
+	//
+	// Example: /health
+	Health string `json:"health"`
+
+	// Openapi This contract, as YAML.
+	//
+	// Example: /openapi/synkronus.yaml
+	Openapi string `json:"openapi"`
+}
+
 // SyncCursor Position in the change stream up to which the client has everything.
 type SyncCursor struct {
 	// Id Accepted for compatibility; the version alone positions the cursor.
@@ -909,6 +947,9 @@ type PayloadTooLarge = ProblemDetail
 
 // RepositoryResetRequired An error report in the shape of RFC 9457, extended with the members existing clients read.
 type RepositoryResetRequired = ProblemDetail
+
+// RequestTimeout An error report in the shape of RFC 9457, extended with the members existing clients read.
+type RequestTimeout = ProblemDetail
 
 // ServiceUnavailable An error report in the shape of RFC 9457, extended with the members existing clients read.
 type ServiceUnavailable = ProblemDetail
@@ -1356,6 +1397,9 @@ type UpdateUserJSONRequestBody = UpdateUserRequest
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// GetServiceInfo Describe the service and link to its parts
+	// (GET /)
+	GetServiceInfo(ctx echo.Context) error
 	// AdminRepositoryReset Erase all observations and attachments and start a new repository generation
 	// (POST /api/admin/repository/reset)
 	AdminRepositoryReset(ctx echo.Context, params AdminRepositoryResetParams) error
@@ -1463,6 +1507,15 @@ type ServerInterface interface {
 // ServerInterfaceWrapper converts echo contexts to parameters.
 type ServerInterfaceWrapper struct {
 	Handler ServerInterface
+}
+
+// GetServiceInfo converts echo context to params.
+func (w *ServerInterfaceWrapper) GetServiceInfo(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetServiceInfo(ctx)
+	return err
 }
 
 // AdminRepositoryReset converts echo context to params.
@@ -2923,6 +2976,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 		Handler: si,
 	}
 
+	router.GET(options.BaseURL+"/", wrapper.GetServiceInfo, options.OperationMiddlewares["getServiceInfo"]...)
 	router.GET(options.BaseURL+"/health", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
 	router.GET(options.BaseURL+"/api/version", wrapper.GetVersion, options.OperationMiddlewares["getVersion"]...)
 	router.GET(options.BaseURL+"/api/versions", wrapper.GetAPIVersions, options.OperationMiddlewares["getAPIVersions"]...)
@@ -3007,7 +3061,16 @@ type RepositoryResetRequiredApplicationProblemPlusJSONResponse struct {
 	Headers RepositoryResetRequiredResponseHeaders
 }
 
-type ServiceUnavailableApplicationProblemPlusJSONResponse ProblemDetail
+type RequestTimeoutApplicationProblemPlusJSONResponse ProblemDetail
+
+type ServiceUnavailableResponseHeaders struct {
+	RetryAfter int
+}
+type ServiceUnavailableApplicationProblemPlusJSONResponse struct {
+	Body ProblemDetail
+
+	Headers ServiceUnavailableResponseHeaders
+}
 
 type TooManyRequestsResponseHeaders struct {
 	RetryAfter int
@@ -3027,6 +3090,43 @@ type UpgradeRequiredJSONResponse struct {
 	Body VersionMismatch
 
 	Headers UpgradeRequiredResponseHeaders
+}
+
+type GetServiceInfoRequestObject struct {
+}
+
+type GetServiceInfoResponseObject interface {
+	VisitGetServiceInfoResponse(w http.ResponseWriter) error
+}
+
+type GetServiceInfo200JSONResponse ServiceInfo
+
+func (response GetServiceInfo200JSONResponse) VisitGetServiceInfoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetServiceInfo500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetServiceInfo500ApplicationProblemPlusJSONResponse) VisitGetServiceInfoResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
 }
 
 type AdminRepositoryResetRequestObject struct {
@@ -3108,6 +3208,22 @@ func (response AdminRepositoryReset403ApplicationProblemPlusJSONResponse) VisitA
 	return err
 }
 
+type AdminRepositoryReset408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response AdminRepositoryReset408ApplicationProblemPlusJSONResponse) VisitAdminRepositoryResetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type AdminRepositoryReset413ApplicationProblemPlusJSONResponse struct {
 	PayloadTooLargeApplicationProblemPlusJSONResponse
 }
@@ -3151,6 +3267,23 @@ func (response AdminRepositoryReset500ApplicationProblemPlusJSONResponse) VisitA
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type AdminRepositoryReset503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response AdminRepositoryReset503ApplicationProblemPlusJSONResponse) VisitAdminRepositoryResetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3268,6 +3401,23 @@ func (response GetAppBundleChanges500ApplicationProblemPlusJSONResponse) VisitGe
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAppBundleChanges503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAppBundleChanges503ApplicationProblemPlusJSONResponse) VisitGetAppBundleChangesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3413,6 +3563,23 @@ func (response DownloadAppBundleZip500ApplicationProblemPlusJSONResponse) VisitD
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DownloadAppBundleZip503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DownloadAppBundleZip503ApplicationProblemPlusJSONResponse) VisitDownloadAppBundleZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3595,6 +3762,23 @@ func (response DownloadAppBundleFile500ApplicationProblemPlusJSONResponse) Visit
 	return err
 }
 
+type DownloadAppBundleFile503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DownloadAppBundleFile503ApplicationProblemPlusJSONResponse) VisitDownloadAppBundleFileResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAppBundleManifestRequestObject struct {
 	Params GetAppBundleManifestParams
 }
@@ -3641,6 +3825,22 @@ func (response GetAppBundleManifest304Response) VisitGetAppBundleManifestRespons
 	}
 	w.WriteHeader(304)
 	return nil
+}
+
+type GetAppBundleManifest400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetAppBundleManifest400ApplicationProblemPlusJSONResponse) VisitGetAppBundleManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
 }
 
 type GetAppBundleManifest401ApplicationProblemPlusJSONResponse struct {
@@ -3702,6 +3902,23 @@ func (response GetAppBundleManifest500ApplicationProblemPlusJSONResponse) VisitG
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAppBundleManifest503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAppBundleManifest503ApplicationProblemPlusJSONResponse) VisitGetAppBundleManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3777,6 +3994,22 @@ func (response PushAppBundle403ApplicationProblemPlusJSONResponse) VisitPushAppB
 	return err
 }
 
+type PushAppBundle408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response PushAppBundle408ApplicationProblemPlusJSONResponse) VisitPushAppBundleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type PushAppBundle413ApplicationProblemPlusJSONResponse struct {
 	PayloadTooLargeApplicationProblemPlusJSONResponse
 }
@@ -3820,6 +4053,23 @@ func (response PushAppBundle500ApplicationProblemPlusJSONResponse) VisitPushAppB
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PushAppBundle503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PushAppBundle503ApplicationProblemPlusJSONResponse) VisitPushAppBundleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3942,6 +4192,23 @@ func (response SwitchAppBundleVersion500ApplicationProblemPlusJSONResponse) Visi
 	return err
 }
 
+type SwitchAppBundleVersion503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response SwitchAppBundleVersion503ApplicationProblemPlusJSONResponse) VisitSwitchAppBundleVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAppBundleVersionsRequestObject struct {
 	Params GetAppBundleVersionsParams
 }
@@ -4023,6 +4290,23 @@ func (response GetAppBundleVersions500ApplicationProblemPlusJSONResponse) VisitG
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAppBundleVersions503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAppBundleVersions503ApplicationProblemPlusJSONResponse) VisitGetAppBundleVersionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4133,10 +4417,11 @@ type GetAttachmentsExportZip503ApplicationProblemPlusJSONResponse struct {
 func (response GetAttachmentsExportZip503ApplicationProblemPlusJSONResponse) VisitGetAttachmentsExportZipResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -4223,6 +4508,22 @@ func (response GetAttachmentManifest403ApplicationProblemPlusJSONResponse) Visit
 	return err
 }
 
+type GetAttachmentManifest408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response GetAttachmentManifest408ApplicationProblemPlusJSONResponse) VisitGetAttachmentManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAttachmentManifest409ApplicationProblemPlusJSONResponse struct {
 	RepositoryResetRequiredApplicationProblemPlusJSONResponse
 }
@@ -4283,6 +4584,23 @@ func (response GetAttachmentManifest500ApplicationProblemPlusJSONResponse) Visit
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAttachmentManifest503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAttachmentManifest503ApplicationProblemPlusJSONResponse) VisitGetAttachmentManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4449,6 +4767,23 @@ func (response DownloadAttachment500ApplicationProblemPlusJSONResponse) VisitDow
 	return err
 }
 
+type DownloadAttachment503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DownloadAttachment503ApplicationProblemPlusJSONResponse) VisitDownloadAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAttachmentExistsRequestObject struct {
 	AttachmentId AttachmentId `json:"attachment_id"`
 	Params       CheckAttachmentExistsParams
@@ -4518,6 +4853,20 @@ type CheckAttachmentExists500Response struct {
 
 func (response CheckAttachmentExists500Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
 	w.WriteHeader(500)
+	return nil
+}
+
+type CheckAttachmentExists503ResponseHeaders struct {
+	RetryAfter int
+}
+
+type CheckAttachmentExists503Response struct {
+	Headers CheckAttachmentExists503ResponseHeaders
+}
+
+func (response CheckAttachmentExists503Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	return nil
 }
 
@@ -4593,6 +4942,22 @@ func (response UploadAttachment403ApplicationProblemPlusJSONResponse) VisitUploa
 	return err
 }
 
+type UploadAttachment408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response UploadAttachment408ApplicationProblemPlusJSONResponse) VisitUploadAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadAttachment409ApplicationProblemPlusJSONResponse struct {
 	AttachmentConflictApplicationProblemPlusJSONResponse
 }
@@ -4659,6 +5024,23 @@ func (response UploadAttachment500ApplicationProblemPlusJSONResponse) VisitUploa
 	return err
 }
 
+type UploadAttachment503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UploadAttachment503ApplicationProblemPlusJSONResponse) VisitUploadAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type LoginRequestObject struct {
 	Params LoginParams
 	Body   *LoginJSONRequestBody
@@ -4668,15 +5050,23 @@ type LoginResponseObject interface {
 	VisitLoginResponse(w http.ResponseWriter) error
 }
 
-type Login200JSONResponse AuthResponse
+type Login200ResponseHeaders struct {
+	CacheControl string
+}
+
+type Login200JSONResponse struct {
+	Body    AuthResponse
+	Headers Login200ResponseHeaders
+}
 
 func (response Login200JSONResponse) VisitLoginResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", fmt.Sprint(response.Headers.CacheControl))
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -4710,6 +5100,22 @@ func (response Login401ApplicationProblemPlusJSONResponse) VisitLoginResponse(w 
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Login408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response Login408ApplicationProblemPlusJSONResponse) VisitLoginResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4778,6 +5184,23 @@ func (response Login500ApplicationProblemPlusJSONResponse) VisitLoginResponse(w 
 	return err
 }
 
+type Login503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response Login503ApplicationProblemPlusJSONResponse) VisitLoginResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RefreshTokenRequestObject struct {
 	Params RefreshTokenParams
 	Body   *RefreshTokenJSONRequestBody
@@ -4787,15 +5210,23 @@ type RefreshTokenResponseObject interface {
 	VisitRefreshTokenResponse(w http.ResponseWriter) error
 }
 
-type RefreshToken200JSONResponse AuthResponse
+type RefreshToken200ResponseHeaders struct {
+	CacheControl string
+}
+
+type RefreshToken200JSONResponse struct {
+	Body    AuthResponse
+	Headers RefreshToken200ResponseHeaders
+}
 
 func (response RefreshToken200JSONResponse) VisitRefreshTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", fmt.Sprint(response.Headers.CacheControl))
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -4829,6 +5260,22 @@ func (response RefreshToken401ApplicationProblemPlusJSONResponse) VisitRefreshTo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefreshToken408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response RefreshToken408ApplicationProblemPlusJSONResponse) VisitRefreshTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4893,6 +5340,23 @@ func (response RefreshToken500ApplicationProblemPlusJSONResponse) VisitRefreshTo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefreshToken503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response RefreshToken503ApplicationProblemPlusJSONResponse) VisitRefreshTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5014,6 +5478,23 @@ func (response GetCsvExportZip500ApplicationProblemPlusJSONResponse) VisitGetCsv
 	return err
 }
 
+type GetCsvExportZip503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetCsvExportZip503ApplicationProblemPlusJSONResponse) VisitGetCsvExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetParquetExportZipRequestObject struct {
 	Params GetParquetExportZipParams
 }
@@ -5127,6 +5608,23 @@ func (response GetParquetExportZip500ApplicationProblemPlusJSONResponse) VisitGe
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetParquetExportZip503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetParquetExportZip503ApplicationProblemPlusJSONResponse) VisitGetParquetExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5248,6 +5746,23 @@ func (response GetRawJsonExportZip500ApplicationProblemPlusJSONResponse) VisitGe
 	return err
 }
 
+type GetRawJsonExportZip503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetRawJsonExportZip503ApplicationProblemPlusJSONResponse) VisitGetRawJsonExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListObservationsRequestObject struct {
 	Params ListObservationsParams
 }
@@ -5345,6 +5860,23 @@ func (response ListObservations500ApplicationProblemPlusJSONResponse) VisitListO
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservations503ApplicationProblemPlusJSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5467,6 +5999,23 @@ func (response ListObservationRevisions500ApplicationProblemPlusJSONResponse) Vi
 	return err
 }
 
+type ListObservationRevisions503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservationRevisions503ApplicationProblemPlusJSONResponse) VisitListObservationRevisionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetObservationStatsRequestObject struct {
 	Params GetObservationStatsParams
 }
@@ -5552,6 +6101,23 @@ func (response GetObservationStats500ApplicationProblemPlusJSONResponse) VisitGe
 	return err
 }
 
+type GetObservationStats503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetObservationStats503ApplicationProblemPlusJSONResponse) VisitGetObservationStatsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type SyncPullRequestObject struct {
 	Params SyncPullParams
 	Body   *SyncPullJSONRequestBody
@@ -5631,6 +6197,22 @@ func (response SyncPull403ApplicationProblemPlusJSONResponse) VisitSyncPullRespo
 	return err
 }
 
+type SyncPull408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response SyncPull408ApplicationProblemPlusJSONResponse) VisitSyncPullResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type SyncPull409ApplicationProblemPlusJSONResponse struct {
 	RepositoryResetRequiredApplicationProblemPlusJSONResponse
 }
@@ -5691,6 +6273,23 @@ func (response SyncPull500ApplicationProblemPlusJSONResponse) VisitSyncPullRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncPull503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response SyncPull503ApplicationProblemPlusJSONResponse) VisitSyncPullResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5774,6 +6373,22 @@ func (response SyncPush403ApplicationProblemPlusJSONResponse) VisitSyncPushRespo
 	return err
 }
 
+type SyncPush408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response SyncPush408ApplicationProblemPlusJSONResponse) VisitSyncPushResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type SyncPush409ApplicationProblemPlusJSONResponse struct {
 	RepositoryResetRequiredApplicationProblemPlusJSONResponse
 }
@@ -5838,6 +6453,23 @@ func (response SyncPush500ApplicationProblemPlusJSONResponse) VisitSyncPushRespo
 	return err
 }
 
+type SyncPush503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response SyncPush503ApplicationProblemPlusJSONResponse) VisitSyncPushResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListUsersRequestObject struct {
 	Params ListUsersParams
 }
@@ -5856,6 +6488,22 @@ func (response ListUsers200JSONResponse) VisitListUsersResponse(w http.ResponseW
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUsers400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListUsers400ApplicationProblemPlusJSONResponse) VisitListUsersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5919,6 +6567,23 @@ func (response ListUsers500ApplicationProblemPlusJSONResponse) VisitListUsersRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListUsers503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListUsers503ApplicationProblemPlusJSONResponse) VisitListUsersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5994,6 +6659,22 @@ func (response CreateUserCompat403ApplicationProblemPlusJSONResponse) VisitCreat
 	return err
 }
 
+type CreateUserCompat408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response CreateUserCompat408ApplicationProblemPlusJSONResponse) VisitCreateUserCompatResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateUserCompat409ApplicationProblemPlusJSONResponse struct {
 	ConflictApplicationProblemPlusJSONResponse
 }
@@ -6053,6 +6734,23 @@ func (response CreateUserCompat500ApplicationProblemPlusJSONResponse) VisitCreat
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateUserCompat503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateUserCompat503ApplicationProblemPlusJSONResponse) VisitCreateUserCompatResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6128,6 +6826,22 @@ func (response ChangePassword403ApplicationProblemPlusJSONResponse) VisitChangeP
 	return err
 }
 
+type ChangePassword408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response ChangePassword408ApplicationProblemPlusJSONResponse) VisitChangePasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangePassword413ApplicationProblemPlusJSONResponse struct {
 	PayloadTooLargeApplicationProblemPlusJSONResponse
 }
@@ -6159,6 +6873,23 @@ func (response ChangePassword426JSONResponse) VisitChangePasswordResponse(w http
 	return err
 }
 
+type ChangePassword429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response ChangePassword429ApplicationProblemPlusJSONResponse) VisitChangePasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangePassword500ApplicationProblemPlusJSONResponse struct {
 	InternalErrorApplicationProblemPlusJSONResponse
 }
@@ -6171,6 +6902,23 @@ func (response ChangePassword500ApplicationProblemPlusJSONResponse) VisitChangeP
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangePassword503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ChangePassword503ApplicationProblemPlusJSONResponse) VisitChangePasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6246,6 +6994,22 @@ func (response CreateUser403ApplicationProblemPlusJSONResponse) VisitCreateUserR
 	return err
 }
 
+type CreateUser408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response CreateUser408ApplicationProblemPlusJSONResponse) VisitCreateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateUser409ApplicationProblemPlusJSONResponse struct {
 	ConflictApplicationProblemPlusJSONResponse
 }
@@ -6305,6 +7069,23 @@ func (response CreateUser500ApplicationProblemPlusJSONResponse) VisitCreateUserR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateUser503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateUser503ApplicationProblemPlusJSONResponse) VisitCreateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6443,6 +7224,23 @@ func (response DeleteUserCompat500ApplicationProblemPlusJSONResponse) VisitDelet
 	return err
 }
 
+type DeleteUserCompat503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteUserCompat503ApplicationProblemPlusJSONResponse) VisitDeleteUserCompatResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ResetUserPasswordRequestObject struct {
 	Params ResetUserPasswordParams
 	Body   *ResetUserPasswordJSONRequestBody
@@ -6530,6 +7328,22 @@ func (response ResetUserPassword404ApplicationProblemPlusJSONResponse) VisitRese
 	return err
 }
 
+type ResetUserPassword408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response ResetUserPassword408ApplicationProblemPlusJSONResponse) VisitResetUserPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ResetUserPassword413ApplicationProblemPlusJSONResponse struct {
 	PayloadTooLargeApplicationProblemPlusJSONResponse
 }
@@ -6573,6 +7387,23 @@ func (response ResetUserPassword500ApplicationProblemPlusJSONResponse) VisitRese
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ResetUserPassword503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ResetUserPassword503ApplicationProblemPlusJSONResponse) VisitResetUserPasswordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6711,6 +7542,23 @@ func (response DeleteUser500ApplicationProblemPlusJSONResponse) VisitDeleteUserR
 	return err
 }
 
+type DeleteUser503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteUser503ApplicationProblemPlusJSONResponse) VisitDeleteUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateUserRequestObject struct {
 	Username Username `json:"username"`
 	Params   UpdateUserParams
@@ -6799,6 +7647,22 @@ func (response UpdateUser404ApplicationProblemPlusJSONResponse) VisitUpdateUserR
 	return err
 }
 
+type UpdateUser408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateUser408ApplicationProblemPlusJSONResponse) VisitUpdateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateUser409ApplicationProblemPlusJSONResponse struct {
 	ConflictApplicationProblemPlusJSONResponse
 }
@@ -6858,6 +7722,23 @@ func (response UpdateUser500ApplicationProblemPlusJSONResponse) VisitUpdateUserR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateUser503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateUser503ApplicationProblemPlusJSONResponse) VisitUpdateUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6947,6 +7828,23 @@ func (response GetVersion500ApplicationProblemPlusJSONResponse) VisitGetVersionR
 	return err
 }
 
+type GetVersion503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetVersion503ApplicationProblemPlusJSONResponse) VisitGetVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIVersionsRequestObject struct {
 	Params GetAPIVersionsParams
 }
@@ -7032,6 +7930,23 @@ func (response GetAPIVersions500ApplicationProblemPlusJSONResponse) VisitGetAPIV
 	return err
 }
 
+type GetAPIVersions503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIVersions503ApplicationProblemPlusJSONResponse) VisitGetAPIVersionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetHealthRequestObject struct {
 }
 
@@ -7069,15 +7984,23 @@ func (response GetHealth500ApplicationProblemPlusJSONResponse) VisitGetHealthRes
 	return err
 }
 
-type GetHealth503JSONResponse HealthError
+type GetHealth503ResponseHeaders struct {
+	RetryAfter int
+}
+
+type GetHealth503JSONResponse struct {
+	Body    HealthError
+	Headers GetHealth503ResponseHeaders
+}
 
 func (response GetHealth503JSONResponse) VisitGetHealthResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -7085,6 +8008,9 @@ func (response GetHealth503JSONResponse) VisitGetHealthResponse(w http.ResponseW
 
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// GetServiceInfo Describe the service and link to its parts
+	// (GET /)
+	GetServiceInfo(ctx context.Context, request GetServiceInfoRequestObject) (GetServiceInfoResponseObject, error)
 	// AdminRepositoryReset Erase all observations and attachments and start a new repository generation
 	// (POST /api/admin/repository/reset)
 	AdminRepositoryReset(ctx context.Context, request AdminRepositoryResetRequestObject) (AdminRepositoryResetResponseObject, error)
@@ -7199,6 +8125,29 @@ func NewStrictHandler(ssi StrictServerInterface, middlewares []StrictMiddlewareF
 type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
+}
+
+// GetServiceInfo operation middleware
+func (sh *strictHandler) GetServiceInfo(ctx echo.Context) error {
+	var request GetServiceInfoRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetServiceInfo(ctx.Request().Context(), request.(GetServiceInfoRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetServiceInfo")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetServiceInfoResponseObject); ok {
+		return validResponse.VisitGetServiceInfoResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
 }
 
 // AdminRepositoryReset operation middleware
@@ -8328,238 +9277,255 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L1td9u2lj/6VbB0567aZ2TFTdreqb3umpU6yTk5kza5sdPOmarXhMgtCccUwAKgbZ2ufPf/wt4ACVKg",
-	"JDtpknbyKrFI4nFj47effxvlalUpCdKa0clvoyXwAjT+90xJC9I+EaZSRlihpPu1AJNrUdGfo/N6sQBj",
-	"oWBzUQKTfAVsrjQz/FrIBbNLYIW6kaXixWQ0Hpl8CSvumrHrCkYnI2O1kIvR27fj0X8/va2Utj+CNsmu",
-	"LpbANOBQlF5/YViW11qDtJfX9EnGhMQejeSVWSqLfwC2ym64YRp4weZarU7ck6nMjJA5tJ+rOX4h4dYy",
-	"IXMNK5CWl76JyVSOxiMNv9ZCQzE6sbqGeEZzpVfcjk5GQtpvvhqNwxSFtLAATXN83UzgryBBczs4VQP6",
-	"GvQXJpozWzTfsAPjlpoblrXPL9vnzVrMVLE+nLzjwN+ORxXXfAXWk8Zja3m+dMvzvNgc/vMCpBVzATos",
-	"KW/eH7Pa1Lws14xHJGPqfImTeTR/yCeTSf7t5J/VInPjFq7FitvlaDxy745ORm1rl6LYOjW45auqxG9m",
-	"+ZcPH7lW2wlGxEe090zp1QU+60+JnjMly7WbkEEqXzHXkGEHGirgRG7NOtExgGvQvMQNgNuqVAWEQeK8",
-	"fq1Br9uJuTYvcXDxJISFFa76it++ALmwy9HJw6+/3pjG2L3wnF7+8vi4ec615mv32Nh1GboZNZN+LvOy",
-	"LuAJlGAhtZv0nBX0AlMzR5pIZYYd2CUIzTL/MGO5KuuVZMIwN83DZgd7MxXU6KX/rjPfAua8Lu3oZM5L",
-	"A800ZkqVwGW0Xefu+A7yi3jLOmPOl1wuoGB87rbJLoVhngWMcdO4TJz+k6msuDG4x9l/H1HjRz/2WEel",
-	"4Vqo2gSWwc7UaiYksBthl1OZ9ab9/7o1yphVrASupWsFn+AwrVLEclLr1+Fco62neSWkWNWr0clxkiU9",
-	"n/+gJHzPbb5MrKG0wq6Z5Qvkm25pgOvSnWwNplLSwCnjbOW+ZmsBZWHYo+Ovml2n2yTa9vmRVBKO8IMd",
-	"98FLLRZC8nJzVK80zHHngNWy0ioHY6BgdYXXDMtwVccs+zJjXBYsW4PJ2AGXa5ZzA4csV7W0jt24F0+n",
-	"knYuNJOrau3ot3Z/3CxBMqmY8oPBe+QKKju8NeHVUZoRuT6TLOiNAU1N9Of7g2ORnsJqA5rxHKcwwB7r",
-	"0NA2zpi4f18WcFaKvXl6zsvS3fE5fsOENJbLHE5p4axiGnKlC1aBPvLvVBoMyBwG6eP2SBXg3z4SxWj3",
-	"iLfCBWroi+Z8T9hjyRS+wUuWXWcPsh8zN6q5uB0jHf9TaSbr1Qz02E2yfbtcTyVnhbJIUlyu7dJN/iD7",
-	"Eiltckz/PJw8OpqB5e6v6y8nx5PjI15WSz55mB1O2Et/fVBHU0k9OWJzIIxrR3DCLgnE+Ps/IrT0arVM",
-	"YJ97EMc0cve5taBdq///z9c//vKfPx8fffvLvx9Mp5PJXw7/89+SFHoH9JIGLTbek4JbzmZQKrlwzG7C",
-	"fnLrbZCWLFvVxjL4teYlnc+wHKfuoeVXYNy+5VA4emLq2p2KQSzkQBCbO/a0dTXbr4/ar/dkrl+mYVPg",
-	"kj3UdKbkvBS5db/mBLPdf3lVlSLHbh9UWs1KWP37Pw2tcTuIf9MwH52M/q8HLXJ/QE/Ng1f01ROwXJQ0",
-	"hB5HF3YJeMe1KCoQnTBMFI4aeemg8poZqzQUY6aI2bbrM5XJXaXdK8R8DtrQjRHvHTvIclVANpXxRjme",
-	"YC8D7WbjzSMQk5CHtbR5h7SdkcwytIn3gNinNBu8AXCKfs9wgeIhrYTB+2wyuiOqfjsefceL1/BrDeYj",
-	"kAKdU+zczWnFSzdmh/A0m3NRGnbNS1H4xchAa6VNxkphLOEgNZ+DLBwbnNPVj2t1JdWNnDh8+fGoPJ5a",
-	"2DcTERbSNTOWW2AHDvN5BjkmAdDdtw7B8it3AxDxl9xYxouVkOxG1WXBZsBKZewhTvWZ0jNRFCA/zlzd",
-	"XUyUrEp3u6yZVNZdxHSqVeVpFcf6XDrOz8unbkM/znjp5CGVOeAm4baC3EJRrk9ZgV8axrVb4MXCMSA3",
-	"Gw221hIKnMMPyj5TtSw+zvB5UWgCixqMqnUOrFBgcJhwK4zFMb7i2gpenrXDGxipyi3YI2M18FV3pA0T",
-	"mQnJEWT2b+VtpA8Fm60tMO3knQDbnNA96TJNP8Kj1+69gfscm8BtKxABYVN1WbISJdLJncDmW1ydtYPr",
-	"F0q94Jq6/Xg8AgEC3OYAhelePUb8C1gpVoL2FJfoB2XPuRVmLvisHFqw1BaUAgxTtTWigHfYjGjd410d",
-	"owbFdWfYXx5M6+PjRzm9hf+HbLsGzq1QC/Beu1v5dbOjH2dztmPIHWjDcQ29IuQ+g5w7buhgj2PhwljN",
-	"rUIpFmwP3EzYhVecoZLRIRYmzFbQ0hwJ2kiWc63dXg+gmFPSP/ppINQthMm5xrtXw9GMG2DCNiB5rjQw",
-	"s5a5u2z5ggvphAmWuZ9e1WaZUYOoEwyQ0wMpLhUiPprImPHSKJystg7HZFZzaVbCOBniUhQZ00CSL348",
-	"lbS+bpxuRe4CuFIE4L98kBYlkBDOQV+LHN5Ifs1FGU7YhyW/x2zG8yvwm9pcn0wig3DQAFaV0lyLcs3q",
-	"dqTIIy6U+p7Ltcd15iMcHqXYisu1g/iwqqw5ZTdcWFRuIb4hsVPNmYFcSTcjybLXYPX66PHcgs56PCl6",
-	"lDAB+Dasol48tVq9bol1n9uhC4zfSF7bpdLiXx+L/cyAa9DMKgcCHT52Z0QuxkxIxMUMYWPl5nSKS5uV",
-	"aiFkRhgy14AaE05IZipvtJIL/yJpIF9xY26ULsIXSs4F4m9Sk1hW+Rdc7/i5O31ubaqF5gXswZ3vtixe",
-	"l/K9l2eGFibr6B2ywPPiJWpkCZQdHZ42jXrFf+c5FgHBBj2ZCvgVMeDA5JeIti2UJXJEVIBZxeqq4BYS",
-	"/Mis5ZVWsjaNZmS78Bd0Q3dEMG/DYxLtXz33q/dczpX7pdKObVhBon8BlYacewV7X6Ptei6BG3jCLXRw",
-	"n5vjKKHpj6a2qadpp/HzKNYOtV2M4wH90rSvZv+E3Lr22/mY1/4+2ZyUt78N6N6UtJrnNt7vgPuFk7VW",
-	"jvbYbM28vn+yZZ6mYwfZRsO9jXjbt4Kkl8eMxs1skstRVd/VsijhmSgTC7HkJqE8P//b46OHX3/T6Evp",
-	"iI7ZEm4ZSHcdF8k5r8QKghVq86EqLsRqk0iOrFglKQV1w5sqdG6XTMgGiM5wdh4yZA8yZqDiCJFMcowO",
-	"Fu9r9IzX22uq8fMxrVs04XZ6Wzfhey7F3KtMuhvhYPAdaKWzq283DWYez0Dx2O6/4GlieCIWTtBARSWq",
-	"E0RjNTen3iRFChQgXSYaR/3vkx0sYNhcEB++lV82Rq/Pku329osWdByxkXhN/GS3bpaDp8MsZBVt5V5b",
-	"1ey9OwtgDF/AbiYYXhy3/W0d848R1+mON8mPNrZmP5aTHEKjlA0TjdSDPe6L9+OlSBhrzq0Do0xs2Gy8",
-	"VNqabZKUldSi77CwDKhQxUKiqq3RorZgwfju76RTH/csn8lBbTqG9M2zgQxO2TEiMnfmyKKzfUTHOxlc",
-	"uyv9oe673Ttu2+Gpn9XaKN2ifLi1YcOdINt1dknOc3O1G9HnEi2OO49pM5+X4cMz/C5uyqR3reQWOWQj",
-	"bFVOkA62+siBRMiGrSldgEZr4l78fnN0Ka4/SP57rJdVlpeXweXpMlyTfaeplaPIzD3N2ishfNUugcHJ",
-	"okZnr/3q02KPYoam1tmb7WTaLtwGfXa9clJs0SMg8nDZWJXvoRAcPWrYQWIp0JHjMMmvmuWudcJb4Kcl",
-	"OHFUsTnYfNloy3Z00qx1rUWqT1UN8sWflt4XqCvBFIrQlRNiclWt0SdIOq7yczMDBOYl2BgAbYKuHjWJ",
-	"f0FDJvvOapiCB9mLvxQZt+xmKfJlz7TgPexydySL+1Bru6LjHi3tSZJngUP14FCj7YhXZM6A50t2JWQR",
-	"bIrhUnCD70tvuCcJXUVLfElNRmrgtd2Ch0ihYB7bpD+T0OvGoy7PwRjSTiCXCKocZPP4yhspbhlUiiyT",
-	"e2y9hrkGs7xwbSZ4NCpCUH8Rv5gxFTqMx+RVI2noatM9PI6/t8ohhAJ12o+9Kgg374R9R5oZ0nDj25GC",
-	"ezsSpJ57Ux1Hy56ite9qURZpuX7mHl1akXLb+SlgHjLe4AFx76dBV65WK5HY9nOyLznk0iD5foOo/E62",
-	"ulDDeOGvilmlynzJhSSnnQAdcFbpxdxYnDO8oV+oRQKxkFNLGMElH7gVum/Nkm+ha6QXh9IqlJUqHNYt",
-	"Lt2r+wuBz5RefY+f5oOIQMLNPVp9IubzNL5Yqet7jXOoxVpsW5rhXQsayEjG6PMcnttyzZREiTIA60Zz",
-	"Sf51qizaX9CaMYMG3idBbHh9QKgI1uy+IrTDx8KPKbKXcBN3kfpmJWRwpv0ydb+3c0qcybVUcr1KLsmY",
-	"zFIzcvTKzFpeZcwdbi6Lo1JIiCSvPebS41/xxFKs6kwDt/DGgB6UG6t3WxitSAO2jVZfK9Kn1JFL49Zm",
-	"e7OMPBijgWHPqUk/4ZbPuIEB1at/ehlGMiCux15ylTJ2ocH8Wt5J8xIgEpnX0PZLyN4Pwes/9+Ssz9A7",
-	"4jVCqhRzLWBQ8tfAjZLMvTNunetbd55L8rzIkncGBL+QBKwNlojWl4YgX7IhIQu4TegefTRJq5RAP1GP",
-	"wiKJlR6YeJSxaNr6dCeVIBdN018YJoox6SCEZUsHjiXsBgs0/jEtdViXFAE+E1AWxFJTOkkoi610tw8t",
-	"BO6/2bzSqzs00rnqNmW4onAXE3pz7X8zRbNPXE650uCvpwHjx8AUopvyvQ6IXts+pOZGLfa9Uf8KqlT5",
-	"oEjoZFAu40CEDYFJ1qU3d5P1qbc1eV5rnq83G/+bg8YKYxVqmYO2XEi7dudpBVb3VAeFql0XSZ0W2YXd",
-	"ZHhpha1TDOZvIBZLy/hMXTt2xlkJ11Du6qw/tcEOL4en+aNbi/z+k9w5hpIPTfoJLDSghVK3Ljfwa82t",
-	"0gMd81vq+NvjaBRH36YWu1RysaNj4Ma6fv+qAeSN6El0m71++R+dbvHPjX6d1GIsX1VbRJcQ+cfm4hYJ",
-	"Fn0iu70PGkPGo9ujhTragzP9DXhpl41DYk8m3n4fuavMK243NSaW25oa8ZqWPhOPuPHwcnTsxXmp8qs9",
-	"V6B/o/jxhLsk7vSXwWV5+V+ba7I5MXX14Wa1BQINmdb3XJd2uG0fqZV5oRZC3hvibkwnBqp3h6apAX5P",
-	"JqdY09PT1pO7Bw9IiGMMCIXY8dz6ZetZy+5q8EqN7GV7BW2O6qX0kY2mnnmnsM1hkGdO6kSq5kIjx6m2",
-	"qxaGchbWcDJ8M7Rbg9B9kNxeSlbVZjmOvQtim2djn8KoLsfACtDiGigOGMMXWRZsIlMpLPl5V3VZQnF4",
-	"ytRKWEsu8W6kFB/IJNzEc5uwNz7kqQALeeRyTu4pG6q3gUlH4DZHOa645AmhHGU8nKBYAetM9DS4tju5",
-	"PDhMu0XfMLbdlWuPUY4a8EdVevWFYVyaG9BmTJv89/OXPzCiOiRvuWZmyasYdnua7Hb4T6Pk5DW/8QcI",
-	"ex4KTb3QNfgtSUSnsgPOrFrNjFUSYstBhPMKuBY5DMoP9LhPyx3kxuiE7KTjNrZ3q8Gewoq9zIgdgbQQ",
-	"IsOSlxy2POwQNB4tutB0G3SOUeweMhbFCx41PgGRyXnMail+rYHxXCtjGC9Lv5wDHiVrmTcEnyTT7Us8",
-	"RLaWLxIGx2cagJV8BqXpmA83NUnpTlvVG7qhpQ/qC8dKSIz4wGd1p4YiYpfcGLGQxL/QpINhMT76SUnk",
-	"hePGkK+I4d7LwNMlpnEn3L1DxJ7ZdNhgZ6lbnrDjhgsR/Y1tqK9E8T/vYR2ZDyYHuFhG6QBO2azk8irO",
-	"D8A1sIVWdUX7mx1I1T4+3MNq0XQ99iPeMesXIoWKltxcrpSGAT6K6hH3vBstT7HdMyjVDZFHxReQZqYS",
-	"bu0luf/ucNDovpQx67C8Bu6jL9B1wfVzSreuJ1i6mn3397hU43ntrUyIlvW8Xq24Xu/08On0M27Xfceu",
-	"vfYmnjQqo2A1vEk7dxGPowzcrQQIb4Tdhtt23lZbnIsi31zcNscOEO8J01ipBixcbTjgEP3xNsySwJrF",
-	"uDCaZdQB4xphXJoQu+jpA2AeUl6mF+AeKGcHTrkb1nhnvMDL8uV8dPLzHZDDLztnu4ksNj1XkbAuZ+v0",
-	"DqAj+M1S7U+A4XAkL+tG5dE/SRvtvgM9tWJ7t/NgRcpONuJTJywzdQXaQAFFdoLHwr9NlncHH5bcsBmA",
-	"nEoNVclzKCYs0/BPPDzZCQaqxmfLfUOOpjPIHfr0LZK8ElQKwSN6PGpHgLZzajetb/Bw6/6IqheQlN58",
-	"t+dN9B6yIQq52ocMupDt90VZMctaQlmwmyX69dLKnjI+I5jVES8jWz+36X26zwW4C441SpiGUXePTIPK",
-	"9sRe4T5Lo5E9GEBYh3td1s1teofbOqSTCt3umOC55XZLeMRsHeeTuuv4u8g1aVdZVfUdfdPd76WQcIdx",
-	"XIRPgnfjkJuVkkfJFFHuanTf3UdkiDocx+sZzaSzELs2zAO4NKbxTLUBWuj0EGuwnASuaosefIjf3Xl4",
-	"N5j1HiARjfcOeGiLF3ceq5ZQkSNsSMnyruqjTwbeODzeaOjuufJcrls2jaobYbqwnPbjdCqzUhibYEwm",
-	"Y2apbhC+r+ji3VyY9weTjL80PbZoSWe3NmY7UEo2uB872qY86dBl2dOkvF/SjIjlnXUarQpji3ZjWK3R",
-	"rnt7YjoXcpd4493fwfsuItbf92HMr8C+keR92Lgk8/VoPLoBSNuV6KN73cxhJN9hE0kPObfRT2U6skVb",
-	"x3eBHfzjH//4x9H33x89eXIYtKdIJzS0Uwaryq4bph149SbKcJ1hu3fubi70Xfvr0U+09p2RRGvQrvWe",
-	"O+zXdWCfd8/UT45ej+c9Zm8uzg4HZPv9FWmodk2MYKk05kGoSr4m3Wzku/R3LtmjbN8FDYtIXW3TmnVD",
-	"wTddkiVDU6136WoyzC55hQv1+tkZ+/arr/+fMYNbC7KIM7itYDUDbSgjTBtyRXloE66R2xy63EOUDuZc",
-	"lLUGEzeWW2ZVs1Y7smslvMDGLJPKXs5VLYuMoYM3t3CJWU+gyLxQ2DjHDbaejM0YWNint1XJJbed+zMn",
-	"DJbDXfzSLpxkOmYrni+FhCN3c7rFNoT1mqNK6zbccAIJvAJ9hK5HUSKsZgP2jjryFIZOSeThkOB4IXvi",
-	"1mQyrOJIWtz6zEn9QJUjTIzpFjAZV9xaj/sreGvZCri0XgBd1isukUyTzorDegw32L9dXLxi9AKSbdp7",
-	"zwqbSp1DTKC3dxikoebMJ3tIhxQkNfNN1kqTauiUZXymanuCGvuMQF9I8RumsMJEieYuS90XYoLEYtFJ",
-	"pxGz/dHYwpUimklb6pE4I4KICHWTwTSOiD0rldfatZcalEXEeb0X5s+Pfpm4Oy3tMzpIWz8t122r3nA6",
-	"rw3sG17wmgI1Bl09tsesPGb+uQ8qQaO/z9PBKNVvm88WX9x9w3R6/CU55I0kSukAXvIASQRm1FwXlDnF",
-	"WMbzHK2qvKRsRea08bEH756fvX56/vTi8vXTVy/Pn1+8fP2PLA4u6z9M4Ll+4KAf2V6zGwztHnRWuVOE",
-	"cSf1E0fxXLe5/FC/ZsDeR7kwFAy5zXkG55wIm+hO/d3DD+rBZMCPKfdvEOmiFDGN6nd0B//6XQEFr1UJ",
-	"A7535MiD2QYLhfpmXhw59pnhA8NyTtZjVDeHOLlT/+KNFhb8m1PpXsXMVCijdvRH7mNK7RxFARvHu4uV",
-	"O8bU14pLviBp14ynkleVz2lhmtxcUYavjpq7GTfq/sLQRuMRdpCUfs5R9E3HG0TSZDft7jf7cbzztcwp",
-	"lHuL67zHoV4kptSBrK4wCZMPzmysdEtuegHu2z2NUzr3x3kOlfUhYhixZcVMlMKuTzt5JnipZOs1Srdu",
-	"jpPZy0lmR1g/zvYyr62azzN24OAwJuXeCPg/3Ij4d3R4X615cote1WX5XnMzuBH+cRIz7La2ezd7dIFI",
-	"wZdy7b1eusedVqNTYOHdPHQwIHYXSI8O3XBGh1+2ksJg3oaYau+XtWES6PqUUmKnap+gLTALvgYZeUaX",
-	"BvaM/d2ZXeICB3fjxJBw2Clk1ZJXUKQRbGiqciw5VF7ZcyD7eKnMa405DV375F5zw4XtOoF3kmshgk2s",
-	"vc8u0bdXcJP7xMadRBOn3haHTjJ2ySXLUEbO9pYFY9/bu2SeuGvu6j3X2qxlfknvXQ5dWzvBxP5ZJsI+",
-	"jHtnItr09JiGD94WyeB+PNgsuzx4VzTkEGm9jEnKKtKSnyJYcsB9Vdn1e6Gark77518SrhafdDqfndZ+",
-	"72KaO7grmSgabZFnkqfuFqFck21+b0zgjaDY8Dns3Me+wN4b07iT1Sds+XaivHcWnzvw2aiAzd4+meMR",
-	"aQouBymXAk4NSVs3oCFI7K03fNh+Dch8pY+m3C84L45qfc/Zd0yNGSTaXEVDmUD85DFjhYO1aR3VDddS",
-	"yMWWNQrf+2y5TMOK66s41iHYat7P4jn6+olGtdOvYX++3F22IboO/e4ZifxfXtfmFzFSKJ29/OHZi+dn",
-	"F2lN0pDHT2xczR3YoVzw23VRO+J7iza4d5vQf742FlZpaY/rfCks5LbWvRhyvipiMo1sJVVKdfpCLTC6",
-	"8ezVG8OahMLklN2UJxqIhDbdnksh69t9hU03ta2pSzEZyC7CbFOkeK/JGTc7QXcnbt8dX2RrO89AK3sj",
-	"hHET2H1umh1MLsMbtMFuTZuwf96DvpppKG3BG1RqnDeq9MEIv2Zj/UHdN5wu2akB/UIY+9yvWu8ok2H6",
-	"Li5FoqviqmuRtAOF0k+7ltCN75V/N/K3vlPWCTKo32US+8f/4eziClsKlfrtwsX9D21AmCBhmwRT6SWi",
-	"TOhjGv1WFO4mglWQ7OCY72yAR+aDhb46MFAUjVm7KYNDPZAk5GNE0mY1Nwh3xAcn4R4OD59cIZhVe+Ia",
-	"99GugmD91NWbnQ6pXtzTcwC5P1Ul1QjPi1GnrV0UMuixhl44XPo4RtL5BZNwUyfOid5Utya34hoSNmf8",
-	"YmfitAIN2LltejAAMn0X+Tf29gtJHIcEKOyufj/KCvNG4hSFXftaYGUZV8z7orGX3yFwO7kxW5D93Xnn",
-	"fXPp7K3d3+BOKXrrp30ftOH1y+nF5rxxo2ZPRX8PWoaGnQJMLUhKxzqqS3WD9YRVs6VDbmuU+/3yPQeo",
-	"txmEN7vYXFPEMnmthV2fu230QArT1j2uKR83/fUs0Mnff7oYjbflw2siBGfr2ILZzcXXVHhBDRj20E5t",
-	"aW1FOf2FB3obWa1oZljgYkkFR5ZaSWFoS5b1zB2qlxVIx7qfSgOrWQkThnbqEN1JJpwQyzqVbSQ5trpm",
-	"uSpLyC07mHYipaajw0BDQocUd5HFhygM7UlUPcXnzF7xAtyioImDCvmUBibscVzopWcgYlU9K4VZBgKA",
-	"gvGqmspgMjq4gZn7Zez9fGEupPAZWSmDMmZ5kgVo0IbG7QtNU6p3nCEU5AU2lVN5puQ1SFIHUYHMpVb1",
-	"Al3F6Bby+fJP3Nt/YU/dbKLsmrXri2UPeCUyX4bEDtZi2Kw0yZozu7XYJBZz3Sji4OhMyGD1cZCDlzW4",
-	"RkWIgAqNffXwGyqQybIeW6EqjONQHoTXdunWw/se6FqaiZv3uTs30MleavkVMM7+/tNFN8PkwUBeyMlk",
-	"kh0yNbNcSCjcMPtm/96hwXITJlcVmJCXXUmMs2uWn2uKAncMlVQjrt0VX2OyOiYsDh5dNUghnQ1VKclY",
-	"ofKaih8cZB33s+xwwr4DIwpyV3E9GMtlwXXROJPRCeJar31FvmzMMs+dMB0f5rlyCxyb/7AaK8/t2LXJ",
-	"XatuG6kkkHc9Jn+ciAk8fvU88mcNJkxKfSt5JUYno0eT48kjKia6RBbnyPMBmk0ftMqGB2ihxwtTpZIM",
-	"PtcasBvkJVSH2lssu/73whq2FAa1knji8JU4NTSXxVQ2xZtNz+wbqTLHzCjScAWuRc4FTcmfsojensoF",
-	"WPbV8bdsWw0oUs4JTTYcxzwnLGSSZ1cAFRUedvdYXU2l5mjDQDuCBnRrID2JwnQGPvGAH5RhUsWuEAS/",
-	"l6osUMmENqSppKxMrWHYM8egJwTvK8HeoMkcz2lsJ9dApY2b+lfB0WQqs9+mwStkOjph0w2nkunoraek",
-	"5tA46YJs6D2fkVG3nPxAYGH7yoO40O/bX+hmBmO/U8X6vRW/GfDaedtFAlbX0C/r+vD4+PcbhUebu0uk",
-	"YaoIzb1n1e9aoesrmnDq62ZhHkSVTfGTL3d/0qn5hB892v1RW3nTffHlHl/0Kw+67x5+s8fwemWX3o5H",
-	"X++zEt16mzE4RNqPYeHPwefEUbkJst/oqdtXkmn6njERQMK/kY/4FDVJzjcKMZo/jx77vt6OPeOuqiNi",
-	"Bg+idLILSAldTRFYzGLLMHHgmPmEfTiSkI+XzcDeAEhmb1QIFumqLswYmXZZo8m18Rb0rbrLCx2wqWm8",
-	"y5u2sfcU31mAbcp5nPnJbLCdgahNFRAS5VWmwtRBfR/ZXyqRXxkq00cljBgm+YyEilR9+Ciqdri2+R5j",
-	"a0pmD46sWwCGWzZXZaluWu+BbGiM1h2MOw6R4oJ0DeNmiMGF0bY2LU8AYVhwDZKJOROYyk2qWFWRGhj6",
-	"88BNZ2R+8Ucn6O8wTmRrvMcF8zvx9zZb9gBHD+UWHSRpDs4S8PCE4zIZfdpM+Pir3V80BXw/Ke474ArY",
-	"Y8dn4QTeqAhAsaiWWMNhAwtKc9ngE3n0L1ENslq0d9BhRmPTtYeF7sInv8goczudnoYFse+a4rMm+B60",
-	"lWm90TLDUrON7LjBSsMom8n8j6jeA4Tb+4T5xXnnqsh+m/wiDpTdfSJM8F7chZD8J/EX2PPD42/2ASGd",
-	"4tCf8un8co/ppOoi/wFP9rOmRMzNUpXNcYoOuZAYF/4/z18FQrr7cX/wmxOY3w6e+Mw9zoIWbi5K+MJQ",
-	"7M9GxT7GG5VFr4qJz0PPDeNTaYRclMDevH7BDCwcWmQHpuRmCYZVoHNH+b4kIZro/++Hz7LDCXvl5Hri",
-	"NiXw67jjqeToGUKpQEhkzMDyRZaqgeznsORmiSombnP0s8rE/EgqCUekIprKNQG/R8df3Yt3JYDgBvfC",
-	"Yn87oCC9eaSh5EgAWDDI7cB4Y7mEdPhUQljYBrn4UocBuNBf+1cY3YavEOW1lYya0tdpjOUgGPCirRyD",
-	"UwpuJx8OZD2f/6AkfE+lZX9XTPbeC+p7+vXd9a4OR/Wbh/j/q5Wj01AE1JF+vwT/9lrs97xGHhF/T8+B",
-	"Tp4/lCCtsGtm+SI27PLSsce1G/CHmeefCcj+L7oqnzR1xqSnrcBfmsty/5sxLgOavBJfo/UraIU73RE7",
-	"89dhU2HNiH9RaqyYMPGamkp/T4XlaZxYu8GibY1I3gTgUtDVxq21ceNxSzYStgCLt1mTFoBHZfSHNRZN",
-	"ldN3gtn78diz4JhwVxb+e8rJiXqvac7cFLVNkcNdGFjEDYOHcVwQbjsPG2S6zfB+N8bbH3ebyGj/4X8o",
-	"fvoHY3EvhNddYRXkHoXdh81VNZWGTtvBKMbOMB5LFw2sr0srKq6tj6TOqMlsHEK+gTSRJV8jm5HFVKJy",
-	"dOzVwkrjG+SVLOGm1RF4j/PYQtwo4riF4pTVxnFNcyNsvuwXSc687oHbFFNzM24X5fez+zTL88BN+ijk",
-	"7WzJvu/TiuNJHtlWsOpsRMdxaBA9brqCfFDzUbrq9nZ9yA03TSbqPm2MPlt7Pry1540Pdsad2NQv7s9u",
-	"6MA++M1/+DZmPd1jmj7au6TkkLee9yTOcaSVmK1ZFiObYBDP2EGAROjHMh2xv0xHGVtxfQX6cECKjmMZ",
-	"7iBIfyra/35RkIGD2WHEN41F5LPS/wMewu/J6SgwxpS7daxK2f9QNlaCIVHnB1LiYG6x04RSnyEy1Vet",
-	"EsxqKoHUnKLJVuHix9ZO8cF0+Pe8xpqhJk7KeYfnBKPYZyC7DcgOkvNOo1XrZvCAHB232qwuImMVpoXU",
-	"wFcOSWLRbZBWr5G7uR+9e5IDr20vTBRpIm7H8RSH8Qe1Rf3uRqg/4UlwX+0xvnPQ1yKHN7IJorvnIRqn",
-	"b4ZG8UW6qHCkWtLlZpuJqCXggeMV68LSguIzpekgRZ36apX+MFHaiCY5xNh7jwcREQMmmrN1MpVZsJJ4",
-	"WNaqz/w5oFIl6DtLaUmzCUMGnMhEwb33KrpB9kaCvtCvU35JJ63HasfrUQI7kCC8r6STQwcc2hrDkwxV",
-	"zFWxDtJyMvQ1O2S8UJU1Uxk7QU/YY7KdkQqPvETRLcO0ppYmhGDTBfr4260pGCfs+ZzNlLu5NYQS1+M4",
-	"mt7yK8Di1zkUmA1xQFvY7P4HUxemfQJ/J4/Mzfl9JKfM1EC2I/joYMaO7OguUq73d9C8a94PdoCpDyht",
-	"X4rigzrJnY3DrmJwd/q0T91a8+0expdNL99wJf3xtQl3BIMbt4dhyKwZp+JzCX3Dzsvrt/aPS1G83cep",
-	"yV+gB5UyRszKNWaKMzkvoTjEso0T9pPjq5nSYiEkLzNmwOJhYlbXdrmeysCpgdXSh8pDkzUOk5NoLIrk",
-	"LeE3vRTmV1BRGCv6HEzl+3M6aFbjzqy5/XQ/08wdWflLv5gf3bTeEswXhs3WFswn6Jn12UL9R7ZQcxlR",
-	"2SA7I6JLpQCnEl+luAKWbZ7sjM3qEA/vGQSaeDeYQr6E/Kr97umtMNb84fjCVrAjgikh1lZu/6II9ia0",
-	"Y8VanITFggL8KPxPmDZUUUj82skncFuJdgCPBhIc8LIkFKXQKWaNI6gN+ETkVZNHrT1k/XI3yXn7OE1s",
-	"Jczm3Y7NEAQMGZ9rCbcVOuE5YPl+/JsdobpLEoWuzulpZ7rlHFW13eKCtFBgBq2a7o1swh7HUS0amFit",
-	"aoxZPHHDEYUT2Kj6e7Ca++VPSWMT9rxA3y0jyE8ge5AdzTU0LnuGqflUloCJvsesEAthzZhlk2zMskuM",
-	"qmTZ0T1kV7ZLVp1KEkDZ+5M/p3JXnOJGoH4kP4g4rVsK2RCm+nRxzX1E1Dsajx2N7uJrMZbZx2rcqfYq",
-	"kgmDPqzM20lOtFvKbY3In7ydag8psaXRs1B5588jICZZPunyuqyerrLA2doMjLsFwtouH2C0/bAOMzj0",
-	"uS6joP4xOtvFKfsDt4rf+sLQNb/GYlAT5MqY4cQNH1aVvzU0t8B8FRNWgW48rYpCu7Ywn4SbIqVUP2U8",
-	"vD2VweMPHfi+evhtK/uB1eujx3MLepsESNP/FAOdX7iRfSxNWm13uqXkGtARk5e0izEu/EBc5QMf9K8e",
-	"7sGTLpT6nsu1n5t5FwbRxhXf+gTylMpfou7QHYpQVQBdu9yJ69gHHTfpnXZ/ZofPe1OKThhWKnWF6hkK",
-	"EG1SHlDxSH8asXqAVKxUctGW56CY55D8pSD8TvpymM8hbyo0SbjxI5+w1zEfIDGOcoGkDm6nvMenmaig",
-	"UxHlEzvBj8lriZi126wON/98jH/nY9wrd4PVnJqjwCou9PBBdriXbPsPcnO91bb/iutfa7A+59EXhqFw",
-	"Zhg37Oz8R3bg4/d/JRdljvLe62dn7Ksv/+N4zEoh3XmlDOtCuvPsfmJzgGLM3lw8O/qPRpOytkDJ19Hn",
-	"pcnaYiqHZcwSwIbCnN61Oleu2cMTpiRMZTatj48f5U0tAfwTJrm5zvDqbx6EDr0JTqubVk7CwsuqrFeO",
-	"mVBWPJ91XgtrIdTgX1O2ZKrIOGY+NMpQSTZ3LrMHGUZPZWPELcbyVdUszaNHj75lB28uzg7HLHM7RILa",
-	"389f/hA6d/3g3xZu7XgqMcsCqUBIVsQ3KF9jDmU5lBjhzFy/J+eJ3fIYddQU7t37i3Mh87v38xyzSMAT",
-	"Xznzz+jcMR799xFN9ihKdbk1kwu93izmJ27G+9S1zANuIU/b9G/dJC3EEimEwDG7AccQzKiHbaRZckUs",
-	"d5AtP47bHTcuV75QrjCBWVEZa/RQCVycoltjbjiVBwOc0w8jO2X5kmueu8PHamn4HEMVsCmHI4lB9oJl",
-	"DyfscVlOJS1GrlY+dtUNxuvnsAK35JVZqiamp1O4aSrPiBuesKxbfTcbs6wputv80frAZNF/2wq82Xgq",
-	"s7YGr3vYFOHN2EHLqKn66Tg4wGB3ROwZ/ugrWGN7xL8POHpBu2kQwzDu8wWo0pfcm5TcClsXONrO70ou",
-	"/IOp7DzheV5rnq/7X/Ay3VL4/bL9sNdiM8MMvU2l3w23xkQUqJkNIZ2h7PnYO+/N1kxYM5UVt8sTlmG+",
-	"w6WqDSxVWUyM+BdQgEj223TU/D4dnbDfpiP31P33q7dvswl7zAq35ZrNeH6FwelT6ePdObsCdBgEk/Oq",
-	"NcQ2b7ID6plPp5NZEznvPsr4ZJYdUhAMl1NJt6NvLtzf2XSKWmc/V2HY8x8uvvmK7MTk5kW6WFS2Mu8R",
-	"4dMAzlFZ/OTlm+9ePE1/wSRihjH77uXLF08f/zBm5xevn//w17GbbXOhs4OSUsBPJQIS9+CQIJzWfE1o",
-	"GkvAEriiWER/7y/5dZs7xvqySex7AgfePk5HUtZlOWHfwVrJgj0cHx8fhwZ9aoPmxI/94VtxgRVV/Wtq",
-	"js5nUxln5F8o5sPgI8BC5HAJt1Zz0p5jhpvGf04WhvGZritbrtkBJc6UEnIb8lSWykBxyMxS1SVhMZ9k",
-	"c85FSa5uUyl8TUCHuQI85KwiK27sheqL9wjj5MUAjt014Y4zmv/TcMmzyc+Q6TNk+gyZPhBkiqHJO8Em",
-	"zW+OgobjfeGmSoO166NKu4vAi2ghqau7MruskVuWxlIP6Nf4XVF4mEWZYg92YCxKwrIJsp7yfNmOiLKE",
-	"9lb5C8NWYDk6enEqj0i3OZ/KoCaXBfoLN3d+SEKMZYDHTfVZWqkbbrzoe+LvOzNmErDyOYmq7tIlUb7N",
-	"NPq4LKN8uDsR4QCHfs1v/m6U/MyhP3Pozxz6A3HoDte7O4uOm9sjy2jIaWAst0ACFfp7dEaFiK7N+o6R",
-	"qMiv+QIcG+ZT6YSdMXEhYndNyKqMwu4m7FnD84RhJcwtU7VlB6ry8hEVEJtKvBMyJ+VFRfpew7WgIFfM",
-	"oWVMUwzzC8MyCbf2krKgxzETU5n1f6Ss3UVbF9Q1ETJk9+buWGozzlqWYFyLlFUVLoPIipKRrpNItzeJ",
-	"nelSMcX8ZulWYSKl6gHeEZT84nAo3VQjs3fc0Vf8NhTse/j11+Pd+bE2x0MSEp1dDGThAmsQuEWAWzum",
-	"coZY75GbwWxY9P37HptXQDiyVJ1KfkIay6M0Yv3ssV5x4W7JtPv+1qIm+w/M5+m/y5iseg8jelwaRWqT",
-	"IkXnB1atZsYqCWaQoHpUf+c8ZjvpirQPobSfNzkK3SSnP8A6vOG5YwNDKxdeufQs+V0G6i5WIWtgMyjV",
-	"De1ciBk+6BbD3sKKBsfafW976Mi2mp+bA0fLm7EeNjo20i/IG7j40NjQuJtevq+Px+680nC+Pj7ePbhP",
-	"JQo6YsbuIkwBs5fhduut2afuhPUHhUPfaXVjII5aiRe9wRDeGotQIsJB52uZDyCgB791VdlvH+iAIXam",
-	"RNsU7DwbGjNVFg2mOdnEUWM/E26dKCks01CVPI+LOTXD8FlAlbEx53OvkVptBjmaSan9PfBFA5J24Yzn",
-	"G1Wao9kO5AnpruYfNV1IYrWGGMHFBhE0O/c5ccinwTww7o5MA2Fv4hg0DTmIa5/Km8t4N4d5iDu7Zj9Z",
-	"Cov8YUD1URJYdex/48Y38s3FGSv4Gt3mI6PZVB64pzcAV2MWatew75Us+HrcxtehBGUq9IJga+Dagd2V",
-	"0nBIacccKETXj6UTgDib1fkVWFwCWinsmvpxOEBYQxmBx97NweFA5vFeMaAdio7RuVuvTzfvSX+kO8OM",
-	"FwsNC45+5p9v710HEE9Al+hn60hYdSSPxSODqBLOHBJNdOjWMn9Q1WW527t5Q3HijXZtJp8FnilfBoqS",
-	"JUwaBcABlbHE9AQrOlX0Cgryvu7H4RiVLyb3DlWhca9qxRoxbOUu7gxhckYq6h26hHCm0LepEbnYQbB+",
-	"n6AeITucYK4DrIaeUTzODdkqyWo5Zk1YLx7YCcuI2C/WFfjIGvoBNQAmm0oN7i72/lwaTF3aUPdxIa7J",
-	"cEc7ZlCsEZrVEqtRuvVpEisYkPYQjY6v+ELIxYlfPyeZOQ7U6ELGyJCaEGj06+LC8bNTB4iAh5H4FLAY",
-	"Y9PfKR+RTLX4vXRFLV7mtVXzeeaLtXT7J9luKnvvMvi15qXZzK1x4tmiR5h1RZ1y2+z6khs2A5BTWUAp",
-	"rkEHNNfvQjSKNYNOvlShLNSRaEuYfU7Y8X4SdrjFfOWYxj5qNUrXskO7NiQMtwfsbgV8NsVwf7A/aQn8",
-	"/Sc5/rBZTs49XXwkf+62+2GoEWsZPJv831xj7nOekTvWUunql33kRkg1QhfQFhGH0Na22BI0dxOvQreh",
-	"JeRXVMPVyQvqRk7Ycx8gHjgaFS+plKbKKVOZUTj1ZYNlDoJ10nG/BuKMUftRgC9yq4EbJZu6xcxHoctg",
-	"mvdaIgfSdVGCMacsMzUGR1xilEtGNUE7mVDc5/7atZhPHlviczjZzERvNZfGl1e+FEWGZvgQE91mQvHX",
-	"+lSiL3tG1za+j/FtuEk+8N9fjhSaQynAPDKSyi6FXEzYa6jR55yjX3t/AKQcb33R8FZPx2U/bnatoFrA",
-	"5VR6qLepX2OFokF4E0UvVbFbsKY9vzozbiJzmoPMZRGwdtRJXM4cCowSQtjA5VSq2h6p+VHhOqRkNBex",
-	"zG5UeQ2GmTpfNlox450iWaVKka/HntAM5WxDYrvhWgq5MH65kKKys5c/PHvx/OwiI8Dm8BhtTalwuRut",
-	"gQ9x6uh7prI1PmwxR35Gc+8TzZnlp1ag4WNgl48Wi9Z2vyPROXc3ETooBY54ygwA22D6KCi1h9OxzQr0",
-	"kecqqra5Wn0GP5/Bz5YYegx/bG7NrmZlGOXUxhNTUnf7tM2aSyXnsfw78a4cspONhGYlN5YZfkMp0Qzo",
-	"cRT/jm71lsscvE8j8j6BBenjxG/jXo7gcbgg/N+H/raFYio9Y+bWv4MGCApxHLIFYRHyD8s/31V3Kyys",
-	"zM7MGQb0C2HscwurUVsQAtVhyYjZsgwxz/9L1bjD5hJelhQ1HhYoOkFEP5hvKCkVnIdMmAQX3evZKaX6",
-	"m0HOawPMqFUov+PQmol1eHaZyODVtIQlYD/NQvZnzSDvdC1/+f5Sx2DXOywXPsjfXcrerPRnSBzz50oX",
-	"k7aiBOErPpfsgJfYMBYqcIfnMHFSO5edLzF/FHJNbE8dQQnbUMQSeuUdKgm7t9kqnKDuNeav/G8ZO1CU",
-	"W96spZLr1VRmqiyax4dO2rjRSi4SzW2KFl+mLjOaSGjy0+QJnSF+JLi+Z/WTZv2RNxCK+lyI6NOypJL5",
-	"ycaZFNWNbLZu99lHJjJ85N/4bDSk+6ql+LWGU8Ylg1uBESUY/5LWKm25tT/f15/v68/3dd1Jgps+oGTl",
-	"f/BbSAv1ls6o+3EL0qYXUkgb72ulLeqXSVd+9uI5co9tgLtt8J6AOzCS0R+wDFh85rzXxZ/Ol+/Oh/TT",
-	"PmzkTvMewDEqrZPYuJ+tzABqUj5p+IlqwD8g+gz+0H+6Y/fnvOrOwTIuFdqq3DH6wuyPSPe76RyFoG61",
-	"zYqBI4mTFkrlrr0meungq+NvD7fdbJ/vtM932h/uTkvrYbEu/MaheQIrhTKb3XV6hGO589psFecoV9NH",
-	"ODnv/15800zlI12KdxH9QoxqcJX9fG7/pAJjnBLYl8jYcn1et/kaBsLUyPklsk429sQQIjLjBpjAAhzG",
-	"u2IoY1lVcoverk5knNWiLJqcJcnioINlqz+VS/J8bSysfFfP5Vylztx3OFEs2o+vMyEpvratR/I5zGNb",
-	"fU5czRnpHHQt8Z7xlIdEFBFz2PUNco5t8ZuFF189/wPUUG4HuY3Dn9eV94J0vWqeN+Z902hqQtCokvCZ",
-	"APcM9HPr9vjV88SqorrL06OpgF+ZQYJcAi/tckulcCgMC9553Cd5Dv53TUQI1ShgoY7Vw+PjDX+RnMup",
-	"1OSfaE3Lkx0FfH38iN4XQbwZiLP7G432d6Rp6uHlfw1BFUOlfx2OpKVbT9652PB7HHigta1j17U0WFGM",
-	"swIqkAXIfO3WXuJuC8PqtrLxpJcJnC7bpnST7a5JXUWU5nfrFxyO/3Ez/841SDAmBF77tiZt2IdvZTOY",
-	"5DxiuEhGycMQtRQ79fTCD2Y2SAuYT17CDf4RFQSJG8JDu9nKm9iNpFPlIP6Y0M3m1z7Fuuu3G0AI9gZA",
-	"Mkr/anq1laKG0d9rs90nYKyuqb6/k4ksSC5ziKrGxjNDbrPZyHeYyMvnytOAftd5cGLupoVo24oqt2y2",
-	"6DejUyresEIYq8WsdreFVWHOcaNN5fjEIOvyyqfvbOgpV2WJpcuGRhmljkpkimmiX9FRs+BmOVO8u58U",
-	"u/n2l7f/JwAA//8=",
+	"7L17d9s2tij+VbD0O79Vew4tu0k7d2qvu85ynWTGc9IkN3bamVP1mhC5JWFMASwAWtZ05bvfhb0BEpRI",
+	"SXacJm39TxuLJB4bG/v9+GWQqXmpJEhrBse/DGbAc9D4zzOezeBMSatV8UpdWKXB/ZyDybQorVBycDxI",
+	"pTow7lF6zOwMmAZTKmmAZVxrAYZlGnKQVvDCMDvjlknFMjcym/MluwYoh4NkoOHnSmjIB8dWV5AMTDaD",
+	"OXfTwS2flwUMjgdhpkEysMvS/WKsFnI6eP8+Gbh1grTPhCmVEbS41bVeVNMpGAs5m4gCmORzYBOlmeE3",
+	"Qk5x+blayELx3K2pWcP6dG/B6uXpxILumAYyJXPDrGILLiwbw0RpYFYv3Sx8yoXcvOW5kGJezQfHX9Y7",
+	"FdLCFDTO/Y/nt6XS9nvQpnObl3gMCAall18YlmaV1iDt1Q19kjIhcbdG8tLMlMU/AEdlC26YBp6ziVZz",
+	"PNORTI2QGTSfqwl+IeHWMiEzDXOQlhd+iOFIbtzeROk5t7SpP3816N7j23oDfwUJmtverRrQN6C/MNGe",
+	"2bT+hu0Zd8zcsLR5ftU8r2ExVvlyf/iBC3+fDEqu+Rysv0On1vJs5sBznq8v/xxvxkSADiDl9fsJq0zF",
+	"i2LJeISupspmuJmnkyd8OBxm3wz/VU5Tt27hRiy5nQ2SgXt3cDxoRrsS+Y63jI+zL588daN23jPCvRdK",
+	"zy/x2eqW6DlTsli6DRm8YXPmBjJsT0MJnNCthhNdQbgBzQs8ALgtC5VDWCTu6+cK9LLZmBvzChcXb0JY",
+	"mCPU5/z2JcipnQ2On3z99do2EvfCOb385dFR/ZxrzZfusbHLIkwzqDd9LrOiyuEZFGCh6zTpOcvpBabG",
+	"DjURywzbszMQmqX+YcoyVVRzyYRhbpv79Qmu7FTQoFf+u9Z+c5jwqrCD4wkvDNTbGCtVAJfRcV2469tL",
+	"L+Ija605m3E5hZxxR+eYnQnDPAlI8NC47Lj9xyNZcmPwjNN/HNDgB9+vkI5Sw41QlQkkg52p+VhIYAth",
+	"ZyOZrmz7fzsYpY6iFsC1dKPgE1ymVYpIThf8WpRrsPE212T3qJMknU9eKQnfcZvNOmAorbBLZvkU6aYD",
+	"DXBduJsdOOIJ42zuvmZLAUVu2NOjr+pTJ7YbHfvkQCoJB/jBFl70WoupkLxYX9UbDRM8OWCVLLXKwBjI",
+	"WVUii2MpQjVh6Zcp4zJn6RJMyva4XLKMG9hnmaqkdeTGvXgyknRyYZhMlUuHv5X7YzED6Vi78otBPnIN",
+	"pe0/mvDqoJsQuTk7SdA7A5qGWN3vK0ciPYZVBjTjGW6hhzxWYaBNlHF9/n+8zuGsEDvT9IwXheP8GX7D",
+	"hDSWywxOCHBWMQ2Z0jkrQR/4d0oNBmQGvfhxe6By8G8fiHywfcUbxQUa6Iv6fg/ZqWQK3+AFS2/Sw/T7",
+	"1K1qIm4TxON/Kc1kNR+DTtwmm7eL5UhyliuLKMXl0s7c5vfSLxHThkf0vyfDpwdjsNz9dfPl8Gh4dMCL",
+	"csaHT9L9IXvt2QdNNJI0k0M2J61y7RBO2BkJMZ7/R4jWDa2GCOzCB3FNA8fPrQXtRv2/P958/9N//Xh0",
+	"8M1P/7k3Gg2Hf9r/r//oxNA7SC/dQouNzyTnlrMxFEpOHbEbsh8cvA3ikmXzylgGP1e8oPsZwHHiHlp+",
+	"DcadW+aE8AyYunG3olcWckIQmzjytBGazdcHzdc7Etcvu8WmQCVXpKYzJSeFyKz7NSMR3/2Tl2UhMpz2",
+	"sNRqXMD8P/9lCMbNIv5Dw2RwPPj/DhsV55CemsM39NUzsFwUtIQVii7sDJDHNVJUQDphmMgdNvLCicpL",
+	"hnpJnjClvRIU4DOSnadKp5eLyQS0IY4Rnx3bSzOVQzqS8UE5mmCvAu6myfoViFHIi7V0ePt0nJFy13eI",
+	"9xCxT2g3yAFwi/7MEEDxkubCID8bDu4oVb9PBt/y/C38XIH5BKhA9xQnd3ua88Kt2Ul4mk24KAy74YXI",
+	"PTBS0Fppk7JCGEtykJpMQOaODE6I9SOsrqVayOGAlNdPhOXx1sK5mQixEK+ZsdwC23MynyeQCSmAjt86",
+	"CZZfOw5AyF9wYxnP50KyhaqKnI2BFcrYfdzqC6XHIs9Bfpq9Ol5MmKwKskBIZR0jplutSo+ruNZz6Sg/",
+	"L567A/0066Wbh1jmBDcJtyVkFvJiecJy/NIwrh2Ap1NHgNxuNNhKS8hxD6+UfaEqmX+a5fM81yQsajCq",
+	"0hmwXIHBZcKtMBbX+IZrK3hx1iyvZ6Uqs2APjNXA5+2V1kRkLCRHIXOVK29CfcjZeGmBaafvBLHNKd3D",
+	"NtH0Kzx4697r4ec4BB5bjhIQDlUVBStQIx3eSdh8j9BZOnH9UqmXXNO0n45GoIAAtxlAbtqsx4h/AyvE",
+	"XNCZIoheKXvBrTATwcdFH8C6jqAQYJiqrBE5fMBhRHCPTzVBC4qbzrA/HY6qo6OnGb2F/4Z0s/WP7H+B",
+	"Eb51XPltfaKf5nA2y5BbpA1HNfScJPcxZNxRQyf2OBIujNXcKtRiwa4IN0N26Q1naGR0EgsTZqPQUl8J",
+	"OsjaStwjxZyQ/dFvA0XdXJiMa+S9Gg7G3AATthaS0dJqljJrTK3stWSp++lNZWYpDYg2wSByekGKS4US",
+	"H20kYbwwCjerrZNjUqu5NHNhnA5xJfKUaSDNFz8eSYKvW6eDyF0Eri4E8F8edqsSHgfx5lyKOajKfgZ0",
+	"IRc5UnZ3pjeAEqiYw3F0uIwXhVoYNGneOuVXzIGVRWXoWDwq+RvLrdM0SW/wNgumuQVCu0xJCRmJuoZl",
+	"hTKASsv7ZHAB+kZk8E7yGy6KQHp+XeCcsjHPrsFjey1XMImUcw99Ddxyh79JTZhQ3uJT2EehCual0lwL",
+	"dy+rZi8nzOol4XZtmQOvizsqZ7z7QUiWopviAP0U6RpGRg+3YWHk7sC9Xir1HZdLj4HmE+CeUmzO5dIp",
+	"ZzAvrTkhX8tE7QyOBwPGO8krO1Na/PtTMYAxcO3wQDkx3GkojkrJacKERM2EoeBeOgp8giBKCzUVMiXM",
+	"iz10XMNILrSSU/8i2YDfcGMWSufhCyUnAjUgMlRZVvoX3Oz4ub+K78qp5jnswB/vBhZvzfrOa5R9gElb",
+	"lp80cJ0YRLU2h9q702hMbeDy33meQRSsll9NCfza0yLPZmeo71goCuRJaIK0ilVl7sjWOkcwS3mtlaxM",
+	"bZvarH4H69wdZcj34TEZV96ce+idy4lyv5Ta0ScryPiSQ6kh497FsepTcDMXwA084xZakrfb46DD1xJt",
+	"bd1S1mzjx0Fsn2umSOIF/VSPr8b/gsy68Zv9mLeeo69vyntAe6yfSlrNMxufd2BYwmm7c4d7bLxk3uMy",
+	"3LBP0/JEbcLhlYN4v+qH6gaPGST1bjrBUZbfVjIv4IUoOgAx46bDfXHxt9ODJ1//ubZY0xVN2AxuGUgn",
+	"EOWde56LOQQ/4PpDlTvZZA1JDhzX7xoNrfPrTgxuZ0zIWhUY4+680JYepsxAyVFINZ1rdIrJrm7nGN7e",
+	"V4CfJwS3aMPN9jYewndciok3WrUPwvH7O+BK61Tfr7ssvUQJ+andHeDdyPBMTJ1Ih6ZiNOiIOmbCnHin",
+	"IJmwgKzJKLr434dbSEC/wya+fHMPNkavjzvHXTkvAmgSkZEYJn6zGw/LKQj9JGQeHeVOR1WfvbsLYAyf",
+	"wnYiGF5Mmvk2rvn7iOq019tJj9aOZjeS07mE2iweNhoZaFeoL/LHK9HhLruwTqZlYs1r5jWLxnHWiVmd",
+	"fowtPq4eI7aYSjR21nbsRlgwfvo7eTWSFd9z56LWQ3NWHeQBDU7YEUpk7s6RT23zio62ErjmVFaXuutx",
+	"b+G2/Vs/q7RRupHW4daGA//CsJVwo859rkO71rGu0Oe79ZrW+3kdPjzD7+KhTPepFdwihay1uhJ0Ey0R",
+	"hfAIWZM1pXPQ6M/did6vr66L6vei/w7wssry4ioEvF0FNrkaMjd3GJm6p2nDEsJXDQgMbhZtajud1you",
+	"rmBM39ZaZ7MZTRvAreFnOy6qiyx6CYhijNag8h3kgmNME9vrAAWG0ux30qsa3JXuiNf4YQYanMYwAZvN",
+	"GrPA5klqWFdadM2pyl66+MPMR2O1NZhckXTllJhMlUuMypKOqvxY7wAF8wJsLACtC10r2CT+DTWa7Lqr",
+	"fgzuJS+eKTJu2WImstmKc8fHOGbuSub3wdYGoskKLu2IkmeBQq2IQ7XVIobIhAHPZuxayDx4dQNTcItf",
+	"1d7wTBqcjuBVH13H0/ddC6/sBnmIDArm1HZGlAm9rGMaswyMIesEUolgkkEyj6+8k+KWQanIN7zD0WuY",
+	"aDCzSzdmB41GQwjaL+IXU6bChPGavGmkW3S13TOcxt9b5SSEHL0Kp94UhId3zL4lywz5GPDtyMWwWRKk",
+	"mVe2mkRg78K1bytR5N16/dg9urKiK3DqhyDzkPsML4h7v1voytR8LjqO/YI8fE5yqSX51QHR/dA56lT1",
+	"ywt/VcwqVWQzLiSFTQXRAXfVDcw14Jwhh36pph0SC4UVhRVc8R6u0H5r3PkWBqd6dajbhDJXuZN18yv3",
+	"6u5K4Aul59/hp1mvRCBhcY9Rn4nJpFu+mKube62zb8RKbAJN/6kFC2SkY6zSHJ7ZYsmURI0yCNa15ZIi",
+	"HFWRN7+gP2kMtXjfKcSG13uUihBPsGoIbdGx8GMX2ktYxFN0fTMXMoQzf9nF35s9ddzJpVRyOe8ESUKO",
+	"wTGF2qVmKa9T5i43l/lBISREmtcOe1mhX/HGukjVmQZu4Z0B3as3lh8GGK3IArYJV98qsqdUUVDpxmFX",
+	"dhnFkEYLw5m7Nv3M+3x6TK/+6VVYSY+6HscplsrYqQbzc3Eny0sQkcjBid53FjulvP1zR8r6AuNT3qJI",
+	"1UVcc+jV/DVwoyRz7yRNekMTUHVFsS9pJ8+AEJnTIdYGT0QTzUQiX+dAQuZw22F79LlEjVECI3W9FBZp",
+	"rPTAxKuMVdMmqr7TCHJZD/2FYSJPyAYhLJs54VjCdmGB1p8QqANcuhDwhYAiJ5LaZZOEIt+Id7vgQqD+",
+	"68MrPb/DIC1Wt67D5bljTBhPtztninbfwZwypcGzpx7nR88WIk75oAui1zYvqeao+a4c9a+gCpX1qoRO",
+	"B+UyTgVZU5hkVXi/OnmfVo4myyrNs+X64H9zorHCbJFKZqAtF9Iu3X2ag9UrpoNcVW6KTpsW+XfdZnhh",
+	"ha26CMzfQExnlvGxunHkjLMCbqDYNtnq1nonvOrf5vcOFtn9N7l1DQXv2/QzmGpAD6Vugp7g54pbpXsm",
+	"5rc08TdH0SoOvukCdqHkdMvEwI118/5VA8iFWNHo1mf98i+tafHPtXmd1mIsn5cbVJeQ98km4hYRFqNS",
+	"27P3OkOSwe3BVB3sQJn+BrywszokdEUn3syPHCvzhtt1i4nltqJBvKVllYhH1LgfHC1/cVao7HpHCKxy",
+	"FL+ewEviSX/qBcvr/16HyfrG1PWvt6sNIlCfa31HuDTLbebogsxLNRXy3iLu2nZiQfXuomnXAr8jl1Ns",
+	"6Vmx1lO4Bw+SEMcsHEpy5Jn1YFvxlt3V4dW1stcNC1pf1Wvpc0tNNfZheevLoMicrhupaoZGEVrNVI0Y",
+	"ylmA4bCfMzRHg6J7L7q9lqyszCyJowtin2ftn8K8OkfActDiBigTm0LG0uATGUlhKdK+rIoC8v0TpubC",
+	"WkpKcCulDE0mYRHvbcje+aSzHCxkUdA/haesmd56Nh0JtxnqcfkV71DKUcfDDYo5sNZGT0JygdPLQ8i6",
+	"A/qas+2uVDtBPaonIljp+ReGcWkWoE1Ch/z3i9evGGEdordcMjPjZSx2e5xsT/gvo+TwLV/4C4Qz9yUH",
+	"X+oK/JF05AezPc6smo+NVRJiz0Ek5+VwIzLo1R/o8SoutyQ3RjdkKx432dUbHfaU2O11RpwIpIWQm9fJ",
+	"5HDk/oCgZDBti6abROdYit1Bx6KMzYM6JiByOSeskuLnChjPtDKG8aLw4OyJKFnKrEb4TjTdDOI+tLV8",
+	"2uFwfKEBWMHHUJiW+3DdktQ9aWN6wzC07ov60pESUiN+5bu61UIRRw8bI6aS6Be6dDAxyeefKYm0MKkd",
+	"+YoI7r0cPG1kSloFB1pI7IlNiwy2QN3QhC0cLtRUqH1Dq0YU//MO3pFJb3mGy1lUkOGEjQsur+MKDVwD",
+	"m2pVlXS+6Z5UzeP9HbwW9dSJX/GWXb8UXVLRjJureWe9GaSjaB5xz9v1Cii7fgyFWhB6lHwK3cRUwq29",
+	"onSBLQEa7ZdSqmGjgfv8FwxdcPOcENf1CEus2U9/D6Ya72tnY0IE1otqPud6uTXCpzVP0sB9y6m99S6e",
+	"bqmM0gWRk7Z4EY/zPBxXAhRvhN0kt23lVhuCi6LYXDw2Rw5Q3hOm9lL1eLiahMw+/ONNoisJaxYz82iX",
+	"0QQ+HSLvRsS29PQryDxkvOwGwD2knC1yyt1kjQ+WF3hRvJ4Mjn+8g+Tw09bdrksW65GriFhX42X3CWAg",
+	"+GKmdkfAcDk6mXVt8li9SWvjfgA+NWr7SsEv70Xy9b7iDOEhS01VgjaQQ54e47Xwb5Pn3YkPM27YGECO",
+	"pIay4BnkQ5Zq+BdenvQYU4Xju+W+oUDTMWRO+vQjkr4STAohIjoZNCtA3zmN221v8OLW/SWqlZSw7sN3",
+	"Z17nSSEZoqS3XdCgLbJ9XCkrJlkzKHK2mGFcL0H2hPExiVkt9TLy9XPbfU73YYDbxLHaCFMT6vaVqaWy",
+	"HWWvwM+6pZEdCECAw72Ydc1N78CtQ0GvMO2WDV5YbjekR4yXcUWvu66/Lbl2+lXmZXXH2HT3eyEk3GEd",
+	"l+GTEN3YF2al5EFnkS7HGt1391EZogmTGJ7RTlqA2HZgXoDrlmk8Ua0FLQx6iC1YTgNXlcUIPpTf3X34",
+	"MDHrAUQiWu8d5KENUdxZbFpCQ46woSjOh5qPPhvxxsnjtYXunpDnctmQaTTdCNMWy+k8TkYyLYSxHYTJ",
+	"pMzM1ALF9zkx3nXAPJyYZDzT9LJFgzrbrTGbBaXOAXcjR5uMJy28LFYsKQ+LmhGyfLBNozFhbLBu9Js1",
+	"Grg3N6bFkNvIG5/+Ftp3GZH+1RjG7BrsO0nRh3VIMl8OksECoNuvRB/dizOHlXyLQ3RGyLmDfi67M1u0",
+	"dXQX2N4///nPfx58993Bs2f7wXqKeEJLO2EwL+2yJtqBVq9LGW4yHPfO002Evut8K/gTwb61kggGDax3",
+	"PGEP155z3r5Tvzl6Pd53wt5dnu336Pa7G9LQ7NqxgpnSWImiLPiSbLNR7NLfuWRP010BGoBIU22ymrVT",
+	"wddDkiVDV60P6apr/M54iYB6++KMffPV1/8rYXBrQeZxDb05zMegDdXkaVKuqBJwR2jkpoAu9xC1gwkX",
+	"RaXBxINllllVw2pLfbOOKLCEpVLZq4mqZJ4yDPDmFq6w7gzkvsZBExzXO3pnbkYPYJ/flgWX3Lb4Z0Yy",
+	"WAZ3iUu7dJppwuY8mwkJB45zOmAbkvXqq0pw6x+4QxJ4A/oAQ4+iUmT1AeycdeQxDIOSKMKhg+KF+pUb",
+	"y/mwkiNqcetrV60mqhxgaVIHwM684sZ7vArBW8vmwKX1CuismnOJaNoZrNhvx3CL/dvl5RtGLyDadkfv",
+	"WWG7ihcREVg5O0zSUBPmiz10pxR0WubruqGma6ATlvKxquwxWuxTEvpCkeWwhTmWqjR3AfWqEhM0FotB",
+	"OrWa7a/GBqoU4Uy3px6RM0KICFHXCUwdiLjipfJWu4apQZFHlNdHYf749Keh42ndMaO9uPXDbNmM6h2n",
+	"k8rArukFbylRozfUY3POyinzz31SCTr9fZ0ORsWWm4rC+OJ2DtOa8afOJa+VsepO4KUIkI7EjIrrnIrR",
+	"GMt4lqFXlRdUL8qc1DH24MPz07fPL55fXr19/ub1xfnl67f/TOPkstWHHfLcauKgX9lOu+tN7e4NVrlT",
+	"hnGr+BZH9Vw31RTRvmbA3se40JcMuSl4BvfckTbR3vqHpx9UveWYT6n6clDpohIxtel3cIf4+m0JBW9V",
+	"AT2xdxTIg/Uec4X2Zp4fOPKZ4gPDMk7eYzQ3hzy5E//iQgsL/s2RdK9ibTDUUVv2I/exL1TVpAUaR7vz",
+	"ubvGNNecSz4lbdckI8nL0te0MHV1tKjGWsvMXa8bbX9haYNkgBN0aj8XqPp25xtE2mS78PGfd6N4vtBW",
+	"9+C8FJtdq3VmtJep6jIsscZeAr/ujsIohLzeKtH4Fb7Ed9+HEsZ9kYAigy8M1gBKKB0Gi/MQharhU//+",
+	"KwQbesxv1PEYqAEEP/WfzMsAo7Wj6ZHelLKBuZ6+OY/SUNswOHQj3EWgy1Vmunkez1FrKISpZ+6dFUe5",
+	"y7QzjErt3is9Y9kMsmu2l07BUgxrur8yqx/kLvOqEmQPkCNER9PQP0+/e7kyof/6sMa04ZLPi/tLdfUG",
+	"PPzC6hCdutFnKTOq0bAhJ8YrmN7WRVVZWVVi3xufdV2732fcrFSu2JxC0OVMO80yKK3P/cRUTCvGohB2",
+	"edIqIMMLJZtwcBKnM9zMTtFvW+p14G6vssqqySRle07PxX4Ha5U89tdKeTgGc193WOcRvamK4kGLrrgV",
+	"/nYqrmwPo/H5Mxjb1KWXFEsfztbm4wSNVu+aDwu9w0z3rbyquXT9pVp+2ogKvQVZYqy9XzmWYcDrE+o2",
+	"0NVWCp38aQgiSinloTCwY1L/1rIxl7i4BZimVBvlolsK94sEhxqnSidrhaZWOy5kl/CzSaWxXKwbn+Lm",
+	"FlzYdnZHq2oeqqYdsPdlY1YdkdxkvmZ8q4LMiXeyY/SbnXHJUjR+pTsbeeKg+ruUlLlrW4AdYW2WMrui",
+	"96765NGtHG738jHhHJKVOxEdevea+i/eBpX/fjTYzNo0eFuacx9qvY5Ryipyf52gFuQ08nlplw+CNW1n",
+	"1Y8/dcRQfdZ1uraG8fjY8czpsZKJvFZZPJE8cVyE2vs1rROwNwJqu4ZPYOs5rlriVtaUtMp1hSPfjJT3",
+	"Ls91Bzob9QbbOdg6GZAJ8KoXcymT3DeMXICGYIpr0lzC8WtA4it9mvRuWbdxuvoDl9UyFZaGaYqQ9ZX4",
+	"8ZvHUjROrO02Pi+4lkJON8AofO8LkTMNc66v4ySm4IR9GOA5/PqBVrU1YGl3utwGWx9eh3l3LDHw396I",
+	"7oEYWYrPXr968fL87LLbRNwXyhdHTWRO2KE2G5uNzFsS9/Mma3+TNe9iaSzMeywtOpsJC5mt9EpxCD7P",
+	"YzSNnKBll0/kpZpi2vLZm3eG1QXHKdui7vzWU+LAtGcuhKxud7Qi4dY21iTGKj/bELOpfeTDocfcbBW6",
+	"WwU53PVFsraLWckb1VCEcRvYfm/qE+wEwzsMrthYD2X3giar9uO+eiTv0Fp5UfvIelN3G/MXXdRd82Q7",
+	"JzWgXwpjzz3UVq4yRZzcJVZQtG3XVSU6Hbyhq942ELr1vfHvRokUdyonQ5Eyd9nE7om9uLu4eaFCb10D",
+	"uHj+vgMIGyTZpstG2K4w22GPqQ3XUR6rCO5+CnDBQoY9NDLr7aHYEgNFXser1B3GaAbShHzyV7e/3C3C",
+	"XfHeTbiH/cunGCdm1Y5yjftoW6/F1Zr065P2mV7c0wsAuTtWdZoRzvNBa6xtGNIbiorhdVz6BGWy+YVY",
+	"j7oFp1O9qSVYZsUNdAST4BdbKyLmGJmS2XoGAyC7eZF/Y+eAr47r0CEUtqG/mj6JBWFxi8IufZvFooib",
+	"kX5RB8LcoSJD58FskOzvTjvvWyRrZ7fdGnXqwrfVfg69zvnVTqWxnz6p/WddnpZel29/tI+pBGnp2KJ6",
+	"phbYJl7VR9oXj0pW+6sHdgY1pcHXp1iHKcoyWaWFXV64Y/SCFNajPK3IKUJ/vQh48vcfLgfJpkKXderv",
+	"eBmHJrSLbNbNs9AChjM0W5tZW1KzDuEFvbVydbQz7IAzo15OM62kMHQks2rsLtXrEqQj3c+lgfm4gCHD",
+	"AJSQtk2+2ZCkPpJNiQgcdckyVRSQWbY3aqVAjgb7AYeEDrUrI1cuYRg6iqkxlS+GP+c5OKCgi4N6pBUG",
+	"huw07qG14vllZTUuhJkFBICc8bIcyeAL3lvA2P2S+AB+mAgpfKllKo2O5dtkDhq0oXX7Hv7UwwF3CDmF",
+	"d47kSJ4peQOSzEHUe3imVTXFGNCWB/bYvf0n9tztJiqbW7m5WHrIS5H6Rka2t8nKehNfVt/ZjX18sU/2",
+	"WncWh2dCBq+PEzl4UYEbVITUxjDYV0/+TL2HWbpCVqjBbRL6hPHKzhw8fFCRrqQZun1fuHsDrbLEll8D",
+	"4+zvP1y2S8fu9RR8HQ6H6T5TY8uFhNwtczWeZ+XSYB8Zk6kSTGi4oCQm0Nbg55rKOziCSqYRN+6cL7EK",
+	"JRMWF48xWGSQTvvaD6UsV1lFXU320lZcabo/ZN+CETn4nlyMGctlznVeR4nSDeJaL32z0zRhqadOWGcT",
+	"C9g5AMfuP2x0zTObuDG5G9UdI3Vb8zkFFGgXEYHTN+eR+zvEJsQO1sHT4dHwKfVpniGJO3T/mUKXMIEo",
+	"K8F39vVHKL3XIyBnQN9X2ArINqEBiFTC1hR7JN0P6IMPTCH2KSe+UjoB2ufl2LjdTOBWp2/OE2bUSFqK",
+	"VbFKFRiRgp2E/I/v3r5kpRLuyPDvmgcES9weRiz4JaSIE4ZaQo8dMvi33r19uU/IRgt3j/jYqKKy0AjY",
+	"/uVrqRYGt4y0KnNfJyPpaBsGeBoWhOaZMnbITpmjWROtpGUgc8RNJYHlfOnvKBtrtTCERG4bBqsPjGRq",
+	"4dYezuy8cPRDw0kkSHLLFlx6EhXgGT5tIzkhtxsQCzJLxVLyGtdUadSqIe+UD4crcSDLSi/qJ0dHD9a1",
+	"Kp5mQ8NXkTV4g800v6Y1dA1dr/Ww3a0W+X8Q3AfPfBuVNXR2SOCQF8+Ya8zToLzYH31Jr8FPbihH8w8x",
+	"yOiwseAdYjwbSqGqqyTvudaAdwUZ9DPMEfFhAO1sNTf7TBg09SMbw1fiRgpc5iMpZKZ9Lybb1/bSXSTC",
+	"mSAKUChe3YmvyKO3R3IKln119A3b1LOSLN5Ck2PUSSRDFvqusGuAkqHV0gmHVTmSmiN9QeecBgwCJOOj",
+	"wuI/vkyPX5RxSBoFDpJOO1NFjpZbdMyOJNUwbKItvMTRtP+jyEL2Dq8WMr84qkwDu4bSNv06Q1jmSKa/",
+	"jEIM5WhwzEZrIZijwfu069YgMqxEWCIZ1nwOFluc9aThN68c/iNSlt//ROIuGPutypcPdul6Ylzft8Vr",
+	"qyt4/xGvfl8s6vaWrlhYSXMfh/xRO4p+tQudiTqx4ydfbv+k1SERP3q6/aOmUzh+8ZftX6w0RHWffbnD",
+	"RKsNlt13T/68w65Wehvek1C7r3ZYZUdT01jHw9sWa3c/hphQd68aTvDcYRKZJlYjVyM9B/9GyuVLyHXS",
+	"2ohXnPq5alZRlgdEfg6jcu+dUtnLuk0+VplnWNg3Yb6gLq4k1MtnY7ALcDLKQoVkzrYF0iTIJooKIyfq",
+	"aH4/quN0mCBFQ6NIXo+Ns/fIB3W7rTO/mTVC11NVQQVFh/oeMDSZBS9cJGmVIrsmScu3GGRYhDuyDQg3",
+	"7s8VYHNzMsLEVS962z8mO6zNqm0razdo45ZNFHXyrcuB9K3Rujt1xyVS3q6uIKmXGFIMbOOa9ggQlgU3",
+	"IJmYMIGlVrEPcW1x7FoYhuXBorUyD/zBMYYtJR3VlO/B0j4SR2m6WfTwkNCQ2glB9cWZAV6ecF2Gg8+c",
+	"7H+1/YtXyr5Qlcx/N4S7J8p/hZKfhcu7UJG0x6I2oTVxDtSrm0CHdIeDf4uyl0qjx5PoALqbbyBoZsan",
+	"PERNWeji1dSLfVt39jch+qhp++/DFlLs41/raWtUOKyy3sz/iPIB5M2dL6cHTnM3a/M6mQk7zLfdvZrp",
+	"mDwQV0S6M5r74JkwIX55mzjnP4m/wJmfHP15F9FHW8ELP8ZnfbG/3GE7iEKvlL3gVpiJoLv2hyIKL+rG",
+	"cYuZKuqbGNEHIdEk8z/nbwIO3p1SHP5Scjt730ssUvc4DSb8iSjgC0MZwWt9fBmv7Z0rvc18dxpuGB9J",
+	"I+S0ADSCGZiiAWjPFNzMwLASdOYujW9UjPE9//+TF+n+kL1BIxUSqgL4TTzxSHIMK6MCYaQap2D5tO4S",
+	"TmW6WnuYcTND+zS3GQZppmJyIJWEA7Ivj+SSxM2nR1/di+x1iJ9rhA9bAG8RQOnNAw0FRwTANoLuBJI1",
+	"cAnppGIJAbC1vOQbIAdxif7ave/4JqkOZcumvyEK4v2SnRP8gOdNPzncUohZ+/VEu/PJKyXhO2o4/1El",
+	"QZVZsAeUUvMgXMfjr59uhes4rF+/xP+nUg5PQ2twh/pN3nUBw8HmpvP35kBPiTV074Funr+UIK2wS2b5",
+	"NI4K4YUjj0u34F9nn78n8fmRy+7CZZ/VjUulR8tAmmo+uztTjfuKd3LTt+h1D4bz1nRECT0nrVu2GvFv",
+	"su7HOI0cbiQ9iwswqoPn29UnmqbTvK7oQVncawxvjVlyS75ZNgWLjLCuM8TR9rzNxFK3Tf8g4X438nwW",
+	"AqLuSv0/pmLf0UC+m6jXXfK70OEutC8ipCGzIe4wu5n89dLrenkfjWavrrupjLj78j9j6v3HIagvhTft",
+	"OepmVvD5PkS1rMys3zFJPmHDeKwG1fpHVVhRcm19IZiUhkyTULEGyFBb8CUSNZmPJNqOE281VxrfoNwL",
+	"CYvGDuLzauI4mNpOyS3kJ6wyjkabhbDZ7HQlAjf19hVuu0io23EDlI/niKvBc+g2fRDKjjeXbDVyH9fT",
+	"SSAaDbB1EK3wyF4xdz3g7Vf159WgbqVabbb5LLipG2ms4sbg0f32R3C/vfPVYfDs1622uxM4IhGHv/gP",
+	"38fErk0YuonJNgNCaPTDV5TxJDLYjJcsjSW3EBORsr0g8mF84GjA/jQapGzO9TXo/R4DQ5wjdgcbw+fi",
+	"jlntotZDClqkf1G7qB69ML+N+/sdxYEGKt6VARMbqHa/z7Xbpj94EU1jWMf1pMPLwlBo19eNadFqajdZ",
+	"X8DhRr3r+8Zx9Ks5Ve7Jc+uldlyyixa5Cg7OR4H9IwnsvTdhqwOyiTY5pLD1jf7Hy8jxiNW7NfC5k5iB",
+	"ZzOnCOol0lT3o4+LExgqG2ZhIu/G/2Ydz3EZv1G/4kd3KD5eog++REk3U6nNiWThC1eqQV1uNvnsGgTu",
+	"uV6xhbFbIX6hNF2kaFLfVNxfJioCVJf6SXwuUFCFMf2tvlvHI5kGt5UXBhujpL8H1FEOMyGoenw6ZEi7",
+	"O+oKcZ+LgPG3KyvBzJa3XeFpx03+QSvcVgLbC0kAOGzaE0lZewJDigCGznqrQGchg3Sf8VyV1gfeh5SW",
+	"ITslZyYZRik8GaNzTOP7qhPC1hNajr7ZWCl7yM4nbKwc09dYbsxgzHRUG8XyazDuSQY5Fq3uscHWp/+r",
+	"GWG7g1E/Uijw+v4+UTRw10I26w3RxYzTkjD0p1juHhl81ypObA8L2VB15S6MD2Yzdzf22+bW7VVuf59B",
+	"x0ff7PLZWlR64GR/aKvJHcXPNX5lGLIHxqkrcYddZSu7/KX540rk73cJifMse69UxohxscQSwibjBeT7",
+	"2M97yH5wlDxVWkyF5EXKDFi8vszqys6WIxl4A7BK+lIrUJcTFj7NK6+DIdZytaCkMggYdjKSDxd3UkPj",
+	"zsyg+XQ3F9sdmcdrD8xPHl3RIMwXho2XFsxnGNf3GKTwBw1S4DJC0F5KSPja1VaG2sYW4hpYuk4UUjau",
+	"QikWT1vQy79GTzAptvnu+a0w1vzmSMpGyUwE/05s0N38RR6cgOhcjK1VHW4kyi2ntGVhmix5IfFrp0zB",
+	"bSmaBTztqa3Di4JEPoUhVUtcQWXAN7cp6xKezf1cbaHYuW9fIgBHCbv5sBvXJ6+GLiKVhNsSQzidFNzc",
+	"udVC42OeXdc5oGWTbQk5lZqAeak016JYsqq5iStk/C1YvTw4dQrxNvKNr9KbJOZ+eLw/FipfzICy12Xn",
+	"AWy43mVlN8TVTRWYXg+4eyMdstM4QUwDE/N5hVn8x245IvcJ7E5/9fEcHiu6NNohO88xINH4yu/pYXow",
+	"0VDHoRqmJiNZAPa0SVgupsKahKXDNGHpFdYZYOnBPfR/tk3fH0lS4tnD6fAjuS3JeK10TaSDibjQaZes",
+	"RlLi5yup3UfNv2OggcPRbeQ2ls52iTCIq+/g+D994qiDVrm+7ZaCJuDgdxpfsIum3aD2WehN+ahk9zEZ",
+	"ssC2mQvx9EBLmyrI25Xqys4OseJNv+U5BLe6KaPCOgkGnsb9sAJ9jN/6wpC8s8ROq0PkA1hlzC0f5qXn",
+	"U5pbYL5FICtB11GHea7dWFjTyW2R+hWdMB7eHskQ/YrBrF89+abRnxtZoCl5dCrDIAFqDjDXzFi+RLlK",
+	"Mqsce8GJQ7jsjN8ASmBepnEU3yZo8vf7CLG/sGAGMiVz09S5ENaMpFpIKoHthilUdu2GqToDxehAPsdK",
+	"DS/dyj6VRbayW8O4Mg0YJs0Lwisvsrc1fZ7N4MAp3loVW3V897J/95XCu/drF2L4TcR1ffVkBzp/qdR3",
+	"XC79as0nIrpNoYVb3xiHeo9JtKI7QhPaoGEwp6NiLU951a644yiop4P9NLTunS0MK5S6RrMhZczXVWeo",
+	"230gThmXThAulJw2/QSpCEQoapeTckieI5hMIKtbykpY+JVTSGubUHv/E4n9pgRpT0bS/yjkFCNj3dKY",
+	"hht1XRcEoo/dxqg3bSNTO8gh0UoY3GZQWqTBQo4kZ3MhK+oDLCwWtWOLmVNnMM+d9GQSg+A2bMvBXRhW",
+	"ycpAfuxLglMB/2QkKcvBF6vC2qXK2ITIP0XtlVxoBwnsYFd3c1bGW1/fxsymENcwkr7qWxcxbnVo/Dyr",
+	"57SaWn5mVPmU4ihJJHDo20LFR9L8SJq3kOaVnqvYUrgmb3jV+4mz00gpcukwMzcbI5fecP1zBdbX5/zC",
+	"MDSbGMYNO7v4nu35IjU/U1oLR0vM2xdn7Ksv/3KUsEJIRyapG5CQjka7n9gEIE/Yu8sXB3+pTa9LRw11",
+	"js0u9XUtJJrSyfxmBoAlZiz4NouYBCzkdP/YUa+RTEfV0dHTrO57hX/CMDM3KYrI9YMwoQ8w0GrRWDAc",
+	"wc5UUc0dg6AKzr5DkhbWOlne15DEzh5lZWZuHz4T11BfcEdZ0sMUk3XTBOV7Y/m8rEHz9OnTb9jeu8uz",
+	"/YSl7oTIhPL3i9evwuRuHvzbwq1NqFyjt5mSFQffoNriGRRFX/WfM3PzQKFh2y0lNNELpeeXyxJ2/+JC",
+	"yOzu85xjqSSg0nz57zJ0LRn844A2exCVZd9YII1er4H5mCX2mcXLPW+qHLeLmBE1pRwyRyd7IuawcDSO",
+	"0U3NS6LWvRT9NB43qWNRkW6j+dvTuYSIpNPjAwOgOgwxIR3JvR6i65eRnrBsxjXP3L1llTR8grlqOJTE",
+	"IrUY9tUu67A/ZKdFMZIEjEzNfZUFtxhvdAdpmZG8NLOm6Wur8fBInhEhPWZpBOgrkacJS91ysbNi/UcT",
+	"HJhG//SF36+4TZORTH1nCvwTm+xm9Afba2i8Y2pI173e4t6ke5Lijw67cBWOUSDp3+N1B1miNcZ9PgVV",
+	"+Jbxw4JbYascV9v6XcmpfzCSrSc8yyrNs+XqF7zoHin8ftV8uDJivcMUI/ilPw0HY0IKdLeE4gNY9Ztb",
+	"nvio5vGSbD0lt7NjlmJZ75mqDMxUkQ+N+DdQhmD6y2hQ/z4aHLNfRgP31P3zq/fv0yE7Zbk7co1eMSyj",
+	"MpK+Mgtn14CR1GAyXjbxIvWbbI9m5qPRcFzXeHEfpXw4TvcpC5LLkSTG6ocLrD8djdCV5PcqDDt/dfnn",
+	"ryichTRBcrCgB4X5UDFf7XqCHqBnr999+/J59xdMoriRsG9fv375/PRVwi4u356/+mvidlvLAmyvoE5H",
+	"I4myjHuwT9Kf1nxJqsRE6VA8kJRCLzKgtS7UVrO+Oyj7juQKH8ZDV1JWRTFk38JSyZw9SY6OjsKAvghP",
+	"feMTf/nmXEgnnfjX1ASjckcybjw1VcwXbIlkHUKHK7i1mpNLDCvA1YHFMjeMj3VV2mLJ9nwVagmZDeXY",
+	"C2Ug32dmpqqCxDhfS37CRUExwCMpfE97J64FyZJj3WDBizg83/eoFMbyRq52vMJdZ9STuyUtTyYfpa1H",
+	"aetR2vr8pa1YqvkgiUvzxUGwDD2UyFVqsHZ5UGqBxkgklnX1+NKRs5iqcsu6xbBD+jV+V+ReQqNy83tb",
+	"xDOqNLYunz3n2axZEZX8XoHyF4bNwXIMZeXUQJwEAT6SwYnlmxLU4kJo0+H+nSYMbnnmiD5BasGNV7iP",
+	"Pas0CZNgLPIuN5bj12RAaMqGnxZF1DFiqzDZQ9zf8sXfjZKPxP2RuD8S98+fuLcI5t2pezzcDrW/Q+Ee",
+	"Yzn5c3zoWGtVKEc2LZWwHAGSej4F7Ioykk7FSoiAEaWs6xbIKIF6yF7U5FIYVsDEMlVZtocuejckdecd",
+	"SWQnqdMtow7Yb+FGUKUDrDFpTN1p/gvDUgm39opaDMUpbCOZrv5ILXHypum+GyJ0yljZu6PG9TorWYBx",
+	"I1Ktc7gKijLqY7rqlK9XNrG1iDn2b2qtIRSHaqzAe8heqMLTfl85xtpS0MoOmvPb0A37yddfJ9vrR66v",
+	"xzvr8NpjXiEX2OALAzpvbUK9wrGZOje91SLp+4demzd7OLRUrTbZQhrLozKbqzXdvbnEMdjubKqNHQN3",
+	"X5hvgnWXNVn1ACs6LYwiY03ehed7Vs3HxioJphehVrD+znU+t+IV2TxC32zv9xa6blKzl864uQrPHRno",
+	"g1x45cqT5A9ZqOPJQlbAxlCoBZ1cqP6wRx2a4UaoymwkRb1rbb+3OZNvU0P99YWjl9FYL3E6MtICt7eG",
+	"IPHrWRs61LvB9/VR4u4rLefro6Pti/tc6llExNgxwi6Z7nXgbisw+9zjOf94ktS32NgszgaMz6sWP7zn",
+	"GaWQSIS6WMqsR3g6/KVte39/qIP4sbVk6Lo66SlYwlSR1+LQ8boIlvidcOsUWGGZBgx4iZqs1svwBbaV",
+	"sTHRdK+RHXAMGbqEafwdRJNavtomopyHsqU6WM2j3fbUmWpD87dabqoDWn005HINCeqTeyw89ZunO5gK",
+	"TW6QcKxxWrCGDMSND3vjMkaEfvLjrr3ZTYPDvt1YVeOgU5xr+TqTOtT63eUZdoVUk5aDcCT33NMFwHXC",
+	"Quc89p2SOV8mTcoz6m2mxGARtgSunYg9Vxp8a0snimKEzMypXZyNq+waLIKAIIVT0zxO+hDWUJ3+xEeD",
+	"OOmTeSkz7zFnRTfwwsHr862btbrSrbUmplMNU46JMo8yw0e8u3h52vdlvIy0a3dbsJV80K3CdUV8i+7r",
+	"UmaHZVUU2/Ms1iw93rfZFJGb4nX0/Sup2M6wtljsUVN7LG8zpwtJr6DlwbcP20/QWoSRvBhr5Qf3ZmVs",
+	"NcfmTlxIUa5PyRy/xfgRriNGj9U6ItsLQQLHaPhI94dYKydTOjcp5SIuyKVLzt2E1UUa8K4PWUr35HJZ",
+	"gs8qpB/QZGHSkdTgJAAfMafBVIUNDX+n4ob8m3RiBvUwoVklsTe9g09dmMeAtPvom33Dp0JOjz38nCrp",
+	"iFdtvEmQltUFLTByjgtHCk+cGAY8rMQXZsf8wtWT8vUlUEkM6iCNeJVVVk0mqe/51p6flNGRXHmXwc8V",
+	"L8x6baZjT1G9XFuVNCm3TT9lbtgYQI5kDoW4AR1kyNUpRG0JNBgaT61VQ0+ppvfqY8Gnhyn45ID5xhGN",
+	"XeyAVO5rizmwT3tvLtjd+gCu2w38xf6sTQYP33rg162SdeHx4hPF/DfT90spsVnEk8nH5riPdao+43Zs",
+	"bRO8T0UKpaqI5W3Qx0i+25QDhsEERB0xnmsGlANKyo1ayCE791VCAg2l/mel0tR8bSRTyj+9qqWnveD7",
+	"dfS2FqoStPLkJJ5ypoEbJfdrs5AvRSJD4IO3hjmNQucFGHPCUlNhys4VZqOl1D69VUnLfe4ZvcW+MjgS",
+	"n8Dxekcaq7k0GNdPsakY5BAqUDSVtLwgMZKYn5CSoIDvY3IXHpKv/hLyvyhPDYtWellMKjsTcjpkb6HC",
+	"PAKOuQqrCyD/QRMkiHJEdxWM0/rU0JZFQYmqx47IckWL8F6clSYCDmD1eB46Y24ij6MT0os8SPfRJEFa",
+	"w1y5HJPXUFDhciRVZQ/U5CB3E1Ixs8vYwGBUcQOGEulqf4ePVmWlKkS2TDyiGaoyisi24FoKOTUeXIhR",
+	"6dnrVy9enp9dpiQiOgnQhAQ7B+7axOFTEVt2rZFs/DMbPLaP8uNDyo9m9rk1avoU0tIny5Bspt/SgoQ7",
+	"ToThX4EinjADwNaIPqpmzeV0ZLMEfeCpiqpspuaP4tajuPVZVSzBNOCaT7etR/1yVWU8+naatp83leXn",
+	"fIkd7pYsJWqZQXq8VoKz4MYywxdUxNOATqJqI5hhYbnMwMeoIrUVTu7Zi0uVJit19JPAkvzf+56/Qz6S",
+	"nhVw699B1w7l2PZ52d7hln9Viv2hpm1hYW62VkYyoF8KY88tzAdNcyg0+XVmjhdFqIbw6Ez/VN1U0HfF",
+	"i4KqV4TjiO4rYStWr+vUei5CbWoSh93r6QmVwh1DxisDzKh5aDPopFETW0XtrKNMZT0SNti3n2VVhrN6",
+	"kXcSO758uEJkOPUWN5IvNuKEDu/j+wOXIXssPraJEpwFdTamBGyPF7gm7HPkrut+B21oMfNDEgAOQpWd",
+	"zUVzqA4qKq1Cz30UL2lDTZ0eIWuvxxv/W8r2FPWXMUup5HI+kqkq8vrxvtPfFlrJacdw68ral8Gt435y",
+	"X41keL2jgBkV4qWSMmyvLknWKki238X+CTRhkZ8nXWst8ROpVDt2cqtPFOkbyZ2PbRz/YDVlHiwSgNyn",
+	"Ni7OrBayRrLtdA8JaD+5e+drkBFBqaT4uYITxiWDW4HZX5ir1m2j3CAjPUpHj9LRo3T0SaSjrSSB4mIO",
+	"fwnlB98TVXA/btCk6IUuTQqlI6Ut+kfI13P28hzp1SaFqhnwngpVIF2D32C71/iW+zil313M7Z3v9+/2",
+	"nlLs2gNoMeiv6VRiVstHGkCT3mct1aMp+zco1IeUh9/fjX3s5v4g9/0CLONSoWPYXdwvzO4C+25s2eEk",
+	"uhWa2kC4kriSr1SOR9fZlHtfHX2zv4kNPzLgRwb8R2LA3f4EbrPZ+n17BnOF2rDddvGE4w+TymxUlKnY",
+	"3Se4dA/PxN/VW/lEHPwuSnVItw9B9I8c/FEVfyBVPC7q7zuobeD1N02dnJ5EXQqLi6IIar9/yHQbcwNM",
+	"YH8244O0lLGsLLjFyHunjI8rUeR1rajORvff13n9n2ma2sXSWJj7qc7lRHXd8m9xo27LBl9nQlJxgqZd",
+	"3aNT/iO1qceDGJMhSFcSmaJHWsS/6B4EhFm7CXG4zXr/8Tfn34fXPls0jRa5iR1dVKUPrXazap7VETym",
+	"Np+FjHsl4RF3P36WtAP56ZvzjgNB86VHZVMCvza9uDwDXthZL0F/hR0lQ7Qw940EQjxwnRNX94ui5qpP",
+	"jo7WoskyLkdSU7y0NQ0ncMjz9dFTel8EDbAnSflvtNqPeB1ohtf/3SeSGTpZJy8T6EKbzg/ApQdcuB96",
+	"89p1JQ22ueUshxJkDjJbOtjX/UM/Us/QGn9JTqi7f9o2YKsyQld/5D/hCP7H9bprNyDBmFA1w481bLLn",
+	"/CjrOXkXEcFHXOy8UdFIcdzgShbX2AbVClu3SFjgH1GHt3ggvPnro7yLY8daLZbij0kwW//a9wJx87bz",
+	"sMEuABsSOcCYlfac0cAYUro+7jMwVlcZ2nydAmlBcplFvWdbO0OStT7It1j70ZdX1YDJJFnIzGiXA2rG",
+	"ilrxrY/oDwNyxsvSR5oalgtjtRhXjltZFfYcD1qW3+K7XYusimtfLLrGp0wVBTbl7VtlVDKwo0JYXX8A",
+	"o89zbmZjxdvnSSnw7396//8CAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

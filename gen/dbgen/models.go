@@ -61,7 +61,7 @@ type PortalSession struct {
 	Username        string
 	Role            string
 	CsrfToken       string
-	AuthenticatedAt time.Time
+	TokenGeneration int64
 	LastSeenAt      time.Time
 	ExpiresAt       time.Time
 }
@@ -75,12 +75,13 @@ type PushReceipt struct {
 }
 
 type RefreshToken struct {
-	TokenHash []byte
-	UserID    uuid.UUID
-	FamilyID  uuid.UUID
-	CreatedAt time.Time
-	ExpiresAt time.Time
-	UsedAt    *time.Time
+	TokenHash      []byte
+	UserID         uuid.UUID
+	FamilyID       uuid.UUID
+	CreatedAt      time.Time
+	ExpiresAt      time.Time
+	UsedAt         *time.Time
+	UserGeneration int64
 }
 
 type ServerSecret struct {
@@ -98,13 +99,13 @@ type SyncState struct {
 }
 
 type User struct {
-	ID               uuid.UUID
-	Username         string
-	PasswordHash     string
-	Role             string
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
-	TokensValidAfter time.Time
+	ID              uuid.UUID
+	Username        string
+	PasswordHash    string
+	Role            string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	TokenGeneration int64
 }
 
 type UserClientPresence struct {

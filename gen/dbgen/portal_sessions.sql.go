@@ -13,7 +13,7 @@ import (
 )
 
 const portalSessionCreate = `-- name: PortalSessionCreate :exec
-INSERT INTO portal_sessions (token_hash, user_id, username, role, csrf_token, authenticated_at, expires_at)
+INSERT INTO portal_sessions (token_hash, user_id, username, role, csrf_token, token_generation, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 `
 
@@ -23,7 +23,7 @@ type PortalSessionCreateParams struct {
 	Username        string
 	Role            string
 	CsrfToken       string
-	AuthenticatedAt time.Time
+	TokenGeneration int64
 	ExpiresAt       time.Time
 }
 
@@ -34,7 +34,7 @@ func (q *Queries) PortalSessionCreate(ctx context.Context, arg PortalSessionCrea
 		arg.Username,
 		arg.Role,
 		arg.CsrfToken,
-		arg.AuthenticatedAt,
+		arg.TokenGeneration,
 		arg.ExpiresAt,
 	)
 	return err
@@ -69,7 +69,7 @@ SET last_seen_at = now()
 WHERE token_hash = $1
   AND expires_at > now()
   AND last_seen_at > now() - make_interval(secs => $2::float8)
-RETURNING token_hash, user_id, username, role, csrf_token, authenticated_at, last_seen_at, expires_at
+RETURNING token_hash, user_id, username, role, csrf_token, token_generation, last_seen_at, expires_at
 `
 
 type PortalSessionTouchParams struct {
@@ -88,7 +88,7 @@ func (q *Queries) PortalSessionTouch(ctx context.Context, arg PortalSessionTouch
 		&i.Username,
 		&i.Role,
 		&i.CsrfToken,
-		&i.AuthenticatedAt,
+		&i.TokenGeneration,
 		&i.LastSeenAt,
 		&i.ExpiresAt,
 	)

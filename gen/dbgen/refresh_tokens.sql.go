@@ -13,15 +13,16 @@ import (
 )
 
 const refreshTokenCreate = `-- name: RefreshTokenCreate :exec
-INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at)
-VALUES ($1, $2, $3, $4)
+INSERT INTO refresh_tokens (token_hash, user_id, family_id, user_generation, expires_at)
+VALUES ($1, $2, $3, $4, $5)
 `
 
 type RefreshTokenCreateParams struct {
-	TokenHash []byte
-	UserID    uuid.UUID
-	FamilyID  uuid.UUID
-	ExpiresAt time.Time
+	TokenHash      []byte
+	UserID         uuid.UUID
+	FamilyID       uuid.UUID
+	UserGeneration int64
+	ExpiresAt      time.Time
 }
 
 func (q *Queries) RefreshTokenCreate(ctx context.Context, arg RefreshTokenCreateParams) error {
@@ -29,6 +30,7 @@ func (q *Queries) RefreshTokenCreate(ctx context.Context, arg RefreshTokenCreate
 		arg.TokenHash,
 		arg.UserID,
 		arg.FamilyID,
+		arg.UserGeneration,
 		arg.ExpiresAt,
 	)
 	return err
@@ -59,12 +61,43 @@ func (q *Queries) RefreshTokenDeleteExpired(ctx context.Context) (int64, error) 
 	return result.RowsAffected(), nil
 }
 
-const refreshTokenGet = `-- name: RefreshTokenGet :one
-SELECT token_hash, user_id, family_id, created_at, expires_at, used_at FROM refresh_tokens WHERE token_hash = $1
+const refreshTokenDeleteUnused = `-- name: RefreshTokenDeleteUnused :exec
+DELETE FROM refresh_tokens WHERE family_id = $1 AND used_at IS NULL
 `
 
-func (q *Queries) RefreshTokenGet(ctx context.Context, tokenHash []byte) (RefreshToken, error) {
-	row := q.db.QueryRow(ctx, refreshTokenGet, tokenHash)
+// RefreshTokenDeleteUnused deletes the family's unused tokens: the successor a client never
+// received is replaced by the one issued on its retry.
+func (q *Queries) RefreshTokenDeleteUnused(ctx context.Context, familyID uuid.UUID) error {
+	_, err := q.db.Exec(ctx, refreshTokenDeleteUnused, familyID)
+	return err
+}
+
+const refreshTokenFamilyUsedSince = `-- name: RefreshTokenFamilyUsedSince :one
+SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND used_at > $2)
+`
+
+type RefreshTokenFamilyUsedSinceParams struct {
+	FamilyID uuid.UUID
+	UsedAt   *time.Time
+}
+
+// RefreshTokenFamilyUsedSince reports whether a token of the family was used after the
+// given time: a spent token presented again after its successor was used is a replay.
+func (q *Queries) RefreshTokenFamilyUsedSince(ctx context.Context, arg RefreshTokenFamilyUsedSinceParams) (bool, error) {
+	row := q.db.QueryRow(ctx, refreshTokenFamilyUsedSince, arg.FamilyID, arg.UsedAt)
+	var exists bool
+	err := row.Scan(&exists)
+	return exists, err
+}
+
+const refreshTokenGetForUpdate = `-- name: RefreshTokenGetForUpdate :one
+SELECT token_hash, user_id, family_id, created_at, expires_at, used_at, user_generation FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE
+`
+
+// RefreshTokenGetForUpdate reads a token and locks it, so that concurrent presentations of
+// one spent token are decided one after the other.
+func (q *Queries) RefreshTokenGetForUpdate(ctx context.Context, tokenHash []byte) (RefreshToken, error) {
+	row := q.db.QueryRow(ctx, refreshTokenGetForUpdate, tokenHash)
 	var i RefreshToken
 	err := row.Scan(
 		&i.TokenHash,
@@ -73,6 +106,7 @@ func (q *Queries) RefreshTokenGet(ctx context.Context, tokenHash []byte) (Refres
 		&i.CreatedAt,
 		&i.ExpiresAt,
 		&i.UsedAt,
+		&i.UserGeneration,
 	)
 	return i, err
 }
@@ -97,21 +131,24 @@ func (q *Queries) RefreshTokenRevokeUser(ctx context.Context, userID uuid.UUID) 
 
 const refreshTokenUse = `-- name: RefreshTokenUse :one
 UPDATE refresh_tokens
-SET used_at = now()
+SET used_at = clock_timestamp()
 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
-RETURNING user_id, family_id
+RETURNING token_hash, user_id, family_id, created_at, expires_at, used_at, user_generation
 `
-
-type RefreshTokenUseRow struct {
-	UserID   uuid.UUID
-	FamilyID uuid.UUID
-}
 
 // RefreshTokenUse marks an unused, unexpired token as used and returns it. Exactly one of
 // several concurrent uses of the same token succeeds.
-func (q *Queries) RefreshTokenUse(ctx context.Context, tokenHash []byte) (RefreshTokenUseRow, error) {
+func (q *Queries) RefreshTokenUse(ctx context.Context, tokenHash []byte) (RefreshToken, error) {
 	row := q.db.QueryRow(ctx, refreshTokenUse, tokenHash)
-	var i RefreshTokenUseRow
-	err := row.Scan(&i.UserID, &i.FamilyID)
+	var i RefreshToken
+	err := row.Scan(
+		&i.TokenHash,
+		&i.UserID,
+		&i.FamilyID,
+		&i.CreatedAt,
+		&i.ExpiresAt,
+		&i.UsedAt,
+		&i.UserGeneration,
+	)
 	return i, err
 }

@@ -40,7 +40,7 @@ func (q *Queries) UserCountAdmins(ctx context.Context) (int64, error) {
 const userCreate = `-- name: UserCreate :one
 INSERT INTO users (username, password_hash, role)
 VALUES ($1, $2, $3)
-RETURNING id, username, password_hash, role, created_at, updated_at, tokens_valid_after
+RETURNING id, username, password_hash, role, created_at, updated_at, token_generation
 `
 
 type UserCreateParams struct {
@@ -60,7 +60,7 @@ func (q *Queries) UserCreate(ctx context.Context, arg UserCreateParams) (User, e
 		&i.Role,
 		&i.CreatedAt,
 		&i.UpdatedAt,
-		&i.TokensValidAfter,
+		&i.TokenGeneration,
 	)
 	return i, err
 }
@@ -69,7 +69,7 @@ const userCreateIfNoneExist = `-- name: UserCreateIfNoneExist :one
 INSERT INTO users (username, password_hash, role)
 SELECT $1, $2, 'admin'
 WHERE NOT EXISTS (SELECT 1 FROM users)
-RETURNING id, username, password_hash, role, created_at, updated_at, tokens_valid_after
+RETURNING id, username, password_hash, role, created_at, updated_at, token_generation
 `
 
 type UserCreateIfNoneExistParams struct {
@@ -88,7 +88,7 @@ func (q *Queries) UserCreateIfNoneExist(ctx context.Context, arg UserCreateIfNon
 		&i.Role,
 		&i.CreatedAt,
 		&i.UpdatedAt,
-		&i.TokensValidAfter,
+		&i.TokenGeneration,
 	)
 	return i, err
 }
@@ -106,7 +106,7 @@ func (q *Queries) UserDelete(ctx context.Context, username string) (int64, error
 }
 
 const userGetByID = `-- name: UserGetByID :one
-SELECT id, username, password_hash, role, created_at, updated_at, tokens_valid_after FROM users WHERE id = $1
+SELECT id, username, password_hash, role, created_at, updated_at, token_generation FROM users WHERE id = $1
 `
 
 func (q *Queries) UserGetByID(ctx context.Context, id uuid.UUID) (User, error) {
@@ -119,13 +119,13 @@ func (q *Queries) UserGetByID(ctx context.Context, id uuid.UUID) (User, error) {
 		&i.Role,
 		&i.CreatedAt,
 		&i.UpdatedAt,
-		&i.TokensValidAfter,
+		&i.TokenGeneration,
 	)
 	return i, err
 }
 
 const userGetByName = `-- name: UserGetByName :one
-SELECT id, username, password_hash, role, created_at, updated_at, tokens_valid_after FROM users WHERE username = $1
+SELECT id, username, password_hash, role, created_at, updated_at, token_generation FROM users WHERE username = $1
 `
 
 func (q *Queries) UserGetByName(ctx context.Context, username string) (User, error) {
@@ -138,13 +138,13 @@ func (q *Queries) UserGetByName(ctx context.Context, username string) (User, err
 		&i.Role,
 		&i.CreatedAt,
 		&i.UpdatedAt,
-		&i.TokensValidAfter,
+		&i.TokenGeneration,
 	)
 	return i, err
 }
 
 const userGetForUpdate = `-- name: UserGetForUpdate :one
-SELECT id, username, password_hash, role, created_at, updated_at, tokens_valid_after FROM users WHERE username = $1 FOR UPDATE
+SELECT id, username, password_hash, role, created_at, updated_at, token_generation FROM users WHERE username = $1 FOR UPDATE
 `
 
 func (q *Queries) UserGetForUpdate(ctx context.Context, username string) (User, error) {
@@ -157,13 +157,13 @@ func (q *Queries) UserGetForUpdate(ctx context.Context, username string) (User, 
 		&i.Role,
 		&i.CreatedAt,
 		&i.UpdatedAt,
-		&i.TokensValidAfter,
+		&i.TokenGeneration,
 	)
 	return i, err
 }
 
 const userList = `-- name: UserList :many
-SELECT id, username, password_hash, role, created_at, updated_at, tokens_valid_after FROM users ORDER BY username
+SELECT id, username, password_hash, role, created_at, updated_at, token_generation FROM users ORDER BY username
 `
 
 func (q *Queries) UserList(ctx context.Context) ([]User, error) {
@@ -182,7 +182,7 @@ func (q *Queries) UserList(ctx context.Context) ([]User, error) {
 			&i.Role,
 			&i.CreatedAt,
 			&i.UpdatedAt,
-			&i.TokensValidAfter,
+			&i.TokenGeneration,
 		); err != nil {
 			return nil, err
 		}
@@ -196,9 +196,9 @@ func (q *Queries) UserList(ctx context.Context) ([]User, error) {
 
 const userSetPassword = `-- name: UserSetPassword :one
 UPDATE users
-SET password_hash = $1, updated_at = now(), tokens_valid_after = date_trunc('second', now())
+SET password_hash = $1, updated_at = now(), token_generation = token_generation + 1
 WHERE username = $2
-RETURNING id, username, password_hash, role, created_at, updated_at, tokens_valid_after
+RETURNING id, username, password_hash, role, created_at, updated_at, token_generation
 `
 
 type UserSetPasswordParams struct {
@@ -206,7 +206,8 @@ type UserSetPasswordParams struct {
 	Username     string
 }
 
-// UserSetPassword replaces the password hash and invalidates every access token issued so far.
+// UserSetPassword replaces the password hash and starts a new token generation, which
+// invalidates every token issued so far.
 func (q *Queries) UserSetPassword(ctx context.Context, arg UserSetPasswordParams) (User, error) {
 	row := q.db.QueryRow(ctx, userSetPassword, arg.PasswordHash, arg.Username)
 	var i User
@@ -217,7 +218,7 @@ func (q *Queries) UserSetPassword(ctx context.Context, arg UserSetPasswordParams
 		&i.Role,
 		&i.CreatedAt,
 		&i.UpdatedAt,
-		&i.TokensValidAfter,
+		&i.TokenGeneration,
 	)
 	return i, err
 }
@@ -225,9 +226,9 @@ func (q *Queries) UserSetPassword(ctx context.Context, arg UserSetPasswordParams
 const userSetRole = `-- name: UserSetRole :one
 UPDATE users
 SET role = $1, updated_at = now(),
-    tokens_valid_after = CASE WHEN role = $1 THEN tokens_valid_after ELSE date_trunc('second', now()) END
+    token_generation = CASE WHEN role = $1 THEN token_generation ELSE token_generation + 1 END
 WHERE username = $2
-RETURNING id, username, password_hash, role, created_at, updated_at, tokens_valid_after
+RETURNING id, username, password_hash, role, created_at, updated_at, token_generation
 `
 
 type UserSetRoleParams struct {
@@ -235,7 +236,8 @@ type UserSetRoleParams struct {
 	Username string
 }
 
-// UserSetRole changes the role and invalidates every access token issued so far.
+// UserSetRole changes the role; a different role starts a new token generation, which
+// invalidates every token issued so far.
 func (q *Queries) UserSetRole(ctx context.Context, arg UserSetRoleParams) (User, error) {
 	row := q.db.QueryRow(ctx, userSetRole, arg.Role, arg.Username)
 	var i User
@@ -246,7 +248,7 @@ func (q *Queries) UserSetRole(ctx context.Context, arg UserSetRoleParams) (User,
 		&i.Role,
 		&i.CreatedAt,
 		&i.UpdatedAt,
-		&i.TokensValidAfter,
+		&i.TokenGeneration,
 	)
 	return i, err
 }

@@ -1,6 +1,8 @@
 // Package authlimit throttles failed logins in memory, per client address and
 // per account, so that password guessing is slowed down without letting an
-// attacker lock legitimate users out by filling the limiter's table.
+// attacker lock legitimate users out, neither by filling the limiter's table
+// nor by failing on purpose: an account over its limit is closed only to the
+// addresses that failed on it, and admits the others at a slow, steady pace.
 //
 // Counters use fixed windows: a window opens at a key's first failure and
 // lasts its Period; once it has passed the next failure opens a new one. The
@@ -40,8 +42,15 @@ type Config struct {
 	// the tightest limit and the one a successful login clears.
 	PerAddrAccount Window
 	// PerAccount limits guesses at one account from anywhere, against
-	// attackers who spread their attempts over many addresses.
+	// attackers who spread their attempts over many addresses. Once it is
+	// reached, addresses that failed on the account wait for the window to
+	// end, while the others (the account's owner among them) are admitted one
+	// at a time, at most one attempt per HotAccountPace.
 	PerAccount Window
+	// HotAccountPace is how often an account over its PerAccount limit admits
+	// an attempt from an address with no failures on it. Values of zero or
+	// less use DefaultConfig's.
+	HotAccountPace time.Duration
 	// PerAddr limits failures from one address over all accounts, against
 	// one client trying a common password on many accounts.
 	PerAddr Window
@@ -52,13 +61,15 @@ type Config struct {
 }
 
 // DefaultConfig returns limits suited to interactive logins: 10 failures per
-// 5 minutes per (address, account), 50 per 15 minutes per account, 100 per
-// 15 minutes per address, and room for 100,000 counters (well under 100 MB
-// even with maximal key lengths).
+// 5 minutes per (address, account), 50 per 15 minutes per account (after which
+// fresh addresses get one attempt per 5 seconds), 100 per 15 minutes per
+// address, and room for 100,000 counters (well under 100 MB even with maximal
+// key lengths).
 func DefaultConfig() Config {
 	return Config{
 		PerAddrAccount: Window{Failures: 10, Period: 5 * time.Minute},
 		PerAccount:     Window{Failures: 50, Period: 15 * time.Minute},
+		HotAccountPace: 5 * time.Second,
 		PerAddr:        Window{Failures: 100, Period: 15 * time.Minute},
 		MaxKeys:        100_000,
 	}
@@ -84,12 +95,16 @@ type entry struct {
 	start    time.Time
 	failures int
 	elem     *list.Element
+	// admitted is when an account over its limit last admitted an attempt
+	// from an address with no failures on it.
+	admitted time.Time
 }
 
 // Limiter counts failed login attempts and says when a client must wait. It
 // is safe for concurrent use.
 type Limiter struct {
 	windows [numKinds]Window
+	pace    time.Duration
 	maxKeys int
 
 	mu      sync.Mutex
@@ -107,12 +122,16 @@ func New(cfg Config) *Limiter {
 	if cfg.MaxKeys < 1 {
 		cfg.MaxKeys = DefaultConfig().MaxKeys
 	}
+	if cfg.HotAccountPace <= 0 {
+		cfg.HotAccountPace = DefaultConfig().HotAccountPace
+	}
 	l := &Limiter{
 		windows: [numKinds]Window{
 			kindAddrAccount: cfg.PerAddrAccount,
 			kindAccount:     cfg.PerAccount,
 			kindAddr:        cfg.PerAddr,
 		},
+		pace:    cfg.HotAccountPace,
 		maxKeys: cfg.MaxKeys,
 		entries: make(map[key]*entry),
 	}
@@ -124,8 +143,9 @@ func New(cfg Config) *Limiter {
 
 // Check reports whether an attempt from addr on account must be refused as of
 // now, and if so how long the client should wait (whole seconds, at least one)
-// before the blocking windows end. Call it before checking the password so a
-// limited client spends no bcrypt time.
+// before trying again. Call it before checking the password so a limited
+// client spends no bcrypt time. An attempt it allows from an address with no
+// failures on an account over its limit counts against that account's pace.
 //
 // addr should be a canonical form of whatever identifies the client (for
 // IPv6, consider its /64 prefix); account is case-folded.
@@ -135,20 +155,37 @@ func (l *Limiter) Check(addr, account string, now time.Time) (retryAfter time.Du
 	l.mu.Lock()
 	defer l.mu.Unlock()
 
-	var wait time.Duration
+	var live [numKinds]*entry
 	for k, w := range l.windows {
 		e := l.entries[keys[k]]
 		if e == nil {
 			continue
 		}
-		end := e.start.Add(w.Period)
-		if !now.Before(end) {
+		if !now.Before(e.start.Add(w.Period)) {
 			l.remove(e)
 			continue
 		}
-		if e.failures >= w.Failures {
+		live[k] = e
+	}
+	var wait time.Duration
+	block := func(k kind) {
+		limited = true
+		wait = max(wait, live[k].start.Add(l.windows[k].Period).Sub(now))
+	}
+	for _, k := range []kind{kindAddrAccount, kindAddr} {
+		if live[k] != nil && live[k].failures >= l.windows[k].Failures {
+			block(k)
+		}
+	}
+	if acct := live[kindAccount]; acct != nil && acct.failures >= l.windows[kindAccount].Failures {
+		switch next := acct.admitted.Add(l.pace); {
+		case live[kindAddrAccount] != nil:
+			block(kindAccount) // this address guessed at the account before
+		case now.Before(next):
 			limited = true
-			wait = max(wait, end.Sub(now))
+			wait = max(wait, next.Sub(now))
+		case !limited:
+			acct.admitted = now
 		}
 	}
 	if !limited {

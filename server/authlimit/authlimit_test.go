@@ -46,6 +46,7 @@ func TestDefaultConfig(t *testing.T) {
 	require.Equal(t, authlimit.Config{
 		PerAddrAccount: authlimit.Window{Failures: 10, Period: 5 * time.Minute},
 		PerAccount:     authlimit.Window{Failures: 50, Period: 15 * time.Minute},
+		HotAccountPace: 5 * time.Second,
 		PerAddr:        authlimit.Window{Failures: 100, Period: 15 * time.Minute},
 		MaxKeys:        100_000,
 	}, authlimit.DefaultConfig())
@@ -135,12 +136,38 @@ func TestPerAccount(t *testing.T) {
 		for i := range 49 {
 			l.Failure(fmt.Sprintf("10.0.0.%d", i), "alice", t0)
 		}
-		requireAllowed(t, l, "10.9.9.9", "alice", t0)
+		requireAllowed(t, l, "10.0.0.1", "alice", t0)
 		l.Failure("10.0.0.49", "Alice", t0)
 
-		requireLimited(t, l, "10.9.9.9", "alice", t0, 15*time.Minute)
-		requireAllowed(t, l, "10.9.9.9", "bob", t0)
-		requireAllowed(t, l, "10.9.9.9", "alice", t0.Add(15*time.Minute))
+		// The addresses that guessed wait for the account's window to end.
+		requireLimited(t, l, "10.0.0.1", "alice", t0, 15*time.Minute)
+		requireLimited(t, l, "10.0.0.49", "alice", t0.Add(time.Minute), 14*time.Minute)
+		requireAllowed(t, l, "10.0.0.1", "bob", t0)
+		requireAllowed(t, l, "10.0.0.1", "alice", t0.Add(15*time.Minute))
+	})
+
+	t.Run("OwnerIsNotLockedOut", func(t *testing.T) {
+		t.Parallel()
+		l := authlimit.New(authlimit.DefaultConfig())
+		// 50 wrong passwords from 5 addresses: every one of them is blocked.
+		for i := range 5 {
+			fail(l, fmt.Sprintf("10.0.0.%d", i), "alice", 10, t0)
+		}
+		for i := range 5 {
+			_, limited := l.Check(fmt.Sprintf("10.0.0.%d", i), "alice", t0)
+			require.True(t, limited)
+		}
+		// The owner, at an address with no failures, still gets to try.
+		requireAllowed(t, l, "192.0.2.7", "alice", t0.Add(time.Second))
+		// Fresh addresses are admitted at a pace, not all at once: a botnet
+		// gets one guess per pace, and the owner waits seconds at most.
+		requireLimited(t, l, "192.0.2.8", "alice", t0.Add(3*time.Second), 3*time.Second)
+		requireAllowed(t, l, "192.0.2.8", "alice", t0.Add(6*time.Second))
+		// A fresh address that fails joins the blocked ones.
+		l.Failure("192.0.2.8", "alice", t0.Add(6*time.Second))
+		requireLimited(t, l, "192.0.2.8", "alice", t0.Add(20*time.Second), 15*time.Minute-20*time.Second)
+		// A refused attempt does not use up the pace.
+		requireAllowed(t, l, "192.0.2.9", "alice", t0.Add(20*time.Second))
 	})
 
 	t.Run("SuccessKeepsAccountCounter", func(t *testing.T) {
@@ -148,7 +175,8 @@ func TestPerAccount(t *testing.T) {
 		l := authlimit.New(authlimit.Config{PerAccount: authlimit.Window{Failures: 3, Period: time.Minute}})
 		fail(l, "a", "alice", 3, t0)
 		l.Success("a", "alice")
-		requireLimited(t, l, "b", "alice", t0, time.Minute)
+		requireAllowed(t, l, "b", "alice", t0)
+		requireLimited(t, l, "c", "alice", t0, 5*time.Second)
 	})
 }
 

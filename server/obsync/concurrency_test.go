@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/opendataensemble/synkronus/db"
+	"github.com/opendataensemble/synkronus/db/dbtest"
 	"github.com/opendataensemble/synkronus/server/obsync"
 )
 
@@ -23,7 +23,7 @@ import (
 // the workers really run side by side instead of queueing for connections.
 func widePool(t *testing.T, conns int32) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(db.NewTestDBURL(t))
+	cfg, err := pgxpool.ParseConfig(dbtest.NewDBURL(t))
 	require.NoError(t, err)
 	cfg.MaxConns = conns
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
@@ -254,7 +254,7 @@ func sample(list []string) []string {
 func TestOneBadRecordCostsNoOther(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := obsync.NewService(db.NewTestDB(t), obsync.PolicyNewest)
+	s := obsync.NewService(dbtest.NewDB(t), obsync.PolicyNewest)
 	good := func(id, data string) json.RawMessage {
 		return rec(id, "2025-12-01T10:11:12.345Z", data)
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/opendataensemble/synkronus/db"
+	"github.com/opendataensemble/synkronus/db/dbtest"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 	"github.com/opendataensemble/synkronus/server/obsync"
 )
@@ -33,7 +33,7 @@ type syncFixture struct {
 
 func newSyncFixture(t *testing.T, policy obsync.Policy) *syncFixture {
 	t.Helper()
-	return &syncFixture{t: t, svc: obsync.NewService(db.NewTestDB(t), policy)}
+	return &syncFixture{t: t, svc: obsync.NewService(dbtest.NewDB(t), policy)}
 }
 
 func (f *syncFixture) push(records ...json.RawMessage) obsync.PushResult {

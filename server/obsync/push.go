@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
@@ -125,12 +124,8 @@ func (s *Service) pushWithRetries(ctx context.Context, req PushRequest, records 
 // exception, an integrity constraint (other than a unique key, which the write handles)
 // or a program limit.
 func refusesRecord(err error) bool {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code == "23505" {
-		return false
-	}
-	class := pgErr.Code[:2]
-	return class == "22" || class == "23" || class == "54"
+	var dataErr *db.DataError
+	return errors.As(err, &dataErr)
 }
 
 // errProbed ends the probing transaction, which must never commit.
@@ -151,13 +146,13 @@ func (s *Service) isolateRefused(ctx context.Context, req PushRequest, records [
 			if err := sp.Rollback(ctx); err != nil {
 				return fmt.Errorf("error rolling back savepoint: %w", err)
 			}
-			var pgErr *pgconn.PgError
+			var dataErr *db.DataError
 			switch {
 			case werr == nil:
 				kept = append(kept, rec)
-			case refusesRecord(werr) && errors.As(werr, &pgErr):
+			case errors.As(werr, &dataErr):
 				refused = append(refused, FailedRecord{Index: rec.Index, ObservationID: rec.ObservationID, Code: CodeRefused,
-					Error: "the database refused this record: " + pgErr.Message})
+					Error: "the database refused this record: " + dataErr.Message})
 			default:
 				return fmt.Errorf("error probing record %d: %w", rec.Index, werr)
 			}
@@ -190,7 +185,7 @@ func parseAll(raws []json.RawMessage) ([]Record, []FailedRecord) {
 // replay returns the stored answer of an earlier push with the same transmission.
 func (s *Service) replay(ctx context.Context, req PushRequest, requestHash []byte) (PushResult, bool, error) {
 	row, err := s.q.PushReceiptGet(ctx, dbgen.PushReceiptGetParams{ClientID: req.ClientID, TransmissionID: req.TransmissionID})
-	if errors.Is(err, pgx.ErrNoRows) {
+	if errors.Is(err, db.ErrNotFound) {
 		return PushResult{}, false, nil
 	}
 	if err != nil {

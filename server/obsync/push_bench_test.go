@@ -7,14 +7,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/opendataensemble/synkronus/db"
+	"github.com/opendataensemble/synkronus/db/dbtest"
 	"github.com/opendataensemble/synkronus/server/obsync"
 )
 
 // BenchmarkPush measures one client pushing batches of 50 new observations of about
 // 1.5 KB straight into the service (no HTTP). cmd/synkbench measures the whole server.
 func BenchmarkPush(b *testing.B) {
-	s := obsync.NewService(db.NewTestDB(b), obsync.PolicyNewest)
+	s := obsync.NewService(dbtest.NewDB(b), obsync.PolicyNewest)
 	note := strings.Repeat("x", 1400)
 	batches := make([][]json.RawMessage, b.N)
 	for i := range batches {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/opendataensemble/synkronus/db"
+	"github.com/opendataensemble/synkronus/db/dbtest"
 	"github.com/opendataensemble/synkronus/server/obsync"
 )
 
@@ -26,7 +26,7 @@ func push(t *testing.T, s *obsync.Service, tid string, records ...json.RawMessag
 
 func TestPushThenPull(t *testing.T) {
 	t.Parallel()
-	s := obsync.NewService(db.NewTestDB(t), obsync.PolicyNewest)
+	s := obsync.NewService(dbtest.NewDB(t), obsync.PolicyNewest)
 	res := push(t, s, "t1",
 		record("a", "2025-01-01T10:00:00.000Z", `{"z": 1, "a": "\u0000"}`),
 		json.RawMessage(`{"observation_id":"bad"}`),
@@ -60,7 +60,7 @@ func TestPushThenPull(t *testing.T) {
 // it is reported, and the rest of the batch is stored in the same push.
 func TestPushStoresTheOthersWhenTheDatabaseRefusesARecord(t *testing.T) {
 	t.Parallel()
-	pool := db.NewTestDB(t)
+	pool := dbtest.NewDB(t)
 	_, err := pool.Exec(context.Background(), `ALTER TABLE observations ADD CONSTRAINT no_poison CHECK (form_type <> 'poison')`)
 	require.NoError(t, err)
 	s := obsync.NewService(pool, obsync.PolicyNewest)

@@ -23,7 +23,7 @@ func (s *Service) Revisions(ctx context.Context, observationID string) ([]dbgen.
 			return fmt.Errorf("error reading revisions: %w", err)
 		}
 		o, err := q.ObservationGet(ctx, observationID)
-		if errors.Is(err, pgx.ErrNoRows) {
+		if errors.Is(err, db.ErrNotFound) {
 			return nil
 		}
 		if err != nil {

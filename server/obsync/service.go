@@ -3,6 +3,7 @@ package obsync
 import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 )
 
@@ -15,7 +16,7 @@ type Service struct {
 
 // NewService returns a Service resolving conflicts with the given policy.
 func NewService(pool *pgxpool.Pool, policy Policy) *Service {
-	return &Service{pool: pool, q: dbgen.New(pool), policy: policy}
+	return &Service{pool: pool, q: dbgen.New(db.Conn(pool)), policy: policy}
 }
 
 // GenerationMismatchError reports a client whose repository generation is not the

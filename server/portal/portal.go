@@ -30,7 +30,7 @@ const Base = "/portal"
 
 // Minter issues and reads the access tokens the portal's in-process calls carry.
 type Minter interface {
-	IssueAccessWindow(userID, username, role string, issuedAt, expiresAt time.Time) (string, error)
+	IssueAccessWindow(userID, username, role string, generation int64, issuedAt, expiresAt time.Time) (string, error)
 	VerifyAccess(token string, now time.Time) (tokens.Claims, error)
 }
 

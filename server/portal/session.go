@@ -39,12 +39,12 @@ const (
 
 // session is a signed-in browser.
 type session struct {
-	hash            []byte
-	UserID          uuid.UUID
-	Username        string
-	Role            api.Role
-	CSRF            string
-	authenticatedAt time.Time
+	hash       []byte
+	UserID     uuid.UUID
+	Username   string
+	Role       api.Role
+	CSRF       string
+	generation int64
 }
 
 // Admin reports whether the session may change things; pages hide what others may not do.
@@ -75,7 +75,7 @@ func (p *Portal) cookie(c echo.Context, name, value string, maxAge time.Duration
 }
 
 // startSession stores a session for the user a login's access token names and sets its
-// cookie. The session's authenticated_at is the token's issued-at, so the API judges the
+// cookie. The session keeps the token's credential generation, so the API judges the
 // tokens minted for the session exactly as it would judge the token the login returned.
 func (p *Portal) startSession(c echo.Context, auth api.AuthResponse) error {
 	claims, err := p.tokens.VerifyAccess(auth.Token, time.Now())
@@ -94,7 +94,7 @@ func (p *Portal) startSession(c echo.Context, auth api.AuthResponse) error {
 	token := randomToken()
 	err = p.q.PortalSessionCreate(ctx, dbgen.PortalSessionCreateParams{
 		TokenHash: hashToken(token), UserID: userID, Username: claims.Username, Role: claims.Role,
-		CsrfToken: randomToken(), AuthenticatedAt: claims.IssuedAt, ExpiresAt: time.Now().Add(p.opts.MaxAge),
+		CsrfToken: randomToken(), TokenGeneration: claims.Generation, ExpiresAt: time.Now().Add(p.opts.MaxAge),
 	})
 	if err != nil {
 		return fmt.Errorf("error storing portal session: %w", err)
@@ -117,7 +117,7 @@ func (p *Portal) currentSession(c echo.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("error reading portal session: %w", err)
 	}
-	return &session{hash: hash, UserID: row.UserID, Username: row.Username, Role: api.Role(row.Role), CSRF: row.CsrfToken, authenticatedAt: row.AuthenticatedAt}, nil
+	return &session{hash: hash, UserID: row.UserID, Username: row.Username, Role: api.Role(row.Role), CSRF: row.CsrfToken, generation: row.TokenGeneration}, nil
 }
 
 // endSession deletes the session and its cookie.
@@ -134,7 +134,8 @@ func (p *Portal) endSession(c echo.Context, s *session) error {
 
 // callToken mints the access token of one in-process call.
 func (p *Portal) callToken(s *session) (string, error) {
-	return p.tokens.IssueAccessWindow(s.UserID.String(), s.Username, string(s.Role), s.authenticatedAt, time.Now().Add(callTokenTTL))
+	now := time.Now()
+	return p.tokens.IssueAccessWindow(s.UserID.String(), s.Username, string(s.Role), s.generation, now, now.Add(callTokenTTL))
 }
 
 // handler is a portal page or action of a signed-in user.

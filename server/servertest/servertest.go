@@ -20,7 +20,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/opendataensemble/synkronus/db"
+	"github.com/opendataensemble/synkronus/db/dbtest"
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 	"github.com/opendataensemble/synkronus/server"
@@ -45,14 +45,50 @@ type Env struct {
 	// BlobURL is the bucket the server keeps its files in.
 	BlobURL string
 	Blobs   *blobstore.Store
-	router  routers.Router
+	// Logs holds what the server logged at info level and above.
+	Logs   *Logs
+	router routers.Router
+}
+
+// Logs collects a server's log records as decoded JSON objects.
+type Logs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends log output: the server's JSON log handler writes here.
+func (l *Logs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// Records returns every record logged so far whose attributes include all of match.
+func (l *Logs) Records(match map[string]any) []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	dec := json.NewDecoder(bytes.NewReader(l.buf.Bytes()))
+	for {
+		var rec map[string]any
+		if dec.Decode(&rec) != nil {
+			return out
+		}
+		matches := true
+		for k, v := range match {
+			matches = matches && rec[k] == v
+		}
+		if matches {
+			out = append(out, rec)
+		}
+	}
 }
 
 // New starts a server on a fresh migrated database with an admin account "admin".
 // opts may adjust the server options.
 func New(t testing.TB, opts ...func(*server.Options)) *Env {
 	t.Helper()
-	pool := db.NewTestDB(t)
+	pool := dbtest.NewDB(t)
 	return NewOnPool(t, pool, opts...)
 }
 
@@ -79,10 +115,12 @@ func NewWithBlobs(t testing.TB, pool *pgxpool.Pool, blobURL string, opts ...func
 	for _, f := range opts {
 		f(&o)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logs := &Logs{}
+	handlers := []slog.Handler{slog.NewJSONHandler(logs, nil)}
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		handlers = append(handlers, slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	log := slog.New(slog.NewMultiHandler(handlers...))
 	srv, err := server.New(server.Deps{Pool: pool, Log: log, Hasher: hasher, SigningKey: sharedKey(pool, key), Blobs: blobs}, o)
 	if err != nil {
 		t.Fatalf("error creating server: %v", err)
@@ -101,7 +139,7 @@ func NewWithBlobs(t testing.TB, pool *pgxpool.Pool, blobURL string, opts ...func
 	if err != nil {
 		t.Fatalf("error building spec router: %v", err)
 	}
-	e := &Env{T: t, Pool: pool, Server: srv, HTTP: hs, Hasher: hasher, BlobURL: blobURL, Blobs: blobs, router: router}
+	e := &Env{T: t, Pool: pool, Server: srv, HTTP: hs, Hasher: hasher, BlobURL: blobURL, Blobs: blobs, Logs: logs, router: router}
 	e.ensureAdmin()
 	return e
 }
@@ -219,17 +257,22 @@ func (e *Env) validate(req *http.Request, res *Response) {
 	e.T.Helper()
 	vreq := req.Clone(context.Background())
 	vreq.Body = http.NoBody
+	for strings.Contains(vreq.URL.Path, "//") { // the server folds repeated slashes
+		vreq.URL.Path = strings.ReplaceAll(vreq.URL.Path, "//", "/")
+	}
 	p := vreq.URL.Path
-	if p != "/health" && !strings.HasPrefix(p, "/api/") && p != "/openapi/synkronus.yaml" && p != "/docs" {
+	if p != "/" && p != "/health" && !strings.HasPrefix(p, "/api/") && p != "/openapi/synkronus.yaml" && p != "/docs" {
 		vreq.URL.Path = "/api" + p
 		if vreq.URL.RawPath != "" {
 			vreq.URL.RawPath = "/api" + vreq.URL.RawPath
 		}
 	}
-	vreq.URL.Path = strings.TrimSuffix(vreq.URL.Path, "/")
+	if vreq.URL.Path != "/" {
+		vreq.URL.Path = strings.TrimSuffix(vreq.URL.Path, "/")
+	}
 	route, params, err := e.router.FindRoute(vreq)
 	if err != nil {
-		if res.Status == http.StatusNotFound || res.Status == http.StatusMethodNotAllowed || !strings.HasPrefix(vreq.URL.Path, "/api/") && vreq.URL.Path != "/health" {
+		if res.Status == http.StatusNotFound || res.Status == http.StatusMethodNotAllowed || !strings.HasPrefix(vreq.URL.Path, "/api/") && vreq.URL.Path != "/health" && vreq.URL.Path != "/" {
 			return // not an operation of the contract
 		}
 		e.T.Fatalf("no operation in the contract for %s %s: %v", req.Method, req.URL.Path, err)

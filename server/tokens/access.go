@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -33,9 +34,10 @@ const ClockSkew = 30 * time.Second
 const maxTokenBytes = 8 << 10
 
 const (
-	claimUsername = "username"
-	claimRole     = "role"
-	claimTokenUse = "token_use"
+	claimUsername   = "username"
+	claimRole       = "role"
+	claimTokenUse   = "token_use"
+	claimGeneration = "gen"
 
 	tokenUseAccess = "access"
 )
@@ -50,9 +52,12 @@ type Claims struct {
 	UserID string
 	// Username is the login name at the time the token was issued.
 	Username string
-	// Role is the user's role at the time the token was issued; it is trusted
-	// until the token expires.
+	// Role is the user's role at the time the token was issued.
 	Role string
+	// Generation is the generation of the user's credentials the token was issued in
+	// (the `gen` claim, 0 when absent): a password or role change starts a new one, and
+	// the server refuses tokens of earlier generations.
+	Generation int64
 	// IssuedAt is the `iat` claim.
 	IssuedAt time.Time
 	// ExpiresAt is the `exp` claim.
@@ -80,21 +85,21 @@ func NewIssuer(secret []byte, accessTTL time.Duration) (*Issuer, error) {
 	return &Issuer{secret: append([]byte(nil), secret...), accessTTL: accessTTL}, nil
 }
 
-// IssueAccess signs an access token for the given user, valid from now for the
-// issuer's lifetime, and returns it with its expiry. JWT times have one-second
-// resolution, so expiresAt is truncated to the second to match what
+// IssueAccess signs an access token for the given user and credential generation,
+// valid from now for the issuer's lifetime, and returns it with its expiry. JWT times
+// have one-second resolution, so expiresAt is truncated to the second to match what
 // VerifyAccess will later report.
-func (i *Issuer) IssueAccess(userID, username, role string, now time.Time) (token string, expiresAt time.Time, err error) {
+func (i *Issuer) IssueAccess(userID, username, role string, generation int64, now time.Time) (token string, expiresAt time.Time, err error) {
 	expiresAt = now.UTC().Add(i.accessTTL).Truncate(time.Second)
-	token, err = i.IssueAccessWindow(userID, username, role, now, expiresAt)
+	token, err = i.IssueAccessWindow(userID, username, role, generation, now, expiresAt)
 	return token, expiresAt, err
 }
 
 // IssueAccessWindow signs an access token with an explicit issued-at and expiry. The web
-// portal uses it to mint a short-lived token per request that carries the time its session
-// signed in as issued-at, so that every check the API makes of a token's age (a password
-// or role change since) applies to the session as a whole.
-func (i *Issuer) IssueAccessWindow(userID, username, role string, issuedAt, expiresAt time.Time) (string, error) {
+// portal uses it to mint a short-lived token per request for a session, in the credential
+// generation the session signed in with, so that a password or role change since ends the
+// session as it ends every other token.
+func (i *Issuer) IssueAccessWindow(userID, username, role string, generation int64, issuedAt, expiresAt time.Time) (string, error) {
 	if userID == "" || username == "" || role == "" {
 		return "", errors.New("error issuing access token: user id, username and role are required")
 	}
@@ -111,6 +116,7 @@ func (i *Issuer) IssueAccessWindow(userID, username, role string, issuedAt, expi
 		Claim(claimUsername, username).
 		Claim(claimRole, role).
 		Claim(claimTokenUse, tokenUseAccess).
+		Claim(claimGeneration, generation).
 		Build()
 	if err != nil {
 		return "", fmt.Errorf("error building access token: %w", err)
@@ -151,17 +157,36 @@ func (i *Issuer) VerifyAccess(token string, now time.Time) (Claims, error) {
 		return Claims{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 
+	gen, ok := generationClaim(tok)
+	if !ok {
+		return Claims{}, fmt.Errorf("%w: the generation is not a whole number", ErrInvalidToken)
+	}
 	claims := Claims{
-		UserID:    tok.Subject(),
-		Username:  stringClaim(tok, claimUsername),
-		Role:      stringClaim(tok, claimRole),
-		IssuedAt:  tok.IssuedAt(),
-		ExpiresAt: tok.Expiration(),
+		UserID:     tok.Subject(),
+		Username:   stringClaim(tok, claimUsername),
+		Role:       stringClaim(tok, claimRole),
+		Generation: gen,
+		IssuedAt:   tok.IssuedAt(),
+		ExpiresAt:  tok.Expiration(),
 	}
 	if claims.UserID == "" || claims.Username == "" || claims.Role == "" {
 		return Claims{}, fmt.Errorf("%w: subject, username and role are required", ErrInvalidToken)
 	}
 	return claims, nil
+}
+
+// generationClaim returns the `gen` claim: 0 when absent (tokens issued before
+// generations existed), and not ok unless it is a non-negative whole number.
+func generationClaim(tok jwt.Token) (int64, bool) {
+	v, ok := tok.Get(claimGeneration)
+	if !ok {
+		return 0, true
+	}
+	f, ok := v.(float64) // how JSON numbers decode
+	if !ok || f < 0 || f != math.Trunc(f) || f > 1<<53 {
+		return 0, false
+	}
+	return int64(f), true
 }
 
 // stringClaim returns a private claim if it is a string and "" otherwise, so a

@@ -91,7 +91,7 @@ func TestNewIssuer(t *testing.T) {
 		secret := append([]byte(nil), testSecret...)
 		iss, err := tokens.NewIssuer(secret, time.Hour)
 		require.NoError(t, err)
-		token, _, err := iss.IssueAccess("id", "alice", "admin", testNow)
+		token, _, err := iss.IssueAccess("id", "alice", "admin", 0, testNow)
 		require.NoError(t, err)
 
 		secret[0] ^= 0xff
@@ -108,27 +108,36 @@ func TestIssueAccess(t *testing.T) {
 		iss := newIssuer(t)
 		now := testNow.Add(500 * time.Millisecond)
 
-		token, expiresAt, err := iss.IssueAccess("user-1", "alice", "admin", now)
+		token, expiresAt, err := iss.IssueAccess("user-1", "alice", "admin", 7, now)
 		require.NoError(t, err)
 		require.Equal(t, testNow.Add(time.Hour), expiresAt)
 
 		claims, err := iss.VerifyAccess(token, now)
 		require.NoError(t, err)
 		require.Equal(t, tokens.Claims{
-			UserID:    "user-1",
-			Username:  "alice",
-			Role:      "admin",
-			IssuedAt:  testNow,
-			ExpiresAt: expiresAt,
+			UserID:     "user-1",
+			Username:   "alice",
+			Role:       "admin",
+			Generation: 7,
+			IssuedAt:   testNow,
+			ExpiresAt:  expiresAt,
 		}, claims)
+	})
+
+	t.Run("TokenWithoutGenerationIsGenerationZero", func(t *testing.T) {
+		t.Parallel()
+		// Tokens issued before generations existed carry none.
+		claims, err := newIssuer(t).VerifyAccess(signClaims(t, jwa.HS256, testSecret, validClaims()), testNow)
+		require.NoError(t, err)
+		require.Zero(t, claims.Generation)
 	})
 
 	t.Run("CarriesIssuerUseAndUniqueJTI", func(t *testing.T) {
 		t.Parallel()
 		iss := newIssuer(t)
-		first, _, err := iss.IssueAccess("user-1", "alice", "admin", testNow)
+		first, _, err := iss.IssueAccess("user-1", "alice", "admin", 0, testNow)
 		require.NoError(t, err)
-		second, _, err := iss.IssueAccess("user-1", "alice", "admin", testNow)
+		second, _, err := iss.IssueAccess("user-1", "alice", "admin", 0, testNow)
 		require.NoError(t, err)
 		require.NotEqual(t, first, second, "same-second tokens must differ by jti")
 
@@ -143,11 +152,12 @@ func TestIssueAccess(t *testing.T) {
 		t.Parallel()
 		iss := newIssuer(t)
 		signedIn := testNow.Add(-3 * time.Hour)
-		token, err := iss.IssueAccessWindow("user-1", "alice", "admin", signedIn, testNow.Add(time.Minute))
+		token, err := iss.IssueAccessWindow("user-1", "alice", "admin", 3, signedIn, testNow.Add(time.Minute))
 		require.NoError(t, err)
 		claims, err := iss.VerifyAccess(token, testNow)
 		require.NoError(t, err)
 		require.Equal(t, signedIn, claims.IssuedAt)
+		require.EqualValues(t, 3, claims.Generation)
 		require.Equal(t, testNow.Add(time.Minute), claims.ExpiresAt)
 		requireInvalid(t, iss, token, testNow.Add(time.Minute+tokens.ClockSkew+time.Second))
 	})
@@ -155,11 +165,11 @@ func TestIssueAccess(t *testing.T) {
 	t.Run("EmptyIdentityRefused", func(t *testing.T) {
 		t.Parallel()
 		iss := newIssuer(t)
-		_, _, err := iss.IssueAccess("", "alice", "admin", testNow)
+		_, _, err := iss.IssueAccess("", "alice", "admin", 0, testNow)
 		require.Error(t, err)
-		_, _, err = iss.IssueAccess("id", "", "admin", testNow)
+		_, _, err = iss.IssueAccess("id", "", "admin", 0, testNow)
 		require.Error(t, err)
-		_, _, err = iss.IssueAccess("id", "alice", "", testNow)
+		_, _, err = iss.IssueAccess("id", "alice", "", 0, testNow)
 		require.Error(t, err)
 	})
 }
@@ -170,7 +180,7 @@ func TestVerifyAccess(t *testing.T) {
 	t.Run("Expired", func(t *testing.T) {
 		t.Parallel()
 		iss := newIssuer(t)
-		token, expiresAt, err := iss.IssueAccess("user-1", "alice", "admin", testNow)
+		token, expiresAt, err := iss.IssueAccess("user-1", "alice", "admin", 0, testNow)
 		require.NoError(t, err)
 
 		_, err = iss.VerifyAccess(token, expiresAt.Add(tokens.ClockSkew-time.Second))
@@ -181,7 +191,7 @@ func TestVerifyAccess(t *testing.T) {
 	t.Run("IssuedInTheFuture", func(t *testing.T) {
 		t.Parallel()
 		iss := newIssuer(t)
-		token, _, err := iss.IssueAccess("user-1", "alice", "admin", testNow.Add(10*time.Minute))
+		token, _, err := iss.IssueAccess("user-1", "alice", "admin", 0, testNow.Add(10*time.Minute))
 		require.NoError(t, err)
 		requireInvalid(t, iss, token, testNow)
 	})
@@ -190,7 +200,7 @@ func TestVerifyAccess(t *testing.T) {
 		t.Parallel()
 		other, err := tokens.NewIssuer([]byte("another-secret-another-secret-xx"), time.Hour)
 		require.NoError(t, err)
-		token, _, err := other.IssueAccess("user-1", "alice", "admin", testNow)
+		token, _, err := other.IssueAccess("user-1", "alice", "admin", 0, testNow)
 		require.NoError(t, err)
 		requireInvalid(t, newIssuer(t), token, testNow)
 	})
@@ -238,6 +248,9 @@ func TestVerifyAccess(t *testing.T) {
 		{"MissingUsername", func(c map[string]any) { delete(c, "username") }},
 		{"EmptyRole", func(c map[string]any) { c["role"] = "" }},
 		{"NonStringRole", func(c map[string]any) { c["role"] = 42 }},
+		{"NegativeGeneration", func(c map[string]any) { c["gen"] = -1 }},
+		{"FractionalGeneration", func(c map[string]any) { c["gen"] = 1.5 }},
+		{"StringGeneration", func(c map[string]any) { c["gen"] = "1" }},
 		{"NotYetValid", func(c map[string]any) { c[jwt.NotBeforeKey] = testNow.Add(time.Hour).Unix() }},
 	}
 	for _, tc := range claimCases {
@@ -252,7 +265,7 @@ func TestVerifyAccess(t *testing.T) {
 	t.Run("Garbage", func(t *testing.T) {
 		t.Parallel()
 		iss := newIssuer(t)
-		valid, _, err := iss.IssueAccess("user-1", "alice", "admin", testNow)
+		valid, _, err := iss.IssueAccess("user-1", "alice", "admin", 0, testNow)
 		require.NoError(t, err)
 		parts := strings.Split(valid, ".")
 
@@ -280,7 +293,7 @@ func TestVerifyAccess(t *testing.T) {
 func FuzzVerifyAccess(f *testing.F) {
 	iss, err := tokens.NewIssuer(testSecret, time.Hour)
 	require.NoError(f, err)
-	valid, _, err := iss.IssueAccess("user-1", "alice", "admin", testNow)
+	valid, _, err := iss.IssueAccess("user-1", "alice", "admin", 0, testNow)
 	require.NoError(f, err)
 	f.Add(valid)
 	f.Add("a.b.c")

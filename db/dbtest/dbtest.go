@@ -1,4 +1,6 @@
-package db
+// Package dbtest gives tests a fresh, fully migrated PostgreSQL database each. It lives
+// apart from package db so that the server binary links neither `testing` nor pgtestdb.
+package dbtest
 
 import (
 	"context"
@@ -15,11 +17,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver pgtestdb uses
 	"github.com/peterldowns/pgtestdb"
+
+	"github.com/opendataensemble/synkronus/db"
 )
 
-// TestServerURL is the PostgreSQL server tests create their databases on. TEST_DATABASE_URL
+// ServerURL is the PostgreSQL server tests create their databases on. TEST_DATABASE_URL
 // overrides it; the default is the local server of the development machine and of CI.
-func TestServerURL() string {
+func ServerURL() string {
 	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
 		return u
 	}
@@ -32,11 +36,11 @@ type gooseMigrator struct{}
 
 func (gooseMigrator) Hash() (string, error) {
 	h := sha256.New()
-	err := fs.WalkDir(Migrations(), ".", func(path string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(db.Migrations(), ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		b, err := fs.ReadFile(Migrations(), path)
+		b, err := fs.ReadFile(db.Migrations(), path)
 		if err != nil {
 			return err
 		}
@@ -48,15 +52,14 @@ func (gooseMigrator) Hash() (string, error) {
 }
 
 func (gooseMigrator) Migrate(ctx context.Context, sqlDB *sql.DB, _ pgtestdb.Config) error {
-	return migrateSQL(ctx, sqlDB, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return db.MigrateSQL(ctx, sqlDB, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
-// NewTestDB creates a fresh, fully migrated database for one test (cloned from a template,
+// NewDB creates a fresh, fully migrated database for one test (cloned from a template,
 // so it is cheap) and returns a pool on it, closed when the test ends.
-func NewTestDB(t testing.TB) *pgxpool.Pool {
+func NewDB(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	conf := pgtestdb.Custom(t, testConfig(t), gooseMigrator{})
-	pool, err := pgxpool.New(context.Background(), conf.URL())
+	pool, err := pgxpool.New(context.Background(), NewDBURL(t))
 	if err != nil {
 		t.Fatalf("error connecting to test database: %v", err)
 	}
@@ -64,14 +67,14 @@ func NewTestDB(t testing.TB) *pgxpool.Pool {
 	return pool
 }
 
-// NewTestDBURL is NewTestDB for code that opens its own connections: it returns the URL.
-func NewTestDBURL(t testing.TB) string {
+// NewDBURL is NewDB for code that opens its own connections: it returns the URL.
+func NewDBURL(t testing.TB) string {
 	t.Helper()
 	return pgtestdb.Custom(t, testConfig(t), gooseMigrator{}).URL()
 }
 
 func testConfig(t testing.TB) pgtestdb.Config {
-	u, err := url.Parse(TestServerURL())
+	u, err := url.Parse(ServerURL())
 	if err != nil {
 		t.Fatalf("error parsing TEST_DATABASE_URL: %v", err)
 	}
