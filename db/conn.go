@@ -13,6 +13,7 @@ type DBTX interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
 }
 
 // Conn returns the pool as a DBTX whose every error is translated (see Translate).
@@ -36,6 +37,11 @@ func (t translating) Query(ctx context.Context, sql string, args ...any) (pgx.Ro
 
 func (t translating) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	return translatedRow{t.db.QueryRow(ctx, sql, args...)}
+}
+
+func (t translating) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	n, err := t.db.CopyFrom(ctx, table, columns, src)
+	return n, Translate(err)
 }
 
 type translatedRow struct{ pgx.Row }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/http"
 	"os"
 	"regexp"
@@ -88,7 +89,18 @@ var addedOperations = map[string]operation{
 	"updateUser":               {http.MethodPatch, "/api/users/{username}", adminRoles},
 	"listObservationRevisions": {http.MethodGet, "/api/observations/{observation_id}/revisions", allRoles},
 	"listObservations":         {http.MethodGet, "/api/observations", allRoles},
+	"listQuarantinedRecords":   {http.MethodGet, "/api/admin/quarantine", adminRoles},
+	"getQuarantinedRecord":     {http.MethodGet, "/api/admin/quarantine/{quarantine_id}", adminRoles},
+	"discardQuarantinedRecord": {http.MethodDelete, "/api/admin/quarantine/{quarantine_id}", adminRoles},
+	"retryQuarantinedRecord":   {http.MethodPost, "/api/admin/quarantine/{quarantine_id}/retry", adminRoles},
+	"deleteAttachment":         {http.MethodDelete, "/api/attachments/{attachment_id}", adminRoles},
+	"listForms":                {http.MethodGet, "/api/v1/data/forms", readerRoles},
 }
+
+// optionalVersionHeader are the /api operations that may be called without x-ode-version
+// (the product documentation calls the forms list with a bearer token alone); they
+// declare the header themselves, optional, with the same pattern.
+var optionalVersionHeader = map[string]bool{"listForms": true}
 
 var tags = []string{
 	"Health", "Version", "Auth", "Users", "Sync", "Admin",
@@ -218,9 +230,17 @@ func TestOperationConventions(t *testing.T) {
 		hasVersionHeader := slices.ContainsFunc(op.Parameters, func(p *openapi3.ParameterRef) bool {
 			return p.Ref == refXOdeVersion
 		})
+		optionalHeader := slices.ContainsFunc(op.Parameters, func(p *openapi3.ParameterRef) bool {
+			v := p.Value
+			return p.Ref == "" && v.In == "header" && v.Name == "x-ode-version" && !v.Required &&
+				v.Schema.Value.Pattern == doc.Components.Parameters["XOdeVersion"].Value.Schema.Value.Pattern
+		})
+		if optionalVersionHeader[id] != optionalHeader {
+			t.Errorf("%s: only %v declare an optional x-ode-version header", id, slices.Sorted(maps.Keys(optionalVersionHeader)))
+		}
 		if strings.HasPrefix(f.path, "/api/") {
 			need("503", "the database or file storage may be unavailable")
-			if !hasVersionHeader {
+			if !hasVersionHeader && !optionalHeader {
 				t.Errorf("%s: missing the XOdeVersion parameter", id)
 			}
 			if r := op.Responses.Value("426"); r == nil || r.Ref != refUpgradeRequired {
@@ -432,7 +452,7 @@ func (c *comparer) schema(where string, up, our *openapi3.SchemaRef, dir directi
 	}
 	u, o := up.Value, our.Value
 
-	if !u.Type.IsEmpty() && !slices.Equal(u.Type.Slice(), o.Type.Slice()) {
+	if !u.Type.IsEmpty() && !slices.Equal(u.Type.Slice(), o.Type.Slice()) && !widens(where, u, o) {
 		c.t.Errorf("%s: type %v, upstream %v", where, o.Type.Slice(), u.Type.Slice())
 	}
 	if u.Nullable && !o.Nullable {
@@ -461,6 +481,24 @@ func (c *comparer) schema(where string, up, our *openapi3.SchemaRef, dir directi
 	if u.Items != nil {
 		c.schema(where+"[]", u.Items, o.Items, dir, depth+1)
 	}
+}
+
+// widenedMembers are the members whose type this contract deliberately widens: upstream's
+// type stays one alternative of an anyOf, so every value upstream allowed is still valid.
+var widenedMembers = map[string]string{
+	".geolocation.timestamp": "devices send milliseconds since the epoch as a number, and records are kept as sent",
+}
+
+func widens(where string, up, our *openapi3.Schema) bool {
+	for suffix := range widenedMembers {
+		if !strings.HasSuffix(where, suffix) {
+			continue
+		}
+		return slices.ContainsFunc(our.AnyOf, func(alt *openapi3.SchemaRef) bool {
+			return alt.Value != nil && slices.Equal(alt.Value.Type.Slice(), up.Type.Slice())
+		})
+	}
+	return false
 }
 
 func sortedAny(v []any) []string {

@@ -18,3 +18,11 @@ SET repository_generation = repository_generation + 1,
     last_reset_by = @reset_by
 WHERE id = 1
 RETURNING current_version, repository_generation;
+
+-- name: SyncStateAdvance :one
+-- SyncStateAdvance hands out the next version to a single write outside a push (an
+-- attachment upload or deletion). Its UPDATE takes the same row lock as SyncStateLock and
+-- holds it to commit, so the caller must run it just before its final write and commit
+-- right after: versions then become visible in commit order, as for pushes.
+UPDATE sync_state SET current_version = current_version + 1 WHERE id = 1
+RETURNING current_version, repository_generation;

@@ -3,6 +3,7 @@ package server_test
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -107,4 +108,146 @@ func TestRepositoryResetIsForAdminsOnly(t *testing.T) {
 		requireSyncProblem(t, resetRepository(env, token, map[string]string{"confirm": "RESET_REPOSITORY"}), http.StatusForbidden, "")
 	}
 	requireSyncProblem(t, resetRepository(env, "", map[string]string{"confirm": "RESET_REPOSITORY"}), http.StatusUnauthorized, "")
+}
+
+// TestQuarantinedRecordIsRetriedWithACorrectedCopy follows a record the 2025 app pushes
+// with an updated_at the server cannot order: it is quarantined as sent, an admin finds
+// it, retries it with a corrected copy, and then every device pulls it.
+func TestQuarantinedRecordIsRetriedWithACorrectedCopy(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	admin := env.AdminToken()
+	anaToken := env.CreateUser("ana", "read-write")
+	const bad = `{"observation_id":"obs_1733047860000_9","form_type":"household","form_version":"1",` +
+		`"data":{"name":"Kwame"},"created_at":"2025-12-31T10:00:00.000Z","updated_at":"31/12/2025 10:00","deleted":false}`
+	tid := newTransmissionID()
+	pushBody := fmt.Sprintf(`{"client_id":"formulus-ana","records":[%s,%s],"transmission_id":%q}`,
+		syncObservation("obs_1733047860000_1", "2025-12-01T10:00:00.000Z", `{}`), bad, tid)
+	push := func() api.SyncPushResponse {
+		res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/sync/push", Token: anaToken, NoVersion: true, Body: pushBody})
+		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
+		var out api.SyncPushResponse
+		res.JSON(t, &out)
+		return out
+	}
+	answer := push()
+	require.Equal(t, 1, answer.SuccessCount)
+	require.NotNil(t, answer.FailedRecords)
+	require.Len(t, *answer.FailedRecords, 1)
+	failed := (*answer.FailedRecords)[0]
+	require.Equal(t, 1, failed.Index)
+	require.Equal(t, "obs_1733047860000_9", *failed.Id)
+	require.Equal(t, "obs_1733047860000_9", *failed.ObservationId)
+	require.Equal(t, "INVALID_FIELD", failed.Code)
+	require.Contains(t, failed.Error, "updated_at")
+
+	list := func(token, path string) api.QuarantineList {
+		t.Helper()
+		res := env.Do(servertest.Request{Method: http.MethodGet, Path: path, Token: token, NoVersion: !strings.HasPrefix(path, "/api/")})
+		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
+		var out api.QuarantineList
+		res.JSON(t, &out)
+		return out
+	}
+	listed := list(admin, "/api/admin/quarantine")
+	require.False(t, listed.HasMore)
+	require.Len(t, listed.Records, 1)
+	q := listed.Records[0]
+	require.Equal(t, "formulus-ana", q.ClientId)
+	require.Equal(t, tid, q.TransmissionId)
+	require.Equal(t, 1, q.Index)
+	require.Equal(t, "ana", q.PushedBy)
+	require.Equal(t, "obs_1733047860000_9", *q.ObservationId)
+	require.Equal(t, "INVALID_FIELD", q.Code)
+	require.Equal(t, failed.Error, q.Reason)
+	require.Equal(t, len(bad), q.Bytes)
+	require.Equal(t, listed, list(admin, "/admin/quarantine"), "older clients' root path")
+	require.Equal(t, listed, list(admin, "/api/admin/quarantine?client_id=formulus-ana&transmission_id="+tid+"&code=INVALID_FIELD&limit=1000"))
+	require.Empty(t, list(admin, "/api/admin/quarantine?client_id=someone-else").Records)
+	requireSyncProblem(t, env.Do(servertest.Request{Method: http.MethodGet, Path: "/api/admin/quarantine", Token: anaToken}), http.StatusForbidden, "")
+
+	recordPath := fmt.Sprintf("/api/admin/quarantine/%d", q.Id)
+	raw := env.Do(servertest.Request{Method: http.MethodGet, Path: recordPath, Token: admin})
+	require.Equal(t, http.StatusOK, raw.Status)
+	require.Equal(t, bad, string(raw.Body), "the record exactly as it was pushed")
+
+	// The device retries the push whose answer it lost: the same answer, and the record is
+	// not quarantined twice.
+	require.Equal(t, answer, push())
+	require.Len(t, list(admin, "/api/admin/quarantine").Records, 1)
+
+	retry := func(body any) *servertest.Response {
+		return env.Do(servertest.Request{Method: http.MethodPost, Path: recordPath + "/retry", Token: admin, Body: body})
+	}
+	requireSyncProblem(t, retry(nil), http.StatusUnprocessableEntity, "INVALID_FIELD")
+	requireSyncProblem(t, retry(`{"record":{"observation_id":"obs_1733047860000_9"}}`), http.StatusUnprocessableEntity, "MISSING_FIELD")
+	require.Len(t, list(admin, "/api/admin/quarantine").Records, 1, "a failed retry keeps the record")
+
+	corrected := strings.Replace(bad, `"31/12/2025 10:00"`, `"2025-12-31T10:00:00.000Z"`, 1)
+	res := retry(`{"record":` + corrected + `}`)
+	require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
+	var stored api.QuarantineRetryResponse
+	res.JSON(t, &stored)
+	require.Equal(t, "obs_1733047860000_9", stored.ObservationId)
+	require.Equal(t, int64(2), stored.CurrentVersion)
+	require.Equal(t, int64(1), stored.RepositoryGeneration)
+	require.Nil(t, stored.Warnings)
+
+	require.Empty(t, list(admin, "/api/admin/quarantine").Records)
+	requireSyncProblem(t, env.Do(servertest.Request{Method: http.MethodGet, Path: recordPath, Token: admin}), http.StatusNotFound, "")
+	requireSyncProblem(t, retry(nil), http.StatusNotFound, "")
+
+	// Every device pulls it: another user's 2026 app, and the device that sent it.
+	other := newSyncDevice(t, env, env.CreateUser("kofi", "read-only"), "formulus-kofi")
+	other.sync(0)
+	require.Len(t, other.data, 2)
+	got := other.data["obs_1733047860000_9"]
+	require.Equal(t, "2025-12-31T10:00:00.000Z", got.UpdatedAt)
+	require.Equal(t, `{"name":"Kwame"}`, string(got.Data))
+	require.Equal(t, int64(2), got.Version)
+	res = env.Do(servertest.Request{Method: http.MethodPost, Path: "/sync/pull", Token: anaToken, NoVersion: true, Body: `{"client_id":"formulus-ana","since":{"version":1}}`})
+	require.Equal(t, http.StatusOK, res.Status)
+	var page pulledPage
+	res.JSON(t, &page)
+	require.Len(t, page.Records, 1)
+	require.Equal(t, "obs_1733047860000_9", page.Records[0].ObservationID)
+
+	revs := env.Do(servertest.Request{Method: http.MethodGet, Path: "/api/observations/obs_1733047860000_9/revisions", Token: admin})
+	require.Equal(t, http.StatusOK, revs.Status)
+	var history api.ObservationRevisionList
+	revs.JSON(t, &history)
+	require.Len(t, history.Revisions, 1)
+	require.Equal(t, "admin", *history.Revisions[0].PushedBy)
+	require.Equal(t, "formulus-ana", *history.Revisions[0].ClientId)
+	require.Equal(t, tid, *history.Revisions[0].TransmissionId)
+
+	// A late replay of the original push still gets its original answer and changes nothing.
+	require.Equal(t, answer, push())
+	require.Empty(t, list(admin, "/api/admin/quarantine").Records)
+	require.Equal(t, int64(2), other.pullPage(0, 0, "").CurrentVersion)
+}
+
+func TestQuarantinedRecordIsDiscarded(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	admin := env.AdminToken()
+	dev := newSyncDevice(t, env, env.CreateUser("ana", "read-write"), "formulus-ana")
+	res := dev.pushWith(newTransmissionID(), `{"no":"id"}`)
+	require.Equal(t, 0, res.SuccessCount)
+	var listed api.QuarantineList
+	lr := env.Do(servertest.Request{Method: http.MethodGet, Path: "/api/admin/quarantine", Token: admin})
+	require.Equal(t, http.StatusOK, lr.Status)
+	lr.JSON(t, &listed)
+	require.Len(t, listed.Records, 1)
+	path := fmt.Sprintf("/api/admin/quarantine/%d", listed.Records[0].Id)
+
+	requireSyncProblem(t, env.Do(servertest.Request{Method: http.MethodDelete, Path: path, Token: dev.token}), http.StatusForbidden, "")
+	del := env.Do(servertest.Request{Method: http.MethodDelete, Path: path, Token: admin})
+	require.Equal(t, http.StatusOK, del.Status, "%s", del.Body)
+	requireSyncProblem(t, env.Do(servertest.Request{Method: http.MethodDelete, Path: path, Token: admin}), http.StatusNotFound, "")
+	requireSyncProblem(t, env.Do(servertest.Request{Method: http.MethodGet, Path: path, Token: admin}), http.StatusNotFound, "")
+	for _, bad := range []string{"/api/admin/quarantine/0", "/api/admin/quarantine/abc", "/api/admin/quarantine?limit=0",
+		"/api/admin/quarantine?client_id=a%00", "/api/admin/quarantine?observation_id=%ff"} {
+		requireSyncProblem(t, env.Do(servertest.Request{Method: http.MethodGet, Path: bad, Token: admin}), http.StatusBadRequest, "")
+	}
 }

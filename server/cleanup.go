@@ -7,9 +7,10 @@ import (
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 )
 
-// cleanupLoop removes push receipts past their retention, expired refresh tokens and
-// expired portal sessions.
-// Every process runs it; the deletes are idempotent and bounded per statement.
+// cleanupLoop removes push receipts past their retention, expired refresh tokens, expired
+// portal sessions, push records a dead process left in push_staging and the files no
+// attachment refers to any more, every CleanupInterval and whenever attachments were
+// deleted. Every process runs it; the deletes are idempotent and bounded per statement.
 func (s *Server) cleanupLoop(ctx context.Context) {
 	t := time.NewTicker(s.opts.CleanupInterval)
 	defer t.Stop()
@@ -19,6 +20,7 @@ func (s *Server) cleanupLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.attachments.SweepRequested():
 		}
 	}
 }
@@ -35,10 +37,25 @@ func (s *Server) cleanup(ctx context.Context) {
 			break
 		}
 	}
+	// No push runs for an hour: its body would have timed out long before.
+	staleStaging := time.Now().Add(-time.Hour)
+	for ctx.Err() == nil {
+		n, err := s.q.PushStagingDeleteOlderThan(ctx, dbgen.PushStagingDeleteOlderThanParams{Cutoff: staleStaging, BatchSize: 5000})
+		if err != nil {
+			s.log.WarnContext(ctx, "could not clean staged push records", "error", err)
+			break
+		}
+		if n < 5000 {
+			break
+		}
+	}
 	if _, err := s.q.RefreshTokenDeleteExpired(ctx); err != nil && ctx.Err() == nil {
 		s.log.WarnContext(ctx, "could not clean refresh tokens", "error", err)
 	}
 	if _, err := s.portal.Cleanup(ctx); err != nil && ctx.Err() == nil {
 		s.log.WarnContext(ctx, "could not clean portal sessions", "error", err)
+	}
+	if err := s.attachments.Sweep(ctx); err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "could not remove unused attachment files", "error", err)
 	}
 }

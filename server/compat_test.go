@@ -277,8 +277,8 @@ var compatCases = []compatCase{
 		intMember(t, sys, "cpus")
 		stringMember(t, members(t, m["build"]), "go_version")
 	}},
-	{synk2025, "sync pull: limit and schemaType in the query, since only above 0", func(t *testing.T, f *compatFixture) {
-		res := synk2025.send(f.env, http.MethodPost, "/sync/pull?limit=100&schemaType=household", f.writer,
+	{synk2025, "sync pull: limit (the CLI's --limit 1000 is capped, not refused) and schemaType in the query, since only above 0", func(t *testing.T, f *compatFixture) {
+		res := synk2025.send(f.env, http.MethodPost, "/sync/pull?limit=1000&schemaType=household", f.writer,
 			`{"client_id":"synk-cli","schema_types":["household"]}`, nil)
 		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
 		m := members(t, res.Body)
@@ -299,6 +299,7 @@ var compatCases = []compatCase{
 		var failed, warnings []map[string]json.RawMessage
 		require.NoError(t, json.Unmarshal(m["failed_records"], &failed))
 		require.Len(t, failed, 1)
+		require.Equal(t, "obs_broken", stringMember(t, failed[0], "id"), "the CLI prints failed_records[].id")
 		require.NotEmpty(t, stringMember(t, failed[0], "error"))
 		require.NoError(t, json.Unmarshal(m["warnings"], &warnings))
 		require.Len(t, warnings, 1)

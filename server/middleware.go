@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -28,6 +30,8 @@ const (
 	ctxKeyClientAddr
 	ctxKeyRequestID
 	ctxKeySent
+	ctxKeyRequest
+	ctxKeyOrigin
 )
 
 func requestID(c echo.Context) string {
@@ -35,14 +39,25 @@ func requestID(c echo.Context) string {
 }
 
 // withRequestContext puts what strict handlers need of the request (they only see its
-// context) on that context: the request id and the client's address.
+// context) on that context: the request id, the client's address, the origin the client
+// addressed (for absolute links) and the request itself (for http.ServeContent, which
+// reads its conditional and range headers).
 func withRequestContext(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ctx := context.WithValue(c.Request().Context(), ctxKeyRequestID, requestID(c))
+		req := c.Request()
+		ctx := context.WithValue(req.Context(), ctxKeyRequestID, requestID(c))
 		ctx = context.WithValue(ctx, ctxKeyClientAddr, c.RealIP())
-		c.SetRequest(c.Request().WithContext(ctx))
+		ctx = context.WithValue(ctx, ctxKeyOrigin, c.Scheme()+"://"+req.Host)
+		ctx = context.WithValue(ctx, ctxKeyRequest, req)
+		c.SetRequest(req.WithContext(ctx))
 		return next(c)
 	}
+}
+
+// requestFrom returns the request a strict handler serves.
+func requestFrom(ctx context.Context) *http.Request {
+	r, _ := ctx.Value(ctxKeyRequest).(*http.Request)
+	return r
 }
 
 func clientAddr(ctx context.Context) string {
@@ -64,6 +79,21 @@ func sentFrom(ctx context.Context) sentRequest {
 
 // maxLoggedVersion bounds the client version copied into the log.
 const maxLoggedVersion = 64
+
+// requestOrigin is the scheme and host the client sent its request to, such as
+// https://sync.example.org. Forwarding headers are honoured only as far as Echo's scheme
+// extractor trusts them; a client that fakes them only misleads itself, as the links
+// built from this go back to it alone.
+func requestOrigin(ctx context.Context) string {
+	o, _ := ctx.Value(ctxKeyOrigin).(string)
+	return o
+}
+
+// httpRequest is the request a strict handler serves (its headers, method and URL).
+func httpRequest(ctx context.Context) *http.Request {
+	r, _ := ctx.Value(ctxKeyRequest).(*http.Request)
+	return r
+}
 
 // accessLog writes one structured line per request: the path as the client sent it, the
 // operation it reached, the client's version and the outcome. Server failures are errors;
@@ -108,14 +138,23 @@ func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 
 // bodyLimitFor is the largest body the route accepts.
 func (s *Server) bodyLimitFor(c echo.Context) int64 {
-	if c.Path() == "/api/sync/push" {
+	switch {
+	case c.Path() == "/api/sync/push" || c.Path() == "/api/admin/quarantine/:quarantine_id/retry":
 		return s.opts.MaxPushBytes
+	case c.Path() == uploadRoute && c.Request().Method == http.MethodPut:
+		return s.attachments.MaxUploadBytes() + multipartOverhead
+	case c.Path() == "/api/app-bundle/push":
+		return s.bundles.Limits().MaxUploadBytes + multipartOverhead
 	}
 	return s.opts.MaxJSONBytes
 }
 
-// bodyLimit bounds every request body: the push route has its own, larger limit. JSON
-// bodies must be UTF-8, as RFC 8259 requires: the decoder would silently replace bad
+// multipartOverhead is what an upload body may hold beyond the file itself: part headers,
+// boundaries and small form fields.
+const multipartOverhead = 1 << 20
+
+// bodyLimit bounds every request body (see bodyLimitFor; an upload's file is bounded exactly
+// while it streams). JSON bodies must be UTF-8, as RFC 8259 requires: the decoder would silently replace bad
 // bytes, so they are refused while reading. The push body is checked record by record
 // by the sync service instead, so that one bad record does not cost the others. The
 // portal's uploads are streamed on to an API operation, which applies its own limit.
@@ -130,8 +169,12 @@ func (s *Server) bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
 			return newProblem(http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("the request body exceeds the limit of %d bytes", limit))
 		}
 		req.Body = http.MaxBytesReader(c.Response(), req.Body, limit)
-		if mt, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType)); c.Path() != "/api/sync/push" &&
-			(mt == echo.MIMEApplicationJSON || strings.HasSuffix(mt, "+json")) {
+		switch mt, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType)); {
+		case c.Path() == uploadRoute && req.Method == http.MethodPut:
+			// The multipart reader reads 4 KiB at a time; this buffer lets the connection be
+			// read in large chunks instead (one system call per 128 KiB of an upload).
+			req.Body = bufferedBody{bufio.NewReaderSize(req.Body, 128<<10), req.Body}
+		case c.Path() != "/api/sync/push" && (mt == echo.MIMEApplicationJSON || strings.HasSuffix(mt, "+json")):
 			req.Body = &utf8Body{ReadCloser: req.Body}
 		}
 		return next(c)
@@ -236,6 +279,12 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// bufferedBody is a request body read through a buffer.
+type bufferedBody struct {
+	*bufio.Reader
+	io.Closer
+}
+
 // legacyPrefixes are the first path segments older clients call at the root, without /api.
 var legacyPrefixes = map[string]bool{
 	"auth": true, "sync": true, "attachments": true, "app-bundle": true, "users": true,
@@ -249,7 +298,10 @@ const legacyHeader = "X-Synkronus-Legacy-Path"
 // build URLs by concatenation and Echo would route them nowhere), and maps the root paths
 // of older clients (/auth/login, /sync/pull, ...) onto /api. Those clients never send
 // x-ode-version, so the server's own version stands in for it. Both the decoded and the
-// raw path are rewritten, so an encoded slash (%2F) inside a segment survives.
+// raw path are rewritten, so an encoded slash (%2F) inside a segment survives; when the
+// path has an encoded form, the decoded path is derived from it, so that the router
+// (which matches the raw path) and the request validator (which matches the decoded one)
+// always see the same path: "%2F%2Fx" must stay one segment for both.
 func normalizePath(version string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -263,9 +315,13 @@ func normalizePath(version string) echo.MiddlewareFunc {
 			}
 			req = req.WithContext(context.WithValue(req.Context(), ctxKeySent, sent))
 			c.SetRequest(req)
-			req.URL.Path = cleanSlashes(req.URL.Path)
-			if req.URL.RawPath != "" {
+			if req.URL.RawPath == "" {
+				req.URL.Path = cleanSlashes(req.URL.Path)
+			} else {
 				req.URL.RawPath = cleanSlashes(req.URL.RawPath)
+				if p, err := url.PathUnescape(req.URL.RawPath); err == nil {
+					req.URL.Path = p
+				}
 			}
 			req.Header.Del(legacyHeader) // only this middleware may set it
 			first, _, _ := strings.Cut(strings.TrimPrefix(req.URL.Path, "/"), "/")
@@ -304,6 +360,9 @@ func odeVersionCheck(serverVersion string) echo.MiddlewareFunc {
 				return next(c)
 			}
 			sent := req.Header.Get("X-Ode-Version")
+			if sent == "" && versionOptional[req.URL.Path] {
+				return next(c)
+			}
 			var msg string
 			switch major, ok := parseMajor(sent); {
 			case !serverOK:
@@ -322,6 +381,10 @@ func odeVersionCheck(serverVersion string) echo.MiddlewareFunc {
 		}
 	}
 }
+
+// versionOptional are the /api paths that may be called without x-ode-version: the forms
+// list, which the product documentation's quick start calls with a bearer token alone.
+var versionOptional = map[string]bool{"/api/v1/data/forms": true}
 
 // parseMajor reads the major version the way upstream does: trim, drop one leading v, and
 // read the digits before the first dot.

@@ -28,7 +28,9 @@ func TestAccessLogLevels(t *testing.T) {
 	e := echo.New()
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.accessLog)
-	e.GET("/later", func(echo.Context) error { return errNotImplemented })
+	e.GET("/later", func(echo.Context) error {
+		return newProblem(http.StatusNotImplemented, codeNotImplemented, "not built yet")
+	})
 	e.GET("/broken", func(echo.Context) error { return echo.ErrInternalServerError })
 	e.GET("/down", func(echo.Context) error { return fmt.Errorf("error reading: %w", db.ErrUnavailable) })
 

@@ -1,41 +1,30 @@
 package server
 
 import (
+	"bufio"
 	"encoding/json"
 	"net/http"
 	"strconv"
-	"sync"
 
 	"github.com/opendataensemble/synkronus/server/obsync"
 )
 
-// pullResponse writes a pull page straight from the database rows. data and geolocation
-// are stored as the client's JSON text and are copied verbatim, so a page costs no
-// decoding and no re-encoding of the form data.
+// pullResponse writes a pull page straight from the database rows. data, geolocation and
+// the members the contract does not name are stored as the client's JSON text and are
+// copied verbatim, so a page costs no decoding and no re-encoding of the form data; and the
+// page is streamed record by record instead of being built in one buffer first.
 type pullResponse struct {
 	page obsync.PullPage
 }
 
-var pullBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
-
 func (r pullResponse) VisitSyncPullResponse(w http.ResponseWriter) error {
-	bp := pullBuffers.Get().(*[]byte)
-	b := r.appendJSON((*bp)[:0])
+	p := r.page
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	h.Set("X-Repository-Generation", strconv.FormatInt(r.page.RepositoryGeneration, 10))
-	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("X-Repository-Generation", strconv.FormatInt(p.RepositoryGeneration, 10))
 	w.WriteHeader(http.StatusOK)
-	_, err := w.Write(b)
-	if cap(b) <= 8<<20 { // keep pooled buffers from pinning huge pages
-		*bp = b
-		pullBuffers.Put(bp)
-	}
-	return err
-}
 
-func (r pullResponse) appendJSON(b []byte) []byte {
-	p := r.page
+	b := make([]byte, 0, 4<<10) // one record at a time; it grows to the largest
 	b = append(b, `{"current_version":`...)
 	b = strconv.AppendInt(b, p.CurrentVersion, 10)
 	b = append(b, `,"repository_generation":`...)
@@ -45,13 +34,22 @@ func (r pullResponse) appendJSON(b []byte) []byte {
 	b = append(b, `,"has_more":`...)
 	b = strconv.AppendBool(b, p.HasMore)
 	b = append(b, `,"sync_format_version":"1.0","records":[`...)
+	bw := bufio.NewWriterSize(w, 32<<10)
 	for i := range p.Records {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = obsync.AppendRecordJSON(b, &p.Records[i])
+		if _, err := bw.Write(b); err != nil {
+			return err
+		}
+		b = b[:0]
 	}
-	return append(b, "]}\n"...)
+	b = append(b, "]}\n"...)
+	if _, err := bw.Write(b); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 // rawJSON passes stored JSON text through to a typed response; nil stays absent.

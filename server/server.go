@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +25,8 @@ import (
 	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
+	"github.com/opendataensemble/synkronus/server/appbundle"
+	"github.com/opendataensemble/synkronus/server/attachments"
 	"github.com/opendataensemble/synkronus/server/authlimit"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
@@ -57,7 +61,8 @@ type Options struct {
 	// AccountCacheTTL bounds how long another process may honour a token after its
 	// account changed.
 	AccountCacheTTL time.Duration
-	// CleanupInterval is how often expired push receipts and refresh tokens are removed.
+	// CleanupInterval is how often expired push receipts and refresh tokens, and the files
+	// of deleted and abandoned attachment uploads, are removed.
 	CleanupInterval time.Duration
 	// RefreshGrace is how long after a refresh token was spent a retry presenting it again
 	// still gets a new pair (the answer to the first use may have been lost), provided the
@@ -72,6 +77,13 @@ type Options struct {
 	// route's limit) at MinUploadRate.
 	BodyReadTimeout time.Duration
 	MinUploadRate   int64
+	// Attachments tune uploads, the manifest and image processing.
+	Attachments attachments.Options
+	// BundleLimits bound app bundle uploads; zero fields take appbundle's defaults.
+	BundleLimits appbundle.Limits
+	// MaxVersionsKept is how many app bundle versions retention keeps besides the
+	// active one (default 5).
+	MaxVersionsKept int
 	// MaxExports is how many data exports run at once; more wait for a turn.
 	MaxExports int
 	// Portal are the web portal's settings.
@@ -127,6 +139,9 @@ type Server struct {
 	// unguessable, but a client hammering with bad ones is refused cheaply.
 	refreshLimiter *authlimit.Limiter
 	sync           *obsync.Service
+	attachments    *attachments.Service
+	bundles        *appbundle.Service
+	manifestBodies encodedManifests
 	export         *export.Service
 	presence       *presenceRecorder
 	portal         *portal.Portal
@@ -157,6 +172,15 @@ func New(deps Deps, opts Options) (*Server, error) {
 	spec.Servers = nil // validation must not depend on the host the server is reached at
 	version, _, _ := buildinfo.Info()
 	q := dbgen.New(db.Conn(deps.Pool))
+	bundleCfg := appbundle.Config{Limits: opts.BundleLimits, KeepVersions: opts.MaxVersionsKept}
+	if opts.DataDir != "" {
+		// Uploads wait for validation beside the data rather than in the OS temporary
+		// directory, which may be a small in-memory file system.
+		bundleCfg.TempDir = filepath.Join(opts.DataDir, "tmp")
+		if err := os.MkdirAll(bundleCfg.TempDir, 0o750); err != nil {
+			return nil, fmt.Errorf("error creating the upload directory: %w", err)
+		}
+	}
 	draining, stopDraining := context.WithCancel(context.Background())
 	s := &Server{
 		pool:           deps.Pool,
@@ -170,6 +194,8 @@ func New(deps Deps, opts Options) (*Server, error) {
 		limiter:        authlimit.New(*opts.LoginLimits),
 		refreshLimiter: authlimit.New(authlimit.Config{PerAddr: opts.LoginLimits.PerAddr}),
 		sync:           obsync.NewService(deps.Pool, opts.ConflictPolicy),
+		attachments:    attachments.NewService(deps.Pool, deps.Blobs, deps.Log, opts.Attachments),
+		bundles:        appbundle.NewService(deps.Pool, deps.Blobs, deps.Log, bundleCfg),
 		export:         export.NewService(deps.Pool, opts.MaxExports),
 		presence:       newPresenceRecorder(q, deps.Log),
 		spec:           spec,
@@ -205,6 +231,7 @@ func (s *Server) Start(ctx context.Context) *sync.WaitGroup {
 func (s *Server) routes(e *echo.Echo) {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
+	e.JSONSerializer = jsonSerializer{}
 	e.IPExtractor = ipExtractor(s.opts.TrustedProxies)
 	e.Pre(normalizePath(s.version))
 	e.Use(middleware.RequestID())
@@ -228,11 +255,19 @@ func (s *Server) routes(e *echo.Echo) {
 	s.portal.Register(e)
 }
 
+// uploadRoute is the route of attachment uploads (and downloads).
+const uploadRoute = "/api/attachments/:attachment_id"
+
 // bodylessOperations are validated without their body: their handlers check the body
-// themselves (a push validates each record on its own so that one bad record does not
-// fail the batch), and buffering it for the validator would double its cost.
+// themselves: a push validates each record on its own so that one bad record does not
+// fail the batch (it reads its body as it arrives; buffering it for the validator would
+// hold it whole, and the records reach the handler as their text was sent), and uploads
+// (attachments, app bundles) stream to storage.
 var bodylessOperations = map[string]bool{
 	"/api/sync/push": true,
+	"/api/admin/quarantine/:quarantine_id/retry": true,
+	"/api/app-bundle/push":                       true,
+	uploadRoute:                                  true,
 }
 
 // requestValidator checks every API request against the embedded spec (parameters,
@@ -303,5 +338,3 @@ func operationIDs(spec *openapi3.T) map[string]string {
 	}
 	return ids
 }
-
-var errNotImplemented = newProblem(http.StatusNotImplemented, codeNotImplemented, "this operation is part of the contract but not implemented by this server yet")

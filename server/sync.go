@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -63,28 +64,60 @@ func (s *Server) SyncPull(ctx context.Context, req api.SyncPullRequestObject) (a
 	return pullResponse{page: page}, nil
 }
 
-// SyncPush stores a batch of observations.
+// errTooManyRecords stops reading a push that holds more than obsync.MaxPushRecords.
+var errTooManyRecords = errors.New("too many records")
+
+// SyncPush stores a batch of observations. The body is read as it arrives: each record is
+// validated and staged in PostgreSQL on its way in, so that a push is never held in memory.
 func (s *Server) SyncPush(ctx context.Context, req api.SyncPushRequestObject) (api.SyncPushResponseObject, error) {
-	body := req.Body
+	bad := func(detail string) (api.SyncPushResponseObject, error) {
+		return api.SyncPush400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest(detail)}, nil
+	}
+	if req.Body == nil || req.Body.Reader() == nil {
+		return bad("the request body must be a JSON object with transmission_id, client_id and records")
+	}
+	batch := s.sync.NewBatch()
+	defer func() {
+		if err := batch.Close(ctx); err != nil {
+			s.log.WarnContext(ctx, "staged push records were left for the cleanup job", "error", err)
+		}
+	}()
+	env, err := readPush(req.Body.Reader(), func(raw json.RawMessage) error {
+		if batch.Len() == obsync.MaxPushRecords {
+			return errTooManyRecords
+		}
+		return batch.Add(ctx, raw)
+	})
+	var badBody badPushBody
 	switch {
-	case body.TransmissionId == "":
-		return api.SyncPush400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("transmission_id is required")}, nil
-	case body.ClientId == "":
-		return api.SyncPush400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("client_id is required")}, nil
-	case body.Records == nil:
-		return api.SyncPush400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("records array is required")}, nil
-	case len(body.TransmissionId) > 255 || len(body.ClientId) > 255:
-		return api.SyncPush400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("transmission_id and client_id must be at most 255 bytes")}, nil
-	case len(body.Records) > obsync.MaxPushRecords:
+	case errors.Is(err, errTooManyRecords):
 		return api.SyncPush413ApplicationProblemPlusJSONResponse{PayloadTooLargeApplicationProblemPlusJSONResponse: api.PayloadTooLargeApplicationProblemPlusJSONResponse(
-			problemBody(http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("%d records in one push; the limit is %d: split the batch", len(body.Records), obsync.MaxPushRecords)))}, nil
+			problemBody(http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("more than %d records in one push: split the batch", obsync.MaxPushRecords)))}, nil
+	case errors.As(err, &badBody):
+		return bad(string(badBody))
+	case err != nil:
+		return nil, err
+	}
+	switch {
+	case env.TransmissionID == nil || *env.TransmissionID == "":
+		return bad("transmission_id is required")
+	case env.ClientID == nil || *env.ClientID == "":
+		return bad("client_id is required")
+	case !env.Records:
+		return bad("records array is required")
+	case len(*env.TransmissionID) > 255 || len(*env.ClientID) > 255:
+		return bad("transmission_id and client_id must be at most 255 bytes")
+	case unstorable(*env.TransmissionID) != "" || unstorable(*env.ClientID) != "":
+		// The push body is read as a stream, not as a typed request, so refuseUnstorableText
+		// does not see these two members.
+		return bad("transmission_id and client_id must be UTF-8 text without NUL characters")
 	}
 	p, _ := principalFrom(ctx)
 	res, err := s.sync.Push(ctx, obsync.PushRequest{
-		ClientID:       body.ClientId,
-		TransmissionID: body.TransmissionId,
-		Generation:     generation(req.Params.XRepositoryGeneration, body.RepositoryGeneration),
-		Records:        body.Records,
+		ClientID:       *env.ClientID,
+		TransmissionID: *env.TransmissionID,
+		Generation:     generation(req.Params.XRepositoryGeneration, env.Generation),
+		Batch:          batch,
 		Username:       p.Username,
 	})
 	var mismatch *obsync.GenerationMismatchError
@@ -97,14 +130,14 @@ func (s *Server) SyncPush(ctx context.Context, req api.SyncPushRequestObject) (a
 			return nil, fmt.Errorf("error reading sync state: %w", err)
 		}
 		return api.SyncPush409ApplicationProblemPlusJSONResponse{RepositoryResetRequiredApplicationProblemPlusJSONResponse: api.RepositoryResetRequiredApplicationProblemPlusJSONResponse{
-			Body: problemBody(http.StatusConflict, codeConflict, "this client already used transmission_id "+strconv.Quote(body.TransmissionId)+
+			Body: problemBody(http.StatusConflict, codeConflict, "this client already used transmission_id "+strconv.Quote(*env.TransmissionID)+
 				" for a push with different records: send new records with a new transmission_id"),
 			Headers: api.RepositoryResetRequiredResponseHeaders{XRepositoryGeneration: st.RepositoryGeneration},
 		}}, nil
 	case err != nil:
 		return nil, err
 	}
-	s.presence.record(presenceEvent{UserID: p.UserID, ClientID: body.ClientId, DataVersion: &res.CurrentVersion})
+	s.presence.record(presenceEvent{UserID: p.UserID, ClientID: *env.ClientID, DataVersion: &res.CurrentVersion})
 	return api.SyncPush200JSONResponse{Body: pushResponse(res), Headers: api.SyncPush200ResponseHeaders{XRepositoryGeneration: res.RepositoryGeneration}}, nil
 }
 
@@ -115,19 +148,25 @@ func pushResponse(res obsync.PushResult) api.SyncPushResponse {
 		for i, f := range res.FailedRecords {
 			failed[i] = api.FailedRecord{Index: f.Index, Code: f.Code, Error: f.Error}
 			if f.ObservationID != "" {
-				failed[i].ObservationId = &f.ObservationID
+				failed[i].ObservationId, failed[i].Id = &f.ObservationID, &f.ObservationID
 			}
 		}
 		out.FailedRecords = &failed
 	}
-	if len(res.Warnings) > 0 {
-		warnings := make([]api.SyncWarning, len(res.Warnings))
-		for i, w := range res.Warnings {
-			warnings[i] = api.SyncWarning{Id: w.ID, Code: w.Code, Message: w.Message}
-		}
-		out.Warnings = &warnings
-	}
+	out.Warnings = syncWarnings(res.Warnings)
 	return out
+}
+
+// syncWarnings maps warnings on stored records; none is absent.
+func syncWarnings(ws []obsync.Warning) *[]api.SyncWarning {
+	if len(ws) == 0 {
+		return nil
+	}
+	out := make([]api.SyncWarning, len(ws))
+	for i, w := range ws {
+		out[i] = api.SyncWarning{Id: w.ID, Code: w.Code, Message: w.Message}
+	}
+	return &out
 }
 
 // ListObservationRevisions lists every revision of an observation: the history, oldest
@@ -154,7 +193,7 @@ func revisionItem(r dbgen.ObservationRevision) api.ObservationRevision {
 	return api.ObservationRevision{
 		ObservationId: r.ObservationID, Version: r.Version, Status: api.ObservationRevisionStatus(r.Status), Conflict: r.Conflict,
 		FormType: &r.FormType, FormVersion: &r.FormVersion, Data: r.Data, Geolocation: rawJSON(r.Geolocation),
-		Author: r.Author, DeviceId: r.DeviceID, Tags: tagsOf(r.Tags), CreatedAt: &r.CreatedAtText, UpdatedAt: &r.UpdatedAtText,
+		Author: r.Author, DeviceId: r.DeviceID, Tags: tagsOf(r.Tags), Extra: rawJSON(r.Extra), CreatedAt: &r.CreatedAtText, UpdatedAt: &r.UpdatedAtText,
 		Deleted: r.Deleted, ReceivedAt: r.ReceivedAt.UTC().Format(time.RFC3339Nano), PushedBy: &r.PushedBy,
 		ClientId: &r.ClientID, TransmissionId: &r.TransmissionID,
 	}
@@ -164,7 +203,7 @@ func currentRevisionItem(o dbgen.Observation) api.ObservationRevision {
 	return api.ObservationRevision{
 		ObservationId: o.ObservationID, Version: &o.Version, Status: api.ObservationRevisionStatusCurrent, Conflict: o.Conflict,
 		FormType: &o.FormType, FormVersion: &o.FormVersion, Data: o.Data, Geolocation: rawJSON(o.Geolocation),
-		Author: o.Author, DeviceId: o.DeviceID, Tags: tagsOf(o.Tags), CreatedAt: &o.CreatedAtText, UpdatedAt: &o.UpdatedAtText,
+		Author: o.Author, DeviceId: o.DeviceID, Tags: tagsOf(o.Tags), Extra: rawJSON(o.Extra), CreatedAt: &o.CreatedAtText, UpdatedAt: &o.UpdatedAtText,
 		Deleted: o.Deleted, ReceivedAt: o.SyncedAt.UTC().Format(time.RFC3339Nano), PushedBy: &o.PushedBy,
 		ClientId: &o.ClientID, TransmissionId: &o.TransmissionID,
 	}

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -245,14 +246,15 @@ func TestSyncPushReportsBadRecordsAndStoresTheRest(t *testing.T) {
 	dev := newSyncDevice(t, env, env.CreateUser("ana", "read-write"), "formulus-1")
 	res := dev.pushWith(newTransmissionID(),
 		syncObservation("obs_1_1", "2025-12-01T10:00:00.000Z", `{"a":1}`),
-		syncObservation("obs_1_2", "2025-12-01T10:00:00.000Z", `{}`, `"geolocation":{"latitude":91,"longitude":0}`),
+		syncObservation("obs_1_2", "2025-12-01T10:00:00.000Z", `{}`, `"geolocation":{"latitude":"91","longitude":0}`),
 		syncObservation("obs_1_3", "not a date", `{}`),
 		`{"observation_id":"obs_1_4"}`,
 		syncObservation("obs_1_5", "2025-12-01T10:00:00.000Z", `{"note":"nul \u0000 inside"}`),
 		`{"observation_id":"obs_1_6\u0000","form_type":"f","form_version":"1","data":{},"created_at":"2025-12-01T10:00:00.000Z","updated_at":"2025-12-01T10:00:00.000Z","deleted":false}`,
+		syncObservation("obs_1_7", "2025-12-01T10:00:00.000Z", `{}`, `"geolocation":{"latitude":91,"longitude":0}`),
 	)
-	require.Equal(t, 2, res.SuccessCount)
-	require.Equal(t, int64(2), res.CurrentVersion)
+	require.Equal(t, 3, res.SuccessCount)
+	require.Equal(t, int64(3), res.CurrentVersion)
 	require.NotNil(t, res.FailedRecords)
 	failed := *res.FailedRecords
 	require.Len(t, failed, 4)
@@ -262,12 +264,18 @@ func TestSyncPushReportsBadRecordsAndStoresTheRest(t *testing.T) {
 	}{{1, "obs_1_2"}, {2, "obs_1_3"}, {3, "obs_1_4"}, {5, "obs_1_6\uFFFD"}} {
 		require.Equal(t, want.index, failed[i].Index)
 		require.Equal(t, want.id, *failed[i].ObservationId)
+		require.Equal(t, want.id, *failed[i].Id, "the synk CLI prints id")
 		require.NotEmpty(t, failed[i].Code)
 		require.NotEmpty(t, failed[i].Error)
 	}
+	require.NotNil(t, res.Warnings)
+	require.Len(t, *res.Warnings, 1)
+	require.Equal(t, "obs_1_7", (*res.Warnings)[0].Id, "a latitude out of range is stored with a warning")
+	require.Equal(t, "UNUSUAL_VALUE", (*res.Warnings)[0].Code)
 	dev.sync(0)
-	require.Len(t, dev.data, 2)
+	require.Len(t, dev.data, 3)
 	require.Equal(t, `{"note":"nul \u0000 inside"}`, string(dev.data["obs_1_5"].Data))
+	require.Equal(t, `{"latitude":91,"longitude":0}`, string(dev.data["obs_1_7"].Geolocation))
 }
 
 func TestSyncPullPages(t *testing.T) {
@@ -311,7 +319,7 @@ func TestSyncPullPages(t *testing.T) {
 	require.Len(t, page.Records, 55)
 	require.False(t, page.HasMore)
 
-	for _, limit := range []string{"501", "0", "-1", "ten"} {
+	for _, limit := range []string{"0", "-1", "ten"} {
 		res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/sync/pull?limit=" + limit, Token: dev.token, Body: map[string]any{"client_id": "formulus-1"}})
 		requireSyncProblem(t, res, http.StatusBadRequest, "")
 	}
@@ -650,4 +658,228 @@ func TestSyncPullAcceptsNullOptionalFields(t *testing.T) {
 		res.JSON(t, &page)
 		require.Len(t, page.Records, 1, body)
 	}
+}
+
+// TestSyncKeepsUnusualRecordsByteForByte sends what real devices send and what used to be
+// refused: a negative accuracy and vertical accuracy (iOS, for "unknown"), a geolocation
+// timestamp in milliseconds, and members the contract does not name, at the top and in the
+// geolocation. The 2025 app pushes it at the root path; it is stored with warnings, and
+// every device pulls it back with each member byte for byte as sent.
+func TestSyncKeepsUnusualRecordsByteForByte(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	token := env.CreateUser("ana", "read-write")
+	const sent = `{"observation_id":"obs_1733047860000_7","form_type":"household","form_version":"1.2.0",` +
+		`"data":{"name":"Amina","age":31,"photo":{"id":"0b6c3a7e","filename":"0b6c3a7e.jpg"},"note":"caf\u00e9 \"x\""},` +
+		`"created_at":"2025-12-01T10:11:12.345Z","updated_at":"2025-12-01T10:11:12.345Z","synced_at":null,"deleted":false,` +
+		`"geolocation":{"latitude":-1.2921,"longitude":36.8219,"accuracy":-1,"altitude":1650.5,"altitude_accuracy":-1,` +
+		`"timestamp":1733047860000,"heading":-1,"speed":-1.0,"mocked":false},` +
+		`"app_build":"2.1.0+77","sync_meta":{ "attempts": [1, 2] },"empty":null}`
+	push := func() *servertest.Response {
+		return env.Do(servertest.Request{Method: http.MethodPost, Path: "/sync/push", Token: token, NoVersion: true,
+			Body: `{"client_id":"formulus-old","records":[` + sent + `],"transmission_id":"` + newTransmissionID() + `"}`})
+	}
+	res := push()
+	require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
+	var answer api.SyncPushResponse
+	res.JSON(t, &answer)
+	require.Equal(t, 1, answer.SuccessCount)
+	require.Nil(t, answer.FailedRecords)
+	require.NotNil(t, answer.Warnings)
+	require.Len(t, *answer.Warnings, 2, "one per negative accuracy: %+v", *answer.Warnings)
+	for _, w := range *answer.Warnings {
+		require.Equal(t, "obs_1733047860000_7", w.Id)
+		require.Equal(t, "UNUSUAL_VALUE", w.Code)
+		require.Contains(t, w.Message, "accuracy")
+	}
+
+	var want map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal([]byte(sent), &want))
+	delete(want, "synced_at") // the server's member
+	for _, path := range []string{"/api/sync/pull", "/sync/pull"} {
+		pull := env.Do(servertest.Request{Method: http.MethodPost, Path: path, Token: env.CreateUser("viewer"+strconv.Itoa(len(path)), "read-only"),
+			NoVersion: path == "/sync/pull", Body: `{"client_id":"formulus-other","since":{"version":0}}`})
+		require.Equal(t, http.StatusOK, pull.Status, "%s", pull.Body)
+		var page struct {
+			Records []map[string]json.RawMessage `json:"records"`
+		}
+		pull.JSON(t, &page)
+		require.Len(t, page.Records, 1)
+		got := page.Records[0]
+		for name, text := range want {
+			require.Equal(t, string(text), string(got[name]), "%s of a pull at %s", name, path)
+		}
+		require.Equal(t, `1`, string(got["version"]))
+	}
+
+	// Sent again, it is the same content: no new version.
+	res = push()
+	require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
+	require.Equal(t, float64(1), res.Map(t)["current_version"])
+
+	revs := env.Do(servertest.Request{Method: http.MethodGet, Path: "/api/observations/obs_1733047860000_7/revisions", Token: token})
+	require.Equal(t, http.StatusOK, revs.Status)
+	var list api.ObservationRevisionList
+	revs.JSON(t, &list)
+	require.Len(t, list.Revisions, 1)
+	require.JSONEq(t, `{"app_build":"2.1.0+77","sync_meta":{ "attempts": [1, 2] },"empty":null}`, string(*list.Revisions[0].Extra))
+	require.JSONEq(t, string(want["geolocation"]), string(*list.Revisions[0].Geolocation))
+}
+
+// TestSyncPullCapsTheLimit is the shipped CLI's `sync pull --limit 1000` at the root path:
+// the limit is capped at 500, not refused, and the page says that more changes wait.
+func TestSyncPullCapsTheLimit(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	dev := newSyncDevice(t, env, env.CreateUser("ana", "read-write"), "synk-cli")
+	records := make([]string, 501)
+	for i := range records {
+		records[i] = syncObservation(fmt.Sprintf("obs_%d", i), "2025-12-01T10:00:00.000Z", `{}`)
+	}
+	dev.push(records...)
+
+	pull := func(since int64) pulledPage {
+		res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/sync/pull?limit=1000", Token: dev.token, NoVersion: true,
+			Header: map[string]string{"x-api-version": "1.0.0"}, Body: fmt.Sprintf(`{"client_id":"synk-cli","since":{"version":%d}}`, since)})
+		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
+		var page pulledPage
+		res.JSON(t, &page)
+		return page
+	}
+	page := pull(0)
+	require.Len(t, page.Records, 500)
+	require.True(t, page.HasMore)
+	require.Equal(t, int64(500), page.ChangeCutoff)
+	page = pull(page.ChangeCutoff)
+	require.Len(t, page.Records, 1)
+	require.False(t, page.HasMore)
+	require.Equal(t, int64(501), page.ChangeCutoff)
+}
+
+// TestSyncAnswersCarryIntegerVersions covers the desktop client, which decodes strictly:
+// every pull and push answer carries current_version and repository_generation, and every
+// pull change_cutoff, as JSON integers.
+func TestSyncAnswersCarryIntegerVersions(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	dev := newSyncDevice(t, env, env.CreateUser("ana", "read-write"), "desktop-1")
+	integers := func(res *servertest.Response, names ...string) {
+		t.Helper()
+		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
+		dec := json.NewDecoder(bytes.NewReader(res.Body))
+		dec.UseNumber()
+		var m map[string]any
+		require.NoError(t, dec.Decode(&m))
+		for _, name := range names {
+			n, ok := m[name].(json.Number)
+			require.True(t, ok, "%s is %T in %s", name, m[name], res.Body)
+			_, err := strconv.ParseInt(n.String(), 10, 64)
+			require.NoError(t, err, "%s is %s, not an integer", name, n)
+		}
+		require.Equal(t, m["repository_generation"].(json.Number).String(), res.Header.Get("X-Repository-Generation"))
+	}
+	push := func(body string) *servertest.Response {
+		return env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/sync/push", Token: dev.token,
+			Header: map[string]string{"x-ode-client-id": "desktop-1"}, Body: body})
+	}
+	pull := func(query string, since int64) *servertest.Response {
+		return env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/sync/pull" + query, Token: dev.token,
+			Header: map[string]string{"x-ode-client-id": "desktop-1"}, Body: fmt.Sprintf(`{"client_id":"desktop-1","since":{"version":%d}}`, since)})
+	}
+	pushFields := []string{"current_version", "repository_generation", "success_count"}
+	pullFields := []string{"current_version", "repository_generation", "change_cutoff"}
+
+	integers(pull("", 0), pullFields...)
+	integers(push(`{"transmission_id":"probe-1","client_id":"desktop-1","records":[]}`), pushFields...)
+	body := `{"transmission_id":"push-1","client_id":"desktop-1","repository_generation":1,"records":[` +
+		syncObservation("obs_1", "2025-12-01T10:00:00.000Z", `{}`) + `,` + syncObservation("obs_2", "2025-12-01T10:00:00.000Z", `{}`) + `,{"bad":true}]}`
+	integers(push(body), pushFields...)
+	integers(push(body), pushFields...) // the replay
+	integers(pull("?limit=1", 0), pullFields...)
+	integers(pull("?limit=1", 1), pullFields...)
+	integers(pull("?schemaType=household", 0), pullFields...)
+}
+
+// TestSyncPushIsReadAsItArrives sends a push whose body arrives slowly: its first records
+// are staged in the database while the rest of the body is still on its way, so a push is
+// never held in memory whole. Whatever the outcome, nothing is left staged.
+func TestSyncPushIsReadAsItArrives(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	token := env.CreateUser("ana", "read-write")
+	note := strings.Repeat("x", 600<<10)
+	staged := func() int {
+		var n int
+		require.NoError(t, env.Pool.QueryRow(context.Background(), "SELECT count(*) FROM push_staging").Scan(&n))
+		return n
+	}
+
+	for _, tc := range []struct {
+		name   string
+		end    string
+		status int
+		stored int
+	}{
+		{"complete", `]}`, http.StatusOK, 3},
+		{"broken at the end", `]`, http.StatusBadRequest, 0},
+	} {
+		body, w := io.Pipe()
+		req, err := http.NewRequest(http.MethodPost, env.HTTP.URL+"/api/sync/push", body)
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Ode-Version", servertest.Version)
+		req.Header.Set("Authorization", "Bearer "+token)
+		done := make(chan *http.Response, 1)
+		go func() {
+			res, err := env.HTTP.Client().Do(req)
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			done <- res
+		}()
+		_, err = fmt.Fprintf(w, `{"client_id":"formulus-1","transmission_id":%q,"records":[`, newTransmissionID())
+		require.NoError(t, err)
+		for i := range 3 {
+			if i > 0 {
+				_, err = io.WriteString(w, ",")
+				require.NoError(t, err)
+			}
+			_, err = io.WriteString(w, syncObservation(fmt.Sprintf("obs_%s_%d", tc.name[:5], i), "2025-12-01T10:00:00.000Z", fmt.Sprintf(`{"note":%q}`, note)))
+			require.NoError(t, err)
+		}
+		require.Eventually(t, func() bool { return staged() > 0 }, 10*time.Second, 10*time.Millisecond,
+			"%s: records are staged before the body ends", tc.name)
+		_, err = io.WriteString(w, tc.end)
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+		res := <-done
+		require.NotNil(t, res)
+		_ = res.Body.Close()
+		require.Equal(t, tc.status, res.StatusCode, tc.name)
+		require.Equal(t, 0, staged(), "%s: the staged records are removed", tc.name)
+	}
+	dev := newSyncDevice(t, env, token, "formulus-1")
+	dev.sync(0)
+	require.Len(t, dev.data, 3)
+}
+
+// TestStagedRecordsOfADeadPushAreRemoved covers the records a process staged for a push it
+// never finished (it died): the cleanup job removes them once they are an hour old, and
+// leaves younger ones, which may belong to a push still running.
+func TestStagedRecordsOfADeadPushAreRemoved(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t, func(o *server.Options) { o.CleanupInterval = 20 * time.Millisecond })
+	ctx := context.Background()
+	_, err := env.Pool.Exec(ctx, `INSERT INTO push_staging (batch_id, idx, raw, extra, created_at) VALUES
+		(gen_random_uuid(), 0, '\x7b7d', '', now() - interval '61 minutes'),
+		(gen_random_uuid(), 0, '\x7b7d', '', now() - interval '10 minutes')`)
+	require.NoError(t, err)
+	count := func() int {
+		var n int
+		require.NoError(t, env.Pool.QueryRow(ctx, "SELECT count(*) FROM push_staging").Scan(&n))
+		return n
+	}
+	require.Eventually(t, func() bool { return count() == 1 }, 10*time.Second, 20*time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // several more cleanups
+	require.Equal(t, 1, count(), "a push that may still run keeps its records")
 }

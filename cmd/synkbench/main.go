@@ -2,12 +2,19 @@
 //
 // It builds the server (or takes -server-bin), starts it on a fresh database, creates a
 // read-write user per client, pushes new observations from several concurrent clients,
-// has several other clients pull everything back page by page, samples the server's
+// has several other clients pull everything back page by page, optionally downloads the
+// exports and pushes an app bundle and loads its manifest (-bundle), samples the server's
 // resident memory throughout, and prints a summary (or, with -json, one JSON object).
-// The server is stopped and the database dropped at the end, also after an error or an
-// interrupt. Progress goes to stderr. Linux only: memory is read from /proc.
+// With -mode attachments it instead uploads and downloads files of each size in
+// -attachment-sizes from several concurrent clients, and writes and reads the same bytes
+// straight to disk as a reference. The server is stopped and the database dropped at the
+// end, also after an error or an interrupt. Progress goes to stderr. Linux only: memory
+// is read from /proc.
 //
 //	go run ./cmd/synkbench [-clients 4] [-push-records 20000] [-pull-rounds 3] [-export] [-json]
+//	go run ./cmd/synkbench -large   # memory with the largest records: ~1 MiB each, ~31 MiB pushes
+//	go run ./cmd/synkbench -mode attachments [-attachment-sizes 100000,5000000] [-attachment-bytes 400000000]
+//	go run ./cmd/synkbench -push-records 0 -bundle [-bundle-files 2000] [-bundle-bytes 50000000]
 package main
 
 import (
@@ -43,7 +50,24 @@ type options struct {
 	rssInterval    time.Duration
 	seed           uint64
 	jsonOut        bool
+	large          bool
+	mode           string
+	attachments    attachmentOptions
 	export         bool
+	bundle         bool
+	bundleFiles    int
+	bundleBytes    int64
+	// manifestClients share manifestRequests requests per read load.
+	manifestClients  int
+	manifestRequests int
+}
+
+// largePreset is -large: records of about 1 MiB (the largest a record may be), pushed 31 to
+// a request (about 31 MiB, just under the default push limit) and pulled with the largest
+// page, to show the server's peak memory with the largest data.
+var largePreset = map[string]string{
+	"record-bytes": "1000000", "batch": "31", "push-records": "300", "clients": "2",
+	"pull-clients": "3", "pull-rounds": "1", "pull-limit": "500",
 }
 
 // envList collects repeated -server-env KEY=VALUE flags.
@@ -79,8 +103,32 @@ func parseFlags() options {
 	flag.DurationVar(&o.rssInterval, "rss-interval", 50*time.Millisecond, "how often the server's RSS is sampled")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the generated observation content")
 	flag.BoolVar(&o.jsonOut, "json", false, "print the results as one JSON object instead of a table")
+	flag.BoolVar(&o.large, "large", false, "measure memory with ~1 MiB records: sets -record-bytes 1000000 -batch 31 -push-records 300 "+
+		"-clients 2 -pull-clients 3 -pull-rounds 1 (flags given explicitly still win)")
+	flag.StringVar(&o.mode, "mode", "sync", "what to measure: sync (push and pull observations) or attachments (upload and download files)")
+	sizes := flag.String("attachment-sizes", "100000,5000000", "attachment mode: file sizes in bytes, comma-separated")
+	flag.Int64Var(&o.attachments.totalBytes, "attachment-bytes", 400_000_000, "attachment mode: bytes uploaded per file size, shared among the clients")
 	flag.BoolVar(&o.export, "export", false, "after the pulls, download the Parquet, JSON and CSV exports of everything pushed")
+	flag.BoolVar(&o.bundle, "bundle", false, "at the end, push an app bundle twice and load its manifest with and without If-None-Match")
+	flag.IntVar(&o.bundleFiles, "bundle-files", 2000, "files in the pushed app bundle")
+	flag.Int64Var(&o.bundleBytes, "bundle-bytes", 50_000_000, "total size of the app bundle's files")
+	flag.IntVar(&o.manifestClients, "manifest-clients", 4, "concurrent clients fetching the manifest")
+	flag.IntVar(&o.manifestRequests, "manifest-requests", 2000, "requests per read load, shared by the clients")
 	flag.Parse()
+	if o.large {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, value := range largePreset {
+			if !set[name] {
+				_ = flag.Set(name, value) // the preset's values parse
+			}
+		}
+	}
+	var err error
+	if o.attachments.sizes, err = parseSizes(*sizes); err != nil {
+		fmt.Fprintf(os.Stderr, "synkbench: %v\n", err)
+		os.Exit(2)
+	}
 	return o
 }
 
@@ -93,7 +141,14 @@ func (o options) validate() error {
 	}
 	positive("clients", o.clients)
 	positive("batch", o.batch)
-	positive("push-records", o.pushRecords)
+	if o.pushRecords < 0 {
+		errs = append(errs, errors.New("-push-records must not be negative (0 skips pushing, pulling and exporting)"))
+	}
+	if o.bundle {
+		positive("bundle-files above 3", o.bundleFiles-3)
+		positive("manifest-clients", o.manifestClients)
+		positive("manifest-requests", o.manifestRequests)
+	}
 	positive("pull-clients", o.pullClients)
 	if o.pullRounds < 0 {
 		errs = append(errs, errors.New("-pull-rounds must not be negative"))
@@ -103,6 +158,12 @@ func (o options) validate() error {
 	}
 	if o.recordBytes < 0 {
 		errs = append(errs, errors.New("-record-bytes must not be negative"))
+	}
+	if o.mode != "sync" && o.mode != "attachments" {
+		errs = append(errs, errors.New("-mode must be sync or attachments"))
+	}
+	if o.attachments.totalBytes < 1 {
+		errs = append(errs, errors.New("-attachment-bytes must be positive"))
 	}
 	return errors.Join(errs...)
 }
@@ -148,12 +209,14 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}
 
-	logf("generating %d observations", o.pushRecords)
-	plan, err := planPush(o)
-	if err != nil {
-		return err
+	var plan pushPlan
+	if o.mode == "sync" && o.pushRecords > 0 {
+		logf("generating %d observations", o.pushRecords)
+		if plan, err = planPush(o); err != nil {
+			return err
+		}
+		rep.Push.AvgRecordBytes, rep.Push.AvgDataBytes, rep.Push.AvgRequestBytes = plan.avgRecordBytes, plan.avgDataBytes, plan.avgRequestBytes
 	}
-	rep.Push.AvgRecordBytes, rep.Push.AvgDataBytes, rep.Push.AvgRequestBytes = plan.avgRecordBytes, plan.avgDataBytes, plan.avgRequestBytes
 
 	db, err := newDatabase(o.dbHostURL)
 	if err != nil {
@@ -188,20 +251,40 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	defer func() { err = errors.Join(err, srv.stop(20*time.Second)) }()
 
-	c := newClient(srv.baseURL, o.clients+o.pullClients, o.requestTimeout)
-	tokens, err := setupUsers(ctx, c, adminPassword, max(o.clients, o.pullClients))
+	c := newClient(srv.baseURL, o.clients+o.pullClients+o.manifestClients, o.requestTimeout)
+	admin, tokens, err := setupUsers(ctx, c, adminPassword, max(o.clients, o.pullClients))
 	if err != nil {
 		return err
+	}
+	if o.mode == "attachments" {
+		arep := attachmentReport{Machine: rep.Machine, Database: db.name, Clients: o.clients}
+		if err := runAttachments(ctx, o, srv.pid(), c, tokens, work, &arep); err != nil {
+			return err
+		}
+		if o.jsonOut {
+			return printJSON(os.Stdout, arep)
+		}
+		return printAttachmentText(os.Stdout, arep)
 	}
 	if err := measure(ctx, o, srv.pid(), c, tokens, plan, &rep); err != nil {
 		return err
 	}
-	if o.export {
+	if o.export && o.pushRecords > 0 {
 		phase, err := runExports(ctx, c, tokens[0], db.serverURL, work, srv.pid(), o.pushRecords, o.rssInterval)
 		if err != nil {
 			return err
 		}
 		rep.Export = &phase
+		if kib, err := readProcKiB(srv.pid(), "VmHWM"); err == nil {
+			rep.Memory.HWMMiB = mib(kib)
+		}
+	}
+	if o.bundle {
+		phase, err := runBundle(ctx, o, srv.pid(), c, admin)
+		if err != nil {
+			return fmt.Errorf("bundle phase: %w", err)
+		}
+		rep.Bundle = &phase
 		if kib, err := readProcKiB(srv.pid(), "VmHWM"); err == nil {
 			rep.Memory.HWMMiB = mib(kib)
 		}
@@ -220,6 +303,9 @@ func measure(ctx context.Context, o options, pid int, c *client, tokens []string
 		return fmt.Errorf("error reading the server's memory: %w", err)
 	}
 	rep.Memory.StartRSSMiB = mib(kib)
+	if o.pushRecords == 0 {
+		return nil
+	}
 
 	logf("push: %d clients, %d records in batches of %d", o.clients, o.pushRecords, o.batch)
 	stopRSS := sampleRSS(pid, o.rssInterval)
@@ -245,6 +331,8 @@ func measure(ctx context.Context, o options, pid int, c *client, tokens []string
 	if kib, err = readProcKiB(pid, "VmHWM"); err != nil {
 		return fmt.Errorf("error reading the server's memory: %w", err)
 	}
-	rep.Memory.PushPeakRSSMiB, rep.Memory.PullPeakRSSMiB, rep.Memory.HWMMiB = rep.Push.PeakRSSMiB, rep.Pull.PeakRSSMiB, mib(kib)
+	// The phases reset the kernel's mark where they can: the overall peak is the highest.
+	rep.Memory.PushPeakRSSMiB, rep.Memory.PullPeakRSSMiB = rep.Push.PeakRSSMiB, rep.Pull.PeakRSSMiB
+	rep.Memory.HWMMiB = max(mib(kib), rep.Push.PeakRSSMiB, rep.Pull.PeakRSSMiB)
 	return nil
 }

@@ -9,12 +9,13 @@ import (
 
 // report is every figure of one run; printed as a table or, with -json, as JSON.
 type report struct {
-	Machine  machineInfo  `json:"machine"`
-	Database string       `json:"database"`
-	Push     pushResult   `json:"push"`
-	Pull     pullResult   `json:"pull"`
-	Memory   memoryResult `json:"server_memory"`
-	Export   *exportPhase `json:"export,omitempty"`
+	Machine  machineInfo   `json:"machine"`
+	Database string        `json:"database"`
+	Push     pushResult    `json:"push"`
+	Pull     pullResult    `json:"pull"`
+	Memory   memoryResult  `json:"server_memory"`
+	Export   *exportPhase  `json:"export,omitempty"`
+	Bundle   *bundleResult `json:"app_bundle,omitempty"`
 }
 
 type machineInfo struct {
@@ -50,8 +51,9 @@ type pullResult struct {
 	PeakRSSMiB float64     `json:"peak_rss_mib"`
 }
 
-// memoryResult is the server's resident memory: after login, the peaks sampled during
-// each phase, and the kernel's high-water mark over the whole process life.
+// memoryResult is the server's resident memory: after login, the peak of each phase
+// (sampled, and the kernel's high-water mark over the phase where it can be reset), and the
+// highest over the whole run.
 type memoryResult struct {
 	StartRSSMiB    float64 `json:"start_rss_mib"`
 	PushPeakRSSMiB float64 `json:"push_peak_rss_mib"`
@@ -70,16 +72,35 @@ func bestRound(rounds []pullRound) pullRound {
 	return best
 }
 
-func printJSON(w io.Writer, r report) error {
+func printJSON(w io.Writer, r any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
 }
 
 func printText(w io.Writer, r report) error {
-	p := r.Push
-	fmt.Fprintf(w, "synkbench: nproc %d, %s, PostgreSQL %s, database %s\n\n",
+	fmt.Fprintf(w, "synkbench: nproc %d, %s, PostgreSQL %s, database %s\n",
 		r.Machine.NProc, r.Machine.GoVersion, r.Machine.PostgresVersion, r.Database)
+	if r.Push.Requests > 0 {
+		if err := printSync(w, r); err != nil {
+			return err
+		}
+	}
+	if r.Export != nil {
+		printExports(w, *r.Export)
+	}
+	if r.Bundle != nil {
+		printBundle(w, *r.Bundle)
+	}
+	m := r.Memory
+	_, err := fmt.Fprintf(w, "\nserver RSS MiB: after login %.1f, push peak %.1f, pull peak %.1f, overall peak (VmHWM) %.1f\n",
+		m.StartRSSMiB, m.PushPeakRSSMiB, m.PullPeakRSSMiB, m.HWMMiB)
+	return err
+}
+
+func printSync(w io.Writer, r report) error {
+	p := r.Push
+	fmt.Fprintf(w, "\n")
 	fmt.Fprintf(w, "PUSH  %d clients, batches of %d, data %d B/record, %d B/record on the wire, %d B/request\n",
 		p.Clients, p.BatchSize, p.AvgDataBytes, p.AvgRecordBytes, p.AvgRequestBytes)
 	fmt.Fprintf(w, "PULL  %d clients, limit %d, each pulls everything from version 0\n\n", r.Pull.Clients, r.Pull.Limit)
@@ -105,7 +126,7 @@ func printText(w io.Writer, r report) error {
 		printExports(w, *r.Export)
 	}
 	m := r.Memory
-	_, err := fmt.Fprintf(w, "\nserver RSS MiB: after login %.1f, push peak %.1f, pull peak %.1f, overall peak (VmHWM) %.1f\n",
+	_, err := fmt.Fprintf(w, "\nserver RSS MiB: after login %.1f, push peak %.1f, pull peak %.1f, overall peak %.1f\n",
 		m.StartRSSMiB, m.PushPeakRSSMiB, m.PullPeakRSSMiB, m.HWMMiB)
 	return err
 }

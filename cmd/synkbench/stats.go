@@ -83,12 +83,21 @@ func readProcKiB(pid int, field string) (int64, error) {
 }
 
 // sampleRSS polls the VmRSS of process pid every interval until the returned function
-// is called; that function returns the highest value seen, in MiB. Failed reads (the
-// process is gone) are skipped: the phase that uses the process reports that.
+// is called; that function returns the highest value seen, in MiB. Where the kernel lets
+// us reset the process's high-water mark (VmHWM) at the start, the mark at the end counts
+// too, so that a peak between two samples is not missed. Failed reads (the process is
+// gone) are skipped: the phase that uses the process reports that.
 func sampleRSS(pid int, interval time.Duration) (stop func() float64) {
 	var peak int64
+	hwmReset := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) == nil
 	sample := func() {
 		if kib, err := readProcKiB(pid, "VmRSS"); err == nil {
+			peak = max(peak, kib)
+		}
+		if !hwmReset {
+			return
+		}
+		if kib, err := readProcKiB(pid, "VmHWM"); err == nil {
 			peak = max(peak, kib)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opendataensemble/synkronus/server/appbundle"
+	"github.com/opendataensemble/synkronus/server/attachments"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/obsync"
 )
@@ -41,6 +43,13 @@ type config struct {
 	BodyReadTimeout time.Duration
 	MinUploadRate   int64
 	ShutdownTimeout time.Duration
+	// Attachments holds the attachment size limit and image processing settings.
+	Attachments attachments.Options
+	// App bundles: retention and upload limits.
+	MaxVersionsKept            int
+	MaxBundleBytes             int64
+	MaxBundleUncompressedBytes int64
+	MaxBundleFiles             int
 	// PortalIdleTimeout and PortalMaxAge end web portal sessions.
 	PortalIdleTimeout time.Duration
 	PortalMaxAge      time.Duration
@@ -85,6 +94,17 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		}
 		return n
 	}
+	boolean := func(name string) bool {
+		v := get(name)
+		if v == "" {
+			return false
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q must be true or false", name, v))
+		}
+		return b
+	}
 
 	c := config{
 		DatabaseURL:     get("DATABASE_URL", "DB_CONNECTION"),
@@ -107,8 +127,22 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		BodyReadTimeout: duration("BODY_READ_TIMEOUT", 30*time.Second),
 		MinUploadRate:   integer(16<<10, 1<<10, 1<<30, "MIN_UPLOAD_RATE"),
 		ShutdownTimeout: duration("SHUTDOWN_TIMEOUT", 20*time.Second),
-		MaxExports:      int(integer(2, 1, 64, "EXPORT_MAX_CONCURRENT")),
+		Attachments: attachments.Options{
+			MaxUploadBytes: integer(attachments.DefaultMaxUploadBytes, 1<<10, 1<<40, "MAX_ATTACHMENT_BYTES", "SYNKRONUS_MAX_ATTACHMENT_UPLOAD_BYTES"),
+			Images: attachments.ImageOptions{
+				Enabled:     boolean("IMAGE_PROCESSING"),
+				MaxWidth:    int(integer(attachments.DefaultImageMaxWidth, 0, 16384, "IMAGE_MAX_WIDTH")),
+				MaxHeight:   int(integer(attachments.DefaultImageMaxHeight, 0, 16384, "IMAGE_MAX_HEIGHT")),
+				JPEGQuality: int(integer(attachments.DefaultJPEGQuality, 1, 100, "IMAGE_JPEG_QUALITY")),
+				MaxPixels:   integer(attachments.DefaultMaxPixels, 1, 16384*16384, "IMAGE_MAX_PIXELS"),
+			},
+		},
+		MaxExports: int(integer(2, 1, 64, "EXPORT_MAX_CONCURRENT")),
 	}
+	c.MaxVersionsKept = int(integer(appbundle.DefaultKeepVersions, 1, 1000, "MAX_VERSIONS_KEPT"))
+	c.MaxBundleBytes = integer(appbundle.DefaultMaxUploadBytes, 1<<10, 1<<34, "MAX_BUNDLE_BYTES")
+	c.MaxBundleUncompressedBytes = integer(appbundle.DefaultMaxUncompressedBytes, 1<<10, 1<<36, "MAX_BUNDLE_UNCOMPRESSED_BYTES")
+	c.MaxBundleFiles = int(integer(appbundle.DefaultMaxFiles, 1, 1_000_000, "MAX_BUNDLE_FILES"))
 	c.PortalIdleTimeout = duration("PORTAL_IDLE_TIMEOUT", time.Hour)
 	c.PortalMaxAge = duration("PORTAL_SESSION_MAX_AGE", 12*time.Hour)
 	if c.DatabaseURL == "" {

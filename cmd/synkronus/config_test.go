@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/opendataensemble/synkronus/server/attachments"
 	"github.com/opendataensemble/synkronus/server/obsync"
 )
 
@@ -41,6 +42,10 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, obsync.PolicyNewest, c.ConflictPolicy)
 	require.Equal(t, int64(32<<20), c.MaxPushBytes)
 	require.Equal(t, int64(1<<20), c.MaxJSONBytes)
+	require.Equal(t, 5, c.MaxVersionsKept, "upstream's default")
+	require.Equal(t, int64(128<<20), c.MaxBundleBytes)
+	require.Equal(t, int64(512<<20), c.MaxBundleUncompressedBytes)
+	require.Equal(t, 10000, c.MaxBundleFiles)
 	require.Equal(t, int32(16), c.DBMaxConns)
 	require.Equal(t, 10, c.BcryptCost)
 	require.Equal(t, time.Hour, c.PortalIdleTimeout)
@@ -52,6 +57,8 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, 30*time.Second, c.BodyReadTimeout)
 	require.Equal(t, int64(16<<10), c.MinUploadRate)
 	require.Equal(t, 20*time.Second, c.ShutdownTimeout)
+	require.Equal(t, int64(128<<20), c.Attachments.MaxUploadBytes)
+	require.Equal(t, attachments.ImageOptions{Enabled: false, MaxWidth: 2048, MaxHeight: 2048, JPEGQuality: 85, MaxPixels: 40_000_000}, c.Attachments.Images)
 }
 
 func TestConfigReadsEveryVariable(t *testing.T) {
@@ -64,6 +71,9 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"DB_MAX_CONNS": "4", "BCRYPT_COST": "12", "BLOB_URL": "s3://field-files?region=eu-west-1",
 		"PORTAL_IDLE_TIMEOUT": "20m", "PORTAL_SESSION_MAX_AGE": "8h",
 		"TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7,2001:db8::/32", "MIN_UPLOAD_RATE": "65536", "SHUTDOWN_TIMEOUT": "5s", "BODY_READ_TIMEOUT": "1m",
+		"MAX_ATTACHMENT_BYTES": "1048576", "IMAGE_PROCESSING": "true", "IMAGE_MAX_WIDTH": "1024", "IMAGE_MAX_HEIGHT": "0",
+		"IMAGE_JPEG_QUALITY": "70", "IMAGE_MAX_PIXELS": "1000000",
+		"MAX_VERSIONS_KEPT": "3", "MAX_BUNDLE_BYTES": "4096", "MAX_BUNDLE_UNCOMPRESSED_BYTES": "8192", "MAX_BUNDLE_FILES": "50",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, "postgres://u@db:5432/x", c.DatabaseURL)
@@ -83,6 +93,10 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 	require.Equal(t, obsync.PolicyIncoming, c.ConflictPolicy)
 	require.Equal(t, int64(2048), c.MaxPushBytes)
 	require.Equal(t, int64(4096), c.MaxJSONBytes)
+	require.Equal(t, 3, c.MaxVersionsKept)
+	require.Equal(t, int64(4096), c.MaxBundleBytes)
+	require.Equal(t, int64(8192), c.MaxBundleUncompressedBytes)
+	require.Equal(t, 50, c.MaxBundleFiles)
 	require.Equal(t, int32(4), c.DBMaxConns)
 	require.Equal(t, 12, c.BcryptCost)
 	require.Equal(t, 20*time.Minute, c.PortalIdleTimeout)
@@ -95,14 +109,18 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 	require.Equal(t, time.Minute, c.BodyReadTimeout)
 	require.Equal(t, int64(65536), c.MinUploadRate)
 	require.Equal(t, 5*time.Second, c.ShutdownTimeout)
+	require.Equal(t, int64(1<<20), c.Attachments.MaxUploadBytes)
+	require.Equal(t, attachments.ImageOptions{Enabled: true, MaxWidth: 1024, MaxHeight: 0, JPEGQuality: 70, MaxPixels: 1_000_000}, c.Attachments.Images)
 }
 
 func TestConfigAliasesOfOlderReleases(t *testing.T) {
 	t.Parallel()
-	c, err := loadConfig(fakeEnv(map[string]string{"DB_CONNECTION": "postgres://old@db/synk", "SERVER_PORT": "8181"}))
+	c, err := loadConfig(fakeEnv(map[string]string{"DB_CONNECTION": "postgres://old@db/synk", "SERVER_PORT": "8181",
+		"SYNKRONUS_MAX_ATTACHMENT_UPLOAD_BYTES": "2048"}))
 	require.NoError(t, err)
 	require.Equal(t, "postgres://old@db/synk", c.DatabaseURL)
 	require.Equal(t, 8181, c.Port)
+	require.Equal(t, int64(2048), c.Attachments.MaxUploadBytes)
 }
 
 func TestConfigCurrentNamesWinOverAliases(t *testing.T) {
@@ -156,11 +174,17 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		"LOG_LEVEL":              "loud",
 		"LOG_FORMAT":             "xml",
 		"SYNC_CONFLICT_POLICY":   "mine",
+		"MAX_ATTACHMENT_BYTES":   "12",
+		"IMAGE_PROCESSING":       "sometimes",
+		"IMAGE_JPEG_QUALITY":     "101",
 		"ACCESS_TOKEN_TTL":       "tomorrow",
 		"REFRESH_TOKEN_TTL":      "-1h",
 		"PUSH_RECEIPT_TTL":       "0s",
 		"MAX_PUSH_BYTES":         "12",
 		"MAX_JSON_BYTES":         "1e6",
+		"MAX_VERSIONS_KEPT":      "0",
+		"MAX_BUNDLE_BYTES":       "big",
+		"MAX_BUNDLE_FILES":       "-3",
 		"DB_MAX_CONNS":           "1",
 		"BCRYPT_COST":            "40",
 		"TRUSTED_PROXIES":        "10.0.0.0/8,proxy.internal",

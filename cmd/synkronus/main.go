@@ -27,6 +27,7 @@ import (
 	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 	"github.com/opendataensemble/synkronus/server"
+	"github.com/opendataensemble/synkronus/server/appbundle"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
 	"github.com/opendataensemble/synkronus/server/passwords"
@@ -37,6 +38,8 @@ const usage = `synkronus: the ODE sync server. It takes no arguments; it is conf
 environment variables (or a .env file): DATABASE_URL, PORT, HOST, JWT_SECRET, JWT_SECRET_FILE,
 ADMIN_USERNAME, ADMIN_PASSWORD, DATA_DIR, BLOB_URL, LOG_LEVEL, LOG_FORMAT, PUBLIC_URL, ACCESS_TOKEN_TTL,
 REFRESH_TOKEN_TTL, SYNC_CONFLICT_POLICY, PUSH_RECEIPT_TTL, MAX_PUSH_BYTES, MAX_JSON_BYTES,
+MAX_ATTACHMENT_BYTES, IMAGE_PROCESSING, IMAGE_MAX_WIDTH, IMAGE_MAX_HEIGHT, IMAGE_JPEG_QUALITY,
+IMAGE_MAX_PIXELS, MAX_VERSIONS_KEPT, MAX_BUNDLE_BYTES, MAX_BUNDLE_UNCOMPRESSED_BYTES, MAX_BUNDLE_FILES,
 DB_MAX_CONNS, BCRYPT_COST, EXPORT_MAX_CONCURRENT, PPROF_ADDR, TRUSTED_PROXIES, BODY_READ_TIMEOUT,
 MIN_UPLOAD_RATE, SHUTDOWN_TIMEOUT, PORTAL_IDLE_TIMEOUT, PORTAL_SESSION_MAX_AGE. See the README for their meaning and defaults.
 `
@@ -119,7 +122,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		TrustedProxies:  cfg.TrustedProxies,
 		BodyReadTimeout: cfg.BodyReadTimeout,
 		MinUploadRate:   cfg.MinUploadRate,
+		Attachments:     cfg.Attachments,
 		MaxExports:      cfg.MaxExports,
+		MaxVersionsKept: cfg.MaxVersionsKept,
+		BundleLimits: appbundle.Limits{MaxUploadBytes: cfg.MaxBundleBytes, MaxUncompressedBytes: cfg.MaxBundleUncompressedBytes,
+			MaxFiles: cfg.MaxBundleFiles},
 		Portal: portal.Options{
 			IdleTimeout: cfg.PortalIdleTimeout, MaxAge: cfg.PortalMaxAge,
 			SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"),

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -22,6 +23,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/oapi-codegen/runtime"
 	openapi_types "github.com/oapi-codegen/runtime/types"
+	"github.com/opendataensemble/synkronus/server/streambody"
 )
 
 // Defines values for AttachmentOperationOperation.
@@ -187,13 +189,26 @@ type AppBundleManifest struct {
 
 // AppBundlePushResponse defines model for AppBundlePushResponse.
 type AppBundlePushResponse struct {
+	// Active Whether the new version is now the active one.
+	Active   *bool             `json:"active,omitempty"`
 	Manifest AppBundleManifest `json:"manifest"`
 	Message  string            `json:"message"`
+
+	// Version Name of the new version (also `manifest.version`).
+	Version *string `json:"version,omitempty"`
 }
 
 // AppBundleVersions defines model for AppBundleVersions.
 type AppBundleVersions struct {
 	Versions []string `json:"versions"`
+}
+
+// AttachmentDeleted defines model for AttachmentDeleted.
+type AttachmentDeleted struct {
+	AttachmentId string `json:"attachment_id"`
+
+	// Version Version of the recorded `delete` operation.
+	Version int64 `json:"version"`
 }
 
 // AttachmentManifestRequest defines model for AttachmentManifestRequest.
@@ -210,8 +225,13 @@ type AttachmentManifestRequest struct {
 
 // AttachmentManifestResponse defines model for AttachmentManifestResponse.
 type AttachmentManifestResponse struct {
-	// CurrentVersion Cursor for the next request's `since_version`.
+	// CurrentVersion Cursor for the next request's `since_version`: the server's current version, or,
+	// when `has_more` is true, the version of the last operation of this response.
 	CurrentVersion int64 `json:"current_version"`
+
+	// HasMore More operations remain after this response; `current_version` is then the
+	// version of its last operation. Ask again from `current_version` for the rest.
+	HasMore *bool `json:"has_more,omitempty"`
 
 	// OperationCount Number of operations of each kind in the manifest.
 	OperationCount *AttachmentOperationCount `json:"operation_count,omitempty"`
@@ -277,15 +297,50 @@ type BuildInfo struct {
 	GoVersion *string `json:"go_version,omitempty"`
 }
 
+// BundleFileChange defines model for BundleFileChange.
+type BundleFileChange struct {
+	HashA string `json:"hash_a"`
+	HashB string `json:"hash_b"`
+	Path  string `json:"path"`
+	SizeA int64  `json:"size_a"`
+	SizeB int64  `json:"size_b"`
+}
+
+// BundleFileRef defines model for BundleFileRef.
+type BundleFileRef struct {
+	// Hash SHA-256 of the content, hex encoded.
+	Hash string `json:"hash"`
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+}
+
 // ChangeLog defines model for ChangeLog.
 type ChangeLog struct {
-	CompareVersionA *string             `json:"compare_version_a,omitempty"`
-	CompareVersionB *string             `json:"compare_version_b,omitempty"`
-	FormChanges     *bool               `json:"form_changes,omitempty"`
-	ModifiedForms   *[]FormModification `json:"modified_forms,omitempty"`
-	NewForms        *[]FormDiff         `json:"new_forms,omitempty"`
-	RemovedForms    *[]FormDiff         `json:"removed_forms,omitempty"`
-	UiChanges       *bool               `json:"ui_changes,omitempty"`
+	// Added Files only in the target version.
+	Added *[]BundleFileRef `json:"added,omitempty"`
+
+	// CompareVersionA The version compared from.
+	CompareVersionA *string `json:"compare_version_a,omitempty"`
+
+	// CompareVersionB The version compared to.
+	CompareVersionB *string `json:"compare_version_b,omitempty"`
+
+	// CurrentVersion Same as `compare_version_a`.
+	CurrentVersion *string `json:"current_version,omitempty"`
+	FormChanges    *bool   `json:"form_changes,omitempty"`
+
+	// Modified Files whose content differs.
+	Modified      *[]BundleFileChange `json:"modified,omitempty"`
+	ModifiedForms *[]FormModification `json:"modified_forms,omitempty"`
+	NewForms      *[]FormDiff         `json:"new_forms,omitempty"`
+
+	// Removed Files only in the current version.
+	Removed      *[]BundleFileRef `json:"removed,omitempty"`
+	RemovedForms *[]FormDiff      `json:"removed_forms,omitempty"`
+
+	// TargetVersion Same as `compare_version_b`.
+	TargetVersion *string `json:"target_version,omitempty"`
+	UiChanges     *bool   `json:"ui_changes,omitempty"`
 }
 
 // ChangePasswordRequest Exactly one of `currentPassword` and `oldPassword` must be sent.
@@ -322,11 +377,15 @@ type DatabaseInfo struct {
 
 // FailedRecord defines model for FailedRecord.
 type FailedRecord struct {
-	// Code Stable reason code, such as `validation_failed`.
+	// Code Stable reason code: `INVALID_RECORD`, `MISSING_FIELD`, `INVALID_FIELD`,
+	// `TOO_LARGE` or `REFUSED_BY_DATABASE`.
 	Code string `json:"code"`
 
 	// Error What is wrong with the record.
 	Error string `json:"error"`
+
+	// Id Same as `observation_id` (the `synk` CLI prints this member).
+	Id *string `json:"id,omitempty"`
 
 	// Index Position of the record in the request's `records`.
 	Index int `json:"index"`
@@ -346,6 +405,31 @@ type FormDiff struct {
 	Form *string `json:"form,omitempty"`
 }
 
+// FormField defines model for FormField.
+type FormField struct {
+	// Core Whether this is a core field (`core_*` or `x-core`), which later versions may not change.
+	Core bool `json:"core"`
+
+	// Default The field's default value, when it has one.
+	Default interface{} `json:"default,omitempty"`
+	Name    string      `json:"name"`
+
+	// QuestionType The field's `x-question-type`, when it has one.
+	QuestionType *string `json:"questionType,omitempty"`
+	Required     bool    `json:"required"`
+
+	// Type The JSON Schema type; several types are joined with `|`; empty when the schema names none.
+	Type string `json:"type"`
+}
+
+// FormList defines model for FormList.
+type FormList struct {
+	Forms []FormSummary `json:"forms"`
+
+	// Version The active bundle version the forms belong to; absent when none is active.
+	Version *string `json:"version,omitempty"`
+}
+
 // FormModification defines model for FormModification.
 type FormModification struct {
 	AddedFields   *[]FieldChange `json:"added_fields,omitempty"`
@@ -356,25 +440,44 @@ type FormModification struct {
 	UiChanged     *bool          `json:"ui_changed,omitempty"`
 }
 
-// Geolocation Where an observation was recorded.
+// FormSummary defines model for FormSummary.
+type FormSummary struct {
+	Fields []FormField `json:"fields"`
+
+	// Name The form's name, which is the `form_type` of its observations.
+	Name string `json:"name"`
+
+	// ObservationCount Stored observations of this form type that are not deleted.
+	ObservationCount int64 `json:"observationCount"`
+
+	// SchemaHash SHA-256 (hex) of the schema in canonical JSON form; formatting does not change it.
+	SchemaHash string `json:"schemaHash"`
+}
+
+// Geolocation Where an observation was recorded, as the device reported it. The server stores and
+// returns the object byte for byte, members this contract does not name (`heading`,
+// `speed`, `mocked`, ...) included. Values outside the usual ranges (a latitude beyond
+// ±90, a negative accuracy, which iOS reports for an unknown vertical accuracy) are
+// kept as sent, with a warning in the push answer.
 type Geolocation struct {
-	// Accuracy Horizontal uncertainty in metres.
+	// Accuracy Horizontal uncertainty in metres; negative when the device does not know it.
 	Accuracy *float64 `json:"accuracy,omitempty"`
 
 	// Altitude Height above sea level in metres.
 	Altitude *float64 `json:"altitude,omitempty"`
 
-	// AltitudeAccuracy Vertical uncertainty in metres.
+	// AltitudeAccuracy Vertical uncertainty in metres; negative when the device does not know it.
 	AltitudeAccuracy *float64 `json:"altitude_accuracy,omitempty"`
 
-	// Latitude Degrees north of the equator.
+	// Latitude Degrees north of the equator, usually -90 to 90.
 	Latitude *float64 `json:"latitude,omitempty"`
 
-	// Longitude Degrees east of Greenwich.
+	// Longitude Degrees east of Greenwich, usually -180 to 180.
 	Longitude *float64 `json:"longitude,omitempty"`
 
-	// Timestamp When the position fix was taken.
-	Timestamp *string `json:"timestamp,omitempty"`
+	// Timestamp When the position fix was taken: an RFC 3339 date-time, or a number of
+	// milliseconds since 1970-01-01T00:00:00Z, as some platforms send it.
+	Timestamp *json.RawMessage `json:"timestamp,omitempty"`
 }
 
 // HealthError defines model for HealthError.
@@ -415,7 +518,8 @@ type MessageResponse struct {
 	Message string `json:"message"`
 }
 
-// Observation One form submission.
+// Observation One form submission. Members this contract does not name are kept as sent and
+// returned on pull after the named ones.
 type Observation struct {
 	// Author Who recorded the observation, such as a username.
 	Author *string `json:"author,omitempty"`
@@ -440,7 +544,11 @@ type Observation struct {
 	FormType    string `json:"form_type"`
 	FormVersion string `json:"form_version"`
 
-	// Geolocation Where an observation was recorded.
+	// Geolocation Where an observation was recorded, as the device reported it. The server stores and
+	// returns the object byte for byte, members this contract does not name (`heading`,
+	// `speed`, `mocked`, ...) included. Values outside the usual ranges (a latitude beyond
+	// ±90, a negative accuracy, which iOS reports for an unknown vertical accuracy) are
+	// kept as sent, with a warning in the push answer.
 	Geolocation *Geolocation `json:"geolocation,omitempty"`
 
 	// ObservationId Client-generated identifier, unique across all devices.
@@ -487,9 +595,12 @@ type ObservationRevision struct {
 	CreatedAt *string `json:"created_at,omitempty"`
 
 	// Data The form's answers in this revision.
-	Data          json.RawMessage  `json:"data"`
-	Deleted       bool             `json:"deleted"`
-	DeviceId      *string          `json:"device_id,omitempty"`
+	Data     json.RawMessage `json:"data"`
+	Deleted  bool            `json:"deleted"`
+	DeviceId *string         `json:"device_id,omitempty"`
+
+	// Extra The members of the record this contract does not name, as sent; absent when there were none.
+	Extra         *json.RawMessage `json:"extra,omitempty"`
 	FormType      *string          `json:"form_type,omitempty"`
 	FormVersion   *string          `json:"form_version,omitempty"`
 	Geolocation   *json.RawMessage `json:"geolocation,omitempty"`
@@ -623,13 +734,71 @@ type ProblemDetail struct {
 	Type string `json:"type"`
 }
 
-// ProblemFieldError One field that failed validation.
+// ProblemFieldError One field (or, for an app bundle, one file) that failed validation.
 type ProblemFieldError struct {
-	// Field Location of the field, such as `records[3].data`.
+	// Code Stable code of the failure, such as `unsafe_path`, `invalid_json`,
+	// `missing_renderer` or `core_field_changed` for app bundles.
+	Code *string `json:"code,omitempty"`
+
+	// Field Location of the field, such as `records[3].data`, or the path inside an app bundle (empty for the archive as a whole).
 	Field *string `json:"field,omitempty"`
 
 	// Message Why the field was refused.
 	Message *string `json:"message,omitempty"`
+}
+
+// QuarantineList defines model for QuarantineList.
+type QuarantineList struct {
+	// HasMore True when further records match; ask again with `after` set to `next_after`.
+	HasMore bool `json:"has_more"`
+
+	// NextAfter The id of the last record of this page; present when `has_more` is true.
+	NextAfter *int64              `json:"next_after,omitempty"`
+	Records   []QuarantinedRecord `json:"records"`
+}
+
+// QuarantineRetryRequest defines model for QuarantineRetryRequest.
+type QuarantineRetryRequest struct {
+	// Record A corrected copy of the record to store instead of the quarantined one.
+	Record *json.RawMessage `json:"record,omitempty"`
+}
+
+// QuarantineRetryResponse defines model for QuarantineRetryResponse.
+type QuarantineRetryResponse struct {
+	// CurrentVersion The newest version committed on the server after the retry.
+	CurrentVersion       int64  `json:"current_version"`
+	ObservationId        string `json:"observation_id"`
+	RepositoryGeneration int64  `json:"repository_generation"`
+
+	// Warnings Remarks on the stored record, such as a conflict; omitted when there are none.
+	Warnings *[]SyncWarning `json:"warnings,omitempty"`
+}
+
+// QuarantinedRecord A pushed record that could not be stored, and why.
+type QuarantinedRecord struct {
+	// Bytes Size of the record as sent; `getQuarantinedRecord` returns it.
+	Bytes int `json:"bytes"`
+
+	// ClientId The client that pushed it.
+	ClientId string `json:"client_id"`
+
+	// Code The reason code reported in the push's `failed_records`.
+	Code string `json:"code"`
+	Id   int64  `json:"id"`
+
+	// Index Its position in that push's `records`.
+	Index int `json:"index"`
+
+	// ObservationId Its observation id, when it had a readable one.
+	ObservationId *string `json:"observation_id,omitempty"`
+
+	// PushedBy The user who pushed it.
+	PushedBy   string `json:"pushed_by"`
+	Reason     string `json:"reason"`
+	ReceivedAt string `json:"received_at"`
+
+	// TransmissionId The push that carried it.
+	TransmissionId string `json:"transmission_id"`
 }
 
 // RefreshRequest defines model for RefreshRequest.
@@ -747,7 +916,8 @@ type SyncPullResponse struct {
 	// HasMore True when further pages are waiting.
 	HasMore bool `json:"has_more"`
 
-	// Records Changed observations in ascending version order; never more than `limit`.
+	// Records Changed observations in ascending version order; never more than `limit` (or 500)
+	// records, nor much more than 2 MiB of them.
 	Records []Observation `json:"records"`
 
 	// RepositoryGeneration The server's repository generation.
@@ -758,26 +928,15 @@ type SyncPullResponse struct {
 }
 
 // SyncPushRequest defines model for SyncPushRequest.
-type SyncPushRequest struct {
-	// ClientId Stable identifier of the pushing client.
-	ClientId string `json:"client_id"`
-
-	// Records Observations to store; may be empty.
-	Records []json.RawMessage `json:"records"`
-
-	// RepositoryGeneration The client's repository generation; ignored when the header is sent.
-	RepositoryGeneration *int64 `json:"repository_generation,omitempty"`
-
-	// TransmissionId Client-chosen id of this request; retrying with the same id is safe.
-	TransmissionId string `json:"transmission_id"`
-}
+type SyncPushRequest = streambody.JSON
 
 // SyncPushResponse defines model for SyncPushResponse.
 type SyncPushResponse struct {
 	// CurrentVersion The newest version committed on the server after this push.
 	CurrentVersion int64 `json:"current_version"`
 
-	// FailedRecords Records that were refused; omitted when there are none.
+	// FailedRecords Records that could not be stored; each is kept in quarantine for an
+	// administrator. Omitted when there are none.
 	FailedRecords        *[]FailedRecord `json:"failed_records,omitempty"`
 	RepositoryGeneration int64           `json:"repository_generation"`
 
@@ -790,7 +949,10 @@ type SyncPushResponse struct {
 
 // SyncWarning defines model for SyncWarning.
 type SyncWarning struct {
-	// Code Kind of warning, such as `CONFLICT`.
+	// Code Kind of warning: `CONFLICT` (the record was based on an out-of-date copy),
+	// `MISSING_FORM_TYPE` (stored with an empty `form_type`) or `UNUSUAL_VALUE` (stored
+	// as sent although a value is outside its usual range, or stored with a default
+	// for a missing member; the message names it).
 	Code string `json:"code"`
 
 	// Id The observation concerned.
@@ -912,6 +1074,9 @@ type IfNoneMatch = string
 // Original Example: true
 type Original = string
 
+// QuarantineId defines model for QuarantineId.
+type QuarantineId = int64
+
 // Username defines model for Username.
 type Username = string
 
@@ -963,6 +1128,56 @@ type Unauthorized = ProblemDetail
 // UpgradeRequired Why the client's version was refused, and the server's version.
 type UpgradeRequired = VersionMismatch
 
+// ListQuarantinedRecordsParams defines parameters for ListQuarantinedRecords.
+type ListQuarantinedRecordsParams struct {
+	// After Only list records with an id greater than this.
+	After *int64 `form:"after,omitempty" json:"after,omitempty"`
+
+	// Limit Largest number of records in one page; values above 200 are treated as 200.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// ClientId Only records pushed by this client.
+	ClientId *string `form:"client_id,omitempty" json:"client_id,omitempty"`
+
+	// TransmissionId Only records of this push.
+	TransmissionId *string `form:"transmission_id,omitempty" json:"transmission_id,omitempty"`
+
+	// ObservationId Only records with this observation id.
+	ObservationId *string `form:"observation_id,omitempty" json:"observation_id,omitempty"`
+
+	// Code Only records refused for this reason code.
+	Code *string `form:"code,omitempty" json:"code,omitempty"`
+
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
+// DiscardQuarantinedRecordParams defines parameters for DiscardQuarantinedRecord.
+type DiscardQuarantinedRecordParams struct {
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
+// GetQuarantinedRecordParams defines parameters for GetQuarantinedRecord.
+type GetQuarantinedRecordParams struct {
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
+// RetryQuarantinedRecordParams defines parameters for RetryQuarantinedRecord.
+type RetryQuarantinedRecordParams struct {
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
 // AdminRepositoryResetParams defines parameters for AdminRepositoryReset.
 type AdminRepositoryResetParams struct {
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
@@ -973,13 +1188,15 @@ type AdminRepositoryResetParams struct {
 
 // GetAppBundleChangesParams defines parameters for GetAppBundleChanges.
 type GetAppBundleChangesParams struct {
-	// Current Version to compare from. When omitted the server picks its default base version.
+	// Current Version to compare from. When omitted, the active version (or the oldest stored one when none is active).
 	Current *string `form:"current,omitempty" json:"current,omitempty"`
 
-	// Target Version to compare to. When omitted the server picks the version that follows `current`.
+	// Target Version to compare to. When omitted, the newest stored version if `preview` is
+	// true, otherwise the stored version that follows `current` (or `current` itself
+	// when it is the newest).
 	Target *string `form:"target,omitempty" json:"target,omitempty"`
 
-	// Preview When true, compare against the newest stored version even if it is not active.
+	// Preview When true and `target` is omitted, compare against the newest stored version even if it is not active.
 	Preview *bool `form:"preview,omitempty" json:"preview,omitempty"`
 
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
@@ -994,6 +1211,9 @@ type DownloadAppBundleZipParams struct {
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
+
+	// IfNoneMatch Entity tag from an earlier response; a match yields 304.
+	IfNoneMatch *IfNoneMatch `json:"if-none-match,omitempty"`
 }
 
 // DownloadAppBundleFileParams defines parameters for DownloadAppBundleFile.
@@ -1032,6 +1252,9 @@ type PushAppBundleMultipartBody struct {
 
 // PushAppBundleParams defines parameters for PushAppBundle.
 type PushAppBundleParams struct {
+	// Activate When true, the new version also becomes the active one, in the same transaction.
+	Activate *bool `form:"activate,omitempty" json:"activate,omitempty"`
+
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
@@ -1074,6 +1297,14 @@ type GetAttachmentManifestParams struct {
 	XRepositoryGeneration *XRepositoryGeneration `json:"x-repository-generation,omitempty"`
 }
 
+// DeleteAttachmentParams defines parameters for DeleteAttachment.
+type DeleteAttachmentParams struct {
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
 // DownloadAttachmentParams defines parameters for DownloadAttachment.
 type DownloadAttachmentParams struct {
 	// Original Prefer the unprocessed upload. `true`, `1` and `yes` (any case) count as true;
@@ -1084,6 +1315,9 @@ type DownloadAttachmentParams struct {
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
+
+	// IfNoneMatch Entity tag from an earlier response; a match yields 304.
+	IfNoneMatch *IfNoneMatch `json:"if-none-match,omitempty"`
 }
 
 // CheckAttachmentExistsParams defines parameters for CheckAttachmentExists.
@@ -1096,6 +1330,9 @@ type CheckAttachmentExistsParams struct {
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
+
+	// IfNoneMatch Entity tag from an earlier response; a match yields 304.
+	IfNoneMatch *IfNoneMatch `json:"if-none-match,omitempty"`
 }
 
 // UploadAttachmentMultipartBody defines parameters for UploadAttachment.
@@ -1242,7 +1479,8 @@ type SyncPullParams struct {
 	// SchemaType Only return observations of this form type.
 	SchemaType *string `form:"schemaType,omitempty" json:"schemaType,omitempty"`
 
-	// Limit Largest number of records in one page.
+	// Limit Largest number of records in one page. Values above 500 are treated as 500 (the
+	// page then reports `has_more` when further changes wait); values below 1 are refused.
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
@@ -1340,6 +1578,12 @@ type UpdateUserParams struct {
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
 }
 
+// ListFormsParams defines parameters for ListForms.
+type ListFormsParams struct {
+	// XOdeVersion The client's version, checked as for every other operation when sent.
+	XOdeVersion *string `json:"x-ode-version,omitempty"`
+}
+
 // GetVersionParams defines parameters for GetVersion.
 type GetVersionParams struct {
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
@@ -1355,6 +1599,9 @@ type GetAPIVersionsParams struct {
 	// number is compared with the server's.
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
 }
+
+// RetryQuarantinedRecordJSONRequestBody defines body for RetryQuarantinedRecord for application/json ContentType.
+type RetryQuarantinedRecordJSONRequestBody = QuarantineRetryRequest
 
 // AdminRepositoryResetJSONRequestBody defines body for AdminRepositoryReset for application/json ContentType.
 type AdminRepositoryResetJSONRequestBody = RepositoryResetRequest
@@ -1400,6 +1647,18 @@ type ServerInterface interface {
 	// GetServiceInfo Describe the service and link to its parts
 	// (GET /)
 	GetServiceInfo(ctx echo.Context) error
+	// ListQuarantinedRecords List pushed records that could not be stored
+	// (GET /api/admin/quarantine)
+	ListQuarantinedRecords(ctx echo.Context, params ListQuarantinedRecordsParams) error
+	// DiscardQuarantinedRecord Discard a quarantined record for good
+	// (DELETE /api/admin/quarantine/{quarantine_id})
+	DiscardQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params DiscardQuarantinedRecordParams) error
+	// GetQuarantinedRecord Download a quarantined record exactly as it was pushed
+	// (GET /api/admin/quarantine/{quarantine_id})
+	GetQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params GetQuarantinedRecordParams) error
+	// RetryQuarantinedRecord Store a quarantined record, optionally from a corrected copy
+	// (POST /api/admin/quarantine/{quarantine_id}/retry)
+	RetryQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params RetryQuarantinedRecordParams) error
 	// AdminRepositoryReset Erase all observations and attachments and start a new repository generation
 	// (POST /api/admin/repository/reset)
 	AdminRepositoryReset(ctx echo.Context, params AdminRepositoryResetParams) error
@@ -1430,6 +1689,9 @@ type ServerInterface interface {
 	// GetAttachmentManifest List the attachment changes since a data version
 	// (POST /api/attachments/manifest)
 	GetAttachmentManifest(ctx echo.Context, params GetAttachmentManifestParams) error
+	// DeleteAttachment Delete an attachment on the server and on every device
+	// (DELETE /api/attachments/{attachment_id})
+	DeleteAttachment(ctx echo.Context, attachmentId AttachmentId, params DeleteAttachmentParams) error
 	// DownloadAttachment Download an attachment
 	// (GET /api/attachments/{attachment_id})
 	DownloadAttachment(ctx echo.Context, attachmentId AttachmentId, params DownloadAttachmentParams) error
@@ -1493,6 +1755,9 @@ type ServerInterface interface {
 	// UpdateUser Change a user's role
 	// (PATCH /api/users/{username})
 	UpdateUser(ctx echo.Context, username Username, params UpdateUserParams) error
+	// ListForms List the forms of the active app bundle
+	// (GET /api/v1/data/forms)
+	ListForms(ctx echo.Context, params ListFormsParams) error
 	// GetVersion Describe the running server build
 	// (GET /api/version)
 	GetVersion(ctx echo.Context, params GetVersionParams) error
@@ -1515,6 +1780,192 @@ func (w *ServerInterfaceWrapper) GetServiceInfo(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetServiceInfo(ctx)
+	return err
+}
+
+// ListQuarantinedRecords converts echo context to params.
+func (w *ServerInterfaceWrapper) ListQuarantinedRecords(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListQuarantinedRecordsParams
+	// ------------- Optional query parameter "after" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "after", ctx.QueryParams(), &params.After, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter after: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "client_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "client_id", ctx.QueryParams(), &params.ClientId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter client_id: %s", err))
+	}
+
+	// ------------- Optional query parameter "transmission_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "transmission_id", ctx.QueryParams(), &params.TransmissionId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter transmission_id: %s", err))
+	}
+
+	// ------------- Optional query parameter "observation_id" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "observation_id", ctx.QueryParams(), &params.ObservationId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter observation_id: %s", err))
+	}
+
+	// ------------- Optional query parameter "code" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "code", ctx.QueryParams(), &params.Code, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter code: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListQuarantinedRecords(ctx, params)
+	return err
+}
+
+// DiscardQuarantinedRecord converts echo context to params.
+func (w *ServerInterfaceWrapper) DiscardQuarantinedRecord(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "quarantine_id" -------------
+	var quarantineId QuarantineId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "quarantine_id", ctx.Param("quarantine_id"), &quarantineId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter quarantine_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params DiscardQuarantinedRecordParams
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DiscardQuarantinedRecord(ctx, quarantineId, params)
+	return err
+}
+
+// GetQuarantinedRecord converts echo context to params.
+func (w *ServerInterfaceWrapper) GetQuarantinedRecord(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "quarantine_id" -------------
+	var quarantineId QuarantineId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "quarantine_id", ctx.Param("quarantine_id"), &quarantineId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter quarantine_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetQuarantinedRecordParams
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetQuarantinedRecord(ctx, quarantineId, params)
+	return err
+}
+
+// RetryQuarantinedRecord converts echo context to params.
+func (w *ServerInterfaceWrapper) RetryQuarantinedRecord(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "quarantine_id" -------------
+	var quarantineId QuarantineId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "quarantine_id", ctx.Param("quarantine_id"), &quarantineId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter quarantine_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params RetryQuarantinedRecordParams
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RetryQuarantinedRecord(ctx, quarantineId, params)
 	return err
 }
 
@@ -1624,6 +2075,21 @@ func (w *ServerInterfaceWrapper) DownloadAppBundleZip(ctx echo.Context) error {
 		params.XOdeVersion = XOdeVersion
 	} else {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+	// ------------- Optional header parameter "if-none-match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("if-none-match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for if-none-match, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "if-none-match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter if-none-match: %s", err))
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
 	}
 
 	// Invoke the callback with all the unmarshaled arguments
@@ -1757,6 +2223,12 @@ func (w *ServerInterfaceWrapper) PushAppBundle(ctx echo.Context) error {
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params PushAppBundleParams
+	// ------------- Optional query parameter "activate" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "activate", ctx.QueryParams(), &params.Activate, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter activate: %s", err))
+	}
 
 	headers := ctx.Request().Header
 	// ------------- Required header parameter "x-ode-version" -------------
@@ -1928,6 +2400,44 @@ func (w *ServerInterfaceWrapper) GetAttachmentManifest(ctx echo.Context) error {
 	return err
 }
 
+// DeleteAttachment converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteAttachment(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "attachment_id" -------------
+	var attachmentId AttachmentId
+
+	err = runtime.BindStyledParameterWithOptions("simple", "attachment_id", ctx.Param("attachment_id"), &attachmentId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter attachment_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params DeleteAttachmentParams
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteAttachment(ctx, attachmentId, params)
+	return err
+}
+
 // DownloadAttachment converts echo context to params.
 func (w *ServerInterfaceWrapper) DownloadAttachment(ctx echo.Context) error {
 	var err error
@@ -1965,6 +2475,21 @@ func (w *ServerInterfaceWrapper) DownloadAttachment(ctx echo.Context) error {
 		params.XOdeVersion = XOdeVersion
 	} else {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+	// ------------- Optional header parameter "if-none-match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("if-none-match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for if-none-match, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "if-none-match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter if-none-match: %s", err))
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
 	}
 
 	// Invoke the callback with all the unmarshaled arguments
@@ -2009,6 +2534,21 @@ func (w *ServerInterfaceWrapper) CheckAttachmentExists(ctx echo.Context) error {
 		params.XOdeVersion = XOdeVersion
 	} else {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+	// ------------- Optional header parameter "if-none-match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("if-none-match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for if-none-match, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "if-none-match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter if-none-match: %s", err))
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
 	}
 
 	// Invoke the callback with all the unmarshaled arguments
@@ -2858,6 +3398,35 @@ func (w *ServerInterfaceWrapper) UpdateUser(ctx echo.Context) error {
 	return err
 }
 
+// ListForms converts echo context to params.
+func (w *ServerInterfaceWrapper) ListForms(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListFormsParams
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = &XOdeVersion
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListForms(ctx, params)
+	return err
+}
+
 // GetVersion converts echo context to params.
 func (w *ServerInterfaceWrapper) GetVersion(ctx echo.Context) error {
 	var err error
@@ -2987,6 +3556,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/api/app-bundle/versions", wrapper.GetAppBundleVersions, options.OperationMiddlewares["getAppBundleVersions"]...)
 	router.POST(options.BaseURL+"/api/app-bundle/push", wrapper.PushAppBundle, options.OperationMiddlewares["pushAppBundle"]...)
 	router.POST(options.BaseURL+"/api/app-bundle/switch/:version", wrapper.SwitchAppBundleVersion, options.OperationMiddlewares["switchAppBundleVersion"]...)
+	router.GET(options.BaseURL+"/api/v1/data/forms", wrapper.ListForms, options.OperationMiddlewares["listForms"]...)
 	router.POST(options.BaseURL+"/api/auth/login", wrapper.Login, options.OperationMiddlewares["login"]...)
 	router.POST(options.BaseURL+"/api/auth/refresh", wrapper.RefreshToken, options.OperationMiddlewares["refreshToken"]...)
 	router.POST(options.BaseURL+"/api/users/create", wrapper.CreateUser, options.OperationMiddlewares["createUser"]...)
@@ -3002,8 +3572,13 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/api/observations", wrapper.ListObservations, options.OperationMiddlewares["listObservations"]...)
 	router.GET(options.BaseURL+"/api/observations/:observation_id/revisions", wrapper.ListObservationRevisions, options.OperationMiddlewares["listObservationRevisions"]...)
 	router.POST(options.BaseURL+"/api/admin/repository/reset", wrapper.AdminRepositoryReset, options.OperationMiddlewares["adminRepositoryReset"]...)
+	router.GET(options.BaseURL+"/api/admin/quarantine", wrapper.ListQuarantinedRecords, options.OperationMiddlewares["listQuarantinedRecords"]...)
+	router.DELETE(options.BaseURL+"/api/admin/quarantine/:quarantine_id", wrapper.DiscardQuarantinedRecord, options.OperationMiddlewares["discardQuarantinedRecord"]...)
+	router.GET(options.BaseURL+"/api/admin/quarantine/:quarantine_id", wrapper.GetQuarantinedRecord, options.OperationMiddlewares["getQuarantinedRecord"]...)
+	router.POST(options.BaseURL+"/api/admin/quarantine/:quarantine_id/retry", wrapper.RetryQuarantinedRecord, options.OperationMiddlewares["retryQuarantinedRecord"]...)
 	router.POST(options.BaseURL+"/api/attachments/manifest", wrapper.GetAttachmentManifest, options.OperationMiddlewares["getAttachmentManifest"]...)
 	router.GET(options.BaseURL+"/api/attachments/export-zip", wrapper.GetAttachmentsExportZip, options.OperationMiddlewares["getAttachmentsExportZip"]...)
+	router.DELETE(options.BaseURL+"/api/attachments/:attachment_id", wrapper.DeleteAttachment, options.OperationMiddlewares["deleteAttachment"]...)
 	router.GET(options.BaseURL+"/api/attachments/:attachment_id", wrapper.DownloadAttachment, options.OperationMiddlewares["downloadAttachment"]...)
 	router.HEAD(options.BaseURL+"/api/attachments/:attachment_id", wrapper.CheckAttachmentExists, options.OperationMiddlewares["checkAttachmentExists"]...)
 	router.PUT(options.BaseURL+"/api/attachments/:attachment_id", wrapper.UploadAttachment, options.OperationMiddlewares["uploadAttachment"]...)
@@ -3023,6 +3598,16 @@ type AttachmentConflictApplicationProblemPlusJSONResponse struct {
 	Headers AttachmentConflictResponseHeaders
 }
 
+type AttachmentNotModifiedResponseHeaders struct {
+	ETag string
+}
+type AttachmentNotModifiedResponse struct {
+	Headers AttachmentNotModifiedResponseHeaders
+}
+
+type AttachmentPreconditionFailedResponse struct {
+}
+
 type BadRequestApplicationProblemPlusJSONResponse ProblemDetail
 
 type ConflictApplicationProblemPlusJSONResponse ProblemDetail
@@ -3035,6 +3620,13 @@ type NotFoundApplicationProblemPlusJSONResponse ProblemDetail
 
 type PartialContentResponseHeaders struct {
 	ContentRange string
+}
+type PartialContentAsteriskResponse struct {
+	Body io.Reader
+
+	Headers       PartialContentResponseHeaders
+	ContentType   string
+	ContentLength int64
 }
 type PartialContentApplicationoctetStreamResponse struct {
 	Body io.Reader
@@ -3125,6 +3717,576 @@ func (response GetServiceInfo500ApplicationProblemPlusJSONResponse) VisitGetServ
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecordsRequestObject struct {
+	Params ListQuarantinedRecordsParams
+}
+
+type ListQuarantinedRecordsResponseObject interface {
+	VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error
+}
+
+type ListQuarantinedRecords200JSONResponse QuarantineList
+
+func (response ListQuarantinedRecords200JSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecords400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListQuarantinedRecords400ApplicationProblemPlusJSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecords401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListQuarantinedRecords401ApplicationProblemPlusJSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecords403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListQuarantinedRecords403ApplicationProblemPlusJSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecords426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response ListQuarantinedRecords426JSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecords500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListQuarantinedRecords500ApplicationProblemPlusJSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListQuarantinedRecords503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListQuarantinedRecords503ApplicationProblemPlusJSONResponse) VisitListQuarantinedRecordsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecordRequestObject struct {
+	QuarantineId QuarantineId `json:"quarantine_id"`
+	Params       DiscardQuarantinedRecordParams
+}
+
+type DiscardQuarantinedRecordResponseObject interface {
+	VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error
+}
+
+type DiscardQuarantinedRecord200JSONResponse MessageResponse
+
+func (response DiscardQuarantinedRecord200JSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DiscardQuarantinedRecord400ApplicationProblemPlusJSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DiscardQuarantinedRecord401ApplicationProblemPlusJSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DiscardQuarantinedRecord403ApplicationProblemPlusJSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DiscardQuarantinedRecord404ApplicationProblemPlusJSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response DiscardQuarantinedRecord426JSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DiscardQuarantinedRecord500ApplicationProblemPlusJSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DiscardQuarantinedRecord503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DiscardQuarantinedRecord503ApplicationProblemPlusJSONResponse) VisitDiscardQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecordRequestObject struct {
+	QuarantineId QuarantineId `json:"quarantine_id"`
+	Params       GetQuarantinedRecordParams
+}
+
+type GetQuarantinedRecordResponseObject interface {
+	VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error
+}
+
+type GetQuarantinedRecord200JSONResponse json.RawMessage
+
+func (response GetQuarantinedRecord200JSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetQuarantinedRecord400ApplicationProblemPlusJSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetQuarantinedRecord401ApplicationProblemPlusJSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetQuarantinedRecord403ApplicationProblemPlusJSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetQuarantinedRecord404ApplicationProblemPlusJSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response GetQuarantinedRecord426JSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetQuarantinedRecord500ApplicationProblemPlusJSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetQuarantinedRecord503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetQuarantinedRecord503ApplicationProblemPlusJSONResponse) VisitGetQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecordRequestObject struct {
+	QuarantineId QuarantineId `json:"quarantine_id"`
+	Params       RetryQuarantinedRecordParams
+	Body         *RetryQuarantinedRecordJSONRequestBody
+}
+
+type RetryQuarantinedRecordResponseObject interface {
+	VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error
+}
+
+type RetryQuarantinedRecord200JSONResponse QuarantineRetryResponse
+
+func (response RetryQuarantinedRecord200JSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord400ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord401ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord403ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord404ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord408ApplicationProblemPlusJSONResponse struct {
+	RequestTimeoutApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord408ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(408)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord413ApplicationProblemPlusJSONResponse struct {
+	PayloadTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord413ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord422ApplicationProblemPlusJSONResponse ProblemDetail
+
+func (response RetryQuarantinedRecord422ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response RetryQuarantinedRecord426JSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord500ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RetryQuarantinedRecord503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response RetryQuarantinedRecord503ApplicationProblemPlusJSONResponse) VisitRetryQuarantinedRecordResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3432,6 +4594,7 @@ type DownloadAppBundleZipResponseObject interface {
 
 type DownloadAppBundleZip200ResponseHeaders struct {
 	ContentDisposition *string
+	Etag               *string
 }
 
 type DownloadAppBundleZip200ApplicationzipResponse struct {
@@ -3449,7 +4612,28 @@ func (response DownloadAppBundleZip200ApplicationzipResponse) VisitDownloadAppBu
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
 	}
+	if response.Headers.Etag != nil {
+		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
+	}
 	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type DownloadAppBundleZip206AsteriskResponse struct{ PartialContentAsteriskResponse }
+
+func (response DownloadAppBundleZip206AsteriskResponse) VisitDownloadAppBundleZipResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("Content-Range", fmt.Sprint(response.Headers.ContentRange))
+	w.WriteHeader(206)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
@@ -3475,6 +4659,38 @@ func (response DownloadAppBundleZip206ApplicationoctetStreamResponse) VisitDownl
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type DownloadAppBundleZip304ResponseHeaders struct {
+	Etag *string
+}
+
+type DownloadAppBundleZip304Response struct {
+	Headers DownloadAppBundleZip304ResponseHeaders
+}
+
+func (response DownloadAppBundleZip304Response) VisitDownloadAppBundleZipResponse(w http.ResponseWriter) error {
+	if response.Headers.Etag != nil {
+		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
+	}
+	w.WriteHeader(304)
+	return nil
+}
+
+type DownloadAppBundleZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DownloadAppBundleZip400ApplicationProblemPlusJSONResponse) VisitDownloadAppBundleZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -3594,7 +4810,36 @@ type DownloadAppBundleFileResponseObject interface {
 }
 
 type DownloadAppBundleFile200ResponseHeaders struct {
-	Etag *string
+	Etag       *string
+	XIsPreview *string
+}
+
+type DownloadAppBundleFile200AsteriskResponse struct {
+	Body          io.Reader
+	Headers       DownloadAppBundleFile200ResponseHeaders
+	ContentType   string
+	ContentLength int64
+}
+
+func (response DownloadAppBundleFile200AsteriskResponse) VisitDownloadAppBundleFileResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.Etag != nil {
+		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
+	}
+	if response.Headers.XIsPreview != nil {
+		w.Header().Set("x-is-preview", fmt.Sprint(*response.Headers.XIsPreview))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
 }
 
 type DownloadAppBundleFile200ApplicationoctetStreamResponse struct {
@@ -3612,7 +4857,28 @@ func (response DownloadAppBundleFile200ApplicationoctetStreamResponse) VisitDown
 	if response.Headers.Etag != nil {
 		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
 	}
+	if response.Headers.XIsPreview != nil {
+		w.Header().Set("x-is-preview", fmt.Sprint(*response.Headers.XIsPreview))
+	}
 	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type DownloadAppBundleFile206AsteriskResponse struct{ PartialContentAsteriskResponse }
+
+func (response DownloadAppBundleFile206AsteriskResponse) VisitDownloadAppBundleFileResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("Content-Range", fmt.Sprint(response.Headers.ContentRange))
+	w.WriteHeader(206)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
@@ -3871,6 +5137,22 @@ func (response GetAppBundleManifest403ApplicationProblemPlusJSONResponse) VisitG
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAppBundleManifest404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetAppBundleManifest404ApplicationProblemPlusJSONResponse) VisitGetAppBundleManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4605,6 +5887,141 @@ func (response GetAttachmentManifest503ApplicationProblemPlusJSONResponse) Visit
 	return err
 }
 
+type DeleteAttachmentRequestObject struct {
+	AttachmentId AttachmentId `json:"attachment_id"`
+	Params       DeleteAttachmentParams
+}
+
+type DeleteAttachmentResponseObject interface {
+	VisitDeleteAttachmentResponse(w http.ResponseWriter) error
+}
+
+type DeleteAttachment200JSONResponse AttachmentDeleted
+
+func (response DeleteAttachment200JSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAttachment400ApplicationProblemPlusJSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAttachment401ApplicationProblemPlusJSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAttachment403ApplicationProblemPlusJSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAttachment404ApplicationProblemPlusJSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response DeleteAttachment426JSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAttachment500ApplicationProblemPlusJSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAttachment503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAttachment503ApplicationProblemPlusJSONResponse) VisitDeleteAttachmentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DownloadAttachmentRequestObject struct {
 	AttachmentId AttachmentId `json:"attachment_id"`
 	Params       DownloadAttachmentParams
@@ -4616,6 +6033,35 @@ type DownloadAttachmentResponseObject interface {
 
 type DownloadAttachment200ResponseHeaders struct {
 	ContentDisposition *string
+	ETag               string
+	LastModified       string
+}
+
+type DownloadAttachment200AsteriskResponse struct {
+	Body          io.Reader
+	Headers       DownloadAttachment200ResponseHeaders
+	ContentType   string
+	ContentLength int64
+}
+
+func (response DownloadAttachment200AsteriskResponse) VisitDownloadAttachmentResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentDisposition != nil {
+		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
+	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
+	w.Header().Set("Last-Modified", fmt.Sprint(response.Headers.LastModified))
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
 }
 
 type DownloadAttachment200ApplicationoctetStreamResponse struct {
@@ -4633,7 +6079,27 @@ func (response DownloadAttachment200ApplicationoctetStreamResponse) VisitDownloa
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
 	}
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
+	w.Header().Set("Last-Modified", fmt.Sprint(response.Headers.LastModified))
 	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type DownloadAttachment206AsteriskResponse struct{ PartialContentAsteriskResponse }
+
+func (response DownloadAttachment206AsteriskResponse) VisitDownloadAttachmentResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.Header().Set("Content-Range", fmt.Sprint(response.Headers.ContentRange))
+	w.WriteHeader(206)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
 		defer closer.Close()
@@ -4660,6 +6126,14 @@ func (response DownloadAttachment206ApplicationoctetStreamResponse) VisitDownloa
 	}
 	_, err := io.Copy(w, response.Body)
 	return err
+}
+
+type DownloadAttachment304Response = AttachmentNotModifiedResponse
+
+func (response DownloadAttachment304Response) VisitDownloadAttachmentResponse(w http.ResponseWriter) error {
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
+	w.WriteHeader(304)
+	return nil
 }
 
 type DownloadAttachment400ApplicationProblemPlusJSONResponse struct {
@@ -4724,6 +6198,13 @@ func (response DownloadAttachment404ApplicationProblemPlusJSONResponse) VisitDow
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
+}
+
+type DownloadAttachment412Response = AttachmentPreconditionFailedResponse
+
+func (response DownloadAttachment412Response) VisitDownloadAttachmentResponse(w http.ResponseWriter) error {
+	w.WriteHeader(412)
+	return nil
 }
 
 type DownloadAttachment416Response = RangeNotSatisfiableResponse
@@ -4793,11 +6274,27 @@ type CheckAttachmentExistsResponseObject interface {
 	VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error
 }
 
+type CheckAttachmentExists200ResponseHeaders struct {
+	ETag         string
+	LastModified string
+}
+
 type CheckAttachmentExists200Response struct {
+	Headers CheckAttachmentExists200ResponseHeaders
 }
 
 func (response CheckAttachmentExists200Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
+	w.Header().Set("Last-Modified", fmt.Sprint(response.Headers.LastModified))
 	w.WriteHeader(200)
+	return nil
+}
+
+type CheckAttachmentExists304Response = AttachmentNotModifiedResponse
+
+func (response CheckAttachmentExists304Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
+	w.Header().Set("ETag", fmt.Sprint(response.Headers.ETag))
+	w.WriteHeader(304)
 	return nil
 }
 
@@ -4830,6 +6327,13 @@ type CheckAttachmentExists404Response struct {
 
 func (response CheckAttachmentExists404Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
 	w.WriteHeader(404)
+	return nil
+}
+
+type CheckAttachmentExists412Response = AttachmentPreconditionFailedResponse
+
+func (response CheckAttachmentExists412Response) VisitCheckAttachmentExistsResponse(w http.ResponseWriter) error {
+	w.WriteHeader(412)
 	return nil
 }
 
@@ -7743,6 +9247,124 @@ func (response UpdateUser503ApplicationProblemPlusJSONResponse) VisitUpdateUserR
 	return err
 }
 
+type ListFormsRequestObject struct {
+	Params ListFormsParams
+}
+
+type ListFormsResponseObject interface {
+	VisitListFormsResponse(w http.ResponseWriter) error
+}
+
+type ListForms200JSONResponse FormList
+
+func (response ListForms200JSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms400ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms401ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms403ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response ListForms426JSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms500ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms503ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetVersionRequestObject struct {
 	Params GetVersionParams
 }
@@ -8011,6 +9633,18 @@ type StrictServerInterface interface {
 	// GetServiceInfo Describe the service and link to its parts
 	// (GET /)
 	GetServiceInfo(ctx context.Context, request GetServiceInfoRequestObject) (GetServiceInfoResponseObject, error)
+	// ListQuarantinedRecords List pushed records that could not be stored
+	// (GET /api/admin/quarantine)
+	ListQuarantinedRecords(ctx context.Context, request ListQuarantinedRecordsRequestObject) (ListQuarantinedRecordsResponseObject, error)
+	// DiscardQuarantinedRecord Discard a quarantined record for good
+	// (DELETE /api/admin/quarantine/{quarantine_id})
+	DiscardQuarantinedRecord(ctx context.Context, request DiscardQuarantinedRecordRequestObject) (DiscardQuarantinedRecordResponseObject, error)
+	// GetQuarantinedRecord Download a quarantined record exactly as it was pushed
+	// (GET /api/admin/quarantine/{quarantine_id})
+	GetQuarantinedRecord(ctx context.Context, request GetQuarantinedRecordRequestObject) (GetQuarantinedRecordResponseObject, error)
+	// RetryQuarantinedRecord Store a quarantined record, optionally from a corrected copy
+	// (POST /api/admin/quarantine/{quarantine_id}/retry)
+	RetryQuarantinedRecord(ctx context.Context, request RetryQuarantinedRecordRequestObject) (RetryQuarantinedRecordResponseObject, error)
 	// AdminRepositoryReset Erase all observations and attachments and start a new repository generation
 	// (POST /api/admin/repository/reset)
 	AdminRepositoryReset(ctx context.Context, request AdminRepositoryResetRequestObject) (AdminRepositoryResetResponseObject, error)
@@ -8041,6 +9675,9 @@ type StrictServerInterface interface {
 	// GetAttachmentManifest List the attachment changes since a data version
 	// (POST /api/attachments/manifest)
 	GetAttachmentManifest(ctx context.Context, request GetAttachmentManifestRequestObject) (GetAttachmentManifestResponseObject, error)
+	// DeleteAttachment Delete an attachment on the server and on every device
+	// (DELETE /api/attachments/{attachment_id})
+	DeleteAttachment(ctx context.Context, request DeleteAttachmentRequestObject) (DeleteAttachmentResponseObject, error)
 	// DownloadAttachment Download an attachment
 	// (GET /api/attachments/{attachment_id})
 	DownloadAttachment(ctx context.Context, request DownloadAttachmentRequestObject) (DownloadAttachmentResponseObject, error)
@@ -8104,6 +9741,9 @@ type StrictServerInterface interface {
 	// UpdateUser Change a user's role
 	// (PATCH /api/users/{username})
 	UpdateUser(ctx context.Context, request UpdateUserRequestObject) (UpdateUserResponseObject, error)
+	// ListForms List the forms of the active app bundle
+	// (GET /api/v1/data/forms)
+	ListForms(ctx context.Context, request ListFormsRequestObject) (ListFormsResponseObject, error)
 	// GetVersion Describe the running server build
 	// (GET /api/version)
 	GetVersion(ctx context.Context, request GetVersionRequestObject) (GetVersionResponseObject, error)
@@ -8144,6 +9784,135 @@ func (sh *strictHandler) GetServiceInfo(ctx echo.Context) error {
 		return err
 	} else if validResponse, ok := response.(GetServiceInfoResponseObject); ok {
 		return validResponse.VisitGetServiceInfoResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ListQuarantinedRecords operation middleware
+func (sh *strictHandler) ListQuarantinedRecords(ctx echo.Context, params ListQuarantinedRecordsParams) error {
+	var request ListQuarantinedRecordsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListQuarantinedRecords(ctx.Request().Context(), request.(ListQuarantinedRecordsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListQuarantinedRecords")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListQuarantinedRecordsResponseObject); ok {
+		return validResponse.VisitListQuarantinedRecordsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DiscardQuarantinedRecord operation middleware
+func (sh *strictHandler) DiscardQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params DiscardQuarantinedRecordParams) error {
+	var request DiscardQuarantinedRecordRequestObject
+
+	request.QuarantineId = quarantineId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DiscardQuarantinedRecord(ctx.Request().Context(), request.(DiscardQuarantinedRecordRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DiscardQuarantinedRecord")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DiscardQuarantinedRecordResponseObject); ok {
+		return validResponse.VisitDiscardQuarantinedRecordResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetQuarantinedRecord operation middleware
+func (sh *strictHandler) GetQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params GetQuarantinedRecordParams) error {
+	var request GetQuarantinedRecordRequestObject
+
+	request.QuarantineId = quarantineId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetQuarantinedRecord(ctx.Request().Context(), request.(GetQuarantinedRecordRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetQuarantinedRecord")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetQuarantinedRecordResponseObject); ok {
+		return validResponse.VisitGetQuarantinedRecordResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RetryQuarantinedRecord operation middleware
+func (sh *strictHandler) RetryQuarantinedRecord(ctx echo.Context, quarantineId QuarantineId, params RetryQuarantinedRecordParams) error {
+	var request RetryQuarantinedRecordRequestObject
+
+	request.QuarantineId = quarantineId
+	request.Params = params
+
+	var body RetryQuarantinedRecordJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+	} else {
+		request.Body = &body
+	}
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RetryQuarantinedRecord(ctx.Request().Context(), request.(RetryQuarantinedRecordRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RetryQuarantinedRecord")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RetryQuarantinedRecordResponseObject); ok {
+		return validResponse.VisitRetryQuarantinedRecordResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -8448,6 +10217,32 @@ func (sh *strictHandler) GetAttachmentManifest(ctx echo.Context, params GetAttac
 		return err
 	} else if validResponse, ok := response.(GetAttachmentManifestResponseObject); ok {
 		return validResponse.VisitGetAttachmentManifestResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteAttachment operation middleware
+func (sh *strictHandler) DeleteAttachment(ctx echo.Context, attachmentId AttachmentId, params DeleteAttachmentParams) error {
+	var request DeleteAttachmentRequestObject
+
+	request.AttachmentId = attachmentId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteAttachment(ctx.Request().Context(), request.(DeleteAttachmentRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteAttachment")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteAttachmentResponseObject); ok {
+		return validResponse.VisitDeleteAttachmentResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -9199,6 +10994,31 @@ func (sh *strictHandler) UpdateUser(ctx echo.Context, username Username, params 
 	return nil
 }
 
+// ListForms operation middleware
+func (sh *strictHandler) ListForms(ctx echo.Context, params ListFormsParams) error {
+	var request ListFormsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListForms(ctx.Request().Context(), request.(ListFormsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListForms")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListFormsResponseObject); ok {
+		return validResponse.VisitListFormsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // GetVersion operation middleware
 func (sh *strictHandler) GetVersion(ctx echo.Context, params GetVersionParams) error {
 	var request GetVersionRequestObject
@@ -9277,255 +11097,334 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L17d9s2tij+VbD0O79Vew4tu0k7d2qvu85ynWTGc9IkN3bamVP1mhC5JWFMASwAWtZ05bvfhb0BEpRI",
-	"SXacJm39TxuLJB4bG/v9+GWQqXmpJEhrBse/DGbAc9D4zzOezeBMSatV8UpdWKXB/ZyDybQorVBycDxI",
-	"pTow7lF6zOwMmAZTKmmAZVxrAYZlGnKQVvDCMDvjlknFMjcym/MluwYoh4NkoOHnSmjIB8dWV5AMTDaD",
-	"OXfTwS2flwUMjgdhpkEysMvS/WKsFnI6eP8+Gbh1grTPhCmVEbS41bVeVNMpGAs5m4gCmORzYBOlmeE3",
-	"Qk5x+blayELx3K2pWcP6dG/B6uXpxILumAYyJXPDrGILLiwbw0RpYFYv3Sx8yoXcvOW5kGJezQfHX9Y7",
-	"FdLCFDTO/Y/nt6XS9nvQpnObl3gMCAall18YlmaV1iDt1Q19kjIhcbdG8tLMlMU/AEdlC26YBp6ziVZz",
-	"PNORTI2QGTSfqwl+IeHWMiEzDXOQlhd+iOFIbtzeROk5t7SpP3816N7j23oDfwUJmtverRrQN6C/MNGe",
-	"2bT+hu0Zd8zcsLR5ftU8r2ExVvlyf/iBC3+fDEqu+Rysv0On1vJs5sBznq8v/xxvxkSADiDl9fsJq0zF",
-	"i2LJeISupspmuJmnkyd8OBxm3wz/VU5Tt27hRiy5nQ2SgXt3cDxoRrsS+Y63jI+zL588daN23jPCvRdK",
-	"zy/x2eqW6DlTsli6DRm8YXPmBjJsT0MJnNCthhNdQbgBzQs8ALgtC5VDWCTu6+cK9LLZmBvzChcXb0JY",
-	"mCPU5/z2JcipnQ2On3z99do2EvfCOb385dFR/ZxrzZfusbHLIkwzqDd9LrOiyuEZFGCh6zTpOcvpBabG",
-	"DjURywzbszMQmqX+YcoyVVRzyYRhbpv79Qmu7FTQoFf+u9Z+c5jwqrCD4wkvDNTbGCtVAJfRcV2469tL",
-	"L+Ija605m3E5hZxxR+eYnQnDPAlI8NC47Lj9xyNZcmPwjNN/HNDgB9+vkI5Sw41QlQkkg52p+VhIYAth",
-	"ZyOZrmz7fzsYpY6iFsC1dKPgE1ymVYpIThf8WpRrsPE212T3qJMknU9eKQnfcZvNOmAorbBLZvkU6aYD",
-	"DXBduJsdOOIJ42zuvmZLAUVu2NOjr+pTJ7YbHfvkQCoJB/jBFl70WoupkLxYX9UbDRM8OWCVLLXKwBjI",
-	"WVUii2MpQjVh6Zcp4zJn6RJMyva4XLKMG9hnmaqkdeTGvXgyknRyYZhMlUuHv5X7YzED6Vi78otBPnIN",
-	"pe0/mvDqoJsQuTk7SdA7A5qGWN3vK0ciPYZVBjTjGW6hhzxWYaBNlHF9/n+8zuGsEDvT9IwXheP8GX7D",
-	"hDSWywxOCHBWMQ2Z0jkrQR/4d0oNBmQGvfhxe6By8G8fiHywfcUbxQUa6Iv6fg/ZqWQK3+AFS2/Sw/T7",
-	"1K1qIm4TxON/Kc1kNR+DTtwmm7eL5UhyliuLKMXl0s7c5vfSLxHThkf0vyfDpwdjsNz9dfPl8Gh4dMCL",
-	"csaHT9L9IXvt2QdNNJI0k0M2J61y7RBO2BkJMZ7/R4jWDa2GCOzCB3FNA8fPrQXtRv2/P958/9N//Xh0",
-	"8M1P/7k3Gg2Hf9r/r//oxNA7SC/dQouNzyTnlrMxFEpOHbEbsh8cvA3ikmXzylgGP1e8oPsZwHHiHlp+",
-	"DcadW+aE8AyYunG3olcWckIQmzjytBGazdcHzdc7Etcvu8WmQCVXpKYzJSeFyKz7NSMR3/2Tl2UhMpz2",
-	"sNRqXMD8P/9lCMbNIv5Dw2RwPPj/DhsV55CemsM39NUzsFwUtIQVii7sDJDHNVJUQDphmMgdNvLCicpL",
-	"hnpJnjClvRIU4DOSnadKp5eLyQS0IY4Rnx3bSzOVQzqS8UE5mmCvAu6myfoViFHIi7V0ePt0nJFy13eI",
-	"9xCxT2g3yAFwi/7MEEDxkubCID8bDu4oVb9PBt/y/C38XIH5BKhA9xQnd3ua88Kt2Ul4mk24KAy74YXI",
-	"PTBS0Fppk7JCGEtykJpMQOaODE6I9SOsrqVayOGAlNdPhOXx1sK5mQixEK+ZsdwC23MynyeQCSmAjt86",
-	"CZZfOw5AyF9wYxnP50KyhaqKnI2BFcrYfdzqC6XHIs9Bfpq9Ol5MmKwKskBIZR0jplutSo+ruNZz6Sg/",
-	"L567A/0066Wbh1jmBDcJtyVkFvJiecJy/NIwrh2Ap1NHgNxuNNhKS8hxD6+UfaEqmX+a5fM81yQsajCq",
-	"0hmwXIHBZcKtMBbX+IZrK3hx1iyvZ6Uqs2APjNXA5+2V1kRkLCRHIXOVK29CfcjZeGmBaafvBLHNKd3D",
-	"NtH0Kzx4697r4ec4BB5bjhIQDlUVBStQIx3eSdh8j9BZOnH9UqmXXNO0n45GoIAAtxlAbtqsx4h/AyvE",
-	"XNCZIoheKXvBrTATwcdFH8C6jqAQYJiqrBE5fMBhRHCPTzVBC4qbzrA/HY6qo6OnGb2F/4Z0s/WP7H+B",
-	"Eb51XPltfaKf5nA2y5BbpA1HNfScJPcxZNxRQyf2OBIujNXcKtRiwa4IN0N26Q1naGR0EgsTZqPQUl8J",
-	"OsjaStwjxZyQ/dFvA0XdXJiMa+S9Gg7G3AATthaS0dJqljJrTK3stWSp++lNZWYpDYg2wSByekGKS4US",
-	"H20kYbwwCjerrZNjUqu5NHNhnA5xJfKUaSDNFz8eSYKvW6eDyF0Eri4E8F8edqsSHgfx5lyKOajKfgZ0",
-	"IRc5UnZ3pjeAEqiYw3F0uIwXhVoYNGneOuVXzIGVRWXoWDwq+RvLrdM0SW/wNgumuQVCu0xJCRmJuoZl",
-	"hTKASsv7ZHAB+kZk8E7yGy6KQHp+XeCcsjHPrsFjey1XMImUcw99Ddxyh79JTZhQ3uJT2EehCual0lwL",
-	"dy+rZi8nzOol4XZtmQOvizsqZ7z7QUiWopviAP0U6RpGRg+3YWHk7sC9Xir1HZdLj4HmE+CeUmzO5dIp",
-	"ZzAvrTkhX8tE7QyOBwPGO8krO1Na/PtTMYAxcO3wQDkx3GkojkrJacKERM2EoeBeOgp8giBKCzUVMiXM",
-	"iz10XMNILrSSU/8i2YDfcGMWSufhCyUnAjUgMlRZVvoX3Oz4ub+K78qp5jnswB/vBhZvzfrOa5R9gElb",
-	"lp80cJ0YRLU2h9q702hMbeDy33meQRSsll9NCfza0yLPZmeo71goCuRJaIK0ilVl7sjWOkcwS3mtlaxM",
-	"bZvarH4H69wdZcj34TEZV96ce+idy4lyv5Ta0ScryPiSQ6kh497FsepTcDMXwA084xZakrfb46DD1xJt",
-	"bd1S1mzjx0Fsn2umSOIF/VSPr8b/gsy68Zv9mLeeo69vyntAe6yfSlrNMxufd2BYwmm7c4d7bLxk3uMy",
-	"3LBP0/JEbcLhlYN4v+qH6gaPGST1bjrBUZbfVjIv4IUoOgAx46bDfXHxt9ODJ1//ubZY0xVN2AxuGUgn",
-	"EOWde56LOQQ/4PpDlTvZZA1JDhzX7xoNrfPrTgxuZ0zIWhUY4+680JYepsxAyVFINZ1rdIrJrm7nGN7e",
-	"V4CfJwS3aMPN9jYewndciok3WrUPwvH7O+BK61Tfr7ssvUQJ+andHeDdyPBMTJ1Ih6ZiNOiIOmbCnHin",
-	"IJmwgKzJKLr434dbSEC/wya+fHMPNkavjzvHXTkvAmgSkZEYJn6zGw/LKQj9JGQeHeVOR1WfvbsLYAyf",
-	"wnYiGF5Mmvk2rvn7iOq019tJj9aOZjeS07mE2iweNhoZaFeoL/LHK9HhLruwTqZlYs1r5jWLxnHWiVmd",
-	"fowtPq4eI7aYSjR21nbsRlgwfvo7eTWSFd9z56LWQ3NWHeQBDU7YEUpk7s6RT23zio62ErjmVFaXuutx",
-	"b+G2/Vs/q7RRupHW4daGA//CsJVwo859rkO71rGu0Oe79ZrW+3kdPjzD7+KhTPepFdwihay1uhJ0Ey0R",
-	"hfAIWZM1pXPQ6M/did6vr66L6vei/w7wssry4ioEvF0FNrkaMjd3GJm6p2nDEsJXDQgMbhZtajud1you",
-	"rmBM39ZaZ7MZTRvAreFnOy6qiyx6CYhijNag8h3kgmNME9vrAAWG0ux30qsa3JXuiNf4YQYanMYwAZvN",
-	"GrPA5klqWFdadM2pyl66+MPMR2O1NZhckXTllJhMlUuMypKOqvxY7wAF8wJsLACtC10r2CT+DTWa7Lqr",
-	"fgzuJS+eKTJu2WImstmKc8fHOGbuSub3wdYGoskKLu2IkmeBQq2IQ7XVIobIhAHPZuxayDx4dQNTcItf",
-	"1d7wTBqcjuBVH13H0/ddC6/sBnmIDArm1HZGlAm9rGMaswyMIesEUolgkkEyj6+8k+KWQanIN7zD0WuY",
-	"aDCzSzdmB41GQwjaL+IXU6bChPGavGmkW3S13TOcxt9b5SSEHL0Kp94UhId3zL4lywz5GPDtyMWwWRKk",
-	"mVe2mkRg78K1bytR5N16/dg9urKiK3DqhyDzkPsML4h7v1voytR8LjqO/YI8fE5yqSX51QHR/dA56lT1",
-	"ywt/VcwqVWQzLiSFTQXRAXfVDcw14Jwhh36pph0SC4UVhRVc8R6u0H5r3PkWBqd6dajbhDJXuZN18yv3",
-	"6u5K4Aul59/hp1mvRCBhcY9Rn4nJpFu+mKube62zb8RKbAJN/6kFC2SkY6zSHJ7ZYsmURI0yCNa15ZIi",
-	"HFWRN7+gP2kMtXjfKcSG13uUihBPsGoIbdGx8GMX2ktYxFN0fTMXMoQzf9nF35s9ddzJpVRyOe8ESUKO",
-	"wTGF2qVmKa9T5i43l/lBISREmtcOe1mhX/HGukjVmQZu4Z0B3as3lh8GGK3IArYJV98qsqdUUVDpxmFX",
-	"dhnFkEYLw5m7Nv3M+3x6TK/+6VVYSY+6HscplsrYqQbzc3Eny0sQkcjBid53FjulvP1zR8r6AuNT3qJI",
-	"1UVcc+jV/DVwoyRz7yRNekMTUHVFsS9pJ8+AEJnTIdYGT0QTzUQiX+dAQuZw22F79LlEjVECI3W9FBZp",
-	"rPTAxKuMVdMmqr7TCHJZD/2FYSJPyAYhLJs54VjCdmGB1p8QqANcuhDwhYAiJ5LaZZOEIt+Id7vgQqD+",
-	"68MrPb/DIC1Wt67D5bljTBhPtztninbfwZwypcGzpx7nR88WIk75oAui1zYvqeao+a4c9a+gCpX1qoRO",
-	"B+UyTgVZU5hkVXi/OnmfVo4myyrNs+X64H9zorHCbJFKZqAtF9Iu3X2ag9UrpoNcVW6KTpsW+XfdZnhh",
-	"ha26CMzfQExnlvGxunHkjLMCbqDYNtnq1nonvOrf5vcOFtn9N7l1DQXv2/QzmGpAD6Vugp7g54pbpXsm",
-	"5rc08TdH0SoOvukCdqHkdMvEwI118/5VA8iFWNHo1mf98i+tafHPtXmd1mIsn5cbVJeQ98km4hYRFqNS",
-	"27P3OkOSwe3BVB3sQJn+BrywszokdEUn3syPHCvzhtt1i4nltqJBvKVllYhH1LgfHC1/cVao7HpHCKxy",
-	"FL+ewEviSX/qBcvr/16HyfrG1PWvt6sNIlCfa31HuDTLbebogsxLNRXy3iLu2nZiQfXuomnXAr8jl1Ns",
-	"6Vmx1lO4Bw+SEMcsHEpy5Jn1YFvxlt3V4dW1stcNC1pf1Wvpc0tNNfZheevLoMicrhupaoZGEVrNVI0Y",
-	"ylmA4bCfMzRHg6J7L7q9lqyszCyJowtin2ftn8K8OkfActDiBigTm0LG0uATGUlhKdK+rIoC8v0TpubC",
-	"WkpKcCulDE0mYRHvbcje+aSzHCxkUdA/haesmd56Nh0JtxnqcfkV71DKUcfDDYo5sNZGT0JygdPLQ8i6",
-	"A/qas+2uVDtBPaonIljp+ReGcWkWoE1Ch/z3i9evGGEdordcMjPjZSx2e5xsT/gvo+TwLV/4C4Qz9yUH",
-	"X+oK/JF05AezPc6smo+NVRJiz0Ek5+VwIzLo1R/o8SoutyQ3RjdkKx432dUbHfaU2O11RpwIpIWQm9fJ",
-	"5HDk/oCgZDBti6abROdYit1Bx6KMzYM6JiByOSeskuLnChjPtDKG8aLw4OyJKFnKrEb4TjTdDOI+tLV8",
-	"2uFwfKEBWMHHUJiW+3DdktQ9aWN6wzC07ov60pESUiN+5bu61UIRRw8bI6aS6Be6dDAxyeefKYm0MKkd",
-	"+YoI7r0cPG1kSloFB1pI7IlNiwy2QN3QhC0cLtRUqH1Dq0YU//MO3pFJb3mGy1lUkOGEjQsur+MKDVwD",
-	"m2pVlXS+6Z5UzeP9HbwW9dSJX/GWXb8UXVLRjJureWe9GaSjaB5xz9v1Cii7fgyFWhB6lHwK3cRUwq29",
-	"onSBLQEa7ZdSqmGjgfv8FwxdcPOcENf1CEus2U9/D6Ya72tnY0IE1otqPud6uTXCpzVP0sB9y6m99S6e",
-	"bqmM0gWRk7Z4EY/zPBxXAhRvhN0kt23lVhuCi6LYXDw2Rw5Q3hOm9lL1eLiahMw+/ONNoisJaxYz82iX",
-	"0QQ+HSLvRsS29PQryDxkvOwGwD2knC1yyt1kjQ+WF3hRvJ4Mjn+8g+Tw09bdrksW65GriFhX42X3CWAg",
-	"+GKmdkfAcDk6mXVt8li9SWvjfgA+NWr7SsEv70Xy9b7iDOEhS01VgjaQQ54e47Xwb5Pn3YkPM27YGECO",
-	"pIay4BnkQ5Zq+BdenvQYU4Xju+W+oUDTMWRO+vQjkr4STAohIjoZNCtA3zmN221v8OLW/SWqlZSw7sN3",
-	"Z17nSSEZoqS3XdCgLbJ9XCkrJlkzKHK2mGFcL0H2hPExiVkt9TLy9XPbfU73YYDbxLHaCFMT6vaVqaWy",
-	"HWWvwM+6pZEdCECAw72Ydc1N78CtQ0GvMO2WDV5YbjekR4yXcUWvu66/Lbl2+lXmZXXH2HT3eyEk3GEd",
-	"l+GTEN3YF2al5EFnkS7HGt1391EZogmTGJ7RTlqA2HZgXoDrlmk8Ua0FLQx6iC1YTgNXlcUIPpTf3X34",
-	"MDHrAUQiWu8d5KENUdxZbFpCQ46woSjOh5qPPhvxxsnjtYXunpDnctmQaTTdCNMWy+k8TkYyLYSxHYTJ",
-	"pMzM1ALF9zkx3nXAPJyYZDzT9LJFgzrbrTGbBaXOAXcjR5uMJy28LFYsKQ+LmhGyfLBNozFhbLBu9Js1",
-	"Grg3N6bFkNvIG5/+Ftp3GZH+1RjG7BrsO0nRh3VIMl8OksECoNuvRB/dizOHlXyLQ3RGyLmDfi67M1u0",
-	"dXQX2N4///nPfx58993Bs2f7wXqKeEJLO2EwL+2yJtqBVq9LGW4yHPfO002Evut8K/gTwb61kggGDax3",
-	"PGEP155z3r5Tvzl6Pd53wt5dnu336Pa7G9LQ7NqxgpnSWImiLPiSbLNR7NLfuWRP010BGoBIU22ymrVT",
-	"wddDkiVDV60P6apr/M54iYB6++KMffPV1/8rYXBrQeZxDb05zMegDdXkaVKuqBJwR2jkpoAu9xC1gwkX",
-	"RaXBxINllllVw2pLfbOOKLCEpVLZq4mqZJ4yDPDmFq6w7gzkvsZBExzXO3pnbkYPYJ/flgWX3Lb4Z0Yy",
-	"WAZ3iUu7dJppwuY8mwkJB45zOmAbkvXqq0pw6x+4QxJ4A/oAQ4+iUmT1AeycdeQxDIOSKMKhg+KF+pUb",
-	"y/mwkiNqcetrV60mqhxgaVIHwM684sZ7vArBW8vmwKX1CuismnOJaNoZrNhvx3CL/dvl5RtGLyDadkfv",
-	"WWG7ihcREVg5O0zSUBPmiz10pxR0WubruqGma6ATlvKxquwxWuxTEvpCkeWwhTmWqjR3AfWqEhM0FotB",
-	"OrWa7a/GBqoU4Uy3px6RM0KICFHXCUwdiLjipfJWu4apQZFHlNdHYf749Keh42ndMaO9uPXDbNmM6h2n",
-	"k8rArukFbylRozfUY3POyinzz31SCTr9fZ0ORsWWm4rC+OJ2DtOa8afOJa+VsepO4KUIkI7EjIrrnIrR",
-	"GMt4lqFXlRdUL8qc1DH24MPz07fPL55fXr19/ub1xfnl67f/TOPkstWHHfLcauKgX9lOu+tN7e4NVrlT",
-	"hnGr+BZH9Vw31RTRvmbA3se40JcMuSl4BvfckTbR3vqHpx9UveWYT6n6clDpohIxtel3cIf4+m0JBW9V",
-	"AT2xdxTIg/Uec4X2Zp4fOPKZ4gPDMk7eYzQ3hzy5E//iQgsL/s2RdK9ibTDUUVv2I/exL1TVpAUaR7vz",
-	"ubvGNNecSz4lbdckI8nL0te0MHV1tKjGWsvMXa8bbX9haYNkgBN0aj8XqPp25xtE2mS78PGfd6N4vtBW",
-	"9+C8FJtdq3VmtJep6jIsscZeAr/ujsIohLzeKtH4Fb7Ed9+HEsZ9kYAigy8M1gBKKB0Gi/MQharhU//+",
-	"KwQbesxv1PEYqAEEP/WfzMsAo7Wj6ZHelLKBuZ6+OY/SUNswOHQj3EWgy1Vmunkez1FrKISpZ+6dFUe5",
-	"y7QzjErt3is9Y9kMsmu2l07BUgxrur8yqx/kLvOqEmQPkCNER9PQP0+/e7kyof/6sMa04ZLPi/tLdfUG",
-	"PPzC6hCdutFnKTOq0bAhJ8YrmN7WRVVZWVVi3xufdV2732fcrFSu2JxC0OVMO80yKK3P/cRUTCvGohB2",
-	"edIqIMMLJZtwcBKnM9zMTtFvW+p14G6vssqqySRle07PxX4Ha5U89tdKeTgGc193WOcRvamK4kGLrrgV",
-	"/nYqrmwPo/H5Mxjb1KWXFEsfztbm4wSNVu+aDwu9w0z3rbyquXT9pVp+2ogKvQVZYqy9XzmWYcDrE+o2",
-	"0NVWCp38aQgiSinloTCwY1L/1rIxl7i4BZimVBvlolsK94sEhxqnSidrhaZWOy5kl/CzSaWxXKwbn+Lm",
-	"FlzYdnZHq2oeqqYdsPdlY1YdkdxkvmZ8q4LMiXeyY/SbnXHJUjR+pTsbeeKg+ruUlLlrW4AdYW2WMrui",
-	"96765NGtHG738jHhHJKVOxEdevea+i/eBpX/fjTYzNo0eFuacx9qvY5Ryipyf52gFuQ08nlplw+CNW1n",
-	"1Y8/dcRQfdZ1uraG8fjY8czpsZKJvFZZPJE8cVyE2vs1rROwNwJqu4ZPYOs5rlriVtaUtMp1hSPfjJT3",
-	"Ls91Bzob9QbbOdg6GZAJ8KoXcymT3DeMXICGYIpr0lzC8WtA4it9mvRuWbdxuvoDl9UyFZaGaYqQ9ZX4",
-	"8ZvHUjROrO02Pi+4lkJON8AofO8LkTMNc66v4ySm4IR9GOA5/PqBVrU1YGl3utwGWx9eh3l3LDHw396I",
-	"7oEYWYrPXr968fL87LLbRNwXyhdHTWRO2KE2G5uNzFsS9/Mma3+TNe9iaSzMeywtOpsJC5mt9EpxCD7P",
-	"YzSNnKBll0/kpZpi2vLZm3eG1QXHKdui7vzWU+LAtGcuhKxud7Qi4dY21iTGKj/bELOpfeTDocfcbBW6",
-	"WwU53PVFsraLWckb1VCEcRvYfm/qE+wEwzsMrthYD2X3giar9uO+eiTv0Fp5UfvIelN3G/MXXdRd82Q7",
-	"JzWgXwpjzz3UVq4yRZzcJVZQtG3XVSU6Hbyhq942ELr1vfHvRokUdyonQ5Eyd9nE7om9uLu4eaFCb10D",
-	"uHj+vgMIGyTZpstG2K4w22GPqQ3XUR6rCO5+CnDBQoY9NDLr7aHYEgNFXser1B3GaAbShHzyV7e/3C3C",
-	"XfHeTbiH/cunGCdm1Y5yjftoW6/F1Zr065P2mV7c0wsAuTtWdZoRzvNBa6xtGNIbiorhdVz6BGWy+YVY",
-	"j7oFp1O9qSVYZsUNdAST4BdbKyLmGJmS2XoGAyC7eZF/Y+eAr47r0CEUtqG/mj6JBWFxi8IufZvFooib",
-	"kX5RB8LcoSJD58FskOzvTjvvWyRrZ7fdGnXqwrfVfg69zvnVTqWxnz6p/WddnpZel29/tI+pBGnp2KJ6",
-	"phbYJl7VR9oXj0pW+6sHdgY1pcHXp1iHKcoyWaWFXV64Y/SCFNajPK3IKUJ/vQh48vcfLgfJpkKXderv",
-	"eBmHJrSLbNbNs9AChjM0W5tZW1KzDuEFvbVydbQz7IAzo15OM62kMHQks2rsLtXrEqQj3c+lgfm4gCHD",
-	"AJSQtk2+2ZCkPpJNiQgcdckyVRSQWbY3aqVAjgb7AYeEDrUrI1cuYRg6iqkxlS+GP+c5OKCgi4N6pBUG",
-	"huw07qG14vllZTUuhJkFBICc8bIcyeAL3lvA2P2S+AB+mAgpfKllKo2O5dtkDhq0oXX7Hv7UwwF3CDmF",
-	"d47kSJ4peQOSzEHUe3imVTXFGNCWB/bYvf0n9tztJiqbW7m5WHrIS5H6Rka2t8nKehNfVt/ZjX18sU/2",
-	"WncWh2dCBq+PEzl4UYEbVITUxjDYV0/+TL2HWbpCVqjBbRL6hPHKzhw8fFCRrqQZun1fuHsDrbLEll8D",
-	"4+zvP1y2S8fu9RR8HQ6H6T5TY8uFhNwtczWeZ+XSYB8Zk6kSTGi4oCQm0Nbg55rKOziCSqYRN+6cL7EK",
-	"JRMWF48xWGSQTvvaD6UsV1lFXU320lZcabo/ZN+CETn4nlyMGctlznVeR4nSDeJaL32z0zRhqadOWGcT",
-	"C9g5AMfuP2x0zTObuDG5G9UdI3Vb8zkFFGgXEYHTN+eR+zvEJsQO1sHT4dHwKfVpniGJO3T/mUKXMIEo",
-	"K8F39vVHKL3XIyBnQN9X2ArINqEBiFTC1hR7JN0P6IMPTCH2KSe+UjoB2ufl2LjdTOBWp2/OE2bUSFqK",
-	"VbFKFRiRgp2E/I/v3r5kpRLuyPDvmgcES9weRiz4JaSIE4ZaQo8dMvi33r19uU/IRgt3j/jYqKKy0AjY",
-	"/uVrqRYGt4y0KnNfJyPpaBsGeBoWhOaZMnbITpmjWROtpGUgc8RNJYHlfOnvKBtrtTCERG4bBqsPjGRq",
-	"4dYezuy8cPRDw0kkSHLLFlx6EhXgGT5tIzkhtxsQCzJLxVLyGtdUadSqIe+UD4crcSDLSi/qJ0dHD9a1",
-	"Kp5mQ8NXkTV4g800v6Y1dA1dr/Ww3a0W+X8Q3AfPfBuVNXR2SOCQF8+Ya8zToLzYH31Jr8FPbihH8w8x",
-	"yOiwseAdYjwbSqGqqyTvudaAdwUZ9DPMEfFhAO1sNTf7TBg09SMbw1fiRgpc5iMpZKZ9Lybb1/bSXSTC",
-	"mSAKUChe3YmvyKO3R3IKln119A3b1LOSLN5Ck2PUSSRDFvqusGuAkqHV0gmHVTmSmiN9QeecBgwCJOOj",
-	"wuI/vkyPX5RxSBoFDpJOO1NFjpZbdMyOJNUwbKItvMTRtP+jyEL2Dq8WMr84qkwDu4bSNv06Q1jmSKa/",
-	"jEIM5WhwzEZrIZijwfu069YgMqxEWCIZ1nwOFluc9aThN68c/iNSlt//ROIuGPutypcPdul6Ylzft8Vr",
-	"qyt4/xGvfl8s6vaWrlhYSXMfh/xRO4p+tQudiTqx4ydfbv+k1SERP3q6/aOmUzh+8ZftX6w0RHWffbnD",
-	"RKsNlt13T/68w65Wehvek1C7r3ZYZUdT01jHw9sWa3c/hphQd68aTvDcYRKZJlYjVyM9B/9GyuVLyHXS",
-	"2ohXnPq5alZRlgdEfg6jcu+dUtnLuk0+VplnWNg3Yb6gLq4k1MtnY7ALcDLKQoVkzrYF0iTIJooKIyfq",
-	"aH4/quN0mCBFQ6NIXo+Ns/fIB3W7rTO/mTVC11NVQQVFh/oeMDSZBS9cJGmVIrsmScu3GGRYhDuyDQg3",
-	"7s8VYHNzMsLEVS962z8mO6zNqm0razdo45ZNFHXyrcuB9K3Rujt1xyVS3q6uIKmXGFIMbOOa9ggQlgU3",
-	"IJmYMIGlVrEPcW1x7FoYhuXBorUyD/zBMYYtJR3VlO/B0j4SR2m6WfTwkNCQ2glB9cWZAV6ecF2Gg8+c",
-	"7H+1/YtXyr5Qlcx/N4S7J8p/hZKfhcu7UJG0x6I2oTVxDtSrm0CHdIeDf4uyl0qjx5PoALqbbyBoZsan",
-	"PERNWeji1dSLfVt39jch+qhp++/DFlLs41/raWtUOKyy3sz/iPIB5M2dL6cHTnM3a/M6mQk7zLfdvZrp",
-	"mDwQV0S6M5r74JkwIX55mzjnP4m/wJmfHP15F9FHW8ELP8ZnfbG/3GE7iEKvlL3gVpiJoLv2hyIKL+rG",
-	"cYuZKuqbGNEHIdEk8z/nbwIO3p1SHP5Scjt730ssUvc4DSb8iSjgC0MZwWt9fBmv7Z0rvc18dxpuGB9J",
-	"I+S0ADSCGZiiAWjPFNzMwLASdOYujW9UjPE9//+TF+n+kL1BIxUSqgL4TTzxSHIMK6MCYaQap2D5tO4S",
-	"TmW6WnuYcTND+zS3GQZppmJyIJWEA7Ivj+SSxM2nR1/di+x1iJ9rhA9bAG8RQOnNAw0FRwTANoLuBJI1",
-	"cAnppGIJAbC1vOQbIAdxif7ave/4JqkOZcumvyEK4v2SnRP8gOdNPzncUohZ+/VEu/PJKyXhO2o4/1El",
-	"QZVZsAeUUvMgXMfjr59uhes4rF+/xP+nUg5PQ2twh/pN3nUBw8HmpvP35kBPiTV074Funr+UIK2wS2b5",
-	"NI4K4YUjj0u34F9nn78n8fmRy+7CZZ/VjUulR8tAmmo+uztTjfuKd3LTt+h1D4bz1nRECT0nrVu2GvFv",
-	"su7HOI0cbiQ9iwswqoPn29UnmqbTvK7oQVncawxvjVlyS75ZNgWLjLCuM8TR9rzNxFK3Tf8g4X438nwW",
-	"AqLuSv0/pmLf0UC+m6jXXfK70OEutC8ipCGzIe4wu5n89dLrenkfjWavrrupjLj78j9j6v3HIagvhTft",
-	"OepmVvD5PkS1rMys3zFJPmHDeKwG1fpHVVhRcm19IZiUhkyTULEGyFBb8CUSNZmPJNqOE281VxrfoNwL",
-	"CYvGDuLzauI4mNpOyS3kJ6wyjkabhbDZ7HQlAjf19hVuu0io23EDlI/niKvBc+g2fRDKjjeXbDVyH9fT",
-	"SSAaDbB1EK3wyF4xdz3g7Vf159WgbqVabbb5LLipG2ms4sbg0f32R3C/vfPVYfDs1622uxM4IhGHv/gP",
-	"38fErk0YuonJNgNCaPTDV5TxJDLYjJcsjSW3EBORsr0g8mF84GjA/jQapGzO9TXo/R4DQ5wjdgcbw+fi",
-	"jlntotZDClqkf1G7qB69ML+N+/sdxYEGKt6VARMbqHa/z7Xbpj94EU1jWMf1pMPLwlBo19eNadFqajdZ",
-	"X8DhRr3r+8Zx9Ks5Ve7Jc+uldlyyixa5Cg7OR4H9IwnsvTdhqwOyiTY5pLD1jf7Hy8jxiNW7NfC5k5iB",
-	"ZzOnCOol0lT3o4+LExgqG2ZhIu/G/2Ydz3EZv1G/4kd3KD5eog++REk3U6nNiWThC1eqQV1uNvnsGgTu",
-	"uV6xhbFbIX6hNF2kaFLfVNxfJioCVJf6SXwuUFCFMf2tvlvHI5kGt5UXBhujpL8H1FEOMyGoenw6ZEi7",
-	"O+oKcZ+LgPG3KyvBzJa3XeFpx03+QSvcVgLbC0kAOGzaE0lZewJDigCGznqrQGchg3Sf8VyV1gfeh5SW",
-	"ITslZyYZRik8GaNzTOP7qhPC1hNajr7ZWCl7yM4nbKwc09dYbsxgzHRUG8XyazDuSQY5Fq3uscHWp/+r",
-	"GWG7g1E/Uijw+v4+UTRw10I26w3RxYzTkjD0p1juHhl81ypObA8L2VB15S6MD2Yzdzf22+bW7VVuf59B",
-	"x0ff7PLZWlR64GR/aKvJHcXPNX5lGLIHxqkrcYddZSu7/KX540rk73cJifMse69UxohxscQSwibjBeT7",
-	"2M97yH5wlDxVWkyF5EXKDFi8vszqys6WIxl4A7BK+lIrUJcTFj7NK6+DIdZytaCkMggYdjKSDxd3UkPj",
-	"zsyg+XQ3F9sdmcdrD8xPHl3RIMwXho2XFsxnGNf3GKTwBw1S4DJC0F5KSPja1VaG2sYW4hpYuk4UUjau",
-	"QikWT1vQy79GTzAptvnu+a0w1vzmSMpGyUwE/05s0N38RR6cgOhcjK1VHW4kyi2ntGVhmix5IfFrp0zB",
-	"bSmaBTztqa3Di4JEPoUhVUtcQWXAN7cp6xKezf1cbaHYuW9fIgBHCbv5sBvXJ6+GLiKVhNsSQzidFNzc",
-	"udVC42OeXdc5oGWTbQk5lZqAeak016JYsqq5iStk/C1YvTw4dQrxNvKNr9KbJOZ+eLw/FipfzICy12Xn",
-	"AWy43mVlN8TVTRWYXg+4eyMdstM4QUwDE/N5hVn8x245IvcJ7E5/9fEcHiu6NNohO88xINH4yu/pYXow",
-	"0VDHoRqmJiNZAPa0SVgupsKahKXDNGHpFdYZYOnBPfR/tk3fH0lS4tnD6fAjuS3JeK10TaSDibjQaZes",
-	"RlLi5yup3UfNv2OggcPRbeQ2ls52iTCIq+/g+D994qiDVrm+7ZaCJuDgdxpfsIum3aD2WehN+ahk9zEZ",
-	"ssC2mQvx9EBLmyrI25Xqys4OseJNv+U5BLe6KaPCOgkGnsb9sAJ9jN/6wpC8s8ROq0PkA1hlzC0f5qXn",
-	"U5pbYL5FICtB11GHea7dWFjTyW2R+hWdMB7eHskQ/YrBrF89+abRnxtZoCl5dCrDIAFqDjDXzFi+RLlK",
-	"Mqsce8GJQ7jsjN8ASmBepnEU3yZo8vf7CLG/sGAGMiVz09S5ENaMpFpIKoHthilUdu2GqToDxehAPsdK",
-	"DS/dyj6VRbayW8O4Mg0YJs0Lwisvsrc1fZ7N4MAp3loVW3V897J/95XCu/drF2L4TcR1ffVkBzp/qdR3",
-	"XC79as0nIrpNoYVb3xiHeo9JtKI7QhPaoGEwp6NiLU951a644yiop4P9NLTunS0MK5S6RrMhZczXVWeo",
-	"230gThmXThAulJw2/QSpCEQoapeTckieI5hMIKtbykpY+JVTSGubUHv/E4n9pgRpT0bS/yjkFCNj3dKY",
-	"hht1XRcEoo/dxqg3bSNTO8gh0UoY3GZQWqTBQo4kZ3MhK+oDLCwWtWOLmVNnMM+d9GQSg+A2bMvBXRhW",
-	"ycpAfuxLglMB/2QkKcvBF6vC2qXK2ITIP0XtlVxoBwnsYFd3c1bGW1/fxsymENcwkr7qWxcxbnVo/Dyr",
-	"57SaWn5mVPmU4ihJJHDo20LFR9L8SJq3kOaVnqvYUrgmb3jV+4mz00gpcukwMzcbI5fecP1zBdbX5/zC",
-	"MDSbGMYNO7v4nu35IjU/U1oLR0vM2xdn7Ksv/3KUsEJIRyapG5CQjka7n9gEIE/Yu8sXB3+pTa9LRw11",
-	"js0u9XUtJJrSyfxmBoAlZiz4NouYBCzkdP/YUa+RTEfV0dHTrO57hX/CMDM3KYrI9YMwoQ8w0GrRWDAc",
-	"wc5UUc0dg6AKzr5DkhbWOlne15DEzh5lZWZuHz4T11BfcEdZ0sMUk3XTBOV7Y/m8rEHz9OnTb9jeu8uz",
-	"/YSl7oTIhPL3i9evwuRuHvzbwq1NqFyjt5mSFQffoNriGRRFX/WfM3PzQKFh2y0lNNELpeeXyxJ2/+JC",
-	"yOzu85xjqSSg0nz57zJ0LRn844A2exCVZd9YII1er4H5mCX2mcXLPW+qHLeLmBE1pRwyRyd7IuawcDSO",
-	"0U3NS6LWvRT9NB43qWNRkW6j+dvTuYSIpNPjAwOgOgwxIR3JvR6i65eRnrBsxjXP3L1llTR8grlqOJTE",
-	"IrUY9tUu67A/ZKdFMZIEjEzNfZUFtxhvdAdpmZG8NLOm6Wur8fBInhEhPWZpBOgrkacJS91ysbNi/UcT",
-	"HJhG//SF36+4TZORTH1nCvwTm+xm9Afba2i8Y2pI173e4t6ke5Lijw67cBWOUSDp3+N1B1miNcZ9PgVV",
-	"+Jbxw4JbYascV9v6XcmpfzCSrSc8yyrNs+XqF7zoHin8ftV8uDJivcMUI/ilPw0HY0IKdLeE4gNY9Ztb",
-	"nvio5vGSbD0lt7NjlmJZ75mqDMxUkQ+N+DdQhmD6y2hQ/z4aHLNfRgP31P3zq/fv0yE7Zbk7co1eMSyj",
-	"MpK+Mgtn14CR1GAyXjbxIvWbbI9m5qPRcFzXeHEfpXw4TvcpC5LLkSTG6ocLrD8djdCV5PcqDDt/dfnn",
-	"ryichTRBcrCgB4X5UDFf7XqCHqBnr999+/J59xdMoriRsG9fv375/PRVwi4u356/+mvidlvLAmyvoE5H",
-	"I4myjHuwT9Kf1nxJqsRE6VA8kJRCLzKgtS7UVrO+Oyj7juQKH8ZDV1JWRTFk38JSyZw9SY6OjsKAvghP",
-	"feMTf/nmXEgnnfjX1ASjckcybjw1VcwXbIlkHUKHK7i1mpNLDCvA1YHFMjeMj3VV2mLJ9nwVagmZDeXY",
-	"C2Ug32dmpqqCxDhfS37CRUExwCMpfE97J64FyZJj3WDBizg83/eoFMbyRq52vMJdZ9STuyUtTyYfpa1H",
-	"aetR2vr8pa1YqvkgiUvzxUGwDD2UyFVqsHZ5UGqBxkgklnX1+NKRs5iqcsu6xbBD+jV+V+ReQqNy83tb",
-	"xDOqNLYunz3n2axZEZX8XoHyF4bNwXIMZeXUQJwEAT6SwYnlmxLU4kJo0+H+nSYMbnnmiD5BasGNV7iP",
-	"Pas0CZNgLPIuN5bj12RAaMqGnxZF1DFiqzDZQ9zf8sXfjZKPxP2RuD8S98+fuLcI5t2pezzcDrW/Q+Ee",
-	"Yzn5c3zoWGtVKEc2LZWwHAGSej4F7Ioykk7FSoiAEaWs6xbIKIF6yF7U5FIYVsDEMlVZtocuejckdecd",
-	"SWQnqdMtow7Yb+FGUKUDrDFpTN1p/gvDUgm39opaDMUpbCOZrv5ILXHypum+GyJ0yljZu6PG9TorWYBx",
-	"I1Ktc7gKijLqY7rqlK9XNrG1iDn2b2qtIRSHaqzAe8heqMLTfl85xtpS0MoOmvPb0A37yddfJ9vrR66v",
-	"xzvr8NpjXiEX2OALAzpvbUK9wrGZOje91SLp+4demzd7OLRUrTbZQhrLozKbqzXdvbnEMdjubKqNHQN3",
-	"X5hvgnWXNVn1ACs6LYwiY03ehed7Vs3HxioJphehVrD+znU+t+IV2TxC32zv9xa6blKzl864uQrPHRno",
-	"g1x45cqT5A9ZqOPJQlbAxlCoBZ1cqP6wRx2a4UaoymwkRb1rbb+3OZNvU0P99YWjl9FYL3E6MtICt7eG",
-	"IPHrWRs61LvB9/VR4u4rLefro6Pti/tc6llExNgxwi6Z7nXgbisw+9zjOf94ktS32NgszgaMz6sWP7zn",
-	"GaWQSIS6WMqsR3g6/KVte39/qIP4sbVk6Lo66SlYwlSR1+LQ8boIlvidcOsUWGGZBgx4iZqs1svwBbaV",
-	"sTHRdK+RHXAMGbqEafwdRJNavtomopyHsqU6WM2j3fbUmWpD87dabqoDWn005HINCeqTeyw89ZunO5gK",
-	"TW6QcKxxWrCGDMSND3vjMkaEfvLjrr3ZTYPDvt1YVeOgU5xr+TqTOtT63eUZdoVUk5aDcCT33NMFwHXC",
-	"Quc89p2SOV8mTcoz6m2mxGARtgSunYg9Vxp8a0snimKEzMypXZyNq+waLIKAIIVT0zxO+hDWUJ3+xEeD",
-	"OOmTeSkz7zFnRTfwwsHr862btbrSrbUmplMNU46JMo8yw0e8u3h52vdlvIy0a3dbsJV80K3CdUV8i+7r",
-	"UmaHZVUU2/Ms1iw93rfZFJGb4nX0/Sup2M6wtljsUVN7LG8zpwtJr6DlwbcP20/QWoSRvBhr5Qf3ZmVs",
-	"NcfmTlxIUa5PyRy/xfgRriNGj9U6ItsLQQLHaPhI94dYKydTOjcp5SIuyKVLzt2E1UUa8K4PWUr35HJZ",
-	"gs8qpB/QZGHSkdTgJAAfMafBVIUNDX+n4ob8m3RiBvUwoVklsTe9g09dmMeAtPvom33Dp0JOjz38nCrp",
-	"iFdtvEmQltUFLTByjgtHCk+cGAY8rMQXZsf8wtWT8vUlUEkM6iCNeJVVVk0mqe/51p6flNGRXHmXwc8V",
-	"L8x6baZjT1G9XFuVNCm3TT9lbtgYQI5kDoW4AR1kyNUpRG0JNBgaT61VQ0+ppvfqY8Gnhyn45ID5xhGN",
-	"XeyAVO5rizmwT3tvLtjd+gCu2w38xf6sTQYP33rg162SdeHx4hPF/DfT90spsVnEk8nH5riPdao+43Zs",
-	"bRO8T0UKpaqI5W3Qx0i+25QDhsEERB0xnmsGlANKyo1ayCE791VCAg2l/mel0tR8bSRTyj+9qqWnveD7",
-	"dfS2FqoStPLkJJ5ypoEbJfdrs5AvRSJD4IO3hjmNQucFGHPCUlNhys4VZqOl1D69VUnLfe4ZvcW+MjgS",
-	"n8Dxekcaq7k0GNdPsakY5BAqUDSVtLwgMZKYn5CSoIDvY3IXHpKv/hLyvyhPDYtWellMKjsTcjpkb6HC",
-	"PAKOuQqrCyD/QRMkiHJEdxWM0/rU0JZFQYmqx47IckWL8F6clSYCDmD1eB46Y24ij6MT0os8SPfRJEFa",
-	"w1y5HJPXUFDhciRVZQ/U5CB3E1Ixs8vYwGBUcQOGEulqf4ePVmWlKkS2TDyiGaoyisi24FoKOTUeXIhR",
-	"6dnrVy9enp9dpiQiOgnQhAQ7B+7axOFTEVt2rZFs/DMbPLaP8uNDyo9m9rk1avoU0tIny5Bspt/SgoQ7",
-	"ToThX4EinjADwNaIPqpmzeV0ZLMEfeCpiqpspuaP4tajuPVZVSzBNOCaT7etR/1yVWU8+naatp83leXn",
-	"fIkd7pYsJWqZQXq8VoKz4MYywxdUxNOATqJqI5hhYbnMwMeoIrUVTu7Zi0uVJit19JPAkvzf+56/Qz6S",
-	"nhVw699B1w7l2PZ52d7hln9Viv2hpm1hYW62VkYyoF8KY88tzAdNcyg0+XVmjhdFqIbw6Ez/VN1U0HfF",
-	"i4KqV4TjiO4rYStWr+vUei5CbWoSh93r6QmVwh1DxisDzKh5aDPopFETW0XtrKNMZT0SNti3n2VVhrN6",
-	"kXcSO758uEJkOPUWN5IvNuKEDu/j+wOXIXssPraJEpwFdTamBGyPF7gm7HPkrut+B21oMfNDEgAOQpWd",
-	"zUVzqA4qKq1Cz30UL2lDTZ0eIWuvxxv/W8r2FPWXMUup5HI+kqkq8vrxvtPfFlrJacdw68ral8Gt435y",
-	"X41keL2jgBkV4qWSMmyvLknWKki238X+CTRhkZ8nXWst8ROpVDt2cqtPFOkbyZ2PbRz/YDVlHiwSgNyn",
-	"Ni7OrBayRrLtdA8JaD+5e+drkBFBqaT4uYITxiWDW4HZX5ir1m2j3CAjPUpHj9LRo3T0SaSjrSSB4mIO",
-	"fwnlB98TVXA/btCk6IUuTQqlI6Ut+kfI13P28hzp1SaFqhnwngpVIF2D32C71/iW+zil313M7Z3v9+/2",
-	"nlLs2gNoMeiv6VRiVstHGkCT3mct1aMp+zco1IeUh9/fjX3s5v4g9/0CLONSoWPYXdwvzO4C+25s2eEk",
-	"uhWa2kC4kriSr1SOR9fZlHtfHX2zv4kNPzLgRwb8R2LA3f4EbrPZ+n17BnOF2rDddvGE4w+TymxUlKnY",
-	"3Se4dA/PxN/VW/lEHPwuSnVItw9B9I8c/FEVfyBVPC7q7zuobeD1N02dnJ5EXQqLi6IIar9/yHQbcwNM",
-	"YH8244O0lLGsLLjFyHunjI8rUeR1rajORvff13n9n2ma2sXSWJj7qc7lRHXd8m9xo27LBl9nQlJxgqZd",
-	"3aNT/iO1qceDGJMhSFcSmaJHWsS/6B4EhFm7CXG4zXr/8Tfn34fXPls0jRa5iR1dVKUPrXazap7VETym",
-	"Np+FjHsl4RF3P36WtAP56ZvzjgNB86VHZVMCvza9uDwDXthZL0F/hR0lQ7Qw940EQjxwnRNX94ui5qpP",
-	"jo7WoskyLkdSU7y0NQ0ncMjz9dFTel8EDbAnSflvtNqPeB1ohtf/3SeSGTpZJy8T6EKbzg/ApQdcuB96",
-	"89p1JQ22ueUshxJkDjJbOtjX/UM/Us/QGn9JTqi7f9o2YKsyQld/5D/hCP7H9bprNyDBmFA1w481bLLn",
-	"/CjrOXkXEcFHXOy8UdFIcdzgShbX2AbVClu3SFjgH1GHt3ggvPnro7yLY8daLZbij0kwW//a9wJx87bz",
-	"sMEuABsSOcCYlfac0cAYUro+7jMwVlcZ2nydAmlBcplFvWdbO0OStT7It1j70ZdX1YDJJFnIzGiXA2rG",
-	"ilrxrY/oDwNyxsvSR5oalgtjtRhXjltZFfYcD1qW3+K7XYusimtfLLrGp0wVBTbl7VtlVDKwo0JYXX8A",
-	"o89zbmZjxdvnSSnw7396//8CAAD//w==",
+	"7L2Ncts4lj/6KijdvRW7l5KdpLv/23bd2nKcZMaz+Vrb6ZnZVv9NiIQkjCmADYCWNX3zUPcV7pP9C+cA",
+	"IEiRkuwknXSPq6amY5HE58HB+fydXweZXJRSMGH04OjXwZzRnCn454kxNJsvmDAvLunM/pIznSleGi7F",
+	"4GhwOWfkl0oalpOLP58Mn3z3Pdmbs9t9IqfEzBmZrAzTRDN1w/LRIBko9kvFFcsHR0ZVLBnobM4W1LZr",
+	"ViUbHA20UVzMBh8+JFHfr6g2r2XOp9x+2R7DX+dMQGc0fECWVJOqLCTN797vKc3m7FQKo2TxRl4Yqdh6",
+	"p6mQQ20fpUfQt2K6lEIzklGlONMkUyxnwnBaaGLm1BAhSWZbJgu6IteMlZvHxW7poizs0HxPg6RrsFIY",
+	"JsxzrkupOQ6uPdaLajZj2u7RlBeMCLpgZCoV0fSGixkMP5dLYVfLjmnT2pwzo1YnU8NURzcskyLXxEiy",
+	"pNyQCZtKxYhRK9sLnVEuNk95wQVfVIvB0eMwUy4MmzEFff/txW0plfmRKd05zUvYBlgGqVaPNEmzSikm",
+	"zNUNfpISjoSiBS31XBr4g0GrQDGK0ZxMlVzAno5FqrnIWP25I2rBbg3hIlPM0hotXBOjsdg4valUC2pw",
+	"Ut9/O+ie43mYwJ+YYIqa3qnCoVKPdDRnMgvfkD1tt5lqktbPr+rnYS0mMl/tjz5y4B+SQUkVXTCzxjfO",
+	"Ok7sGZyMKWfKL2l9dBNS6YoWxYrQiFx1lc1hMk+nT+hoNMp+GP2jnKV23Ny2WFIzHyQD++7gaFC3dsXz",
+	"HU8ZnWSPnzy1rXaeM6S9l1ItLuFZe0r4nEhRrOyENJywBbENabKnWMkokltYJzyC7IYpWsAGsNuykDnz",
+	"g4R5/VIxtaonZtu8gsHFk+CGLWDVF/T2FRMzMx8cPfnuu7VpJPaFM3z58eFheE6Voiv7WJtV4bsZhEmf",
+	"iayocvacFcx08V/3nOT4ApETS5pAZZrsmTnjiqTuYUoyWVQLQbgmdpr7YQdbM+XY6JX7rjHfnE1pVZjB",
+	"0ZQWmoVpTKQsGBXRdl3Y49vLL+Ita4w5m1MxYzmhls8RM+eaOBaQwKZR0XH6j8aipFrDHqd/G2Ljwx9b",
+	"rKNU7IbLSnuWQU7lYsIFI0tu5mORtqb9/9g1Si1HLRhVwrYCT2CYRkpkOV3r1+Bcg42nObDdw06WdDZ9",
+	"IwV7TU0271hDYbhZEUNnwDft0jCqCnuy/Y14TChZ2K/JirMi1+Tp4bdh11HUiLZ9OhRSsCF8sOUueqv4",
+	"jAtarI/qnWJT2DlGKlEqmTGtWe4EghFJYVUTkj5OCRU5SVdMp2SPihXJqGb7JJOVMJbd2BePxwJ3zjeT",
+	"yXJl6beyfyyt8CEkkW4wcI9cs9L0b41/ddDNiGyfnSzovyuqqDBcsO08lZJfwts5USyTKu9hlvWL25hl",
+	"P+V0X9jvNVPYSXuwbyxPd0ei0kwRmsGa9wyx8g3dTZD729ucnRZ850soo0VhRZUMviFcaENFxo5xp410",
+	"60hKpobunVIxzUTGegn6dihz5t4e8nywfcQb5Rts6FFgSCNyIoiEN2hB0pv0IP0xtaOa8tsEDt4/pCKi",
+	"WkyYSuwk67eL1VhQkksDZ4CKlZnbye+lj+FojA7xP09GT4cTZqj96+bx6HB0OKRFOaejJ+n+iLx19x12",
+	"NBbYkz0dVqWgyp4QbuYodTmBJToZ3atVc61dLm4Y08AKIMYwZVv93z/d/Pjzf/50OPzh53/fG49Ho2/2",
+	"//PfOo/UHcStbinLxHuSU0PJhBVSzCx3HhHQTDTQkiGLShvCfqlogQzFL8exfWjoNdN23zKrNWSMyBt7",
+	"KnqFNyu1kanlpxtXs/56WH89uP+Z/mC3BNl6S8w7lWJa8MzYXzPUSew/aVkWPINuD0olJwVb/Ps/NK5x",
+	"PYh/U2w6OBr8Xwe1HnqAT/XBO/zqOTOUFziE1hXEzZzBpRzrf0h0XBOeW2qkhZXtVwQUqTwhUjmtza/P",
+	"WHTuKu5ezqdTpjRecfHekb00kzlLxyLeKMsTzJWn3TRZPwIxCTk5HDdvH7cz0sD7NvEeOsExzmbp9eXM",
+	"7RksUDykBddwAY8Gd1QDGlr7G7lBab9s6uvQHUPpidUyxZ5U9lSx/XhL/F7OqR4118rbKLroyb120LJo",
+	"tMb8ToESC4r0S8qLrqGfCJKeTYcgEaWWkuxf78XCzXUIUqcVdF07/nqxBMG0IblkmghpyFwW+cjK2c9o",
+	"fo4Pf/vjcxmNjGuyoIXdZyvGKzKlvNDkhhY8dwSUMqWk0ikpuDa4XXI6ZSK3V8cU5Tugr2shlwIm9+U4",
+	"Qzw1T+s6OozAC4g21DCyZwV7d6kkqOVbGcWqKfTa3prIMAqqDaH5gguylFWRkwkjhdRmH6b6UqoJz3Mm",
+	"vsxcrfyCp18WaGayVFZphpxQlu58w1jPhL0tafHCbuiXGS9yK6AyK50LdluyzLC8WB2THL7UhCq7wLOZ",
+	"Zdp2NoqZSgmG5+aNNC9lJfIvM3ya5wo1AsW0rFTG6qPNbrk2MMZ3VBlOi9N6eNFIvzn4pjmowGMnXFBQ",
+	"GtaFlnh6MjPMDLVRjC7u2tKm88JyMN0SZTVhz8Cm3J6NcH7sn480WbCcUzB0tLixm/Lw3LbRI1RB82ge",
+	"BjEU2q2KghRgx7ib6fYDLPfKKnmXUr6iCrv9ckwHpDR2mzGW6+b9r/k/GSn4giORwBK9keaCGq6nnE6K",
+	"vgXr2p6CM01kZTTPWdiZu29GtO7NHaeapGjI/+ZgXB0ePs3wLfg3SzfbjNFq7KWRcysanYcd/TKbs1mQ",
+	"3yLyWTakFqg+TVhGLXu1sqe9E7g2ihoJtg9mWhLmiFw6cyuYpq3YSLjeKDmGI4EbGXwLPaLkMVqt3TRA",
+	"38i5zqiCy1yx4YRqRrgJmgrY5/VKZLWBnrwVJLU/vav0PMUGwZLs5X7HAKiQIHbjRBJCCy1hsspYYTI1",
+	"igq94Noqclc8T4liaC+Bj8cC19eO067IXaTeTcJdtz7naBBOziVfMFmZr4Av5DyHq8Lu6Q0DNYAv2FG0",
+	"uYQWhVxqMITfshyek7KoNG6LIyV3Yqmx6j4qb87SRRQ1DMkuk0KwDPUNTbJCagaa44dkcMHUDc/Ye0Fv",
+	"KC886/ltF+eETGh2zRy1B0GFCOCce+ChooZa+k0CYwIBjs7YPkhpbFFKRRW357Kq53JMjFohbQd7LnMG",
+	"EcvltHNacUFScG4NwbuVrlFk9HAbFUZOMpjrpZSvqVg5CtRfgPakJAsqVlbjYovS6GP00E3lzsvxyRbj",
+	"vaCVmUvF//mlLoAJo8rSgbRyvVV5LJcSs4RwAaoOAU2gtBz4GJYoLeSMixQpL/brUsXGYqmkmLkX0XPw",
+	"jmq9lCr3X0gx5aBSobXQkNK9YHuHz91RfF/OFM3ZDvfj3ZbFmRRfO7W+b2HShvkt9bdOvERBPQQTilWR",
+	"dLAyuu/cnYEcLAjEumT02vEid83OQYEyrCjgTgI7sJGkKq3G33Ej6JW4VlJUOhgIN9tAvIn0jjLkB/8Y",
+	"LVzvztzqnYmptL+UyvInw9EClrNSsYw6x1jbE2V7LhjV7Dk1rCGV2zkOOjx00dTWJf96Gj8NYiNp3UUS",
+	"D+jn0L6c/INlxrZfz0efuxt9fVLOb95jgpbCKJqZeL/9hcWt+rywtEcmK+L8dKMN89QN/+UmGm5txIe2",
+	"97J7efQgCbPpXI6yfFaJvGAvedGxEHOqO5xePtLFuw3wiCZkzm4JE1YgyjvnvOAL5r3H6w9lbmWTNSIZ",
+	"2lu/qzVwkay7vqiZEy6CKjCB2TmhLT1IiWYlBSFVd47RKia7BivE6+0cNvB5gusWTbie3sZNeE0Fnzor",
+	"WHMj7H1/B1pp7OqHdUe3kyhZfmJ2X/BuYnjOZ1akA3s9WIh4iLTRx86VjDYxhiZ9EF3c76MtLKDfaxYf",
+	"voVbNoKvTzrbbe0XLmgSsZF4TdxkN26WVRD6WQjNDL9hncFaoDdgHM0yzIPba2KJsSDwKZGCRdOIWOoi",
+	"opKdqCCQlf2YaU1n3Udwp4WPB70HWk/qBzTyN+f+9vX344ims3G1f4z4ZXOlOznp2tx2Y5adQwjG8SgC",
+	"pLXZjXibOy2tm1dtI8+kylnuA0bS2GqZ3JkrtQOB/DA2z9PTS2STb92PIMG4ubbuBmO1DsLXnMtO96v9",
+	"y51nv9Pdt8UV3OPr4TMB9u3g7qnFOe26v5PzL2nFlHQOaj3krh344sn9mByCzGy5IrqeN4/ocOtm17vS",
+	"Huqu271FHuqf+mmltFS1PsVujd/wR5q0wgiPmvYb13gdYiRVMhawa+mc6quFVGApgmCUpMH83dqCU6JW",
+	"muFXroPFBkXprUcHeD70tj6/11JFarltehEr1FFnx11RlxojD0AxiMZupf7m2EfkRF87bR0sb+uNTYPr",
+	"VrsYm/UbIrR3BVElWy+KQApv/Yen8F3clO4m+IIa1lj9kqk6gCyKauSi3jaVMwURIzsJM+uj6xJpejnH",
+	"DhtvpKHFlY8BvvIyYDuKeGE3LbVP01re8V9F5AGTBYPxfXh2+7D1Ta2xN5tPeL1w97i6nHiPYZfrJyN4",
+	"P8hex1JAdOF+J6sPy12polNOUsyqw1NmstrfsqWTsNaV4l19yrL3Svnr3AWoNtXzXKLqYM9qJssVBKoK",
+	"y5B/CjMArdPe1tE2rGsULWri/2SBTHadVT8Fb5UvqCHLOc/mLVeoC/tGoeM+1FqvaNKipR1J8tRzqJbI",
+	"GUxy8YpMCaPZnFxzkfu4kSB8DpI10wTsSU3T0XqFret4+qFr4JXZIOyjtUyfmM4gW65WIcw7y5jWaHoD",
+	"LuHtjXBDwivvBb8lrJQYfbLD1is2VUzPL22bHTwarHxgnItfTIn0HcZjcna/br3MdPdwEn9vpBWucnCZ",
+	"nTg7J2zeEXmGZkd0oMHbkf9ss7KAPbemmkTL3kVrzype5N1Gq4l9dGX4gm3IpkG/MRwQ+363vJrJxYJ3",
+	"bPsF+sOt0BfU1HaDcMN3tjqT/aLWnyQxUhbZ3MoI4FLyEgHMqnsxOxbHmwdO594jum76uaKdNwI8mnQ+",
+	"8kaZTi54RXe8j+HlyUeYYdzgw1BD/6HtnzcuyrkVRz6vMWzjSn3k1L0hqmuSuN+v5KxDFsjzrngvuyB4",
+	"G3mea6iaMRMbmHeS5Jrr2yHDuZhZT/xXtFvm9HJkCLHtPUjtBic7Nmhkd3Pb9KALn3O0NpO0s0HIZ3G2",
+	"sG77+aI3ghC3ZTmXOlCd99rfY0ccG+jYFD+CKzvY3W2QL6VaYPhj1iuzC7a8R6vP+XTarQEs5M1uBNzS",
+	"OT8dBbsxfMJZ4Vm7B8lNukmu4psI7kMvx/BOvcgo1JZ0aGaKFZECbIVecw3OQEw1kUVe/wIhGhMW7DGd",
+	"Vgf/eo8VyMf8tX2LDenJ/9i1IIIt4y66vllw4fPKHndpFfWcOvZnJaRYLTqXJMFYmwmmEKR6Ja5Ty4QW",
+	"VOTDggsWmcp2mEvrQogn1nkTKEYNe6+Z6jX0lR+3MEqiU2kT7Z9LdFFUUbLMxmZbs4xyY6KBQc9dk37u",
+	"wih6vJnu6ZUfSY8dOc6/KKU2M8X0L8WdnBleMcOYIQhoI3GchzOQ7SjPYaz2OShyHfY7SKvsMdUqRjXc",
+	"fTk7IunZmx9PXp09vzp/cfr2/HmakPT12cXF2Zs/Xb08e/EKfvCvuB/GIr18+/bq1cn5n15gOPj5i5fv",
+	"L148v3r296vnJ5cnz04uXqQNU1W9PMxH33Yo4z44oI64rPO41hrqtEV71hhlN0Is1l503E5fnZFScQHR",
+	"3FyTBbOKZ7fJgouc3Xb4HF3medOI7++ayA6KD3TMmCOptznKvvhH28IjTXieoGWbGzKnectb1HNWcPwJ",
+	"0oNf/K5T8pKzIu/TDCDMfePh2IVg/ZW33rxUizs08tKPpk3yaqP3jWvM+rDvYeA+5LIodvUNEvHt0P6V",
+	"7ifOblJQw0KMhw7R5XiXdjvqQp5uZ7Sp7fOR9kEC5IYWFYv3VOOefvDpTB3rjR4VKbpTsuNe0tuhf3lo",
+	"m0k7eup0x9SROOvzM73d/uXi7RtyARwebIPHPtHbJYRTxcg/JORmomP+/02PCVuUZlW7a/CCcDE2Yif6",
+	"dveASxAPTxKkhp97KOgV7/S431mCu6gWC6pWXULcRp+R8/dipELDsQ1jcBl1xMhjQid1BpNdEqBh+HwH",
+	"jzdMqG8RGqJ6t2Z4hfktu69JxEQ6lT3FnCjaQ189nCCSsj/pgPC1zUMK0nO+q/QcU0Y3K70blSG/61Km",
+	"OjONLx0ZPdJwkjw34y5RPwAqpN4hFSMBdPKE6IUe2+0FJhY1MAW8Uy6gQiAojGUElo26fP8dTZ64Hn/e",
+	"aI9pwPA4XsIFyaiQgme0QB5lO4PYxQU14JsOAXu4zYSbndlONKrE72zHcnWdwD8xWcis1zPBFMTYR001",
+	"7PaQoQCyI7vhGatFSm4w4tBFp0HCl7Z62FhgHpHLYINxYEbFVCr4R+IEIScVhaC3sD6QHraXzhnNuZiB",
+	"GKhLBume6UJm1/Cv0Wi0TxymQz4iP9o7rpmqAWAnmMehyR611yw3Vc7IhK2kHej////9cJgQSgSbUeCT",
+	"NMsqRbNVIOW3FyHw3qFTVALS7ywvNbDX/pt9DFm9ZiXAG2iw1GFIPllSJSwFOLGtrPScUKGXTKHsKqrC",
+	"RYdjDGU73gd7WN++P0vF/ykBKaMSGVOGcmHAErFgRjF9XE8t3H1uI8Ni2+k4UqxjtWRlRxOoCYOYLTXR",
+	"AtewYyyMz+aG0Im8sVRBScFuWFGPpbuD9sx7O7zqX4Uf/VZ8njXYOkRPVx0BbGymGPSh6sQf9ktFjVQ1",
+	"GM/wh0NiJPnhcMc9sFf2lg4ZuP6n5E+KMbHk2Tzq7fF/QHeP/2PX/gxfMG3oogRiFKu308HRTztG9v3a",
+	"bu7npM8p4kG2yJTfAg+C7NAje+jOX56Sp0+f/kBCVxAjTevo+rFY8KLgTZ/X4x/+1+Hw8PHw8PHl4eER",
+	"/O9/gKFpCdke1KAUBG4l7kIeboczOXSD/oeWYnROl69dRFnnLfxnRgszD7meLffdZiV0SnnhwnPWjfWG",
+	"mgobcU7htlIVaUfxFm2I284KmV03t71/81pXkRuP1+3iTn/uXZa3/7W+JusTk9e/3ay2SMxdIe47rks9",
+	"3M3RcK/kjIt728XWra6Rdevu9qyuATpyj53SrZgsTLsIMVEU3BsIUUUzH1HYnFd/dGhP+GbXyN7WYsr6",
+	"qN4Khwymq4lLjxuR1zuIGlZSjO/tWIyxwqYgZVUUcY4ThSx+wRzgSuu+Bud016GXdRAmCkdhNkmAYaPE",
+	"b9Oo//Kpdx9Mir0U/VaAsJHEiQSxFhgCHQF4yTLdnCl+4/xezpjl48PGghsMKrPLwfL9YyIX3BgENLAj",
+	"RSEJ4nijuY3IewfykzNjpcEAGNATPtcz6UhKz8C+nF/RDhUBbM8wQb5gpDHRYw9MQEUe0t39ru/IQJo3",
+	"RBRzRA3dqCOhwKcT3GRQEZx0bE+QWBE9p2WsbDuy33Il+QChLqueqpjbkg4AOSsSG7mYaCMF2+8zM1lB",
+	"qddk6OSoFi03FAiCvGArHdfwextDxFHHc7Zs6IgJwzwWUr8jtD/3JxnMmhrSJi05VqZ2MKsiQtYwhP9H",
+	"scsJqQT/pbI6h5JaE1oUbjl7kkdWIgsE30mmm5e4j2wNnXWEX75UjJGCTljRdPiue7i6Ow2WA8w46z6o",
+	"rywrcbrwb3tWt3pO4kRhrflMIP+CSwRATRzej7sakhARLpHh3ivcrUlMSQORskHEjtk02GBjqWuesOUS",
+	"9aCbwdrStnS7n3cwnEx78Tsv5xFi5zGZFFRcxxCe9vqdKVmVuL/pnpD14/10N/Ojy4XKeu0g0ay7rbL9",
+	"IdrAR0F5XECwdmx8QvjFCSsgw4ZrUtI+m71gt+YKkQG2RPo3X0rRnqUYdVAXEANv+znGW9cRLF7Nrvt7",
+	"XKrxvHa2G0bL2muk7id0PYhC47fs2rkLeOsW/BBqCG7Sxl1EY0gHeysxEG94R1BALbdtva02ZKlEabiw",
+	"bZYdgLwHkfw4hZ6AohrMqY/+aA0shsKaAVQfnGXUgUM+yLsJsSk9/QYyDxq+uhfgHlLOFjll6+6xW6N6",
+	"xu0tk0136wblIfFXUtODYsCwumRggxb3keoaAtFHCzW0KJzZZmfx5uetQ1wXf9ZDEYH6ryar7uWGxPTl",
+	"XO5+SvwJ7pQogi2pfdzX2v0Ioq/NFy3YeheC45OQIgi0EUl1VTKlWc7y9AjOro8Tg2BpK+PMqSYTxoTV",
+	"PMuCZiwfkVSxf8AJT48ACy1mAPYbTHydsMyKyK5FVKq8acVnaCeDegTgwMR2u+0uTia8v9jXgqjp3nww",
+	"g3vcFuCVCMKzCxk05crPKwrGfHXOipws55BnjCsbzn1TB47Cs6np3qf73NLbZMZgjAq3SfPIBNFxRwHR",
+	"X7rdItMODMCvw70kinDl30Gk8EjLvtstE7ww1GyAa5isYlz6u46/KV73RCVXd8yVt78XXLA7jOPSf+IT",
+	"0voyY6QYdkLN2/vbfncfvSbqMInXM5pJYyG2bVjt8O4QvBxTDdIgRIzGZrYlN3NZGfBHg5Jhz8PHyYKf",
+	"QG7D8d5BaNuQs5zF9i8QT7jxSMkfa+P6dDLYR4o3VmkIZsR7rjwVq5pN+yCChu6A+3E8FmnBtelgTDol",
+	"ei6XoGMselNmP5mYpN2l6WSLmnS2m4w2C0qdDe7GjjZZeBp0WbTMPZ+WNCNi+WjDS21n2WCC6be91Ote",
+	"n5jGhdwk3nj3t/C+y4j1t9POsmtm3gtMGAtZpHQ1SAZLxrr9a/jRvW5mP5Jn0ERnuoLd6BeiG8dBGXDl",
+	"kr2///3vfx++fj18/ny/kXKPQwuBe45pe169LmXYzqDdO3c35equ/bXoJ1r7xkiiNajXescdduvas8/b",
+	"Z+prhMHr8bwT8v7ydL/HALG7tQ9swx0jmEsFyJhlQVdoQK49W+lfqCBP010X1C8idrXJtNeEpusCFQeX",
+	"tQvlCZWq5rSEhTp/eUp++Pa7/5UQdmuYyOPCCt4eAKDDNcAI1rPqyCvZFA1vH4J2MKW8qBTTcWOZIUaG",
+	"tdoCep/WuOFXCPFsfxTSXE1lJXKMMlbUsCvAwWW5i5GvMwt6W+9Mp+9Z2Be3ZUFFExlDZiiDZd13Uk88",
+	"xKXVTBOyoNmcCza0N6ddbI2yXjiquG79DXdIAu+YGmIMdr1mYQN2Ts5yFAYBkhjp0cHxfFGTjfDCpKRA",
+	"WtQ4cO42tsAQCuzYBezEOau96O0VvDVkwagwTgGdVwsqgEw7Mz367Rh2sH++vHxH8AUg2+6sAsNNF5gy",
+	"MoHW3kFevZwSBz7ZnQXe6T4IxWR0V0PHJKUTWZkjcCukKPT5UmF+CguoX6LvstRtJcZrLAZipIKa7Y7G",
+	"Bq4U0Ux3xAImCEgVCmDRsgzYclIgOMV+TDIRKd+HBTVPU8SfK6HplF1ZCrX8xGF2Xv1DSwFBmA6q8kpZ",
+	"JqmYQj4DwdYwCx+/jEgy9TR0T4ZOyPZo+QWdCbK+oVmRR8N0qS4/Pf15ZC/oNJQcKSOAvsY6kj281306",
+	"O1XZHOI9NaFWri5Y943Ye9r+Ol/VQ3P+7mml2a458nW9qfv7oqaVgoQTtxzoiTomNKD8YPoDRK2kBECz",
+	"JUnBCUUD8GyPl4p2l6G0rIHnDUHNWcg9+0evlE+Y7EFa2hl9Aia2s3haL6rPVttmNvI9bHFC1Q0D4m5v",
+	"6JYKOXJtCOZMKoV6JwTatLwLEvUvqIrFaFjfuMzYfXwIH3aZyr1xuS4RsM9eaVGOu48HarrQQ+CUsp3u",
+	"uP07GRfvD8zkYrI7LsBztqDqWodJoG6MmxXHaXkVrg6Dilw/NPL87ES9FyuR/RXHdHdz567ATpupO0ry",
+	"bBOw888Efxg1JAMQIyExzdoVf6LCrsJq/VoCMKIerKLmcQj+tHTGzNrgUuLTCxrpE3Fs2J19s7wPgCXv",
+	"leVCXmuUEVEH9z/SJMWr+qojL7OdWboDsfZkh54ZXYdNc1FP6uMzQs+a+TprSaEUREsQKvoy/O7o++N9",
+	"sI1U9xgBW77Aj7Ae7e6vavipdsngce6I2AUToym2e05CJm29fCGr1q1F4k5T12k+RxyjDXfUJkinE+Ke",
+	"O8wlBApEjHaC0mldgxRe3L4AjR67h7xWwqQbGhSjjjtwiypq+YYVerQhNMsgzI4WWCtEHwcwCOZwJNLz",
+	"FxcvLq/OX7x7e3F2+fb872mMvdZ+2GE7a+PquZHtNLu+G3cTfO4dsEsbhVcouEJUXZoL4SSZuY8jpw8r",
+	"cFPANsy5A9+jOfWPx8moeuuhnmD5U28+j8oDBDf74A5AENuQL85lwXryPTCyG9K7cwm+fZoPraqawgNN",
+	"MuojzUUewB+P3YtLxQ1zb46FfRUQkoEpNXx19mNXpKRGzdNWT84X9hhjXwsq6AyZsE7GIlLWQmWcqL5O",
+	"I6QgjBs5khvaIBlAB52W5gsQBLuBMSIJs1l59PvddClXZKW7cVryzSJsA+81jvKJvSMlo9fdYbkFF9fb",
+	"RTsc4St4d2M6rcY3Q0ZtGgozIIcK6xN+/w0SXBzl17JlvKh+CX7u35lXfo3WtqZHupLSeJnw5N1ZhNLY",
+	"XIMD28JdjGe5zHT3neckmYLr0HNvr9DKXbqdQyZU91zxGcnmLLsme1bixbypdL/Vq2vkLv3KkomeRY4I",
+	"Hdxwfz95/arVofv6IFDaaEUXxf0taGECbv386ICcuslnJTJEf96Ai+JRt9CviNX6SFVapdqDkgaZf051",
+	"CxN7c+JtlyB4kmWsNA4aEXCxDJ/wgpvVcQM/mhZS1DmN2kODaal2SofYggQOs73KKiOn0xRKuU6hQvoa",
+	"pvP+Gki4vWDuG3rUuUXvqqL4pHDudoS/Hyz37XHVDvwBgt27bMDFyum0HbAGTEex8x+ZiwFJsbuYIdyh",
+	"6weB/3kjKfSalGKqvR/QeygDcYzlvnUXKr7IWMvoOKWF3tXq+CkNX4GmSitroZmY7opEcRcbsG0fEymW",
+	"lJtmRnGjYlKwqLbW3qGqt4O+qM5cAeIGwPqxC2iEdAgzp4Kk4GhEVvTd4eH+WLi+oKYjWVTZPHr7CXnN",
+	"nzkCd2Ezdw1AuBNO+12ree+KFbIS2RW+d9UnxW69F3fHZK+t1c2TFJFK95j6j+sGQ8H9OLeeNzn3NhS/",
+	"PoJ8GxOiN5Afg+5k9fhFaVaj355qfvu6IFsNUy7FMLParQjOGdBuYWOP0ebOY6w7KDqKxfs1nbKt+9T2",
+	"ha6ZrGKDlt/Snzd7K1BSgwKlf7l4+yZ+OuSLUmJ8CyIZD2bczKvJKJMLEEtzaigTmi0mBavl0wM80wd1",
+	"yzDymtB/S1cH17vnASaDpq24yyOBLr4+u/sxYtdzjWnsXES+I+dVHotGGd0RebvBZ7E7R26AQ37i0hm6",
+	"Avj3utBIH4y/94BSJ5uP7uzwaX7vYXsUOIK+DpfP7tdEc9n6eL/vd0dAz/9yURduEY9Ievr2zctXZ6eX",
+	"DvLSOW8AgZ5qPBdUEFmZoZwOISYtk+VqPxmLGvbz7fnrq8u/v3uRkj3nZXMFkF0cXoQhtg+xBu/fvL94",
+	"f/Lq6seTV+/rr8YiADcUZi6rmd08AD20R8JDQmEhzAAJBVEDjV49XuJYYASNC3dwMWDHLh4MbJ0OOpCb",
+	"/Z7Qhj4fQuxSyaykigX3N8ce7OBgcA6CTabYi5U2bNFjJlPZnBuWmUq1IGjpIo+PZ+QdK7uCh17JGUAx",
+	"nb57r0moFIy501YJlZY0ezxSutlzwUV1u6MJEKa2sZgoVDDYjsHt6zq45EZLyts+asD+WrYFN8EuNkFn",
+	"EQVJ0k5gO78IO9i5DO8hCnkj6vLusMlt438f6vF7MDVfhGCyXqyf2naJDGpXYJ3OTjVTr7g2Z27VWiwM",
+	"Q7PvklTT8sRWFe+MhMTAlu1atB3fO/dulBZ9J9BqDCm/yyR2RwKC2UVeDRhYEi1c3H/fBvgJogjaZeBt",
+	"FljsMKbVEVo3cbqds9dBgBEUaerhkfjeWb5FWuf5GgKs6wHVWAfl0O3FtoOwR7x3EvZh//AxGcBVfdgp",
+	"sFqbt3n/knUVk17vtM9uZp9eMCZ2p6pOG9BZPmi0tY1CenO2IA+FCgc3hAZbHxRtQowAdckjNRxtl6q6",
+	"tdpTDiHcmQk9aMbEphiS3UPPOo5DhzDcXP02GAoUu4MpcrPCInC0KLxqbVfiUYgYvwOEW+fGbFCG7s47",
+	"7wvFv7PPdY07ddFbuxB7b8xmYAv+zEbhm0lwfna5yXr99f1h8briaCyxIqWeyyUHuOWwpX2JW6jSXn1i",
+	"T15dGXe9i/U1BVkmqxQ3K8DbdoIU1No6qdCjhX+99HTyl79eDpJNRbwCkM9kFceVNAuIjTziLZgvoYd6",
+	"anNjSqyyz52gt1YUA2fmgYgtB54rKbjGLZlXE3uo3pZMWNb9whkSRgQitT0Ik4/2QfP7WNSYctDqimSy",
+	"KFhmyN64AWgyHux7GuLK1+WK/PBIYeDlh5qdvor1gubMLgr4pyYyXxFWaDYiJ7HW3nLbk7KaFFzPPQGw",
+	"nNCyHAvvyN9bson9JXGZrmzKBXdlJD1kO/HB3BrHzW4hRwbrTcEMWY55UGMxFqdS3DCBVjkoEGbmyupb",
+	"sjJN9/mRffsb8sLOJioJWNm+SHpAS54SwZgDtGlfaGg2G5G3Po5/Qf8h1ViQuKZ1qKhU27XcgTiulbeE",
+	"LGhhZ48gdVx4l50VOayGaBvlHqjEN/btk+9hMShJW2wlJXZvEoIIPYRWZm7XwwWsq0rokZ33hT03rFFy",
+	"0dBrRij5y18vm2Xx9nqK2Y1GI6v0Tgzlwqq4ZC0Yq3VoEI45kyXTvlK608HD8lOFYG2WoaI1yba7oCuo",
+	"dYMQqN8QSFZAb0JKy7JwsztwGRf/DvkAJJdZBRRN9tJGAla6PyLPmFW5NZI4IdpQkVOVR8DP9gRRpVYk",
+	"hcwdgHZG7gTVfCDY0C5w7Ls1EjOlEtsmta3abUyt7pvCyCFN1zIjnZI9oLKDm8cHlnoPAOk13fdMAfLC",
+	"u8kSjGwe48X2ZOm0TaLHfTZewgHYFRz6LCcFv2Z4pnE+cKjRZIDJMxG/Onl3FoVZ+BiY2JE/eDo6HD0d",
+	"YIU34MYH9v9mrEvugdMlGAcHEXXUJpx3zZ8jf9LegD3D1CEoQP/chMtlLOwPEOvh7684diFxBWuRJlyu",
+	"vS9aB/E0/mI9eXeWEC3HAkHaoeIgRD4ZBjwRfnx//oqUEiqnwN/huvJ21j2IjHFDSIF8tW2SkYmlW/fW",
+	"+/NX+3gucOD2EZ1oWVQmQoN2L18LudQwZWCrmf06GQu7Y5BZ4gLCuSZzqc2InBDLXqdKCkOYyOEYWbLK",
+	"6cqxEzJRcqmR3u00NMCejUVq2K05mJtFYVmdYseRzEsNWVLhuKlfT/9p8zziObQNAoCxkCTF6ITAQMeN",
+	"Ur5WT7K0EgdMWfkARUEgpyeHhy7S0jiVrt0hKPUg1O0Y9eTMFR+S/nCnME8oSfIdjqGr6TDWgzNhrHhY",
+	"uGQ8sBY7HWPwHPqZsDVytkRgiRf2mCrIvUasm58cXPHgZ9sUMA4wlx/UdvTeg9YdHE9Fw0KPeAPNiGpn",
+	"rbcUkLQQ8sciXGpIGgmqQnCIIveLC/F0fKcO3KNaQhHYkE8yYVzM7AFRcikIXdIV2ZOF5Vu0LHWtB+fO",
+	"2B2C8WeUi/0ReVvkVj2BZOlj587mZj4WrfyiZqgJnbFHuplz1EGSlmmvxflDXjxVdMEMUxqQqzriJiBg",
+	"y5v/ve2Y52QGqoJCb7M9SmCTt5/9UjG1GvgYvAEmOiURSd+xTP66HqdmdqXEmneCC2APmCF1g+UKEC3/",
+	"yeEhXs2o4FhaeXJ42Ddk8LQ3hhyKAX13uNmfuD5cF32CI3R0DNXCgkWhbxixz68eypr+sbHDkDXmXGVd",
+	"/ax7G+/bWx0C3Uxs6Ot5HVzpnh075dKFtoBvNuSP9C4vGvQ3dtnFIuszc/C3yI704efPyOlb2YwdzP6t",
+	"I3y743Fam1sh4Pvf7sL3n9EQRQ6fPN7+yXtBnYDNcvzo6faPXko14XnOIGLg2yff79BNOVM0Z+de3b7n",
+	"TWa/2mF87nJ9L4KPpaGvA7+MNfWffHC2JYT6qrT71by++p3M0WV54trquysPfq3/fcXzD82S6U3un3Od",
+	"UZWvZ6Gt8f8t5F63cJYPvqbj0YbT7xGGIg+qWxOWf+0H4/Db7V+8kealrET+xz5Jz3HLCO3gb8D4Z1J2",
+	"HaHEC5VrYvrv/ES0MVhWCHkPgs9xqEYDMjGA4Ad8A1RDVQWFlQHPNwrgGm1Net5wth5pkK61BwV2pgWN",
+	"+aBsQfasgMYKBjpXFNMWp1PuP5zJ382ZdClU3YfSJwMiCpllu3gRfsQ9dwCxduBUkV11rN/ZDvRacn+s",
+	"awUwixZkwIzfMBHBX6QJanPVDNVEYdWWwmGqwtnZ8wVFk7rghgPT92Cm3N7sq/2ESDEWEzanxdSTvTsb",
+	"GxXOEfmrywgG2DjQc7khBaM3zFljojg07JpmdgXAIubLR1gh3GiHal4VxXFINNaGF0WtS49FwKlj3sTC",
+	"Nfn2yZO4ji/qvl4X7lhnp3iPReWs73mXVgpb+TXwYGAgz2S++gzyegPP4sMH9Bd9di2hCT2xXRxqFIKA",
+	"8pxoC2/u7x+OLx/+x/YP3Dwu+YLJCqfzeIeRvaMryxgvpQR7BV4DTzZsdWz7333Lm8Bsmze6ddZDZCua",
+	"97HCP6ItpUTTFaJM/KGvL6h12nl3JUTCCoIIBUeBtu6LrZdYHT16AAnh/ZfWmVIMrhJwkj4HNc5z8Aa0",
+	"rmXi7kpJ3POuW07kY4FPa7co8msuMsUWIfijM8g+IVo6F41z1KIbC2yX4Nkp8jgHfsYM+fbwB7IBT8+F",
+	"cHOFV5BeiWw0Fj/6ctzXjJUEgmm5mJGqHAtFXaVvAFiDBHtwNWoJQaSuJhLek7kmQsYDQlPrXBY5BBRD",
+	"0tNYoCGwzmR0DuEYOUczA5W0FN7ijYxtV8AMfR3gPXaQB2OR/jr2+ATjwREZr8EbjAcfOs2yQCct9II7",
+	"X3+/xXXWgx/xoRn9YFTFPuf11ofz0Mv1AnFDFStFHXoYum5geLfD+q1hM3y+ayTuy4O/1UP5U/0RjONr",
+	"vh5/49vuj3prvLCUhJFjbVSIKAwF/gbO5er1dTLbTbdIWQ6R/Rw4jtXrIHvFtePoWG4VKr4nQZSzI1lA",
+	"iXiWkwkzS8YEMUvpxb5mgKhOxgKrPkMklcfgc60SIwkAvUZSYmgbeq81gykH1gmDGYuu0YzIXx0QcM3R",
+	"UPfAsvqbglHGwj915lVk5dyQvZDegB9xLUXtjF5v2oTso/0eh+6JD7Q9dTuxxXUWSltIP25YKafOucyW",
+	"pGs4e045legOdDskhfOmC/svrt1X+72+jbomye4elY5BG9k1ZJep5cYWFnJKUnBMsmVKuNVOVcUSIu1N",
+	"vuSaxVBvdTAvNWQqi0Iu60RjzHGt/+JGs2I6FstaFV7bsU6/lmVFd1wDhG1XFSrTKTYBGc5hBfzaeDSk",
+	"/hVhNwyWBcdspe46vrZrwG71uj2PkGG9nnL8NZnh8XC8krO+KznnUwdmoWs+NGfAizz3eTD+fYX3YA8g",
+	"UetiPPVcYyljaFi/s/Fd5/lp933nkZmG/+Rl76UH+T26gTbrgnu0Q2cKDuE2lx2RZyvDMEtNu5Rne0EB",
+	"MdXZaum5fcHH+mB6WsoMnfmfHExdYxCPNLn488nwyXffJxjRRRE31l6mKZ8OLQcfukjHFV6sTw+/7bp3",
+	"/CqExfofXn6cerCdV5xN30jBXkN89x15hdurjjgPjNHtiJ3uZBKOatxytgT2U+x7+Jxrj/yyTVh3n8Rf",
+	"fEgGdhvXaeq/K2n3320gmVM99+baaDz994md0ZPD73cRmJXhtHBjswN6ioxlfT08cQPNOFpjwnCzIobO",
+	"Gqbkwp7NlR12a9k+32z/SJz68Q4bByzhjTQX1HA95cg8/6W4/EtmHOgT4Hp71hoxfBeH9T9n7zwd3Z31",
+	"H/xaUjP/0Mv9U8BQ97Kg1TQe6QY8uYlYSQjXdlhWCyr4lGmTuJxmTehYaC5mBYPAWM1m4KDc0wUFf1LJ",
+	"VGbZDhOZzF0R3f/7yct0P4qgxwjWRkdBRXmkQ58QiTthPuvumNCoYIELCnG17AAfJgCs+7BaH7qYjkZp",
+	"Yp/T7BrGCfChGA4sC5LNqaKZYQoisr89PETTVef9hZ4kt4iWDRzveGvd5x7d6ap7ySEhaaOShW8OFSso",
+	"UKAdP6xlsrZfXFi1VTC/s0ECB/iLWgDHv5omrfvpDwkGPQfqrP0pPdpTE5ncHSqPdfDbKQsNAeCT6xbf",
+	"HHxzVxkhaQgZMjPMDBGA5JNIG47o3RgTT7ILlnMKkGDEAb9MVmB+hwI2PhfsY25Y2/Hm6zUZ3A65HvqN",
+	"XmeBls7S2rABZAbePEt5+RrFeVKbsIxWGiIFg8L+24s1MNrfVKbZvuIPAs2/okATglh8KZjAhINIs7v8",
+	"4q/5XsHl3IHro4Ou0R3yfF+YRiPo/WTl7jTgTJYFaf5PNE85Ih8LS+UjQOSbpyRnJTjFpIiNsIUUDC2z",
+	"qbM+s/zEBAHK8AWL05bGog7XcQ5Bh2pVw28u6Up7YSA8BrypWNLw+zcWPo2rWW3IL9gxpERgBSdEkm7L",
+	"HS2dm5ux2NNGSTGzks+S0esEJSYrg0GUT/pNuk9mzICwEmrOUTfIb+1vaFRtThs2AvIEVsxsswi/9hv+",
+	"mTVz+/qpxwb4vJr83ax+6yvRc9UGCbiL3u/C3KObwuc3+La38/feCykM77NdSu1x19V0dx/+g2X093jF",
+	"QBZAzY2bB+A+14zlzP0BJZikqAmNdfCg/FaF4SVVxtXWSrHJNPFFz4C3gpujYIZBCHHuAgPhCeC0Cbb0",
+	"TDNxqVgsJ+nh4eHjNIH/PkkTMhqNyEnIzvHmAVBHx2Lv28dPSezUkZIUVM1YQirIIldMa59Vbg+PZfv7",
+	"eA/i7elipgjUZByLppLvH1pm/0i7LGhIW4Z5h6uv22iQuLCosdD2mlta7ZxrsrTXzf4xERIQru1OxsGZ",
+	"ePNFa9Nw/NgrZSwqUTCtSep/CkW7jkmql9xk85MWrE8aPteQlB0rjl3XkyWOmn62aNGRxmpaY4fyBxOW",
+	"SZ+5XGulSajxaS99iF+1D1Et6kwDdDP4/M6tvvCXQPeQqT6EKv2NS64NZwar13lV1HalxglrYMZsUGjb",
+	"KCC/aRRNIIwGZOdmW3wcIto6/F+9u+4h6OWTBL28d/VOYO/XnXu731zI4g5+dR9+iG+xJhvrZobb+Nkb",
+	"y5DkdI1RJpEZeLKC0mftpu3l4JUE8PWNB+Sb8SAlC6qumdrvsRrGgKF9hsMam+/w8PBpF1f43WXTNW64",
+	"ZQhteJBRfx8H+jWi5Xi23oUTGF/4ux/w4O7vx01ZRkgH3SFZcOKCA8EoyqFghT+Ro40q+Y91wMHHxtJ+",
+	"7ks4DLXjkF00+JcPjHnIx/5MqlnvSdgauFIHfR4guNfGuJXYpw+Kg2J0ERDGrZqzAp5qfwwxjToKLXWA",
+	"Cuv0X4/jBQzjo+NFvkwAyGeN/PjwcIg+xSFKtuSDon7uj1RNulRvCg2oCbjneMXW9W7Tx0up8CBFnboc",
+	"RHeYsM5NqGaTROVuNSkQJDScraOxSL1z2kmHtf3dnQNwEyJ6OkIwpKAdN+q5jAhw87FYr6ZDdV2NpzU2",
+	"QAQM/V9VqgBjgY8EOCKTiheGSEHSd++fvTo7vXp//ipdw92a46ongI0GmajwEPAfYSJzqU2jpoVzI9q5",
+	"SfQaIIBb0PjBaFIqNuW3hEL8QPTxXtrYtNFoFI0pmFkRFNSHClDjcPOkgcbHQk4J4ic56K4E4ePWmw4R",
+	"xvuwXid1Fy4HyJCFnSAlEyvWsTyCDopq0GGgM5TQUWxBuUjGYr2yOrpQ1jbR2ZIatQ5d/fbQhQ+rZznZ",
+	"E9I0QVCbPtp9l+oUl1KODHDC6uHXeiywDH0BSEyuAq7P7NL4nsOduualbiAVjkhqpKHFVaAuS9Yphiym",
+	"4TWscZCSPEb8ijAX61ooyGJgB867Mh2O2tNxmVuCkT2PoQchM2lPUk5wAHmEPcjCcjbMzlIN6T6huSyN",
+	"i2/xaz0iJ0jbWMAAU90gMlnXPvOwMevQlYc/jMWGZLcROZuSibSCq2K+UH8SAxkaes20fZKxnImM9bmY",
+	"AqH/Zj6m7rymz5RVtj6/L5RY1jWQzbpvdLnEAKQQ9lysdk8yu2vZLLIH3BdBCroo3ptl7dnYH22GXVvD",
+	"Lvtj5q8d/rDLZ2sJjl4a+5c2Bd5RhVqTuTQBgYZQADjuMhZuFfl+rf9YB7pqh1YspL8AnegJ8RUIa+Aq",
+	"EAUhrT65icPFjzEzoLyev09rEJBohsFnCz4fnvvSaSH3AC9nEDqXVOW6M/ARxlKvwp05fP3pV4bJVQ8M",
+	"E9rzHXgpIHPh2w+GxN8NBhBsmBUu41uxWbNNAFJ2fL56eUCyNdvHHe29UmrNJ8UKCrnrjBYs3wdoBswq",
+	"JalUfMYFLQJ2KrUivJmvxsKLfoxUwtVMYqGoOw8hlD4qdw3JmJVYz8SKu17p1T60WzFdLVh+5CVxWO8Q",
+	"t5R6SwaWA0yTFmN5pMci1izJXpzQJBXRwgqr+b5VzEj64pLOXIWwX5qxj04JQUAunNA++vLTV1Sb4WuX",
+	"hJser8Vo+7CuJ4ffk71vH38f3PSFnYGv9+UDGqyidDYduhYAvlnISrkhNjOgzqbDN1Kw4WuM6dqD0nnw",
+	"sx/O8MJeGekYYEpQA3Qgs5637u+aOPWF2Or21986yvwMgVxfX4h1TNpIjZ8rqcuehW1f1jsLb39IBo3D",
+	"sPvn9rPw1ScIkd78Wd3vGxl1+weLV35yl4V4Z2U6kcPuY5XMh6Dnuwc9N+7tDbeyPQBdqJN6yZTGKgzp",
+	"OuP1NtNgOHTnKFm7Bmvr2D6ZVL5wmHMAYkkQQDCCAsDa31dd7B/KJUTH/JZro//oN8BGubqOT2sy3i/M",
+	"Lz8J49s88dwH4EFsY+xC7Qh2wrIwWMaD67rADRfwtZW92G3JVdBOnvaUxaNFgTYcCTkuKxhBBRAYXEc2",
+	"2IhLtlzksnP7ghWea+Jn80l45sfxvT4rFsGqy6QS7LYE5LRiNYo4X7vKw4Rm1wFkrKzhvFiOpabYopSK",
+	"Kl6sSFXzwxZNA/Th8ASqDmyhTXgV30Tj18cjIFjWY4VlLAkjOndxA5MtK7MhW2omme6N4rVvpGTPY65C",
+	"smOVzaEMxzH6SAKQj2Jj4Sqp74/ImYn90L4WvC9AAW4xr1LYRayimtxLukpIVbq6FGMRrJfgI4M6CgTC",
+	"fCdsJaHcDfSnG66zOhBXmUc6iVQcMMe7ojOgxQQ9DGaes6ygijkvQrt4SyzHoiftJEZnUozwxaKCCkdH",
+	"TrHwgEeYyYJAxmDEwXMXomWArYxF0y8ANSZEHixfPkR4j2KBeFCMqFoUTOt9h4vjp+X8CqOxOBFeC/WB",
+	"tzccgAGJJT4iRcZ8ASQXoN12rORcZ1IIlhnLwvIlXY0FAsaGIU3YnIt8RF7QbB5YS9B9KYlcnvU59CnN",
+	"XSYwu7pnSFnksaWGJ999RwpmDFz1OZ9x8N+N0oSkVw5qcpiiGywdYa2t0SjdPyapbzN1qmodUZFC84qh",
+	"Kjsib2EFueu27aQ5vLsrimxzPY0F+pPIp3MnjcU27MS1eomRO4DHBbK6ZCHc1a9XEb6Px+mOgdyWMW4T",
+	"FGLFdBd9OS75CO3//IWjuhs1oncztHqJ8F/W6VOT9qlD737w9/RKNg4qtyHR+FsReenQJcrzfLt/pzLz",
+	"Ayiz2B/I4/NkbZdRNccE0kShKqOT1D1/jN96pFFSX0Fi6wjuAVf5yVgx0gkAihonpbCclCHUhNA8V7Yt",
+	"KCRqp5hBGMQx5JbC2wHlAtNLv33yQw12UQugdZ3NE+Eb8atmF+aaaENXoBEIYqS9XqBjh7lL5vSGge7g",
+	"BGnAcU9AtnPz8GnEbEk0SPa6hu/lRo+FXArEcLfNFBJKJsqqM6sVN+RrxJ99ZUf2pYIDKrM1TSZTDJKa",
+	"aYF05ZTNppGTZnM2PEV0lq3mTfuye/eNhLP3W8PL/i7yZr59sgOfv5TyNRUehF9/IaZbw8feooZAKPEV",
+	"uJHRUK2XvpYNcLFG4HHVrJ1oOajjg/089NIXeOeaFFJeg5jvq2A4LG3wtgbmlFFIhy+kmEFIGTJacOL4",
+	"Sso5mjUwiIlNpywzXg4VbOlGjk7xJqN2oVAMHWwlE+Z4LNyPVivhxmlbit3I64CAjh/biTEI3qtlarty",
+	"wLQSwm4zVhrgwVyMBSULLirDMD8TKimT5dzq0AB2gBYeFIPYrZ+WXXeuSSUqzfKjukyjUatkLBCTwNXE",
+	"gIL5UpsE2T9mRZWUQ6ZqWdAsgDrYt8BTSM7jy6bg12wsXKnh7uIYdeXhrxQTHAb4lXLlE8xTQ5EA4z8i",
+	"UnxgzQ+seQtrbrKuKUCrBfYGR72fOVuNFM0WB5m+2ZgI8o6qXypmXFH4R5qAPQrqZ51e/Ej2nMXOefYp",
+	"mP/OX56Sbx//x2FCCi4smxRguOLC8mj7E5kylifk/eXL4X8ED8rKckNlRc8FVddBSNSllfn1nFk+ljOD",
+	"hcIYAeQ0Lmb7R5Z7jUU6rg4Pn2ZQ5t5quvAnG2X6JgUROTzwHbpAAiWXtQXDMuxMFtXCXhBvKqxUbgUm",
+	"q3IYrL4EhcuXTLGAPuPSwTUEmiPo1UEKGeNpAvK9NnRRhqV5+vTpD2Tv/eXpfkJSu0NoQoHaaK5z2w/8",
+	"bditcTCtztof6sZqDyHOikL3ROie6ptPlGmz3VKCHb2UanG5KtnuX0A0xZ37OUNfXAjd+gNmAiWDvw1x",
+	"skO/PNvKPuDrYTE/PNRU/brSj3B/0H/UKM2A3BTBVwAiqjsB6Tk1FNvo5uYlcusNhcqjdpPapYIF8AA+",
+	"BPicA/Oyery/ABC8MmakY7HXw3TdMNLjGuTTiq2aTgHkBZqyagXy1hYW5v6InBTFWOBiZHLhoCntYDIp",
+	"NNfgmNGClnouA1hTbaAGu/opMtIjkjZrOKcJSe1wr+xwwx91rlUa/TPDYtxX1KTJWKRVmYc/SapXIsM/",
+	"yF7N4+2lBnzd6S32TTwnKfxoqQtGYS8KYP17CAdmp4G8RtvPZ0wWEpnVqKCGmyqH0TZ+l2LmHoxF4wnN",
+	"skrRbNX+ghbdLfnfr+oPWy2GGaaQEC3cbtg1RqIAH5/HMbTkYKkycUmiCE05FiU18yOS2kejuaw0m8si",
+	"H0FeD0gw6a/jQfh9PDgiv44H9qn957cfPqQjckJyu+WqBpUdCweNQ8k1Ax8W0xkt69zsGn52D3um4/Fo",
+	"EjKi7EcpHU1SHwsoxgIvVtecv/rT8ZjBCHCuXJOzN5ffO4Q21ATRwQIeFOKyFlxtqin4l56/ff/s1Yvu",
+	"L1zOV0KevX376sXJm4RcXJ6fvfkTuBuDLED2rEaW0WIsQJaxD/ZR+lOKrlCVsH86uQyVQicygLXOlzhA",
+	"16YekdcoV7iQUzySoiqKEXmGPtEnyeHhoW/QQSeHE5+4w7egXFjpxL0mp5DkOBZxnfWZJA7lNpJ1kByu",
+	"2K1RFL2gUIgh5GmKXBM6UVVpihVGkTrnoS+7UkjN8n2i5wBNDKIhctkp5QVGt48FVJKkygSwQGoA1xhC",
+	"3eJsZ4zqWXBtaC1Xe0+mi6jtkrQcm3yQth6krQdp6+uXtmKp5qMkLkWXQ28Z+lQiV6mYMathqTgYI4FZ",
+	"5jKrwKdVWnYWc1VqSLcYdoC/xu/y3Elodsgp2dsino1Ft3wGYRlhRJjE3FrlR5osmKGQVQVArUWBggAd",
+	"i6iwMDe6Fhec5wkuhDTprc585K5KnRDBtIG7y7Zl72s0INTFEE+KIgx0B2Gyh7mf0+VftBQPzP2BuT8w",
+	"96+fuTcY5t25e9zcDhUNPUSuNhT9Ob4kXjwqkCPtNLg2PqcTWD2dMcvB6VhYFStBBoacskYvjfCoRuRl",
+	"YJdck4JNDZGVIXvgordNYiKpr8Fhdcu39UjOXeF3ne6PyDuqfWDjjD3SJBXs1lxN2FQqFsN/jEXa/tFI",
+	"YreoBgaxTfjSwK25W24cxongomORumD6K68oe/yKTsd/cxJbqxtCyZPGGDwMRG0FxkBUTPzqLVMYLAWN",
+	"RPUFvcWcgMHRk+++S7YX3Vgfj3PWwbGHWFPKhcYhgskX0wisQpVR3VtiA7//1GNzZg9LlpZqXf1hriHZ",
+	"kEa1Sdo1HZ25xF6w3Yn9OTVsaOl88FEDQ2K805iM/AQjOim0RGNN3kXne0YuJtpIwXQvQbWo/s5gs1vp",
+	"Cm0emYsXc35vrnxVbrIHiDH+uWUDfSvnX7lyLPljBmrvZC4qRiaskEvcuVBQFLGQ2Q2Xld7IinrH2nxv",
+	"M6iE5cGLajE4etwBMLE2cPAyahMD8sTL7awhwPx6xgYO9e7l++4wsecVh/Pd4eH2wX0tufMRM7YXYZdM",
+	"99bfbq01+9rjOf/1JKlnSi6b1W/j/Qrih/M8gxQSiVAXK5H1CE8HvzZt7x8OlBc/tlYfWVcnHQdLfOVh",
+	"GMjRugiWuJlQYxVYbohiEPCS13WfwzDQEFgg+FZgmjUs1YRl4BLG9ncQTYJ8tU1EOfNFRpS3mkez7cHx",
+	"ba7mXeuAfYW8w69WHw+5XCOCsHMP8Bu/e74DqDzoBvHbGkNYOHgbdGdQERNCP/uxx17vpsGdyspqh0KK",
+	"Yac41/B1JiHU+v3lKcnpCoqTRQ7CsdizT5eMXSfoarDC+2spcrpK6rQw0Nt0CcEiZMWosiL2Qiq2jwGJ",
+	"VhSFCJm5VbsomVTZNTOwBA6cxHaN/VjpgxuN1Q0TFw1ipU/iE5V7zFnRCbyw6/X1whC3R7oV9mw2U2xG",
+	"IVHmQWb4jGcXDk/zvExWkXYNgDr2FHvdyh9XoLfovK5EdlBWRbE9z2LN0uN8mzUm9wyOo0NjQaTSUbBY",
+	"7NGiIHIKyZoLPJD4Slw8fx8LdEEkL8RaxRCp6B52WJ0pyPUpmuPR+HHirDlWS9RGljokQzqYz4msDHlC",
+	"XvNnlnt4wK89bnytMg8HCvmQGJaLI/UpmxCKRrnlLfu1I9OjU4IbfE4B5882RSiZVzMUw8eCC7JgC6lW",
+	"G8w0Af8TGvHaLNnz4QxHYKJJ9yFhxeGVQcqj3SL3WSs87ijY8+OAgtT52ld2TBOmHAIm1IalmSG5xGxQ",
+	"8EOg3X5Cs2uMErTc0P5jBDCXMAyEncVVpAKd4QkJAEzAG0ckRb5yuSqZy/HEH8DEo9OxUMxKTC7CUDFd",
+	"FcalDpMZv0F/MFK4Br2VK1IJSyCwSwFTUzNhEOv1HZ1xMTty9LYG1pognGvH9h5bsZV50FkPegv5mG3K",
+	"dthRoFR79RlbvMoqI6fT1EHHNvtH5X0sWu8S9ktFC70OIXvkbiCnB/ikalrX7bSkN2FMjEXOCn7DlJe5",
+	"213wYDnVkEpArhkrQyl8sCdaxvCA1fqJsFrtYr6zTHYXuyke5i3m0z5rR33ABncqS7xuZ/HsMTaxkB9d",
+	"iMpE3jDy3eEhrIrx9koNP+3BxgMrhkglu7jK6Jj64TROKwV04g+fPXj7xz5WBg1Vjx17g/JguLL3sfF8",
+	"QqvOp6/D+Nti6l44UvxCaRl19/2CZGy5csSxO2DuRp9i90o/oNo+oNreB8vlJTPZfF0s9tliHtgWb9kN",
+	"KjOK4JvS9CDeAxkyhNzNGabpov4plwKveSGjl8B+ZuZKLgWhS7rCOovomoRb0mFResSSACEUhX3gZVeJ",
+	"a2FbcZJiEFKPLR9XjFCPluly4ypakD1KhFUEoXylC2pNCCU+lhZ8kfaWQd2Z+uyKsWhEB49Go33M3ca0",
+	"Og+RSUm6pEpwMdOpq4gCyXmmnqUL/MwowETWE6W6Zcwge0KSSlu66AhWtppMFHjs1s4XbYwSSoInC2bD",
+	"/DUKIDhQgtiZMfA2o4XV1+CmtNL5hGq2T7h2lyXWqEwxqfsqiNh7PqACnvqfEzCd5swnYSpGtRQA5Ikw",
+	"pFyQXyqqqDBcsKQpwifeuhM5x1EkREgaqcYi5zqjKid74Mz+79BU7lSQ1NlOELBGRXqJW3LFZlTlBdP6",
+	"2ErPFSTd+cIBGZqBYuu3YNqJngZ32zZFpwBk06oADYUlgXZwwyBMyVffrXFbnWg7FpBhlKLoCu9Deiac",
+	"YYe35knNgTOv4/WMyDmrIBOIQrZRewDoAazDfEGy7RI8I1rFktcYVix7PAG1ToZmr1aZRaxs4dpzq2PJ",
+	"qlGCooWW2iyAh9muOaSfguhMxVjIygzldGip20HnXsYmQi2LG6YxFTZ4LF28OSllwe2x9xIglF3hYiyi",
+	"wwuLAeSbnr598/LV2ellmjjaZaX2KbJ2uYOR0iUTNyzTY1F7WDfEXDxoNJ9So9Hzr62o+ZcQpr9YjnPd",
+	"/ZYirdQKKhDA6TniMdGMrd8wYCyoD6dlmyVTQ8dVZGUAcexBGn+Qxr8izCFI5A/3dNOq2i92V9qRb6dz",
+	"6kVdam9BVyB3rkiK3DJj6dEa4DtUctJ0iSjkmqkkwguCHClDRcZclDlwW27lnr247kXSKiyY+CvJV31y",
+	"9zvLx8JdBVaQh3cehWJZus9P/h6m/Jty7I91TnHDFnortplm6hXX5sywxaAunw1G6E7sh6LweCYP4TBf",
+	"qioEeJ9pUSD+jN+O6LwitQLoaadSfOELHaE4bF9Pj1HjmbCMVpoRLRfMV4cjJdSwC3Z6M1+vkVm3dCoX",
+	"JTVfJa7KaRjkncSOx58OShC63uIIdnBBVuhwXvp/YSDBB/jATZzg1KuzMScge7SAMYEJyR7X/Q7e0LjM",
+	"D1AAGHqcrM2wV4jBDUorVwsXh4/aUI20xUXww71zv2FJEqve6pWQYrUYi1QWeXi8b/U3tPisN7eurD32",
+	"jkb7k/1qLPzrHRCEiKKPoFBkL4AKNiAF97sh7+3S+EF+nXytMcQvpFLtWNo+7CjwN5Q7/6D87QEV6rPH",
+	"8qBD38SFAeRSBCLbzveAgfazu/cORRAZSiX4LxU7JlQQdsshfxOjPDptlBtkpAfp6EE6epCOvoh0tJUl",
+	"YLzYwa8eQHRjWcygSeELXZoUSEdSGfCPYBD/6asz4FebFKq6wXsqVJ51fVWVK3cUEuJT/kctWnnn8/2H",
+	"r3L50VoM+Gs6lZg2AKxmYNL7qqV6MGX/DoV6n7T0xzuxvws14Os/7xfMECow5sEe3Ed6d4F9t2vZ0iS4",
+	"FWp0LxhJjMXtYlt8As3et4c/7G+6hh8u4IcL+F/pAu72J0ChxLXz9pwtpPEVvjYePAjUgpjkDYoyRo19",
+	"gUP36S/x92EqX+gGv4tS7QEzfFrHww3+oIp/IlU8LsvhqnduuOtvHgNQHRQh2xJpAHkdLlqUZqAsuEiA",
+	"OlyA6rmvVoHHIiGUuMG5B2NhZDks2A0rQilHp63XiR2+Or4VHdytuL+WbeJx4RDmdEReLEqzwuAFWZkY",
+	"pRcCIYRsRS6AMREmggGD7uexcDFmUOXU9kYLAkHEe5o5E6gUN0y4lLiJvGH7feEML2Fdt6TUgKvHB0jU",
+	"YRUugprqKLUXZbm6niHMTLMI3AYHX+ed3A5lzoZdsCclNZZQB0eD//3TzY8//+dPh8Mffv73vfF4NPpm",
+	"/z//rQPt5nPKS3alNuX4A4V20t9DeMTXkm0A8RKmZ7NoWboNi4tOlOUz/C3iSTX6Xg/8B4bqRpFN4dD4",
+	"/PkJ1ZBVW2mmXeCo1IaUBTXAxyzLmVS8yAMC5agrC/7HcGy+0uT3i5U2bOG6OhNT2XV8nsFE7ZQ1vE64",
+	"QMijunzzw0n4PH6z57ARE7w2VCVAUHdEC/QXnQVPMGsnIb6Y10j05N3Zj/61r5ZMo0FuEpEvqtKlloQk",
+	"b78EQUjwOD5SsAfa/fzYK3bJT96ddWwIuFQcKeuS0WvdS8tzRgsz72Xob6A4us9goK48kc9RCJnjoQql",
+	"XjKloVR1O8I1owKSizKs+B1uAks83x0+xfe5t0r1QJ/8GUf7GY8D9vD2v/pkHY07C8W24VVfcf4jaOkT",
+	"Dtw1vXnsqhKaTCoD9flKJnImspVd+1AK/zOVvw/0i3JCKGRvmgtblRG5ui3/GVpwP66jud4wwXQQa1xb",
+	"o1rUdq2sZ65fRAwfaLHzREUtxbHMrcTjifHmHigIJ9gS/ojqxsYNwclfb+V9HM/aKNwYf4zK4vrXrsKY",
+	"7beJ7sLMkkGZQ7swulX0O2oYwtzX233OtFEVSosLyi29UpGxWt1pzAxY1nojzwBR2oG2KwYJbpnPFmuC",
+	"DNZtRQV+11t0m2FVsSDCapJzqxZNKntbGennHDcaRNuOQVbFtStBEegpk0XBsjbkStRgBETcgTsaUI1A",
+	"W8ypnk8kbe4nAut8+PnD/wkAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -10,6 +10,65 @@ import (
 	"github.com/google/uuid"
 )
 
+type AppBundleFile struct {
+	Version     int32
+	Path        string
+	Sha256      []byte
+	Size        int64
+	ContentType string
+	ModTime     time.Time
+}
+
+type AppBundleForm struct {
+	Version    int32
+	Name       string
+	SchemaHash string
+	UiHash     string
+	CoreHash   string
+	CoreFields []byte
+	Fields     []byte
+}
+
+type AppBundleState struct {
+	ID            int32
+	LastVersion   int32
+	ActiveVersion *int32
+	SwitchedAt    *time.Time
+	SwitchedBy    *string
+}
+
+type AppBundleVersion struct {
+	Version      int32
+	ZipSha256    []byte
+	ZipSize      int64
+	ManifestHash string
+	FileCount    int32
+	TotalSize    int64
+	PushedBy     string
+	CreatedAt    time.Time
+}
+
+type Attachment struct {
+	AttachmentID    string
+	Version         int64
+	Deleted         bool
+	BlobKey         *string
+	Size            *int64
+	Sha256          []byte
+	ContentType     *string
+	ProcessedSize   *int64
+	ProcessedSha256 []byte
+	UploadedAt      time.Time
+	UploadedBy      string
+	DeletedAt       *time.Time
+	DeletedBy       *string
+}
+
+type AttachmentUnclaimedBlob struct {
+	BlobKey     string
+	DeleteAfter time.Time
+}
+
 type Observation struct {
 	ObservationID  string
 	Version        int64
@@ -31,6 +90,8 @@ type Observation struct {
 	PushedBy       string
 	ClientID       string
 	TransmissionID string
+	Extra          []byte
+	RecordBytes    int32
 }
 
 type ObservationRevision struct {
@@ -53,6 +114,7 @@ type ObservationRevision struct {
 	PushedBy       string
 	ClientID       string
 	TransmissionID string
+	Extra          []byte
 }
 
 type PortalSession struct {
@@ -72,6 +134,28 @@ type PushReceipt struct {
 	RequestHash    []byte
 	Response       []byte
 	CreatedAt      time.Time
+}
+
+type PushStaging struct {
+	BatchID   uuid.UUID
+	Idx       int32
+	Raw       []byte
+	Meta      []byte
+	Extra     string
+	CreatedAt time.Time
+}
+
+type QuarantinedRecord struct {
+	ID             int64
+	Raw            []byte
+	ClientID       string
+	TransmissionID string
+	RecordIndex    int32
+	PushedBy       string
+	ObservationID  *string
+	Code           string
+	Reason         string
+	ReceivedAt     time.Time
 }
 
 type RefreshToken struct {

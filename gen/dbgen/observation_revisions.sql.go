@@ -19,7 +19,7 @@ func (q *Queries) ObservationRevisionDeleteAll(ctx context.Context) error {
 }
 
 const observationRevisionList = `-- name: ObservationRevisionList :many
-SELECT id, observation_id, version, status, conflict, form_type, form_version, data, geolocation, author, device_id, tags, created_at_text, updated_at_text, deleted, received_at, pushed_by, client_id, transmission_id FROM observation_revisions WHERE observation_id = $1 ORDER BY id
+SELECT id, observation_id, version, status, conflict, form_type, form_version, data, geolocation, author, device_id, tags, created_at_text, updated_at_text, deleted, received_at, pushed_by, client_id, transmission_id, extra FROM observation_revisions WHERE observation_id = $1 ORDER BY id
 `
 
 // ObservationRevisionList returns the non-current revisions of an observation, oldest first.
@@ -52,6 +52,7 @@ func (q *Queries) ObservationRevisionList(ctx context.Context, observationID str
 			&i.PushedBy,
 			&i.ClientID,
 			&i.TransmissionID,
+			&i.Extra,
 		); err != nil {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -69,7 +70,7 @@ func (q *Queries) ObservationExportFormTypes(ctx context.Context, arg Observatio
 }
 
 const observationGet = `-- name: ObservationGet :one
-SELECT observation_id, version, form_type, form_version, data, geolocation, author, device_id, tags, created_at, created_at_text, updated_at, updated_at_text, deleted, content_hash, conflict, synced_at, pushed_by, client_id, transmission_id FROM observations WHERE observation_id = $1
+SELECT observation_id, version, form_type, form_version, data, geolocation, author, device_id, tags, created_at, created_at_text, updated_at, updated_at_text, deleted, content_hash, conflict, synced_at, pushed_by, client_id, transmission_id, extra, record_bytes FROM observations WHERE observation_id = $1
 `
 
 func (q *Queries) ObservationGet(ctx context.Context, observationID string) (Observation, error) {
@@ -96,12 +97,14 @@ func (q *Queries) ObservationGet(ctx context.Context, observationID string) (Obs
 		&i.PushedBy,
 		&i.ClientID,
 		&i.TransmissionID,
+		&i.Extra,
+		&i.RecordBytes,
 	)
 	return i, err
 }
 
 const observationHeadsByIDs = `-- name: ObservationHeadsByIDs :many
-SELECT observation_id, version, updated_at, content_hash
+SELECT observation_id, version, updated_at_text, content_hash
 FROM observations
 WHERE observation_id = ANY ($1::text[])
 `
@@ -109,11 +112,13 @@ WHERE observation_id = ANY ($1::text[])
 type ObservationHeadsByIDsRow struct {
 	ObservationID string
 	Version       int64
-	UpdatedAt     time.Time
+	UpdatedAtText string
 	ContentHash   []byte
 }
 
 // ObservationHeadsByIDs returns what conflict resolution needs of the stored rows.
+// updated_at_text is the client's text, whose precision (often beyond the microseconds
+// timestamptz keeps) conflict resolution compares.
 func (q *Queries) ObservationHeadsByIDs(ctx context.Context, observationIds []string) ([]ObservationHeadsByIDsRow, error) {
 	rows, err := q.db.Query(ctx, observationHeadsByIDs, observationIds)
 	if err != nil {
@@ -126,7 +131,7 @@ func (q *Queries) ObservationHeadsByIDs(ctx context.Context, observationIds []st
 		if err := rows.Scan(
 			&i.ObservationID,
 			&i.Version,
-			&i.UpdatedAt,
+			&i.UpdatedAtText,
 			&i.ContentHash,
 		); err != nil {
 			return nil, err
@@ -232,7 +237,7 @@ func (q *Queries) ObservationList(ctx context.Context, arg ObservationListParams
 }
 
 const observationListSince = `-- name: ObservationListSince :many
-SELECT observation_id, version, form_type, form_version, data, geolocation, author, device_id, tags,
+SELECT observation_id, version, form_type, form_version, data, geolocation, extra, author, device_id, tags,
        created_at_text, updated_at_text, deleted, synced_at
 FROM observations
 WHERE version > $1
@@ -252,6 +257,7 @@ type ObservationListSinceRow struct {
 	FormVersion   string
 	Data          []byte
 	Geolocation   []byte
+	Extra         []byte
 	Author        *string
 	DeviceID      *string
 	Tags          []string
@@ -278,6 +284,7 @@ func (q *Queries) ObservationListSince(ctx context.Context, arg ObservationListS
 			&i.FormVersion,
 			&i.Data,
 			&i.Geolocation,
+			&i.Extra,
 			&i.Author,
 			&i.DeviceID,
 			&i.Tags,
@@ -297,7 +304,7 @@ func (q *Queries) ObservationListSince(ctx context.Context, arg ObservationListS
 }
 
 const observationListSinceForTypes = `-- name: ObservationListSinceForTypes :many
-SELECT observation_id, version, form_type, form_version, data, geolocation, author, device_id, tags,
+SELECT observation_id, version, form_type, form_version, data, geolocation, extra, author, device_id, tags,
        created_at_text, updated_at_text, deleted, synced_at
 FROM observations
 WHERE version > $1 AND form_type = ANY ($2::text[])
@@ -318,6 +325,7 @@ type ObservationListSinceForTypesRow struct {
 	FormVersion   string
 	Data          []byte
 	Geolocation   []byte
+	Extra         []byte
 	Author        *string
 	DeviceID      *string
 	Tags          []string
@@ -344,6 +352,7 @@ func (q *Queries) ObservationListSinceForTypes(ctx context.Context, arg Observat
 			&i.FormVersion,
 			&i.Data,
 			&i.Geolocation,
+			&i.Extra,
 			&i.Author,
 			&i.DeviceID,
 			&i.Tags,
@@ -355,6 +364,74 @@ func (q *Queries) ObservationListSinceForTypes(ctx context.Context, arg Observat
 			return nil, err
 		}
 		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const observationSizesSince = `-- name: ObservationSizesSince :many
+SELECT record_bytes FROM observations
+WHERE version > $1
+ORDER BY version
+LIMIT $2
+`
+
+type ObservationSizesSinceParams struct {
+	Since   int64
+	MaxRows int32
+}
+
+// ObservationSizesSince returns the size of each of the next changes after a version as
+// it was pushed, in version order, so that a pull can bound its page by bytes.
+func (q *Queries) ObservationSizesSince(ctx context.Context, arg ObservationSizesSinceParams) ([]int32, error) {
+	rows, err := q.db.Query(ctx, observationSizesSince, arg.Since, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []int32{}
+	for rows.Next() {
+		var record_bytes int32
+		if err := rows.Scan(&record_bytes); err != nil {
+			return nil, err
+		}
+		items = append(items, record_bytes)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const observationSizesSinceForTypes = `-- name: ObservationSizesSinceForTypes :many
+SELECT record_bytes FROM observations
+WHERE version > $1 AND form_type = ANY ($2::text[])
+ORDER BY version
+LIMIT $3
+`
+
+type ObservationSizesSinceForTypesParams struct {
+	Since     int64
+	FormTypes []string
+	MaxRows   int32
+}
+
+// ObservationSizesSinceForTypes is ObservationSizesSince restricted to some form types.
+func (q *Queries) ObservationSizesSinceForTypes(ctx context.Context, arg ObservationSizesSinceForTypesParams) ([]int32, error) {
+	rows, err := q.db.Query(ctx, observationSizesSinceForTypes, arg.Since, arg.FormTypes, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []int32{}
+	for rows.Next() {
+		var record_bytes int32
+		if err := rows.Scan(&record_bytes); err != nil {
+			return nil, err
+		}
+		items = append(items, record_bytes)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -456,116 +533,170 @@ func (q *Queries) ObservationStatsSpan(ctx context.Context) (ObservationStatsSpa
 }
 
 const observationWriteBatch = `-- name: ObservationWriteBatch :one
-WITH incoming AS (
-    SELECT x.idx,
-           x.e ->> 'outcome' AS outcome,
-           x.e ->> 'status' AS status,
-           x.e ->> 'observation_id' AS observation_id,
-           (x.e ->> 'version')::bigint AS version,
-           (x.e ->> 'conflict')::boolean AS conflict,
-           x.e ->> 'form_type' AS form_type,
-           x.e ->> 'form_version' AS form_version,
-           x.e ->> 'author' AS author,
-           x.e ->> 'device_id' AS device_id,
-           CASE WHEN jsonb_typeof(x.e -> 'tags') = 'array'
-                THEN ARRAY(SELECT jsonb_array_elements_text(x.e -> 'tags')) END AS tags,
-           (x.e ->> 'created_at')::timestamptz AS created_at,
-           x.e ->> 'created_at_text' AS created_at_text,
-           (x.e ->> 'updated_at')::timestamptz AS updated_at,
-           x.e ->> 'updated_at_text' AS updated_at_text,
-           (x.e ->> 'deleted')::boolean AS deleted,
-           decode(x.e ->> 'content_hash', 'hex') AS content_hash,
-           d.data,
-           g.geolocation
-    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x (e, idx)
-    -- data and geolocation travel as json[] rather than inside @rows: the json functions
-    -- refuse \u0000 escapes when they unpack values, which the json type itself accepts.
-    JOIN unnest($2::json[]) WITH ORDINALITY AS d (data, idx) ON d.idx = x.idx
-    JOIN unnest($3::json[]) WITH ORDINALITY AS g (geolocation, idx) ON g.idx = x.idx
+WITH decided AS (
+    SELECT (d ->> 'idx')::integer AS idx,
+           d ->> 'outcome' AS outcome,
+           d ->> 'status' AS status,
+           (d ->> 'version')::bigint AS version,
+           (d ->> 'conflict')::boolean AS conflict,
+           d ->> 'observation_id' AS reported_id,
+           d ->> 'code' AS code,
+           d ->> 'reason' AS reason
+    FROM jsonb_array_elements($2::jsonb) AS d
 ),
-superseded AS (
+inline AS (
+    SELECT unnest($3::integer[]) AS idx, unnest($4::bytea[]) AS raw, unnest($5::jsonb[]) AS meta,
+           unnest($6::text[]) AS extra
+),
+staged AS (
+    SELECT d.idx, d.outcome, d.status, d.version, d.conflict, d.reported_id, d.code, d.reason, s.raw, s.meta, s.extra
+    FROM decided d
+    JOIN push_staging s ON s.batch_id = $7 AND s.idx = d.idx
+    UNION ALL
+    SELECT d.idx, d.outcome, d.status, d.version, d.conflict, d.reported_id, d.code, d.reason, i.raw, i.meta, i.extra
+    FROM decided d
+    JOIN inline i ON i.idx = d.idx
+),
+incoming AS (
+    SELECT s.idx, s.outcome, s.status, s.version, s.conflict,
+           s.meta ->> 'observation_id' AS observation_id,
+           s.meta ->> 'form_type' AS form_type,
+           s.meta ->> 'form_version' AS form_version,
+           s.meta ->> 'author' AS author,
+           s.meta ->> 'device_id' AS device_id,
+           CASE WHEN jsonb_typeof(s.meta -> 'tags') = 'array'
+                THEN ARRAY(SELECT jsonb_array_elements_text(s.meta -> 'tags')) END AS tags,
+           (s.meta ->> 'created_at')::timestamptz AS created_at,
+           s.meta ->> 'created_at_text' AS created_at_text,
+           (s.meta ->> 'updated_at')::timestamptz AS updated_at,
+           s.meta ->> 'updated_at_text' AS updated_at_text,
+           (s.meta ->> 'deleted')::boolean AS deleted,
+           decode(s.meta ->> 'content_hash', 'hex') AS content_hash,
+           -- data and geolocation are cut out of the record as sent (meta holds where), so
+           -- their text is stored byte for byte; the json type keeps it so.
+           convert_from(substring(s.raw FROM (s.meta ->> 'data_at')::integer + 1 FOR (s.meta ->> 'data_len')::integer), 'UTF8')::json AS data,
+           CASE WHEN s.meta ->> 'geo_at' IS NOT NULL
+                THEN convert_from(substring(s.raw FROM (s.meta ->> 'geo_at')::integer + 1 FOR (s.meta ->> 'geo_len')::integer), 'UTF8')::json END AS geolocation,
+           NULLIF(s.extra, '')::json AS extra,
+           octet_length(s.raw) AS record_bytes
+    FROM staged s
+    WHERE s.outcome IN ('write', 'history')
+),
+history AS (
+    -- One ordered insert, so that the history lists oldest first (ObservationRevisionList
+    -- orders by id): the states this push replaces arrived before anything in it, and the
+    -- push's own history rows follow in push order.
     INSERT INTO observation_revisions (
-        observation_id, version, status, conflict, form_type, form_version, data, geolocation,
+        observation_id, version, status, conflict, form_type, form_version, data, geolocation, extra,
         author, device_id, tags, created_at_text, updated_at_text, deleted,
         received_at, pushed_by, client_id, transmission_id)
-    SELECT o.observation_id, o.version, 'superseded', o.conflict, o.form_type, o.form_version, o.data,
-           o.geolocation, o.author, o.device_id, o.tags, o.created_at_text, o.updated_at_text, o.deleted,
-           o.synced_at, o.pushed_by, o.client_id, o.transmission_id
-    FROM observations o
-    JOIN incoming i ON i.observation_id = o.observation_id AND i.outcome = 'write'
-),
-rejected AS (
-    INSERT INTO observation_revisions (
-        observation_id, version, status, conflict, form_type, form_version, data, geolocation,
-        author, device_id, tags, created_at_text, updated_at_text, deleted,
-        received_at, pushed_by, client_id, transmission_id)
-    SELECT i.observation_id, NULL, i.status, i.conflict, i.form_type, i.form_version, i.data,
-           i.geolocation, i.author, i.device_id, i.tags, i.created_at_text, i.updated_at_text, i.deleted,
-           now(), $4, $5, $6
-    FROM incoming i
-    WHERE i.outcome = 'history'
+    SELECT h.observation_id, h.version, h.status, h.conflict, h.form_type, h.form_version, h.data, h.geolocation,
+           h.extra, h.author, h.device_id, h.tags, h.created_at_text, h.updated_at_text, h.deleted,
+           h.received_at, h.pushed_by, h.client_id, h.transmission_id
+    FROM (
+        SELECT 0 AS arrival, i.idx, o.observation_id, o.version, 'superseded'::text AS status, o.conflict,
+               o.form_type, o.form_version, o.data, o.geolocation, o.extra, o.author, o.device_id, o.tags,
+               o.created_at_text, o.updated_at_text, o.deleted,
+               o.synced_at AS received_at, o.pushed_by, o.client_id, o.transmission_id
+        FROM observations o
+        JOIN incoming i ON i.observation_id = o.observation_id AND i.outcome = 'write'
+        UNION ALL
+        SELECT 1, i.idx, i.observation_id, NULL, i.status, i.conflict,
+               i.form_type, i.form_version, i.data, i.geolocation, i.extra, i.author, i.device_id, i.tags,
+               i.created_at_text, i.updated_at_text, i.deleted,
+               now(), $8::text, $9::text, $10::text
+        FROM incoming i
+        WHERE i.outcome = 'history'
+    ) h
+    ORDER BY h.arrival, h.idx
 ),
 written AS (
     INSERT INTO observations AS o (
-        observation_id, version, form_type, form_version, data, geolocation, author, device_id, tags,
+        observation_id, version, form_type, form_version, data, geolocation, extra, author, device_id, tags,
         created_at, created_at_text, updated_at, updated_at_text, deleted, content_hash, conflict,
-        synced_at, pushed_by, client_id, transmission_id)
-    SELECT i.observation_id, i.version, i.form_type, i.form_version, i.data, i.geolocation, i.author,
+        record_bytes, synced_at, pushed_by, client_id, transmission_id)
+    SELECT i.observation_id, i.version, i.form_type, i.form_version, i.data, i.geolocation, i.extra, i.author,
            i.device_id, i.tags, i.created_at, i.created_at_text, i.updated_at, i.updated_at_text,
-           i.deleted, i.content_hash, i.conflict,
-           now(), $4, $5, $6
+           i.deleted, i.content_hash, i.conflict, i.record_bytes,
+           now(), $8::text, $9::text, $10::text
     FROM incoming i
     WHERE i.outcome = 'write'
     ON CONFLICT (observation_id) DO UPDATE SET
         version = EXCLUDED.version, form_type = EXCLUDED.form_type, form_version = EXCLUDED.form_version,
-        data = EXCLUDED.data, geolocation = EXCLUDED.geolocation, author = EXCLUDED.author,
+        data = EXCLUDED.data, geolocation = EXCLUDED.geolocation, extra = EXCLUDED.extra, author = EXCLUDED.author,
         device_id = EXCLUDED.device_id, tags = EXCLUDED.tags, created_at = EXCLUDED.created_at,
         created_at_text = EXCLUDED.created_at_text, updated_at = EXCLUDED.updated_at,
         updated_at_text = EXCLUDED.updated_at_text, deleted = EXCLUDED.deleted,
-        content_hash = EXCLUDED.content_hash, conflict = EXCLUDED.conflict, synced_at = EXCLUDED.synced_at,
-        pushed_by = EXCLUDED.pushed_by, client_id = EXCLUDED.client_id,
+        content_hash = EXCLUDED.content_hash, conflict = EXCLUDED.conflict, record_bytes = EXCLUDED.record_bytes,
+        synced_at = EXCLUDED.synced_at, pushed_by = EXCLUDED.pushed_by, client_id = EXCLUDED.client_id,
         transmission_id = EXCLUDED.transmission_id
 ),
+quarantined AS (
+    INSERT INTO quarantined_records (raw, client_id, transmission_id, record_index, pushed_by, observation_id, code, reason)
+    SELECT s.raw, $9::text, $10::text, s.idx, $8::text, NULLIF(s.reported_id, ''), s.code, s.reason
+    FROM staged s
+    WHERE s.outcome = 'quarantine'
+    ON CONFLICT (client_id, transmission_id, record_index) DO NOTHING
+),
 advanced AS (
-    UPDATE sync_state SET current_version = $7::bigint WHERE id = 1
+    UPDATE sync_state SET current_version = $11::bigint WHERE id = 1
+),
+cleared AS (
+    -- The push's staged records are done with (unless this write only probes a record).
+    DELETE FROM push_staging WHERE batch_id = $7 AND $12::boolean
 ),
 receipt AS (
     INSERT INTO push_receipts (client_id, transmission_id, request_hash, response)
-    VALUES ($5, $6, $8, $9)
+    SELECT $9::text, $10::text, $1::bytea, $13::jsonb
+    WHERE $1::bytea IS NOT NULL
     ON CONFLICT (client_id, transmission_id) DO NOTHING
     RETURNING true AS stored
 )
-SELECT COALESCE((SELECT stored FROM receipt), false)::boolean AS stored
+SELECT ($1::bytea IS NULL OR EXISTS (SELECT 1 FROM receipt))::boolean AS stored
 `
 
 type ObservationWriteBatchParams struct {
-	Rows           []byte
-	Data           [][]byte
-	Geolocations   [][]byte
+	RequestHash    []byte
+	Decisions      []byte
+	Idxs           []int32
+	Raws           [][]byte
+	Metas          [][]byte
+	Extras         []string
+	BatchID        uuid.UUID
 	PushedBy       string
 	ClientID       string
 	TransmissionID string
 	CurrentVersion int64
-	RequestHash    []byte
+	ClearStaging   bool
 	Response       []byte
 }
 
 // ObservationWriteBatch is the whole write of one push, in one statement: it moves the
 // states being replaced into the history, upserts the winning records, records the losing
-// ones, advances current_version and stores the push receipt. @rows is a JSON array built by
-// server/obsync: "write" rows carry their new version and become the stored state, "history"
-// rows (conflict losers, and writes replaced later in the same push) go only to the history.
-// It returns false when another push with the same receipt committed first.
+// ones, quarantines the records that cannot be stored, advances current_version and stores
+// the push receipt. The records are those written to push_staging (@batch_id) while the
+// request was read, and the last of them (up to a megabyte, all of a small push) in
+// @idxs, @raws, @metas and @extras, as push_staging would hold them. @decisions is a JSON
+// array built by server/obsync with one element per record to write: "write" rows carry
+// their new version and become the stored state, "history" rows (conflict losers, and
+// writes replaced later in the same push) go only to the history, "quarantine" rows carry
+// the reason. The staged records are deleted when @clear_staging. Without @request_hash no
+// receipt is stored (an admin's retry of a quarantined record). It returns false when
+// another push with the same receipt committed first.
 func (q *Queries) ObservationWriteBatch(ctx context.Context, arg ObservationWriteBatchParams) (bool, error) {
 	row := q.db.QueryRow(ctx, observationWriteBatch,
-		arg.Rows,
-		arg.Data,
-		arg.Geolocations,
+		arg.RequestHash,
+		arg.Decisions,
+		arg.Idxs,
+		arg.Raws,
+		arg.Metas,
+		arg.Extras,
+		arg.BatchID,
 		arg.PushedBy,
 		arg.ClientID,
 		arg.TransmissionID,
 		arg.CurrentVersion,
-		arg.RequestHash,
+		arg.ClearStaging,
 		arg.Response,
 	)
 	var stored bool

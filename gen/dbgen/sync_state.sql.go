@@ -9,6 +9,27 @@ import (
 	"context"
 )
 
+const syncStateAdvance = `-- name: SyncStateAdvance :one
+UPDATE sync_state SET current_version = current_version + 1 WHERE id = 1
+RETURNING current_version, repository_generation
+`
+
+type SyncStateAdvanceRow struct {
+	CurrentVersion       int64
+	RepositoryGeneration int64
+}
+
+// SyncStateAdvance hands out the next version to a single write outside a push (an
+// attachment upload or deletion). Its UPDATE takes the same row lock as SyncStateLock and
+// holds it to commit, so the caller must run it just before its final write and commit
+// right after: versions then become visible in commit order, as for pushes.
+func (q *Queries) SyncStateAdvance(ctx context.Context) (SyncStateAdvanceRow, error) {
+	row := q.db.QueryRow(ctx, syncStateAdvance)
+	var i SyncStateAdvanceRow
+	err := row.Scan(&i.CurrentVersion, &i.RepositoryGeneration)
+	return i, err
+}
+
 const syncStateGet = `-- name: SyncStateGet :one
 SELECT current_version, repository_generation FROM sync_state WHERE id = 1
 `

@@ -137,7 +137,7 @@ type exporter struct {
 const (
 	selectData = `SELECT data FROM observations
 WHERE form_type = $1 AND version > $2 AND ($3 OR NOT deleted) ORDER BY version`
-	selectRows = `SELECT observation_id, version, form_type, form_version, data, geolocation, author, device_id, tags,
+	selectRows = `SELECT observation_id, version, form_type, form_version, data, geolocation, extra, author, device_id, tags,
        created_at, created_at_text, updated_at, updated_at_text, synced_at, deleted
 FROM observations
 WHERE form_type = $1 AND version > $2 AND ($3 OR NOT deleted) ORDER BY version`
@@ -205,7 +205,7 @@ func (e *exporter) rows(ctx context.Context, formType string, fn func(*observati
 	defer rows.Close()
 	var o observation
 	for rows.Next() {
-		err := rows.Scan(&o.ObservationID, &o.Version, &o.FormType, &o.FormVersion, &o.Data, &o.Geolocation, &o.Author,
+		err := rows.Scan(&o.ObservationID, &o.Version, &o.FormType, &o.FormVersion, &o.Data, &o.Geolocation, &o.Extra, &o.Author,
 			&o.DeviceID, &o.Tags, &o.CreatedAt, &o.CreatedAtText, &o.UpdatedAt, &o.UpdatedAtText, &o.SyncedAt, &o.Deleted)
 		if err != nil {
 			return fmt.Errorf("error reading an observation: %w", err)

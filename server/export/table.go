@@ -25,7 +25,8 @@ var metaColumns = []string{
 }
 
 // geolocation holds the JSON text of the known members of a stored geolocation; nil when
-// absent or null. Push validated the numbers as numbers and the timestamp as a string.
+// absent or null. Push validated the numbers as numbers; a timestamp sent as a number
+// (milliseconds since the epoch) is left out of the timestamp column.
 type geolocation struct {
 	numbers   [5]([]byte) // latitude, longitude, accuracy, altitude, altitude_accuracy
 	timestamp []byte

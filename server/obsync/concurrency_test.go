@@ -266,7 +266,7 @@ func TestOneBadRecordCostsNoOther(t *testing.T) {
 		good("good-nul", `{"note":"a\u0000b"}`), // the json type stores \u0000 escapes: not a bad record
 		rec("bad-time", "2025-12-01 10:11", `{}`),
 		rec("bad-year0", "0000-01-01T00:00:00.000Z", `{}`),
-		rec("bad-lat", "2025-12-01T10:11:12.345Z", `{}`, `"geolocation":{"latitude":91,"longitude":0}`),
+		rec("bad-lat", "2025-12-01T10:11:12.345Z", `{}`, `"geolocation":{"latitude":"91","longitude":0}`),
 		json.RawMessage(`{"observation_id":"bad-nul-type","form_type":"house\u0000hold","form_version":"1","data":{},"created_at":"2025-12-01T10:11:12.345Z","updated_at":"2025-12-01T10:11:12.345Z","deleted":false}`),
 		good(longID, `{}`),
 		json.RawMessage(`"not a record"`),

@@ -31,10 +31,14 @@ func ParsePolicy(s string) (Policy, error) {
 }
 
 // head is what conflict resolution needs of the current state of an observation.
+// UpdatedAt is read from the client's text, not from the timestamptz column: PostgreSQL
+// keeps microseconds, the text may carry nanoseconds, and two writes within a microsecond
+// must still be told apart, the same way whether the other copy is stored or pending.
 type head struct {
-	Version   int64 // 0 while it is only a pending write of the same push
-	UpdatedAt time.Time
-	Hash      [32]byte
+	Version       int64 // 0 while it is only a pending write of the same push
+	UpdatedAt     time.Time
+	UpdatedAtText string
+	Hash          [32]byte
 }
 
 // decision is the outcome for one incoming record.
@@ -50,15 +54,15 @@ const (
 // observation is new). conflict is true when the record was based on an out-of-date copy:
 // an updated_at older than the stored one, an equal updated_at with other content, or a
 // base_version older than the stored version while the content differs.
-func (p Policy) decide(in *Record, cur *head) (d decision, conflict bool) {
+func (p Policy) decide(in *candidate, cur *head) (d decision, conflict bool) {
 	if cur == nil {
 		return decideWrite, false
 	}
-	if in.Hash == cur.Hash {
+	if in.hash == cur.Hash {
 		return decideUnchanged, false
 	}
-	cmp := in.UpdatedAt.Compare(cur.UpdatedAt)
-	baseStale := in.BaseVersion != nil && cur.Version > 0 && *in.BaseVersion < cur.Version
+	cmp := in.updatedAt.Compare(cur.UpdatedAt)
+	baseStale := in.baseVersion != nil && cur.Version > 0 && *in.baseVersion < cur.Version
 	if cmp > 0 && !baseStale {
 		return decideWrite, false
 	}
@@ -69,7 +73,7 @@ func (p Policy) decide(in *Record, cur *head) (d decision, conflict bool) {
 	case PolicyStored:
 		incomingWins = false
 	default:
-		incomingWins = cmp > 0 || (cmp == 0 && bytes.Compare(in.Hash[:], cur.Hash[:]) > 0)
+		incomingWins = cmp > 0 || (cmp == 0 && bytes.Compare(in.hash[:], cur.Hash[:]) > 0)
 	}
 	if incomingWins {
 		return decideWrite, true

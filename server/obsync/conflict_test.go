@@ -297,3 +297,56 @@ func TestDuplicatesInOnePush(t *testing.T) {
 		require.Empty(t, f.history("a"))
 	})
 }
+
+// TestHistoryListsOldestFirst checks the order of the history when one push both replaces
+// a stored state and leaves revisions of its own in the history: the stored state arrived
+// first, then the push's records in push order.
+func TestHistoryListsOldestFirst(t *testing.T) {
+	t.Parallel()
+	data := func(hist []dbgen.ObservationRevision) []string {
+		out := make([]string, len(hist))
+		for i, h := range hist {
+			out[i] = h.Status + " " + string(h.Data)
+		}
+		return out
+	}
+	f := newSyncFixture(t, obsync.PolicyNewest)
+
+	f.push(rec("a", t2, `{"v":"stored"}`))
+	f.push(rec("a", t1, `{"v":"stale"}`), rec("a", t3, `{"v":"newest"}`))
+	require.Equal(t, []string{`superseded {"v":"stored"}`, `rejected {"v":"stale"}`}, data(f.history("a")))
+
+	f.push(rec("b", t1, `{"v":1}`))
+	f.push(rec("b", t2, `{"v":2}`), rec("b", t3, `{"v":3}`))
+	require.Equal(t, []string{`superseded {"v":1}`, `superseded {"v":2}`}, data(f.history("b")))
+
+	f.push(rec("c", t1, `{"v":"stored"}`))
+	f.push(rec("c", t3, `{"v":"newest"}`), rec("c", t2, `{"v":"between"}`))
+	require.Equal(t, []string{`superseded {"v":"stored"}`, `rejected {"v":"between"}`}, data(f.history("c")))
+}
+
+// TestSubMicrosecondUpdatedAt covers updated_at values that differ below the microsecond
+// PostgreSQL keeps: the newer write must win, whether the older copy is stored or was
+// pushed in the same batch.
+func TestSubMicrosecondUpdatedAt(t *testing.T) {
+	t.Parallel()
+	const (
+		older = "2025-03-01T10:00:00.0000006Z" // stored as .000001 by timestamptz
+		newer = "2025-03-01T10:00:00.0000008Z"
+	)
+	f := newSyncFixture(t, obsync.PolicyNewest)
+	f.push(rec("a", older, `{"v":"older"}`))
+	res := f.push(rec("a", newer, `{"v":"newer"}`))
+	require.Empty(t, res.Warnings, "a newer write is no conflict")
+	require.JSONEq(t, `{"v":"newer"}`, string(f.current("a").Data))
+	require.Equal(t, newer, f.current("a").UpdatedAtText)
+
+	f.push(rec("b", newer, `{"v":"newer"}`))
+	res = f.push(rec("b", older, `{"v":"older"}`))
+	requireConflictWarning(t, res, "b")
+	require.JSONEq(t, `{"v":"newer"}`, string(f.current("b").Data), "an older write still loses")
+
+	res = f.push(rec("c", newer, `{"v":"newer"}`), rec("c", older, `{"v":"older"}`))
+	requireConflictWarning(t, res, "c")
+	require.JSONEq(t, `{"v":"newer"}`, string(f.current("c").Data), "within one push too")
+}

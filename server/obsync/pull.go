@@ -11,10 +11,14 @@ import (
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 )
 
-// Pull page sizes.
+// Pull page sizes. A limit above MaxPullLimit is capped, not refused.
 const (
 	DefaultPullLimit = 50
 	MaxPullLimit     = 500
+	// MaxPullBytes bounds a page by the size of its records as they were pushed, so that
+	// neither the server nor a phone holds a huge page: 500 records of 1 MiB would be half
+	// a GiB. A page holds at least one record, so it may exceed the bound by one record.
+	MaxPullBytes = 2 << 20
 )
 
 // PullRequest asks for the changes after a version.
@@ -33,6 +37,7 @@ type PulledRecord struct {
 	FormVersion   string
 	Data          []byte
 	Geolocation   []byte
+	Extra         []byte // the members the contract does not name, as a JSON object
 	Author        *string
 	DeviceID      *string
 	Tags          []string
@@ -44,8 +49,8 @@ type PulledRecord struct {
 
 // PullPage is one page of changes. Records, CurrentVersion and the generation come from
 // one snapshot. When HasMore is false, ChangeCutoff is CurrentVersion: the client has every
-// change up to it. When HasMore is true, ChangeCutoff is the version of the last record,
-// which is greater than the request's Since.
+// change up to it. When HasMore is true (the limit or MaxPullBytes cut the page short),
+// ChangeCutoff is the version of the last record, which is greater than the request's Since.
 type PullPage struct {
 	Records              []PulledRecord
 	CurrentVersion       int64
@@ -72,8 +77,19 @@ func (s *Service) Pull(ctx context.Context, req PullRequest) (PullPage, error) {
 			return err
 		}
 		page = PullPage{CurrentVersion: st.CurrentVersion, RepositoryGeneration: st.RepositoryGeneration}
-		page.Records, err = s.listSince(ctx, q, req, limit+1)
+		// The sizes of the next changes decide how many fit the page; one more than the
+		// limit tells whether more changes wait.
+		sizes, err := s.sizesSince(ctx, q, req, limit+1)
 		if err != nil {
+			return fmt.Errorf("error reading observation sizes: %w", err)
+		}
+		n := min(fitting(sizes, MaxPullBytes), limit)
+		page.HasMore = len(sizes) > n
+		if n == 0 {
+			page.Records = []PulledRecord{}
+			return nil
+		}
+		if page.Records, err = s.listSince(ctx, q, req, n); err != nil {
 			return fmt.Errorf("error reading observations: %w", err)
 		}
 		return nil
@@ -82,12 +98,28 @@ func (s *Service) Pull(ctx context.Context, req PullRequest) (PullPage, error) {
 		return PullPage{}, err
 	}
 	page.ChangeCutoff = page.CurrentVersion
-	if len(page.Records) > limit {
-		page.Records = page.Records[:limit]
-		page.HasMore = true
-		page.ChangeCutoff = page.Records[limit-1].Version
+	if page.HasMore {
+		page.ChangeCutoff = page.Records[len(page.Records)-1].Version
 	}
 	return page, nil
+}
+
+// fitting returns how many of the records, of these sizes, a page of maxBytes holds: those
+// that start within it, and always the first.
+func fitting(sizes []int32, maxBytes int) int {
+	n, total := 0, 0
+	for n < len(sizes) && (n == 0 || total < maxBytes) {
+		total += int(sizes[n])
+		n++
+	}
+	return n
+}
+
+func (s *Service) sizesSince(ctx context.Context, q *dbgen.Queries, req PullRequest, maxRows int) ([]int32, error) {
+	if len(req.FormTypes) == 0 {
+		return q.ObservationSizesSince(ctx, dbgen.ObservationSizesSinceParams{Since: req.Since, MaxRows: int32(maxRows)})
+	}
+	return q.ObservationSizesSinceForTypes(ctx, dbgen.ObservationSizesSinceForTypesParams{Since: req.Since, FormTypes: req.FormTypes, MaxRows: int32(maxRows)})
 }
 
 func (s *Service) listSince(ctx context.Context, q *dbgen.Queries, req PullRequest, maxRows int) ([]PulledRecord, error) {

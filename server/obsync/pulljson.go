@@ -7,8 +7,9 @@ import (
 	"github.com/opendataensemble/synkronus/server/jsonbytes"
 )
 
-// AppendRecordJSON appends r as the JSON object a pull returns. data and geolocation are
-// the client's stored JSON text and are copied verbatim: no decoding, no re-encoding.
+// AppendRecordJSON appends r as the JSON object a pull returns. data, geolocation and the
+// members the contract does not name are the client's stored JSON text and are copied
+// verbatim: no decoding, no re-encoding.
 func AppendRecordJSON(b []byte, r *PulledRecord) []byte {
 	b = append(b, `{"observation_id":`...)
 	b = jsonbytes.AppendString(b, r.ObservationID)
@@ -49,6 +50,12 @@ func AppendRecordJSON(b []byte, r *PulledRecord) []byte {
 			b = jsonbytes.AppendString(b, t)
 		}
 		b = append(b, ']')
+	}
+	if len(r.Extra) > 2 {
+		// The members the contract does not name follow the named ones, as sent: the
+		// stored object without its braces.
+		b = append(b, ',')
+		b = append(b, r.Extra[1:len(r.Extra)-1]...)
 	}
 	return append(b, '}')
 }

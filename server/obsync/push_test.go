@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/opendataensemble/synkronus/db/dbtest"
@@ -84,8 +87,104 @@ func TestPushStoresTheOthersWhenTheDatabaseRefusesARecord(t *testing.T) {
 	require.Equal(t, "a", page.Records[0].ObservationID)
 	require.Equal(t, "b", page.Records[1].ObservationID)
 
-	// The answer was stored like any other: a replay returns it.
+	// Both records that could not be stored are quarantined as they were sent.
+	quarantined, more, err := s.ListQuarantine(context.Background(), obsync.QuarantineFilter{})
+	require.NoError(t, err)
+	require.False(t, more)
+	require.Len(t, quarantined, 2)
+	require.Equal(t, int32(1), quarantined[0].RecordIndex)
+	require.Equal(t, obsync.CodeMissingField, quarantined[0].Code)
+	require.Equal(t, int32(2), quarantined[1].RecordIndex)
+	require.Equal(t, obsync.CodeRefused, quarantined[1].Code)
+	require.Equal(t, "p", *quarantined[1].ObservationID)
+	kept, err := s.Quarantined(context.Background(), quarantined[1].ID)
+	require.NoError(t, err)
+	require.Equal(t, []byte(poison), kept.Raw)
+
+	// The answer was stored like any other: a replay returns it, and quarantines nothing twice.
 	again := push(t, s, "t1", record("a", "2025-01-01T10:00:00.000Z", `{"n":1}`), json.RawMessage(`{}`), poison,
 		record("b", "2025-01-01T10:00:00.000Z", `{"n":2}`))
 	require.Equal(t, res, again)
+	quarantined, _, err = s.ListQuarantine(context.Background(), obsync.QuarantineFilter{})
+	require.NoError(t, err)
+	require.Len(t, quarantined, 2)
+}
+
+// TestWritesRunReadCommitted checks that the push and reset transactions state their
+// isolation level instead of taking the server's default: the database here defaults to
+// REPEATABLE READ, and a trigger refuses every write of sync_state made at another level
+// than READ COMMITTED.
+func TestWritesRunReadCommitted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := dbtest.NewDBURL(t)
+	setup, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	_, err = setup.Exec(ctx, `
+		CREATE FUNCTION require_read_committed() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF current_setting('transaction_isolation') <> 'read committed' THEN
+				RAISE EXCEPTION 'sync_state written at isolation level %', current_setting('transaction_isolation');
+			END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER require_read_committed BEFORE UPDATE ON sync_state
+			FOR EACH ROW EXECUTE FUNCTION require_read_committed();
+		DO $$ BEGIN
+			EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = %L', current_database(), 'repeatable read');
+		END $$;`)
+	require.NoError(t, err)
+	require.NoError(t, setup.Close(ctx))
+	pool, err := pgxpool.New(ctx, url) // its connections start with the new default
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	var level string
+	require.NoError(t, pool.QueryRow(ctx, "SHOW default_transaction_isolation").Scan(&level))
+	require.Equal(t, "repeatable read", level)
+
+	s := obsync.NewService(pool, obsync.PolicyNewest)
+	require.Equal(t, int64(1), push(t, s, "t1", record("a", "2025-01-01T10:00:00.000Z", `{}`)).CurrentVersion)
+	gen, err := s.Reset(ctx, "admin")
+	require.NoError(t, err)
+	require.Equal(t, int64(2), gen)
+}
+
+// TestPullPagesAreBoundedByBytes pulls records of about 900 KiB with the largest limit: a
+// page stops once it holds MaxPullBytes, so that a pull never holds hundreds of MiB, and
+// the client follows has_more to the end.
+func TestPullPagesAreBoundedByBytes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := obsync.NewService(dbtest.NewDB(t), obsync.PolicyNewest)
+	const n = 7
+	note := strings.Repeat("x", 900<<10)
+	records := make([]json.RawMessage, n)
+	for i := range records {
+		records[i] = record(fmt.Sprintf("big-%d", i), "2025-01-01T10:00:00.000Z", fmt.Sprintf(`{"i":%d,"note":%q}`, i, note))
+	}
+	res := push(t, s, "t1", records...)
+	require.Equal(t, n, res.SuccessCount)
+
+	var since int64
+	var got []string
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, n, "the pages do not advance")
+		page, err := s.Pull(ctx, obsync.PullRequest{Since: since, Limit: 500})
+		require.NoError(t, err)
+		require.NotEmpty(t, page.Records, "a page holds at least one record")
+		bytes := 0
+		for _, r := range page.Records {
+			got = append(got, r.ObservationID)
+			bytes += len(r.Data)
+		}
+		require.Less(t, bytes, obsync.MaxPullBytes+obsync.MaxRecordBytes, "a page holds at most one record more than fits")
+		if !page.HasMore {
+			require.Equal(t, page.CurrentVersion, page.ChangeCutoff)
+			break
+		}
+		require.Less(t, len(page.Records), n)
+		require.Equal(t, page.Records[len(page.Records)-1].Version, page.ChangeCutoff)
+		since = page.ChangeCutoff
+	}
+	require.Equal(t, []string{"big-0", "big-1", "big-2", "big-3", "big-4", "big-5", "big-6"}, got)
 }

@@ -3,26 +3,27 @@
 package obsync
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/opendataensemble/synkronus/server/jsonbytes"
 )
 
 // Limits bound what one record may carry.
 const (
 	MaxIDBytes     = 255
-	MaxTextBytes   = 255
-	MaxTags        = 100
+	MaxTextBytes   = 255 // form_type and form_version
 	MaxRecordBytes = 1 << 20
 )
 
-// Failure codes reported in failed_records.
+// Failure codes reported in failed_records; every such record is quarantined.
 const (
 	CodeInvalidRecord = "INVALID_RECORD"
 	CodeMissingField  = "MISSING_FIELD"
@@ -32,15 +33,33 @@ const (
 	CodeRefused = "REFUSED_BY_DATABASE"
 )
 
+// Warning codes of records stored with a remark.
+const (
+	// WarningConflict is a write that was based on an out-of-date copy.
+	WarningConflict = "CONFLICT"
+	// WarningMissingFormType is a record without form_type, stored with an empty one (the
+	// code upstream uses for the same case).
+	WarningMissingFormType = "MISSING_FORM_TYPE"
+	// WarningUnusualValue is a record stored as sent although a value is outside its usual
+	// range, or stored with a default for a missing member.
+	WarningUnusualValue = "UNUSUAL_VALUE"
+)
+
 // Record is one validated observation as the client sent it. Data and Geolocation hold the
-// client's JSON text unchanged; CreatedAtText and UpdatedAtText its timestamp text.
+// client's JSON text unchanged, DataAt and GeolocationAt where it starts in the record;
+// CreatedAtText and UpdatedAtText hold its timestamp text.
 type Record struct {
 	Index         int // position in its push
 	ObservationID string
 	FormType      string
 	FormVersion   string
 	Data          json.RawMessage
+	DataAt        int
 	Geolocation   json.RawMessage // nil when absent or null
+	GeolocationAt int
+	// Extra holds the members the contract does not name, as a JSON object of their text
+	// as sent; nil when there are none.
+	Extra         []byte
 	Author        *string
 	DeviceID      *string
 	Tags          []string // nil when absent or null
@@ -52,9 +71,11 @@ type Record struct {
 	Deleted       bool
 	BaseVersion   *int64
 	Hash          [32]byte
+	// Warnings are the remarks on values stored as they are although they are unusual.
+	Warnings []Warning
 }
 
-// RecordError explains why a record was refused, in words a person can act on.
+// RecordError explains why a record cannot be stored, in words a person can act on.
 type RecordError struct {
 	Code    string
 	Message string
@@ -66,21 +87,12 @@ func fail(code, format string, args ...any) *RecordError {
 	return &RecordError{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// wireRecord holds the contract's Observation members as raw JSON text, so that a wrong
-// type in one member is reported for that member instead of failing the whole record.
-type wireRecord struct {
-	ObservationID json.RawMessage `json:"observation_id"`
-	FormType      json.RawMessage `json:"form_type"`
-	FormVersion   json.RawMessage `json:"form_version"`
-	Data          json.RawMessage `json:"data"`
-	CreatedAt     json.RawMessage `json:"created_at"`
-	UpdatedAt     json.RawMessage `json:"updated_at"`
-	Deleted       json.RawMessage `json:"deleted"`
-	Geolocation   json.RawMessage `json:"geolocation"`
-	Author        json.RawMessage `json:"author"`
-	DeviceID      json.RawMessage `json:"device_id"`
-	Tags          json.RawMessage `json:"tags"`
-	BaseVersion   json.RawMessage `json:"base_version"`
+// contractMembers are the Observation members the contract names. version and synced_at
+// are the server's: sent back on pull, ignored on push.
+var contractMembers = map[string]bool{
+	"observation_id": true, "form_type": true, "form_version": true, "data": true, "created_at": true,
+	"updated_at": true, "deleted": true, "geolocation": true, "author": true, "device_id": true,
+	"tags": true, "base_version": true, "version": true, "synced_at": true,
 }
 
 // PeekID returns the observation_id of a raw record when it has a readable one, for
@@ -98,7 +110,14 @@ func PeekID(raw json.RawMessage) string {
 	return strings.ReplaceAll(id, "\x00", "\uFFFD")
 }
 
-// ParseRecord validates one pushed record and returns it, or the reason it is refused.
+// ParseRecord validates one pushed record and returns it, or the reason it cannot be stored.
+//
+// The rule: a record is stored when every device can read it back, exactly as it was sent,
+// in the types and formats the contract declares. Unusual values that keep to those types
+// (ranges, unknown members) are stored as sent with a warning; a missing form_type,
+// form_version or deleted takes the value upstream gave it ("", "", false), with a warning.
+// Anything else (no usable id, an updated_at conflict resolution cannot order, a member of
+// the wrong type, text PostgreSQL cannot hold) cannot be stored and is quarantined.
 func ParseRecord(raw json.RawMessage) (Record, *RecordError) {
 	if !json.Valid(raw) {
 		return Record{}, fail(CodeInvalidRecord, "record is not valid JSON")
@@ -113,71 +132,153 @@ func parseValidJSON(raw json.RawMessage) (Record, *RecordError) {
 	if len(raw) > MaxRecordBytes {
 		return r, fail(CodeTooLarge, "record is %d bytes; the limit is %d", len(raw), MaxRecordBytes)
 	}
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
+	if i := jsonbytes.SkipSpace(raw, 0); i >= len(raw) || raw[i] != '{' {
 		return r, fail(CodeInvalidRecord, "record must be a JSON object")
 	}
 	if !utf8.Valid(raw) {
 		return r, fail(CodeInvalidRecord, "record is not valid UTF-8")
 	}
-	w := splitRecord(raw)
-	var e *RecordError
-	if r.ObservationID, e = requiredText("observation_id", w.ObservationID, MaxIDBytes, false); e != nil {
+	w, e := splitRecord(raw)
+	if e != nil {
 		return r, e
 	}
-	if r.FormType, e = requiredText("form_type", w.FormType, MaxTextBytes, true); e != nil {
+	warn := func(code, format string, args ...any) {
+		r.Warnings = append(r.Warnings, Warning{ID: r.ObservationID, Code: code, Message: fmt.Sprintf(format, args...)})
+	}
+	if r.ObservationID, e = requiredText("observation_id", w.get("observation_id"), MaxIDBytes); e != nil {
 		return r, e
 	}
-	if r.FormVersion, e = requiredText("form_version", w.FormVersion, MaxTextBytes, true); e != nil {
-		return r, e
+	if r.ObservationID == "" {
+		return r, fail(CodeMissingField, "observation_id must not be empty")
 	}
-	if isAbsent(w.Data) {
+	var missing bool
+	if r.FormType, missing, e = defaultedText("form_type", w.get("form_type")); e != nil {
+		return r, e
+	} else if missing {
+		warn(WarningMissingFormType, "form_type is missing; the record was stored with an empty form_type")
+	}
+	if r.FormVersion, missing, e = defaultedText("form_version", w.get("form_version")); e != nil {
+		return r, e
+	} else if missing {
+		warn(WarningUnusualValue, "form_version is missing; the record was stored with an empty form_version")
+	}
+	data := w.get("data")
+	if isAbsent(data) {
 		return r, fail(CodeMissingField, "data is required")
 	}
-	if w.Data[0] != '{' {
+	if data[0] != '{' {
 		return r, fail(CodeInvalidField, "data must be a JSON object")
 	}
-	r.Data = w.Data
-	if r.CreatedAt, r.CreatedAtText, e = timestamp("created_at", w.CreatedAt); e != nil {
+	r.Data, r.DataAt = data, w.at("data")
+	if r.CreatedAt, r.CreatedAtText, e = timestamp("created_at", w.get("created_at")); e != nil {
 		return r, e
 	}
-	if r.UpdatedAt, r.UpdatedAtText, e = timestamp("updated_at", w.UpdatedAt); e != nil {
+	if r.UpdatedAt, r.UpdatedAtText, e = timestamp("updated_at", w.get("updated_at")); e != nil {
 		return r, e
 	}
-	if isAbsent(w.Deleted) {
-		return r, fail(CodeMissingField, "deleted is required")
-	}
-	if err := json.Unmarshal(w.Deleted, &r.Deleted); err != nil {
+	if del := w.get("deleted"); isAbsent(del) {
+		warn(WarningUnusualValue, "deleted is missing; the record was stored as not deleted")
+	} else if err := json.Unmarshal(del, &r.Deleted); err != nil {
 		return r, fail(CodeInvalidField, "deleted must be true or false")
 	}
-	if r.Geolocation, e = geolocation(w.Geolocation); e != nil {
-		return r, e
-	}
-	if r.Author, e = optionalText("author", w.Author); e != nil {
-		return r, e
-	}
-	if r.DeviceID, e = optionalText("device_id", w.DeviceID); e != nil {
-		return r, e
-	}
-	if r.Tags, r.HasTags, e = tags(w.Tags); e != nil {
-		return r, e
-	}
-	if !isAbsent(w.BaseVersion) {
-		var v int64
-		if err := json.Unmarshal(w.BaseVersion, &v); err != nil || v < 0 {
-			return r, fail(CodeInvalidField, "base_version must be a non-negative integer")
+	if geo := w.get("geolocation"); !isAbsent(geo) {
+		notes, e := geolocation(geo)
+		if e != nil {
+			return r, e
 		}
-		r.BaseVersion = &v
+		r.Geolocation, r.GeolocationAt = geo, w.at("geolocation")
+		for _, n := range notes {
+			warn(WarningUnusualValue, "%s; the geolocation was stored as sent", n)
+		}
 	}
+	if r.Author, e = optionalText("author", w.get("author")); e != nil {
+		return r, e
+	}
+	if r.DeviceID, e = optionalText("device_id", w.get("device_id")); e != nil {
+		return r, e
+	}
+	if r.Tags, r.HasTags, e = tags(w.get("tags")); e != nil {
+		return r, e
+	}
+	if bv := w.get("base_version"); !isAbsent(bv) {
+		var v int64
+		if err := json.Unmarshal(bv, &v); err != nil || v < 0 {
+			warn(WarningUnusualValue, "base_version %s is not a non-negative integer and was ignored", truncate(string(bv), 32))
+		} else {
+			r.BaseVersion = &v
+		}
+	}
+	r.Extra = w.extra()
 	r.Hash = r.contentHash()
 	return r, nil
+}
+
+// wireRecord is where a record's members lie in its text.
+type wireRecord struct {
+	raw     []byte
+	named   map[string]member // the contract's members
+	unnamed []member          // the others, in order
+}
+
+// splitRecord locates the members of a record. A record naming a member twice is refused:
+// which of the values the sender meant is unknowable, and storing one would drop the other.
+func splitRecord(raw []byte) (wireRecord, *RecordError) {
+	w := wireRecord{raw: raw, named: make(map[string]member, 12)}
+	var dup *member
+	eachMember(raw, func(m member) {
+		seen := false
+		if contractMembers[m.name] {
+			_, seen = w.named[m.name]
+			w.named[m.name] = m
+		} else {
+			for _, u := range w.unnamed {
+				seen = seen || u.name == m.name
+			}
+			w.unnamed = append(w.unnamed, m)
+		}
+		if seen && dup == nil {
+			dup = &m
+		}
+	})
+	if dup != nil {
+		return w, fail(CodeInvalidRecord, "the record names the member %q more than once", truncate(dup.name, 64))
+	}
+	return w, nil
+}
+
+// get returns the text of a contract member's value; nil when it is absent.
+func (w wireRecord) get(name string) json.RawMessage {
+	m, ok := w.named[name]
+	if !ok {
+		return nil
+	}
+	return w.raw[m.valStart:m.valEnd]
+}
+
+// at returns where a contract member's value starts in the record.
+func (w wireRecord) at(name string) int { return w.named[name].valStart }
+
+// extra returns the members the contract does not name as one JSON object, each member's
+// text exactly as sent; nil when there are none.
+func (w wireRecord) extra() []byte {
+	if len(w.unnamed) == 0 {
+		return nil
+	}
+	b := []byte{'{'}
+	for i, m := range w.unnamed {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, w.raw[m.keyStart:m.valEnd]...)
+	}
+	return append(b, '}')
 }
 
 func isAbsent(v json.RawMessage) bool {
 	return len(v) == 0 || string(v) == "null"
 }
 
-func requiredText(field string, v json.RawMessage, maxBytes int, allowEmpty bool) (string, *RecordError) {
+func requiredText(field string, v json.RawMessage, maxBytes int) (string, *RecordError) {
 	if isAbsent(v) {
 		return "", fail(CodeMissingField, "%s is required", field)
 	}
@@ -185,10 +286,17 @@ func requiredText(field string, v json.RawMessage, maxBytes int, allowEmpty bool
 	if err := json.Unmarshal(v, &s); err != nil {
 		return "", fail(CodeInvalidField, "%s must be a string", field)
 	}
-	if s == "" && !allowEmpty {
-		return "", fail(CodeMissingField, "%s must not be empty", field)
-	}
 	return s, checkText(field, s, maxBytes)
+}
+
+// defaultedText reads a member that is required by the contract but that upstream stored
+// as "" when it was missing; missing reports that.
+func defaultedText(field string, v json.RawMessage) (s string, missing bool, e *RecordError) {
+	if isAbsent(v) {
+		return "", true, nil
+	}
+	s, e = requiredText(field, v, MaxTextBytes)
+	return s, false, e
 }
 
 func optionalText(field string, v json.RawMessage) (*string, *RecordError) {
@@ -199,7 +307,7 @@ func optionalText(field string, v json.RawMessage) (*string, *RecordError) {
 	if err := json.Unmarshal(v, &s); err != nil {
 		return nil, fail(CodeInvalidField, "%s must be a string or null", field)
 	}
-	return &s, checkText(field, s, MaxTextBytes)
+	return &s, checkText(field, s, math.MaxInt)
 }
 
 // checkText refuses what PostgreSQL text cannot hold (NUL) and over-long values.
@@ -221,54 +329,101 @@ func timestamp(field string, v json.RawMessage) (time.Time, string, *RecordError
 	if err := json.Unmarshal(v, &s); err != nil {
 		return time.Time{}, "", fail(CodeInvalidField, "%s must be an RFC 3339 date-time string", field)
 	}
+	t, e := parseTime(field, s)
+	return t, s, e
+}
+
+func parseTime(field, s string) (time.Time, *RecordError) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil || len(s) > 64 {
-		return time.Time{}, "", fail(CodeInvalidField, "%s %q is not an RFC 3339 date-time such as 2025-01-31T09:30:00.000Z", field, truncate(s, 64))
+		return time.Time{}, fail(CodeInvalidField, "%s %q is not an RFC 3339 date-time such as 2025-01-31T09:30:00.000Z", field, truncate(s, 64))
 	}
 	if y := t.UTC().Year(); y < 1 || y > 9999 {
-		return time.Time{}, "", fail(CodeInvalidField, "%s %q is outside the years 0001 to 9999", field, s)
+		return time.Time{}, fail(CodeInvalidField, "%s %q is outside the years 0001 to 9999", field, s)
 	}
-	return t, s, nil
+	if strings.IndexByte(s, 0) >= 0 {
+		return time.Time{}, fail(CodeInvalidField, "%s must not contain NUL characters", field)
+	}
+	return t, nil
 }
 
-type wireGeolocation struct {
-	Latitude         *float64        `json:"latitude"`
-	Longitude        *float64        `json:"longitude"`
-	Accuracy         *float64        `json:"accuracy"`
-	Altitude         *float64        `json:"altitude"`
-	AltitudeAccuracy *float64        `json:"altitude_accuracy"`
-	Timestamp        json.RawMessage `json:"timestamp"`
-}
-
-func geolocation(v json.RawMessage) (json.RawMessage, *RecordError) {
-	if isAbsent(v) {
-		return nil, nil
-	}
+// geolocation checks the members of a geolocation object the contract names: each must
+// have its type (the contract lets timestamp also be milliseconds since the epoch). Values
+// outside the usual ranges, and a position without latitude or longitude, are returned as
+// notes: the object is stored as sent. Members the contract does not name are not looked at.
+func geolocation(v json.RawMessage) (notes []string, e *RecordError) {
 	if v[0] != '{' {
 		return nil, fail(CodeInvalidField, "geolocation must be an object or null")
 	}
-	var g wireGeolocation
-	if err := json.Unmarshal(v, &g); err != nil {
-		return nil, fail(CodeInvalidField, "geolocation has a field of the wrong type: %v", err)
+	seen := map[string]bool{}
+	var lat, lon *float64
+	eachMember(v, func(m member) {
+		if e != nil {
+			return
+		}
+		val := v[m.valStart:m.valEnd]
+		number := func(nullable bool) *float64 {
+			if nullable && string(val) == "null" {
+				return nil
+			}
+			if val[0] != '-' && (val[0] < '0' || val[0] > '9') {
+				kind := "a number"
+				if nullable {
+					kind += " or null"
+				}
+				e = fail(CodeInvalidField, "geolocation %s must be %s", m.name, kind)
+				return nil
+			}
+			f, err := strconv.ParseFloat(string(val), 64)
+			if err != nil {
+				notes = append(notes, fmt.Sprintf("geolocation %s %s is out of range", m.name, truncate(string(val), 32)))
+				return nil
+			}
+			return &f
+		}
+		switch m.name {
+		case "latitude", "longitude", "accuracy", "altitude", "altitude_accuracy", "timestamp":
+			if seen[m.name] {
+				e = fail(CodeInvalidRecord, "geolocation names the member %q more than once", m.name)
+				return
+			}
+			seen[m.name] = true
+		}
+		switch m.name {
+		case "latitude":
+			lat = number(false)
+		case "longitude":
+			lon = number(false)
+		case "accuracy", "altitude_accuracy":
+			if f := number(m.name == "altitude_accuracy"); f != nil && *f < 0 {
+				notes = append(notes, fmt.Sprintf("geolocation %s %v is negative (an unknown accuracy)", m.name, *f))
+			}
+		case "altitude":
+			number(true)
+		case "timestamp":
+			var s string
+			switch {
+			case val[0] == '"' && json.Unmarshal(val, &s) == nil:
+				_, e = parseTime("geolocation timestamp", s)
+			case val[0] == '-' || (val[0] >= '0' && val[0] <= '9'):
+				number(false) // milliseconds since the epoch
+			default:
+				e = fail(CodeInvalidField, "geolocation timestamp must be an RFC 3339 date-time string or a number of milliseconds")
+			}
+		}
+	})
+	if e != nil {
+		return nil, e
 	}
 	switch {
-	case g.Latitude == nil || g.Longitude == nil:
-		return nil, fail(CodeMissingField, "geolocation needs latitude and longitude")
-	case math.Abs(*g.Latitude) > 90:
-		return nil, fail(CodeInvalidField, "geolocation latitude %v is outside -90..90", *g.Latitude)
-	case math.Abs(*g.Longitude) > 180:
-		return nil, fail(CodeInvalidField, "geolocation longitude %v is outside -180..180", *g.Longitude)
-	case g.Accuracy != nil && *g.Accuracy < 0:
-		return nil, fail(CodeInvalidField, "geolocation accuracy must not be negative")
-	case g.AltitudeAccuracy != nil && *g.AltitudeAccuracy < 0:
-		return nil, fail(CodeInvalidField, "geolocation altitude_accuracy must not be negative")
+	case !seen["latitude"] || !seen["longitude"]:
+		notes = append(notes, "geolocation has no latitude or no longitude")
+	case lat != nil && math.Abs(*lat) > 90:
+		notes = append(notes, fmt.Sprintf("geolocation latitude %v is outside -90..90", *lat))
+	case lon != nil && math.Abs(*lon) > 180:
+		notes = append(notes, fmt.Sprintf("geolocation longitude %v is outside -180..180", *lon))
 	}
-	if !isAbsent(g.Timestamp) {
-		if _, _, e := timestamp("geolocation timestamp", g.Timestamp); e != nil {
-			return nil, e
-		}
-	}
-	return v, nil
+	return notes, nil
 }
 
 func tags(v json.RawMessage) ([]string, bool, *RecordError) {
@@ -279,13 +434,13 @@ func tags(v json.RawMessage) ([]string, bool, *RecordError) {
 	if err := json.Unmarshal(v, &ts); err != nil {
 		return nil, false, fail(CodeInvalidField, "tags must be an array of strings or null")
 	}
-	if len(ts) > MaxTags {
-		return nil, false, fail(CodeTooLarge, "%d tags; the limit is %d", len(ts), MaxTags)
-	}
 	for _, t := range ts {
-		if e := checkText("a tag", t, MaxTextBytes); e != nil {
+		if e := checkText("a tag", t, math.MaxInt); e != nil {
 			return nil, false, e
 		}
+	}
+	if ts == nil {
+		ts = []string{}
 	}
 	return ts, true, nil
 }
@@ -336,6 +491,9 @@ func (r *Record) contentHash() [32]byte {
 		field([]byte{1})
 	} else {
 		field([]byte{0})
+	}
+	if r.Extra != nil {
+		field(r.Extra) // absent for records without: their hashes stay what they were
 	}
 	var sum [32]byte
 	h.Sum(sum[:0])

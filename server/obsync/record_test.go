@@ -57,6 +57,8 @@ func TestParseRecordRefuses(t *testing.T) {
 		{name: "null record", raw: json.RawMessage(`null`), code: obsync.CodeInvalidRecord},
 		{name: "empty", raw: json.RawMessage(` `), code: obsync.CodeInvalidRecord},
 		{name: "broken JSON", raw: json.RawMessage(`{"observation_id": "a",`), code: obsync.CodeInvalidRecord},
+		{name: "a member twice", raw: json.RawMessage(`{"observation_id": "a", "observation_id": "b"}`), code: obsync.CodeInvalidRecord, mentions: "observation_id"},
+		{name: "an unknown member twice", raw: rawRecord(map[string]string{"note": `1, "note": 2`}), code: obsync.CodeInvalidRecord, mentions: "note"},
 		{name: "invalid UTF-8", raw: json.RawMessage("{\"observation_id\": \"a\xff\"}"), code: obsync.CodeInvalidRecord, mentions: "UTF-8"},
 		{name: "too large", raw: json.RawMessage(`{"data": "` + strings.Repeat("x", obsync.MaxRecordBytes) + `"}`), code: obsync.CodeTooLarge},
 
@@ -67,11 +69,10 @@ func TestParseRecordRefuses(t *testing.T) {
 		{name: "observation_id over 255 bytes", overrides: map[string]string{"observation_id": long}, code: obsync.CodeTooLarge, mentions: "observation_id"},
 		{name: "observation_id with NUL", overrides: map[string]string{"observation_id": `"a\u0000b"`}, code: obsync.CodeInvalidField, mentions: "observation_id"},
 
-		{name: "form_type missing", overrides: map[string]string{"form_type": ""}, code: obsync.CodeMissingField, mentions: "form_type"},
 		{name: "form_type not a string", overrides: map[string]string{"form_type": `["a"]`}, code: obsync.CodeInvalidField, mentions: "form_type"},
+		{name: "form_type a number", overrides: map[string]string{"form_type": `3`}, code: obsync.CodeInvalidField, mentions: "form_type"},
 		{name: "form_type with NUL", overrides: map[string]string{"form_type": `"house\u0000hold"`}, code: obsync.CodeInvalidField, mentions: "form_type"},
 		{name: "form_type over 255 bytes", overrides: map[string]string{"form_type": long}, code: obsync.CodeTooLarge, mentions: "form_type"},
-		{name: "form_version missing", overrides: map[string]string{"form_version": ""}, code: obsync.CodeMissingField, mentions: "form_version"},
 		{name: "form_version a number", overrides: map[string]string{"form_version": `1`}, code: obsync.CodeInvalidField, mentions: "form_version"},
 
 		{name: "data missing", overrides: map[string]string{"data": ""}, code: obsync.CodeMissingField, mentions: "data"},
@@ -92,31 +93,22 @@ func TestParseRecordRefuses(t *testing.T) {
 		{name: "updated_at missing", overrides: map[string]string{"updated_at": ""}, code: obsync.CodeMissingField, mentions: "updated_at"},
 		{name: "updated_at not a date", overrides: map[string]string{"updated_at": `"Mon, 01 Dec 2025 10:11:12 GMT"`}, code: obsync.CodeInvalidField, mentions: "updated_at"},
 
-		{name: "deleted missing", overrides: map[string]string{"deleted": ""}, code: obsync.CodeMissingField, mentions: "deleted"},
 		{name: "deleted a string", overrides: map[string]string{"deleted": `"true"`}, code: obsync.CodeInvalidField, mentions: "deleted"},
 
 		{name: "geolocation an array", overrides: map[string]string{"geolocation": `[1, 2]`}, code: obsync.CodeInvalidField, mentions: "geolocation"},
-		{name: "geolocation without latitude", overrides: map[string]string{"geolocation": `{"longitude": 2}`}, code: obsync.CodeMissingField, mentions: "geolocation"},
-		{name: "geolocation latitude null", overrides: map[string]string{"geolocation": `{"latitude": null, "longitude": 2}`}, code: obsync.CodeMissingField, mentions: "geolocation"},
-		{name: "geolocation latitude 91", overrides: map[string]string{"geolocation": `{"latitude": 91, "longitude": 2}`}, code: obsync.CodeInvalidField, mentions: "latitude"},
-		{name: "geolocation latitude -90.5", overrides: map[string]string{"geolocation": `{"latitude": -90.5, "longitude": 2}`}, code: obsync.CodeInvalidField, mentions: "latitude"},
-		{name: "geolocation longitude 181", overrides: map[string]string{"geolocation": `{"latitude": 1, "longitude": 181}`}, code: obsync.CodeInvalidField, mentions: "longitude"},
 		{name: "geolocation latitude a string", overrides: map[string]string{"geolocation": `{"latitude": "1", "longitude": 2}`}, code: obsync.CodeInvalidField, mentions: "geolocation"},
-		{name: "geolocation negative accuracy", overrides: map[string]string{"geolocation": `{"latitude": 1, "longitude": 2, "accuracy": -1}`}, code: obsync.CodeInvalidField, mentions: "accuracy"},
-		{name: "geolocation negative altitude_accuracy", overrides: map[string]string{"geolocation": `{"latitude": 1, "longitude": 2, "altitude_accuracy": -0.5}`}, code: obsync.CodeInvalidField, mentions: "altitude_accuracy"},
+		{name: "geolocation latitude null", overrides: map[string]string{"geolocation": `{"latitude": null, "longitude": 2}`}, code: obsync.CodeInvalidField, mentions: "latitude"},
+		{name: "geolocation accuracy a string", overrides: map[string]string{"geolocation": `{"latitude": 1, "longitude": 2, "accuracy": "5"}`}, code: obsync.CodeInvalidField, mentions: "accuracy"},
+		{name: "geolocation altitude a boolean", overrides: map[string]string{"geolocation": `{"latitude": 1, "longitude": 2, "altitude": true}`}, code: obsync.CodeInvalidField, mentions: "altitude"},
 		{name: "geolocation bad timestamp", overrides: map[string]string{"geolocation": `{"latitude": 1, "longitude": 2, "timestamp": "noon"}`}, code: obsync.CodeInvalidField, mentions: "timestamp"},
+		{name: "geolocation timestamp an object", overrides: map[string]string{"geolocation": `{"latitude": 1, "longitude": 2, "timestamp": {}}`}, code: obsync.CodeInvalidField, mentions: "timestamp"},
+		{name: "geolocation latitude twice", overrides: map[string]string{"geolocation": `{"latitude": 1, "longitude": 2, "latitude": 3}`}, code: obsync.CodeInvalidRecord, mentions: "latitude"},
 
 		{name: "author a number", overrides: map[string]string{"author": `7`}, code: obsync.CodeInvalidField, mentions: "author"},
 		{name: "author with NUL", overrides: map[string]string{"author": `"a\u0000"`}, code: obsync.CodeInvalidField, mentions: "author"},
-		{name: "device_id over 255 bytes", overrides: map[string]string{"device_id": long}, code: obsync.CodeTooLarge, mentions: "device_id"},
 		{name: "tags not an array", overrides: map[string]string{"tags": `"a,b"`}, code: obsync.CodeInvalidField, mentions: "tags"},
 		{name: "tags with a number", overrides: map[string]string{"tags": `["a", 1]`}, code: obsync.CodeInvalidField, mentions: "tags"},
 		{name: "tag with NUL", overrides: map[string]string{"tags": `["a\u0000"]`}, code: obsync.CodeInvalidField, mentions: "tag"},
-		{name: "too many tags", overrides: map[string]string{"tags": `[` + strings.Repeat(`"t",`, obsync.MaxTags) + `"t"]`}, code: obsync.CodeTooLarge, mentions: "tags"},
-
-		{name: "base_version negative", overrides: map[string]string{"base_version": `-1`}, code: obsync.CodeInvalidField, mentions: "base_version"},
-		{name: "base_version fractional", overrides: map[string]string{"base_version": `1.5`}, code: obsync.CodeInvalidField, mentions: "base_version"},
-		{name: "base_version a string", overrides: map[string]string{"base_version": `"3"`}, code: obsync.CodeInvalidField, mentions: "base_version"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -168,6 +160,81 @@ func TestParseRecordKeepsClientText(t *testing.T) {
 	require.NotNil(t, rec.BaseVersion)
 	require.Equal(t, int64(7), *rec.BaseVersion)
 	require.True(t, rec.Deleted)
+	require.Nil(t, rec.Extra, "version and synced_at are the contract's (the server's) members")
+	require.Empty(t, rec.Warnings)
+}
+
+// TestParseRecordKeepsUnusualValuesWithAWarning covers what real devices send that lies
+// outside the usual ranges: it is stored exactly as sent, and the push answers a warning.
+func TestParseRecordKeepsUnusualValuesWithAWarning(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name     string
+		over     map[string]string
+		code     string
+		mentions string
+	}{
+		{"iOS negative vertical accuracy", map[string]string{"geolocation": `{"latitude": 1, "longitude": 2, "altitude": null, "altitude_accuracy": -1}`}, obsync.WarningUnusualValue, "altitude_accuracy"},
+		{"negative accuracy", map[string]string{"geolocation": `{"latitude": 1, "longitude": 2, "accuracy": -5.5}`}, obsync.WarningUnusualValue, "accuracy"},
+		{"latitude 91", map[string]string{"geolocation": `{"latitude": 91, "longitude": 2}`}, obsync.WarningUnusualValue, "latitude"},
+		{"latitude -90.5", map[string]string{"geolocation": `{"latitude": -90.5, "longitude": 2}`}, obsync.WarningUnusualValue, "latitude"},
+		{"longitude 181", map[string]string{"geolocation": `{"latitude": 1, "longitude": 181}`}, obsync.WarningUnusualValue, "longitude"},
+		{"no latitude", map[string]string{"geolocation": `{"longitude": 2, "accuracy": 3}`}, obsync.WarningUnusualValue, "latitude"},
+		{"empty geolocation", map[string]string{"geolocation": `{}`}, obsync.WarningUnusualValue, "latitude"},
+		{"form_type missing", map[string]string{"form_type": ""}, obsync.WarningMissingFormType, "form_type"},
+		{"form_type null", map[string]string{"form_type": "null"}, obsync.WarningMissingFormType, "form_type"},
+		{"form_version missing", map[string]string{"form_version": ""}, obsync.WarningUnusualValue, "form_version"},
+		{"deleted missing", map[string]string{"deleted": ""}, obsync.WarningUnusualValue, "deleted"},
+		{"base_version negative", map[string]string{"base_version": `-1`}, obsync.WarningUnusualValue, "base_version"},
+		{"base_version fractional", map[string]string{"base_version": `1.5`}, obsync.WarningUnusualValue, "base_version"},
+		{"base_version a string", map[string]string{"base_version": `"3"`}, obsync.WarningUnusualValue, "base_version"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r, rerr := obsync.ParseRecord(rawRecord(tc.over))
+			require.Nil(t, rerr)
+			require.Len(t, r.Warnings, 1, "%+v", r.Warnings)
+			w := r.Warnings[0]
+			require.Equal(t, "obs_1712345678901_42", w.ID)
+			require.Equal(t, tc.code, w.Code)
+			require.Contains(t, w.Message, tc.mentions)
+			if geo, ok := tc.over["geolocation"]; ok {
+				require.Equal(t, geo, string(r.Geolocation), "the geolocation is kept as sent")
+			}
+		})
+	}
+
+	r, rerr := obsync.ParseRecord(rawRecord(map[string]string{"form_type": "", "form_version": "", "deleted": ""}))
+	require.Nil(t, rerr)
+	require.Equal(t, "", r.FormType)
+	require.Equal(t, "", r.FormVersion)
+	require.False(t, r.Deleted)
+	require.Len(t, r.Warnings, 3)
+	r, rerr = obsync.ParseRecord(rawRecord(map[string]string{"base_version": `-1`}))
+	require.Nil(t, rerr)
+	require.Nil(t, r.BaseVersion, "an unusable base_version is ignored")
+}
+
+// TestParseRecordKeepsUnknownMembers covers members the contract does not name, at the top
+// and in the geolocation: they are kept as sent, without a warning, and are content.
+func TestParseRecordKeepsUnknownMembers(t *testing.T) {
+	t.Parallel()
+	geo := `{"latitude": 1, "longitude": 2, "heading": -1, "speed": -1.0, "mocked": false, "timestamp": 1733047860000}`
+	raw := json.RawMessage(`{"observation_id": "obs_1", "form_type": "f", "form_version": "1", "data": {},
+		"created_at": "2025-12-01T10:11:12.345Z", "updated_at": "2025-12-01T10:11:12.345Z", "deleted": false,
+		"app_build" : "2.1.0+77", "geolocation": ` + geo + `, "meta":{ "retries": [1, 2] }, "café": null}`)
+	r, rerr := obsync.ParseRecord(raw)
+	require.Nil(t, rerr)
+	require.Empty(t, r.Warnings)
+	require.Equal(t, geo, string(r.Geolocation))
+	require.Equal(t, `{"app_build" : "2.1.0+77","meta":{ "retries": [1, 2] },"café": null}`, string(r.Extra),
+		"the members as sent, in order")
+
+	without, rerr := obsync.ParseRecord(json.RawMessage(`{"observation_id": "obs_1", "form_type": "f", "form_version": "1", "data": {},
+		"created_at": "2025-12-01T10:11:12.345Z", "updated_at": "2025-12-01T10:11:12.345Z", "deleted": false, "geolocation": ` + geo + `}`))
+	require.Nil(t, rerr)
+	require.NotEqual(t, without.Hash, r.Hash, "unknown members are content")
 }
 
 func TestParseRecordOptionalFields(t *testing.T) {

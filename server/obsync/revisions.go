@@ -35,16 +35,20 @@ func (s *Service) Revisions(ctx context.Context, observationID string) ([]dbgen.
 	return revs, current, err
 }
 
-// Reset erases every observation, revision and push receipt and starts a new repository
-// generation, in one transaction that holds the write lock so no push interleaves.
+// Reset erases every observation, revision, quarantined record, push receipt and
+// attachment and starts a new repository generation, in one transaction that holds the
+// write lock so no push or attachment upload interleaves. The attachments' files are
+// handed to the attachment cleanup (server/attachments), which deletes them after the
+// commit.
 func (s *Service) Reset(ctx context.Context, by string) (int64, error) {
 	var gen int64
-	err := db.InTx(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+	err := db.InTx(ctx, s.pool, writeTx, func(tx pgx.Tx) error {
 		q := s.q.WithTx(tx)
 		if _, err := q.SyncStateLock(ctx); err != nil {
 			return fmt.Errorf("error locking sync state: %w", err)
 		}
-		for _, del := range []func(context.Context) error{q.ObservationDeleteAll, q.ObservationRevisionDeleteAll, q.PushReceiptDeleteAll} {
+		for _, del := range []func(context.Context) error{q.ObservationDeleteAll, q.ObservationRevisionDeleteAll,
+			q.QuarantinedRecordDeleteAll, q.PushReceiptDeleteAll, q.AttachmentDeleteAll} {
 			if err := del(ctx); err != nil {
 				return fmt.Errorf("error erasing sync data: %w", err)
 			}

@@ -7,59 +7,57 @@ import (
 	"github.com/opendataensemble/synkronus/server/jsonbytes"
 )
 
-// splitRecord finds the members of a record, a JSON object known to be valid JSON. It
-// only locates where each value starts and ends, without decoding or copying: on the push
-// path this replaces two further passes of encoding/json over every record (the body was
-// already validated as a whole). Keys are matched exactly; a repeated key keeps its last
-// value, as encoding/json does.
-func splitRecord(raw []byte) wireRecord {
-	var w wireRecord
-	i := jsonbytes.SkipSpace(raw, 0)
-	if i >= len(raw) || raw[i] != '{' {
-		return w
-	}
-	jsonbytes.Members(raw, i, func(key, value []byte) {
-		if field := w.field(key); field != nil {
-			*field = value
-		}
-	})
-	return w
+// member is one member of a JSON object: its name, and where its key and value lie in the
+// object's text.
+type member struct {
+	name     string // unescaped
+	keyStart int    // index of the key's opening quote
+	valStart int
+	valEnd   int // just after the value
 }
 
-func (w *wireRecord) field(key []byte) *json.RawMessage {
-	name := string(key) // does not allocate in the switch below
-	if strings.IndexByte(name, '\\') >= 0 {
-		var unescaped string
-		if json.Unmarshal(append(append([]byte{'"'}, key...), '"'), &unescaped) != nil {
-			return nil
+// eachMember calls fn for every member of obj, a JSON object known to be valid JSON, in
+// order. It only locates where each key and value start and end, without decoding or
+// copying: on the push path this replaces further passes of encoding/json over every
+// record (the body was already checked as a whole).
+func eachMember(obj []byte, fn func(m member)) {
+	i := jsonbytes.SkipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return
+	}
+	i++
+	for {
+		i = jsonbytes.SkipSpace(obj, i)
+		if i >= len(obj) || obj[i] != '"' {
+			return
 		}
-		name = unescaped
+		keyStart := i
+		keyEnd := jsonbytes.StringEnd(obj, i)
+		i = jsonbytes.SkipSpace(obj, keyEnd)
+		if i >= len(obj) || obj[i] != ':' {
+			return
+		}
+		i = jsonbytes.SkipSpace(obj, i+1)
+		end := jsonbytes.ValueEnd(obj, i)
+		if end <= i {
+			return
+		}
+		fn(member{name: keyName(obj[keyStart+1 : max(keyEnd-1, keyStart+1)]), keyStart: keyStart, valStart: i, valEnd: end})
+		i = jsonbytes.SkipSpace(obj, end)
+		if i < len(obj) && obj[i] == ',' {
+			i++
+		}
 	}
-	switch name {
-	case "observation_id":
-		return &w.ObservationID
-	case "form_type":
-		return &w.FormType
-	case "form_version":
-		return &w.FormVersion
-	case "data":
-		return &w.Data
-	case "created_at":
-		return &w.CreatedAt
-	case "updated_at":
-		return &w.UpdatedAt
-	case "deleted":
-		return &w.Deleted
-	case "geolocation":
-		return &w.Geolocation
-	case "author":
-		return &w.Author
-	case "device_id":
-		return &w.DeviceID
-	case "tags":
-		return &w.Tags
-	case "base_version":
-		return &w.BaseVersion
+}
+
+// keyName unescapes a key's text (without its quotes).
+func keyName(key []byte) string {
+	if strings.IndexByte(string(key), '\\') < 0 { // the conversion does not allocate here
+		return string(key)
 	}
-	return nil
+	var name string
+	if json.Unmarshal(append(append([]byte{'"'}, key...), '"'), &name) != nil {
+		return string(key)
+	}
+	return name
 }

@@ -6,9 +6,9 @@
 //
 // A browser session is a row of portal_sessions named by a random token in an HttpOnly,
 // SameSite=Strict cookie. Each in-process call carries a short-lived access token minted
-// for the session whose issued-at is the moment the session signed in: the API's own token
-// checks then end the session when the user's password or role changes or the user is
-// deleted. Every state-changing form carries the session's synchronizer token.
+// for the session with the credential generation the session signed in with: the API's
+// own token checks then end the session when the user's password or role changes or the
+// user is deleted. Every state-changing form carries the session's synchronizer token.
 package portal
 
 import (
@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 
+	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 	"github.com/opendataensemble/synkronus/server/tokens"
 )
@@ -85,7 +86,7 @@ func New(deps Deps, opts Options) (*Portal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("error parsing portal templates: %w", err)
 	}
-	return &Portal{api: deps.API, q: dbgen.New(deps.Pool), log: deps.Log, tokens: deps.Tokens, version: deps.Version, opts: opts, pages: pg}, nil
+	return &Portal{api: deps.API, q: dbgen.New(db.Conn(deps.Pool)), log: deps.Log, tokens: deps.Tokens, version: deps.Version, opts: opts, pages: pg}, nil
 }
 
 // Register adds the portal's routes to e, and sends browsers that ask for HTML at / to it.

@@ -111,7 +111,7 @@ func (p *Portal) currentSession(c echo.Context) (*session, error) {
 	}
 	hash := hashToken(ck.Value)
 	row, err := p.q.PortalSessionTouch(c.Request().Context(), dbgen.PortalSessionTouchParams{TokenHash: hash, IdleSeconds: p.opts.IdleTimeout.Seconds()})
-	if errors.Is(db.Translate(err), db.ErrNotFound) {
+	if errors.Is(err, db.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
