@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -42,6 +43,8 @@ type bundlesData struct {
 	// Note explains why versions cannot be listed.
 	Note     string
 	Manifest *api.AppBundleManifest
+	// Forms are the active version's forms with their observation counts.
+	Forms []api.FormSummary
 	// Changes compares two versions when the page was asked to.
 	Changes         *api.ChangeLog
 	Current, Target string
@@ -62,6 +65,13 @@ func (p *Portal) renderBundles(c echo.Context, s *session, status int, problem *
 			d.Active = v.Name
 		}
 	}
+	// Compare the active version (else the one before the newest) with the newest.
+	if d.Current == "" && len(versions) > 1 {
+		d.Current = cmp.Or(d.Active, versions[1].Name)
+	}
+	if d.Target == "" && len(versions) > 0 {
+		d.Target = versions[0].Name
+	}
 	if d.Active != "" {
 		var m api.AppBundleManifest
 		err := p.call(c, s, apiRequest{Method: http.MethodGet, Path: "/api/app-bundle/manifest"}, &m)
@@ -71,6 +81,12 @@ func (p *Portal) renderBundles(c echo.Context, s *session, status int, problem *
 		if err == nil {
 			d.Manifest = &m
 		}
+		var forms api.FormList
+		err = p.call(c, s, apiRequest{Method: http.MethodGet, Path: "/api/v1/data/forms"}, &forms)
+		if _, err := softError(err); err != nil {
+			return err
+		}
+		d.Forms = forms.Forms
 	}
 	location := Base + "/bundles"
 	if changes != nil || problem != nil && c.Request().Method == http.MethodGet {
@@ -115,7 +131,7 @@ func (p *Portal) activateBundle(c echo.Context, s *session) error {
 
 // uploadBundle streams the uploaded ZIP to the API's push operation, re-encoded as the
 // multipart body the contract describes, and shows the API's validation report.
-func (p *Portal) uploadBundle(c echo.Context, s *session, file *multipart.Part) error {
+func (p *Portal) uploadBundle(c echo.Context, s *session, fields url.Values, file *multipart.Part) error {
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
 	copied := make(chan struct{})
@@ -131,7 +147,11 @@ func (p *Portal) uploadBundle(c echo.Context, s *session, file *multipart.Part) 
 		pw.CloseWithError(err)
 	}()
 	var pushed api.AppBundlePushResponse
-	err := p.call(c, s, apiRequest{Method: http.MethodPost, Path: "/api/app-bundle/push", Body: pr, ContentType: mw.FormDataContentType()}, &pushed)
+	var q url.Values
+	if fields.Get("activate") != "" {
+		q = url.Values{"activate": {"true"}}
+	}
+	err := p.call(c, s, apiRequest{Method: http.MethodPost, Path: "/api/app-bundle/push", Query: q, Body: pr, ContentType: mw.FormDataContentType()}, &pushed)
 	_ = pr.CloseWithError(errors.New("the API stopped reading the upload"))
 	<-copied
 	var ae *apiError
@@ -141,6 +161,10 @@ func (p *Portal) uploadBundle(c echo.Context, s *session, file *multipart.Part) 
 	if err != nil {
 		return err
 	}
-	return p.redirect(c, Base+"/bundles", fmt.Sprintf("Version %s was uploaded and validated (%d files). Activate it to send it to devices.",
-		pushed.Manifest.Version, len(pushed.Manifest.Files)))
+	next := "Activate it to send it to devices."
+	if pushed.Active != nil && *pushed.Active {
+		next = "It is active: devices get it on their next update."
+	}
+	return p.redirect(c, Base+"/bundles", fmt.Sprintf("Version %s was uploaded and validated (%d files). %s",
+		pushed.Manifest.Version, len(pushed.Manifest.Files), next))
 }

@@ -612,7 +612,7 @@ func TestPortalBundleUpload(t *testing.T) {
 	p := b.postMultipart("/portal/bundles", nil, "bundle", "bundle.zip", bundleZip(t, "household"))
 	require.Equal(t, http.StatusForbidden, p.status, "an upload without the form's token is refused")
 	p = b.postMultipart("/portal/bundles", [][2]string{{"csrf", csrf}}, "other", "", nil)
-	require.Equal(t, http.StatusBadRequest, p.status)
+	require.Equal(t, http.StatusBadRequest, p.status, "a file input left empty sends no file name")
 	require.Contains(t, text(p), "The upload holds no file")
 
 	if !implemented(t, env, http.MethodGet, "/api/app-bundle/versions") {
@@ -621,15 +621,26 @@ func TestPortalBundleUpload(t *testing.T) {
 	b.get("/portal/bundles")
 	p = b.postMultipart("/portal/bundles", [][2]string{{"csrf", b.csrf()}}, "bundle", "broken.zip", []byte("not a zip"))
 	require.Equal(t, http.StatusBadRequest, p.status)
-	require.Contains(t, p.body, `class="flash flash-error"`, "the API's validation report is shown")
+	require.Contains(t, p.body, `class="problem-list"`, "the API's validation report is shown, problem by problem")
 
 	b.get("/portal/bundles")
 	p = b.postMultipart("/portal/bundles", [][2]string{{"csrf", b.csrf()}}, "bundle", "bundle.zip", bundleZip(t, "household"))
 	require.Equal(t, "/portal/bundles", p.url, "%s", text(p))
-	require.Contains(t, text(p), "was uploaded and validated")
-	version := regexp.MustCompile(`Version (\S+) was uploaded`).FindStringSubmatch(text(p))[1]
-	p = b.post("/portal/bundles/activate", url.Values{"version": {version}})
-	require.Contains(t, text(p), "Version "+version+" is now active")
+	require.Contains(t, text(p), "Version 0001 was uploaded and validated (3 files). Activate it to send it to devices.")
+	p = b.post("/portal/bundles/activate", url.Values{"version": {"0001"}})
+	require.Contains(t, text(p), "Version 0001 is now active")
+	require.Contains(t, text(p), "Forms of the active version")
+
+	// A second version, activated on upload, then compared and rolled back.
+	p = b.postMultipart("/portal/bundles", [][2]string{{"csrf", b.csrf()}, {"activate", "on"}}, "bundle", "bundle.zip", bundleZip(t, "clinic"))
+	require.Contains(t, text(p), "Version 0002 was uploaded and validated (3 files). It is active")
+	p = b.get("/portal/bundles/changes?current=0001&target=0002")
+	require.Equal(t, http.StatusOK, p.status)
+	require.Contains(t, text(p), "Changes from 0001 to 0002")
+	require.Contains(t, text(p), "new form clinic")
+	require.Contains(t, text(p), "removed form household")
+	p = b.post("/portal/bundles/activate", url.Values{"version": {"0001"}})
+	require.Contains(t, text(p), "Version 0001 is now active")
 	p = b.post("/portal/bundles/activate", url.Values{"version": {"9999"}})
 	require.Equal(t, http.StatusNotFound, p.status)
 }

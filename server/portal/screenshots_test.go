@@ -55,7 +55,11 @@ func TestPortalScreenshots(t *testing.T) {
 	visit("/portal/users", "users")
 	do(t, ctx, chromedp.Click(chromedp.CSS(`table.users tbody tr:nth-child(2) details:last-of-type summary`)))
 	shoot("users-delete")
-	visit("/portal/bundles", "bundles")
+	if implemented(t, env, http.MethodGet, "/api/app-bundle/versions") {
+		visit("/portal/bundles/changes?current=0001&target=0002", "bundles")
+	} else {
+		visit("/portal/bundles", "bundles")
+	}
 	visit("/portal/exports", "exports")
 	visit("/portal/reset", "reset")
 
@@ -105,6 +109,8 @@ func seedShowcase(t *testing.T, env *servertest.Env) {
 		for _, form := range []string{"household", "household_v2"} {
 			pushBundle(t, env, admin, bundleZip(t, form))
 		}
+		res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/app-bundle/switch/0001", Token: admin})
+		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
 	}
 	// Presence is written in the background every few seconds.
 	require.Eventually(t, func() bool {

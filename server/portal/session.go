@@ -174,34 +174,40 @@ func (p *Portal) action(h handler) echo.HandlerFunc {
 }
 
 // upload is action for a multipart form with one file: the file is handed on unread, to
-// be streamed. Without a header, the synchronizer token must come as a field before the
-// file (the forms put it first).
-func (p *Portal) upload(h func(c echo.Context, s *session, file *multipart.Part) error) echo.HandlerFunc {
+// be streamed, with the small fields sent before it. Without a header, the synchronizer
+// token must be one of those fields (the forms put the file last).
+func (p *Portal) upload(h func(c echo.Context, s *session, fields url.Values, file *multipart.Part) error) echo.HandlerFunc {
 	return p.page(func(c echo.Context, s *session) error {
 		mr, err := c.Request().MultipartReader()
 		if err != nil {
 			return p.renderError(c, s, http.StatusBadRequest, "The upload must be sent as a form with a file.")
 		}
-		sent := c.Request().Header.Get(csrfHeader)
-		for {
+		fields := url.Values{}
+		for range maxUploadFields {
 			part, err := mr.NextPart()
 			if err != nil {
-				return p.renderError(c, s, http.StatusBadRequest, "The upload holds no file: choose one and send the form again.")
+				break
 			}
 			if part.FileName() == "" {
 				value, _ := io.ReadAll(io.LimitReader(part, 4096))
-				if part.FormName() == csrfField && sent == "" {
-					sent = string(value)
-				}
+				fields.Add(part.FormName(), string(value))
 				continue
+			}
+			sent := c.Request().Header.Get(csrfHeader)
+			if sent == "" {
+				sent = fields.Get(csrfField)
 			}
 			if err := checkCSRF(c, s.CSRF, sent); err != nil {
 				return err
 			}
-			return h(c, s, part)
+			return h(c, s, fields, part)
 		}
+		return p.renderError(c, s, http.StatusBadRequest, "The upload holds no file: choose one and send the form again.")
 	})
 }
+
+// maxUploadFields bounds the fields read before an upload's file.
+const maxUploadFields = 20
 
 // errCSRF is a state-changing request without the session's synchronizer token.
 var errCSRF = errors.New("csrf")
