@@ -112,6 +112,11 @@ func (p *Portal) Register(e *echo.Echo) {
 	g.GET("/observations", p.page(p.observations))
 	g.GET("/observations/record", p.page(p.observation))
 
+	g.GET("/quarantine", p.page(p.quarantine))
+	g.GET("/quarantine/record", p.page(p.quarantined))
+	g.POST("/quarantine/retry", p.action(p.retryQuarantined))
+	g.POST("/quarantine/discard", p.action(p.discardQuarantined))
+
 	g.GET("/bundles", p.page(p.bundles))
 	g.POST("/bundles", p.upload(p.uploadBundle))
 	g.POST("/bundles/activate", p.action(p.activateBundle))

@@ -687,3 +687,41 @@ func TestPortalExportDownloads(t *testing.T) {
 	names := download("format=raw-json&form_type=clinic&form_type=household")
 	require.Len(t, names, 2, "%v", names)
 }
+
+func TestPortalQuarantine(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	token := env.CreateUser("collector", "read-write")
+	bad := func(id string) string {
+		return fmt.Sprintf(`{"observation_id":%q,"form_type":"household","form_version":"1","data":{"size":4},"created_at":"2026-02-01T09:00:00Z","updated_at":"last tuesday","deleted":false}`, id)
+	}
+	push(t, env, token, "tablet-7", bad("hh-bad-1"), bad("hh-bad-2"))
+
+	b := newBrowser(t, env)
+	b.signIn("admin", servertest.AdminPassword)
+	p := b.get("/portal/quarantine")
+	require.Equal(t, http.StatusOK, p.status)
+	require.Contains(t, text(p), "collector on tablet-7")
+	require.Contains(t, text(p), "hh-bad-1")
+	ids := regexp.MustCompile(`/portal/quarantine/record\?id=(\d+)`).FindAllStringSubmatch(p.body, -1)
+	require.Len(t, ids, 2)
+
+	p = b.get("/portal/quarantine/record?id=" + ids[0][1])
+	require.Contains(t, text(p), `"updated_at": "last tuesday"`, "the record as the device sent it")
+	p = b.post("/portal/quarantine/retry", url.Values{"id": {ids[0][1]}})
+	require.Equal(t, http.StatusUnprocessableEntity, p.status, "as sent it still cannot be stored")
+	p = b.post("/portal/quarantine/retry", url.Values{"id": {ids[0][1]}, "record": {"{not json"}})
+	require.Equal(t, http.StatusBadRequest, p.status)
+	require.Contains(t, p.body, "{not json", "the typed copy is kept")
+
+	fixed := strings.Replace(bad("hh-bad-1"), "last tuesday", "2026-02-01T10:00:00Z", 1)
+	p = b.post("/portal/quarantine/retry", url.Values{"id": {ids[0][1]}, "record": {fixed}})
+	require.Equal(t, "/portal/quarantine", p.url, "%s", text(p))
+	require.Contains(t, text(p), "Observation hh-bad-1 was stored")
+	require.Contains(t, text(b.get("/portal/observations")), "hh-bad-1")
+
+	b.get("/portal/quarantine/record?id=" + ids[1][1])
+	p = b.post("/portal/quarantine/discard", url.Values{"id": {ids[1][1]}})
+	require.Contains(t, text(p), "Quarantined record "+ids[1][1]+" was discarded.")
+	require.Contains(t, text(p), "No record is in quarantine")
+}

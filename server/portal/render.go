@@ -215,8 +215,15 @@ func count(v any) string {
 	return b.String()
 }
 
-// size formats a byte count for people.
-func size(n int64) string {
+// size formats a byte count (int or int64) for people.
+func size(v any) string {
+	var n int64
+	switch x := v.(type) {
+	case int:
+		n = int64(x)
+	case int64:
+		n = x
+	}
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

@@ -61,6 +61,9 @@ func TestPortalScreenshots(t *testing.T) {
 		visit("/portal/bundles", "bundles")
 	}
 	visit("/portal/exports", "exports")
+	if implemented(t, env, http.MethodGet, "/api/admin/quarantine") {
+		visit("/portal/quarantine", "quarantine")
+	}
 	visit("/portal/reset", "reset")
 
 	do(t, ctx, chromedp.EmulateViewport(390, 844))
@@ -98,6 +101,9 @@ func seedShowcase(t *testing.T, env *servertest.Env) {
 	// A stale edit from a second tablet conflicts with a newer one.
 	old := now.AddDate(0, 0, -41).Format(time.RFC3339)
 	push(t, env, collectors["kofi"], "tablet-kofi-2", observation("obs-household-3", "household", old, `{"visit":3,"members":9}`, "Kofi Mensah"))
+	// A record whose updated_at no program can read waits in quarantine.
+	push(t, env, collectors["amina"], "tablet-amina", `{"observation_id":"obs-water_point-900","form_type":"water_point","form_version":"1",`+
+		`"data":{"visit":900},"created_at":"2026-02-01T09:00:00Z","updated_at":"01/02/2026 9am","deleted":false}`)
 	// Devices say which app and bundle they run.
 	for who, version := range map[string]string{"amina": "1.4.2", "kofi": "1.3.0"} {
 		res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/sync/pull", Token: collectors[who],
