@@ -93,6 +93,7 @@ var addedOperations = map[string]operation{
 	"getQuarantinedRecord":     {http.MethodGet, "/api/admin/quarantine/{quarantine_id}", adminRoles},
 	"discardQuarantinedRecord": {http.MethodDelete, "/api/admin/quarantine/{quarantine_id}", adminRoles},
 	"retryQuarantinedRecord":   {http.MethodPost, "/api/admin/quarantine/{quarantine_id}/retry", adminRoles},
+	"listAttachments":          {http.MethodGet, "/api/attachments", readerRoles},
 	"deleteAttachment":         {http.MethodDelete, "/api/attachments/{attachment_id}", adminRoles},
 	"listForms":                {http.MethodGet, "/api/v1/data/forms", readerRoles},
 }

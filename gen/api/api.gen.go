@@ -211,6 +211,17 @@ type AttachmentDeleted struct {
 	Version int64 `json:"version"`
 }
 
+// AttachmentList defines model for AttachmentList.
+type AttachmentList struct {
+	Attachments []AttachmentSummary `json:"attachments"`
+
+	// HasMore True when more attachments match below this page.
+	HasMore bool `json:"has_more"`
+
+	// NextBeforeVersion The `before_version` that reads the next page; null on the last page.
+	NextBeforeVersion *int64 `json:"next_before_version,omitempty"`
+}
+
 // AttachmentManifestRequest defines model for AttachmentManifestRequest.
 type AttachmentManifestRequest struct {
 	// ClientId Stable identifier of the requesting client.
@@ -271,6 +282,23 @@ type AttachmentOperationOperation string
 type AttachmentOperationCount struct {
 	Delete   *int `json:"delete,omitempty"`
 	Download *int `json:"download,omitempty"`
+}
+
+// AttachmentSummary One stored attachment.
+type AttachmentSummary struct {
+	AttachmentId string `json:"attachment_id"`
+	ContentType  string `json:"content_type"`
+
+	// OriginalSize Size of the upload as received, when a processed copy is served instead.
+	OriginalSize *int64 `json:"original_size,omitempty"`
+
+	// Size Size of the copy served by default (the processed one when there is one).
+	Size       int64     `json:"size"`
+	UploadedAt time.Time `json:"uploaded_at"`
+	UploadedBy string    `json:"uploaded_by"`
+
+	// Version The version of its upload.
+	Version int64 `json:"version"`
 }
 
 // AuthResponse defines model for AuthResponse.
@@ -1277,6 +1305,26 @@ type GetAppBundleVersionsParams struct {
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
 }
 
+// ListAttachmentsParams defines parameters for ListAttachments.
+type ListAttachmentsParams struct {
+	// Contains Only attachments whose id contains this text.
+	Contains *string `form:"contains,omitempty" json:"contains,omitempty"`
+
+	// ContentType Only attachments whose content type starts with this text, such as `image/`.
+	ContentType *string `form:"content_type,omitempty" json:"content_type,omitempty"`
+
+	// BeforeVersion Continue below this version (the previous page's `next_before_version`).
+	BeforeVersion *int64 `form:"before_version,omitempty" json:"before_version,omitempty"`
+
+	// Limit Largest number of attachments in one page.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
 // GetAttachmentsExportZipParams defines parameters for GetAttachmentsExportZip.
 type GetAttachmentsExportZipParams struct {
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
@@ -1683,6 +1731,9 @@ type ServerInterface interface {
 	// GetAppBundleVersions List the stored app bundle versions
 	// (GET /api/app-bundle/versions)
 	GetAppBundleVersions(ctx echo.Context, params GetAppBundleVersionsParams) error
+	// ListAttachments Browse the stored attachments, newest first
+	// (GET /api/attachments)
+	ListAttachments(ctx echo.Context, params ListAttachmentsParams) error
 	// GetAttachmentsExportZip Download every stored attachment as one ZIP archive
 	// (GET /api/attachments/export-zip)
 	GetAttachmentsExportZip(ctx echo.Context, params GetAttachmentsExportZipParams) error
@@ -2320,6 +2371,64 @@ func (w *ServerInterfaceWrapper) GetAppBundleVersions(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetAppBundleVersions(ctx, params)
+	return err
+}
+
+// ListAttachments converts echo context to params.
+func (w *ServerInterfaceWrapper) ListAttachments(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListAttachmentsParams
+	// ------------- Optional query parameter "contains" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "contains", ctx.QueryParams(), &params.Contains, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter contains: %s", err))
+	}
+
+	// ------------- Optional query parameter "content_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "content_type", ctx.QueryParams(), &params.ContentType, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter content_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "before_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "before_version", ctx.QueryParams(), &params.BeforeVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter before_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListAttachments(ctx, params)
 	return err
 }
 
@@ -3577,6 +3686,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/api/admin/quarantine/:quarantine_id", wrapper.GetQuarantinedRecord, options.OperationMiddlewares["getQuarantinedRecord"]...)
 	router.POST(options.BaseURL+"/api/admin/quarantine/:quarantine_id/retry", wrapper.RetryQuarantinedRecord, options.OperationMiddlewares["retryQuarantinedRecord"]...)
 	router.POST(options.BaseURL+"/api/attachments/manifest", wrapper.GetAttachmentManifest, options.OperationMiddlewares["getAttachmentManifest"]...)
+	router.GET(options.BaseURL+"/api/attachments", wrapper.ListAttachments, options.OperationMiddlewares["listAttachments"]...)
 	router.GET(options.BaseURL+"/api/attachments/export-zip", wrapper.GetAttachmentsExportZip, options.OperationMiddlewares["getAttachmentsExportZip"]...)
 	router.DELETE(options.BaseURL+"/api/attachments/:attachment_id", wrapper.DeleteAttachment, options.OperationMiddlewares["deleteAttachment"]...)
 	router.GET(options.BaseURL+"/api/attachments/:attachment_id", wrapper.DownloadAttachment, options.OperationMiddlewares["downloadAttachment"]...)
@@ -5581,6 +5691,124 @@ type GetAppBundleVersions503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetAppBundleVersions503ApplicationProblemPlusJSONResponse) VisitGetAppBundleVersionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachmentsRequestObject struct {
+	Params ListAttachmentsParams
+}
+
+type ListAttachmentsResponseObject interface {
+	VisitListAttachmentsResponse(w http.ResponseWriter) error
+}
+
+type ListAttachments200JSONResponse AttachmentList
+
+func (response ListAttachments200JSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListAttachments400ApplicationProblemPlusJSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAttachments401ApplicationProblemPlusJSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListAttachments403ApplicationProblemPlusJSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response ListAttachments426JSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListAttachments500ApplicationProblemPlusJSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAttachments503ApplicationProblemPlusJSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -9669,6 +9897,9 @@ type StrictServerInterface interface {
 	// GetAppBundleVersions List the stored app bundle versions
 	// (GET /api/app-bundle/versions)
 	GetAppBundleVersions(ctx context.Context, request GetAppBundleVersionsRequestObject) (GetAppBundleVersionsResponseObject, error)
+	// ListAttachments Browse the stored attachments, newest first
+	// (GET /api/attachments)
+	ListAttachments(ctx context.Context, request ListAttachmentsRequestObject) (ListAttachmentsResponseObject, error)
 	// GetAttachmentsExportZip Download every stored attachment as one ZIP archive
 	// (GET /api/attachments/export-zip)
 	GetAttachmentsExportZip(ctx context.Context, request GetAttachmentsExportZipRequestObject) (GetAttachmentsExportZipResponseObject, error)
@@ -10144,6 +10375,31 @@ func (sh *strictHandler) GetAppBundleVersions(ctx echo.Context, params GetAppBun
 		return err
 	} else if validResponse, ok := response.(GetAppBundleVersionsResponseObject); ok {
 		return validResponse.VisitGetAppBundleVersionsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ListAttachments operation middleware
+func (sh *strictHandler) ListAttachments(ctx echo.Context, params ListAttachmentsParams) error {
+	var request ListAttachmentsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListAttachments(ctx.Request().Context(), request.(ListAttachmentsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListAttachments")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListAttachmentsResponseObject); ok {
+		return validResponse.VisitListAttachmentsResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -11097,334 +11353,338 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2Ncts4lj/6KijdvRW7l5KdpLv/23bd2nKcZMaz+Vrb6ZnZVv9NiIQkjCmADYCWNX3zUPcV7pP9C+cA",
-	"IEiRkuwknXSPq6amY5HE58HB+fydXweZXJRSMGH04OjXwZzRnCn454kxNJsvmDAvLunM/pIznSleGi7F",
-	"4GhwOWfkl0oalpOLP58Mn3z3Pdmbs9t9IqfEzBmZrAzTRDN1w/LRIBko9kvFFcsHR0ZVLBnobM4W1LZr",
-	"ViUbHA20UVzMBh8+JFHfr6g2r2XOp9x+2R7DX+dMQGc0fECWVJOqLCTN797vKc3m7FQKo2TxRl4Yqdh6",
-	"p6mQQ20fpUfQt2K6lEIzklGlONMkUyxnwnBaaGLm1BAhSWZbJgu6IteMlZvHxW7poizs0HxPg6RrsFIY",
-	"JsxzrkupOQ6uPdaLajZj2u7RlBeMCLpgZCoV0fSGixkMP5dLYVfLjmnT2pwzo1YnU8NURzcskyLXxEiy",
-	"pNyQCZtKxYhRK9sLnVEuNk95wQVfVIvB0eMwUy4MmzEFff/txW0plfmRKd05zUvYBlgGqVaPNEmzSikm",
-	"zNUNfpISjoSiBS31XBr4g0GrQDGK0ZxMlVzAno5FqrnIWP25I2rBbg3hIlPM0hotXBOjsdg4valUC2pw",
-	"Ut9/O+ie43mYwJ+YYIqa3qnCoVKPdDRnMgvfkD1tt5lqktbPr+rnYS0mMl/tjz5y4B+SQUkVXTCzxjfO",
-	"Ok7sGZyMKWfKL2l9dBNS6YoWxYrQiFx1lc1hMk+nT+hoNMp+GP2jnKV23Ny2WFIzHyQD++7gaFC3dsXz",
-	"HU8ZnWSPnzy1rXaeM6S9l1ItLuFZe0r4nEhRrOyENJywBbENabKnWMkokltYJzyC7IYpWsAGsNuykDnz",
-	"g4R5/VIxtaonZtu8gsHFk+CGLWDVF/T2FRMzMx8cPfnuu7VpJPaFM3z58eFheE6Voiv7WJtV4bsZhEmf",
-	"iayocvacFcx08V/3nOT4ApETS5pAZZrsmTnjiqTuYUoyWVQLQbgmdpr7YQdbM+XY6JX7rjHfnE1pVZjB",
-	"0ZQWmoVpTKQsGBXRdl3Y49vLL+Ita4w5m1MxYzmhls8RM+eaOBaQwKZR0XH6j8aipFrDHqd/G2Ljwx9b",
-	"rKNU7IbLSnuWQU7lYsIFI0tu5mORtqb9/9g1Si1HLRhVwrYCT2CYRkpkOV3r1+Bcg42nObDdw06WdDZ9",
-	"IwV7TU0271hDYbhZEUNnwDft0jCqCnuy/Y14TChZ2K/JirMi1+Tp4bdh11HUiLZ9OhRSsCF8sOUueqv4",
-	"jAtarI/qnWJT2DlGKlEqmTGtWe4EghFJYVUTkj5OCRU5SVdMp2SPihXJqGb7JJOVMJbd2BePxwJ3zjeT",
-	"yXJl6beyfyyt8CEkkW4wcI9cs9L0b41/ddDNiGyfnSzovyuqqDBcsO08lZJfwts5USyTKu9hlvWL25hl",
-	"P+V0X9jvNVPYSXuwbyxPd0ei0kwRmsGa9wyx8g3dTZD729ucnRZ850soo0VhRZUMviFcaENFxo5xp410",
-	"60hKpobunVIxzUTGegn6dihz5t4e8nywfcQb5Rts6FFgSCNyIoiEN2hB0pv0IP0xtaOa8tsEDt4/pCKi",
-	"WkyYSuwk67eL1VhQkksDZ4CKlZnbye+lj+FojA7xP09GT4cTZqj96+bx6HB0OKRFOaejJ+n+iLx19x12",
-	"NBbYkz0dVqWgyp4QbuYodTmBJToZ3atVc61dLm4Y08AKIMYwZVv93z/d/Pjzf/50OPzh53/fG49Ho2/2",
-	"//PfOo/UHcStbinLxHuSU0PJhBVSzCx3HhHQTDTQkiGLShvCfqlogQzFL8exfWjoNdN23zKrNWSMyBt7",
-	"KnqFNyu1kanlpxtXs/56WH89uP+Z/mC3BNl6S8w7lWJa8MzYXzPUSew/aVkWPINuD0olJwVb/Ps/NK5x",
-	"PYh/U2w6OBr8Xwe1HnqAT/XBO/zqOTOUFziE1hXEzZzBpRzrf0h0XBOeW2qkhZXtVwQUqTwhUjmtza/P",
-	"WHTuKu5ezqdTpjRecfHekb00kzlLxyLeKMsTzJWn3TRZPwIxCTk5HDdvH7cz0sD7NvEeOsExzmbp9eXM",
-	"7RksUDykBddwAY8Gd1QDGlr7G7lBab9s6uvQHUPpidUyxZ5U9lSx/XhL/F7OqR4118rbKLroyb120LJo",
-	"tMb8ToESC4r0S8qLrqGfCJKeTYcgEaWWkuxf78XCzXUIUqcVdF07/nqxBMG0IblkmghpyFwW+cjK2c9o",
-	"fo4Pf/vjcxmNjGuyoIXdZyvGKzKlvNDkhhY8dwSUMqWk0ikpuDa4XXI6ZSK3V8cU5Tugr2shlwIm9+U4",
-	"Qzw1T+s6OozAC4g21DCyZwV7d6kkqOVbGcWqKfTa3prIMAqqDaH5gguylFWRkwkjhdRmH6b6UqoJz3Mm",
-	"vsxcrfyCp18WaGayVFZphpxQlu58w1jPhL0tafHCbuiXGS9yK6AyK50LdluyzLC8WB2THL7UhCq7wLOZ",
-	"Zdp2NoqZSgmG5+aNNC9lJfIvM3ya5wo1AsW0rFTG6qPNbrk2MMZ3VBlOi9N6eNFIvzn4pjmowGMnXFBQ",
-	"GtaFlnh6MjPMDLVRjC7u2tKm88JyMN0SZTVhz8Cm3J6NcH7sn480WbCcUzB0tLixm/Lw3LbRI1RB82ge",
-	"BjEU2q2KghRgx7ib6fYDLPfKKnmXUr6iCrv9ckwHpDR2mzGW6+b9r/k/GSn4giORwBK9keaCGq6nnE6K",
-	"vgXr2p6CM01kZTTPWdiZu29GtO7NHaeapGjI/+ZgXB0ePs3wLfg3SzfbjNFq7KWRcysanYcd/TKbs1mQ",
-	"3yLyWTakFqg+TVhGLXu1sqe9E7g2ihoJtg9mWhLmiFw6cyuYpq3YSLjeKDmGI4EbGXwLPaLkMVqt3TRA",
-	"38i5zqiCy1yx4YRqRrgJmgrY5/VKZLWBnrwVJLU/vav0PMUGwZLs5X7HAKiQIHbjRBJCCy1hsspYYTI1",
-	"igq94Noqclc8T4liaC+Bj8cC19eO067IXaTeTcJdtz7naBBOziVfMFmZr4Av5DyHq8Lu6Q0DNYAv2FG0",
-	"uYQWhVxqMITfshyek7KoNG6LIyV3Yqmx6j4qb87SRRQ1DMkuk0KwDPUNTbJCagaa44dkcMHUDc/Ye0Fv",
-	"KC886/ltF+eETGh2zRy1B0GFCOCce+ChooZa+k0CYwIBjs7YPkhpbFFKRRW357Kq53JMjFohbQd7LnMG",
-	"EcvltHNacUFScG4NwbuVrlFk9HAbFUZOMpjrpZSvqVg5CtRfgPakJAsqVlbjYovS6GP00E3lzsvxyRbj",
-	"vaCVmUvF//mlLoAJo8rSgbRyvVV5LJcSs4RwAaoOAU2gtBz4GJYoLeSMixQpL/brUsXGYqmkmLkX0XPw",
-	"jmq9lCr3X0gx5aBSobXQkNK9YHuHz91RfF/OFM3ZDvfj3ZbFmRRfO7W+b2HShvkt9bdOvERBPQQTilWR",
-	"dLAyuu/cnYEcLAjEumT02vEid83OQYEyrCjgTgI7sJGkKq3G33Ej6JW4VlJUOhgIN9tAvIn0jjLkB/8Y",
-	"LVzvztzqnYmptL+UyvInw9EClrNSsYw6x1jbE2V7LhjV7Dk1rCGV2zkOOjx00dTWJf96Gj8NYiNp3UUS",
-	"D+jn0L6c/INlxrZfz0efuxt9fVLOb95jgpbCKJqZeL/9hcWt+rywtEcmK+L8dKMN89QN/+UmGm5txIe2",
-	"97J7efQgCbPpXI6yfFaJvGAvedGxEHOqO5xePtLFuw3wiCZkzm4JE1YgyjvnvOAL5r3H6w9lbmWTNSIZ",
-	"2lu/qzVwkay7vqiZEy6CKjCB2TmhLT1IiWYlBSFVd47RKia7BivE6+0cNvB5gusWTbie3sZNeE0Fnzor",
-	"WHMj7H1/B1pp7OqHdUe3kyhZfmJ2X/BuYnjOZ1akA3s9WIh4iLTRx86VjDYxhiZ9EF3c76MtLKDfaxYf",
-	"voVbNoKvTzrbbe0XLmgSsZF4TdxkN26WVRD6WQjNDL9hncFaoDdgHM0yzIPba2KJsSDwKZGCRdOIWOoi",
-	"opKdqCCQlf2YaU1n3Udwp4WPB70HWk/qBzTyN+f+9vX344ims3G1f4z4ZXOlOznp2tx2Y5adQwjG8SgC",
-	"pLXZjXibOy2tm1dtI8+kylnuA0bS2GqZ3JkrtQOB/DA2z9PTS2STb92PIMG4ubbuBmO1DsLXnMtO96v9",
-	"y51nv9Pdt8UV3OPr4TMB9u3g7qnFOe26v5PzL2nFlHQOaj3krh344sn9mByCzGy5IrqeN4/ocOtm17vS",
-	"Huqu271FHuqf+mmltFS1PsVujd/wR5q0wgiPmvYb13gdYiRVMhawa+mc6quFVGApgmCUpMH83dqCU6JW",
-	"muFXroPFBkXprUcHeD70tj6/11JFarltehEr1FFnx11RlxojD0AxiMZupf7m2EfkRF87bR0sb+uNTYPr",
-	"VrsYm/UbIrR3BVElWy+KQApv/Yen8F3clO4m+IIa1lj9kqk6gCyKauSi3jaVMwURIzsJM+uj6xJpejnH",
-	"DhtvpKHFlY8BvvIyYDuKeGE3LbVP01re8V9F5AGTBYPxfXh2+7D1Ta2xN5tPeL1w97i6nHiPYZfrJyN4",
-	"P8hex1JAdOF+J6sPy12polNOUsyqw1NmstrfsqWTsNaV4l19yrL3Svnr3AWoNtXzXKLqYM9qJssVBKoK",
-	"y5B/CjMArdPe1tE2rGsULWri/2SBTHadVT8Fb5UvqCHLOc/mLVeoC/tGoeM+1FqvaNKipR1J8tRzqJbI",
-	"GUxy8YpMCaPZnFxzkfu4kSB8DpI10wTsSU3T0XqFret4+qFr4JXZIOyjtUyfmM4gW65WIcw7y5jWaHoD",
-	"LuHtjXBDwivvBb8lrJQYfbLD1is2VUzPL22bHTwarHxgnItfTIn0HcZjcna/br3MdPdwEn9vpBWucnCZ",
-	"nTg7J2zeEXmGZkd0oMHbkf9ss7KAPbemmkTL3kVrzype5N1Gq4l9dGX4gm3IpkG/MRwQ+363vJrJxYJ3",
-	"bPsF+sOt0BfU1HaDcMN3tjqT/aLWnyQxUhbZ3MoI4FLyEgHMqnsxOxbHmwdO594jum76uaKdNwI8mnQ+",
-	"8kaZTi54RXe8j+HlyUeYYdzgw1BD/6HtnzcuyrkVRz6vMWzjSn3k1L0hqmuSuN+v5KxDFsjzrngvuyB4",
-	"G3mea6iaMRMbmHeS5Jrr2yHDuZhZT/xXtFvm9HJkCLHtPUjtBic7Nmhkd3Pb9KALn3O0NpO0s0HIZ3G2",
-	"sG77+aI3ghC3ZTmXOlCd99rfY0ccG+jYFD+CKzvY3W2QL6VaYPhj1iuzC7a8R6vP+XTarQEs5M1uBNzS",
-	"OT8dBbsxfMJZ4Vm7B8lNukmu4psI7kMvx/BOvcgo1JZ0aGaKFZECbIVecw3OQEw1kUVe/wIhGhMW7DGd",
-	"Vgf/eo8VyMf8tX2LDenJ/9i1IIIt4y66vllw4fPKHndpFfWcOvZnJaRYLTqXJMFYmwmmEKR6Ja5Ty4QW",
-	"VOTDggsWmcp2mEvrQogn1nkTKEYNe6+Z6jX0lR+3MEqiU2kT7Z9LdFFUUbLMxmZbs4xyY6KBQc9dk37u",
-	"wih6vJnu6ZUfSY8dOc6/KKU2M8X0L8WdnBleMcOYIQhoI3GchzOQ7SjPYaz2OShyHfY7SKvsMdUqRjXc",
-	"fTk7IunZmx9PXp09vzp/cfr2/HmakPT12cXF2Zs/Xb08e/EKfvCvuB/GIr18+/bq1cn5n15gOPj5i5fv",
-	"L148v3r296vnJ5cnz04uXqQNU1W9PMxH33Yo4z44oI64rPO41hrqtEV71hhlN0Is1l503E5fnZFScQHR",
-	"3FyTBbOKZ7fJgouc3Xb4HF3medOI7++ayA6KD3TMmCOptznKvvhH28IjTXieoGWbGzKnectb1HNWcPwJ",
-	"0oNf/K5T8pKzIu/TDCDMfePh2IVg/ZW33rxUizs08tKPpk3yaqP3jWvM+rDvYeA+5LIodvUNEvHt0P6V",
-	"7ifOblJQw0KMhw7R5XiXdjvqQp5uZ7Sp7fOR9kEC5IYWFYv3VOOefvDpTB3rjR4VKbpTsuNe0tuhf3lo",
-	"m0k7eup0x9SROOvzM73d/uXi7RtyARwebIPHPtHbJYRTxcg/JORmomP+/02PCVuUZlW7a/CCcDE2Yif6",
-	"dveASxAPTxKkhp97KOgV7/S431mCu6gWC6pWXULcRp+R8/dipELDsQ1jcBl1xMhjQid1BpNdEqBh+HwH",
-	"jzdMqG8RGqJ6t2Z4hfktu69JxEQ6lT3FnCjaQ189nCCSsj/pgPC1zUMK0nO+q/QcU0Y3K70blSG/61Km",
-	"OjONLx0ZPdJwkjw34y5RPwAqpN4hFSMBdPKE6IUe2+0FJhY1MAW8Uy6gQiAojGUElo26fP8dTZ64Hn/e",
-	"aI9pwPA4XsIFyaiQgme0QB5lO4PYxQU14JsOAXu4zYSbndlONKrE72zHcnWdwD8xWcis1zPBFMTYR001",
-	"7PaQoQCyI7vhGatFSm4w4tBFp0HCl7Z62FhgHpHLYINxYEbFVCr4R+IEIScVhaC3sD6QHraXzhnNuZiB",
-	"GKhLBume6UJm1/Cv0Wi0TxymQz4iP9o7rpmqAWAnmMehyR611yw3Vc7IhK2kHej////9cJgQSgSbUeCT",
-	"NMsqRbNVIOW3FyHw3qFTVALS7ywvNbDX/pt9DFm9ZiXAG2iw1GFIPllSJSwFOLGtrPScUKGXTKHsKqrC",
-	"RYdjDGU73gd7WN++P0vF/ykBKaMSGVOGcmHAErFgRjF9XE8t3H1uI8Ni2+k4UqxjtWRlRxOoCYOYLTXR",
-	"AtewYyyMz+aG0Im8sVRBScFuWFGPpbuD9sx7O7zqX4Uf/VZ8njXYOkRPVx0BbGymGPSh6sQf9ktFjVQ1",
-	"GM/wh0NiJPnhcMc9sFf2lg4ZuP6n5E+KMbHk2Tzq7fF/QHeP/2PX/gxfMG3oogRiFKu308HRTztG9v3a",
-	"bu7npM8p4kG2yJTfAg+C7NAje+jOX56Sp0+f/kBCVxAjTevo+rFY8KLgTZ/X4x/+1+Hw8PHw8PHl4eER",
-	"/O9/gKFpCdke1KAUBG4l7kIeboczOXSD/oeWYnROl69dRFnnLfxnRgszD7meLffdZiV0SnnhwnPWjfWG",
-	"mgobcU7htlIVaUfxFm2I284KmV03t71/81pXkRuP1+3iTn/uXZa3/7W+JusTk9e/3ay2SMxdIe47rks9",
-	"3M3RcK/kjIt728XWra6Rdevu9qyuATpyj53SrZgsTLsIMVEU3BsIUUUzH1HYnFd/dGhP+GbXyN7WYsr6",
-	"qN4Khwymq4lLjxuR1zuIGlZSjO/tWIyxwqYgZVUUcY4ThSx+wRzgSuu+Bud016GXdRAmCkdhNkmAYaPE",
-	"b9Oo//Kpdx9Mir0U/VaAsJHEiQSxFhgCHQF4yTLdnCl+4/xezpjl48PGghsMKrPLwfL9YyIX3BgENLAj",
-	"RSEJ4nijuY3IewfykzNjpcEAGNATPtcz6UhKz8C+nF/RDhUBbM8wQb5gpDHRYw9MQEUe0t39ru/IQJo3",
-	"RBRzRA3dqCOhwKcT3GRQEZx0bE+QWBE9p2WsbDuy33Il+QChLqueqpjbkg4AOSsSG7mYaCMF2+8zM1lB",
-	"qddk6OSoFi03FAiCvGArHdfwextDxFHHc7Zs6IgJwzwWUr8jtD/3JxnMmhrSJi05VqZ2MKsiQtYwhP9H",
-	"scsJqQT/pbI6h5JaE1oUbjl7kkdWIgsE30mmm5e4j2wNnXWEX75UjJGCTljRdPiue7i6Ow2WA8w46z6o",
-	"rywrcbrwb3tWt3pO4kRhrflMIP+CSwRATRzej7sakhARLpHh3ivcrUlMSQORskHEjtk02GBjqWuesOUS",
-	"9aCbwdrStnS7n3cwnEx78Tsv5xFi5zGZFFRcxxCe9vqdKVmVuL/pnpD14/10N/Ojy4XKeu0g0ay7rbL9",
-	"IdrAR0F5XECwdmx8QvjFCSsgw4ZrUtI+m71gt+YKkQG2RPo3X0rRnqUYdVAXEANv+znGW9cRLF7Nrvt7",
-	"XKrxvHa2G0bL2muk7id0PYhC47fs2rkLeOsW/BBqCG7Sxl1EY0gHeysxEG94R1BALbdtva02ZKlEabiw",
-	"bZYdgLwHkfw4hZ6AohrMqY/+aA0shsKaAVQfnGXUgUM+yLsJsSk9/QYyDxq+uhfgHlLOFjll6+6xW6N6",
-	"xu0tk0136wblIfFXUtODYsCwumRggxb3keoaAtFHCzW0KJzZZmfx5uetQ1wXf9ZDEYH6ryar7uWGxPTl",
-	"XO5+SvwJ7pQogi2pfdzX2v0Ioq/NFy3YeheC45OQIgi0EUl1VTKlWc7y9AjOro8Tg2BpK+PMqSYTxoTV",
-	"PMuCZiwfkVSxf8AJT48ACy1mAPYbTHydsMyKyK5FVKq8acVnaCeDegTgwMR2u+0uTia8v9jXgqjp3nww",
-	"g3vcFuCVCMKzCxk05crPKwrGfHXOipws55BnjCsbzn1TB47Cs6np3qf73NLbZMZgjAq3SfPIBNFxRwHR",
-	"X7rdItMODMCvw70kinDl30Gk8EjLvtstE7ww1GyAa5isYlz6u46/KV73RCVXd8yVt78XXLA7jOPSf+IT",
-	"0voyY6QYdkLN2/vbfncfvSbqMInXM5pJYyG2bVjt8O4QvBxTDdIgRIzGZrYlN3NZGfBHg5Jhz8PHyYKf",
-	"QG7D8d5BaNuQs5zF9i8QT7jxSMkfa+P6dDLYR4o3VmkIZsR7rjwVq5pN+yCChu6A+3E8FmnBtelgTDol",
-	"ei6XoGMselNmP5mYpN2l6WSLmnS2m4w2C0qdDe7GjjZZeBp0WbTMPZ+WNCNi+WjDS21n2WCC6be91Ote",
-	"n5jGhdwk3nj3t/C+y4j1t9POsmtm3gtMGAtZpHQ1SAZLxrr9a/jRvW5mP5Jn0ERnuoLd6BeiG8dBGXDl",
-	"kr2///3vfx++fj18/ny/kXKPQwuBe45pe169LmXYzqDdO3c35equ/bXoJ1r7xkiiNajXescdduvas8/b",
-	"Z+prhMHr8bwT8v7ydL/HALG7tQ9swx0jmEsFyJhlQVdoQK49W+lfqCBP010X1C8idrXJtNeEpusCFQeX",
-	"tQvlCZWq5rSEhTp/eUp++Pa7/5UQdmuYyOPCCt4eAKDDNcAI1rPqyCvZFA1vH4J2MKW8qBTTcWOZIUaG",
-	"tdoCep/WuOFXCPFsfxTSXE1lJXKMMlbUsCvAwWW5i5GvMwt6W+9Mp+9Z2Be3ZUFFExlDZiiDZd13Uk88",
-	"xKXVTBOyoNmcCza0N6ddbI2yXjiquG79DXdIAu+YGmIMdr1mYQN2Ts5yFAYBkhjp0cHxfFGTjfDCpKRA",
-	"WtQ4cO42tsAQCuzYBezEOau96O0VvDVkwagwTgGdVwsqgEw7Mz367Rh2sH++vHxH8AUg2+6sAsNNF5gy",
-	"MoHW3kFevZwSBz7ZnQXe6T4IxWR0V0PHJKUTWZkjcCukKPT5UmF+CguoX6LvstRtJcZrLAZipIKa7Y7G",
-	"Bq4U0Ux3xAImCEgVCmDRsgzYclIgOMV+TDIRKd+HBTVPU8SfK6HplF1ZCrX8xGF2Xv1DSwFBmA6q8kpZ",
-	"JqmYQj4DwdYwCx+/jEgy9TR0T4ZOyPZo+QWdCbK+oVmRR8N0qS4/Pf15ZC/oNJQcKSOAvsY6kj281306",
-	"O1XZHOI9NaFWri5Y943Ye9r+Ol/VQ3P+7mml2a458nW9qfv7oqaVgoQTtxzoiTomNKD8YPoDRK2kBECz",
-	"JUnBCUUD8GyPl4p2l6G0rIHnDUHNWcg9+0evlE+Y7EFa2hl9Aia2s3haL6rPVttmNvI9bHFC1Q0D4m5v",
-	"6JYKOXJtCOZMKoV6JwTatLwLEvUvqIrFaFjfuMzYfXwIH3aZyr1xuS4RsM9eaVGOu48HarrQQ+CUsp3u",
-	"uP07GRfvD8zkYrI7LsBztqDqWodJoG6MmxXHaXkVrg6Dilw/NPL87ES9FyuR/RXHdHdz567ATpupO0ry",
-	"bBOw888Efxg1JAMQIyExzdoVf6LCrsJq/VoCMKIerKLmcQj+tHTGzNrgUuLTCxrpE3Fs2J19s7wPgCXv",
-	"leVCXmuUEVEH9z/SJMWr+qojL7OdWboDsfZkh54ZXYdNc1FP6uMzQs+a+TprSaEUREsQKvoy/O7o++N9",
-	"sI1U9xgBW77Aj7Ae7e6vavipdsngce6I2AUToym2e05CJm29fCGr1q1F4k5T12k+RxyjDXfUJkinE+Ke",
-	"O8wlBApEjHaC0mldgxRe3L4AjR67h7xWwqQbGhSjjjtwiypq+YYVerQhNMsgzI4WWCtEHwcwCOZwJNLz",
-	"FxcvLq/OX7x7e3F2+fb872mMvdZ+2GE7a+PquZHtNLu+G3cTfO4dsEsbhVcouEJUXZoL4SSZuY8jpw8r",
-	"cFPANsy5A9+jOfWPx8moeuuhnmD5U28+j8oDBDf74A5AENuQL85lwXryPTCyG9K7cwm+fZoPraqawgNN",
-	"MuojzUUewB+P3YtLxQ1zb46FfRUQkoEpNXx19mNXpKRGzdNWT84X9hhjXwsq6AyZsE7GIlLWQmWcqL5O",
-	"I6QgjBs5khvaIBlAB52W5gsQBLuBMSIJs1l59PvddClXZKW7cVryzSJsA+81jvKJvSMlo9fdYbkFF9fb",
-	"RTsc4St4d2M6rcY3Q0ZtGgozIIcK6xN+/w0SXBzl17JlvKh+CX7u35lXfo3WtqZHupLSeJnw5N1ZhNLY",
-	"XIMD28JdjGe5zHT3neckmYLr0HNvr9DKXbqdQyZU91zxGcnmLLsme1bixbypdL/Vq2vkLv3KkomeRY4I",
-	"Hdxwfz95/arVofv6IFDaaEUXxf0taGECbv386ICcuslnJTJEf96Ai+JRt9CviNX6SFVapdqDkgaZf051",
-	"CxN7c+JtlyB4kmWsNA4aEXCxDJ/wgpvVcQM/mhZS1DmN2kODaal2SofYggQOs73KKiOn0xRKuU6hQvoa",
-	"pvP+Gki4vWDuG3rUuUXvqqL4pHDudoS/Hyz37XHVDvwBgt27bMDFyum0HbAGTEex8x+ZiwFJsbuYIdyh",
-	"6weB/3kjKfSalGKqvR/QeygDcYzlvnUXKr7IWMvoOKWF3tXq+CkNX4GmSitroZmY7opEcRcbsG0fEymW",
-	"lJtmRnGjYlKwqLbW3qGqt4O+qM5cAeIGwPqxC2iEdAgzp4Kk4GhEVvTd4eH+WLi+oKYjWVTZPHr7CXnN",
-	"nzkCd2Ezdw1AuBNO+12ree+KFbIS2RW+d9UnxW69F3fHZK+t1c2TFJFK95j6j+sGQ8H9OLeeNzn3NhS/",
-	"PoJ8GxOiN5Afg+5k9fhFaVaj355qfvu6IFsNUy7FMLParQjOGdBuYWOP0ebOY6w7KDqKxfs1nbKt+9T2",
-	"ha6ZrGKDlt/Snzd7K1BSgwKlf7l4+yZ+OuSLUmJ8CyIZD2bczKvJKJMLEEtzaigTmi0mBavl0wM80wd1",
-	"yzDymtB/S1cH17vnASaDpq24yyOBLr4+u/sxYtdzjWnsXES+I+dVHotGGd0RebvBZ7E7R26AQ37i0hm6",
-	"Avj3utBIH4y/94BSJ5uP7uzwaX7vYXsUOIK+DpfP7tdEc9n6eL/vd0dAz/9yURduEY9Ievr2zctXZ6eX",
-	"DvLSOW8AgZ5qPBdUEFmZoZwOISYtk+VqPxmLGvbz7fnrq8u/v3uRkj3nZXMFkF0cXoQhtg+xBu/fvL94",
-	"f/Lq6seTV+/rr8YiADcUZi6rmd08AD20R8JDQmEhzAAJBVEDjV49XuJYYASNC3dwMWDHLh4MbJ0OOpCb",
-	"/Z7Qhj4fQuxSyaykigX3N8ce7OBgcA6CTabYi5U2bNFjJlPZnBuWmUq1IGjpIo+PZ+QdK7uCh17JGUAx",
-	"nb57r0moFIy501YJlZY0ezxSutlzwUV1u6MJEKa2sZgoVDDYjsHt6zq45EZLyts+asD+WrYFN8EuNkFn",
-	"EQVJ0k5gO78IO9i5DO8hCnkj6vLusMlt438f6vF7MDVfhGCyXqyf2naJDGpXYJ3OTjVTr7g2Z27VWiwM",
-	"Q7PvklTT8sRWFe+MhMTAlu1atB3fO/dulBZ9J9BqDCm/yyR2RwKC2UVeDRhYEi1c3H/fBvgJogjaZeBt",
-	"FljsMKbVEVo3cbqds9dBgBEUaerhkfjeWb5FWuf5GgKs6wHVWAfl0O3FtoOwR7x3EvZh//AxGcBVfdgp",
-	"sFqbt3n/knUVk17vtM9uZp9eMCZ2p6pOG9BZPmi0tY1CenO2IA+FCgc3hAZbHxRtQowAdckjNRxtl6q6",
-	"tdpTDiHcmQk9aMbEphiS3UPPOo5DhzDcXP02GAoUu4MpcrPCInC0KLxqbVfiUYgYvwOEW+fGbFCG7s47",
-	"7wvFv7PPdY07ddFbuxB7b8xmYAv+zEbhm0lwfna5yXr99f1h8briaCyxIqWeyyUHuOWwpX2JW6jSXn1i",
-	"T15dGXe9i/U1BVkmqxQ3K8DbdoIU1No6qdCjhX+99HTyl79eDpJNRbwCkM9kFceVNAuIjTziLZgvoYd6",
-	"anNjSqyyz52gt1YUA2fmgYgtB54rKbjGLZlXE3uo3pZMWNb9whkSRgQitT0Ik4/2QfP7WNSYctDqimSy",
-	"KFhmyN64AWgyHux7GuLK1+WK/PBIYeDlh5qdvor1gubMLgr4pyYyXxFWaDYiJ7HW3nLbk7KaFFzPPQGw",
-	"nNCyHAvvyN9bson9JXGZrmzKBXdlJD1kO/HB3BrHzW4hRwbrTcEMWY55UGMxFqdS3DCBVjkoEGbmyupb",
-	"sjJN9/mRffsb8sLOJioJWNm+SHpAS54SwZgDtGlfaGg2G5G3Po5/Qf8h1ViQuKZ1qKhU27XcgTiulbeE",
-	"LGhhZ48gdVx4l50VOayGaBvlHqjEN/btk+9hMShJW2wlJXZvEoIIPYRWZm7XwwWsq0rokZ33hT03rFFy",
-	"0dBrRij5y18vm2Xx9nqK2Y1GI6v0Tgzlwqq4ZC0Yq3VoEI45kyXTvlK608HD8lOFYG2WoaI1yba7oCuo",
-	"dYMQqN8QSFZAb0JKy7JwsztwGRf/DvkAJJdZBRRN9tJGAla6PyLPmFW5NZI4IdpQkVOVR8DP9gRRpVYk",
-	"hcwdgHZG7gTVfCDY0C5w7Ls1EjOlEtsmta3abUyt7pvCyCFN1zIjnZI9oLKDm8cHlnoPAOk13fdMAfLC",
-	"u8kSjGwe48X2ZOm0TaLHfTZewgHYFRz6LCcFv2Z4pnE+cKjRZIDJMxG/Onl3FoVZ+BiY2JE/eDo6HD0d",
-	"YIU34MYH9v9mrEvugdMlGAcHEXXUJpx3zZ8jf9LegD3D1CEoQP/chMtlLOwPEOvh7684diFxBWuRJlyu",
-	"vS9aB/E0/mI9eXeWEC3HAkHaoeIgRD4ZBjwRfnx//oqUEiqnwN/huvJ21j2IjHFDSIF8tW2SkYmlW/fW",
-	"+/NX+3gucOD2EZ1oWVQmQoN2L18LudQwZWCrmf06GQu7Y5BZ4gLCuSZzqc2InBDLXqdKCkOYyOEYWbLK",
-	"6cqxEzJRcqmR3u00NMCejUVq2K05mJtFYVmdYseRzEsNWVLhuKlfT/9p8zziObQNAoCxkCTF6ITAQMeN",
-	"Ur5WT7K0EgdMWfkARUEgpyeHhy7S0jiVrt0hKPUg1O0Y9eTMFR+S/nCnME8oSfIdjqGr6TDWgzNhrHhY",
-	"uGQ8sBY7HWPwHPqZsDVytkRgiRf2mCrIvUasm58cXPHgZ9sUMA4wlx/UdvTeg9YdHE9Fw0KPeAPNiGpn",
-	"rbcUkLQQ8sciXGpIGgmqQnCIIveLC/F0fKcO3KNaQhHYkE8yYVzM7AFRcikIXdIV2ZOF5Vu0LHWtB+fO",
-	"2B2C8WeUi/0ReVvkVj2BZOlj587mZj4WrfyiZqgJnbFHuplz1EGSlmmvxflDXjxVdMEMUxqQqzriJiBg",
-	"y5v/ve2Y52QGqoJCb7M9SmCTt5/9UjG1GvgYvAEmOiURSd+xTP66HqdmdqXEmneCC2APmCF1g+UKEC3/",
-	"yeEhXs2o4FhaeXJ42Ddk8LQ3hhyKAX13uNmfuD5cF32CI3R0DNXCgkWhbxixz68eypr+sbHDkDXmXGVd",
-	"/ax7G+/bWx0C3Uxs6Ot5HVzpnh075dKFtoBvNuSP9C4vGvQ3dtnFIuszc/C3yI704efPyOlb2YwdzP6t",
-	"I3y743Fam1sh4Pvf7sL3n9EQRQ6fPN7+yXtBnYDNcvzo6faPXko14XnOIGLg2yff79BNOVM0Z+de3b7n",
-	"TWa/2mF87nJ9L4KPpaGvA7+MNfWffHC2JYT6qrT71by++p3M0WV54trquysPfq3/fcXzD82S6U3un3Od",
-	"UZWvZ6Gt8f8t5F63cJYPvqbj0YbT7xGGIg+qWxOWf+0H4/Db7V+8kealrET+xz5Jz3HLCO3gb8D4Z1J2",
-	"HaHEC5VrYvrv/ES0MVhWCHkPgs9xqEYDMjGA4Ad8A1RDVQWFlQHPNwrgGm1Net5wth5pkK61BwV2pgWN",
-	"+aBsQfasgMYKBjpXFNMWp1PuP5zJ382ZdClU3YfSJwMiCpllu3gRfsQ9dwCxduBUkV11rN/ZDvRacn+s",
-	"awUwixZkwIzfMBHBX6QJanPVDNVEYdWWwmGqwtnZ8wVFk7rghgPT92Cm3N7sq/2ESDEWEzanxdSTvTsb",
-	"GxXOEfmrywgG2DjQc7khBaM3zFljojg07JpmdgXAIubLR1gh3GiHal4VxXFINNaGF0WtS49FwKlj3sTC",
-	"Nfn2yZO4ji/qvl4X7lhnp3iPReWs73mXVgpb+TXwYGAgz2S++gzyegPP4sMH9Bd9di2hCT2xXRxqFIKA",
-	"8pxoC2/u7x+OLx/+x/YP3Dwu+YLJCqfzeIeRvaMryxgvpQR7BV4DTzZsdWz7333Lm8Bsmze6ddZDZCua",
-	"97HCP6ItpUTTFaJM/KGvL6h12nl3JUTCCoIIBUeBtu6LrZdYHT16AAnh/ZfWmVIMrhJwkj4HNc5z8Aa0",
-	"rmXi7kpJ3POuW07kY4FPa7co8msuMsUWIfijM8g+IVo6F41z1KIbC2yX4Nkp8jgHfsYM+fbwB7IBT8+F",
-	"cHOFV5BeiWw0Fj/6ctzXjJUEgmm5mJGqHAtFXaVvAFiDBHtwNWoJQaSuJhLek7kmQsYDQlPrXBY5BBRD",
-	"0tNYoCGwzmR0DuEYOUczA5W0FN7ijYxtV8AMfR3gPXaQB2OR/jr2+ATjwREZr8EbjAcfOs2yQCct9II7",
-	"X3+/xXXWgx/xoRn9YFTFPuf11ofz0Mv1AnFDFStFHXoYum5geLfD+q1hM3y+ayTuy4O/1UP5U/0RjONr",
-	"vh5/49vuj3prvLCUhJFjbVSIKAwF/gbO5er1dTLbTbdIWQ6R/Rw4jtXrIHvFtePoWG4VKr4nQZSzI1lA",
-	"iXiWkwkzS8YEMUvpxb5mgKhOxgKrPkMklcfgc60SIwkAvUZSYmgbeq81gykH1gmDGYuu0YzIXx0QcM3R",
-	"UPfAsvqbglHGwj915lVk5dyQvZDegB9xLUXtjF5v2oTso/0eh+6JD7Q9dTuxxXUWSltIP25YKafOucyW",
-	"pGs4e045legOdDskhfOmC/svrt1X+72+jbomye4elY5BG9k1ZJep5cYWFnJKUnBMsmVKuNVOVcUSIu1N",
-	"vuSaxVBvdTAvNWQqi0Iu60RjzHGt/+JGs2I6FstaFV7bsU6/lmVFd1wDhG1XFSrTKTYBGc5hBfzaeDSk",
-	"/hVhNwyWBcdspe46vrZrwG71uj2PkGG9nnL8NZnh8XC8krO+KznnUwdmoWs+NGfAizz3eTD+fYX3YA8g",
-	"UetiPPVcYyljaFi/s/Fd5/lp933nkZmG/+Rl76UH+T26gTbrgnu0Q2cKDuE2lx2RZyvDMEtNu5Rne0EB",
-	"MdXZaum5fcHH+mB6WsoMnfmfHExdYxCPNLn488nwyXffJxjRRRE31l6mKZ8OLQcfukjHFV6sTw+/7bp3",
-	"/CqExfofXn6cerCdV5xN30jBXkN89x15hdurjjgPjNHtiJ3uZBKOatxytgT2U+x7+Jxrj/yyTVh3n8Rf",
-	"fEgGdhvXaeq/K2n3320gmVM99+baaDz994md0ZPD73cRmJXhtHBjswN6ioxlfT08cQPNOFpjwnCzIobO",
-	"Gqbkwp7NlR12a9k+32z/SJz68Q4bByzhjTQX1HA95cg8/6W4/EtmHOgT4Hp71hoxfBeH9T9n7zwd3Z31",
-	"H/xaUjP/0Mv9U8BQ97Kg1TQe6QY8uYlYSQjXdlhWCyr4lGmTuJxmTehYaC5mBYPAWM1m4KDc0wUFf1LJ",
-	"VGbZDhOZzF0R3f/7yct0P4qgxwjWRkdBRXmkQ58QiTthPuvumNCoYIELCnG17AAfJgCs+7BaH7qYjkZp",
-	"Yp/T7BrGCfChGA4sC5LNqaKZYQoisr89PETTVef9hZ4kt4iWDRzveGvd5x7d6ap7ySEhaaOShW8OFSso",
-	"UKAdP6xlsrZfXFi1VTC/s0ECB/iLWgDHv5omrfvpDwkGPQfqrP0pPdpTE5ncHSqPdfDbKQsNAeCT6xbf",
-	"HHxzVxkhaQgZMjPMDBGA5JNIG47o3RgTT7ILlnMKkGDEAb9MVmB+hwI2PhfsY25Y2/Hm6zUZ3A65HvqN",
-	"XmeBls7S2rABZAbePEt5+RrFeVKbsIxWGiIFg8L+24s1MNrfVKbZvuIPAs2/okATglh8KZjAhINIs7v8",
-	"4q/5XsHl3IHro4Ou0R3yfF+YRiPo/WTl7jTgTJYFaf5PNE85Ih8LS+UjQOSbpyRnJTjFpIiNsIUUDC2z",
-	"qbM+s/zEBAHK8AWL05bGog7XcQ5Bh2pVw28u6Up7YSA8BrypWNLw+zcWPo2rWW3IL9gxpERgBSdEkm7L",
-	"HS2dm5ux2NNGSTGzks+S0esEJSYrg0GUT/pNuk9mzICwEmrOUTfIb+1vaFRtThs2AvIEVsxsswi/9hv+",
-	"mTVz+/qpxwb4vJr83ax+6yvRc9UGCbiL3u/C3KObwuc3+La38/feCykM77NdSu1x19V0dx/+g2X093jF",
-	"QBZAzY2bB+A+14zlzP0BJZikqAmNdfCg/FaF4SVVxtXWSrHJNPFFz4C3gpujYIZBCHHuAgPhCeC0Cbb0",
-	"TDNxqVgsJ+nh4eHjNIH/PkkTMhqNyEnIzvHmAVBHx2Lv28dPSezUkZIUVM1YQirIIldMa59Vbg+PZfv7",
-	"eA/i7elipgjUZByLppLvH1pm/0i7LGhIW4Z5h6uv22iQuLCosdD2mlta7ZxrsrTXzf4xERIQru1OxsGZ",
-	"ePNFa9Nw/NgrZSwqUTCtSep/CkW7jkmql9xk85MWrE8aPteQlB0rjl3XkyWOmn62aNGRxmpaY4fyBxOW",
-	"SZ+5XGulSajxaS99iF+1D1Et6kwDdDP4/M6tvvCXQPeQqT6EKv2NS64NZwar13lV1HalxglrYMZsUGjb",
-	"KCC/aRRNIIwGZOdmW3wcIto6/F+9u+4h6OWTBL28d/VOYO/XnXu731zI4g5+dR9+iG+xJhvrZobb+Nkb",
-	"y5DkdI1RJpEZeLKC0mftpu3l4JUE8PWNB+Sb8SAlC6qumdrvsRrGgKF9hsMam+/w8PBpF1f43WXTNW64",
-	"ZQhteJBRfx8H+jWi5Xi23oUTGF/4ux/w4O7vx01ZRkgH3SFZcOKCA8EoyqFghT+Ro40q+Y91wMHHxtJ+",
-	"7ks4DLXjkF00+JcPjHnIx/5MqlnvSdgauFIHfR4guNfGuJXYpw+Kg2J0ERDGrZqzAp5qfwwxjToKLXWA",
-	"Cuv0X4/jBQzjo+NFvkwAyGeN/PjwcIg+xSFKtuSDon7uj1RNulRvCg2oCbjneMXW9W7Tx0up8CBFnboc",
-	"RHeYsM5NqGaTROVuNSkQJDScraOxSL1z2kmHtf3dnQNwEyJ6OkIwpKAdN+q5jAhw87FYr6ZDdV2NpzU2",
-	"QAQM/V9VqgBjgY8EOCKTiheGSEHSd++fvTo7vXp//ipdw92a46ongI0GmajwEPAfYSJzqU2jpoVzI9q5",
-	"SfQaIIBb0PjBaFIqNuW3hEL8QPTxXtrYtNFoFI0pmFkRFNSHClDjcPOkgcbHQk4J4ic56K4E4ePWmw4R",
-	"xvuwXid1Fy4HyJCFnSAlEyvWsTyCDopq0GGgM5TQUWxBuUjGYr2yOrpQ1jbR2ZIatQ5d/fbQhQ+rZznZ",
-	"E9I0QVCbPtp9l+oUl1KODHDC6uHXeiywDH0BSEyuAq7P7NL4nsOduualbiAVjkhqpKHFVaAuS9Yphiym",
-	"4TWscZCSPEb8ijAX61ooyGJgB867Mh2O2tNxmVuCkT2PoQchM2lPUk5wAHmEPcjCcjbMzlIN6T6huSyN",
-	"i2/xaz0iJ0jbWMAAU90gMlnXPvOwMevQlYc/jMWGZLcROZuSibSCq2K+UH8SAxkaes20fZKxnImM9bmY",
-	"AqH/Zj6m7rymz5RVtj6/L5RY1jWQzbpvdLnEAKQQ9lysdk8yu2vZLLIH3BdBCroo3ptl7dnYH22GXVvD",
-	"Lvtj5q8d/rDLZ2sJjl4a+5c2Bd5RhVqTuTQBgYZQADjuMhZuFfl+rf9YB7pqh1YspL8AnegJ8RUIa+Aq",
-	"EAUhrT65icPFjzEzoLyev09rEJBohsFnCz4fnvvSaSH3AC9nEDqXVOW6M/ARxlKvwp05fP3pV4bJVQ8M",
-	"E9rzHXgpIHPh2w+GxN8NBhBsmBUu41uxWbNNAFJ2fL56eUCyNdvHHe29UmrNJ8UKCrnrjBYs3wdoBswq",
-	"JalUfMYFLQJ2KrUivJmvxsKLfoxUwtVMYqGoOw8hlD4qdw3JmJVYz8SKu17p1T60WzFdLVh+5CVxWO8Q",
-	"t5R6SwaWA0yTFmN5pMci1izJXpzQJBXRwgqr+b5VzEj64pLOXIWwX5qxj04JQUAunNA++vLTV1Sb4WuX",
-	"hJser8Vo+7CuJ4ffk71vH38f3PSFnYGv9+UDGqyidDYduhYAvlnISrkhNjOgzqbDN1Kw4WuM6dqD0nnw",
-	"sx/O8MJeGekYYEpQA3Qgs5637u+aOPWF2Or21986yvwMgVxfX4h1TNpIjZ8rqcuehW1f1jsLb39IBo3D",
-	"sPvn9rPw1ScIkd78Wd3vGxl1+weLV35yl4V4Z2U6kcPuY5XMh6Dnuwc9N+7tDbeyPQBdqJN6yZTGKgzp",
-	"OuP1NtNgOHTnKFm7Bmvr2D6ZVL5wmHMAYkkQQDCCAsDa31dd7B/KJUTH/JZro//oN8BGubqOT2sy3i/M",
-	"Lz8J49s88dwH4EFsY+xC7Qh2wrIwWMaD67rADRfwtZW92G3JVdBOnvaUxaNFgTYcCTkuKxhBBRAYXEc2",
-	"2IhLtlzksnP7ghWea+Jn80l45sfxvT4rFsGqy6QS7LYE5LRiNYo4X7vKw4Rm1wFkrKzhvFiOpabYopSK",
-	"Kl6sSFXzwxZNA/Th8ASqDmyhTXgV30Tj18cjIFjWY4VlLAkjOndxA5MtK7MhW2omme6N4rVvpGTPY65C",
-	"smOVzaEMxzH6SAKQj2Jj4Sqp74/ImYn90L4WvC9AAW4xr1LYRayimtxLukpIVbq6FGMRrJfgI4M6CgTC",
-	"fCdsJaHcDfSnG66zOhBXmUc6iVQcMMe7ojOgxQQ9DGaes6ygijkvQrt4SyzHoiftJEZnUozwxaKCCkdH",
-	"TrHwgEeYyYJAxmDEwXMXomWArYxF0y8ANSZEHixfPkR4j2KBeFCMqFoUTOt9h4vjp+X8CqOxOBFeC/WB",
-	"tzccgAGJJT4iRcZ8ASQXoN12rORcZ1IIlhnLwvIlXY0FAsaGIU3YnIt8RF7QbB5YS9B9KYlcnvU59CnN",
-	"XSYwu7pnSFnksaWGJ999RwpmDFz1OZ9x8N+N0oSkVw5qcpiiGywdYa2t0SjdPyapbzN1qmodUZFC84qh",
-	"Kjsib2EFueu27aQ5vLsrimxzPY0F+pPIp3MnjcU27MS1eomRO4DHBbK6ZCHc1a9XEb6Px+mOgdyWMW4T",
-	"FGLFdBd9OS75CO3//IWjuhs1oncztHqJ8F/W6VOT9qlD737w9/RKNg4qtyHR+FsReenQJcrzfLt/pzLz",
-	"Ayiz2B/I4/NkbZdRNccE0kShKqOT1D1/jN96pFFSX0Fi6wjuAVf5yVgx0gkAihonpbCclCHUhNA8V7Yt",
-	"KCRqp5hBGMQx5JbC2wHlAtNLv33yQw12UQugdZ3NE+Eb8atmF+aaaENXoBEIYqS9XqBjh7lL5vSGge7g",
-	"BGnAcU9AtnPz8GnEbEk0SPa6hu/lRo+FXArEcLfNFBJKJsqqM6sVN+RrxJ99ZUf2pYIDKrM1TSZTDJKa",
-	"aYF05ZTNppGTZnM2PEV0lq3mTfuye/eNhLP3W8PL/i7yZr59sgOfv5TyNRUehF9/IaZbw8feooZAKPEV",
-	"uJHRUK2XvpYNcLFG4HHVrJ1oOajjg/089NIXeOeaFFJeg5jvq2A4LG3wtgbmlFFIhy+kmEFIGTJacOL4",
-	"Sso5mjUwiIlNpywzXg4VbOlGjk7xJqN2oVAMHWwlE+Z4LNyPVivhxmlbit3I64CAjh/biTEI3qtlarty",
-	"wLQSwm4zVhrgwVyMBSULLirDMD8TKimT5dzq0AB2gBYeFIPYrZ+WXXeuSSUqzfKjukyjUatkLBCTwNXE",
-	"gIL5UpsE2T9mRZWUQ6ZqWdAsgDrYt8BTSM7jy6bg12wsXKnh7uIYdeXhrxQTHAb4lXLlE8xTQ5EA4z8i",
-	"UnxgzQ+seQtrbrKuKUCrBfYGR72fOVuNFM0WB5m+2ZgI8o6qXypmXFH4R5qAPQrqZ51e/Ej2nMXOefYp",
-	"mP/OX56Sbx//x2FCCi4smxRguOLC8mj7E5kylifk/eXL4X8ED8rKckNlRc8FVddBSNSllfn1nFk+ljOD",
-	"hcIYAeQ0Lmb7R5Z7jUU6rg4Pn2ZQ5t5quvAnG2X6JgUROTzwHbpAAiWXtQXDMuxMFtXCXhBvKqxUbgUm",
-	"q3IYrL4EhcuXTLGAPuPSwTUEmiPo1UEKGeNpAvK9NnRRhqV5+vTpD2Tv/eXpfkJSu0NoQoHaaK5z2w/8",
-	"bditcTCtztof6sZqDyHOikL3ROie6ptPlGmz3VKCHb2UanG5KtnuX0A0xZ37OUNfXAjd+gNmAiWDvw1x",
-	"skO/PNvKPuDrYTE/PNRU/brSj3B/0H/UKM2A3BTBVwAiqjsB6Tk1FNvo5uYlcusNhcqjdpPapYIF8AA+",
-	"BPicA/Oyery/ABC8MmakY7HXw3TdMNLjGuTTiq2aTgHkBZqyagXy1hYW5v6InBTFWOBiZHLhoCntYDIp",
-	"NNfgmNGClnouA1hTbaAGu/opMtIjkjZrOKcJSe1wr+xwwx91rlUa/TPDYtxX1KTJWKRVmYc/SapXIsM/",
-	"yF7N4+2lBnzd6S32TTwnKfxoqQtGYS8KYP17CAdmp4G8RtvPZ0wWEpnVqKCGmyqH0TZ+l2LmHoxF4wnN",
-	"skrRbNX+ghbdLfnfr+oPWy2GGaaQEC3cbtg1RqIAH5/HMbTkYKkycUmiCE05FiU18yOS2kejuaw0m8si",
-	"H0FeD0gw6a/jQfh9PDgiv44H9qn957cfPqQjckJyu+WqBpUdCweNQ8k1Ax8W0xkt69zsGn52D3um4/Fo",
-	"EjKi7EcpHU1SHwsoxgIvVtecv/rT8ZjBCHCuXJOzN5ffO4Q21ATRwQIeFOKyFlxtqin4l56/ff/s1Yvu",
-	"L1zOV0KevX376sXJm4RcXJ6fvfkTuBuDLED2rEaW0WIsQJaxD/ZR+lOKrlCVsH86uQyVQicygLXOlzhA",
-	"16YekdcoV7iQUzySoiqKEXmGPtEnyeHhoW/QQSeHE5+4w7egXFjpxL0mp5DkOBZxnfWZJA7lNpJ1kByu",
-	"2K1RFL2gUIgh5GmKXBM6UVVpihVGkTrnoS+7UkjN8n2i5wBNDKIhctkp5QVGt48FVJKkygSwQGoA1xhC",
-	"3eJsZ4zqWXBtaC1Xe0+mi6jtkrQcm3yQth6krQdp6+uXtmKp5qMkLkWXQ28Z+lQiV6mYMathqTgYI4FZ",
-	"5jKrwKdVWnYWc1VqSLcYdoC/xu/y3Elodsgp2dsino1Ft3wGYRlhRJjE3FrlR5osmKGQVQVArUWBggAd",
-	"i6iwMDe6Fhec5wkuhDTprc585K5KnRDBtIG7y7Zl72s0INTFEE+KIgx0B2Gyh7mf0+VftBQPzP2BuT8w",
-	"96+fuTcY5t25e9zcDhUNPUSuNhT9Ob4kXjwqkCPtNLg2PqcTWD2dMcvB6VhYFStBBoacskYvjfCoRuRl",
-	"YJdck4JNDZGVIXvgordNYiKpr8Fhdcu39UjOXeF3ne6PyDuqfWDjjD3SJBXs1lxN2FQqFsN/jEXa/tFI",
-	"YreoBgaxTfjSwK25W24cxongomORumD6K68oe/yKTsd/cxJbqxtCyZPGGDwMRG0FxkBUTPzqLVMYLAWN",
-	"RPUFvcWcgMHRk+++S7YX3Vgfj3PWwbGHWFPKhcYhgskX0wisQpVR3VtiA7//1GNzZg9LlpZqXf1hriHZ",
-	"kEa1Sdo1HZ25xF6w3Yn9OTVsaOl88FEDQ2K805iM/AQjOim0RGNN3kXne0YuJtpIwXQvQbWo/s5gs1vp",
-	"Cm0emYsXc35vrnxVbrIHiDH+uWUDfSvnX7lyLPljBmrvZC4qRiaskEvcuVBQFLGQ2Q2Xld7IinrH2nxv",
-	"M6iE5cGLajE4etwBMLE2cPAyahMD8sTL7awhwPx6xgYO9e7l++4wsecVh/Pd4eH2wX0tufMRM7YXYZdM",
-	"99bfbq01+9rjOf/1JKlnSi6b1W/j/Qrih/M8gxQSiVAXK5H1CE8HvzZt7x8OlBc/tlYfWVcnHQdLfOVh",
-	"GMjRugiWuJlQYxVYbohiEPCS13WfwzDQEFgg+FZgmjUs1YRl4BLG9ncQTYJ8tU1EOfNFRpS3mkez7cHx",
-	"ba7mXeuAfYW8w69WHw+5XCOCsHMP8Bu/e74DqDzoBvHbGkNYOHgbdGdQERNCP/uxx17vpsGdyspqh0KK",
-	"Yac41/B1JiHU+v3lKcnpCoqTRQ7CsdizT5eMXSfoarDC+2spcrpK6rQw0Nt0CcEiZMWosiL2Qiq2jwGJ",
-	"VhSFCJm5VbsomVTZNTOwBA6cxHaN/VjpgxuN1Q0TFw1ipU/iE5V7zFnRCbyw6/X1whC3R7oV9mw2U2xG",
-	"IVHmQWb4jGcXDk/zvExWkXYNgDr2FHvdyh9XoLfovK5EdlBWRbE9z2LN0uN8mzUm9wyOo0NjQaTSUbBY",
-	"7NGiIHIKyZoLPJD4Slw8fx8LdEEkL8RaxRCp6B52WJ0pyPUpmuPR+HHirDlWS9RGljokQzqYz4msDHlC",
-	"XvNnlnt4wK89bnytMg8HCvmQGJaLI/UpmxCKRrnlLfu1I9OjU4IbfE4B5882RSiZVzMUw8eCC7JgC6lW",
-	"G8w0Af8TGvHaLNnz4QxHYKJJ9yFhxeGVQcqj3SL3WSs87ijY8+OAgtT52ld2TBOmHAIm1IalmSG5xGxQ",
-	"8EOg3X5Cs2uMErTc0P5jBDCXMAyEncVVpAKd4QkJAEzAG0ckRb5yuSqZy/HEH8DEo9OxUMxKTC7CUDFd",
-	"FcalDpMZv0F/MFK4Br2VK1IJSyCwSwFTUzNhEOv1HZ1xMTty9LYG1pognGvH9h5bsZV50FkPegv5mG3K",
-	"dthRoFR79RlbvMoqI6fT1EHHNvtH5X0sWu8S9ktFC70OIXvkbiCnB/ikalrX7bSkN2FMjEXOCn7DlJe5",
-	"213wYDnVkEpArhkrQyl8sCdaxvCA1fqJsFrtYr6zTHYXuyke5i3m0z5rR33ABncqS7xuZ/HsMTaxkB9d",
-	"iMpE3jDy3eEhrIrx9koNP+3BxgMrhkglu7jK6Jj64TROKwV04g+fPXj7xz5WBg1Vjx17g/JguLL3sfF8",
-	"QqvOp6/D+Nti6l44UvxCaRl19/2CZGy5csSxO2DuRp9i90o/oNo+oNreB8vlJTPZfF0s9tliHtgWb9kN",
-	"KjOK4JvS9CDeAxkyhNzNGabpov4plwKveSGjl8B+ZuZKLgWhS7rCOovomoRb0mFResSSACEUhX3gZVeJ",
-	"a2FbcZJiEFKPLR9XjFCPluly4ypakD1KhFUEoXylC2pNCCU+lhZ8kfaWQd2Z+uyKsWhEB49Go33M3ca0",
-	"Og+RSUm6pEpwMdOpq4gCyXmmnqUL/MwowETWE6W6Zcwge0KSSlu66AhWtppMFHjs1s4XbYwSSoInC2bD",
-	"/DUKIDhQgtiZMfA2o4XV1+CmtNL5hGq2T7h2lyXWqEwxqfsqiNh7PqACnvqfEzCd5swnYSpGtRQA5Ikw",
-	"pFyQXyqqqDBcsKQpwifeuhM5x1EkREgaqcYi5zqjKid74Mz+79BU7lSQ1NlOELBGRXqJW3LFZlTlBdP6",
-	"2ErPFSTd+cIBGZqBYuu3YNqJngZ32zZFpwBk06oADYUlgXZwwyBMyVffrXFbnWg7FpBhlKLoCu9Deiac",
-	"YYe35knNgTOv4/WMyDmrIBOIQrZRewDoAazDfEGy7RI8I1rFktcYVix7PAG1ToZmr1aZRaxs4dpzq2PJ",
-	"qlGCooWW2iyAh9muOaSfguhMxVjIygzldGip20HnXsYmQi2LG6YxFTZ4LF28OSllwe2x9xIglF3hYiyi",
-	"wwuLAeSbnr598/LV2ellmjjaZaX2KbJ2uYOR0iUTNyzTY1F7WDfEXDxoNJ9So9Hzr62o+ZcQpr9YjnPd",
-	"/ZYirdQKKhDA6TniMdGMrd8wYCyoD6dlmyVTQ8dVZGUAcexBGn+Qxr8izCFI5A/3dNOq2i92V9qRb6dz",
-	"6kVdam9BVyB3rkiK3DJj6dEa4DtUctJ0iSjkmqkkwguCHClDRcZclDlwW27lnr247kXSKiyY+CvJV31y",
-	"9zvLx8JdBVaQh3cehWJZus9P/h6m/Jty7I91TnHDFnortplm6hXX5sywxaAunw1G6E7sh6LweCYP4TBf",
-	"qioEeJ9pUSD+jN+O6LwitQLoaadSfOELHaE4bF9Pj1HjmbCMVpoRLRfMV4cjJdSwC3Z6M1+vkVm3dCoX",
-	"JTVfJa7KaRjkncSOx58OShC63uIIdnBBVuhwXvp/YSDBB/jATZzg1KuzMScge7SAMYEJyR7X/Q7e0LjM",
-	"D1AAGHqcrM2wV4jBDUorVwsXh4/aUI20xUXww71zv2FJEqve6pWQYrUYi1QWeXi8b/U3tPisN7eurD32",
-	"jkb7k/1qLPzrHRCEiKKPoFBkL4AKNiAF97sh7+3S+EF+nXytMcQvpFLtWNo+7CjwN5Q7/6D87QEV6rPH",
-	"8qBD38SFAeRSBCLbzveAgfazu/cORRAZSiX4LxU7JlQQdsshfxOjPDptlBtkpAfp6EE6epCOvoh0tJUl",
-	"YLzYwa8eQHRjWcygSeELXZoUSEdSGfCPYBD/6asz4FebFKq6wXsqVJ51fVWVK3cUEuJT/kctWnnn8/2H",
-	"r3L50VoM+Gs6lZg2AKxmYNL7qqV6MGX/DoV6n7T0xzuxvws14Os/7xfMECow5sEe3Ed6d4F9t2vZ0iS4",
-	"FWp0LxhJjMXtYlt8As3et4c/7G+6hh8u4IcL+F/pAu72J0ChxLXz9pwtpPEVvjYePAjUgpjkDYoyRo19",
-	"gUP36S/x92EqX+gGv4tS7QEzfFrHww3+oIp/IlU8LsvhqnduuOtvHgNQHRQh2xJpAHkdLlqUZqAsuEiA",
-	"OlyA6rmvVoHHIiGUuMG5B2NhZDks2A0rQilHp63XiR2+Or4VHdytuL+WbeJx4RDmdEReLEqzwuAFWZkY",
-	"pRcCIYRsRS6AMREmggGD7uexcDFmUOXU9kYLAkHEe5o5E6gUN0y4lLiJvGH7feEML2Fdt6TUgKvHB0jU",
-	"YRUugprqKLUXZbm6niHMTLMI3AYHX+ed3A5lzoZdsCclNZZQB0eD//3TzY8//+dPh8Mffv73vfF4NPpm",
-	"/z//rQPt5nPKS3alNuX4A4V20t9DeMTXkm0A8RKmZ7NoWboNi4tOlOUz/C3iSTX6Xg/8B4bqRpFN4dD4",
-	"/PkJ1ZBVW2mmXeCo1IaUBTXAxyzLmVS8yAMC5agrC/7HcGy+0uT3i5U2bOG6OhNT2XV8nsFE7ZQ1vE64",
-	"QMijunzzw0n4PH6z57ARE7w2VCVAUHdEC/QXnQVPMGsnIb6Y10j05N3Zj/61r5ZMo0FuEpEvqtKlloQk",
-	"b78EQUjwOD5SsAfa/fzYK3bJT96ddWwIuFQcKeuS0WvdS8tzRgsz72Xob6A4us9goK48kc9RCJnjoQql",
-	"XjKloVR1O8I1owKSizKs+B1uAks83x0+xfe5t0r1QJ/8GUf7GY8D9vD2v/pkHY07C8W24VVfcf4jaOkT",
-	"Dtw1vXnsqhKaTCoD9flKJnImspVd+1AK/zOVvw/0i3JCKGRvmgtblRG5ui3/GVpwP66jud4wwXQQa1xb",
-	"o1rUdq2sZ65fRAwfaLHzREUtxbHMrcTjifHmHigIJ9gS/ojqxsYNwclfb+V9HM/aKNwYf4zK4vrXrsKY",
-	"7beJ7sLMkkGZQ7swulX0O2oYwtzX233OtFEVSosLyi29UpGxWt1pzAxY1nojzwBR2oG2KwYJbpnPFmuC",
-	"DNZtRQV+11t0m2FVsSDCapJzqxZNKntbGennHDcaRNuOQVbFtStBEegpk0XBsjbkStRgBETcgTsaUI1A",
-	"W8ypnk8kbe4nAut8+PnD/wkAAP//",
+	"7L2LcuO4tTb6Kiiffart2ZTsvsz8GbtOpdzu7sTZfdu2e5LsUf8mREISxhTAAUDLypx+qPMK58n+wloA",
+	"CFKkJLuvM3FVKtMWSVwXFtb1W7/tZHJeSsGE0TuHv+3MGM2Zgn8eG0Oz2ZwJ8/yCTu0vOdOZ4qXhUuwc",
+	"7lzMGPm1kobl5Pyvx4NH3/9AdmfsZo/ICTEzRsZLwzTRTF2zfLiT7Cj2a8UVy3cOjapYsqOzGZtT265Z",
+	"lmzncEcbxcV058OHJOr7JdXmlcz5hNsv22P4+4wJ6IyGD8iCalKVhaT57fs9odmMnUhhlCxey3MjFVvt",
+	"NBVyoO2j9BD6VkyXUmhGMqoUZ5pkiuVMGE4LTcyMGiIkyWzLZE6X5Iqxcv242A2dl4Udmu9pJ+karBSG",
+	"CfOM61JqjoNrj/W8mk6Ztns04QUjgs4ZmUhFNL3mYgrDz+VC2NWyY1q3NmfMqOXxxDDV0Q3LpMg1MZIs",
+	"KDdkzCZSMWLU0vZCp5SL9VOec8Hn1Xzn8GGYKReGTZmCvv/x/KaUyvzElO6c5gVsAyyDVMsHmqRZpRQT",
+	"5vIaP0kJR0LRgpZ6Jg38waBVoBjFaE4mSs5hT0ci1VxkrP7cEbVgN4ZwkSlmaY0WronhSKyd3kSqOTU4",
+	"qR+e7HTP8SxM4C9MMEVN71ThUKkHOpozmYZvyK6220w1Sevnl/XzsBZjmS/3hh858A/JTkkVnTOzwjdO",
+	"O07sKZyMCWfKL2l9dBNS6YoWxZLQiFx1lc1gMo8nj+hwOMx+HP5STlM7bm5bLKmZ7SQ79t2dw526tUue",
+	"b3nK6Dh7+OixbbXznCHtvZBqfgHP2lPC50SKYmknpOGEzYltSJNdxUpGkdzCOuERZNdM0QI2gN2UhcyZ",
+	"HyTM69eKqWU9MdvmJQwungQ3bA6rPqc3L5mYmtnO4aPvv1+ZRmJfOMWXHx4chOdUKbq0j7VZFr6bnTDp",
+	"U5EVVc6esYKZLv7rnpMcXyBybEkTqEyTXTNjXJHUPUxJJotqLgjXxE5zL+xga6YcG7103zXmm7MJrQqz",
+	"czihhWZhGmMpC0ZFtF3n9vj28ot4yxpjzmZUTFlOqOVzxMy4Jo4FJLBpVHSc/sORKKnWsMfpPwbY+OCn",
+	"FusoFbvmstKeZZATOR9zwciCm9lIpK1p/z92jVLLUQtGlbCtwBMYppESWU7X+jU4187a0xzY7kEnSzqd",
+	"vJaCvaImm3WsoTDcLImhU+CbdmkYVYU92f5GPCKUzO3XZMlZkWvy+OBJ2HUUNaJtnwyEFGwAH2y4i94o",
+	"PuWCFqujeqvYBHaOkUqUSmZMa5Y7gWBIUljVhKQPU0JFTtIl0ynZpWJJMqrZHslkJYxlN/bFo5HAnfPN",
+	"ZLJcWvqt7B8LK3wISaQbDNwjV6w0/VvjX93pZkS2z04W9N8VVVQYLthmnkrJr+HtnCiWSZX3MMv6xU3M",
+	"sp9yui/sd5op7KQ92NeWp7sjUWmmCM1gzXuGWPmGbifI/eNNzk4KvvUllNGisKJKBt8QLrShImNHuNNG",
+	"unUkJVMD906pmGYiY70EfTOQOXNvD3i+s3nEa+UbbOhBYEhDciyIhDdoQdLrdD/9KbWjmvCbBA7eL1IR",
+	"Uc3HTCV2kvXbxXIkKMmlgTNAxdLM7OR304dwNIYH+J9Hw8eDMTPU/nX9cHgwPBjQopzR4aN0b0jeuPsO",
+	"OxoJ7MmeDqtSUGVPCDczlLqcwBKdjO7VqrnWNhc3jGnHCiDGMGVb/d8/X//0/s8/Hwx+fP+fu6PRcPjd",
+	"3p//o/NI3ULc6payTLwnOTWUjFkhxdRy5yEBzUQDLRkyr7Qh7NeKFshQ/HIc2YeGXjFt9y2zWkPGiLy2",
+	"p6JXeLNSG5lYfrp2NeuvB/XXO3c/0x/sliBbb4l5J1JMCp4Z+2uGOon9Jy3LgmfQ7X6p5Lhg8//8ReMa",
+	"14P4D8UmO4c7/9d+rYfu41O9/xa/esYM5QUOoXUFcTNjcCnH+h8SHdeE55YaaWFl+yUBRSpPiFROa/Pr",
+	"MxKdu4q7l/PJhCmNV1y8d2Q3zWTO0pGIN8ryBHPpaTdNVo9ATEJODsfN28PtjDTwvk28g05whLNZeH05",
+	"c3sGCxQPac41XMDDnVuqAQ2t/bVco7RfNPV16I6h9MRqmWJXKnuq2F68JX4vZ1QPm2vlbRRd9ORe229Z",
+	"NFpjfqtAiQVF+gXlRdfQjwVJTycDkIhSS0n2r3di7uY6AKnTCrquHX+9WIJg2pBcMk2ENGQmi3xo5eyn",
+	"ND/Dh1/++FxEI+OazGlh99mK8YpMKC80uaYFzx0BpUwpqXRKCq4NbpecTJjI7dUxQfkO6OtKyIWAyX09",
+	"zhBPzdO6jg4j8AKiDTWM7FrB3l0qCWr5Vkaxagq9srcmMoyCakNoPueCLGRV5GTMSCG12YOpvpBqzPOc",
+	"ia8zVyu/4OmXBZqZLJVVmiEnlKU73zDWU2FvS1o8txv6dcaL3AqozErngt2ULDMsL5ZHJIcvNaHKLvB0",
+	"apm2nY1iplKC4bl5Lc0LWYn86wyf5rlCjUAxLSuVsfposxuuDYzxLVWG0+KkHl400u/2v2sOKvDYMRcU",
+	"lIZVoSWenswMMwNtFKPz27a07rywHEy3RFlN2DOwCbdnI5wf++cDTeYs5xQMHS1u7KY8OLNt9AhV0Dya",
+	"h0EMhXaroiAF2DFuZ7r9AMu9tErehZQvqcJuvx7TASmN3WSM5bp5/2v+L0YKPudIJLBEr6U5p4brCafj",
+	"om/Buran4EwTWRnNcxZ25vabEa17c8epJika8r/bH1UHB48zfAv+zdL1NmO0Gntp5MyKRmdhR7/O5qwX",
+	"5DeIfJYNqTmqT2OWUcterexp7wSujaJGgu2DmZaEOSQXztwKpmkrNhKu10qO4UjgRgbfQo8oeYRWazcN",
+	"0DdyrjOq4DJXbDCmmhFugqYC9nm9FFltoCdvBEntT28rPUuxQbAke7nfMQAqJIjdOJGE0EJLmKwyVphM",
+	"jaJCz7m2itwlz1OiGNpL4OORwPW147Qrchupd51w163PORqEk3PB50xW5hvgCznP4aqwe3rNQA3gc3YY",
+	"bS6hRSEXGgzhNyyH56QsKo3b4kjJnVhqrLqPypuzdBFFDUOyy6QQLEN9Q5OskJqB5vgh2Tln6ppn7J2g",
+	"15QXnvV82cU5JmOaXTFH7UFQIQI45y54qKihln6TwJhAgKNTtgdSGpuXUlHF7bms6rkcEaOWSNvBnsuc",
+	"QcRyOe2cVlyQFJxbA/BupSsUGT3cRIWRkwzmeiHlKyqWjgL1V6A9KcmciqXVuNi8NPoIPXQTufVyfLLF",
+	"eCdoZWZS8X99rQtgzKiydCCtXG9VHsulxDQhXICqQ0ATKC0HPoIlSgs55SJFyov9ulSxkVgoKabuRfQc",
+	"vKVaL6TK/RdSTDioVGgtNKR0L9je4XN3FN+VU0VztsX9eLtlcSbFV06t71uYtGF+S/2tEy9RUA/BhGJV",
+	"JB2sjO47d2cgBwsCsS4ZvXK8yF2zM1CgDCsKuJPADmwkqUqr8XfcCHoprpQUlQ4GwvU2EG8ivaUM+cE/",
+	"RgvX21O3eqdiIu0vpbL8yXC0gOWsVCyjzjHW9kTZngtGNXtGDWtI5XaOOx0eumhqq5J/PY2fd2Ijad1F",
+	"Eg/ofWhfjn9hmbHt1/PRZ+5GX52U85v3mKClMIpmJt5vf2Fxqz7PLe2R8ZI4P91wzTx1w3+5joZbG/Gh",
+	"7b3sXh69k4TZdC5HWT6tRF6wF7zoWIgZ1R1OLx/p4t0GeEQTMmM3hAkrEOWdc57zOfPe49WHMreyyQqR",
+	"DOyt39UauEhWXV/UzAgXQRUYw+yc0Jbup0SzkoKQqjvHaBWTbYMV4vV2Dhv4PMF1iyZcT2/tJryigk+c",
+	"Fay5Efa+vwWtNHb1w6qj20mULD822y94NzE841Mr0oG9HixEPETa6CPnSkabGEOTPogu7vfhBhbQ7zWL",
+	"D9/cLRvB18ed7bb2Cxc0idhIvCZusms3yyoI/SyEZoZfs85gLdAbMI5mEebB7TWxwFgQ+JRIwaJpRCx1",
+	"HlHJVlQQyMp+zLSm0+4juNXCx4PeBa0n9QMa+ptzb/P6+3FE01m72j9F/LK50p2cdGVu2zHLziEE43gU",
+	"AdLa7Ea8za2W1s2rtpFnUuUs9wEjaWy1TG7NldqBQH4Y6+f5knexoLqtWzCi8M15NZ9TtexiRjOqL+ed",
+	"QYYXqmJoTrfPI3+JdhEVY1bAoeGalHTac14EuzGXqOxfrpWc0uZLKcYtKkad9Qri3mw/R0RURUEc+wGb",
+	"uO9+ZYfsm6hUoui19Y7pnWhp1m+YP+CRE6Ul0IDI6YizdZkbOzrCV6IBnLJeBwR0MutO/+wG332Pc45P",
+	"BTgkgn+ulr+16/5W3tqkFQTUvecrMZLtSCXPn47IASg59hrDWIH1IzrYuNf1rrSHuu12bxBg+6d+Uikt",
+	"Va0AW8p2G/5Ak1bc52HT4OYar2PCpEpGAnYt9QSb+gC3pHFbu7WFE1NbOeBXroOJDXWfjbxuHed4ZflF",
+	"6ME2PY8tIFFnR11hshpDRUCTi8Zu1bTm2IfkWF858wqYSlcbmwRfu3ZBUassKrR3CWFA27PVN/7DE/gu",
+	"bkp3E3xBDWusfslUHfEXhaFyUW+bypmCEJ/bMf0wui6238s5tth4Iw0tLn3Q9qUX2tth33O7aal9mtYC",
+	"qv8qIg+YLFj473LJtg9b39Qae7P+hNcLdwdZw+ljGCe7ejKCu4rsdiwFhIPudbL6sNyVKjoFW8WIkWTC",
+	"7M0cjJTrOwlrXSne1acse6+Uv89cRHHTnpJL1PXsWc1kuYTIYmEZ8s9hBmAmsOJVtA2rKmCLmvi/WCCT",
+	"bWfVT8EbBUJqyGLGs1nLd+3i9FFKvAu11iuatGhpS5I88RyqpSMEG2q8IhPCaDYjV1zkPtAnaAs7yYot",
+	"CfakpulovcLWdTz9sHbgXvJcGfEbEWIg6oVYHdXtD9wqFbuI18s1pOWjQdFzgZvM+DXLExSIaEcErnMc",
+	"c6ENo/mdxM+15B4MPOXS91WbtdAtUQ9KChZENwWRI1KwbY+Dz1W6pLcwSISPxsvbKV0XTZEErK+lT//5",
+	"VDpWMAY1yKM51eYcOg9gZdZYGdBMr49NZ3Q/V8uQX5LZXUKbP9x23tEBkh688k7wG8JKiWFvW+yZYhPF",
+	"9OzCttmxxuBeAK9A/GJKpO8wHpNzOHQbhEx3D8fx90ZaJQEOTnrsHCzAhA7JU/R3oOce3o4c9+utFNhz",
+	"a6pJtOxdW/a04kXebS0f20eXhs/ZmjQ+DFgBRm/f79a7Mjmf845tP8dAHKu8BPtYu0GQVDtbncp+leEv",
+	"khgpi2xmZV3wZXvJFmbVvZgdi+PtkiczH4qxanO+pJ0HGh6NOx95a3DnbX5Jt5Qr4eXxR9h/3eDDUEP/",
+	"oe33axflzIrVn9cKv3alPnLqnul1TRL3+6Wcdsi0ed4VaGoXBKUqLzsYqqbMxJ6trTSS5vp26CIuWN8T",
+	"/yVdf2eE2P7eg9RucLxlg0Z2N7dJnz/3yY4rM0k7G4REOmeE73bczXtDl3FbFjOpA9X5cKE77IhjAx2b",
+	"4kdwaQe7vc3xhVRzjLvOenVPwRZ3aPUZn0y6Ndm5vN6OgFu2k09HwW4Mn3BWeNbuQHLjbpKr+DqC+9DL",
+	"MXw0QWTcbEs6NDPFEgRQq++7NQ5RCJjjJou8/gViw8Ys2BU7rWf+9R5rpg82bgc1NKQn/2PXggi2iLvo",
+	"+mbOhU9ofdilHddz6tifpZBiOe9ckgSD/MaYu5TqpbhKLROaU5EPCi5YZPLdYi6tCyGeWOdNoBg17J1m",
+	"qtdgXX7cwiiJ3ux1tH8m0TdaRVl6a5ttzTJKyosGBj13TfqZi9/qCaNwTy/9SHocWHHiVym1mSqmfy1u",
+	"5UX1BgYMVkSVLg4wc4beLeU5TBI5A4NEhx0a8rl7XA6KUQ13X84OSXr6+qfjl6fPLs+en7w5e5YmJH11",
+	"en5++vovly9On7+EH/wr7oeRSC/evLl8eXz2l+eYh3L2/MW78+fPLp/+8/LZ8cXx0+Pz52nD5FovD/Nh",
+	"/x1GJR+VVId61wmkKw11+lQ8a4zSqiEIdDc6bicvT0mpuIA0Eq7JnM3HTHWb3rjI2U1HsIODvGh6D/1d",
+	"E9nz8YGOGXMk9TZH2Rd4bVt4oAn3BgluyIzmLTd1z1nB8SdID37xu07JC86KvE8zgPyatYdjG4L1V95q",
+	"81LNb9HICz+aNsmrtW5/rjHdzL6HGUOQRKfY5XdIxDcD+1e6lzj7X0ENC8FlOqS14F3a7fEMAAGdYe62",
+	"zwc6mHGuaVGxeE817ukHn0fZsd7oGZSiGwsi7iW9GfiXB7aZtKOnTrdiHQK4Oj/T2+3fzt+8JufA4cHG",
+	"feQRJhwSBVWM/CIhKRwjgv7f9IiweWmWtdsRLwgX3Ce2om93DzgLT3iSIDW876Ggbj/77SW4Nb71tSYw",
+	"F2iCIVKNiBoYg0vlJUYeETquUyftkgANw+dbhNrAhPoWoSGqd2uGl5hYt/2aREykU9lTzImiPfTVwwki",
+	"KfuTDghfWz+kID3n20rPMWV0s9LbURnyuy5lqhPi4MKR0QMNJ8lzM+4QQgKSS+otsDEESSdPiF7o8UGc",
+	"ozW/AWbincsBjgajOiwjsGzUAY1safLE9fjrWntMA//L8RIuSEaFFDyjBfIo2xkETc+pgRiLECmM20y4",
+	"2ZrtRKNK/M52LFfXCfwLk4XMej1sTEFyT9RUw/8EqVEgO7JrnrFapOQGQ51dWCx4WbTVw0YCExhd6iyM",
+	"A1O5JlLBPxInCDmpKETbhvWBvNTddMZozsUUxEBdMsgzT+cyu4J/DYfDPeLAZPIh+cnecc0cMUBZwgQy",
+	"TXapvWa5qXJGxmwp7UD////vx4OEUCLYlAKfpFlWKZotAym/OQ8ZPw4WpxKQ92t5qYG99t/sYaz8FSsB",
+	"V0WDpQ5zgciCKmEpwIltZaVnhAq9YApl17YLpx1oiD2sbt9fpeL/kgDRU4mMKUO5MGCJmDOjmD6qpxbu",
+	"PreRYbHtdBwp1j4ZWdnRBGrC7AlLTbTANewYC+PTmSF0LK8tVVBSsGtW1GPp7qDHebXa4WX/Kvzkt+Lz",
+	"rMHGIXq66oicZVPFoA9VZxyyXytqpKpRwAY/HhAjyY8HW+6BvbI3dMgghGVC/qIYEwuezaLeHv4Junv4",
+	"p237M3zOtKHzEohRLN9Mdg5/3tKD91u7ufdJn1PEo/uRCb8BHgRp6Yf20J29OCGPHz/+kYSuIDmD1mk9",
+	"IzHnRcGbPq+HP/6vg8HBw8HBw4uDg0P43/8AQ9MS0syoQSkI3Erche7cDKZy4Ab9i5ZieEYXr1woa+ct",
+	"/FdGCzMLSeYt9916JXRCeeHCzFaN9YaaChtxwQ1tpSrSjuItWpMwkhUyu2pue//mta4iNx6v28Wdvu9d",
+	"ljf/tbomqxOTV19uVhsk5q7cmi3XpR7u+jDcl3LKxZ3tYqtW18i6dXt7VtcAHbnHTulWbCHme4XYPgru",
+	"DcTGo5kPZW7Oqz8svSduvGtkb2oxpTvaA2RAXY1dXu6QvNpC1LCSYnxvx2IMhD2QsiqKOLmSzjEcwiE9",
+	"te5rcE53HXpZR3+jcBRmkwT8R0r8Ng37L59698Gk2EvRbwQIG0mcwRRrgSFgFwJALNPNmeLXzu/ljFk+",
+	"znEkuHGh0FVRsHzviMg5NwaRVCBeeoJcmS3iuQ3JO4culjNjpcGAVNITBro5oiUD+7KPJWkRp30GE+Rz",
+	"RhoTPQrRQCIPOBt+17dkIM0bIoqdo4au1ZFQ4NMJbjKoCE46tidILIme0TJWth3Zb7iSfKBb3hNcj1vS",
+	"gVxpRWIj52NtfBRPl5nJCkq9JkMnR7VouaFAEOQFG+m4xv1cm5uCOp6zZUNHTBjmQdj6HaH9SYfJzrSp",
+	"Ia3TkmNlaguzKkLzDULeURSDn5BK8F8rq3MoqTWhReGWsydrbSmy9cFT65e4j2wNnXaEEb9QjJGCjlnR",
+	"dPiueri6Ow2WA0x17T6oLy0rcbrwlz2rGz0nMUKB1nwqkH/BJQJoSg5ozF0NSchskMhw7xS22SSmpAGF",
+	"2yBix2wabLCx1DVP2HCJerTfYG1pW7rdz1sYTia9wMEXswgq+IiMCyquYuxge/1OlaxK3N90V8j68V66",
+	"nfnRJWFmvXaQaNbdVtmtk5Qaxqc/TJZSg5ttbzeMlrXXSN1P6BszoKLmz1zAW1+YLzUMb9LGXURjLJkQ",
+	"ceuU/T65beNttSbbKsr/h22z7ADkPchIwSn0BBTVKHJ99EdrREMU1gzAieEsow4c5EreTYhN6ekLyDxo",
+	"+OpegDtIORvklI27x26M6hm3t0w23a1rlIfEX0lNDwpGSC8Y2KDFXaS6hkD00UINLQpnttlavHm/cYir",
+	"4s9qKCJQvwvfXl1uQMRYzOT2p8Sf4E6JItiS2sd9pd2PIPrafNGql+FCcHwyXYS9OCSprkqmNMtZnh7C",
+	"2fVxYhAsbWWcGdVkzJiwmmdZ0IzlQ5Iq9guc8PQQQBhjBmC/wYz7McusiOxaRKXKm1Y8NESyU48AHJjY",
+	"brfdxcmEdxf7WthY3ZsPZnAPGAW8EtG/tiGDplz5eUXBmK/OWJGTxQwADnBlw7lv6sBReDY13fv0CXKJ",
+	"V2TGYIwKt0nzyATRcUsB0V+63SLTFgzAr8OdJIpw5d9CpPAQ777bDRM8N9SswYkZL+OCGLcdf1O87olK",
+	"rm4J0mF/L7hgtxjHhf/EJ1b2ZXhJMeiscWHvb/vdXfSaqMMkXs9oJo2F2LRhfcleF1HwbZAGIWI0NrMt",
+	"uJnJyoA/GpQMex4+Thb8BHIbjvcWQtua3Psstn+BeMKNh2j/WBvXp5PBPlK8sUpDMCPeceWpWNZs2gcR",
+	"NHQH3I+jkUgLrk0HY9Ip0TO5AB1j3pv6/cnEJO0uTSdb1KSz2WS0XlDqbHDbFL18O7osWuaeT0uaEbF8",
+	"tOGltrOsMcH0217qda9PTONCbhJvvPsbeN9FxPrbaWfZFTPvBCaMhWxoutxJdhaMdfvX8KM73cx+JE+h",
+	"ic50BbvRz0U3Hoky4Molu//85z//OXj1avDs2V4DOgKHFgL3HNP2vHpVyrCdQbu37m7C1W37a9FPtPaN",
+	"kURrUK/1ljvs1rVnnzfP1BcnhNfjeSfk3cXJXo8BYntrH9iGO0YwkwogecuCLtGAXHu20r9RQR6n2y6o",
+	"X0Tsap1pr4mJ2VXNAFzWLpQnlMib0RIW6uzFCfnxyff/KyHsxjCRxxVdvD0A0M5roBwspNeRV7IuGt4+",
+	"BO1gQnlRKabjxjJDjAxrtaHaRloXLLhEbHn7o5DmciIrkWOUsaKGXQIAN8tdjHydWdDbeicsRM/CPr8p",
+	"CyqaCC8yQxks676TeuIhLqxmmpA5zWZcsIG9Oe1ia5T1wlHFdetvuEMSeMvUAGOw6zULG7B1cpajMAiQ",
+	"xEiPDo7nqymtxTUnJQXSosZVBWhjZAygspddwE6AxdqL3l7BG0PmjArjFNBZNacCyLQz06PfjmEH+9eL",
+	"i7cEXwCy7c4qMNx0obgjE2jtHeBDyAlxqLfdWeCd7oNQxUp3NXREUjqWlTkEt0KKQp+vUeinMIfCSfo2",
+	"S91WYrzGYiBGKqjZ7mis4UoRzXRHLGCCgFSh8h4tywBqKQWCrOzFJBOR8l1YUPM0Rfy5EppO2KWlUMtP",
+	"HFjw5S9aCgjCdBi5l8oyScUU8hkItoZZ+PhlRESqp6F7MnRCtkfLL+hMkPUNzYo8GqZLdfn58fuhvaDT",
+	"UOuojJBBG+tIdvFe9+nsVGUziPfUhFq5umDdN2Lvafv7bFkPzfm7J5Vm2+bI14Xu7u6LmlQKEk7ccqAn",
+	"6ojQgFaF6Q8QtZISQOuXJAUnFA2I1z1eKtpd/9ayBp43BDVnIffsH71SPmGyBzFsa/QJmNjW4mm9qD5b",
+	"bZPZyPewwQlVNwxQ372hWyrkyLWx3zOpFOqdEGjT8i5I1L88yot/HNc3vIsP4cM2U7kzvtwFIoXaKy3K",
+	"cffxQE0XegicUrbTLbd/K+Pi3QHGXEx2xwV4xuZUXekwCdSNcbPiOC2vwtVhUJHrh0aen62o93wpsr/j",
+	"mG5v7twWoGw9dUdJnm0Cdv6Z4A+jhmQAxiUkplm7qnNU2FVYrl5LAKq1HoTINR78aemUmZXBpcSnFzTS",
+	"J+LYsFv7ZnkfAEveK8uFvNYoI6IO7n+gSYpX9WVHXmY7s3QLYu3JDj01ug6b5qKe1MdnhJ4283VWkkIp",
+	"iJYgVPRl+N3S98f74Eep7jECtnyBH2E92t5f1fBTbZPB49wRsQsmRgVt95yETNp6+UJWrVuLxJ2mrtN8",
+	"hjhGa+6odZBOx8Q9d5hLCHiJxSEISqd18WN4cfMCNHrsHvJK7aRuiFuMOu7ALaqo5RtW6NGG0CyDMDta",
+	"YJEifRTAIJjDkUjPnp8/v7g8e/72zfnpxZuzf6YxhmD7YYftrI0P6Ua21ez6btx1uN23wOBtVHyi4ApR",
+	"dU1AhEVl5i6OnD7My3UB2zDnDnyP5tQ/Hiej6i3EfIx1l735PKpLEtzsO7cAgtiEfHEmC9aT74GR3ZDe",
+	"nUvw7dN8YFXVFB5oklEfaS7yAGJ65F5cKG6Ye3Mk7KsAzQ5MqeGrsx97jMEaatrqyfncHmPsa04FnSIT",
+	"1slIRMpaKMkVFfZqhBSEcSNHckPbSXagg05L8zkIgt3AGJGE2Sx5/MN2upSr7tTdOC355bYggc0on9g7",
+	"UjJ61R2WW3BxtVm0wxG+hHfXptNqfDNk1KahIgxyqLA+4fcvkODiKL+WLeNF9Uvwvn9nXvo1WtmaHulK",
+	"SuNlwuO3pxHaaHMN9m0LtzGe5TLT3Xeek2QKrkPPvb1CK7fpdgaZUN1zxWckm7HsiuxaiRfzprDAQtSr",
+	"a+Q2/cqSiZ5Fjggd3HD/PH71stWh+3o/UNpwSefF3S1oYQJu/fzogJy6yWcpMkQxX4OL4lG30K+IZUJJ",
+	"VVql2oPrBpl/RnUL23194m2XIHicZaw0DhoRcLEMH/OCm+VRAwedFlLUOY3aQ4NpqbZKh9iAaA+zvcwq",
+	"IyeTFGpITziUx29jk++tgN3bC+auoUedW/S2KopPWpbAjvD3U5NgC/hdBH+AYPcuG3CxdDptB6wB01Hs",
+	"/EfmYkBS7DZmCHfo+osZvF9LCr0mpZhq71awINSfOYI06kJ3VXcQGWsZHSe00NtaHT+l4SvQVGllLTQT",
+	"022RKG5jA7btYyLFgnLTzChulGoLFtXW2rvqAO2gL6ozV/m8USjgyAU0QjqEmVFBUnA0Iiv6/uBgbyRc",
+	"X1BMlsyrbBa9/Yi84k8dgbuwmdsGINyq3sAaKaiTK2yLFbIU2SW+d9knxW68F7evLVBbq5snKSKV7jH1",
+	"H9c1hoK7cW49a3LuTSh+fQT5JiZEbyA/At3J6vHz0iyHX55qvnx9m42GKZdimFntVgTnDGi3sLFHaHPn",
+	"MdYdVDvmoANrOmEb96ntC10xWcUGLb+l79d7K1BSg8rIfzt/8zp+OuDzUmJ8CyIZ70y5mVXjYSbnIJbm",
+	"1FAmNJuPC1bLp/t4pvfrlmHkNaF/SVcH19vnASY7TVtxl0cCXXx9dvcjrMHANaaxcxH5jpxXeSQa9buH",
+	"5M0an8X2HLkBDvmJS8DoCuDf64I5feUovAeUOtl8eGuHT/N7D9ujwBH0bbh8tr8mmsvWx/t9v1sCev6X",
+	"i7pwi3hI0pM3r1+8PD25cJCXznkDCPQUi0VAKl5lBnIygJi0TJbLvWQkatjPN2evLi/++fZ5Snadl81V",
+	"XndxeBGG2B7EGrx7/e783fHLy5+OX76rvxqJANxQmJmspnbzAPQQalQ4SCiswBsgoSBqoNGrx0scCYyg",
+	"ceEOLgbsyMWDga3TQQdys9cT2tDnQ4hdKpmVVJXoK6W6LV4GcmB0EKwzxZ4vtWHzHjOZymbcsMxUqgVB",
+	"S+d5fDwj71jZFTz0Uk4Biunk7TtNQolyzJ0OpUR6PFK62XPBRXWzpQkQpra2ijFUMNiMwe3rOrjkRkvK",
+	"mz5qwP5atgU3wTY2QWcRBUnSTmAzvwg72LkM7yAKeS3q8vawyW3jfx/q8TswNZ+HYLJerJ/adokMaltg",
+	"nc5ONVMvuTanbtVaLAxDs2+TVNPyxFYV74yExMCWzVq0Hd9b926UFn0r0GoMKb/NJLZHAoLZRV4NGFgS",
+	"LVzcf98G+AmiCNpl4G1Wdu0wptURWtdxup2z10GAERQb6+GR+N5pvkFa5/kKAqzrAdVYB+XQ7cW2g7BH",
+	"vHcS9mH/8DEZwFV92CqwWps3ef+SdVWxX+20z25mn54zJranqk4b0Gm+02hrE4X05mxBHgoVDm4IDbY+",
+	"KNqEGAHqkkdqONouVXVj1bIcQrgzE3rQjIl1MSTbh551HIcOYbi5+m0wFCjaCFPkZonFDGlRhKph2kGd",
+	"wcBuAeHWuTFrlKHb8867QvFv7XNd4U5d9OZOzCuuIRCyP2YzsAV/ZqPwzSQ4P7vcZL3++v6weF1xNJZY",
+	"kVLP5IID3HLY0r7ELVRpLz+xJ68uyb3axeqagiyTVYqbJeBtO0EKam0dV+jRwr9eeDr5298vdpJ1RbwC",
+	"kM94GceVNAuIDT3iLZgvoYd6ajNjyp0PHyAoCgW9laIYODMPRGw58ExJwTVuyawa20P1pmTCsu7nzpAw",
+	"JBCp7UGYfLQPmt9HosaUg1aXJJNFwTJDdkcNQJPRzp6nIa58Xa7ID48UBl5+qD3ry+fPac7sooB/aizz",
+	"JWGFZkNyHGvtLbc9KatxwfXMEwDLCS3LkfCO/N0FG9tfEpfpyiZccFcO1UO2Ex/MrXHc7AZyZLDeFMyQ",
+	"5ZgHNRIjcSLFNRNolYMCYWamrL4lK9N0nx/at78jz+1sotKWle2LpPu05CkRjDlAm/aFhmazIXnj4/jn",
+	"9BepRoLExfRDRaXaruUOxFGtvCVkTgs7ewSp48K77KzIYTVE2yj3QCW+sSePfoDFoCRtsZWU2L1JCCL0",
+	"EFqZmV0PF7CuKqGHdt7n9tywRulQQ68YoeRvf79olsXb7SlmNxwOrdI7NpQLq+KSlWCs1qFBOOZMlkyD",
+	"I7vWwcPyU4VgbZahojXJtjunS6h1gxCo3xFIVkBvQkrLsnCz23cZF/8J+QAkl1mFhdp300YCVro3JE+Z",
+	"Vbk1kjgh2lCRU5VHwM/2BFGlliSFzB2AdkbuBNV8INjQLnDsuzUSM6US2ya1rdptTK3um8LIIU3XMiOd",
+	"kl2gsv3rh/uWevcB6TXd80wB8sK7yRKMbB7jxfZk6bRNokd9Nl7CAdgVHPosJwW/YnimcT5wqNFkgMkz",
+	"Eb86fnsahVn4GJjYkb/zeHgwfLyDFd6AG+/b/5uyLrkHTpdgHBxE1FGbcN41f478SXsN9gxTh6AA/XMT",
+	"LpeRsD9ArIe/v+LYhcQVXkaacLn2vmgdxNP4i/X47WlCtBwJBGmHioMQ+WQY8ET48d3ZS1JKqJwCf4fr",
+	"yttZdyEyxg0hBfLVtklGxpZu3Vvvzl7u4bnAgdtHdKxlUZkIDdq9fCXkQsOUga1m9utkJOyOQWaJCwjn",
+	"msykNkNyTCx7nSgpDGEih2NkySqnS8dOyFjJhUZ6t9PQAHs2EqlhN2Z/ZuaFZXWKHUUyLzVkQYXjpn49",
+	"/afN84jn0DYIAMZCkhSjEwIDHTVKUls9ydJKHDBl5QMUBYGcHh0cuEhL41S6doeg1INQt2XUkzNXfEj6",
+	"w53CPKEkyfc4hq6mw1j3T4Wx4mHhkvHAWux0jJ1n0M+YrZCzJQJLvLDHVEHuNWLd/Ozginfe26aAcYC5",
+	"fL+2o/cetO7geCoaFnrEG2hGVDtrvaWApIWQPxLhUkPSSFAVgkMUuV9ciKfjO3XgHtUSisCGfJIx42Jq",
+	"D4iSC0Hogi7Jriws36JlqWs9OHfG7hCMP6Vc7A3JmyK36gkkSx85dzY3s5Fo5Rc1Q03olD3QzZyjDpK0",
+	"THslzh/y4qmic2aY0oBc1RE3AQFb3vzvbcc8J1NQFRR6m+1RApu8/ezXiqnljo/B28FEpyQi6X4H3UFX",
+	"TMyqHqemdqXEineCC2APmCF1jeUKEC3/0cEBXs2o4FhaeXRw0Ddk8LQ3hhyKAX1/sN6fuDpcF32CI3R0",
+	"DNXCgkWhbxixz68eyor+sbbDkDXmXGVd/ax6G+/aWx0C3Uxs6Ot5FVzpjh075dKFtoBvNuSP9C4vGvTX",
+	"dtnFIuszs/+PyI704f1n5PStbMYOZv/GEb7d8Titza0Q8P0n2/D9pzREkcMnDzd/8k5QJ2CzHD96vPmj",
+	"F1KNeZ4ziBh48uiHLbopp4rm7Myr23e8yexXW4zPXa7vRPCxNPR14Jexpv6zD862hFBflXa/mtdXv5M5",
+	"uiyPXVt9d+X+b/W/L3n+oVn6v8n9c64zqvLVLLQV/r+B3OsWTvOdb+l4tOH0e4ShyIPq1oTl3/rBOHiy",
+	"+YvX0ryQlcj/2CfpGW4ZoR38DRj/VMquI5R4oXJFTP+dn4g2BssSIe9B8DkK1WhAJgYQ/IBvgGqoqqCw",
+	"MuD5RgFcw41Jz2vO1gMN0rX2oMDOtKAxH5TNya4V0FjBQOeKYtridMq9+zP5uzmTLoWq+1D6ZEBEIbNs",
+	"Fy/Cj7jn9iHWDpwqsquO9VvbgV5J7o91rQBm0YIMmPJrJiL4izRBba6aopoorNpSOExVODu7vqBoUhfc",
+	"cGD6HsyU25t9uZcQKUZizGa0mHiyd2djrcI5JH93GcEAGwd6LjekYPSaOWtMFIeGXdPMrgBYxHz5CCuE",
+	"G+1QzauiOAqJxtrwoqh16ZEIOHXMm1i4Jk8ePYrr+KLu63XhjnV2ivdIVM76nndppbCV3wIPBgbyVObL",
+	"zyCvN/AsPnxAf9Fn1xKa0BObxaFGIQgoz4m28Ob+/uH48sGfNn/g5nHB50xWOJ2HW4zsLV1axnghJdgr",
+	"8Bp4tGarY9v/9lveBGZbv9Gtsx4iW9G8jxX+EW0pJZouEWXiD319Qa3TzrsrIRJWEEQoOAq0dV9svMTq",
+	"6NF9SAjvv7ROlWJwlYCT9BmocZ6DN6B1LRN3V0rinnfdciIfCXxau0WRX3ORKTYPwR+dQfYJ0dK5aJyj",
+	"Ft1YYLsEz06RxznwU2bIk4MfyRo8PRfCzRVeQXopsuFI/OTLcV8xVhIIpuViSqpyJBR1lb4BYA0S7MHV",
+	"qCUEkbqaSHhP5poIGQ8ITa0zWeQQUAxJTyOBhsA6k9E5hGPkHM0MVNJSeIs3MrZdATP0dYD32EEejET6",
+	"28jjE4x2DsloBd5gtPOh0ywLdNJCL7j19fclrrMe/IgPzegHoyr2Oa+3PpyHXq4XiBuqWCnq0MPQdQPD",
+	"uxnUbw2a4fNdI3Ff7v+jHspf6o9gHN/y9fiFb7s/6q3x3FISRo61USGiMBT4GziXq9fXyWzX3SJlOUD2",
+	"s+84Vq+D7CXXjqNjuVWo+J4EUc6OZA4l4llOxswsGBPELKQX+5oBojoZCaz6DJFUHoPPtUqMJAD0GkmJ",
+	"oW3ovdYMJhxYJwxmJLpGMyR/d0DANUdD3QPL6q8LRhkJ/9SZV5GVc0N2Q3oDfsS1FLUzerVpE7KP9noc",
+	"usc+0PbE7cQG11kobSH9uGGlnDrnMluSruHsOuVUojvQ7ZAUzpsu7L+4dl/t9fo26pok23tUOgZtZNeQ",
+	"XaaWG1tYyAlJwTHJFinhVjtVFUuItDf5gmsWQ73VwbzUkIksCrmoE40xx7X+ixvNislILGpVeGXHOv1a",
+	"lhXdcg0Qtl1VqEyn2ARkOIcV8Gvj0ZD6V4RdM1gWHLOVuuv42q4Bu9Xr9jxChvVqyvG3ZIbHw/FSTvuu",
+	"5JxPHJiFrvnQjAEv8tzn3vj3Dd6DPYBErYvxxHONhYyhYf3Oxned56fd951HZhr8i5e9lx7k9+gG2qwL",
+	"7tEOnSk4hNtcdkieLg3DLDXtUp7tBQXEVGerpWf2BR/rg+lpKTN06n9yMHWNQTzQ5Pyvx4NH3/+QYEQX",
+	"RdxYe5mmfDKwHHzgIh2XeLE+PnjSde/4VQiL9T+8/Dj1YDOvOJ28loK9gvjuW/IKt1cdcR4Yo9sRO93J",
+	"JBzVuOVsCewn2PfgGdce+WWTsO4+ib/4kOzYbVylqf+upN1/t4FkRvXMm2uj8fTfJ3ZGjw5+2EZgVobT",
+	"wo3NDugxMpbV9fDEDTTjaI0Jw82SGDptmJILezaXdtitZft8s/0jceqHW2wcsITX0pxTw/WEI/P8t+Ly",
+	"L5hxoE+A6+1Za8TwXRzW/5y+9XR0e9a//1tJzexDL/dPAUPdy4JW03igG/DkJmIlIVzbYVnNqeATpk3i",
+	"cpo1oSOhuZgWDAJjNZuCg3JXFxT8SSVTmWU7TGQyd0V0/+9HL9K9KIIeI1gbHQUV5YEOfUIk7pj5rLsj",
+	"QqOCBS4oxNWyA3yYALDuw2p96GI6HKaJfU6zKxgnwIdiOLAsSDajimaGKYjIfnJwgKarzvsLPUluES0b",
+	"ONry1rrLPbrVVfeCQ0LSWiUL3xwoVlCgQDt+WMtkZb+4sGqrYH5ngwQO8Be1AI5/NU1ad9MfEgx6DtRZ",
+	"+1N6tKcmMrk7VB7r4MspCw0B4JPrFt/tf3dbGSFpCBkyM8wMEIDkk0gbjujdGBNPsnOWcwqQYMQBv4yX",
+	"YH6HAjY+F+xjbljb8frrNdm5GXA98Bu9ygItnaW1YQPIDLx5lvLyFYrzpDZmGa00RAoGhf3LizUw2i8q",
+	"02xe8XuB5t9RoAlBLL4UTGDCQaTZXn7x13yv4HLmwPXRQdfoDnm+L0yjEfR+vHR3GnAmy4I0/xeapxyR",
+	"j4Sl8iEg8s1SkrMSnGJSxEbYQgqGltnUWZ9ZfmyCAGX4nMVpSyNRh+s4h6BDtarhNxd0qb0wEB4D3lQs",
+	"afj9GwmfxtWsNuQX7AhSIrCCEyJJt+WOls7NzUjsaqOkmFrJZ8HoVYISk5XBIMon/S7dI1NmQFgJNeeo",
+	"G+QT+xsaVZvTho2APIElM5sswq/8hn9mzdy+fuKxAT6vJn87q9/qSvRctUEC7qL32zD36Kbw+Q2+7c38",
+	"vfdCCsP7bJdSe9x1Nd3th39vGf09XjGQBVBz4+YBuMs1Yzlzf0AJJilqQmMdPCi/VWF4SZVxtbVSbDJN",
+	"fNEz4K3g5iiYYRBCnLvAQHgCOG2CLTzTTFwqFstJenBw8DBN4L+P0oQMh0NyHLJzvHkA1NGR2H3y8DGJ",
+	"nTpSkoKqKUtIBVnkimnts8rt4bFsfw/vQbw9XcwUgZqMI9FU8v1Dy+wfaJcFDWnLMO9w9XUbDRIXFjUS",
+	"2l5zC6udc00W9rrZOyJCAsK13ck4OBNvvmhtGo4fe6WMRCUKpjVJ/U+haNcRSfWCm2x23IL1ScPnGpKy",
+	"Y8Wx63qyxFHTzwYtOtJYTWvsUP5gzDLpM5drrTQJNT7tpQ/xq/YhqkWdaYBuBp/fudUX/hLoHjLVB1Cl",
+	"v3HJteHMYPU6r4rartQ4YQ3MmDUKbRsF5ItG0QTCaEB2rrfFxyGircP/zbvr7oNePknQyztX7wT2ftW5",
+	"t/3NhSxu/zf34Yf4FmuysW5muImfvbYMSU5WGGUSmYHHSyh91m7aXg5eSQBf32iHfDfaScmcqium9nqs",
+	"hjFgaJ/hsMbmOzg4eNzFFX532XSNG24RQhvuZdTfx4F+hWg5nq134QTGF/72Bzy4+/txUxYR0kF3SBac",
+	"uOBAMIpyKFjhT+RwrUr+Ux1w8LGxtJ/7Eg5D7Thk5w3+5QNj7vOxP5Nq1nsSNgau1EGfW0Ro+m6iSNFd",
+	"qyEAug+E/oMhUu8hrHgNTgZ3mMe3INSMBAWzXeLt+64kGZyrIXlLtQ6VMQJGCKJq1aU8oBB++0dEgcrr",
+	"IiG2iT5ckeNo9tsAisQTRzsfz8H9QjkAv1lliN30g2K4Nxt6xJzeeGz9R99/n2wJHrE6Ene20e+zUtbP",
+	"Disqks3ndMr203UDZcJcurrmHzHYEykMFxUjY1bIBY4lhIv2w8G0drU3VrT53pZILQ/vhtQSL3mE1nJX",
+	"IBZ6g6P5/mALWJZvhveHNdgGyyNasXsMj2/lzngKqGM97DzwY2DE8d0RccrO22MfoSHXRj3GEWFgdlKM",
+	"zkN9CiaMWoJEbn8MEfE6Gp+D41mVnupxPIdhfHS04dcJH/yscYMf7o/TpzhOyQY0AbTurhwte+2uCSzb",
+	"eLxi32y34fyFVHiQok5dBrs7TFglLdyqSVQsXZMCIabD2TocidSHNjnbQu29jYUNrL2B4l8KttVGNbAh",
+	"AV1gJFZrsVFdi2mtsQGebOj/slIFmJp9HNkhGVe8MEQKkr599/Tl6cnlu7OX6Qpq4wxXPQFkTcAxgIeA",
+	"HgwTmUltGhWRXBCKnZtEnzPCfwZ7MZjcS8Um/AYk0MbHu2lj04bDYTSm4KRDSGkfaEaNQ12VBhofCTkh",
+	"iL7ngB8TBB9dbTrkp+zBeh3XXbgMUkPmdoKUjKWdRh6JM1EFU0yTgQJsis0pF8lINEvk1VklK5voPBGN",
+	"SrkMEdlDFz4pi+W1vhDwqZsRPnsuUTYuxB+5b0ROqL7SIwEZLEC0irj66T4vWON7DrXwipe6gXM7JKmR",
+	"hhaXgbosWacY8J6G17BCTkryGC8yQuytK2khi4EdOOvKkztsT8fl/QpGdj0CKwRcpj0pnSF8wOOzQg6v",
+	"84B1FvpJ9wjNZWlcdKRf6yE5RtrG8jeYKA15LbqOuAobswp8fPDjSKxJlR6S0wkZSzODlGOshmGSGAbX",
+	"0Cum7ZOM5UxkrC9AIRD6F4tQ6M6K/Uw5yavz+0ppyV0DWW85jS6XGL4akmaK5fYpyrctukh2gfsixE0X",
+	"xXunnj0be8P1quCKivXHzH4++HGbz1bS47009m/tSLqlAW5F5tIEBBpCAR6/y9W0UeT7rf5jFSaxHZg3",
+	"l/4CdKInROchKI6rXxeEtPrkJq6qSoy4BMVZ/X1aQ0hFMwwRPxAxwHNfeDNkruHlDELngqpcd4bNw1jq",
+	"Vbg1h68//cYQHeuBIRxKvgUvBVxHfPveDfW7QZCDDbPCZXwrNit+CqizEJ+vXh6QbMwVdUd7t5Ra83Gx",
+	"JFaE1RktWL4HwD6ISUBSqfiUC1oE5G1qRXgzW46EF/0YqYSruMdyb3/nIQDf53Ss4OCzEqthWXHXK73a",
+	"JwYppqs5yw+9JA7rHaJeU2/JQBtymrQYywM9Eg0z9m6cDisV0cIKq/meVcxI+vyCTl19yV+bkfNOCUE4",
+	"R5zQHkaCpS+pNoNXDsIhPVrJ8PFBwY8OfiC7Tx7+EIK8CjsDXy3Sh8NZRel0MnAtAPi/kJVyQ2zmz55O",
+	"Bq+lYINXGBG8C4VX4Wc/nMG5vTLSEYBcoQboIMo9b93bNu32K7HVza+/cZT5GcKAv70EnZi0kRo/V0qw",
+	"PQubvqx3Ft7+kOw0DsP2n9vPwlefIMFm/Wd1v69l1O0fLNvl0W0W4q2V6UQOu481lu9TZm6fMtO4t9fc",
+	"yvYAdGEW6wVTGmv4pKuM19tMg+HQnaNk5RqsrWN7ZFz5spMufAQLSgH+HZSP1/6+6mL/UGwnOuY3XBv9",
+	"R78B1srVdXRzk/F+ZX75SRjf+onnPnwbIuPjAJyOUFksKoZFoLiuy6NxAV9b2YvdlFwF7eRxT1FVWhRo",
+	"w5GQIbmEEVTgb+Q6ssFGXLIVYCU7ty9Y4bkmfjafhGd+HN/rs2IRrNlPKsFuSsDdLJbDiPO1awSNaXYV",
+	"ICrLGgyS5ViokM1LqajixZJUNT9s0TQA5w6OoWbNBtqEV/FNNH59PH6OZT1WWMaCYqJzF9cw2bIya3Jt",
+	"p5Lp3hwQ+0ZKdj1iN6TKV9kMijgdoY8kwMApNhLISPO9ITk1sR/a6kl2nL58EbjFvEphF7FyVfMAP4Iu",
+	"E1KVrqrRSATrJfjIIPiDQJLImC0lFEuD/nQzTiekcSjzQCeRigPmeFeyDLSYoIfBzHOWFVQx50Vol/6K",
+	"5Vj0pB3H2H6KET6fV1Af79ApFh4uD/MgEQYfjDh47kKsJbCVkWj6BaBCkciD5csnmOxSAjjZoBhRNS+Y",
+	"1nsOVc1Py/kVhiNxLLwW6tM2rjnAyhJLfESKjPnyeS69p+1YybnOpBAsM5aF5Qu6HAmEGw9DGrMZF/mQ",
+	"PKfZLLCWoPtSErk863PoATG6TGB2dU+RsshDSw2Pvv+eFMwYuOpzPuXgvxumCUkvHVDxIEU3WDrESo3D",
+	"Ybp3RFLfZupU1TqiIoXmFUNVdkjewApy123bSXNwe1cU2eR6Ggn0J5FP504aiU3IuyvVdiN3AI/LK3bJ",
+	"Qrir364ifBeP0y3TgCxj3CQoxIrpNvpyXDAY2n//lXOCMLnj3FBT6S0NrV4i/Ld1+tSkfeJqP9z7e3ol",
+	"Gwe03pBo/K2IvHTgYFZ4vtm/U5nZPhTp7Q/k8SgLtsuoFnACIANQ09dJ6p4/xm890CipLyG+egj3gKsb",
+	"aKwY6QQARY2TUlhOyhBqQmieK9sWlKG2U8wgDOIIkAng7YCRhOAETx79WEMl1QJoXaX5WPhG/KrZhbki",
+	"2tAlaASCGGmvF+jYIbaTGb1moDs4QRqqgGAIuZuHB6FgC6JBstc1+Ds3eiTkQmAFENtMIaHgrqw6MRFw",
+	"Q75F9PKXdmRfKzigMhuTLDPFABKDFkhXTtlsGjlpNmODE8T22mjetC+7d19LOHtfGpz8d5F1+eTRFnz+",
+	"QspXVPgSLvorMd0afPwGNQRCoV6toC4Ir6RaL3wlNOBijbSVqll513JQxwf7eailTaiJyzUppLwCMd/X",
+	"UHKVGDBfxTOnjAKYSiHFFELKkNGCE8fX4c/RrIFBTGwyYZnxcqhgCzdydIo3GbULhWLoYCuZMEcj4X60",
+	"Wgk3TttS7FpehfoZ+LGdGIPgvVqmtisHTCsh7CZjpQEezMVIUDLnojIMs/uhDj9ZzKwODVA5aOFBMYjd",
+	"+GnZdeeaVKLSLD+si/watUxGAvNLXEUl+2EhtUmQ/WNObUk54ByUBc0CJJB9CzyF5Cy+bAp+xUbCFarv",
+	"Lq1U163/RitKwAC/Ua58jFnOKBJg/EdEives+Z41b2DNTdYFiXw1e4Oj3s+crUaKZov9TF+vTQR5S9Wv",
+	"FTMEX3+gCdijoPriyflPZNdZ7Jxnn4L57+zFCXny8E8HCSm4sGxSgOGKC8uj7U9kwliekHcXLwZ/Ch6U",
+	"peWGyoqec6qugpCoSyvz6xmzfCxnBstMMgK4m1xM9w4t9xqJdFQdHDzOrHIMRjv4kw0zfZ2CiBwe+A5d",
+	"IIGSi9qCYRl2Jotqbi+I1xCEjQKTVTkM1u4zM7YkC6ZYwC5zYCIaUx0BMnE/BbyRNAH5Xhs6L8PSPH78",
+	"+Eey++7iZC8hqd0hNKFAZU3Xue0H/oaEQIx5dtb+UHVc+wIUrCh0T4Tuib7+RJk2my0l2NELqeYXy5Jt",
+	"/wVEU9y6n1P0xYXQrT9gJlCy848BTnbgl2dT0SB8PSzmh/tsvm8r/Qj3B/1HjcI+yE0RugsABrsTkJ5R",
+	"Q7GNbm5eIrfu5ejHcbtJ7VLB8qkAPgV8zkFBWj3eXwAIfRwz0pHY7WG6bhjpUQ0RbcVWTScAEQZNWbUC",
+	"eWsLSXlvSI6LYiRwMTI5d8DGdjCZFJprcMxoQUs9kwHqrzZQg139BBnpIUmjhb7keZqQ1A4XkqbDH3Wu",
+	"VRr9M1NgkrmkJk1GIq3KPPxJUr0UGf5Bdmseby814OtOb7Fv4jlJ4UdLXTAKe1EA699FMEk7DeQ12n4+",
+	"ZbKQyKyGBTXcVDmMtvG7FFP3YCQaT2iWVYpmy/YXtOhuyf9+WX/YajHMMAU4DeF2w64xEgX4+DwKriUH",
+	"S5WJSxJFYOORKKmZHZLUPhrOZKXZTBb5EPJ6QIJJfxvthN9HO4fkt9GOfWr/+eTDh3RIjklut1zVkOQj",
+	"4YDVKLli4MNiOqNljexRg5fvYs90NBqOQ0aU/Silw3HqYwHFSODF6przV386GjEYAc6Va3L6+uIHh++J",
+	"miA6WMCDQlzWgqtsOAH/0rM3756+fN79hcv5SsjTN29ePj9+nZDzi7PT138Bd2OQBciu1cgyWowEyDL2",
+	"gYNxUIouUZWwfzq5DJVCJzKAtc4XyEHXph6SVyhXuJBTPJKiKooheYo+0UfJwcGBb9Cl1IcTn7jDN6dc",
+	"WOnEvSYnkOQ4EtHpI1NJHEZ6JOsgOVyyG6MoekGhjE/I0xS5JnSsqtIUS4widc5DX7SrkJrle0TPANge",
+	"REPkshPKC4xuHwmoQ0yVCVCz1AAqPoS6xdnOGNUz59rQWq72nkwXUdslaTk2eS9t3Utb99LWty9txVLN",
+	"R0lcii4G3jL0qUSuUjFjloNScTBGArPMZVaBT6u07CzmqtSQbjFsH3+N3+W5k9DskFOyu0E8G4lu+QzC",
+	"MsKIMIm5tcoPNJkzQyGrCmC+iwIFAToSUVl6bnQtLjjPE1wIadJb2//QXZUAg6EN3F22LXtfowGhLqV7",
+	"XBRhoFsIkz3M/Ywu/qaluGfu98z9nrl/+8y9wTBvz93j5rZAW/MA69pQ9Of4gqrxqDYArVmuiEBrwMCQ",
+	"U9bY1xHYz5C8COySa1KwiSGyMmQXXPS2SUwk9RWcrG75ph7JGbvmiEO69xnw21xh+dbcLTcO40Ro6pFI",
+	"XTD9pVeUPX5FHwjcm3hXtkGBa4zBw0DUVmAMRMXEr17gsmAp+ARYcI3xOGcdHPsOaLoE0wisQpVR3Qte",
+	"ht9/6rE5s4clS0u1rno915BsSEU/bp4zl9gLtjuxP6eGDSyd73zUwJAYbzUmIz/BiI4LLdFYk3fR+a6R",
+	"87E2gKzYN54W1d8aqnwjXaHNI3PxYs7vzRWZcQ1BpruAGOOf637MvvDKpWPJHzPQPxC+YGO5/10BBiNm",
+	"vA3CYLxm9xCD35oktQo1GO9XED+c57kNOXi+FFmP8LT/W9P2/mFfefFjY+2qVXXScbDE162HgRyuimCJ",
+	"mwk1VoHlhigGAS95Evy8YRhoCCwQfCswzRqWaswycAlj+1uIJkG+2iSinPoSVcpbzaPZ9qDAN1fztlUk",
+	"v0He4Verj4dcrBBB2Ll7+I3fPd8BVB50g/htjSEsHLwNujOoiAmhn/3YY6+30+BOZGW1QyHFoFOca/g6",
+	"kxBq/e7ihOR0CaUtIwfhSOzapwvGrhJ0NVjh/ZUUOV0mdVoY6G26hGARsmRUWRF7LhXbw4BEK4pChMzM",
+	"ql2UjKvsihlYAgdOYrvGfqz0wY3G2riJiwax0ifxico95qzoBJ7b9fp2QezbI90IezadKjalkChzLzN8",
+	"xrMLh6d5XsbLSLsGQB17ir1u5Y8r0Ft0Xpci2y+roticZ7Fi6XG+zbqiwxSOo0NjQaTSYbBY7NKiIHIC",
+	"yZpzPJD4Clge5JwbA3gwXBAKkbwQaxVDpKJ72GF1piDXp2iOR+PHsbPmWC1RG1nqkAzpYD7HsjLkEXnF",
+	"n1ru4QG/drnxlS49HCjkQ2JYLo7Up2xCKBrllrfs1Y5Mj04JbvAZBZw/2xShZFZNUQwfCS7InM2lWq4x",
+	"0wT8T2jEa7Nk14czHIKJJt2DhBWHVwYpj3aL3Get8LjDYM+PAwpS52tf2jGNmXIImFBZnGaG5BKzQcEP",
+	"gXb7Mc2uMErQckP7jyHAXMIwEHYWV5EKdIYnJAAwAW8ckhT5ysWyZC7HE38AE49OR0IxKzG5CEPFdFUY",
+	"lzpMpvwa/cFI4Rr0Vq5IJSyBwC4FTE3NhEGs17d0ysX00NHbClhrgnCuHdt7ZMVW5kFnPegt5GO2Kdth",
+	"R4FS7dVnbPEyq4ycTFIHHdvsH5X3kWi9S9ivFS30KoTsobuBnB7gk6ppXfXZkt6YMTESOSv4NVNe5m53",
+	"wYPlVEMqAblirMS0Am9PtIzhHqv1E2G12sV8a5nsNnZTPMwbzKd91o76gO3cqqj9qp3Fs8fYxEJ+ciEq",
+	"Y3nNyPcHB7AqxtsrNfy0CxsPrBgileziKqNj6ofTOKkU0Ik/fPbg7R35WBk0VD107A2KS+LK3sXG8wmt",
+	"Op++iu+XxdQ9d6T4ldIy6u77BcnYcuWIY3vA3LU+xe6Vvke1vUe1vQuWywtmstmqWOyzxTywLd6ya1Rm",
+	"FMHXpelBvAcyZAi5mzFM00X9Uy4EXvNCRi+B/czMlFwIQhd0iVV60TUJt6TDovSIJQFCKAr7wMuuElfC",
+	"tuIkxSCkHlk+rhihHi3T5cZVtCC7lAirCELxYxfUmhBKfCwt+CLtLYO6M/XZFSPRiA4eDod7mLuNaXUe",
+	"IpOSdEGV4GKqU1cRBZLzTD1LF/iZUYCJrCdKdcuYQXaFJJW2dNERrGw1mSjw2K2dL/kbJZQETxbMhvlr",
+	"FEBwoIC9M2PgbUYLq6/BTWml8zHVbI9w7S5LrHCcYlL3ZRCxd31ABTz1PydgOs2ZT8JUjGopAMgTYUi5",
+	"IL9WVFFhuGBJU4RPvHUnco6jSIiQNFKNRM51RlVOdsGZ/d+hqdypIKmznSBgjYr0Erfkik2pygum9ZGV",
+	"nitIuvOFAzI0A8XWb8G0Ez0N7rZtik4AyCaI4qB8plCWGGgHNwzClHzt9hq31Ym2IwEZRimKrvA+pGfC",
+	"GXZ4a57UHDjzKl7PkJyxCjKBKGQbtQeAHsA6zBck2y7BM6JVDtZoDCuWPZ6AWidDs1erSC9WtnDtudWx",
+	"ZNUoQdFCS22WT8Vs1xzST0F0pmIkZGUGcjKw1O2gcy9iE6GWxTXTmAobPJYu3pyUsuD22HsJEMqucDES",
+	"0eGFxQDyTU/evH7x8vTkIk0c7bJS+xRZu9zBSOmSiRuW6ZGoPaxrYi7uNZpPqdHo2WcvOPE7EKa/Wo5z",
+	"3f2GEt/UCioQwOk54hHRjK3eMGAsqA+nZZslUwPHVWRlAHHsXhq/l8a/IcwhSOQP93TTqtovdlfakW+n",
+	"c+p5XWpvTpcgdy5JitwyY+nhCuA7VHLSdIEo5JqpJMILghwpQ0XGEhLQbmccCsPGdS+SVlnaxF9JvuqT",
+	"u99ZPhLuKrCCPLzzIBTL0n1+8ncw5S/KsT/WOcUNm+uN2GaaqZdcm1PD5pYOnY0HjNCd2A9F4fFM7sNh",
+	"vlZVCPA+06JA/Bm/HdF5RWoF0NNOpfjcFzpCcdi+nh6hxjNmGa00I1rOma8OR0qoYRfs9Ga2WiOzbulE",
+	"zktqvklclZMwyFuJHQ8/HZQgdL3BEezggqzQ4bz0/8ZAgvfwges4wYlXZ2NOQHZpAWMCE5I9rnsdvKFx",
+	"me+jADDwOFnrYa8QgxuUVq7mLg4ftaEaaYuL4Id7637DkiRWvdVLIcVyPhKpLPLweM/qb2jxWW1uVVl7",
+	"6B2N9if71Uj41zsgCBFFH0GhyG4AFWxACu51Q97bpfGD/Db5WmOIX0mlesW0plO2ib2FHQX+hnLnH5S/",
+	"3aNCffZYHnTom7gwgFyIQGSb+R4w0H52986hCCJDqQT/tWJHhArCbjjkb2KUR6eNco2MdC8d3UtH99LR",
+	"V5GONrIEjBfb/80DiK4tixk0KXyhS5MC6UgqA/4RDOI/eXkK/GqdQlU3eEeFyrOub6py5ZZCQnzK/6hF",
+	"K299vv/wVS4/WosBf02nEtMGgNUMTHrftFQPpuzfoVDvk5b+eCf2d6EGfPvn/ZwZQgXGPNiD+0BvL7Bv",
+	"dy1bmgS3Qo3uBSOJsbhdbItPoNl9cvDj3rpr+P4Cvr+A/50u4G5/AhRKXDlvz9hcGl/ha+3Bg0AtiEle",
+	"oyhj1NhXOHSf/hJ/F6bylW7w2yjVHjDDp3Xc3+D3qvgnUsXjshyueueau/76IQDVQRGyDZEGkNfhokVp",
+	"BsqCiwSowwWonvlqFXgsEkKJG5x7MBJGloOCXbMilHJ02nqd2OGr41vRwd2KeyvZJh4XDmFOh+T5vDRL",
+	"DF6QlYlReiEQQshW5AIYE2EiGDDofh4JF2MGVU5tb7QgEES8q5kzgUpxzYRLiRvLa7bXF87wAtZ1Q0oN",
+	"uHp8gEQdVuEiqKmOUntRlqvrGcLMNIvAbXDwdd7JzUDmbNAFe1JSYwl153Dnf/98/dP7P/98MPjx/X/u",
+	"jkbD4Xd7f/6PDrSbzykv2ZVal+MPFNpJf/fhEd9KtgHES5iezaJl6TYsLjpRlk/xt4gn1eh7PfAfGKob",
+	"RTaFQ+Pz58dUQ1ZtpZl2gaNSG1IW1AAfsyxnXPEiDwiUw64s+J/CsflGk9/Pl9qwuevqVExk1/F5ChO1",
+	"U9bwOuECIY/q8s33J+Hz+M2ewUaM8dpQlQBB3REt0F90FjzBrJyE+GJeIdHjt6c/+de+WTKNBrlORD6v",
+	"SpdaEpK8/RIEIcHj+EjB7mn382Ov2CU/fnvasSHgUnGkrEtGr3QvLc8YLcysl6G/huLoPoOBuvJEPkch",
+	"ZI6HKpR6wZSGUtXtCNeMCkguyrDid7gJLPF8f/AY3+feKtUDffJXHO1nPA7Yw5v/6pN1NO4sFNuGV33F",
+	"+Y+gpU84cNf0+rGrSmgyrgzU5yuZyJnIlnbtQyn8z1T+PtAvygmhkL1pLmxVRuTqtvw9tOB+XEVzvWaC",
+	"6SDWuLaGtajtWlnNXD+PGD7QYueJilqKY5lbicdj4809UBBOsAX8EdWNjRuCk7/ayrs4nrVRuDH+GJXF",
+	"1a9dhTHbbxPdhZkFgzKHdmF0q+h31DCEua+2+4xpoyqUFueUW3qlImO1utOYGbCs1UaeAqK0A21XDBLc",
+	"Mp8t1gQZrNuKCvyutug2w6piQYTVJOdWLRpX9rYy0s85bjSIth2DrIorV4Ii0FMmi4JlbciVqMEIiLgD",
+	"dzSgGoG2mFM9G0va3E8E1vnw/sP/CQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -129,14 +129,14 @@ func (p *Portal) call(c echo.Context, s *session, req apiRequest, out any) error
 }
 
 // stream runs one operation in process and streams a successful answer (a download)
-// straight to the browser with the headers that describe it. Any other answer is an
-// *apiError and nothing has been sent.
-func (p *Portal) stream(c echo.Context, s *session, req apiRequest) error {
+// straight to the browser with the headers that describe it, which rewrite (when not nil)
+// may change. Any other answer is an *apiError and nothing has been sent.
+func (p *Portal) stream(c echo.Context, s *session, req apiRequest, rewrite func(http.Header)) error {
 	r, err := p.newRequest(c, s, req)
 	if err != nil {
 		return err
 	}
-	w := &passthrough{out: c.Response(), header: http.Header{}}
+	w := &passthrough{out: c.Response(), header: http.Header{}, rewrite: rewrite}
 	p.api.ServeHTTP(w, r)
 	if w.passing {
 		return nil
@@ -205,6 +205,7 @@ type passthrough struct {
 	status  int
 	passing bool
 	failure bytes.Buffer
+	rewrite func(http.Header)
 }
 
 func (w *passthrough) Header() http.Header { return w.header }
@@ -224,6 +225,9 @@ func (w *passthrough) WriteHeader(status int) {
 		}
 	}
 	w.out.Header().Set("Cache-Control", "no-store")
+	if w.rewrite != nil {
+		w.rewrite(w.out.Header())
+	}
 	w.out.WriteHeader(status)
 }
 

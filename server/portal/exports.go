@@ -65,7 +65,7 @@ func (p *Portal) downloadExport(c echo.Context, s *session) error {
 			q.Set("include_deleted", "true")
 		}
 	}
-	return p.stream(c, s, apiRequest{Method: http.MethodGet, Path: format.Path, Query: q})
+	return p.stream(c, s, apiRequest{Method: http.MethodGet, Path: format.Path, Query: q}, nil)
 }
 
 type resetData struct {

@@ -122,6 +122,9 @@ func (p *Portal) Register(e *echo.Echo) {
 	g.POST("/bundles/activate", p.action(p.activateBundle))
 	g.GET("/bundles/changes", p.page(p.bundleChanges))
 
+	g.GET("/attachments", p.page(p.attachments))
+	g.GET("/attachments/file", p.page(p.attachmentFile))
+
 	g.GET("/exports", p.page(p.exports))
 	g.GET("/exports/download", p.page(p.downloadExport))
 

@@ -6,10 +6,14 @@ import (
 	"context"
 	"fmt"
 	"html"
+	"image"
+	"image/color"
+	"image/png"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
+	"net/textproto"
 	"net/url"
 	"regexp"
 	"strings"
@@ -724,4 +728,75 @@ func TestPortalQuarantine(t *testing.T) {
 	p = b.post("/portal/quarantine/discard", url.Values{"id": {ids[1][1]}})
 	require.Contains(t, text(p), "Quarantined record "+ids[1][1]+" was discarded.")
 	require.Contains(t, text(p), "No record is in quarantine")
+}
+
+// uploadAttachment stores a file through the API, as a device does.
+func uploadAttachment(t *testing.T, env *servertest.Env, token, id, contentType string, content []byte) {
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	h := textproto.MIMEHeader{}
+	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="file"; filename=%q`, id))
+	h.Set("Content-Type", contentType)
+	w, err := mw.CreatePart(h)
+	require.NoError(t, err)
+	_, err = w.Write(content)
+	require.NoError(t, err)
+	require.NoError(t, mw.Close())
+	res := env.Do(servertest.Request{Method: http.MethodPut, Path: "/api/attachments/" + id, Token: token, Body: buf.Bytes(),
+		Header: map[string]string{"Content-Type": mw.FormDataContentType()}})
+	require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
+}
+
+func pngImage(t *testing.T) []byte {
+	img := image.NewRGBA(image.Rect(0, 0, 4, 3))
+	img.Set(1, 1, color.RGBA{R: 200, A: 255})
+	var buf bytes.Buffer
+	require.NoError(t, png.Encode(&buf, img))
+	return buf.Bytes()
+}
+
+func TestPortalAttachments(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	if !implemented(t, env, http.MethodGet, "/api/attachments") {
+		t.Skip("listing attachments is not implemented on this server yet (issue 7)")
+	}
+	token := env.CreateUser("collector", "read-write")
+	photo := pngImage(t)
+	uploadAttachment(t, env, token, "visit-1.png", "image/png", photo)
+	uploadAttachment(t, env, token, "page.html", "text/html", []byte(`<script src="/portal/attachments/file?id=x.js"></script>`))
+	uploadAttachment(t, env, token, "drawing.svg", "image/svg+xml", []byte(`<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>`))
+
+	b := newBrowser(t, env)
+	b.signIn("admin", servertest.AdminPassword)
+	p := b.get("/portal/attachments")
+	require.Equal(t, http.StatusOK, p.status)
+	require.Contains(t, p.body, `<img src="/portal/attachments/file?id=visit-1.png"`, "images get a preview")
+	require.NotContains(t, p.body, `<img src="/portal/attachments/file?id=drawing.svg"`, "an SVG may hold script: no preview")
+	require.Contains(t, text(p), "drawing.svg")
+	p = b.get("/portal/attachments?kind=image")
+	require.Contains(t, text(p), "visit-1.png")
+	require.NotContains(t, text(p), "page.html")
+	p = b.get("/portal/attachments?contains=page")
+	require.Contains(t, text(p), "page.html")
+	require.NotContains(t, text(p), "visit-1.png")
+
+	p = b.get("/portal/attachments/file?id=visit-1.png")
+	require.Equal(t, http.StatusOK, p.status)
+	require.Equal(t, "image/png", p.header.Get("Content-Type"))
+	require.Equal(t, "inline", p.header.Get("Content-Disposition"))
+	require.Equal(t, string(photo), p.body)
+	require.Contains(t, p.header.Get("Content-Security-Policy"), "sandbox")
+	for _, id := range []string{"page.html", "drawing.svg"} {
+		p = b.get("/portal/attachments/file?id=" + id)
+		require.Equal(t, http.StatusOK, p.status, id)
+		require.Equal(t, "application/octet-stream", p.header.Get("Content-Type"), "%s: never rendered in the portal's origin", id)
+		require.Contains(t, p.header.Get("Content-Disposition"), "attachment", id)
+		require.Contains(t, p.header.Get("Content-Security-Policy"), "sandbox", id)
+	}
+	p = b.get("/portal/attachments/file?id=visit-1.png&download=1")
+	require.Contains(t, p.header.Get("Content-Disposition"), `attachment; filename=visit-1.png`)
+	p = b.get("/portal/attachments/file?id=missing.png")
+	require.Equal(t, http.StatusNotFound, p.status)
+	require.Contains(t, text(p), "no attachment with id missing.png")
 }

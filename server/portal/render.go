@@ -139,16 +139,17 @@ func (p *Portal) renderError(c echo.Context, s *session, status int, msg string)
 }
 
 var funcs = template.FuncMap{
-	"when":   when,
-	"ago":    ago,
-	"asset":  assetURL,
-	"count":  count,
-	"size":   size,
-	"pretty": pretty,
-	"deref":  derefString,
-	"flag":   func(b *bool) bool { return b != nil && *b },
-	"sub":    func(a, b float64) float64 { return a - b },
-	"roles":  func() []api.Role { return []api.Role{api.RoleReadOnly, api.RoleReadWrite, api.RoleAdmin} },
+	"when":    when,
+	"ago":     ago,
+	"preview": isPreviewable,
+	"asset":   assetURL,
+	"count":   count,
+	"size":    size,
+	"pretty":  pretty,
+	"deref":   derefString,
+	"flag":    func(b *bool) bool { return b != nil && *b },
+	"sub":     func(a, b float64) float64 { return a - b },
+	"roles":   func() []api.Role { return []api.Role{api.RoleReadOnly, api.RoleReadWrite, api.RoleAdmin} },
 }
 
 // when renders an instant as a <time> element in UTC; the portal's script rewrites it in

@@ -3,6 +3,10 @@ package portal_test
 import (
 	"bytes"
 	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
 	"mime/multipart"
 	"net/http"
 	"os"
@@ -60,6 +64,7 @@ func TestPortalScreenshots(t *testing.T) {
 	} else {
 		visit("/portal/bundles", "bundles")
 	}
+	visit("/portal/attachments", "attachments")
 	visit("/portal/exports", "exports")
 	if implemented(t, env, http.MethodGet, "/api/admin/quarantine") {
 		visit("/portal/quarantine", "quarantine")
@@ -110,6 +115,17 @@ func seedShowcase(t *testing.T, env *servertest.Env) {
 			Header: map[string]string{"X-Ode-Version": version, "X-Ode-Client-Id": "tablet-" + who},
 			Body:   map[string]any{"client_id": "tablet-" + who, "since": map[string]any{"version": 0}}})
 		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
+	}
+	if implemented(t, env, http.MethodGet, "/api/attachments") {
+		for i, c := range []color.RGBA{{70, 130, 180, 255}, {46, 139, 87, 255}, {205, 133, 63, 255}, {147, 112, 219, 255}} {
+			img := image.NewRGBA(image.Rect(0, 0, 320, 240))
+			draw.Draw(img, img.Bounds(), &image.Uniform{C: c}, image.Point{}, draw.Src)
+			draw.Draw(img, image.Rect(110, 70, 210, 170), &image.Uniform{C: color.White}, image.Point{}, draw.Src)
+			var buf bytes.Buffer
+			require.NoError(t, png.Encode(&buf, img))
+			uploadAttachment(t, env, collectors["amina"], fmt.Sprintf("photo-%d.png", i+1), "image/png", buf.Bytes())
+		}
+		uploadAttachment(t, env, collectors["kofi"], "interview-1.m4a", "audio/mp4", []byte("not really audio"))
 	}
 	if implemented(t, env, http.MethodGet, "/api/app-bundle/versions") {
 		for _, form := range []string{"household", "household_v2"} {
