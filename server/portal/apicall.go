@@ -49,8 +49,6 @@ func (e *apiError) Error() string { return fmt.Sprintf("API answered %d: %s", e.
 // Message is the text a person sees for this answer.
 func (e *apiError) Message() string {
 	switch e.Status {
-	case http.StatusNotImplemented:
-		return "This server does not offer this yet: " + e.Detail
 	case http.StatusForbidden:
 		return "Your role does not allow this: " + e.Detail
 	}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -189,19 +188,6 @@ func seedConflict(t *testing.T, env *servertest.Env) {
 	push(t, env, token, "tablet-8", observation("hh-1", "household", "2026-02-02T12:00:00Z", `{"size":3}`, "Awa Ndiaye"))
 }
 
-// implemented reports whether the server implements an operation (later work fills in
-// operations that answer 501 today).
-func implemented(t *testing.T, env *servertest.Env, method, path string) bool {
-	req, err := http.NewRequest(method, env.HTTP.URL+path, nil)
-	require.NoError(t, err)
-	req.Header.Set("X-Ode-Version", servertest.Version)
-	req.Header.Set("Authorization", "Bearer "+env.AdminToken())
-	res, err := env.HTTP.Client().Do(req) // unchecked: 501 is not part of the contract
-	require.NoError(t, err)
-	res.Body.Close()
-	return res.StatusCode != http.StatusNotImplemented
-}
-
 func TestBrowserAdminTasks(t *testing.T) {
 	t.Parallel()
 	env := servertest.New(t)
@@ -247,9 +233,6 @@ func TestBrowserAdminTasks(t *testing.T) {
 	waitFor(t, ctx, `document.querySelector("time[data-local]") !== null`) // the script shows times in the viewer's zone
 
 	t.Run("UploadAndActivateABundle", func(t *testing.T) {
-		if !implemented(t, env, http.MethodGet, "/api/app-bundle/versions") {
-			t.Skip("app bundles are not implemented on this server yet (issue 8)")
-		}
 		zipPath := filepath.Join(t.TempDir(), "bundle.zip")
 		require.NoError(t, os.WriteFile(zipPath, bundleZip(t, "household"), 0o600))
 		do(t, ctx, chromedp.Click(chromedp.CSS(`nav a[href="/portal/bundles"]`)))
@@ -264,10 +247,32 @@ func TestBrowserAdminTasks(t *testing.T) {
 		require.True(t, eval[bool](t, ctx, `document.querySelector(".badge.ok") && document.querySelector(".badge.ok").textContent === "active"`))
 	})
 
+	t.Run("RetryAQuarantinedRecord", func(t *testing.T) {
+		token := env.Login("collector", "pw-collector")
+		push(t, env, token, "tablet-7", `{"observation_id":"hh-late","form_type":"household","form_version":"1",`+
+			`"data":{"size":2},"created_at":"2026-02-04T09:00:00Z","updated_at":"last tuesday","deleted":false}`)
+		do(t, ctx, chromedp.Click(chromedp.CSS(`nav a[href="/portal/quarantine"]`)))
+		waitFor(t, ctx, heading("Quarantine"))
+		do(t, ctx, chromedp.Click(chromedp.CSS(`table.quarantine tbody a`)))
+		waitFor(t, ctx, heading("Quarantined record"))
+		// Correct the unreadable date in the copy, as an admin would by typing.
+		do(t, ctx, chromedp.Evaluate[chromedp.Void](`(() => { const r = document.getElementById("record"); `+
+			`r.value = r.value.replace("last tuesday", "2026-02-04T10:00:00Z"); })()`))
+		do(t, ctx, chromedp.Click(chromedp.CSS(`textarea#record ~ button[type=submit]`)))
+		waitFor(t, ctx, pageSays("Observation hh-late was stored"))
+		require.True(t, eval[bool](t, ctx, pageSays("No record is in quarantine")))
+	})
+
+	t.Run("PreviewAnAttachment", func(t *testing.T) {
+		token := env.Login("collector", "pw-collector")
+		uploadAttachment(t, env, token, "visit-1.png", "image/png", pngImage(t))
+		do(t, ctx, chromedp.Click(chromedp.CSS(`nav a[href="/portal/attachments"]`)))
+		waitFor(t, ctx, heading("Attachments"))
+		// The preview loads (the portal's CSP allows it) and shows the uploaded picture.
+		waitFor(t, ctx, `(() => { const i = document.querySelector(".gallery img"); return i && i.complete && i.naturalWidth === 4; })()`)
+	})
+
 	t.Run("DownloadAnExport", func(t *testing.T) {
-		if !implemented(t, env, http.MethodGet, "/api/dataexport/raw-json") {
-			t.Skip("data exports are not implemented on this server yet (issue 9)")
-		}
 		dir := t.TempDir()
 		browserCtx := chromedp.FromContext(ctx).BrowserContextID
 		_, err := chromedp.CallBrowser(ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{

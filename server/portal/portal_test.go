@@ -619,9 +619,6 @@ func TestPortalBundleUpload(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, p.status, "a file input left empty sends no file name")
 	require.Contains(t, text(p), "The upload holds no file")
 
-	if !implemented(t, env, http.MethodGet, "/api/app-bundle/versions") {
-		t.Skip("app bundles are not implemented on this server yet (issue 8)")
-	}
 	b.get("/portal/bundles")
 	p = b.postMultipart("/portal/bundles", [][2]string{{"csrf", b.csrf()}}, "bundle", "broken.zip", []byte("not a zip"))
 	require.Equal(t, http.StatusBadRequest, p.status)
@@ -659,12 +656,6 @@ func TestPortalExportDownloads(t *testing.T) {
 	require.Contains(t, text(b.get("/portal/exports")), "1 observations are stored")
 	require.Equal(t, http.StatusBadRequest, b.get("/portal/exports/download?format=../../etc").status)
 
-	if !implemented(t, env, http.MethodGet, "/api/dataexport/raw-json") {
-		p := b.get("/portal/exports/download?format=raw-json")
-		require.Equal(t, http.StatusNotImplemented, p.status)
-		require.Contains(t, text(p), "This server does not offer this yet")
-		t.Skip("data exports are not implemented on this server yet (issue 9)")
-	}
 	download := func(query string) []string {
 		req, err := http.NewRequest(http.MethodGet, env.HTTP.URL+"/portal/exports/download?"+query, nil)
 		require.NoError(t, err)
@@ -758,9 +749,6 @@ func pngImage(t *testing.T) []byte {
 func TestPortalAttachments(t *testing.T) {
 	t.Parallel()
 	env := servertest.New(t)
-	if !implemented(t, env, http.MethodGet, "/api/attachments") {
-		t.Skip("listing attachments is not implemented on this server yet (issue 7)")
-	}
 	token := env.CreateUser("collector", "read-write")
 	photo := pngImage(t)
 	uploadAttachment(t, env, token, "visit-1.png", "image/png", photo)

@@ -59,16 +59,10 @@ func TestPortalScreenshots(t *testing.T) {
 	visit("/portal/users", "users")
 	do(t, ctx, chromedp.Click(chromedp.CSS(`table.users tbody tr:nth-child(2) details:last-of-type summary`)))
 	shoot("users-delete")
-	if implemented(t, env, http.MethodGet, "/api/app-bundle/versions") {
-		visit("/portal/bundles/changes?current=0001&target=0002", "bundles")
-	} else {
-		visit("/portal/bundles", "bundles")
-	}
+	visit("/portal/bundles/changes?current=0001&target=0002", "bundles")
 	visit("/portal/attachments", "attachments")
 	visit("/portal/exports", "exports")
-	if implemented(t, env, http.MethodGet, "/api/admin/quarantine") {
-		visit("/portal/quarantine", "quarantine")
-	}
+	visit("/portal/quarantine", "quarantine")
 	visit("/portal/reset", "reset")
 
 	do(t, ctx, chromedp.EmulateViewport(390, 844))
@@ -116,24 +110,20 @@ func seedShowcase(t *testing.T, env *servertest.Env) {
 			Body:   map[string]any{"client_id": "tablet-" + who, "since": map[string]any{"version": 0}}})
 		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
 	}
-	if implemented(t, env, http.MethodGet, "/api/attachments") {
-		for i, c := range []color.RGBA{{70, 130, 180, 255}, {46, 139, 87, 255}, {205, 133, 63, 255}, {147, 112, 219, 255}} {
-			img := image.NewRGBA(image.Rect(0, 0, 320, 240))
-			draw.Draw(img, img.Bounds(), &image.Uniform{C: c}, image.Point{}, draw.Src)
-			draw.Draw(img, image.Rect(110, 70, 210, 170), &image.Uniform{C: color.White}, image.Point{}, draw.Src)
-			var buf bytes.Buffer
-			require.NoError(t, png.Encode(&buf, img))
-			uploadAttachment(t, env, collectors["amina"], fmt.Sprintf("photo-%d.png", i+1), "image/png", buf.Bytes())
-		}
-		uploadAttachment(t, env, collectors["kofi"], "interview-1.m4a", "audio/mp4", []byte("not really audio"))
+	for i, c := range []color.RGBA{{70, 130, 180, 255}, {46, 139, 87, 255}, {205, 133, 63, 255}, {147, 112, 219, 255}} {
+		img := image.NewRGBA(image.Rect(0, 0, 320, 240))
+		draw.Draw(img, img.Bounds(), &image.Uniform{C: c}, image.Point{}, draw.Src)
+		draw.Draw(img, image.Rect(110, 70, 210, 170), &image.Uniform{C: color.White}, image.Point{}, draw.Src)
+		var buf bytes.Buffer
+		require.NoError(t, png.Encode(&buf, img))
+		uploadAttachment(t, env, collectors["amina"], fmt.Sprintf("photo-%d.png", i+1), "image/png", buf.Bytes())
 	}
-	if implemented(t, env, http.MethodGet, "/api/app-bundle/versions") {
-		for _, form := range []string{"household", "household_v2"} {
-			pushBundle(t, env, admin, bundleZip(t, form))
-		}
-		res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/app-bundle/switch/0001", Token: admin})
-		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
+	uploadAttachment(t, env, collectors["kofi"], "interview-1.m4a", "audio/mp4", []byte("not really audio"))
+	for _, form := range []string{"household", "household_v2"} {
+		pushBundle(t, env, admin, bundleZip(t, form))
 	}
+	res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/app-bundle/switch/0001", Token: admin})
+	require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
 	// Presence is written in the background every few seconds.
 	require.Eventually(t, func() bool {
 		var n int
