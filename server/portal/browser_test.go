@@ -316,7 +316,9 @@ func TestBrowserPhoneLayout(t *testing.T) {
 	ctx := newTab(t)
 	do(t, ctx, chromedp.EmulateViewport(390, 844))
 	signInWithBrowser(t, ctx, env, "admin", servertest.AdminPassword)
-	for _, path := range []string{"/portal", "/portal/observations", "/portal/users", "/portal/observations/record?id=hh-1", "/portal/exports"} {
+	for _, path := range []string{"/portal", "/portal/observations", "/portal/observations/record?id=hh-1",
+		"/portal/devices", "/portal/users", "/portal/quarantine", "/portal/bundles", "/portal/attachments", "/portal/exports",
+		"/portal/reset", "/portal/account"} {
 		do(t, ctx, chromedp.Navigate(env.HTTP.URL+path))
 		waitFor(t, ctx, `document.readyState === "complete" && document.querySelector("h1")`)
 		require.True(t, eval[bool](t, ctx, `document.documentElement.scrollWidth <= window.innerWidth`), "%s fits a phone's width (wide tables scroll inside their box)", path)

@@ -35,18 +35,24 @@ func TestPortalScreenshots(t *testing.T) {
 	seedShowcase(t, env)
 	ctx := newTab(t)
 
-	// Long pages are cut at the window's height.
-	shoot := func(name string) {
+	// Long pages are cut at the window's height, except those whose point is further down.
+	capture := func(name string, action chromedp.Action[[]byte]) {
 		t.Helper()
 		waitFor(t, ctx, `document.readyState === "complete" && document.querySelector("h1")`)
-		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+		png, err := chromedp.Run(ctx, action)
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(*screenshotDir, name+".png"), png, 0o644))
 	}
+	shoot := func(name string) { t.Helper(); capture(name, chromedp.CaptureScreenshot()) }
 	visit := func(path, name string) {
 		t.Helper()
 		do(t, ctx, chromedp.Navigate(env.HTTP.URL+path))
 		shoot(name)
+	}
+	visitWhole := func(path, name string) {
+		t.Helper()
+		do(t, ctx, chromedp.Navigate(env.HTTP.URL+path))
+		capture(name, chromedp.FullScreenshot(100))
 	}
 
 	do(t, ctx, chromedp.EmulateViewport(1280, 900))
@@ -54,12 +60,12 @@ func TestPortalScreenshots(t *testing.T) {
 	signInWithBrowser(t, ctx, env, "admin", servertest.AdminPassword)
 	visit("/portal", "overview")
 	visit("/portal/observations", "observations")
-	visit("/portal/observations/record?id=obs-household-3", "observation")
+	visitWhole("/portal/observations/record?id=obs-household-3", "observation")
 	visit("/portal/devices", "devices")
 	visit("/portal/users", "users")
 	do(t, ctx, chromedp.Click(chromedp.CSS(`table.users tbody tr:nth-child(2) details:last-of-type summary`)))
 	shoot("users-delete")
-	visit("/portal/bundles/changes?current=0001&target=0002", "bundles")
+	visitWhole("/portal/bundles/changes?current=0001&target=0002", "bundles")
 	visit("/portal/attachments", "attachments")
 	visit("/portal/exports", "exports")
 	visit("/portal/quarantine", "quarantine")
@@ -103,11 +109,27 @@ func seedShowcase(t *testing.T, env *servertest.Env) {
 	// A record whose updated_at no program can read waits in quarantine.
 	push(t, env, collectors["amina"], "tablet-amina", `{"observation_id":"obs-water_point-900","form_type":"water_point","form_version":"1",`+
 		`"data":{"visit":900},"created_at":"2026-02-01T09:00:00Z","updated_at":"01/02/2026 9am","deleted":false}`)
-	// Devices say which app and bundle they run.
+	for _, form := range []string{"household", "household_v2"} {
+		pushBundle(t, env, admin, bundleZip(t, form))
+	}
+	res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/app-bundle/switch/0001", Token: admin})
+	require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
+	// Devices say which app and bundle they run: each catches up on the data (the second
+	// pull confirms the version it reached) and fetches the active bundle.
 	for who, version := range map[string]string{"amina": "1.4.2", "kofi": "1.3.0"} {
-		res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/sync/pull", Token: collectors[who],
-			Header: map[string]string{"X-Ode-Version": version, "X-Ode-Client-Id": "tablet-" + who},
-			Body:   map[string]any{"client_id": "tablet-" + who, "since": map[string]any{"version": 0}}})
+		header := map[string]string{"X-Ode-Version": version, "X-Ode-Client-Id": "tablet-" + who}
+		since := int64(0)
+		for range 2 {
+			res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/sync/pull", Token: collectors[who], Header: header,
+				Body: map[string]any{"client_id": "tablet-" + who, "since": map[string]any{"version": since}}})
+			require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
+			var pulled struct {
+				CurrentVersion int64 `json:"current_version"`
+			}
+			res.JSON(t, &pulled)
+			since = pulled.CurrentVersion
+		}
+		res := env.Do(servertest.Request{Method: http.MethodGet, Path: "/api/app-bundle/manifest", Token: collectors[who], Header: header})
 		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
 	}
 	for i, c := range []color.RGBA{{70, 130, 180, 255}, {46, 139, 87, 255}, {205, 133, 63, 255}, {147, 112, 219, 255}} {
@@ -119,16 +141,12 @@ func seedShowcase(t *testing.T, env *servertest.Env) {
 		uploadAttachment(t, env, collectors["amina"], fmt.Sprintf("photo-%d.png", i+1), "image/png", buf.Bytes())
 	}
 	uploadAttachment(t, env, collectors["kofi"], "interview-1.m4a", "audio/mp4", []byte("not really audio"))
-	for _, form := range []string{"household", "household_v2"} {
-		pushBundle(t, env, admin, bundleZip(t, form))
-	}
-	res := env.Do(servertest.Request{Method: http.MethodPost, Path: "/api/app-bundle/switch/0001", Token: admin})
-	require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
 	// Presence is written in the background every few seconds.
 	require.Eventually(t, func() bool {
 		var n int
-		_ = env.Pool.QueryRow(t.Context(), "SELECT count(*) FROM user_client_presence WHERE client_id LIKE 'tablet-%'").Scan(&n)
-		return n >= 3
+		_ = env.Pool.QueryRow(t.Context(), "SELECT count(*) FROM user_client_presence WHERE client_id LIKE 'tablet-%' AND "+
+			"(client_id = 'tablet-kofi-2' OR app_bundle_version IS NOT NULL)").Scan(&n)
+		return n == 3
 	}, 10*time.Second, 100*time.Millisecond)
 }
 
