@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -39,7 +40,7 @@ func TestListObservationsFiltersAndPages(t *testing.T) {
 		`{"observation_id":"b1","form_type":"clinic","form_version":"2","data":{},"created_at":"2026-01-15T08:00:00Z","updated_at":"2026-01-15T08:00:00Z","deleted":false,"author":"Jon"}`,
 		syncObservation("a2", "2025-12-01T10:00:00Z", `{"n":2}`, `"author":"amina"`),
 	)
-	dev.push(syncObservation("a3", "2025-12-02T10:00:00Z", `{}`, `"deleted":true`))
+	dev.push(strings.Replace(syncObservation("a3", "2025-12-02T10:00:00Z", `{}`), `"deleted":false`, `"deleted":true`, 1))
 	// A stale copy of a1 loses a conflict; a1's current state is then marked as decided by one.
 	dev.push(syncObservation("a1", "2025-12-03T10:00:00Z", `{"n":3}`))
 	stale := dev.pushWith(newTransmissionID(), syncObservation("a1", "2025-12-02T10:00:00Z", `{"n":0}`))

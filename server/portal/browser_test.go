@@ -245,6 +245,15 @@ func TestBrowserAdminTasks(t *testing.T) {
 		do(t, ctx, chromedp.Click(chromedp.CSS(`form[action="/portal/bundles/activate"] button[type=submit]`)))
 		waitFor(t, ctx, pageSays("is now active"))
 		require.True(t, eval[bool](t, ctx, `document.querySelector(".badge.ok") && document.querySelector(".badge.ok").textContent === "active"`))
+
+		// A second version, activated as it is uploaded.
+		require.NoError(t, os.WriteFile(zipPath, bundleZip(t, "clinic"), 0o600))
+		do(t, ctx,
+			chromedp.SetUploadFiles(chromedp.ID("bundle"), []string{zipPath}),
+			chromedp.Click(chromedp.CSS(`input[name=activate]`)),
+			chromedp.Click(chromedp.CSS(`form[action="/portal/bundles"] button[type=submit]`)),
+		)
+		waitFor(t, ctx, pageSays("Version 0002 was uploaded and validated (3 files). It is active"))
 	})
 
 	t.Run("RetryAQuarantinedRecord", func(t *testing.T) {
