@@ -623,6 +623,7 @@ func TestPortalBundleUpload(t *testing.T) {
 	p = b.postMultipart("/portal/bundles", [][2]string{{"csrf", b.csrf()}}, "bundle", "broken.zip", []byte("not a zip"))
 	require.Equal(t, http.StatusBadRequest, p.status)
 	require.Contains(t, p.body, `class="problem-list"`, "the API's validation report is shown, problem by problem")
+	require.Contains(t, p.body, "<li>the upload is not a readable ZIP archive", "a problem of the whole archive names no file")
 
 	b.get("/portal/bundles")
 	p = b.postMultipart("/portal/bundles", [][2]string{{"csrf", b.csrf()}}, "bundle", "bundle.zip", bundleZip(t, "household"))
