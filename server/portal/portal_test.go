@@ -21,8 +21,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/opendataensemble/synkronus/db/dbtest"
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/server"
 	"github.com/opendataensemble/synkronus/server/authlimit"
@@ -788,4 +790,34 @@ func TestPortalAttachments(t *testing.T) {
 	p = b.get("/portal/attachments/file?id=missing.png")
 	require.Equal(t, http.StatusNotFound, p.status)
 	require.Contains(t, text(p), "no attachment with id missing.png")
+}
+
+func TestPortalDatabaseOutageAnswers503(t *testing.T) {
+	t.Parallel()
+	env := servertest.New(t)
+	b := newBrowser(t, env)
+	b.signIn("admin", servertest.AdminPassword)
+
+	// The database refuses every connection, as during a restart.
+	name := env.Pool.Config().ConnConfig.Database
+	admin, err := pgx.Connect(t.Context(), dbtest.ServerURL())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = admin.Close(context.Background()) }) // after the database is opened again
+	allow := func(yes bool) {
+		_, err := admin.Exec(context.WithoutCancel(t.Context()), fmt.Sprintf("ALTER DATABASE %s ALLOW_CONNECTIONS %t", pgx.Identifier{name}.Sanitize(), yes))
+		require.NoError(t, err)
+	}
+	allow(false)
+	t.Cleanup(func() { allow(true) })
+	_, err = admin.Exec(t.Context(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+	require.NoError(t, err)
+
+	p := b.get("/portal/observations")
+	require.Equal(t, http.StatusServiceUnavailable, p.status, "%s", text(p))
+	require.Equal(t, "5", p.header.Get("Retry-After"))
+	require.Contains(t, text(p), "The database is unavailable; try again in a few seconds.")
+	for _, internal := range []string{name, "SQLSTATE", "pgx", "dial", "postgres"} {
+		require.NotContains(t, strings.ToLower(p.body), strings.ToLower(internal))
+	}
+	require.Equal(t, "/portal/observations", p.url, "the session is kept for when the database is back")
 }

@@ -240,6 +240,10 @@ func (p *Portal) fail(c echo.Context, s *session, err error) error {
 	if err == nil {
 		return nil
 	}
+	if errors.Is(err, db.ErrUnavailable) {
+		p.log.WarnContext(c.Request().Context(), "portal: database unavailable", "error", err, "path", c.Request().URL.Path)
+		err = &apiError{Status: http.StatusServiceUnavailable, Detail: "The database is unavailable; try again in a few seconds.", RetryAfter: "5"}
+	}
 	var ae *apiError
 	switch {
 	case errors.Is(err, errCSRF):
@@ -250,6 +254,9 @@ func (p *Portal) fail(c echo.Context, s *session, err error) error {
 		}
 		return p.toLogin(c, "You have been signed out: "+ae.Detail)
 	case errors.As(err, &ae):
+		if ae.RetryAfter != "" {
+			c.Response().Header().Set("Retry-After", ae.RetryAfter)
+		}
 		return p.renderError(c, s, ae.Status, ae.Message())
 	}
 	if c.Response().Committed {
