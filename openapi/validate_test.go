@@ -88,10 +88,12 @@ var addedOperations = map[string]operation{
 	"deleteUserCompat":         {http.MethodDelete, "/api/users/delete/{username}", adminRoles},
 	"updateUser":               {http.MethodPatch, "/api/users/{username}", adminRoles},
 	"listObservationRevisions": {http.MethodGet, "/api/observations/{observation_id}/revisions", allRoles},
+	"listObservations":         {http.MethodGet, "/api/observations", allRoles},
 	"listQuarantinedRecords":   {http.MethodGet, "/api/admin/quarantine", adminRoles},
 	"getQuarantinedRecord":     {http.MethodGet, "/api/admin/quarantine/{quarantine_id}", adminRoles},
 	"discardQuarantinedRecord": {http.MethodDelete, "/api/admin/quarantine/{quarantine_id}", adminRoles},
 	"retryQuarantinedRecord":   {http.MethodPost, "/api/admin/quarantine/{quarantine_id}/retry", adminRoles},
+	"listAttachments":          {http.MethodGet, "/api/attachments", readerRoles},
 	"deleteAttachment":         {http.MethodDelete, "/api/attachments/{attachment_id}", adminRoles},
 	"listForms":                {http.MethodGet, "/api/v1/data/forms", readerRoles},
 }

@@ -291,3 +291,26 @@ func truthy(v *string) bool {
 	}
 	return false
 }
+
+// ListAttachments lists a page of stored attachments, newest upload first.
+func (s *Server) ListAttachments(ctx context.Context, req api.ListAttachmentsRequestObject) (api.ListAttachmentsResponseObject, error) {
+	prm := req.Params
+	lr := attachments.ListRequest{Contains: deref(prm.Contains), ContentTypePrefix: deref(prm.ContentType),
+		BeforeVersion: deref(prm.BeforeVersion), Limit: deref(prm.Limit)}
+	page, err := s.attachments.List(ctx, lr)
+	if err != nil {
+		return nil, err
+	}
+	out := api.ListAttachments200JSONResponse{Attachments: make([]api.AttachmentSummary, len(page.Attachments)), HasMore: page.NextBeforeVersion > 0}
+	for i, a := range page.Attachments {
+		out.Attachments[i] = api.AttachmentSummary{AttachmentId: a.AttachmentID, Version: a.Version, Size: a.Size,
+			ContentType: a.ContentType, UploadedAt: a.UploadedAt, UploadedBy: a.UploadedBy}
+		if a.Processed {
+			out.Attachments[i].OriginalSize = &a.OriginalSize
+		}
+	}
+	if out.HasMore {
+		out.NextBeforeVersion = &page.NextBeforeVersion
+	}
+	return out, nil
+}

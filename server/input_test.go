@@ -105,6 +105,8 @@ func textInputs(t *testing.T, path, method string, op *openapi3.Operation) (base
 			return servertest.Version
 		case p.Schema.Value.Example != nil:
 			return fmt.Sprint(p.Schema.Value.Example)
+		case p.Schema.Value.Format == "date-time":
+			return "2026-01-02T03:04:05Z"
 		case p.Schema.Value.Type.Is("string"):
 			return "x"
 		case p.Schema.Value.Type.Is("boolean"):

@@ -20,6 +20,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/opendataensemble/synkronus/gen/api"
+	"github.com/opendataensemble/synkronus/server/portal"
 )
 
 type ctxKey int
@@ -175,9 +176,13 @@ const multipartOverhead = 1 << 20
 // bodyLimit bounds every request body (see bodyLimitFor; an upload's file is bounded exactly
 // while it streams). JSON bodies must be UTF-8, as RFC 8259 requires: the decoder would silently replace bad
 // bytes, so they are refused while reading. The push body is checked record by record
-// by the sync service instead, so that one bad record does not cost the others.
+// by the sync service instead, so that one bad record does not cost the others. The
+// portal's uploads are streamed on to an API operation, which applies its own limit.
 func (s *Server) bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if portal.StreamsBody(c.Request().Method, c.Path()) {
+			return next(c)
+		}
 		limit := s.bodyLimitFor(c)
 		req := c.Request()
 		if req.ContentLength > limit {

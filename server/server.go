@@ -34,6 +34,7 @@ import (
 	"github.com/opendataensemble/synkronus/server/metrics"
 	"github.com/opendataensemble/synkronus/server/obsync"
 	"github.com/opendataensemble/synkronus/server/passwords"
+	"github.com/opendataensemble/synkronus/server/portal"
 	"github.com/opendataensemble/synkronus/server/tokens"
 )
 
@@ -86,6 +87,8 @@ type Options struct {
 	MaxVersionsKept int
 	// MaxExports is how many data exports run at once; more wait for a turn.
 	MaxExports int
+	// Portal are the web portal's settings.
+	Portal portal.Options
 }
 
 func (o *Options) setDefaults() {
@@ -143,6 +146,7 @@ type Server struct {
 	export         *export.Service
 	presence       *presenceRecorder
 	metrics        *metrics.Metrics
+	portal         *portal.Portal
 	spec           *openapi3.T
 	// operations maps an Echo route (method and path) to the contract's operation id.
 	operations map[string]string
@@ -204,7 +208,12 @@ func New(deps Deps, opts Options) (*Server, error) {
 		draining:       draining,
 		stopDraining:   stopDraining,
 	}
-	s.echo = s.routes()
+	s.echo = echo.New()
+	s.portal, err = portal.New(portal.Deps{API: s.echo, Pool: deps.Pool, Log: deps.Log, Tokens: issuer, Version: version}, opts.Portal)
+	if err != nil {
+		return nil, err
+	}
+	s.routes(s.echo)
 	return s, nil
 }
 
@@ -227,8 +236,7 @@ func (s *Server) Start(ctx context.Context) *sync.WaitGroup {
 	return &wg
 }
 
-func (s *Server) routes() *echo.Echo {
-	e := echo.New()
+func (s *Server) routes(e *echo.Echo) {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.JSONSerializer = jsonSerializer{}
@@ -252,7 +260,7 @@ func (s *Server) routes() *echo.Echo {
 	api.RegisterHandlers(e, api.NewStrictHandler(s, []api.StrictMiddlewareFunc{refuseUnstorableText}))
 	e.GET("/openapi/synkronus.yaml", serveSpec)
 	e.GET("/docs", s.serveDocs)
-	return e
+	s.portal.Register(e)
 }
 
 // uploadRoute is the route of attachment uploads (and downloads).

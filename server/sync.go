@@ -234,3 +234,38 @@ func currentRevisionItem(o dbgen.Observation) api.ObservationRevision {
 		ClientId: &o.ClientID, TransmissionId: &o.TransmissionID,
 	}
 }
+
+// ListObservations lists a page of stored observations, newest change first.
+func (s *Server) ListObservations(ctx context.Context, req api.ListObservationsRequestObject) (api.ListObservationsResponseObject, error) {
+	prm := req.Params
+	lr := obsync.ListRequest{
+		FormType: deref(prm.FormType), Author: deref(prm.Author), CreatedFrom: prm.CreatedFrom, CreatedTo: prm.CreatedTo,
+		IncludeDeleted: deref(prm.IncludeDeleted), ConflictsOnly: deref(prm.ConflictsOnly),
+		BeforeVersion: deref(prm.BeforeVersion), Limit: deref(prm.Limit),
+	}
+	page, err := s.sync.List(ctx, lr)
+	if err != nil {
+		return nil, err
+	}
+	out := api.ListObservations200JSONResponse{Observations: make([]api.ObservationSummary, len(page.Observations)), HasMore: page.NextBeforeVersion > 0}
+	for i, o := range page.Observations {
+		out.Observations[i] = api.ObservationSummary{
+			ObservationId: o.ObservationID, Version: o.Version, FormType: o.FormType, FormVersion: o.FormVersion,
+			Author: o.Author, DeviceId: o.DeviceID, CreatedAt: o.CreatedAtText, UpdatedAt: o.UpdatedAtText,
+			SyncedAt: o.SyncedAt, Deleted: o.Deleted, Conflict: o.Conflict, HasConflicts: o.HasConflicts, PushedBy: o.PushedBy,
+		}
+	}
+	if out.HasMore {
+		out.NextBeforeVersion = &page.NextBeforeVersion
+	}
+	return out, nil
+}
+
+// deref reads an optional parameter, its zero value when absent.
+func deref[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
+}

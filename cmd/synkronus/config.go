@@ -54,6 +54,9 @@ type config struct {
 	MaxBundleBytes             int64
 	MaxBundleUncompressedBytes int64
 	MaxBundleFiles             int
+	// PortalIdleTimeout and PortalMaxAge end web portal sessions.
+	PortalIdleTimeout time.Duration
+	PortalMaxAge      time.Duration
 }
 
 const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/synkronus?sslmode=disable"
@@ -146,6 +149,8 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 	c.MaxBundleBytes = integer(appbundle.DefaultMaxUploadBytes, 1<<10, 1<<34, "MAX_BUNDLE_BYTES")
 	c.MaxBundleUncompressedBytes = integer(appbundle.DefaultMaxUncompressedBytes, 1<<10, 1<<36, "MAX_BUNDLE_UNCOMPRESSED_BYTES")
 	c.MaxBundleFiles = int(integer(appbundle.DefaultMaxFiles, 1, 1_000_000, "MAX_BUNDLE_FILES"))
+	c.PortalIdleTimeout = duration("PORTAL_IDLE_TIMEOUT", time.Hour)
+	c.PortalMaxAge = duration("PORTAL_SESSION_MAX_AGE", 12*time.Hour)
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = defaultDatabaseURL
 	}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
 	"github.com/opendataensemble/synkronus/server/passwords"
+	"github.com/opendataensemble/synkronus/server/portal"
 )
 
 const usage = `synkronus: the ODE sync server. It is configured by environment variables (or a .env file): DATABASE_URL, PORT, HOST, JWT_SECRET, JWT_SECRET_FILE,
@@ -38,7 +40,7 @@ REFRESH_TOKEN_TTL, SYNC_CONFLICT_POLICY, PUSH_RECEIPT_TTL, MAX_PUSH_BYTES, MAX_J
 MAX_ATTACHMENT_BYTES, IMAGE_PROCESSING, IMAGE_MAX_WIDTH, IMAGE_MAX_HEIGHT, IMAGE_JPEG_QUALITY,
 IMAGE_MAX_PIXELS, MAX_VERSIONS_KEPT, MAX_BUNDLE_BYTES, MAX_BUNDLE_UNCOMPRESSED_BYTES, MAX_BUNDLE_FILES,
 DB_MAX_CONNS, BCRYPT_COST, EXPORT_MAX_CONCURRENT, PPROF_ADDR, METRICS_ADDR, METRICS_TOKEN, TRUSTED_PROXIES, BODY_READ_TIMEOUT,
-MIN_UPLOAD_RATE, SHUTDOWN_TIMEOUT. See the README for their meaning and defaults.
+MIN_UPLOAD_RATE, SHUTDOWN_TIMEOUT, PORTAL_IDLE_TIMEOUT, PORTAL_SESSION_MAX_AGE. See the README for their meaning and defaults.
 
 "synkronus healthcheck" asks the server configured by the same variables for /health and
 exits 0 when it answers 200 (for container health checks, where no HTTP client is installed).
@@ -130,6 +132,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		MaxVersionsKept: cfg.MaxVersionsKept,
 		BundleLimits: appbundle.Limits{MaxUploadBytes: cfg.MaxBundleBytes, MaxUncompressedBytes: cfg.MaxBundleUncompressedBytes,
 			MaxFiles: cfg.MaxBundleFiles},
+		Portal: portal.Options{
+			IdleTimeout: cfg.PortalIdleTimeout, MaxAge: cfg.PortalMaxAge,
+			SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"),
+		},
 	})
 	if err != nil {
 		return err
@@ -165,7 +171,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		go servePprof(cfg.PprofAddr, log)
 	}
 	bg := srv.Start(ctx)
-	log.Info("synkronus listening", "addr", ln.Addr().String())
+	log.Info("synkronus listening", "addr", ln.Addr().String(), "admin_portal", portalURL(cfg, ln.Addr()))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 
@@ -190,6 +196,20 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	bg.Wait()
 	log.Info("stopped")
 	return nil
+}
+
+// portalURL is where a browser on this machine (or anywhere, given PUBLIC_URL) finds the
+// admin portal.
+func portalURL(cfg config, addr net.Addr) string {
+	if cfg.PublicURL != "" {
+		return cfg.PublicURL + portal.Base
+	}
+	host := cfg.Host
+	if host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
+		host = "localhost"
+	}
+	_, port, _ := net.SplitHostPort(addr.String())
+	return "http://" + net.JoinHostPort(host, port) + portal.Base
 }
 
 // signingKey returns the JWT key: the configured one, or else a strong random key
@@ -250,7 +270,8 @@ func bootstrapAdmin(ctx context.Context, pool *pgxpool.Pool, hasher *passwords.H
 		return fmt.Errorf("error creating the first admin: %w", err)
 	}
 	if generated {
-		fmt.Fprintf(os.Stderr, "\n  Created admin account %q with password: %s\n  (shown once; set ADMIN_PASSWORD to choose it)\n\n", cfg.AdminUsername, password)
+		fmt.Fprintf(os.Stderr, "\n  Created admin account %q with password: %s\n  (shown once; set ADMIN_PASSWORD to choose it)\n  Sign in to the admin portal at %s\n\n",
+			cfg.AdminUsername, password, portalURL(cfg, &net.TCPAddr{Port: cfg.Port}))
 	}
 	log.Info("created the first admin account", "username", cfg.AdminUsername, "password_generated", generated)
 	return nil

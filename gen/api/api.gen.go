@@ -211,6 +211,17 @@ type AttachmentDeleted struct {
 	Version int64 `json:"version"`
 }
 
+// AttachmentList defines model for AttachmentList.
+type AttachmentList struct {
+	Attachments []AttachmentSummary `json:"attachments"`
+
+	// HasMore True when more attachments match below this page.
+	HasMore bool `json:"has_more"`
+
+	// NextBeforeVersion The `before_version` that reads the next page; null on the last page.
+	NextBeforeVersion *int64 `json:"next_before_version,omitempty"`
+}
+
 // AttachmentManifestRequest defines model for AttachmentManifestRequest.
 type AttachmentManifestRequest struct {
 	// ClientId Stable identifier of the requesting client.
@@ -271,6 +282,23 @@ type AttachmentOperationOperation string
 type AttachmentOperationCount struct {
 	Delete   *int `json:"delete,omitempty"`
 	Download *int `json:"download,omitempty"`
+}
+
+// AttachmentSummary One stored attachment.
+type AttachmentSummary struct {
+	AttachmentId string `json:"attachment_id"`
+	ContentType  string `json:"content_type"`
+
+	// OriginalSize Size of the upload as received, when a processed copy is served instead.
+	OriginalSize *int64 `json:"original_size,omitempty"`
+
+	// Size Size of the copy served by default (the processed one when there is one).
+	Size       int64     `json:"size"`
+	UploadedAt time.Time `json:"uploaded_at"`
+	UploadedBy string    `json:"uploaded_by"`
+
+	// Version The version of its upload.
+	Version int64 `json:"version"`
 }
 
 // AuthResponse defines model for AuthResponse.
@@ -573,6 +601,16 @@ type ObservationFormTypeCount struct {
 	FormType string `json:"formType"`
 }
 
+// ObservationList defines model for ObservationList.
+type ObservationList struct {
+	// HasMore True when more observations match below this page.
+	HasMore bool `json:"has_more"`
+
+	// NextBeforeVersion The `before_version` that reads the next page; null on the last page.
+	NextBeforeVersion *int64               `json:"next_before_version,omitempty"`
+	Observations      []ObservationSummary `json:"observations"`
+}
+
 // ObservationRevision One state of an observation as the server received it.
 type ObservationRevision struct {
 	Author *string `json:"author,omitempty"`
@@ -633,6 +671,36 @@ type ObservationStatsResponse struct {
 
 	// TotalCount Non-deleted observations in total.
 	TotalCount int64 `json:"totalCount"`
+}
+
+// ObservationSummary The current state of one observation, without its form data.
+type ObservationSummary struct {
+	Author *string `json:"author,omitempty"`
+
+	// Conflict True when a conflict was detected as this state arrived.
+	Conflict bool `json:"conflict"`
+
+	// CreatedAt The client's creation time, as it sent it.
+	CreatedAt   string  `json:"created_at"`
+	Deleted     bool    `json:"deleted"`
+	DeviceId    *string `json:"device_id,omitempty"`
+	FormType    string  `json:"form_type"`
+	FormVersion string  `json:"form_version"`
+
+	// HasConflicts True when a conflict was detected as any revision of this observation arrived;
+	// `listObservationRevisions` shows them.
+	HasConflicts  bool   `json:"has_conflicts"`
+	ObservationId string `json:"observation_id"`
+
+	// PushedBy The user whose push stored this state.
+	PushedBy string `json:"pushed_by"`
+
+	// SyncedAt When the server stored this state.
+	SyncedAt time.Time `json:"synced_at"`
+
+	// UpdatedAt The client's last change time, as it sent it.
+	UpdatedAt string `json:"updated_at"`
+	Version   int64  `json:"version"`
 }
 
 // ObservationTimeline defines model for ObservationTimeline.
@@ -1237,6 +1305,26 @@ type GetAppBundleVersionsParams struct {
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
 }
 
+// ListAttachmentsParams defines parameters for ListAttachments.
+type ListAttachmentsParams struct {
+	// Contains Only attachments whose id contains this text.
+	Contains *string `form:"contains,omitempty" json:"contains,omitempty"`
+
+	// ContentType Only attachments whose content type starts with this text, such as `image/`.
+	ContentType *string `form:"content_type,omitempty" json:"content_type,omitempty"`
+
+	// BeforeVersion Continue below this version (the previous page's `next_before_version`).
+	BeforeVersion *int64 `form:"before_version,omitempty" json:"before_version,omitempty"`
+
+	// Limit Largest number of attachments in one page.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
 // GetAttachmentsExportZipParams defines parameters for GetAttachmentsExportZip.
 type GetAttachmentsExportZipParams struct {
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
@@ -1379,6 +1467,38 @@ type GetRawJsonExportZipParams struct {
 
 	// IncludeDeleted Include deleted observations (their `deleted` column is true).
 	IncludeDeleted *ExportIncludeDeleted `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
+// ListObservationsParams defines parameters for ListObservations.
+type ListObservationsParams struct {
+	// FormType Only observations of this form type (exact match).
+	FormType *string `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// Author Only observations whose author contains this text, ignoring case.
+	Author *string `form:"author,omitempty" json:"author,omitempty"`
+
+	// CreatedFrom Only observations created at or after this instant.
+	CreatedFrom *time.Time `form:"created_from,omitempty" json:"created_from,omitempty"`
+
+	// CreatedTo Only observations created before this instant.
+	CreatedTo *time.Time `form:"created_to,omitempty" json:"created_to,omitempty"`
+
+	// IncludeDeleted Also list deleted observations (tombstones).
+	IncludeDeleted *bool `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
+	// ConflictsOnly Only observations with a conflict in their history (`has_conflicts`).
+	ConflictsOnly *bool `form:"conflicts_only,omitempty" json:"conflicts_only,omitempty"`
+
+	// BeforeVersion Continue below this version (the previous page's `next_before_version`).
+	BeforeVersion *int64 `form:"before_version,omitempty" json:"before_version,omitempty"`
+
+	// Limit Largest number of observations in one page.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
@@ -1611,6 +1731,9 @@ type ServerInterface interface {
 	// GetAppBundleVersions List the stored app bundle versions
 	// (GET /api/app-bundle/versions)
 	GetAppBundleVersions(ctx echo.Context, params GetAppBundleVersionsParams) error
+	// ListAttachments Browse the stored attachments, newest first
+	// (GET /api/attachments)
+	ListAttachments(ctx echo.Context, params ListAttachmentsParams) error
 	// GetAttachmentsExportZip Download every stored attachment as one ZIP archive
 	// (GET /api/attachments/export-zip)
 	GetAttachmentsExportZip(ctx echo.Context, params GetAttachmentsExportZipParams) error
@@ -1644,6 +1767,9 @@ type ServerInterface interface {
 	// GetRawJsonExportZip Export the observations as JSON documents in a ZIP archive
 	// (GET /api/dataexport/raw-json)
 	GetRawJsonExportZip(ctx echo.Context, params GetRawJsonExportZipParams) error
+	// ListObservations Browse the stored observations, newest change first
+	// (GET /api/observations)
+	ListObservations(ctx echo.Context, params ListObservationsParams) error
 	// ListObservationRevisions List every revision the server received for an observation
 	// (GET /api/observations/{observation_id}/revisions)
 	ListObservationRevisions(ctx echo.Context, observationId string, params ListObservationRevisionsParams) error
@@ -2248,6 +2374,64 @@ func (w *ServerInterfaceWrapper) GetAppBundleVersions(ctx echo.Context) error {
 	return err
 }
 
+// ListAttachments converts echo context to params.
+func (w *ServerInterfaceWrapper) ListAttachments(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListAttachmentsParams
+	// ------------- Optional query parameter "contains" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "contains", ctx.QueryParams(), &params.Contains, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter contains: %s", err))
+	}
+
+	// ------------- Optional query parameter "content_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "content_type", ctx.QueryParams(), &params.ContentType, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter content_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "before_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "before_version", ctx.QueryParams(), &params.BeforeVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter before_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListAttachments(ctx, params)
+	return err
+}
+
 // GetAttachmentsExportZip converts echo context to params.
 func (w *ServerInterfaceWrapper) GetAttachmentsExportZip(ctx echo.Context) error {
 	var err error
@@ -2746,6 +2930,92 @@ func (w *ServerInterfaceWrapper) GetRawJsonExportZip(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetRawJsonExportZip(ctx, params)
+	return err
+}
+
+// ListObservations converts echo context to params.
+func (w *ServerInterfaceWrapper) ListObservations(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListObservationsParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "author" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "author", ctx.QueryParams(), &params.Author, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter author: %s", err))
+	}
+
+	// ------------- Optional query parameter "created_from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "created_from", ctx.QueryParams(), &params.CreatedFrom, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter created_from: %s", err))
+	}
+
+	// ------------- Optional query parameter "created_to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "created_to", ctx.QueryParams(), &params.CreatedTo, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter created_to: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
+
+	// ------------- Optional query parameter "conflicts_only" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "conflicts_only", ctx.QueryParams(), &params.ConflictsOnly, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter conflicts_only: %s", err))
+	}
+
+	// ------------- Optional query parameter "before_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "before_version", ctx.QueryParams(), &params.BeforeVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter before_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListObservations(ctx, params)
 	return err
 }
 
@@ -3408,6 +3678,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/api/users/change-password", wrapper.ChangePassword, options.OperationMiddlewares["changePassword"]...)
 	router.POST(options.BaseURL+"/api/sync/pull", wrapper.SyncPull, options.OperationMiddlewares["syncPull"]...)
 	router.POST(options.BaseURL+"/api/sync/push", wrapper.SyncPush, options.OperationMiddlewares["syncPush"]...)
+	router.GET(options.BaseURL+"/api/observations", wrapper.ListObservations, options.OperationMiddlewares["listObservations"]...)
 	router.GET(options.BaseURL+"/api/observations/:observation_id/revisions", wrapper.ListObservationRevisions, options.OperationMiddlewares["listObservationRevisions"]...)
 	router.POST(options.BaseURL+"/api/admin/repository/reset", wrapper.AdminRepositoryReset, options.OperationMiddlewares["adminRepositoryReset"]...)
 	router.GET(options.BaseURL+"/api/admin/quarantine", wrapper.ListQuarantinedRecords, options.OperationMiddlewares["listQuarantinedRecords"]...)
@@ -3415,6 +3686,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/api/admin/quarantine/:quarantine_id", wrapper.GetQuarantinedRecord, options.OperationMiddlewares["getQuarantinedRecord"]...)
 	router.POST(options.BaseURL+"/api/admin/quarantine/:quarantine_id/retry", wrapper.RetryQuarantinedRecord, options.OperationMiddlewares["retryQuarantinedRecord"]...)
 	router.POST(options.BaseURL+"/api/attachments/manifest", wrapper.GetAttachmentManifest, options.OperationMiddlewares["getAttachmentManifest"]...)
+	router.GET(options.BaseURL+"/api/attachments", wrapper.ListAttachments, options.OperationMiddlewares["listAttachments"]...)
 	router.GET(options.BaseURL+"/api/attachments/export-zip", wrapper.GetAttachmentsExportZip, options.OperationMiddlewares["getAttachmentsExportZip"]...)
 	router.DELETE(options.BaseURL+"/api/attachments/:attachment_id", wrapper.DeleteAttachment, options.OperationMiddlewares["deleteAttachment"]...)
 	router.GET(options.BaseURL+"/api/attachments/:attachment_id", wrapper.DownloadAttachment, options.OperationMiddlewares["downloadAttachment"]...)
@@ -5431,6 +5703,124 @@ func (response GetAppBundleVersions503ApplicationProblemPlusJSONResponse) VisitG
 	return err
 }
 
+type ListAttachmentsRequestObject struct {
+	Params ListAttachmentsParams
+}
+
+type ListAttachmentsResponseObject interface {
+	VisitListAttachmentsResponse(w http.ResponseWriter) error
+}
+
+type ListAttachments200JSONResponse AttachmentList
+
+func (response ListAttachments200JSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListAttachments400ApplicationProblemPlusJSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAttachments401ApplicationProblemPlusJSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListAttachments403ApplicationProblemPlusJSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response ListAttachments426JSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListAttachments500ApplicationProblemPlusJSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAttachments503ApplicationProblemPlusJSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAttachmentsExportZipRequestObject struct {
 	Params GetAttachmentsExportZipParams
 }
@@ -7093,6 +7483,124 @@ type GetRawJsonExportZip503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetRawJsonExportZip503ApplicationProblemPlusJSONResponse) VisitGetRawJsonExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservationsRequestObject struct {
+	Params ListObservationsParams
+}
+
+type ListObservationsResponseObject interface {
+	VisitListObservationsResponse(w http.ResponseWriter) error
+}
+
+type ListObservations200JSONResponse ObservationList
+
+func (response ListObservations200JSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservations400ApplicationProblemPlusJSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservations401ApplicationProblemPlusJSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservations403ApplicationProblemPlusJSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response ListObservations426JSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservations500ApplicationProblemPlusJSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservations503ApplicationProblemPlusJSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -9389,6 +9897,9 @@ type StrictServerInterface interface {
 	// GetAppBundleVersions List the stored app bundle versions
 	// (GET /api/app-bundle/versions)
 	GetAppBundleVersions(ctx context.Context, request GetAppBundleVersionsRequestObject) (GetAppBundleVersionsResponseObject, error)
+	// ListAttachments Browse the stored attachments, newest first
+	// (GET /api/attachments)
+	ListAttachments(ctx context.Context, request ListAttachmentsRequestObject) (ListAttachmentsResponseObject, error)
 	// GetAttachmentsExportZip Download every stored attachment as one ZIP archive
 	// (GET /api/attachments/export-zip)
 	GetAttachmentsExportZip(ctx context.Context, request GetAttachmentsExportZipRequestObject) (GetAttachmentsExportZipResponseObject, error)
@@ -9422,6 +9933,9 @@ type StrictServerInterface interface {
 	// GetRawJsonExportZip Export the observations as JSON documents in a ZIP archive
 	// (GET /api/dataexport/raw-json)
 	GetRawJsonExportZip(ctx context.Context, request GetRawJsonExportZipRequestObject) (GetRawJsonExportZipResponseObject, error)
+	// ListObservations Browse the stored observations, newest change first
+	// (GET /api/observations)
+	ListObservations(ctx context.Context, request ListObservationsRequestObject) (ListObservationsResponseObject, error)
 	// ListObservationRevisions List every revision the server received for an observation
 	// (GET /api/observations/{observation_id}/revisions)
 	ListObservationRevisions(ctx context.Context, request ListObservationRevisionsRequestObject) (ListObservationRevisionsResponseObject, error)
@@ -9867,6 +10381,31 @@ func (sh *strictHandler) GetAppBundleVersions(ctx echo.Context, params GetAppBun
 	return nil
 }
 
+// ListAttachments operation middleware
+func (sh *strictHandler) ListAttachments(ctx echo.Context, params ListAttachmentsParams) error {
+	var request ListAttachmentsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListAttachments(ctx.Request().Context(), request.(ListAttachmentsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListAttachments")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListAttachmentsResponseObject); ok {
+		return validResponse.VisitListAttachmentsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // GetAttachmentsExportZip operation middleware
 func (sh *strictHandler) GetAttachmentsExportZip(ctx echo.Context, params GetAttachmentsExportZipParams) error {
 	var request GetAttachmentsExportZipRequestObject
@@ -10215,6 +10754,31 @@ func (sh *strictHandler) GetRawJsonExportZip(ctx echo.Context, params GetRawJson
 		return err
 	} else if validResponse, ok := response.(GetRawJsonExportZipResponseObject); ok {
 		return validResponse.VisitGetRawJsonExportZipResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ListObservations operation middleware
+func (sh *strictHandler) ListObservations(ctx echo.Context, params ListObservationsParams) error {
+	var request ListObservationsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListObservations(ctx.Request().Context(), request.(ListObservationsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListObservations")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListObservationsResponseObject); ok {
+		return validResponse.VisitListObservationsResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -10789,323 +11353,338 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2LciO5lTb4KgjubJTUk6RUl/Y/LcXGhEpVZctTt5FUbXvM+pVgJkjCSgJsACmK7q2H2lfYJ/sD5wBI",
-	"JIkkqbp3WxEOd4mZievBwbl+59deIWdzKZgwunf0a2/KaMkU/PPEGFpMZ0yY55d0Yn8pmS4UnxsuRe+o",
-	"dzll5JdaGlaSiz+d9B/9+AeyN2W3+0SOiZkyMloapolm6oaVg17WU+yXmitW9o6MqlnW08WUzaht1yzn",
-	"rHfU00ZxMel9+JBFfb+k2rySJR9z++XqGP4yZQI6o+EDsqCa1PNK0vLu/Z7SYspOpTBKVq/lhZGKrXea",
-	"C9nX9lF+BH0rpudSaEYKqhRnmhSKlUwYTitNzJQaIiQpbMtkRpfkmrH55nGxWzqbV3ZovqdelhqsFIYJ",
-	"84zrudQcB7c61ot6MmHa7tGYV4wIOmNkLBXR9IaLCQy/lAthV8uOadPanDOjlidjw1SiG1ZIUWpiJFlQ",
-	"bsiIjaVixKil7YVOKBebpzzjgs/qWe/oYZgpF4ZNmIK+//r8di6V+ZkpnZzmJWwDLINUywea5EWtFBPm",
-	"6gY/yQlHQtGCzvVUGviDQatAMYrRkoyVnMGeDkWuuShY87kjasFuDeGiUMzSGq1cE4Oh2Di9sVQzanBS",
-	"f3jSS8/xPEzgj0wwRU3nVOFQqQc6mjOZhG/InrbbTDXJm+dXzfOwFiNZLvcHnzjwD1lvThWdMbPGN84S",
-	"J/YMTsaYM+WXtDm6Gal1TatqSWhErroupjCZx+NHdDAYFD8N/jGf5Hbc3LY4p2bay3r23d5Rr2ntipc7",
-	"njI6Kh4+emxbTZ4zpL0XUs0u4dnqlPA5kaJa2glpOGEzYhvSZE+xOaNIbmGd8AiyG6ZoBRvAbueVLJkf",
-	"JMzrl5qpZTMx2+YVDC6eBDdsBqs+o7cvmZiYae/o0Y8/rk0jsy+c4csPDw/Dc6oUXdrH2iwr300vTPpM",
-	"FFVdsmesYibFf91zUuILRI4saQKVabJnpowrkruHOSlkVc8E4ZrYae6HHVyZKcdGr9x3rfmWbEzryvSO",
-	"xrTSLExjJGXFqIi268Ie305+EW9Za8zFlIoJKwm1fI6YKdfEsYAMNo2KxOk/Goo51Rr2OP9rHxvv/7zC",
-	"OuaK3XBZa88yyKmcjbhgZMHNdCjylWn/P3aNcstRK0aVsK3AEximkRJZTmr9Wpyrt/E0B7Z7mGRJZ+PX",
-	"UrBX1BTTxBoKw82SGDoBvmmXhlFV2ZPtb8RjQsnMfk2WnFWlJo8Pn4RdR1Ej2vZxX0jB+vDBlrvojeIT",
-	"Lmi1Pqq3io1h5xipxVzJgmnNSicQDEgOq5qR/GFOqChJvmQ6J3tULElBNdsnhayFsezGvng8FLhzvplC",
-	"zpeWfmv7x8IKH0IS6QYD98g1m5vurfGv9tKMyPaZZEH/XVNFheGCbeeplPwS3i6JYoVUZQezbF7cxiy7",
-	"KSd9Yb/TTGEnq4N9bXm6OxK1ZorQAta8Y4i1b+hugtxf35TstOI7X0IFrSorqhTwDeFCGyoKdow7baRb",
-	"RzJnqu/emSummShYJ0Hf9mXJ3Nt9Xva2j3ijfIMNPQgMaUBOBJHwBq1IfpMf5D/ndlRjfpvBwfuHVETU",
-	"sxFTmZ1k83a1HApKSmngDFCxNFM7+b38IRyNwSH+59HgcX/EDLV/3TwcHA4O+7SaT+ngUb4/IG/cfYcd",
-	"DQX2ZE+HVSmosieEmylKXU5giU5GerUarrXLxQ1j6lkBxBimbKv/++83P7//z78f9n96/+97w+Fg8MP+",
-	"f/5b8kjdQdxKS1km3pOSGkpGrJJiYrnzgIBmooGWDJnV2hD2S00rZCh+OY7tQ0Ovmbb7VlitoWBE3thT",
-	"0Sm8WamNjC0/3biazdf95uvex5/pD3ZLkK2viHmnUowrXhj7a4E6if0nnc8rXkC3B3MlRxWb/fs/NK5x",
-	"M4h/U2zcO+r9XweNHnqAT/XBW/zqGTOUVziElSuImymDSznW/5DouCa8tNRIKyvbLwkoUmVGpHJam1+f",
-	"oUjuKu5eycdjpjRecfHekb28kCXLhyLeKMsTzJWn3TxbPwIxCTk5HDdvH7cz0sC7NvEjdIJjnM3C68uF",
-	"2zNYoHhIM67hAh707qgGtLT213KD0n7Z1tehO4bSE2tkij2p7Kli+/GW+L2cUj1or5W3UaToyb12sGLR",
-	"WBnzWwVKLCjSLyivUkM/ESQ/G/dBIsotJdm/3omZm2sfpE4r6Lp2/PViCYJpQ0rJNBHSkKmsyoGVs5/S",
-	"8hwffv3jcxmNjGsyo5XdZyvGKzKmvNLkhla8dASUM6Wk0jmpuDa4XXI8ZqK0V8cY5Tugr2shFwIm9+04",
-	"Qzw1T+s6OozAC4g21DCyZwV7d6lkqOVbGcWqKfTa3prIMCqqDaHljAuykHVVkhEjldRmH6b6QqoRL0sm",
-	"vs1crfyCp19WaGayVFZrhpxQzt35hrGeCXtb0uq53dBvM17kVkBlVjoX7HbOCsPKanlMSvhSE6rsAk8m",
-	"lmnb2ShmaiUYnpvX0ryQtSi/zfBpWSrUCBTTslYFa442u+XawBjfUmU4rU6b4UUj/eHgh/agAo8dcUFB",
-	"aVgXWuLpycIw09dGMTq7a0ubzgsrwXRLlNWEPQMbc3s2wvmxfz7QZMZKTsHQscKN3ZT757aNDqEKmkfz",
-	"MIih0G5dVaQCO8bdTLcfYLmXVsm7lPIlVdjtt2M6IKWx24KxUrfvf83/yUjFZxyJBJbotTQX1HA95nRU",
-	"dS1YansqzjSRtdG8ZGFn7r4Z0bq3d5xqkqMh/4eDYX14+LjAt+DfLN9sM0arsZdGzq1odB529NtszmZB",
-	"fovIZ9mQmqH6NGIFtezVyp72TuDaKGok2D6YWZEwB+TSmVvBNG3FRsL1RskxHAncyOBb6BAlj9Fq7aYB",
-	"+kbJdUEVXOaK9UdUM8JN0FTAPq+XomgM9OSNILn96W2tpzk2CJZkL/c7BkCFBLEbJ5IRWmkJk1XGCpO5",
-	"UVToGddWkbviZU4UQ3sJfDwUuL52nHZF7iL1bhLu0vqco0E4OZd8xmRtvgO+UPISrgq7pzcM1AA+Y0fR",
-	"5hJaVXKhwRB+y0p4TuZVrXFbHCm5E0uNVfdReXOWLqKoYUh2hRSCFahvaFJUUjPQHD9kvQumbnjB3gl6",
-	"Q3nlWc/XXZwTMqLFNXPUHgQVIoBz7oGHihpq6TcLjAkEODph+yClsdlcKqq4PZd1M5djYtQSaTvYc5kz",
-	"iFgup53TiguSg3OrD96tfI0io4fbqDByksFcL6V8RcXSUaD+BrQnJZlRsbQaF5vNjT5GD91Y7rwcn20x",
-	"3glam6lU/J/f6gIYMaosHUgr11uVx3IpMckIF6DqENAE5pYDH8MS5ZWccJEj5cV+XarYUCyUFBP3InoO",
-	"3lKtF1KV/gspxhxUKrQWGjJ3L9je4XN3FN/NJ4qWbIf78W7L4kyKr5xa37Uwecv8lvtbJ16ioB6CCcWq",
-	"SDpYGd137s5ADhYEYj1n9NrxInfNTkGBMqyq4E4CO7CRpJ5bjT9xI+iluFZS1DoYCDfbQLyJ9I4y5Af/",
-	"GC1cb8/c6p2JsbS/zJXlT4ajBaxkc8UK6hxjq54o23PFqGbPqGEtqdzOsZfw0EVTW5f8m2n8vRcbSZsu",
-	"snhA70P7cvQPVhjbfjMffe5u9PVJOb95hwlaCqNoYeL99hcWt+rzzNIeGS2J89MNNsxTt/yXm2h4ZSM+",
-	"rHov08uje1mYTXI55vOntSgr9oJXiYWYUp1wevlIF+82wCOakSm7JUxYgahMznnGZ8x7j9cfytLKJmtE",
-	"0re3fqo1cJGsu76omRIugiowgtk5oS0/yIlmcwpCqk6O0SomuwYrxOvtHDbweYbrFk24md7GTXhFBR87",
-	"K1h7I+x9fwdaae3qh3VHt5MoWXlidl/wNDE84xMr0oG9HixEPETa6GPnSkabGEOTPogu7vfBFhbQ7TWL",
-	"D9/MLRvB10fJdlf2Cxc0i9hIvCZushs3yyoI3SyEFobfsGSwFugNGEezCPPg9ppYYCwIfEqkYNE0IpY6",
-	"i6hkJyoIZGU/ZlrTSfoI7rTw8aD3QOvJ/YAG/ubc377+fhzRdDau9s8Rv2yvdJKTrs1tN2aZHEIwjkcR",
-	"ICub3Yq3udPSunk1NvJCqpKVPmAkj62W2Z250mogkB/G5nl6eols8iv3I0gwbq4rd4OxWgfha85lp/s1",
-	"/uXk2U+6+7a4gjt8PXwiwL4d3D2NOKdd93dy/mUrMSXJQa2H3K0GvnhyPyaHIDNbroiu580jOty62c2u",
-	"rA511+3eIg91T/20VlqqRp9it8Zv+ANNVsIIj9r2G9d4E2IkVTYUsGv5lOqrmVRgKYJglKzF/N3aglOi",
-	"UZrhV66DxQZF6a1HB3g+9LY+v1dSRWq5bXoWK9RRZ8epqEuNkQegGERjt1J/e+wDcqKvnbYOlrf1xsbB",
-	"datdjM36DRHau4Kokq0XRSCFN/7DU/gubkqnCb6ihrVWf85UE0AWRTVy0WybKpmCiJGdhJn10aVEmk7O",
-	"scPGG2lodeVjgK+8DLgaRTyzm5bbp3kj7/ivIvKAyYLB+GN49uph65paa282n/Bm4T7i6nLiPYZdrp+M",
-	"4P0ge4mlgOjC/SSrD8tdqyopJylm1eExM0Xjb9nSSVjrWvFUn3LeeaX8ZeoCVNvqeSlRdbBntZDzJQSq",
-	"CsuQ/x5mAFqnva2jbVjXKFaoif+TBTLZdVbdFLxVvqCGLKa8mK64Ql3YNwodH0OtzYpmK7S0I0meeg61",
-	"InIGk1y8ImPCaDEl11yUPm4kCJ+9bM00AXvS0HS0XmHrEk8/pAZemw3CPlrL9IlJBtlytQxh3kXBtEbT",
-	"G3AJb2+EGxJeeSf4LWFzidEnO2y9YmPF9PTStpng0WDlA+Nc/GJOpO8wHpOz+6X1MpPu4ST+3kgrXJXg",
-	"Mjtxdk7YvCPyFM2O6ECDtyP/2WZlAXtemWoWLXuK1p7WvCrTRquRfXRl+IxtyKZBvzEcEPt+Wl4t5GzG",
-	"E9t+gf5wK/QFNXW1Qbjhk61OZLeo9UdJjJRVMbUyAriUvEQAs0ovZmJxvHngdOo9ouumnyuavBHg0Sj5",
-	"yBtlklzwiu54H8PLo08ww7jBh6GG/kPb7zcuyrkVR76sMWzjSn3i1L0hKjVJ3O+XcpKQBcoyFe9lFwRv",
-	"I89zDVUTZmID806SXHt9EzKci5n1xH9F0zKnlyNDiG3nQVptcLRjg0amm9umB134nKO1meTJBiGfxdnC",
-	"0vbzWWcEIW7LYip1oDrvtf+IHXFsILEpfgRXdrC72yBfSDXD8MeiU2YXbPERrT7j43FaA5jJm90IeEXn",
-	"/HwU7MbwGWeFZ+0jSG6UJrmabyK4D50cwzv1IqPQqqRDC1MtiRRgK/Saa3AGYqqJrMrmFwjRGLFgj0la",
-	"HfzrHVYgH/O36ltsSU/+x9SCCLaIu0h9M+PC55U9TGkVzZwS+7MUUixnySXJMNZmhCkEuV6K69wyoRkV",
-	"Zb/igkWmsh3msnIhxBNL3gSKUcPeaaY6DX3zT1sYJdGptIn2zyW6KOooWWZjsyuzjHJjooFBz6lJP3Nh",
-	"FB3eTPf0yo+kw44c51/MpTYTxfQv1Z2cGV4xw5ghCGgjcZyHM5DtKM9hrPY5KHIJ+x2kVXaYahWjGu6+",
-	"kh2R/Oz1zycvz55dnT8/fXP+LM9I/urs4uLs9R+vXpw9fwk/+FfcD0ORX755c/Xy5PyPzzEc/Pz5i3cX",
-	"z59dPf3b1bOTy5OnJxfP85apqlke5qNvE8q4Dw5oIi6bPK61hpK2aM8ao+xGiMXai47b6cszMldcQDQ3",
-	"12TGrOKZNllwUbLbhM/RZZ63jfj+ronsoPhAx4w5knrbo+yKf7QtPNCElxlatrkhU1queIs6zgqOP0N6",
-	"8IufOiUvOKvKLs0Awtw3Ho5dCNZfeevNSzW7QyMv/GhWSV5t9L5xjVkf9j0M3IdcFsWufkAivu3bv/L9",
-	"zNlNKmpYiPHQIboc79K0oy7k6SajTW2fD7QPEiA3tKpZvKca9/SDT2dKrDd6VKRIp2THveS3ff9y3zaT",
-	"J3pKumOaSJz1+ZnObv988eY1uQAOD7bBY5/o7RLCqWLkHxJyM9Ex///mx4TN5mbZuGvwgnAxNmIn+nb3",
-	"gEsQD08ypIb3HRT0kic97neW4C7q2YyqZUqI2+gzcv5ejFRoObZhDC6jjhh5TOioyWCySwI0DJ/v4PGG",
-	"CXUtQktUT2uGV5jfsvuaREwkqewp5kTRDvrq4ASRlP1ZB4SvbR5SkJ7LXaXnmDLSrPRuVIb8LqVMJTON",
-	"Lx0ZPdBwkjw34y5RPwAq5N4hFSMBJHlC9EKH7fYCE4tamALeKRdQIRAUxjICy0Zdvv+OJk9cjz9ttMe0",
-	"YHgcL+GCFFRIwQtaIY+ynUHs4owa8E2HgD3cZsLNzmwnGlXmdzaxXKkT+EcmK1l0eiaYghj7qKmW3R4y",
-	"FEB2ZDe8YI1IyQ1GHLroNEj40lYPGwrMI3IZbDAOzKgYSwX/yJwg5KSiEPQW1gfSw/byKaMlFxMQA/Wc",
-	"QbpnPpPFNfxrMBjsE4fpUA7Iz/aOa6dqANgJ5nFoskftNctNXTIyYktpB/r//38/HWaEEsEmFPgkLYpa",
-	"0WIZSPnNRQi8d+gUtYD0O8tLDey1/2YfQ1av2RzgDTRY6jAknyyoEpYCnNg2r/WUUKEXTKHsKurKRYdj",
-	"DOVqvA/2sL59f5KK/1MCUkYtCqYM5cKAJWLGjGL6uJlauPvcRobFttNxpNjEasnajiZQEwYxW2qiFa5h",
-	"YiyMT6aG0JG8sVRBScVuWNWMJd3B6sw7O7zqXoWf/VZ8mTXYOkRPV4kANjZRDPpQTeIP+6WmRqoGjKf/",
-	"0yExkvx0uOMe2Ct7S4cMXP9j8kfFmFjwYhr19vA/oLuH/7Frf4bPmDZ0NgdiFMs3497R33eM7Pt1tbn3",
-	"WZdTxINskTG/BR4E2aFH9tCdvzgljx8//omEriBGmjbR9UMx41XF2z6vhz/9r8P+4cP+4cPLw8Mj+N//",
-	"AEPTErI9qEEpCNxK3IU83PYnsu8G/Q8txeCcLl65iLLkLfwnRiszDbmeK+67zUromPLKheesG+sNNTU2",
-	"4pzCq0pVpB3FW7QhbruoZHHd3vbuzVu5itx4vG4Xd/q+c1ne/Nf6mqxPTF5/vVltkZhTIe47rksz3M3R",
-	"cC/lhIuPtoutW10j69bd7VmpATpyj53SKzFZmHYRYqIouDcQoooWPqKwPa/u6NCO8M3UyN40Ysr6qN4I",
-	"hwym65FLjxuQVzuIGlZSjO/tWIyxwqYg87qq4hwnCln8gjnAlZX7GpzTqUMvmyBMFI7CbLIAw0aJ36ZB",
-	"9+XT7D6YFDsp+o0AYSOLEwliLTAEOgLwkmW6JVP8xvm9nDHLx4cNBTcYVGaXg5X7x0TOuDEIaGBHikIS",
-	"xPFGcxuQdw7kp2TGSoMBMKAjfK5j0pGUXoB9ubyiCRUBbM8wQT5jpDXRYw9MQEUZ0t39ru/IQNo3RBRz",
-	"RA3dqCOhwKcz3GRQEZx0bE+QWBI9pfNY2XZkv+VK8gFCKaueqpnbkgSAnBWJjZyNtJGC7XeZmayg1Gky",
-	"dHLUCi23FAiCvGArHTfwextDxFHHc7Zs6IgJwzwWUrcjtDv3J+tN2hrSJi05VqZ2MKsiQlY/hP9HscsZ",
-	"qQX/pbY6h5JaE1pVbjk7kkeWoggEnyTTzUvcRbaGThLhly8UY6SiI1a1Hb7rHq50p8FygBln6YP60rIS",
-	"pwt/3bO61XMSJwprzScC+RdcIgBq4vB+3NWQhYhwiQz3o8Ld2sSUtRApW0TsmE2LDbaWuuEJWy5RD7oZ",
-	"rC2rlm738w6Gk3EnfuflNELsPCajiorrGMLTXr8TJes57m++J2TzeD/fzfzocqGKTjtINOtzFzqVFiEQ",
-	"tAZ4cour0RgcwPI3BhclT7iXGwlgK9/bkO8QJXSCQcsSFkgOEBOOU+gITWlggRI3AqjBtIGowmvfAD4M",
-	"zjLqwOXQl+n7oX0Pf4XbE00o6QX4iPtyy423dffYrVEd4/Y2rrbjboMYmnnm1rbFGzDRLRhYM8XHyAet",
-	"q/WTr0daVc4AsPNF+X7rENcv0vWgNqD+q9EyvdyQ4ryYyt1PiT/BybspWCVWj/tau59A9I0ivAKA7oI5",
-	"fDpLBKY1ILmu50xpVrIyP4Kz6yOOIOzW3pZTqsmIMWF1mHlFC1YOSK7YP+CE50eAqhUzAPsNplCOWGGF",
-	"LdciiudeSfe5vlmvGQG4wrDdtAbvpIuPFyBWwE7Smw8GVY8AArwS4Vx2IYO2hPJlhYqYr05ZVZLFFDJW",
-	"cWXDuW9rU1GgLzXpffoYJWqb9BHMGuE2aR+ZIITsKGr4SzftEt2BAfh12N2nlbryt+Vrrq1D0+2WCV4Y",
-	"ajYk/o+WMcL5XcffFtQ64lvrO2Zd298rLtgdxnHpP/GpTV05FlL0k6Dl9v62332MhBx1mMXrGc2ktRBb",
-	"Nuwymv5qEH9xzcw7geH3ISeHLntZb8FY2lqJH30UdfqRPIUmksGfVkt6LtJZscqAYZzs/e1vf/tb/9Wr",
-	"/rNn+60ERhxaCIPgZipr+Iamb0bbGbR75+7GXN21v5VNjta+NZJoDZq13nGH3bp27PP2mfqKK/B6PO+M",
-	"vLs83e8QwnfXnUDTToxgKhXgjM0rukR1vLET5n+mgjzOd11Qv4jY1SZFqQ30k4JoBQeAc4yGuh9TOoeF",
-	"On9xSn568uP/ygi7NUyUMUy1l4kBwrFJ18bqIIko3U2xhfYh3JBjyqtaMR03VhhiZFirLRDCeYPCeoWA",
-	"mfZHIc3VWNaixJgtRQ27AlRBVrqIwyZOs7P1ZHJix8I+v51XVLTzjGWBV3yRjqHq8C5dWuksIzNaTLlg",
-	"fava2MXWGCoSjiquW3fDCcn0LVN9jGhr1ixswM6h7o7CINwE/WYJjuch4jeCNZI5BdKixkGdrmZq9qFc",
-	"gV3AJGpM45NYXcFbQ2aMCuOEsGk9owLINBk32y3L28H+6fLyLcEXgGzTMZqGmxQ0JTKBlb2DLEU5Jg7K",
-	"K51TlzTGBGh+nWromOR0JGtzBEaaHDVQX3jFT2EGaPD6Lku9epH7W9uAxzmImu5obOBKEc2k/T8YbilV",
-	"KCdC5/OA1CMFpvruxyQTkfLHsKD2aYr4cy00HbMrS6GWnzgEtCur/UJIiwP+ulKWSSqmkM9A6BrMwkeD",
-	"YV5+Mw3dEe8cYmdXrKxODW9uaFaV0TBd4PDfH78f2As6DwDu8wjuqLWOZA/vdZ8cSFUxhegZTahVwSuW",
-	"vhE7T9tfpstmaM57MK412zXjsKnekVYuusEXGnvYuFYQvuuWA1HTjwkNmAkYTAo+wJwABKkkuWC35ooG",
-	"GL91c1LzQpo18LIlqDkrkWf/czphxyH9pAO3YudcXpjYzuJps6g+9n+b6uR7iNAu3m/cLcAv7HSEq5Bx",
-	"sApoWUil0FoJbssVC5tEgwnUGGE0rG9ctOVj7GgfdpnKR6OcXCL8kb3SooxB711tOySCG1rZTnfc/p0U",
-	"7I+HuXARbokL8JzNqLrWYRJozMLNir3e3szQOJUj8yeNrJ87Ue/FUhR/wTHdXeXfFSZjM3VHKTOrBOxs",
-	"lMEmTA0pABJCSExac6U0qLCrsFy/lgDaoQP5oX0cgk05nzCzNric+GDNVjBq7Gm/s3+Cd6Wzl52yXMgS",
-	"iuJLm1DJB5rkeFVfJbJcVvN0diDWjlybM6ObIDQumkl9en7NWTv6eS3FhoJoCUJFV77EHe3fvAsEi+oO",
-	"O/+KPfwTLKG722xbttpd4qGdSS42Q8bYVKs9ZyEvqVm+kKPk1iJzpyl1ms8RFWLDHbUJIOOEuOcOwQJh",
-	"lxDxlqB02lR0gxe3L0Crx/SQ1wDh00BrGMOVQIGoqeUbVujRhtCigKAFWiHyuj4OqbXMZeXm588vnl9e",
-	"nT9/++bi7PLN+d/yGMlm9WHCdraKUuRGttPsum7cTWCEd0CCa8HYU2NVINUUOkFwLmY+xpjZhby0KfwN",
-	"5pzIlm5P/dOzjuvO6nInWEzOYQPEYMvB1dS7Q1rttjzic1mxjuhZjJODZLlSgn+Lln2rqubwQJOC+rg9",
-	"UQYorWP34kJxw9ybQ2FfBbxJYEote7X92EG+NxhE2urJ5cweY+xrRgWdIBPW2VBEylqoMxBVK2i51cK4",
-	"kSO5ofWyHnSQtDRfgCCYTjOOJMx2Hbc/7KZLOcj6dON0zjeLsC30vNjTHcmvAFedDnKquLjeLtrhCF/C",
-	"uxuTkzS+GfKT8gBzjRwqrE/4/SuECzvKb2TLeFH9Erzv3pmXfo3WtqZDupLSeJnw5O1ZhHnVXoMD28Jd",
-	"jGelLHT6znOSTMV16LmzV2jlLt1OIa48PVd8RoopK67JnpV4MQo931/p1TVyl37lnImORY4IHYI4/nby",
-	"6uVKh+7rg0BpgyWdVR9vQQsTcOvnRwfklCafpSgQS3NDlrnHMMGgPKx9ROo51B13EG9B5p9SvYIwujmN",
-	"KSUInhQFmxsHNAUoI4aPeMXN8riFxkkrKZoMEe2BVrRUOwWXbsFVhdleFbWR43EOhfHGUG92DSFzfw1y",
-	"1V4wH+t+T27R27qqPis4rh3hbwcZd3vot0ulhdDBlA24WjqdNpEk2q4d/mmRrZBitIsZwh26bkjd9xtJ",
-	"odOkFFPtx8HmBlDtYyyemirrD0FFbaMjlAbf0ez0OQ1fgabmVtZCMzHdNa/3LjZg2z6GpS4oN+38rFb9",
-	"iWBRXVl7h1G7GvhAdeHKObbgao9dUI8dntUyBMnB0Yis6MfDw/2hcH1BhSwyq4tp9PYj8oo/dQQ+czVr",
-	"7xiAcCfU27vWRt0183opiit876pLit16L+6OcNtYq9snKSKV9Ji6j+sGQ8HHcW49bXPubZhIXQT5JiZE",
-	"byA/Bt3J6vGzuVkOvj7VfH2U9a2GKZewUVjtVgTnDGi3sLHHaHPnMXIQlHDDUsiajtnWfVr1ha6ZrGKD",
-	"lt/S95u9FSipQbm3P1+8eR0/7fPZXGJ8C+JC9ibcTOvRoJAzEEtLaigTms1GFWvk0wM80wdNyzDyhtC/",
-	"pquD692zKrJe21ac8kigi6/L7n6MSMBcY1IgF5HvyHmVh6JVlHBA3mzwWezOkVtQW58ZiFzXAKbbwLZ3",
-	"gSJ7Dyh1svngzg6f9vceBEGBI+j7cPnsfk20l62L9/t+d4RH+y8XdeEW8Yjkp29ev3h5dnrpAMSc8wbw",
-	"fKnGc0EFkbXpy3EfYtIKOV/uZ0PRgKi9OX91dfm3t89zsue8bK6cpIvDixBZ9iHW4N3rdxfvTl5e/Xzy",
-	"8l3z1VCENNjKTGU9sZsHEFL2SHiADSwrFgA2IGqg1atHnxoKjKBx4Q4uBuzYxYOBrdMBMXGz3xHa0OVD",
-	"iF0qhZVUsXzx5tiDHRwMzkGwyRR7sdSGzTrMZKqYcsMKU6sVQD86K+PjGXnH5qngoZdyAsAWp2/faRLq",
-	"LmImmlVCpSXNDo+UbvdccVHf7mgChKltLM0GeNDbEU09SrZL8LGkvO2jFoiiZVtwE+xiE3QWUZAk7QS2",
-	"84uwg8lleAeJARsxLHcHoVw1/ndhSL4DU/NFCCbrRE5obJfIoHaFKUh2qpl6ybU5c6u2wsIwx+sugeUr",
-	"nti65slISAxs2a5F2/G9de9GSGh3ggDFLI+7TGJ3XAWYXeTVgIFl0cLF/XdtgJ8giqApA2+7XFXCmNZE",
-	"aN3EKSfOXgcBRlDyooNH4ntn5RZpnZdreHquB1RjXWJs2ottB2GPeOck7MPu4WMWtMPQ3imwWps3ZfeS",
-	"pUpzrnfaZTezTy8YE7tTVdIGdFb2Wm1to5AI8i2RtEaFA29Ag60PijYhRoC6ykANuF9KVd1aO6OEEO7C",
-	"hB40Y2JTDMnuoWeJ45AQhturv5paDqWDYIrcLLGkDq0qr1rblXgQIsbvAIiT3JgNytDdeefHAhvv7HNd",
-	"404pelsta9sZsxnYgj+zUfhmFpyfKTdZp7++Oyxe1xyNJVak1FO54ABeGba0CzkBVdqrz+zJa+oMrnex",
-	"vqYgyxS14mYJ6KVOkILKJSc1erTwrxeeTv78l8tetqkkSoBFGC3juJJ2OZaBxw8E8yX00ExtaswcaxZz",
-	"J+itQYzjzDyso+XAUyUF17gl03pkD9WbOROWdT93hoQBgUhtD2nho33Q/D4UDUIPtLokhawqVhiyN4xj",
-	"qfSwt+9piCtf5STywyOFgZcf6/O7mqAzWjK7KOCfgpLwrNJsQE5irX3FbU/m9ajieuoJgJWEzudD4R35",
-	"ews2sr9k6EIo2ZgL7opyeQBc4oO5NY6b3UKODFbvgBmyEvOghmIoTqW4YQKtclBuxUyV1bdkbdru8yP7",
-	"9g/kuZ1NVGCptn2R/IDOee7quZvOWtMD8sbH8UNN6aEgcYXQUJ+isWu5A3HcKG9RkWpLZ1x4l50VOayG",
-	"aBvlPlnfN/bk0R9gMSjJV9hKDuX6MzJiY2lV/tpM7Xq4gHVVCz2w876w54a1ClgZes0IJX/+y2W7yNBe",
-	"R2mgwWBgld6RoVxYFZesBWOtHBoEtyzknGlfd9bp4GH5qULoG8tQ0Zpk253RJVQOQEC5HwgkK6A3Ie+q",
-	"wp6TUhY1Fnfey1sJWPn+gDxlVuXWSOKEaENFSVUZwWjaE0SVWpIcMncAKBO5E9RGgGBDu8Cx79ZIzJTK",
-	"bJvUtmq3Mbe6bw4jz+28LTPSOdkDKju4eXhgqfcAcPPyfc8UoC5DmizByOZxDmxPlk5XSfS4y8ZLOMDk",
-	"gUOflaTi1wzPNM4HDjWaDDB5JuJXJ2/PojALHwMTO/J7jweHg8c9rJcD3PjA/t+EpeQeOF2CcXAQUUdt",
-	"wnnX/DnyJ+012DNME4IC9M9NuFyGwv4AsR7+/opjFzJX/g9pwgGEmbhAuL9YT96eZUTLoUDIW6jfBJFP",
-	"UPvd/fju/CWZS8Chh7/DdeXtrHsQGeOGkAP5atskIyNLt+6td+cv9/Fc4MDtIzrSsqpNhK3pXr4WcqFh",
-	"ysBWC/t1NhR2xyCzxAWEc02mUpsBOSGWvY6VFIYwUcIxsmRV0qVjJ2Sk5EIjvdtpaACRGYrcsFtzMDWz",
-	"yrI6xY4jmZcasqDCcVO/nv7T9nnEc2gbBDhIIUmO0QmBgQ5bhRGtnmRpJQ6YsvIBioJATo8OD12kpXEq",
-	"3WqHoNSHgvk7RD05c8WHrDvcKcwTAN5/xDGkmg5jPTgTxoqHlUvGA2ux0zF6z1zh6zVytkRgiRf2mCoD",
-	"JgjAe/i7A3/svbdNAeMAc/lBY0fvPGjp4HgqWhZ6MB+30Xm8td5SQLaCNzwU4VJD0shQFYJDFLlfXIin",
-	"4ztN4B7VEkrqhXySEeNiYg+IkgtB6IIuyZ6sLN+i87lu9ODSGbtDMP6EcrE/IG+q0qonkCx97NzZ3EyH",
-	"YiW/qB1qQifsgW7nHCVI0jLttTh/DVxO0RkzTGlAb0nETUDAljf/e9sxL8kEVAWF3mZ7lMAmbz/7pWZq",
-	"2fMxeD1MdMoikr5j0eF1PU5BCXix5p3gAtgDZkjdIPgzYg8/OjzEqxkVHEsrjw4Pu4YMnvbWkENphR8P",
-	"N/sT14frok9whI6OofZKsCh0DaNVYDkMZU3/2NhhyBpzrrJUP+vexo/trQmBbic2dPW8DjDykR075dKF",
-	"toBvNuSPdC4vGvQ3dplikc2ZOfhrZEf68P4LcvqVbMYEs3/jCN/ueJzW5lYI+P6TXfj+UxqiyOGTh9s/",
-	"eSeoE7BZiR893v7RC6lGvCwZRAw8efSHHbqZTxQt2blXtz/yJrNf7TA+d7m+E8HH0tLXgV/GmvrffXC2",
-	"JYTmqrT71b6+up3M0WV54trquisPfm3+fcXLD+0CtG3uX3JdUFWuZ6Gt8f8t5N60cFb2vqfjsQpO3CEM",
-	"RR5Utyas/N4PxuGT7V+8luaFrEX5+z5Jz3DLCE3wN2D8EylTRyjzQuWamP4bPxGrGCxLBBAGwec4YPuD",
-	"TAyQwgHfANVQVUOZSsC0jAK4BluTnjecrQfaVRh3wJi+uDnmg7IZ2bMCGqsY6FxRTFucTrl/fyZ/M2fS",
-	"15FPHkqfDEit0g9sFy/CT7jnDiDWDpwqMlUV9K3tQK8l98e6VgCzWIEMmPAbJiL4izxDba6eoJoorNpS",
-	"OVxBODt7vjxb1sCXO2hiD+jH7c2+3M+IFEMxYlNajUPpZjwbGxXOAfmLywgGkGHQc7khFaM3zFljojg0",
-	"7JoWdgXAIubBuK0QbjQGfM/rqjoOicba8KpqdOmhcJ0AhgeaWLgmTx49iqsiou7rdeHEOjvFeyhqZ30v",
-	"U1opbOX3wIOBgTyV5fILyOstPIsPH9Bf9MW1hDb0xHZxqAWrDcXO0Bbe3t/fHV8+/I/tH7h5XPIZkzVO",
-	"5+EOI3tLl5YxXkoJ9gq8Bh5t2OrY9r/7lreB2TZv9MpZD5GtaN7HesmItpQTTZeIMvG7vr6gclzy7sqI",
-	"hBUEEQqOAl25L7ZeYk306AEkhHdfWmdKMbhKwEn6DNQ4z8Fb9UAsE3dXSuaep245UQ4FPm3cosivuSgU",
-	"m4Xgj2SQfUa0dC4a56hFNxbYLsGzU5VxDvyEGfLk8CeyAU/PhXBzhVeQXopiMBQ/++Km14zNCQTTcjEh",
-	"9XwoFHV1UwFgDRLswdWoJQSRugoTeE+WmggZDwhNrVNZlRBQDElPQ4GGwCaT0TmEY+QczQzUJVF4i7cy",
-	"tl05GPR1gPfYQR4MRf7r0OMTDHtHZLgGbzDsfUiaZYFOVtAL7nz9fY3rrAM/4kM7+sGomn3J660L56GT",
-	"6wXihpogijr0MHTdwPBu+81b/Xb4fGok7suDvzZD+WPzEYzje74ev/Jt93u9NZ5bSsLIsVVUiCgMBf4G",
-	"zuWqHyWZ7aZbZD7vI/s5cByr00H2kmvH0bF4HdTPzYIoZ0cyg4K7rCQjZhaMCWIW0ot97QBRnQ0F1tCE",
-	"SCqPwedaJUYSAHqNpMTQNvTeaAZjDqwTBjMUqdEMyF8cEHDD0VD3wCLFm4JRhsI/deZVZOXckL2Q3oAf",
-	"cS1F44xeb9qE7KP9DofuiQ+0PXU7scV1FuDdpR83rJRT51xmS5Yazp5TTiW6A90OScFSVZj3O30bDS7/",
-	"7h6VxKCNTA3ZZWq5sYWFHJMcHJNskRNutVNVs4xIe5MvuGYx1FsTzEsNGcuqkosm0RhzXJu/uNGsGg/F",
-	"olGF13Ys6deyrOiOa4A1HlSNynSOTUCGc1gBvzYeDal7RdgNg2XBMVupu4mvTQ3YrV7a8wgZ1lmiBvT3",
-	"Y4bHw/FSTrqu5JKPHZiFbvjQlAEv8tzn3vj3Hd6DHYBEKxfjqecaCxlDw/qdje86z0/T951HZur/k887",
-	"Lz3I79EttFkX3KMdOlNwCK9y2QF5ujTMl4HGlGd7QQExNdlq+bl9wcf6YHpazgyd+J8cTF1rEA80cTXB",
-	"M4zooogbay/TnI/7loP3XaTjEi/Wx4dPUveOX4WwWP/D55+mHmznFWfj11KwVxDffUde4fYqEeeBMbqJ",
-	"2Okkk3BU45ZzRWA/xb77z7j2yC/bhHX3SfzFh6xnt3Gdpv67lnb/fVH3KdWhRHM0nu77xM7o0eEfdhGY",
-	"leG0cmOzA3qMjGV9PTxxA804WmPCcLMkhk5apuTKns2lHfbKsn252f6eOPXDHTYOWMJraS6o4XrMkXn+",
-	"S3H5F8w40CfA9fasNWL4Lg7rf87eejq6O+s/+HVOzfRDJ/fPAUPdy4JW03igW/DkJmIlIVzbYVnNqOBj",
-	"pk3mcpo1oUOhuZhUDAJjNZuAg3JPVxT8SXOmCst2mChk6UoS/t+PXuT7UQQ9RrC2OgoqygMd+oRI3BHz",
-	"WXfHhEYFC1xQiKvnBPgwAWDdh9X60MV8MMgz+5wW1zBOLH8O4cCyIsWUKloYpiAi+8nhIZqukvcXepLc",
-	"Ilo2cLzjrfUx9+hOV90LXrFtSha+2VeswlL+dvywltnafnFh1VbB/M4GCRzgLxoBHP9qm7Q+Tn/IMOg5",
-	"UGfjT+nQntrI5O5QeayDr6cstASAz65b/HDww11lhKwlZMjCMNNHAJLPIm04ondjzDzJzljJKUCCEQf8",
-	"MlqC+R0K2PhcsE+5YW3Hm6/XrHfb57rvN3qdBVo6yxvDBpAZePMs5ZVrFOdJbcQKWmuIFAwK+9cXa2C0",
-	"X1Wm2b7i9wLNv6JAE4JYfCmYwISDSLO7/OKv+U7B5dyB66ODrtUd8nxfmEYj6P1o6e404EyWBWn+TzRP",
-	"OSIfCkvlA0Dkm+akZHNwikkRG2ErKRhaZvNQevzEBAEKam1HaUtD0YTrOIegQ7Vq4DcXdKm9MBAeA95U",
-	"LGn4/RsKn8bVrjbkF+wYUiKwghMiSa/KHSs6NzdDsaeNkmJiJZ8Fo9cZSkxWBoMon/yHfJ9MmAFhJdSc",
-	"o26QT+xvaFRtTxs2AvIElsxsswi/8hv+hTVz+/qpxwb4spr83ax+6yvRcdUGCThF73dh7tFN4fMbfNvb",
-	"+XvnhRSG98UupdVxh2Ktdxj+vWX0t3jFQBZAw43bB+BjrhnLmbsDSjBJURMa6+BB+a0rw+dUGVdbK8cm",
-	"88wXPQPeCm6OihkGIcSlCwyEJ4DTJtjCM83MpWKxkuSHh4cP8wz++yjPyGAwICchO8ebB0AdHYq9Jw8f",
-	"k9ipIyWpqJqwjNSQRa6Y1j6r3B4ey/b38R7E29PFTBGoyTgUbSXfP7TM/oF2WdCQtgzzDldf2miQubCo",
-	"odD2mltY7ZxrsrDXzf4xERIQru1OxsGZePNFa9Ny/NgrZShqUTGtSe5/CkW7jkmuF9wU05MVWJ88fK4h",
-	"KTtWHFPXkyWOhn62aNGRxmpWxg7lD0askD5zudFKs1Dj0176EL9qH6JalEwDdDP48s6trvCXQPeQqd6H",
-	"StWtS24VzgxWL3lVNHal1glrYcZsUGhXUUC+ahRNIIwWZOdmW3wcIrpy+L97d9190MtnCXp55+qdwN6v",
-	"O/d2v7mQxR386j78EN9ibTaWZobb+Nlry5DkeI1RZpEZeLSE0merTdvLwSsJ4Osb9sgPw15OZlRdM7Xf",
-	"YTWMAUO7DIcNNt/h4eHjFFf4zWXTtW64RQhtuJdRfxsH+hWi5Xi2nsIJjC/83Q94cPd346YsIqSDdEgW",
-	"nLjgQDCKcihY4U/kYKNK/nMTcPCpsbRf+hIOQ00csosW//KBMff52F9INes8CVsDV5qgzwME99oYtxL7",
-	"9EFxUIzOAsK4VXOWwFPtjyGmUUehpQ5QYZ3+m3E8h2F8crzItwkA+aKRHx/uD9HnOETZlnxQ1M/9kWpI",
-	"l+pNoQENAXccr9i6njZ9vJAKD1LUqctBdIcJ69yEajZZVO5WkwpBQsPZOhqK3DunnXTY2N/dOQA3IaKn",
-	"IwRDDtpxq57LgAA3H4r1ajpUN9V4VsYGiICh/6taVWAs8JEAR2RU88oQKUj+9t3Tl2enV+/OX+ZruFtT",
-	"XPUMsNEgExUeAv4jTGQqtWnVtHBuRDs3iV4DBHALGj8YTeaKjfktoRA/EH28l7c2bTAYRGMKZlYEBfWh",
-	"AtQ43DxpoPGhkGOC+EkOuitD+Lj1pkOE8T6s10nThcsBMmRmJ0jJyIp1rIygg6IadBjoDCV0FJtRLrKh",
-	"WK+sji6UtU10tqRWrUNXvz104cPqWUn2hDRtENS2j3bfpTrFpZQjA5ywevi1HgosQ18BEpOrgOszuzS+",
-	"53Cnrvlct5AKByQ30tDqKlCXJescQxbz8BrWOMhJGSN+RZiLTS0UZDGwA+epTIej1em4zC3ByJ7H0IOQ",
-	"mbwjKSc4gDzCHmRhORtmslRDvk9oKefGxbf4tR6QE6RtLGCAqW4Qmawbn3nYmHXoysOfhmJDstuAnI3J",
-	"SFrBVTFfqD+LgQwNvWbaPilYyUTBulxMgdC/mo8pndf0hbLK1uf3jRLLUgPZrPtGl0sMQAphz9Vy9ySz",
-	"u5bNInvAfRGkIEXx3ixrz8b+YDPs2hp22e8zf+3wp10+W0tw9NLYv7Qp8I4q1JrMpQkINIQCwHHKWLhV",
-	"5Pu1+WMd6Go1tGIm/QXoRE+Ir0BYA1eBKAhpzcnNHC5+jJkB5fX8fdqAgEQzDD5b8Pnw0pdOC7kHeDmD",
-	"0LmgqtTJwEcYS7MKd+bwzaffGSZXMzBMaC934KWAzIVv3xsSfzMYQLBhVriMb8V2zTYBSNnx+erkAdnW",
-	"bB93tPfmUms+qpZQyF0XtGLlPkAzYFYpyaXiEy5oFbBTqRXhzXQ5FF70Y6QWrmYSC0XdeQih9FG5a0jG",
-	"bI71TKy465Ve7UO7FdP1jJVHXhKH9Q5xS7m3ZGA5wDxbYSwP9FDEmiXZixOapCJaWGG13LeKGcmfX9KJ",
-	"qxD2Szv20SkhCMiFE9pHX37+kmrTf+WScPPjtRhtH9b16PAPZO/Jwz8EN31lZ+DrffmABqsonY37rgWA",
-	"bxayVm6I7Qyos3H/tRSs/wpjuvagdB787IfTv7BXRj4EmBLUAB3IrOet+7smTn0jtrr99TeOMr9AINf3",
-	"F2IdkzZS45dK6rJnYduXzc7C2x+yXusw7P65/Sx89RlCpDd/1vT7Wkbd/s7ilR/dZSHeWplOlLD7WCXz",
-	"Puj57kHPrXt7w61sD0AKdVIvmNJYhSFfZ7zeZhoMh+4cZWvXYGMd2yej2hcOcw5ALAkCCEZQAFj7+yrF",
-	"/qFcQnTMb7k2+vd+A2yUq5v4tDbj/cb88rMwvs0TL30AHsQ2xi7URLATloXBMh5cNwVuuICvrezFbudc",
-	"Be3kcUdZPFpVaMORkOOyhBHUAIHBdWSDjbjkiotcJrcvWOG5Jn42n4Vnfhrf67JiEay6TGrBbueAnFYt",
-	"BxHnW63yMKLFdQAZmzdwXqzEUlNsNpeKKl4tSd3wwxWaBujD/glUHdhCm/AqvonGr09HQLCsxwrLWBJG",
-	"JHdxA5Od12ZDttREMt0ZxWvfyMmex1yFZMe6mEIZjmP0kQQgH8WGwlVS3x+QMxP7oX0teF+AAtxiXqWw",
-	"i1hHNbkXdJmReu7qUgxFsF6CjwzqKBAI8x2xpYRyN9CfbrnOmkBcZR7oLFJxwBzvis6AFhP0MJh5yYqK",
-	"Kua8CKvFW2I5Fj1pJzE6k2KEz2Y1VDg6coqFBzzCTBYEMgYjDp67EC0DbGUo2n4BqDEhymD58iHCexQL",
-	"xINiRNWsYlrvO1wcPy3nVxgMxYnwWqgPvL3hAAxILPERKQrmCyC5AO1Vx0rJdSGFYIWxLKxc0OVQIGBs",
-	"GNKITbkoB+Q5LaaBtQTdl5LI5dmcQ5/SnDKB2dU9Q8oiDy01PPrxR1IxY+CqL/mEg/9ukGckv3JQk/0c",
-	"3WD5AGttDQb5/jHJfZu5U1WbiIocmlcMVdkBeQMryF23q06aw7u7osg219NQoD+JfD530lBsw05cq5cY",
-	"uQN4XCArJQvhrn6/ivDHeJzuGMhtGeM2QSFWTHfRl+OSj9D++28c1d2qEb2bodVLhP+yTp+GtE8deve9",
-	"v6dTsnFQuS2Jxt+KyEv7LlGel9v9O7WZHkCZxe5AHp8na7uMqjlmkCYKVRmdpO75Y/zWA42S+hISWwdw",
-	"D7jKT8aKkU4AUNQ4KYWVZB5CTQgtS2XbgkKidooFhEEcQ24pvB1QLjC99Mmjnxqwi0YAbepsngjfiF81",
-	"uzDXRBu6BI1AECPt9QIdO8xdMqU3DHQHJ0gDjnsGsp2bh08jZguiQbLXDXwvN3oo5EIghrttppJQMlHW",
-	"yaxW3JDvEX/2pR3ZtwoOqM3WNJlCMUhqphXSlVM220ZOWkxZ/xTRWbaaN+3L7t3XEs7e14aX/U3kzTx5",
-	"tAOfv5TyFRUehF9/I6bbwMfeooZAKPEVuJHRUK0XvpYNcLFW4HHdrp1oOajjg9089NIXeOeaVFJeg5jv",
-	"q2A4LG3wtgbmVFBIh6+kmEBIGTJacOL4SsolmjUwiImNx6wwXg4VbOFGjk7xNqN2oVAMHWxzJszxULgf",
-	"rVbCjdO2FLuR1wEBHT+2E2MQvNfI1HblgGllhN0WbG6AB3MxFJTMuKgNw/xMqKRMFlOrQwPYAVp4UAxi",
-	"t35adt25JrWoNSuPmjKNRi2zoUBMAlcTAwrmS20yZP+YFTWnHDJV5xUtAqiDfQs8heQ8vmwqfs2GwpUa",
-	"ThfHaCoPf6eY4DDA75Qrn2CeGooEGP8RkeI9a75nzVtYc5t1jQFaLbA3OOrdzNlqpGi2OCj0zcZEkLdU",
-	"/VIz44rCP9AE7FFQP+v04mey5yx2zrNPwfx3/uKUPHn4H4cZqbiwbFKA4YoLy6PtT2TMWJmRd5cv+v8R",
-	"PChLyw2VFT1nVF0HIVHPrcyvp8zysZIZLBTGCCCncTHZP7LcayjyYX14+LiAMvdW04U/2aDQNzmIyOGB",
-	"79AFEii5aCwYlmEXsqpn9oJ4XWOlciswWZXDYPUlKFy+YIoF9BmXDq4h0BxBrw5yyBjPM5DvtaGzeVia",
-	"x48f/0T23l2e7mcktzuEJhSojeY6t/3A34bdGgfT6qz9oW6s9hDirKp0R4Tuqb75TJk22y0l2NELqWaX",
-	"yznb/QuIprhzP2foiwuhW7/DTKCs99c+Trbvl2db2Qd8PSzmh/uaqt9X+hHuD/qPWqUZkJsi+ApARKUT",
-	"kJ5RQ7GNNDefI7feUKg8ajdrXCpYAA/gQ4DPOTAvq8f7CwDBK2NGOhR7HUzXDSM/bkA+rdiq6RhAXqAp",
-	"q1Ygb13BwtwfkJOqGgpcjELOHDSlHUwhheYaHDNa0LmeygDW1Biowa5+ioz0iOTtGs55RnI73Cs73PBH",
-	"k2uVR/8ssBj3FTV5NhR5PS/DnyTXS1HgH2Sv4fH2UgO+7vQW+yaekxx+tNQFo7AXBbD+PYQDs9NAXqPt",
-	"5xMmK4nMalBRw01dwmhbv0sxcQ+GovWEFkWtaLFc/YJW6Zb871fNhysthhnmkBAt3G7YNUaiAB+fxzG0",
-	"5GCpMnNJoghNORRzaqZHJLePBlNZazaVVTmAvB6QYPJfh73w+7B3RH4d9uxT+88nHz7kA3JCSrvlqgGV",
-	"HQoHjUPJNQMfFtMFnTe52Q387B72TIfDwShkRNmPcjoY5T4WUAwFXqyuOX/158MhgxHgXLkmZ68v/+AQ",
-	"2lATRAcLeFCIy1pwtanG4F969ubd05fP01+4nK+MPH3z5uXzk9cZubg8P3v9R3A3BlmA7FmNrKDVUIAs",
-	"Yx/so/SnFF2iKmH/dHIZKoVOZABrnS9xgK5NPSCvUK5wIad4JEVdVQPyFH2ij7LDw0PfoINODic+c4dv",
-	"Rrmw0ol7TY4hyXEo4jrrE0kcym0k6yA5XLFboyh6QaEQQ8jTFKUmdKTquamWGEXqnIe+7EolNSv3iZ4C",
-	"NDGIhshlx5RXGN0+FFBJkioTwAKpAVxjCHWLs50xqmfGtaGNXO09mS6iNiVpOTZ5L23dS1v30tb3L23F",
-	"Us0nSVyKLvreMvS5RK65YsYs+3PFwRgJzLKURQ0+rbllZzFXpYakxbAD/DV+l5dOQrNDzsneFvFsKNLy",
-	"GYRlhBFhEvPKKj/QZMYMhawqAGqtKhQE6FBEhYW50Y244DxPcCHkWWd15iN3VeqMCKYN3F22LXtfowGh",
-	"KYZ4UlVhoDsIkx3M/Zwu/qyluGfu98z9nrl//8y9xTDvzt3j5g5+bauPHw586XS9FUB7nSOG0riueB4g",
-	"TB21gHa1ocYJ1fBPDbKrYuCzKZvShWEYKMtWiB/hq7xHyAojVoBVE9tPutW5Nm+acZ6HCW4BsjvzONnK",
-	"K37RbDug6NqreddSFt9L6mhitV7yblzpNhGEnbvPIP3NMyFILEdN3m9rnIXpMrRRI6ciJoSICV0sRRGx",
-	"H3vsdYsJdXKaU1lbBiek6Hs/eYsXtsx1WYgWend5Skq6hPoakY1rKPbs0wVj1xnxJa3JKylKusyayGaQ",
-	"1PQc/B1kyagiUgEqzT761A2fMXDyTKkVIMmoLq6tpC2Vz6+1XWM/ljdbERAK9GTOoSEFiOSYa9MhkUUn",
-	"8MKu1/eLpLc60q3IHZOJYhMKsZ73AsQXPLtweNrnZbSM3ISQE25PsSXo+LgCvUXndSmKA6vfbA8VXBNW",
-	"nHmugZWcwHF0CcUItjUIGE57UNJ5DPkGMzyQ+Epc/3Ufa0xAMAq4C2OUL1cDGuGmcoj1yFGjnNMJG5AT",
-	"Yv+LuNrayLkO8fwOqWoka0MekVf8qeUeHrNijxtfbsMjWkFIP0aW4Eh91gF4Uym3vGW/scV5gCWw5E4p",
-	"QNXYpggl03rCYFhDwQWZsZlUywF5luJ3kDPhIaygkdlIG+Ane94ifwQoWfk+xFw6yA2I2rdb5D5b8fAe",
-	"BZU0tonnzly8tGOy6ijmgUB5M1oYUkpMaABVGlXPES2u0dFtuaH9xwCQmmAYiJyGq0gF2nMzEjAEgDcO",
-	"SI58xeqFLk0BfwB/hs6HQjErMTknuWK6rozLfiETfoMmTaRwDeZUrkgtuK8/HWChNBMG4cre0gkXkyNH",
-	"b2t4YxkikiW299iKrczjpnncNkgpWKVsB38AeWN2qx9okmOLV0Vt5HicO/Szdv+Iyj4UK+8S9ktNK72O",
-	"gnbkbiAXROHzgmhTesqS3ogxMRQlq/gNU17mXu3CeQ+KWmmIhiPXjM1DNVfAyrOM4R5u7DPBjdnFfGuZ",
-	"7BalBKod4mFu8wYPBBfIv6sQQHPA7laZGwKStImw+zx7dD4TZLE/Oy/LSN4w8uPhIayKUS74W8NPe7Dx",
-	"wIrB2WYXVxkdUz+cxnGtgE784bMHb//Yu3tGrJIL8tCxN6hw0V2LHO6CdO2DHw+z3owLPqtnvaOHCViu",
-	"7FuXEvq6sHAXjhS/UWRh0323IPnGkZulQkccu2O+bTSLpVf6HpjtHpjt00r1tni1D3j22Gx4y25QmVEE",
-	"3xRpDi4LZMjgNZ4yzDRB/VMuBF7zQkYvgf3MTJVcCEIXdImlguxTe4HSUCnXJ92GLPjIc4GXXS2uhW3F",
-	"SYpBSD22fFwxQj3gkwvvrmlF9igRVhGECkwuLiMjlPhwEGJFcXvLoO5MfYDgULQCXAaDwT6mH2FkuEd5",
-	"oiRfUCW4mOjcgXpDfLlpZuliFwoKSEfNRKleMWaQPSFJrS1dJOJtrCYTxc64tfN1h6KYSPtK32pbMBvm",
-	"r1HI44Yqes6MgbcZray+Bjellc5HVDOoJIyXJZZZyjEv6SqI2HveJwBP/c8ZmE5L5vMIFKNaCsCiQiQt",
-	"LsgvNVVUGC5Y1hbhM2/dAS2Ta6OoQZEQs6qlGoqS64KqkuzlFdfmv0NTpVNBcmc7wZxrFeklbskVm1BV",
-	"VkzrYys91xA37rFvCzQDRdBjVuVxoqfB3bZN0THkYq8UMYTaSEA7uGHgafMF5BroMSfaDgUEyeYousL7",
-	"kGEAZ9hBhnhSc/iC6ynnA3LOaghmpRAwuzoADNxpIlVAsk0JnhGtYtVGjIyRrbWI6DToZGj2WqkUhODM",
-	"rj23OpasWijKK4BfK1WSIWGjhAwKEJ2pGApZm74c9y11O/S3y9hEqGV1wzRmc3j7vfbVfOey4vbYewkQ",
-	"kMO5GIro8MJiAPnmp29ev3h5dnqZZ4522Vz7LA+73MFI6fJhWpbpoXD+CUemKZ9Avn+v0XxWjUZPv7e6",
-	"nN9CmP5maTpN91vqjFErqEAMgueIx0Qztn7DgLGgOZyWbc6Z6juuImsDoBn30vi9NP4dpc1DLlq4p9tW",
-	"1W6xu9aOfJPOqedNtZgZXYLcuYR67tpyxPxoDbMUihFoukAgTc1UFqW8Q5ivoaJgLlAKuC23cs9eDN2c",
-	"rdTGyfyV5AsXuPudlUPhrgIryMM7D0K9B93lJ38HU/6qHPtTnVPcsJneCs+hmXrJtTkzbNZrKkCCETqZ",
-	"vlhVPiX3u/dj/26BjcH7TKsKU6j9dkTnFakVcLuSSvGFx+pHcdi+nh+jxjNiBa01I1rOfFVpK43q2E5v",
-	"putlnpqWTuVsTs13mRp8GgZ5J7Hj4edDw4GutziCXca7FTqcl/5fGAvnHgFnEyc49epszAnIHq1gTGBC",
-	"ssd1P8EbWpf5AQoAfQ/1sBm5AWEkQWnlauYw8lAbasAiuAh+uLfuN0TVtuqtXgoplrOhyGVVhsf7Vn9D",
-	"i896c+vK2kPvaLQ/2a+Gwr+eQNFBIFjENSB7ARenhYqzn0ZttUvjB/l98rXWEL+RSrVjddawo8DfUO68",
-	"r9X8LwZs8NliedChb2JsW7kQgci28z1goN3s7p0DwkGGUgv+S82OCRWE3XJIQcAoj6SNcoOMdC8d3UtH",
-	"99LRN5GOtrIEjBc7+NVjYG2s7BQ0KXwhpUmBdCSVAf8IBvGfvjwDfrVJoWoa/EiFyrOu3m+whHt8yn+v",
-	"dZfufL5/94WaPlmLAX9NUolZxTDTDEx637VUD6bs36BQ75OWfn8n9jehBnz/5/2CGUIFxjzYg/tA7y6w",
-	"73YtX/oaxw1ABYwkhpN0sS0+gWbvyeFP+5uu4fsL+P4C/le6gNP+BKj1s3benrGZNL5IxcaDB4FaEJO8",
-	"QVHGqLFvcOg+/yX+LkzlG93gd1GqATQHrSlgWLm/we9V8c+kisfI0q4A1Ya7/uYhYK1AHY0tkQaQ1+Gi",
-	"RWkByoKLBGjCBaieesBlPBYZocQNzj0YCiPn/YrdsCpUI3LaepPY4Qu8WtHB3Yr7a9kmHtoEkboG5Pls",
-	"bpYYvCBrEwPNQSCEkCuRC2BMhIlgwKD7eShcjBkU6rK90YpAEPGeZs4EKsUNEy4lbiRv2H5XOMMLWNct",
-	"KTXg6vEBEk1YhYugpjpK7UVZrinJAzPTTJiQbIODb/JObvuyZP2m7nZUJIUaS6i9o97//vvNz+//8++H",
-	"/Z/e//vecDgY/LD/n/+WwBX5kvKSXalNOf5AoUn6uw+P+O7KwKc2i87nbsNi3OT5/Cn+FvGkBkCmA/4D",
-	"Q3WjyKZwaHz+/IhqyKqtNdMucFRqQ+YVNcDHLMsZ1bwqA4jSIJUF/3M4Nt9p8vvFUhs2c12dibFMHZ+n",
-	"MFE7ZQ2vEy4QQ6ipQHh/Er6M3+wZbMQIrw1VCxDUHdEC/UVnwRPM2kmIL+Y1Ej15e/azf+27JdNokJtE",
-	"5It67lJLQpK3X4IgJHgcHynYPe1+eewVu+Qnb88SGwIuFUfKes7ote6k5SmjlZl2MvTXUN/TZzBQh7Dv",
-	"cxRC5ngopIQFhx8dHq5FuBZUQHJRgUUrw01giefHw8ehiD1apTqgT/6Eo/2CxwF7ePNfXbKOxp2FepHw",
-	"qi+a+gm09BkH7prePHZVCw1lnCkp2ZyJkoliadc+VHP9QhVcA/2inBBqsZr2wtbziFzdlr+HFtyPa+nn",
-	"/IYJpoNY49oaNKK2a2U9c/0iYvhAi8kTFbUUxzKvJB6PjDf3QE0TwRbwR1T6LG4ITv56K+/ieNZW7aH4",
-	"Y1QW1792RTJsv210F2YWDCr12IXRK3Uro4YhzH293WdMG1WjtDij3NIrFUVUCbg1M2BZ6408BVBEhzuq",
-	"GCS4FT5bLB5u3FZUo269RbcZVhULIqwmJbdq0Qhq4Rrp5xw3GkTbxCDr6tqhKAd6KmRVQYnkrlFGWHrr",
-	"LZ4EVCPQFkuqpyNJ2/uJwDof3n/4PwEAAP//",
+	"7L2LcuO4tTb6Kiiffart2ZTsvsz8GbtOpdzu7sTZfdu2e5LsUf8mREISxhTAAUDLypx+qPMK58n+wloA",
+	"CFKkJLuvM3FVKtMWSVwXFtb1W7/tZHJeSsGE0TuHv+3MGM2Zgn8eG0Oz2ZwJ8/yCTu0vOdOZ4qXhUuwc",
+	"7lzMGPm1kobl5Pyvx4NH3/9AdmfsZo/ICTEzRsZLwzTRTF2zfLiT7Cj2a8UVy3cOjapYsqOzGZtT265Z",
+	"lmzncEcbxcV058OHJOr7JdXmlcz5hNsv22P4+4wJ6IyGD8iCalKVhaT57fs9odmMnUhhlCxey3MjFVvt",
+	"NBVyoO2j9BD6VkyXUmhGMqoUZ5pkiuVMGE4LTcyMGiIkyWzLZE6X5Iqxcv242A2dl4Udmu9pJ+karBSG",
+	"CfOM61JqjoNrj/W8mk6Ztns04QUjgs4ZmUhFNL3mYgrDz+VC2NWyY1q3NmfMqOXxxDDV0Q3LpMg1MZIs",
+	"KDdkzCZSMWLU0vZCp5SL9VOec8Hn1Xzn8GGYKReGTZmCvv/x/KaUyvzElO6c5gVsAyyDVMsHmqRZpRQT",
+	"5vIaP0kJR0LRgpZ6Jg38waBVoBjFaE4mSs5hT0ci1VxkrP7cEbVgN4ZwkSlmaY0WronhSKyd3kSqOTU4",
+	"qR+e7HTP8SxM4C9MMEVN71ThUKkHOpozmYZvyK6220w1Sevnl/XzsBZjmS/3hh858A/JTkkVnTOzwjdO",
+	"O07sKZyMCWfKL2l9dBNS6YoWxZLQiFx1lc1gMo8nj+hwOMx+HP5STlM7bm5bLKmZ7SQ79t2dw526tUue",
+	"b3nK6Dh7+OixbbXznCHtvZBqfgHP2lPC50SKYmknpOGEzYltSJNdxUpGkdzCOuERZNdM0QI2gN2UhcyZ",
+	"HyTM69eKqWU9MdvmJQwungQ3bA6rPqc3L5mYmtnO4aPvv1+ZRmJfOMWXHx4chOdUKbq0j7VZFr6bnTDp",
+	"U5EVVc6esYKZLv7rnpMcXyBybEkTqEyTXTNjXJHUPUxJJotqLgjXxE5zL+xga6YcG7103zXmm7MJrQqz",
+	"czihhWZhGmMpC0ZFtF3n9vj28ot4yxpjzmZUTFlOqOVzxMy4Jo4FJLBpVHSc/sORKKnWsMfpPwbY+OCn",
+	"FusoFbvmstKeZZATOR9zwciCm9lIpK1p/z92jVLLUQtGlbCtwBMYppESWU7X+jU4187a0xzY7kEnSzqd",
+	"vJaCvaImm3WsoTDcLImhU+CbdmkYVYU92f5GPCKUzO3XZMlZkWvy+OBJ2HUUNaJtnwyEFGwAH2y4i94o",
+	"PuWCFqujeqvYBHaOkUqUSmZMa5Y7gWBIUljVhKQPU0JFTtIl0ynZpWJJMqrZHslkJYxlN/bFo5HAnfPN",
+	"ZLJcWvqt7B8LK3wISaQbDNwjV6w0/VvjX93pZkS2z04W9N8VVVQYLthmnkrJr+HtnCiWSZX3MMv6xU3M",
+	"sp9yui/sd5op7KQ92NeWp7sjUWmmCM1gzXuGWPmGbifI/eNNzk4KvvUllNGisKJKBt8QLrShImNHuNNG",
+	"unUkJVMD906pmGYiY70EfTOQOXNvD3i+s3nEa+UbbOhBYEhDciyIhDdoQdLrdD/9KbWjmvCbBA7eL1IR",
+	"Uc3HTCV2kvXbxXIkKMmlgTNAxdLM7OR304dwNIYH+J9Hw8eDMTPU/nX9cHgwPBjQopzR4aN0b0jeuPsO",
+	"OxoJ7MmeDqtSUGVPCDczlLqcwBKdjO7VqrnWNhc3jGnHCiDGMGVb/d8/X//0/s8/Hwx+fP+fu6PRcPjd",
+	"3p//o/NI3ULc6payTLwnOTWUjFkhxdRy5yEBzUQDLRkyr7Qh7NeKFshQ/HIc2YeGXjFt9y2zWkPGiLy2",
+	"p6JXeLNSG5lYfrp2NeuvB/XXO3c/0x/sliBbb4l5J1JMCp4Z+2uGOon9Jy3LgmfQ7X6p5Lhg8//8ReMa",
+	"14P4D8UmO4c7/9d+rYfu41O9/xa/esYM5QUOoXUFcTNjcCnH+h8SHdeE55YaaWFl+yUBRSpPiFROa/Pr",
+	"MxKdu4q7l/PJhCmNV1y8d2Q3zWTO0pGIN8ryBHPpaTdNVo9ATEJODsfN28PtjDTwvk28g05whLNZeH05",
+	"c3sGCxQPac41XMDDnVuqAQ2t/bVco7RfNPV16I6h9MRqmWJXKnuq2F68JX4vZ1QPm2vlbRRd9ORe229Z",
+	"NFpjfqtAiQVF+gXlRdfQjwVJTycDkIhSS0n2r3di7uY6AKnTCrquHX+9WIJg2pBcMk2ENGQmi3xo5eyn",
+	"ND/Dh1/++FxEI+OazGlh99mK8YpMKC80uaYFzx0BpUwpqXRKCq4NbpecTJjI7dUxQfkO6OtKyIWAyX09",
+	"zhBPzdO6jg4j8AKiDTWM7FrB3l0qCWr5Vkaxagq9srcmMoyCakNoPueCLGRV5GTMSCG12YOpvpBqzPOc",
+	"ia8zVyu/4OmXBZqZLJVVmiEnlKU73zDWU2FvS1o8txv6dcaL3AqozErngt2ULDMsL5ZHJIcvNaHKLvB0",
+	"apm2nY1iplKC4bl5Lc0LWYn86wyf5rlCjUAxLSuVsfposxuuDYzxLVWG0+KkHl400u/2v2sOKvDYMRcU",
+	"lIZVoSWenswMMwNtFKPz27a07rywHEy3RFlN2DOwCbdnI5wf++cDTeYs5xQMHS1u7KY8OLNt9AhV0Dya",
+	"h0EMhXaroiAF2DFuZ7r9AMu9tErehZQvqcJuvx7TASmN3WSM5bp5/2v+L0YKPudIJLBEr6U5p4brCafj",
+	"om/Buran4EwTWRnNcxZ25vabEa17c8epJika8r/bH1UHB48zfAv+zdL1NmO0Gntp5MyKRmdhR7/O5qwX",
+	"5DeIfJYNqTmqT2OWUcterexp7wSujaJGgu2DmZaEOSQXztwKpmkrNhKu10qO4UjgRgbfQo8oeYRWazcN",
+	"0DdyrjOq4DJXbDCmmhFugqYC9nm9FFltoCdvBEntT28rPUuxQbAke7nfMQAqJIjdOJGE0EJLmKwyVphM",
+	"jaJCz7m2itwlz1OiGNpL4OORwPW147Qrchupd51w163PORqEk3PB50xW5hvgCznP4aqwe3rNQA3gc3YY",
+	"bS6hRSEXGgzhNyyH56QsKo3b4kjJnVhqrLqPypuzdBFFDUOyy6QQLEN9Q5OskJqB5vgh2Tln6ppn7J2g",
+	"15QXnvV82cU5JmOaXTFH7UFQIQI45y54qKihln6TwJhAgKNTtgdSGpuXUlHF7bms6rkcEaOWSNvBnsuc",
+	"QcRyOe2cVlyQFJxbA/BupSsUGT3cRIWRkwzmeiHlKyqWjgL1V6A9KcmciqXVuNi8NPoIPXQTufVyfLLF",
+	"eCdoZWZS8X99rQtgzKiydCCtXG9VHsulxDQhXICqQ0ATKC0HPoIlSgs55SJFyov9ulSxkVgoKabuRfQc",
+	"vKVaL6TK/RdSTDioVGgtNKR0L9je4XN3FN+VU0VztsX9eLtlcSbFV06t71uYtGF+S/2tEy9RUA/BhGJV",
+	"JB2sjO47d2cgBwsCsS4ZvXK8yF2zM1CgDCsKuJPADmwkqUqr8XfcCHoprpQUlQ4GwvU2EG8ivaUM+cE/",
+	"RgvX21O3eqdiIu0vpbL8yXC0gOWsVCyjzjHW9kTZngtGNXtGDWtI5XaOOx0eumhqq5J/PY2fd2Ijad1F",
+	"Eg/ofWhfjn9hmbHt1/PRZ+5GX52U85v3mKClMIpmJt5vf2Fxqz7PLe2R8ZI4P91wzTx1w3+5joZbG/Gh",
+	"7b3sXh69k4TZdC5HWT6tRF6wF7zoWIgZ1R1OLx/p4t0GeEQTMmM3hAkrEOWdc57zOfPe49WHMreyyQqR",
+	"DOyt39UauEhWXV/UzAgXQRUYw+yc0Jbup0SzkoKQqjvHaBWTbYMV4vV2Dhv4PMF1iyZcT2/tJryigk+c",
+	"Fay5Efa+vwWtNHb1w6qj20mULD822y94NzE841Mr0oG9HixEPETa6CPnSkabGEOTPogu7vfhBhbQ7zWL",
+	"D9/cLRvB18ed7bb2Cxc0idhIvCZusms3yyoI/SyEZoZfs85gLdAbMI5mEebB7TWxwFgQ+JRIwaJpRCx1",
+	"HlHJVlQQyMp+zLSm0+4juNXCx4PeBa0n9QMa+ptzb/P6+3FE01m72j9F/LK50p2cdGVu2zHLziEE43gU",
+	"AdLa7Ea8za2W1s2rtpFnUuUs9wEjaWy1TG7NldqBQH4Y6+f5knexoLqtWzCi8M15NZ9TtexiRjOqL+ed",
+	"QYYXqmJoTrfPI3+JdhEVY1bAoeGalHTac14EuzGXqOxfrpWc0uZLKcYtKkad9Qri3mw/R0RURUEc+wGb",
+	"uO9+ZYfsm6hUoui19Y7pnWhp1m+YP+CRE6Ul0IDI6YizdZkbOzrCV6IBnLJeBwR0MutO/+wG332Pc45P",
+	"BTgkgn+ulr+16/5W3tqkFQTUvecrMZLtSCXPn47IASg59hrDWIH1IzrYuNf1rrSHuu12bxBg+6d+Uikt",
+	"Va0AW8p2G/5Ak1bc52HT4OYar2PCpEpGAnYt9QSb+gC3pHFbu7WFE1NbOeBXroOJDXWfjbxuHed4ZflF",
+	"6ME2PY8tIFFnR11hshpDRUCTi8Zu1bTm2IfkWF858wqYSlcbmwRfu3ZBUassKrR3CWFA27PVN/7DE/gu",
+	"bkp3E3xBDWusfslUHfEXhaFyUW+bypmCEJ/bMf0wui6238s5tth4Iw0tLn3Q9qUX2tth33O7aal9mtYC",
+	"qv8qIg+YLFj473LJtg9b39Qae7P+hNcLdwdZw+ljGCe7ejKCu4rsdiwFhIPudbL6sNyVKjoFW8WIkWTC",
+	"7M0cjJTrOwlrXSne1acse6+Uv89cRHHTnpJL1PXsWc1kuYTIYmEZ8s9hBmAmsOJVtA2rKmCLmvi/WCCT",
+	"bWfVT8EbBUJqyGLGs1nLd+3i9FFKvAu11iuatGhpS5I88RyqpSMEG2q8IhPCaDYjV1zkPtAnaAs7yYot",
+	"CfakpulovcLWdTz9sHbgXvJcGfEbEWIg6oVYHdXtD9wqFbuI18s1pOWjQdFzgZvM+DXLExSIaEcErnMc",
+	"c6ENo/mdxM+15B4MPOXS91WbtdAtUQ9KChZENwWRI1KwbY+Dz1W6pLcwSISPxsvbKV0XTZEErK+lT//5",
+	"VDpWMAY1yKM51eYcOg9gZdZYGdBMr49NZ3Q/V8uQX5LZXUKbP9x23tEBkh688k7wG8JKiWFvW+yZYhPF",
+	"9OzCttmxxuBeAK9A/GJKpO8wHpNzOHQbhEx3D8fx90ZaJQEOTnrsHCzAhA7JU/R3oOce3o4c9+utFNhz",
+	"a6pJtOxdW/a04kXebS0f20eXhs/ZmjQ+DFgBRm/f79a7Mjmf845tP8dAHKu8BPtYu0GQVDtbncp+leEv",
+	"khgpi2xmZV3wZXvJFmbVvZgdi+PtkiczH4qxanO+pJ0HGh6NOx95a3DnbX5Jt5Qr4eXxR9h/3eDDUEP/",
+	"oe33axflzIrVn9cKv3alPnLqnul1TRL3+6Wcdsi0ed4VaGoXBKUqLzsYqqbMxJ6trTSS5vp26CIuWN8T",
+	"/yVdf2eE2P7eg9RucLxlg0Z2N7dJnz/3yY4rM0k7G4REOmeE73bczXtDl3FbFjOpA9X5cKE77IhjAx2b",
+	"4kdwaQe7vc3xhVRzjLvOenVPwRZ3aPUZn0y6Ndm5vN6OgFu2k09HwW4Mn3BWeNbuQHLjbpKr+DqC+9DL",
+	"MXw0QWTcbEs6NDPFEgRQq++7NQ5RCJjjJou8/gViw8Ys2BU7rWf+9R5rpg82bgc1NKQn/2PXggi2iLvo",
+	"+mbOhU9ofdilHddz6tifpZBiOe9ckgSD/MaYu5TqpbhKLROaU5EPCi5YZPLdYi6tCyGeWOdNoBg17J1m",
+	"qtdgXX7cwiiJ3ux1tH8m0TdaRVl6a5ttzTJKyosGBj13TfqZi9/qCaNwTy/9SHocWHHiVym1mSqmfy1u",
+	"5UX1BgYMVkSVLg4wc4beLeU5TBI5A4NEhx0a8rl7XA6KUQ13X84OSXr6+qfjl6fPLs+en7w5e5YmJH11",
+	"en5++vovly9On7+EH/wr7oeRSC/evLl8eXz2l+eYh3L2/MW78+fPLp/+8/LZ8cXx0+Pz52nD5FovD/Nh",
+	"/x1GJR+VVId61wmkKw11+lQ8a4zSqiEIdDc6bicvT0mpuIA0Eq7JnM3HTHWb3rjI2U1HsIODvGh6D/1d",
+	"E9nz8YGOGXMk9TZH2Rd4bVt4oAn3BgluyIzmLTd1z1nB8SdID37xu07JC86KvE8zgPyatYdjG4L1V95q",
+	"81LNb9HICz+aNsmrtW5/rjHdzL6HGUOQRKfY5XdIxDcD+1e6lzj7X0ENC8FlOqS14F3a7fEMAAGdYe62",
+	"zwc6mHGuaVGxeE817ukHn0fZsd7oGZSiGwsi7iW9GfiXB7aZtKOnTrdiHQK4Oj/T2+3fzt+8JufA4cHG",
+	"feQRJhwSBVWM/CIhKRwjgv7f9IiweWmWtdsRLwgX3Ce2om93DzgLT3iSIDW876Ggbj/77SW4Nb71tSYw",
+	"F2iCIVKNiBoYg0vlJUYeETquUyftkgANw+dbhNrAhPoWoSGqd2uGl5hYt/2aREykU9lTzImiPfTVwwki",
+	"KfuTDghfWz+kID3n20rPMWV0s9LbURnyuy5lqhPi4MKR0QMNJ8lzM+4QQgKSS+otsDEESSdPiF7o8UGc",
+	"ozW/AWbincsBjgajOiwjsGzUAY1safLE9fjrWntMA//L8RIuSEaFFDyjBfIo2xkETc+pgRiLECmM20y4",
+	"2ZrtRKNK/M52LFfXCfwLk4XMej1sTEFyT9RUw/8EqVEgO7JrnrFapOQGQ51dWCx4WbTVw0YCExhd6iyM",
+	"A1O5JlLBPxInCDmpKETbhvWBvNTddMZozsUUxEBdMsgzT+cyu4J/DYfDPeLAZPIh+cnecc0cMUBZwgQy",
+	"TXapvWa5qXJGxmwp7UD////vx4OEUCLYlAKfpFlWKZotAym/OQ8ZPw4WpxKQ92t5qYG99t/sYaz8FSsB",
+	"V0WDpQ5zgciCKmEpwIltZaVnhAq9YApl17YLpx1oiD2sbt9fpeL/kgDRU4mMKUO5MGCJmDOjmD6qpxbu",
+	"PreRYbHtdBwp1j4ZWdnRBGrC7AlLTbTANewYC+PTmSF0LK8tVVBSsGtW1GPp7qDHebXa4WX/Kvzkt+Lz",
+	"rMHGIXq66oicZVPFoA9VZxyyXytqpKpRwAY/HhAjyY8HW+6BvbI3dMgghGVC/qIYEwuezaLeHv4Junv4",
+	"p237M3zOtKHzEohRLN9Mdg5/3tKD91u7ufdJn1PEo/uRCb8BHgRp6Yf20J29OCGPHz/+kYSuIDmD1mk9",
+	"IzHnRcGbPq+HP/6vg8HBw8HBw4uDg0P43/8AQ9MS0syoQSkI3Erche7cDKZy4Ab9i5ZieEYXr1woa+ct",
+	"/FdGCzMLSeYt9916JXRCeeHCzFaN9YaaChtxwQ1tpSrSjuItWpMwkhUyu2pue//mta4iNx6v28Wdvu9d",
+	"ljf/tbomqxOTV19uVhsk5q7cmi3XpR7u+jDcl3LKxZ3tYqtW18i6dXt7VtcAHbnHTulWbCHme4XYPgru",
+	"DcTGo5kPZW7Oqz8svSduvGtkb2oxpTvaA2RAXY1dXu6QvNpC1LCSYnxvx2IMhD2QsiqKOLmSzjEcwiE9",
+	"te5rcE53HXpZR3+jcBRmkwT8R0r8Ng37L59698Gk2EvRbwQIG0mcwRRrgSFgFwJALNPNmeLXzu/ljFk+",
+	"znEkuHGh0FVRsHzviMg5NwaRVCBeeoJcmS3iuQ3JO4culjNjpcGAVNITBro5oiUD+7KPJWkRp30GE+Rz",
+	"RhoTPQrRQCIPOBt+17dkIM0bIoqdo4au1ZFQ4NMJbjKoCE46tidILIme0TJWth3Zb7iSfKBb3hNcj1vS",
+	"gVxpRWIj52NtfBRPl5nJCkq9JkMnR7VouaFAEOQFG+m4xv1cm5uCOp6zZUNHTBjmQdj6HaH9SYfJzrSp",
+	"Ia3TkmNlaguzKkLzDULeURSDn5BK8F8rq3MoqTWhReGWsydrbSmy9cFT65e4j2wNnXaEEb9QjJGCjlnR",
+	"dPiueri6Ow2WA0x17T6oLy0rcbrwlz2rGz0nMUKB1nwqkH/BJQJoSg5ozF0NSchskMhw7xS22SSmpAGF",
+	"2yBix2wabLCx1DVP2HCJerTfYG1pW7rdz1sYTia9wMEXswgq+IiMCyquYuxge/1OlaxK3N90V8j68V66",
+	"nfnRJWFmvXaQaNbdVtmtk5Qaxqc/TJZSg5ttbzeMlrXXSN1P6BszoKLmz1zAW1+YLzUMb9LGXURjLJkQ",
+	"ceuU/T65beNttSbbKsr/h22z7ADkPchIwSn0BBTVKHJ99EdrREMU1gzAieEsow4c5EreTYhN6ekLyDxo",
+	"+OpegDtIORvklI27x26M6hm3t0w23a1rlIfEX0lNDwpGSC8Y2KDFXaS6hkD00UINLQpnttlavHm/cYir",
+	"4s9qKCJQvwvfXl1uQMRYzOT2p8Sf4E6JItiS2sd9pd2PIPrafNGql+FCcHwyXYS9OCSprkqmNMtZnh7C",
+	"2fVxYhAsbWWcGdVkzJiwmmdZ0IzlQ5Iq9guc8PQQQBhjBmC/wYz7McusiOxaRKXKm1Y8NESyU48AHJjY",
+	"brfdxcmEdxf7WthY3ZsPZnAPGAW8EtG/tiGDplz5eUXBmK/OWJGTxQwADnBlw7lv6sBReDY13fv0CXKJ",
+	"V2TGYIwKt0nzyATRcUsB0V+63SLTFgzAr8OdJIpw5d9CpPAQ777bDRM8N9SswYkZL+OCGLcdf1O87olK",
+	"rm4J0mF/L7hgtxjHhf/EJ1b2ZXhJMeiscWHvb/vdXfSaqMMkXs9oJo2F2LRhfcleF1HwbZAGIWI0NrMt",
+	"uJnJyoA/GpQMex4+Thb8BHIbjvcWQtua3Psstn+BeMKNh2j/WBvXp5PBPlK8sUpDMCPeceWpWNZs2gcR",
+	"NHQH3I+jkUgLrk0HY9Ip0TO5AB1j3pv6/cnEJO0uTSdb1KSz2WS0XlDqbHDbFL18O7osWuaeT0uaEbF8",
+	"tOGltrOsMcH0217qda9PTONCbhJvvPsbeN9FxPrbaWfZFTPvBCaMhWxoutxJdhaMdfvX8KM73cx+JE+h",
+	"ic50BbvRz0U3Hoky4Molu//85z//OXj1avDs2V4DOgKHFgL3HNP2vHpVyrCdQbu37m7C1W37a9FPtPaN",
+	"kURrUK/1ljvs1rVnnzfP1BcnhNfjeSfk3cXJXo8BYntrH9iGO0YwkwogecuCLtGAXHu20r9RQR6n2y6o",
+	"X0Tsap1pr4mJ2VXNAFzWLpQnlMib0RIW6uzFCfnxyff/KyHsxjCRxxVdvD0A0M5roBwspNeRV7IuGt4+",
+	"BO1gQnlRKabjxjJDjAxrtaHaRloXLLhEbHn7o5DmciIrkWOUsaKGXQIAN8tdjHydWdDbeicsRM/CPr8p",
+	"CyqaCC8yQxks676TeuIhLqxmmpA5zWZcsIG9Oe1ia5T1wlHFdetvuEMSeMvUAGOw6zULG7B1cpajMAiQ",
+	"xEiPDo7nqymtxTUnJQXSosZVBWhjZAygspddwE6AxdqL3l7BG0PmjArjFNBZNacCyLQz06PfjmEH+9eL",
+	"i7cEXwCy7c4qMNx0obgjE2jtHeBDyAlxqLfdWeCd7oNQxUp3NXREUjqWlTkEt0KKQp+vUeinMIfCSfo2",
+	"S91WYrzGYiBGKqjZ7mis4UoRzXRHLGCCgFSh8h4tywBqKQWCrOzFJBOR8l1YUPM0Rfy5EppO2KWlUMtP",
+	"HFjw5S9aCgjCdBi5l8oyScUU8hkItoZZ+PhlRESqp6F7MnRCtkfLL+hMkPUNzYo8GqZLdfn58fuhvaDT",
+	"UOuojJBBG+tIdvFe9+nsVGUziPfUhFq5umDdN2Lvafv7bFkPzfm7J5Vm2+bI14Xu7u6LmlQKEk7ccqAn",
+	"6ojQgFaF6Q8QtZISQOuXJAUnFA2I1z1eKtpd/9ayBp43BDVnIffsH71SPmGyBzFsa/QJmNjW4mm9qD5b",
+	"bZPZyPewwQlVNwxQ372hWyrkyLWx3zOpFOqdEGjT8i5I1L88yot/HNc3vIsP4cM2U7kzvtwFIoXaKy3K",
+	"cffxQE0XegicUrbTLbd/K+Pi3QHGXEx2xwV4xuZUXekwCdSNcbPiOC2vwtVhUJHrh0aen62o93wpsr/j",
+	"mG5v7twWoGw9dUdJnm0Cdv6Z4A+jhmQAxiUkplm7qnNU2FVYrl5LAKq1HoTINR78aemUmZXBpcSnFzTS",
+	"J+LYsFv7ZnkfAEveK8uFvNYoI6IO7n+gSYpX9WVHXmY7s3QLYu3JDj01ug6b5qKe1MdnhJ4283VWkkIp",
+	"iJYgVPRl+N3S98f74Eep7jECtnyBH2E92t5f1fBTbZPB49wRsQsmRgVt95yETNp6+UJWrVuLxJ2mrtN8",
+	"hjhGa+6odZBOx8Q9d5hLCHiJxSEISqd18WN4cfMCNHrsHvJK7aRuiFuMOu7ALaqo5RtW6NGG0CyDMDta",
+	"YJEifRTAIJjDkUjPnp8/v7g8e/72zfnpxZuzf6YxhmD7YYftrI0P6Ua21ez6btx1uN23wOBtVHyi4ApR",
+	"dU1AhEVl5i6OnD7My3UB2zDnDnyP5tQ/Hiej6i3EfIx1l735PKpLEtzsO7cAgtiEfHEmC9aT74GR3ZDe",
+	"nUvw7dN8YFXVFB5oklEfaS7yAGJ65F5cKG6Ye3Mk7KsAzQ5MqeGrsx97jMEaatrqyfncHmPsa04FnSIT",
+	"1slIRMpaKMkVFfZqhBSEcSNHckPbSXagg05L8zkIgt3AGJGE2Sx5/MN2upSr7tTdOC355bYggc0on9g7",
+	"UjJ61R2WW3BxtVm0wxG+hHfXptNqfDNk1KahIgxyqLA+4fcvkODiKL+WLeNF9Uvwvn9nXvo1WtmaHulK",
+	"SuNlwuO3pxHaaHMN9m0LtzGe5TLT3Xeek2QKrkPPvb1CK7fpdgaZUN1zxWckm7HsiuxaiRfzprDAQtSr",
+	"a+Q2/cqSiZ5Fjggd3HD/PH71stWh+3o/UNpwSefF3S1oYQJu/fzogJy6yWcpMkQxX4OL4lG30K+IZUJJ",
+	"VVql2oPrBpl/RnUL23194m2XIHicZaw0DhoRcLEMH/OCm+VRAwedFlLUOY3aQ4NpqbZKh9iAaA+zvcwq",
+	"IyeTFGpITziUx29jk++tgN3bC+auoUedW/S2KopPWpbAjvD3U5NgC/hdBH+AYPcuG3CxdDptB6wB01Hs",
+	"/EfmYkBS7DZmCHfo+osZvF9LCr0mpZhq71awINSfOYI06kJ3VXcQGWsZHSe00NtaHT+l4SvQVGllLTQT",
+	"022RKG5jA7btYyLFgnLTzChulGoLFtXW2rvqAO2gL6ozV/m8USjgyAU0QjqEmVFBUnA0Iiv6/uBgbyRc",
+	"X1BMlsyrbBa9/Yi84k8dgbuwmdsGINyq3sAaKaiTK2yLFbIU2SW+d9knxW68F7evLVBbq5snKSKV7jH1",
+	"H9c1hoK7cW49a3LuTSh+fQT5JiZEbyA/At3J6vHz0iyHX55qvnx9m42GKZdimFntVgTnDGi3sLFHaHPn",
+	"MdYdVDvmoANrOmEb96ntC10xWcUGLb+l79d7K1BSg8rIfzt/8zp+OuDzUmJ8CyIZ70y5mVXjYSbnIJbm",
+	"1FAmNJuPC1bLp/t4pvfrlmHkNaF/SVcH19vnASY7TVtxl0cCXXx9dvcjrMHANaaxcxH5jpxXeSQa9buH",
+	"5M0an8X2HLkBDvmJS8DoCuDf64I5feUovAeUOtl8eGuHT/N7D9ujwBH0bbh8tr8mmsvWx/t9v1sCev6X",
+	"i7pwi3hI0pM3r1+8PD25cJCXznkDCPQUi0VAKl5lBnIygJi0TJbLvWQkatjPN2evLi/++fZ5Snadl81V",
+	"XndxeBGG2B7EGrx7/e783fHLy5+OX76rvxqJANxQmJmspnbzAPQQalQ4SCiswBsgoSBqoNGrx0scCYyg",
+	"ceEOLgbsyMWDga3TQQdys9cT2tDnQ4hdKpmVVJXoK6W6LV4GcmB0EKwzxZ4vtWHzHjOZymbcsMxUqgVB",
+	"S+d5fDwj71jZFTz0Uk4Biunk7TtNQolyzJ0OpUR6PFK62XPBRXWzpQkQpra2ijFUMNiMwe3rOrjkRkvK",
+	"mz5qwP5atgU3wTY2QWcRBUnSTmAzvwg72LkM7yAKeS3q8vawyW3jfx/q8TswNZ+HYLJerJ/adokMaltg",
+	"nc5ONVMvuTanbtVaLAxDs2+TVNPyxFYV74yExMCWzVq0Hd9b926UFn0r0GoMKb/NJLZHAoLZRV4NGFgS",
+	"LVzcf98G+AmiCNpl4G1Wdu0wptURWtdxup2z10GAERQb6+GR+N5pvkFa5/kKAqzrAdVYB+XQ7cW2g7BH",
+	"vHcS9mH/8DEZwFV92CqwWps3ef+SdVWxX+20z25mn54zJranqk4b0Gm+02hrE4X05mxBHgoVDm4IDbY+",
+	"KNqEGAHqkkdqONouVXVj1bIcQrgzE3rQjIl1MSTbh551HIcOYbi5+m0wFCjaCFPkZonFDGlRhKph2kGd",
+	"wcBuAeHWuTFrlKHb8867QvFv7XNd4U5d9OZOzCuuIRCyP2YzsAV/ZqPwzSQ4P7vcZL3++v6weF1xNJZY",
+	"kVLP5IID3HLY0r7ELVRpLz+xJ68uyb3axeqagiyTVYqbJeBtO0EKam0dV+jRwr9eeDr5298vdpJ1RbwC",
+	"kM94GceVNAuIDT3iLZgvoYd6ajNjyp0PHyAoCgW9laIYODMPRGw58ExJwTVuyawa20P1pmTCsu7nzpAw",
+	"JBCp7UGYfLQPmt9HosaUg1aXJJNFwTJDdkcNQJPRzp6nIa58Xa7ID48UBl5+qD3ry+fPac7sooB/aizz",
+	"JWGFZkNyHGvtLbc9KatxwfXMEwDLCS3LkfCO/N0FG9tfEpfpyiZccFcO1UO2Ex/MrXHc7AZyZLDeFMyQ",
+	"5ZgHNRIjcSLFNRNolYMCYWamrL4lK9N0nx/at78jz+1sotKWle2LpPu05CkRjDlAm/aFhmazIXnj4/jn",
+	"9BepRoLExfRDRaXaruUOxFGtvCVkTgs7ewSp48K77KzIYTVE2yj3QCW+sSePfoDFoCRtsZWU2L1JCCL0",
+	"EFqZmV0PF7CuKqGHdt7n9tywRulQQ68YoeRvf79olsXb7SlmNxwOrdI7NpQLq+KSlWCs1qFBOOZMlkyD",
+	"I7vWwcPyU4VgbZahojXJtjunS6h1gxCo3xFIVkBvQkrLsnCz23cZF/8J+QAkl1mFhdp300YCVro3JE+Z",
+	"Vbk1kjgh2lCRU5VHwM/2BFGlliSFzB2AdkbuBNV8INjQLnDsuzUSM6US2ya1rdptTK3um8LIIU3XMiOd",
+	"kl2gsv3rh/uWevcB6TXd80wB8sK7yRKMbB7jxfZk6bRNokd9Nl7CAdgVHPosJwW/YnimcT5wqNFkgMkz",
+	"Eb86fnsahVn4GJjYkb/zeHgwfLyDFd6AG+/b/5uyLrkHTpdgHBxE1FGbcN41f478SXsN9gxTh6AA/XMT",
+	"LpeRsD9ArIe/v+LYhcQVXkaacLn2vmgdxNP4i/X47WlCtBwJBGmHioMQ+WQY8ET48d3ZS1JKqJwCf4fr",
+	"yttZdyEyxg0hBfLVtklGxpZu3Vvvzl7u4bnAgdtHdKxlUZkIDdq9fCXkQsOUga1m9utkJOyOQWaJCwjn",
+	"msykNkNyTCx7nSgpDGEih2NkySqnS8dOyFjJhUZ6t9PQAHs2EqlhN2Z/ZuaFZXWKHUUyLzVkQYXjpn49",
+	"/afN84jn0DYIAMZCkhSjEwIDHTVKUls9ydJKHDBl5QMUBYGcHh0cuEhL41S6doeg1INQt2XUkzNXfEj6",
+	"w53CPKEkyfc4hq6mw1j3T4Wx4mHhkvHAWux0jJ1n0M+YrZCzJQJLvLDHVEHuNWLd/Ozginfe26aAcYC5",
+	"fL+2o/cetO7geCoaFnrEG2hGVDtrvaWApIWQPxLhUkPSSFAVgkMUuV9ciKfjO3XgHtUSisCGfJIx42Jq",
+	"D4iSC0Hogi7Jriws36JlqWs9OHfG7hCMP6Vc7A3JmyK36gkkSx85dzY3s5Fo5Rc1Q03olD3QzZyjDpK0",
+	"THslzh/y4qmic2aY0oBc1RE3AQFb3vzvbcc8J1NQFRR6m+1RApu8/ezXiqnljo/B28FEpyQi6X4H3UFX",
+	"TMyqHqemdqXEineCC2APmCF1jeUKEC3/0cEBXs2o4FhaeXRw0Ddk8LQ3hhyKAX1/sN6fuDpcF32CI3R0",
+	"DNXCgkWhbxixz68eyor+sbbDkDXmXGVd/ax6G+/aWx0C3Uxs6Ot5FVzpjh075dKFtoBvNuSP9C4vGvTX",
+	"dtnFIuszs/+PyI704f1n5PStbMYOZv/GEb7d8Titza0Q8P0n2/D9pzREkcMnDzd/8k5QJ2CzHD96vPmj",
+	"F1KNeZ4ziBh48uiHLbopp4rm7Myr23e8yexXW4zPXa7vRPCxNPR14Jexpv6zD862hFBflXa/mtdXv5M5",
+	"uiyPXVt9d+X+b/W/L3n+oVn6v8n9c64zqvLVLLQV/r+B3OsWTvOdb+l4tOH0e4ShyIPq1oTl3/rBOHiy",
+	"+YvX0ryQlcj/2CfpGW4ZoR38DRj/VMquI5R4oXJFTP+dn4g2BssSIe9B8DkK1WhAJgYQ/IBvgGqoqqCw",
+	"MuD5RgFcw41Jz2vO1gMN0rX2oMDOtKAxH5TNya4V0FjBQOeKYtridMq9+zP5uzmTLoWq+1D6ZEBEIbNs",
+	"Fy/Cj7jn9iHWDpwqsquO9VvbgV5J7o91rQBm0YIMmPJrJiL4izRBba6aopoorNpSOExVODu7vqBoUhfc",
+	"cGD6HsyU25t9uZcQKUZizGa0mHiyd2djrcI5JH93GcEAGwd6LjekYPSaOWtMFIeGXdPMrgBYxHz5CCuE",
+	"G+1QzauiOAqJxtrwoqh16ZEIOHXMm1i4Jk8ePYrr+KLu63XhjnV2ivdIVM76nndppbCV3wIPBgbyVObL",
+	"zyCvN/AsPnxAf9Fn1xKa0BObxaFGIQgoz4m28Ob+/uH48sGfNn/g5nHB50xWOJ2HW4zsLV1axnghJdgr",
+	"8Bp4tGarY9v/9lveBGZbv9Gtsx4iW9G8jxX+EW0pJZouEWXiD319Qa3TzrsrIRJWEEQoOAq0dV9svMTq",
+	"6NF9SAjvv7ROlWJwlYCT9BmocZ6DN6B1LRN3V0rinnfdciIfCXxau0WRX3ORKTYPwR+dQfYJ0dK5aJyj",
+	"Ft1YYLsEz06RxznwU2bIk4MfyRo8PRfCzRVeQXopsuFI/OTLcV8xVhIIpuViSqpyJBR1lb4BYA0S7MHV",
+	"qCUEkbqaSHhP5poIGQ8ITa0zWeQQUAxJTyOBhsA6k9E5hGPkHM0MVNJSeIs3MrZdATP0dYD32EEejET6",
+	"28jjE4x2DsloBd5gtPOh0ywLdNJCL7j19fclrrMe/IgPzegHoyr2Oa+3PpyHXq4XiBuqWCnq0MPQdQPD",
+	"uxnUbw2a4fNdI3Ff7v+jHspf6o9gHN/y9fiFb7s/6q3x3FISRo61USGiMBT4GziXq9fXyWzX3SJlOUD2",
+	"s+84Vq+D7CXXjqNjuVWo+J4EUc6OZA4l4llOxswsGBPELKQX+5oBojoZCaz6DJFUHoPPtUqMJAD0GkmJ",
+	"oW3ovdYMJhxYJwxmJLpGMyR/d0DANUdD3QPL6q8LRhkJ/9SZV5GVc0N2Q3oDfsS1FLUzerVpE7KP9noc",
+	"usc+0PbE7cQG11kobSH9uGGlnDrnMluSruHsOuVUojvQ7ZAUzpsu7L+4dl/t9fo26pok23tUOgZtZNeQ",
+	"XaaWG1tYyAlJwTHJFinhVjtVFUuItDf5gmsWQ73VwbzUkIksCrmoE40xx7X+ixvNislILGpVeGXHOv1a",
+	"lhXdcg0Qtl1VqEyn2ARkOIcV8Gvj0ZD6V4RdM1gWHLOVuuv42q4Bu9Xr9jxChvVqyvG3ZIbHw/FSTvuu",
+	"5JxPHJiFrvnQjAEv8tzn3vj3Dd6DPYBErYvxxHONhYyhYf3Oxned56fd951HZhr8i5e9lx7k9+gG2qwL",
+	"7tEOnSk4hNtcdkieLg3DLDXtUp7tBQXEVGerpWf2BR/rg+lpKTN06n9yMHWNQTzQ5Pyvx4NH3/+QYEQX",
+	"RdxYe5mmfDKwHHzgIh2XeLE+PnjSde/4VQiL9T+8/Dj1YDOvOJ28loK9gvjuW/IKt1cdcR4Yo9sRO93J",
+	"JBzVuOVsCewn2PfgGdce+WWTsO4+ib/4kOzYbVylqf+upN1/t4FkRvXMm2uj8fTfJ3ZGjw5+2EZgVobT",
+	"wo3NDugxMpbV9fDEDTTjaI0Jw82SGDptmJILezaXdtitZft8s/0jceqHW2wcsITX0pxTw/WEI/P8t+Ly",
+	"L5hxoE+A6+1Za8TwXRzW/5y+9XR0e9a//1tJzexDL/dPAUPdy4JW03igG/DkJmIlIVzbYVnNqeATpk3i",
+	"cpo1oSOhuZgWDAJjNZuCg3JXFxT8SSVTmWU7TGQyd0V0/+9HL9K9KIIeI1gbHQUV5YEOfUIk7pj5rLsj",
+	"QqOCBS4oxNWyA3yYALDuw2p96GI6HKaJfU6zKxgnwIdiOLAsSDajimaGKYjIfnJwgKarzvsLPUluES0b",
+	"ONry1rrLPbrVVfeCQ0LSWiUL3xwoVlCgQDt+WMtkZb+4sGqrYH5ngwQO8Be1AI5/NU1ad9MfEgx6DtRZ",
+	"+1N6tKcmMrk7VB7r4MspCw0B4JPrFt/tf3dbGSFpCBkyM8wMEIDkk0gbjujdGBNPsnOWcwqQYMQBv4yX",
+	"YH6HAjY+F+xjbljb8frrNdm5GXA98Bu9ygItnaW1YQPIDLx5lvLyFYrzpDZmGa00RAoGhf3LizUw2i8q",
+	"02xe8XuB5t9RoAlBLL4UTGDCQaTZXn7x13yv4HLmwPXRQdfoDnm+L0yjEfR+vHR3GnAmy4I0/xeapxyR",
+	"j4Sl8iEg8s1SkrMSnGJSxEbYQgqGltnUWZ9ZfmyCAGX4nMVpSyNRh+s4h6BDtarhNxd0qb0wEB4D3lQs",
+	"afj9GwmfxtWsNuQX7AhSIrCCEyJJt+WOls7NzUjsaqOkmFrJZ8HoVYISk5XBIMon/S7dI1NmQFgJNeeo",
+	"G+QT+xsaVZvTho2APIElM5sswq/8hn9mzdy+fuKxAT6vJn87q9/qSvRctUEC7qL32zD36Kbw+Q2+7c38",
+	"vfdCCsP7bJdSe9x1Nd3th39vGf09XjGQBVBz4+YBuMs1Yzlzf0AJJilqQmMdPCi/VWF4SZVxtbVSbDJN",
+	"fNEz4K3g5iiYYRBCnLvAQHgCOG2CLTzTTFwqFstJenBw8DBN4L+P0oQMh0NyHLJzvHkA1NGR2H3y8DGJ",
+	"nTpSkoKqKUtIBVnkimnts8rt4bFsfw/vQbw9XcwUgZqMI9FU8v1Dy+wfaJcFDWnLMO9w9XUbDRIXFjUS",
+	"2l5zC6udc00W9rrZOyJCAsK13ck4OBNvvmhtGo4fe6WMRCUKpjVJ/U+haNcRSfWCm2x23IL1ScPnGpKy",
+	"Y8Wx63qyxFHTzwYtOtJYTWvsUP5gzDLpM5drrTQJNT7tpQ/xq/YhqkWdaYBuBp/fudUX/hLoHjLVB1Cl",
+	"v3HJteHMYPU6r4rartQ4YQ3MmDUKbRsF5ItG0QTCaEB2rrfFxyGircP/zbvr7oNePknQyztX7wT2ftW5",
+	"t/3NhSxu/zf34Yf4FmuysW5muImfvbYMSU5WGGUSmYHHSyh91m7aXg5eSQBf32iHfDfaScmcqium9nqs",
+	"hjFgaJ/hsMbmOzg4eNzFFX532XSNG24RQhvuZdTfx4F+hWg5nq134QTGF/72Bzy4+/txUxYR0kF3SBac",
+	"uOBAMIpyKFjhT+RwrUr+Ux1w8LGxtJ/7Eg5D7Thk5w3+5QNj7vOxP5Nq1nsSNgau1EGfW0Ro+m6iSNFd",
+	"qyEAug+E/oMhUu8hrHgNTgZ3mMe3INSMBAWzXeLt+64kGZyrIXlLtQ6VMQJGCKJq1aU8oBB++0dEgcrr",
+	"IiG2iT5ckeNo9tsAisQTRzsfz8H9QjkAv1lliN30g2K4Nxt6xJzeeGz9R99/n2wJHrE6Ene20e+zUtbP",
+	"Disqks3ndMr203UDZcJcurrmHzHYEykMFxUjY1bIBY4lhIv2w8G0drU3VrT53pZILQ/vhtQSL3mE1nJX",
+	"IBZ6g6P5/mALWJZvhveHNdgGyyNasXsMj2/lzngKqGM97DzwY2DE8d0RccrO22MfoSHXRj3GEWFgdlKM",
+	"zkN9CiaMWoJEbn8MEfE6Gp+D41mVnupxPIdhfHS04dcJH/yscYMf7o/TpzhOyQY0AbTurhwte+2uCSzb",
+	"eLxi32y34fyFVHiQok5dBrs7TFglLdyqSVQsXZMCIabD2TocidSHNjnbQu29jYUNrL2B4l8KttVGNbAh",
+	"AV1gJFZrsVFdi2mtsQGebOj/slIFmJp9HNkhGVe8MEQKkr599/Tl6cnlu7OX6Qpq4wxXPQFkTcAxgIeA",
+	"HgwTmUltGhWRXBCKnZtEnzPCfwZ7MZjcS8Um/AYk0MbHu2lj04bDYTSm4KRDSGkfaEaNQ12VBhofCTkh",
+	"iL7ngB8TBB9dbTrkp+zBeh3XXbgMUkPmdoKUjKWdRh6JM1EFU0yTgQJsis0pF8lINEvk1VklK5voPBGN",
+	"SrkMEdlDFz4pi+W1vhDwqZsRPnsuUTYuxB+5b0ROqL7SIwEZLEC0irj66T4vWON7DrXwipe6gXM7JKmR",
+	"hhaXgbosWacY8J6G17BCTkryGC8yQuytK2khi4EdOOvKkztsT8fl/QpGdj0CKwRcpj0pnSF8wOOzQg6v",
+	"84B1FvpJ9wjNZWlcdKRf6yE5RtrG8jeYKA15LbqOuAobswp8fPDjSKxJlR6S0wkZSzODlGOshmGSGAbX",
+	"0Cum7ZOM5UxkrC9AIRD6F4tQ6M6K/Uw5yavz+0ppyV0DWW85jS6XGL4akmaK5fYpyrctukh2gfsixE0X",
+	"xXunnj0be8P1quCKivXHzH4++HGbz1bS47009m/tSLqlAW5F5tIEBBpCAR6/y9W0UeT7rf5jFSaxHZg3",
+	"l/4CdKInROchKI6rXxeEtPrkJq6qSoy4BMVZ/X1aQ0hFMwwRPxAxwHNfeDNkruHlDELngqpcd4bNw1jq",
+	"Vbg1h68//cYQHeuBIRxKvgUvBVxHfPveDfW7QZCDDbPCZXwrNit+CqizEJ+vXh6QbMwVdUd7t5Ra83Gx",
+	"JFaE1RktWL4HwD6ISUBSqfiUC1oE5G1qRXgzW46EF/0YqYSruMdyb3/nIQDf53Ss4OCzEqthWXHXK73a",
+	"JwYppqs5yw+9JA7rHaJeU2/JQBtymrQYywM9Eg0z9m6cDisV0cIKq/meVcxI+vyCTl19yV+bkfNOCUE4",
+	"R5zQHkaCpS+pNoNXDsIhPVrJ8PFBwY8OfiC7Tx7+EIK8CjsDXy3Sh8NZRel0MnAtAPi/kJVyQ2zmz55O",
+	"Bq+lYINXGBG8C4VX4Wc/nMG5vTLSEYBcoQboIMo9b93bNu32K7HVza+/cZT5GcKAv70EnZi0kRo/V0qw",
+	"PQubvqx3Ft7+kOw0DsP2n9vPwlefIMFm/Wd1v69l1O0fLNvl0W0W4q2V6UQOu481lu9TZm6fMtO4t9fc",
+	"yvYAdGEW6wVTGmv4pKuM19tMg+HQnaNk5RqsrWN7ZFz5spMufAQLSgH+HZSP1/6+6mL/UGwnOuY3XBv9",
+	"R78B1srVdXRzk/F+ZX75SRjf+onnPnwbIuPjAJyOUFksKoZFoLiuy6NxAV9b2YvdlFwF7eRxT1FVWhRo",
+	"w5GQIbmEEVTgb+Q6ssFGXLIVYCU7ty9Y4bkmfjafhGd+HN/rs2IRrNlPKsFuSsDdLJbDiPO1awSNaXYV",
+	"ICrLGgyS5ViokM1LqajixZJUNT9s0TQA5w6OoWbNBtqEV/FNNH59PH6OZT1WWMaCYqJzF9cw2bIya3Jt",
+	"p5Lp3hwQ+0ZKdj1iN6TKV9kMijgdoY8kwMApNhLISPO9ITk1sR/a6kl2nL58EbjFvEphF7FyVfMAP4Iu",
+	"E1KVrqrRSATrJfjIIPiDQJLImC0lFEuD/nQzTiekcSjzQCeRigPmeFeyDLSYoIfBzHOWFVQx50Vol/6K",
+	"5Vj0pB3H2H6KET6fV1Af79ApFh4uD/MgEQYfjDh47kKsJbCVkWj6BaBCkciD5csnmOxSAjjZoBhRNS+Y",
+	"1nsOVc1Py/kVhiNxLLwW6tM2rjnAyhJLfESKjPnyeS69p+1YybnOpBAsM5aF5Qu6HAmEGw9DGrMZF/mQ",
+	"PKfZLLCWoPtSErk863PoATG6TGB2dU+RsshDSw2Pvv+eFMwYuOpzPuXgvxumCUkvHVDxIEU3WDrESo3D",
+	"Ybp3RFLfZupU1TqiIoXmFUNVdkjewApy123bSXNwe1cU2eR6Ggn0J5FP504aiU3IuyvVdiN3AI/LK3bJ",
+	"Qrir364ifBeP0y3TgCxj3CQoxIrpNvpyXDAY2n//lXOCMLnj3FBT6S0NrV4i/Ld1+tSkfeJqP9z7e3ol",
+	"Gwe03pBo/K2IvHTgYFZ4vtm/U5nZPhTp7Q/k8SgLtsuoFnACIANQ09dJ6p4/xm890CipLyG+egj3gKsb",
+	"aKwY6QQARY2TUlhOyhBqQmieK9sWlKG2U8wgDOIIkAng7YCRhOAETx79WEMl1QJoXaX5WPhG/KrZhbki",
+	"2tAlaASCGGmvF+jYIbaTGb1moDs4QRqqgGAIuZuHB6FgC6JBstc1+Ds3eiTkQmAFENtMIaHgrqw6MRFw",
+	"Q75F9PKXdmRfKzigMhuTLDPFABKDFkhXTtlsGjlpNmODE8T22mjetC+7d19LOHtfGpz8d5F1+eTRFnz+",
+	"QspXVPgSLvorMd0afPwGNQRCoV6toC4Ir6RaL3wlNOBijbSVqll513JQxwf7eailTaiJyzUppLwCMd/X",
+	"UHKVGDBfxTOnjAKYSiHFFELKkNGCE8fX4c/RrIFBTGwyYZnxcqhgCzdydIo3GbULhWLoYCuZMEcj4X60",
+	"Wgk3TttS7FpehfoZ+LGdGIPgvVqmtisHTCsh7CZjpQEezMVIUDLnojIMs/uhDj9ZzKwODVA5aOFBMYjd",
+	"+GnZdeeaVKLSLD+si/watUxGAvNLXEUl+2EhtUmQ/WNObUk54ByUBc0CJJB9CzyF5Cy+bAp+xUbCFarv",
+	"Lq1U163/RitKwAC/Ua58jFnOKBJg/EdEives+Z41b2DNTdYFiXw1e4Oj3s+crUaKZov9TF+vTQR5S9Wv",
+	"FTMEX3+gCdijoPriyflPZNdZ7Jxnn4L57+zFCXny8E8HCSm4sGxSgOGKC8uj7U9kwliekHcXLwZ/Ch6U",
+	"peWGyoqec6qugpCoSyvz6xmzfCxnBstMMgK4m1xM9w4t9xqJdFQdHDzOrHIMRjv4kw0zfZ2CiBwe+A5d",
+	"IIGSi9qCYRl2Jotqbi+I1xCEjQKTVTkM1u4zM7YkC6ZYwC5zYCIaUx0BMnE/BbyRNAH5Xhs6L8PSPH78",
+	"+Eey++7iZC8hqd0hNKFAZU3Xue0H/oaEQIx5dtb+UHVc+wIUrCh0T4Tuib7+RJk2my0l2NELqeYXy5Jt",
+	"/wVEU9y6n1P0xYXQrT9gJlCy848BTnbgl2dT0SB8PSzmh/tsvm8r/Qj3B/1HjcI+yE0RugsABrsTkJ5R",
+	"Q7GNbm5eIrfu5ejHcbtJ7VLB8qkAPgV8zkFBWj3eXwAIfRwz0pHY7WG6bhjpUQ0RbcVWTScAEQZNWbUC",
+	"eWsLSXlvSI6LYiRwMTI5d8DGdjCZFJprcMxoQUs9kwHqrzZQg139BBnpIUmjhb7keZqQ1A4XkqbDH3Wu",
+	"VRr9M1NgkrmkJk1GIq3KPPxJUr0UGf5Bdmseby814OtOb7Fv4jlJ4UdLXTAKe1EA699FMEk7DeQ12n4+",
+	"ZbKQyKyGBTXcVDmMtvG7FFP3YCQaT2iWVYpmy/YXtOhuyf9+WX/YajHMMAU4DeF2w64xEgX4+DwKriUH",
+	"S5WJSxJFYOORKKmZHZLUPhrOZKXZTBb5EPJ6QIJJfxvthN9HO4fkt9GOfWr/+eTDh3RIjklut1zVkOQj",
+	"4YDVKLli4MNiOqNljexRg5fvYs90NBqOQ0aU/Silw3HqYwHFSODF6przV386GjEYAc6Va3L6+uIHh++J",
+	"miA6WMCDQlzWgqtsOAH/0rM3756+fN79hcv5SsjTN29ePj9+nZDzi7PT138Bd2OQBciu1cgyWowEyDL2",
+	"gYNxUIouUZWwfzq5DJVCJzKAtc4XyEHXph6SVyhXuJBTPJKiKooheYo+0UfJwcGBb9Cl1IcTn7jDN6dc",
+	"WOnEvSYnkOQ4EtHpI1NJHEZ6JOsgOVyyG6MoekGhjE/I0xS5JnSsqtIUS4widc5DX7SrkJrle0TPANge",
+	"REPkshPKC4xuHwmoQ0yVCVCz1AAqPoS6xdnOGNUz59rQWq72nkwXUdslaTk2eS9t3Utb99LWty9txVLN",
+	"R0lcii4G3jL0qUSuUjFjloNScTBGArPMZVaBT6u07CzmqtSQbjFsH3+N3+W5k9DskFOyu0E8G4lu+QzC",
+	"MsKIMIm5tcoPNJkzQyGrCmC+iwIFAToSUVl6bnQtLjjPE1wIadJb2//QXZUAg6EN3F22LXtfowGhLqV7",
+	"XBRhoFsIkz3M/Ywu/qaluGfu98z9nrl/+8y9wTBvz93j5rZAW/MA69pQ9Of4gqrxqDYArVmuiEBrwMCQ",
+	"U9bY1xHYz5C8COySa1KwiSGyMmQXXPS2SUwk9RWcrG75ph7JGbvmiEO69xnw21xh+dbcLTcO40Ro6pFI",
+	"XTD9pVeUPX5FHwjcm3hXtkGBa4zBw0DUVmAMRMXEr17gsmAp+ARYcI3xOGcdHPsOaLoE0wisQpVR3Qte",
+	"ht9/6rE5s4clS0u1rno915BsSEU/bp4zl9gLtjuxP6eGDSyd73zUwJAYbzUmIz/BiI4LLdFYk3fR+a6R",
+	"87E2gKzYN54W1d8aqnwjXaHNI3PxYs7vzRWZcQ1BpruAGOOf637MvvDKpWPJHzPQPxC+YGO5/10BBiNm",
+	"vA3CYLxm9xCD35oktQo1GO9XED+c57kNOXi+FFmP8LT/W9P2/mFfefFjY+2qVXXScbDE162HgRyuimCJ",
+	"mwk1VoHlhigGAS95Evy8YRhoCCwQfCswzRqWaswycAlj+1uIJkG+2iSinPoSVcpbzaPZ9qDAN1fztlUk",
+	"v0He4Verj4dcrBBB2Ll7+I3fPd8BVB50g/htjSEsHLwNujOoiAmhn/3YY6+30+BOZGW1QyHFoFOca/g6",
+	"kxBq/e7ihOR0CaUtIwfhSOzapwvGrhJ0NVjh/ZUUOV0mdVoY6G26hGARsmRUWRF7LhXbw4BEK4pChMzM",
+	"ql2UjKvsihlYAgdOYrvGfqz0wY3G2riJiwax0ifxico95qzoBJ7b9fp2QezbI90IezadKjalkChzLzN8",
+	"xrMLh6d5XsbLSLsGQB17ir1u5Y8r0Ft0Xpci2y+roticZ7Fi6XG+zbqiwxSOo0NjQaTSYbBY7NKiIHIC",
+	"yZpzPJD4Clge5JwbA3gwXBAKkbwQaxVDpKJ72GF1piDXp2iOR+PHsbPmWC1RG1nqkAzpYD7HsjLkEXnF",
+	"n1ru4QG/drnxlS49HCjkQ2JYLo7Up2xCKBrllrfs1Y5Mj04JbvAZBZw/2xShZFZNUQwfCS7InM2lWq4x",
+	"0wT8T2jEa7Nk14czHIKJJt2DhBWHVwYpj3aL3Get8LjDYM+PAwpS52tf2jGNmXIImFBZnGaG5BKzQcEP",
+	"gXb7Mc2uMErQckP7jyHAXMIwEHYWV5EKdIYnJAAwAW8ckhT5ysWyZC7HE38AE49OR0IxKzG5CEPFdFUY",
+	"lzpMpvwa/cFI4Rr0Vq5IJSyBwC4FTE3NhEGs17d0ysX00NHbClhrgnCuHdt7ZMVW5kFnPegt5GO2Kdth",
+	"R4FS7dVnbPEyq4ycTFIHHdvsH5X3kWi9S9ivFS30KoTsobuBnB7gk6ppXfXZkt6YMTESOSv4NVNe5m53",
+	"wYPlVEMqAblirMS0Am9PtIzhHqv1E2G12sV8a5nsNnZTPMwbzKd91o76gO3cqqj9qp3Fs8fYxEJ+ciEq",
+	"Y3nNyPcHB7AqxtsrNfy0CxsPrBgileziKqNj6ofTOKkU0Ik/fPbg7R35WBk0VD107A2KS+LK3sXG8wmt",
+	"Op++iu+XxdQ9d6T4ldIy6u77BcnYcuWIY3vA3LU+xe6Vvke1vUe1vQuWywtmstmqWOyzxTywLd6ya1Rm",
+	"FMHXpelBvAcyZAi5mzFM00X9Uy4EXvNCRi+B/czMlFwIQhd0iVV60TUJt6TDovSIJQFCKAr7wMuuElfC",
+	"tuIkxSCkHlk+rhihHi3T5cZVtCC7lAirCELxYxfUmhBKfCwt+CLtLYO6M/XZFSPRiA4eDod7mLuNaXUe",
+	"IpOSdEGV4GKqU1cRBZLzTD1LF/iZUYCJrCdKdcuYQXaFJJW2dNERrGw1mSjw2K2dL/kbJZQETxbMhvlr",
+	"FEBwoIC9M2PgbUYLq6/BTWml8zHVbI9w7S5LrHCcYlL3ZRCxd31ABTz1PydgOs2ZT8JUjGopAMgTYUi5",
+	"IL9WVFFhuGBJU4RPvHUnco6jSIiQNFKNRM51RlVOdsGZ/d+hqdypIKmznSBgjYr0Erfkik2pygum9ZGV",
+	"nitIuvOFAzI0A8XWb8G0Ez0N7rZtik4AyCaI4qB8plCWGGgHNwzClHzt9hq31Ym2IwEZRimKrvA+pGfC",
+	"GXZ4a57UHDjzKl7PkJyxCjKBKGQbtQeAHsA6zBck2y7BM6JVDtZoDCuWPZ6AWidDs1erSC9WtnDtudWx",
+	"ZNUoQdFCS22WT8Vs1xzST0F0pmIkZGUGcjKw1O2gcy9iE6GWxTXTmAobPJYu3pyUsuD22HsJEMqucDES",
+	"0eGFxQDyTU/evH7x8vTkIk0c7bJS+xRZu9zBSOmSiRuW6ZGoPaxrYi7uNZpPqdHo2WcvOPE7EKa/Wo5z",
+	"3f2GEt/UCioQwOk54hHRjK3eMGAsqA+nZZslUwPHVWRlAHHsXhq/l8a/IcwhSOQP93TTqtovdlfakW+n",
+	"c+p5XWpvTpcgdy5JitwyY+nhCuA7VHLSdIEo5JqpJMILghwpQ0XGEhLQbmccCsPGdS+SVlnaxF9JvuqT",
+	"u99ZPhLuKrCCPLzzIBTL0n1+8ncw5S/KsT/WOcUNm+uN2GaaqZdcm1PD5pYOnY0HjNCd2A9F4fFM7sNh",
+	"vlZVCPA+06JA/Bm/HdF5RWoF0NNOpfjcFzpCcdi+nh6hxjNmGa00I1rOma8OR0qoYRfs9Ga2WiOzbulE",
+	"zktqvklclZMwyFuJHQ8/HZQgdL3BEezggqzQ4bz0/8ZAgvfwges4wYlXZ2NOQHZpAWMCE5I9rnsdvKFx",
+	"me+jADDwOFnrYa8QgxuUVq7mLg4ftaEaaYuL4Id7637DkiRWvdVLIcVyPhKpLPLweM/qb2jxWW1uVVl7",
+	"6B2N9if71Uj41zsgCBFFH0GhyG4AFWxACu51Q97bpfGD/Db5WmOIX0mlesW0plO2ib2FHQX+hnLnH5S/",
+	"3aNCffZYHnTom7gwgFyIQGSb+R4w0H52986hCCJDqQT/tWJHhArCbjjkb2KUR6eNco2MdC8d3UtH99LR",
+	"V5GONrIEjBfb/80DiK4tixk0KXyhS5MC6UgqA/4RDOI/eXkK/GqdQlU3eEeFyrOub6py5ZZCQnzK/6hF",
+	"K299vv/wVS4/WosBf02nEtMGgNUMTHrftFQPpuzfoVDvk5b+eCf2d6EGfPvn/ZwZQgXGPNiD+0BvL7Bv",
+	"dy1bmgS3Qo3uBSOJsbhdbItPoNl9cvDj3rpr+P4Cvr+A/50u4G5/AhRKXDlvz9hcGl/ha+3Bg0AtiEle",
+	"oyhj1NhXOHSf/hJ/F6bylW7w2yjVHjDDp3Xc3+D3qvgnUsXjshyueueau/76IQDVQRGyDZEGkNfhokVp",
+	"BsqCiwSowwWonvlqFXgsEkKJG5x7MBJGloOCXbMilHJ02nqd2OGr41vRwd2KeyvZJh4XDmFOh+T5vDRL",
+	"DF6QlYlReiEQQshW5AIYE2EiGDDofh4JF2MGVU5tb7QgEES8q5kzgUpxzYRLiRvLa7bXF87wAtZ1Q0oN",
+	"uHp8gEQdVuEiqKmOUntRlqvrGcLMNIvAbXDwdd7JzUDmbNAFe1JSYwl153Dnf/98/dP7P/98MPjx/X/u",
+	"jkbD4Xd7f/6PDrSbzykv2ZVal+MPFNpJf/fhEd9KtgHES5iezaJl6TYsLjpRlk/xt4gn1eh7PfAfGKob",
+	"RTaFQ+Pz58dUQ1ZtpZl2gaNSG1IW1AAfsyxnXPEiDwiUw64s+J/CsflGk9/Pl9qwuevqVExk1/F5ChO1",
+	"U9bwOuECIY/q8s33J+Hz+M2ewUaM8dpQlQBB3REt0F90FjzBrJyE+GJeIdHjt6c/+de+WTKNBrlORD6v",
+	"SpdaEpK8/RIEIcHj+EjB7mn382Ov2CU/fnvasSHgUnGkrEtGr3QvLc8YLcysl6G/huLoPoOBuvJEPkch",
+	"ZI6HKpR6wZSGUtXtCNeMCkguyrDid7gJLPF8f/AY3+feKtUDffJXHO1nPA7Yw5v/6pN1NO4sFNuGV33F",
+	"+Y+gpU84cNf0+rGrSmgyrgzU5yuZyJnIlnbtQyn8z1T+PtAvygmhkL1pLmxVRuTqtvw9tOB+XEVzvWaC",
+	"6SDWuLaGtajtWlnNXD+PGD7QYueJilqKY5lbicdj4809UBBOsAX8EdWNjRuCk7/ayrs4nrVRuDH+GJXF",
+	"1a9dhTHbbxPdhZkFgzKHdmF0q+h31DCEua+2+4xpoyqUFueUW3qlImO1utOYGbCs1UaeAqK0A21XDBLc",
+	"Mp8t1gQZrNuKCvyutug2w6piQYTVJOdWLRpX9rYy0s85bjSIth2DrIorV4Ii0FMmi4JlbciVqMEIiLgD",
+	"dzSgGoG2mFM9G0va3E8E1vnw/sP/CQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

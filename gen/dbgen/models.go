@@ -124,6 +124,17 @@ type ObservationRevision struct {
 	Extra          []byte
 }
 
+type PortalSession struct {
+	TokenHash       []byte
+	UserID          uuid.UUID
+	Username        string
+	Role            string
+	CsrfToken       string
+	TokenGeneration int64
+	LastSeenAt      time.Time
+	ExpiresAt       time.Time
+}
+
 type PushReceipt struct {
 	ClientID       string
 	TransmissionID string
