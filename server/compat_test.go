@@ -212,6 +212,16 @@ func (c shippedClient) rawDownload(env *servertest.Env, path, token string) *ser
 	return c.send(env, http.MethodGet, path, token, nil, map[string]string{"Accept": ""})
 }
 
+// downloadURLAsIs fetches an absolute URL the server handed out as RNFS.downloadFile does
+// in the 2025 app: the URL as it is, with Authorization and no other header.
+func downloadURLAsIs(t *testing.T, env *servertest.Env, token, link string) *servertest.Response {
+	t.Helper()
+	u, err := url.Parse(link)
+	require.NoError(t, err)
+	require.Equal(t, env.HTTP.URL, u.Scheme+"://"+u.Host, "the link points at the server the app reached")
+	return env.Do(servertest.Request{Method: http.MethodGet, Path: u.RequestURI(), Token: token, NoVersion: true})
+}
+
 // formulusPhotoID is an attachment id as the apps' camera handler names a photo.
 const formulusPhotoID = "3f2b8c1e-9a4d-4e6f-b1c2-0d9e8f7a6b5c.jpg"
 
@@ -512,8 +522,9 @@ var compatCases = []compatCase{
 			}
 			return out
 		}
-		// No arguments compares the active version with the next; two name both.
-		for _, query := range []string{"", "?current=" + current + "&target=" + target} {
+		// No arguments compares the active version with the next, one names the target,
+		// two name both.
+		for _, query := range []string{"", "?target=" + target, "?current=" + current + "&target=" + target} {
 			res := synk2025.send(f.env, http.MethodGet, "/app-bundle/changes"+query, f.writer, nil, nil)
 			require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
 			var changes struct {
@@ -879,7 +890,7 @@ func formulus2025AttachmentSync(app shippedClient) func(*testing.T, *compatFixtu
 		require.Len(t, ops, 1)
 		require.Equal(t, "download", stringMember(t, ops[0], "operation"))
 		require.Equal(t, formulusPhotoID, stringMember(t, ops[0], "attachment_id"))
-		got := follow(t, f.env, device, stringMember(t, ops[0], "download_url"), nil)
+		got := downloadURLAsIs(t, f.env, device, stringMember(t, ops[0], "download_url"))
 		require.Equal(t, http.StatusOK, got.Status, "%s", got.Body)
 		require.Equal(t, pic, got.Body)
 		require.Empty(t, nextOperations(), "nothing new after current_version")
