@@ -226,7 +226,8 @@ func downloadURLAsIs(t *testing.T, env *servertest.Env, token, link string) *ser
 const formulusPhotoID = "3f2b8c1e-9a4d-4e6f-b1c2-0d9e8f7a6b5c.jpg"
 
 // rnFilePart is the part React Native's FormData makes of the apps' {uri, type, name}
-// file: field "file", the attachment id as file name, the type from the extension.
+// file for a .jpg photo: field "file", the attachment id as file name, and the type the
+// apps derive from the extension.
 func rnFilePart(id string, data []byte) formPart {
 	return formPart{field: "file", filename: id, contentType: "image/jpeg", data: data}
 }
