@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/http"
 	"os"
 	"regexp"
@@ -87,12 +88,20 @@ var addedOperations = map[string]operation{
 	"deleteUserCompat":         {http.MethodDelete, "/api/users/delete/{username}", adminRoles},
 	"updateUser":               {http.MethodPatch, "/api/users/{username}", adminRoles},
 	"listObservationRevisions": {http.MethodGet, "/api/observations/{observation_id}/revisions", allRoles},
+	"listObservations":         {http.MethodGet, "/api/observations", allRoles},
 	"listQuarantinedRecords":   {http.MethodGet, "/api/admin/quarantine", adminRoles},
 	"getQuarantinedRecord":     {http.MethodGet, "/api/admin/quarantine/{quarantine_id}", adminRoles},
 	"discardQuarantinedRecord": {http.MethodDelete, "/api/admin/quarantine/{quarantine_id}", adminRoles},
 	"retryQuarantinedRecord":   {http.MethodPost, "/api/admin/quarantine/{quarantine_id}/retry", adminRoles},
+	"listAttachments":          {http.MethodGet, "/api/attachments", readerRoles},
 	"deleteAttachment":         {http.MethodDelete, "/api/attachments/{attachment_id}", adminRoles},
+	"listForms":                {http.MethodGet, "/api/v1/data/forms", readerRoles},
 }
+
+// optionalVersionHeader are the /api operations that may be called without x-ode-version
+// (the product documentation calls the forms list with a bearer token alone); they
+// declare the header themselves, optional, with the same pattern.
+var optionalVersionHeader = map[string]bool{"listForms": true}
 
 var tags = []string{
 	"Health", "Version", "Auth", "Users", "Sync", "Admin",
@@ -222,9 +231,17 @@ func TestOperationConventions(t *testing.T) {
 		hasVersionHeader := slices.ContainsFunc(op.Parameters, func(p *openapi3.ParameterRef) bool {
 			return p.Ref == refXOdeVersion
 		})
+		optionalHeader := slices.ContainsFunc(op.Parameters, func(p *openapi3.ParameterRef) bool {
+			v := p.Value
+			return p.Ref == "" && v.In == "header" && v.Name == "x-ode-version" && !v.Required &&
+				v.Schema.Value.Pattern == doc.Components.Parameters["XOdeVersion"].Value.Schema.Value.Pattern
+		})
+		if optionalVersionHeader[id] != optionalHeader {
+			t.Errorf("%s: only %v declare an optional x-ode-version header", id, slices.Sorted(maps.Keys(optionalVersionHeader)))
+		}
 		if strings.HasPrefix(f.path, "/api/") {
 			need("503", "the database or file storage may be unavailable")
-			if !hasVersionHeader {
+			if !hasVersionHeader && !optionalHeader {
 				t.Errorf("%s: missing the XOdeVersion parameter", id)
 			}
 			if r := op.Responses.Value("426"); r == nil || r.Ref != refUpgradeRequired {

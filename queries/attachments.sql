@@ -91,3 +91,18 @@ WITH gone AS (
 INSERT INTO attachment_unclaimed_blobs (blob_key, delete_after)
 SELECT blob_key, now() FROM gone WHERE blob_key IS NOT NULL
 ON CONFLICT (blob_key) DO NOTHING;
+
+-- name: AttachmentList :many
+-- AttachmentList pages through the stored attachments for browsing, newest version first.
+-- The id filter is a substring match (strpos, never a LIKE pattern); size is that of the
+-- copy served by default.
+SELECT attachment_id, version, COALESCE(processed_size, size)::bigint AS size,
+       size::bigint AS original_size, (processed_size IS NOT NULL)::boolean AS processed,
+       content_type::text AS content_type, uploaded_at, uploaded_by
+FROM attachments
+WHERE NOT deleted
+  AND (sqlc.narg('before_version')::bigint IS NULL OR version < sqlc.narg('before_version')::bigint)
+  AND (sqlc.narg('contains')::text IS NULL OR strpos(attachment_id, sqlc.narg('contains')::text) > 0)
+  AND (sqlc.narg('content_type')::text IS NULL OR starts_with(content_type, sqlc.narg('content_type')::text))
+ORDER BY version DESC
+LIMIT @max_rows;

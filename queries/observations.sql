@@ -185,3 +185,24 @@ WHERE (sqlc.narg(after)::text IS NULL OR form_type > sqlc.narg(after)::text)
   AND (@include_deleted::boolean OR NOT deleted)
 ORDER BY form_type
 LIMIT @max_rows;
+
+-- name: ObservationList :many
+-- ObservationList pages through current states for browsing, newest version first. Every
+-- filter is optional; the author filter is a case-insensitive substring match (strpos, so
+-- the text is never read as a LIKE pattern). has_conflicts tells whether any revision of
+-- the observation arrived in conflict.
+SELECT o.observation_id, o.version, o.form_type, o.form_version, o.author, o.device_id, o.created_at_text,
+       o.updated_at_text, o.synced_at, o.deleted, o.conflict, o.pushed_by,
+       (o.conflict OR EXISTS (SELECT 1 FROM observation_revisions r
+                              WHERE r.observation_id = o.observation_id AND r.conflict))::boolean AS has_conflicts
+FROM observations o
+WHERE (sqlc.narg('before_version')::bigint IS NULL OR o.version < sqlc.narg('before_version')::bigint)
+  AND (sqlc.narg('form_type')::text IS NULL OR o.form_type = sqlc.narg('form_type')::text)
+  AND (sqlc.narg('author')::text IS NULL OR strpos(lower(o.author), lower(sqlc.narg('author')::text)) > 0)
+  AND (sqlc.narg('created_from')::timestamptz IS NULL OR o.created_at >= sqlc.narg('created_from')::timestamptz)
+  AND (sqlc.narg('created_to')::timestamptz IS NULL OR o.created_at < sqlc.narg('created_to')::timestamptz)
+  AND (@include_deleted::boolean OR NOT o.deleted)
+  AND (NOT @conflicts_only::boolean OR o.conflict OR EXISTS (
+        SELECT 1 FROM observation_revisions r WHERE r.observation_id = o.observation_id AND r.conflict))
+ORDER BY o.version DESC
+LIMIT @max_rows;

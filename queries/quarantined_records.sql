@@ -23,3 +23,7 @@ DELETE FROM quarantined_records WHERE id = @id RETURNING id;
 
 -- name: QuarantinedRecordDeleteAll :exec
 DELETE FROM quarantined_records;
+
+-- name: QuarantinedRecordCount :one
+-- QuarantinedRecordCount is how many records wait in the quarantine for an admin.
+SELECT count(*) FROM quarantined_records;

@@ -35,3 +35,8 @@ DELETE FROM refresh_tokens WHERE user_id = @user_id;
 -- RefreshTokenDeleteExpired removes tokens past their expiry (a replayed expired token is
 -- refused either way).
 DELETE FROM refresh_tokens WHERE expires_at < now() - interval '1 day';
+
+-- name: RefreshTokenDelete :exec
+-- RefreshTokenDelete removes one refresh token (the web portal spends none: it drops the
+-- one its login receives).
+DELETE FROM refresh_tokens WHERE token_hash = @token_hash;

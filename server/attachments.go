@@ -137,12 +137,12 @@ func (s *Server) GetAttachmentManifest(ctx context.Context, req api.GetAttachmen
 		return nil, err
 	}
 	return api.GetAttachmentManifest200JSONResponse{
-		Body:    manifestResponse(m, s.attachmentURLBase(ctx)),
+		Body:    attachmentManifest(m, s.attachmentURLBase(ctx)),
 		Headers: api.GetAttachmentManifest200ResponseHeaders{XRepositoryGeneration: &m.RepositoryGeneration},
 	}, nil
 }
 
-func manifestResponse(m attachments.Manifest, urlBase string) api.AttachmentManifestResponse {
+func attachmentManifest(m attachments.Manifest, urlBase string) api.AttachmentManifestResponse {
 	out := api.AttachmentManifestResponse{
 		CurrentVersion:       m.CurrentVersion,
 		RepositoryGeneration: m.RepositoryGeneration,
@@ -207,7 +207,7 @@ func (r attachmentExportResponse) VisitGetAttachmentsExportZipResponse(w http.Re
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": "attachments_export.zip"}))
 	w.WriteHeader(http.StatusOK)
 	if err := r.export.Stream(r.ctx, w); err != nil {
-		r.log.WarnContext(r.ctx, "attachment export cut short", "error", err, "request_id", r.ctx.Value(ctxKeyRequestID))
+		r.log.WarnContext(r.ctx, "attachment export cut short", "error", err)
 		panic(http.ErrAbortHandler)
 	}
 	return nil
@@ -290,4 +290,27 @@ func truthy(v *string) bool {
 		return true
 	}
 	return false
+}
+
+// ListAttachments lists a page of stored attachments, newest upload first.
+func (s *Server) ListAttachments(ctx context.Context, req api.ListAttachmentsRequestObject) (api.ListAttachmentsResponseObject, error) {
+	prm := req.Params
+	lr := attachments.ListRequest{Contains: deref(prm.Contains), ContentTypePrefix: deref(prm.ContentType),
+		BeforeVersion: deref(prm.BeforeVersion), Limit: deref(prm.Limit)}
+	page, err := s.attachments.List(ctx, lr)
+	if err != nil {
+		return nil, err
+	}
+	out := api.ListAttachments200JSONResponse{Attachments: make([]api.AttachmentSummary, len(page.Attachments)), HasMore: page.NextBeforeVersion > 0}
+	for i, a := range page.Attachments {
+		out.Attachments[i] = api.AttachmentSummary{AttachmentId: a.AttachmentID, Version: a.Version, Size: a.Size,
+			ContentType: a.ContentType, UploadedAt: a.UploadedAt, UploadedBy: a.UploadedBy}
+		if a.Processed {
+			out.Attachments[i].OriginalSize = &a.OriginalSize
+		}
+	}
+	if out.HasMore {
+		out.NextBeforeVersion = &page.NextBeforeVersion
+	}
+	return out, nil
 }

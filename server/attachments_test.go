@@ -52,7 +52,7 @@ func forEachBackend(t *testing.T, test func(t *testing.T, env *servertest.Env), 
 
 // multipartBody builds an upload body as the apps send it: one part per field, each
 // holding data, with the part's content type when one is given.
-func multipartBody(t *testing.T, parts ...formPart) ([]byte, string) {
+func multipartBody(t testing.TB, parts ...formPart) ([]byte, string) {
 	t.Helper()
 	var b bytes.Buffer
 	w := multipart.NewWriter(&b)

@@ -41,7 +41,11 @@ func (s *Server) Login(ctx context.Context, req api.LoginRequestObject) (api.Log
 		return api.Login400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("username or password is too long")}, nil
 	}
 	addr := clientAddr(ctx)
-	if wait, limited := s.limiter.Check(addr, body.Username, time.Now()); limited {
+	wait, limited, err := s.limiter.Check(ctx, addr, body.Username, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if limited {
 		return api.Login429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: tooManyAttempts(wait)}, nil
 	}
 	user, ok, err := s.checkPassword(ctx, body.Username, body.Password)
@@ -49,10 +53,14 @@ func (s *Server) Login(ctx context.Context, req api.LoginRequestObject) (api.Log
 		return nil, err
 	}
 	if !ok {
-		s.limiter.Failure(addr, body.Username, time.Now())
+		if err := s.limiter.Failure(ctx, addr, body.Username, time.Now()); err != nil {
+			return nil, err
+		}
 		return api.Login401ApplicationProblemPlusJSONResponse{UnauthorizedApplicationProblemPlusJSONResponse: unauthorized(errInvalidCredentials)}, nil
 	}
-	s.limiter.Success(addr, body.Username)
+	if err := s.limiter.Success(ctx, addr, body.Username); err != nil {
+		return nil, err
+	}
 	pair, err := s.issuePair(ctx, s.q, user, uuid.New())
 	if err != nil {
 		return nil, err
@@ -117,7 +125,11 @@ func (s *Server) RefreshToken(ctx context.Context, req api.RefreshTokenRequestOb
 		return api.RefreshToken400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("refreshToken is required")}, nil
 	}
 	addr := clientAddr(ctx)
-	if wait, limited := s.refreshLimiter.Check(addr, "", time.Now()); limited {
+	wait, limited, err := s.refreshLimiter.Check(ctx, addr, "", time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if limited {
 		return api.RefreshToken429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: tooManyAttempts(wait)}, nil
 	}
 	rot, err := db.InTxValue(ctx, s.pool, pgx.TxOptions{}, func(tx pgx.Tx) (rotation, error) {
@@ -130,7 +142,9 @@ func (s *Server) RefreshToken(ctx context.Context, req api.RefreshTokenRequestOb
 		if errors.Is(rot.refused, errRefreshReplayed) {
 			s.log.WarnContext(ctx, "a spent refresh token was presented again; its token family is revoked", "client", addr)
 		}
-		s.refreshLimiter.Failure(addr, "", time.Now())
+		if err := s.refreshLimiter.Failure(ctx, addr, "", time.Now()); err != nil {
+			return nil, err
+		}
 		return api.RefreshToken401ApplicationProblemPlusJSONResponse{UnauthorizedApplicationProblemPlusJSONResponse: unauthorized("the refresh token is invalid, expired or already used: log in again")}, nil
 	}
 	return api.RefreshToken200JSONResponse{Body: rot.pair, Headers: api.RefreshToken200ResponseHeaders{CacheControl: noStore}}, nil

@@ -5,12 +5,14 @@ import (
 	"time"
 
 	"github.com/opendataensemble/synkronus/gen/dbgen"
+	"github.com/opendataensemble/synkronus/server/authlimit"
 )
 
-// cleanupLoop removes push receipts past their retention, expired refresh tokens, push
-// records a dead process left in push_staging and the files no attachment refers to any
-// more, every CleanupInterval and whenever attachments were deleted. Every process runs
-// it; the deletes are idempotent and bounded per statement.
+// cleanupLoop removes push receipts past their retention, expired refresh tokens, login
+// failure counters and portal sessions, push records a dead process left in push_staging
+// and the files no attachment refers to any more, every CleanupInterval and whenever
+// attachments were deleted. Every process runs it; the deletes are idempotent and bounded
+// per statement.
 func (s *Server) cleanupLoop(ctx context.Context) {
 	t := time.NewTicker(s.opts.CleanupInterval)
 	defer t.Stop()
@@ -51,6 +53,12 @@ func (s *Server) cleanup(ctx context.Context) {
 	}
 	if _, err := s.q.RefreshTokenDeleteExpired(ctx); err != nil && ctx.Err() == nil {
 		s.log.WarnContext(ctx, "could not clean refresh tokens", "error", err)
+	}
+	if _, err := authlimit.DeleteExpired(ctx, s.pool); err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "could not clean login failure counters", "error", err)
+	}
+	if _, err := s.portal.Cleanup(ctx); err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "could not clean portal sessions", "error", err)
 	}
 	if err := s.attachments.Sweep(ctx); err != nil && ctx.Err() == nil {
 		s.log.WarnContext(ctx, "could not remove unused attachment files", "error", err)

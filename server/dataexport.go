@@ -90,7 +90,7 @@ func (r exportResponse) visit(w http.ResponseWriter) error {
 	}
 	if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && r.ctx.Err() == nil {
 		r.log.ErrorContext(r.ctx, "export failed after the response started; aborting the download",
-			"error", err, "request_id", r.ctx.Value(ctxKeyRequestID))
+			"error", err)
 	}
 	panic(http.ErrAbortHandler)
 }

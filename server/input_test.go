@@ -103,6 +103,10 @@ func textInputs(t *testing.T, path, method string, op *openapi3.Operation) (base
 		switch {
 		case p.Name == "x-ode-version":
 			return servertest.Version
+		case p.Schema.Value.Example != nil:
+			return fmt.Sprint(p.Schema.Value.Example)
+		case p.Schema.Value.Format == "date-time":
+			return "2026-01-02T03:04:05Z"
 		case p.Schema.Value.Type.Is("string"):
 			return "x"
 		case p.Schema.Value.Type.Is("boolean"):
@@ -221,8 +225,8 @@ func (c inputCase) request(token string) servertest.Request {
 	return r
 }
 
-// rawStatus sends a request without checking the answer against the contract (operations
-// not built yet answer 501, which the contract does not list) and returns its status.
+// rawStatus sends a request without checking the answer against the contract and returns
+// its status.
 func rawStatus(t *testing.T, env *servertest.Env, r servertest.Request) int {
 	t.Helper()
 	var body io.Reader
@@ -260,7 +264,10 @@ func TestUnstorableTextIsRefusedEverywhere(t *testing.T) {
 		for method, op := range spec.Paths.Value(path).Operations() {
 			base, variants := textInputs(t, path, method, op)
 			status := rawStatus(t, env, base.request(admin))
-			require.True(t, status < 500 && status != http.StatusBadRequest || status == http.StatusNotImplemented,
+			// A file built from the contract is one byte: an upload whose content is judged
+			// (an app bundle must be a zip) may refuse it, which is no refusal of its text.
+			judgesFile := op.RequestBody != nil && op.RequestBody.Value.Content.Get("multipart/form-data") != nil
+			require.True(t, status < 500 && (status != http.StatusBadRequest || judgesFile),
 				"%s: the valid request built from the contract answered %d", op.OperationID, status)
 
 			names := slices.Sorted(func(yield func(string) bool) {

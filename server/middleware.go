@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/opendataensemble/synkronus/gen/api"
+	"github.com/opendataensemble/synkronus/server/portal"
 )
 
 type ctxKey int
@@ -30,6 +32,7 @@ const (
 	ctxKeySent
 	ctxKeyRequest
 	ctxKeyOrigin
+	ctxKeyFacts
 )
 
 func requestID(c echo.Context) string {
@@ -37,19 +40,24 @@ func requestID(c echo.Context) string {
 }
 
 // withRequestContext puts what strict handlers need of the request (they only see its
-// context) on that context: the request id, the client's address, the origin the client
+// context) on that context: the client's address, the origin the client
 // addressed (for absolute links) and the request itself (for http.ServeContent, which
 // reads its conditional and range headers).
 func withRequestContext(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
-		ctx := context.WithValue(req.Context(), ctxKeyRequestID, requestID(c))
-		ctx = context.WithValue(ctx, ctxKeyClientAddr, c.RealIP())
+		ctx := context.WithValue(req.Context(), ctxKeyClientAddr, c.RealIP())
 		ctx = context.WithValue(ctx, ctxKeyOrigin, c.Scheme()+"://"+req.Host)
 		ctx = context.WithValue(ctx, ctxKeyRequest, req)
 		c.SetRequest(req.WithContext(ctx))
 		return next(c)
 	}
+}
+
+// requestFrom returns the request a strict handler serves.
+func requestFrom(ctx context.Context) *http.Request {
+	r, _ := ctx.Value(ctxKeyRequest).(*http.Request)
+	return r
 }
 
 func clientAddr(ctx context.Context) string {
@@ -88,24 +96,44 @@ func httpRequest(ctx context.Context) *http.Request {
 }
 
 // accessLog writes one structured line per request: the path as the client sent it, the
-// operation it reached, the client's version and the outcome. Server failures are errors;
-// operations not implemented yet and unavailable dependencies are warnings.
+// operation it reached, the client's version and the outcome (the request id, user and
+// client id are added by requestLogHandler), and records the request's metrics. It puts
+// the request id on the request's context first, so that every line logged while serving
+// the request carries it. Server failures are errors; operations not implemented yet and
+// unavailable dependencies are warnings.
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
+		req := c.Request()
+		ctx := context.WithValue(req.Context(), ctxKeyRequestID, requestID(c))
+		ctx = context.WithValue(ctx, ctxKeyFacts, &requestFacts{})
+		setClientID(ctx, req.Header.Get("X-Ode-Client-Id"))
+		req = req.WithContext(ctx)
+		operation := s.operations[req.Method+" "+c.Path()]
+		var upload *countingBody
+		if operation == "uploadAttachment" {
+			upload = &countingBody{ReadCloser: req.Body}
+			req.Body = upload
+		}
+		c.SetRequest(req)
 		err := next(c)
 		if err != nil {
 			c.Error(err) // render now, so that the logged status is the one sent
 		}
 		req, res := c.Request(), c.Response()
+		took := time.Since(start)
+		s.metrics.ObserveRequest(operation, res.Status, took)
+		switch {
+		case upload != nil:
+			s.metrics.AttachmentBytes.WithLabelValues("in").Add(float64(upload.n))
+		case operation == "downloadAttachment" && res.Status < http.StatusMultipleChoices: // not a problem body
+			s.metrics.AttachmentBytes.WithLabelValues("out").Add(float64(res.Size))
+		}
 		sent := sentFrom(req.Context())
 		attrs := []any{
-			"method", req.Method, "path", sent.path, "operation", s.operations[req.Method+" "+c.Path()], "status", res.Status,
-			"duration_ms", float64(time.Since(start).Microseconds()) / 1000, "bytes", res.Size,
-			"request_id", requestID(c), "client", c.RealIP(), "client_version", sent.version,
-		}
-		if p, ok := principalFrom(req.Context()); ok {
-			attrs = append(attrs, "user", p.Username)
+			"method", req.Method, "path", sent.path, "operation", operation, "status", res.Status,
+			"duration_ms", float64(took.Microseconds()) / 1000, "bytes", res.Size,
+			"client", c.RealIP(), "client_version", sent.version,
 		}
 		level := slog.LevelInfo
 		switch {
@@ -135,6 +163,8 @@ func (s *Server) bodyLimitFor(c echo.Context) int64 {
 		return s.opts.MaxPushBytes
 	case c.Path() == uploadRoute && c.Request().Method == http.MethodPut:
 		return s.attachments.MaxUploadBytes() + multipartOverhead
+	case c.Path() == "/api/app-bundle/push":
+		return s.bundles.Limits().MaxUploadBytes + multipartOverhead
 	}
 	return s.opts.MaxJSONBytes
 }
@@ -146,9 +176,13 @@ const multipartOverhead = 1 << 20
 // bodyLimit bounds every request body (see bodyLimitFor; an upload's file is bounded exactly
 // while it streams). JSON bodies must be UTF-8, as RFC 8259 requires: the decoder would silently replace bad
 // bytes, so they are refused while reading. The push body is checked record by record
-// by the sync service instead, so that one bad record does not cost the others.
+// by the sync service instead, so that one bad record does not cost the others. The
+// portal's uploads are streamed on to an API operation, which applies its own limit.
 func (s *Server) bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if portal.StreamsBody(c.Request().Method, c.Path()) {
+			return next(c)
+		}
 		limit := s.bodyLimitFor(c)
 		req := c.Request()
 		if req.ContentLength > limit {
@@ -265,6 +299,18 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// countingBody counts the bytes read from a request body.
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
 // bufferedBody is a request body read through a buffer.
 type bufferedBody struct {
 	*bufio.Reader
@@ -284,7 +330,10 @@ const legacyHeader = "X-Synkronus-Legacy-Path"
 // build URLs by concatenation and Echo would route them nowhere), and maps the root paths
 // of older clients (/auth/login, /sync/pull, ...) onto /api. Those clients never send
 // x-ode-version, so the server's own version stands in for it. Both the decoded and the
-// raw path are rewritten, so an encoded slash (%2F) inside a segment survives.
+// raw path are rewritten, so an encoded slash (%2F) inside a segment survives; when the
+// path has an encoded form, the decoded path is derived from it, so that the router
+// (which matches the raw path) and the request validator (which matches the decoded one)
+// always see the same path: "%2F%2Fx" must stay one segment for both.
 func normalizePath(version string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -298,9 +347,13 @@ func normalizePath(version string) echo.MiddlewareFunc {
 			}
 			req = req.WithContext(context.WithValue(req.Context(), ctxKeySent, sent))
 			c.SetRequest(req)
-			req.URL.Path = cleanSlashes(req.URL.Path)
-			if req.URL.RawPath != "" {
+			if req.URL.RawPath == "" {
+				req.URL.Path = cleanSlashes(req.URL.Path)
+			} else {
 				req.URL.RawPath = cleanSlashes(req.URL.RawPath)
+				if p, err := url.PathUnescape(req.URL.RawPath); err == nil {
+					req.URL.Path = p
+				}
 			}
 			req.Header.Del(legacyHeader) // only this middleware may set it
 			first, _, _ := strings.Cut(strings.TrimPrefix(req.URL.Path, "/"), "/")
@@ -339,6 +392,9 @@ func odeVersionCheck(serverVersion string) echo.MiddlewareFunc {
 				return next(c)
 			}
 			sent := req.Header.Get("X-Ode-Version")
+			if sent == "" && versionOptional[req.URL.Path] {
+				return next(c)
+			}
 			var msg string
 			switch major, ok := parseMajor(sent); {
 			case !serverOK:
@@ -357,6 +413,10 @@ func odeVersionCheck(serverVersion string) echo.MiddlewareFunc {
 		}
 	}
 }
+
+// versionOptional are the /api paths that may be called without x-ode-version: the forms
+// list, which the product documentation's quick start calls with a bearer token alone.
+var versionOptional = map[string]bool{"/api/v1/data/forms": true}
 
 // parseMajor reads the major version the way upstream does: trim, drop one leading v, and
 // read the digits before the first dot.

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/opendataensemble/synkronus/db"
+	"github.com/opendataensemble/synkronus/server/metrics"
 )
 
 // Operations of the contract that are not built yet are expected, not failures of the
@@ -24,11 +25,13 @@ import (
 func TestAccessLogLevels(t *testing.T) {
 	t.Parallel()
 	var logs bytes.Buffer
-	s := &Server{log: slog.New(slog.NewJSONHandler(&logs, nil)), operations: map[string]string{"GET /later": "later"}}
+	s := &Server{log: slog.New(slog.NewJSONHandler(&logs, nil)), operations: map[string]string{"GET /later": "later"}, metrics: metrics.New(nil)}
 	e := echo.New()
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.accessLog)
-	e.GET("/later", func(echo.Context) error { return errNotImplemented })
+	e.GET("/later", func(echo.Context) error {
+		return newProblem(http.StatusNotImplemented, codeNotImplemented, "not built yet")
+	})
 	e.GET("/broken", func(echo.Context) error { return echo.ErrInternalServerError })
 	e.GET("/down", func(echo.Context) error { return fmt.Errorf("error reading: %w", db.ErrUnavailable) })
 

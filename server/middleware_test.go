@@ -1,18 +1,24 @@
 package server_test
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/server"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
+	"github.com/opendataensemble/synkronus/server/obsync"
 	"github.com/opendataensemble/synkronus/server/servertest"
+	"github.com/opendataensemble/synkronus/server/tokens"
 )
 
 // requireProblem asserts that res is a problem+json error with the given status and code,
@@ -272,10 +278,29 @@ func TestWrongMethodIsAProblem(t *testing.T) {
 	require.Contains(t, headerList(res.Header.Values("Allow")), "post", "a 405 names the allowed methods")
 }
 
+// Each kind of bad request a hostile or broken client can send is answered with a 4xx
+// problem body, never a server error.
 func TestEveryErrorIsAProblem(t *testing.T) {
 	t.Parallel()
-	env := servertest.New(t, func(o *server.Options) { o.MaxJSONBytes = 1024 })
+	env := servertest.New(t, func(o *server.Options) { o.MaxJSONBytes = 1024; o.MaxPushBytes = 256 << 10 })
 	reader := env.CreateUser("reader", "read-only")
+	admin := env.AdminToken()
+	adminID := userID(t, env, "admin").String()
+	mint := func(key []byte, at time.Time) string {
+		issuer, err := tokens.NewIssuer(key, time.Hour)
+		require.NoError(t, err)
+		token, _, err := issuer.IssueAccess(adminID, "admin", "admin", 0, at)
+		require.NoError(t, err)
+		return token
+	}
+	b64 := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	claims := fmt.Sprintf(`{"sub":%q,"username":"admin","role":"admin","exp":%d}`, adminID, time.Now().Add(time.Hour).Unix())
+	deep := strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000)
+	manyRecords := "[" + strings.Repeat("{},", obsync.MaxPushRecords) + "{}]"
+	pushOf := func(records string) string {
+		return `{"transmission_id":"t1","client_id":"c1","records":` + records + `}`
+	}
+	bearer := func(token string) map[string]string { return map[string]string{"Authorization": "Bearer " + token} }
 	cases := []struct {
 		name   string
 		req    servertest.Request
@@ -293,6 +318,26 @@ func TestEveryErrorIsAProblem(t *testing.T) {
 		{"wrong content type", servertest.Request{Method: http.MethodPost, Path: "/api/auth/login", Body: `username=admin`, Header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}}, 400, "validation_failed"},
 		{"push without JSON", servertest.Request{Method: http.MethodPost, Path: "/api/sync/push", Token: env.AdminToken(), Body: `transmission_id=t`, Header: map[string]string{"Content-Type": "text/plain"}}, 400, "validation_failed"},
 		{"push field of the wrong type", servertest.Request{Method: http.MethodPost, Path: "/api/sync/push", Token: env.AdminToken(), Body: `{"transmission_id":5,"client_id":"c","records":[]}`}, 400, "validation_failed"},
+		{"malformed push", servertest.Request{Method: http.MethodPost, Path: "/api/sync/push", Token: admin, Body: `{"transmission_id":"t","records":[{"a":}]}`}, 400, "validation_failed"},
+		{"malformed pull", servertest.Request{Method: http.MethodPost, Path: "/api/sync/pull", Token: admin, Body: `{"client_id":"c",`}, 400, "validation_failed"},
+		{"pull cursor of the wrong type", servertest.Request{Method: http.MethodPost, Path: "/api/sync/pull", Token: admin, Body: `{"client_id":"c","since":{"version":"12"}}`}, 400, "validation_failed"},
+		{"oversized push", servertest.Request{Method: http.MethodPost, Path: "/api/sync/push", Token: admin, Body: pushOf(`[{"data":"` + strings.Repeat("x", 300<<10) + `"}]`)}, 413, "request_too_large"},
+		{"oversized pull", servertest.Request{Method: http.MethodPost, Path: "/api/sync/pull", Token: admin, Body: `{"client_id":"` + strings.Repeat("c", 2048) + `"}`}, 413, "request_too_large"},
+		{"huge records array", servertest.Request{Method: http.MethodPost, Path: "/api/sync/push", Token: admin, Body: pushOf(manyRecords)}, 413, "request_too_large"},
+		{"deep nesting in a login", servertest.Request{Method: http.MethodPost, Path: "/api/auth/login", Body: `{"username":` + deep[:400] + deep[len(deep)-400:] + `}`}, 400, "validation_failed"},
+		{"deep nesting in a pull", servertest.Request{Method: http.MethodPost, Path: "/api/sync/pull", Token: admin, Body: `{"client_id":"c","since":` + deep[:400] + deep[len(deep)-400:] + `}`}, 400, "validation_failed"},
+		{"deep nesting in a push", servertest.Request{Method: http.MethodPost, Path: "/api/sync/push", Token: admin, Body: pushOf(deep)}, 400, "validation_failed"},
+		{"invalid UTF-8 body", servertest.Request{Method: http.MethodPost, Path: "/api/auth/login", Body: "{\"username\":\"ad\xffmin\",\"password\":\"x\"}"}, 400, "validation_failed"},
+		{"NUL in a login", servertest.Request{Method: http.MethodPost, Path: "/api/auth/login", Body: `{"username":"ad\u0000min","password":"x"}`}, 400, "validation_failed"},
+		{"raw NUL byte in JSON", servertest.Request{Method: http.MethodPost, Path: "/api/sync/pull", Token: admin, Body: "{\"client_id\":\"c\x00\"}"}, 400, "validation_failed"},
+		{"pull as a form", servertest.Request{Method: http.MethodPost, Path: "/api/sync/pull", Token: admin, Body: `client_id=c`, Header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}}, 400, "validation_failed"},
+		{"upload as JSON", servertest.Request{Method: http.MethodPut, Path: "/api/attachments/a.jpg", Token: admin, Body: `{"file":"x"}`}, 400, "bad_request"},
+		{"bundle as JSON", servertest.Request{Method: http.MethodPost, Path: "/api/app-bundle/push", Token: admin, Body: `{"bundle":"x"}`}, 400, "bad_request"},
+		{"garbage token", servertest.Request{Method: http.MethodGet, Path: "/api/version", Header: bearer("not-a-jwt")}, 401, "unauthorized"},
+		{"expired token", servertest.Request{Method: http.MethodGet, Path: "/api/version", Header: bearer(mint(env.SigningKey, time.Now().Add(-2*time.Hour)))}, 401, "unauthorized"},
+		{"token signed with another key", servertest.Request{Method: http.MethodGet, Path: "/api/version", Header: bearer(mint(bytes.Repeat([]byte("k"), 32), time.Now()))}, 401, "unauthorized"},
+		{"alg none", servertest.Request{Method: http.MethodGet, Path: "/api/version", Header: bearer(b64(`{"alg":"none","typ":"JWT"}`) + "." + b64(claims) + ".")}, 401, "unauthorized"},
+		{"basic instead of bearer", servertest.Request{Method: http.MethodGet, Path: "/api/version", Header: map[string]string{"Authorization": "Basic YWRtaW46eA=="}}, 401, "unauthorized"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

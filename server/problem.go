@@ -83,7 +83,7 @@ func problemBody(status int, code, detail string) api.ProblemDetail {
 // Unexpected errors are logged with the request id and never sent to the client.
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
-		s.log.WarnContext(c.Request().Context(), "error after response started", "error", err, "request_id", requestID(c))
+		s.log.WarnContext(c.Request().Context(), "error after response started", "error", err)
 		return
 	}
 	p := s.toProblem(err, c)
@@ -119,7 +119,7 @@ func (s *Server) toProblem(err error, c echo.Context) *problemError {
 		if he, ok := err.(*echo.HTTPError); ok && he.Internal != nil {
 			err = he.Internal // from authentication
 		}
-		s.log.WarnContext(c.Request().Context(), "database unavailable", "error", err, "request_id", requestID(c))
+		s.log.WarnContext(c.Request().Context(), "database unavailable", "error", err)
 		return unavailable("the database is unavailable; try again in a few seconds")
 	}
 	var dataErr *db.DataError
@@ -143,7 +143,7 @@ func (s *Server) toProblem(err error, c echo.Context) *problemError {
 		// The client went away; nobody reads this answer.
 		return newProblem(499, codeBadRequest, "the client closed the request")
 	}
-	s.log.ErrorContext(c.Request().Context(), "internal error", "error", err, "request_id", requestID(c),
+	s.log.ErrorContext(c.Request().Context(), "internal error", "error", err,
 		"method", c.Request().Method, "path", c.Request().URL.Path)
 	return newProblem(http.StatusInternalServerError, codeInternal, "an internal error occurred; it has been logged with request id "+requestID(c))
 }
@@ -177,7 +177,7 @@ func (s *Server) httpErrorProblem(he *echo.HTTPError, c echo.Context) *problemEr
 	case http.StatusRequestEntityTooLarge:
 		return newProblem(he.Code, codeTooLarge, msg)
 	case http.StatusInternalServerError:
-		s.log.ErrorContext(c.Request().Context(), "internal error", "error", he.Internal, "message", msg, "request_id", requestID(c))
+		s.log.ErrorContext(c.Request().Context(), "internal error", "error", he.Internal, "message", msg)
 		return newProblem(he.Code, codeInternal, "an internal error occurred; it has been logged with request id "+requestID(c))
 	}
 	if he.Code >= 500 {

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -23,13 +25,16 @@ import (
 	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/api"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
+	"github.com/opendataensemble/synkronus/server/appbundle"
 	"github.com/opendataensemble/synkronus/server/attachments"
 	"github.com/opendataensemble/synkronus/server/authlimit"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
 	"github.com/opendataensemble/synkronus/server/export"
+	"github.com/opendataensemble/synkronus/server/metrics"
 	"github.com/opendataensemble/synkronus/server/obsync"
 	"github.com/opendataensemble/synkronus/server/passwords"
+	"github.com/opendataensemble/synkronus/server/portal"
 	"github.com/opendataensemble/synkronus/server/tokens"
 )
 
@@ -75,8 +80,15 @@ type Options struct {
 	MinUploadRate   int64
 	// Attachments tune uploads, the manifest and image processing.
 	Attachments attachments.Options
+	// BundleLimits bound app bundle uploads; zero fields take appbundle's defaults.
+	BundleLimits appbundle.Limits
+	// MaxVersionsKept is how many app bundle versions retention keeps besides the
+	// active one (default 5).
+	MaxVersionsKept int
 	// MaxExports is how many data exports run at once; more wait for a turn.
 	MaxExports int
+	// Portal are the web portal's settings.
+	Portal portal.Options
 }
 
 func (o *Options) setDefaults() {
@@ -129,8 +141,12 @@ type Server struct {
 	refreshLimiter *authlimit.Limiter
 	sync           *obsync.Service
 	attachments    *attachments.Service
+	bundles        *appbundle.Service
+	manifestBodies encodedManifests
 	export         *export.Service
 	presence       *presenceRecorder
+	metrics        *metrics.Metrics
+	portal         *portal.Portal
 	spec           *openapi3.T
 	// operations maps an Echo route (method and path) to the contract's operation id.
 	operations map[string]string
@@ -157,35 +173,56 @@ func New(deps Deps, opts Options) (*Server, error) {
 	}
 	spec.Servers = nil // validation must not depend on the host the server is reached at
 	version, _, _ := buildinfo.Info()
+	log := slog.New(requestLogHandler{deps.Log.Handler()})
 	q := dbgen.New(db.Conn(deps.Pool))
+	bundleCfg := appbundle.Config{Limits: opts.BundleLimits, KeepVersions: opts.MaxVersionsKept}
+	if opts.DataDir != "" {
+		// Uploads wait for validation beside the data rather than in the OS temporary
+		// directory, which may be a small in-memory file system.
+		bundleCfg.TempDir = filepath.Join(opts.DataDir, "tmp")
+		if err := os.MkdirAll(bundleCfg.TempDir, 0o750); err != nil {
+			return nil, fmt.Errorf("error creating the upload directory: %w", err)
+		}
+	}
 	draining, stopDraining := context.WithCancel(context.Background())
 	s := &Server{
 		pool:           deps.Pool,
 		blobs:          deps.Blobs,
 		q:              q,
-		log:            deps.Log,
+		log:            log,
 		opts:           opts,
 		hasher:         deps.Hasher,
 		issuer:         issuer,
 		accounts:       newAccountCache(q, opts.AccountCacheTTL),
-		limiter:        authlimit.New(*opts.LoginLimits),
-		refreshLimiter: authlimit.New(authlimit.Config{PerAddr: opts.LoginLimits.PerAddr}),
+		limiter:        authlimit.New(deps.Pool, "login", *opts.LoginLimits),
+		refreshLimiter: authlimit.New(deps.Pool, "refresh", authlimit.Config{PerAddr: opts.LoginLimits.PerAddr}),
 		sync:           obsync.NewService(deps.Pool, opts.ConflictPolicy),
-		attachments:    attachments.NewService(deps.Pool, deps.Blobs, deps.Log, opts.Attachments),
+		attachments:    attachments.NewService(deps.Pool, deps.Blobs, log, opts.Attachments),
+		bundles:        appbundle.NewService(deps.Pool, deps.Blobs, log, bundleCfg),
 		export:         export.NewService(deps.Pool, opts.MaxExports),
-		presence:       newPresenceRecorder(q, deps.Log),
+		presence:       newPresenceRecorder(q, log),
+		metrics:        metrics.New(deps.Pool),
 		spec:           spec,
 		operations:     operationIDs(spec),
 		version:        version,
 		draining:       draining,
 		stopDraining:   stopDraining,
 	}
-	s.echo = s.routes()
+	s.echo = echo.New()
+	s.portal, err = portal.New(portal.Deps{API: s.echo, Pool: deps.Pool, Log: deps.Log, Tokens: issuer, Version: version}, opts.Portal)
+	if err != nil {
+		return nil, err
+	}
+	s.routes(s.echo)
 	return s, nil
 }
 
 // Handler returns the HTTP handler serving the whole API.
 func (s *Server) Handler() http.Handler { return s.echo }
+
+// MetricsHandler serves the server's Prometheus metrics; with a token, only to requests
+// bearing it.
+func (s *Server) MetricsHandler(token string) http.Handler { return s.metrics.Handler(token) }
 
 // Start runs the background jobs until ctx ends; Wait on the result returns once they
 // have stopped (the presence recorder flushes what it holds first). The end of ctx also
@@ -199,8 +236,7 @@ func (s *Server) Start(ctx context.Context) *sync.WaitGroup {
 	return &wg
 }
 
-func (s *Server) routes() *echo.Echo {
-	e := echo.New()
+func (s *Server) routes(e *echo.Echo) {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.JSONSerializer = jsonSerializer{}
@@ -210,7 +246,7 @@ func (s *Server) routes() *echo.Echo {
 	e.Use(securityHeaders)
 	e.Use(s.accessLog)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
-		s.log.ErrorContext(c.Request().Context(), "panic", "error", err, "stack", string(stack), "request_id", requestID(c))
+		s.log.ErrorContext(c.Request().Context(), "panic", "error", err, "stack", string(stack))
 		return err
 	}}))
 	e.Use(middleware.CORSWithConfig(corsConfig))
@@ -224,7 +260,7 @@ func (s *Server) routes() *echo.Echo {
 	api.RegisterHandlers(e, api.NewStrictHandler(s, []api.StrictMiddlewareFunc{refuseUnstorableText}))
 	e.GET("/openapi/synkronus.yaml", serveSpec)
 	e.GET("/docs", s.serveDocs)
-	return e
+	s.portal.Register(e)
 }
 
 // uploadRoute is the route of attachment uploads (and downloads).
@@ -233,12 +269,13 @@ const uploadRoute = "/api/attachments/:attachment_id"
 // bodylessOperations are validated without their body: their handlers check the body
 // themselves: a push validates each record on its own so that one bad record does not
 // fail the batch (it reads its body as it arrives; buffering it for the validator would
-// hold it whole, and the records reach the handler as their text was sent), and an upload
-// streams its file to storage.
+// hold it whole, and the records reach the handler as their text was sent), and uploads
+// (attachments, app bundles) stream to storage.
 var bodylessOperations = map[string]bool{
 	"/api/sync/push": true,
 	"/api/admin/quarantine/:quarantine_id/retry": true,
-	uploadRoute: true,
+	"/api/app-bundle/push":                       true,
+	uploadRoute:                                  true,
 }
 
 // requestValidator checks every API request against the embedded spec (parameters,
@@ -309,5 +346,3 @@ func operationIDs(spec *openapi3.T) map[string]string {
 	}
 	return ids
 }
-
-var errNotImplemented = newProblem(http.StatusNotImplemented, codeNotImplemented, "this operation is part of the contract but not implemented by this server yet")

@@ -34,6 +34,7 @@ func resetRequired(mismatch *obsync.GenerationMismatchError) api.RepositoryReset
 // SyncPull returns the next page of observations changed after the client's cursor.
 func (s *Server) SyncPull(ctx context.Context, req api.SyncPullRequestObject) (api.SyncPullResponseObject, error) {
 	body := req.Body
+	setClientID(ctx, body.ClientId)
 	if body.ClientId == "" {
 		return api.SyncPull400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("client_id is required")}, nil
 	}
@@ -61,6 +62,7 @@ func (s *Server) SyncPull(ctx context.Context, req api.SyncPullRequestObject) (a
 	if p, ok := principalFrom(ctx); ok {
 		s.presence.record(presenceEvent{UserID: p.UserID, ClientID: body.ClientId, DataVersion: &pr.Since})
 	}
+	s.metrics.RecordsPulled.Add(float64(len(page.Records)))
 	return pullResponse{page: page}, nil
 }
 
@@ -97,6 +99,9 @@ func (s *Server) SyncPush(ctx context.Context, req api.SyncPushRequestObject) (a
 		return bad(string(badBody))
 	case err != nil:
 		return nil, err
+	}
+	if env.ClientID != nil && unstorable(*env.ClientID) == "" {
+		setClientID(ctx, *env.ClientID)
 	}
 	switch {
 	case env.TransmissionID == nil || *env.TransmissionID == "":
@@ -138,7 +143,28 @@ func (s *Server) SyncPush(ctx context.Context, req api.SyncPushRequestObject) (a
 		return nil, err
 	}
 	s.presence.record(presenceEvent{UserID: p.UserID, ClientID: *env.ClientID, DataVersion: &res.CurrentVersion})
+	s.countPush(batch, res)
 	return api.SyncPush200JSONResponse{Body: pushResponse(res), Headers: api.SyncPush200ResponseHeaders{XRepositoryGeneration: res.RepositoryGeneration}}, nil
+}
+
+// countPush adds a push's outcome to the metrics. A push the batch was not stored by was
+// answered from its receipt (or was an empty probe, which counts for nothing).
+func (s *Server) countPush(batch *obsync.Batch, res obsync.PushResult) {
+	if !batch.Stored() {
+		if batch.Len() > 0 {
+			s.metrics.ReplayedPushes.Inc()
+		}
+		return
+	}
+	s.metrics.RecordsPushed.Add(float64(res.SuccessCount))
+	for _, f := range res.FailedRecords {
+		s.metrics.FailedRecords.WithLabelValues(f.Code).Inc()
+	}
+	for _, w := range res.Warnings {
+		if w.Code == obsync.WarningConflict {
+			s.metrics.Conflicts.Inc()
+		}
+	}
 }
 
 func pushResponse(res obsync.PushResult) api.SyncPushResponse {
@@ -207,4 +233,39 @@ func currentRevisionItem(o dbgen.Observation) api.ObservationRevision {
 		Deleted: o.Deleted, ReceivedAt: o.SyncedAt.UTC().Format(time.RFC3339Nano), PushedBy: &o.PushedBy,
 		ClientId: &o.ClientID, TransmissionId: &o.TransmissionID,
 	}
+}
+
+// ListObservations lists a page of stored observations, newest change first.
+func (s *Server) ListObservations(ctx context.Context, req api.ListObservationsRequestObject) (api.ListObservationsResponseObject, error) {
+	prm := req.Params
+	lr := obsync.ListRequest{
+		FormType: deref(prm.FormType), Author: deref(prm.Author), CreatedFrom: prm.CreatedFrom, CreatedTo: prm.CreatedTo,
+		IncludeDeleted: deref(prm.IncludeDeleted), ConflictsOnly: deref(prm.ConflictsOnly),
+		BeforeVersion: deref(prm.BeforeVersion), Limit: deref(prm.Limit),
+	}
+	page, err := s.sync.List(ctx, lr)
+	if err != nil {
+		return nil, err
+	}
+	out := api.ListObservations200JSONResponse{Observations: make([]api.ObservationSummary, len(page.Observations)), HasMore: page.NextBeforeVersion > 0}
+	for i, o := range page.Observations {
+		out.Observations[i] = api.ObservationSummary{
+			ObservationId: o.ObservationID, Version: o.Version, FormType: o.FormType, FormVersion: o.FormVersion,
+			Author: o.Author, DeviceId: o.DeviceID, CreatedAt: o.CreatedAtText, UpdatedAt: o.UpdatedAtText,
+			SyncedAt: o.SyncedAt, Deleted: o.Deleted, Conflict: o.Conflict, HasConflicts: o.HasConflicts, PushedBy: o.PushedBy,
+		}
+	}
+	if out.HasMore {
+		out.NextBeforeVersion = &page.NextBeforeVersion
+	}
+	return out, nil
+}
+
+// deref reads an optional parameter, its zero value when absent.
+func deref[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
 }

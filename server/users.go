@@ -249,7 +249,11 @@ func (s *Server) ChangePassword(ctx context.Context, req api.ChangePasswordReque
 		return api.ChangePassword400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("newPassword: " + err.Error())}, nil
 	}
 	addr := clientAddr(ctx)
-	if wait, limited := s.limiter.Check(addr, p.Username, time.Now()); limited {
+	wait, limited, err := s.limiter.Check(ctx, addr, p.Username, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if limited {
 		return api.ChangePassword429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: tooManyAttempts(wait)}, nil
 	}
 	_, ok, err := s.checkPassword(ctx, p.Username, *current)
@@ -257,10 +261,14 @@ func (s *Server) ChangePassword(ctx context.Context, req api.ChangePasswordReque
 		return nil, err
 	}
 	if !ok {
-		s.limiter.Failure(addr, p.Username, time.Now())
+		if err := s.limiter.Failure(ctx, addr, p.Username, time.Now()); err != nil {
+			return nil, err
+		}
 		return api.ChangePassword401ApplicationProblemPlusJSONResponse{UnauthorizedApplicationProblemPlusJSONResponse: unauthorized("the current password is wrong")}, nil
 	}
-	s.limiter.Success(addr, p.Username)
+	if err := s.limiter.Success(ctx, addr, p.Username); err != nil {
+		return nil, err
+	}
 	if err := s.setPassword(ctx, p.Username, req.Body.NewPassword); err != nil {
 		return nil, err
 	}

@@ -73,11 +73,12 @@ func statusError(path string, status int, body []byte) error {
 	if len(body) > 500 {
 		body = body[:500]
 	}
-	return fmt.Errorf("POST %s: HTTP %d: %s", path, status, body)
+	return fmt.Errorf("%s: HTTP %d: %s", path, status, body)
 }
 
-// setupUsers logs in as admin, creates n read-write users and returns their tokens.
-func setupUsers(ctx context.Context, c *client, adminPassword string, n int) ([]string, error) {
+// setupUsers logs in as admin, creates n read-write users and returns the admin's token
+// and theirs.
+func setupUsers(ctx context.Context, c *client, adminPassword string, n int) (string, []string, error) {
 	type login struct {
 		Username string `json:"username"`
 		Password string `json:"password"`
@@ -86,7 +87,7 @@ func setupUsers(ctx context.Context, c *client, adminPassword string, n int) ([]
 		Token string `json:"token"`
 	}
 	if err := c.call(ctx, "/api/auth/login", "", login{"admin", adminPassword}, http.StatusOK, &auth); err != nil {
-		return nil, fmt.Errorf("admin login: %w", err)
+		return "", nil, fmt.Errorf("admin login: %w", err)
 	}
 	admin := auth.Token
 	tokens := make([]string, n)
@@ -98,14 +99,14 @@ func setupUsers(ctx context.Context, c *client, adminPassword string, n int) ([]
 		}{user, "read-write"}
 		var created struct{}
 		if err := c.call(ctx, "/api/users/create", admin, create, http.StatusCreated, &created); err != nil {
-			return nil, fmt.Errorf("creating user %s: %w", user.Username, err)
+			return "", nil, fmt.Errorf("creating user %s: %w", user.Username, err)
 		}
 		if err := c.call(ctx, "/api/auth/login", "", user, http.StatusOK, &auth); err != nil {
-			return nil, fmt.Errorf("login of %s: %w", user.Username, err)
+			return "", nil, fmt.Errorf("login of %s: %w", user.Username, err)
 		}
 		tokens[i] = auth.Token
 	}
-	return tokens, nil
+	return admin, tokens, nil
 }
 
 // runConcurrently starts fn for workers 0..n-1 at the same moment and returns the

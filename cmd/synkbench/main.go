@@ -3,18 +3,23 @@
 // It builds the server (or takes -server-bin), starts it on a fresh database, creates a
 // read-write user per client, has PostgreSQL alone insert the batches about to be pushed
 // (the reference the push rate is given as a ratio to), pushes new observations from
-// several concurrent clients,
-// has several other clients pull everything back page by page, samples the server's
+// several concurrent clients, has several other clients pull everything back page by
+// page, optionally downloads the exports and pushes an app bundle and loads its manifest
+// (-bundle), samples the server's
 // resident memory throughout, and prints a summary (or, with -json, one JSON object).
 // With -mode attachments it instead uploads and downloads files of each size in
 // -attachment-sizes from several concurrent clients, and writes and reads the same bytes
-// straight to disk as a reference. The server is stopped and the database dropped at the
+// straight to disk as a reference. With -mode mixed it runs pushers, continuously syncing
+// pullers, attachment uploads and downloads and logins all at once, and reports each
+// kind's throughput, latency and errors, and the records a puller missed. The server is stopped and the database dropped at the
 // end, also after an error or an interrupt. Progress goes to stderr. Linux only: memory
 // is read from /proc.
 //
 //	go run ./cmd/synkbench [-clients 4] [-push-records 20000] [-pull-rounds 3] [-export] [-json]
 //	go run ./cmd/synkbench -large   # memory with the largest records: ~1 MiB each, ~31 MiB pushes
 //	go run ./cmd/synkbench -mode attachments [-attachment-sizes 100000,5000000] [-attachment-bytes 400000000]
+//	go run ./cmd/synkbench -push-records 0 -bundle [-bundle-files 2000] [-bundle-bytes 50000000]
+//	go run ./cmd/synkbench -mode mixed [-push-records 20000] [-attachment-clients 2] [-login-clients 1] [-file-bytes 200000]
 package main
 
 import (
@@ -53,7 +58,14 @@ type options struct {
 	large          bool
 	mode           string
 	attachments    attachmentOptions
+	mixed          mixedOptions
 	export         bool
+	bundle         bool
+	bundleFiles    int
+	bundleBytes    int64
+	// manifestClients share manifestRequests requests per read load.
+	manifestClients  int
+	manifestRequests int
 }
 
 // largePreset is -large: records of about 1 MiB (the largest a record may be), pushed 31 to
@@ -99,10 +111,19 @@ func parseFlags() options {
 	flag.BoolVar(&o.jsonOut, "json", false, "print the results as one JSON object instead of a table")
 	flag.BoolVar(&o.large, "large", false, "measure memory with ~1 MiB records: sets -record-bytes 1000000 -batch 31 -push-records 300 "+
 		"-clients 2 -pull-clients 3 -pull-rounds 1 (flags given explicitly still win)")
-	flag.StringVar(&o.mode, "mode", "sync", "what to measure: sync (push and pull observations) or attachments (upload and download files)")
+	flag.StringVar(&o.mode, "mode", "sync", "what to measure: sync (push, then pull observations), attachments (upload, then download files) "+
+		"or mixed (pushes, pulls, uploads, downloads and logins all at once)")
+	flag.IntVar(&o.mixed.attachmentClients, "attachment-clients", 2, "mixed mode: clients uploading and downloading files")
+	flag.IntVar(&o.mixed.loginClients, "login-clients", 1, "mixed mode: clients logging in again and again")
+	flag.IntVar(&o.mixed.fileBytes, "file-bytes", 200_000, "mixed mode: size of each uploaded file")
 	sizes := flag.String("attachment-sizes", "100000,5000000", "attachment mode: file sizes in bytes, comma-separated")
 	flag.Int64Var(&o.attachments.totalBytes, "attachment-bytes", 400_000_000, "attachment mode: bytes uploaded per file size, shared among the clients")
 	flag.BoolVar(&o.export, "export", false, "after the pulls, download the Parquet, JSON and CSV exports of everything pushed")
+	flag.BoolVar(&o.bundle, "bundle", false, "at the end, push an app bundle twice and load its manifest with and without If-None-Match")
+	flag.IntVar(&o.bundleFiles, "bundle-files", 2000, "files in the pushed app bundle")
+	flag.Int64Var(&o.bundleBytes, "bundle-bytes", 50_000_000, "total size of the app bundle's files")
+	flag.IntVar(&o.manifestClients, "manifest-clients", 4, "concurrent clients fetching the manifest")
+	flag.IntVar(&o.manifestRequests, "manifest-requests", 2000, "requests per read load, shared by the clients")
 	flag.Parse()
 	if o.large {
 		set := map[string]bool{}
@@ -130,7 +151,14 @@ func (o options) validate() error {
 	}
 	positive("clients", o.clients)
 	positive("batch", o.batch)
-	positive("push-records", o.pushRecords)
+	if o.pushRecords < 0 {
+		errs = append(errs, errors.New("-push-records must not be negative (0 skips pushing, pulling and exporting)"))
+	}
+	if o.bundle {
+		positive("bundle-files above 3", o.bundleFiles-3)
+		positive("manifest-clients", o.manifestClients)
+		positive("manifest-requests", o.manifestRequests)
+	}
 	positive("pull-clients", o.pullClients)
 	if o.pullRounds < 0 {
 		errs = append(errs, errors.New("-pull-rounds must not be negative"))
@@ -141,8 +169,15 @@ func (o options) validate() error {
 	if o.recordBytes < 0 {
 		errs = append(errs, errors.New("-record-bytes must not be negative"))
 	}
-	if o.mode != "sync" && o.mode != "attachments" {
-		errs = append(errs, errors.New("-mode must be sync or attachments"))
+	switch o.mode {
+	case "sync", "attachments":
+	case "mixed":
+		positive("push-records", o.pushRecords)
+		if o.mixed.attachmentClients < 0 || o.mixed.loginClients < 0 || o.mixed.fileBytes < 1 {
+			errs = append(errs, errors.New("-attachment-clients and -login-clients must not be negative, -file-bytes must be positive"))
+		}
+	default:
+		errs = append(errs, errors.New("-mode must be sync, attachments or mixed"))
 	}
 	if o.attachments.totalBytes < 1 {
 		errs = append(errs, errors.New("-attachment-bytes must be positive"))
@@ -192,7 +227,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 
 	var plan pushPlan
-	if o.mode == "sync" {
+	if o.mode != "attachments" && o.pushRecords > 0 {
 		logf("generating %d observations", o.pushRecords)
 		if plan, err = planPush(o); err != nil {
 			return err
@@ -233,8 +268,8 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	defer func() { err = errors.Join(err, srv.stop(20*time.Second)) }()
 
-	c := newClient(srv.baseURL, o.clients+o.pullClients, o.requestTimeout)
-	tokens, err := setupUsers(ctx, c, adminPassword, max(o.clients, o.pullClients))
+	c := newClient(srv.baseURL, o.clients+o.pullClients+o.manifestClients+o.mixed.attachmentClients+o.mixed.loginClients, o.requestTimeout)
+	admin, tokens, err := setupUsers(ctx, c, adminPassword, max(o.clients, o.pullClients, o.mixed.attachmentClients))
 	if err != nil {
 		return err
 	}
@@ -248,15 +283,35 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		return printAttachmentText(os.Stdout, arep)
 	}
+	if o.mode == "mixed" {
+		mrep := mixedReport{Machine: rep.Machine, Database: db.name}
+		if err := runMixed(ctx, o, srv.pid(), c, adminPassword, tokens, plan, &mrep); err != nil {
+			return err
+		}
+		if o.jsonOut {
+			return printJSON(os.Stdout, mrep)
+		}
+		return printMixedText(os.Stdout, mrep)
+	}
 	if err := measure(ctx, o, srv.pid(), db.serverURL, c, tokens, plan, &rep); err != nil {
 		return err
 	}
-	if o.export {
+	if o.export && o.pushRecords > 0 {
 		phase, err := runExports(ctx, c, tokens[0], db.serverURL, work, srv.pid(), o.pushRecords, o.rssInterval)
 		if err != nil {
 			return err
 		}
 		rep.Export = &phase
+		if kib, err := readProcKiB(srv.pid(), "VmHWM"); err == nil {
+			rep.Memory.HWMMiB = mib(kib)
+		}
+	}
+	if o.bundle {
+		phase, err := runBundle(ctx, o, srv.pid(), c, admin)
+		if err != nil {
+			return fmt.Errorf("bundle phase: %w", err)
+		}
+		rep.Bundle = &phase
 		if kib, err := readProcKiB(srv.pid(), "VmHWM"); err == nil {
 			rep.Memory.HWMMiB = mib(kib)
 		}
@@ -276,6 +331,9 @@ func measure(ctx context.Context, o options, pid int, databaseURL string, c *cli
 		return fmt.Errorf("error reading the server's memory: %w", err)
 	}
 	rep.Memory.StartRSSMiB = mib(kib)
+	if o.pushRecords == 0 {
+		return nil
+	}
 
 	logf("raw PostgreSQL: %d clients inserting the same batches", o.clients)
 	if rep.Push.RawPostgres, err = runRawPush(ctx, databaseURL, plan); err != nil {

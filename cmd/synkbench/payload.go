@@ -38,6 +38,7 @@ type pushRequest struct {
 type pushBatch struct {
 	body    []byte
 	records int
+	ids     []string // of the records, in order
 }
 
 // pushPlan holds every push request of the run, dealt round-robin to the clients.
@@ -63,8 +64,10 @@ func planPush(o options) (pushPlan, error) {
 		c := k % o.clients
 		n := min(o.batch, o.pushRecords-k*o.batch)
 		req := pushRequest{TransmissionID: randomTokenFrom(g.rng.Uint64N, 16), ClientID: p.clientIDs[c], Records: make([]observation, n)}
+		ids := make([]string, n)
 		for i := range req.Records {
-			req.Records[i] = g.observation(fmt.Sprintf("obs_%d_%d", c, seq[c]))
+			ids[i] = fmt.Sprintf("obs_%d_%d", c, seq[c])
+			req.Records[i] = g.observation(ids[i])
 			seq[c]++
 			dataBytes += len(req.Records[i].Data)
 		}
@@ -74,7 +77,7 @@ func planPush(o options) (pushPlan, error) {
 		}
 		recordBytes += len(body) - len(`{"transmission_id":"","client_id":"","records":[]}`) - len(req.TransmissionID) - len(req.ClientID) - (n - 1)
 		requestBytes += len(body)
-		p.perClient[c] = append(p.perClient[c], pushBatch{body: body, records: n})
+		p.perClient[c] = append(p.perClient[c], pushBatch{body: body, records: n, ids: ids})
 	}
 	batches := (o.pushRecords + o.batch - 1) / o.batch
 	p.avgRecordBytes, p.avgDataBytes, p.avgRequestBytes = recordBytes/o.pushRecords, dataBytes/o.pushRecords, requestBytes/batches

@@ -9,12 +9,13 @@ import (
 
 // report is every figure of one run; printed as a table or, with -json, as JSON.
 type report struct {
-	Machine  machineInfo  `json:"machine"`
-	Database string       `json:"database"`
-	Push     pushResult   `json:"push"`
-	Pull     pullResult   `json:"pull"`
-	Memory   memoryResult `json:"server_memory"`
-	Export   *exportPhase `json:"export,omitempty"`
+	Machine  machineInfo   `json:"machine"`
+	Database string        `json:"database"`
+	Push     pushResult    `json:"push"`
+	Pull     pullResult    `json:"pull"`
+	Memory   memoryResult  `json:"server_memory"`
+	Export   *exportPhase  `json:"export,omitempty"`
+	Bundle   *bundleResult `json:"app_bundle,omitempty"`
 }
 
 type machineInfo struct {
@@ -88,9 +89,28 @@ func printJSON(w io.Writer, r any) error {
 }
 
 func printText(w io.Writer, r report) error {
-	p := r.Push
-	fmt.Fprintf(w, "synkbench: nproc %d, %s, PostgreSQL %s, database %s\n\n",
+	fmt.Fprintf(w, "synkbench: nproc %d, %s, PostgreSQL %s, database %s\n",
 		r.Machine.NProc, r.Machine.GoVersion, r.Machine.PostgresVersion, r.Database)
+	if r.Push.Requests > 0 {
+		if err := printSync(w, r); err != nil {
+			return err
+		}
+	}
+	if r.Export != nil {
+		printExports(w, *r.Export)
+	}
+	if r.Bundle != nil {
+		printBundle(w, *r.Bundle)
+	}
+	m := r.Memory
+	_, err := fmt.Fprintf(w, "\nserver RSS MiB: after login %.1f, push peak %.1f, pull peak %.1f, overall peak (VmHWM) %.1f\n",
+		m.StartRSSMiB, m.PushPeakRSSMiB, m.PullPeakRSSMiB, m.HWMMiB)
+	return err
+}
+
+func printSync(w io.Writer, r report) error {
+	p := r.Push
+	fmt.Fprintf(w, "\n")
 	fmt.Fprintf(w, "PUSH  %d clients, batches of %d, data %d B/record, %d B/record on the wire, %d B/request\n",
 		p.Clients, p.BatchSize, p.AvgDataBytes, p.AvgRecordBytes, p.AvgRequestBytes)
 	fmt.Fprintf(w, "PULL  %d clients, limit %d, each pulls everything from version 0\n\n", r.Pull.Clients, r.Pull.Limit)
@@ -116,12 +136,6 @@ func printText(w io.Writer, r report) error {
 	}
 	fmt.Fprintf(w, "\npush vs raw PostgreSQL: %.2f (%d clients; raw PostgreSQL inserts each batch in one transaction into a plain table)\n",
 		p.VsRawPostgres, p.Clients)
-	fmt.Fprintf(w, "pushes per commit: %.1f; load average as the push phase began: %.2f\n", p.PushesPerCommit, p.LoadAverage)
-	if r.Export != nil {
-		printExports(w, *r.Export)
-	}
-	m := r.Memory
-	_, err := fmt.Fprintf(w, "\nserver RSS MiB: after login %.1f, push peak %.1f, pull peak %.1f, overall peak %.1f\n",
-		m.StartRSSMiB, m.PushPeakRSSMiB, m.PullPeakRSSMiB, m.HWMMiB)
+	_, err := fmt.Fprintf(w, "pushes per commit: %.1f; load average as the push phase began: %.2f\n", p.PushesPerCommit, p.LoadAverage)
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opendataensemble/synkronus/server/appbundle"
 	"github.com/opendataensemble/synkronus/server/attachments"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/obsync"
@@ -38,12 +39,24 @@ type config struct {
 	BcryptCost      int
 	MaxExports      int
 	PprofAddr       string
+	// MetricsAddr is where the Prometheus metrics are served on a listener of their own;
+	// MetricsToken, when set, is the bearer token a scrape must present.
+	MetricsAddr     string
+	MetricsToken    string
 	TrustedProxies  []*net.IPNet
 	BodyReadTimeout time.Duration
 	MinUploadRate   int64
 	ShutdownTimeout time.Duration
 	// Attachments holds the attachment size limit and image processing settings.
 	Attachments attachments.Options
+	// App bundles: retention and upload limits.
+	MaxVersionsKept            int
+	MaxBundleBytes             int64
+	MaxBundleUncompressedBytes int64
+	MaxBundleFiles             int
+	// PortalIdleTimeout and PortalMaxAge end web portal sessions.
+	PortalIdleTimeout time.Duration
+	PortalMaxAge      time.Duration
 }
 
 const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/synkronus?sslmode=disable"
@@ -107,6 +120,8 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		BlobURL:         get("BLOB_URL"),
 		LogFormat:       get("LOG_FORMAT"),
 		PprofAddr:       get("PPROF_ADDR"),
+		MetricsAddr:     get("METRICS_ADDR"),
+		MetricsToken:    get("METRICS_TOKEN"),
 		PublicURL:       strings.TrimRight(get("PUBLIC_URL"), "/"),
 		AccessTokenTTL:  duration("ACCESS_TOKEN_TTL", 24*time.Hour),
 		RefreshTokenTTL: duration("REFRESH_TOKEN_TTL", 30*24*time.Hour),
@@ -130,6 +145,12 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		},
 		MaxExports: int(integer(2, 1, 64, "EXPORT_MAX_CONCURRENT")),
 	}
+	c.MaxVersionsKept = int(integer(appbundle.DefaultKeepVersions, 1, 1000, "MAX_VERSIONS_KEPT"))
+	c.MaxBundleBytes = integer(appbundle.DefaultMaxUploadBytes, 1<<10, 1<<34, "MAX_BUNDLE_BYTES")
+	c.MaxBundleUncompressedBytes = integer(appbundle.DefaultMaxUncompressedBytes, 1<<10, 1<<36, "MAX_BUNDLE_UNCOMPRESSED_BYTES")
+	c.MaxBundleFiles = int(integer(appbundle.DefaultMaxFiles, 1, 1_000_000, "MAX_BUNDLE_FILES"))
+	c.PortalIdleTimeout = duration("PORTAL_IDLE_TIMEOUT", time.Hour)
+	c.PortalMaxAge = duration("PORTAL_SESSION_MAX_AGE", 12*time.Hour)
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = defaultDatabaseURL
 	}

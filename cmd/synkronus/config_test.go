@@ -42,8 +42,14 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, obsync.PolicyNewest, c.ConflictPolicy)
 	require.Equal(t, int64(32<<20), c.MaxPushBytes)
 	require.Equal(t, int64(1<<20), c.MaxJSONBytes)
+	require.Equal(t, 5, c.MaxVersionsKept, "upstream's default")
+	require.Equal(t, int64(128<<20), c.MaxBundleBytes)
+	require.Equal(t, int64(512<<20), c.MaxBundleUncompressedBytes)
+	require.Equal(t, 10000, c.MaxBundleFiles)
 	require.Equal(t, int32(16), c.DBMaxConns)
 	require.Equal(t, 10, c.BcryptCost)
+	require.Equal(t, time.Hour, c.PortalIdleTimeout)
+	require.Equal(t, 12*time.Hour, c.PortalMaxAge)
 	require.Equal(t, "data", c.DataDir)
 	require.True(t, strings.HasPrefix(c.BlobURL, "file:///") && strings.Contains(c.BlobURL, "/data/blobs?"),
 		"files go to a directory under DATA_DIR: %s", c.BlobURL)
@@ -63,9 +69,11 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 		"LOG_FORMAT": "text", "PUBLIC_URL": "https://sync.example.org/", "ACCESS_TOKEN_TTL": "1h", "REFRESH_TOKEN_TTL": "48h",
 		"PUSH_RECEIPT_TTL": "2h", "SYNC_CONFLICT_POLICY": "incoming", "MAX_PUSH_BYTES": "2048", "MAX_JSON_BYTES": "4096",
 		"DB_MAX_CONNS": "4", "BCRYPT_COST": "12", "BLOB_URL": "s3://field-files?region=eu-west-1",
+		"PORTAL_IDLE_TIMEOUT": "20m", "PORTAL_SESSION_MAX_AGE": "8h",
 		"TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7,2001:db8::/32", "MIN_UPLOAD_RATE": "65536", "SHUTDOWN_TIMEOUT": "5s", "BODY_READ_TIMEOUT": "1m",
 		"MAX_ATTACHMENT_BYTES": "1048576", "IMAGE_PROCESSING": "true", "IMAGE_MAX_WIDTH": "1024", "IMAGE_MAX_HEIGHT": "0",
 		"IMAGE_JPEG_QUALITY": "70", "IMAGE_MAX_PIXELS": "1000000",
+		"MAX_VERSIONS_KEPT": "3", "MAX_BUNDLE_BYTES": "4096", "MAX_BUNDLE_UNCOMPRESSED_BYTES": "8192", "MAX_BUNDLE_FILES": "50",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, "postgres://u@db:5432/x", c.DatabaseURL)
@@ -85,8 +93,14 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 	require.Equal(t, obsync.PolicyIncoming, c.ConflictPolicy)
 	require.Equal(t, int64(2048), c.MaxPushBytes)
 	require.Equal(t, int64(4096), c.MaxJSONBytes)
+	require.Equal(t, 3, c.MaxVersionsKept)
+	require.Equal(t, int64(4096), c.MaxBundleBytes)
+	require.Equal(t, int64(8192), c.MaxBundleUncompressedBytes)
+	require.Equal(t, 50, c.MaxBundleFiles)
 	require.Equal(t, int32(4), c.DBMaxConns)
 	require.Equal(t, 12, c.BcryptCost)
+	require.Equal(t, 20*time.Minute, c.PortalIdleTimeout)
+	require.Equal(t, 8*time.Hour, c.PortalMaxAge)
 	var proxies []string
 	for _, n := range c.TrustedProxies {
 		proxies = append(proxies, n.String())
@@ -155,25 +169,30 @@ func TestConfigReadsJWTSecretFile(t *testing.T) {
 func TestConfigRefusesBadValues(t *testing.T) {
 	t.Parallel()
 	cases := map[string]string{
-		"PORT":                 "abc",
-		"SERVER_PORT":          "70000",
-		"LOG_LEVEL":            "loud",
-		"LOG_FORMAT":           "xml",
-		"SYNC_CONFLICT_POLICY": "mine",
-		"MAX_ATTACHMENT_BYTES": "12",
-		"IMAGE_PROCESSING":     "sometimes",
-		"IMAGE_JPEG_QUALITY":   "101",
-		"ACCESS_TOKEN_TTL":     "tomorrow",
-		"REFRESH_TOKEN_TTL":    "-1h",
-		"PUSH_RECEIPT_TTL":     "0s",
-		"MAX_PUSH_BYTES":       "12",
-		"MAX_JSON_BYTES":       "1e6",
-		"DB_MAX_CONNS":         "1",
-		"BCRYPT_COST":          "40",
-		"TRUSTED_PROXIES":      "10.0.0.0/8,proxy.internal",
-		"MIN_UPLOAD_RATE":      "10",
-		"SHUTDOWN_TIMEOUT":     "never",
-		"BODY_READ_TIMEOUT":    "0",
+		"PORT":                   "abc",
+		"SERVER_PORT":            "70000",
+		"LOG_LEVEL":              "loud",
+		"LOG_FORMAT":             "xml",
+		"SYNC_CONFLICT_POLICY":   "mine",
+		"MAX_ATTACHMENT_BYTES":   "12",
+		"IMAGE_PROCESSING":       "sometimes",
+		"IMAGE_JPEG_QUALITY":     "101",
+		"ACCESS_TOKEN_TTL":       "tomorrow",
+		"REFRESH_TOKEN_TTL":      "-1h",
+		"PUSH_RECEIPT_TTL":       "0s",
+		"MAX_PUSH_BYTES":         "12",
+		"MAX_JSON_BYTES":         "1e6",
+		"MAX_VERSIONS_KEPT":      "0",
+		"MAX_BUNDLE_BYTES":       "big",
+		"MAX_BUNDLE_FILES":       "-3",
+		"DB_MAX_CONNS":           "1",
+		"BCRYPT_COST":            "40",
+		"TRUSTED_PROXIES":        "10.0.0.0/8,proxy.internal",
+		"MIN_UPLOAD_RATE":        "10",
+		"SHUTDOWN_TIMEOUT":       "never",
+		"BODY_READ_TIMEOUT":      "0",
+		"PORTAL_IDLE_TIMEOUT":    "forever",
+		"PORTAL_SESSION_MAX_AGE": "0h",
 	}
 	for name, value := range cases {
 		_, err := loadConfig(fakeEnv(map[string]string{name: value}))

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,21 +27,29 @@ import (
 	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 	"github.com/opendataensemble/synkronus/server"
+	"github.com/opendataensemble/synkronus/server/appbundle"
 	"github.com/opendataensemble/synkronus/server/blobstore"
 	"github.com/opendataensemble/synkronus/server/buildinfo"
 	"github.com/opendataensemble/synkronus/server/passwords"
+	"github.com/opendataensemble/synkronus/server/portal"
 )
 
-const usage = `synkronus: the ODE sync server. It takes no arguments; it is configured by
-environment variables (or a .env file): DATABASE_URL, PORT, HOST, JWT_SECRET, JWT_SECRET_FILE,
+const usage = `synkronus: the ODE sync server. It is configured by environment variables (or a .env file): DATABASE_URL, PORT, HOST, JWT_SECRET, JWT_SECRET_FILE,
 ADMIN_USERNAME, ADMIN_PASSWORD, DATA_DIR, BLOB_URL, LOG_LEVEL, LOG_FORMAT, PUBLIC_URL, ACCESS_TOKEN_TTL,
 REFRESH_TOKEN_TTL, SYNC_CONFLICT_POLICY, PUSH_RECEIPT_TTL, MAX_PUSH_BYTES, MAX_JSON_BYTES,
 MAX_ATTACHMENT_BYTES, IMAGE_PROCESSING, IMAGE_MAX_WIDTH, IMAGE_MAX_HEIGHT, IMAGE_JPEG_QUALITY,
-IMAGE_MAX_PIXELS, DB_MAX_CONNS, BCRYPT_COST, EXPORT_MAX_CONCURRENT, PPROF_ADDR, TRUSTED_PROXIES,
-BODY_READ_TIMEOUT, MIN_UPLOAD_RATE, SHUTDOWN_TIMEOUT. See the README for their meaning and defaults.
+IMAGE_MAX_PIXELS, MAX_VERSIONS_KEPT, MAX_BUNDLE_BYTES, MAX_BUNDLE_UNCOMPRESSED_BYTES, MAX_BUNDLE_FILES,
+DB_MAX_CONNS, BCRYPT_COST, EXPORT_MAX_CONCURRENT, PPROF_ADDR, METRICS_ADDR, METRICS_TOKEN, TRUSTED_PROXIES, BODY_READ_TIMEOUT,
+MIN_UPLOAD_RATE, SHUTDOWN_TIMEOUT, PORTAL_IDLE_TIMEOUT, PORTAL_SESSION_MAX_AGE. See the README for their meaning and defaults.
+
+"synkronus healthcheck" asks the server configured by the same variables for /health and
+exits 0 when it answers 200 (for container health checks, where no HTTP client is installed).
 `
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "healthcheck" {
+		os.Exit(healthcheck())
+	}
 	if len(os.Args) > 1 {
 		fmt.Fprint(os.Stderr, usage)
 		if a := os.Args[1]; a == "-h" || a == "-help" || a == "--help" {
@@ -120,6 +129,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		MinUploadRate:   cfg.MinUploadRate,
 		Attachments:     cfg.Attachments,
 		MaxExports:      cfg.MaxExports,
+		MaxVersionsKept: cfg.MaxVersionsKept,
+		BundleLimits: appbundle.Limits{MaxUploadBytes: cfg.MaxBundleBytes, MaxUncompressedBytes: cfg.MaxBundleUncompressedBytes,
+			MaxFiles: cfg.MaxBundleFiles},
+		Portal: portal.Options{
+			IdleTimeout: cfg.PortalIdleTimeout, MaxAge: cfg.PortalMaxAge,
+			SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"),
+		},
 	})
 	if err != nil {
 		return err
@@ -129,10 +145,24 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s (is the port in use? set PORT): %w", addr, err)
 	}
+	handler := srv.Handler()
+	var metricsSrv *http.Server
+	switch {
+	case cfg.MetricsAddr != "":
+		if metricsSrv, err = serveMetrics(cfg.MetricsAddr, srv.MetricsHandler(cfg.MetricsToken), log); err != nil {
+			return err
+		}
+	case cfg.MetricsToken != "":
+		// No address of their own: the metrics share the API's port, behind the token.
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", srv.MetricsHandler(cfg.MetricsToken))
+		mux.Handle("/", handler)
+		handler = mux
+	}
 	// Request bodies get their own deadline, sized by their length (see server.Options
 	// MinUploadRate); headers must arrive promptly, and idle connections are closed.
 	httpSrv := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -141,7 +171,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		go servePprof(cfg.PprofAddr, log)
 	}
 	bg := srv.Start(ctx)
-	log.Info("synkronus listening", "addr", ln.Addr().String())
+	log.Info("synkronus listening", "addr", ln.Addr().String(), "admin_portal", portalURL(cfg, ln.Addr()))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 
@@ -160,9 +190,26 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		log.Warn("requests still running at the end of the shutdown timeout were cut off", "timeout", cfg.ShutdownTimeout, "error", err)
 		_ = httpSrv.Close()
 	}
+	if metricsSrv != nil {
+		_ = metricsSrv.Close()
+	}
 	bg.Wait()
 	log.Info("stopped")
 	return nil
+}
+
+// portalURL is where a browser on this machine (or anywhere, given PUBLIC_URL) finds the
+// admin portal.
+func portalURL(cfg config, addr net.Addr) string {
+	if cfg.PublicURL != "" {
+		return cfg.PublicURL + portal.Base
+	}
+	host := cfg.Host
+	if host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
+		host = "localhost"
+	}
+	_, port, _ := net.SplitHostPort(addr.String())
+	return "http://" + net.JoinHostPort(host, port) + portal.Base
 }
 
 // signingKey returns the JWT key: the configured one, or else a strong random key
@@ -223,10 +270,56 @@ func bootstrapAdmin(ctx context.Context, pool *pgxpool.Pool, hasher *passwords.H
 		return fmt.Errorf("error creating the first admin: %w", err)
 	}
 	if generated {
-		fmt.Fprintf(os.Stderr, "\n  Created admin account %q with password: %s\n  (shown once; set ADMIN_PASSWORD to choose it)\n\n", cfg.AdminUsername, password)
+		fmt.Fprintf(os.Stderr, "\n  Created admin account %q with password: %s\n  (shown once; set ADMIN_PASSWORD to choose it)\n  Sign in to the admin portal at %s\n\n",
+			cfg.AdminUsername, password, portalURL(cfg, &net.TCPAddr{Port: cfg.Port}))
 	}
 	log.Info("created the first admin account", "username", cfg.AdminUsername, "password_generated", generated)
 	return nil
+}
+
+// serveMetrics serves the Prometheus metrics at /metrics on an address of their own, which
+// can stay unreachable from outside (a private network, loopback with a local agent).
+func serveMetrics(addr string, h http.Handler, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on METRICS_ADDR %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "error", err)
+		}
+	}()
+	return srv, nil
+}
+
+// healthcheck asks the local server for /health, at the address the configuration gives it.
+func healthcheck() int {
+	_ = godotenv.Load()
+	cfg, err := loadConfig(os.LookupEnv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "synkronus healthcheck: invalid configuration:\n%v\n", err)
+		return 2
+	}
+	host := cfg.Host
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1" // listening on every interface: loopback is one of them
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	res, err := client.Get("http://" + net.JoinHostPort(host, strconv.Itoa(cfg.Port)) + "/health")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "synkronus healthcheck: %v\n", err)
+		return 1
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		fmt.Fprintf(os.Stderr, "synkronus healthcheck: /health answered %s\n", res.Status)
+		return 1
+	}
+	return 0
 }
 
 // servePprof serves the Go profiler on its own address, for diagnosing performance.

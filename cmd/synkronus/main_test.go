@@ -88,10 +88,11 @@ type process struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed once the process has exited and its output is read
 
-	mu       sync.Mutex
-	stderr   bytes.Buffer
-	addr     string
-	listened chan struct{}
+	mu          sync.Mutex
+	stderr      bytes.Buffer
+	addr        string
+	metricsAddr string
+	listened    chan struct{}
 }
 
 var passwordLine = regexp.MustCompile(`Created admin account "([^"]+)" with password: (\S+)`)
@@ -141,6 +142,11 @@ func (p *process) read(r io.Reader) {
 		var entry struct {
 			Msg  string `json:"msg"`
 			Addr string `json:"addr"`
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "serving metrics" {
+			p.mu.Lock()
+			p.metricsAddr = entry.Addr
+			p.mu.Unlock()
 		}
 		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "synkronus listening" {
 			p.mu.Lock()

@@ -189,8 +189,13 @@ type AppBundleManifest struct {
 
 // AppBundlePushResponse defines model for AppBundlePushResponse.
 type AppBundlePushResponse struct {
+	// Active Whether the new version is now the active one.
+	Active   *bool             `json:"active,omitempty"`
 	Manifest AppBundleManifest `json:"manifest"`
 	Message  string            `json:"message"`
+
+	// Version Name of the new version (also `manifest.version`).
+	Version *string `json:"version,omitempty"`
 }
 
 // AppBundleVersions defines model for AppBundleVersions.
@@ -204,6 +209,17 @@ type AttachmentDeleted struct {
 
 	// Version Version of the recorded `delete` operation.
 	Version int64 `json:"version"`
+}
+
+// AttachmentList defines model for AttachmentList.
+type AttachmentList struct {
+	Attachments []AttachmentSummary `json:"attachments"`
+
+	// HasMore True when more attachments match below this page.
+	HasMore bool `json:"has_more"`
+
+	// NextBeforeVersion The `before_version` that reads the next page; null on the last page.
+	NextBeforeVersion *int64 `json:"next_before_version,omitempty"`
 }
 
 // AttachmentManifestRequest defines model for AttachmentManifestRequest.
@@ -268,6 +284,23 @@ type AttachmentOperationCount struct {
 	Download *int `json:"download,omitempty"`
 }
 
+// AttachmentSummary One stored attachment.
+type AttachmentSummary struct {
+	AttachmentId string `json:"attachment_id"`
+	ContentType  string `json:"content_type"`
+
+	// OriginalSize Size of the upload as received, when a processed copy is served instead.
+	OriginalSize *int64 `json:"original_size,omitempty"`
+
+	// Size Size of the copy served by default (the processed one when there is one).
+	Size       int64     `json:"size"`
+	UploadedAt time.Time `json:"uploaded_at"`
+	UploadedBy string    `json:"uploaded_by"`
+
+	// Version The version of its upload.
+	Version int64 `json:"version"`
+}
+
 // AuthResponse defines model for AuthResponse.
 type AuthResponse struct {
 	// ExpiresAt Expiry of the access token, in seconds since the Unix epoch.
@@ -292,15 +325,50 @@ type BuildInfo struct {
 	GoVersion *string `json:"go_version,omitempty"`
 }
 
+// BundleFileChange defines model for BundleFileChange.
+type BundleFileChange struct {
+	HashA string `json:"hash_a"`
+	HashB string `json:"hash_b"`
+	Path  string `json:"path"`
+	SizeA int64  `json:"size_a"`
+	SizeB int64  `json:"size_b"`
+}
+
+// BundleFileRef defines model for BundleFileRef.
+type BundleFileRef struct {
+	// Hash SHA-256 of the content, hex encoded.
+	Hash string `json:"hash"`
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+}
+
 // ChangeLog defines model for ChangeLog.
 type ChangeLog struct {
-	CompareVersionA *string             `json:"compare_version_a,omitempty"`
-	CompareVersionB *string             `json:"compare_version_b,omitempty"`
-	FormChanges     *bool               `json:"form_changes,omitempty"`
-	ModifiedForms   *[]FormModification `json:"modified_forms,omitempty"`
-	NewForms        *[]FormDiff         `json:"new_forms,omitempty"`
-	RemovedForms    *[]FormDiff         `json:"removed_forms,omitempty"`
-	UiChanges       *bool               `json:"ui_changes,omitempty"`
+	// Added Files only in the target version.
+	Added *[]BundleFileRef `json:"added,omitempty"`
+
+	// CompareVersionA The version compared from.
+	CompareVersionA *string `json:"compare_version_a,omitempty"`
+
+	// CompareVersionB The version compared to.
+	CompareVersionB *string `json:"compare_version_b,omitempty"`
+
+	// CurrentVersion Same as `compare_version_a`.
+	CurrentVersion *string `json:"current_version,omitempty"`
+	FormChanges    *bool   `json:"form_changes,omitempty"`
+
+	// Modified Files whose content differs.
+	Modified      *[]BundleFileChange `json:"modified,omitempty"`
+	ModifiedForms *[]FormModification `json:"modified_forms,omitempty"`
+	NewForms      *[]FormDiff         `json:"new_forms,omitempty"`
+
+	// Removed Files only in the current version.
+	Removed      *[]BundleFileRef `json:"removed,omitempty"`
+	RemovedForms *[]FormDiff      `json:"removed_forms,omitempty"`
+
+	// TargetVersion Same as `compare_version_b`.
+	TargetVersion *string `json:"target_version,omitempty"`
+	UiChanges     *bool   `json:"ui_changes,omitempty"`
 }
 
 // ChangePasswordRequest Exactly one of `currentPassword` and `oldPassword` must be sent.
@@ -365,6 +433,31 @@ type FormDiff struct {
 	Form *string `json:"form,omitempty"`
 }
 
+// FormField defines model for FormField.
+type FormField struct {
+	// Core Whether this is a core field (`core_*` or `x-core`), which later versions may not change.
+	Core bool `json:"core"`
+
+	// Default The field's default value, when it has one.
+	Default interface{} `json:"default,omitempty"`
+	Name    string      `json:"name"`
+
+	// QuestionType The field's `x-question-type`, when it has one.
+	QuestionType *string `json:"questionType,omitempty"`
+	Required     bool    `json:"required"`
+
+	// Type The JSON Schema type; several types are joined with `|`; empty when the schema names none.
+	Type string `json:"type"`
+}
+
+// FormList defines model for FormList.
+type FormList struct {
+	Forms []FormSummary `json:"forms"`
+
+	// Version The active bundle version the forms belong to; absent when none is active.
+	Version *string `json:"version,omitempty"`
+}
+
 // FormModification defines model for FormModification.
 type FormModification struct {
 	AddedFields   *[]FieldChange `json:"added_fields,omitempty"`
@@ -373,6 +466,20 @@ type FormModification struct {
 	RemovedFields *[]FieldChange `json:"removed_fields,omitempty"`
 	SchemaChanged *bool          `json:"schema_changed,omitempty"`
 	UiChanged     *bool          `json:"ui_changed,omitempty"`
+}
+
+// FormSummary defines model for FormSummary.
+type FormSummary struct {
+	Fields []FormField `json:"fields"`
+
+	// Name The form's name, which is the `form_type` of its observations.
+	Name string `json:"name"`
+
+	// ObservationCount Stored observations of this form type that are not deleted.
+	ObservationCount int64 `json:"observationCount"`
+
+	// SchemaHash SHA-256 (hex) of the schema in canonical JSON form; formatting does not change it.
+	SchemaHash string `json:"schemaHash"`
 }
 
 // Geolocation Where an observation was recorded, as the device reported it. The server stores and
@@ -494,6 +601,16 @@ type ObservationFormTypeCount struct {
 	FormType string `json:"formType"`
 }
 
+// ObservationList defines model for ObservationList.
+type ObservationList struct {
+	// HasMore True when more observations match below this page.
+	HasMore bool `json:"has_more"`
+
+	// NextBeforeVersion The `before_version` that reads the next page; null on the last page.
+	NextBeforeVersion *int64               `json:"next_before_version,omitempty"`
+	Observations      []ObservationSummary `json:"observations"`
+}
+
 // ObservationRevision One state of an observation as the server received it.
 type ObservationRevision struct {
 	Author *string `json:"author,omitempty"`
@@ -556,6 +673,36 @@ type ObservationStatsResponse struct {
 	TotalCount int64 `json:"totalCount"`
 }
 
+// ObservationSummary The current state of one observation, without its form data.
+type ObservationSummary struct {
+	Author *string `json:"author,omitempty"`
+
+	// Conflict True when a conflict was detected as this state arrived.
+	Conflict bool `json:"conflict"`
+
+	// CreatedAt The client's creation time, as it sent it.
+	CreatedAt   string  `json:"created_at"`
+	Deleted     bool    `json:"deleted"`
+	DeviceId    *string `json:"device_id,omitempty"`
+	FormType    string  `json:"form_type"`
+	FormVersion string  `json:"form_version"`
+
+	// HasConflicts True when a conflict was detected as any revision of this observation arrived;
+	// `listObservationRevisions` shows them.
+	HasConflicts  bool   `json:"has_conflicts"`
+	ObservationId string `json:"observation_id"`
+
+	// PushedBy The user whose push stored this state.
+	PushedBy string `json:"pushed_by"`
+
+	// SyncedAt When the server stored this state.
+	SyncedAt time.Time `json:"synced_at"`
+
+	// UpdatedAt The client's last change time, as it sent it.
+	UpdatedAt string `json:"updated_at"`
+	Version   int64  `json:"version"`
+}
+
 // ObservationTimeline defines model for ObservationTimeline.
 type ObservationTimeline struct {
 	BucketUnit ObservationTimelineBucketUnit `json:"bucketUnit"`
@@ -615,9 +762,13 @@ type ProblemDetail struct {
 	Type string `json:"type"`
 }
 
-// ProblemFieldError One field that failed validation.
+// ProblemFieldError One field (or, for an app bundle, one file) that failed validation.
 type ProblemFieldError struct {
-	// Field Location of the field, such as `records[3].data`.
+	// Code Stable code of the failure, such as `unsafe_path`, `invalid_json`,
+	// `missing_renderer` or `core_field_changed` for app bundles.
+	Code *string `json:"code,omitempty"`
+
+	// Field Location of the field, such as `records[3].data`, or the path inside an app bundle (empty for the archive as a whole).
 	Field *string `json:"field,omitempty"`
 
 	// Message Why the field was refused.
@@ -1065,13 +1216,15 @@ type AdminRepositoryResetParams struct {
 
 // GetAppBundleChangesParams defines parameters for GetAppBundleChanges.
 type GetAppBundleChangesParams struct {
-	// Current Version to compare from. When omitted the server picks its default base version.
+	// Current Version to compare from. When omitted, the active version (or the oldest stored one when none is active).
 	Current *string `form:"current,omitempty" json:"current,omitempty"`
 
-	// Target Version to compare to. When omitted the server picks the version that follows `current`.
+	// Target Version to compare to. When omitted, the newest stored version if `preview` is
+	// true, otherwise the stored version that follows `current` (or `current` itself
+	// when it is the newest).
 	Target *string `form:"target,omitempty" json:"target,omitempty"`
 
-	// Preview When true, compare against the newest stored version even if it is not active.
+	// Preview When true and `target` is omitted, compare against the newest stored version even if it is not active.
 	Preview *bool `form:"preview,omitempty" json:"preview,omitempty"`
 
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
@@ -1086,6 +1239,9 @@ type DownloadAppBundleZipParams struct {
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
+
+	// IfNoneMatch Entity tag from an earlier response; a match yields 304.
+	IfNoneMatch *IfNoneMatch `json:"if-none-match,omitempty"`
 }
 
 // DownloadAppBundleFileParams defines parameters for DownloadAppBundleFile.
@@ -1124,6 +1280,9 @@ type PushAppBundleMultipartBody struct {
 
 // PushAppBundleParams defines parameters for PushAppBundle.
 type PushAppBundleParams struct {
+	// Activate When true, the new version also becomes the active one, in the same transaction.
+	Activate *bool `form:"activate,omitempty" json:"activate,omitempty"`
+
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
@@ -1140,6 +1299,26 @@ type SwitchAppBundleVersionParams struct {
 
 // GetAppBundleVersionsParams defines parameters for GetAppBundleVersions.
 type GetAppBundleVersionsParams struct {
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
+// ListAttachmentsParams defines parameters for ListAttachments.
+type ListAttachmentsParams struct {
+	// Contains Only attachments whose id contains this text.
+	Contains *string `form:"contains,omitempty" json:"contains,omitempty"`
+
+	// ContentType Only attachments whose content type starts with this text, such as `image/`.
+	ContentType *string `form:"content_type,omitempty" json:"content_type,omitempty"`
+
+	// BeforeVersion Continue below this version (the previous page's `next_before_version`).
+	BeforeVersion *int64 `form:"before_version,omitempty" json:"before_version,omitempty"`
+
+	// Limit Largest number of attachments in one page.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
 	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
 	// number is compared with the server's.
@@ -1295,6 +1474,38 @@ type GetRawJsonExportZipParams struct {
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
 }
 
+// ListObservationsParams defines parameters for ListObservations.
+type ListObservationsParams struct {
+	// FormType Only observations of this form type (exact match).
+	FormType *string `form:"form_type,omitempty" json:"form_type,omitempty"`
+
+	// Author Only observations whose author contains this text, ignoring case.
+	Author *string `form:"author,omitempty" json:"author,omitempty"`
+
+	// CreatedFrom Only observations created at or after this instant.
+	CreatedFrom *time.Time `form:"created_from,omitempty" json:"created_from,omitempty"`
+
+	// CreatedTo Only observations created before this instant.
+	CreatedTo *time.Time `form:"created_to,omitempty" json:"created_to,omitempty"`
+
+	// IncludeDeleted Also list deleted observations (tombstones).
+	IncludeDeleted *bool `form:"include_deleted,omitempty" json:"include_deleted,omitempty"`
+
+	// ConflictsOnly Only observations with a conflict in their history (`has_conflicts`).
+	ConflictsOnly *bool `form:"conflicts_only,omitempty" json:"conflicts_only,omitempty"`
+
+	// BeforeVersion Continue below this version (the previous page's `next_before_version`).
+	BeforeVersion *int64 `form:"before_version,omitempty" json:"before_version,omitempty"`
+
+	// Limit Largest number of observations in one page.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
+	// a dot and anything (`1`, `1.0`, `1.2.3-beta`, `v1.0.0-alpha.2`). Only the major
+	// number is compared with the server's.
+	XOdeVersion XOdeVersion `json:"x-ode-version"`
+}
+
 // ListObservationRevisionsParams defines parameters for ListObservationRevisions.
 type ListObservationRevisionsParams struct {
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
@@ -1415,6 +1626,12 @@ type UpdateUserParams struct {
 	XOdeVersion XOdeVersion `json:"x-ode-version"`
 }
 
+// ListFormsParams defines parameters for ListForms.
+type ListFormsParams struct {
+	// XOdeVersion The client's version, checked as for every other operation when sent.
+	XOdeVersion *string `json:"x-ode-version,omitempty"`
+}
+
 // GetVersionParams defines parameters for GetVersion.
 type GetVersionParams struct {
 	// XOdeVersion The client's version. An optional `v`/`V` prefix, a major number, then optionally
@@ -1514,6 +1731,9 @@ type ServerInterface interface {
 	// GetAppBundleVersions List the stored app bundle versions
 	// (GET /api/app-bundle/versions)
 	GetAppBundleVersions(ctx echo.Context, params GetAppBundleVersionsParams) error
+	// ListAttachments Browse the stored attachments, newest first
+	// (GET /api/attachments)
+	ListAttachments(ctx echo.Context, params ListAttachmentsParams) error
 	// GetAttachmentsExportZip Download every stored attachment as one ZIP archive
 	// (GET /api/attachments/export-zip)
 	GetAttachmentsExportZip(ctx echo.Context, params GetAttachmentsExportZipParams) error
@@ -1547,6 +1767,9 @@ type ServerInterface interface {
 	// GetRawJsonExportZip Export the observations as JSON documents in a ZIP archive
 	// (GET /api/dataexport/raw-json)
 	GetRawJsonExportZip(ctx echo.Context, params GetRawJsonExportZipParams) error
+	// ListObservations Browse the stored observations, newest change first
+	// (GET /api/observations)
+	ListObservations(ctx echo.Context, params ListObservationsParams) error
 	// ListObservationRevisions List every revision the server received for an observation
 	// (GET /api/observations/{observation_id}/revisions)
 	ListObservationRevisions(ctx echo.Context, observationId string, params ListObservationRevisionsParams) error
@@ -1583,6 +1806,9 @@ type ServerInterface interface {
 	// UpdateUser Change a user's role
 	// (PATCH /api/users/{username})
 	UpdateUser(ctx echo.Context, username Username, params UpdateUserParams) error
+	// ListForms List the forms of the active app bundle
+	// (GET /api/v1/data/forms)
+	ListForms(ctx echo.Context, params ListFormsParams) error
 	// GetVersion Describe the running server build
 	// (GET /api/version)
 	GetVersion(ctx echo.Context, params GetVersionParams) error
@@ -1901,6 +2127,21 @@ func (w *ServerInterfaceWrapper) DownloadAppBundleZip(ctx echo.Context) error {
 	} else {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
 	}
+	// ------------- Optional header parameter "if-none-match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("if-none-match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for if-none-match, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "if-none-match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter if-none-match: %s", err))
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
+	}
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.DownloadAppBundleZip(ctx, params)
@@ -2033,6 +2274,12 @@ func (w *ServerInterfaceWrapper) PushAppBundle(ctx echo.Context) error {
 
 	// Parameter object where we will unmarshal all parameters from the context
 	var params PushAppBundleParams
+	// ------------- Optional query parameter "activate" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "activate", ctx.QueryParams(), &params.Activate, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter activate: %s", err))
+	}
 
 	headers := ctx.Request().Header
 	// ------------- Required header parameter "x-ode-version" -------------
@@ -2124,6 +2371,64 @@ func (w *ServerInterfaceWrapper) GetAppBundleVersions(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetAppBundleVersions(ctx, params)
+	return err
+}
+
+// ListAttachments converts echo context to params.
+func (w *ServerInterfaceWrapper) ListAttachments(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListAttachmentsParams
+	// ------------- Optional query parameter "contains" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "contains", ctx.QueryParams(), &params.Contains, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter contains: %s", err))
+	}
+
+	// ------------- Optional query parameter "content_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "content_type", ctx.QueryParams(), &params.ContentType, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter content_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "before_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "before_version", ctx.QueryParams(), &params.BeforeVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter before_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListAttachments(ctx, params)
 	return err
 }
 
@@ -2628,6 +2933,92 @@ func (w *ServerInterfaceWrapper) GetRawJsonExportZip(ctx echo.Context) error {
 	return err
 }
 
+// ListObservations converts echo context to params.
+func (w *ServerInterfaceWrapper) ListObservations(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListObservationsParams
+	// ------------- Optional query parameter "form_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "form_type", ctx.QueryParams(), &params.FormType, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter form_type: %s", err))
+	}
+
+	// ------------- Optional query parameter "author" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "author", ctx.QueryParams(), &params.Author, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter author: %s", err))
+	}
+
+	// ------------- Optional query parameter "created_from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "created_from", ctx.QueryParams(), &params.CreatedFrom, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter created_from: %s", err))
+	}
+
+	// ------------- Optional query parameter "created_to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "created_to", ctx.QueryParams(), &params.CreatedTo, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter created_to: %s", err))
+	}
+
+	// ------------- Optional query parameter "include_deleted" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include_deleted", ctx.QueryParams(), &params.IncludeDeleted, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include_deleted: %s", err))
+	}
+
+	// ------------- Optional query parameter "conflicts_only" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "conflicts_only", ctx.QueryParams(), &params.ConflictsOnly, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter conflicts_only: %s", err))
+	}
+
+	// ------------- Optional query parameter "before_version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "before_version", ctx.QueryParams(), &params.BeforeVersion, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter before_version: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Required header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion XOdeVersion
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = XOdeVersion
+	} else {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Header parameter x-ode-version is required, but not found"))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListObservations(ctx, params)
+	return err
+}
+
 // ListObservationRevisions converts echo context to params.
 func (w *ServerInterfaceWrapper) ListObservationRevisions(ctx echo.Context) error {
 	var err error
@@ -3116,6 +3507,35 @@ func (w *ServerInterfaceWrapper) UpdateUser(ctx echo.Context) error {
 	return err
 }
 
+// ListForms converts echo context to params.
+func (w *ServerInterfaceWrapper) ListForms(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListFormsParams
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "x-ode-version" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("x-ode-version")]; found {
+		var XOdeVersion string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for x-ode-version, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "x-ode-version", valueList[0], &XOdeVersion, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter x-ode-version: %s", err))
+		}
+
+		params.XOdeVersion = &XOdeVersion
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListForms(ctx, params)
+	return err
+}
+
 // GetVersion converts echo context to params.
 func (w *ServerInterfaceWrapper) GetVersion(ctx echo.Context) error {
 	var err error
@@ -3245,6 +3665,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/api/app-bundle/versions", wrapper.GetAppBundleVersions, options.OperationMiddlewares["getAppBundleVersions"]...)
 	router.POST(options.BaseURL+"/api/app-bundle/push", wrapper.PushAppBundle, options.OperationMiddlewares["pushAppBundle"]...)
 	router.POST(options.BaseURL+"/api/app-bundle/switch/:version", wrapper.SwitchAppBundleVersion, options.OperationMiddlewares["switchAppBundleVersion"]...)
+	router.GET(options.BaseURL+"/api/v1/data/forms", wrapper.ListForms, options.OperationMiddlewares["listForms"]...)
 	router.POST(options.BaseURL+"/api/auth/login", wrapper.Login, options.OperationMiddlewares["login"]...)
 	router.POST(options.BaseURL+"/api/auth/refresh", wrapper.RefreshToken, options.OperationMiddlewares["refreshToken"]...)
 	router.POST(options.BaseURL+"/api/users/create", wrapper.CreateUser, options.OperationMiddlewares["createUser"]...)
@@ -3257,6 +3678,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/api/users/change-password", wrapper.ChangePassword, options.OperationMiddlewares["changePassword"]...)
 	router.POST(options.BaseURL+"/api/sync/pull", wrapper.SyncPull, options.OperationMiddlewares["syncPull"]...)
 	router.POST(options.BaseURL+"/api/sync/push", wrapper.SyncPush, options.OperationMiddlewares["syncPush"]...)
+	router.GET(options.BaseURL+"/api/observations", wrapper.ListObservations, options.OperationMiddlewares["listObservations"]...)
 	router.GET(options.BaseURL+"/api/observations/:observation_id/revisions", wrapper.ListObservationRevisions, options.OperationMiddlewares["listObservationRevisions"]...)
 	router.POST(options.BaseURL+"/api/admin/repository/reset", wrapper.AdminRepositoryReset, options.OperationMiddlewares["adminRepositoryReset"]...)
 	router.GET(options.BaseURL+"/api/admin/quarantine", wrapper.ListQuarantinedRecords, options.OperationMiddlewares["listQuarantinedRecords"]...)
@@ -3264,6 +3686,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/api/admin/quarantine/:quarantine_id", wrapper.GetQuarantinedRecord, options.OperationMiddlewares["getQuarantinedRecord"]...)
 	router.POST(options.BaseURL+"/api/admin/quarantine/:quarantine_id/retry", wrapper.RetryQuarantinedRecord, options.OperationMiddlewares["retryQuarantinedRecord"]...)
 	router.POST(options.BaseURL+"/api/attachments/manifest", wrapper.GetAttachmentManifest, options.OperationMiddlewares["getAttachmentManifest"]...)
+	router.GET(options.BaseURL+"/api/attachments", wrapper.ListAttachments, options.OperationMiddlewares["listAttachments"]...)
 	router.GET(options.BaseURL+"/api/attachments/export-zip", wrapper.GetAttachmentsExportZip, options.OperationMiddlewares["getAttachmentsExportZip"]...)
 	router.DELETE(options.BaseURL+"/api/attachments/:attachment_id", wrapper.DeleteAttachment, options.OperationMiddlewares["deleteAttachment"]...)
 	router.GET(options.BaseURL+"/api/attachments/:attachment_id", wrapper.DownloadAttachment, options.OperationMiddlewares["downloadAttachment"]...)
@@ -4281,6 +4704,7 @@ type DownloadAppBundleZipResponseObject interface {
 
 type DownloadAppBundleZip200ResponseHeaders struct {
 	ContentDisposition *string
+	Etag               *string
 }
 
 type DownloadAppBundleZip200ApplicationzipResponse struct {
@@ -4297,6 +4721,9 @@ func (response DownloadAppBundleZip200ApplicationzipResponse) VisitDownloadAppBu
 	}
 	if response.Headers.ContentDisposition != nil {
 		w.Header().Set("Content-Disposition", fmt.Sprint(*response.Headers.ContentDisposition))
+	}
+	if response.Headers.Etag != nil {
+		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
 	}
 	w.WriteHeader(200)
 
@@ -4342,6 +4769,38 @@ func (response DownloadAppBundleZip206ApplicationoctetStreamResponse) VisitDownl
 		defer closer.Close()
 	}
 	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type DownloadAppBundleZip304ResponseHeaders struct {
+	Etag *string
+}
+
+type DownloadAppBundleZip304Response struct {
+	Headers DownloadAppBundleZip304ResponseHeaders
+}
+
+func (response DownloadAppBundleZip304Response) VisitDownloadAppBundleZipResponse(w http.ResponseWriter) error {
+	if response.Headers.Etag != nil {
+		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
+	}
+	w.WriteHeader(304)
+	return nil
+}
+
+type DownloadAppBundleZip400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DownloadAppBundleZip400ApplicationProblemPlusJSONResponse) VisitDownloadAppBundleZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
 	return err
 }
 
@@ -4461,7 +4920,36 @@ type DownloadAppBundleFileResponseObject interface {
 }
 
 type DownloadAppBundleFile200ResponseHeaders struct {
-	Etag *string
+	Etag       *string
+	XIsPreview *string
+}
+
+type DownloadAppBundleFile200AsteriskResponse struct {
+	Body          io.Reader
+	Headers       DownloadAppBundleFile200ResponseHeaders
+	ContentType   string
+	ContentLength int64
+}
+
+func (response DownloadAppBundleFile200AsteriskResponse) VisitDownloadAppBundleFileResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", response.ContentType)
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.Etag != nil {
+		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
+	}
+	if response.Headers.XIsPreview != nil {
+		w.Header().Set("x-is-preview", fmt.Sprint(*response.Headers.XIsPreview))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
 }
 
 type DownloadAppBundleFile200ApplicationoctetStreamResponse struct {
@@ -4478,6 +4966,9 @@ func (response DownloadAppBundleFile200ApplicationoctetStreamResponse) VisitDown
 	}
 	if response.Headers.Etag != nil {
 		w.Header().Set("etag", fmt.Sprint(*response.Headers.Etag))
+	}
+	if response.Headers.XIsPreview != nil {
+		w.Header().Set("x-is-preview", fmt.Sprint(*response.Headers.XIsPreview))
 	}
 	w.WriteHeader(200)
 
@@ -4756,6 +5247,22 @@ func (response GetAppBundleManifest403ApplicationProblemPlusJSONResponse) VisitG
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAppBundleManifest404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetAppBundleManifest404ApplicationProblemPlusJSONResponse) VisitGetAppBundleManifestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5184,6 +5691,124 @@ type GetAppBundleVersions503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetAppBundleVersions503ApplicationProblemPlusJSONResponse) VisitGetAppBundleVersionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachmentsRequestObject struct {
+	Params ListAttachmentsParams
+}
+
+type ListAttachmentsResponseObject interface {
+	VisitListAttachmentsResponse(w http.ResponseWriter) error
+}
+
+type ListAttachments200JSONResponse AttachmentList
+
+func (response ListAttachments200JSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListAttachments400ApplicationProblemPlusJSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAttachments401ApplicationProblemPlusJSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListAttachments403ApplicationProblemPlusJSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response ListAttachments426JSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListAttachments500ApplicationProblemPlusJSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAttachments503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAttachments503ApplicationProblemPlusJSONResponse) VisitListAttachmentsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -6858,6 +7483,124 @@ type GetRawJsonExportZip503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response GetRawJsonExportZip503ApplicationProblemPlusJSONResponse) VisitGetRawJsonExportZipResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservationsRequestObject struct {
+	Params ListObservationsParams
+}
+
+type ListObservationsResponseObject interface {
+	VisitListObservationsResponse(w http.ResponseWriter) error
+}
+
+type ListObservations200JSONResponse ObservationList
+
+func (response ListObservations200JSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservations400ApplicationProblemPlusJSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservations401ApplicationProblemPlusJSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservations403ApplicationProblemPlusJSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response ListObservations426JSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservations500ApplicationProblemPlusJSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListObservations503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListObservations503ApplicationProblemPlusJSONResponse) VisitListObservationsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -8732,6 +9475,124 @@ func (response UpdateUser503ApplicationProblemPlusJSONResponse) VisitUpdateUserR
 	return err
 }
 
+type ListFormsRequestObject struct {
+	Params ListFormsParams
+}
+
+type ListFormsResponseObject interface {
+	VisitListFormsResponse(w http.ResponseWriter) error
+}
+
+type ListForms200JSONResponse FormList
+
+func (response ListForms200JSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms400ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms401ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms403ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms426JSONResponse struct{ UpgradeRequiredJSONResponse }
+
+func (response ListForms426JSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-synkronus-version", fmt.Sprint(response.Headers.XSynkronusVersion))
+	w.WriteHeader(426)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms500ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListForms503ApplicationProblemPlusJSONResponse struct {
+	ServiceUnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListForms503ApplicationProblemPlusJSONResponse) VisitListFormsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetVersionRequestObject struct {
 	Params GetVersionParams
 }
@@ -9036,6 +9897,9 @@ type StrictServerInterface interface {
 	// GetAppBundleVersions List the stored app bundle versions
 	// (GET /api/app-bundle/versions)
 	GetAppBundleVersions(ctx context.Context, request GetAppBundleVersionsRequestObject) (GetAppBundleVersionsResponseObject, error)
+	// ListAttachments Browse the stored attachments, newest first
+	// (GET /api/attachments)
+	ListAttachments(ctx context.Context, request ListAttachmentsRequestObject) (ListAttachmentsResponseObject, error)
 	// GetAttachmentsExportZip Download every stored attachment as one ZIP archive
 	// (GET /api/attachments/export-zip)
 	GetAttachmentsExportZip(ctx context.Context, request GetAttachmentsExportZipRequestObject) (GetAttachmentsExportZipResponseObject, error)
@@ -9069,6 +9933,9 @@ type StrictServerInterface interface {
 	// GetRawJsonExportZip Export the observations as JSON documents in a ZIP archive
 	// (GET /api/dataexport/raw-json)
 	GetRawJsonExportZip(ctx context.Context, request GetRawJsonExportZipRequestObject) (GetRawJsonExportZipResponseObject, error)
+	// ListObservations Browse the stored observations, newest change first
+	// (GET /api/observations)
+	ListObservations(ctx context.Context, request ListObservationsRequestObject) (ListObservationsResponseObject, error)
 	// ListObservationRevisions List every revision the server received for an observation
 	// (GET /api/observations/{observation_id}/revisions)
 	ListObservationRevisions(ctx context.Context, request ListObservationRevisionsRequestObject) (ListObservationRevisionsResponseObject, error)
@@ -9105,6 +9972,9 @@ type StrictServerInterface interface {
 	// UpdateUser Change a user's role
 	// (PATCH /api/users/{username})
 	UpdateUser(ctx context.Context, request UpdateUserRequestObject) (UpdateUserResponseObject, error)
+	// ListForms List the forms of the active app bundle
+	// (GET /api/v1/data/forms)
+	ListForms(ctx context.Context, request ListFormsRequestObject) (ListFormsResponseObject, error)
 	// GetVersion Describe the running server build
 	// (GET /api/version)
 	GetVersion(ctx context.Context, request GetVersionRequestObject) (GetVersionResponseObject, error)
@@ -9511,6 +10381,31 @@ func (sh *strictHandler) GetAppBundleVersions(ctx echo.Context, params GetAppBun
 	return nil
 }
 
+// ListAttachments operation middleware
+func (sh *strictHandler) ListAttachments(ctx echo.Context, params ListAttachmentsParams) error {
+	var request ListAttachmentsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListAttachments(ctx.Request().Context(), request.(ListAttachmentsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListAttachments")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListAttachmentsResponseObject); ok {
+		return validResponse.VisitListAttachmentsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // GetAttachmentsExportZip operation middleware
 func (sh *strictHandler) GetAttachmentsExportZip(ctx echo.Context, params GetAttachmentsExportZipParams) error {
 	var request GetAttachmentsExportZipRequestObject
@@ -9859,6 +10754,31 @@ func (sh *strictHandler) GetRawJsonExportZip(ctx echo.Context, params GetRawJson
 		return err
 	} else if validResponse, ok := response.(GetRawJsonExportZipResponseObject); ok {
 		return validResponse.VisitGetRawJsonExportZipResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ListObservations operation middleware
+func (sh *strictHandler) ListObservations(ctx echo.Context, params ListObservationsParams) error {
+	var request ListObservationsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListObservations(ctx.Request().Context(), request.(ListObservationsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListObservations")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListObservationsResponseObject); ok {
+		return validResponse.VisitListObservationsResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -10330,6 +11250,31 @@ func (sh *strictHandler) UpdateUser(ctx echo.Context, username Username, params 
 	return nil
 }
 
+// ListForms operation middleware
+func (sh *strictHandler) ListForms(ctx echo.Context, params ListFormsParams) error {
+	var request ListFormsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListForms(ctx.Request().Context(), request.(ListFormsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListForms")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListFormsResponseObject); ok {
+		return validResponse.VisitListFormsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // GetVersion operation middleware
 func (sh *strictHandler) GetVersion(ctx echo.Context, params GetVersionParams) error {
 	var request GetVersionRequestObject
@@ -10408,299 +11353,338 @@ func (sh *strictHandler) GetHealth(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2Ncts4ti76Kijdcyv2HEp2ku4+u+26dcpxkhnPTuJs2+mZ2a2+JkRCEsYUwAZAy5quPNR9hftkp7AW",
-	"AIIUKcn57x5XTU3HIonfhYX1+63fBplclFIwYfTg6LfBnNGcKfjniTE0my+YMC+u6Mz+kjOdKV4aLsXg",
-	"aHA1Z+TXShqWk8u/nAyffP8D2Zuzu30ip8TMGZmsDNNEM3XL8tEgGSj2a8UVywdHRlUsGehszhbUtmtW",
-	"JRscDbRRXMwG798nUd+vqDavZc6n3H7ZHsPf5kxAZzR8QJZUk6osJM3v3+8pzebsVAqjZPFGXhqp2Hqn",
-	"qZBDbR+lR9C3YrqUQjOSUaU40yRTLGfCcFpoYubUECFJZlsmC7oiN4yVm8fF7uiiLOzQfE+DpGuwUhgm",
-	"zHOuS6k5Dq491stqNmPa7tGUF4wIumBkKhXR9JaLGQw/l0thV8uOadPaXDCjVidTw1RHNyyTItfESLKk",
-	"3JAJm0rFiFEr2wudUS42T3nBBV9Ui8HR4zBTLgybMQV9//3FXSmV+Ykp3TnNK9gGWAapVo80SbNKKSbM",
-	"9S1+khKOhKIFLfVcGviDQatAMYrRnEyVXMCejkWquchY/bkjasHuDOEiU8zSGi1cE6Ox2Di9qVQLanBS",
-	"P3w36J7jRZjAn5lgipreqcKhUo90NGcyC9+QPW23mWqS1s+v6+dhLSYyX+2PPnLg75NBSRVdMLPGN846",
-	"TuwZnIwpZ8ovaX10E1LpihbFitCIXHWVzWEyT6dP6Gg0yn4c/bOcpXbc3LZYUjMfJAP77uBoULd2zfMd",
-	"TxmdZI+fPLWtdp4zpL2XUi2u4Fl7SvicSFGs7IQ0nLAFsQ1psqdYySiSW1gnPILslilawAawu7KQOfOD",
-	"hHn9WjG1qidm27yGwcWT4IYtYNUX9O4VEzMzHxw9+f77tWkk9oUzfPnx4WF4TpWiK/tYm1XhuxmESZ+J",
-	"rKhy9pwVzHTxX/ec5PgCkRNLmkBlmuyZOeOKpO5hSjJZVAtBuCZ2mvthB1sz5djotfuuMd+cTWlVmMHR",
-	"lBaahWlMpCwYFdF2Xdrj28sv4i1rjDmbUzFjOaGWzxEz55o4FpDAplHRcfqPxqKkWsMep38fYuPDn1qs",
-	"o1TslstKe5ZBTuViwgUjS27mY5G2pv3/2DVKLUctGFXCtgJPYJhGSmQ5XevX4FyDjac5sN3DTpZ0Nn0j",
-	"BXtNTTbvWENhuFkRQ2fAN+3SMKoKe7L9jXhMKFnYr8mKsyLX5Onhd2HXUdSItn06FFKwIXyw5S46V3zG",
-	"BS3WR/VWsSnsHCOVKJXMmNYsdwLBiKSwqglJH6eEipykK6ZTskfFimRUs32SyUoYy27si8djgTvnm8lk",
-	"ubL0W9k/llb4EJJINxi4R25Yafq3xr866GZEts9OFvRfFVVUGC7Ydp5Kya/h7ZwolkmV9zDL+sVtzLKf",
-	"crov7HeaKeykPdg3lqe7I1FppgjNYM17hlj5hu4nyP39PGenBd/5EspoUVhRJYNvCBfaUJGxY9xpI906",
-	"kpKpoXunVEwzkbFegr4bypy5t4c8H2wf8Ub5Bht6FBjSiJwIIuENWpD0Nj1If0rtqKb8LoGD90+piKgW",
-	"E6YSO8n67WI1FpTk0sAZoGJl5nbye+ljOBqjQ/zPk9HT4YQZav+6fTw6HB0OaVHO6ehJuj8i5+6+w47G",
-	"Anuyp8OqFFTZE8LNHKUuJ7BEJ6N7tWqutcvFDWMaWAHEGKZsq//vz7c//fK/fz4c/vjL/9wbj0ejP+3/",
-	"7//ReaTuIW51S1km3pOcGkomrJBiZrnziIBmooGWDFlU2hD2a0ULZCh+OY7tQ0NvmLb7llmtIWNE3tpT",
-	"0Su8WamNTC0/3bia9dfD+uvBh5/p93ZLkK23xLxTKaYFz4z9NUOdxP6TlmXBM+j2oFRyUrDF//ynxjWu",
-	"B/E/FJsOjgb/10Gthx7gU33wFr96zgzlBQ6hdQVxM2dwKcf6HxId14TnlhppYWX7FQFFKk+IVE5r8+sz",
-	"Fp27iruX8+mUKY1XXLx3ZC/NZM7SsYg3yvIEc+1pN03Wj0BMQk4Ox83bx+2MNPC+TfwAneAYZ7P0+nLm",
-	"9gwWKB7Sgmu4gEeDe6oBDa39jdygtF819XXojqH0xGqZYk8qe6rYfrwlfi/nVI+aa+VtFF305F47aFk0",
-	"WmN+q0CJBUX6JeVF19BPBEnPpkOQiFJLSfavd2Lh5joEqdMKuq4df71YgmDakFwyTYQ0ZC6LfGTl7Gc0",
-	"v8CHX/74XEUj45osaGH32YrxikwpLzS5pQXPHQGlTCmpdEoKrg1ul5xOmcjt1TFF+Q7o60bIpYDJfT3O",
-	"EE/N07qODiPwAqINNYzsWcHeXSoJavlWRrFqCr2xtyYyjIJqQ2i+4IIsZVXkZMJIIbXZh6m+lGrC85yJ",
-	"rzNXK7/g6ZcFmpkslVWaISeUpTvfMNYzYW9LWrywG/p1xovcCqjMSueC3ZUsMywvVsckhy81ocou8Gxm",
-	"mbadjWKmUoLhuXkjzUtZifzrDJ/muUKNQDEtK5Wx+mizO64NjPEtVYbT4rQeXjTSPx38qTmowGMnXFBQ",
-	"GtaFlnh6MjPMDLVRjC7u29Km88JyMN0SZTVhz8CmvGAtjuumNbyw7/UITtAEmoBB1ISmqqIgBdgq7mee",
-	"fQ9LurKK3JWUr6jCbr8eYwFJjN1ljOW6ecdr/i9GCr7gSAiwRG+kuaSG6ymnk6Jvwbq2oOBME1kZzXP2",
-	"EZsRrXu8qwnY1tBY/6eDcXV4+DTDt+DfLN1sF0bLsJc4Lqz4cxF29OtszmZhfYtYZ1mNWqCKNGEZtSzU",
-	"ypeW73NtFDUS7BvMtKTIEblyJlUwP1vRkHC9UToMRwI3MvgPesTFY7RMu2mATpFznVEFF7ZiwwnVjHAT",
-	"tBGwweuVyGojPDkXJLU/va30PMUGwVrsZXsnsVIhQbTGiSSEFlrCZJWxAmNqFBV6wbVV1q55nhLF0CYC",
-	"H48Frq8dp12R+0i2mwS4bp3N0SCcnCu+YLIy3wBfyHkO14Hd01sGoj5fsKNocwktCrnUYOy+Yzk8J2VR",
-	"adwWR0ruxFJjVXpU0Jw1iyhqGJJdJoVgGeoUmmSF1Ay0w/fJ4JKpW56xd4LeUl541vNlF+eETGh2wxy1",
-	"B2GECOCce+CFooZa+k0CYwIhjc7YPkhibFFKRRW357Kq53JMjFohbQebLXNGD8vltHNMcUFScGANwYOV",
-	"rlFk9HAbFUaOMJjrlZSvqVg5CtRfgfakJAsqVlarYovS6GP0wk3lzsvxyRbjnaCVmUvF//W1LoAJo8rS",
-	"gbSyu1VrLJcSs4RwAeoMAWm/tBz4GJYoLeSMixQpL/bdUsXGYqmkmLkX0Tvwlmq9lCr3X0gx5aA2oUXQ",
-	"kNK9YHuHz91RfFfOFM3ZDvfj/ZbFmQ1fO9W9b2HShokt9bdOvERBBQQziVWDdLAkuu/cnYEcLAi9umT0",
-	"xvEid83OQUkyrCjgTgJbr5GkKq1W33Ej6JW4UVJUOhgBN9s5vBn0njLke/8YrVhvz9zqnYmptL+UyvIn",
-	"w9HKlbNSsYw651fb22R7LhjV7Dk1rCF52zkOOrxw0dTWpft6Gj8PYkNo3UUSD+iX0L6c/JNlxrZfz0df",
-	"uBt9fVLON95jZpbCKJqZeL/9hcWtirywtEcmK+J8caMN89QNH+UmGm5txPu2h7J7efQgCbPpXI6yfFaJ",
-	"vGAvedGxEHOqOxxbPprFuwbwiCZkzu4IE1YgyjvnvOAL5j3E6w9lbmWTNSIZ2lu/qzVwg6y7t6iZEy6C",
-	"KjCB2TmhLT1IiWYlBSFVd47RKia7BiTE6+2cMvB5gusWTbie3sZNeE0FnzpLV3Mj7H1/D1pp7Or7dWe2",
-	"kyhZfmJ2X/BuYnjOZ1akA5s8WIF4iKbRx85djHYvhmZ7EF3c76MtLKDfMxYfvoVbNoKvTzrbbe0XLmgS",
-	"sZF4TdxkN26WVRD6Wcgi2sqdtirsvT0LTGs6Y9uZoH8xqfvbOOafIq7THG8nP1rbmt1YTucQghk5ipVo",
-	"DqEZmdLVfS9luHnV1uRMqpzlPrQije17yb3Pdjtkxg9j8zz9hkbW69YtA3KAm2uLwxoruxO+5oZ1GlTt",
-	"ie08QZ2OsS1O0x6vCJ8JsAQHx0gtFGnX/b3cZEkr+qJzUOvBae0QEU/ux+QQJE/LW9BJu3lEh1s3u96V",
-	"9lB33e4tUkX/1E8rpaWqtRJ2Z/yGP9KkFXB31LSCuMbrYBypkrGAXUvnVF8vpAJ7C4RtJA0W6tYWzPe1",
-	"6gm/ch3sHiiQbj06wDmht/X5vZYqUm5t04tYLY06O+6KT9ToowfxOhq7lZ2bYx+RE33jdF6wX603Ng1O",
-	"Tu2iUdZF19DeNcRfbOXkgRTO/Yen8F3clO4m+IIa1lj9kqk61CqK/+Oi3jaVMwWxFTuJBOuj6xIMejnH",
-	"DhtvpKHFtY+WvfaSVDvedmE3LbVP01pq8F9F5AGTBbPrh/Ds9mHrm1pjbzaf8HrhPuDqckIyBiiunwyW",
-	"cwoBkWSvYykgDm+/k9WH5a5U0Rn+rZhVKqfMZPPacrS5k7DWleJdfcqy90r529yFcjaV3FyiAG7PaibL",
-	"FYR0CsuQfw4zAN3N3tbRNqzL5S1q4v9igUx2nVU/BW+VL6ghyznP5i2noQuQRqHjQ6i1XtGkRUs7kuSp",
-	"51AtiTkYtuIVmRJGszm54SL3ERb+PrWDbyv4sCc1TUfrFbau4+n7roFXZoPIjDYnfWI6w1G5WoWA6Cxj",
-	"WqMBC7iEt9rBDQmvvBP8jrBSYpzGDluv2FQxPb+ybXbwaLCVgYkrfjEl0ncYj8lZz7q1G9Pdw0n8vZFW",
-	"uMrB8XTirIWweUfkGRrv0A0Fb0deqM3KAvbcmmoSLXsXrT2reJF3m34m9tG14V1BjCHvBD2scEDs+93y",
-	"aiYXC96x7ZfoObZCX1D22g3CDd/Z6kz2i1p/lsRIWWRzKyOAY8ZLBDCr7sVcW5xTuKFfyVmHsIchfn4E",
-	"17TnVmi+Nel8CyLbncbcbWXz8TXX9tXd7QQvpVpgGFLWKxEItvyAVp/z6bRbvljI2w8aZ1+LFd+0NP27",
-	"5o3UkXrW5jk0M8WKSAFGBy9DBuM2hkfLIq9/AZfjhAXNqFP+96/36GM+TqVtK2/wMf9jF9kLtoy76Ppm",
-	"wYXPhXjcdb/Xc+o4kyshxWrRuSQJ+o4nGPaa6pW4SYk93FTkw4ILFimtO8ylxb/iiXWxqlPFqGHvNFO9",
-	"Knf5cQujJBpJN9HqhUSTWxUFeG9stjXLKJ47Ghj03DXp584t2GOdd0+v/Uh6LDpxzHAptZkppn8t7mWc",
-	"8yIS+sAhQIPEfkunqu7IWTG+8AJEqi7mmrNeo4liVEtB7DtHJD1789PJq7Pn1xcvTs8vnqcJSV+fXV6e",
-	"vfnz9cuzF6/gB/+K+2Es0qvz8+tXJxd/foEhjBcvXr67fPH8+tk/rp+fXJ08O7l8kTaUxnp5mI8Y6xCL",
-	"vbOrjrKrcw/WGuq0CvmstSgjB2IL9qLjdvrqjJSKC4hA5JosmBUBu5UHLnJ212FDd9mSTXOaFxUjiwQ+",
-	"0LHsEYlUzVH2xfPYFh5pwvMEbUzckLmV4AXbLtHg+BOkB7/4XafkJWdFjny/y7bOinzj4diFYP0Vtd68",
-	"VIt7NNK4j9cVzTy3tycEk+5+fUaz77hBM6mYu0N7nHg9U4iu8086IHxt85DCtZ/veu3/mclCZr16q1WU",
-	"qYiT3RpaHUSBAT9jtzxjNZvjBr26zgMIgbPaygZjgfGYLhIYxoFRa1bUtP9I3OF0JzU4FoPTGMJs99I5",
-	"ozkXM2BNumQQNp8uZHYD/xqNRvvE5cblI/ITLapWOBwkjWKsnCZ7lBTUcFPljEzYStqB/v//34+HCaFE",
-	"sBk1/Ba0mUrRbJU4dZefX4bgJpflVwkIYya3ljgzWoRv9jEs4IaVkCamwW6FYU9kSZXgYuZZSVnpOaFC",
-	"L5lCfiqqwkXgoJ+6Rfyuh/Xt+4vVkCRkHFYiY8pQLszKdrNgRjF9XE8tGLLdRobFttOxuxnLJrms7GgC",
-	"NWGgiKUmWuAadoyF8dncEDqRt5YqKCnYLSvqsXR30J55b4fX/avwk9+Kz7MGW4fo6arDSchmikEfqg6u",
-	"ZL9W1EhVJzUPfzy0qu+PhzvuQSHFbEuHDAzDU/JnxZhY8mwe9fb4P6C7x/+xa39W1dWGLkogRrE6nw6O",
-	"ft7Re/pbu7lfkj6V2YMVkCm/Ax4EUfZH9tBdvDwlT58+/ZGEriAOhdYRTGOx4EXBmxaRxz/+r8Ph4ePh",
-	"4eOrw8Mj+N9/A0PTEiLqqAF9DI0O3BnE74YzOXSD/qeWYnRBl6+dv7GTwf6F0cLMQ8x8y7izWTCaUl44",
-	"58266c9QU2EjzmTYvuijGzveog2xMVkhs5vmtvdvXkvqcOPx8kbc6S+9y3L+n+trsj4xefPlZrVBlu8L",
-	"I9pxXerhbvaVvpIzLj5YV1ubTqxx3V/H6hqgI/fYZNny2GFoW/CYUUjtxFR/mnl/cysy4L7O/a6Rnddi",
-	"yvqozoVDWNDVxIUgj8jrHUQNqhiJ7+1YjGFWJidlVRRxHCmFbCjBXOJq674G02XXoZe1ix6FozCbJMBZ",
-	"UOK3adR/+dS7D2puL0WfCxA2kjhYKw4hCW5wSGC3TDdnit8yhDxxCpb3Ho4FN+hytMvB8v1jIhfcGEwM",
-	"syNFIYkItoznNiLvXLJ0zoyVBkPiVY9ztWfSkY6Vgc0jv6YdBiywh8AE+YKRxkSPfYIXFXlIG/K7viMD",
-	"ad4QkUeKGtqTYCHV4pF2Ap9OcJP/enn+xkvH9gSJFdFzWsbanyP7LVeSdx91aZqqYm5LOoA4rEhs5GKi",
-	"jRQsVpQjdQMFpV411slRLVpuKBAEecFWOq5hTDbGPyGCirOvQEdMGOZzyjvvUWi5P74yGcyaGtImDS5W",
-	"pnZQ9RFpYBhCrKLIloRUgv9aWZ1DSa0JLQq3nD0BeiuRBYLvJNPNS9xHtobOOpzzLxVjpKATVuiGq33d",
-	"6trdaW2mhqje7oP6yrIS1Ga/8Fndas2LkzG05jOB/AsuEUgOdXnT7mpIQryQRIb7Qc7QJjElDWSfBhE7",
-	"ZtNgg42lrnnClkvUgxcFP2rb4Oh+3sGTOO3FQbqaR8hHx2RSUHETQyHZ63emZFXi/qZ7QtaP93fw8IWu",
-	"EzfiLbO+cI61bhECk3+BJze4Go0TsCx/Y3BR8g6XRy0BbOV7G6LhoqB5QIuzhAWSA0QM4RR6/Ip1enXH",
-	"jQBqMK1T/fHaN5Bni7OMOnB5Snn3/dC8h7/A7YkmlO4F+ID7csuNt3X32J1RPeP2Nq6mMXmDGJp45nZM",
-	"6KSByqAYWdr/E03r8K7zbVytH3090qJwBoCdL8pftg5x/SJdj3sH6r+erLqXG9JIlnO5+ynxJ7jzbgpW",
-	"ifZxX2v3I4i+VoRbQJLOweiDHSNQghFJdVUypVnO8vQIzq6PgYSgDHtbzqkmE8aE1WHKgmYsH5FUsX/C",
-	"CU+PAJ0gZgD2GwxTn7DMCluuRRTPvZLu8ymSQT0CCKvAdrs1eCddfLgA0Uoo7d58MKj6LEvglZgyuwsZ",
-	"NCWUzytUxHx1zoqcLOeQFYArG859U5uKwkCo6d6nD1GitkkfwawRbpPmkQlCyI6ihr90X/Euq8cODMCv",
-	"w+7+lq4rf1s0/9o61N1umeCloWZDctVkFSNF3nf8TUGt05u1KKt7ZrbY3wsu2D3GceU/8YGvfRF4Ugw7",
-	"wR/t/W2/+xAJOeowidczmkljIbZs2FU0/XaIV3bDzDuBwVkhYpOuBslgyVi3tRI/+iDq9CN5Bk10BhBZ",
-	"LemF6M6ZUAYM42TvH//4xz+Gr18Pnz/fb4S349COCVuUZgWasqzgG9p9M9rOoN17dzfl6r79tTY5WvvG",
-	"SKI1qNd6xx1269qzz9tn6pGr4fV43gl5d3W63yOE7647gabdMYK5VIDlUBZ0hep4bSdM/0oFeZruuqB+",
-	"EbGrTYpSM5m6C+oKHADOMRrwk+e0hIW6eHlKfvzu+/+VEHZnmMhjuD8vEwMUTp3MgyjLHZFjm+Jd7EO4",
-	"IaeUF5ViOm4sM8TIsFZboNjSGs3qGoGH7I9CmuuprESOwTCKGnYNyC0sd1EwdexQb+udoes9C/viriyo",
-	"aGahyAyv+IyN7hF2c2Wls4QsaDbngg2tamMXW1eLBa3Did269TfcIZm+ZWoIQQ8RAljYgJ2TMhyFQTgE",
-	"+s06OJ6H2twIiENKCqRFjYOMasfxDwH21S5gZ2Zu7ZNor+CdIQtGhXFC2LxaUAFk2hnL1S/L28H+5erq",
-	"LcEXgGy744YMN13wP8gEWnsHMexyShxcQnfEdacxJkCc6q6GjklKJ7IyR2CkSVED9QDWfgoLQNXU91nq",
-	"9kXub20DHucgarqjsYErRTTT7f8B4owIIiLUdQYTQqBahkmnudaXGivyiPO6+K+fn/4ysndaOroXbf1t",
-	"vqpbdbbyaaXZrtHXNeZvtyjdn4hWW3+mlQIYHzcTxFo8JjTkj2HeOHi8UgKgRpKkgt2ZaxqAQdaNJ/UL",
-	"3QeB5w2xxNlEPLMr6YwdhwDgnhy+nfMaYGI7C2P1ovroy22Kgu8hyvz7ZeNuASJKr9tXhZjPNkROJpVC",
-	"2xw46Vr2JInmAUAmZjSsbwz1/CFWo/e7TOWDMz6vIM1zaRm490ZiLoRBE3psfg9OV2U73XH7d1InPzzl",
-	"z8VzdbD7C7ag6kaHSaDpBjcr9vF6pbp2oUbGPhrZ+nai3suVyP6GY7q/grtryuBm6o6CltsE7CxywQJK",
-	"DckgPU5ITBtwALxU2FVYrbNpSHPryYJrHodgQU1nzKwNLiU+NJGb7jv4/tZ43pfak/dKLiFOO4qmrAMD",
-	"H2mS4tV13RFn3I6U3oFYe6Kdz4yuQ664qCf18RHOtunYc9IOcqYgSIEU3x3vfG9rL+8DBKC6x6rdsv5+",
-	"hN1vdwtlwzLZOeR2oHe+ZnSL8/TbPSchMrxevhAl7tYicaep6zRfYIbchjtqU7LgCXHPXTYfpqAjhhbB",
-	"4Nm6DgS8uH0BGj12D3kNYrIbdAIjljoy4ipq+YYVerQhNMvARU8LxHLUxyG5ibm8qPTixeWLq+uLF2/P",
-	"L8+uzi/+kcZZve2HHZaidsa2G9lOs+uFXekNrroXKkYDGJMaK/CrGh4ZgQqY+RDTXV8W+qZgL5hzR75a",
-	"c+ofn/dV9dakOMESFJbTaNaAbwuOlcE9Epu2ZXJdyIL1xIpiVBgAOOcSvDk0H1rFLIUHmmTUR6mJPMAK",
-	"HLsXl4ob5t4cC/sq4HYCU2pYZ+3HDkSyzsfWVivMF/YYY18LKugMmbBOxoKWpcOb0gG5NMI/bTiRwriR",
-	"I7mhDZIBdNBpV70EQbA70SuSMJvVH37YTZdyIJjdjdOSbxZhG0gisV83kl8BAK87pKfg4ma7aIcjfAXv",
-	"vvd1HPoiV3nGHmnnTU4DcB5yqLA+4fcvEBzrKL+WLeNF9UvwS//OvPJrtLY1PdKVlMbLhCdvz6L8/+Ya",
-	"HNgW7mMqymWmu+88J8kUXIeee3uFVu7T7RyiqLvnis9INmfZDdmzEi/GXKf7rV5dI/fpV5ZM9CxyROgQ",
-	"svCPk9evWh26rw8CpY1WdFF8uL0oTMCtnx8dkFM3+axEhrhCG/L8nNTtQtAQMZ1UJVQrdHAXQeafU91C",
-	"W9qctNMlCJ5kGSuNS7qHHHjDJ7zgZnXcQCaihRR1PgQa6jKYzE6hlFswpmC211ll5HSaQjmNKVSpWkML",
-	"2l+Dn7IXzIc6mzu36G1VFJ8UKMyO8PeDErY90NnlBEKgXJfFs1g5nbZ5j+NqNCoOflwcJyTU7GKGcIeu",
-	"H17sl42k0GtSiqn2wyDERp6uj7HkUlcxUAihaRodoaDgjmanT2n4CjRVWlnLlyIdfSwY2boN2LaPQZhL",
-	"yk0zG6mBaBssqq21d3hdbTc/1ZkrAtOA7jp2ISwLKAQ7p4Kk4FZDVvT94eH+WLi+AHOfLKpsHr39hLzm",
-	"zxyBL1ylq3u62++FAHbfiko77pBeiewa37vuk2K33ou7o33V1urmSYpIpXtM/cd1g6Hgwzi3njc59zZU",
-	"ij6CPI8J0RvIj0F3snr8ojSr0Zenmi+POLnVMOXSEzKr3YrgnAHtFjb2GG3uPMZugKIQWEBN0ynbuk9t",
-	"z9+aySo2aPkt/WWztwIlNSgg8dfL8zfx0yFflBKjORAoeTDjZl5NRplcgFiaU0OZ0GwxKVgtnx7gmT6o",
-	"W4aR14T+JV0dXO+eQ5AMmrbiLo8Euvj67O7HiIrGsUSpZdy178glvY9Fo8zJiJxv8FnszpEbYCefGJRR",
-	"VwAsVkNY9gHEeQ8odbL56N4On+b3PuVfgSPo23D57H5NNJetj/f7fncEqPlPF2PgFvGIpKfnb16+Oju9",
-	"chAuznkD2GZU47mggsjKDOV0CBFYmSxX+8lY1DA25xevr6/+8fZFSvacl80VqHFRZ2kIe7eKjCLpuzfv",
-	"Lt+dvLr+6eTVu/qrsQhJn4WZy2pmN++WFhUUevNwElioIMBJQPZ5o1cPej8WGC/iKie4iKdjF/0Etk5X",
-	"PoGb/R4wnT4fQuxSyaykikXPNsce7OBgcA6CTabYy5U2bNFjJlPZnBuWmUq1IJXoIo+PZ+QdK7tCZV7J",
-	"GcA4nL59p0mo5IJ5V6HYco9HSjd7Lrio7nY0AcLUNhZ7AGy8bQeyRgx06SyWlLd91ICxsmwLboJdbILO",
-	"IgqSpJ3Adn4RdrBzGd5BGPxGFLHdYcDaxv8+FK93YGq+DKFTvTgBte0SGdSuSfmdnWqmXnFtztyqtVgY",
-	"ZjTdJ4y65YmtKt4Z9+frQm9bQju+t+7dSwz7ujcIG+Y03GcSu6MIwOzi8tsSgrjqhYv779sAP0EUQbsM",
-	"vE3o/g5jWvA6RBnt3EeBYoARwP/28Mistwp4Q1rneQhjDjVysQdUY10aaLcX2w7CHvHeSdiH/cPHnF9i",
-	"5I6ioP1oW7XwdrGf9U777Gb26SVjYneq6rQBneWDRlvbKMQfge4ULSocVAEabH0IcCgib2UKLNCaGX7L",
-	"OmKM4YutOMI5BCxnJvSgGRObYkh2Dz3rOA4dwnBz9duJ1ACjDlPkZuUKhRdFXE7/UYiPvgf8S+fGbFCG",
-	"7s87PxRacmef6xp36qK3dqGs3pjNdq39OHwzCc7PLjdZr7++PwhcVxyNJVak1HO5tAKlk4bsDPtwAlCl",
-	"vf7Enry65sp6F+trCrJMViluVpd2G50gBSjOJxV6tPCvl55O/vq3q0GyCR46gABMVnFcSROaOlQlBfMl",
-	"9FBPbW5MiVXQuBP01kBecWau6gJw4LmSgmvcknk1sYfqvGTCsu4XzpAwIhCX7AEcfLQPmt/HosajgVZX",
-	"JJNFwTJD9sZxLJUeD/Y9DXHlEZ8jPzxSGHj5seKnqzK0oDmziwL+KSw+W2g2Iiex1t5y25OymhRczz0B",
-	"sJzQshwL78jfW7KJ/SVBF0LOplxwV6AAa7EA6KnImWJK47jZHWSEYHEsmCHLMetnLMbiVIpbJtAqB9DT",
-	"Zq6sviUr03SfH9m3/0Re2NlEYPOV7YukB7TkqasQaXqr143IuY9ahyp1Y0HCmYWuAIA6Xy/Df1wrb0mz",
-	"8jkX3mVnRQ6rIdpGuU9N94199+QHWAxK0hZbSaEAaOILsNLKzO16uFhzVQk9svO+tOeGNcD8Db1hhJK/",
-	"/u2qCbi+1wOTPhqNrNI7MZQLq+KStWCs1qFBKMdMlkz7SlZOBw/LTxUCvViGitYk2+6CrgC7GeHT/kQg",
-	"NB+9CWlfXceU5DKrsFzcXtpIN0r3R+QZsyq3K3ZKiDZU5FTlEWikPUFUqZUrPQ+wkMidAJ0agg3tAse+",
-	"WyMxLyixbVLbqt1GLGPr9HDMv4iYwMnbsyh2wQeWxN7xwdPR4ejpAKuyAYs7sP83Y13CBJCsYBy8LtRt",
-	"oXAuK0+cnnzfgJHA1HEdQFTcBI49FvYHCKDwl0IcEJC4+iK40A5jysR1/PxtdfL2LCFajoXBQCMjZQHh",
-	"RFCi0f347uIVKSXA68Lf4Q7wxss9CDdxQ0iBJrRtkpGJJQb31ruLV/tIbDhw+4hOtCwqE8EzupdvhFxq",
-	"mDLwqsx+nYyF5W2Q9+OirLkmc6nNiJwQy7OmSgpDmMiBNqVgJKcrd0bJRMmlRiKy09CAQzIWqWF35mBu",
-	"FoXlH4odR4IkNWRJhWNRfj39p00iR+K2DQKioJAkRZd/4ErjRuUVq3xYWomjkOyli/IVkNOTw8NPVg40",
-	"7mZD+X1ExsR5QpXy73EMXU2HsR6cCWNlrsLlc4EJ1gnug+euPt0aOVsisMQLe0yVAb0eIAN+dviBg19s",
-	"U5bnH4AN+qA2TvcetO6IcyoaZm+wyTYBXrwJ3FJA0oKsHYtwUyBpJKhfwCGKfBoubtKSCDdRNBzVEmp2",
-	"hCSNCeNiZg+IkktB6JKuyJ4s7A1Hy1LXymXuLMghwn1GudgfkfMitzI/5NseOx8xN/OxaCXtNOM36Iw9",
-	"0s1Eng6StDfAWvC8Bi6n6IIZKM36c2cwAkRBeZu6N8jynMxA/lbowrVHCQzd9rNfK6ZWAx/YNsDsobhU",
-	"6z2rmq0rRwoqNYo1kz8XwB4w7egW8YMRvvbJ4SHed6g1WFp5cnjYN2RwXzeG7IzBg6PvDzc76daH60I6",
-	"cISOjgFSPqjpfcNoVHDrLXS7ucOQiuX8T139rLvwPrS3Oq64mS3Q1/M6RsUHduw0NhcvAg7PkJTRu7xo",
-	"Jd/YZReLrM/Mwd8j48z7Xz4jp2+lCHYw+3NH+HbH41wxt0LA97/bhe8/oyE0Gz55vP2TRilw+Ojp9o9e",
-	"SjXhec7ADf/dkx926KZVVfsDbzL71Q7j6yinHyvBwC9j9fdnH/FsCaG+Ku1+Na+vfs9tdFmeuLb67sqD",
-	"3+p/X/P8fbPCVZP751xnVOXrqV1r/H8LudctnOWDb+l4tPFte4ShyC3p1oTl3/rBOPxu+xdvpHkpK5H/",
-	"sU/Sc9wyQjv4GzD+mZRdRyjxQuWamP47PxFtGI8VYtCC4HMc4OFBJgZU2pBEj2qoqqzej7CIUVTUaGsm",
-	"8Yaz9Ui7EoYOW9FXT8QkS7Yge1ZAY1hbPg4Ui3MU9x/O5O/mTPpClZ2H0mfYUav0A9vFi/Aj7rkDCGAD",
-	"T4XsKnb21nag1zLmY10LYj3QcNLIw5/xWyYiOIg0QW2umqGaKKzaUjhoOjg7e75SeFIjYDt0W48Jx+3N",
-	"vtpPiBRjMWFzWkw92buzsVHhHJG/uTRbwKkFPZcbUjB6y5w1Jgruwq5pZlcATMcez9kK4UZjFHVZFcVx",
-	"yN7VhhdFrUuPhesESkGiiYVr8t2TJ3GxJ9R9vS7csc5O8R6Lypm08y6tFLbyW+DBwECeyXz1GeT1BkjE",
-	"+/fohPnsWkITz2G7ONRAZoZSSGhgbu7vH44vH/7H9g/cPK74gskKp/N4h5G9pSvLGK+kBHsFXgNPNmx1",
-	"bFDffcub2F6bN7p11kO4KNrMsQwkAvakRNMVQjf8oa+vS0Ba6bq7EiJhBUGEgqNAW/fF1kusDsk8gCzr",
-	"/kvrTCkGVwl4Hp+DGuc5eKOkhGXi7kpJ3POuW07kY4FP45Lr4G4QmWKLEFHRGbmeEC3xEvLeT/QNge0S",
-	"kiGLPE4snzFDvjv8kWyAZHNx0VzhFaRXIhuNhWPC9q5gJYEIVS5mpCrHQlHwqYBxUTHIWgf/nZYQmemK",
-	"FOA9mWsiZDwgNLXOZZFDlC5kEo0FGgLr9EDnZY3haDQzUNpC4S3eSIN2FUXQ1wEuWYcjMBbpb2Of9D8e",
-	"HJHxGmbAePC+0ywLdNKCBLj39fclrrMeUIb3zZACoyr2Oa+3PvCEXq4XiBvKSijqILnQdQPDuxvWbw2b",
-	"MeldI3FfHvy9Hsqf649gHN/y9fiFb7s/6q3xwlIShmO1oRai2A74GziXK6DTyWw33SJlOUT2cxAVhu50",
-	"kL3i2nF0rH8G1TWTIMrZkfjK2mTCzJIxQcxSerGvGXWpk7HAMowQnuSB7VyrxEgCWKGRlBjaht57fKIn",
-	"PgD01E1mi/cpgGxLH9yBFdJRI/IZF5F3ueTZDXqXnbcGcg/ieKhOL0ANgr6776FjbEZuG1kcFICmGFkU",
-	"cllnraa9Dhp7pu45RMS7VxVLwhA9Jo6pM5gcAfhhMasB86nTN62YWEdZdg0M/JBs2e0qgzzbpKOk6bdj",
-	"N67r3vfcITmfOkgDXR+cOYPD44/Lg7XqG2TcPbA0LU5+6g/vUkbSXtjZmDl77tXNoD0+z/BfvOzl0pDl",
-	"gXwAUmxumY9G0Q6jJ3gwmTt4gXuRZyvDfOlbl/jqJL06ZSm9sM9DbMoaF/ajDJP5b15+Anlz58PpFqcj",
-	"EgBDIztCVjtPpdsmt4gtke4U+x4+59oDbmwT59wn8RfQ85PDH3YRfZThtHBtfNMH+/EO0wESeiPNJTVc",
-	"TzmetX8rpvCSGYcUs5zLIpzEiD+4OJP/PnvrafD+nOLgt5Ka+fteZpHax6kPW57ygj3SCI7NRSiI7Q9C",
-	"iPF0ADgLKviUaZO4REhN6FhoLmYFg8A/zWbggNnTBQV7eclUZg8NE5nMXdWu//vJy3R/RN5CYB4wKjA7",
-	"Rx2PhWWevl4MqsYpM3TmWZDDRmzMYU71HGJyqckAHyDl06GQgg0xpnYsVihuPj387oPYXof4ucb4XvKC",
-	"bRNA8c2hYgUWm7bjhx1I1paLCysVC+YXNshLkLJei0v4V1Nj/lCpDmTLsLC1ubZbsmuhCTua9vnJX060",
-	"O5u+kYK9hqSMzysJyswwM8T8/09y6zj6dd21bh1L9euH+L8qaen08i8nwyff/wCkX0OQF2y0UaT/iBvo",
-	"KV4N3XPAk+cOJROGmxUxdNbwSRWWPa7sgL/MPP9I4vPDLbvLLRs8x1I4svSsKdyzu1+q/r7rvU0vHEw0",
-	"WsUb3SEndDcp3CjcaKL5v9CfGtM03HBj4a44v0YB16VZiMGP6RhCfbG4BcKOrl14a5clNQ6xYMYMXISh",
-	"5A4F2/M2E8trvx4fJdzvxp5PfRLofbn/51Ts11eih6n7Xeokh/vwvoiR+phb3/Z29tfLr8PwPhvPbo87",
-	"1KC7x/Af4kq/AYYKgab+xtUtev4QplpWet7vs8Q8GE1orAYF/aMqDC+pMq4mSopNpokv3sLQUFvQFTA1",
-	"kQPMysIlRILsCjFDgLMj2LK2gzj4pTj3L9gpqWH5Mam05dF6yU02P2mhDqTOvkJNFwu1M64X5fM54sLy",
-	"HNhJD32p3PqQtdFKYDydDKLWABsb0UgJ7xVz15N8v6g/Lyx1A5Frs80nDlZp08bgwf327+B+e+fgzGHv",
-	"1622uzM4ZBEHv7kP38fMrskYupnJNgPCG7rAsuMtZTyJDDaTFVQ2aTetU7LnRT7IiR4PyJ/Gg5QsqLph",
-	"ar/HwBDjgd3DxvA7C+NvsP5lcFE9eGF+H+f3Nea+ey7ehfoTG6h2P8/BbdOfsL2MUizXvSwEhHZ1U5sW",
-	"jaIc4Kf9ARxt1Lt+qh1HX8yp8oF3bhhqxyG7bLAr7+B8ENg/k8DeexK2OiDraJMDhOrY6H+8ihyPEE6u",
-	"GF0EvFAmjFoBT7U/urg4DvAAvheXyblO//U4XsAwfqd+xc/uUHw4RB99iJItiSho4fNHqiZdqjf57GoC",
-	"7jlesYWxWyF+KRUepKhTl/zgDhOi1gds+iQqXmdVYYD8CmfraCxS77ZywmBtlHTnAOoAIBYq5n6midXA",
-	"G+jsIwLcfCzWsfFdjhaE5LbGBvg+of/rShXgivTIHkdkUvHCEClI+vbds1dnp9fvLl6la4Afc1z1BOCL",
-	"IAUGHgKaE0xkLrVpIFSjggdzk2gMQJSggFQNLtBSsSm/g0LQjY/30samjUajaEzBloYQX96JSI1DwZFY",
-	"fHgs5JQgcIPDDEkQo2i9aWnmTC25ZvuwXid1Fy742JCFnSAlEyvWsTzCLIgqymDcGADiK7agXCRjsV4n",
-	"FePz1zaRNwPL4mqsoQsfz8dysiekaUKaNbGs912MdVwYMTLHCKt23+ixwKKyBUBAuHp2PqRc43sO8OKG",
-	"l7qBOzQiKZT9vw7UZck6RfSbNLyGiMUpyWOokQhBqUY2RxYDO3DRFWJ51J6OCxkXjOx58B6AJkp7ooGD",
-	"N9tD+0D4t7NsdQIvp/uE5rI0LkXLr/WInCBto3EfY+whwkzX/tuwMetAVIc/bix8PiJnUzKRVnBVzJfd",
-	"TWLoeUNvmLZPMpZDDfIeP0Ig9C/mSOgOqP5M4ezr8/tKEe1dA9ms+0aXSwwnBuFrxWr36Pb7FsEge8B9",
-	"MTuyi+K96deejf3RZryXNdCUP2bg/OGPu3y2llnhpbF/a8vfPVWoNZlLExBoCAW4wi7b4FaR77f6j3WE",
-	"jbUi0dJfgE70BB8z5lO6egJBSKtPbuJQbuNkXSiW4+/TOvs4mmFwzBFXgt0FRoUYUrycQehcUpV3RuTj",
-	"WOpVuDeHrz/9xsBA6oFhJl2+Ay8FSBB8+8GQ+LsBH4ANs8JlfCs2K7AIwL2Mz1cvD0i2Rm27o71XSq35",
-	"pFhBWVad0YLl+5ATOiJ/s4JaKhWfcUGLANpGrQhv5qux8KIfI5VwFRBYKNHKHfpiHuL11iAUWYno5Fbc",
-	"9UovFouF0EhdLVh+5CVxjE/xcSWpt2RgcZ80aTGWR3osYs2S7MWB6VIRLaywmu9bxYykL67ozNX7+LUZ",
-	"/+WUEEQCwQnto5M3fUW1Gb52+ULp8Vr0JnHBn08OfyB73z3+IQAVFHYGvnqHd3NbRelsOnQtAG6kkJVy",
-	"Q8wbUaZn0+EbKdjwNSK37mEBa/uzH87w0l4Z6Rjyo1EDdOh2nrfukyg2dVOc6Vdiq9tfP3eU+Rmidf50",
-	"8Kf7WuGSzxuxGZM2UuPnMe0lA3sWtn1Z7yy8/T4ZNA7D7p/bz8JXnyBMdPNndb9vZNTtHyxm88l9FuKt",
-	"lelEDruPNa8eAj/vH/jZuLc33Mr2AHTBXeklU5oU/IaRdJ3xeptpMBy6c5SsXYO1dWyfTCpfBsQ5ABHg",
-	"G6AToJyf9vdVF/sHnObomN9xbfQf/QbYKFcH1KIW4/3K/PKTML7NE899ZBpEvMUu1I7YJgR5R/xwrmu4",
-	"ei7gayt7sbuSq6CdPO0pckOLAm04EuL8VzCCSjMHyhpssBGXbLnIZef2BSs818TP5pPwzI/je31WLII1",
-	"FEkl2F0JyUnFahRxvja89IRmNwHdpKxxRFiOhSPYopSKKl6sSFXzwxZNA+bS8ATgjrfQJryKb6Lx6+Mz",
-	"WaFm/HLOEItedO7iBiZbVmZDxshMMt0b22nfSMmeB3uDNKgqmwP+9zH6SAKCgGJj4eqi7o/ImYn90L6y",
-	"q0e+BreYVynsIlZRhc0lXSWusjvY7oP1EnxkAOBs9YenZMJWEnD2oT/dcJ1554kd6SOdRCoOmOMd2j1o",
-	"MVHxZmVIzrKC2ssAvAht1PhYjkVP2kkMC6EY4YtFBfUKjpxi4ZEW4KZyCIpgxMFzF6JlgK2MRdMvAODW",
-	"Ig+WLyGhpD3Zo1juFRQjqhYF03o/cTvipuX8CqOxOBFeC52wTC6YJrccEImIJT4spI24AHYvrObddqzk",
-	"XGdSCJYZy8LyJV2NBSLVhSFN2JyLfERe0GweWEvQfSmJXJ71OUTCG4suE5hd3TOkLPLYUsOT778nBTMG",
-	"rvqczzj470ZpQtJrh3E1TNENlo6wcsZolO4fk9S3mTpVtY6oSAnmOaIqOyLnsILcddt20hze3xVFtrme",
-	"xgL9SeTTuZPGYhto01r1o8gdwOOSxl2yEO7qt6sIf4jH6Z5x25YxbhMUYsV0F305LuAE7f/ylYO4GxUf",
-	"dzO0eonw39bpU5P2qYMNffD39Eo2DqOvIdH4WzFr1Tvf7t+pzPwAiib1B/L4XEHbZVSbKYE8Pqix5CR1",
-	"zx/jtx5plNRXxPAFG8E94EpOGCtGOgFAUeOkFJaTMoSaEJrnyrYFZcHsFDMIgzgm1L89Fj7YBXIDv3vy",
-	"Y50GXwugddWsE+Eb8atmF+aGaENXoBEIYqS9XqBjn304p7cMdAcnSAOAbAKynZuHT6VkS6JBstc1biA3",
-	"eizkUiB4rG2mkNmNbabqzLvBDfkWge9e2ZF9reCAymzNiskUg6xTWiBdOWWzaeSk2ZwNT6UwShZbzZv2",
-	"ZffuGwln70vj2v0u0mS+e7IDn7+S8jUVHv1XfyWmW+PW3aGGQCjx9TSR0VCtlx5EH7hYI/C4ahZtshzU",
-	"8cF+Hnrly7VyTQopb0DM9/DbDsQTvK2BOWVUWEG4kGIGIWXIaMGJ4+si5mjWwCAmNp2yzHg5VLClGzk6",
-	"xZuM2oVCMXSwlUyY47FwP1qthBunbSl2K28C9Cp+bCfGIHivlqntygHTSgi7y1hpgAdzMRaULLioDOT9",
-	"YI15RpZzq0MDbBhaeFAMYnd+WnbduSaVqDTLj+r6UEatkrHApHEHxg3lb6U2CbJ/TIIqKVd2JcqCZiGx",
-	"3b4FnkJyEV82Bb9hY+EKB3ajctd1BL9RMFIY4DfKlU8wLQ1FAoz/iEjxgTU/sOYtrLnJuixroDV7g6Pe",
-	"z5ytRopmi4NM325MBHlL1a8VM67E6yNNwB4FhTtOL38ie85i5zz7FMx/Fy9PyXeP/+MwIQUXlk0KMFxx",
-	"YXm0/YlMGcsT8u7q5fA/ggdlZbmhsqLngqqbICTq0sr8es4YIHYarFDCCGAqcTHbP7LcayzScXV4+DSD",
-	"orVW04U/2SjTtymIyOGB79AFEii5rC0YlmFnsqgW9oLAIuAoMFmVw2DZByhDumSKuSoVCXHARhoCzVPL",
-	"WdKDFLCP0gTke23oogxL8/Tp0x/J3rur0/2EpHaH0IQCRVlc57Yf+NuwO5NgzLOz9oeCddqVp89YUfSB",
-	"qZ7q20+UabPdUoIdvZRqcbUq2e5fQDTFvfs5Q19cCN36A2YCJYO/D3Gyw6iy/0a8aXw9LOYD6MY3ln70",
-	"oi6U3cSERm6KkByWT/YkIEHtcWijm5uXyK03VEiN2k1qlwpW3uHa87kEmaTV4/0FgLB2MSMdi70epuuG",
-	"kR6TbE4Vzey5JZXQdArQH9CUgDrHkIHQRMnbH5GTohgLXIxMLhxonR1MJoXmGhwzWtBSz2VA5KkN1K7o",
-	"ODDSI5I2i0emCUntcK/tcMMfda5VGv0zwyqg19SkyVikVZmHP0mqVyLDP8hezePtpQZ83ekt9k08Jyn8",
-	"aKkLRmEvCmD9exRrp8opQV6j7eczJguJzGpUUMNNlcNoG79LMXMPxqLxhGZZpWi2an9Bi+6W/O/X9Yet",
-	"FsMMU0iIFm437BojUYCPz2O5QeF4amjikkQnK7T1lNTMj0gKleHnstJsLot8BHk9WFT5t/Eg/D4eHJHf",
-	"xgP71P7zu/fv0xE5IbndcgWuWEClHAsHdEnJDQMfFtMZLevc7PAm2cOe6Xg8moSMKPtRSkeT1McCirHA",
-	"i9U156/+dDxmMAKcK9fk7M3VD9+hyw81QXSwgAeFuKwFVxRjCv6l5+fvnr160f2Fy/lKyLPz81cvTt4k",
-	"5PLq4uzNn8HdGGQBsmc1sowWYwGyjH2wj9KfUnSFqoT908llqBQ6kQGsdR6qGl2bekReo1zhQk7xSIqq",
-	"KEbkGfpEnySHh4e+QYdpGk584g7fgnJhpRP3mpxCkuNYxAVeZ5I4/MtI1kFyuGZ3RlH0ggKgdsjTFLkm",
-	"dKKq0hQrjCJ1zkNf0b+QmuX7RM+hUCaIhshlp5QXGN0+FlDCiipjxTUvWVJw0nJaxNnOGNWz4NrQWq72",
-	"nkwXUdslaTk2+SBtPUhbD9LWty9txVLNR0lcii6H3jL0qUSuUjFjVsNScTBGArP0hfntbdvkqtSQbjHs",
-	"AH9tlth2Epodckr2tohnCNy8Lp9BWEYYESYxt1b5kSYLZihkVUFBx6JAQYCORVTRkBtdiwvO8wQXQpr0",
-	"loU8clelTohg2sDdZduy9zUaEOoqTCdFEQa6gzDZw9wv6PKvWooH5v7A3B+Y+7fP3BsM8/7cPW7u4Lem",
-	"+vj+wNds1VtBhNc5YqjJJ4s8IEwdNdBUtaHGCdXwTw2yq2Lgs8nraqphGA5yH/EjfHnZCFlhwjKwamL7",
-	"nW51rk1U2PkiTHALbt2ZBzJWXvGTzfLQHchzzdX8vQLQdazWK94PHtwkgrBzDxmkv3smBInlqMmHWs5R",
-	"FqbL0EaNHAqsB0KImNDlSmQR+7HHXjeYUC+nOZWVZXBCiqH3kzd4YcNcl4RooXdXpySnK3tqYxvXWOzZ",
-	"p0vGbhLia2mS11LkdJXUkc0gqekS/B1kxagiUgEqzT761A1fMHDyzKkVIMmkym6spC2Vz6+1XWM/ljdb",
-	"ERAqdyTOoSEFiOSYa9MjkUUn8NKu17eLpNce6VbkjtlMsRmFWM8HAeIznl04PM3zMllFbkLICben2BJ0",
-	"fFyB3qLzuhLZgdVvtocKrgkrzjxXw0rO4Di6hGIE2xoFDKc9qCU5hXyDBR5IfAWMma6g4D5ge1EIRgF3",
-	"YYzy5YpPItxUCrEeKWqUJZ2xETkh9r+EFhpyLEod4vkdUtVEVoY8Ia/5M8s9PGbFHjeEFku60gHRCkL6",
-	"MbIER+qzDsCbSrnlLfu1Lc4DLIEld04BqsY2RSiZVzMGwxoLLsiCLaRa+erHLX4HORMewgoaWUy0AX6y",
-	"5y3yR4CSle5DzKWD3ICofbtF7rOWh/coqKSxTTx15uKVHZNVRzEPxDINq1OTXGJCA6jSqHpOaHaDjm7L",
-	"De0/RoDUBMNA5DRcRSrQnpuQgCEAvHFEUuQrVi90aQr4A/gzdDoWilmJyTnJFdNVYVz2C5nxWzRpIoVr",
-	"MKdyRSphCQR2KcBCaSYMwpW9pTMuZkeO3tbwxhJEJOvY3mMrtjKPm+Zx2yCloE3ZDv4A8sbsVj/SJMUW",
-	"r7PKyOk0dehnzf6xvtBYtN4l7NeKFnodBe3I3UAuiMLnBdEAawakN2FMjEXOCn7LlJe521047wFWjbbN",
-	"QHFqX5UvLl/9ADf2KeDG7GK+tUx2i1JyLoqVO8xN3uCB4AL591W0qg/Y/SqpQkCSNhF2n2ePzmeCLPYn",
-	"52WBMuPfHx7Cqhjlgr81/LQHGw+sGJxtdnGV0TH1w2mcVgroxB8+e/D2j727Z8IKuSSPHXubVtpLU12z",
-	"hrugu4rX94fJYMEFX1SLwdHjDliu5GvXi/mysHCXjhS/UmRh3X2/IHnuyM1SoSOOh4rmD8Bs33ANzQav",
-	"9gHPHpsNb9kNKjOK4JsizcFlgQwZvMZzhpkmqH/KpcBrXsjoJbCfmbmSS0Hokq7sRYlP7QVKjYdT8km3",
-	"IQs+8lzgZVeJG2FbcZJiEFKPLR9XjFAP+OTCuytakD1KhFUEoS6Pi8tICCU+HIRYUdzeMqg7Ux8gOBaN",
-	"AJfRaLSP6UcYGe5RnihJl1QJLmY6daDeEF9u6lm62IWMAtJRPVGqW8YMsickqbSli454G6vJRLEzbu18",
-	"QZ4oJtK+MrTaFsyG+WsU8riVFDNvxsDbjBZWX4Ob0krnE6rZPuHaXZZY5DTFvKTrIGLveZ8APPU/J2A6",
-	"zZnPI1CMaikAiwqRtLggv1ZUUWG4YElThE+8dQe0TK6NogZFQsyqlmoscq4zqnKylxZcm/8KTeVOBUmd",
-	"7QRzrlWkl7glV2xGVV4wrY+t9FxB3LjHvs3QDBRBj1mVx4meBnfbNkWnkIvdqjJnFBUaaAc3DDxtvkpY",
-	"DT3mRNuxgCDZFEVXeB8yDOAMO8gQT2oOX3A95XxELlgFwawUAmbbA8DAnTpSBSTbLsEzolUsq4eRMbKx",
-	"FhGdBp0MzV6twkAIzuzac6tjyaqBotwC/GrVT4WEjRwyKEB0pmIsZGWGcjq01O3Q365iE6GWxS3TmM3h",
-	"7ffahUyRUhbcHnsvAQJyOBdjER1eWAwg3/T0/M3LV2enV2niaJeV2md52OUORkqXD9OwTI+F8084Mu3y",
-	"CaT7DxrNJ9Vo9PxbK774NYTpr5amU3e/pawYtYIKxCB4jnhMNGPrNwwYC+rDadlmydTQcRVZGQDNeJDG",
-	"H6TxbyhtHnLRwj3dtKr2i92VduTb6Zx6UVeLWdAVyJ0rkiK3zFh6tIZZCsUINF0ikKZmKolS3iHM11CR",
-	"MRcoBdyWW7lnL4ZuTlq1cRJ/JfnCBe5+Z/lYuKvACvLwzqNQ70H3+cnfwZS/KMf+WOcUN2yht8JzaKZe",
-	"cW3ODFsM6oKPYITuTF8sCp+S+837sf+wwMbgfaZFgSnUfjui84rUCrhdnUrxpcfqR3HYvp4eo8YzYRmt",
-	"NCNaLnzpYCuN6thOb+brZZ7qlk7loqTmm0wNPg2DvJfY8fjToeFA11scwS7j3Qodzkv/b4yF84CAs4kT",
-	"nHp1NuYEZI8WMCYwIdnjut/BGxqX+QEKAEMP9bAZuQFhJEFp5WrhMPJQG6rBIrgIfri37jdE1Yby+Ssh",
-	"xWoxFqks8vB43+pvaPFZb25dWXvsHY32J/vVWPjXO1B0EAgWcQ3IXsDFaaDi7Hejttql8YP8NvlaY4hf",
-	"SaXasTpr2FHgbyh3PpRm/jcDNvhksTzo0Dcxtq1cikBk2/keMNB+dvfOAeEgQ6kE/7Vix4QKwu44pCBg",
-	"lEenjXKDjPQgHT1IRw/S0VeRjrayBIwXO/jNY2BtrOwUNCl8oUuTAulIKgP+EQziP311Bvxqk0JVN/iB",
-	"CpVnXYPfYQn3+JT/Uesu3ft8/+ELNX20FgP+mk4lpo1hphmY9L5pqR5M2b9Dod4nLf3xTuzvQg349s/7",
-	"JTOECox5sAf3kd5dYN/tWr7yNY5rgAoYSQwn6WJbfALN3neHP+5vuoYfLuCHC/jf6QLu9idArZ+18/ac",
-	"LaTxRSo2HjwI1IKY5A2KMkaNfYVD9+kv8XdhKl/pBr+PUg2gOWhNAcPKww3+oIp/IlU8RpZ2Bag23PW3",
-	"NVhDT6o9hsVFUQTB7+9zVSdUQwZbpZl2QVpSG1IW1EAuiFXGJxUv8gBYMurKOP0plIb+RhNNL1fasIXr",
-	"6kxMZdcpfwYTtVPW8DrhAvE66mpfD075z2Ojfg4bMUFDkKoEXIqOaIH+onPgCWbtJMThNmskevL27Cf/",
-	"2jdLptEgN11Hl1XpwrhDQqVfgmA+85gZUrAH2v38OAd2yU/ennVsCJgvHSnrktEb3UvLc0YLM+9l6G+g",
-	"lp6PFqYOzdrHA4cszVC0BIt7Pjk8XIsmy6iAQP4MC8SFm8ASz/eHT0PBaNQAe2AG/oKj/YzHAXs4/88+",
-	"kUzjzkJtNnjVFyj8CFr6hAN3TW8eu6qEhpKplOSsZCJnIlvZtQ+VEz9TtcRAvygnhLqHprmwVRmRq9vy",
-	"X6AF9+Naqie/ZYJp7bNTXFujOp3StbKeJXoZMXygxc4TFbUUxw22kvwmxqtWUD9AsCX8EZUZihuCk7/e",
-	"yrs4dqxR5yP+GAWz9a8dIL3tt4mkwMySQVUMuzC6VSMuahhCStfbfc60UVUGNl+rQBomqMiiqpuNmQHL",
-	"Wm/kGQCQOYw/xSCZJPOZGfFw47aielDrLbrNYDmhZekiTTXJuTaKT6DupJF+znGjZfkM3u0aZFXcOMTS",
-	"QE+ZLAooR9o3ygi3ar3Fk4AgAtHnOdXziaTN/UQQi/e/vP8/AQAA//8=",
+	"7L2LcuO4tTb6Kiiffart2ZTsvsz8GbtOpdzu7sTZfdu2e5LsUf8mREISxhTAAUDLypx+qPMK58n+wloA",
+	"CFKkJLuvM3FVKtMWSVwXFtb1W7/tZHJeSsGE0TuHv+3MGM2Zgn8eG0Oz2ZwJ8/yCTu0vOdOZ4qXhUuwc",
+	"7lzMGPm1kobl5Pyvx4NH3/9AdmfsZo/ICTEzRsZLwzTRTF2zfLiT7Cj2a8UVy3cOjapYsqOzGZtT265Z",
+	"lmzncEcbxcV058OHJOr7JdXmlcz5hNsv22P4+4wJ6IyGD8iCalKVhaT57fs9odmMnUhhlCxey3MjFVvt",
+	"NBVyoO2j9BD6VkyXUmhGMqoUZ5pkiuVMGE4LTcyMGiIkyWzLZE6X5Iqxcv242A2dl4Udmu9pJ+karBSG",
+	"CfOM61JqjoNrj/W8mk6Ztns04QUjgs4ZmUhFNL3mYgrDz+VC2NWyY1q3NmfMqOXxxDDV0Q3LpMg1MZIs",
+	"KDdkzCZSMWLU0vZCp5SL9VOec8Hn1Xzn8GGYKReGTZmCvv/x/KaUyvzElO6c5gVsAyyDVMsHmqRZpRQT",
+	"5vIaP0kJR0LRgpZ6Jg38waBVoBjFaE4mSs5hT0ci1VxkrP7cEbVgN4ZwkSlmaY0WronhSKyd3kSqOTU4",
+	"qR+e7HTP8SxM4C9MMEVN71ThUKkHOpozmYZvyK6220w1Sevnl/XzsBZjmS/3hh858A/JTkkVnTOzwjdO",
+	"O07sKZyMCWfKL2l9dBNS6YoWxZLQiFx1lc1gMo8nj+hwOMx+HP5STlM7bm5bLKmZ7SQ79t2dw526tUue",
+	"b3nK6Dh7+OixbbXznCHtvZBqfgHP2lPC50SKYmknpOGEzYltSJNdxUpGkdzCOuERZNdM0QI2gN2UhcyZ",
+	"HyTM69eKqWU9MdvmJQwungQ3bA6rPqc3L5mYmtnO4aPvv1+ZRmJfOMWXHx4chOdUKbq0j7VZFr6bnTDp",
+	"U5EVVc6esYKZLv7rnpMcXyBybEkTqEyTXTNjXJHUPUxJJotqLgjXxE5zL+xga6YcG7103zXmm7MJrQqz",
+	"czihhWZhGmMpC0ZFtF3n9vj28ot4yxpjzmZUTFlOqOVzxMy4Jo4FJLBpVHSc/sORKKnWsMfpPwbY+OCn",
+	"FusoFbvmstKeZZATOR9zwciCm9lIpK1p/z92jVLLUQtGlbCtwBMYppESWU7X+jU4187a0xzY7kEnSzqd",
+	"vJaCvaImm3WsoTDcLImhU+CbdmkYVYU92f5GPCKUzO3XZMlZkWvy+OBJ2HUUNaJtnwyEFGwAH2y4i94o",
+	"PuWCFqujeqvYBHaOkUqUSmZMa5Y7gWBIUljVhKQPU0JFTtIl0ynZpWJJMqrZHslkJYxlN/bFo5HAnfPN",
+	"ZLJcWvqt7B8LK3wISaQbDNwjV6w0/VvjX93pZkS2z04W9N8VVVQYLthmnkrJr+HtnCiWSZX3MMv6xU3M",
+	"sp9yui/sd5op7KQ92NeWp7sjUWmmCM1gzXuGWPmGbifI/eNNzk4KvvUllNGisKJKBt8QLrShImNHuNNG",
+	"unUkJVMD906pmGYiY70EfTOQOXNvD3i+s3nEa+UbbOhBYEhDciyIhDdoQdLrdD/9KbWjmvCbBA7eL1IR",
+	"Uc3HTCV2kvXbxXIkKMmlgTNAxdLM7OR304dwNIYH+J9Hw8eDMTPU/nX9cHgwPBjQopzR4aN0b0jeuPsO",
+	"OxoJ7MmeDqtSUGVPCDczlLqcwBKdjO7VqrnWNhc3jGnHCiDGMGVb/d8/X//0/s8/Hwx+fP+fu6PRcPjd",
+	"3p//o/NI3ULc6payTLwnOTWUjFkhxdRy5yEBzUQDLRkyr7Qh7NeKFshQ/HIc2YeGXjFt9y2zWkPGiLy2",
+	"p6JXeLNSG5lYfrp2NeuvB/XXO3c/0x/sliBbb4l5J1JMCp4Z+2uGOon9Jy3LgmfQ7X6p5Lhg8//8ReMa",
+	"14P4D8UmO4c7/9d+rYfu41O9/xa/esYM5QUOoXUFcTNjcCnH+h8SHdeE55YaaWFl+yUBRSpPiFROa/Pr",
+	"MxKdu4q7l/PJhCmNV1y8d2Q3zWTO0pGIN8ryBHPpaTdNVo9ATEJODsfN28PtjDTwvk28g05whLNZeH05",
+	"c3sGCxQPac41XMDDnVuqAQ2t/bVco7RfNPV16I6h9MRqmWJXKnuq2F68JX4vZ1QPm2vlbRRd9ORe229Z",
+	"NFpjfqtAiQVF+gXlRdfQjwVJTycDkIhSS0n2r3di7uY6AKnTCrquHX+9WIJg2pBcMk2ENGQmi3xo5eyn",
+	"ND/Dh1/++FxEI+OazGlh99mK8YpMKC80uaYFzx0BpUwpqXRKCq4NbpecTJjI7dUxQfkO6OtKyIWAyX09",
+	"zhBPzdO6jg4j8AKiDTWM7FrB3l0qCWr5Vkaxagq9srcmMoyCakNoPueCLGRV5GTMSCG12YOpvpBqzPOc",
+	"ia8zVyu/4OmXBZqZLJVVmiEnlKU73zDWU2FvS1o8txv6dcaL3AqozErngt2ULDMsL5ZHJIcvNaHKLvB0",
+	"apm2nY1iplKC4bl5Lc0LWYn86wyf5rlCjUAxLSuVsfposxuuDYzxLVWG0+KkHl400u/2v2sOKvDYMRcU",
+	"lIZVoSWenswMMwNtFKPz27a07rywHEy3RFlN2DOwCbdnI5wf++cDTeYs5xQMHS1u7KY8OLNt9AhV0Dya",
+	"h0EMhXaroiAF2DFuZ7r9AMu9tErehZQvqcJuvx7TASmN3WSM5bp5/2v+L0YKPudIJLBEr6U5p4brCafj",
+	"om/Buran4EwTWRnNcxZ25vabEa17c8epJika8r/bH1UHB48zfAv+zdL1NmO0Gntp5MyKRmdhR7/O5qwX",
+	"5DeIfJYNqTmqT2OWUcterexp7wSujaJGgu2DmZaEOSQXztwKpmkrNhKu10qO4UjgRgbfQo8oeYRWazcN",
+	"0DdyrjOq4DJXbDCmmhFugqYC9nm9FFltoCdvBEntT28rPUuxQbAke7nfMQAqJIjdOJGE0EJLmKwyVphM",
+	"jaJCz7m2itwlz1OiGNpL4OORwPW147Qrchupd51w163PORqEk3PB50xW5hvgCznP4aqwe3rNQA3gc3YY",
+	"bS6hRSEXGgzhNyyH56QsKo3b4kjJnVhqrLqPypuzdBFFDUOyy6QQLEN9Q5OskJqB5vgh2Tln6ppn7J2g",
+	"15QXnvV82cU5JmOaXTFH7UFQIQI45y54qKihln6TwJhAgKNTtgdSGpuXUlHF7bms6rkcEaOWSNvBnsuc",
+	"QcRyOe2cVlyQFJxbA/BupSsUGT3cRIWRkwzmeiHlKyqWjgL1V6A9KcmciqXVuNi8NPoIPXQTufVyfLLF",
+	"eCdoZWZS8X99rQtgzKiydCCtXG9VHsulxDQhXICqQ0ATKC0HPoIlSgs55SJFyov9ulSxkVgoKabuRfQc",
+	"vKVaL6TK/RdSTDioVGgtNKR0L9je4XN3FN+VU0VztsX9eLtlcSbFV06t71uYtGF+S/2tEy9RUA/BhGJV",
+	"JB2sjO47d2cgBwsCsS4ZvXK8yF2zM1CgDCsKuJPADmwkqUqr8XfcCHoprpQUlQ4GwvU2EG8ivaUM+cE/",
+	"RgvX21O3eqdiIu0vpbL8yXC0gOWsVCyjzjHW9kTZngtGNXtGDWtI5XaOOx0eumhqq5J/PY2fd2Ijad1F",
+	"Eg/ofWhfjn9hmbHt1/PRZ+5GX52U85v3mKClMIpmJt5vf2Fxqz7PLe2R8ZI4P91wzTx1w3+5joZbG/Gh",
+	"7b3sXh69k4TZdC5HWT6tRF6wF7zoWIgZ1R1OLx/p4t0GeEQTMmM3hAkrEOWdc57zOfPe49WHMreyyQqR",
+	"DOyt39UauEhWXV/UzAgXQRUYw+yc0Jbup0SzkoKQqjvHaBWTbYMV4vV2Dhv4PMF1iyZcT2/tJryigk+c",
+	"Fay5Efa+vwWtNHb1w6qj20mULD822y94NzE841Mr0oG9HixEPETa6CPnSkabGEOTPogu7vfhBhbQ7zWL",
+	"D9/cLRvB18ed7bb2Cxc0idhIvCZusms3yyoI/SyEZoZfs85gLdAbMI5mEebB7TWxwFgQ+JRIwaJpRCx1",
+	"HlHJVlQQyMp+zLSm0+4juNXCx4PeBa0n9QMa+ptzb/P6+3FE01m72j9F/LK50p2cdGVu2zHLziEE43gU",
+	"AdLa7Ea8za2W1s2rtpFnUuUs9wEjaWy1TG7NldqBQH4Y6+f5knexoLqtWzCi8M15NZ9TtexiRjOqL+ed",
+	"QYYXqmJoTrfPI3+JdhEVY1bAoeGalHTac14EuzGXqOxfrpWc0uZLKcYtKkad9Qri3mw/R0RURUEc+wGb",
+	"uO9+ZYfsm6hUoui19Y7pnWhp1m+YP+CRE6Ul0IDI6YizdZkbOzrCV6IBnLJeBwR0MutO/+wG332Pc45P",
+	"BTgkgn+ulr+16/5W3tqkFQTUvecrMZLtSCXPn47IASg59hrDWIH1IzrYuNf1rrSHuu12bxBg+6d+Uikt",
+	"Va0AW8p2G/5Ak1bc52HT4OYar2PCpEpGAnYt9QSb+gC3pHFbu7WFE1NbOeBXroOJDXWfjbxuHed4ZflF",
+	"6ME2PY8tIFFnR11hshpDRUCTi8Zu1bTm2IfkWF858wqYSlcbmwRfu3ZBUassKrR3CWFA27PVN/7DE/gu",
+	"bkp3E3xBDWusfslUHfEXhaFyUW+bypmCEJ/bMf0wui6238s5tth4Iw0tLn3Q9qUX2tth33O7aal9mtYC",
+	"qv8qIg+YLFj473LJtg9b39Qae7P+hNcLdwdZw+ljGCe7ejKCu4rsdiwFhIPudbL6sNyVKjoFW8WIkWTC",
+	"7M0cjJTrOwlrXSne1acse6+Uv89cRHHTnpJL1PXsWc1kuYTIYmEZ8s9hBmAmsOJVtA2rKmCLmvi/WCCT",
+	"bWfVT8EbBUJqyGLGs1nLd+3i9FFKvAu11iuatGhpS5I88RyqpSMEG2q8IhPCaDYjV1zkPtAnaAs7yYot",
+	"CfakpulovcLWdTz9sHbgXvJcGfEbEWIg6oVYHdXtD9wqFbuI18s1pOWjQdFzgZvM+DXLExSIaEcErnMc",
+	"c6ENo/mdxM+15B4MPOXS91WbtdAtUQ9KChZENwWRI1KwbY+Dz1W6pLcwSISPxsvbKV0XTZEErK+lT//5",
+	"VDpWMAY1yKM51eYcOg9gZdZYGdBMr49NZ3Q/V8uQX5LZXUKbP9x23tEBkh688k7wG8JKiWFvW+yZYhPF",
+	"9OzCttmxxuBeAK9A/GJKpO8wHpNzOHQbhEx3D8fx90ZaJQEOTnrsHCzAhA7JU/R3oOce3o4c9+utFNhz",
+	"a6pJtOxdW/a04kXebS0f20eXhs/ZmjQ+DFgBRm/f79a7Mjmf845tP8dAHKu8BPtYu0GQVDtbncp+leEv",
+	"khgpi2xmZV3wZXvJFmbVvZgdi+PtkiczH4qxanO+pJ0HGh6NOx95a3DnbX5Jt5Qr4eXxR9h/3eDDUEP/",
+	"oe33axflzIrVn9cKv3alPnLqnul1TRL3+6Wcdsi0ed4VaGoXBKUqLzsYqqbMxJ6trTSS5vp26CIuWN8T",
+	"/yVdf2eE2P7eg9RucLxlg0Z2N7dJnz/3yY4rM0k7G4REOmeE73bczXtDl3FbFjOpA9X5cKE77IhjAx2b",
+	"4kdwaQe7vc3xhVRzjLvOenVPwRZ3aPUZn0y6Ndm5vN6OgFu2k09HwW4Mn3BWeNbuQHLjbpKr+DqC+9DL",
+	"MXw0QWTcbEs6NDPFEgRQq++7NQ5RCJjjJou8/gViw8Ys2BU7rWf+9R5rpg82bgc1NKQn/2PXggi2iLvo",
+	"+mbOhU9ofdilHddz6tifpZBiOe9ckgSD/MaYu5TqpbhKLROaU5EPCi5YZPLdYi6tCyGeWOdNoBg17J1m",
+	"qtdgXX7cwiiJ3ux1tH8m0TdaRVl6a5ttzTJKyosGBj13TfqZi9/qCaNwTy/9SHocWHHiVym1mSqmfy1u",
+	"5UX1BgYMVkSVLg4wc4beLeU5TBI5A4NEhx0a8rl7XA6KUQ13X84OSXr6+qfjl6fPLs+en7w5e5YmJH11",
+	"en5++vovly9On7+EH/wr7oeRSC/evLl8eXz2l+eYh3L2/MW78+fPLp/+8/LZ8cXx0+Pz52nD5FovD/Nh",
+	"/x1GJR+VVId61wmkKw11+lQ8a4zSqiEIdDc6bicvT0mpuIA0Eq7JnM3HTHWb3rjI2U1HsIODvGh6D/1d",
+	"E9nz8YGOGXMk9TZH2Rd4bVt4oAn3BgluyIzmLTd1z1nB8SdID37xu07JC86KvE8zgPyatYdjG4L1V95q",
+	"81LNb9HICz+aNsmrtW5/rjHdzL6HGUOQRKfY5XdIxDcD+1e6lzj7X0ENC8FlOqS14F3a7fEMAAGdYe62",
+	"zwc6mHGuaVGxeE817ukHn0fZsd7oGZSiGwsi7iW9GfiXB7aZtKOnTrdiHQK4Oj/T2+3fzt+8JufA4cHG",
+	"feQRJhwSBVWM/CIhKRwjgv7f9IiweWmWtdsRLwgX3Ce2om93DzgLT3iSIDW876Ggbj/77SW4Nb71tSYw",
+	"F2iCIVKNiBoYg0vlJUYeETquUyftkgANw+dbhNrAhPoWoSGqd2uGl5hYt/2aREykU9lTzImiPfTVwwki",
+	"KfuTDghfWz+kID3n20rPMWV0s9LbURnyuy5lqhPi4MKR0QMNJ8lzM+4QQgKSS+otsDEESSdPiF7o8UGc",
+	"ozW/AWbincsBjgajOiwjsGzUAY1safLE9fjrWntMA//L8RIuSEaFFDyjBfIo2xkETc+pgRiLECmM20y4",
+	"2ZrtRKNK/M52LFfXCfwLk4XMej1sTEFyT9RUw/8EqVEgO7JrnrFapOQGQ51dWCx4WbTVw0YCExhd6iyM",
+	"A1O5JlLBPxInCDmpKETbhvWBvNTddMZozsUUxEBdMsgzT+cyu4J/DYfDPeLAZPIh+cnecc0cMUBZwgQy",
+	"TXapvWa5qXJGxmwp7UD////vx4OEUCLYlAKfpFlWKZotAym/OQ8ZPw4WpxKQ92t5qYG99t/sYaz8FSsB",
+	"V0WDpQ5zgciCKmEpwIltZaVnhAq9YApl17YLpx1oiD2sbt9fpeL/kgDRU4mMKUO5MGCJmDOjmD6qpxbu",
+	"PreRYbHtdBwp1j4ZWdnRBGrC7AlLTbTANewYC+PTmSF0LK8tVVBSsGtW1GPp7qDHebXa4WX/Kvzkt+Lz",
+	"rMHGIXq66oicZVPFoA9VZxyyXytqpKpRwAY/HhAjyY8HW+6BvbI3dMgghGVC/qIYEwuezaLeHv4Junv4",
+	"p237M3zOtKHzEohRLN9Mdg5/3tKD91u7ufdJn1PEo/uRCb8BHgRp6Yf20J29OCGPHz/+kYSuIDmD1mk9",
+	"IzHnRcGbPq+HP/6vg8HBw8HBw4uDg0P43/8AQ9MS0syoQSkI3Erche7cDKZy4Ab9i5ZieEYXr1woa+ct",
+	"/FdGCzMLSeYt9916JXRCeeHCzFaN9YaaChtxwQ1tpSrSjuItWpMwkhUyu2pue//mta4iNx6v28Wdvu9d",
+	"ljf/tbomqxOTV19uVhsk5q7cmi3XpR7u+jDcl3LKxZ3tYqtW18i6dXt7VtcAHbnHTulWbCHme4XYPgru",
+	"DcTGo5kPZW7Oqz8svSduvGtkb2oxpTvaA2RAXY1dXu6QvNpC1LCSYnxvx2IMhD2QsiqKOLmSzjEcwiE9",
+	"te5rcE53HXpZR3+jcBRmkwT8R0r8Ng37L59698Gk2EvRbwQIG0mcwRRrgSFgFwJALNPNmeLXzu/ljFk+",
+	"znEkuHGh0FVRsHzviMg5NwaRVCBeeoJcmS3iuQ3JO4culjNjpcGAVNITBro5oiUD+7KPJWkRp30GE+Rz",
+	"RhoTPQrRQCIPOBt+17dkIM0bIoqdo4au1ZFQ4NMJbjKoCE46tidILIme0TJWth3Zb7iSfKBb3hNcj1vS",
+	"gVxpRWIj52NtfBRPl5nJCkq9JkMnR7VouaFAEOQFG+m4xv1cm5uCOp6zZUNHTBjmQdj6HaH9SYfJzrSp",
+	"Ia3TkmNlaguzKkLzDULeURSDn5BK8F8rq3MoqTWhReGWsydrbSmy9cFT65e4j2wNnXaEEb9QjJGCjlnR",
+	"dPiueri6Ow2WA0x17T6oLy0rcbrwlz2rGz0nMUKB1nwqkH/BJQJoSg5ozF0NSchskMhw7xS22SSmpAGF",
+	"2yBix2wabLCx1DVP2HCJerTfYG1pW7rdz1sYTia9wMEXswgq+IiMCyquYuxge/1OlaxK3N90V8j68V66",
+	"nfnRJWFmvXaQaNbdVtmtk5Qaxqc/TJZSg5ttbzeMlrXXSN1P6BszoKLmz1zAW1+YLzUMb9LGXURjLJkQ",
+	"ceuU/T65beNttSbbKsr/h22z7ADkPchIwSn0BBTVKHJ99EdrREMU1gzAieEsow4c5EreTYhN6ekLyDxo",
+	"+OpegDtIORvklI27x26M6hm3t0w23a1rlIfEX0lNDwpGSC8Y2KDFXaS6hkD00UINLQpnttlavHm/cYir",
+	"4s9qKCJQvwvfXl1uQMRYzOT2p8Sf4E6JItiS2sd9pd2PIPrafNGql+FCcHwyXYS9OCSprkqmNMtZnh7C",
+	"2fVxYhAsbWWcGdVkzJiwmmdZ0IzlQ5Iq9guc8PQQQBhjBmC/wYz7McusiOxaRKXKm1Y8NESyU48AHJjY",
+	"brfdxcmEdxf7WthY3ZsPZnAPGAW8EtG/tiGDplz5eUXBmK/OWJGTxQwADnBlw7lv6sBReDY13fv0CXKJ",
+	"V2TGYIwKt0nzyATRcUsB0V+63SLTFgzAr8OdJIpw5d9CpPAQ777bDRM8N9SswYkZL+OCGLcdf1O87olK",
+	"rm4J0mF/L7hgtxjHhf/EJ1b2ZXhJMeiscWHvb/vdXfSaqMMkXs9oJo2F2LRhfcleF1HwbZAGIWI0NrMt",
+	"uJnJyoA/GpQMex4+Thb8BHIbjvcWQtua3Psstn+BeMKNh2j/WBvXp5PBPlK8sUpDMCPeceWpWNZs2gcR",
+	"NHQH3I+jkUgLrk0HY9Ip0TO5AB1j3pv6/cnEJO0uTSdb1KSz2WS0XlDqbHDbFL18O7osWuaeT0uaEbF8",
+	"tOGltrOsMcH0217qda9PTONCbhJvvPsbeN9FxPrbaWfZFTPvBCaMhWxoutxJdhaMdfvX8KM73cx+JE+h",
+	"ic50BbvRz0U3Hoky4Molu//85z//OXj1avDs2V4DOgKHFgL3HNP2vHpVyrCdQbu37m7C1W37a9FPtPaN",
+	"kURrUK/1ljvs1rVnnzfP1BcnhNfjeSfk3cXJXo8BYntrH9iGO0YwkwogecuCLtGAXHu20r9RQR6n2y6o",
+	"X0Tsap1pr4mJ2VXNAFzWLpQnlMib0RIW6uzFCfnxyff/KyHsxjCRxxVdvD0A0M5roBwspNeRV7IuGt4+",
+	"BO1gQnlRKabjxjJDjAxrtaHaRloXLLhEbHn7o5DmciIrkWOUsaKGXQIAN8tdjHydWdDbeicsRM/CPr8p",
+	"CyqaCC8yQxks676TeuIhLqxmmpA5zWZcsIG9Oe1ia5T1wlHFdetvuEMSeMvUAGOw6zULG7B1cpajMAiQ",
+	"xEiPDo7nqymtxTUnJQXSosZVBWhjZAygspddwE6AxdqL3l7BG0PmjArjFNBZNacCyLQz06PfjmEH+9eL",
+	"i7cEXwCy7c4qMNx0obgjE2jtHeBDyAlxqLfdWeCd7oNQxUp3NXREUjqWlTkEt0KKQp+vUeinMIfCSfo2",
+	"S91WYrzGYiBGKqjZ7mis4UoRzXRHLGCCgFSh8h4tywBqKQWCrOzFJBOR8l1YUPM0Rfy5EppO2KWlUMtP",
+	"HFjw5S9aCgjCdBi5l8oyScUU8hkItoZZ+PhlRESqp6F7MnRCtkfLL+hMkPUNzYo8GqZLdfn58fuhvaDT",
+	"UOuojJBBG+tIdvFe9+nsVGUziPfUhFq5umDdN2Lvafv7bFkPzfm7J5Vm2+bI14Xu7u6LmlQKEk7ccqAn",
+	"6ojQgFaF6Q8QtZISQOuXJAUnFA2I1z1eKtpd/9ayBp43BDVnIffsH71SPmGyBzFsa/QJmNjW4mm9qD5b",
+	"bZPZyPewwQlVNwxQ372hWyrkyLWx3zOpFOqdEGjT8i5I1L88yot/HNc3vIsP4cM2U7kzvtwFIoXaKy3K",
+	"cffxQE0XegicUrbTLbd/K+Pi3QHGXEx2xwV4xuZUXekwCdSNcbPiOC2vwtVhUJHrh0aen62o93wpsr/j",
+	"mG5v7twWoGw9dUdJnm0Cdv6Z4A+jhmQAxiUkplm7qnNU2FVYrl5LAKq1HoTINR78aemUmZXBpcSnFzTS",
+	"J+LYsFv7ZnkfAEveK8uFvNYoI6IO7n+gSYpX9WVHXmY7s3QLYu3JDj01ug6b5qKe1MdnhJ4283VWkkIp",
+	"iJYgVPRl+N3S98f74Eep7jECtnyBH2E92t5f1fBTbZPB49wRsQsmRgVt95yETNp6+UJWrVuLxJ2mrtN8",
+	"hjhGa+6odZBOx8Q9d5hLCHiJxSEISqd18WN4cfMCNHrsHvJK7aRuiFuMOu7ALaqo5RtW6NGG0CyDMDta",
+	"YJEifRTAIJjDkUjPnp8/v7g8e/72zfnpxZuzf6YxhmD7YYftrI0P6Ua21ez6btx1uN23wOBtVHyi4ApR",
+	"dU1AhEVl5i6OnD7My3UB2zDnDnyP5tQ/Hiej6i3EfIx1l735PKpLEtzsO7cAgtiEfHEmC9aT74GR3ZDe",
+	"nUvw7dN8YFXVFB5oklEfaS7yAGJ65F5cKG6Ye3Mk7KsAzQ5MqeGrsx97jMEaatrqyfncHmPsa04FnSIT",
+	"1slIRMpaKMkVFfZqhBSEcSNHckPbSXagg05L8zkIgt3AGJGE2Sx5/MN2upSr7tTdOC355bYggc0on9g7",
+	"UjJ61R2WW3BxtVm0wxG+hHfXptNqfDNk1KahIgxyqLA+4fcvkODiKL+WLeNF9Uvwvn9nXvo1WtmaHulK",
+	"SuNlwuO3pxHaaHMN9m0LtzGe5TLT3Xeek2QKrkPPvb1CK7fpdgaZUN1zxWckm7HsiuxaiRfzprDAQtSr",
+	"a+Q2/cqSiZ5Fjggd3HD/PH71stWh+3o/UNpwSefF3S1oYQJu/fzogJy6yWcpMkQxX4OL4lG30K+IZUJJ",
+	"VVql2oPrBpl/RnUL23194m2XIHicZaw0DhoRcLEMH/OCm+VRAwedFlLUOY3aQ4NpqbZKh9iAaA+zvcwq",
+	"IyeTFGpITziUx29jk++tgN3bC+auoUedW/S2KopPWpbAjvD3U5NgC/hdBH+AYPcuG3CxdDptB6wB01Hs",
+	"/EfmYkBS7DZmCHfo+osZvF9LCr0mpZhq71awINSfOYI06kJ3VXcQGWsZHSe00NtaHT+l4SvQVGllLTQT",
+	"022RKG5jA7btYyLFgnLTzChulGoLFtXW2rvqAO2gL6ozV/m8USjgyAU0QjqEmVFBUnA0Iiv6/uBgbyRc",
+	"X1BMlsyrbBa9/Yi84k8dgbuwmdsGINyq3sAaKaiTK2yLFbIU2SW+d9knxW68F7evLVBbq5snKSKV7jH1",
+	"H9c1hoK7cW49a3LuTSh+fQT5JiZEbyA/At3J6vHz0iyHX55qvnx9m42GKZdimFntVgTnDGi3sLFHaHPn",
+	"MdYdVDvmoANrOmEb96ntC10xWcUGLb+l79d7K1BSg8rIfzt/8zp+OuDzUmJ8CyIZ70y5mVXjYSbnIJbm",
+	"1FAmNJuPC1bLp/t4pvfrlmHkNaF/SVcH19vnASY7TVtxl0cCXXx9dvcjrMHANaaxcxH5jpxXeSQa9buH",
+	"5M0an8X2HLkBDvmJS8DoCuDf64I5feUovAeUOtl8eGuHT/N7D9ujwBH0bbh8tr8mmsvWx/t9v1sCev6X",
+	"i7pwi3hI0pM3r1+8PD25cJCXznkDCPQUi0VAKl5lBnIygJi0TJbLvWQkatjPN2evLi/++fZ5Snadl81V",
+	"XndxeBGG2B7EGrx7/e783fHLy5+OX76rvxqJANxQmJmspnbzAPQQalQ4SCiswBsgoSBqoNGrx0scCYyg",
+	"ceEOLgbsyMWDga3TQQdys9cT2tDnQ4hdKpmVVJXoK6W6LV4GcmB0EKwzxZ4vtWHzHjOZymbcsMxUqgVB",
+	"S+d5fDwj71jZFTz0Uk4Biunk7TtNQolyzJ0OpUR6PFK62XPBRXWzpQkQpra2ijFUMNiMwe3rOrjkRkvK",
+	"mz5qwP5atgU3wTY2QWcRBUnSTmAzvwg72LkM7yAKeS3q8vawyW3jfx/q8TswNZ+HYLJerJ/adokMaltg",
+	"nc5ONVMvuTanbtVaLAxDs2+TVNPyxFYV74yExMCWzVq0Hd9b926UFn0r0GoMKb/NJLZHAoLZRV4NGFgS",
+	"LVzcf98G+AmiCNpl4G1Wdu0wptURWtdxup2z10GAERQb6+GR+N5pvkFa5/kKAqzrAdVYB+XQ7cW2g7BH",
+	"vHcS9mH/8DEZwFV92CqwWps3ef+SdVWxX+20z25mn54zJranqk4b0Gm+02hrE4X05mxBHgoVDm4IDbY+",
+	"KNqEGAHqkkdqONouVXVj1bIcQrgzE3rQjIl1MSTbh551HIcOYbi5+m0wFCjaCFPkZonFDGlRhKph2kGd",
+	"wcBuAeHWuTFrlKHb8867QvFv7XNd4U5d9OZOzCuuIRCyP2YzsAV/ZqPwzSQ4P7vcZL3++v6weF1xNJZY",
+	"kVLP5IID3HLY0r7ELVRpLz+xJ68uyb3axeqagiyTVYqbJeBtO0EKam0dV+jRwr9eeDr5298vdpJ1RbwC",
+	"kM94GceVNAuIDT3iLZgvoYd6ajNjyp0PHyAoCgW9laIYODMPRGw58ExJwTVuyawa20P1pmTCsu7nzpAw",
+	"JBCp7UGYfLQPmt9HosaUg1aXJJNFwTJDdkcNQJPRzp6nIa58Xa7ID48UBl5+qD3ry+fPac7sooB/aizz",
+	"JWGFZkNyHGvtLbc9KatxwfXMEwDLCS3LkfCO/N0FG9tfEpfpyiZccFcO1UO2Ex/MrXHc7AZyZLDeFMyQ",
+	"5ZgHNRIjcSLFNRNolYMCYWamrL4lK9N0nx/at78jz+1sotKWle2LpPu05CkRjDlAm/aFhmazIXnj4/jn",
+	"9BepRoLExfRDRaXaruUOxFGtvCVkTgs7ewSp48K77KzIYTVE2yj3QCW+sSePfoDFoCRtsZWU2L1JCCL0",
+	"EFqZmV0PF7CuKqGHdt7n9tywRulQQ68YoeRvf79olsXb7SlmNxwOrdI7NpQLq+KSlWCs1qFBOOZMlkyD",
+	"I7vWwcPyU4VgbZahojXJtjunS6h1gxCo3xFIVkBvQkrLsnCz23cZF/8J+QAkl1mFhdp300YCVro3JE+Z",
+	"Vbk1kjgh2lCRU5VHwM/2BFGlliSFzB2AdkbuBNV8INjQLnDsuzUSM6US2ya1rdptTK3um8LIIU3XMiOd",
+	"kl2gsv3rh/uWevcB6TXd80wB8sK7yRKMbB7jxfZk6bRNokd9Nl7CAdgVHPosJwW/YnimcT5wqNFkgMkz",
+	"Eb86fnsahVn4GJjYkb/zeHgwfLyDFd6AG+/b/5uyLrkHTpdgHBxE1FGbcN41f478SXsN9gxTh6AA/XMT",
+	"LpeRsD9ArIe/v+LYhcQVXkaacLn2vmgdxNP4i/X47WlCtBwJBGmHioMQ+WQY8ET48d3ZS1JKqJwCf4fr",
+	"yttZdyEyxg0hBfLVtklGxpZu3Vvvzl7u4bnAgdtHdKxlUZkIDdq9fCXkQsOUga1m9utkJOyOQWaJCwjn",
+	"msykNkNyTCx7nSgpDGEih2NkySqnS8dOyFjJhUZ6t9PQAHs2EqlhN2Z/ZuaFZXWKHUUyLzVkQYXjpn49",
+	"/afN84jn0DYIAMZCkhSjEwIDHTVKUls9ydJKHDBl5QMUBYGcHh0cuEhL41S6doeg1INQt2XUkzNXfEj6",
+	"w53CPKEkyfc4hq6mw1j3T4Wx4mHhkvHAWux0jJ1n0M+YrZCzJQJLvLDHVEHuNWLd/Ozginfe26aAcYC5",
+	"fL+2o/cetO7geCoaFnrEG2hGVDtrvaWApIWQPxLhUkPSSFAVgkMUuV9ciKfjO3XgHtUSisCGfJIx42Jq",
+	"D4iSC0Hogi7Jriws36JlqWs9OHfG7hCMP6Vc7A3JmyK36gkkSx85dzY3s5Fo5Rc1Q03olD3QzZyjDpK0",
+	"THslzh/y4qmic2aY0oBc1RE3AQFb3vzvbcc8J1NQFRR6m+1RApu8/ezXiqnljo/B28FEpyQi6X4H3UFX",
+	"TMyqHqemdqXEineCC2APmCF1jeUKEC3/0cEBXs2o4FhaeXRw0Ddk8LQ3hhyKAX1/sN6fuDpcF32CI3R0",
+	"DNXCgkWhbxixz68eyor+sbbDkDXmXGVd/ax6G+/aWx0C3Uxs6Ot5FVzpjh075dKFtoBvNuSP9C4vGvTX",
+	"dtnFIuszs/+PyI704f1n5PStbMYOZv/GEb7d8Titza0Q8P0n2/D9pzREkcMnDzd/8k5QJ2CzHD96vPmj",
+	"F1KNeZ4ziBh48uiHLbopp4rm7Myr23e8yexXW4zPXa7vRPCxNPR14Jexpv6zD862hFBflXa/mtdXv5M5",
+	"uiyPXVt9d+X+b/W/L3n+oVn6v8n9c64zqvLVLLQV/r+B3OsWTvOdb+l4tOH0e4ShyIPq1oTl3/rBOHiy",
+	"+YvX0ryQlcj/2CfpGW4ZoR38DRj/VMquI5R4oXJFTP+dn4g2BssSIe9B8DkK1WhAJgYQ/IBvgGqoqqCw",
+	"MuD5RgFcw41Jz2vO1gMN0rX2oMDOtKAxH5TNya4V0FjBQOeKYtridMq9+zP5uzmTLoWq+1D6ZEBEIbNs",
+	"Fy/Cj7jn9iHWDpwqsquO9VvbgV5J7o91rQBm0YIMmPJrJiL4izRBba6aopoorNpSOExVODu7vqBoUhfc",
+	"cGD6HsyU25t9uZcQKUZizGa0mHiyd2djrcI5JH93GcEAGwd6LjekYPSaOWtMFIeGXdPMrgBYxHz5CCuE",
+	"G+1QzauiOAqJxtrwoqh16ZEIOHXMm1i4Jk8ePYrr+KLu63XhjnV2ivdIVM76nndppbCV3wIPBgbyVObL",
+	"zyCvN/AsPnxAf9Fn1xKa0BObxaFGIQgoz4m28Ob+/uH48sGfNn/g5nHB50xWOJ2HW4zsLV1axnghJdgr",
+	"8Bp4tGarY9v/9lveBGZbv9Gtsx4iW9G8jxX+EW0pJZouEWXiD319Qa3TzrsrIRJWEEQoOAq0dV9svMTq",
+	"6NF9SAjvv7ROlWJwlYCT9BmocZ6DN6B1LRN3V0rinnfdciIfCXxau0WRX3ORKTYPwR+dQfYJ0dK5aJyj",
+	"Ft1YYLsEz06RxznwU2bIk4MfyRo8PRfCzRVeQXopsuFI/OTLcV8xVhIIpuViSqpyJBR1lb4BYA0S7MHV",
+	"qCUEkbqaSHhP5poIGQ8ITa0zWeQQUAxJTyOBhsA6k9E5hGPkHM0MVNJSeIs3MrZdATP0dYD32EEejET6",
+	"28jjE4x2DsloBd5gtPOh0ywLdNJCL7j19fclrrMe/IgPzegHoyr2Oa+3PpyHXq4XiBuqWCnq0MPQdQPD",
+	"uxnUbw2a4fNdI3Ff7v+jHspf6o9gHN/y9fiFb7s/6q3x3FISRo61USGiMBT4GziXq9fXyWzX3SJlOUD2",
+	"s+84Vq+D7CXXjqNjuVWo+J4EUc6OZA4l4llOxswsGBPELKQX+5oBojoZCaz6DJFUHoPPtUqMJAD0GkmJ",
+	"oW3ovdYMJhxYJwxmJLpGMyR/d0DANUdD3QPL6q8LRhkJ/9SZV5GVc0N2Q3oDfsS1FLUzerVpE7KP9noc",
+	"usc+0PbE7cQG11kobSH9uGGlnDrnMluSruHsOuVUojvQ7ZAUzpsu7L+4dl/t9fo26pok23tUOgZtZNeQ",
+	"XaaWG1tYyAlJwTHJFinhVjtVFUuItDf5gmsWQ73VwbzUkIksCrmoE40xx7X+ixvNislILGpVeGXHOv1a",
+	"lhXdcg0Qtl1VqEyn2ARkOIcV8Gvj0ZD6V4RdM1gWHLOVuuv42q4Bu9Xr9jxChvVqyvG3ZIbHw/FSTvuu",
+	"5JxPHJiFrvnQjAEv8tzn3vj3Dd6DPYBErYvxxHONhYyhYf3Oxned56fd951HZhr8i5e9lx7k9+gG2qwL",
+	"7tEOnSk4hNtcdkieLg3DLDXtUp7tBQXEVGerpWf2BR/rg+lpKTN06n9yMHWNQTzQ5Pyvx4NH3/+QYEQX",
+	"RdxYe5mmfDKwHHzgIh2XeLE+PnjSde/4VQiL9T+8/Dj1YDOvOJ28loK9gvjuW/IKt1cdcR4Yo9sRO93J",
+	"JBzVuOVsCewn2PfgGdce+WWTsO4+ib/4kOzYbVylqf+upN1/t4FkRvXMm2uj8fTfJ3ZGjw5+2EZgVobT",
+	"wo3NDugxMpbV9fDEDTTjaI0Jw82SGDptmJILezaXdtitZft8s/0jceqHW2wcsITX0pxTw/WEI/P8t+Ly",
+	"L5hxoE+A6+1Za8TwXRzW/5y+9XR0e9a//1tJzexDL/dPAUPdy4JW03igG/DkJmIlIVzbYVnNqeATpk3i",
+	"cpo1oSOhuZgWDAJjNZuCg3JXFxT8SSVTmWU7TGQyd0V0/+9HL9K9KIIeI1gbHQUV5YEOfUIk7pj5rLsj",
+	"QqOCBS4oxNWyA3yYALDuw2p96GI6HKaJfU6zKxgnwIdiOLAsSDajimaGKYjIfnJwgKarzvsLPUluES0b",
+	"ONry1rrLPbrVVfeCQ0LSWiUL3xwoVlCgQDt+WMtkZb+4sGqrYH5ngwQO8Be1AI5/NU1ad9MfEgx6DtRZ",
+	"+1N6tKcmMrk7VB7r4MspCw0B4JPrFt/tf3dbGSFpCBkyM8wMEIDkk0gbjujdGBNPsnOWcwqQYMQBv4yX",
+	"YH6HAjY+F+xjbljb8frrNdm5GXA98Bu9ygItnaW1YQPIDLx5lvLyFYrzpDZmGa00RAoGhf3LizUw2i8q",
+	"02xe8XuB5t9RoAlBLL4UTGDCQaTZXn7x13yv4HLmwPXRQdfoDnm+L0yjEfR+vHR3GnAmy4I0/xeapxyR",
+	"j4Sl8iEg8s1SkrMSnGJSxEbYQgqGltnUWZ9ZfmyCAGX4nMVpSyNRh+s4h6BDtarhNxd0qb0wEB4D3lQs",
+	"afj9GwmfxtWsNuQX7AhSIrCCEyJJt+WOls7NzUjsaqOkmFrJZ8HoVYISk5XBIMon/S7dI1NmQFgJNeeo",
+	"G+QT+xsaVZvTho2APIElM5sswq/8hn9mzdy+fuKxAT6vJn87q9/qSvRctUEC7qL32zD36Kbw+Q2+7c38",
+	"vfdCCsP7bJdSe9x1Nd3th39vGf09XjGQBVBz4+YBuMs1Yzlzf0AJJilqQmMdPCi/VWF4SZVxtbVSbDJN",
+	"fNEz4K3g5iiYYRBCnLvAQHgCOG2CLTzTTFwqFstJenBw8DBN4L+P0oQMh0NyHLJzvHkA1NGR2H3y8DGJ",
+	"nTpSkoKqKUtIBVnkimnts8rt4bFsfw/vQbw9XcwUgZqMI9FU8v1Dy+wfaJcFDWnLMO9w9XUbDRIXFjUS",
+	"2l5zC6udc00W9rrZOyJCAsK13ck4OBNvvmhtGo4fe6WMRCUKpjVJ/U+haNcRSfWCm2x23IL1ScPnGpKy",
+	"Y8Wx63qyxFHTzwYtOtJYTWvsUP5gzDLpM5drrTQJNT7tpQ/xq/YhqkWdaYBuBp/fudUX/hLoHjLVB1Cl",
+	"v3HJteHMYPU6r4rartQ4YQ3MmDUKbRsF5ItG0QTCaEB2rrfFxyGircP/zbvr7oNePknQyztX7wT2ftW5",
+	"t/3NhSxu/zf34Yf4FmuysW5muImfvbYMSU5WGGUSmYHHSyh91m7aXg5eSQBf32iHfDfaScmcqium9nqs",
+	"hjFgaJ/hsMbmOzg4eNzFFX532XSNG24RQhvuZdTfx4F+hWg5nq134QTGF/72Bzy4+/txUxYR0kF3SBac",
+	"uOBAMIpyKFjhT+RwrUr+Ux1w8LGxtJ/7Eg5D7Thk5w3+5QNj7vOxP5Nq1nsSNgau1EGfW0Ro+m6iSNFd",
+	"qyEAug+E/oMhUu8hrHgNTgZ3mMe3INSMBAWzXeLt+64kGZyrIXlLtQ6VMQJGCKJq1aU8oBB++0dEgcrr",
+	"IiG2iT5ckeNo9tsAisQTRzsfz8H9QjkAv1lliN30g2K4Nxt6xJzeeGz9R99/n2wJHrE6Ene20e+zUtbP",
+	"Disqks3ndMr203UDZcJcurrmHzHYEykMFxUjY1bIBY4lhIv2w8G0drU3VrT53pZILQ/vhtQSL3mE1nJX",
+	"IBZ6g6P5/mALWJZvhveHNdgGyyNasXsMj2/lzngKqGM97DzwY2DE8d0RccrO22MfoSHXRj3GEWFgdlKM",
+	"zkN9CiaMWoJEbn8MEfE6Gp+D41mVnupxPIdhfHS04dcJH/yscYMf7o/TpzhOyQY0AbTurhwte+2uCSzb",
+	"eLxi32y34fyFVHiQok5dBrs7TFglLdyqSVQsXZMCIabD2TocidSHNjnbQu29jYUNrL2B4l8KttVGNbAh",
+	"AV1gJFZrsVFdi2mtsQGebOj/slIFmJp9HNkhGVe8MEQKkr599/Tl6cnlu7OX6Qpq4wxXPQFkTcAxgIeA",
+	"HgwTmUltGhWRXBCKnZtEnzPCfwZ7MZjcS8Um/AYk0MbHu2lj04bDYTSm4KRDSGkfaEaNQ12VBhofCTkh",
+	"iL7ngB8TBB9dbTrkp+zBeh3XXbgMUkPmdoKUjKWdRh6JM1EFU0yTgQJsis0pF8lINEvk1VklK5voPBGN",
+	"SrkMEdlDFz4pi+W1vhDwqZsRPnsuUTYuxB+5b0ROqL7SIwEZLEC0irj66T4vWON7DrXwipe6gXM7JKmR",
+	"hhaXgbosWacY8J6G17BCTkryGC8yQuytK2khi4EdOOvKkztsT8fl/QpGdj0CKwRcpj0pnSF8wOOzQg6v",
+	"84B1FvpJ9wjNZWlcdKRf6yE5RtrG8jeYKA15LbqOuAobswp8fPDjSKxJlR6S0wkZSzODlGOshmGSGAbX",
+	"0Cum7ZOM5UxkrC9AIRD6F4tQ6M6K/Uw5yavz+0ppyV0DWW85jS6XGL4akmaK5fYpyrctukh2gfsixE0X",
+	"xXunnj0be8P1quCKivXHzH4++HGbz1bS47009m/tSLqlAW5F5tIEBBpCAR6/y9W0UeT7rf5jFSaxHZg3",
+	"l/4CdKInROchKI6rXxeEtPrkJq6qSoy4BMVZ/X1aQ0hFMwwRPxAxwHNfeDNkruHlDELngqpcd4bNw1jq",
+	"Vbg1h68//cYQHeuBIRxKvgUvBVxHfPveDfW7QZCDDbPCZXwrNit+CqizEJ+vXh6QbMwVdUd7t5Ra83Gx",
+	"JFaE1RktWL4HwD6ISUBSqfiUC1oE5G1qRXgzW46EF/0YqYSruMdyb3/nIQDf53Ss4OCzEqthWXHXK73a",
+	"JwYppqs5yw+9JA7rHaJeU2/JQBtymrQYywM9Eg0z9m6cDisV0cIKq/meVcxI+vyCTl19yV+bkfNOCUE4",
+	"R5zQHkaCpS+pNoNXDsIhPVrJ8PFBwY8OfiC7Tx7+EIK8CjsDXy3Sh8NZRel0MnAtAPi/kJVyQ2zmz55O",
+	"Bq+lYINXGBG8C4VX4Wc/nMG5vTLSEYBcoQboIMo9b93bNu32K7HVza+/cZT5GcKAv70EnZi0kRo/V0qw",
+	"PQubvqx3Ft7+kOw0DsP2n9vPwlefIMFm/Wd1v69l1O0fLNvl0W0W4q2V6UQOu481lu9TZm6fMtO4t9fc",
+	"yvYAdGEW6wVTGmv4pKuM19tMg+HQnaNk5RqsrWN7ZFz5spMufAQLSgH+HZSP1/6+6mL/UGwnOuY3XBv9",
+	"R78B1srVdXRzk/F+ZX75SRjf+onnPnwbIuPjAJyOUFksKoZFoLiuy6NxAV9b2YvdlFwF7eRxT1FVWhRo",
+	"w5GQIbmEEVTgb+Q6ssFGXLIVYCU7ty9Y4bkmfjafhGd+HN/rs2IRrNlPKsFuSsDdLJbDiPO1awSNaXYV",
+	"ICrLGgyS5ViokM1LqajixZJUNT9s0TQA5w6OoWbNBtqEV/FNNH59PH6OZT1WWMaCYqJzF9cw2bIya3Jt",
+	"p5Lp3hwQ+0ZKdj1iN6TKV9kMijgdoY8kwMApNhLISPO9ITk1sR/a6kl2nL58EbjFvEphF7FyVfMAP4Iu",
+	"E1KVrqrRSATrJfjIIPiDQJLImC0lFEuD/nQzTiekcSjzQCeRigPmeFeyDLSYoIfBzHOWFVQx50Vol/6K",
+	"5Vj0pB3H2H6KET6fV1Af79ApFh4uD/MgEQYfjDh47kKsJbCVkWj6BaBCkciD5csnmOxSAjjZoBhRNS+Y",
+	"1nsOVc1Py/kVhiNxLLwW6tM2rjnAyhJLfESKjPnyeS69p+1YybnOpBAsM5aF5Qu6HAmEGw9DGrMZF/mQ",
+	"PKfZLLCWoPtSErk863PoATG6TGB2dU+RsshDSw2Pvv+eFMwYuOpzPuXgvxumCUkvHVDxIEU3WDrESo3D",
+	"Ybp3RFLfZupU1TqiIoXmFUNVdkjewApy123bSXNwe1cU2eR6Ggn0J5FP504aiU3IuyvVdiN3AI/LK3bJ",
+	"Qrir364ifBeP0y3TgCxj3CQoxIrpNvpyXDAY2n//lXOCMLnj3FBT6S0NrV4i/Ld1+tSkfeJqP9z7e3ol",
+	"Gwe03pBo/K2IvHTgYFZ4vtm/U5nZPhTp7Q/k8SgLtsuoFnACIANQ09dJ6p4/xm890CipLyG+egj3gKsb",
+	"aKwY6QQARY2TUlhOyhBqQmieK9sWlKG2U8wgDOIIkAng7YCRhOAETx79WEMl1QJoXaX5WPhG/KrZhbki",
+	"2tAlaASCGGmvF+jYIbaTGb1moDs4QRqqgGAIuZuHB6FgC6JBstc1+Ds3eiTkQmAFENtMIaHgrqw6MRFw",
+	"Q75F9PKXdmRfKzigMhuTLDPFABKDFkhXTtlsGjlpNmODE8T22mjetC+7d19LOHtfGpz8d5F1+eTRFnz+",
+	"QspXVPgSLvorMd0afPwGNQRCoV6toC4Ir6RaL3wlNOBijbSVqll513JQxwf7eailTaiJyzUppLwCMd/X",
+	"UHKVGDBfxTOnjAKYSiHFFELKkNGCE8fX4c/RrIFBTGwyYZnxcqhgCzdydIo3GbULhWLoYCuZMEcj4X60",
+	"Wgk3TttS7FpehfoZ+LGdGIPgvVqmtisHTCsh7CZjpQEezMVIUDLnojIMs/uhDj9ZzKwODVA5aOFBMYjd",
+	"+GnZdeeaVKLSLD+si/watUxGAvNLXEUl+2EhtUmQ/WNObUk54ByUBc0CJJB9CzyF5Cy+bAp+xUbCFarv",
+	"Lq1U163/RitKwAC/Ua58jFnOKBJg/EdEives+Z41b2DNTdYFiXw1e4Oj3s+crUaKZov9TF+vTQR5S9Wv",
+	"FTMEX3+gCdijoPriyflPZNdZ7Jxnn4L57+zFCXny8E8HCSm4sGxSgOGKC8uj7U9kwliekHcXLwZ/Ch6U",
+	"peWGyoqec6qugpCoSyvz6xmzfCxnBstMMgK4m1xM9w4t9xqJdFQdHDzOrHIMRjv4kw0zfZ2CiBwe+A5d",
+	"IIGSi9qCYRl2Jotqbi+I1xCEjQKTVTkM1u4zM7YkC6ZYwC5zYCIaUx0BMnE/BbyRNAH5Xhs6L8PSPH78",
+	"+Eey++7iZC8hqd0hNKFAZU3Xue0H/oaEQIx5dtb+UHVc+wIUrCh0T4Tuib7+RJk2my0l2NELqeYXy5Jt",
+	"/wVEU9y6n1P0xYXQrT9gJlCy848BTnbgl2dT0SB8PSzmh/tsvm8r/Qj3B/1HjcI+yE0RugsABrsTkJ5R",
+	"Q7GNbm5eIrfu5ejHcbtJ7VLB8qkAPgV8zkFBWj3eXwAIfRwz0pHY7WG6bhjpUQ0RbcVWTScAEQZNWbUC",
+	"eWsLSXlvSI6LYiRwMTI5d8DGdjCZFJprcMxoQUs9kwHqrzZQg139BBnpIUmjhb7keZqQ1A4XkqbDH3Wu",
+	"VRr9M1NgkrmkJk1GIq3KPPxJUr0UGf5Bdmseby814OtOb7Fv4jlJ4UdLXTAKe1EA699FMEk7DeQ12n4+",
+	"ZbKQyKyGBTXcVDmMtvG7FFP3YCQaT2iWVYpmy/YXtOhuyf9+WX/YajHMMAU4DeF2w64xEgX4+DwKriUH",
+	"S5WJSxJFYOORKKmZHZLUPhrOZKXZTBb5EPJ6QIJJfxvthN9HO4fkt9GOfWr/+eTDh3RIjklut1zVkOQj",
+	"4YDVKLli4MNiOqNljexRg5fvYs90NBqOQ0aU/Silw3HqYwHFSODF6przV386GjEYAc6Va3L6+uIHh++J",
+	"miA6WMCDQlzWgqtsOAH/0rM3756+fN79hcv5SsjTN29ePj9+nZDzi7PT138Bd2OQBciu1cgyWowEyDL2",
+	"gYNxUIouUZWwfzq5DJVCJzKAtc4XyEHXph6SVyhXuJBTPJKiKooheYo+0UfJwcGBb9Cl1IcTn7jDN6dc",
+	"WOnEvSYnkOQ4EtHpI1NJHEZ6JOsgOVyyG6MoekGhjE/I0xS5JnSsqtIUS4widc5DX7SrkJrle0TPANge",
+	"REPkshPKC4xuHwmoQ0yVCVCz1AAqPoS6xdnOGNUz59rQWq72nkwXUdslaTk2eS9t3Utb99LWty9txVLN",
+	"R0lcii4G3jL0qUSuUjFjloNScTBGArPMZVaBT6u07CzmqtSQbjFsH3+N3+W5k9DskFOyu0E8G4lu+QzC",
+	"MsKIMIm5tcoPNJkzQyGrCmC+iwIFAToSUVl6bnQtLjjPE1wIadJb2//QXZUAg6EN3F22LXtfowGhLqV7",
+	"XBRhoFsIkz3M/Ywu/qaluGfu98z9nrl/+8y9wTBvz93j5rZAW/MA69pQ9Of4gqrxqDYArVmuiEBrwMCQ",
+	"U9bY1xHYz5C8COySa1KwiSGyMmQXXPS2SUwk9RWcrG75ph7JGbvmiEO69xnw21xh+dbcLTcO40Ro6pFI",
+	"XTD9pVeUPX5FHwjcm3hXtkGBa4zBw0DUVmAMRMXEr17gsmAp+ARYcI3xOGcdHPsOaLoE0wisQpVR3Qte",
+	"ht9/6rE5s4clS0u1rno915BsSEU/bp4zl9gLtjuxP6eGDSyd73zUwJAYbzUmIz/BiI4LLdFYk3fR+a6R",
+	"87E2gKzYN54W1d8aqnwjXaHNI3PxYs7vzRWZcQ1BpruAGOOf637MvvDKpWPJHzPQPxC+YGO5/10BBiNm",
+	"vA3CYLxm9xCD35oktQo1GO9XED+c57kNOXi+FFmP8LT/W9P2/mFfefFjY+2qVXXScbDE162HgRyuimCJ",
+	"mwk1VoHlhigGAS95Evy8YRhoCCwQfCswzRqWaswycAlj+1uIJkG+2iSinPoSVcpbzaPZ9qDAN1fztlUk",
+	"v0He4Verj4dcrBBB2Ll7+I3fPd8BVB50g/htjSEsHLwNujOoiAmhn/3YY6+30+BOZGW1QyHFoFOca/g6",
+	"kxBq/e7ihOR0CaUtIwfhSOzapwvGrhJ0NVjh/ZUUOV0mdVoY6G26hGARsmRUWRF7LhXbw4BEK4pChMzM",
+	"ql2UjKvsihlYAgdOYrvGfqz0wY3G2riJiwax0ifxico95qzoBJ7b9fp2QezbI90IezadKjalkChzLzN8",
+	"xrMLh6d5XsbLSLsGQB17ir1u5Y8r0Ft0Xpci2y+roticZ7Fi6XG+zbqiwxSOo0NjQaTSYbBY7NKiIHIC",
+	"yZpzPJD4Clge5JwbA3gwXBAKkbwQaxVDpKJ72GF1piDXp2iOR+PHsbPmWC1RG1nqkAzpYD7HsjLkEXnF",
+	"n1ru4QG/drnxlS49HCjkQ2JYLo7Up2xCKBrllrfs1Y5Mj04JbvAZBZw/2xShZFZNUQwfCS7InM2lWq4x",
+	"0wT8T2jEa7Nk14czHIKJJt2DhBWHVwYpj3aL3Get8LjDYM+PAwpS52tf2jGNmXIImFBZnGaG5BKzQcEP",
+	"gXb7Mc2uMErQckP7jyHAXMIwEHYWV5EKdIYnJAAwAW8ckhT5ysWyZC7HE38AE49OR0IxKzG5CEPFdFUY",
+	"lzpMpvwa/cFI4Rr0Vq5IJSyBwC4FTE3NhEGs17d0ysX00NHbClhrgnCuHdt7ZMVW5kFnPegt5GO2Kdth",
+	"R4FS7dVnbPEyq4ycTFIHHdvsH5X3kWi9S9ivFS30KoTsobuBnB7gk6ppXfXZkt6YMTESOSv4NVNe5m53",
+	"wYPlVEMqAblirMS0Am9PtIzhHqv1E2G12sV8a5nsNnZTPMwbzKd91o76gO3cqqj9qp3Fs8fYxEJ+ciEq",
+	"Y3nNyPcHB7AqxtsrNfy0CxsPrBgileziKqNj6ofTOKkU0Ik/fPbg7R35WBk0VD107A2KS+LK3sXG8wmt",
+	"Op++iu+XxdQ9d6T4ldIy6u77BcnYcuWIY3vA3LU+xe6Vvke1vUe1vQuWywtmstmqWOyzxTywLd6ya1Rm",
+	"FMHXpelBvAcyZAi5mzFM00X9Uy4EXvNCRi+B/czMlFwIQhd0iVV60TUJt6TDovSIJQFCKAr7wMuuElfC",
+	"tuIkxSCkHlk+rhihHi3T5cZVtCC7lAirCELxYxfUmhBKfCwt+CLtLYO6M/XZFSPRiA4eDod7mLuNaXUe",
+	"IpOSdEGV4GKqU1cRBZLzTD1LF/iZUYCJrCdKdcuYQXaFJJW2dNERrGw1mSjw2K2dL/kbJZQETxbMhvlr",
+	"FEBwoIC9M2PgbUYLq6/BTWml8zHVbI9w7S5LrHCcYlL3ZRCxd31ABTz1PydgOs2ZT8JUjGopAMgTYUi5",
+	"IL9WVFFhuGBJU4RPvHUnco6jSIiQNFKNRM51RlVOdsGZ/d+hqdypIKmznSBgjYr0Erfkik2pygum9ZGV",
+	"nitIuvOFAzI0A8XWb8G0Ez0N7rZtik4AyCaI4qB8plCWGGgHNwzClHzt9hq31Ym2IwEZRimKrvA+pGfC",
+	"GXZ4a57UHDjzKl7PkJyxCjKBKGQbtQeAHsA6zBck2y7BM6JVDtZoDCuWPZ6AWidDs1erSC9WtnDtudWx",
+	"ZNUoQdFCS22WT8Vs1xzST0F0pmIkZGUGcjKw1O2gcy9iE6GWxTXTmAobPJYu3pyUsuD22HsJEMqucDES",
+	"0eGFxQDyTU/evH7x8vTkIk0c7bJS+xRZu9zBSOmSiRuW6ZGoPaxrYi7uNZpPqdHo2WcvOPE7EKa/Wo5z",
+	"3f2GEt/UCioQwOk54hHRjK3eMGAsqA+nZZslUwPHVWRlAHHsXhq/l8a/IcwhSOQP93TTqtovdlfakW+n",
+	"c+p5XWpvTpcgdy5JitwyY+nhCuA7VHLSdIEo5JqpJMILghwpQ0XGEhLQbmccCsPGdS+SVlnaxF9JvuqT",
+	"u99ZPhLuKrCCPLzzIBTL0n1+8ncw5S/KsT/WOcUNm+uN2GaaqZdcm1PD5pYOnY0HjNCd2A9F4fFM7sNh",
+	"vlZVCPA+06JA/Bm/HdF5RWoF0NNOpfjcFzpCcdi+nh6hxjNmGa00I1rOma8OR0qoYRfs9Ga2WiOzbulE",
+	"zktqvklclZMwyFuJHQ8/HZQgdL3BEezggqzQ4bz0/8ZAgvfwges4wYlXZ2NOQHZpAWMCE5I9rnsdvKFx",
+	"me+jADDwOFnrYa8QgxuUVq7mLg4ftaEaaYuL4Id7637DkiRWvdVLIcVyPhKpLPLweM/qb2jxWW1uVVl7",
+	"6B2N9if71Uj41zsgCBFFH0GhyG4AFWxACu51Q97bpfGD/Db5WmOIX0mlesW0plO2ib2FHQX+hnLnH5S/",
+	"3aNCffZYHnTom7gwgFyIQGSb+R4w0H52986hCCJDqQT/tWJHhArCbjjkb2KUR6eNco2MdC8d3UtH99LR",
+	"V5GONrIEjBfb/80DiK4tixk0KXyhS5MC6UgqA/4RDOI/eXkK/GqdQlU3eEeFyrOub6py5ZZCQnzK/6hF",
+	"K299vv/wVS4/WosBf02nEtMGgNUMTHrftFQPpuzfoVDvk5b+eCf2d6EGfPvn/ZwZQgXGPNiD+0BvL7Bv",
+	"dy1bmgS3Qo3uBSOJsbhdbItPoNl9cvDj3rpr+P4Cvr+A/50u4G5/AhRKXDlvz9hcGl/ha+3Bg0AtiEle",
+	"oyhj1NhXOHSf/hJ/F6bylW7w2yjVHjDDp3Xc3+D3qvgnUsXjshyueueau/76IQDVQRGyDZEGkNfhokVp",
+	"BsqCiwSowwWonvlqFXgsEkKJG5x7MBJGloOCXbMilHJ02nqd2OGr41vRwd2KeyvZJh4XDmFOh+T5vDRL",
+	"DF6QlYlReiEQQshW5AIYE2EiGDDofh4JF2MGVU5tb7QgEES8q5kzgUpxzYRLiRvLa7bXF87wAtZ1Q0oN",
+	"uHp8gEQdVuEiqKmOUntRlqvrGcLMNIvAbXDwdd7JzUDmbNAFe1JSYwl153Dnf/98/dP7P/98MPjx/X/u",
+	"jkbD4Xd7f/6PDrSbzykv2ZVal+MPFNpJf/fhEd9KtgHES5iezaJl6TYsLjpRlk/xt4gn1eh7PfAfGKob",
+	"RTaFQ+Pz58dUQ1ZtpZl2gaNSG1IW1AAfsyxnXPEiDwiUw64s+J/CsflGk9/Pl9qwuevqVExk1/F5ChO1",
+	"U9bwOuECIY/q8s33J+Hz+M2ewUaM8dpQlQBB3REt0F90FjzBrJyE+GJeIdHjt6c/+de+WTKNBrlORD6v",
+	"SpdaEpK8/RIEIcHj+EjB7mn382Ov2CU/fnvasSHgUnGkrEtGr3QvLc8YLcysl6G/huLoPoOBuvJEPkch",
+	"ZI6HKpR6wZSGUtXtCNeMCkguyrDid7gJLPF8f/AY3+feKtUDffJXHO1nPA7Yw5v/6pN1NO4sFNuGV33F",
+	"+Y+gpU84cNf0+rGrSmgyrgzU5yuZyJnIlnbtQyn8z1T+PtAvygmhkL1pLmxVRuTqtvw9tOB+XEVzvWaC",
+	"6SDWuLaGtajtWlnNXD+PGD7QYueJilqKY5lbicdj4809UBBOsAX8EdWNjRuCk7/ayrs4nrVRuDH+GJXF",
+	"1a9dhTHbbxPdhZkFgzKHdmF0q+h31DCEua+2+4xpoyqUFueUW3qlImO1utOYGbCs1UaeAqK0A21XDBLc",
+	"Mp8t1gQZrNuKCvyutug2w6piQYTVJOdWLRpX9rYy0s85bjSIth2DrIorV4Ii0FMmi4JlbciVqMEIiLgD",
+	"dzSgGoG2mFM9G0va3E8E1vnw/sP/CQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

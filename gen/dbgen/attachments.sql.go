@@ -145,6 +145,74 @@ func (q *Queries) AttachmentGet(ctx context.Context, attachmentID string) (Attac
 	return i, err
 }
 
+const attachmentList = `-- name: AttachmentList :many
+SELECT attachment_id, version, COALESCE(processed_size, size)::bigint AS size,
+       size::bigint AS original_size, (processed_size IS NOT NULL)::boolean AS processed,
+       content_type::text AS content_type, uploaded_at, uploaded_by
+FROM attachments
+WHERE NOT deleted
+  AND ($1::bigint IS NULL OR version < $1::bigint)
+  AND ($2::text IS NULL OR strpos(attachment_id, $2::text) > 0)
+  AND ($3::text IS NULL OR starts_with(content_type, $3::text))
+ORDER BY version DESC
+LIMIT $4
+`
+
+type AttachmentListParams struct {
+	BeforeVersion *int64
+	Contains      *string
+	ContentType   *string
+	MaxRows       int32
+}
+
+type AttachmentListRow struct {
+	AttachmentID string
+	Version      int64
+	Size         int64
+	OriginalSize int64
+	Processed    bool
+	ContentType  string
+	UploadedAt   time.Time
+	UploadedBy   string
+}
+
+// AttachmentList pages through the stored attachments for browsing, newest version first.
+// The id filter is a substring match (strpos, never a LIKE pattern); size is that of the
+// copy served by default.
+func (q *Queries) AttachmentList(ctx context.Context, arg AttachmentListParams) ([]AttachmentListRow, error) {
+	rows, err := q.db.Query(ctx, attachmentList,
+		arg.BeforeVersion,
+		arg.Contains,
+		arg.ContentType,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []AttachmentListRow{}
+	for rows.Next() {
+		var i AttachmentListRow
+		if err := rows.Scan(
+			&i.AttachmentID,
+			&i.Version,
+			&i.Size,
+			&i.OriginalSize,
+			&i.Processed,
+			&i.ContentType,
+			&i.UploadedAt,
+			&i.UploadedBy,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const attachmentListSince = `-- name: AttachmentListSince :many
 SELECT attachment_id, version, deleted, COALESCE(processed_size, size) AS size, content_type
 FROM attachments

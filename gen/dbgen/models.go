@@ -10,6 +10,44 @@ import (
 	"github.com/google/uuid"
 )
 
+type AppBundleFile struct {
+	Version     int32
+	Path        string
+	Sha256      []byte
+	Size        int64
+	ContentType string
+	ModTime     time.Time
+}
+
+type AppBundleForm struct {
+	Version    int32
+	Name       string
+	SchemaHash string
+	UiHash     string
+	CoreHash   string
+	CoreFields []byte
+	Fields     []byte
+}
+
+type AppBundleState struct {
+	ID            int32
+	LastVersion   int32
+	ActiveVersion *int32
+	SwitchedAt    *time.Time
+	SwitchedBy    *string
+}
+
+type AppBundleVersion struct {
+	Version      int32
+	ZipSha256    []byte
+	ZipSize      int64
+	ManifestHash string
+	FileCount    int32
+	TotalSize    int64
+	PushedBy     string
+	CreatedAt    time.Time
+}
+
 type Attachment struct {
 	AttachmentID    string
 	Version         int64
@@ -29,6 +67,13 @@ type Attachment struct {
 type AttachmentUnclaimedBlob struct {
 	BlobKey     string
 	DeleteAfter time.Time
+}
+
+type LoginFailure struct {
+	Key       []byte
+	ExpiresAt time.Time
+	Failures  int32
+	Admitted  *time.Time
 }
 
 type Observation struct {
@@ -77,6 +122,17 @@ type ObservationRevision struct {
 	ClientID       string
 	TransmissionID string
 	Extra          []byte
+}
+
+type PortalSession struct {
+	TokenHash       []byte
+	UserID          uuid.UUID
+	Username        string
+	Role            string
+	CsrfToken       string
+	TokenGeneration int64
+	LastSeenAt      time.Time
+	ExpiresAt       time.Time
 }
 
 type PushReceipt struct {

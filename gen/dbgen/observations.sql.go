@@ -103,6 +103,98 @@ func (q *Queries) ObservationGet(ctx context.Context, observationID string) (Obs
 	return i, err
 }
 
+const observationList = `-- name: ObservationList :many
+SELECT o.observation_id, o.version, o.form_type, o.form_version, o.author, o.device_id, o.created_at_text,
+       o.updated_at_text, o.synced_at, o.deleted, o.conflict, o.pushed_by,
+       (o.conflict OR EXISTS (SELECT 1 FROM observation_revisions r
+                              WHERE r.observation_id = o.observation_id AND r.conflict))::boolean AS has_conflicts
+FROM observations o
+WHERE ($1::bigint IS NULL OR o.version < $1::bigint)
+  AND ($2::text IS NULL OR o.form_type = $2::text)
+  AND ($3::text IS NULL OR strpos(lower(o.author), lower($3::text)) > 0)
+  AND ($4::timestamptz IS NULL OR o.created_at >= $4::timestamptz)
+  AND ($5::timestamptz IS NULL OR o.created_at < $5::timestamptz)
+  AND ($6::boolean OR NOT o.deleted)
+  AND (NOT $7::boolean OR o.conflict OR EXISTS (
+        SELECT 1 FROM observation_revisions r WHERE r.observation_id = o.observation_id AND r.conflict))
+ORDER BY o.version DESC
+LIMIT $8
+`
+
+type ObservationListParams struct {
+	BeforeVersion  *int64
+	FormType       *string
+	Author         *string
+	CreatedFrom    *time.Time
+	CreatedTo      *time.Time
+	IncludeDeleted bool
+	ConflictsOnly  bool
+	MaxRows        int32
+}
+
+type ObservationListRow struct {
+	ObservationID string
+	Version       int64
+	FormType      string
+	FormVersion   string
+	Author        *string
+	DeviceID      *string
+	CreatedAtText string
+	UpdatedAtText string
+	SyncedAt      time.Time
+	Deleted       bool
+	Conflict      bool
+	PushedBy      string
+	HasConflicts  bool
+}
+
+// ObservationList pages through current states for browsing, newest version first. Every
+// filter is optional; the author filter is a case-insensitive substring match (strpos, so
+// the text is never read as a LIKE pattern). has_conflicts tells whether any revision of
+// the observation arrived in conflict.
+func (q *Queries) ObservationList(ctx context.Context, arg ObservationListParams) ([]ObservationListRow, error) {
+	rows, err := q.db.Query(ctx, observationList,
+		arg.BeforeVersion,
+		arg.FormType,
+		arg.Author,
+		arg.CreatedFrom,
+		arg.CreatedTo,
+		arg.IncludeDeleted,
+		arg.ConflictsOnly,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ObservationListRow{}
+	for rows.Next() {
+		var i ObservationListRow
+		if err := rows.Scan(
+			&i.ObservationID,
+			&i.Version,
+			&i.FormType,
+			&i.FormVersion,
+			&i.Author,
+			&i.DeviceID,
+			&i.CreatedAtText,
+			&i.UpdatedAtText,
+			&i.SyncedAt,
+			&i.Deleted,
+			&i.Conflict,
+			&i.PushedBy,
+			&i.HasConflicts,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const observationListSince = `-- name: ObservationListSince :many
 SELECT observation_id, version, form_type, form_version, data, geolocation, extra, author, device_id, tags,
        created_at_text, updated_at_text, deleted, synced_at

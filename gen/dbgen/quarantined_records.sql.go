@@ -10,6 +10,18 @@ import (
 	"time"
 )
 
+const quarantinedRecordCount = `-- name: QuarantinedRecordCount :one
+SELECT count(*) FROM quarantined_records
+`
+
+// QuarantinedRecordCount is how many records wait in the quarantine for an admin.
+func (q *Queries) QuarantinedRecordCount(ctx context.Context) (int64, error) {
+	row := q.db.QueryRow(ctx, quarantinedRecordCount)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const quarantinedRecordDelete = `-- name: QuarantinedRecordDelete :one
 DELETE FROM quarantined_records WHERE id = $1 RETURNING id
 `

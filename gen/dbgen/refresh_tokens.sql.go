@@ -36,6 +36,17 @@ func (q *Queries) RefreshTokenCreate(ctx context.Context, arg RefreshTokenCreate
 	return err
 }
 
+const refreshTokenDelete = `-- name: RefreshTokenDelete :exec
+DELETE FROM refresh_tokens WHERE token_hash = $1
+`
+
+// RefreshTokenDelete removes one refresh token (the web portal spends none: it drops the
+// one its login receives).
+func (q *Queries) RefreshTokenDelete(ctx context.Context, tokenHash []byte) error {
+	_, err := q.db.Exec(ctx, refreshTokenDelete, tokenHash)
+	return err
+}
+
 const refreshTokenDeleteExpired = `-- name: RefreshTokenDeleteExpired :execrows
 DELETE FROM refresh_tokens WHERE expires_at < now() - interval '1 day'
 `

@@ -59,6 +59,11 @@ func (s *Service) NewBatch() *Batch {
 // Len returns the number of records added.
 func (b *Batch) Len() int { return b.n }
 
+// Stored reports whether the push's write stored the batch: false after a push that
+// failed, and after a push that was a replay of a stored transmission (answered from its
+// receipt, writing nothing).
+func (b *Batch) Stored() bool { return b.cleared }
+
 // Add validates the next record of the push, which must be valid JSON (decoding the
 // request body checked that once for the whole body), and stages it. Only a database error
 // is returned: a record that cannot be stored is noted for the answer and the quarantine.

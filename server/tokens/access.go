@@ -90,21 +90,28 @@ func NewIssuer(secret []byte, accessTTL time.Duration) (*Issuer, error) {
 // have one-second resolution, so expiresAt is truncated to the second to match what
 // VerifyAccess will later report.
 func (i *Issuer) IssueAccess(userID, username, role string, generation int64, now time.Time) (token string, expiresAt time.Time, err error) {
+	expiresAt = now.UTC().Add(i.accessTTL).Truncate(time.Second)
+	token, err = i.IssueAccessWindow(userID, username, role, generation, now, expiresAt)
+	return token, expiresAt, err
+}
+
+// IssueAccessWindow signs an access token with an explicit issued-at and expiry. The web
+// portal uses it to mint a short-lived token per request for a session, in the credential
+// generation the session signed in with, so that a password or role change since ends the
+// session as it ends every other token.
+func (i *Issuer) IssueAccessWindow(userID, username, role string, generation int64, issuedAt, expiresAt time.Time) (string, error) {
 	if userID == "" || username == "" || role == "" {
-		return "", time.Time{}, errors.New("error issuing access token: user id, username and role are required")
+		return "", errors.New("error issuing access token: user id, username and role are required")
 	}
 	jti, err := randomID()
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("error issuing access token: %w", err)
+		return "", fmt.Errorf("error issuing access token: %w", err)
 	}
-	issuedAt := now.UTC().Truncate(time.Second)
-	expiresAt = now.UTC().Add(i.accessTTL).Truncate(time.Second)
-
 	tok, err := jwt.NewBuilder().
 		Subject(userID).
 		Issuer(IssuerName).
-		IssuedAt(issuedAt).
-		Expiration(expiresAt).
+		IssuedAt(issuedAt.UTC().Truncate(time.Second)).
+		Expiration(expiresAt.UTC().Truncate(time.Second)).
 		JwtID(jti).
 		Claim(claimUsername, username).
 		Claim(claimRole, role).
@@ -112,13 +119,13 @@ func (i *Issuer) IssueAccess(userID, username, role string, generation int64, no
 		Claim(claimGeneration, generation).
 		Build()
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("error building access token: %w", err)
+		return "", fmt.Errorf("error building access token: %w", err)
 	}
 	signed, err := jwt.Sign(tok, jwt.WithKey(jwa.HS256, i.secret))
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("error signing access token: %w", err)
+		return "", fmt.Errorf("error signing access token: %w", err)
 	}
-	return string(signed), expiresAt, nil
+	return string(signed), nil
 }
 
 // VerifyAccess checks an access token as of now and returns its claims. Only

@@ -148,6 +148,20 @@ func TestIssueAccess(t *testing.T) {
 		require.NotEmpty(t, payload["jti"])
 	})
 
+	t.Run("WindowKeepsAnEarlierIssuedAt", func(t *testing.T) {
+		t.Parallel()
+		iss := newIssuer(t)
+		signedIn := testNow.Add(-3 * time.Hour)
+		token, err := iss.IssueAccessWindow("user-1", "alice", "admin", 3, signedIn, testNow.Add(time.Minute))
+		require.NoError(t, err)
+		claims, err := iss.VerifyAccess(token, testNow)
+		require.NoError(t, err)
+		require.Equal(t, signedIn, claims.IssuedAt)
+		require.EqualValues(t, 3, claims.Generation)
+		require.Equal(t, testNow.Add(time.Minute), claims.ExpiresAt)
+		requireInvalid(t, iss, token, testNow.Add(time.Minute+tokens.ClockSkew+time.Second))
+	})
+
 	t.Run("EmptyIdentityRefused", func(t *testing.T) {
 		t.Parallel()
 		iss := newIssuer(t)
