@@ -31,83 +31,50 @@ WHERE version > @since AND form_type = ANY (@form_types::text[])
 ORDER BY version
 LIMIT @max_rows;
 
--- name: ObservationHeadsByIDs :many
--- ObservationHeadsByIDs returns what conflict resolution needs of the stored rows.
--- updated_at_text is the client's text, whose precision (often beyond the microseconds
--- timestamptz keeps) conflict resolution compares.
-SELECT observation_id, version, updated_at_text, content_hash
-FROM observations
-WHERE observation_id = ANY (@observation_ids::text[]);
-
 -- name: ObservationGet :one
 SELECT * FROM observations WHERE observation_id = @observation_id;
 
--- name: ObservationWriteBatch :one
--- ObservationWriteBatch is the whole write of one push, in one statement: it moves the
--- states being replaced into the history, upserts the winning records, records the losing
--- ones, quarantines the records that cannot be stored, advances current_version and stores
--- the push receipt. The records are those written to push_staging (@batch_id) while the
--- request was read, and the last of them (up to a megabyte, all of a small push) in
--- @idxs, @raws, @metas and @extras, as push_staging would hold them. @decisions is a JSON
--- array built by server/obsync with one element per record to write: "write" rows carry
--- their new version and become the stored state, "history" rows (conflict losers, and
--- writes replaced later in the same push) go only to the history, "quarantine" rows carry
--- the reason. The staged records are deleted when @clear_staging. Without @request_hash no
--- receipt is stored (an admin's retry of a quarantined record). It returns false when
--- another push with the same receipt committed first.
-WITH decided AS (
-    SELECT (d ->> 'idx')::integer AS idx,
-           d ->> 'outcome' AS outcome,
-           d ->> 'status' AS status,
-           (d ->> 'version')::bigint AS version,
-           (d ->> 'conflict')::boolean AS conflict,
-           d ->> 'observation_id' AS reported_id,
-           d ->> 'code' AS code,
-           d ->> 'reason' AS reason
-    FROM jsonb_array_elements(@decisions::jsonb) AS d
+-- name: ObservationWriteGroup :exec
+-- ObservationWriteGroup is the whole write of a group of pushes (one or more), in one
+-- statement: it moves the states being replaced into the history, upserts the winning
+-- records, records the losing ones, quarantines the records that cannot be stored,
+-- advances current_version, stores each push's receipt and removes its staged records.
+-- The records are those each push staged in push_staging under its batch id; server/obsync
+-- decided every one of them beforehand, push after push, under the write lock. The @push_*
+-- arrays hold one element per push that writes (@push_seqs numbers them from 1), the @rec_*
+-- arrays one element per decided record, of the push @rec_push (@rec_observation_id is
+-- empty for a quarantined record): "write" rows carry their
+-- new version and become the stored state (one per id in the whole group), "history" rows
+-- (conflict losers, and winners replaced later in the group, which keep their version) go
+-- only to the history, "quarantine" rows carry the reason. A push without a request hash
+-- stores no receipt (an admin's retry of a quarantined record). The staged records are
+-- deleted when @clear_staging.
+WITH pushes AS (
+    SELECT unnest(@push_seqs::integer[]) AS seq, unnest(@push_batch_ids::uuid[]) AS batch_id,
+           unnest(@push_client_ids::text[]) AS client_id, unnest(@push_transmission_ids::text[]) AS transmission_id,
+           unnest(@push_pushed_by::text[]) AS pushed_by, unnest(@push_request_hashes::bytea[]) AS request_hash,
+           unnest(@push_responses::text[]) AS response
 ),
-inline AS (
-    SELECT unnest(@idxs::integer[]) AS idx, unnest(@raws::bytea[]) AS raw, unnest(@metas::jsonb[]) AS meta,
-           unnest(@extras::text[]) AS extra
+rec AS (
+    SELECT unnest(@rec_push::integer[]) AS push, unnest(@rec_idx::integer[]) AS idx,
+           unnest(@rec_observation_id::text[]) AS observation_id,
+           unnest(@rec_outcome::text[]) AS outcome, unnest(@rec_status::text[]) AS status,
+           unnest(@rec_version::bigint[]) AS version, unnest(@rec_conflict::boolean[]) AS conflict,
+           unnest(@rec_reported_id::text[]) AS reported_id, unnest(@rec_code::text[]) AS code,
+           unnest(@rec_reason::text[]) AS reason
 ),
-staged AS (
-    SELECT d.idx, d.outcome, d.status, d.version, d.conflict, d.reported_id, d.code, d.reason, s.raw, s.meta, s.extra
-    FROM decided d
-    JOIN push_staging s ON s.batch_id = @batch_id AND s.idx = d.idx
-    UNION ALL
-    SELECT d.idx, d.outcome, d.status, d.version, d.conflict, d.reported_id, d.code, d.reason, i.raw, i.meta, i.extra
-    FROM decided d
-    JOIN inline i ON i.idx = d.idx
-),
-incoming AS (
-    SELECT s.idx, s.outcome, s.status, s.version, s.conflict,
-           s.meta ->> 'observation_id' AS observation_id,
-           s.meta ->> 'form_type' AS form_type,
-           s.meta ->> 'form_version' AS form_version,
-           s.meta ->> 'author' AS author,
-           s.meta ->> 'device_id' AS device_id,
-           CASE WHEN jsonb_typeof(s.meta -> 'tags') = 'array'
-                THEN ARRAY(SELECT jsonb_array_elements_text(s.meta -> 'tags')) END AS tags,
-           (s.meta ->> 'created_at')::timestamptz AS created_at,
-           s.meta ->> 'created_at_text' AS created_at_text,
-           (s.meta ->> 'updated_at')::timestamptz AS updated_at,
-           s.meta ->> 'updated_at_text' AS updated_at_text,
-           (s.meta ->> 'deleted')::boolean AS deleted,
-           decode(s.meta ->> 'content_hash', 'hex') AS content_hash,
-           -- data and geolocation are cut out of the record as sent (meta holds where), so
-           -- their text is stored byte for byte; the json type keeps it so.
-           convert_from(substring(s.raw FROM (s.meta ->> 'data_at')::integer + 1 FOR (s.meta ->> 'data_len')::integer), 'UTF8')::json AS data,
-           CASE WHEN s.meta ->> 'geo_at' IS NOT NULL
-                THEN convert_from(substring(s.raw FROM (s.meta ->> 'geo_at')::integer + 1 FOR (s.meta ->> 'geo_len')::integer), 'UTF8')::json END AS geolocation,
-           NULLIF(s.extra, '')::json AS extra,
-           octet_length(s.raw) AS record_bytes
-    FROM staged s
-    WHERE s.outcome IN ('write', 'history')
+-- The decisions with their push; the records' values are read from push_staging by each
+-- insert that needs them, rather than copied once more into this CTE.
+decided AS (
+    SELECT r.push, r.idx, r.observation_id, r.outcome, r.status, NULLIF(r.version, 0) AS version, r.conflict,
+           r.reported_id, r.code, r.reason, p.batch_id, p.pushed_by, p.client_id, p.transmission_id
+    FROM rec r
+    JOIN pushes p ON p.seq = r.push
 ),
 history AS (
     -- One ordered insert, so that the history lists oldest first (ObservationRevisionList
-    -- orders by id): the states this push replaces arrived before anything in it, and the
-    -- push's own history rows follow in push order.
+    -- orders by id): the states the group replaces arrived before anything in it, and the
+    -- group's own history rows follow in push order.
     INSERT INTO observation_revisions (
         observation_id, version, status, conflict, form_type, form_version, data, geolocation, extra,
         author, device_id, tags, created_at_text, updated_at_text, deleted,
@@ -116,33 +83,35 @@ history AS (
            h.extra, h.author, h.device_id, h.tags, h.created_at_text, h.updated_at_text, h.deleted,
            h.received_at, h.pushed_by, h.client_id, h.transmission_id
     FROM (
-        SELECT 0 AS arrival, i.idx, o.observation_id, o.version, 'superseded'::text AS status, o.conflict,
+        SELECT 0 AS arrival, 0 AS push, d.idx, o.observation_id, o.version, 'superseded'::text AS status, o.conflict,
                o.form_type, o.form_version, o.data, o.geolocation, o.extra, o.author, o.device_id, o.tags,
                o.created_at_text, o.updated_at_text, o.deleted,
                o.synced_at AS received_at, o.pushed_by, o.client_id, o.transmission_id
         FROM observations o
-        JOIN incoming i ON i.observation_id = o.observation_id AND i.outcome = 'write'
+        JOIN decided d ON d.observation_id = o.observation_id AND d.outcome = 'write'
         UNION ALL
-        SELECT 1, i.idx, i.observation_id, NULL, i.status, i.conflict,
-               i.form_type, i.form_version, i.data, i.geolocation, i.extra, i.author, i.device_id, i.tags,
-               i.created_at_text, i.updated_at_text, i.deleted,
-               now(), @pushed_by::text, @client_id::text, @transmission_id::text
-        FROM incoming i
-        WHERE i.outcome = 'history'
+        SELECT 1, d.push, d.idx, s.observation_id, d.version, d.status, d.conflict,
+               s.form_type, s.form_version, s.data, s.geolocation, NULLIF(s.extra, '')::json, s.author, s.device_id, s.tags,
+               s.created_at_text, s.updated_at_text, s.deleted,
+               now(), d.pushed_by, d.client_id, d.transmission_id
+        FROM decided d
+        JOIN push_staging s ON s.batch_id = d.batch_id AND s.idx = d.idx
+        WHERE d.outcome = 'history'
     ) h
-    ORDER BY h.arrival, h.idx
+    ORDER BY h.arrival, h.push, h.idx
 ),
 written AS (
     INSERT INTO observations AS o (
         observation_id, version, form_type, form_version, data, geolocation, extra, author, device_id, tags,
         created_at, created_at_text, updated_at, updated_at_text, deleted, content_hash, conflict,
         record_bytes, synced_at, pushed_by, client_id, transmission_id)
-    SELECT i.observation_id, i.version, i.form_type, i.form_version, i.data, i.geolocation, i.extra, i.author,
-           i.device_id, i.tags, i.created_at, i.created_at_text, i.updated_at, i.updated_at_text,
-           i.deleted, i.content_hash, i.conflict, i.record_bytes,
-           now(), @pushed_by::text, @client_id::text, @transmission_id::text
-    FROM incoming i
-    WHERE i.outcome = 'write'
+    SELECT s.observation_id, d.version, s.form_type, s.form_version, s.data, s.geolocation, NULLIF(s.extra, '')::json,
+           s.author, s.device_id, s.tags, s.record_created_at, s.created_at_text, s.record_updated_at, s.updated_at_text,
+           s.deleted, s.content_hash, d.conflict, octet_length(s.raw),
+           now(), d.pushed_by, d.client_id, d.transmission_id
+    FROM decided d
+    JOIN push_staging s ON s.batch_id = d.batch_id AND s.idx = d.idx
+    WHERE d.outcome = 'write'
     ON CONFLICT (observation_id) DO UPDATE SET
         version = EXCLUDED.version, form_type = EXCLUDED.form_type, form_version = EXCLUDED.form_version,
         data = EXCLUDED.data, geolocation = EXCLUDED.geolocation, extra = EXCLUDED.extra, author = EXCLUDED.author,
@@ -155,26 +124,29 @@ written AS (
 ),
 quarantined AS (
     INSERT INTO quarantined_records (raw, client_id, transmission_id, record_index, pushed_by, observation_id, code, reason)
-    SELECT s.raw, @client_id::text, @transmission_id::text, s.idx, @pushed_by::text, NULLIF(s.reported_id, ''), s.code, s.reason
-    FROM staged s
-    WHERE s.outcome = 'quarantine'
+    SELECT s.raw, d.client_id, d.transmission_id, d.idx, d.pushed_by, NULLIF(d.reported_id, ''), d.code, d.reason
+    FROM decided d
+    JOIN push_staging s ON s.batch_id = d.batch_id AND s.idx = d.idx
+    WHERE d.outcome = 'quarantine'
     ON CONFLICT (client_id, transmission_id, record_index) DO NOTHING
 ),
 advanced AS (
-    UPDATE sync_state SET current_version = @current_version::bigint WHERE id = 1
+    -- Under the write lock current_version is the value the group read, and this only moves
+    -- it forward; GREATEST makes sure it never goes back, so that the concurrency proof can
+    -- hand out versions outside the lock on purpose and see pulls miss changes.
+    UPDATE sync_state SET current_version = GREATEST(current_version, @current_version::bigint) WHERE id = 1
 ),
 cleared AS (
-    -- The push's staged records are done with (unless this write only probes a record).
-    DELETE FROM push_staging WHERE batch_id = @batch_id AND @clear_staging::boolean
-),
-receipt AS (
-    INSERT INTO push_receipts (client_id, transmission_id, request_hash, response)
-    SELECT @client_id::text, @transmission_id::text, sqlc.narg('request_hash')::bytea, sqlc.narg('response')::jsonb
-    WHERE sqlc.narg('request_hash')::bytea IS NOT NULL
-    ON CONFLICT (client_id, transmission_id) DO NOTHING
-    RETURNING true AS stored
+    -- The pushes' staged records are done with (unless this write only probes a record).
+    DELETE FROM push_staging WHERE batch_id = ANY (@push_batch_ids::uuid[]) AND @clear_staging::boolean
 )
-SELECT (sqlc.narg('request_hash')::bytea IS NULL OR EXISTS (SELECT 1 FROM receipt))::boolean AS stored;
+-- The receipts were read under the write lock, which every writer of a receipt holds: a
+-- receipt stored meanwhile is a unique violation, which fails the write, never one that
+-- is silently not stored.
+INSERT INTO push_receipts (client_id, transmission_id, request_hash, response)
+SELECT p.client_id, p.transmission_id, p.request_hash, p.response::jsonb
+FROM pushes p
+WHERE p.request_hash IS NOT NULL;
 
 -- name: ObservationDeleteAll :exec
 DELETE FROM observations;

@@ -1,9 +1,11 @@
 // Command synkbench measures a synkronus server under load, as a separate process.
 //
 // It builds the server (or takes -server-bin), starts it on a fresh database, creates a
-// read-write user per client, pushes new observations from several concurrent clients,
-// has several other clients pull everything back page by page, optionally downloads the
-// exports and pushes an app bundle and loads its manifest (-bundle), samples the server's
+// read-write user per client, has PostgreSQL alone insert the batches about to be pushed
+// (the reference the push rate is given as a ratio to), pushes new observations from
+// several concurrent clients, has several other clients pull everything back page by
+// page, optionally downloads the exports and pushes an app bundle and loads its manifest
+// (-bundle), samples the server's
 // resident memory throughout, and prints a summary (or, with -json, one JSON object).
 // With -mode attachments it instead uploads and downloads files of each size in
 // -attachment-sizes from several concurrent clients, and writes and reads the same bytes
@@ -291,7 +293,7 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		return printMixedText(os.Stdout, mrep)
 	}
-	if err := measure(ctx, o, srv.pid(), c, tokens, plan, &rep); err != nil {
+	if err := measure(ctx, o, srv.pid(), db.serverURL, c, tokens, plan, &rep); err != nil {
 		return err
 	}
 	if o.export && o.pushRecords > 0 {
@@ -320,9 +322,10 @@ func run(ctx context.Context, o options) (err error) {
 	return printText(os.Stdout, rep)
 }
 
-// measure runs the push phase and the pull rounds against the server process pid,
-// sampling its memory, and fills in rep.
-func measure(ctx context.Context, o options, pid int, c *client, tokens []string, plan pushPlan, rep *report) error {
+// measure runs the raw PostgreSQL reference of the push phase on the benchmark database,
+// then the push phase and the pull rounds against the server process pid, sampling its
+// memory, and fills in rep.
+func measure(ctx context.Context, o options, pid int, databaseURL string, c *client, tokens []string, plan pushPlan, rep *report) error {
 	kib, err := readProcKiB(pid, "VmRSS")
 	if err != nil {
 		return fmt.Errorf("error reading the server's memory: %w", err)
@@ -332,12 +335,23 @@ func measure(ctx context.Context, o options, pid int, c *client, tokens []string
 		return nil
 	}
 
+	logf("raw PostgreSQL: %d clients inserting the same batches", o.clients)
+	if rep.Push.RawPostgres, err = runRawPush(ctx, databaseURL, plan); err != nil {
+		return fmt.Errorf("raw PostgreSQL reference: %w", err)
+	}
 	logf("push: %d clients, %d records in batches of %d", o.clients, o.pushRecords, o.batch)
+	if rep.Push.LoadAverage, err = loadAverage(); err != nil {
+		return err
+	}
 	stopRSS := sampleRSS(pid, o.rssInterval)
 	rep.Push.phaseStats, err = runPush(ctx, c, tokens, plan)
 	rep.Push.PeakRSSMiB = stopRSS()
 	if err != nil {
 		return fmt.Errorf("push phase: %w", err)
+	}
+	rep.Push.VsRawPostgres = round(rep.Push.RecordsPerSec/rep.Push.RawPostgres.RecordsPerSec, 3)
+	if rep.Push.PushesPerCommit, err = pushesPerCommit(ctx, databaseURL); err != nil {
+		return err
 	}
 
 	for round := 1; round <= o.pullRounds; round++ {

@@ -33,6 +33,16 @@ type pushResult struct {
 	AvgRequestBytes int `json:"avg_request_bytes"`
 	phaseStats
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// RawPostgres is PostgreSQL alone inserting the same batches from as many clients
+	// (runRawPush), measured in the same run; VsRawPostgres is records/s over its rate.
+	RawPostgres   phaseStats `json:"raw_postgres"`
+	VsRawPostgres float64    `json:"vs_raw_postgres"`
+	// PushesPerCommit is how many pushes shared a transaction on average: the pushes
+	// over the transactions that stored their receipts.
+	PushesPerCommit float64 `json:"pushes_per_commit"`
+	// LoadAverage is the machine's one-minute load average as the push phase began; the
+	// machine may be shared.
+	LoadAverage float64 `json:"load_average"`
 }
 
 // pullRound is one repetition of the pull phase; its requests are pages, and its
@@ -107,26 +117,25 @@ func printSync(w io.Writer, r report) error {
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\trecords\trequests\twall s\trecords/s\trequests/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\tpeak RSS MiB\t")
-	row := func(name string, s phaseStats, rss float64) {
+	row := func(name string, s phaseStats, rss string) {
 		l := s.LatencyMS
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.3f\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.3f\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t\n",
 			name, s.Records, s.Requests, s.WallSeconds, s.RecordsPerSec, s.RequestsPerSec, l.P50, l.P95, l.P99, l.Max, rss)
 	}
-	row("push (batches)", p.phaseStats, p.PeakRSSMiB)
+	mib := func(v float64) string { return fmt.Sprintf("%.1f", v) }
+	row("raw PostgreSQL (batches)", p.RawPostgres, "-")
+	row("push (batches)", p.phaseStats, mib(p.PeakRSSMiB))
 	for _, pr := range r.Pull.Rounds {
-		row(fmt.Sprintf("pull %d (pages)", pr.Round), pr.phaseStats, pr.PeakRSSMiB)
+		row(fmt.Sprintf("pull %d (pages)", pr.Round), pr.phaseStats, mib(pr.PeakRSSMiB))
 	}
 	if len(r.Pull.Rounds) > 0 {
-		row(fmt.Sprintf("pull best (%d)", r.Pull.Best.Round), r.Pull.Best.phaseStats, r.Pull.Best.PeakRSSMiB)
+		row(fmt.Sprintf("pull best (%d)", r.Pull.Best.Round), r.Pull.Best.phaseStats, mib(r.Pull.Best.PeakRSSMiB))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if r.Export != nil {
-		printExports(w, *r.Export)
-	}
-	m := r.Memory
-	_, err := fmt.Fprintf(w, "\nserver RSS MiB: after login %.1f, push peak %.1f, pull peak %.1f, overall peak %.1f\n",
-		m.StartRSSMiB, m.PushPeakRSSMiB, m.PullPeakRSSMiB, m.HWMMiB)
+	fmt.Fprintf(w, "\npush vs raw PostgreSQL: %.2f (%d clients; raw PostgreSQL inserts each batch in one transaction into a plain table)\n",
+		p.VsRawPostgres, p.Clients)
+	_, err := fmt.Fprintf(w, "pushes per commit: %.1f; load average as the push phase began: %.2f\n", p.PushesPerCommit, p.LoadAverage)
 	return err
 }

@@ -125,3 +125,13 @@ func sampleRSS(pid int, interval time.Duration) (stop func() float64) {
 }
 
 func mib(kib int64) float64 { return round(float64(kib)/1024, 1) }
+
+// loadAverage returns the machine's one-minute load average.
+func loadAverage() (float64, error) {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0, fmt.Errorf("error reading the load average: %w", err)
+	}
+	f, _, _ := strings.Cut(string(b), " ")
+	return strconv.ParseFloat(f, 64)
+}

@@ -32,8 +32,21 @@ func (r iteratorForPushStagingInsert) Values() ([]interface{}, error) {
 		r.rows[0].BatchID,
 		r.rows[0].Idx,
 		r.rows[0].Raw,
-		r.rows[0].Meta,
 		r.rows[0].Extra,
+		r.rows[0].ObservationID,
+		r.rows[0].FormType,
+		r.rows[0].FormVersion,
+		r.rows[0].Author,
+		r.rows[0].DeviceID,
+		r.rows[0].Tags,
+		r.rows[0].RecordCreatedAt,
+		r.rows[0].CreatedAtText,
+		r.rows[0].RecordUpdatedAt,
+		r.rows[0].UpdatedAtText,
+		r.rows[0].Deleted,
+		r.rows[0].ContentHash,
+		r.rows[0].Data,
+		r.rows[0].Geolocation,
 	}, nil
 }
 
@@ -41,9 +54,10 @@ func (r iteratorForPushStagingInsert) Err() error {
 	return nil
 }
 
-// PushStagingInsert writes a chunk of a push's records as they are read from the request.
-// COPY sends them a few kilobytes at a time, where the parameters of a statement would be
-// encoded whole, twice.
+// PushStagingInsert writes a chunk of a push's records as they are read from the request,
+// with what validation read from them (NULL for a record that cannot be stored). COPY sends
+// them a few kilobytes at a time, where the parameters of a statement would be encoded
+// whole, twice.
 func (q *Queries) PushStagingInsert(ctx context.Context, arg []PushStagingInsertParams) (int64, error) {
-	return q.db.CopyFrom(ctx, []string{"push_staging"}, []string{"batch_id", "idx", "raw", "meta", "extra"}, &iteratorForPushStagingInsert{rows: arg})
+	return q.db.CopyFrom(ctx, []string{"push_staging"}, []string{"batch_id", "idx", "raw", "extra", "observation_id", "form_type", "form_version", "author", "device_id", "tags", "record_created_at", "created_at_text", "record_updated_at", "updated_at_text", "deleted", "content_hash", "data", "geolocation"}, &iteratorForPushStagingInsert{rows: arg})
 }

@@ -144,12 +144,26 @@ type PushReceipt struct {
 }
 
 type PushStaging struct {
-	BatchID   uuid.UUID
-	Idx       int32
-	Raw       []byte
-	Meta      []byte
-	Extra     string
-	CreatedAt time.Time
+	BatchID         uuid.UUID
+	Idx             int32
+	Raw             []byte
+	Meta            []byte
+	Extra           string
+	CreatedAt       time.Time
+	ObservationID   *string
+	FormType        *string
+	FormVersion     *string
+	Author          *string
+	DeviceID        *string
+	Tags            []string
+	RecordCreatedAt *time.Time
+	CreatedAtText   *string
+	RecordUpdatedAt *time.Time
+	UpdatedAtText   *string
+	Deleted         *bool
+	ContentHash     []byte
+	Data            []byte
+	Geolocation     []byte
 }
 
 type QuarantinedRecord struct {

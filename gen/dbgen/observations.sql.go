@@ -103,47 +103,6 @@ func (q *Queries) ObservationGet(ctx context.Context, observationID string) (Obs
 	return i, err
 }
 
-const observationHeadsByIDs = `-- name: ObservationHeadsByIDs :many
-SELECT observation_id, version, updated_at_text, content_hash
-FROM observations
-WHERE observation_id = ANY ($1::text[])
-`
-
-type ObservationHeadsByIDsRow struct {
-	ObservationID string
-	Version       int64
-	UpdatedAtText string
-	ContentHash   []byte
-}
-
-// ObservationHeadsByIDs returns what conflict resolution needs of the stored rows.
-// updated_at_text is the client's text, whose precision (often beyond the microseconds
-// timestamptz keeps) conflict resolution compares.
-func (q *Queries) ObservationHeadsByIDs(ctx context.Context, observationIds []string) ([]ObservationHeadsByIDsRow, error) {
-	rows, err := q.db.Query(ctx, observationHeadsByIDs, observationIds)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []ObservationHeadsByIDsRow{}
-	for rows.Next() {
-		var i ObservationHeadsByIDsRow
-		if err := rows.Scan(
-			&i.ObservationID,
-			&i.Version,
-			&i.UpdatedAtText,
-			&i.ContentHash,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const observationList = `-- name: ObservationList :many
 SELECT o.observation_id, o.version, o.form_type, o.form_version, o.author, o.device_id, o.created_at_text,
        o.updated_at_text, o.synced_at, o.deleted, o.conflict, o.pushed_by,
@@ -532,60 +491,31 @@ func (q *Queries) ObservationStatsSpan(ctx context.Context) (ObservationStatsSpa
 	return i, err
 }
 
-const observationWriteBatch = `-- name: ObservationWriteBatch :one
-WITH decided AS (
-    SELECT (d ->> 'idx')::integer AS idx,
-           d ->> 'outcome' AS outcome,
-           d ->> 'status' AS status,
-           (d ->> 'version')::bigint AS version,
-           (d ->> 'conflict')::boolean AS conflict,
-           d ->> 'observation_id' AS reported_id,
-           d ->> 'code' AS code,
-           d ->> 'reason' AS reason
-    FROM jsonb_array_elements($2::jsonb) AS d
+const observationWriteGroup = `-- name: ObservationWriteGroup :exec
+WITH pushes AS (
+    SELECT unnest($1::integer[]) AS seq, unnest($2::uuid[]) AS batch_id,
+           unnest($3::text[]) AS client_id, unnest($4::text[]) AS transmission_id,
+           unnest($5::text[]) AS pushed_by, unnest($6::bytea[]) AS request_hash,
+           unnest($7::text[]) AS response
 ),
-inline AS (
-    SELECT unnest($3::integer[]) AS idx, unnest($4::bytea[]) AS raw, unnest($5::jsonb[]) AS meta,
-           unnest($6::text[]) AS extra
+rec AS (
+    SELECT unnest($8::integer[]) AS push, unnest($9::integer[]) AS idx,
+           unnest($10::text[]) AS observation_id,
+           unnest($11::text[]) AS outcome, unnest($12::text[]) AS status,
+           unnest($13::bigint[]) AS version, unnest($14::boolean[]) AS conflict,
+           unnest($15::text[]) AS reported_id, unnest($16::text[]) AS code,
+           unnest($17::text[]) AS reason
 ),
-staged AS (
-    SELECT d.idx, d.outcome, d.status, d.version, d.conflict, d.reported_id, d.code, d.reason, s.raw, s.meta, s.extra
-    FROM decided d
-    JOIN push_staging s ON s.batch_id = $7 AND s.idx = d.idx
-    UNION ALL
-    SELECT d.idx, d.outcome, d.status, d.version, d.conflict, d.reported_id, d.code, d.reason, i.raw, i.meta, i.extra
-    FROM decided d
-    JOIN inline i ON i.idx = d.idx
-),
-incoming AS (
-    SELECT s.idx, s.outcome, s.status, s.version, s.conflict,
-           s.meta ->> 'observation_id' AS observation_id,
-           s.meta ->> 'form_type' AS form_type,
-           s.meta ->> 'form_version' AS form_version,
-           s.meta ->> 'author' AS author,
-           s.meta ->> 'device_id' AS device_id,
-           CASE WHEN jsonb_typeof(s.meta -> 'tags') = 'array'
-                THEN ARRAY(SELECT jsonb_array_elements_text(s.meta -> 'tags')) END AS tags,
-           (s.meta ->> 'created_at')::timestamptz AS created_at,
-           s.meta ->> 'created_at_text' AS created_at_text,
-           (s.meta ->> 'updated_at')::timestamptz AS updated_at,
-           s.meta ->> 'updated_at_text' AS updated_at_text,
-           (s.meta ->> 'deleted')::boolean AS deleted,
-           decode(s.meta ->> 'content_hash', 'hex') AS content_hash,
-           -- data and geolocation are cut out of the record as sent (meta holds where), so
-           -- their text is stored byte for byte; the json type keeps it so.
-           convert_from(substring(s.raw FROM (s.meta ->> 'data_at')::integer + 1 FOR (s.meta ->> 'data_len')::integer), 'UTF8')::json AS data,
-           CASE WHEN s.meta ->> 'geo_at' IS NOT NULL
-                THEN convert_from(substring(s.raw FROM (s.meta ->> 'geo_at')::integer + 1 FOR (s.meta ->> 'geo_len')::integer), 'UTF8')::json END AS geolocation,
-           NULLIF(s.extra, '')::json AS extra,
-           octet_length(s.raw) AS record_bytes
-    FROM staged s
-    WHERE s.outcome IN ('write', 'history')
+decided AS (
+    SELECT r.push, r.idx, r.observation_id, r.outcome, r.status, NULLIF(r.version, 0) AS version, r.conflict,
+           r.reported_id, r.code, r.reason, p.batch_id, p.pushed_by, p.client_id, p.transmission_id
+    FROM rec r
+    JOIN pushes p ON p.seq = r.push
 ),
 history AS (
     -- One ordered insert, so that the history lists oldest first (ObservationRevisionList
-    -- orders by id): the states this push replaces arrived before anything in it, and the
-    -- push's own history rows follow in push order.
+    -- orders by id): the states the group replaces arrived before anything in it, and the
+    -- group's own history rows follow in push order.
     INSERT INTO observation_revisions (
         observation_id, version, status, conflict, form_type, form_version, data, geolocation, extra,
         author, device_id, tags, created_at_text, updated_at_text, deleted,
@@ -594,33 +524,35 @@ history AS (
            h.extra, h.author, h.device_id, h.tags, h.created_at_text, h.updated_at_text, h.deleted,
            h.received_at, h.pushed_by, h.client_id, h.transmission_id
     FROM (
-        SELECT 0 AS arrival, i.idx, o.observation_id, o.version, 'superseded'::text AS status, o.conflict,
+        SELECT 0 AS arrival, 0 AS push, d.idx, o.observation_id, o.version, 'superseded'::text AS status, o.conflict,
                o.form_type, o.form_version, o.data, o.geolocation, o.extra, o.author, o.device_id, o.tags,
                o.created_at_text, o.updated_at_text, o.deleted,
                o.synced_at AS received_at, o.pushed_by, o.client_id, o.transmission_id
         FROM observations o
-        JOIN incoming i ON i.observation_id = o.observation_id AND i.outcome = 'write'
+        JOIN decided d ON d.observation_id = o.observation_id AND d.outcome = 'write'
         UNION ALL
-        SELECT 1, i.idx, i.observation_id, NULL, i.status, i.conflict,
-               i.form_type, i.form_version, i.data, i.geolocation, i.extra, i.author, i.device_id, i.tags,
-               i.created_at_text, i.updated_at_text, i.deleted,
-               now(), $8::text, $9::text, $10::text
-        FROM incoming i
-        WHERE i.outcome = 'history'
+        SELECT 1, d.push, d.idx, s.observation_id, d.version, d.status, d.conflict,
+               s.form_type, s.form_version, s.data, s.geolocation, NULLIF(s.extra, '')::json, s.author, s.device_id, s.tags,
+               s.created_at_text, s.updated_at_text, s.deleted,
+               now(), d.pushed_by, d.client_id, d.transmission_id
+        FROM decided d
+        JOIN push_staging s ON s.batch_id = d.batch_id AND s.idx = d.idx
+        WHERE d.outcome = 'history'
     ) h
-    ORDER BY h.arrival, h.idx
+    ORDER BY h.arrival, h.push, h.idx
 ),
 written AS (
     INSERT INTO observations AS o (
         observation_id, version, form_type, form_version, data, geolocation, extra, author, device_id, tags,
         created_at, created_at_text, updated_at, updated_at_text, deleted, content_hash, conflict,
         record_bytes, synced_at, pushed_by, client_id, transmission_id)
-    SELECT i.observation_id, i.version, i.form_type, i.form_version, i.data, i.geolocation, i.extra, i.author,
-           i.device_id, i.tags, i.created_at, i.created_at_text, i.updated_at, i.updated_at_text,
-           i.deleted, i.content_hash, i.conflict, i.record_bytes,
-           now(), $8::text, $9::text, $10::text
-    FROM incoming i
-    WHERE i.outcome = 'write'
+    SELECT s.observation_id, d.version, s.form_type, s.form_version, s.data, s.geolocation, NULLIF(s.extra, '')::json,
+           s.author, s.device_id, s.tags, s.record_created_at, s.created_at_text, s.record_updated_at, s.updated_at_text,
+           s.deleted, s.content_hash, d.conflict, octet_length(s.raw),
+           now(), d.pushed_by, d.client_id, d.transmission_id
+    FROM decided d
+    JOIN push_staging s ON s.batch_id = d.batch_id AND s.idx = d.idx
+    WHERE d.outcome = 'write'
     ON CONFLICT (observation_id) DO UPDATE SET
         version = EXCLUDED.version, form_type = EXCLUDED.form_type, form_version = EXCLUDED.form_version,
         data = EXCLUDED.data, geolocation = EXCLUDED.geolocation, extra = EXCLUDED.extra, author = EXCLUDED.author,
@@ -633,73 +565,90 @@ written AS (
 ),
 quarantined AS (
     INSERT INTO quarantined_records (raw, client_id, transmission_id, record_index, pushed_by, observation_id, code, reason)
-    SELECT s.raw, $9::text, $10::text, s.idx, $8::text, NULLIF(s.reported_id, ''), s.code, s.reason
-    FROM staged s
-    WHERE s.outcome = 'quarantine'
+    SELECT s.raw, d.client_id, d.transmission_id, d.idx, d.pushed_by, NULLIF(d.reported_id, ''), d.code, d.reason
+    FROM decided d
+    JOIN push_staging s ON s.batch_id = d.batch_id AND s.idx = d.idx
+    WHERE d.outcome = 'quarantine'
     ON CONFLICT (client_id, transmission_id, record_index) DO NOTHING
 ),
 advanced AS (
-    UPDATE sync_state SET current_version = $11::bigint WHERE id = 1
+    -- Under the write lock current_version is the value the group read, and this only moves
+    -- it forward; GREATEST makes sure it never goes back, so that the concurrency proof can
+    -- hand out versions outside the lock on purpose and see pulls miss changes.
+    UPDATE sync_state SET current_version = GREATEST(current_version, $18::bigint) WHERE id = 1
 ),
 cleared AS (
-    -- The push's staged records are done with (unless this write only probes a record).
-    DELETE FROM push_staging WHERE batch_id = $7 AND $12::boolean
-),
-receipt AS (
-    INSERT INTO push_receipts (client_id, transmission_id, request_hash, response)
-    SELECT $9::text, $10::text, $1::bytea, $13::jsonb
-    WHERE $1::bytea IS NOT NULL
-    ON CONFLICT (client_id, transmission_id) DO NOTHING
-    RETURNING true AS stored
+    -- The pushes' staged records are done with (unless this write only probes a record).
+    DELETE FROM push_staging WHERE batch_id = ANY ($2::uuid[]) AND $19::boolean
 )
-SELECT ($1::bytea IS NULL OR EXISTS (SELECT 1 FROM receipt))::boolean AS stored
+INSERT INTO push_receipts (client_id, transmission_id, request_hash, response)
+SELECT p.client_id, p.transmission_id, p.request_hash, p.response::jsonb
+FROM pushes p
+WHERE p.request_hash IS NOT NULL
 `
 
-type ObservationWriteBatchParams struct {
-	RequestHash    []byte
-	Decisions      []byte
-	Idxs           []int32
-	Raws           [][]byte
-	Metas          [][]byte
-	Extras         []string
-	BatchID        uuid.UUID
-	PushedBy       string
-	ClientID       string
-	TransmissionID string
-	CurrentVersion int64
-	ClearStaging   bool
-	Response       []byte
+type ObservationWriteGroupParams struct {
+	PushSeqs            []int32
+	PushBatchIds        []uuid.UUID
+	PushClientIds       []string
+	PushTransmissionIds []string
+	PushPushedBy        []string
+	PushRequestHashes   [][]byte
+	PushResponses       []string
+	RecPush             []int32
+	RecIdx              []int32
+	RecObservationID    []string
+	RecOutcome          []string
+	RecStatus           []string
+	RecVersion          []int64
+	RecConflict         []bool
+	RecReportedID       []string
+	RecCode             []string
+	RecReason           []string
+	CurrentVersion      int64
+	ClearStaging        bool
 }
 
-// ObservationWriteBatch is the whole write of one push, in one statement: it moves the
-// states being replaced into the history, upserts the winning records, records the losing
-// ones, quarantines the records that cannot be stored, advances current_version and stores
-// the push receipt. The records are those written to push_staging (@batch_id) while the
-// request was read, and the last of them (up to a megabyte, all of a small push) in
-// @idxs, @raws, @metas and @extras, as push_staging would hold them. @decisions is a JSON
-// array built by server/obsync with one element per record to write: "write" rows carry
-// their new version and become the stored state, "history" rows (conflict losers, and
-// writes replaced later in the same push) go only to the history, "quarantine" rows carry
-// the reason. The staged records are deleted when @clear_staging. Without @request_hash no
-// receipt is stored (an admin's retry of a quarantined record). It returns false when
-// another push with the same receipt committed first.
-func (q *Queries) ObservationWriteBatch(ctx context.Context, arg ObservationWriteBatchParams) (bool, error) {
-	row := q.db.QueryRow(ctx, observationWriteBatch,
-		arg.RequestHash,
-		arg.Decisions,
-		arg.Idxs,
-		arg.Raws,
-		arg.Metas,
-		arg.Extras,
-		arg.BatchID,
-		arg.PushedBy,
-		arg.ClientID,
-		arg.TransmissionID,
+// ObservationWriteGroup is the whole write of a group of pushes (one or more), in one
+// statement: it moves the states being replaced into the history, upserts the winning
+// records, records the losing ones, quarantines the records that cannot be stored,
+// advances current_version, stores each push's receipt and removes its staged records.
+// The records are those each push staged in push_staging under its batch id; server/obsync
+// decided every one of them beforehand, push after push, under the write lock. The @push_*
+// arrays hold one element per push that writes (@push_seqs numbers them from 1), the @rec_*
+// arrays one element per decided record, of the push @rec_push (@rec_observation_id is
+// empty for a quarantined record): "write" rows carry their
+// new version and become the stored state (one per id in the whole group), "history" rows
+// (conflict losers, and winners replaced later in the group, which keep their version) go
+// only to the history, "quarantine" rows carry the reason. A push without a request hash
+// stores no receipt (an admin's retry of a quarantined record). The staged records are
+// deleted when @clear_staging.
+// The decisions with their push; the records' values are read from push_staging by each
+// insert that needs them, rather than copied once more into this CTE.
+// The receipts were read under the write lock, which every writer of a receipt holds: a
+// receipt stored meanwhile is a unique violation, which fails the write, never one that
+// is silently not stored.
+func (q *Queries) ObservationWriteGroup(ctx context.Context, arg ObservationWriteGroupParams) error {
+	_, err := q.db.Exec(ctx, observationWriteGroup,
+		arg.PushSeqs,
+		arg.PushBatchIds,
+		arg.PushClientIds,
+		arg.PushTransmissionIds,
+		arg.PushPushedBy,
+		arg.PushRequestHashes,
+		arg.PushResponses,
+		arg.RecPush,
+		arg.RecIdx,
+		arg.RecObservationID,
+		arg.RecOutcome,
+		arg.RecStatus,
+		arg.RecVersion,
+		arg.RecConflict,
+		arg.RecReportedID,
+		arg.RecCode,
+		arg.RecReason,
 		arg.CurrentVersion,
 		arg.ClearStaging,
-		arg.Response,
 	)
-	var stored bool
-	err := row.Scan(&stored)
-	return stored, err
+	return err
 }

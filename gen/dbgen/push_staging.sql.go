@@ -45,9 +45,22 @@ func (q *Queries) PushStagingDeleteOlderThan(ctx context.Context, arg PushStagin
 }
 
 type PushStagingInsertParams struct {
-	BatchID uuid.UUID
-	Idx     int32
-	Raw     []byte
-	Meta    []byte
-	Extra   string
+	BatchID         uuid.UUID
+	Idx             int32
+	Raw             []byte
+	Extra           string
+	ObservationID   *string
+	FormType        *string
+	FormVersion     *string
+	Author          *string
+	DeviceID        *string
+	Tags            []string
+	RecordCreatedAt *time.Time
+	CreatedAtText   *string
+	RecordUpdatedAt *time.Time
+	UpdatedAtText   *string
+	Deleted         *bool
+	ContentHash     []byte
+	Data            []byte
+	Geolocation     []byte
 }

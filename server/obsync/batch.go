@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"hash"
@@ -17,24 +16,25 @@ import (
 )
 
 // stageChunkBytes is how much of a push is held in memory before it is written to
-// push_staging: one chunk (and the record being read) is all of a push in memory. It is
-// also the most the push's write carries itself.
+// push_staging: one chunk (and the record being read) is all of a push in memory.
 const stageChunkBytes = 256 << 10
 
 // Batch is the records of one push, written to PostgreSQL (push_staging) in chunks as they
 // are added, so that a push is never held in memory whole; only what deciding needs of
-// each record stays here, and the last chunk, which the push's write carries itself (so a
-// small push, the usual one, is never staged at all). Close removes the staged records once
-// the push has ended.
+// each record stays here. Each record is staged with what validation read from it, in the
+// columns the write stores: parsing is done by the push's own connection, in parallel
+// with the others, never by the group write that holds the write lock. Close removes the
+// staged records once the push has ended.
 type Batch struct {
 	s        *Service
 	id       uuid.UUID
 	n        int
+	bytes    int       // of the records as sent
 	hash     hash.Hash // of the records as sent, to tell a replay from a reused transmission_id
 	records  []candidate
 	failed   []FailedRecord
 	warnings []Warning
-	chunk    []dbgen.PushStagingInsertParams // the records not staged (yet)
+	chunk    []dbgen.PushStagingInsertParams // the records not staged yet
 	size     int                             // bytes in chunk
 	staged   bool                            // rows were written to push_staging
 	cleared  bool                            // the push's write deleted them
@@ -70,13 +70,13 @@ func (b *Batch) Stored() bool { return b.cleared }
 func (b *Batch) Add(ctx context.Context, raw json.RawMessage) error {
 	idx := b.n
 	b.n++
+	b.bytes += len(raw)
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(len(raw)))
 	b.hash.Write(n[:])
 	b.hash.Write(raw)
 
-	var meta []byte // none for a record that cannot be stored
-	var extra string
+	row := dbgen.PushStagingInsertParams{BatchID: b.id, Idx: int32(idx), Raw: bytes.Clone(raw)}
 	rec, rerr := parseValidJSON(raw)
 	if rerr != nil {
 		b.failed = append(b.failed, FailedRecord{Index: idx, ObservationID: PeekID(raw), Code: rerr.Code, Error: rerr.Message})
@@ -87,13 +87,9 @@ func (b *Batch) Add(ctx context.Context, raw json.RawMessage) error {
 			w.index = idx
 			b.warnings = append(b.warnings, w)
 		}
-		var err error
-		if meta, err = rec.meta(); err != nil {
-			return err
-		}
-		extra = string(rec.Extra)
+		rec.stage(&row)
 	}
-	b.chunk = append(b.chunk, dbgen.PushStagingInsertParams{BatchID: b.id, Idx: int32(idx), Raw: bytes.Clone(raw), Meta: meta, Extra: extra})
+	b.chunk = append(b.chunk, row)
 	b.size += len(raw)
 	if b.size >= stageChunkBytes {
 		return b.flush(ctx)
@@ -101,7 +97,8 @@ func (b *Batch) Add(ctx context.Context, raw json.RawMessage) error {
 	return nil
 }
 
-// flush writes the records held in memory to push_staging.
+// flush writes the records held in memory to push_staging. A push flushes the last of its
+// records before it is written: the write reads them all from there.
 func (b *Batch) flush(ctx context.Context) error {
 	if len(b.chunk) == 0 {
 		return nil
@@ -113,14 +110,6 @@ func (b *Batch) flush(ctx context.Context) error {
 	clear(b.chunk) // let the records go
 	b.chunk, b.size = b.chunk[:0], 0
 	return nil
-}
-
-// inline returns the records not staged, as ObservationWriteBatch takes them.
-func (b *Batch) inline() (idxs []int32, raws, metas [][]byte, extras []string) {
-	for _, r := range b.chunk {
-		idxs, raws, metas, extras = append(idxs, r.Idx), append(raws, r.Raw), append(metas, r.Meta), append(extras, r.Extra)
-	}
-	return idxs, raws, metas, extras
 }
 
 // Close removes the batch's records from push_staging unless the push's write did; call
@@ -138,42 +127,17 @@ func (b *Batch) Close(ctx context.Context) error {
 	return nil
 }
 
-// stagedMeta is what ObservationWriteBatch reads of a staged record besides its text:
-// the validated members, and where data and geolocation lie in the text.
-type stagedMeta struct {
-	ObservationID string   `json:"observation_id"`
-	FormType      string   `json:"form_type"`
-	FormVersion   string   `json:"form_version"`
-	Author        *string  `json:"author"`
-	DeviceID      *string  `json:"device_id"`
-	Tags          []string `json:"tags"` // null for no tags, [] for empty ones
-	CreatedAt     string   `json:"created_at"`
-	CreatedAtText string   `json:"created_at_text"`
-	UpdatedAt     string   `json:"updated_at"`
-	UpdatedAtText string   `json:"updated_at_text"`
-	Deleted       bool     `json:"deleted"`
-	ContentHash   string   `json:"content_hash"`
-	DataAt        int      `json:"data_at"`
-	DataLen       int      `json:"data_len"`
-	GeoAt         *int     `json:"geo_at,omitempty"`
-	GeoLen        int      `json:"geo_len,omitempty"`
-}
-
-func (r *Record) meta() ([]byte, error) {
-	m := stagedMeta{
-		ObservationID: r.ObservationID, FormType: r.FormType, FormVersion: r.FormVersion,
-		Author: r.Author, DeviceID: r.DeviceID, Tags: r.Tags,
-		CreatedAt: r.CreatedAt.UTC().Format(time.RFC3339Nano), CreatedAtText: r.CreatedAtText,
-		UpdatedAt: r.UpdatedAt.UTC().Format(time.RFC3339Nano), UpdatedAtText: r.UpdatedAtText,
-		Deleted: r.Deleted, ContentHash: hex.EncodeToString(r.Hash[:]),
-		DataAt: r.DataAt, DataLen: len(r.Data),
-	}
+// stage fills in what push_staging keeps of a valid record besides its text: the values
+// the write stores, data and geolocation as they lie in row.Raw, the record as sent.
+func (r *Record) stage(row *dbgen.PushStagingInsertParams) {
+	row.ObservationID, row.FormType, row.FormVersion = &r.ObservationID, &r.FormType, &r.FormVersion
+	row.Author, row.DeviceID, row.Tags = r.Author, r.DeviceID, r.Tags
+	row.RecordCreatedAt, row.CreatedAtText = &r.CreatedAt, &r.CreatedAtText
+	row.RecordUpdatedAt, row.UpdatedAtText = &r.UpdatedAt, &r.UpdatedAtText
+	row.Deleted, row.ContentHash = &r.Deleted, r.Hash[:]
+	row.Data = row.Raw[r.DataAt : r.DataAt+len(r.Data)]
 	if r.Geolocation != nil {
-		m.GeoAt, m.GeoLen = &r.GeolocationAt, len(r.Geolocation)
+		row.Geolocation = row.Raw[r.GeolocationAt : r.GeolocationAt+len(r.Geolocation)]
 	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("error encoding a staged record: %w", err)
-	}
-	return b, nil
+	row.Extra = string(r.Extra)
 }

@@ -21,9 +21,16 @@ import (
 
 // widePool is a pool on a fresh database with room for every concurrent worker, so that
 // the workers really run side by side instead of queueing for connections.
-func widePool(t *testing.T, conns int32) *pgxpool.Pool {
+func widePool(t testing.TB, conns int32) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(dbtest.NewDBURL(t))
+	return poolOn(t, dbtest.NewDBURL(t), conns)
+}
+
+// poolOn is a pool of conns connections on the database at url: each is what one server
+// process would have.
+func poolOn(t testing.TB, url string, conns int32) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(url)
 	require.NoError(t, err)
 	cfg.MaxConns = conns
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
@@ -110,24 +117,56 @@ func (p *puller) syncToEnd(ctx context.Context) error {
 	}
 }
 
-// TestConcurrentPushesNeverHideFromPulls proves that no pull misses a committed change
-// while pushes commit concurrently: pushers write new and overlapping observations in
-// many small batches while pullers follow the stream with a small page size; at the end
-// every puller holds exactly the stored state of every observation.
-func TestConcurrentPushesNeverHideFromPulls(t *testing.T) {
-	t.Parallel()
+// proof is one run of the concurrency proof: several server processes' worth of pushers
+// (each process an obsync.Service on a pool of its own, its pushes written in groups),
+// an admin retrying quarantined records through another process meanwhile, and pullers
+// following the change stream with a small page size. At the end every puller is compared
+// with what is stored.
+type proof struct {
+	processes     int
+	pushersEach   int
+	pushesEach    int
+	pullerCount   int
+	breakOrdering bool // hand out versions outside the write lock (obsync.BreakOrdering)
+
+	pushErrs, pullErrs  []error
+	pullers             []*puller
+	stored              map[string]seenState
+	maxVersion          int64
+	currentVersion      int64
+	retried             int
+	pushes, commits     int // pushes answered, and the transactions that stored their receipts
+	missed, stale       int // observations, over all pullers
+	unknown, violations int
+	summaries           []string // of what each puller got wrong
+}
+
+func (pr *proof) run(t *testing.T) {
 	const (
-		pushers       = 4
-		pushesEach    = 75
-		pullers       = 3
 		pageLimit     = 3
 		sharedIDs     = 40
 		maxBatchSize  = 5
 		deleteOneInto = 10
+		badOneInto    = 15 // records without data, quarantined, then retried by the admin
 	)
 	ctx := context.Background()
-	pool := widePool(t, pushers+pullers+2)
-	svc := obsync.NewService(pool, obsync.PolicyNewest)
+	url := dbtest.NewDBURL(t)
+	procs := make([]*obsync.Service, pr.processes)
+	for i := range procs {
+		procs[i] = obsync.NewService(poolOn(t, url, int32(pr.pushersEach)+2), obsync.PolicyNewest)
+		if pr.breakOrdering {
+			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			var mu sync.Mutex
+			obsync.BreakOrdering(procs[i], func() {
+				mu.Lock()
+				d := time.Duration(rng.IntN(4000)) * time.Microsecond
+				mu.Unlock()
+				time.Sleep(d)
+			})
+		}
+	}
+	pullPool := poolOn(t, url, int32(pr.pullerCount)+2)
+	readers := obsync.NewService(pullPool, obsync.PolicyNewest)
 
 	// updated_at comes from one clock shared by the pushers, so that later writes usually
 	// win; a pusher that stamped before another but commits after it loses a conflict,
@@ -135,54 +174,97 @@ func TestConcurrentPushesNeverHideFromPulls(t *testing.T) {
 	base := time.Date(2025, 6, 1, 8, 0, 0, 0, time.UTC)
 	var clock atomic.Int64
 	var pushWG sync.WaitGroup
-	pushErrs := make(chan error, pushers)
-	var accepted, answered atomic.Int64
-	for p := range pushers {
+	var errMu sync.Mutex
+	fail := func(list *[]error, err error) {
+		errMu.Lock()
+		defer errMu.Unlock()
+		*list = append(*list, err)
+	}
+	var answered atomic.Int64
+	for p := range pr.processes * pr.pushersEach {
+		svc := procs[p%pr.processes]
 		pushWG.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(p), 42))
-			for i := range pushesEach {
+			for i := range pr.pushesEach {
 				n := 1 + rng.IntN(maxBatchSize)
 				records := make([]json.RawMessage, n)
+				bad := 0
 				for k := range records {
 					id := fmt.Sprintf("obs_%d%03d%d_%d", p, i, k, rng.IntN(10000)) // new, written once
 					if rng.IntN(3) > 0 {
 						id = fmt.Sprintf("obs_shared_%d", rng.IntN(sharedIDs)) // overlapping between pushers
 					}
 					ts := base.Add(time.Duration(clock.Add(1)) * time.Millisecond).Format("2006-01-02T15:04:05.000Z")
+					data := fmt.Sprintf(`"data":{"pusher": %d, "push": %d, "k": %d},`, p, i, k)
+					if rng.IntN(badOneInto) == 0 {
+						data = "" // quarantined: the admin adds the data back
+						bad++
+					}
 					records[k] = json.RawMessage(fmt.Sprintf(
-						`{"observation_id":%q,"form_type":"form_%d","form_version":"1","data":{"pusher": %d, "push": %d, "k": %d},`+
+						`{"observation_id":%q,"form_type":"form_%d","form_version":"1",%s`+
 							`"created_at":"2025-06-01T08:00:00.000Z","updated_at":%q,"deleted":%t}`,
-						id, k%2, p, i, k, ts, rng.IntN(deleteOneInto) == 0))
+						id, k%2, data, ts, rng.IntN(deleteOneInto) == 0))
 				}
 				res, err := svc.Push(ctx, obsync.PushRequest{
 					ClientID: fmt.Sprintf("pusher-%d", p), TransmissionID: fmt.Sprintf("%016d", i), Records: records, Username: "u",
 				})
 				if err != nil {
-					pushErrs <- fmt.Errorf("pusher %d push %d: %w", p, i, err)
+					fail(&pr.pushErrs, fmt.Errorf("pusher %d push %d: %w", p, i, err))
 					return
 				}
-				if len(res.FailedRecords) > 0 {
-					pushErrs <- fmt.Errorf("pusher %d push %d: refused records %+v", p, i, res.FailedRecords)
+				if len(res.FailedRecords) != bad || res.SuccessCount != n-bad {
+					fail(&pr.pushErrs, fmt.Errorf("pusher %d push %d: %d bad records, answer %+v", p, i, bad, res))
 					return
 				}
-				accepted.Add(int64(res.SuccessCount))
 				answered.Add(1)
 			}
 		})
 	}
 
+	// The admin retries quarantined records, with the data added back, through the normal
+	// write path of another process (a transaction of its own under the same lock).
 	var pushersDone atomic.Bool
-	go func() { pushWG.Wait(); pushersDone.Store(true) }()
-	ps := make([]*puller, pullers)
-	pullErrs := make(chan error, pullers)
+	admin := procs[len(procs)-1]
+	retryAll := func() error {
+		rows, _, err := admin.ListQuarantine(ctx, obsync.QuarantineFilter{Limit: obsync.MaxQuarantineLimit})
+		if err != nil {
+			return err
+		}
+		for _, row := range rows {
+			q, err := admin.Quarantined(ctx, row.ID)
+			if err != nil {
+				return err
+			}
+			fixed := strings.Replace(string(q.Raw), `"form_version":"1",`, `"form_version":"1","data":{"retried":true},`, 1)
+			if _, err := admin.RetryQuarantined(ctx, row.ID, json.RawMessage(fixed), "admin"); err != nil {
+				return fmt.Errorf("retrying quarantined record %d: %w", row.ID, err)
+			}
+			pr.retried++
+		}
+		return nil
+	}
+	adminDone := make(chan error, 1)
+	go func() {
+		for !pushersDone.Load() {
+			if err := retryAll(); err != nil {
+				adminDone <- err
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		adminDone <- retryAll() // what the last pushes quarantined
+	}()
+
+	var allDone atomic.Bool
+	ps := make([]*puller, pr.pullerCount)
 	var pullWG sync.WaitGroup
 	for i := range ps {
-		ps[i] = &puller{svc: svc, limit: pageLimit, seen: make(map[string]seenState)}
+		ps[i] = &puller{svc: readers, limit: pageLimit, seen: make(map[string]seenState)}
 		pullWG.Go(func() {
 			for {
-				last := pushersDone.Load() // a pass that starts after the pushers finished sees everything
+				last := allDone.Load() // a pass that starts after all writes ended sees everything
 				if err := ps[i].syncToEnd(ctx); err != nil {
-					pullErrs <- err
+					fail(&pr.pullErrs, err)
 					return
 				}
 				if last || len(ps[i].violations) > 0 {
@@ -192,39 +274,33 @@ func TestConcurrentPushesNeverHideFromPulls(t *testing.T) {
 		})
 	}
 	pushWG.Wait()
+	pushersDone.Store(true)
+	if err := <-adminDone; err != nil {
+		fail(&pr.pushErrs, err)
+	}
+	allDone.Store(true)
 	pullWG.Wait()
-	close(pushErrs)
-	close(pullErrs)
-	for err := range pushErrs {
-		require.NoError(t, err)
-	}
-	for err := range pullErrs {
-		require.NoError(t, err)
-	}
-	require.Equal(t, int64(pushers*pushesEach), answered.Load())
-	require.Positive(t, accepted.Load())
+	pr.pushes = int(answered.Load())
+	pr.pullers = ps
 
-	rows, err := pool.Query(ctx, `SELECT observation_id, version, form_type, data::text, updated_at_text, deleted FROM observations`)
+	rows, err := pullPool.Query(ctx, `SELECT observation_id, version, form_type, data::text, updated_at_text, deleted FROM observations`)
 	require.NoError(t, err)
-	stored := make(map[string]seenState)
-	var maxVersion int64
+	pr.stored = make(map[string]seenState)
 	for rows.Next() {
 		var id string
 		var s seenState
 		require.NoError(t, rows.Scan(&id, &s.Version, &s.FormType, &s.Data, &s.UpdatedAt, &s.Deleted))
-		stored[id] = s
-		maxVersion = max(maxVersion, s.Version)
+		pr.stored[id] = s
+		pr.maxVersion = max(pr.maxVersion, s.Version)
 	}
 	require.NoError(t, rows.Err())
-	require.NotEmpty(t, stored)
+	require.NoError(t, pullPool.QueryRow(ctx, `SELECT current_version FROM sync_state`).Scan(&pr.currentVersion))
+	require.NoError(t, pullPool.QueryRow(ctx, `SELECT count(*), count(DISTINCT xmin::text) FROM push_receipts`).Scan(new(int), &pr.commits))
 
 	for i, p := range ps {
 		require.NoError(t, p.syncToEnd(ctx), "final pull of puller %d", i)
-		require.Empty(t, p.violations, "puller %d", i)
-		require.Equal(t, maxVersion, p.cursor, "puller %d ends at the newest version", i)
-		require.Positive(t, p.morePages, "puller %d never saw a page with has_more", i)
 		var missed, stale, unknown []string
-		for id, want := range stored {
+		for id, want := range pr.stored {
 			got, ok := p.seen[id]
 			switch {
 			case !ok:
@@ -234,15 +310,53 @@ func TestConcurrentPushesNeverHideFromPulls(t *testing.T) {
 			}
 		}
 		for id := range p.seen {
-			if _, ok := stored[id]; !ok {
+			if _, ok := pr.stored[id]; !ok {
 				unknown = append(unknown, id)
 			}
 		}
-		require.Empty(t, sample(missed), "puller %d missed %d observations", i, len(missed))
-		require.Empty(t, sample(stale), "puller %d holds %d stale observations", i, len(stale))
-		require.Empty(t, sample(unknown), "puller %d holds %d observations that are not stored", i, len(unknown))
-		t.Logf("puller %d: %d pages (%d with has_more), %d observations, cursor %d", i, p.pages, p.morePages, len(p.seen), p.cursor)
+		pr.missed, pr.stale, pr.unknown, pr.violations = pr.missed+len(missed), pr.stale+len(stale), pr.unknown+len(unknown), pr.violations+len(p.violations)
+		pr.summaries = append(pr.summaries, fmt.Sprintf("puller %d: missed %v, stale %v, unknown %v, violations %v",
+			i, sample(missed), sample(stale), sample(unknown), p.violations))
+		t.Logf("puller %d: %d pages (%d with has_more), %d observations, cursor %d, missed %d, stale %d",
+			i, p.pages, p.morePages, len(p.seen), p.cursor, len(missed), len(stale))
 	}
+	t.Logf("%d pushes written in %d transactions by %d processes; %d quarantined records retried", pr.pushes, pr.commits, pr.processes, pr.retried)
+}
+
+// TestConcurrentPushesNeverHideFromPulls proves that no pull misses a committed change
+// while several processes write concurrently: their pushers write new and overlapping
+// observations in many small batches, grouped per process, an admin stores quarantined
+// records in between, and pullers follow the stream with a small page size; at the end
+// every puller holds exactly the stored state of every observation.
+func TestConcurrentPushesNeverHideFromPulls(t *testing.T) {
+	t.Parallel()
+	pr := &proof{processes: 3, pushersEach: 3, pushesEach: 35, pullerCount: 3}
+	pr.run(t)
+	require.Empty(t, pr.pushErrs)
+	require.Empty(t, pr.pullErrs)
+	require.Equal(t, pr.processes*pr.pushersEach*pr.pushesEach, pr.pushes)
+	require.NotEmpty(t, pr.stored)
+	require.Positive(t, pr.retried, "the admin retried records while the pushers ran")
+	require.Less(t, pr.commits, pr.pushes, "pushes shared commits")
+	for i, p := range pr.pullers {
+		require.Empty(t, p.violations, "puller %d", i)
+		require.Equal(t, pr.currentVersion, p.cursor, "puller %d ends at the current version", i)
+		require.Equal(t, pr.maxVersion, pr.currentVersion, "only observations take versions here")
+		require.Positive(t, p.morePages, "puller %d never saw a page with has_more", i)
+	}
+	require.Zero(t, pr.missed+pr.stale+pr.unknown, "%s", strings.Join(pr.summaries, "\n"))
+}
+
+// TestConcurrencyProofCatchesBrokenOrdering runs the same proof with versions handed out
+// outside the write lock, so that they no longer become visible in commit order: the proof
+// must see pullers miss changes, or it proves nothing.
+func TestConcurrencyProofCatchesBrokenOrdering(t *testing.T) {
+	t.Parallel()
+	pr := &proof{processes: 3, pushersEach: 3, pushesEach: 35, pullerCount: 3, breakOrdering: true}
+	pr.run(t)
+	require.Empty(t, pr.pushErrs, "breaking the order costs no push")
+	require.Empty(t, pr.pullErrs)
+	require.Positive(t, pr.missed+pr.stale, "pullers missed changes")
 }
 
 // sample keeps failure output readable: a few sorted entries of a long list.

@@ -105,9 +105,12 @@ func (s *Service) RetryQuarantined(ctx context.Context, id int64, corrected json
 	if len(b.failed) > 0 {
 		return RetryResult{}, &RecordError{Code: b.failed[0].Code, Message: b.failed[0].Error}
 	}
+	if err := b.flush(ctx); err != nil {
+		return RetryResult{}, err
+	}
 	w := pushWrite{req: PushRequest{ClientID: row.ClientID, TransmissionID: row.TransmissionID, Username: username},
 		batch: b, records: b.records, warnings: b.warnings}
-	res, err := s.pushWithRetries(ctx, w, func(q *dbgen.Queries) error {
+	res, err := s.pushAlone(ctx, w, func(q *dbgen.Queries) error {
 		// Taken first: of a retry and a discard of the same record, exactly one goes ahead.
 		if _, err := q.QuarantinedRecordDelete(ctx, id); errors.Is(err, db.ErrNotFound) {
 			return ErrNotQuarantined

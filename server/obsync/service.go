@@ -1,22 +1,31 @@
 package obsync
 
 import (
+	"context"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/opendataensemble/synkronus/db"
 	"github.com/opendataensemble/synkronus/gen/dbgen"
 )
 
-// Service runs pushes and pulls against the database.
+// Service runs pushes and pulls against the database. Its concurrent pushes are written
+// in groups, one transaction per group (see commit.go); the write lock orders the groups
+// of every Service on the same database, in this process or another.
 type Service struct {
-	pool   *pgxpool.Pool
-	q      *dbgen.Queries
-	policy Policy
+	pool    *pgxpool.Pool
+	q       *dbgen.Queries
+	policy  Policy
+	commits committer
+	// lockForWrite takes the write lock and reads what a write decides on. The
+	// concurrency proof replaces it to hand out versions outside the lock on purpose, and
+	// checks that pulls then miss changes.
+	lockForWrite func(ctx context.Context, q *dbgen.Queries, ids, clientIDs, transmissionIDs []string) (writeState, error)
 }
 
 // NewService returns a Service resolving conflicts with the given policy.
 func NewService(pool *pgxpool.Pool, policy Policy) *Service {
-	return &Service{pool: pool, q: dbgen.New(db.Conn(pool)), policy: policy}
+	return &Service{pool: pool, q: dbgen.New(db.Conn(pool)), policy: policy, lockForWrite: lockForWrite}
 }
 
 // GenerationMismatchError reports a client whose repository generation is not the
