@@ -39,18 +39,21 @@ SELECT * FROM observations WHERE observation_id = @observation_id;
 -- statement: it moves the states being replaced into the history, upserts the winning
 -- records, records the losing ones, quarantines the records that cannot be stored,
 -- advances current_version, stores each push's receipt and removes its staged records.
--- The records are those each push staged in push_staging under its batch id; server/obsync
--- decided every one of them beforehand, push after push, under the write lock. The @push_*
--- arrays hold one element per push that writes (@push_seqs numbers them from 1), the @rec_*
--- arrays one element per decided record, of the push @rec_push (@rec_observation_id is
--- empty for a quarantined record): "write" rows carry their
--- new version and become the stored state (one per id in the whole group), "history" rows
+-- server/obsync decided every record beforehand, push after push, under the write lock.
+-- The @push_* arrays hold one element per push that writes (@push_seqs numbers them from
+-- 1), the @rec_* arrays one element per decided record, of the push @rec_push
+-- (@rec_observation_id is empty for a quarantined record): "write" rows carry their new
+-- version and become the stored state (one per id in the whole group), "history" rows
 -- (conflict losers, and winners replaced later in the group, which keep their version) go
--- only to the history, "quarantine" rows carry the reason. A push without a request hash
--- stores no receipt (an admin's retry of a quarantined record). The staged records are
--- deleted when @clear_staging.
+-- only to the history, "quarantine" rows carry the reason. The records' values are those
+-- a push staged in push_staging under its batch id when @push_staged says so (a large
+-- push), else the @rec_* value arrays (@rec_nulls: bit 1 author, bit 2 device_id are NULL;
+-- @rec_raw is set only for a record to quarantine). A push without a request hash stores
+-- no receipt (an admin's retry of a quarantined record). The staged records are deleted
+-- when @clear_staging.
 WITH pushes AS (
     SELECT unnest(@push_seqs::integer[]) AS seq, unnest(@push_batch_ids::uuid[]) AS batch_id,
+           unnest(@push_staged::boolean[]) AS staged,
            unnest(@push_client_ids::text[]) AS client_id, unnest(@push_transmission_ids::text[]) AS transmission_id,
            unnest(@push_pushed_by::text[]) AS pushed_by, unnest(@push_request_hashes::bytea[]) AS request_hash,
            unnest(@push_responses::text[]) AS response
@@ -61,15 +64,39 @@ rec AS (
            unnest(@rec_outcome::text[]) AS outcome, unnest(@rec_status::text[]) AS status,
            unnest(@rec_version::bigint[]) AS version, unnest(@rec_conflict::boolean[]) AS conflict,
            unnest(@rec_reported_id::text[]) AS reported_id, unnest(@rec_code::text[]) AS code,
-           unnest(@rec_reason::text[]) AS reason
+           unnest(@rec_reason::text[]) AS reason,
+           unnest(@rec_form_type::text[]) AS form_type, unnest(@rec_form_version::text[]) AS form_version,
+           unnest(@rec_data::json[]) AS data, unnest(@rec_geolocation::json[]) AS geolocation,
+           unnest(@rec_extra::text[]) AS extra, unnest(@rec_nulls::integer[]) AS nulls,
+           unnest(@rec_author::text[]) AS author, unnest(@rec_device_id::text[]) AS device_id,
+           unnest(@rec_tags::json[]) AS tags,
+           unnest(@rec_created_at::timestamptz[]) AS record_created_at, unnest(@rec_created_at_text::text[]) AS created_at_text,
+           unnest(@rec_updated_at::timestamptz[]) AS record_updated_at, unnest(@rec_updated_at_text::text[]) AS updated_at_text,
+           unnest(@rec_deleted::boolean[]) AS deleted, unnest(@rec_content_hash::bytea[]) AS content_hash,
+           unnest(@rec_raw::bytea[]) AS raw, unnest(@rec_bytes::integer[]) AS record_bytes
 ),
--- The decisions with their push; the records' values are read from push_staging by each
--- insert that needs them, rather than copied once more into this CTE.
+-- The decisions with their push and the records' values, from the arrays or from push_staging.
 decided AS (
     SELECT r.push, r.idx, r.observation_id, r.outcome, r.status, NULLIF(r.version, 0) AS version, r.conflict,
-           r.reported_id, r.code, r.reason, p.batch_id, p.pushed_by, p.client_id, p.transmission_id
+           r.reported_id, r.code, r.reason, p.pushed_by, p.client_id, p.transmission_id,
+           r.form_type, r.form_version, r.data, r.geolocation, NULLIF(r.extra, '')::json AS extra,
+           CASE WHEN r.nulls & 1 = 0 THEN r.author END AS author,
+           CASE WHEN r.nulls & 2 = 0 THEN r.device_id END AS device_id,
+           CASE WHEN r.tags IS NOT NULL THEN ARRAY(SELECT json_array_elements_text(r.tags)) END AS tags,
+           r.record_created_at, r.created_at_text, r.record_updated_at, r.updated_at_text, r.deleted,
+           r.content_hash, r.raw, r.record_bytes
     FROM rec r
-    JOIN pushes p ON p.seq = r.push
+    JOIN pushes p ON p.seq = r.push AND NOT p.staged
+    UNION ALL
+    SELECT r.push, r.idx, r.observation_id, r.outcome, r.status, NULLIF(r.version, 0), r.conflict,
+           r.reported_id, r.code, r.reason, p.pushed_by, p.client_id, p.transmission_id,
+           s.form_type, s.form_version, s.data, s.geolocation, NULLIF(s.extra, '')::json,
+           s.author, s.device_id, s.tags,
+           s.record_created_at, s.created_at_text, s.record_updated_at, s.updated_at_text, s.deleted,
+           s.content_hash, s.raw, octet_length(s.raw)
+    FROM rec r
+    JOIN pushes p ON p.seq = r.push AND p.staged
+    JOIN push_staging s ON s.batch_id = p.batch_id AND s.idx = r.idx
 ),
 history AS (
     -- One ordered insert, so that the history lists oldest first (ObservationRevisionList
@@ -90,12 +117,11 @@ history AS (
         FROM observations o
         JOIN decided d ON d.observation_id = o.observation_id AND d.outcome = 'write'
         UNION ALL
-        SELECT 1, d.push, d.idx, s.observation_id, d.version, d.status, d.conflict,
-               s.form_type, s.form_version, s.data, s.geolocation, NULLIF(s.extra, '')::json, s.author, s.device_id, s.tags,
-               s.created_at_text, s.updated_at_text, s.deleted,
+        SELECT 1, d.push, d.idx, d.observation_id, d.version, d.status, d.conflict,
+               d.form_type, d.form_version, d.data, d.geolocation, d.extra, d.author, d.device_id, d.tags,
+               d.created_at_text, d.updated_at_text, d.deleted,
                now(), d.pushed_by, d.client_id, d.transmission_id
         FROM decided d
-        JOIN push_staging s ON s.batch_id = d.batch_id AND s.idx = d.idx
         WHERE d.outcome = 'history'
     ) h
     ORDER BY h.arrival, h.push, h.idx
@@ -105,12 +131,11 @@ written AS (
         observation_id, version, form_type, form_version, data, geolocation, extra, author, device_id, tags,
         created_at, created_at_text, updated_at, updated_at_text, deleted, content_hash, conflict,
         record_bytes, synced_at, pushed_by, client_id, transmission_id)
-    SELECT s.observation_id, d.version, s.form_type, s.form_version, s.data, s.geolocation, NULLIF(s.extra, '')::json,
-           s.author, s.device_id, s.tags, s.record_created_at, s.created_at_text, s.record_updated_at, s.updated_at_text,
-           s.deleted, s.content_hash, d.conflict, octet_length(s.raw),
+    SELECT d.observation_id, d.version, d.form_type, d.form_version, d.data, d.geolocation, d.extra,
+           d.author, d.device_id, d.tags, d.record_created_at, d.created_at_text, d.record_updated_at, d.updated_at_text,
+           d.deleted, d.content_hash, d.conflict, d.record_bytes,
            now(), d.pushed_by, d.client_id, d.transmission_id
     FROM decided d
-    JOIN push_staging s ON s.batch_id = d.batch_id AND s.idx = d.idx
     WHERE d.outcome = 'write'
     ON CONFLICT (observation_id) DO UPDATE SET
         version = EXCLUDED.version, form_type = EXCLUDED.form_type, form_version = EXCLUDED.form_version,
@@ -124,9 +149,8 @@ written AS (
 ),
 quarantined AS (
     INSERT INTO quarantined_records (raw, client_id, transmission_id, record_index, pushed_by, observation_id, code, reason)
-    SELECT s.raw, d.client_id, d.transmission_id, d.idx, d.pushed_by, NULLIF(d.reported_id, ''), d.code, d.reason
+    SELECT d.raw, d.client_id, d.transmission_id, d.idx, d.pushed_by, NULLIF(d.reported_id, ''), d.code, d.reason
     FROM decided d
-    JOIN push_staging s ON s.batch_id = d.batch_id AND s.idx = d.idx
     WHERE d.outcome = 'quarantine'
     ON CONFLICT (client_id, transmission_id, record_index) DO NOTHING
 ),
@@ -138,7 +162,8 @@ advanced AS (
 ),
 cleared AS (
     -- The pushes' staged records are done with (unless this write only probes a record).
-    DELETE FROM push_staging WHERE batch_id = ANY (@push_batch_ids::uuid[]) AND @clear_staging::boolean
+    DELETE FROM push_staging
+    WHERE batch_id = ANY (ARRAY(SELECT batch_id FROM pushes WHERE staged)) AND @clear_staging::boolean
 )
 -- The receipts were read under the write lock, which every writer of a receipt holds: a
 -- receipt stored meanwhile is a unique violation, which fails the write, never one that

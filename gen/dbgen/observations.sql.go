@@ -494,23 +494,49 @@ func (q *Queries) ObservationStatsSpan(ctx context.Context) (ObservationStatsSpa
 const observationWriteGroup = `-- name: ObservationWriteGroup :exec
 WITH pushes AS (
     SELECT unnest($1::integer[]) AS seq, unnest($2::uuid[]) AS batch_id,
-           unnest($3::text[]) AS client_id, unnest($4::text[]) AS transmission_id,
-           unnest($5::text[]) AS pushed_by, unnest($6::bytea[]) AS request_hash,
-           unnest($7::text[]) AS response
+           unnest($3::boolean[]) AS staged,
+           unnest($4::text[]) AS client_id, unnest($5::text[]) AS transmission_id,
+           unnest($6::text[]) AS pushed_by, unnest($7::bytea[]) AS request_hash,
+           unnest($8::text[]) AS response
 ),
 rec AS (
-    SELECT unnest($8::integer[]) AS push, unnest($9::integer[]) AS idx,
-           unnest($10::text[]) AS observation_id,
-           unnest($11::text[]) AS outcome, unnest($12::text[]) AS status,
-           unnest($13::bigint[]) AS version, unnest($14::boolean[]) AS conflict,
-           unnest($15::text[]) AS reported_id, unnest($16::text[]) AS code,
-           unnest($17::text[]) AS reason
+    SELECT unnest($9::integer[]) AS push, unnest($10::integer[]) AS idx,
+           unnest($11::text[]) AS observation_id,
+           unnest($12::text[]) AS outcome, unnest($13::text[]) AS status,
+           unnest($14::bigint[]) AS version, unnest($15::boolean[]) AS conflict,
+           unnest($16::text[]) AS reported_id, unnest($17::text[]) AS code,
+           unnest($18::text[]) AS reason,
+           unnest($19::text[]) AS form_type, unnest($20::text[]) AS form_version,
+           unnest($21::json[]) AS data, unnest($22::json[]) AS geolocation,
+           unnest($23::text[]) AS extra, unnest($24::integer[]) AS nulls,
+           unnest($25::text[]) AS author, unnest($26::text[]) AS device_id,
+           unnest($27::json[]) AS tags,
+           unnest($28::timestamptz[]) AS record_created_at, unnest($29::text[]) AS created_at_text,
+           unnest($30::timestamptz[]) AS record_updated_at, unnest($31::text[]) AS updated_at_text,
+           unnest($32::boolean[]) AS deleted, unnest($33::bytea[]) AS content_hash,
+           unnest($34::bytea[]) AS raw, unnest($35::integer[]) AS record_bytes
 ),
 decided AS (
     SELECT r.push, r.idx, r.observation_id, r.outcome, r.status, NULLIF(r.version, 0) AS version, r.conflict,
-           r.reported_id, r.code, r.reason, p.batch_id, p.pushed_by, p.client_id, p.transmission_id
+           r.reported_id, r.code, r.reason, p.pushed_by, p.client_id, p.transmission_id,
+           r.form_type, r.form_version, r.data, r.geolocation, NULLIF(r.extra, '')::json AS extra,
+           CASE WHEN r.nulls & 1 = 0 THEN r.author END AS author,
+           CASE WHEN r.nulls & 2 = 0 THEN r.device_id END AS device_id,
+           CASE WHEN r.tags IS NOT NULL THEN ARRAY(SELECT json_array_elements_text(r.tags)) END AS tags,
+           r.record_created_at, r.created_at_text, r.record_updated_at, r.updated_at_text, r.deleted,
+           r.content_hash, r.raw, r.record_bytes
     FROM rec r
-    JOIN pushes p ON p.seq = r.push
+    JOIN pushes p ON p.seq = r.push AND NOT p.staged
+    UNION ALL
+    SELECT r.push, r.idx, r.observation_id, r.outcome, r.status, NULLIF(r.version, 0), r.conflict,
+           r.reported_id, r.code, r.reason, p.pushed_by, p.client_id, p.transmission_id,
+           s.form_type, s.form_version, s.data, s.geolocation, NULLIF(s.extra, '')::json,
+           s.author, s.device_id, s.tags,
+           s.record_created_at, s.created_at_text, s.record_updated_at, s.updated_at_text, s.deleted,
+           s.content_hash, s.raw, octet_length(s.raw)
+    FROM rec r
+    JOIN pushes p ON p.seq = r.push AND p.staged
+    JOIN push_staging s ON s.batch_id = p.batch_id AND s.idx = r.idx
 ),
 history AS (
     -- One ordered insert, so that the history lists oldest first (ObservationRevisionList
@@ -531,12 +557,11 @@ history AS (
         FROM observations o
         JOIN decided d ON d.observation_id = o.observation_id AND d.outcome = 'write'
         UNION ALL
-        SELECT 1, d.push, d.idx, s.observation_id, d.version, d.status, d.conflict,
-               s.form_type, s.form_version, s.data, s.geolocation, NULLIF(s.extra, '')::json, s.author, s.device_id, s.tags,
-               s.created_at_text, s.updated_at_text, s.deleted,
+        SELECT 1, d.push, d.idx, d.observation_id, d.version, d.status, d.conflict,
+               d.form_type, d.form_version, d.data, d.geolocation, d.extra, d.author, d.device_id, d.tags,
+               d.created_at_text, d.updated_at_text, d.deleted,
                now(), d.pushed_by, d.client_id, d.transmission_id
         FROM decided d
-        JOIN push_staging s ON s.batch_id = d.batch_id AND s.idx = d.idx
         WHERE d.outcome = 'history'
     ) h
     ORDER BY h.arrival, h.push, h.idx
@@ -546,12 +571,11 @@ written AS (
         observation_id, version, form_type, form_version, data, geolocation, extra, author, device_id, tags,
         created_at, created_at_text, updated_at, updated_at_text, deleted, content_hash, conflict,
         record_bytes, synced_at, pushed_by, client_id, transmission_id)
-    SELECT s.observation_id, d.version, s.form_type, s.form_version, s.data, s.geolocation, NULLIF(s.extra, '')::json,
-           s.author, s.device_id, s.tags, s.record_created_at, s.created_at_text, s.record_updated_at, s.updated_at_text,
-           s.deleted, s.content_hash, d.conflict, octet_length(s.raw),
+    SELECT d.observation_id, d.version, d.form_type, d.form_version, d.data, d.geolocation, d.extra,
+           d.author, d.device_id, d.tags, d.record_created_at, d.created_at_text, d.record_updated_at, d.updated_at_text,
+           d.deleted, d.content_hash, d.conflict, d.record_bytes,
            now(), d.pushed_by, d.client_id, d.transmission_id
     FROM decided d
-    JOIN push_staging s ON s.batch_id = d.batch_id AND s.idx = d.idx
     WHERE d.outcome = 'write'
     ON CONFLICT (observation_id) DO UPDATE SET
         version = EXCLUDED.version, form_type = EXCLUDED.form_type, form_version = EXCLUDED.form_version,
@@ -565,9 +589,8 @@ written AS (
 ),
 quarantined AS (
     INSERT INTO quarantined_records (raw, client_id, transmission_id, record_index, pushed_by, observation_id, code, reason)
-    SELECT s.raw, d.client_id, d.transmission_id, d.idx, d.pushed_by, NULLIF(d.reported_id, ''), d.code, d.reason
+    SELECT d.raw, d.client_id, d.transmission_id, d.idx, d.pushed_by, NULLIF(d.reported_id, ''), d.code, d.reason
     FROM decided d
-    JOIN push_staging s ON s.batch_id = d.batch_id AND s.idx = d.idx
     WHERE d.outcome = 'quarantine'
     ON CONFLICT (client_id, transmission_id, record_index) DO NOTHING
 ),
@@ -575,11 +598,12 @@ advanced AS (
     -- Under the write lock current_version is the value the group read, and this only moves
     -- it forward; GREATEST makes sure it never goes back, so that the concurrency proof can
     -- hand out versions outside the lock on purpose and see pulls miss changes.
-    UPDATE sync_state SET current_version = GREATEST(current_version, $18::bigint) WHERE id = 1
+    UPDATE sync_state SET current_version = GREATEST(current_version, $36::bigint) WHERE id = 1
 ),
 cleared AS (
     -- The pushes' staged records are done with (unless this write only probes a record).
-    DELETE FROM push_staging WHERE batch_id = ANY ($2::uuid[]) AND $19::boolean
+    DELETE FROM push_staging
+    WHERE batch_id = ANY (ARRAY(SELECT batch_id FROM pushes WHERE staged)) AND $37::boolean
 )
 INSERT INTO push_receipts (client_id, transmission_id, request_hash, response)
 SELECT p.client_id, p.transmission_id, p.request_hash, p.response::jsonb
@@ -590,6 +614,7 @@ WHERE p.request_hash IS NOT NULL
 type ObservationWriteGroupParams struct {
 	PushSeqs            []int32
 	PushBatchIds        []uuid.UUID
+	PushStaged          []bool
 	PushClientIds       []string
 	PushTransmissionIds []string
 	PushPushedBy        []string
@@ -605,6 +630,23 @@ type ObservationWriteGroupParams struct {
 	RecReportedID       []string
 	RecCode             []string
 	RecReason           []string
+	RecFormType         []string
+	RecFormVersion      []string
+	RecData             [][]byte
+	RecGeolocation      [][]byte
+	RecExtra            []string
+	RecNulls            []int32
+	RecAuthor           []string
+	RecDeviceID         []string
+	RecTags             [][]byte
+	RecCreatedAt        []time.Time
+	RecCreatedAtText    []string
+	RecUpdatedAt        []time.Time
+	RecUpdatedAtText    []string
+	RecDeleted          []bool
+	RecContentHash      [][]byte
+	RecRaw              [][]byte
+	RecBytes            []int32
 	CurrentVersion      int64
 	ClearStaging        bool
 }
@@ -613,18 +655,19 @@ type ObservationWriteGroupParams struct {
 // statement: it moves the states being replaced into the history, upserts the winning
 // records, records the losing ones, quarantines the records that cannot be stored,
 // advances current_version, stores each push's receipt and removes its staged records.
-// The records are those each push staged in push_staging under its batch id; server/obsync
-// decided every one of them beforehand, push after push, under the write lock. The @push_*
-// arrays hold one element per push that writes (@push_seqs numbers them from 1), the @rec_*
-// arrays one element per decided record, of the push @rec_push (@rec_observation_id is
-// empty for a quarantined record): "write" rows carry their
-// new version and become the stored state (one per id in the whole group), "history" rows
+// server/obsync decided every record beforehand, push after push, under the write lock.
+// The @push_* arrays hold one element per push that writes (@push_seqs numbers them from
+// 1), the @rec_* arrays one element per decided record, of the push @rec_push
+// (@rec_observation_id is empty for a quarantined record): "write" rows carry their new
+// version and become the stored state (one per id in the whole group), "history" rows
 // (conflict losers, and winners replaced later in the group, which keep their version) go
-// only to the history, "quarantine" rows carry the reason. A push without a request hash
-// stores no receipt (an admin's retry of a quarantined record). The staged records are
-// deleted when @clear_staging.
-// The decisions with their push; the records' values are read from push_staging by each
-// insert that needs them, rather than copied once more into this CTE.
+// only to the history, "quarantine" rows carry the reason. The records' values are those
+// a push staged in push_staging under its batch id when @push_staged says so (a large
+// push), else the @rec_* value arrays (@rec_nulls: bit 1 author, bit 2 device_id are NULL;
+// @rec_raw is set only for a record to quarantine). A push without a request hash stores
+// no receipt (an admin's retry of a quarantined record). The staged records are deleted
+// when @clear_staging.
+// The decisions with their push and the records' values, from the arrays or from push_staging.
 // The receipts were read under the write lock, which every writer of a receipt holds: a
 // receipt stored meanwhile is a unique violation, which fails the write, never one that
 // is silently not stored.
@@ -632,6 +675,7 @@ func (q *Queries) ObservationWriteGroup(ctx context.Context, arg ObservationWrit
 	_, err := q.db.Exec(ctx, observationWriteGroup,
 		arg.PushSeqs,
 		arg.PushBatchIds,
+		arg.PushStaged,
 		arg.PushClientIds,
 		arg.PushTransmissionIds,
 		arg.PushPushedBy,
@@ -647,6 +691,23 @@ func (q *Queries) ObservationWriteGroup(ctx context.Context, arg ObservationWrit
 		arg.RecReportedID,
 		arg.RecCode,
 		arg.RecReason,
+		arg.RecFormType,
+		arg.RecFormVersion,
+		arg.RecData,
+		arg.RecGeolocation,
+		arg.RecExtra,
+		arg.RecNulls,
+		arg.RecAuthor,
+		arg.RecDeviceID,
+		arg.RecTags,
+		arg.RecCreatedAt,
+		arg.RecCreatedAtText,
+		arg.RecUpdatedAt,
+		arg.RecUpdatedAtText,
+		arg.RecDeleted,
+		arg.RecContentHash,
+		arg.RecRaw,
+		arg.RecBytes,
 		arg.CurrentVersion,
 		arg.ClearStaging,
 	)

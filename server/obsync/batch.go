@@ -19,12 +19,12 @@ import (
 // push_staging: one chunk (and the record being read) is all of a push in memory.
 const stageChunkBytes = 256 << 10
 
-// Batch is the records of one push, written to PostgreSQL (push_staging) in chunks as they
-// are added, so that a push is never held in memory whole; only what deciding needs of
-// each record stays here. Each record is staged with what validation read from it, in the
-// columns the write stores: parsing is done by the push's own connection, in parallel
-// with the others, never by the group write that holds the write lock. Close removes the
-// staged records once the push has ended.
+// Batch is the records of one push with what validation read from each, in the columns the
+// write stores. A push that fits in one chunk (most do) is held in memory and sent with
+// the group write that stores it. A larger one is written to PostgreSQL (push_staging) in
+// chunks as its records are added, so that it is never held in memory whole (only what
+// deciding needs of each record stays here), and the write reads it from there; Close
+// removes those staged records once the push has ended.
 type Batch struct {
 	s        *Service
 	id       uuid.UUID
@@ -34,7 +34,7 @@ type Batch struct {
 	records  []candidate
 	failed   []FailedRecord
 	warnings []Warning
-	chunk    []dbgen.PushStagingInsertParams // the records not staged yet
+	chunk    []dbgen.PushStagingInsertParams // the records not staged yet; all of them while !staged
 	size     int                             // bytes in chunk
 	staged   bool                            // rows were written to push_staging
 	cleared  bool                            // the push's write deleted them
@@ -97,8 +97,17 @@ func (b *Batch) Add(ctx context.Context, raw json.RawMessage) error {
 	return nil
 }
 
-// flush writes the records held in memory to push_staging. A push flushes the last of its
-// records before it is written: the write reads them all from there.
+// finish makes the batch ready to write once every record was added: a batch that was
+// staged stages the last of its records too, as the write reads them all from there; one
+// that never grew past a chunk stays in memory.
+func (b *Batch) finish(ctx context.Context) error {
+	if !b.staged {
+		return nil
+	}
+	return b.flush(ctx)
+}
+
+// flush writes the records held in memory to push_staging.
 func (b *Batch) flush(ctx context.Context) error {
 	if len(b.chunk) == 0 {
 		return nil

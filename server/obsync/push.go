@@ -99,10 +99,7 @@ func (s *Service) Push(ctx context.Context, req PushRequest) (PushResult, error)
 		return PushResult{CurrentVersion: st.CurrentVersion, RepositoryGeneration: st.RepositoryGeneration}, nil
 	}
 
-	// The group write reads every record from push_staging: this push's own connection
-	// stages the last of them here, in parallel with the other pushes, rather than the
-	// write parsing them while it holds the write lock.
-	if err := b.flush(ctx); err != nil {
+	if err := b.finish(ctx); err != nil {
 		return PushResult{}, err
 	}
 	w := pushWrite{req: req, batch: b, records: b.records, failed: b.failed, warnings: b.warnings, requestHash: requestHash}
@@ -129,7 +126,7 @@ func (s *Service) Push(ctx context.Context, req PushRequest) (PushResult, error)
 // pushWrite is what one push writes.
 type pushWrite struct {
 	req      PushRequest
-	batch    *Batch      // all of its records are staged
+	batch    *Batch      // all of its records were added and the batch finished
 	records  []candidate // the records that can be stored
 	failed   []FailedRecord
 	warnings []Warning // on records that can be stored

@@ -105,7 +105,7 @@ func (s *Service) RetryQuarantined(ctx context.Context, id int64, corrected json
 	if len(b.failed) > 0 {
 		return RetryResult{}, &RecordError{Code: b.failed[0].Code, Message: b.failed[0].Error}
 	}
-	if err := b.flush(ctx); err != nil {
+	if err := b.finish(ctx); err != nil {
 		return RetryResult{}, err
 	}
 	w := pushWrite{req: PushRequest{ClientID: row.ClientID, TransmissionID: row.TransmissionID, Username: username},

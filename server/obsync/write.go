@@ -113,6 +113,7 @@ func (g *groupWrite) add(w pushWrite, p *writePlan, requestHash, response []byte
 	seq := int32(len(pp.PushSeqs) + 1)
 	pp.PushSeqs = append(pp.PushSeqs, seq)
 	pp.PushBatchIds = append(pp.PushBatchIds, w.batch.id)
+	pp.PushStaged = append(pp.PushStaged, w.batch.staged)
 	pp.PushClientIds = append(pp.PushClientIds, w.req.ClientID)
 	pp.PushTransmissionIds = append(pp.PushTransmissionIds, w.req.TransmissionID)
 	pp.PushPushedBy = append(pp.PushPushedBy, w.req.Username)
@@ -140,7 +141,64 @@ func (g *groupWrite) add(w pushWrite, p *writePlan, requestHash, response []byte
 		pp.RecReportedID = append(pp.RecReportedID, d.ObservationID)
 		pp.RecCode = append(pp.RecCode, d.Code)
 		pp.RecReason = append(pp.RecReason, d.Reason)
+		var row *dbgen.PushStagingInsertParams // nil: the write reads the record from push_staging
+		if !w.batch.staged {
+			row = &w.batch.chunk[d.Idx]
+		}
+		g.addValues(row, d.Outcome == "quarantine")
 	}
+}
+
+// addValues appends a record's values to the @rec_* value arrays: row's, or blanks for a
+// record the write reads from push_staging. Only a record to quarantine carries its raw
+// bytes; the others carry their size.
+func (g *groupWrite) addValues(row *dbgen.PushStagingInsertParams, quarantine bool) {
+	var r dbgen.PushStagingInsertParams
+	if row != nil && !quarantine {
+		r = *row
+	}
+	pp := &g.params
+	nulls := int32(0)
+	if r.Author == nil {
+		nulls |= 1
+	}
+	if r.DeviceID == nil {
+		nulls |= 2
+	}
+	var tags []byte
+	if r.Tags != nil {
+		tags, _ = json.Marshal(r.Tags) // []string always encodes
+	}
+	var raw []byte
+	if row != nil && quarantine {
+		raw = row.Raw
+	}
+	pp.RecFormType = append(pp.RecFormType, deref(r.FormType))
+	pp.RecFormVersion = append(pp.RecFormVersion, deref(r.FormVersion))
+	pp.RecData = append(pp.RecData, r.Data)
+	pp.RecGeolocation = append(pp.RecGeolocation, r.Geolocation)
+	pp.RecExtra = append(pp.RecExtra, r.Extra)
+	pp.RecNulls = append(pp.RecNulls, nulls)
+	pp.RecAuthor = append(pp.RecAuthor, deref(r.Author))
+	pp.RecDeviceID = append(pp.RecDeviceID, deref(r.DeviceID))
+	pp.RecTags = append(pp.RecTags, tags)
+	pp.RecCreatedAt = append(pp.RecCreatedAt, deref(r.RecordCreatedAt))
+	pp.RecCreatedAtText = append(pp.RecCreatedAtText, deref(r.CreatedAtText))
+	pp.RecUpdatedAt = append(pp.RecUpdatedAt, deref(r.RecordUpdatedAt))
+	pp.RecUpdatedAtText = append(pp.RecUpdatedAtText, deref(r.UpdatedAtText))
+	pp.RecDeleted = append(pp.RecDeleted, deref(r.Deleted))
+	pp.RecContentHash = append(pp.RecContentHash, r.ContentHash)
+	pp.RecRaw = append(pp.RecRaw, raw)
+	pp.RecBytes = append(pp.RecBytes, int32(len(r.Raw)))
+}
+
+// deref is *p, or the zero value for nil.
+func deref[T any](p *T) T {
+	var v T
+	if p != nil {
+		v = *p
+	}
+	return v
 }
 
 // writePlan is what one push writes.
