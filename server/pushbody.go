@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/opendataensemble/synkronus/server/jsonbytes"
 )
 
 // bodyReader is a request body type that reads the body itself (streambody.JSON).
@@ -47,25 +49,41 @@ func (e badPushBody) Error() string { return string(e) }
 // as *http.MaxBytesError) is returned as it is.
 func readPush(r io.Reader, onRecord func(json.RawMessage) error) (pushEnvelope, error) {
 	var env pushEnvelope
-	dec := json.NewDecoder(r)
-	if err := expectDelim(dec, '{', "the request body must be a JSON object"); err != nil {
+	rd := jsonbytes.NewReader(r)
+	if err := expect(rd, '{', "the request body must be a JSON object"); err != nil {
 		return env, err
 	}
 	seen := map[string]bool{}
-	var raw json.RawMessage // reused for every value: records are read one at a time
-	for dec.More() {
-		tok, err := dec.Token()
+	for first := true; ; first = false {
+		if end, err := rd.Consume('}'); err != nil || end {
+			if err != nil {
+				return env, syntaxError(err)
+			}
+			break
+		}
+		if !first {
+			if err := expect(rd, ',', ""); err != nil {
+				return env, err
+			}
+		}
+		keyText, err := rd.Value()
 		if err != nil {
 			return env, syntaxError(err)
 		}
-		key := tok.(string) // dec.More and the opening brace guarantee a key here
+		var key string
+		if keyText[0] != '"' || json.Unmarshal(keyText, &key) != nil {
+			return env, notJSON(rd)
+		}
 		if seen[key] {
 			return env, badPushBody(fmt.Sprintf("the member %q appears more than once", key))
 		}
 		seen[key] = true
+		if err := expect(rd, ':', ""); err != nil {
+			return env, err
+		}
 		switch key {
 		case "transmission_id", "client_id":
-			s, err := readText(dec, &raw, key)
+			s, err := readText(rd, key)
 			if err != nil {
 				return env, err
 			}
@@ -75,7 +93,8 @@ func readPush(r io.Reader, onRecord func(json.RawMessage) error) (pushEnvelope, 
 				env.TransmissionID = s
 			}
 		case "repository_generation":
-			if err := dec.Decode(&raw); err != nil {
+			raw, err := rd.Value()
+			if err != nil {
 				return env, syntaxError(err)
 			}
 			if string(raw) != "null" {
@@ -86,88 +105,121 @@ func readPush(r io.Reader, onRecord func(json.RawMessage) error) (pushEnvelope, 
 				env.Generation = &g
 			}
 		case "records":
-			if env.Records, err = readRecords(dec, &raw, onRecord); err != nil {
+			if env.Records, err = readRecords(rd, onRecord); err != nil {
 				return env, err
 			}
 		default:
-			if err := dec.Decode(&raw); err != nil { // a member the contract does not name
+			if _, err := rd.Value(); err != nil { // a member the contract does not name
 				return env, syntaxError(err)
 			}
 		}
 	}
-	if err := expectDelim(dec, '}', "the request body must be a JSON object"); err != nil {
+	switch _, err := rd.Peek(); {
+	case errors.Is(err, io.EOF):
+		return env, nil
+	case err != nil:
 		return env, err
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if err == nil {
-			return env, badPushBody("the request body holds more than one JSON value")
-		}
+	if _, err := rd.Value(); err != nil {
 		return env, syntaxError(err)
 	}
-	return env, nil
+	return env, badPushBody("the request body holds more than one JSON value")
 }
 
 // readRecords reads the value of records: null (reported as false) or an array, whose
 // elements go to onRecord.
-func readRecords(dec *json.Decoder, raw *json.RawMessage, onRecord func(json.RawMessage) error) (bool, error) {
-	tok, err := dec.Token()
+func readRecords(rd *jsonbytes.Reader, onRecord func(json.RawMessage) error) (bool, error) {
+	c, err := rd.Peek()
+	if errors.Is(err, io.EOF) {
+		err = jsonbytes.ErrUnexpectedEnd
+	}
 	if err != nil {
 		return false, syntaxError(err)
 	}
-	if tok == nil {
-		return false, nil
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '[' {
+	if c != '[' {
+		raw, err := rd.Value()
+		switch {
+		case err != nil:
+			return false, syntaxError(err)
+		case string(raw) == "null":
+			return false, nil
+		}
 		return false, badPushBody("records must be an array")
 	}
-	for dec.More() {
-		if err := dec.Decode(raw); err != nil {
+	_, _ = rd.Consume('[')
+	for first := true; ; first = false {
+		if end, err := rd.Consume(']'); err != nil || end {
+			return end, syntaxError(err)
+		}
+		if !first {
+			if err := expect(rd, ',', ""); err != nil {
+				return false, err
+			}
+		}
+		raw, err := rd.Value()
+		if err != nil {
 			return false, syntaxError(err)
 		}
-		if err := onRecord(*raw); err != nil {
+		if err := onRecord(raw); err != nil {
 			return false, err
 		}
 	}
-	return true, expectDelim(dec, ']', "records must be an array")
 }
 
 // readText reads a string member; nil when it is null.
-func readText(dec *json.Decoder, raw *json.RawMessage, key string) (*string, error) {
-	if err := dec.Decode(raw); err != nil {
+func readText(rd *jsonbytes.Reader, key string) (*string, error) {
+	raw, err := rd.Value()
+	if err != nil {
 		return nil, syntaxError(err)
 	}
-	if string(*raw) == "null" {
+	if string(raw) == "null" {
 		return nil, nil
 	}
 	var s string
-	if (*raw)[0] != '"' || json.Unmarshal(*raw, &s) != nil {
+	if raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
 		return nil, badPushBody(key + " must be a string")
 	}
-	if !utf8.Valid(*raw) {
+	if !utf8.Valid(raw) {
 		return nil, badPushBody(key + " must be valid UTF-8")
 	}
 	return &s, nil
 }
 
-func expectDelim(dec *json.Decoder, want json.Delim, detail string) error {
-	tok, err := dec.Token()
-	if err != nil {
+// expect consumes the byte want. Anything else is a badPushBody: detail when it is given
+// and the text is JSON so far, else a syntax error.
+func expect(rd *jsonbytes.Reader, want byte, detail string) error {
+	ok, err := rd.Consume(want)
+	switch {
+	case err != nil:
 		return syntaxError(err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != want {
+	case ok:
+		return nil
+	case detail != "":
+		if _, err := rd.Value(); err != nil {
+			return syntaxError(err)
+		}
 		return badPushBody(detail)
 	}
-	return nil
+	return notJSON(rd)
 }
 
-// syntaxError turns a decoding error into a badPushBody, except the reader's own errors
+// notJSON is the error for text that is not JSON at the reader's next byte.
+func notJSON(rd *jsonbytes.Reader) error {
+	c, _ := rd.Peek()
+	return syntaxError(&jsonbytes.SyntaxError{Offset: rd.Offset(), Byte: c})
+}
+
+// syntaxError turns a reading error into a badPushBody, except the reader's own errors
 // (a body over its size limit, a connection that broke), which are returned as they are.
+// It returns nil for nil.
 func syntaxError(err error) error {
-	var syntax *json.SyntaxError
+	var syntax *jsonbytes.SyntaxError
 	switch {
+	case err == nil:
+		return nil
 	case errors.As(err, &syntax):
 		return badPushBody("the request body is not valid JSON: " + syntax.Error())
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+	case errors.Is(err, jsonbytes.ErrUnexpectedEnd):
 		return badPushBody("the request body ends before its JSON value does")
 	}
 	return err
