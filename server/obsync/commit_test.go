@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -344,4 +345,91 @@ func TestAGroupThatWaitedForTheLockDecidesOnWhatTheOtherProcessWrote(t *testing.
 	_, cur, err := first.Revisions(context.Background(), "x")
 	require.NoError(t, err)
 	require.Equal(t, `{"copy":"newer"}`, string(cur.Data))
+}
+
+// TestAStagedAndAnInMemoryPushShareAGroup writes, in one group, a push too large to be held
+// in memory (its records are staged in push_staging) and small ones (held in memory and
+// sent with the write): every value of every record reads back as it was sent, nulls and
+// all, and the records that cannot be stored are quarantined byte for byte.
+func TestAStagedAndAnInMemoryPushShareAGroup(t *testing.T) {
+	t.Parallel()
+	pool := widePool(t, 8)
+	s := obsync.NewService(pool, obsync.PolicyNewest)
+	release := holdWriteLock(t, pool)
+	first := startPush(context.Background(), s, pushReq("c0", "t0", rec("x", "2025-12-01T10:00:00.000Z", `{}`)))
+	waitForLockWaits(t, pool, 1)
+
+	big := fmt.Sprintf(`{"photo_note":%q,"n":1.50}`, strings.Repeat("é", 100<<10))
+	full := []string{`"author":"ana"`, `"device_id":"dev-1"`, `"tags":["a","b \"quoted\""]`,
+		`"geolocation":{"latitude":1.5,"longitude":-2,"accuracy":-1,"heading":90}`, `"app_build":"7"`}
+	bad := json.RawMessage(`{"observation_id":"bad","data":"not an object"}`)
+	large := pushReq("c1", "t1",
+		rec("l1", "2025-12-01T10:00:00.000Z", big, full...),
+		rec("l2", "2025-12-01T10:00:00.000Z", big, `"tags":[]`, `"author":null`),
+		bad,
+		rec("l3", "2025-12-01T10:00:00.000Z", big))
+	small := pushReq("c2", "t2",
+		rec("s1", "2025-12-01T10:00:00.000Z", `{"n":1.50,"nested":{"k":[1,"2",null]}}`, full...),
+		bad,
+		rec("s2", "2025-12-01T10:00:00.000Z", `{}`, `"tags":[]`, `"author":null`),
+		rec("l1", "2025-12-01T11:00:00.000Z", `{"replaced":true}`, `"device_id":"dev-2"`))
+	outs := queuePushes(t, s, large, small)
+	release()
+	require.NoError(t, (<-first).err)
+	for _, out := range outs {
+		got := <-out
+		require.NoError(t, got.err)
+		require.Len(t, got.res.FailedRecords, 1)
+	}
+	txs := receiptTransactions(t, pool)
+	require.Equal(t, txs["t1"], txs["t2"], "the two pushes were written together")
+	var staged int
+	require.NoError(t, pool.QueryRow(context.Background(), "SELECT count(*) FROM push_staging").Scan(&staged))
+	require.Zero(t, staged, "the staged records were removed")
+
+	page, err := s.Pull(context.Background(), obsync.PullRequest{})
+	require.NoError(t, err)
+	stored := map[string]obsync.PulledRecord{}
+	for _, r := range page.Records {
+		stored[r.ObservationID] = r
+	}
+	require.Len(t, stored, 6)
+	for _, id := range []string{"l2", "l3"} {
+		require.Equal(t, big, string(stored[id].Data), id)
+	}
+	for _, id := range []string{"s1"} {
+		r := stored[id]
+		require.Equal(t, `{"n":1.50,"nested":{"k":[1,"2",null]}}`, string(r.Data))
+		require.Equal(t, "ana", *r.Author)
+		require.Equal(t, "dev-1", *r.DeviceID)
+		require.Equal(t, []string{"a", `b "quoted"`}, r.Tags)
+		require.Equal(t, `{"latitude":1.5,"longitude":-2,"accuracy":-1,"heading":90}`, string(r.Geolocation))
+		require.JSONEq(t, `{"app_build":"7"}`, string(r.Extra))
+	}
+	for _, id := range []string{"s2", "l2"} {
+		r := stored[id]
+		require.Nil(t, r.Author, id)
+		require.Nil(t, r.DeviceID, id)
+		require.NotNil(t, r.Tags, id)
+		require.Empty(t, r.Tags, id)
+		require.Nil(t, r.Geolocation, id)
+	}
+	require.Nil(t, stored["l3"].Tags, "no tags sent")
+	require.Equal(t, `{"replaced":true}`, string(stored["l1"].Data), "the small push replaced what the large one wrote")
+	require.Equal(t, "dev-2", *stored["l1"].DeviceID)
+
+	revs, _, err := s.Revisions(context.Background(), "l1")
+	require.NoError(t, err)
+	require.Len(t, revs, 1)
+	require.Equal(t, big, string(revs[0].Data), "the large push's copy went to the history")
+	require.Equal(t, "ana", *revs[0].Author)
+
+	quarantined, _, err := s.ListQuarantine(context.Background(), obsync.QuarantineFilter{})
+	require.NoError(t, err)
+	require.Len(t, quarantined, 2)
+	for _, q := range quarantined {
+		row, err := s.Quarantined(context.Background(), q.ID)
+		require.NoError(t, err)
+		require.Equal(t, string(bad), string(row.Raw), q.TransmissionID)
+	}
 }
