@@ -47,13 +47,15 @@ SELECT * FROM observations WHERE observation_id = @observation_id;
 -- (conflict losers, and winners replaced later in the group, which keep their version) go
 -- only to the history, "quarantine" rows carry the reason. The records' values are those
 -- a push staged in push_staging under its batch id when @push_staged says so (a large
--- push), else the @rec_* value arrays (@rec_nulls: bit 1 author, bit 2 device_id are NULL;
--- @rec_raw is set only for a record to quarantine). A push without a request hash stores
+-- push), else @push_text (the push's records as sent, one after another: each record's
+-- text, data and geolocation lie at the @rec_*_at offsets, a geolocation of length 0 is
+-- NULL) and the @rec_* value arrays (@rec_nulls: bit 1 author, bit 2 device_id are NULL).
+-- A push without a request hash stores
 -- no receipt (an admin's retry of a quarantined record). The staged records are deleted
 -- when @clear_staging.
 WITH pushes AS (
     SELECT unnest(@push_seqs::integer[]) AS seq, unnest(@push_batch_ids::uuid[]) AS batch_id,
-           unnest(@push_staged::boolean[]) AS staged,
+           unnest(@push_staged::boolean[]) AS staged, unnest(@push_text::bytea[]) AS text,
            unnest(@push_client_ids::text[]) AS client_id, unnest(@push_transmission_ids::text[]) AS transmission_id,
            unnest(@push_pushed_by::text[]) AS pushed_by, unnest(@push_request_hashes::bytea[]) AS request_hash,
            unnest(@push_responses::text[]) AS response
@@ -66,25 +68,35 @@ rec AS (
            unnest(@rec_reported_id::text[]) AS reported_id, unnest(@rec_code::text[]) AS code,
            unnest(@rec_reason::text[]) AS reason,
            unnest(@rec_form_type::text[]) AS form_type, unnest(@rec_form_version::text[]) AS form_version,
-           unnest(@rec_data::json[]) AS data, unnest(@rec_geolocation::json[]) AS geolocation,
+           unnest(@rec_at::integer[]) AS at, unnest(@rec_bytes::integer[]) AS record_bytes,
+           unnest(@rec_data_at::integer[]) AS data_at, unnest(@rec_data_len::integer[]) AS data_len,
+           unnest(@rec_geolocation_at::integer[]) AS geolocation_at, unnest(@rec_geolocation_len::integer[]) AS geolocation_len,
            unnest(@rec_extra::text[]) AS extra, unnest(@rec_nulls::integer[]) AS nulls,
            unnest(@rec_author::text[]) AS author, unnest(@rec_device_id::text[]) AS device_id,
            unnest(@rec_tags::json[]) AS tags,
            unnest(@rec_created_at::timestamptz[]) AS record_created_at, unnest(@rec_created_at_text::text[]) AS created_at_text,
            unnest(@rec_updated_at::timestamptz[]) AS record_updated_at, unnest(@rec_updated_at_text::text[]) AS updated_at_text,
-           unnest(@rec_deleted::boolean[]) AS deleted, unnest(@rec_content_hash::bytea[]) AS content_hash,
-           unnest(@rec_raw::bytea[]) AS raw, unnest(@rec_bytes::integer[]) AS record_bytes
+           unnest(@rec_deleted::boolean[]) AS deleted, unnest(@rec_content_hash::bytea[]) AS content_hash
 ),
 -- The decisions with their push and the records' values, from the arrays or from push_staging.
 decided AS (
     SELECT r.push, r.idx, r.observation_id, r.outcome, r.status, NULLIF(r.version, 0) AS version, r.conflict,
            r.reported_id, r.code, r.reason, p.pushed_by, p.client_id, p.transmission_id,
-           r.form_type, r.form_version, r.data, r.geolocation, NULLIF(r.extra, '')::json AS extra,
+           r.form_type, r.form_version,
+           CASE WHEN r.outcome <> 'quarantine'
+               THEN convert_from(substring(p.text FROM r.data_at + 1 FOR r.data_len), 'UTF8')::json
+           END AS data,
+           CASE WHEN r.geolocation_len > 0
+               THEN convert_from(substring(p.text FROM r.geolocation_at + 1 FOR r.geolocation_len), 'UTF8')::json
+           END AS geolocation,
+           NULLIF(r.extra, '')::json AS extra,
            CASE WHEN r.nulls & 1 = 0 THEN r.author END AS author,
            CASE WHEN r.nulls & 2 = 0 THEN r.device_id END AS device_id,
            CASE WHEN r.tags IS NOT NULL THEN ARRAY(SELECT json_array_elements_text(r.tags)) END AS tags,
            r.record_created_at, r.created_at_text, r.record_updated_at, r.updated_at_text, r.deleted,
-           r.content_hash, r.raw, r.record_bytes
+           r.content_hash,
+           CASE WHEN r.outcome = 'quarantine' THEN substring(p.text FROM r.at + 1 FOR r.record_bytes) END AS raw,
+           r.record_bytes
     FROM rec r
     JOIN pushes p ON p.seq = r.push AND NOT p.staged
     UNION ALL

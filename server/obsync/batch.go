@@ -1,7 +1,6 @@
 package obsync
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -35,10 +34,16 @@ type Batch struct {
 	failed   []FailedRecord
 	warnings []Warning
 	chunk    []dbgen.PushStagingInsertParams // the records not staged yet; all of them while !staged
+	text     []byte                          // the text of chunk's records, one after another
+	spans    []span                          // where each record of chunk lies in text
 	size     int                             // bytes in chunk
 	staged   bool                            // rows were written to push_staging
 	cleared  bool                            // the push's write deleted them
 }
+
+// span is where a record and its data and geolocation lie in Batch.text (geoLen is 0
+// when it has none).
+type span struct{ at, n, dataAt, dataLen, geoAt, geoLen int32 }
 
 // candidate is what deciding needs of a record that can be stored; the rest of it waits
 // in push_staging.
@@ -76,7 +81,10 @@ func (b *Batch) Add(ctx context.Context, raw json.RawMessage) error {
 	b.hash.Write(n[:])
 	b.hash.Write(raw)
 
-	row := dbgen.PushStagingInsertParams{BatchID: b.id, Idx: int32(idx), Raw: bytes.Clone(raw)}
+	row := dbgen.PushStagingInsertParams{BatchID: b.id, Idx: int32(idx)}
+	at := int32(len(b.text))
+	b.text = append(b.text, raw...)
+	sp := span{at: at, n: int32(len(raw))}
 	rec, rerr := parseValidJSON(raw)
 	if rerr != nil {
 		b.failed = append(b.failed, FailedRecord{Index: idx, ObservationID: PeekID(raw), Code: rerr.Code, Error: rerr.Message})
@@ -88,8 +96,13 @@ func (b *Batch) Add(ctx context.Context, raw json.RawMessage) error {
 			b.warnings = append(b.warnings, w)
 		}
 		rec.stage(&row)
+		sp.dataAt, sp.dataLen = at+int32(rec.DataAt), int32(len(rec.Data))
+		if rec.Geolocation != nil {
+			sp.geoAt, sp.geoLen = at+int32(rec.GeolocationAt), int32(len(rec.Geolocation))
+		}
 	}
 	b.chunk = append(b.chunk, row)
+	b.spans = append(b.spans, sp)
 	b.size += len(raw)
 	if b.size >= stageChunkBytes {
 		return b.flush(ctx)
@@ -113,11 +126,21 @@ func (b *Batch) flush(ctx context.Context) error {
 		return nil
 	}
 	b.staged = true
+	for i, sp := range b.spans {
+		row := &b.chunk[i]
+		row.Raw = b.text[sp.at : sp.at+sp.n]
+		if row.ObservationID != nil { // a record that can be stored
+			row.Data = b.text[sp.dataAt : sp.dataAt+sp.dataLen]
+		}
+		if sp.geoLen > 0 {
+			row.Geolocation = b.text[sp.geoAt : sp.geoAt+sp.geoLen]
+		}
+	}
 	if _, err := b.s.q.PushStagingInsert(ctx, b.chunk); err != nil {
 		return fmt.Errorf("error staging pushed records: %w", err)
 	}
 	clear(b.chunk) // let the records go
-	b.chunk, b.size = b.chunk[:0], 0
+	b.chunk, b.text, b.spans, b.size = b.chunk[:0], b.text[:0], b.spans[:0], 0
 	return nil
 }
 
@@ -136,17 +159,13 @@ func (b *Batch) Close(ctx context.Context) error {
 	return nil
 }
 
-// stage fills in what push_staging keeps of a valid record besides its text: the values
-// the write stores, data and geolocation as they lie in row.Raw, the record as sent.
+// stage fills in what push_staging keeps of a valid record besides its text (the record
+// as sent, its data and its geolocation, which Batch keeps in its text).
 func (r *Record) stage(row *dbgen.PushStagingInsertParams) {
 	row.ObservationID, row.FormType, row.FormVersion = &r.ObservationID, &r.FormType, &r.FormVersion
 	row.Author, row.DeviceID, row.Tags = r.Author, r.DeviceID, r.Tags
 	row.RecordCreatedAt, row.CreatedAtText = &r.CreatedAt, &r.CreatedAtText
 	row.RecordUpdatedAt, row.UpdatedAtText = &r.UpdatedAt, &r.UpdatedAtText
 	row.Deleted, row.ContentHash = &r.Deleted, r.Hash[:]
-	row.Data = row.Raw[r.DataAt : r.DataAt+len(r.Data)]
-	if r.Geolocation != nil {
-		row.Geolocation = row.Raw[r.GeolocationAt : r.GeolocationAt+len(r.Geolocation)]
-	}
 	row.Extra = string(r.Extra)
 }

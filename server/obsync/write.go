@@ -114,6 +114,11 @@ func (g *groupWrite) add(w pushWrite, p *writePlan, requestHash, response []byte
 	pp.PushSeqs = append(pp.PushSeqs, seq)
 	pp.PushBatchIds = append(pp.PushBatchIds, w.batch.id)
 	pp.PushStaged = append(pp.PushStaged, w.batch.staged)
+	var text []byte // nil: the write reads the records from push_staging
+	if !w.batch.staged {
+		text = w.batch.text
+	}
+	pp.PushText = append(pp.PushText, text)
 	pp.PushClientIds = append(pp.PushClientIds, w.req.ClientID)
 	pp.PushTransmissionIds = append(pp.PushTransmissionIds, w.req.TransmissionID)
 	pp.PushPushedBy = append(pp.PushPushedBy, w.req.Username)
@@ -141,22 +146,17 @@ func (g *groupWrite) add(w pushWrite, p *writePlan, requestHash, response []byte
 		pp.RecReportedID = append(pp.RecReportedID, d.ObservationID)
 		pp.RecCode = append(pp.RecCode, d.Code)
 		pp.RecReason = append(pp.RecReason, d.Reason)
-		var row *dbgen.PushStagingInsertParams // nil: the write reads the record from push_staging
-		if !w.batch.staged {
-			row = &w.batch.chunk[d.Idx]
+		if w.batch.staged {
+			g.addValues(dbgen.PushStagingInsertParams{}, span{})
+		} else {
+			g.addValues(w.batch.chunk[d.Idx], w.batch.spans[d.Idx])
 		}
-		g.addValues(row, d.Outcome == "quarantine")
 	}
 }
 
-// addValues appends a record's values to the @rec_* value arrays: row's, or blanks for a
-// record the write reads from push_staging. Only a record to quarantine carries its raw
-// bytes; the others carry their size.
-func (g *groupWrite) addValues(row *dbgen.PushStagingInsertParams, quarantine bool) {
-	var r dbgen.PushStagingInsertParams
-	if row != nil && !quarantine {
-		r = *row
-	}
+// addValues appends a record's values to the @rec_* value arrays: those of r, with its text
+// at sp in its push's text, or blanks for a record the write reads from push_staging.
+func (g *groupWrite) addValues(r dbgen.PushStagingInsertParams, sp span) {
 	pp := &g.params
 	nulls := int32(0)
 	if r.Author == nil {
@@ -169,14 +169,11 @@ func (g *groupWrite) addValues(row *dbgen.PushStagingInsertParams, quarantine bo
 	if r.Tags != nil {
 		tags, _ = json.Marshal(r.Tags) // []string always encodes
 	}
-	var raw []byte
-	if row != nil && quarantine {
-		raw = row.Raw
-	}
 	pp.RecFormType = append(pp.RecFormType, deref(r.FormType))
 	pp.RecFormVersion = append(pp.RecFormVersion, deref(r.FormVersion))
-	pp.RecData = append(pp.RecData, r.Data)
-	pp.RecGeolocation = append(pp.RecGeolocation, r.Geolocation)
+	pp.RecAt, pp.RecBytes = append(pp.RecAt, sp.at), append(pp.RecBytes, sp.n)
+	pp.RecDataAt, pp.RecDataLen = append(pp.RecDataAt, sp.dataAt), append(pp.RecDataLen, sp.dataLen)
+	pp.RecGeolocationAt, pp.RecGeolocationLen = append(pp.RecGeolocationAt, sp.geoAt), append(pp.RecGeolocationLen, sp.geoLen)
 	pp.RecExtra = append(pp.RecExtra, r.Extra)
 	pp.RecNulls = append(pp.RecNulls, nulls)
 	pp.RecAuthor = append(pp.RecAuthor, deref(r.Author))
@@ -188,8 +185,6 @@ func (g *groupWrite) addValues(row *dbgen.PushStagingInsertParams, quarantine bo
 	pp.RecUpdatedAtText = append(pp.RecUpdatedAtText, deref(r.UpdatedAtText))
 	pp.RecDeleted = append(pp.RecDeleted, deref(r.Deleted))
 	pp.RecContentHash = append(pp.RecContentHash, r.ContentHash)
-	pp.RecRaw = append(pp.RecRaw, raw)
-	pp.RecBytes = append(pp.RecBytes, int32(len(r.Raw)))
 }
 
 // deref is *p, or the zero value for nil.
