@@ -45,8 +45,8 @@ type Batch struct {
 // when it has none).
 type span struct{ at, n, dataAt, dataLen, geoAt, geoLen int32 }
 
-// candidate is what deciding needs of a record that can be stored; the rest of it waits
-// in push_staging.
+// candidate is what deciding needs of a record that can be stored; the rest of it is in
+// the batch's chunk or in push_staging.
 type candidate struct {
 	index         int
 	id            string

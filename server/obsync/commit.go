@@ -13,8 +13,8 @@ import (
 // Group commit. A push must hold the write lock (sync_state's row) from the moment it
 // stamps versions until its commit is visible, and a commit waits for its WAL flush: one
 // push at a time, each paying its own flush, is all one lock allows. So the pushes of a
-// Service do not take the lock each on their own: once a push has read, validated and
-// staged its records it queues, and one writer at a time takes every push waiting (up to
+// Service do not take the lock each on their own: once a push has read and validated its
+// records (held in memory, or staged when large; see Batch) it queues, and one writer at a time takes every push waiting (up to
 // the bounds below) and writes them in one transaction, under one lock, with one commit,
 // while the next group gathers. Each push in a group is decided against the state the
 // ones before it left, in arrival order, and keeps its own answer, receipt, failed records,
@@ -24,8 +24,8 @@ import (
 
 // A group is closed once adding the next push would carry it past either bound (a group
 // always takes at least one push, however large). They bound the group's transaction, and
-// so how long the pushes in it and the next group wait. A waiting push holds none of its
-// records in memory: they wait in push_staging.
+// so how long the pushes in it and the next group wait. A waiting push holds at most one
+// chunk of its records in memory (stageChunkBytes); the rest wait in push_staging.
 const (
 	maxGroupRecords = 2000
 	maxGroupBytes   = 8 << 20
