@@ -20,10 +20,10 @@ import (
 
 func TestCheckID(t *testing.T) {
 	t.Parallel()
-	for _, id := range []string{"a", "0b6c3a7e-1f2d-4c5b-8a9e-123456789abc.jpg", "signature_1712345678.png", "...", ".hidden", strings.Repeat("z", 255)} {
+	for _, id := range []string{"a", "0b6c3a7e-1f2d-4c5b-8a9e-123456789abc.jpg", "signature_1712345678.png", "a..b", ".hidden", strings.Repeat("z", 255)} {
 		require.NoError(t, attachments.CheckID(id), id)
 	}
-	for _, id := range []string{"", ".", "..", "manifest", "export-zip", "a/b", "../x", "a b", "a\\b", "café.jpg", "a\x00b", strings.Repeat("z", 256)} {
+	for _, id := range []string{"", ".", "..", "...", "e2..", "manifest", "export-zip", "a/b", "../x", "a b", "a\\b", "café.jpg", "a\x00b", strings.Repeat("z", 256)} {
 		require.ErrorIs(t, attachments.CheckID(id), attachments.ErrInvalidID, "%q", id)
 	}
 }

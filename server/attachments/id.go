@@ -3,6 +3,7 @@ package attachments
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // MaxIDBytes bounds the length of an attachment id: ids name a directory of the local
@@ -17,17 +18,20 @@ var ErrInvalidID = errors.New("invalid attachment id")
 // stored but never downloaded.
 var reservedIDs = map[string]bool{"manifest": true, "export-zip": true}
 
-// CheckID accepts ids of 1 to MaxIDBytes letters, digits, '.', '_' and '-', other than
-// "." and ".." and the reserved names. Such an id is a safe file name and URL segment
-// everywhere it is used (blob keys, download URLs, ZIP entries).
+// CheckID accepts ids of 1 to MaxIDBytes letters, digits, '.', '_' and '-', not ending in
+// ".." (which covers "." and "..": the file blob store would keep such a segment of a key
+// outside its directory) and other than the reserved names. Such an id is a safe file
+// name and URL segment everywhere it is used (blob keys, download URLs, ZIP entries).
 func CheckID(id string) error {
 	switch {
 	case id == "":
 		return fmt.Errorf("%w: the id is empty", ErrInvalidID)
 	case len(id) > MaxIDBytes:
 		return fmt.Errorf("%w: the id is longer than %d bytes", ErrInvalidID, MaxIDBytes)
-	case id == "." || id == "..":
+	case id == ".":
 		return fmt.Errorf("%w: %q is not a file name", ErrInvalidID, id)
+	case strings.HasSuffix(id, ".."):
+		return fmt.Errorf("%w: %q ends with \"..\"", ErrInvalidID, id)
 	case reservedIDs[id]:
 		return fmt.Errorf("%w: %q is reserved", ErrInvalidID, id)
 	}

@@ -317,14 +317,15 @@ func (s *Store) translate(err error, key string) error {
 const MaxKeyBytes = 1024
 
 // CheckKey accepts keys made of "/"-separated segments of [A-Za-z0-9._-], none of them
-// empty, "." or "..": such a key names the same blob on every backend and cannot reach
-// outside the bucket.
+// empty, "." or ending in "..": such a key names the same blob on every backend, cannot
+// reach outside the bucket, and is a path of directories in the file backend (which
+// escapes a "/" after "..", keeping the blob outside the directory the key names).
 func CheckKey(key string) error {
 	if key == "" || len(key) > MaxKeyBytes {
 		return fmt.Errorf("%w: %q", ErrInvalidKey, key)
 	}
 	for seg := range strings.SplitSeq(key, "/") {
-		if seg == "" || seg == "." || seg == ".." {
+		if seg == "" || seg == "." || strings.HasSuffix(seg, "..") {
 			return fmt.Errorf("%w: %q", ErrInvalidKey, key)
 		}
 		for i := 0; i < len(seg); i++ {

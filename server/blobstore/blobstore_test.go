@@ -101,8 +101,16 @@ func TestStore(t *testing.T) {
 				require.Contains(t, keys, "e/1")
 			})
 
+			t.Run("dots inside a segment", func(t *testing.T) {
+				_, err := s.Write(ctx, "f/a..b/1", strings.NewReader("x"), blobstore.WriteOptions{})
+				require.NoError(t, err)
+				var keys []string
+				require.NoError(t, s.List(ctx, "f/a..b/", func(o blobstore.Object) error { keys = append(keys, o.Key); return nil }))
+				require.Equal(t, []string{"f/a..b/1"}, keys)
+			})
+
 			t.Run("keys cannot escape the bucket", func(t *testing.T) {
-				for _, k := range []string{"", "../x", "a/../../x", "/abs", "a//b", "a/./b", "a\\b", "a b", "a\x00b", "ü"} {
+				for _, k := range []string{"", "../x", "a/../../x", "/abs", "a//b", "a/./b", "a\\b", "a b", "a\x00b", "ü", "e2../x", "a/.../x"} {
 					_, err := s.Write(ctx, k, strings.NewReader("x"), blobstore.WriteOptions{})
 					require.ErrorIs(t, err, blobstore.ErrInvalidKey, "key %q", k)
 					_, err = s.Open(ctx, k)
