@@ -50,9 +50,8 @@ SELECT * FROM observations WHERE observation_id = @observation_id;
 -- push), else @push_text (the push's records as sent, one after another: each record's
 -- text, data and geolocation lie at the @rec_*_at offsets, a geolocation of length 0 is
 -- NULL) and the @rec_* value arrays (@rec_nulls: bit 1 author, bit 2 device_id are NULL).
--- A push without a request hash stores
--- no receipt (an admin's retry of a quarantined record). The staged records are deleted
--- when @clear_staging.
+-- A push without a request hash stores no receipt (an admin's retry of a quarantined
+-- record). The staged records are deleted when @clear_staging.
 WITH pushes AS (
     SELECT unnest(@push_seqs::integer[]) AS seq, unnest(@push_batch_ids::uuid[]) AS batch_id,
            unnest(@push_staged::boolean[]) AS staged, unnest(@push_text::bytea[]) AS text,

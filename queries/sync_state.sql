@@ -2,10 +2,11 @@
 SELECT current_version, repository_generation FROM sync_state WHERE id = 1;
 
 -- name: SyncStateLock :one
--- SyncStateLock takes the write lock that orders all observation writes. A push takes it
--- only after all of its preparation, just before its final write, and holds it to commit:
--- each writer stamps versions above the previous writer's and becomes visible before the
--- next one can stamp, so versions become visible in commit order and a pull never skips one.
+-- SyncStateLock takes the write lock that orders all observation writes (pushes take it
+-- with SyncStateLockForWrite). A writer takes it only after all of its preparation, just
+-- before its final write, and holds it to commit: each writer stamps versions above the
+-- previous writer's and becomes visible before the next one can stamp, so versions become
+-- visible in commit order and a pull never skips one.
 SELECT current_version, repository_generation FROM sync_state WHERE id = 1 FOR UPDATE;
 
 -- name: SyncStateLockForWrite :many

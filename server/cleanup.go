@@ -11,8 +11,8 @@ import (
 // cleanupLoop removes push receipts past their retention, expired refresh tokens, login
 // failure counters and portal sessions, push records a dead process left in push_staging
 // and the files no attachment refers to any more, every CleanupInterval and whenever
-// attachments were deleted. Every process runs it; the deletes are idempotent and bounded
-// per statement.
+// attachments were deleted. Every process runs it; the deletes are idempotent, and those of
+// the tables that grow with the data (receipts, staged records) are bounded per statement.
 func (s *Server) cleanupLoop(ctx context.Context) {
 	t := time.NewTicker(s.opts.CleanupInterval)
 	defer t.Stop()

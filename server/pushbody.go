@@ -55,16 +55,11 @@ func readPush(r io.Reader, onRecord func(json.RawMessage) error) (pushEnvelope, 
 	}
 	seen := map[string]bool{}
 	for first := true; ; first = false {
-		if end, err := rd.Consume('}'); err != nil || end {
+		if done, err := nextItem(rd, '}', first); err != nil || done {
 			if err != nil {
-				return env, syntaxError(err)
-			}
-			break
-		}
-		if !first {
-			if err := expect(rd, ',', ""); err != nil {
 				return env, err
 			}
+			break
 		}
 		keyText, err := rd.Value()
 		if err != nil {
@@ -148,13 +143,8 @@ func readRecords(rd *jsonbytes.Reader, onRecord func(json.RawMessage) error) (bo
 	}
 	_, _ = rd.Consume('[')
 	for first := true; ; first = false {
-		if end, err := rd.Consume(']'); err != nil || end {
-			return end, syntaxError(err)
-		}
-		if !first {
-			if err := expect(rd, ',', ""); err != nil {
-				return false, err
-			}
+		if done, err := nextItem(rd, ']', first); err != nil || done {
+			return done, err
 		}
 		raw, err := rd.Value()
 		if err != nil {
@@ -183,6 +173,21 @@ func readText(rd *jsonbytes.Reader, key string) (*string, error) {
 		return nil, badPushBody(key + " must be valid UTF-8")
 	}
 	return &s, nil
+}
+
+// nextItem starts the next item of an object or array: it reports done when the list
+// ends (close is consumed), and reads the comma before any item but the first.
+func nextItem(rd *jsonbytes.Reader, close byte, first bool) (done bool, err error) {
+	end, err := rd.Consume(close)
+	switch {
+	case err != nil:
+		return false, syntaxError(err)
+	case end:
+		return true, nil
+	case !first:
+		return false, expect(rd, ',', "")
+	}
+	return false, nil
 }
 
 // expect consumes the byte want. Anything else is a badPushBody: detail when it is given

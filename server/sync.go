@@ -69,8 +69,9 @@ func (s *Server) SyncPull(ctx context.Context, req api.SyncPullRequestObject) (a
 // errTooManyRecords stops reading a push that holds more than obsync.MaxPushRecords.
 var errTooManyRecords = errors.New("too many records")
 
-// SyncPush stores a batch of observations. The body is read as it arrives: each record is
-// validated and staged in PostgreSQL on its way in, so that a push is never held in memory.
+// SyncPush stores a batch of observations. The body is read as it arrives and each record
+// validated on its way in; a push larger than a chunk is staged in PostgreSQL as it is read,
+// so that a push is never held in memory whole (see obsync.Batch).
 func (s *Server) SyncPush(ctx context.Context, req api.SyncPushRequestObject) (api.SyncPushResponseObject, error) {
 	bad := func(detail string) (api.SyncPushResponseObject, error) {
 		return api.SyncPush400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest(detail)}, nil

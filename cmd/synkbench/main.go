@@ -5,15 +5,14 @@
 // (the reference the push rate is given as a ratio to), pushes new observations from
 // several concurrent clients, has several other clients pull everything back page by
 // page, optionally downloads the exports and pushes an app bundle and loads its manifest
-// (-bundle), samples the server's
-// resident memory throughout, and prints a summary (or, with -json, one JSON object).
-// With -mode attachments it instead uploads and downloads files of each size in
-// -attachment-sizes from several concurrent clients, and writes and reads the same bytes
-// straight to disk as a reference. With -mode mixed it runs pushers, continuously syncing
-// pullers, attachment uploads and downloads and logins all at once, and reports each
-// kind's throughput, latency and errors, and the records a puller missed. The server is stopped and the database dropped at the
-// end, also after an error or an interrupt. Progress goes to stderr. Linux only: memory
-// is read from /proc.
+// (-bundle), samples the server's resident memory throughout, and prints a summary (or,
+// with -json, one JSON object). With -mode attachments it instead uploads and downloads
+// files of each size in -attachment-sizes from several concurrent clients, and writes and
+// reads the same bytes straight to disk as a reference. With -mode mixed it runs pushers,
+// continuously syncing pullers, attachment uploads and downloads and logins all at once,
+// and reports each kind's throughput, latency and errors, and the records a puller missed.
+// The server is stopped and the database dropped at the end, also after an error or an
+// interrupt. Progress goes to stderr. Linux only: memory is read from /proc.
 //
 //	go run ./cmd/synkbench [-clients 4] [-push-records 20000] [-pull-rounds 3] [-export] [-json]
 //	go run ./cmd/synkbench -large   # memory with the largest records: ~1 MiB each, ~31 MiB pushes

@@ -32,15 +32,12 @@ func rawBatches(plan pushPlan) ([][]rawBatch, error) {
 			if err := json.Unmarshal(b.body, &req); err != nil {
 				return nil, fmt.Errorf("error decoding a planned push: %w", err)
 			}
-			rb := rawBatch{ids: make([]string, len(req.Records)), records: make([]string, len(req.Records))}
+			if len(req.Records) != len(b.ids) {
+				return nil, fmt.Errorf("a planned push holds %d records and %d ids", len(req.Records), len(b.ids))
+			}
+			rb := rawBatch{ids: b.ids, records: make([]string, len(req.Records))}
 			for i, r := range req.Records {
-				var id struct {
-					ObservationID string `json:"observation_id"`
-				}
-				if err := json.Unmarshal(r, &id); err != nil {
-					return nil, fmt.Errorf("error decoding a planned record: %w", err)
-				}
-				rb.ids[i], rb.records[i] = id.ObservationID, string(r)
+				rb.records[i] = string(r)
 			}
 			out[c] = append(out[c], rb)
 		}

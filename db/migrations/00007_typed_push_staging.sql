@@ -6,6 +6,8 @@
 -- parses nothing (see server/obsync/commit.go). The columns are NULL for a record that
 -- cannot be stored. meta is what servers before this migration staged instead; they read
 -- only what they wrote themselves, so both kinds of rows can live here during an upgrade.
+-- (Later, pushes that fit in one chunk were held in memory and sent with the group write
+-- instead; only larger ones are staged. See server/obsync/batch.go.)
 ALTER TABLE push_staging
     ADD COLUMN observation_id    text,
     ADD COLUMN form_type         text,

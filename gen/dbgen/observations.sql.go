@@ -679,9 +679,8 @@ type ObservationWriteGroupParams struct {
 // push), else @push_text (the push's records as sent, one after another: each record's
 // text, data and geolocation lie at the @rec_*_at offsets, a geolocation of length 0 is
 // NULL) and the @rec_* value arrays (@rec_nulls: bit 1 author, bit 2 device_id are NULL).
-// A push without a request hash stores
-// no receipt (an admin's retry of a quarantined record). The staged records are deleted
-// when @clear_staging.
+// A push without a request hash stores no receipt (an admin's retry of a quarantined
+// record). The staged records are deleted when @clear_staging.
 // The decisions with their push and the records' values, from the arrays or from push_staging.
 // The receipts were read under the write lock, which every writer of a receipt holds: a
 // receipt stored meanwhile is a unique violation, which fails the write, never one that

@@ -55,10 +55,11 @@ type SyncStateLockRow struct {
 	RepositoryGeneration int64
 }
 
-// SyncStateLock takes the write lock that orders all observation writes. A push takes it
-// only after all of its preparation, just before its final write, and holds it to commit:
-// each writer stamps versions above the previous writer's and becomes visible before the
-// next one can stamp, so versions become visible in commit order and a pull never skips one.
+// SyncStateLock takes the write lock that orders all observation writes (pushes take it
+// with SyncStateLockForWrite). A writer takes it only after all of its preparation, just
+// before its final write, and holds it to commit: each writer stamps versions above the
+// previous writer's and becomes visible before the next one can stamp, so versions become
+// visible in commit order and a pull never skips one.
 func (q *Queries) SyncStateLock(ctx context.Context) (SyncStateLockRow, error) {
 	row := q.db.QueryRow(ctx, syncStateLock)
 	var i SyncStateLockRow

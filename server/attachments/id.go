@@ -3,7 +3,8 @@ package attachments
 import (
 	"errors"
 	"fmt"
-	"strings"
+
+	"github.com/opendataensemble/synkronus/server/blobstore"
 )
 
 // MaxIDBytes bounds the length of an attachment id: ids name a directory of the local
@@ -18,28 +19,20 @@ var ErrInvalidID = errors.New("invalid attachment id")
 // stored but never downloaded.
 var reservedIDs = map[string]bool{"manifest": true, "export-zip": true}
 
-// CheckID accepts ids of 1 to MaxIDBytes letters, digits, '.', '_' and '-', not ending in
-// ".." (which covers "." and "..": the file blob store would keep such a segment of a key
-// outside its directory) and other than the reserved names. Such an id is a safe file
-// name and URL segment everywhere it is used (blob keys, download URLs, ZIP entries).
+// CheckID accepts ids of 1 to MaxIDBytes bytes that make one segment of a blob key
+// (blobstore.ValidSegment: letters, digits, '.', '_' and '-', not "." and not ending in
+// "..") other than the reserved names. Such an id is a safe file name and URL segment
+// everywhere it is used (blob keys, download URLs, ZIP entries).
 func CheckID(id string) error {
 	switch {
 	case id == "":
 		return fmt.Errorf("%w: the id is empty", ErrInvalidID)
 	case len(id) > MaxIDBytes:
 		return fmt.Errorf("%w: the id is longer than %d bytes", ErrInvalidID, MaxIDBytes)
-	case id == ".":
-		return fmt.Errorf("%w: %q is not a file name", ErrInvalidID, id)
-	case strings.HasSuffix(id, ".."):
-		return fmt.Errorf("%w: %q ends with \"..\"", ErrInvalidID, id)
 	case reservedIDs[id]:
 		return fmt.Errorf("%w: %q is reserved", ErrInvalidID, id)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: %q may hold only letters, digits, '.', '_' and '-'", ErrInvalidID, id)
-		}
+	case !blobstore.ValidSegment(id):
+		return fmt.Errorf("%w: %q may hold only letters, digits, '.', '_' and '-', and may be neither \".\" nor end with \"..\"", ErrInvalidID, id)
 	}
 	return nil
 }

@@ -316,24 +316,33 @@ func (s *Store) translate(err error, key string) error {
 // MaxKeyBytes bounds the length of a key.
 const MaxKeyBytes = 1024
 
-// CheckKey accepts keys made of "/"-separated segments of [A-Za-z0-9._-], none of them
-// empty, "." or ending in "..": such a key names the same blob on every backend, cannot
-// reach outside the bucket, and is a path of directories in the file backend (which
-// escapes a "/" after "..", keeping the blob outside the directory the key names).
+// CheckKey accepts keys made of "/"-separated segments that ValidSegment accepts: such a
+// key names the same blob on every backend, cannot reach outside the bucket, and is a path
+// of directories in the file backend.
 func CheckKey(key string) error {
 	if key == "" || len(key) > MaxKeyBytes {
 		return fmt.Errorf("%w: %q", ErrInvalidKey, key)
 	}
 	for seg := range strings.SplitSeq(key, "/") {
-		if seg == "" || seg == "." || strings.HasSuffix(seg, "..") {
+		if !ValidSegment(seg) {
 			return fmt.Errorf("%w: %q", ErrInvalidKey, key)
-		}
-		for i := 0; i < len(seg); i++ {
-			c := seg[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-				return fmt.Errorf("%w: %q", ErrInvalidKey, key)
-			}
 		}
 	}
 	return nil
+}
+
+// ValidSegment accepts one segment of a key: letters, digits, '.', '_' and '-', not empty,
+// not "." and not ending in ".." (which covers ".."; the file backend escapes a "/" after
+// "..", which would keep the blob outside the directory the key names).
+func ValidSegment(seg string) bool {
+	if seg == "" || seg == "." || strings.HasSuffix(seg, "..") {
+		return false
+	}
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

@@ -1,9 +1,11 @@
 // Package jsonbytes works on JSON text as bytes. It locates values inside text already
 // known to be valid JSON (pushed records, form data read back from PostgreSQL) without
 // decoding or copying it, which keeps number literals exactly as they were sent and costs
-// no allocation, and it appends strings as JSON.
+// no allocation, and it appends strings as JSON. Scan and Reader check text as
+// encoding/json does, Reader reading it from a stream one value at a time.
 //
-// The scanning functions do not validate: on invalid input they stop at the end of the text.
+// The other scanning functions do not validate: on invalid input they stop at the end of
+// the text.
 package jsonbytes
 
 import "unicode/utf8"

@@ -38,12 +38,15 @@ type Batch struct {
 	spans    []span                          // where each record of chunk lies in text
 	size     int                             // bytes in chunk
 	staged   bool                            // rows were written to push_staging
-	cleared  bool                            // the push's write deleted them
+	cleared  bool                            // the push's write stored the records (and deleted any it staged)
 }
 
 // span is where a record and its data and geolocation lie in Batch.text (geoLen is 0
-// when it has none).
-type span struct{ at, n, dataAt, dataLen, geoAt, geoLen int32 }
+// when it has none), and its tags as JSON (nil when it has none) for the group write.
+type span struct {
+	at, n, dataAt, dataLen, geoAt, geoLen int32
+	tags                                  []byte
+}
 
 // candidate is what deciding needs of a record that can be stored; the rest of it is in
 // the batch's chunk or in push_staging.
@@ -70,7 +73,8 @@ func (b *Batch) Len() int { return b.n }
 func (b *Batch) Stored() bool { return b.cleared }
 
 // Add validates the next record of the push, which must be valid JSON (decoding the
-// request body checked that once for the whole body), and stages it. Only a database error
+// request body checked that once for the whole body), and keeps it in the chunk, which is
+// staged once it is full. Only a database error
 // is returned: a record that cannot be stored is noted for the answer and the quarantine.
 func (b *Batch) Add(ctx context.Context, raw json.RawMessage) error {
 	idx := b.n
@@ -99,6 +103,9 @@ func (b *Batch) Add(ctx context.Context, raw json.RawMessage) error {
 		sp.dataAt, sp.dataLen = at+int32(rec.DataAt), int32(len(rec.Data))
 		if rec.Geolocation != nil {
 			sp.geoAt, sp.geoLen = at+int32(rec.GeolocationAt), int32(len(rec.Geolocation))
+		}
+		if rec.Tags != nil {
+			sp.tags, _ = json.Marshal(rec.Tags) // []string always encodes
 		}
 	}
 	b.chunk = append(b.chunk, row)

@@ -188,6 +188,11 @@ var errProbed = errors.New("probe finished")
 // isolateRefused writes each record on its own inside savepoints of a transaction that is
 // rolled back, and splits the records into those PostgreSQL accepts and those it refuses.
 func (s *Service) isolateRefused(ctx context.Context, w pushWrite) (kept []candidate, refused []FailedRecord, err error) {
+	// A push held in memory is staged first, so that each probe carries only its record
+	// rather than the whole push; the write that follows reads the records from there.
+	if err := w.batch.flush(ctx); err != nil {
+		return nil, nil, err
+	}
 	err = db.InTx(ctx, s.pool, writeTx, func(tx pgx.Tx) error {
 		for _, rec := range w.records {
 			sp, err := tx.Begin(ctx)

@@ -13,8 +13,8 @@ import (
 )
 
 // write is the transaction of one push or of a group of pushes. Everything that can
-// be done before taking the write lock is done before (the records were validated and
-// staged as they arrived). With the lock it reads the receipts of the pushes and the
+// be done before taking the write lock is done before (the records were validated as they
+// arrived, and large pushes staged). With the lock it reads the receipts of the pushes and the
 // stored heads of their ids, decides each push in turn (a replay gets its receipt's answer,
 // an outdated repository generation an error, the others are planned against the state
 // the ones before them left, with versions above theirs), and writes all of it in one
@@ -165,10 +165,6 @@ func (g *groupWrite) addValues(r dbgen.PushStagingInsertParams, sp span) {
 	if r.DeviceID == nil {
 		nulls |= 2
 	}
-	var tags []byte
-	if r.Tags != nil {
-		tags, _ = json.Marshal(r.Tags) // []string always encodes
-	}
 	pp.RecFormType = append(pp.RecFormType, deref(r.FormType))
 	pp.RecFormVersion = append(pp.RecFormVersion, deref(r.FormVersion))
 	pp.RecAt, pp.RecBytes = append(pp.RecAt, sp.at), append(pp.RecBytes, sp.n)
@@ -178,7 +174,7 @@ func (g *groupWrite) addValues(r dbgen.PushStagingInsertParams, sp span) {
 	pp.RecNulls = append(pp.RecNulls, nulls)
 	pp.RecAuthor = append(pp.RecAuthor, deref(r.Author))
 	pp.RecDeviceID = append(pp.RecDeviceID, deref(r.DeviceID))
-	pp.RecTags = append(pp.RecTags, tags)
+	pp.RecTags = append(pp.RecTags, sp.tags)
 	pp.RecCreatedAt = append(pp.RecCreatedAt, deref(r.RecordCreatedAt))
 	pp.RecCreatedAtText = append(pp.RecCreatedAtText, deref(r.CreatedAtText))
 	pp.RecUpdatedAt = append(pp.RecUpdatedAt, deref(r.RecordUpdatedAt))
