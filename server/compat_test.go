@@ -266,15 +266,6 @@ func (f *compatFixture) activateBundle(t *testing.T, files map[string]string) st
 	return *pushed.Version
 }
 
-// jsonOf decodes raw as encoding/json decodes into interface{}, as the Go CLI reads
-// most answers (numbers become float64).
-func jsonOf(t *testing.T, raw []byte) map[string]any {
-	t.Helper()
-	var m map[string]any
-	require.NoError(t, json.Unmarshal(raw, &m), "not a JSON object: %s", raw)
-	return m
-}
-
 // portalFilename is the portal's expression for the file name in Content-Disposition,
 // /filename[^;=\n]*=((['"]).*?\2|[^;\n]*)/, without the back reference RE2 lacks.
 var portalFilename = regexp.MustCompile(`filename[^;=\n]*=((['"]).*?['"]|[^;\n]*)`)
@@ -442,7 +433,7 @@ var compatCases = []compatCase{
 		res := synk2025.sendForm(f.env, http.MethodPut, "/attachments/"+id, f.writer, nil,
 			formPart{field: "file", filename: "/home/enumerator/photos/" + id, contentType: "application/octet-stream", data: pic})
 		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
-		jsonOf(t, res.Body)
+		res.Map(t)
 		res = synk2025.send(f.env, http.MethodHead, "/attachments/"+id, f.writer, nil, nil)
 		require.Equal(t, http.StatusOK, res.Status, "exists")
 		res = synk2025.send(f.env, http.MethodHead, "/attachments/never-uploaded.jpg", f.writer, nil, nil)
@@ -461,7 +452,7 @@ var compatCases = []compatCase{
 		res := synk2025.sendForm(f.env, http.MethodPost, "/app-bundle/push", f.admin, nil,
 			formPart{field: "bundle", filename: "field-app.zip", contentType: "application/octet-stream", data: appbundletest.Files(files)})
 		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
-		out := jsonOf(t, res.Body)
+		out := res.Map(t)
 		version, ok := out["version"].(string)
 		if !ok {
 			manifest, _ := out["manifest"].(map[string]any)
@@ -470,16 +461,16 @@ var compatCases = []compatCase{
 		require.NotEmpty(t, version, "without a version the CLI cannot activate")
 		res = synk2025.send(f.env, http.MethodPost, "/app-bundle/switch/"+version, f.admin, nil, nil)
 		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
-		require.IsType(t, "", jsonOf(t, res.Body)["message"])
+		require.IsType(t, "", res.Map(t)["message"])
 		res = synk2025.send(f.env, http.MethodGet, "/app-bundle/manifest", f.writer, nil, nil)
-		require.Equal(t, version, jsonOf(t, res.Body)["version"])
+		require.Equal(t, version, res.Map(t)["version"])
 	}},
 	{synk2025, "app-bundle manifest (files[].size a JSON number), versions, and download [--preview] of each file", func(t *testing.T, f *compatFixture) {
 		files := compatBundleFiles()
 		version := f.activateBundle(t, files)
 		res := synk2025.send(f.env, http.MethodGet, "/app-bundle/manifest", f.writer, nil, nil)
 		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
-		m := jsonOf(t, res.Body)
+		m := res.Map(t)
 		require.Equal(t, version, m["version"])
 		for _, name := range []string{"generatedAt", "hash"} {
 			require.IsType(t, "", m[name], name)
@@ -504,7 +495,7 @@ var compatCases = []compatCase{
 		}
 		res = synk2025.send(f.env, http.MethodGet, "/app-bundle/versions", f.writer, nil, nil)
 		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
-		require.Equal(t, []any{version + " *"}, jsonOf(t, res.Body)["versions"])
+		require.Equal(t, []any{version + " *"}, res.Map(t)["versions"])
 	}},
 	{synk2025, "app-bundle changes: current_version, target_version and the paths of added, modified and removed", func(t *testing.T, f *compatFixture) {
 		files := compatBundleFiles()

@@ -272,11 +272,7 @@ func TestProcessesServeOneRepository(t *testing.T) {
 // scrapeStatus fetches url (a metrics endpoint) with the token, if any.
 func scrapeStatus(t *testing.T, ctx context.Context, url, token string) (int, string) {
 	t.Helper()
-	header := map[string]string{}
-	if token != "" {
-		header["Authorization"] = "Bearer " + token
-	}
-	status, _, body, err := send(ctx, http.MethodGet, url, "", "", nil, header)
+	status, _, body, err := send(ctx, http.MethodGet, url, token, "", nil, nil)
 	require.NoError(t, err)
 	return status, string(body)
 }

@@ -30,17 +30,16 @@ type sentPush struct {
 // stream is what the writers sent before the process died, split by whether the server
 // acknowledged it (a 200 received) or not (in flight, or refused by a dying process).
 type stream struct {
-	mu                sync.Mutex
-	ackedPushes       []sentPush
-	unackedPushes     []sentPush
-	ackedUploads      map[string][]byte
-	unackedUploads    map[string][]byte
-	ackedBundles      int
-	pushSeq, fileSeq  int
-	bundleSeq         int
-	deviceID, token   string
-	base              string
-	ackedUploadsCount int
+	mu               sync.Mutex
+	ackedPushes      []sentPush
+	unackedPushes    []sentPush
+	ackedUploads     map[string][]byte
+	unackedUploads   map[string][]byte
+	ackedBundles     int
+	pushSeq, fileSeq int
+	bundleSeq        int
+	deviceID, token  string
+	base             string
 }
 
 func (s *stream) nextPush() sentPush {
@@ -86,7 +85,6 @@ func (s *stream) uploader(ctx context.Context) {
 		s.mu.Lock()
 		if err == nil && status == http.StatusOK {
 			s.ackedUploads[id] = file
-			s.ackedUploadsCount++
 		} else {
 			s.unackedUploads[id] = file
 		}
@@ -112,7 +110,7 @@ func (s *stream) bundler(ctx context.Context) {
 func (s *stream) progress() (pushes, uploads, bundles int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.ackedPushes), s.ackedUploadsCount, s.ackedBundles
+	return len(s.ackedPushes), len(s.ackedUploads), s.ackedBundles
 }
 
 // A server process killed with SIGKILL while pushes, uploads and bundle pushes stream in
