@@ -47,14 +47,17 @@ SELECT * FROM observations WHERE observation_id = @observation_id;
 -- (conflict losers, and winners replaced later in the group, which keep their version) go
 -- only to the history, "quarantine" rows carry the reason. The records' values are those
 -- a push staged in push_staging under its batch id when @push_staged says so (a large
--- push), else @push_text (the push's records as sent, one after another: each record's
--- text, data and geolocation lie at the @rec_*_at offsets, a geolocation of length 0 is
--- NULL) and the @rec_* value arrays (@rec_nulls: bit 1 author, bit 2 device_id are NULL).
+-- push), else @text (the records as sent of every push held in memory, one after another:
+-- each record's text, data and geolocation lie at the @rec_*_at offsets, a geolocation of
+-- length 0 is NULL) and the @rec_* value arrays (@rec_nulls: bit 1 author, bit 2 device_id
+-- are NULL). @text is one value, not one per push, and comes last but for two small
+-- parameters: the driver then copies it once, where an array of large values is copied
+-- again each time its buffer grows.
 -- A push without a request hash stores no receipt (an admin's retry of a quarantined
 -- record). The staged records are deleted when @clear_staging.
 WITH pushes AS (
     SELECT unnest(@push_seqs::integer[]) AS seq, unnest(@push_batch_ids::uuid[]) AS batch_id,
-           unnest(@push_staged::boolean[]) AS staged, unnest(@push_text::bytea[]) AS text,
+           unnest(@push_staged::boolean[]) AS staged,
            unnest(@push_client_ids::text[]) AS client_id, unnest(@push_transmission_ids::text[]) AS transmission_id,
            unnest(@push_pushed_by::text[]) AS pushed_by, unnest(@push_request_hashes::bytea[]) AS request_hash,
            unnest(@push_responses::text[]) AS response
@@ -83,10 +86,10 @@ decided AS (
            r.reported_id, r.code, r.reason, p.pushed_by, p.client_id, p.transmission_id,
            r.form_type, r.form_version,
            CASE WHEN r.outcome <> 'quarantine'
-               THEN convert_from(substring(p.text FROM r.data_at + 1 FOR r.data_len), 'UTF8')::json
+               THEN convert_from(substring(@text::bytea FROM r.data_at + 1 FOR r.data_len), 'UTF8')::json
            END AS data,
            CASE WHEN r.geolocation_len > 0
-               THEN convert_from(substring(p.text FROM r.geolocation_at + 1 FOR r.geolocation_len), 'UTF8')::json
+               THEN convert_from(substring(@text::bytea FROM r.geolocation_at + 1 FOR r.geolocation_len), 'UTF8')::json
            END AS geolocation,
            NULLIF(r.extra, '')::json AS extra,
            CASE WHEN r.nulls & 1 = 0 THEN r.author END AS author,
@@ -94,7 +97,7 @@ decided AS (
            CASE WHEN r.tags IS NOT NULL THEN ARRAY(SELECT json_array_elements_text(r.tags)) END AS tags,
            r.record_created_at, r.created_at_text, r.record_updated_at, r.updated_at_text, r.deleted,
            r.content_hash,
-           CASE WHEN r.outcome = 'quarantine' THEN substring(p.text FROM r.at + 1 FOR r.record_bytes) END AS raw,
+           CASE WHEN r.outcome = 'quarantine' THEN substring(@text::bytea FROM r.at + 1 FOR r.record_bytes) END AS raw,
            r.record_bytes
     FROM rec r
     JOIN pushes p ON p.seq = r.push AND NOT p.staged

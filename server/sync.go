@@ -80,6 +80,9 @@ func (s *Server) SyncPush(ctx context.Context, req api.SyncPushRequestObject) (a
 		return bad("the request body must be a JSON object with transmission_id, client_id and records")
 	}
 	batch := s.sync.NewBatch()
+	if r := requestFrom(ctx); r != nil {
+		batch.Expect(r.ContentLength)
+	}
 	defer func() {
 		if err := batch.Close(ctx); err != nil {
 			s.log.WarnContext(ctx, "staged push records were left for the cleanup job", "error", err)

@@ -494,38 +494,38 @@ func (q *Queries) ObservationStatsSpan(ctx context.Context) (ObservationStatsSpa
 const observationWriteGroup = `-- name: ObservationWriteGroup :exec
 WITH pushes AS (
     SELECT unnest($1::integer[]) AS seq, unnest($2::uuid[]) AS batch_id,
-           unnest($3::boolean[]) AS staged, unnest($4::bytea[]) AS text,
-           unnest($5::text[]) AS client_id, unnest($6::text[]) AS transmission_id,
-           unnest($7::text[]) AS pushed_by, unnest($8::bytea[]) AS request_hash,
-           unnest($9::text[]) AS response
+           unnest($3::boolean[]) AS staged,
+           unnest($4::text[]) AS client_id, unnest($5::text[]) AS transmission_id,
+           unnest($6::text[]) AS pushed_by, unnest($7::bytea[]) AS request_hash,
+           unnest($8::text[]) AS response
 ),
 rec AS (
-    SELECT unnest($10::integer[]) AS push, unnest($11::integer[]) AS idx,
-           unnest($12::text[]) AS observation_id,
-           unnest($13::text[]) AS outcome, unnest($14::text[]) AS status,
-           unnest($15::bigint[]) AS version, unnest($16::boolean[]) AS conflict,
-           unnest($17::text[]) AS reported_id, unnest($18::text[]) AS code,
-           unnest($19::text[]) AS reason,
-           unnest($20::text[]) AS form_type, unnest($21::text[]) AS form_version,
-           unnest($22::integer[]) AS at, unnest($23::integer[]) AS record_bytes,
-           unnest($24::integer[]) AS data_at, unnest($25::integer[]) AS data_len,
-           unnest($26::integer[]) AS geolocation_at, unnest($27::integer[]) AS geolocation_len,
-           unnest($28::text[]) AS extra, unnest($29::integer[]) AS nulls,
-           unnest($30::text[]) AS author, unnest($31::text[]) AS device_id,
-           unnest($32::json[]) AS tags,
-           unnest($33::timestamptz[]) AS record_created_at, unnest($34::text[]) AS created_at_text,
-           unnest($35::timestamptz[]) AS record_updated_at, unnest($36::text[]) AS updated_at_text,
-           unnest($37::boolean[]) AS deleted, unnest($38::bytea[]) AS content_hash
+    SELECT unnest($9::integer[]) AS push, unnest($10::integer[]) AS idx,
+           unnest($11::text[]) AS observation_id,
+           unnest($12::text[]) AS outcome, unnest($13::text[]) AS status,
+           unnest($14::bigint[]) AS version, unnest($15::boolean[]) AS conflict,
+           unnest($16::text[]) AS reported_id, unnest($17::text[]) AS code,
+           unnest($18::text[]) AS reason,
+           unnest($19::text[]) AS form_type, unnest($20::text[]) AS form_version,
+           unnest($21::integer[]) AS at, unnest($22::integer[]) AS record_bytes,
+           unnest($23::integer[]) AS data_at, unnest($24::integer[]) AS data_len,
+           unnest($25::integer[]) AS geolocation_at, unnest($26::integer[]) AS geolocation_len,
+           unnest($27::text[]) AS extra, unnest($28::integer[]) AS nulls,
+           unnest($29::text[]) AS author, unnest($30::text[]) AS device_id,
+           unnest($31::json[]) AS tags,
+           unnest($32::timestamptz[]) AS record_created_at, unnest($33::text[]) AS created_at_text,
+           unnest($34::timestamptz[]) AS record_updated_at, unnest($35::text[]) AS updated_at_text,
+           unnest($36::boolean[]) AS deleted, unnest($37::bytea[]) AS content_hash
 ),
 decided AS (
     SELECT r.push, r.idx, r.observation_id, r.outcome, r.status, NULLIF(r.version, 0) AS version, r.conflict,
            r.reported_id, r.code, r.reason, p.pushed_by, p.client_id, p.transmission_id,
            r.form_type, r.form_version,
            CASE WHEN r.outcome <> 'quarantine'
-               THEN convert_from(substring(p.text FROM r.data_at + 1 FOR r.data_len), 'UTF8')::json
+               THEN convert_from(substring($38::bytea FROM r.data_at + 1 FOR r.data_len), 'UTF8')::json
            END AS data,
            CASE WHEN r.geolocation_len > 0
-               THEN convert_from(substring(p.text FROM r.geolocation_at + 1 FOR r.geolocation_len), 'UTF8')::json
+               THEN convert_from(substring($38::bytea FROM r.geolocation_at + 1 FOR r.geolocation_len), 'UTF8')::json
            END AS geolocation,
            NULLIF(r.extra, '')::json AS extra,
            CASE WHEN r.nulls & 1 = 0 THEN r.author END AS author,
@@ -533,7 +533,7 @@ decided AS (
            CASE WHEN r.tags IS NOT NULL THEN ARRAY(SELECT json_array_elements_text(r.tags)) END AS tags,
            r.record_created_at, r.created_at_text, r.record_updated_at, r.updated_at_text, r.deleted,
            r.content_hash,
-           CASE WHEN r.outcome = 'quarantine' THEN substring(p.text FROM r.at + 1 FOR r.record_bytes) END AS raw,
+           CASE WHEN r.outcome = 'quarantine' THEN substring($38::bytea FROM r.at + 1 FOR r.record_bytes) END AS raw,
            r.record_bytes
     FROM rec r
     JOIN pushes p ON p.seq = r.push AND NOT p.staged
@@ -625,7 +625,6 @@ type ObservationWriteGroupParams struct {
 	PushSeqs            []int32
 	PushBatchIds        []uuid.UUID
 	PushStaged          []bool
-	PushText            [][]byte
 	PushClientIds       []string
 	PushTransmissionIds []string
 	PushPushedBy        []string
@@ -660,6 +659,7 @@ type ObservationWriteGroupParams struct {
 	RecUpdatedAtText    []string
 	RecDeleted          []bool
 	RecContentHash      [][]byte
+	Text                []byte
 	CurrentVersion      int64
 	ClearStaging        bool
 }
@@ -676,9 +676,12 @@ type ObservationWriteGroupParams struct {
 // (conflict losers, and winners replaced later in the group, which keep their version) go
 // only to the history, "quarantine" rows carry the reason. The records' values are those
 // a push staged in push_staging under its batch id when @push_staged says so (a large
-// push), else @push_text (the push's records as sent, one after another: each record's
-// text, data and geolocation lie at the @rec_*_at offsets, a geolocation of length 0 is
-// NULL) and the @rec_* value arrays (@rec_nulls: bit 1 author, bit 2 device_id are NULL).
+// push), else @text (the records as sent of every push held in memory, one after another:
+// each record's text, data and geolocation lie at the @rec_*_at offsets, a geolocation of
+// length 0 is NULL) and the @rec_* value arrays (@rec_nulls: bit 1 author, bit 2 device_id
+// are NULL). @text is one value, not one per push, and comes last but for two small
+// parameters: the driver then copies it once, where an array of large values is copied
+// again each time its buffer grows.
 // A push without a request hash stores no receipt (an admin's retry of a quarantined
 // record). The staged records are deleted when @clear_staging.
 // The decisions with their push and the records' values, from the arrays or from push_staging.
@@ -690,7 +693,6 @@ func (q *Queries) ObservationWriteGroup(ctx context.Context, arg ObservationWrit
 		arg.PushSeqs,
 		arg.PushBatchIds,
 		arg.PushStaged,
-		arg.PushText,
 		arg.PushClientIds,
 		arg.PushTransmissionIds,
 		arg.PushPushedBy,
@@ -725,6 +727,7 @@ func (q *Queries) ObservationWriteGroup(ctx context.Context, arg ObservationWrit
 		arg.RecUpdatedAtText,
 		arg.RecDeleted,
 		arg.RecContentHash,
+		arg.Text,
 		arg.CurrentVersion,
 		arg.ClearStaging,
 	)

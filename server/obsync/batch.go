@@ -48,6 +48,15 @@ type span struct {
 	tags                                  []byte
 }
 
+// shift is sp for the batch's text placed at base in a longer text.
+func (sp span) shift(base int32) span {
+	sp.at, sp.dataAt = sp.at+base, sp.dataAt+base
+	if sp.geoLen > 0 {
+		sp.geoAt += base
+	}
+	return sp
+}
+
 // candidate is what deciding needs of a record that can be stored; the rest of it is in
 // the batch's chunk or in push_staging.
 type candidate struct {
@@ -62,6 +71,15 @@ type candidate struct {
 // NewBatch starts the records of a push.
 func (s *Service) NewBatch() *Batch {
 	return &Batch{s: s, id: uuid.New(), hash: sha256.New()}
+}
+
+// Expect makes room for a push body of n bytes (its Content-Length, when the client sent
+// one), so that the text held in memory is not copied again as it grows: up to a chunk,
+// as a larger push is staged chunk by chunk.
+func (b *Batch) Expect(n int64) {
+	if n > 0 && len(b.text) == 0 {
+		b.text = make([]byte, 0, min(n, stageChunkBytes))
+	}
 }
 
 // Len returns the number of records added.

@@ -21,9 +21,13 @@ import (
 // statement before committing. before, when set, runs first in the transaction.
 func (s *Service) write(ctx context.Context, ws []pushWrite, before func(*dbgen.Queries) error) ([]pushOutcome, error) {
 	var ids, clientIDs, transmissionIDs []string
+	textBytes := 0 // of the pushes held in memory
 	for _, w := range ws {
 		for _, r := range w.records {
 			ids = append(ids, r.id)
+		}
+		if !w.batch.staged {
+			textBytes += len(w.batch.text)
 		}
 		if w.requestHash != nil {
 			clientIDs, transmissionIDs = append(clientIDs, w.req.ClientID), append(transmissionIDs, w.req.TransmissionID)
@@ -46,6 +50,7 @@ func (s *Service) write(ctx context.Context, ws []pushWrite, before func(*dbgen.
 		cur, receipts, version := st.heads, st.receipts, st.version
 		outs := make([]pushOutcome, len(ws))
 		var g groupWrite
+		g.params.Text = make([]byte, 0, textBytes)
 		for i, w := range ws {
 			key := receiptKey{w.req.ClientID, w.req.TransmissionID}
 			if w.requestHash != nil {
@@ -114,11 +119,10 @@ func (g *groupWrite) add(w pushWrite, p *writePlan, requestHash, response []byte
 	pp.PushSeqs = append(pp.PushSeqs, seq)
 	pp.PushBatchIds = append(pp.PushBatchIds, w.batch.id)
 	pp.PushStaged = append(pp.PushStaged, w.batch.staged)
-	var text []byte // nil: the write reads the records from push_staging
-	if !w.batch.staged {
-		text = w.batch.text
+	base := int32(len(pp.Text)) // where the push's text starts in the group's
+	if !w.batch.staged {        // else the write reads the records from push_staging
+		pp.Text = append(pp.Text, w.batch.text...)
 	}
-	pp.PushText = append(pp.PushText, text)
 	pp.PushClientIds = append(pp.PushClientIds, w.req.ClientID)
 	pp.PushTransmissionIds = append(pp.PushTransmissionIds, w.req.TransmissionID)
 	pp.PushPushedBy = append(pp.PushPushedBy, w.req.Username)
@@ -149,13 +153,13 @@ func (g *groupWrite) add(w pushWrite, p *writePlan, requestHash, response []byte
 		if w.batch.staged {
 			g.addValues(dbgen.PushStagingInsertParams{}, span{})
 		} else {
-			g.addValues(w.batch.chunk[d.Idx], w.batch.spans[d.Idx])
+			g.addValues(w.batch.chunk[d.Idx], w.batch.spans[d.Idx].shift(base))
 		}
 	}
 }
 
 // addValues appends a record's values to the @rec_* value arrays: those of r, with its text
-// at sp in its push's text, or blanks for a record the write reads from push_staging.
+// at sp in the group's text, or blanks for a record the write reads from push_staging.
 func (g *groupWrite) addValues(r dbgen.PushStagingInsertParams, sp span) {
 	pp := &g.params
 	nulls := int32(0)
