@@ -3,6 +3,7 @@
 package obsync
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -178,7 +179,9 @@ func parseValidJSON(raw json.RawMessage) (Record, *RecordError) {
 	}
 	if del := w.get("deleted"); isAbsent(del) {
 		warn(WarningUnusualValue, "deleted is missing; the record was stored as not deleted")
-	} else if err := json.Unmarshal(del, &r.Deleted); err != nil {
+	} else if string(del) == "true" || string(del) == "false" {
+		r.Deleted = string(del) == "true"
+	} else {
 		return r, fail(CodeInvalidField, "deleted must be true or false")
 	}
 	if geo := w.get("geolocation"); !isAbsent(geo) {
@@ -274,6 +277,18 @@ func (w wireRecord) extra() []byte {
 	return append(b, '}')
 }
 
+// unquote decodes v, a value in valid JSON text, into the string s: a string without
+// escapes is its text between the quotes (most are; encoding/json would check the whole
+// value again first), anything else goes through encoding/json, which also refuses a
+// value that is not a string.
+func unquote(v []byte, s *string) error {
+	if len(v) >= 2 && v[0] == '"' && bytes.IndexByte(v[1:len(v)-1], '\\') < 0 {
+		*s = string(v[1 : len(v)-1])
+		return nil
+	}
+	return json.Unmarshal(v, s)
+}
+
 func isAbsent(v json.RawMessage) bool {
 	return len(v) == 0 || string(v) == "null"
 }
@@ -283,7 +298,7 @@ func requiredText(field string, v json.RawMessage, maxBytes int) (string, *Recor
 		return "", fail(CodeMissingField, "%s is required", field)
 	}
 	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
+	if err := unquote(v, &s); err != nil {
 		return "", fail(CodeInvalidField, "%s must be a string", field)
 	}
 	return s, checkText(field, s, maxBytes)
@@ -304,7 +319,7 @@ func optionalText(field string, v json.RawMessage) (*string, *RecordError) {
 		return nil, nil
 	}
 	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
+	if err := unquote(v, &s); err != nil {
 		return nil, fail(CodeInvalidField, "%s must be a string or null", field)
 	}
 	return &s, checkText(field, s, math.MaxInt)
@@ -326,7 +341,7 @@ func timestamp(field string, v json.RawMessage) (time.Time, string, *RecordError
 		return time.Time{}, "", fail(CodeMissingField, "%s is required", field)
 	}
 	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
+	if err := unquote(v, &s); err != nil {
 		return time.Time{}, "", fail(CodeInvalidField, "%s must be an RFC 3339 date-time string", field)
 	}
 	t, e := parseTime(field, s)
@@ -403,7 +418,7 @@ func geolocation(v json.RawMessage) (notes []string, e *RecordError) {
 		case "timestamp":
 			var s string
 			switch {
-			case val[0] == '"' && json.Unmarshal(val, &s) == nil:
+			case val[0] == '"' && unquote(val, &s) == nil:
 				_, e = parseTime("geolocation timestamp", s)
 			case val[0] == '-' || (val[0] >= '0' && val[0] <= '9'):
 				number(false) // milliseconds since the epoch

@@ -94,6 +94,9 @@ func TestParseRecordRefuses(t *testing.T) {
 		{name: "updated_at not a date", overrides: map[string]string{"updated_at": `"Mon, 01 Dec 2025 10:11:12 GMT"`}, code: obsync.CodeInvalidField, mentions: "updated_at"},
 
 		{name: "deleted a string", overrides: map[string]string{"deleted": `"true"`}, code: obsync.CodeInvalidField, mentions: "deleted"},
+		{name: "deleted a number", overrides: map[string]string{"deleted": `1`}, code: obsync.CodeInvalidField, mentions: "deleted"},
+		{name: "author an object", overrides: map[string]string{"author": `{"name": "a"}`}, code: obsync.CodeInvalidField, mentions: "author"},
+		{name: "created_at a number", overrides: map[string]string{"created_at": `1733000000000`}, code: obsync.CodeInvalidField, mentions: "created_at"},
 
 		{name: "geolocation an array", overrides: map[string]string{"geolocation": `[1, 2]`}, code: obsync.CodeInvalidField, mentions: "geolocation"},
 		{name: "geolocation latitude a string", overrides: map[string]string{"geolocation": `{"latitude": "1", "longitude": 2}`}, code: obsync.CodeInvalidField, mentions: "geolocation"},
@@ -275,6 +278,16 @@ func TestParseRecordOptionalFields(t *testing.T) {
 		}},
 		{"NUL escaped inside data", map[string]string{"data": `{"note": "a\u0000b"}`}, func(t *testing.T, r obsync.Record) {
 			require.Equal(t, `{"note": "a\u0000b"}`, string(r.Data))
+		}},
+		{"escaped text is decoded", map[string]string{"observation_id": `"obs-\u00e9\"1\\"`, "author": `"Ana\tB"`, "form_type": `"house\/hold"`, "created_at": `"2025-12-01T10:11:12\u002e345Z"`}, func(t *testing.T, r obsync.Record) {
+			require.Equal(t, `obs-é"1\`, r.ObservationID)
+			require.Equal(t, "Ana\tB", *r.Author)
+			require.Equal(t, "house/hold", r.FormType)
+			require.Equal(t, "2025-12-01T10:11:12.345Z", r.CreatedAtText)
+			require.Equal(t, 345, r.CreatedAt.Nanosecond()/1e6)
+		}},
+		{"deleted true", map[string]string{"deleted": `true`}, func(t *testing.T, r obsync.Record) {
+			require.True(t, r.Deleted)
 		}},
 		{"empty data object", map[string]string{"data": `{}`}, func(t *testing.T, r obsync.Record) {
 			require.Equal(t, `{}`, string(r.Data))
