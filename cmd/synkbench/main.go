@@ -335,16 +335,18 @@ func measure(ctx context.Context, o options, pid int, databaseURL string, c *cli
 	}
 
 	logf("raw PostgreSQL: %d clients inserting the same batches", o.clients)
+	stopCPU := measureCPU(0)
 	if rep.Push.RawPostgres, err = runRawPush(ctx, databaseURL, plan); err != nil {
 		return fmt.Errorf("raw PostgreSQL reference: %w", err)
 	}
+	rep.Push.RawCPU = stopCPU(rep.Push.RawPostgres.Requests)
 	logf("push: %d clients, %d records in batches of %d", o.clients, o.pushRecords, o.batch)
 	if rep.Push.LoadAverage, err = loadAverage(); err != nil {
 		return err
 	}
-	stopRSS := sampleRSS(pid, o.rssInterval)
+	stopRSS, stopCPU := sampleRSS(pid, o.rssInterval), measureCPU(pid)
 	rep.Push.phaseStats, err = runPush(ctx, c, tokens, plan)
-	rep.Push.PeakRSSMiB = stopRSS()
+	rep.Push.PeakRSSMiB, rep.Push.CPU = stopRSS(), stopCPU(rep.Push.Requests)
 	if err != nil {
 		return fmt.Errorf("push phase: %w", err)
 	}

@@ -37,6 +37,9 @@ type pushResult struct {
 	// (runRawPush), measured in the same run; VsRawPostgres is records/s over its rate.
 	RawPostgres   phaseStats `json:"raw_postgres"`
 	VsRawPostgres float64    `json:"vs_raw_postgres"`
+	// CPU and RawCPU are the CPU time of the push phase and of the reference per batch.
+	CPU    cpuUse `json:"cpu"`
+	RawCPU cpuUse `json:"raw_postgres_cpu"`
 	// PushesPerCommit is how many pushes shared a transaction on average: the pushes
 	// over the transactions that stored their receipts.
 	PushesPerCommit float64 `json:"pushes_per_commit"`
@@ -136,6 +139,8 @@ func printSync(w io.Writer, r report) error {
 	}
 	fmt.Fprintf(w, "\npush vs raw PostgreSQL: %.2f (%d clients; raw PostgreSQL inserts each batch in one transaction into a plain table)\n",
 		p.VsRawPostgres, p.Clients)
-	_, err := fmt.Fprintf(w, "pushes per commit: %.1f; load average as the push phase began: %.2f\n", p.PushesPerCommit, p.LoadAverage)
+	fmt.Fprintf(w, "pushes per commit: %.1f; load average as the push phase began: %.2f\n", p.PushesPerCommit, p.LoadAverage)
+	_, err := fmt.Fprintf(w, "CPU ms per batch: push: server %.3f, PostgreSQL %.3f, synkbench %.3f (machine %.0f%% busy); raw PostgreSQL: PostgreSQL %.3f, synkbench %.3f (machine %.0f%% busy)\n",
+		p.CPU.ServerMS, p.CPU.PostgresMS, p.CPU.BenchMS, 100*p.CPU.MachineBusy, p.RawCPU.PostgresMS, p.RawCPU.BenchMS, 100*p.RawCPU.MachineBusy)
 	return err
 }
