@@ -335,11 +335,9 @@ func measure(ctx context.Context, o options, pid int, databaseURL string, c *cli
 	}
 
 	logf("raw PostgreSQL: %d clients inserting the same batches", o.clients)
-	stopCPU := measureCPU(0)
-	if rep.Push.RawPostgres, err = runRawPush(ctx, databaseURL, plan); err != nil {
+	if rep.Push.RawPostgres, rep.Push.RawCPU, err = runRawPush(ctx, databaseURL, plan); err != nil {
 		return fmt.Errorf("raw PostgreSQL reference: %w", err)
 	}
-	rep.Push.RawCPU = stopCPU(rep.Push.RawPostgres.Requests)
 	logf("push: %d clients, %d records in batches of %d", o.clients, o.pushRecords, o.batch)
 	if rep.Push.LoadAverage, err = loadAverage(); err != nil {
 		return err

@@ -50,34 +50,36 @@ func rawBatches(plan pushPlan) ([][]rawBatch, error) {
 // (a single INSERT) per batch, into a plain table with a primary key, with
 // synchronous_commit on as the server has it. Records per second over this rate is how
 // close the server comes to what PostgreSQL alone does with the same rows on this machine.
-func runRawPush(ctx context.Context, databaseURL string, plan pushPlan) (phaseStats, error) {
+// The CPU time is that of the inserts, not of preparing them.
+func runRawPush(ctx context.Context, databaseURL string, plan pushPlan) (phaseStats, cpuUse, error) {
 	batches, err := rawBatches(plan)
 	if err != nil {
-		return phaseStats{}, err
+		return phaseStats{}, cpuUse{}, err
 	}
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
-		return phaseStats{}, fmt.Errorf("error parsing the database URL: %w", err)
+		return phaseStats{}, cpuUse{}, fmt.Errorf("error parsing the database URL: %w", err)
 	}
 	cfg.MaxConns = int32(len(batches))
 	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return phaseStats{}, fmt.Errorf("error connecting to the benchmark database: %w", err)
+		return phaseStats{}, cpuUse{}, fmt.Errorf("error connecting to the benchmark database: %w", err)
 	}
 	defer pool.Close()
 	if _, err := pool.Exec(ctx, "CREATE TABLE "+rawTable+" (observation_id text PRIMARY KEY, record json NOT NULL)"); err != nil {
-		return phaseStats{}, fmt.Errorf("error creating the reference table: %w", err)
+		return phaseStats{}, cpuUse{}, fmt.Errorf("error creating the reference table: %w", err)
 	}
 	conns := make([]*pgxpool.Conn, len(batches))
 	for i := range conns {
 		if conns[i], err = pool.Acquire(ctx); err != nil {
-			return phaseStats{}, fmt.Errorf("error connecting to the benchmark database: %w", err)
+			return phaseStats{}, cpuUse{}, fmt.Errorf("error connecting to the benchmark database: %w", err)
 		}
 		defer conns[i].Release()
 	}
 	insert := "INSERT INTO " + rawTable + " (observation_id, record) SELECT * FROM unnest($1::text[], $2::json[])"
 	latencies := make([][]time.Duration, len(batches))
+	stopCPU := measureCPU(0)
 	wall, err := runConcurrently(ctx, len(batches), func(ctx context.Context, w int) error {
 		for _, b := range batches[w] {
 			began := time.Now()
@@ -89,7 +91,7 @@ func runRawPush(ctx context.Context, databaseURL string, plan pushPlan) (phaseSt
 		return nil
 	})
 	if err != nil {
-		return phaseStats{}, err
+		return phaseStats{}, cpuUse{}, err
 	}
 	var records, requests int
 	for _, bs := range batches {
@@ -98,7 +100,7 @@ func runRawPush(ctx context.Context, databaseURL string, plan pushPlan) (phaseSt
 			requests++
 		}
 	}
-	return newPhaseStats(records, requests, wall, latencies), nil
+	return newPhaseStats(records, requests, wall, latencies), stopCPU(requests), nil
 }
 
 // pushesPerCommit returns how many pushes shared a transaction on average, from the
