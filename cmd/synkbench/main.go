@@ -335,9 +335,11 @@ func measure(ctx context.Context, o options, pid int, databaseURL string, c *cli
 	}
 
 	logf("raw PostgreSQL: %d clients inserting the same batches", o.clients)
-	if rep.Push.RawPostgres, rep.Push.RawCPU, err = runRawPush(ctx, databaseURL, plan); err != nil {
+	plain, shaped, err := runRawPush(ctx, databaseURL, plan)
+	if err != nil {
 		return fmt.Errorf("raw PostgreSQL reference: %w", err)
 	}
+	rep.Push.RawPostgres, rep.Push.RawCPU, rep.Push.RawShaped, rep.Push.RawShapedCPU = plain.stats, plain.cpu, shaped.stats, shaped.cpu
 	logf("push: %d clients, %d records in batches of %d", o.clients, o.pushRecords, o.batch)
 	if rep.Push.LoadAverage, err = loadAverage(); err != nil {
 		return err
@@ -349,6 +351,7 @@ func measure(ctx context.Context, o options, pid int, databaseURL string, c *cli
 		return fmt.Errorf("push phase: %w", err)
 	}
 	rep.Push.VsRawPostgres = round(rep.Push.RecordsPerSec/rep.Push.RawPostgres.RecordsPerSec, 3)
+	rep.Push.ShapedVsRaw = round(rep.Push.RawShaped.RecordsPerSec/rep.Push.RawPostgres.RecordsPerSec, 3)
 	if rep.Push.PushesPerCommit, err = pushesPerCommit(ctx, databaseURL); err != nil {
 		return err
 	}
