@@ -43,7 +43,8 @@ SELECT * FROM observations WHERE observation_id = @observation_id;
 -- The @push_* arrays hold one element per push that writes (@push_seqs numbers them from
 -- 1), the @rec_* arrays one element per decided record, of the push @rec_push
 -- (@rec_observation_id is empty for a quarantined record): "write" rows carry their new
--- version and become the stored state (one per id in the whole group), "history" rows
+-- version and become the stored state (one per id in the whole group; @rec_stored says
+-- whether the id may have a stored row, which is then moved to the history), "history" rows
 -- (conflict losers, and winners replaced later in the group, which keep their version) go
 -- only to the history, "quarantine" rows carry the reason. The records' values are those
 -- a push staged in push_staging under its batch id when @push_staged says so (a large
@@ -78,7 +79,8 @@ rec AS (
            unnest(@rec_tags::json[]) AS tags,
            unnest(@rec_created_at::timestamptz[]) AS record_created_at, unnest(@rec_created_at_text::text[]) AS created_at_text,
            unnest(@rec_updated_at::timestamptz[]) AS record_updated_at, unnest(@rec_updated_at_text::text[]) AS updated_at_text,
-           unnest(@rec_deleted::boolean[]) AS deleted, unnest(@rec_content_hash::bytea[]) AS content_hash
+           unnest(@rec_deleted::boolean[]) AS deleted, unnest(@rec_content_hash::bytea[]) AS content_hash,
+           unnest(@rec_stored::boolean[]) AS stored
 ),
 -- The decisions with their push and the records' values, from the arrays or from push_staging.
 decided AS (
@@ -98,7 +100,7 @@ decided AS (
            r.record_created_at, r.created_at_text, r.record_updated_at, r.updated_at_text, r.deleted,
            r.content_hash,
            CASE WHEN r.outcome = 'quarantine' THEN substring(@text::bytea FROM r.at + 1 FOR r.record_bytes) END AS raw,
-           r.record_bytes
+           r.record_bytes, r.stored
     FROM rec r
     JOIN pushes p ON p.seq = r.push AND NOT p.staged
     UNION ALL
@@ -107,7 +109,7 @@ decided AS (
            s.form_type, s.form_version, s.data, s.geolocation, NULLIF(s.extra, '')::json,
            s.author, s.device_id, s.tags,
            s.record_created_at, s.created_at_text, s.record_updated_at, s.updated_at_text, s.deleted,
-           s.content_hash, s.raw, octet_length(s.raw)
+           s.content_hash, s.raw, octet_length(s.raw), r.stored
     FROM rec r
     JOIN pushes p ON p.seq = r.push AND p.staged
     JOIN push_staging s ON s.batch_id = p.batch_id AND s.idx = r.idx
@@ -129,7 +131,7 @@ history AS (
                o.created_at_text, o.updated_at_text, o.deleted,
                o.synced_at AS received_at, o.pushed_by, o.client_id, o.transmission_id
         FROM observations o
-        JOIN decided d ON d.observation_id = o.observation_id AND d.outcome = 'write'
+        JOIN decided d ON d.observation_id = o.observation_id AND d.outcome = 'write' AND d.stored
         UNION ALL
         SELECT 1, d.push, d.idx, d.observation_id, d.version, d.status, d.conflict,
                d.form_type, d.form_version, d.data, d.geolocation, d.extra, d.author, d.device_id, d.tags,
@@ -150,7 +152,7 @@ written AS (
            d.deleted, d.content_hash, d.conflict, d.record_bytes,
            now(), d.pushed_by, d.client_id, d.transmission_id
     FROM decided d
-    WHERE d.outcome = 'write'
+    WHERE d.outcome = 'write' AND d.stored
     ON CONFLICT (observation_id) DO UPDATE SET
         version = EXCLUDED.version, form_type = EXCLUDED.form_type, form_version = EXCLUDED.form_version,
         data = EXCLUDED.data, geolocation = EXCLUDED.geolocation, extra = EXCLUDED.extra, author = EXCLUDED.author,
@@ -160,6 +162,20 @@ written AS (
         content_hash = EXCLUDED.content_hash, conflict = EXCLUDED.conflict, record_bytes = EXCLUDED.record_bytes,
         synced_at = EXCLUDED.synced_at, pushed_by = EXCLUDED.pushed_by, client_id = EXCLUDED.client_id,
         transmission_id = EXCLUDED.transmission_id
+),
+inserted AS (
+    -- An id the write lock saw no row for has none: a plain insert, without the check for
+    -- a conflicting row that ON CONFLICT makes first.
+    INSERT INTO observations (
+        observation_id, version, form_type, form_version, data, geolocation, extra, author, device_id, tags,
+        created_at, created_at_text, updated_at, updated_at_text, deleted, content_hash, conflict,
+        record_bytes, synced_at, pushed_by, client_id, transmission_id)
+    SELECT d.observation_id, d.version, d.form_type, d.form_version, d.data, d.geolocation, d.extra,
+           d.author, d.device_id, d.tags, d.record_created_at, d.created_at_text, d.record_updated_at, d.updated_at_text,
+           d.deleted, d.content_hash, d.conflict, d.record_bytes,
+           now(), d.pushed_by, d.client_id, d.transmission_id
+    FROM decided d
+    WHERE d.outcome = 'write' AND NOT d.stored
 ),
 quarantined AS (
     INSERT INTO quarantined_records (raw, client_id, transmission_id, record_index, pushed_by, observation_id, code, reason)

@@ -515,17 +515,18 @@ rec AS (
            unnest($31::json[]) AS tags,
            unnest($32::timestamptz[]) AS record_created_at, unnest($33::text[]) AS created_at_text,
            unnest($34::timestamptz[]) AS record_updated_at, unnest($35::text[]) AS updated_at_text,
-           unnest($36::boolean[]) AS deleted, unnest($37::bytea[]) AS content_hash
+           unnest($36::boolean[]) AS deleted, unnest($37::bytea[]) AS content_hash,
+           unnest($38::boolean[]) AS stored
 ),
 decided AS (
     SELECT r.push, r.idx, r.observation_id, r.outcome, r.status, NULLIF(r.version, 0) AS version, r.conflict,
            r.reported_id, r.code, r.reason, p.pushed_by, p.client_id, p.transmission_id,
            r.form_type, r.form_version,
            CASE WHEN r.outcome <> 'quarantine'
-               THEN convert_from(substring($38::bytea FROM r.data_at + 1 FOR r.data_len), 'UTF8')::json
+               THEN convert_from(substring($39::bytea FROM r.data_at + 1 FOR r.data_len), 'UTF8')::json
            END AS data,
            CASE WHEN r.geolocation_len > 0
-               THEN convert_from(substring($38::bytea FROM r.geolocation_at + 1 FOR r.geolocation_len), 'UTF8')::json
+               THEN convert_from(substring($39::bytea FROM r.geolocation_at + 1 FOR r.geolocation_len), 'UTF8')::json
            END AS geolocation,
            NULLIF(r.extra, '')::json AS extra,
            CASE WHEN r.nulls & 1 = 0 THEN r.author END AS author,
@@ -533,8 +534,8 @@ decided AS (
            CASE WHEN r.tags IS NOT NULL THEN ARRAY(SELECT json_array_elements_text(r.tags)) END AS tags,
            r.record_created_at, r.created_at_text, r.record_updated_at, r.updated_at_text, r.deleted,
            r.content_hash,
-           CASE WHEN r.outcome = 'quarantine' THEN substring($38::bytea FROM r.at + 1 FOR r.record_bytes) END AS raw,
-           r.record_bytes
+           CASE WHEN r.outcome = 'quarantine' THEN substring($39::bytea FROM r.at + 1 FOR r.record_bytes) END AS raw,
+           r.record_bytes, r.stored
     FROM rec r
     JOIN pushes p ON p.seq = r.push AND NOT p.staged
     UNION ALL
@@ -543,7 +544,7 @@ decided AS (
            s.form_type, s.form_version, s.data, s.geolocation, NULLIF(s.extra, '')::json,
            s.author, s.device_id, s.tags,
            s.record_created_at, s.created_at_text, s.record_updated_at, s.updated_at_text, s.deleted,
-           s.content_hash, s.raw, octet_length(s.raw)
+           s.content_hash, s.raw, octet_length(s.raw), r.stored
     FROM rec r
     JOIN pushes p ON p.seq = r.push AND p.staged
     JOIN push_staging s ON s.batch_id = p.batch_id AND s.idx = r.idx
@@ -565,7 +566,7 @@ history AS (
                o.created_at_text, o.updated_at_text, o.deleted,
                o.synced_at AS received_at, o.pushed_by, o.client_id, o.transmission_id
         FROM observations o
-        JOIN decided d ON d.observation_id = o.observation_id AND d.outcome = 'write'
+        JOIN decided d ON d.observation_id = o.observation_id AND d.outcome = 'write' AND d.stored
         UNION ALL
         SELECT 1, d.push, d.idx, d.observation_id, d.version, d.status, d.conflict,
                d.form_type, d.form_version, d.data, d.geolocation, d.extra, d.author, d.device_id, d.tags,
@@ -586,7 +587,7 @@ written AS (
            d.deleted, d.content_hash, d.conflict, d.record_bytes,
            now(), d.pushed_by, d.client_id, d.transmission_id
     FROM decided d
-    WHERE d.outcome = 'write'
+    WHERE d.outcome = 'write' AND d.stored
     ON CONFLICT (observation_id) DO UPDATE SET
         version = EXCLUDED.version, form_type = EXCLUDED.form_type, form_version = EXCLUDED.form_version,
         data = EXCLUDED.data, geolocation = EXCLUDED.geolocation, extra = EXCLUDED.extra, author = EXCLUDED.author,
@@ -596,6 +597,20 @@ written AS (
         content_hash = EXCLUDED.content_hash, conflict = EXCLUDED.conflict, record_bytes = EXCLUDED.record_bytes,
         synced_at = EXCLUDED.synced_at, pushed_by = EXCLUDED.pushed_by, client_id = EXCLUDED.client_id,
         transmission_id = EXCLUDED.transmission_id
+),
+inserted AS (
+    -- An id the write lock saw no row for has none: a plain insert, without the check for
+    -- a conflicting row that ON CONFLICT makes first.
+    INSERT INTO observations (
+        observation_id, version, form_type, form_version, data, geolocation, extra, author, device_id, tags,
+        created_at, created_at_text, updated_at, updated_at_text, deleted, content_hash, conflict,
+        record_bytes, synced_at, pushed_by, client_id, transmission_id)
+    SELECT d.observation_id, d.version, d.form_type, d.form_version, d.data, d.geolocation, d.extra,
+           d.author, d.device_id, d.tags, d.record_created_at, d.created_at_text, d.record_updated_at, d.updated_at_text,
+           d.deleted, d.content_hash, d.conflict, d.record_bytes,
+           now(), d.pushed_by, d.client_id, d.transmission_id
+    FROM decided d
+    WHERE d.outcome = 'write' AND NOT d.stored
 ),
 quarantined AS (
     INSERT INTO quarantined_records (raw, client_id, transmission_id, record_index, pushed_by, observation_id, code, reason)
@@ -608,12 +623,12 @@ advanced AS (
     -- Under the write lock current_version is the value the group read, and this only moves
     -- it forward; GREATEST makes sure it never goes back, so that the concurrency proof can
     -- hand out versions outside the lock on purpose and see pulls miss changes.
-    UPDATE sync_state SET current_version = GREATEST(current_version, $39::bigint) WHERE id = 1
+    UPDATE sync_state SET current_version = GREATEST(current_version, $40::bigint) WHERE id = 1
 ),
 cleared AS (
     -- The pushes' staged records are done with (unless this write only probes a record).
     DELETE FROM push_staging
-    WHERE batch_id = ANY (ARRAY(SELECT batch_id FROM pushes WHERE staged)) AND $40::boolean
+    WHERE batch_id = ANY (ARRAY(SELECT batch_id FROM pushes WHERE staged)) AND $41::boolean
 )
 INSERT INTO push_receipts (client_id, transmission_id, request_hash, response)
 SELECT p.client_id, p.transmission_id, p.request_hash, p.response::jsonb
@@ -659,6 +674,7 @@ type ObservationWriteGroupParams struct {
 	RecUpdatedAtText    []string
 	RecDeleted          []bool
 	RecContentHash      [][]byte
+	RecStored           []bool
 	Text                []byte
 	CurrentVersion      int64
 	ClearStaging        bool
@@ -672,7 +688,8 @@ type ObservationWriteGroupParams struct {
 // The @push_* arrays hold one element per push that writes (@push_seqs numbers them from
 // 1), the @rec_* arrays one element per decided record, of the push @rec_push
 // (@rec_observation_id is empty for a quarantined record): "write" rows carry their new
-// version and become the stored state (one per id in the whole group), "history" rows
+// version and become the stored state (one per id in the whole group; @rec_stored says
+// whether the id may have a stored row, which is then moved to the history), "history" rows
 // (conflict losers, and winners replaced later in the group, which keep their version) go
 // only to the history, "quarantine" rows carry the reason. The records' values are those
 // a push staged in push_staging under its batch id when @push_staged says so (a large
@@ -727,6 +744,7 @@ func (q *Queries) ObservationWriteGroup(ctx context.Context, arg ObservationWrit
 		arg.RecUpdatedAtText,
 		arg.RecDeleted,
 		arg.RecContentHash,
+		arg.RecStored,
 		arg.Text,
 		arg.CurrentVersion,
 		arg.ClearStaging,

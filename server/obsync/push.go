@@ -201,7 +201,7 @@ func (s *Service) isolateRefused(ctx context.Context, w pushWrite) (kept []candi
 			}
 			// Negative versions never collide with real ones; all of it is rolled back.
 			var g groupWrite
-			g.add(w, s.plan([]candidate{rec}, nil, map[string]*head{}, math.MinInt64/2), []byte{0}, []byte("{}"))
+			g.add(w, s.plan([]candidate{rec}, nil, map[string]*head{}, math.MinInt64/2), []byte{0}, []byte("{}"), nil)
 			g.params.ClearStaging = false // the real write still needs them
 			werr := s.q.WithTx(sp).ObservationWriteGroup(ctx, g.params)
 			if err := sp.Rollback(ctx); err != nil {

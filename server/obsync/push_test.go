@@ -108,6 +108,19 @@ func TestPushStoresTheOthersWhenTheDatabaseRefusesARecord(t *testing.T) {
 	quarantined, _, err = s.ListQuarantine(context.Background(), obsync.QuarantineFilter{})
 	require.NoError(t, err)
 	require.Len(t, quarantined, 2)
+
+	// A stored record changed beside a refused one: finding the refused record must not
+	// take the change for another (the id already has a row), and the change is stored.
+	res = push(t, s, "t2", record("a", "2025-01-02T10:00:00.000Z", `{"n":3}`), poison)
+	require.Equal(t, 1, res.SuccessCount)
+	require.Len(t, res.FailedRecords, 1)
+	require.Equal(t, 1, res.FailedRecords[0].Index)
+	require.Equal(t, obsync.CodeRefused, res.FailedRecords[0].Code)
+	page, err = s.Pull(context.Background(), obsync.PullRequest{Since: 2})
+	require.NoError(t, err)
+	require.Len(t, page.Records, 1)
+	require.Equal(t, "a", page.Records[0].ObservationID)
+	require.JSONEq(t, `{"n":3}`, string(page.Records[0].Data))
 }
 
 // TestWritesRunReadCommitted checks that the push and reset transactions state their

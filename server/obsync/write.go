@@ -48,6 +48,10 @@ func (s *Service) write(ctx context.Context, ws []pushWrite, before func(*dbgen.
 			return nil, err
 		}
 		cur, receipts, version := st.heads, st.receipts, st.version
+		stored := make(map[string]bool, len(cur)) // the ids with a row, before plan adds the group's
+		for id := range cur {
+			stored[id] = true
+		}
 		outs := make([]pushOutcome, len(ws))
 		var g groupWrite
 		g.params.Text = make([]byte, 0, textBytes)
@@ -80,7 +84,7 @@ func (s *Service) write(ctx context.Context, ws []pushWrite, before func(*dbgen.
 				// A later push of the group with the same transmission replays this one.
 				receipts[key] = receipt{requestHash: w.requestHash, response: response}
 			}
-			g.add(w, p, w.requestHash, response)
+			g.add(w, p, w.requestHash, response, stored)
 			written = append(written, w.batch)
 		}
 		if len(written) == 0 {
@@ -112,8 +116,9 @@ type groupWrite struct {
 	lastWrite map[string]int // id -> its "write" row, to turn into history when a later push replaces it
 }
 
-// add appends a push and its plan.
-func (g *groupWrite) add(w pushWrite, p *writePlan, requestHash, response []byte) {
+// add appends a push and its plan. stored holds the ids that have a row (read under the
+// write lock); nil when that is unknown (outside the lock), and any id may have one.
+func (g *groupWrite) add(w pushWrite, p *writePlan, requestHash, response []byte, stored map[string]bool) {
 	pp := &g.params
 	seq := int32(len(pp.PushSeqs) + 1)
 	pp.PushSeqs = append(pp.PushSeqs, seq)
@@ -150,6 +155,7 @@ func (g *groupWrite) add(w pushWrite, p *writePlan, requestHash, response []byte
 		pp.RecReportedID = append(pp.RecReportedID, d.ObservationID)
 		pp.RecCode = append(pp.RecCode, d.Code)
 		pp.RecReason = append(pp.RecReason, d.Reason)
+		pp.RecStored = append(pp.RecStored, stored == nil || stored[d.id])
 		if w.batch.staged {
 			g.addValues(dbgen.PushStagingInsertParams{}, span{})
 		} else {
