@@ -31,9 +31,9 @@ type rawBatch struct {
 
 // rawBatches turns the plan's requests into the batches a reference inserts, one per
 // request and the same batches per client, with row giving the arguments of a batch's
-// records. Done before the timing starts, and for one reference at a time: what is held
+// records and their ids. Done before the timing starts, and for one reference at a time: what is held
 // is walked by every collection of synkbench's heap while the reference runs.
-func rawBatches(plan pushPlan, row func(records []json.RawMessage) ([]any, error)) ([][]rawBatch, error) {
+func rawBatches(plan pushPlan, row func(ids []string, records []json.RawMessage) ([]any, error)) ([][]rawBatch, error) {
 	out := make([][]rawBatch, len(plan.perClient))
 	for c, batches := range plan.perClient {
 		for _, b := range batches {
@@ -43,7 +43,10 @@ func rawBatches(plan pushPlan, row func(records []json.RawMessage) ([]any, error
 			if err := json.Unmarshal(b.body, &req); err != nil {
 				return nil, fmt.Errorf("error decoding a planned push: %w", err)
 			}
-			args, err := row(req.Records)
+			if len(req.Records) != len(b.ids) {
+				return nil, fmt.Errorf("a planned push holds %d records and %d ids", len(req.Records), len(b.ids))
+			}
+			args, err := row(b.ids, req.Records)
 			if err != nil {
 				return nil, err
 			}
@@ -54,21 +57,17 @@ func rawBatches(plan pushPlan, row func(records []json.RawMessage) ([]any, error
 }
 
 // plainRows is the plain reference's arguments: the records' ids and texts.
-func plainRows(records []json.RawMessage) ([]any, error) {
-	ids, texts := make([]string, len(records)), make([]string, len(records))
+func plainRows(ids []string, records []json.RawMessage) ([]any, error) {
+	texts := make([]string, len(records))
 	for i, raw := range records {
-		r, rerr := obsync.ParseRecord(raw)
-		if rerr != nil {
-			return nil, fmt.Errorf("a planned record is refused: %s", rerr.Message)
-		}
-		ids[i], texts[i] = r.ObservationID, string(raw)
+		texts[i] = string(raw)
 	}
 	return []any{ids, texts}, nil
 }
 
 // shapedRows is the shaped reference's arguments: one array per column.
-func shapedRows(records []json.RawMessage) ([]any, error) {
-	var ids, formTypes, formVersions, data, geolocations, createdTexts, updatedTexts []string
+func shapedRows(ids []string, records []json.RawMessage) ([]any, error) {
+	var formTypes, formVersions, data, geolocations, createdTexts, updatedTexts []string
 	var authors, devices []*string
 	var createdAts, updatedAts []time.Time
 	var deleted []bool
@@ -79,7 +78,7 @@ func shapedRows(records []json.RawMessage) ([]any, error) {
 		if rerr != nil {
 			return nil, fmt.Errorf("a planned record is refused: %s", rerr.Message)
 		}
-		ids, formTypes, formVersions = append(ids, r.ObservationID), append(formTypes, r.FormType), append(formVersions, r.FormVersion)
+		formTypes, formVersions = append(formTypes, r.FormType), append(formVersions, r.FormVersion)
 		data, geolocations = append(data, string(r.Data)), append(geolocations, string(r.Geolocation))
 		authors, devices = append(authors, r.Author), append(devices, r.DeviceID)
 		createdAts, createdTexts = append(createdAts, r.CreatedAt), append(createdTexts, r.CreatedAtText)
@@ -145,7 +144,7 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
 
 // timeInserts has each connection insert its client's batches, one statement each, with
 // the arguments row gives.
-func timeInserts(ctx context.Context, conns []*pgxpool.Conn, plan pushPlan, row func([]json.RawMessage) ([]any, error), insert string) (rawResult, error) {
+func timeInserts(ctx context.Context, conns []*pgxpool.Conn, plan pushPlan, row func([]string, []json.RawMessage) ([]any, error), insert string) (rawResult, error) {
 	batches, err := rawBatches(plan, row)
 	if err != nil {
 		return rawResult{}, err

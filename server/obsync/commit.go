@@ -16,9 +16,10 @@ import (
 // Service do not take the lock each on their own: once a push has read and validated its
 // records (held in memory, or staged when large; see Batch) it queues, and one writer at a
 // time takes every push waiting (up to the bounds below) and writes them in one
-// transaction, under one lock, with one commit, while the next group gathers. Each push in a group is decided against the state the
-// ones before it left, in arrival order, and keeps its own answer, receipt, failed records,
-// quarantine rows and warnings, exactly as if the pushes had committed one after another.
+// transaction, under one lock, with one commit, while the next group gathers. Each push in
+// a group is decided against the state the ones before it left, in arrival order, and
+// keeps its own answer, receipt, failed records, quarantine rows and warnings, exactly as
+// if the pushes had committed one after another.
 // The lock still orders the groups of every process on the database, and the pushes that
 // write outside a group (an admin's retry, a push whose group the database refused).
 

@@ -48,10 +48,6 @@ func (s *Service) write(ctx context.Context, ws []pushWrite, before func(*dbgen.
 			return nil, err
 		}
 		cur, receipts, version := st.heads, st.receipts, st.version
-		stored := make(map[string]bool, len(cur)) // the ids with a row, before plan adds the group's
-		for id := range cur {
-			stored[id] = true
-		}
 		outs := make([]pushOutcome, len(ws))
 		var g groupWrite
 		g.params.Text = make([]byte, 0, textBytes)
@@ -84,7 +80,7 @@ func (s *Service) write(ctx context.Context, ws []pushWrite, before func(*dbgen.
 				// A later push of the group with the same transmission replays this one.
 				receipts[key] = receipt{requestHash: w.requestHash, response: response}
 			}
-			g.add(w, p, w.requestHash, response, stored)
+			g.add(w, p, w.requestHash, response, st.stored)
 			written = append(written, w.batch)
 		}
 		if len(written) == 0 {
@@ -227,6 +223,7 @@ type decisionRow struct {
 type writeState struct {
 	version, generation int64                  // the counter
 	heads               map[string]*head       // of the stored observations the pushes name
+	stored              map[string]bool        // their ids (heads also gets the group's as it is planned)
 	receipts            map[receiptKey]receipt // of the pushes, when they were stored before
 }
 
@@ -240,7 +237,7 @@ func lockForWrite(ctx context.Context, q *dbgen.Queries, ids, clientIDs, transmi
 		if err != nil {
 			return writeState{}, fmt.Errorf("error locking sync state: %w", err)
 		}
-		st := writeState{heads: make(map[string]*head, len(ids)), receipts: make(map[receiptKey]receipt)}
+		st := writeState{heads: make(map[string]*head, len(ids)), stored: make(map[string]bool, len(ids)), receipts: make(map[receiptKey]receipt)}
 		stale := false
 		for _, r := range rows {
 			switch r.Kind {
@@ -250,7 +247,7 @@ func lockForWrite(ctx context.Context, q *dbgen.Queries, ids, clientIDs, transmi
 				h := &head{Version: r.Version, UpdatedAtText: r.UpdatedAtText}
 				h.UpdatedAt, _ = parseTime("updated_at", r.UpdatedAtText) // stored, so it parsed before
 				copy(h.Hash[:], r.ContentHash)
-				st.heads[r.ObservationID] = h
+				st.heads[r.ObservationID], st.stored[r.ObservationID] = h, true
 			case "receipt":
 				st.receipts[receiptKey{r.ClientID, r.TransmissionID}] = receipt{requestHash: r.RequestHash, response: r.Response}
 			}
